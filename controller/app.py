@@ -1,0 +1,113 @@
+"""The controller process: wires ARI, the store, the plugins and the HTTP server, and runs them.
+
+Structured concurrency: one TaskGroup holds the event stream, the store's writer and every
+call's task; stopping the controller hands live calls to the dialplan's fallback route, then
+cancels the group and waits for each call to write its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from controller import __version__
+from controller.ari.client import AriClient
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.events import EventStream
+from controller.clock import Clock, SystemClock
+from controller.config import Config
+from controller.http.server import build_app, public, start_http
+from controller.plugins.calls import resources as calls_resources
+from controller.plugins.calls.services import CallsService
+from controller.plugins.calls.state_persistor import CallRecords
+from controller.store.db import Store
+
+log = logging.getLogger("controller")
+
+
+class Controller:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.started_at = time.time()
+        self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
+                             request_timeout=config.ari.request_timeout, pool_size=config.ari.pool_size)
+        self.store = Store(config.database_path)
+        self.records = CallRecords(self.store, self.clock.now)
+        self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
+        self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
+                                  spawn=self.spawn)
+        self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
+                                  on_connected=self.calls.readopt)
+        self._tasks: asyncio.TaskGroup | None = None
+        self._call_tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self.reload_hooks: list[Callable[[], None]] = []
+
+    def _on_new_channel(self, event: Any) -> None:
+        self.calls.on_stasis_start(event)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a call's coroutine inside the controller's TaskGroup."""
+        if self._tasks is None:
+            coro.close()
+            raise RuntimeError("controller is not running")
+        task = self._tasks.create_task(coro)
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_tasks.discard)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
+        for hook in self.reload_hooks:
+            hook()
+
+    def routes(self) -> list[web.RouteDef]:
+        @public
+        async def healthz(request: web.Request) -> web.Response:
+            connected = self.stream.connected.is_set()
+            body = {
+                "status": "ok" if connected else "degraded",
+                "version": __version__,
+                "ari_connected": connected,
+                "uptime_seconds": round(time.time() - self.started_at, 1),
+                "started_at": self.started_at,
+                "active_calls": len(self.calls.active),
+                "calls_by_state": self.calls.counts_by_state(),
+            }
+            return web.json_response(body, status=200 if connected else 503)
+
+        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls)]
+
+    async def run(self) -> None:
+        await self.store.open()
+        self.ari.open()
+        runner = await start_http(build_app(self.config.tokens, self.routes()), self.config.http.listen,
+                                  self.config.http.port)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                writer = tasks.create_task(self.store.run_writer())
+                stream = tasks.create_task(self.stream.run())
+                log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
+                await self._stop.wait()
+                log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
+                await self.calls.hand_all_to_fallback("controller-stopping")
+                stream.cancel()
+                for task in list(self._call_tasks):
+                    task.cancel()
+                await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                writer.cancel()
+        finally:
+            self._tasks = None
+            await runner.cleanup()
+            await self.ari.close()
+            await self.store.close()
+            log.info("controller stopped")

@@ -1,0 +1,435 @@
+"""A small, typed ARI REST client over aiohttp.
+
+ari-py does not run on Python 3, so this is our own. Design points (see ../shared/harness.md):
+- every request has a timeout, and failures map to the exceptions in `errors.py`;
+- ids of channels, bridges, playbacks, snoops and recordings are chosen here (`new_id`), because
+  ARI events can arrive before the REST response that caused them;
+- requests are built only from the table in `endpoints.py`, which a test checks against the
+  Swagger description Asterisk ships;
+- the connection pool stays well below http.conf's `sessionlimit`, and idle connections are
+  closed before Asterisk's 15 s keep-alive would drop them under us.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+from controller.ari.endpoints import ENDPOINTS
+from controller.ari.errors import (
+    AriBadRequest,
+    AriConflict,
+    AriError,
+    AriNotFound,
+    AriUnavailable,
+    ChannelGone,
+)
+from controller.ari.models import Bridge, Channel, LiveRecording, Playback
+
+QueryValue = str | int | float | bool | Sequence[str] | None
+
+
+def new_id(prefix: str) -> str:
+    """A client-chosen ARI object id, e.g. "pb-3f2a…"; the prefix tells what it is in logs."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _query(params: Mapping[str, QueryValue]) -> list[tuple[str, str]]:
+    query: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            query.append((key, "true" if value else "false"))
+        elif isinstance(value, str | int | float):
+            query.append((key, str(value)))
+        else:
+            query.extend((key, item) for item in value)  # repeated parameter (e.g. several media)
+    return query
+
+
+class AriClient:
+    def __init__(
+        self,
+        base_url: str,
+        user: str,
+        password: str,
+        *,
+        request_timeout: float = 5.0,
+        pool_size: int = 50,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = basic_auth_header(user, password)
+        self._timeout = request_timeout
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AriClient:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=10.0)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"Authorization": self._auth},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The underlying HTTP session (the event stream shares its auth header and pool)."""
+        self.open()
+        assert self._session is not None
+        return self._session
+
+    @property
+    def auth_header(self) -> str:
+        return self._auth
+
+    # -- the one request path -------------------------------------------------------------------
+
+    async def request(
+        self,
+        operation: str,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, QueryValue] | None = None,
+        body: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Run one operation from ENDPOINTS; returns decoded JSON (None for 204), or bytes if raw."""
+        endpoint = ENDPOINTS[operation]
+        path = endpoint.path.format(**(path_params or {}))
+        query = _query(params or {})
+        unknown = {key for key, _ in query} - endpoint.params
+        if unknown:
+            raise ValueError(f"{operation}: parameters not in the ARI description: {sorted(unknown)}")
+        if body is not None and not endpoint.body:
+            raise ValueError(f"{operation} takes no body")
+        url = self.base_url + path
+        try:
+            async with self.session.request(
+                endpoint.method,
+                url,
+                params=query,
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
+            ) as response:
+                if response.status >= 400:
+                    raise self._error(endpoint.method, path, response.status, await response.text())
+                if raw:
+                    return await response.read()
+                if response.status == 204:
+                    return None
+                text = await response.text()
+                return json.loads(text) if text else None
+        except AriError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AriUnavailable(endpoint.method, path, 0, f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _error(method: str, path: str, status: int, text: str) -> AriError:
+        try:
+            message = str(json.loads(text).get("message", text))
+        except (ValueError, AttributeError):
+            message = text.strip()[:200]
+        on_channel = path.startswith("/channels/") and not path.startswith("/channels/create")
+        if on_channel and (status == 404 or (status in (409, 412, 422) and "not in stasis" in message.lower())):
+            return ChannelGone(method, path, status, message)
+        if status == 400:
+            return AriBadRequest(method, path, status, message)
+        if status == 404:
+            return AriNotFound(method, path, status, message)
+        if status in (409, 412, 422):
+            return AriConflict(method, path, status, message)
+        if status >= 500:
+            return AriUnavailable(method, path, status, message)
+        return AriError(method, path, status, message)
+
+    # -- asterisk / applications ------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("asterisk.info")
+        return result
+
+    async def ping(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("asterisk.ping")
+        return result
+
+    async def modules(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("asterisk.modules")
+        return result
+
+    async def applications(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("applications.list")
+        return result
+
+    # -- channels ---------------------------------------------------------------------------------
+
+    async def channels(self) -> list[Channel]:
+        return [Channel.parse(obj) for obj in await self.request("channels.list")]
+
+    async def channel(self, channel_id: str) -> Channel:
+        return Channel.parse(await self.request("channels.get", {"channelId": channel_id}))
+
+    async def _on_channel(self, operation: str, channel_id: str, **params: QueryValue) -> Any:
+        return await self.request(operation, {"channelId": channel_id}, params)
+
+    async def answer(self, channel_id: str) -> None:
+        await self._on_channel("channels.answer", channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self._on_channel("channels.hangup", channel_id, reason=reason)
+
+    async def ring(self, channel_id: str) -> None:
+        await self._on_channel("channels.ring", channel_id)
+
+    async def ring_stop(self, channel_id: str) -> None:
+        await self._on_channel("channels.ring_stop", channel_id)
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        await self._on_channel("channels.start_moh", channel_id, mohClass=moh_class)
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self._on_channel("channels.stop_moh", channel_id)
+
+    async def start_silence(self, channel_id: str) -> None:
+        await self._on_channel("channels.start_silence", channel_id)
+
+    async def stop_silence(self, channel_id: str) -> None:
+        await self._on_channel("channels.stop_silence", channel_id)
+
+    async def hold(self, channel_id: str) -> None:
+        await self._on_channel("channels.hold", channel_id)
+
+    async def unhold(self, channel_id: str) -> None:
+        await self._on_channel("channels.unhold", channel_id)
+
+    async def mute(self, channel_id: str, direction: str = "both") -> None:
+        await self._on_channel("channels.mute", channel_id, direction=direction)
+
+    async def unmute(self, channel_id: str, direction: str = "both") -> None:
+        await self._on_channel("channels.unmute", channel_id, direction=direction)
+
+    async def send_dtmf(self, channel_id: str, dtmf: str, *, between_ms: int = 100, duration_ms: int = 100) -> None:
+        await self._on_channel("channels.send_dtmf", channel_id, dtmf=dtmf, between=between_ms,
+                               duration=duration_ms)
+
+    async def get_var(self, channel_id: str, variable: str) -> str | None:
+        try:
+            result = await self._on_channel("channels.get_var", channel_id, variable=variable)
+        except AriNotFound:
+            return None
+        value = (result or {}).get("value")
+        return value if isinstance(value, str) else None
+
+    async def set_var(self, channel_id: str, variable: str, value: str) -> None:
+        await self._on_channel("channels.set_var", channel_id, variable=variable, value=value)
+
+    async def play(
+        self, channel_id: str, media: str | Sequence[str], playback_id: str, *, lang: str | None = None
+    ) -> Playback:
+        result = await self.request(
+            "channels.play",
+            {"channelId": channel_id, "playbackId": playback_id},
+            {"media": [media] if isinstance(media, str) else list(media), "lang": lang},
+        )
+        return Playback.parse(result)
+
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        fmt: str = "wav",
+        max_duration: int = 0,
+        max_silence: int = 0,
+        beep: bool = False,
+        terminate_on: str = "none",
+        if_exists: str = "fail",
+    ) -> LiveRecording:
+        result = await self._on_channel(
+            "channels.record", channel_id, name=name, format=fmt, maxDurationSeconds=max_duration,
+            maxSilenceSeconds=max_silence, beep=beep, terminateOn=terminate_on, ifExists=if_exists,
+        )
+        return LiveRecording.parse(result)
+
+    async def originate(
+        self,
+        channel_id: str,
+        endpoint: str,
+        *,
+        app: str,
+        app_args: str = "",
+        caller_id: str | None = None,
+        timeout: int = 30,
+        variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
+    ) -> Channel:
+        """Dial `endpoint` now; the answered channel enters Stasis(app, app_args)."""
+        result = await self.request(
+            "channels.originate",
+            {"channelId": channel_id},
+            {"endpoint": endpoint, "app": app, "appArgs": app_args, "callerId": caller_id,
+             "timeout": timeout, "originator": originator, "formats": formats},
+            {"variables": dict(variables or {})},
+        )
+        return Channel.parse(result)
+
+    async def create_channel(
+        self,
+        channel_id: str,
+        endpoint: str,
+        *,
+        app: str,
+        app_args: str = "",
+        variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
+    ) -> Channel:
+        """Create a channel without dialling it (enters Stasis at once); `dial` rings it."""
+        result = await self.request(
+            "channels.create",
+            None,
+            {"endpoint": endpoint, "app": app, "appArgs": app_args, "channelId": channel_id,
+             "originator": originator},
+            {"variables": dict(variables or {})},
+        )
+        return Channel.parse(result)
+
+    async def dial(self, channel_id: str, *, caller: str | None = None, timeout: int = 30) -> None:
+        await self._on_channel("channels.dial", channel_id, caller=caller, timeout=timeout)
+
+    async def snoop(
+        self, channel_id: str, snoop_id: str, *, app: str, spy: str = "none", whisper: str = "none",
+        app_args: str = "",
+    ) -> Channel:
+        result = await self.request(
+            "channels.snoop",
+            {"channelId": channel_id, "snoopId": snoop_id},
+            {"spy": spy, "whisper": whisper, "app": app, "appArgs": app_args},
+        )
+        return Channel.parse(result)
+
+    async def redirect(self, channel_id: str, endpoint: str) -> None:
+        await self._on_channel("channels.redirect", channel_id, endpoint=endpoint)
+
+    async def continue_in_dialplan(
+        self, channel_id: str, *, context: str | None = None, extension: str | None = None,
+        priority: int | None = None, label: str | None = None,
+    ) -> None:
+        await self._on_channel("channels.continue", channel_id, context=context, extension=extension,
+                               priority=priority, label=label)
+
+    async def move(self, channel_id: str, app: str, app_args: str = "") -> None:
+        await self._on_channel("channels.move", channel_id, app=app, appArgs=app_args)
+
+    # -- bridges ----------------------------------------------------------------------------------
+
+    async def create_bridge(self, bridge_id: str, bridge_type: str = "mixing", name: str = "") -> Bridge:
+        result = await self.request("bridges.create", {"bridgeId": bridge_id}, {"type": bridge_type, "name": name})
+        return Bridge.parse(result)
+
+    async def bridges(self) -> list[Bridge]:
+        return [Bridge.parse(obj) for obj in await self.request("bridges.list")]
+
+    async def bridge(self, bridge_id: str) -> Bridge:
+        return Bridge.parse(await self.request("bridges.get", {"bridgeId": bridge_id}))
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("bridges.destroy", {"bridgeId": bridge_id})
+
+    async def add_to_bridge(
+        self, bridge_id: str, channel_ids: str | Sequence[str], *, role: str | None = None,
+        absorb_dtmf: bool | None = None, mute: bool | None = None,
+    ) -> None:
+        channels = [channel_ids] if isinstance(channel_ids, str) else list(channel_ids)
+        await self.request("bridges.add_channel", {"bridgeId": bridge_id},
+                           {"channel": ",".join(channels), "role": role, "absorbDTMF": absorb_dtmf, "mute": mute})
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self.request("bridges.remove_channel", {"bridgeId": bridge_id}, {"channel": channel_id})
+
+    async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        await self.request("bridges.start_moh", {"bridgeId": bridge_id}, {"mohClass": moh_class})
+
+    async def bridge_stop_moh(self, bridge_id: str) -> None:
+        await self.request("bridges.stop_moh", {"bridgeId": bridge_id})
+
+    async def bridge_play(
+        self, bridge_id: str, media: str | Sequence[str], playback_id: str, *, lang: str | None = None
+    ) -> Playback:
+        result = await self.request(
+            "bridges.play",
+            {"bridgeId": bridge_id, "playbackId": playback_id},
+            {"media": [media] if isinstance(media, str) else list(media), "lang": lang},
+        )
+        return Playback.parse(result)
+
+    async def bridge_record(
+        self, bridge_id: str, name: str, *, fmt: str = "wav", max_duration: int = 0, beep: bool = False,
+        if_exists: str = "fail", terminate_on: str = "none",
+    ) -> LiveRecording:
+        result = await self.request(
+            "bridges.record", {"bridgeId": bridge_id},
+            {"name": name, "format": fmt, "maxDurationSeconds": max_duration, "beep": beep,
+             "ifExists": if_exists, "terminateOn": terminate_on},
+        )
+        return LiveRecording.parse(result)
+
+    # -- playbacks and recordings -----------------------------------------------------------------
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("playbacks.stop", {"playbackId": playback_id})
+
+    async def _on_recording(self, operation: str, name: str) -> Any:
+        return await self.request(operation, {"recordingName": name})
+
+    async def stop_recording(self, name: str) -> None:
+        await self._on_recording("recordings.stop", name)
+
+    async def cancel_recording(self, name: str) -> None:
+        await self._on_recording("recordings.cancel", name)
+
+    async def pause_recording(self, name: str) -> None:
+        await self._on_recording("recordings.pause", name)
+
+    async def unpause_recording(self, name: str) -> None:
+        await self._on_recording("recordings.unpause", name)
+
+    async def live_recording(self, name: str) -> LiveRecording:
+        return LiveRecording.parse(await self._on_recording("recordings.live", name))
+
+    async def stored_recording(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._on_recording("recordings.stored", name)
+        return result
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self._on_recording("recordings.delete_stored", name)
+
+    async def stored_recording_file(self, name: str) -> bytes:
+        result: bytes = await self.request("recordings.stored_file", {"recordingName": name}, raw=True)
+        return result

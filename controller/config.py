@@ -1,0 +1,117 @@
+"""The controller's configuration file (YAML). See demo/controller.yaml for a commented example.
+
+Every section has safe defaults: everything listens on loopback, nothing is exposed. Secrets
+(ARI/AMI passwords, API tokens) can come from the environment with `${VAR}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from controller.settings import load_file_as
+
+Role = Literal["agent", "supervisor", "admin", "integration"]
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    url: str = "http://127.0.0.1:8088/ari"
+    user: str = "ccc"
+    password: str = ""
+    app: str = "ccc"  # the Stasis application name the dialplan hands calls to
+    request_timeout: float = 5.0
+    pool_size: int = 50  # keep below http.conf sessionlimit
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    user: str = "ccc"
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    # Asterisk's sounds directory as the controller sees it: rendered prompts go to <sounds_dir>/ccc/.
+    sounds_dir: str = "/usr/share/asterisk/sounds"
+    # Where Asterisk writes recordings (ARI's recording directory), as the controller sees it.
+    recordings_dir: str = "/var/spool/asterisk/recording"
+    fallback_context: str = "ccc-fallback"  # where calls go when the controller cannot keep them
+    trunk_dial: str = "PJSIP/{number}@loopback-trunk"  # how to reach an external number
+    phone_dial: str = "PJSIP/{endpoint}"  # how to ring an agent's phone
+    moh_class: str = "default"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    # Callers' numbers are masked in logs (138****8000) unless this is set for troubleshooting.
+    show_caller_numbers: bool = False
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    name: str
+    token: str
+    role: Role
+    agent_id: str | None = None  # for role agent: the agent this token acts as
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    flows_dir: str = "ivr_flows"
+    # What a call hears when no flow serves its DID (then it goes to the fallback route).
+    default_greeting: str = "sound:ccc/welcome"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "./var"
+    ari: AriSettings = field(default_factory=AriSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
+    # DID -> flow id; overrides the `entry.dids` the flows declare themselves.
+    dids: dict[str, str] = field(default_factory=dict)
+    tokens: list[TokenSettings] = field(default_factory=list)
+    acd: dict[str, Any] = field(default_factory=dict)
+    standards: dict[str, Any] = field(default_factory=dict)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+
+    source: str = ""  # the file it was read from (set by `load_config`)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_path / "controller.sqlite3"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check the configuration; raises SettingsError with file:line:column messages."""
+    config = load_file_as(Config, path)
+    base = Path(path).resolve().parent
+    data_dir = Path(config.data_dir)
+    flows_dir = Path(config.ivr.flows_dir)
+    # Relative paths are relative to the configuration file, not to where the process started.
+    return replace(
+        config,
+        source=str(path),
+        data_dir=str(data_dir if data_dir.is_absolute() else base / data_dir),
+        ivr=replace(config.ivr, flows_dir=str(flows_dir if flows_dir.is_absolute() else base / flows_dir)),
+    )
+

@@ -1,0 +1,115 @@
+"""The controller's HTTP server: API, health check, and (later) WebSocket and web pages.
+
+Every route is authenticated with a bearer token from the configuration and checked against the
+roles the route allows, unless it is explicitly public (`/healthz`). Tokens are compared in
+constant time and never logged. Errors are JSON: {"error": "...", "status": N}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from controller.config import Role, TokenSettings
+
+log = logging.getLogger("controller.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IDENTITY: web.AppKey[dict[str, TokenSettings]] = web.AppKey("tokens", dict)
+ALL_ROLES: tuple[Role, ...] = ("agent", "supervisor", "admin", "integration")
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a route as needing no token (health checks only)."""
+    handler.__ccc_public__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def roles(*allowed: Role) -> Callable[[Handler], Handler]:
+    """Allow a route to tokens of these roles (admin is always allowed)."""
+
+    def decorate(handler: Handler) -> Handler:
+        handler.__ccc_roles__ = frozenset(allowed) | {"admin"}  # type: ignore[attr-defined]
+        return handler
+
+    return decorate
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+def token_from(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.query.get("token")  # browsers cannot set headers on a WebSocket
+
+
+def identify(tokens: Iterable[TokenSettings], presented: str | None) -> TokenSettings | None:
+    if not presented:
+        return None
+    found = None
+    for candidate in tokens:
+        if hmac.compare_digest(candidate.token.encode(), presented.encode()):
+            found = candidate  # keep looping: the time taken does not depend on which token matched
+    return found
+
+
+def caller_of(request: web.Request) -> TokenSettings:
+    """The authenticated identity of a request (set by the middleware)."""
+    identity: TokenSettings = request["identity"]
+    return identity
+
+
+def make_auth_middleware(tokens: list[TokenSettings]) -> Any:
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_handler = getattr(request.match_info, "handler", None)
+        if getattr(route_handler, "__ccc_public__", False) or request.match_info.http_exception is not None:
+            return await handler(request)
+        identity = identify(tokens, token_from(request))
+        if identity is None:
+            return json_error(401, "missing or invalid token (send Authorization: Bearer <token>)")
+        allowed = getattr(route_handler, "__ccc_roles__", frozenset({"admin"}))
+        if identity.role not in allowed:
+            return json_error(403, f"role {identity.role!r} may not use {request.method} {request.path}")
+        request["identity"] = identity
+        return await handler(request)
+
+    return auth
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason or "error")
+    except json.JSONDecodeError:
+        return json_error(400, "the request body is not valid JSON")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal error (see the controller's log)")
+
+
+def build_app(tokens: list[TokenSettings], routes: Iterable[web.RouteDef]) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json, make_auth_middleware(tokens)])
+    app.add_routes(list(routes))
+    return app
+
+
+async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    log.info("HTTP API on http://%s:%d", host, port)
+    return runner

@@ -1,0 +1,47 @@
+"""`ccc-controller --config FILE`: run the controller until SIGTERM/SIGINT (SIGHUP reloads flows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from controller.app import Controller
+from controller.config import Config, load_config
+from controller.logs import setup_logging
+from controller.settings import SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccc-controller", description=__doc__)
+    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="configuration file")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except SettingsError as exc:
+        print("configuration errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
+    return asyncio.run(_run(config))
+
+
+async def _run(config: Config) -> int:
+    controller = Controller(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, controller.stop)
+    loop.add_signal_handler(signal.SIGHUP, controller.reload)
+    try:
+        await controller.run()
+    except OSError as exc:
+        logging.getLogger("controller").error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Inbound calls: create a session per call, run its handler, and never leave a caller in silence.
+
+The handler for inbound calls is pluggable (`inbound_handler`): the IVR plugin installs the flow
+runner; without it, callers hear the default greeting and go to the dialplan's fallback route.
+Whatever goes wrong inside a handler, the call ends in `finish()`, which writes its record; an
+unexpected error sends the caller to the fallback route rather than hanging up on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from controller.ari.client import AriClient
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriError, ChannelGone
+from controller.ari.models import Channel, StasisStart
+from controller.config import Config
+from controller.ivr.port import CallerHangup
+from controller.logs import mask_number
+from controller.plugins.calls.session import CallSession, ChannelLost, Resync, synthetic
+from controller.plugins.calls.state_persistor import CallRecords
+
+log = logging.getLogger("controller.calls")
+
+CallHandler = Callable[[CallSession], Awaitable[None]]
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class CallsService:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        ari: AriClient,
+        dispatcher: Dispatcher,
+        records: CallRecords,
+        spawn: Spawn,
+    ) -> None:
+        self.config = config
+        self.ari = ari
+        self.dispatcher = dispatcher
+        self.records = records
+        self.spawn = spawn
+        self.active: dict[str, CallSession] = {}
+        self.inbound_handler: CallHandler = self.greeting_then_fallback
+        self.calls_started = 0
+        self.recovered = 0
+
+    # -- new calls --------------------------------------------------------------------------------
+
+    def on_stasis_start(self, event: StasisStart) -> None:
+        """A channel we do not own yet entered our application: an inbound call."""
+        args = event.args
+        did = args[0] if args else event.channel.dialplan_exten
+        session = self._new_session(event.channel, did=did, direction="inbound")
+        self.spawn(self._run(session, self.inbound_handler))
+
+    def _new_session(self, channel: Channel, *, did: str, direction: str, call_id: str | None = None) -> CallSession:
+        session = CallSession(
+            call_id=call_id or uuid.uuid4().hex,
+            channel=channel,
+            did=did,
+            direction=direction,
+            ari=self.ari,
+            dispatcher=self.dispatcher,
+            records=self.records,
+            app_name=self.config.ari.app,
+            fallback_context=self.config.asterisk.fallback_context,
+        )
+        self.active[session.call_id] = session
+        self.calls_started += 1
+        self.records.started(session.call_id, channel.id, direction=direction, caller=session.caller, did=did)
+        log.info("call %s from %s to %s", session.call_id, mask_number(session.caller), did)
+        return session
+
+    async def _run(self, session: CallSession, handler: CallHandler) -> None:
+        try:
+            await handler(session)
+        except CallerHangup:
+            pass
+        except asyncio.CancelledError:
+            with contextlib.suppress(AriError):
+                await session.to_fallback("controller-stopping")
+            raise
+        except Exception:
+            log.exception("call %s: handler failed; sending the caller to the fallback route", session.call_id)
+            with contextlib.suppress(AriError):
+                await session.to_fallback("controller-error")
+        finally:
+            try:
+                await session.finish()
+            finally:
+                self.active.pop(session.call_id, None)
+
+    async def greeting_then_fallback(self, session: CallSession) -> None:
+        """The default when no IVR flow serves the DID: greet, then the dialplan's fallback route."""
+        session.state = "ivr"
+        await session.answer()
+        await session.play([self.config.ivr.default_greeting])
+        await session.to_fallback("no-flow")
+
+    # -- after (re)connecting ---------------------------------------------------------------------
+
+    async def readopt(self) -> None:
+        """Run each time the event stream connects: reconcile our calls with what Asterisk has.
+
+        - a call we are handling whose channel is gone hung up while we were disconnected: end it;
+        - a call we are handling whose channel is still there gets a Resync, to re-check any wait;
+        - a channel sitting in our application that nobody owns was left by a previous controller
+          process (crash, restart): it goes to the fallback route, so the caller is answered;
+        - a record still open whose channel no longer exists is closed as lost.
+        """
+        channels = await self.ari.channels()
+        existing = {channel.id for channel in channels}
+        for session in list(self.active.values()):
+            session.deliver(synthetic(Resync) if session.channel_id in existing else synthetic(ChannelLost))
+        for channel in channels:
+            app_and_args = channel.stasis_app_and_args()
+            if app_and_args is None or app_and_args[0] != self.config.ari.app:
+                continue
+            if self.dispatcher.owner_of(channel.id) is None:
+                await self._recover(channel, app_and_args[1])
+        for row in await self.records.open_calls():
+            if row["channel_id"] not in existing and row["call_id"] not in self.active:
+                self.records.ended(row["call_id"], reason="lost")
+
+    async def _recover(self, channel: Channel, args: list[str]) -> None:
+        self.recovered += 1
+        record = await self.records.by_channel(channel.id)
+        did = args[0] if args else channel.dialplan_exten
+        if not did.isdigit():
+            # Not a caller (an agent leg or helper channel of the previous process): clean it up.
+            with contextlib.suppress(ChannelGone):
+                await self.ari.hangup(channel.id)
+            return
+        call_id = record["call_id"] if record else uuid.uuid4().hex
+        if record is None:
+            self.records.started(call_id, channel.id, direction="inbound", caller=channel.caller_number, did=did)
+        log.warning("call %s left in Stasis by a previous controller: sending it to the fallback route", call_id)
+        self.records.event(call_id, "recovered")
+        try:
+            await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered")
+            await self.ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
+                                                extension=did, priority=1)
+            self.records.ended(call_id, reason="fallback")
+        except ChannelGone:
+            self.records.ended(call_id, reason="lost")
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def counts_by_state(self) -> dict[str, int]:
+        return dict(Counter(session.state for session in self.active.values()))
+
+    async def hand_all_to_fallback(self, why: str) -> None:
+        """On a graceful stop: callers go on to the fallback route rather than waiting for us."""
+        for session in list(self.active.values()):
+            with contextlib.suppress(AriError):
+                await session.to_fallback(why)

@@ -1,0 +1,258 @@
+"""One call under the controller's control.
+
+A `CallSession` owns the caller's channel (and later the agent legs and bridges it creates). It
+receives its ARI events in order through its inbox and offers the telephony primitives the IVR
+and the ACD are written with: wait for an event, play with or without barge-in, hang up, hand the
+call back to the dialplan. Every wait raises `CallerHangup` as soon as the caller has gone, so
+callers of these primitives never wait on a dead channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.ari.client import AriClient, new_id
+from controller.ari.dispatcher import Dispatcher, Inbox
+from controller.ari.errors import AriError, AriNotFound, ChannelGone
+from controller.ari.models import (
+    Channel,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    Event,
+    PlaybackFinished,
+    StasisEnd,
+)
+from controller.ivr.port import CallerHangup
+from controller.logs import mask_number
+from controller.plugins.calls.state_persistor import CallRecords
+
+log = logging.getLogger("controller.calls")
+
+#: The ITU-T Q.850 causes a call center sees most (ARI reports the number).
+Q850_CAUSES = {
+    1: "Unallocated number", 16: "Normal Clearing", 17: "User busy", 18: "No user responding",
+    19: "No answer", 21: "Call rejected", 27: "Destination out of order", 34: "No circuit available",
+    38: "Network out of order", 41: "Temporary failure", 127: "Interworking, unspecified",
+}
+
+
+@dataclass(slots=True)
+class Resync(Event):
+    """Synthetic: the event stream reconnected; events may have been missed, re-check state."""
+
+
+@dataclass(slots=True)
+class ChannelLost(Event):
+    """Synthetic: after a reconnect the caller's channel no longer exists (hung up meanwhile)."""
+
+
+def synthetic(cls: type[Event]) -> Event:
+    return cls(type=cls.__name__, timestamp="", application="", raw={})
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        channel: Channel,
+        did: str,
+        direction: str,
+        ari: AriClient,
+        dispatcher: Dispatcher,
+        records: CallRecords,
+        app_name: str,
+        fallback_context: str,
+    ) -> None:
+        self.call_id = call_id
+        self.channel_id = channel.id
+        self.caller = channel.caller_number
+        self.caller_name = channel.caller_name
+        self.did = did
+        self.direction = direction
+        self.language = channel.language or "zh"
+        self.ari = ari
+        self.dispatcher = dispatcher
+        self.records = records
+        self.app_name = app_name
+        self.fallback_context = fallback_context
+        self.inbox = Inbox()
+        self.dtmf: list[str] = []  # digits pressed and not consumed yet (type-ahead)
+        self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
+        self.state = "new"  # new, ivr, queued, ringing, talking, held, ended (for status/CTI)
+        self.answered = False
+        self.hangup_requested = False
+        self.left_stasis = False
+        self.destroyed = False
+        self.lost = False
+        self.hangup_cause: int | None = None
+        self.hangup_cause_txt: str | None = None
+        self.end_reason: str | None = None
+        dispatcher.claim(channel.id, self)
+
+    def __repr__(self) -> str:
+        return f"<CallSession {self.call_id} caller={mask_number(self.caller)} did={self.did}>"
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        self.inbox.deliver(event)
+
+    @property
+    def caller_gone(self) -> bool:
+        return self.hangup_requested or self.left_stasis or self.destroyed or self.lost
+
+    def _observe(self, event: Event) -> None:
+        """Book-keeping every event of this call goes through, whoever waits for it."""
+        if isinstance(event, ChannelDtmfReceived):
+            if event.channel.id == self.channel_id:
+                self.dtmf.append(event.digit)
+                self.records.event(self.call_id, "dtmf", digit=event.digit)
+        elif isinstance(event, ChannelHangupRequest):
+            if event.channel.id == self.channel_id and not self.hangup_requested:
+                self.hangup_requested = True
+                # A remote BYE comes without a cause: that is a normal clearing (Q.850 cause 16).
+                self.hangup_cause = event.cause or self.hangup_cause or 16
+                self.hangup_cause_txt = Q850_CAUSES.get(self.hangup_cause, f"cause {self.hangup_cause}")
+        elif isinstance(event, StasisEnd):
+            if event.channel.id == self.channel_id:
+                self.left_stasis = True
+        elif isinstance(event, ChannelDestroyed):
+            if event.channel.id == self.channel_id:
+                self.destroyed = True
+                self.hangup_cause = event.cause
+                self.hangup_cause_txt = event.cause_txt
+        elif isinstance(event, ChannelLost):
+            self.lost = True
+
+    async def next_event(self, timeout: float | None = None) -> Event | None:
+        event = await self.inbox.get(timeout)
+        if event is not None:
+            self._observe(event)
+        return event
+
+    async def wait_for(self, match: Callable[[Event], bool], timeout: float | None) -> Event | None:
+        """The next event that `match`es, or None after `timeout` s; CallerHangup once the caller is gone."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self.caller_gone:
+                raise CallerHangup()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            event = await self.next_event(remaining)
+            if event is None:
+                return None
+            if self.caller_gone:
+                raise CallerHangup()
+            if match(event):
+                return event
+
+    # -- primitives -------------------------------------------------------------------------------
+
+    async def answer(self) -> None:
+        if self.answered:
+            return
+        try:
+            await self.ari.answer(self.channel_id)
+        except ChannelGone as exc:
+            raise CallerHangup() from exc
+        self.answered = True
+        self.records.answered(self.call_id)
+
+    async def play(self, media: Sequence[str], *, barge_in: bool = False, timeout: float = 900) -> str | None:
+        """Play media URIs in order. With barge-in, a key stops it and is returned (and consumed)."""
+        if barge_in and self.dtmf:
+            return self.dtmf.pop(0)  # a key pressed ahead of the prompt answers it at once
+        if not media:
+            return None
+        playback_id = new_id("pb")
+        try:
+            await self.ari.play(self.channel_id, media, playback_id, lang=self.language)
+        except ChannelGone as exc:
+            raise CallerHangup() from exc
+
+        def match(event: Event) -> bool:
+            if isinstance(event, PlaybackFinished):
+                return event.playback.id == playback_id
+            return isinstance(event, Resync) or (barge_in and isinstance(event, ChannelDtmfReceived))
+
+        while True:
+            event = await self.wait_for(match, timeout)
+            if isinstance(event, Resync):
+                if await self._playback_exists(playback_id):
+                    continue
+                event = None  # it ended while we were disconnected
+            if isinstance(event, PlaybackFinished):
+                self.records.event(self.call_id, "playback", media=list(media), state=event.playback.state)
+                if not barge_in:
+                    self.dtmf.clear()  # keys pressed during a prompt that cannot be interrupted do not count
+                return None
+            with contextlib.suppress(AriError):
+                await self.ari.stop_playback(playback_id)
+            if event is None:
+                self.records.event(self.call_id, "playback", media=list(media), state="timeout")
+                return None
+            self.records.event(self.call_id, "playback", media=list(media), state="interrupted")
+            return self.dtmf.pop(0) if self.dtmf else None
+
+    async def _playback_exists(self, playback_id: str) -> bool:
+        try:
+            await self.ari.request("playbacks.get", {"playbackId": playback_id})
+        except AriNotFound:
+            return False
+        except AriError:
+            return True
+        return True
+
+    async def wait_for_hangup(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(CallerHangup):
+            await self.wait_for(lambda event: False, timeout)
+
+    async def hangup(self, reason: str = "normal") -> None:
+        if self.caller_gone:
+            return
+        self.end_reason = self.end_reason or "controller_hangup"
+        with contextlib.suppress(ChannelGone):
+            await self.ari.hangup(self.channel_id, reason)
+
+    async def to_fallback(self, why: str) -> None:
+        """Hand the caller back to the dialplan's fallback route (agents ring, then voicemail)."""
+        if self.caller_gone:
+            return
+        self.end_reason = "fallback"
+        self.records.event(self.call_id, "fallback", why=why)
+        try:
+            await self.ari.set_var(self.channel_id, "CCC_FALLBACK", why)
+            await self.ari.continue_in_dialplan(self.channel_id, context=self.fallback_context,
+                                                extension=self.did or "s", priority=1)
+        except ChannelGone:
+            return
+
+    # -- end of call ------------------------------------------------------------------------------
+
+    async def finish(self) -> None:
+        """Close the call: make sure the channel is not left behind, then write the end of the record."""
+        try:
+            if not self.caller_gone:
+                await self.hangup()
+            if not (self.left_stasis or self.destroyed or self.lost):
+                # Wait for StasisEnd: the last event of the channel we receive, once it is really gone.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        while not (self.left_stasis or self.destroyed or self.lost):
+                            await self.next_event()
+        finally:
+            self.state = "ended"
+            reason = self.end_reason or ("lost" if self.lost else "caller_hangup")
+            self.records.set_data(self.call_id, self.data)
+            self.records.ended(self.call_id, reason=reason, cause=self.hangup_cause, cause_txt=self.hangup_cause_txt)
+            self.dispatcher.release(self.channel_id)
+            log.info("call %s ended: %s (cause %s)", self.call_id, reason, self.hangup_cause)

@@ -1,0 +1,180 @@
+"""Load YAML into typed, frozen dataclasses, with `file:line:column: message` errors.
+
+Used for the controller's configuration; any section type is a dataclass whose fields say the
+accepted types (str, int, float, bool, Literal, lists, dicts, optional, nested dataclasses).
+String values may use `${VAR}` or `${VAR:-default}` to read the environment, so secrets can stay
+out of files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SettingsError(Exception):
+    """One or more problems, each as `file:line:column: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _where(source: str, node: yaml.Node) -> str:
+    mark = node.start_mark
+    return f"{source}:{mark.line + 1}:{mark.column + 1}"
+
+
+def expand_env(value: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        return os.environ.get(name, default if default is not None else "")
+
+    return _ENV.sub(replace, value)
+
+
+class _Loader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def fail(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(f"{_where(self.source, node)}: {message}")
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        if "${" in node.value:
+            expanded = expand_env(node.value)
+            # An unquoted `${PORT:-8080}` becomes the integer 8080; a quoted one stays a string.
+            return yaml.safe_load(expanded) if node.style is None and expanded else expanded
+        return yaml.safe_load(yaml.serialize(node))
+
+    def convert(self, node: yaml.Node, hint: Any, what: str) -> Any:
+        origin = get_origin(hint)
+        if origin in (Union, types.UnionType):
+            options = [arg for arg in get_args(hint) if arg is not type(None)]
+            is_null = isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+            if is_null and type(None) in get_args(hint):
+                return None
+            if len(options) == 1:
+                return self.convert(node, options[0], what)
+            for option in options:  # first that fits without problems
+                trial = _Loader(self.source)
+                value = trial.convert(node, option, what)
+                if not trial.problems:
+                    return value
+            self.fail(node, f"{what}: expected {' or '.join(_type_name(o) for o in options)}")
+            return None
+        if origin is typing.Literal:
+            value = self.scalar(node)
+            allowed = get_args(hint)
+            if value not in allowed:
+                self.fail(node, f"{what}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
+            return value
+        if origin in (list, tuple):
+            if not isinstance(node, yaml.SequenceNode):
+                self.fail(node, f"{what}: expected a list")
+                return []
+            (item_hint, *_) = get_args(hint) or (Any,)
+            items = [self.convert(item, item_hint, f"{what}[{i}]") for i, item in enumerate(node.value)]
+            return tuple(items) if origin is tuple else items
+        if origin is dict:
+            if not isinstance(node, yaml.MappingNode):
+                self.fail(node, f"{what}: expected a mapping")
+                return {}
+            key_hint, value_hint = get_args(hint) or (str, Any)
+            result = {}
+            for key_node, value_node in node.value:
+                key = self.convert(key_node, key_hint, what)
+                result[key] = self.convert(value_node, value_hint, f"{what}.{key}")
+            return result
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            return self.dataclass(node, hint, what)
+        if hint is Any:
+            return yaml.safe_load(yaml.serialize(node))
+        value = self.scalar(node)
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # DIDs and numbers written without quotes
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            self.fail(node, f"{what}: expected {_type_name(hint)}, got {_describe(node)}")
+            return None
+        return value
+
+    def dataclass(self, node: yaml.Node, cls: type[T], what: str) -> T:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, f"{what}: expected a mapping")
+            return cls()
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node)
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                known = ", ".join(sorted(fields))
+                self.fail(key_node, f"{what}: unknown key {key!r} (expected one of: {known})")
+                continue
+            values[name] = self.convert(value_node, hints[name], f"{what}.{key}" if what else str(key))
+        for name, field in fields.items():
+            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+            if required and name not in values:
+                self.fail(node, f"{what or 'configuration'}: missing required key {name!r}")
+        if self.problems:
+            try:
+                return cls(**values)
+            except TypeError:
+                return typing.cast(T, None)
+        return cls(**values)
+
+
+def _type_name(hint: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _describe(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(node.value)
+
+
+def load_yaml_as(cls: type[T], text: str, source: str) -> T:
+    """Parse `text` (from file `source`) into an instance of dataclass `cls`, or raise SettingsError."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SettingsError([f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    if node is None:
+        raise SettingsError([f"{source}:1:1: the file is empty"])
+    loader = _Loader(source)
+    result = loader.dataclass(node, cls, "")
+    if loader.problems:
+        raise SettingsError(loader.problems)
+    return result
+
+
+def load_file_as(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return load_yaml_as(cls, text, str(path))

@@ -1,0 +1,40 @@
+"""The store's schema, as numbered migrations (PRAGMA user_version counts how many have run).
+
+Append a new string to add tables or columns; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: calls and what happened during them
+    """
+    CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        direction TEXT NOT NULL,            -- inbound | outbound
+        caller TEXT NOT NULL DEFAULT '',
+        did TEXT NOT NULL DEFAULT '',
+        flow TEXT,
+        started_at REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL,
+        end_reason TEXT,                    -- caller_hangup | controller_hangup | fallback | lost | ...
+        hangup_cause INTEGER,
+        hangup_cause_txt TEXT,
+        data TEXT NOT NULL DEFAULT '{}'     -- JSON: what the IVR collected, tier, region, ...
+    );
+    CREATE INDEX calls_channel ON calls(channel_id);
+    CREATE INDEX calls_started ON calls(started_at);
+    CREATE INDEX calls_caller ON calls(caller, started_at);
+    CREATE INDEX calls_open ON calls(ended_at) WHERE ended_at IS NULL;
+
+    CREATE TABLE call_events (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,                 -- answered, playback, dtmf, node, ...
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX call_events_call ON call_events(call_id, id);
+    """,
+]

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The Asterisk 22 sandbox: a Debian sid root built with debootstrap, run with chroot.
+
+    python tools/sandbox.py ensure     build the root if it is missing (about a minute, ~500 MB)
+    python tools/sandbox.py install    copy asterisk-conf/ and dialplans/ in, render prompts and MoH
+    python tools/sandbox.py start      install, then start Asterisk in the background and wait for it
+    python tools/sandbox.py stop       stop Asterisk (gracefully, then by signal)
+    python tools/sandbox.py status     print whether it runs, and its version
+
+Everything is idempotent. The root lives outside the git tree (CCC_SANDBOX_DIR, default
+~/.cache/ccc-sandbox/root) so fresh clones and CI runs on the same machine reuse it. Nothing is
+ever mounted into it: debootstrap creates the /dev nodes Asterisk needs, and the chroot shares
+the host's network, so ARI (8088), AMI (5038) and SIP (5060) on 127.0.0.1 are reachable from
+outside. Asterisk runs as root inside without -U: the root's directories belong to a user that
+does not exist outside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
+ROOT = SANDBOX_DIR / "root"
+MIRROR = os.environ.get("CCC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PACKAGES = "asterisk,asterisk-modules,asterisk-core-sounds-en-gsm"
+ARI_URL = "http://127.0.0.1:8088/ari"
+ARI_USER = os.environ.get("CCC_ARI_USER", "ccc")
+ARI_PASSWORD = os.environ.get("CCC_ARI_PASSWORD", "ccc-demo-ari")
+LOG = SANDBOX_DIR / "asterisk.console.log"
+SOUNDS_SUBDIR = "usr/share/asterisk/sounds"
+
+
+def log(message: str) -> None:
+    print(f"[sandbox] {message}", flush=True)
+
+
+def ensure_root() -> Path:
+    """Build the root once; a half-built one (interrupted run) is built again."""
+    if (ROOT / "usr/sbin/asterisk").exists():
+        return ROOT
+    if os.geteuid() != 0:
+        sys.exit("[sandbox] building the Asterisk root needs root (debootstrap, chroot)")
+    if shutil.which("debootstrap") is None:
+        sys.exit("[sandbox] debootstrap is missing: run `make deps` (apt-get install debootstrap)")
+    partial = SANDBOX_DIR / "root.partial"
+    SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
+    if partial.exists():
+        shutil.rmtree(partial)  # never mounted anything into it, so this is safe
+    log(f"building the Asterisk root in {ROOT} (debootstrap sid, about a minute)")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "sid", str(partial), MIRROR],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    partial.rename(ROOT)
+    return ROOT
+
+
+def _render_speech(text: str, voice: str, out: Path) -> None:
+    raw = out.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
+    raw.unlink()
+
+
+def render_static_prompts(sounds_dir: Path) -> None:
+    """Render dialplans/ccc-sounds.yaml into <sounds>/ccc/<name>.wav (skipped when up to date)."""
+    import yaml  # the project venv has it; the sandbox script is run from the venv
+
+    spec_file = REPO / "dialplans" / "ccc-sounds.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    out_dir = sounds_dir / "ccc"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, parts in spec.items():
+        out = out_dir / f"{name}.wav"
+        if out.exists() and out.stat().st_mtime >= spec_file.stat().st_mtime:
+            continue
+        pieces = []
+        for index, part in enumerate(parts):
+            ((lang, text),) = part.items()
+            piece = out_dir / f".{name}.{index}.wav"
+            _render_speech(text, "cmn" if lang == "zh" else "en", piece)
+            pieces.append(piece)
+        subprocess.run(["sox", *map(str, pieces), str(out)], check=True)
+        for piece in pieces:
+            piece.unlink()
+
+
+def render_music_on_hold(moh_dir: Path) -> None:
+    """A gentle 16-second arpeggio, so callers on hold hear music (no MoH package needed)."""
+    moh_dir.mkdir(parents=True, exist_ok=True)
+    out = moh_dir / "ccc-tune.wav"
+    if out.exists():
+        return
+    notes = [262, 330, 392, 523, 392, 330] * 4 + [294, 370, 440, 587, 440, 370] * 4
+    args = ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out)]
+    for index, freq in enumerate(notes):
+        if index:
+            args.append(":")
+        args += ["synth", "0.33", "pluck", str(freq)]
+    args += ["vol", "0.4"]
+    subprocess.run(args, check=True)
+
+
+def install() -> None:
+    """Put our configuration, dialplans, prompts and MoH into the root."""
+    root = ensure_root()
+    etc = root / "etc/asterisk"
+    if etc.exists():
+        shutil.rmtree(etc)
+    etc.mkdir(parents=True)
+    for conf in (REPO / "asterisk-conf").glob("*.conf"):
+        shutil.copy2(conf, etc / conf.name)
+    (etc / "dialplans").mkdir()
+    for conf in (REPO / "dialplans").glob("*.conf"):
+        shutil.copy2(conf, etc / "dialplans" / conf.name)
+    # Without the host's own name in /etc/hosts Asterisk falls back to DNS look-ups of root
+    # servers that time out on a closed network, and calls stall (see ../shared/harness.md).
+    shutil.copy2("/etc/hosts", root / "etc/hosts")
+    (root / "run/asterisk").mkdir(parents=True, exist_ok=True)
+    render_static_prompts(root / SOUNDS_SUBDIR)
+    render_music_on_hold(root / "var/lib/asterisk/moh")
+
+
+def _pid() -> int | None:
+    pid_file = ROOT / "run/asterisk/asterisk.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _ari_ready() -> bool:
+    token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
+    request = urllib.request.Request(f"{ARI_URL}/asterisk/info", headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def cli(command: str, timeout: float = 10) -> str:
+    """Run an Asterisk CLI command on the running sandbox and return its output."""
+    result = subprocess.run(
+        ["chroot", str(ROOT), "asterisk", "-rx", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result.stdout
+
+
+def running() -> bool:
+    return _pid() is not None
+
+
+def start(timeout: float = 60) -> None:
+    install()
+    if running() and _ari_ready():
+        log("Asterisk already running")
+        return
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with LOG.open("ab") as console:
+        subprocess.Popen(
+            ["chroot", str(ROOT), "asterisk", "-f", "-n"],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ari_ready():
+            cli("core waitfullybooted", timeout=30)
+            log(f"Asterisk up: ARI {ARI_URL}, AMI 127.0.0.1:5038, SIP udp 127.0.0.1:5060 (log {LOG})")
+            return
+        time.sleep(0.2)
+    sys.exit(f"[sandbox] Asterisk did not come up within {timeout:.0f} s; see {LOG}")
+
+
+def stop(timeout: float = 20) -> None:
+    pid = _pid()
+    if pid is None:
+        log("Asterisk not running")
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        cli("core stop now", timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid() is not None:
+        time.sleep(0.1)
+    if _pid() is not None:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    log("Asterisk stopped")
+
+
+def status() -> int:
+    if not running():
+        print("Asterisk: not running")
+        return 1
+    print(cli("core show version").strip() or "Asterisk: running (no CLI answer)")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["ensure", "install", "start", "stop", "restart", "status", "root"])
+    args = parser.parse_args()
+    if args.command == "ensure":
+        ensure_root()
+    elif args.command == "install":
+        install()
+    elif args.command == "start":
+        start()
+    elif args.command == "stop":
+        stop()
+    elif args.command == "restart":
+        stop()
+        start()
+    elif args.command == "status":
+        return status()
+    elif args.command == "root":
+        print(ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
