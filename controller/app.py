@@ -77,6 +77,7 @@ class Controller:
                 "status": "ok" if connected else "degraded",
                 "version": __version__,
                 "ari_connected": connected,
+                "ari_connections": self.stream.connections,
                 "uptime_seconds": round(time.time() - self.started_at, 1),
                 "started_at": self.started_at,
                 "active_calls": len(self.calls.active),

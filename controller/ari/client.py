@@ -195,8 +195,10 @@ class AriClient:
     async def channel(self, channel_id: str) -> Channel:
         return Channel.parse(await self.request("channels.get", {"channelId": channel_id}))
 
-    async def _on_channel(self, operation: str, channel_id: str, **params: QueryValue) -> Any:
-        return await self.request(operation, {"channelId": channel_id}, params)
+    async def _on_channel(
+        self, operation: str, channel_id: str, *, timeout: float | None = None, **params: QueryValue
+    ) -> Any:
+        return await self.request(operation, {"channelId": channel_id}, params, timeout=timeout)
 
     async def answer(self, channel_id: str) -> None:
         await self._on_channel("channels.answer", channel_id)
@@ -246,8 +248,8 @@ class AriClient:
         value = (result or {}).get("value")
         return value if isinstance(value, str) else None
 
-    async def set_var(self, channel_id: str, variable: str, value: str) -> None:
-        await self._on_channel("channels.set_var", channel_id, variable=variable, value=value)
+    async def set_var(self, channel_id: str, variable: str, value: str, *, timeout: float | None = None) -> None:
+        await self._on_channel("channels.set_var", channel_id, variable=variable, value=value, timeout=timeout)
 
     async def play(
         self, channel_id: str, media: str | Sequence[str], playback_id: str, *, lang: str | None = None
@@ -339,10 +341,10 @@ class AriClient:
 
     async def continue_in_dialplan(
         self, channel_id: str, *, context: str | None = None, extension: str | None = None,
-        priority: int | None = None, label: str | None = None,
+        priority: int | None = None, label: str | None = None, timeout: float | None = None,
     ) -> None:
         await self._on_channel("channels.continue", channel_id, context=context, extension=extension,
-                               priority=priority, label=label)
+                               priority=priority, label=label, timeout=timeout)
 
     async def move(self, channel_id: str, app: str, app_args: str = "") -> None:
         await self._on_channel("channels.move", channel_id, app=app, appArgs=app_args)

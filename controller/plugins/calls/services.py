@@ -28,6 +28,9 @@ from controller.plugins.calls.state_persistor import CallRecords
 
 log = logging.getLogger("controller.calls")
 
+#: How long a command to a recovered channel may wait behind a prompt still playing on it.
+RECOVERY_TIMEOUT = 120.0
+
 CallHandler = Callable[[CallSession], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -120,12 +123,14 @@ class CallsService:
         existing = {channel.id for channel in channels}
         for session in list(self.active.values()):
             session.deliver(synthetic(Resync) if session.channel_id in existing else synthetic(ChannelLost))
+        orphans = []
         for channel in channels:
             app_and_args = channel.stasis_app_and_args()
             if app_and_args is None or app_and_args[0] != self.config.ari.app:
                 continue
             if self.dispatcher.owner_of(channel.id) is None:
-                await self._recover(channel, app_and_args[1])
+                orphans.append(self._recover(channel, app_and_args[1]))
+        await asyncio.gather(*orphans)
         for row in await self.records.open_calls():
             if row["channel_id"] not in existing and row["call_id"] not in self.active:
                 self.records.ended(row["call_id"], reason="lost")
@@ -144,13 +149,17 @@ class CallsService:
             self.records.started(call_id, channel.id, direction="inbound", caller=channel.caller_number, did=did)
         log.warning("call %s left in Stasis by a previous controller: sending it to the fallback route", call_id)
         self.records.event(call_id, "recovered")
+        # Asterisk runs channel commands after a playback the previous process started on the
+        # channel has finished, so these may take as long as that prompt: wait for them.
         try:
-            await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered")
+            await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered", timeout=RECOVERY_TIMEOUT)
             await self.ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
-                                                extension=did, priority=1)
+                                                extension=did, priority=1, timeout=RECOVERY_TIMEOUT)
             self.records.ended(call_id, reason="fallback")
         except ChannelGone:
             self.records.ended(call_id, reason="lost")
+        except AriError:
+            log.exception("call %s could not be sent to the fallback route", call_id)
 
     # -- status -----------------------------------------------------------------------------------
 

@@ -91,6 +91,8 @@ class CallSession:
         self.left_stasis = False
         self.destroyed = False
         self.lost = False
+        self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
+        self.current_playback: str | None = None
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
         self.end_reason: str | None = None
@@ -106,7 +108,8 @@ class CallSession:
 
     @property
     def caller_gone(self) -> bool:
-        return self.hangup_requested or self.left_stasis or self.destroyed or self.lost
+        """True once the caller is no longer ours: hung up, lost, or handed to the dialplan."""
+        return self.hangup_requested or self.left_stasis or self.destroyed or self.lost or self.handed_off
 
     def _observe(self, event: Event) -> None:
         """Book-keeping every event of this call goes through, whoever waits for it."""
@@ -178,6 +181,15 @@ class CallSession:
             await self.ari.play(self.channel_id, media, playback_id, lang=self.language)
         except ChannelGone as exc:
             raise CallerHangup() from exc
+        self.current_playback = playback_id
+        try:
+            return await self._wait_for_playback(playback_id, media, barge_in, timeout)
+        finally:
+            self.current_playback = None
+
+    async def _wait_for_playback(
+        self, playback_id: str, media: Sequence[str], barge_in: bool, timeout: float
+    ) -> str | None:
 
         def match(event: Event) -> bool:
             if isinstance(event, PlaybackFinished):
@@ -185,7 +197,11 @@ class CallSession:
             return isinstance(event, Resync) or (barge_in and isinstance(event, ChannelDtmfReceived))
 
         while True:
-            event = await self.wait_for(match, timeout)
+            try:
+                event = await self.wait_for(match, timeout)
+            except CallerHangup:
+                self.records.event(self.call_id, "playback", media=list(media), state="caller_hangup")
+                raise
             if isinstance(event, Resync):
                 if await self._playback_exists(playback_id):
                     continue
@@ -227,14 +243,19 @@ class CallSession:
         """Hand the caller back to the dialplan's fallback route (agents ring, then voicemail)."""
         if self.caller_gone:
             return
-        self.end_reason = "fallback"
         self.records.event(self.call_id, "fallback", why=why)
+        # Channel commands wait behind a running playback: stop ours first.
+        if self.current_playback:
+            with contextlib.suppress(AriError):
+                await self.ari.stop_playback(self.current_playback)
         try:
             await self.ari.set_var(self.channel_id, "CCC_FALLBACK", why)
             await self.ari.continue_in_dialplan(self.channel_id, context=self.fallback_context,
                                                 extension=self.did or "s", priority=1)
         except ChannelGone:
             return
+        self.end_reason = "fallback"
+        self.handed_off = True
 
     # -- end of call ------------------------------------------------------------------------------
 
@@ -243,7 +264,7 @@ class CallSession:
         try:
             if not self.caller_gone:
                 await self.hangup()
-            if not (self.left_stasis or self.destroyed or self.lost):
+            if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):
                 # Wait for StasisEnd: the last event of the channel we receive, once it is really gone.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2.0):

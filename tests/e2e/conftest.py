@@ -1,0 +1,180 @@
+"""Fixtures for end-to-end tests: the real Asterisk sandbox and the controller as a process.
+
+The sandbox is started once per test session (tools/sandbox.py builds it on first use) and held
+under a lock file, so two test runs on one machine never share it by accident. The controller
+runs as a real process with the demo configuration and a fresh data directory per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+import sandbox  # noqa: E402
+
+ADMIN_TOKEN = "demo-admin-token"
+ARI = "http://127.0.0.1:8088/ari"
+ARI_HEADERS = {"Authorization": "Basic " + base64.b64encode(b"ccc:ccc-demo-ari").decode()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[Path]:
+    lock = open("/tmp/ccc-e2e.lock", "w")  # noqa: SIM115 - held for the whole session
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    sandbox.start()
+    yield sandbox.ROOT
+    if not os.environ.get("CCC_KEEP_ASTERISK"):
+        sandbox.stop()
+    lock.close()
+
+
+async def ari_get(path: str) -> Any:
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.get(ARI + path) as response:
+        return await response.json()
+
+
+async def hang_up_everything() -> None:
+    """Leave no channel behind from a previous test."""
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http:
+        async with http.get(f"{ARI}/channels") as response:
+            channels = await response.json()
+        for channel in channels:
+            async with http.delete(f"{ARI}/channels/{channel['id']}"):
+                pass
+        async with http.get(f"{ARI}/bridges") as response:
+            bridges = await response.json()
+        for bridge in bridges:
+            async with http.delete(f"{ARI}/bridges/{bridge['id']}"):
+                pass
+
+
+class ControllerProcess:
+    """The controller as a subprocess, with its own data directory and HTTP port."""
+
+    def __init__(self, data_dir: Path, config: Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.config = config or REPO / "demo" / "controller.yaml"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir / "controller.log"
+        self.env = {**os.environ, "CCC_DATA_DIR": str(data_dir), "CCC_HTTP_PORT": str(self.port),
+                    "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_LOG_LEVEL": "debug", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db(self) -> Path:
+        return self.data_dir / "controller.sqlite3"
+
+    async def start(self, wait: bool = True) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logfile = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller", "--config", str(self.config)],
+            env=self.env, stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO)
+        if wait:
+            await self.wait_healthy()
+
+    async def health(self) -> dict[str, Any] | None:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(self.url + "/healthz",
+                                                                  timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return dict(await r.json())
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def wait_healthy(self, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"controller exited: {self.log.read_text()[-3000:]}")
+            health = await self.health()
+            if health and health.get("ari_connected"):
+                return health
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"controller not healthy after {timeout} s: {self.log.read_text()[-3000:]}")
+
+    async def api(self, method: str, path: str, token: str = ADMIN_TOKEN, **kwargs: Any) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.request(
+                method, self.url + path, headers={"Authorization": f"Bearer {token}"}, **kwargs) as r:
+            try:
+                body = await r.json(content_type=None)
+            except ValueError:
+                body = await r.text()
+            return r.status, body
+
+    async def call_records(self) -> list[dict[str, Any]]:
+        status, body = await self.api("GET", "/api/calls")
+        assert status == 200, body
+        return list(body["recent"])
+
+    async def call_record(self, call_id: str) -> dict[str, Any]:
+        status, body = await self.api("GET", f"/api/calls/{call_id}")
+        assert status == 200, body
+        return dict(body)
+
+    async def wait_for_records(self, count: int, *, ended: bool = True, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            records = await self.call_records()
+            done = [r for r in records if r["ended_at"] is not None] if ended else records
+            if len(done) >= count:
+                return done
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"expected {count} call records, have {records}")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self, timeout: float = 15) -> int | None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else None
+
+
+@pytest.fixture
+async def fresh_asterisk(asterisk: Path) -> AsyncIterator[Path]:
+    await hang_up_everything()
+    yield asterisk
+    await hang_up_everything()
+
+
+@pytest.fixture
+async def controller(fresh_asterisk: Path, tmp_path: Path) -> AsyncIterator[ControllerProcess]:
+    process = ControllerProcess(tmp_path / "data")
+    await process.start()
+    try:
+        yield process
+    finally:
+        process.terminate()
+        with contextlib.suppress(OSError):
+            print(process.log.read_text()[-4000:])

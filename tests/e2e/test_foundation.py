@@ -1,0 +1,123 @@
+"""The foundation end to end: real Asterisk, real SIP calls, the controller as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from tests.e2e.conftest import REPO, ControllerProcess, ari_get
+from tests.sipp import Caller, Pause
+
+sys.path.insert(0, str(REPO / "tools"))
+import sandbox
+
+pytestmark = pytest.mark.e2e
+DID = "4008001234"
+
+
+async def wait_until(predicate, timeout: float = 15, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+async def stasis_channels() -> list[dict]:  # type: ignore[type-arg]
+    return [c for c in await ari_get("/channels") if c["dialplan"]["app_name"] == "Stasis"]
+
+
+async def test_first_call_is_answered_greeted_and_recorded(controller: ControllerProcess) -> None:
+    result = await Caller(DID, caller="13800138000", steps=[Pause(2500)]).run()
+    assert result.ok, result.output + result.errors
+
+    (record,) = await controller.wait_for_records(1)
+    full = await controller.call_record(record["call_id"])
+    assert full["caller"] == "13800138000"
+    assert full["did"] == DID
+    assert full["direction"] == "inbound"
+    assert full["answered_at"] is not None and full["answered_at"] >= full["started_at"]
+    assert full["ended_at"] >= full["answered_at"] + 2.0  # the caller stayed 2.5 s
+    assert full["end_reason"] == "caller_hangup"
+    assert full["hangup_cause"] == 16
+    playbacks = [e for e in full["events"] if e["kind"] == "playback"]
+    assert playbacks and playbacks[0]["media"] == ["sound:ccc/welcome"]
+    # The caller's number never reaches the log in clear.
+    assert "13800138000" not in controller.log.read_text()
+
+
+async def test_fallback_route_answers_when_controller_is_not_connected(fresh_asterisk) -> None:  # type: ignore[no-untyped-def]
+    caller = Caller(DID, steps=[Pause(4000)])
+    await caller.start()
+    channel = await wait_until(lambda: _channel_in_context("ccc-fallback"))
+    result = await caller.wait()
+    assert result.ok, result.output + result.errors  # 200 OK: the dialplan answered
+    assert channel["state"] == "Up"
+
+
+async def _channel_in_context(context: str) -> dict | None:  # type: ignore[type-arg]
+    for channel in await ari_get("/channels"):
+        if channel["dialplan"]["context"] == context:
+            return channel  # type: ignore[no-any-return]
+    return None
+
+
+async def test_call_left_in_stasis_by_a_killed_controller_reaches_the_fallback(controller: ControllerProcess) -> None:
+    caller = Caller(DID, steps=[Pause(12000)])
+    await caller.start()
+    await wait_until(lambda: _active_calls(controller))
+    controller.kill()  # SIGKILL while the call is in Stasis, mid-greeting
+    (channel,) = await stasis_channels()  # Asterisk keeps it in Stasis, in silence
+    await controller.start()
+    moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
+    assert moved["id"] == channel["id"]
+    (record,) = await controller.wait_for_records(1)
+    full = await controller.call_record(record["call_id"])
+    assert full["end_reason"] == "fallback"
+    assert "recovered" in [e["kind"] for e in full["events"]]
+    caller.kill()
+
+
+async def _active_calls(controller: ControllerProcess) -> int:
+    health = await controller.health()
+    return int(health["active_calls"]) if health else 0
+
+
+async def test_event_stream_reconnects_after_asterisk_restart(controller: ControllerProcess) -> None:
+    before = await controller.wait_healthy()
+    sandbox.stop()
+    await wait_until(lambda: _disconnected(controller))
+    sandbox.start()
+    health = await wait_until(lambda: _reconnected(controller, before["ari_connections"]), timeout=30)
+    assert health["ari_connected"]
+    # And calls are handled again.
+    result = await Caller(DID, steps=[Pause(1500)]).run()
+    assert result.ok, result.output
+    await controller.wait_for_records(1)
+
+
+async def _disconnected(controller: ControllerProcess) -> bool:
+    health = await controller.health()
+    return bool(health) and not health["ari_connected"]
+
+
+async def _reconnected(controller: ControllerProcess, connections: int) -> dict | None:  # type: ignore[type-arg]
+    health = await controller.health()
+    if health and health["ari_connected"] and health["ari_connections"] > connections:
+        return health
+    return None
+
+
+async def test_graceful_stop_hands_live_calls_to_the_fallback(controller: ControllerProcess) -> None:
+    caller = Caller(DID, steps=[Pause(8000)])
+    await caller.start()
+    await wait_until(lambda: _active_calls(controller))
+    assert controller.terminate() == 0
+    moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
+    assert moved["state"] == "Up"
+    caller.kill()

@@ -1,0 +1,300 @@
+"""SIPp as the test's telephone: callers (UAC) and agent / customer phones (UAS).
+
+Scenarios are generated from a short list of steps, so a test reads like what the caller does:
+
+    caller = Caller("4008001234", caller="13800138000", steps=[Pause(2000), Dtmf("2"), Pause(3000)])
+    result = await caller.run()          # places the call, does the steps, hangs up
+    assert result.ok
+
+Each SIPp instance gets its own SIP and media ports, so several can run at once. DTMF is sent as
+RFC 2833 events from the captures Debian's sip-tester ships (Asterisk reports ChannelDtmfReceived).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIPP = shutil.which("sipp") or "sipp"
+PCAP_DIR = Path("/usr/share/sip-tester")
+ASTERISK = "127.0.0.1:5060"
+_ports = itertools.count(0)
+
+
+def _next_ports() -> tuple[int, int]:
+    """A (SIP port, media port) pair unique in this test process (media ports 6000-7999)."""
+    n = next(_ports) % 400
+    base = 5100 + (os.getpid() % 20) * 400
+    return base + n, 6000 + ((os.getpid() % 4) * 500 + n * 4) % 2000
+
+
+@dataclass(frozen=True)
+class Pause:
+    ms: int
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    """Press keys, one RFC 2833 capture each, `gap_ms` apart (Asterisk needs ~1 s between digits)."""
+
+    digits: str
+    gap_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class WaitForBye:
+    """Stay on the line until the far end hangs up (then answer the BYE)."""
+
+    timeout_ms: int = 60_000
+
+
+_NAMES = {"*": "star", "#": "pound"}
+
+_SDP = """v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=sendrecv
+"""
+
+_BYE = """  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: [cseq] BYE
+      Contact: <sip:[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+"""
+
+_ANSWER_BYE = """  <recv request="BYE" timeout="{timeout}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join((" " * spaces + line) if line else "" for line in text.splitlines())
+
+
+def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye]) -> str:
+    sdp = _indent(_SDP, 6)
+    parts = [f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ccc caller">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{did}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{caller}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Contact: <sip:{caller}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""]
+    ends_with_their_bye = False
+    for step in steps:
+        if isinstance(step, Pause):
+            parts.append(f'  <pause milliseconds="{step.ms}"/>\n')
+        elif isinstance(step, Dtmf):
+            for digit in step.digits:
+                if digit == " ":
+                    parts.append(f'  <pause milliseconds="{step.gap_ms}"/>\n')
+                    continue
+                pcap = PCAP_DIR / f"dtmf_2833_{_NAMES.get(digit, digit)}.pcap"
+                parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+                             f'  <pause milliseconds="{step.gap_ms}"/>\n')
+        elif isinstance(step, WaitForBye):
+            parts.append(_ANSWER_BYE.format(timeout=step.timeout_ms))
+            ends_with_their_bye = True
+    if not ends_with_their_bye:
+        parts.append(_BYE)
+    parts.append("</scenario>\n")
+    return "".join(parts)
+
+
+def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms: int | None = None) -> str:
+    """A phone: rings, answers after `answer_after_ms` (or rejects with a status), then either
+    waits for the far end's BYE or hangs up itself after `hold_ms`."""
+    sdp = _indent(_SDP, 6)
+    head = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ccc phone">
+  <recv request="INVITE" crlf="true" rrs="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+    if reject is not None:
+        return head + f"""  <pause milliseconds="{answer_after_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 {reject} Rejected
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+"""
+    body = head + f"""  <pause milliseconds="{answer_after_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+"""
+    if hold_ms is None:
+        return body + _ANSWER_BYE.format(timeout=600_000) + "</scenario>\n"
+    return body + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n"
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+    errors: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class _Sipp:
+    scenario: str
+    sip_port: int
+    media_port: int
+    calls: int = 1
+    timeout_s: int = 120
+    extra: list[str] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ccc-sipp-")))
+    process: asyncio.subprocess.Process | None = None
+
+    def _args(self) -> list[str]:
+        scenario_file = self.workdir / "scenario.xml"
+        scenario_file.write_text(self.scenario)
+        return [SIPP, *self.extra, "-sf", str(scenario_file), "-m", str(self.calls), "-i", "127.0.0.1",
+                "-p", str(self.sip_port), "-mi", "127.0.0.1", "-mp", str(self.media_port), "-nostdin",
+                "-timeout", f"{self.timeout_s}s", "-timeout_error", "-trace_err",
+                "-error_file", str(self.workdir / "errors.log")]
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self._args(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=self.workdir)
+
+    async def wait(self) -> SippResult:
+        assert self.process is not None
+        stdout, _ = await self.process.communicate()
+        errors_file = self.workdir / "errors.log"
+        errors = errors_file.read_text(errors="replace") if errors_file.exists() else ""
+        return SippResult(self.process.returncode or 0, stdout.decode(errors="replace")[-3000:], errors[-3000:])
+
+    async def run(self) -> SippResult:
+        await self.start()
+        return await self.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.kill()
+
+
+class Caller(_Sipp):
+    """A caller dialling `did` from `caller` and doing `steps`, then hanging up (unless WaitForBye)."""
+
+    def __init__(self, did: str, *, caller: str = "13800138000", steps: list[Pause | Dtmf | WaitForBye],
+                 calls: int = 1, rate: float | None = None, timeout_s: int = 120) -> None:
+        sip_port, media_port = _next_ports()
+        extra = [ASTERISK]
+        if rate is not None:
+            extra += ["-r", str(rate)]
+        super().__init__(uac_scenario(did, caller, steps), sip_port, media_port, calls=calls,
+                         timeout_s=timeout_s, extra=extra)
+
+
+class Phone(_Sipp):
+    """An agent's (or a customer's) phone listening on `sip_port` (8001 -> 15001 in the demo)."""
+
+    def __init__(self, sip_port: int, *, answer_after_ms: int = 500, reject: int | None = None,
+                 hold_ms: int | None = None, calls: int = 1, timeout_s: int = 120) -> None:
+        _, media_port = _next_ports()
+        super().__init__(uas_scenario(answer_after_ms, reject=reject, hold_ms=hold_ms), sip_port, media_port,
+                         calls=calls, timeout_s=timeout_s)
