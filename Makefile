@@ -1,0 +1,57 @@
+# Two commands do all the set-up on a fresh machine (both idempotent):
+#   make run    install what is missing, start Asterisk + demo backend + controller, stay in the foreground
+#   make test   the same set-up, then the whole test suite (real Asterisk and SIPp included)
+# Also: make stop, make bench, make lint, make sandbox, make clean.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-base
+STAMP := $(VENV)/.installed
+
+.PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint clean
+
+all: venv
+
+deps:  ## Debian packages: debootstrap (Asterisk root), SIPp, espeak-ng + sox (prompts)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+sandbox: deps venv  ## build the Asterisk 22 root (Debian sid, debootstrap) once; reused afterwards
+	$(PY) tools/sandbox.py ensure
+
+run: deps venv sandbox
+	$(PY) tools/run.py
+
+stop:
+	$(PY) tools/run.py stop
+
+test: deps venv sandbox
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not e2e" tests
+
+test-e2e: deps venv sandbox
+	$(PY) -m pytest -q -m e2e tests
+
+bench: deps venv sandbox
+	$(PY) -m tests.bench
+
+lint: venv
+	$(VENV)/bin/ruff check controller tests tools
+	$(VENV)/bin/mypy controller
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
