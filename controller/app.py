@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from controller import __version__
@@ -21,7 +22,12 @@ from controller.ari.dispatcher import Dispatcher
 from controller.ari.events import EventStream
 from controller.clock import Clock, SystemClock
 from controller.config import Config
+from controller.customers import CustomerDirectory
 from controller.http.server import build_app, public, start_http
+from controller.plugins.agi.server import FastAgiServer
+from controller.plugins.agi.services import AgiService
+from controller.plugins.ami import resources as ami_resources
+from controller.plugins.ami.services import AmiService
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
@@ -44,6 +50,10 @@ class Controller:
                                   spawn=self.spawn)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)
+        self.ami = AmiService(config.ami)
+        # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
+        self.http_client: aiohttp.ClientSession | None = None
+        self.agi_server = FastAgiServer()
         self._tasks: asyncio.TaskGroup | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -85,11 +95,26 @@ class Controller:
             }
             return web.json_response(body, status=200 if connected else 503)
 
-        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls)]
+        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls), *ami_resources.routes(self.ami)]
+
+    def flow_for_did(self, did: str) -> str | None:
+        """Which IVR flow serves a DID (the IVR plugin replaces this with its repository)."""
+        return self.config.dids.get(did)
+
+    def flow_exists(self, flow_id: str) -> bool:
+        return flow_id in self.config.dids.values()
 
     async def run(self) -> None:
         await self.store.open()
         self.ari.open()
+        self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        customers = CustomerDirectory(self.config.customers, self.http_client)
+        AgiService(app_name=self.config.ari.app, flow_for_did=lambda did: self.flow_for_did(did),
+                   flow_exists=lambda flow: self.flow_exists(flow), tier_of=customers.tier_of,
+                   connected=self.stream.connected.is_set).install(self.agi_server)
+        agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
+               if self.config.agi.enabled else None)
+        await self.ami.connect()
         runner = await start_http(build_app(self.config.tokens, self.routes()), self.config.http.listen,
                                   self.config.http.port)
         try:
@@ -108,6 +133,10 @@ class Controller:
                 writer.cancel()
         finally:
             self._tasks = None
+            if agi is not None:
+                agi.close()
+            self.ami.close()
+            await self.http_client.close()
             await runner.cleanup()
             await self.ari.close()
             await self.store.close()

@@ -34,6 +34,21 @@ class AmiSettings:
 
 
 @dataclass(frozen=True)
+class AgiSettings:
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True)
+class CustomerSettings:
+    # Where the customer tier comes from: a URL template answering {"tier": "vip"} for {number}.
+    tier_url: str = ""
+    timeout: float = 2.0
+    default_tier: str = "regular"
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     listen: str = "127.0.0.1"
     port: int = 8080
@@ -80,6 +95,8 @@ class Config:
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    agi: AgiSettings = field(default_factory=AgiSettings)
+    customers: CustomerSettings = field(default_factory=CustomerSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)

@@ -56,3 +56,4 @@ def setup_logging(level: str = "info", fmt: str = "text", show_caller_numbers: b
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("panoramisk").setLevel(logging.INFO)  # its debug logs every AMI event (with numbers)

@@ -172,7 +172,8 @@ def running() -> bool:
 def start(timeout: float = 60) -> None:
     install()
     if running() and _ari_ready():
-        log("Asterisk already running")
+        cli("core reload")  # pick up the configuration just installed
+        log("Asterisk already running; configuration reloaded")
         return
     LOG.parent.mkdir(parents=True, exist_ok=True)
     with LOG.open("ab") as console:

@@ -35,6 +35,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "asterisk.module": _ep("GET", "/asterisk/modules/{moduleName}"),
     "asterisk.get_global_var": _ep("GET", "/asterisk/variable", "variable"),
     "applications.list": _ep("GET", "/applications"),
+    "sounds.get": _ep("GET", "/sounds/{soundId}"),
     "applications.get": _ep("GET", "/applications/{applicationName}"),
     # channels
     "channels.list": _ep("GET", "/channels"),

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugins() -> list[Callable[[Any], None]]:
     """Sub-command groups defined in their own modules (flows, agents, reports, …)."""
     registers = []
-    for module_name in ("controller.cli.flows",):
+    for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
+                        "controller.cli.ops"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

@@ -1,0 +1,94 @@
+"""The Asterisk snippets the controller needs, rendered with a deployment's values.
+
+`ccctl asterisk-conf render --out DIR` writes them for a PBX the project did not install; the
+sandbox's own files (asterisk-conf/ and dialplans/ccc-inbound.conf) are the same templates
+rendered with the demo values, and a test keeps them identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlparse
+
+from controller.config import Config
+
+#: snippet -> (where it goes on a PBX, where the sandbox keeps it in this repository)
+SNIPPETS: dict[str, tuple[str, str]] = {
+    "ari.conf": ("/etc/asterisk/ari.conf (merge the user section)", "asterisk-conf"),
+    "http.conf": ("/etc/asterisk/http.conf", "asterisk-conf"),
+    "manager.conf": ("/etc/asterisk/manager.conf (merge the user section)", "asterisk-conf"),
+    "queues.conf": ("/etc/asterisk/queues.conf (add the ccc-fallback queue)", "asterisk-conf"),
+    "voicemail.conf": ("/etc/asterisk/voicemail.conf (add the [ccc] context)", "asterisk-conf"),
+    "ccc-inbound.conf": ("/etc/asterisk/dialplans/ccc-inbound.conf, with "
+                         '#include "dialplans/*.conf" in extensions.conf', "dialplans"),
+}
+
+
+@dataclass(frozen=True)
+class SnippetValues:
+    app: str = "ccc"
+    ari_user: str = "ccc"
+    ari_password: str = "ccc-demo-ari"
+    http_bind: str = "127.0.0.1"
+    http_port: int = 8088
+    ami_user: str = "ccc"
+    ami_secret: str = "ccc-demo-ami"
+    ami_bind: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_permit: str = "127.0.0.1/255.255.255.255"
+    fallback_queue_timeout: int = 60
+    fallback_members: tuple[str, ...] = tuple(f"PJSIP/800{n}" for n in range(1, 6))
+
+    @classmethod
+    def from_config(cls, config: Config, phones: list[str] | None = None) -> SnippetValues:
+        ari = urlparse(config.ari.url)
+        members = tuple(config.asterisk.phone_dial.replace("{endpoint}", phone) for phone in phones) if phones \
+            else cls.fallback_members
+        return cls(app=config.ari.app, ari_user=config.ari.user, ari_password=config.ari.password,
+                   http_bind=ari.hostname or "127.0.0.1", http_port=ari.port or 8088, ami_user=config.ami.user,
+                   ami_secret=config.ami.secret, ami_bind=config.ami.host, ami_port=config.ami.port,
+                   fallback_members=members)
+
+
+def render(name: str, values: SnippetValues) -> str:
+    template = resources.files("controller.deploy").joinpath("templates", name).read_text(encoding="utf-8")
+    replacements = {
+        "APP": values.app, "ARI_USER": values.ari_user, "ARI_PASSWORD": values.ari_password,
+        "HTTP_BIND": values.http_bind, "HTTP_PORT": str(values.http_port), "AMI_USER": values.ami_user,
+        "AMI_SECRET": values.ami_secret, "AMI_BIND": values.ami_bind, "AMI_PORT": str(values.ami_port),
+        "AMI_PERMIT": values.ami_permit, "FALLBACK_QUEUE_TIMEOUT": str(values.fallback_queue_timeout),
+        "FALLBACK_MEMBERS": "\n".join(f"member => {member}" for member in values.fallback_members),
+    }
+    for key, value in replacements.items():
+        template = template.replace(f"@@{key}@@", value)
+    return template
+
+
+def render_all(values: SnippetValues) -> dict[str, str]:
+    return {name: render(name, values) for name in SNIPPETS}
+
+
+def write_snippets(out: Path, values: SnippetValues, *, repository_layout: bool = False) -> list[Path]:
+    """Write every snippet into `out` (or into asterisk-conf/ and dialplans/ under it)."""
+    written = []
+    for name, text in render_all(values).items():
+        target_dir = out / SNIPPETS[name][1] if repository_layout else out
+        target_dir.mkdir(parents=True, exist_ok=True)
+        path = target_dir / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o640)  # they hold credentials
+        written.append(path)
+    if not repository_layout:
+        guide = ["Where each file goes on the PBX:", ""]
+        guide += [f"  {name:<18} -> {where}" for name, (where, _) in SNIPPETS.items()]
+        guide += ["", "Then: asterisk -rx 'core reload' (or restart), and run `ccctl doctor`.", ""]
+        (out / "WHERE-THESE-GO.txt").write_text("\n".join(guide), encoding="utf-8")
+    return written
+
+
+def render_service_unit(venv: str = "/opt/ccc/venv", config: str = "/etc/ccc/controller.yaml") -> str:
+    """The systemd unit, with the virtual environment and configuration file of this install."""
+    template = resources.files("controller.deploy").joinpath("templates", "ccc-controller.service")
+    return template.read_text(encoding="utf-8").replace("@@VENV@@", venv).replace("@@CONFIG@@", config)

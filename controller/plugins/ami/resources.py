@@ -1,0 +1,27 @@
+"""HTTP resources backed by AMI: trunks and span alarms, Asterisk channel counts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.http.server import json_error, roles
+from controller.plugins.ami.services import AmiService, AmiUnavailable
+
+
+def routes(ami: AmiService) -> list[web.RouteDef]:
+    @roles("supervisor", "integration")
+    async def trunks(request: web.Request) -> web.Response:
+        try:
+            pjsip = [trunk.as_dict() for trunk in await ami.trunks()]
+            spans = await ami.dahdi_spans()
+            counts = await ami.channel_counts()
+        except AmiUnavailable as exc:
+            return json_error(503, f"Asterisk AMI unavailable: {exc}")
+        return web.json_response({
+            "pjsip": pjsip,
+            "dahdi": spans,
+            "dahdi_loaded": spans is not None,
+            "channels": counts,
+        })
+
+    return [web.get("/api/asterisk/trunks", trunks)]

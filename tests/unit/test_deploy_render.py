@@ -1,0 +1,30 @@
+"""The sandbox's Asterisk files are exactly the deployment snippets rendered with demo values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.deploy.render import SNIPPETS, SnippetValues, render_all, write_snippets
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sandbox_files_are_the_rendered_snippets() -> None:
+    for name, text in render_all(SnippetValues()).items():
+        committed = REPO / SNIPPETS[name][1] / name
+        assert committed.read_text(encoding="utf-8") == text, (
+            f"{committed} differs from the template; run: ccctl asterisk-conf render --out . --repository-layout")
+
+
+def test_render_uses_the_deployments_values(tmp_path: Path) -> None:
+    values = SnippetValues(app="callcenter", ari_user="cc", ari_password="s3cret", ami_secret="m4nager",
+                           fallback_members=("PJSIP/2001",))
+    written = write_snippets(tmp_path, values)
+    texts = {path.name: path.read_text() for path in written}
+    assert "[cc]" in texts["ari.conf"] and "password = s3cret" in texts["ari.conf"]
+    assert "secret = m4nager" in texts["manager.conf"]
+    assert "Stasis(callcenter,${EXTEN})" in texts["ccc-inbound.conf"]
+    assert "member => PJSIP/2001" in texts["queues.conf"] and "PJSIP/8001" not in texts["queues.conf"]
+    assert "@@" not in "".join(texts.values())
+    assert (tmp_path / "WHERE-THESE-GO.txt").exists()
+    assert all(oct(path.stat().st_mode)[-3:] == "640" for path in written)
