@@ -37,4 +37,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX call_events_call ON call_events(call_id, id);
     """,
+    # 2: what callers left in the IVR: voicemails, callback tasks, survey answers
+    """
+    CREATE TABLE ivr_records (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- voicemail | callback | survey
+        created_at REAL NOT NULL,
+        caller TEXT NOT NULL DEFAULT '',
+        did TEXT NOT NULL DEFAULT '',
+        payload TEXT NOT NULL DEFAULT '{}', -- JSON: recording name and duration, number and due time, rating
+        status TEXT NOT NULL DEFAULT 'open' -- callbacks: open | done
+    );
+    CREATE INDEX ivr_records_kind ON ivr_records(kind, created_at);
+    CREATE INDEX ivr_records_call ON ivr_records(call_id);
+    """,
 ]

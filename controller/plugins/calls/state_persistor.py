@@ -32,7 +32,7 @@ class CallRecords:
         self._store.write("UPDATE calls SET data = ? WHERE call_id = ?",
                           (json.dumps(data, ensure_ascii=False, default=str), call_id))
 
-    def event(self, call_id: str, kind: str, **detail: Any) -> None:
+    def event(self, call_id: str, kind: str, /, **detail: Any) -> None:
         self._store.write(
             "INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
             (call_id, self._now(), kind, json.dumps(detail, ensure_ascii=False, default=str)),

@@ -1,0 +1,157 @@
+"""Second legs and bridges: dialling an agent, a transfer target or a conference party for a call.
+
+A `Leg` is a channel the call originates into our application. Its id is chosen here and claimed
+for the call's session before the originate request, so every event of the leg (Dial progress,
+StasisStart on answer, the hang-up) arrives in the session's inbox, in order. While a leg rings,
+the caller may hang up: the leg is then cancelled and `CallerHangup` propagates as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from controller.ari.client import new_id
+from controller.ari.errors import AriError, AriNotFound, ChannelGone
+from controller.ari.models import (
+    ChannelDestroyed,
+    ChannelHangupRequest,
+    Dial,
+    Event,
+    StasisEnd,
+    StasisStart,
+)
+from controller.ivr.port import CallerHangup
+from controller.plugins.calls.session import CallSession
+
+#: Dial statuses that end a ringing attempt without an answer.
+FINAL_DIAL_STATUSES = {"BUSY", "NOANSWER", "CONGESTION", "CHANUNAVAIL", "CANCEL", "DONTCALL", "TORTURE", "INVALIDARGS"}
+
+
+@dataclass(frozen=True)
+class DialOutcome:
+    answered: bool
+    status: str  # ANSWER, BUSY, NOANSWER, CONGESTION, CHANUNAVAIL, FAILED, TIMEOUT
+    cause: int | None = None
+
+
+class Leg:
+    def __init__(self, session: CallSession, endpoint: str, *, purpose: str, caller_id: str | None = None,
+                 ring_timeout: float = 30.0, variables: dict[str, str] | None = None) -> None:
+        self.session = session
+        self.endpoint = endpoint
+        self.purpose = purpose  # agent, transfer, conference, consult
+        self.caller_id = caller_id
+        self.ring_timeout = ring_timeout
+        self.variables = variables or {}
+        self.channel_id = new_id(f"leg-{purpose}")
+        self.answered = False
+        self.gone = False
+
+    def concerns(self, event: Event) -> bool:
+        return self.channel_id in event.routing_ids()
+
+    def _ends_leg(self, event: Event) -> bool:
+        return self.concerns(event) and isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed)
+
+    async def dial(self) -> DialOutcome:
+        """Ring the endpoint; returns when it answers, fails, or the ring timeout passes."""
+        session = self.session
+        session.dispatcher.claim(self.channel_id, session)
+        try:
+            await session.ari.originate(
+                self.channel_id, self.endpoint, app=session.app_name, app_args=f"leg,{session.call_id}",
+                caller_id=self.caller_id, timeout=max(1, int(self.ring_timeout)), variables=self.variables)
+        except AriError as exc:
+            self.gone = True
+            session.dispatcher.release(self.channel_id)
+            return DialOutcome(False, "FAILED", None if exc.status == 0 else exc.status)
+
+        def progress(event: Event) -> bool:
+            if not self.concerns(event):
+                return False
+            if isinstance(event, StasisStart | ChannelDestroyed):
+                return True
+            return isinstance(event, Dial) and event.dialstatus in FINAL_DIAL_STATUSES
+
+        try:
+            event = await session.wait_for(progress, self.ring_timeout + 5)
+        except CallerHangup:
+            await self.hangup()
+            raise
+        if isinstance(event, StasisStart):
+            self.answered = True
+            return DialOutcome(True, "ANSWER")
+        status = event.dialstatus if isinstance(event, Dial) else "TIMEOUT" if event is None else "FAILED"
+        cause = event.cause if isinstance(event, ChannelDestroyed) else None
+        await self.hangup()
+        return DialOutcome(False, status, cause)
+
+    async def hangup(self) -> None:
+        if not self.gone:
+            self.gone = True
+            with contextlib.suppress(ChannelGone):
+                await self.session.ari.hangup(self.channel_id)
+            self.session.dispatcher.release(self.channel_id)
+
+    async def wait_until_gone(self, timeout: float | None = None) -> bool:
+        """Wait for the leg to hang up (True) or `timeout` (False); CallerHangup if the caller goes first."""
+        if self.gone:
+            return True
+        event = await self.session.wait_for(self._ends_leg, timeout)
+        if event is not None:
+            self.gone = True
+            self.session.dispatcher.release(self.channel_id)
+            return True
+        return False
+
+
+class Bridge:
+    """A mixing (or holding) bridge owned by the call; its events go to the call's session."""
+
+    def __init__(self, session: CallSession, kind: str = "mixing", purpose: str = "talk") -> None:
+        self.session = session
+        self.kind = kind
+        self.bridge_id = new_id(f"br-{purpose}")
+        self.created = False
+
+    async def create(self) -> Bridge:
+        self.session.dispatcher.claim(self.bridge_id, self.session)
+        await self.session.ari.create_bridge(self.bridge_id, self.kind, name=self.session.call_id)
+        self.created = True
+        return self
+
+    async def add(self, *channel_ids: str, role: str | None = None) -> None:
+        await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
+
+    async def remove(self, channel_id: str) -> None:
+        with contextlib.suppress(ChannelGone, AriNotFound):
+            await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
+
+    async def destroy(self) -> None:
+        if self.created:
+            self.created = False
+            with contextlib.suppress(AriNotFound):
+                await self.session.ari.destroy_bridge(self.bridge_id)
+            self.session.dispatcher.release(self.bridge_id)
+
+
+async def connect_and_talk(session: CallSession, leg: Leg) -> str:
+    """Bridge the caller with an answered leg until one side hangs up.
+
+    Returns "leg_hangup" when the other side ended (the caller is still here, e.g. for a survey);
+    raises CallerHangup (after hanging up the leg) when the caller ended.
+    """
+    bridge = await Bridge(session).create()
+    try:
+        await bridge.add(session.channel_id, leg.channel_id)
+        try:
+            await leg.wait_until_gone()
+        except CallerHangup:
+            await leg.hangup()
+            raise
+        with contextlib.suppress(ChannelGone, AriNotFound):
+            await bridge.remove(session.channel_id)
+        return "leg_hangup"
+    finally:
+        await bridge.destroy()
