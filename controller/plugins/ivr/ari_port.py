@@ -100,8 +100,9 @@ class AriCallPort:
             wait = min(remaining, spec.inter_digit_timeout if digits else spec.first_digit_timeout)
             digit = await self._next_digit(wait)
             if digit is None:
-                reason = "inter_digit_timeout" if digits else "no_input"
-                return CollectResult(digits, reason if remaining > wait else ("total_timeout" if digits else reason))
+                if not digits:
+                    return CollectResult("", "no_input")
+                return CollectResult(digits, "inter_digit_timeout" if remaining > wait else "total_timeout")
             digits += digit
 
     async def _next_digit(self, timeout: float) -> str | None:
