@@ -31,6 +31,9 @@ from controller.plugins.ami.services import AmiService
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.cti import resources as cti_resources
+from controller.plugins.cti.notifier import Webhook, WebhookNotifier
+from controller.plugins.cti.services import EventBus
 from controller.store.db import Store
 
 log = logging.getLogger("controller")
@@ -46,8 +49,11 @@ class Controller:
         self.store = Store(config.database_path)
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
+        self.events = EventBus(self.store, self.clock.now)
+        self.webhooks = WebhookNotifier([Webhook.from_config(entry) for entry in config.webhooks], self.events,
+                                        self.store, self._http)
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
-                                  spawn=self.spawn)
+                                  spawn=self.spawn, publish=self.events.publish)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)
         self.ami = AmiService(config.ami)
@@ -95,7 +101,12 @@ class Controller:
             }
             return web.json_response(body, status=200 if connected else 503)
 
-        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls), *ami_resources.routes(self.ami)]
+        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls), *ami_resources.routes(self.ami),
+                *cti_resources.routes(self.events, self.webhooks)]
+
+    def _http(self) -> aiohttp.ClientSession:
+        assert self.http_client is not None, "the controller is not running"
+        return self.http_client
 
     def flow_for_did(self, did: str) -> str | None:
         """Which IVR flow serves a DID (the IVR plugin replaces this with its repository)."""
@@ -106,6 +117,7 @@ class Controller:
 
     async def run(self) -> None:
         await self.store.open()
+        await self.events.open()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         customers = CustomerDirectory(self.config.customers, self.http_client)
@@ -122,11 +134,13 @@ class Controller:
                 self._tasks = tasks
                 writer = tasks.create_task(self.store.run_writer())
                 stream = tasks.create_task(self.stream.run())
+                notifier = tasks.create_task(self.webhooks.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
                 await self.calls.hand_all_to_fallback("controller-stopping")
                 stream.cancel()
+                notifier.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

@@ -83,6 +83,16 @@ class TokenSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    name: str
+    url: str
+    secret: str  # HMAC-SHA256 key; the receiver checks X-CCC-Signature with it
+    types: list[str] = field(default_factory=list)  # event type patterns, e.g. ["call.*"]; empty: all
+    queue: str | None = None
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class IvrSettings:
     flows_dir: str = "ivr_flows"
     # What a call hears when no flow serves its DID (then it goes to the fallback route).
@@ -105,7 +115,7 @@ class Config:
     tokens: list[TokenSettings] = field(default_factory=list)
     acd: dict[str, Any] = field(default_factory=dict)
     standards: dict[str, Any] = field(default_factory=dict)
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[WebhookSettings] = field(default_factory=list)
 
     source: str = ""  # the file it was read from (set by `load_config`)
 

@@ -52,4 +52,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ivr_records_kind ON ivr_records(kind, created_at);
     CREATE INDEX ivr_records_call ON ivr_records(call_id);
     """,
+    # 3: the CTI event stream (sequence numbers survive restarts) and the webhook outbox
+    """
+    CREATE TABLE cti_events (
+        seq INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        type TEXT NOT NULL,
+        call_id TEXT,
+        agent_id TEXT,
+        queue TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX cti_events_at ON cti_events(at);
+    CREATE TABLE webhook_deliveries (
+        webhook TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at REAL,
+        PRIMARY KEY (webhook, seq)
+    );
+    CREATE TABLE webhook_cursor (
+        webhook TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL   -- every event up to this one was delivered
+    );
+    """,
 ]

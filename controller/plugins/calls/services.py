@@ -33,6 +33,7 @@ RECOVERY_TIMEOUT = 120.0
 
 CallHandler = Callable[[CallSession], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Publish = Callable[..., Any]  # EventBus.publish
 
 
 class CallsService:
@@ -44,12 +45,14 @@ class CallsService:
         dispatcher: Dispatcher,
         records: CallRecords,
         spawn: Spawn,
+        publish: Publish,
     ) -> None:
         self.config = config
         self.ari = ari
         self.dispatcher = dispatcher
         self.records = records
         self.spawn = spawn
+        self.publish = publish
         self.active: dict[str, CallSession] = {}
         self.inbound_handler: CallHandler = self.greeting_then_fallback
         self.calls_started = 0
@@ -80,6 +83,7 @@ class CallsService:
         self.calls_started += 1
         self.records.started(session.call_id, channel.id, direction=direction, caller=session.caller, did=did)
         log.info("call %s from %s to %s", session.call_id, mask_number(session.caller), did)
+        self.publish("call.offered", call_id=session.call_id, caller=session.caller, did=did, direction=direction)
         return session
 
     async def _run(self, session: CallSession, handler: CallHandler) -> None:
@@ -100,6 +104,9 @@ class CallsService:
                 await session.finish()
             finally:
                 self.active.pop(session.call_id, None)
+                self.publish("call.ended", call_id=session.call_id, reason=session.end_reason or "caller_hangup",
+                             cause=session.hangup_cause, cause_txt=session.hangup_cause_txt,
+                             duration=round(session.age(), 3))
 
     async def greeting_then_fallback(self, session: CallSession) -> None:
         """The default when no IVR flow serves the DID: greet, then the dialplan's fallback route."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,7 @@ class CallSession:
         self.lost = False
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
         self.current_playback: str | None = None
+        self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
         self.end_reason: str | None = None
@@ -100,6 +102,10 @@ class CallSession:
 
     def __repr__(self) -> str:
         return f"<CallSession {self.call_id} caller={mask_number(self.caller)} did={self.did}>"
+
+    def age(self) -> float:
+        """Seconds since the call reached the controller."""
+        return time.monotonic() - self.started_monotonic
 
     # -- events -----------------------------------------------------------------------------------
 

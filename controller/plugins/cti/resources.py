@@ -1,0 +1,124 @@
+"""CTI over HTTP: the live event WebSocket (/ws), polling (/api/events), schemas, webhook replay.
+
+An agent's token sees only events about that agent; supervisors, admins and integrations see
+all. A client resumes after a disconnect with ?since=<last seq it processed>: the events it
+missed are sent first (from the store if need be), then the live stream, with no gap or repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from aiohttp import WSMsgType, web
+
+from controller.config import TokenSettings
+from controller.http.server import caller_of, json_error, roles
+from controller.plugins.cti.notifier import WebhookNotifier
+from controller.plugins.cti.schemas import all_schemas
+from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
+
+
+def scoped_filter(request: web.Request, identity: TokenSettings) -> EventFilter:
+    """The subscriber's own filter, narrowed to its agent when the token is an agent's."""
+    query = request.query
+    wanted = EventFilter.parse(query.get("types"), query.get("queue"), query.get("agent"))
+    if identity.role == "agent":
+        return EventFilter(wanted.types, wanted.queue, identity.agent_id or "-")
+    return wanted
+
+
+def _since(request: web.Request) -> int | None:
+    value = request.query.get("since")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise web.HTTPBadRequest(reason="since must be a sequence number (a non-negative integer)")
+    return int(value)
+
+
+def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
+    @roles("agent", "supervisor", "integration")
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        identity = caller_of(request)
+        event_filter = scoped_filter(request, identity)
+        since = _since(request)
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        subscriber = bus.subscribe()  # before the replay, so nothing published meanwhile is missed
+        last = since if since is not None else bus.last_seq
+        try:
+            await ws.send_json({"type": "hello", "seq": bus.last_seq, "role": identity.role})
+            if since is not None:
+                for event in await bus.since(since):
+                    if event_filter.matches(event):
+                        await ws.send_str(json.dumps(event.as_dict(), ensure_ascii=False))
+                    last = event.seq
+            reader = asyncio.create_task(_drain_client(ws))
+            try:
+                while not ws.closed and not reader.done():
+                    if subscriber.overflowed:
+                        await ws.close(code=4008, message=f"too slow: resume with since={last}".encode())
+                        break
+                    getter = asyncio.ensure_future(subscriber.queue.get())
+                    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        break
+                    live: CtiEvent = getter.result()
+                    if live.seq <= last:
+                        continue
+                    last = live.seq
+                    if event_filter.matches(live):
+                        await ws.send_str(json.dumps(live.as_dict(), ensure_ascii=False))
+            finally:
+                reader.cancel()
+        finally:
+            bus.unsubscribe(subscriber)
+            with contextlib.suppress(ConnectionError):
+                await ws.close()
+        return ws
+
+    @roles("supervisor", "integration", "agent")
+    async def poll(request: web.Request) -> web.Response:
+        event_filter = scoped_filter(request, caller_of(request))
+        since = _since(request) or 0
+        limit = min(int(request.query.get("limit", "1000")), 10_000)
+        events = [e.as_dict() for e in await bus.since(since, limit) if event_filter.matches(e)]
+        return web.json_response({"events": events, "last_seq": bus.last_seq})
+
+    @roles("supervisor", "integration", "agent")
+    async def schemas(request: web.Request) -> web.Response:
+        return web.json_response(all_schemas())
+
+    @roles("integration")
+    async def webhook_status(request: web.Request) -> web.Response:
+        return web.json_response(await webhooks.status())
+
+    @roles("integration")
+    async def webhook_replay(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.json() if request.can_read_body else {}
+        since = body.get("since") if isinstance(body, dict) else None
+        if not isinstance(since, int) or since < 0:
+            return json_error(400, 'body must be {"since": <sequence number>}')
+        if not webhooks.has(name):
+            return json_error(404, f"no webhook named {name!r}")
+        await webhooks.replay(name, since)
+        return web.json_response({"webhook": name, "replaying_from": since + 1})
+
+    return [
+        web.get("/ws", websocket),
+        web.get("/api/events", poll),
+        web.get("/api/events/schemas", schemas),
+        web.get("/api/webhooks", webhook_status),
+        web.post("/api/webhooks/{name}/replay", webhook_replay),
+    ]
+
+
+async def _drain_client(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, so pings are answered and a close is noticed."""
+    async for message in ws:
+        if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
