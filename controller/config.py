@@ -95,8 +95,10 @@ class WebhookSettings:
 @dataclass(frozen=True)
 class IvrSettings:
     flows_dir: str = "ivr_flows"
-    # What a call hears when no flow serves its DID (then it goes to the fallback route).
+    # What a call hears when no flow serves its DID, and what happens next: the dialplan's
+    # fallback route (agents ring, then voicemail), or a hang-up (an announcement-only number).
     default_greeting: str = "sound:ccc/welcome"
+    no_flow: Literal["fallback", "hangup"] = "fallback"
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,10 @@ class CallsService:
         session.state = "ivr"
         await session.answer()
         await session.play([self.config.ivr.default_greeting])
-        await session.to_fallback("no-flow")
+        if self.config.ivr.no_flow == "hangup":
+            await session.hangup()
+        else:
+            await session.to_fallback("no-flow")
 
     # -- after (re)connecting ---------------------------------------------------------------------
 
