@@ -34,6 +34,7 @@ from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
+from controller.plugins.metrics import resources as metrics_resources
 from controller.store.db import Store
 
 log = logging.getLogger("controller")
@@ -64,6 +65,7 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.reload_hooks: list[Callable[[], None]] = []
+        self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self)]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -102,7 +104,8 @@ class Controller:
             return web.json_response(body, status=200 if connected else 503)
 
         return [web.get("/healthz", healthz), *calls_resources.routes(self.calls), *ami_resources.routes(self.ami),
-                *cti_resources.routes(self.events, self.webhooks)]
+                *cti_resources.routes(self.events, self.webhooks),
+                *metrics_resources.routes(self.metric_sources)]
 
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"

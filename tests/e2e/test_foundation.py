@@ -121,3 +121,18 @@ async def test_graceful_stop_hands_live_calls_to_the_fallback(controller: Contro
     moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
     assert moved["state"] == "Up"
     caller.kill()
+
+
+async def test_metrics_and_api_authentication(controller: ControllerProcess) -> None:
+    assert (await Caller(DID, steps=[Pause(1000)]).run()).ok
+    await controller.wait_for_records(1)
+    status, text = await controller.api("GET", "/metrics", token="demo-supervisor-token")
+    assert status == 200
+    assert "ccc_ari_connected 1.0" in text
+    assert "ccc_calls_started_total 1.0" in text
+    assert "ccc_webhook_backlog 0.0" in text
+    assert (await controller.api("GET", "/metrics", token="nope"))[0] == 401
+    assert (await controller.api("GET", "/metrics", token="demo-agent-1001-token"))[0] == 403
+    assert (await controller.api("GET", "/api/calls", token="demo-agent-1001-token"))[0] == 403
+    status, body = await controller.api("GET", "/no/such/route")
+    assert status == 404 and "error" in body
