@@ -19,15 +19,16 @@ from aiohttp import web
 from controller import __version__
 from controller.ari.client import AriClient
 from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriError
 from controller.ari.events import EventStream
 from controller.clock import Clock, SystemClock
 from controller.config import Config
 from controller.customers import CustomerDirectory
-from controller.http.server import build_app, public, start_http
+from controller.http.server import build_app, public, roles, start_http
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
-from controller.plugins.ami.services import AmiService
+from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
@@ -87,25 +88,50 @@ class Controller:
         for hook in self.reload_hooks:
             hook()
 
+    def health(self) -> dict[str, Any]:
+        connected = self.stream.connected.is_set()
+        return {
+            "status": "ok" if connected else "degraded",
+            "version": __version__,
+            "ari_connected": connected,
+            "ari_connections": self.stream.connections,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "started_at": self.started_at,
+            "active_calls": len(self.calls.active),
+            "calls_by_state": self.calls.counts_by_state(),
+        }
+
+    async def asterisk_status(self) -> dict[str, Any]:
+        """What only Asterisk knows: reachable, its version, channel counts."""
+        try:
+            info = await self.ari.info()
+            status: dict[str, Any] = {"reachable": True, "version": info.get("system", {}).get("version")}
+        except AriError as exc:
+            status = {"reachable": False, "error": exc.message or f"HTTP {exc.status}"}
+        try:
+            status["channels"] = await self.ami.channel_counts()
+        except AmiUnavailable:
+            status["channels"] = None
+        return status
+
     def routes(self) -> list[web.RouteDef]:
         @public
         async def healthz(request: web.Request) -> web.Response:
-            connected = self.stream.connected.is_set()
-            body = {
-                "status": "ok" if connected else "degraded",
-                "version": __version__,
-                "ari_connected": connected,
-                "ari_connections": self.stream.connections,
-                "uptime_seconds": round(time.time() - self.started_at, 1),
-                "started_at": self.started_at,
-                "active_calls": len(self.calls.active),
-                "calls_by_state": self.calls.counts_by_state(),
-            }
-            return web.json_response(body, status=200 if connected else 503)
+            body = self.health()
+            return web.json_response(body, status=200 if body["ari_connected"] else 503)
 
-        return [web.get("/healthz", healthz), *calls_resources.routes(self.calls), *ami_resources.routes(self.ami),
-                *cti_resources.routes(self.events, self.webhooks),
-                *metrics_resources.routes(self.metric_sources)]
+        @roles("supervisor", "integration")
+        async def status(request: web.Request) -> web.Response:
+            return web.json_response({"controller": self.health(), "asterisk": await self.asterisk_status()})
+
+        return [
+            web.get("/healthz", healthz),
+            web.get("/api/status", status),
+            *calls_resources.routes(self.calls),
+            *ami_resources.routes(self.ami),
+            *cti_resources.routes(self.events, self.webhooks),
+            *metrics_resources.routes(self.metric_sources),
+        ]
 
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"

@@ -33,19 +33,72 @@ def api(args: argparse.Namespace) -> ControllerApi:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    health = api(args).get("/healthz")
+    status = api(args).get("/api/status")
 
-    def text(h: dict[str, Any]) -> str:
+    def text(st: dict[str, Any]) -> str:
+        h, ast = st["controller"], st["asterisk"]
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started_at"]))
         states = ", ".join(f"{k} {v}" for k, v in sorted(h.get("calls_by_state", {}).items())) or "none"
+        if ast.get("reachable"):
+            channels = ast.get("channels") or {}
+            asterisk = (f"reachable, {ast.get('version')}; {channels.get('active_channels', '?')} channels,"
+                        f" {channels.get('active_calls', '?')} calls")
+        else:
+            asterisk = f"NOT REACHABLE ({ast.get('error')})"
         return "\n".join([
             f"controller  {h['status']}  version {h['version']}  up since {since} ({h['uptime_seconds']:.0f} s)",
-            f"asterisk    {'connected' if h['ari_connected'] else 'NOT CONNECTED'} (ARI event stream)",
+            f"ARI stream  {'connected' if h['ari_connected'] else 'NOT CONNECTED'}",
+            f"asterisk    {asterisk}",
             f"calls       {h['active_calls']} active: {states}",
         ])
 
-    emit(args, health, text)
-    return 0 if health.get("ari_connected") else 1
+    emit(args, status, text)
+    return 0 if status["controller"]["ari_connected"] and status["asterisk"].get("reachable") else 1
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the live event stream (one JSON object per line with --json)."""
+    import asyncio
+
+    import aiohttp
+
+    client = api(args)
+    query = {"token": client.token}
+    for key in ("types", "queue", "agent", "since"):
+        value = getattr(args, key)
+        if value is not None:
+            query[key] = str(value)
+    url = client.url.replace("http", "ws", 1) + "/ws"
+
+    async def tail() -> int:
+        async with aiohttp.ClientSession() as session:
+            try:
+                ws = await session.ws_connect(url, params=query, heartbeat=20)
+            except aiohttp.WSServerHandshakeError as exc:
+                raise ApiError(exc.status, "the controller refused the event stream (token?)") from exc
+            except aiohttp.ClientError as exc:
+                raise ApiUnavailable(f"cannot reach the controller at {client.url}: {exc}") from exc
+            shown = 0
+            async for message in ws:
+                event = json.loads(message.data)
+                if event.get("type") == "hello":
+                    continue
+                if args.json:
+                    print(json.dumps(event, ensure_ascii=False), flush=True)
+                else:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(event["at"]))
+                    who = " ".join(f"{k}={event[k]}" for k in ("call_id", "agent_id", "queue") if event.get(k))
+                    data = " ".join(f"{k}={v}" for k, v in event["data"].items())
+                    print(f"{stamp} #{event['seq']} {event['type']:<22} {who} {data}", flush=True)
+                shown += 1
+                if args.count and shown >= args.count:
+                    break
+            return 0
+
+    try:
+        return asyncio.run(tail())
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
@@ -75,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("status", cmd_status, "controller and Asterisk status, calls by state")
     add("calls", cmd_calls, "live calls")
+    tail = add("tail", cmd_tail, "follow the live event stream")
+    tail.add_argument("--types", help="event types, e.g. call.*,agent.state_changed")
+    tail.add_argument("--queue")
+    tail.add_argument("--agent")
+    tail.add_argument("--since", type=int, help="replay from this sequence number first")
+    tail.add_argument("--count", type=int, help="stop after this many events")
     for register in _plugins():
         register(sub)
     return parser

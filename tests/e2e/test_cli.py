@@ -1,0 +1,49 @@
+"""ccctl against the live controller and Asterisk, and when they are down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess
+from tests.sipp import Caller, Pause
+
+pytestmark = pytest.mark.e2e
+
+
+def ccctl(*args: str, url: str = "http://127.0.0.1:1") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", "--url", url, "--token", ADMIN_TOKEN,
+                           *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_status_text_and_json(controller: ControllerProcess) -> None:
+    text = await asyncio.to_thread(ccctl, "status", url=controller.url)
+    assert text.returncode == 0, text.stderr
+    assert "ARI stream  connected" in text.stdout and "reachable, 22." in text.stdout
+    data = json.loads((await asyncio.to_thread(ccctl, "status", "--json", url=controller.url)).stdout)
+    assert data["asterisk"]["reachable"] is True and data["asterisk"]["version"].startswith("22.")
+    assert data["controller"]["ari_connected"] is True
+
+
+async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None:
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller.cli.main", "--url", controller.url, "--token", ADMIN_TOKEN,
+        "tail", "--types", "call.*", "--count", "2", "--json", stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(1.0)
+    assert (await Caller("4008001234", steps=[Pause(1000)]).run()).ok
+    stdout, _ = await asyncio.wait_for(tail.communicate(), 20)
+    events = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert [e["type"] for e in events] == ["call.offered", "call.ended"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["calls"], ["trunks"], ["tail", "--count", "1"],
+                                     ["status", "--json"]])
+def test_commands_fail_clearly_when_the_controller_is_down(command: list[str], tmp_path: Path) -> None:
+    result = ccctl(*command)
+    assert result.returncode == 2
+    assert "cannot reach the controller at http://127.0.0.1:1" in result.stderr
