@@ -24,6 +24,7 @@ from controller.ari.events import EventStream
 from controller.clock import Clock, SystemClock
 from controller.config import Config
 from controller.customers import CustomerDirectory
+from controller.http.openapi import openapi_document
 from controller.http.server import build_app, public, roles, start_http
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
@@ -124,6 +125,16 @@ class Controller:
         async def status(request: web.Request) -> web.Response:
             return web.json_response({"controller": self.health(), "asterisk": await self.asterisk_status()})
 
+        routes = self._api_routes(healthz, status)
+
+        @public
+        async def openapi(request: web.Request) -> web.Response:
+            """The OpenAPI 3 description of this API."""
+            return web.json_response(openapi_document(routes))
+
+        return [*routes, web.get("/openapi.json", openapi)]
+
+    def _api_routes(self, healthz: Any, status: Any) -> list[web.RouteDef]:
         return [
             web.get("/healthz", healthz),
             web.get("/api/status", status),
