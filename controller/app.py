@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,10 @@ from controller.config import Config
 from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import build_app, public, roles, start_http
+from controller.media.prompts import PromptRenderer
+from controller.plugins.acd import resources as acd_resources
+from controller.plugins.acd.services import AcdService
+from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
@@ -36,7 +41,11 @@ from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
+from controller.plugins.ivr import resources as ivr_resources
+from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
+from controller.plugins.reports import resources as report_resources
+from controller.plugins.reports.services import ReportService
 from controller.store.db import Store
 
 log = logging.getLogger("controller")
@@ -57,16 +66,25 @@ class Controller:
                                         self.store, self._http)
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
+        self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
+        self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
+                              publish=self.events.publish, media_for=self.prompts.media_for)
+        self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
+                              media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
+                              fallback=self.calls.greeting_then_fallback)
+        self.calls.inbound_handler = self.ivr.handle
+        self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)
         self.ami = AmiService(config.ami)
         # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
         self.http_client: aiohttp.ClientSession | None = None
-        self.agi_server = FastAgiServer()
+        # panoramisk's Application needs a running loop: built in run().
+        self.agi_server: FastAgiServer | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
-        self.reload_hooks: list[Callable[[], None]] = []
+        self.reload_hooks: list[Callable[[], object]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self)]
 
     def _on_new_channel(self, event: Any) -> None:
@@ -139,6 +157,9 @@ class Controller:
             web.get("/healthz", healthz),
             web.get("/api/status", status),
             *calls_resources.routes(self.calls),
+            *acd_resources.routes(self.acd),
+            *ivr_resources.routes(self.ivr),
+            *report_resources.routes(self.reports),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
@@ -148,21 +169,17 @@ class Controller:
         assert self.http_client is not None, "the controller is not running"
         return self.http_client
 
-    def flow_for_did(self, did: str) -> str | None:
-        """Which IVR flow serves a DID (the IVR plugin replaces this with its repository)."""
-        return self.config.dids.get(did)
-
-    def flow_exists(self, flow_id: str) -> bool:
-        return flow_id in self.config.dids.values()
-
     async def run(self) -> None:
         await self.store.open()
         await self.events.open()
+        self.ivr.load()
+        await self.acd.restore()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         customers = CustomerDirectory(self.config.customers, self.http_client)
-        AgiService(app_name=self.config.ari.app, flow_for_did=lambda did: self.flow_for_did(did),
-                   flow_exists=lambda flow: self.flow_exists(flow), tier_of=customers.tier_of,
+        self.agi_server = FastAgiServer()
+        AgiService(app_name=self.config.ari.app, flow_for_did=self.ivr.flow_for_did,
+                   flow_exists=self.ivr.flow_exists, tier_of=customers.tier_of,
                    connected=self.stream.connected.is_set).install(self.agi_server)
         agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
                if self.config.agi.enabled else None)
@@ -175,12 +192,14 @@ class Controller:
                 writer = tasks.create_task(self.store.run_writer())
                 stream = tasks.create_task(self.stream.run())
                 notifier = tasks.create_task(self.webhooks.run())
+                acd_timer = tasks.create_task(self.acd.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
                 await self.calls.hand_all_to_fallback("controller-stopping")
                 stream.cancel()
                 notifier.cancel()
+                acd_timer.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

@@ -102,6 +102,47 @@ class IvrSettings:
 
 
 @dataclass(frozen=True)
+class AcdQueueConfig:
+    """One ACD queue (see README "ACD"); the routing engine gets these as `QueueSettings`."""
+
+    name: str
+    strategy: Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all"] = "longest_idle"
+    skills: dict[str, int] = field(default_factory=dict)  # required skill -> minimum level (1-10)
+    wrapup_seconds: float = 60.0  # after-call work (ACW) after each call; 0: ready at once
+    ring_timeout: float = 15.0  # ring an agent this long, then RONA
+    max_wait: float = 600.0  # then the overflow target
+    overflow: str | None = None  # queue:NAME | voicemail | callback | node:ID (None: the flow decides)
+    announce_interval: float = 30.0  # position / wait announcements (0: music only)
+    announce_wait_time: bool = True
+    announce_agent_number: bool = True  # "工号 1001 为您服务" before the bridge
+    service_level_seconds: float = 20.0
+    no_agents: Literal["wait", "overflow"] = "overflow"  # when nobody serving the queue is logged in
+    priority_aging_seconds: float = 60.0  # one priority level per this many seconds waited
+    recording: Literal["always", "never", "on_demand"] = "on_demand"
+    title: str = ""  # shown on the wallboard
+    category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
+
+
+@dataclass(frozen=True)
+class AcdAgentConfig:
+    id: str
+    name: str
+    number: str  # the agent's number (工号) announced to callers
+    endpoint: str  # the agent's usual phone (PJSIP endpoint); `agent login --phone` can change it
+    skills: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
+
+
+@dataclass(frozen=True)
+class AcdSettings:
+    queues: list[AcdQueueConfig] = field(default_factory=list)
+    agents: list[AcdAgentConfig] = field(default_factory=list)
+    not_ready_reasons: list[str] = field(
+        default_factory=lambda: ["meal", "meeting", "training", "restroom", "helping", "no_answer", "login"])
+    center_name: str = ""  # said in the agent-number announcement
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -115,7 +156,7 @@ class Config:
     # DID -> flow id; overrides the `entry.dids` the flows declare themselves.
     dids: dict[str, str] = field(default_factory=dict)
     tokens: list[TokenSettings] = field(default_factory=list)
-    acd: dict[str, Any] = field(default_factory=dict)
+    acd: AcdSettings = field(default_factory=AcdSettings)
     standards: dict[str, Any] = field(default_factory=dict)
     webhooks: list[WebhookSettings] = field(default_factory=list)
 

@@ -219,7 +219,7 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
 {sdp}
     ]]>
   </send>
-  <recv request="ACK" optional="true" rtd="true" crlf="true"/>
+  <recv request="ACK" rtd="true" crlf="true"/>
 """
     if hold_ms is None:
         return body + _ANSWER_BYE.format(timeout=600_000) + "</scenario>\n"

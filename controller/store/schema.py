@@ -77,4 +77,39 @@ MIGRATIONS: list[str] = [
         delivered_seq INTEGER NOT NULL   -- every event up to this one was delivered
     );
     """,
+    # 4: the ACD: one row per queued call, agent state changes, and the engine's agent snapshot
+    """
+    CREATE TABLE queue_calls (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        enqueued_at REAL NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        left_at REAL,
+        outcome TEXT,                       -- answered | abandoned | overflowed (NULL while waiting)
+        wait_seconds REAL,
+        agent_id TEXT,
+        answered_at REAL,
+        talk_ended_at REAL,
+        overflow_target TEXT,
+        offers TEXT NOT NULL DEFAULT '[]'   -- JSON: [{agent_id, at, ring_seconds, result}]
+    );
+    CREATE INDEX queue_calls_call ON queue_calls(call_id);
+    CREATE INDEX queue_calls_enqueued ON queue_calls(enqueued_at);
+    CREATE TABLE agent_states (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        state TEXT NOT NULL,                -- logged_out ready not_ready ringing talking on_hold acw
+        reason TEXT,
+        previous TEXT
+    );
+    CREATE INDEX agent_states_agent ON agent_states(agent_id, at);
+    CREATE INDEX agent_states_at ON agent_states(at);
+    CREATE TABLE acd_snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        saved_at REAL NOT NULL,
+        snapshot TEXT NOT NULL              -- JSON: AcdEngine.snapshot()
+    );
+    """,
 ]

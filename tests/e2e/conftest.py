@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -31,6 +32,32 @@ import sandbox  # noqa: E402
 ADMIN_TOKEN = "demo-admin-token"
 ARI = "http://127.0.0.1:8088/ari"
 ARI_HEADERS = {"Authorization": "Basic " + base64.b64encode(b"ccc:ccc-demo-ari").decode()}
+
+
+def demo_config(tmp_path: Path, **sections: Any) -> Path:
+    """The demo configuration with some top-level sections replaced, written to tmp_path."""
+    config = yaml.safe_load((REPO / "demo" / "controller.yaml").read_text())
+    config["ivr"]["flows_dir"] = str(REPO / "ivr_flows")
+    config.update(sections)
+    path = tmp_path / "controller.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_backend() -> Iterator[str]:
+    """The demo billing/CRM back-end on 127.0.0.1:8090 (what `make run` starts)."""
+    process = subprocess.Popen([sys.executable, "-m", "controller.demo.backend"], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", 8090)) == 0:
+                break
+        time.sleep(0.1)
+    yield "http://127.0.0.1:8090"
+    process.terminate()
+    process.wait(5)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ the caller may hang up: the leg is then cancelled and `CallerHangup` propagates 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 
 from controller.ari.client import new_id
@@ -47,6 +48,7 @@ class Leg:
         self.channel_id = new_id(f"leg-{purpose}")
         self.answered = False
         self.gone = False
+        self.started_at = 0.0
 
     def concerns(self, event: Event) -> bool:
         return self.channel_id in event.routing_ids()
@@ -54,10 +56,11 @@ class Leg:
     def _ends_leg(self, event: Event) -> bool:
         return self.concerns(event) and isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed)
 
-    async def dial(self) -> DialOutcome:
-        """Ring the endpoint; returns when it answers, fails, or the ring timeout passes."""
+    async def start(self) -> DialOutcome | None:
+        """Originate the leg (it rings); a DialOutcome only when that failed at once."""
         session = self.session
         session.dispatcher.claim(self.channel_id, session)
+        self.started_at = time.monotonic()
         try:
             await session.ari.originate(
                 self.channel_id, self.endpoint, app=session.app_name, app_args=f"leg,{session.call_id}",
@@ -66,26 +69,41 @@ class Leg:
             self.gone = True
             session.dispatcher.release(self.channel_id)
             return DialOutcome(False, "FAILED", None if exc.status == 0 else exc.status)
+        return None
 
-        def progress(event: Event) -> bool:
-            if not self.concerns(event):
-                return False
-            if isinstance(event, StasisStart | ChannelDestroyed):
-                return True
-            return isinstance(event, Dial) and event.dialstatus in FINAL_DIAL_STATUSES
+    def outcome_of(self, event: Event) -> DialOutcome | None:
+        """What an event of this leg means while it rings: answered, failed, or None (still ringing)."""
+        if not self.concerns(event):
+            return None
+        if isinstance(event, StasisStart):
+            return DialOutcome(True, "ANSWER")
+        if isinstance(event, ChannelDestroyed):
+            return DialOutcome(False, "FAILED", event.cause)
+        if isinstance(event, Dial) and event.dialstatus in FINAL_DIAL_STATUSES:
+            return DialOutcome(False, event.dialstatus)
+        return None
 
+    def ring_seconds(self) -> float:
+        return time.monotonic() - self.started_at if self.started_at else 0.0
+
+    async def dial(self) -> DialOutcome:
+        """Ring the endpoint; returns when it answers, fails, or the ring timeout passes."""
+        failed = await self.start()
+        if failed is not None:
+            return failed
         try:
-            event = await session.wait_for(progress, self.ring_timeout + 5)
+            event = await self.session.wait_for(lambda event: self.outcome_of(event) is not None,
+                                                self.ring_timeout + 5)
         except CallerHangup:
             await self.hangup()
             raise
-        if isinstance(event, StasisStart):
+        outcome = self.outcome_of(event) if event is not None else DialOutcome(False, "TIMEOUT")
+        assert outcome is not None
+        if outcome.answered:
             self.answered = True
-            return DialOutcome(True, "ANSWER")
-        status = event.dialstatus if isinstance(event, Dial) else "TIMEOUT" if event is None else "FAILED"
-        cause = event.cause if isinstance(event, ChannelDestroyed) else None
-        await self.hangup()
-        return DialOutcome(False, status, cause)
+        else:
+            await self.hangup()
+        return outcome
 
     async def hangup(self) -> None:
         if not self.gone:

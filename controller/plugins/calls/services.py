@@ -65,6 +65,9 @@ class CallsService:
         args = event.args
         did = args[0] if args else event.channel.dialplan_exten
         session = self._new_session(event.channel, did=did, direction="inbound")
+        for arg in args[1:]:
+            if arg.startswith("flow="):
+                session.entry_flow = arg.removeprefix("flow=")
         self.spawn(self._run(session, self.inbound_handler))
 
     def _new_session(self, channel: Channel, *, did: str, direction: str, call_id: str | None = None) -> CallSession:

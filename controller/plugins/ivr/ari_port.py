@@ -27,6 +27,7 @@ from controller.ivr.port import (
     TransferResult,
     TransferTarget,
 )
+from controller.media.prompts import describe
 from controller.plugins.calls.legs import Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
 from controller.store.db import Store
@@ -78,7 +79,10 @@ class AriCallPort:
     # -- media ------------------------------------------------------------------------------------
 
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = False) -> PlayResult:
-        media = [await self._media_for(prompt) for prompt in prompts]
+        media = []
+        for prompt in prompts:
+            media.append(await self._media_for(prompt))
+            self.session.records.event(self.call_id, "prompt", text=describe(prompt))
         return PlayResult(await self.session.play(media, barge_in=barge_in))
 
     async def collect(self, spec: CollectSpec) -> CollectResult:
@@ -134,9 +138,9 @@ class AriCallPort:
         try:
             event = await self.session.wait_for(finished, spec.max_seconds + 10)
         except CallerHangup:
-            # Asterisk keeps what was said before the hang-up: a voicemail is not lost with the caller.
+            # Hanging up ends the message: Asterisk keeps what was said, and the node stores it.
             self.session.records.event(self.call_id, "recording", name=name, kind=spec.kind, reason="hangup")
-            raise
+            return RecordingResult(name, 0.0, "hangup")
         if not isinstance(event, RecordingFinished):
             return RecordingResult(name, 0.0, "hangup")
         duration = float(event.recording.duration or 0)

@@ -1,0 +1,618 @@
+"""The ACD routing engine: which agent gets which call, and when a call overflows. No I/O.
+
+Commands (agent login/ready/…, call enqueue/answered/…) change the state and return the
+decisions that follow, in order; `tick()` returns what the clock made due (ring timeouts, end of
+wrap-up, announcements, maximum wait). The adapter carries the decisions out and reports back.
+
+Routing:
+- an agent is eligible for a call when logged in, ready, not ringing for another call, serving the
+  call's queue and having every skill the queue and the call require, at or above the level;
+- a queue's calls are served by effective priority (priority + one level per
+  `priority_aging_seconds` waited: VIPs first, nobody starved), then by arrival;
+- an agent becoming ready takes the most urgent eligible call across all the queues it serves;
+- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy.
+
+Indexes keep a decision cheap with thousands of agents and calls: per queue, the ready agents;
+per queue and base priority, the waiting calls in arrival order (only the first eligible call of
+each such bucket can be the most urgent); one heap of timers with lazy invalidation.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.acd.model import (
+    DEFAULT_NOT_READY_REASONS,
+    AgentSettings,
+    AgentState,
+    AgentStateChanged,
+    AgentView,
+    Announce,
+    CallLeft,
+    CancelOffer,
+    Decision,
+    Offer,
+    Overflow,
+    QueueSettings,
+    QueueStats,
+    WaitingCallView,
+)
+from controller.clock import Clock
+
+__all__ = ["AcdEngine", "AcdError"]
+
+LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
+DEFAULT_HANDLE_TIME = 180.0
+
+
+class AcdError(Exception):
+    """A command the engine refuses (unknown agent, queue or reason; a state that does not allow it)."""
+
+
+@dataclass(slots=True)
+class _Agent:
+    settings: AgentSettings
+    state: AgentState = "logged_out"
+    reason: str | None = None
+    since: float | None = None
+    endpoint: str = ""
+    logged_in_at: float | None = None
+    idle_since: float | None = None
+    calls_answered: int = 0
+    offered_call: str | None = None
+    current_call: str | None = None
+    current_queue: str | None = None
+    talk_started: float | None = None
+    timer_token: int = 0  # ACW end
+    online_before: float = 0.0  # online seconds of earlier sessions
+    seconds_by_state: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Call:
+    call_id: str
+    queue: str
+    priority: int
+    skills: Mapping[str, int]
+    data: Mapping[str, Any]
+    enqueued_at: float  # clock time the wait counts from (earlier when it had already waited)
+    seq: int
+    ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
+    timer_token: int = 0  # announcements
+
+
+@dataclass(slots=True)
+class _Queue:
+    settings: QueueSettings
+    agent_order: list[str] = field(default_factory=list)  # for round robin
+    last_offered: int = -1
+    ready: set[str] = field(default_factory=set)
+    logged_in: set[str] = field(default_factory=set)
+    buckets: dict[int, dict[str, _Call]] = field(default_factory=dict)  # base priority -> calls by arrival
+    handle_time: float = DEFAULT_HANDLE_TIME
+    offered: int = 0
+    answered: int = 0
+    answered_within_sl: int = 0
+    abandoned: int = 0
+    overflowed: int = 0
+
+    def calls(self) -> Iterable[_Call]:
+        for bucket in self.buckets.values():
+            yield from bucket.values()
+
+
+class AcdEngine:
+    def __init__(self, queues: Iterable[QueueSettings], agents: Iterable[AgentSettings], clock: Clock,
+                 not_ready_reasons: Sequence[str] = DEFAULT_NOT_READY_REASONS) -> None:
+        self.clock = clock
+        self.not_ready_reasons = tuple(not_ready_reasons)
+        self._queues = {q.name: _Queue(q) for q in queues}
+        self._agents: dict[str, _Agent] = {}
+        for settings in agents:
+            unknown = [q for q in settings.queues if q not in self._queues]
+            if unknown:
+                raise AcdError(f"agent {settings.id}: unknown queue {unknown[0]!r}")
+            self._agents[settings.id] = _Agent(settings, endpoint=settings.endpoint)
+            for queue in settings.queues:
+                self._queues[queue].agent_order.append(settings.id)
+        self._calls: dict[str, _Call] = {}
+        self._timers: list[tuple[float, int, str, str, str, int]] = []  # at, seq, kind, key, agent, token
+        self._seq = itertools.count()
+        self._tokens = itertools.count(1)
+
+    # -- agent commands ------------------------------------------------------------------------------
+
+    def login(self, agent_id: str, endpoint: str | None = None, *, ready: bool = True) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state != "logged_out":
+            raise AcdError(f"agent {agent_id} is already logged in ({agent.state})")
+        if endpoint is not None and not endpoint.strip():
+            raise AcdError("the phone (endpoint) must not be empty")
+        out: list[Decision] = []
+        now = self.clock.now()
+        agent.endpoint = endpoint or agent.settings.endpoint
+        agent.logged_in_at = now
+        agent.calls_answered = 0
+        for queue in agent.settings.queues:
+            self._queues[queue].logged_in.add(agent_id)
+        if ready:
+            self._become_ready(agent, out)
+        else:
+            self._set_state(agent, "not_ready", "login", out)
+        return out
+
+    def ready(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state not in ("not_ready", "acw", "ready"):
+            raise AcdError(f"agent {agent_id} cannot become ready while {agent.state}")
+        out: list[Decision] = []
+        if agent.state != "ready":
+            self._become_ready(agent, out)
+        return out
+
+    def not_ready(self, agent_id: str, reason: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if reason not in self.not_ready_reasons:
+            raise AcdError(f"unknown not-ready reason {reason!r} (one of: {', '.join(self.not_ready_reasons)})")
+        if agent.state not in ("ready", "acw", "not_ready"):
+            raise AcdError(f"agent {agent_id} cannot go not ready while {agent.state}")
+        out: list[Decision] = []
+        self._set_state(agent, "not_ready", reason, out)
+        return out
+
+    def logout(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state == "logged_out":
+            raise AcdError(f"agent {agent_id} is not logged in")
+        if agent.state in ("ringing", "talking", "on_hold"):
+            raise AcdError(f"agent {agent_id} cannot log out while {agent.state}")
+        out: list[Decision] = []
+        now = self.clock.now()
+        self._set_state(agent, "logged_out", None, out)
+        agent.online_before += now - (agent.logged_in_at or now)
+        agent.logged_in_at = None
+        for name in agent.settings.queues:
+            queue = self._queues[name]
+            queue.logged_in.discard(agent_id)
+            if not queue.logged_in and queue.settings.no_agents == "overflow":
+                for call in [c for c in queue.calls() if not c.ringing]:
+                    self._overflow(call, "no_agents", out)
+        return out
+
+    def end_acw(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state != "acw":
+            raise AcdError(f"agent {agent_id} is not in after-call work ({agent.state})")
+        out: list[Decision] = []
+        self._become_ready(agent, out)
+        return out
+
+    def hold(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state != "talking":
+            raise AcdError(f"agent {agent_id} has no call to hold ({agent.state})")
+        out: list[Decision] = []
+        self._set_state(agent, "on_hold", None, out)
+        return out
+
+    def resume(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state != "on_hold":
+            raise AcdError(f"agent {agent_id} has no call on hold ({agent.state})")
+        out: list[Decision] = []
+        self._set_state(agent, "talking", None, out)
+        return out
+
+    # -- call events -----------------------------------------------------------------------------------
+
+    def enqueue(self, call_id: str, queue: str, *, priority: int = 0, skills: Mapping[str, int] | None = None,
+                data: Mapping[str, Any] | None = None, waited: float = 0.0) -> list[Decision]:
+        if queue not in self._queues:
+            raise AcdError(f"unknown queue {queue!r}")
+        if call_id in self._calls:
+            raise AcdError(f"call {call_id} is already queued")
+        q = self._queues[queue]
+        now = self.clock.now()
+        call = _Call(call_id, queue, int(priority), dict(skills or {}), dict(data or {}), now - max(0.0, waited),
+                     next(self._seq))
+        q.offered += 1
+        out: list[Decision] = []
+        self._calls[call_id] = call
+        q.buckets.setdefault(call.priority, {})[call_id] = call
+        if not q.logged_in and q.settings.no_agents == "overflow":
+            self._overflow(call, "no_agents", out)
+            return out
+        self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
+        self._route_call(call, out)
+        if not call.ringing and call_id in self._calls:
+            self._announce(call, out)
+        return out
+
+    def abandon(self, call_id: str) -> list[Decision]:
+        call = self._call(call_id)
+        out: list[Decision] = []
+        for agent_id in list(call.ringing):
+            out.append(CancelOffer(call_id, agent_id, "abandoned"))
+            self._release_offer(self._agents[agent_id], out)
+        call.ringing.clear()
+        self._leave(call, "abandoned", None, out)
+        return out
+
+    def answered(self, call_id: str, agent_id: str) -> list[Decision]:
+        call = self._call(call_id)
+        agent = self._agent(agent_id)
+        if agent_id not in call.ringing:
+            raise AcdError(f"call {call_id} is not ringing agent {agent_id}")
+        out: list[Decision] = []
+        for other in [a for a in call.ringing if a != agent_id]:
+            out.append(CancelOffer(call_id, other, "answered_elsewhere"))
+            self._release_offer(self._agents[other], out)
+        call.ringing.clear()
+        agent.offered_call = None
+        agent.current_call = call_id
+        agent.current_queue = call.queue
+        agent.calls_answered += 1
+        agent.talk_started = self.clock.now()
+        self._set_state(agent, "talking", None, out)
+        self._leave(call, "answered", agent_id, out)
+        return out
+
+    def no_answer(self, call_id: str, agent_id: str, reason: str = "no_answer") -> list[Decision]:
+        call = self._calls.get(call_id)
+        if call is None or agent_id not in call.ringing:
+            return []  # that offer is over already (ring timeout, answered elsewhere, abandoned)
+        out: list[Decision] = []
+        self._rona(call, agent_id, out)
+        return out
+
+    def call_ended(self, agent_id: str) -> list[Decision]:
+        agent = self._agent(agent_id)
+        if agent.state not in ("talking", "on_hold"):
+            raise AcdError(f"agent {agent_id} is not on a call ({agent.state})")
+        out: list[Decision] = []
+        now = self.clock.now()
+        queue = self._queues.get(agent.current_queue or "")
+        agent.current_call = None
+        agent.current_queue = None
+        wrapup = queue.settings.wrapup_seconds if queue else 0.0
+        if queue is not None and agent.talk_started is not None:
+            queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
+        agent.talk_started = None
+        if wrapup > 0:
+            self._set_state(agent, "acw", None, out)
+            agent.timer_token = next(self._tokens)
+            self._schedule(now + wrapup, "acw_end", agent_id, token=agent.timer_token)
+        else:
+            self._become_ready(agent, out)
+        return out
+
+    # -- the clock ----------------------------------------------------------------------------------
+
+    def tick(self) -> list[Decision]:
+        out: list[Decision] = []
+        now = self.clock.now()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key, agent_id, token = heapq.heappop(self._timers)
+            if kind == "ring_timeout":
+                call = self._calls.get(key)
+                if call is not None and call.ringing.get(agent_id) == token:
+                    out.append(CancelOffer(key, agent_id, "ring_timeout"))
+                    self._rona(call, agent_id, out)
+            elif kind == "acw_end":
+                agent = self._agents[key]
+                if agent.state == "acw" and agent.timer_token == token:
+                    self._become_ready(agent, out)
+            elif kind == "max_wait":
+                call = self._calls.get(key)
+                if call is not None:
+                    for ringing_agent in list(call.ringing):
+                        out.append(CancelOffer(key, ringing_agent, "max_wait"))
+                        self._release_offer(self._agents[ringing_agent], out)
+                    call.ringing.clear()
+                    self._overflow(call, "max_wait", out)
+            elif kind == "announce":
+                call = self._calls.get(key)
+                if call is not None and call.timer_token == token:
+                    if call.ringing:
+                        self._schedule_announcement(call)
+                    else:
+                        self._announce(call, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        while self._timers and not self._timer_live(self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    # -- views -------------------------------------------------------------------------------------
+
+    def agent(self, agent_id: str) -> AgentView:
+        agent = self._agent(agent_id)
+        now = self.clock.now()
+        seconds = dict(agent.seconds_by_state)
+        if agent.since is not None and agent.state != "logged_out":
+            seconds[agent.state] = seconds.get(agent.state, 0.0) + now - agent.since
+        online = agent.online_before + (now - agent.logged_in_at if agent.logged_in_at is not None else 0.0)
+        settings = agent.settings
+        return AgentView(settings.id, settings.name, settings.number, agent.state, agent.reason, agent.since,
+                         agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
+                         agent.current_call or agent.offered_call, online, seconds)
+
+    def agents(self) -> list[AgentView]:
+        return [self.agent(agent_id) for agent_id in self._agents]
+
+    def queue_stats(self, queue: str) -> QueueStats:
+        q = self._queue(queue)
+        now = self.clock.now()
+        calls = list(q.calls())
+        longest = max((now - c.enqueued_at for c in calls), default=0.0)
+        left = q.answered + q.abandoned + q.overflowed
+        return QueueStats(queue, len(calls), longest, len(q.logged_in), len(q.ready), q.offered, q.answered,
+                          q.answered_within_sl, q.abandoned, q.overflowed,
+                          q.answered_within_sl / left if left else None)
+
+    def queues(self) -> list[QueueStats]:
+        return [self.queue_stats(name) for name in self._queues]
+
+    def waiting(self, queue: str) -> list[WaitingCallView]:
+        q = self._queue(queue)
+        now = self.clock.now()
+        ordered = sorted(q.calls(), key=lambda c: (-self._effective(c, q, now), c.enqueued_at, c.seq))
+        return [self._view(call, position, q, now) for position, call in enumerate(ordered, 1)]
+
+    def call(self, call_id: str) -> WaitingCallView | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return next(view for view in self.waiting(call.queue) if view.call_id == call_id)
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        agents = {}
+        for agent_id, agent in self._agents.items():
+            if agent.state == "logged_out" and not agent.online_before:
+                continue
+            agents[agent_id] = {
+                "state": agent.state, "reason": agent.reason, "since": agent.since, "endpoint": agent.endpoint,
+                "logged_in_at": agent.logged_in_at, "idle_since": agent.idle_since,
+                "calls_answered": agent.calls_answered, "online_before": agent.online_before,
+                "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
+            }
+        return {"version": 1, "agents": agents}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
+        """After a restart: ready/not-ready agents as they were; an agent who was on a call gets a
+        fresh wrap-up (their call may still be going on in Asterisk, outside our control)."""
+        out: list[Decision] = []
+        for agent_id, saved in dict(snapshot.get("agents", {})).items():
+            agent = self._agents.get(agent_id)
+            if agent is None or saved.get("state") in (None, "logged_out"):
+                continue
+            agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
+            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
+            agent.idle_since = saved.get("idle_since")
+            agent.calls_answered = int(saved.get("calls_answered", 0))
+            agent.online_before = float(saved.get("online_before", 0.0))
+            agent.seconds_by_state = dict(saved.get("seconds_by_state", {}))
+            for queue in agent.settings.queues:
+                self._queues[queue].logged_in.add(agent_id)
+            state = saved["state"]
+            if state in ("ready", "not_ready"):
+                agent.state, agent.reason, agent.since = state, saved.get("reason"), saved.get("since")
+                if state == "ready":
+                    for name in agent.settings.queues:
+                        self._queues[name].ready.add(agent_id)
+                continue
+            last_queue = self._queues.get(saved.get("queue") or "")
+            agent.state, agent.since = "acw", self.clock.now()
+            wrapup = last_queue.settings.wrapup_seconds if last_queue else 0.0
+            if wrapup > 0:
+                agent.timer_token = next(self._tokens)
+                self._schedule(self.clock.now() + wrapup, "acw_end", agent_id, token=agent.timer_token)
+            else:
+                self._become_ready(agent, out)
+        return out
+
+    # -- internals: state ----------------------------------------------------------------------------
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise AcdError(f"unknown agent {agent_id!r}")
+        return agent
+
+    def _queue(self, name: str) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            raise AcdError(f"unknown queue {name!r}")
+        return queue
+
+    def _call(self, call_id: str) -> _Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise AcdError(f"call {call_id} is not queued")
+        return call
+
+    def _set_state(self, agent: _Agent, state: AgentState, reason: str | None, out: list[Decision]) -> None:
+        now = self.clock.now()
+        previous = agent.state
+        if agent.since is not None and previous != "logged_out":
+            agent.seconds_by_state[previous] = agent.seconds_by_state.get(previous, 0.0) + now - agent.since
+        agent.state, agent.reason, agent.since = state, reason, now
+        is_ready = state == "ready"
+        for queue in agent.settings.queues:
+            ready = self._queues[queue].ready
+            if is_ready:
+                ready.add(agent.settings.id)
+            else:
+                ready.discard(agent.settings.id)
+        out.append(AgentStateChanged(agent.settings.id, state, reason, previous, now))
+
+    def _become_ready(self, agent: _Agent, out: list[Decision]) -> None:
+        agent.idle_since = self.clock.now()
+        self._set_state(agent, "ready", None, out)
+        self._route_agent(agent, out)
+
+    def _release_offer(self, agent: _Agent, out: list[Decision]) -> None:
+        """An offer to the agent ended without the call (cancelled, answered elsewhere): ready again."""
+        agent.offered_call = None
+        if agent.state == "ringing":
+            self._set_state(agent, "ready", None, out)
+            self._route_agent(agent, out)
+
+    def _rona(self, call: _Call, agent_id: str, out: list[Decision]) -> None:
+        """Redirect on no answer: the agent goes not ready; the call is routed again from its place."""
+        call.ringing.pop(agent_id, None)
+        agent = self._agents[agent_id]
+        agent.offered_call = None
+        self._set_state(agent, "not_ready", "no_answer", out)
+        if not call.ringing:
+            self._route_call(call, out)
+
+    def _leave(self, call: _Call, outcome: str, agent_id: str | None, out: list[Decision]) -> None:
+        queue = self._queues[call.queue]
+        wait = self.clock.now() - call.enqueued_at
+        del self._calls[call.call_id]
+        bucket = queue.buckets[call.priority]
+        del bucket[call.call_id]
+        if not bucket:
+            del queue.buckets[call.priority]
+        if outcome == "answered":
+            queue.answered += 1
+            if wait <= queue.settings.service_level_seconds:
+                queue.answered_within_sl += 1
+        elif outcome == "abandoned":
+            queue.abandoned += 1
+        else:
+            queue.overflowed += 1
+        out.append(CallLeft(call.call_id, call.queue, outcome, wait, agent_id))  # type: ignore[arg-type]
+
+    def _overflow(self, call: _Call, reason: str, out: list[Decision]) -> None:
+        settings = self._queues[call.queue].settings
+        out.append(Overflow(call.call_id, call.queue, settings.overflow, reason))  # type: ignore[arg-type]
+        self._leave(call, "overflowed", None, out)
+
+    # -- internals: routing ----------------------------------------------------------------------------
+
+    def _eligible(self, agent: _Agent, call: _Call, queue: _Queue) -> bool:
+        if agent.state != "ready" or agent.offered_call is not None:
+            return False
+        skills = agent.settings.skills
+        for required in (queue.settings.skills, call.skills):
+            for skill, level in required.items():
+                if skills.get(skill, 0) < level:
+                    return False
+        return True
+
+    def _effective(self, call: _Call, queue: _Queue, now: float) -> int:
+        aging = queue.settings.priority_aging_seconds
+        return call.priority + (math.floor((now - call.enqueued_at) / aging) if aging > 0 else 0)
+
+    def _route_call(self, call: _Call, out: list[Decision]) -> None:
+        """Offer a call that is waiting to the agent(s) the queue's strategy picks, if any is free."""
+        queue = self._queues[call.queue]
+        candidates = [self._agents[a] for a in queue.ready if self._eligible(self._agents[a], call, queue)]
+        if not candidates:
+            return
+        best_tier = min(c.settings.queues[call.queue] for c in candidates)
+        tier = [c for c in candidates if c.settings.queues[call.queue] == best_tier]
+        strategy = queue.settings.strategy
+        if strategy == "ring_all":
+            chosen = sorted(tier, key=lambda a: (a.idle_since or 0.0, a.settings.id))
+        elif strategy == "round_robin":
+            order = {agent_id: index for index, agent_id in enumerate(queue.agent_order)}
+            size = len(queue.agent_order)
+            chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
+            queue.last_offered = order[chosen[0].settings.id]
+        elif strategy == "fewest_calls":
+            chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
+        elif strategy == "skills":
+            wanted = {**queue.settings.skills, **call.skills}
+            chosen = [min(tier, key=lambda a: (-sum(a.settings.skills.get(s, 0) for s in wanted),
+                                                a.idle_since or 0.0, a.settings.id))]
+        else:
+            chosen = [min(tier, key=lambda a: (a.idle_since or 0.0, a.settings.id))]
+        for agent in chosen:
+            self._offer(call, agent, out)
+
+    def _route_agent(self, agent: _Agent, out: list[Decision]) -> None:
+        """A ready agent takes the most urgent eligible call across its queues."""
+        now = self.clock.now()
+        best: tuple[tuple[int, float, int, int], _Call] | None = None
+        for queue_name, penalty in agent.settings.queues.items():
+            # Calls still waiting found no eligible ready agent of any tier when they were routed,
+            # so the tier order cannot be broken here; the penalty only breaks ties between queues.
+            queue = self._queues[queue_name]
+            for bucket in queue.buckets.values():
+                for call in bucket.values():
+                    if call.ringing or not self._eligible(agent, call, queue):
+                        continue
+                    key = (-self._effective(call, queue, now), call.enqueued_at, penalty, call.seq)
+                    if best is None or key < best[0]:
+                        best = (key, call)
+                    break  # later calls of a bucket are never more urgent than its first eligible one
+        if best is None:
+            return
+        call = best[1]
+        if self._queues[call.queue].settings.strategy == "ring_all":
+            self._route_call(call, out)
+        else:
+            self._offer(call, agent, out)
+
+    def _offer(self, call: _Call, agent: _Agent, out: list[Decision]) -> None:
+        queue = self._queues[call.queue]
+        token = next(self._tokens)
+        call.ringing[agent.settings.id] = token
+        agent.offered_call = call.call_id
+        self._set_state(agent, "ringing", None, out)
+        ring_timeout = queue.settings.ring_timeout
+        out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))
+        self._schedule(self.clock.now() + ring_timeout, "ring_timeout", call.call_id, agent.settings.id, token)
+
+    def _announce(self, call: _Call, out: list[Decision]) -> None:
+        queue = self._queues[call.queue]
+        if queue.settings.announce_interval <= 0:
+            return
+        now = self.clock.now()
+        mine = (-self._effective(call, queue, now), call.enqueued_at, call.seq)
+        position = 1 + sum(1 for other in queue.calls() if not other.ringing and other is not call
+                           and (-self._effective(other, queue, now), other.enqueued_at, other.seq) < mine)
+        agents = max(1, len(queue.logged_in))
+        estimate = position * queue.handle_time / agents if queue.logged_in else None
+        out.append(Announce(call.call_id, call.queue, position, estimate))
+        self._schedule_announcement(call)
+
+    def _schedule_announcement(self, call: _Call) -> None:
+        call.timer_token = next(self._tokens)
+        interval = self._queues[call.queue].settings.announce_interval
+        self._schedule(self.clock.now() + interval, "announce", call.call_id, token=call.timer_token)
+
+    def _view(self, call: _Call, position: int, queue: _Queue, now: float) -> WaitingCallView:
+        return WaitingCallView(call.call_id, call.queue, position, call.priority, self._effective(call, queue, now),
+                               now - call.enqueued_at, "ringing" if call.ringing else "waiting",
+                               tuple(call.ringing), call.data)
+
+    # -- internals: timers --------------------------------------------------------------------------
+
+    def _schedule(self, at: float, kind: str, key: str, agent_id: str = "", token: int = 0) -> None:
+        heapq.heappush(self._timers, (at, next(self._seq), kind, key, agent_id, token))
+
+    def _timer_live(self, timer: tuple[float, int, str, str, str, int]) -> bool:
+        _, _, kind, key, agent_id, token = timer
+        if kind == "acw_end":
+            agent = self._agents[key]
+            return agent.state == "acw" and agent.timer_token == token
+        call = self._calls.get(key)
+        if call is None:
+            return False
+        if kind == "ring_timeout":
+            return call.ringing.get(agent_id) == token
+        if kind == "announce":
+            return call.timer_token == token
+        return True

@@ -1,0 +1,26 @@
+"""Shared by the nodes that ask the caller for keys (menu, collect, callback, survey)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.ivr.nodes import Context, Node
+from controller.ivr.port import CollectResult, CollectSpec
+
+
+async def ask(ctx: Context, node: Node, prompts: Any, *, max_digits: int = 1, min_digits: int = 1,
+              terminator: str | None = None, timeout: float = 5.0, inter_digit_timeout: float = 3.0,
+              total_timeout: float = 30.0) -> CollectResult:
+    """Play `prompts` (a key interrupts them) and collect keys. A key that barged into an earlier
+    prompt answers a one-key question at once."""
+    if ctx.pending_key is not None and max_digits == 1:
+        key, ctx.pending_key = ctx.pending_key, None
+        return CollectResult(key, "max_digits")
+    ctx.pending_key = None
+    spoken = ctx.prompts(prompts)
+    if spoken:
+        ctx.played.append((node.id, spoken))
+    return await ctx.port.collect(CollectSpec(
+        prompts=spoken, min_digits=min_digits, max_digits=max_digits, terminator=terminator,
+        first_digit_timeout=timeout, inter_digit_timeout=inter_digit_timeout,
+        total_timeout=max(total_timeout, timeout), barge_in=True))

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from controller.ivr import expr
+from controller.ivr.flow import Report
+from controller.ivr.nodes import Context, Next, Node, Param
+
+
+class HttpNode(Node):
+    """Ask a back-end (a bill inquiry, a CRM): JSON fields go into variables; failures take `failure`."""
+
+    type = "http"
+    params = {
+        "url": Param("template", required=True, doc="e.g. http://crm/balance?number={caller}"),
+        "method": Param("enum", default="GET", choices=("GET", "POST", "PUT")),
+        "headers": Param("any", default={}),
+        "body": Param("any", doc="JSON body; strings may use {variables}"),
+        "timeout": Param("number", default=5.0),
+        "map": Param("any", default={}, doc="variable -> dotted path in the JSON answer"),
+        "next": Param("node", required=True),
+        "failure": Param("node", required=True, doc="timeout, connection error, non-2xx status, missing field"),
+    }
+
+    def check(self, report: Report) -> None:
+        mapping = self["map"]
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            report.error(("map",), f"http {self.id!r}: map: expected variable: json.path pairs")
+            return
+        for name in mapping:
+            if not re.fullmatch(r"[^\W\d]\w*", str(name)):
+                report.error(("map", str(name), "<key>"), f"http {self.id!r}: {name!r} is not a variable name")
+        if not isinstance(self["headers"], dict):
+            report.error(("headers",), f"http {self.id!r}: headers: expected a mapping")
+
+    def assigns(self) -> set[str]:
+        return {*map(str, self["map"]), "http_status", "http_error"}
+
+    def _fill(self, ctx: Context, value: Any) -> Any:
+        if isinstance(value, str):
+            return ctx.render(value)
+        if isinstance(value, dict):
+            return {key: self._fill(ctx, item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._fill(ctx, item) for item in value]
+        return value
+
+    async def run(self, ctx: Context) -> Next:
+        response = await ctx.port.http_request(
+            method=self["method"], url=ctx.render(self["url"]),
+            headers={str(k): ctx.render(v) for k, v in self["headers"].items()},
+            body=self._fill(ctx, self["body"]), timeout_seconds=self["timeout"])
+        ctx.set("http_status", response.status)
+        if not 200 <= response.status < 300:
+            ctx.set("http_error", response.error or f"HTTP {response.status}")
+            return self["failure"]  # type: ignore[no-any-return]
+        values = {}
+        for name, path in self["map"].items():
+            value = expr.lookup(response.json, path) if isinstance(response.json, dict) else None
+            if value is None:
+                ctx.set("http_error", f"the answer has no {path!r}")
+                return self["failure"]  # type: ignore[no-any-return]
+            values[name] = value
+        for name, value in values.items():
+            ctx.set(str(name), value)
+        return self["next"]  # type: ignore[no-any-return]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from controller.ivr.nodes import Context, Next, Node, Param
+from controller.lookup import caller_region
+
+
+def _short(name: str) -> str:
+    for suffix in ("省", "市", "自治区", "壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class RegionNode(Node):
+    """Route by the caller number's home province or city (按归属地转接); sets `region`."""
+
+    type = "region"
+    params = {
+        "routes": Param("routes", required=True, doc="province or city (广东 or 广东省, 深圳) -> node"),
+        "default": Param("node", required=True, doc="other regions, unknown or withheld numbers"),
+    }
+
+    def assigns(self) -> set[str]:
+        return {"region"}
+
+    async def run(self, ctx: Context) -> Next:
+        region = caller_region(ctx.port.caller) if ctx.port.caller else None
+        info = region.as_dict() if region is not None else {}
+        ctx.set("region", info)
+        routes = {_short(str(key)): target for key, target in self["routes"].items()}
+        for name in (info.get("city"), info.get("province")):
+            if name and _short(str(name)) in routes:
+                return str(routes[_short(str(name))])
+        return self["default"]  # type: ignore[no-any-return]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from controller.ivr.nodes import Context, Next, Node, Param
+from controller.ivr.port import RecordSpec
+
+
+class VoicemailNode(Node):
+    """Record a message after a beep; stored with the call's record."""
+
+    type = "voicemail"
+    waits = True
+    params = {
+        "prompt": Param("prompts", default="请在提示音后留言，按井号键结束。"),
+        "max_seconds": Param("number", default=120.0),
+        "silence_seconds": Param("number", default=5.0, doc="end after this much silence (0: never)"),
+        "beep": Param("bool", default=True),
+        "done_prompt": Param("prompts", default="您的留言已保存，谢谢。"),
+        "next": Param("node", doc="none: the flow ends"),
+    }
+
+    def assigns(self) -> set[str]:
+        return {"voicemail_recording"}
+
+    async def run(self, ctx: Context) -> Next:
+        await self.play(ctx, self["prompt"])
+        result = await ctx.port.record(RecordSpec("voicemail", max_seconds=self["max_seconds"],
+                                                  silence_seconds=self["silence_seconds"], beep=self["beep"]))
+        ctx.set("voicemail_recording", result.name)
+        await ctx.port.save_record("voicemail", {"recording": result.name, "duration": result.duration,
+                                                 "reason": result.reason, "flow": ctx.flow_id})
+        await self.play(ctx, self["done_prompt"])
+        return self["next"]  # type: ignore[no-any-return]

@@ -1,0 +1,73 @@
+"""Running a flow on a call: node after node, through the call's `CallPort`, until it ends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from controller.ivr.flow import FlowSet
+from controller.ivr.nodes import Context, Jump
+from controller.ivr.port import CallerHangup, CallPort, Prompt
+
+log = logging.getLogger("controller.ivr")
+
+#: Nodes run in a row without waiting for the caller before the flow is stopped as a runaway loop
+#: (validation refuses such loops; this guards against ones through variables and subflows).
+MAX_QUICK_STEPS = 200
+
+Ended = Literal["end", "hangup", "caller_hangup", "error"]
+
+
+@dataclass
+class FlowResult:
+    visited: list[str]
+    variables: dict[str, Any]
+    ended: Ended
+    error: str | None = None
+    played: list[tuple[str, list[Prompt]]] = field(default_factory=list)
+
+
+def builtin_variables(port: CallPort, flow_id: str, tz: str = "Asia/Shanghai") -> dict[str, Any]:
+    now = datetime.fromtimestamp(port.clock.now(), ZoneInfo(tz))
+    return {"caller": port.caller, "did": port.did, "call_id": port.call_id, "language": port.language,
+            "now": now.isoformat(timespec="seconds"), "today": now.date().isoformat(),
+            "time": now.strftime("%H:%M"), "weekday": now.strftime("%a").lower(), "flow": flow_id, "region": {}}
+
+
+async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: str | None = None,
+                   variables: Mapping[str, Any] | None = None) -> FlowResult:
+    flow = flows.flows[flow_id]
+    port.language = flow.language  # type: ignore[assignment]
+    ctx = Context(port, flow.id, {**builtin_variables(port, flow.id), **flow.variables, **(variables or {})},
+                  flow.language)
+    ctx.variables["language"] = flow.language
+    node_id: str | None = start_node or flow.start
+    quick_steps = 0
+    try:
+        while node_id is not None:
+            node = flow.nodes.get(node_id)
+            if node is None:
+                raise LookupError(f"flow {flow.id!r} has no node {node_id!r}")
+            ctx.visited.append(node_id)
+            ctx.emit("ivr.node_entered", node=node_id, type=node.type)
+            following = await node.run(ctx)
+            quick_steps = 0 if node.waits else quick_steps + 1
+            if quick_steps > MAX_QUICK_STEPS:
+                raise RuntimeError(f"{MAX_QUICK_STEPS} nodes in a row without waiting for the caller (a loop?)")
+            if isinstance(following, Jump):
+                flow = flows.flows[following.flow]
+                ctx.flow_id = flow.id
+                node_id = following.node or flow.start
+            else:
+                node_id = following
+        ended: Ended = "hangup" if ctx.ended == "hangup" else "end"
+        return FlowResult(ctx.visited, ctx.variables, ended, played=ctx.played)
+    except CallerHangup:
+        return FlowResult(ctx.visited, ctx.variables, "caller_hangup", played=ctx.played)
+    except Exception as exc:  # a node failed: the caller goes to the fallback route, never to silence
+        log.exception("flow %s failed at node %s", flow.id, node_id)
+        return FlowResult(ctx.visited, ctx.variables, "error", f"{type(exc).__name__}: {exc}", played=ctx.played)

@@ -1,0 +1,89 @@
+"""From a flow's `Prompt` to what Asterisk plays (a media URI), rendering text to speech once.
+
+- sound → `sound:NAME`; recording → `recording:NAME`;
+- tts → rendered once into `<sounds_dir>/ccc/tts/<key>.wav` (key = hash of engine, language and
+  text) and played as `sound:ccc/tts/<key>`; a file `<sounds_dir>/ccc/recorded/<key>.wav` (a
+  studio recording of the same text) replaces it — `ccctl flows prompts` lists the keys;
+- number / digits / money / date / time → their words (`say.verbalize`), then as tts.
+
+Files are written to a temporary name and renamed, so Asterisk never plays half a file, and
+concurrent requests for the same text render it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from controller.ivr.port import Prompt
+from controller.media.say import verbalize
+from controller.media.tts import EspeakEngine, TtsEngine, TtsError
+
+__all__ = ["PromptRenderer", "TtsError", "describe", "prompt_key"]
+
+
+def prompt_key(text: str, language: str, engine: str = EspeakEngine.name) -> str:
+    return hashlib.sha256(f"{engine}\0{language}\0{text}".encode()).hexdigest()[:24]
+
+
+def describe(prompt: Prompt) -> str:
+    """One line for logs, records and the simulator: `tts zh '您好'`, `money en '12.50'`."""
+    return f"{prompt.kind} {prompt.language} {prompt.value!r}"
+
+
+class PromptRenderer:
+    def __init__(self, sounds_dir: Path, engine: TtsEngine | None = None) -> None:
+        self.sounds_dir = sounds_dir
+        self.engine: TtsEngine = engine or EspeakEngine()
+        self._rendering: dict[str, asyncio.Future[None]] = {}
+        self.rendered = 0
+
+    def text_of(self, prompt: Prompt) -> str:
+        return verbalize(prompt.kind, prompt.value, prompt.language)
+
+    async def media_for(self, prompt: Prompt) -> str:
+        if prompt.kind == "sound":
+            return f"sound:{prompt.value}"
+        if prompt.kind == "recording":
+            return f"recording:{prompt.value}"
+        text = self.text_of(prompt)
+        key = prompt_key(text, prompt.language, self.engine.name)
+        if (self.sounds_dir / "ccc" / "recorded" / f"{key}.wav").exists():
+            return f"sound:ccc/recorded/{key}"
+        target = self.sounds_dir / "ccc" / "tts" / f"{key}.wav"
+        if not target.exists():
+            await self._render_once(key, text, prompt.language, target)
+        return f"sound:ccc/tts/{key}"
+
+    async def _render_once(self, key: str, text: str, language: str, target: Path) -> None:
+        pending = self._rendering.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.stem}.{os.getpid()}.partial.wav")
+            try:
+                await self.engine.render(text, language, partial)
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
+            self.rendered += 1
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, TtsError) else TtsError(str(exc) or type(exc).__name__))
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._rendering[key]
+
+    async def warm(self, prompts: Iterable[Prompt]) -> None:
+        """Render a flow's prompts ahead of its first call (values from variables cannot be)."""
+        for prompt in prompts:
+            if prompt.kind not in ("sound", "recording") and "{" not in prompt.value:
+                await self.media_for(prompt)

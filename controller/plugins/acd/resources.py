@@ -1,0 +1,138 @@
+"""HTTP resources for the ACD: agents (state control) and queues (live statistics).
+
+An agent's token may read and change only its own agent; supervisors and admins any agent;
+integrations (a CRM, the toolbar's back-end) any agent too, as they act for agents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+
+from controller.acd.engine import AcdError
+from controller.http.openapi import body_of, operation
+from controller.http.server import caller_of, json_error, roles
+from controller.plugins.acd.services import AcdService
+
+AGENT = {"type": "object", "required": ["id", "state"],
+         "properties": {"id": {"type": "string"}, "state": {"type": "string"}, "reason": {"type": ["string", "null"]}}}
+QUEUE = {"type": "object", "required": ["name", "waiting"]}
+LOGIN_BODY = {"type": ["object", "null"], "additionalProperties": False,
+              "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
+                             "ready": {"type": "boolean"}}}
+NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
+                  "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
+NO_BODY = {"type": ["object", "null"], "additionalProperties": False}
+
+
+def as_json(view: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(view) and not isinstance(view, type):
+        return {key: value for key, value in dataclasses.asdict(view).items()}
+    return dict(view)
+
+
+def agent_json(acd: AcdService, agent_id: str) -> dict[str, Any]:
+    view = as_json(acd.engine.agent(agent_id))
+    config = acd.agent_configs.get(agent_id)
+    if config is not None:
+        view.setdefault("id", agent_id)
+        view.update(name=config.name, number=config.number, queues=dict(config.queues), skills=dict(config.skills))
+    return view
+
+
+def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
+    stats = as_json(acd.engine.queue_stats(name))
+    stats["name"] = name
+    config = acd.queue_configs.get(name)
+    stats["title"] = config.title if config else ""
+    return stats
+
+
+def routes(acd: AcdService) -> list[web.RouteDef]:
+    def own_agent(request: web.Request) -> str:
+        """The agent in the path, refused when an agent's token names another agent."""
+        agent_id = request.match_info["agent_id"]
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id != agent_id:
+            raise web.HTTPForbidden(reason="an agent's token may act only on its own agent")
+        if agent_id not in acd.agent_configs:
+            raise web.HTTPNotFound(reason=f"no agent {agent_id!r}")
+        return agent_id
+
+    def run(request: web.Request, action: str, **arguments: Any) -> web.Response:
+        agent_id = own_agent(request)
+        try:
+            acd.command(action, agent_id, **arguments)
+        except AcdError as exc:
+            return json_error(409, str(exc))
+        return web.json_response(agent_json(acd, agent_id))
+
+    @operation("List agents and their states", tag="agents", responses={200: {"type": "object"}})
+    @roles("agent", "supervisor", "integration")
+    async def list_agents(request: web.Request) -> web.Response:
+        identity = caller_of(request)
+        ids = [identity.agent_id] if identity.role == "agent" and identity.agent_id else list(acd.agent_configs)
+        return web.json_response({"agents": [agent_json(acd, agent_id) for agent_id in ids if agent_id]})
+
+    @operation("An agent's state", tag="agents", responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def get_agent(request: web.Request) -> web.Response:
+        return web.json_response(agent_json(acd, own_agent(request)))
+
+    @operation("Log an agent in (optionally on another phone)", tag="agents", body=LOGIN_BODY,
+               responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def login(request: web.Request) -> web.Response:
+        body = body_of(request) or {}
+        return run(request, "login", endpoint=body.get("phone"), ready=body.get("ready", True))
+
+    @operation("Set an agent ready (示闲); also ends after-call work", tag="agents", body=NO_BODY,
+               responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def ready(request: web.Request) -> web.Response:
+        return run(request, "ready")
+
+    @operation("Set an agent not ready (示忙) with a reason", tag="agents", body=NOT_READY_BODY,
+               responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def not_ready(request: web.Request) -> web.Response:
+        return run(request, "not_ready", reason=body_of(request)["reason"])
+
+    @operation("End after-call work early", tag="agents", body=NO_BODY, responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def end_acw(request: web.Request) -> web.Response:
+        return run(request, "end_acw")
+
+    @operation("Log an agent out", tag="agents", body=NO_BODY, responses={200: AGENT})
+    @roles("agent", "supervisor", "integration")
+    async def logout(request: web.Request) -> web.Response:
+        return run(request, "logout")
+
+    @operation("Queues and their live statistics", tag="queues", responses={200: {"type": "object"}})
+    @roles("agent", "supervisor", "integration")
+    async def list_queues(request: web.Request) -> web.Response:
+        return web.json_response({"queues": [queue_json(acd, name) for name in acd.queue_configs]})
+
+    @operation("A queue: statistics and the calls waiting, in order", tag="queues", responses={200: QUEUE})
+    @roles("supervisor", "integration")
+    async def get_queue(request: web.Request) -> web.Response:
+        name = request.match_info["queue"]
+        if name not in acd.queue_configs:
+            return json_error(404, f"no queue {name!r}")
+        body = queue_json(acd, name)
+        body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
+        return web.json_response(body)
+
+    return [
+        web.get("/api/agents", list_agents),
+        web.get("/api/agents/{agent_id}", get_agent),
+        web.post("/api/agents/{agent_id}/login", login),
+        web.post("/api/agents/{agent_id}/ready", ready),
+        web.post("/api/agents/{agent_id}/not_ready", not_ready),
+        web.post("/api/agents/{agent_id}/end_acw", end_acw),
+        web.post("/api/agents/{agent_id}/logout", logout),
+        web.get("/api/queues", list_queues),
+        web.get("/api/queues/{queue}", get_queue),
+    ]

@@ -1,0 +1,287 @@
+"""The ACD service: the routing engine (pure, `controller.acd`) wired to calls, records and CTI.
+
+- Agent commands (login, ready, pause, logout, end ACW) come from the HTTP API and the CLI.
+- `enqueue()` is what the IVR's queue node calls: the caller waits (see `stasis.QueueCall`) until
+  an agent answers and hangs up again, the caller leaves, or the queue overflows.
+- The engine's decisions are applied in `apply()`: state changes are recorded and published, and
+  decisions about a call go to that call's task. A timer task calls `engine.tick()` when the
+  engine has something due (ring timeouts, end of wrap-up, announcements, maximum wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from controller.acd.engine import AcdEngine, AcdError
+from controller.acd.model import (
+    AgentSettings,
+    AgentStateChanged,
+    Announce,
+    CallLeft,
+    Decision,
+    Offer,
+    Overflow,
+    QueueSettings,
+)
+from controller.clock import Clock
+from controller.config import AcdAgentConfig, AcdQueueConfig, Config
+from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.logs import mask_number
+from controller.lookup import caller_region
+from controller.plugins.acd.stasis import Answered, LeftQueue, QueueCall
+from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.calls.legs import DialOutcome, Leg
+from controller.plugins.calls.session import CallSession
+
+log = logging.getLogger("controller.acd")
+
+MediaFor = Callable[[Prompt], Awaitable[str]]
+Publish = Callable[..., Any]
+
+#: Overflow hops a call may make through `queue:` targets before the flow decides instead.
+MAX_QUEUE_HOPS = 3
+
+
+def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
+    return QueueSettings(
+        name=queue.name, strategy=queue.strategy, skills=dict(queue.skills), wrapup_seconds=queue.wrapup_seconds,
+        ring_timeout=queue.ring_timeout, max_wait=queue.max_wait, overflow=queue.overflow,
+        announce_interval=queue.announce_interval, service_level_seconds=queue.service_level_seconds,
+        no_agents=queue.no_agents, priority_aging_seconds=queue.priority_aging_seconds)
+
+
+def agent_settings(agent: AcdAgentConfig) -> AgentSettings:
+    return AgentSettings(id=agent.id, name=agent.name, number=agent.number, endpoint=agent.endpoint,
+                         skills=dict(agent.skills), queues=dict(agent.queues))
+
+
+class AcdService:
+    def __init__(self, *, config: Config, clock: Clock, records: AcdRecords, publish: Publish,
+                 media_for: MediaFor) -> None:
+        self.config = config
+        self.clock = clock
+        self.records = records
+        self.publish = publish
+        self.media_for = media_for
+        self.queue_configs = {queue.name: queue for queue in config.acd.queues}
+        self.agent_configs = {agent.id: agent for agent in config.acd.agents}
+        self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
+                                [agent_settings(a) for a in config.acd.agents], clock,
+                                not_ready_reasons=tuple(config.acd.not_ready_reasons))
+        self.calls: dict[str, QueueCall] = {}
+        self._overflow_targets: dict[str, str | None] = {}
+        self._replan = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Bring agents back as they were before a restart (the snapshot is saved on every change)."""
+        snapshot = await self.records.load_snapshot()
+        if snapshot:
+            self.apply(self.engine.restore(snapshot))
+            log.info("ACD: restored %d agents' states", sum(1 for a in self.engine.agents()
+                                                               if a.state != "logged_out"))
+
+    async def run(self) -> None:
+        """Call `engine.tick()` whenever the engine has something due."""
+        while True:
+            deadline = self.engine.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
+            self._replan.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._replan.wait()
+            self.apply(self.engine.tick())
+
+    # -- agent commands -------------------------------------------------------------------------------
+
+    def command(self, action: str, agent_id: str, **arguments: Any) -> Any:
+        """Run an agent command on the engine (AcdError on bad input: nothing changed)."""
+        handlers: dict[str, Callable[..., list[Decision]]] = {
+            "login": self.engine.login, "ready": self.engine.ready, "not_ready": self.engine.not_ready,
+            "logout": self.engine.logout, "end_acw": self.engine.end_acw,
+            "hold": self.engine.hold, "resume": self.engine.resume,
+        }
+        if action not in handlers:
+            raise AcdError(f"unknown agent command {action!r}")
+        self.apply(handlers[action](agent_id, **arguments))
+        return self.engine.agent(agent_id)
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def apply(self, decisions: list[Decision]) -> None:
+        agents_changed = False
+        for decision in decisions:
+            if isinstance(decision, AgentStateChanged):
+                agents_changed = True
+                self.records.agent_state(decision.agent_id, decision.state, decision.reason, decision.previous,
+                                         decision.at)
+                self.publish("agent.state_changed", agent_id=decision.agent_id, state=decision.state,
+                             previous=decision.previous, reason=decision.reason)
+            elif isinstance(decision, CallLeft):
+                self._call_left(decision)
+            else:
+                if isinstance(decision, Overflow):
+                    self._overflow_targets[decision.call_id] = decision.target
+                waiting = self.calls.get(decision.call_id)
+                if waiting is not None:
+                    waiting.signal(decision)
+                if isinstance(decision, Offer):
+                    self._publish_ringing(decision)
+                elif isinstance(decision, Announce):
+                    self.publish("call.position_changed", call_id=decision.call_id, queue=decision.queue,
+                                 position=decision.position, estimated_wait=decision.estimated_wait)
+        if agents_changed:
+            self.records.save_snapshot(self.engine.snapshot())
+        self._replan.set()
+
+    def _call_left(self, left: CallLeft) -> None:
+        waiting = self.calls.get(left.call_id)
+        if waiting is not None:
+            waiting.left = True
+        target = self._overflow_targets.pop(left.call_id, None)
+        self.records.left(left.call_id, left.outcome, left.wait_seconds, left.agent_id, target)
+        wait = round(left.wait_seconds, 3)
+        if left.outcome == "answered":
+            self.publish("call.answered", call_id=left.call_id, agent_id=left.agent_id, queue=left.queue, wait=wait)
+        elif left.outcome == "abandoned":
+            self.publish("call.abandoned", call_id=left.call_id, queue=left.queue, wait=wait)
+        else:
+            self.publish("call.overflowed", call_id=left.call_id, queue=left.queue, target=target or "", wait=wait)
+
+    def _publish_ringing(self, offer: Offer) -> None:
+        waiting = self.calls.get(offer.call_id)
+        pop = self.screen_pop(waiting.session, offer.queue) if waiting else {}
+        self.publish("call.ringing", call_id=offer.call_id, agent_id=offer.agent_id, queue=offer.queue,
+                     endpoint=offer.endpoint, screen_pop=pop)
+
+    def screen_pop(self, session: CallSession, queue: str) -> dict[str, Any]:
+        """What the agent's screen shows for a ringing call: who calls, from where, what they said."""
+        region = caller_region(session.caller) if session.caller else None
+        return {"caller": session.caller, "did": session.did, "queue": queue,
+                "region": region.as_dict() if region else None,
+                "tier": session.data.get("tier"), "data": dict(session.data)}
+
+    # -- the caller's side ----------------------------------------------------------------------------
+
+    async def enqueue(self, session: CallSession, request: QueueRequest) -> QueueOutcome:
+        """Queue the caller; returns when the agent call is over (caller still here) or the call left
+        the queue; raises CallerHangup when the caller hung up (recorded as abandoned if waiting)."""
+        waited = 0.0
+        for _hop in range(MAX_QUEUE_HOPS):
+            outcome = await self._visit(session, request, waited)
+            target = outcome.overflow_target or ""
+            if outcome.result != "overflow" or not target.startswith("queue:"):
+                return outcome
+            waited = session.age()  # the caller keeps their wait in the next queue
+            request = QueueRequest(target.removeprefix("queue:"), request.skills, request.priority, request.data)
+        return outcome
+
+    async def _visit(self, session: CallSession, request: QueueRequest, waited: float) -> QueueOutcome:
+        queue = self.queue_configs.get(request.queue)
+        if queue is None:
+            log.error("call %s: no queue %r in the configuration", session.call_id, request.queue)
+            return QueueOutcome("unavailable")
+        waiting = QueueCall(session, queue, request, phone_dial=self.config.asterisk.phone_dial)
+        self.calls[session.call_id] = waiting
+        session.state = "queued"
+        session.data.update(request.data)
+        session.records.event(session.call_id, "queued", queue=queue.name, priority=request.priority)
+        self.records.enqueued(session.call_id, queue.name, request.priority)
+        try:
+            await session.answer()
+            await waiting.hold(self.config.asterisk.moh_class)
+            decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,
+                                            skills=dict(request.skills), data=dict(request.data), waited=waited)
+            view = self.engine.call(session.call_id)
+            self.publish("call.queued", call_id=session.call_id, queue=queue.name, priority=request.priority,
+                         skills=dict(request.skills), position=view.position if view else 0)
+            self.apply(decisions)
+            step = await waiting.next_step(lambda announce: self._announce(waiting, announce),
+                                           lambda agent_id, leg, outcome: self._ring_failed(waiting, agent_id,
+                                                                                           leg, outcome))
+            if isinstance(step, LeftQueue):
+                return self._overflow_outcome(step.overflow, queue)
+            return await self._connect(waiting, step)
+        except BaseException:
+            # The caller hung up (or we failed, or are stopping): the call leaves the engine as abandoned.
+            if not waiting.left:
+                with contextlib.suppress(AcdError):
+                    self.apply(self.engine.abandon(session.call_id))
+            raise
+        finally:
+            self.calls.pop(session.call_id, None)
+            await waiting.hang_up_legs()
+            await waiting.unhold()
+            if session.state == "queued":
+                session.state = "ivr"
+
+    def _overflow_outcome(self, overflow: Overflow, queue: AcdQueueConfig) -> QueueOutcome:
+        target = overflow.target if overflow.target is not None else queue.overflow
+        if target is None:
+            return QueueOutcome("no_agents" if overflow.reason == "no_agents" else "timeout")
+        return QueueOutcome("overflow", overflow_target=target)
+
+    def _ring_failed(self, waiting: QueueCall, agent_id: str, leg: Leg, outcome: DialOutcome) -> None:
+        self.records.offer(waiting.call_id, agent_id, leg.ring_seconds(), outcome.status.lower())
+        waiting.session.records.event(waiting.call_id, "agent_no_answer", agent_id=agent_id, status=outcome.status)
+        reason = "busy" if outcome.status == "BUSY" else "no_answer"
+        with contextlib.suppress(AcdError):
+            self.apply(self.engine.no_answer(waiting.call_id, agent_id, reason))
+
+    async def _announce(self, waiting: QueueCall, announce: Announce) -> None:
+        """您前面还有 N 位 / There are N callers ahead of you (and the estimated wait)."""
+        session = waiting.session
+        zh = not session.language.startswith("en")
+        ahead = max(0, announce.position - 1)
+        if zh:
+            text = f"您前面还有{ahead}位客户" if ahead else "您是下一位"
+        else:
+            text = f"There {'is' if ahead == 1 else 'are'} {ahead} caller{'' if ahead == 1 else 's'} ahead of you." \
+                if ahead else "You are next in line."
+        if waiting.queue.announce_wait_time and announce.estimated_wait:
+            minutes = max(1, round(announce.estimated_wait / 60))
+            text += f"，预计等待{minutes}分钟" if zh else f" Your estimated wait is {minutes} minute" \
+                                                      f"{'' if minutes == 1 else 's'}."
+        text += "，请稍候。" if zh else " Please hold."
+        session.records.event(session.call_id, "announcement", position=announce.position, text=text)
+        await session.play([await self.media_for(Prompt("tts", text, "zh" if zh else "en"))])
+
+    async def _connect(self, waiting: QueueCall, answered: Answered) -> QueueOutcome:
+        session = waiting.session
+        agent = self.agent_configs.get(answered.agent_id)
+        self.records.offer(session.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
+        try:
+            self.apply(self.engine.answered(session.call_id, answered.agent_id))
+            session.state = "talking"
+            session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
+            await waiting.unhold()
+            if waiting.queue.announce_agent_number and agent is not None:
+                await session.play([await self.media_for(self._agent_number_prompt(session, agent))])
+            await waiting.talk(answered.leg)
+            return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
+        finally:
+            await answered.leg.hangup()
+            self.records.talk_ended(session.call_id)
+            with contextlib.suppress(AcdError):
+                self.apply(self.engine.call_ended(answered.agent_id))
+
+    def _agent_number_prompt(self, session: CallSession, agent: AcdAgentConfig) -> Prompt:
+        """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""
+        center = self.config.acd.center_name
+        if session.language.startswith("en"):
+            text = f"Agent number {' '.join(agent.number)} is at your service."
+        else:
+            text = f"您好，{center}{agent.number}号为您服务。"
+        session.records.event(session.call_id, "announcement", agent_id=agent.id, text=text)
+        return Prompt("tts", text, "en" if session.language.startswith("en") else "zh")
+
+    # -- views -------------------------------------------------------------------------------------
+
+    def describe_call(self, call_id: str) -> str:
+        waiting = self.calls.get(call_id)
+        return f"{call_id} ({mask_number(waiting.session.caller)})" if waiting else call_id

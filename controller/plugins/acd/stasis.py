@@ -1,0 +1,187 @@
+"""A caller waiting in an ACD queue, on the telephony side.
+
+The routing engine decides; this runs the decisions on the caller's channel, inside the call's own
+task so that every ARI event of the call (and of the agent legs it rings) is handled in order:
+
+- the caller waits in a holding bridge with music on hold and hears position announcements;
+- an `Offer` rings the agent's phone (an originated leg, caller's number shown);
+- the first leg that answers gets the call; a leg that fails or rings out is reported back to the
+  engine (RONA), which routes the call again;
+- the agent's number is announced to the caller, then caller and agent are bridged until one of
+  them hangs up.
+
+Decisions for the call arrive from the engine at any time (`signal`); they are queued here and a
+synthetic `AcdWake` event wakes the call's task, so nothing is lost while it waits for something
+else (a playback, a ringing leg).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from controller.acd.model import Announce, CancelOffer, Decision, Offer, Overflow
+from controller.ari.errors import AriError, AriNotFound, ChannelGone
+from controller.ari.models import Event, StasisStart
+from controller.config import AcdQueueConfig
+from controller.ivr.port import CallerHangup, QueueRequest
+from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
+from controller.plugins.calls.session import CallSession, synthetic
+
+log = logging.getLogger("controller.acd")
+
+
+@dataclass(slots=True)
+class AcdWake(Event):
+    """Synthetic: the ACD has news for this waiting call (see `QueueCall.signals`)."""
+
+
+@dataclass(frozen=True)
+class Answered:
+    agent_id: str
+    leg: Leg
+
+
+@dataclass(frozen=True)
+class LeftQueue:
+    overflow: Overflow
+
+
+class QueueCall:
+    """One caller's visit to a queue."""
+
+    def __init__(self, session: CallSession, queue: AcdQueueConfig, request: QueueRequest, *,
+                 phone_dial: str) -> None:
+        self.session = session
+        self.queue = queue
+        self.request = request
+        self.phone_dial = phone_dial
+        self.signals: deque[Decision] = deque()
+        self.legs: dict[str, Leg] = {}  # agent id -> leg ringing
+        self.holding: Bridge | None = None
+        self.announcing = False
+        self.left = False  # the engine has said how the visit ended (CallLeft)
+
+    @property
+    def call_id(self) -> str:
+        return self.session.call_id
+
+    def signal(self, decision: Decision) -> None:
+        """A decision about this call from the engine: queue it and wake the call's task."""
+        self.signals.append(decision)
+        self.session.deliver(synthetic(AcdWake))
+        if isinstance(decision, Offer) and self.announcing and self.session.current_playback:
+            # An agent is free: cut the announcement short rather than keep them waiting.
+            asyncio.get_running_loop().create_task(self._stop_playback(self.session.current_playback))
+
+    async def _stop_playback(self, playback_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.session.ari.stop_playback(playback_id)
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    async def hold(self, moh_class: str) -> None:
+        """Put the caller in a holding bridge of their own, with music on hold."""
+        self.holding = await Bridge(self.session, kind="holding", purpose="queue").create()
+        await self.holding.add(self.session.channel_id, role="participant")
+        try:
+            await self.session.ari.bridge_start_moh(self.holding.bridge_id, moh_class)
+        except AriError:
+            log.warning("call %s: no music on hold class %r", self.call_id, moh_class)
+
+    async def unhold(self) -> None:
+        if self.holding is not None:
+            holding, self.holding = self.holding, None
+            with contextlib.suppress(AriError):
+                await holding.remove(self.session.channel_id)
+            await holding.destroy()
+
+    async def next_step(self, announce: Callable[[Announce], Awaitable[None]],
+                        on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> Answered | LeftQueue:
+        """Run decisions and leg events until an agent answers or the call leaves the queue."""
+        while True:
+            while self.signals:
+                decision = self.signals.popleft()
+                if isinstance(decision, Offer):
+                    await self._ring(decision, on_ring_failed)
+                elif isinstance(decision, CancelOffer):
+                    await self._cancel(decision.agent_id)
+                elif isinstance(decision, Overflow):
+                    await self.hang_up_legs()
+                    return LeftQueue(decision)
+                elif isinstance(decision, Announce) and not self.legs:
+                    self.announcing = True
+                    try:
+                        await announce(decision)
+                    finally:
+                        self.announcing = False
+            event = await self.session.wait_for(lambda e: isinstance(e, AcdWake) or self._leg_of(e) is not None, None)
+            agent_id = self._leg_of(event) if event is not None else None
+            log.debug("call %s: %s (leg of %s)", self.call_id, type(event).__name__, agent_id)
+            if agent_id is None:
+                continue
+            leg = self.legs[agent_id]
+            outcome = leg.outcome_of(event) if event is not None else None
+            if outcome is None:
+                continue
+            if outcome.answered and isinstance(event, StasisStart):
+                leg.answered = True
+                del self.legs[agent_id]
+                await self.hang_up_legs()
+                return Answered(agent_id, leg)
+            del self.legs[agent_id]
+            await leg.hangup()
+            on_ring_failed(agent_id, leg, outcome)
+
+    def _leg_of(self, event: Event) -> str | None:
+        for agent_id, leg in self.legs.items():
+            if leg.concerns(event):
+                return agent_id
+        return None
+
+    async def _ring(self, offer: Offer, on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> None:
+        endpoint = self.phone_dial.replace("{endpoint}", offer.endpoint)
+        leg = Leg(self.session, endpoint, purpose="agent", caller_id=self.session.caller or None,
+                  ring_timeout=offer.ring_timeout + 2,  # the engine's own ring timeout fires first
+                  variables={"CCC_CALL_ID": self.call_id, "CCC_QUEUE": self.queue.name})
+        self.legs[offer.agent_id] = leg
+        failed = await leg.start()
+        if failed is not None:
+            del self.legs[offer.agent_id]
+            on_ring_failed(offer.agent_id, leg, failed)
+
+    async def _cancel(self, agent_id: str) -> None:
+        leg = self.legs.pop(agent_id, None)
+        if leg is not None:
+            await leg.hangup()
+
+    async def hang_up_legs(self) -> None:
+        for agent_id in list(self.legs):
+            await self._cancel(agent_id)
+
+    # -- connected ----------------------------------------------------------------------------------
+
+    async def talk(self, leg: Leg) -> None:
+        """Bridge the caller with the agent until one hangs up (CallerHangup when the caller did)."""
+        bridge = await Bridge(self.session, purpose="talk").create()
+        try:
+            try:
+                await bridge.add(self.session.channel_id, leg.channel_id)
+            except (ChannelGone, AriNotFound):
+                if self.session.caller_gone:
+                    raise CallerHangup() from None
+                return  # the agent hung up during the announcement
+            self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
+            try:
+                await leg.wait_until_gone()
+            except CallerHangup:
+                await leg.hangup()
+                raise
+        finally:
+            with contextlib.suppress(AriError):
+                await bridge.remove(self.session.channel_id)
+            await bridge.destroy()

@@ -1,0 +1,80 @@
+"""What the ACD writes to the store: queued calls, agent state changes, and the agent snapshot.
+
+The snapshot (`AcdEngine.snapshot()`) is rewritten on every agent state change, so a restarted
+controller comes back with the same agents logged in and in the same states.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from controller.store.db import Store
+
+
+class AcdRecords:
+    def __init__(self, store: Store, now: Callable[[], float]) -> None:
+        self._store = store
+        self._now = now
+        self._offers: dict[str, list[dict[str, Any]]] = {}  # call_id -> offers of the queue visit in progress
+
+    def enqueued(self, call_id: str, queue: str, priority: int) -> None:
+        self._offers[call_id] = []
+        self._store.write("INSERT INTO queue_calls (call_id, queue, enqueued_at, priority) VALUES (?, ?, ?, ?)",
+                          (call_id, queue, self._now(), priority))
+
+    def offer(self, call_id: str, agent_id: str, ring_seconds: float, result: str) -> None:
+        """An agent's phone rang for the call: how long, and how it ended (answered, no_answer, busy, ...)."""
+        offers = self._offers.setdefault(call_id, [])
+        offers.append({"agent_id": agent_id, "at": round(self._now() - ring_seconds, 3),
+                       "ring_seconds": round(ring_seconds, 3), "result": result})
+        self._store.write(f"UPDATE queue_calls SET offers = ? WHERE {_OPEN_VISIT}",
+                          (json.dumps(offers), call_id, call_id))
+
+    def left(self, call_id: str, outcome: str, wait_seconds: float, agent_id: str | None,
+             overflow_target: str | None = None) -> None:
+        now = self._now()
+        self._store.write(
+            f"UPDATE queue_calls SET left_at = ?, outcome = ?, wait_seconds = ?, agent_id = ?, answered_at = ?,"
+            f" overflow_target = ? WHERE {_OPEN_VISIT}",
+            (now, outcome, round(wait_seconds, 3), agent_id, now if outcome == "answered" else None,
+             overflow_target, call_id, call_id))
+
+    def talk_ended(self, call_id: str) -> None:
+        self._offers.pop(call_id, None)
+        self._store.write(
+            "UPDATE queue_calls SET talk_ended_at = ? WHERE id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?)",
+            (self._now(), call_id))
+
+    def forget(self, call_id: str) -> None:
+        self._offers.pop(call_id, None)
+
+    def agent_state(self, agent_id: str, state: str, reason: str | None, previous: str | None, at: float) -> None:
+        self._store.write("INSERT INTO agent_states (agent_id, at, state, reason, previous) VALUES (?, ?, ?, ?, ?)",
+                          (agent_id, at, state, reason, previous))
+
+    def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        self._store.write("INSERT OR REPLACE INTO acd_snapshot (id, saved_at, snapshot) VALUES (1, ?, ?)",
+                          (self._now(), json.dumps(snapshot, ensure_ascii=False)))
+
+    async def load_snapshot(self) -> dict[str, Any] | None:
+        row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
+        return dict(json.loads(row["snapshot"])) if row else None
+
+    async def queue_calls(self, since: float, until: float) -> list[dict[str, Any]]:
+        rows = await self._store.fetchall(
+            "SELECT * FROM queue_calls WHERE enqueued_at >= ? AND enqueued_at < ? ORDER BY id", (since, until))
+        return [dict(row) for row in rows]
+
+    async def agent_state_rows(self, since: float, until: float) -> list[dict[str, Any]]:
+        """State changes in [since, until), plus each agent's last change before `since` (its state then)."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM agent_states WHERE at < ? AND (at >= ? OR id IN"
+            " (SELECT MAX(id) FROM agent_states WHERE at < ? GROUP BY agent_id)) ORDER BY at, id",
+            (until, since, since))
+        return [dict(row) for row in rows]
+
+
+# The queue visit in progress of a call (a call may visit several queues: overflow, transfer).
+_OPEN_VISIT = "id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?) AND call_id = ?"

@@ -1,0 +1,166 @@
+"""The IVR on real calls: pick the flow for a call, run it on an `AriCallPort`, reload flows live.
+
+A call runs on the snapshot of the flows taken when it started, so a reload never changes a call
+in progress; an invalid new version is refused and the old one stays live. Whatever way a flow
+ends, the caller is never left in silence: a flow error sends the call to the dialplan's fallback
+route, and a flow that runs out of nodes hangs up after its last prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from controller.clock import Clock
+from controller.config import Config
+from controller.ivr.port import HttpResponse, Prompt
+from controller.ivr.repository import FlowRepository
+from controller.ivr.runner import run_flow
+from controller.lookup import caller_region
+from controller.plugins.calls.session import CallSession
+from controller.plugins.ivr.ari_port import AriCallPort, Enqueuer
+from controller.store.db import Store
+
+log = logging.getLogger("controller.ivr")
+
+Publish = Callable[..., Any]
+MediaFor = Callable[[Prompt], Awaitable[str]]
+
+
+def sound_exists_in(sounds_dir: Path) -> Callable[[str, str], bool]:
+    """Whether Asterisk can find sound NAME for a language (sounds/<lang>/NAME.* or sounds/NAME.*)."""
+    extensions = ("wav", "gsm", "ulaw", "alaw", "sln", "g722", "WAV")
+
+    def exists(name: str, language: str) -> bool:
+        for folder in (sounds_dir / language, sounds_dir / "en", sounds_dir):
+            if any((folder / f"{name}.{ext}").exists() for ext in extensions):
+                return True
+        return False
+
+    return exists
+
+
+class IvrService:
+    def __init__(self, *, config: Config, clock: Clock, store: Store, publish: Publish, media_for: MediaFor,
+                 http: Callable[[], aiohttp.ClientSession], enqueue: Enqueuer | None,
+                 fallback: Callable[[CallSession], Awaitable[None]]) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.publish = publish
+        self.media_for = media_for
+        self._http = http
+        self._enqueue = enqueue
+        self._fallback = fallback
+        sounds = Path(config.asterisk.sounds_dir)
+        self.repository = FlowRepository(Path(config.ivr.flows_dir),
+                                         sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
+        self.flows_run = 0
+
+    def load(self) -> list[str]:
+        """Load the flows at start-up; errors are logged and the calls get the fallback route."""
+        errors = [str(error) for error in self.repository.load().errors]
+        for error in errors:
+            log.error("IVR flow: %s", error)
+        return errors
+
+    def reload(self) -> dict[str, Any]:
+        result = self.repository.reload()
+        errors = [str(error) for error in result.errors]
+        if errors:
+            log.error("IVR reload refused (the previous flows stay live): %d errors", len(errors))
+            for error in errors:
+                log.error("IVR flow: %s", error)
+        else:
+            log.info("IVR flows reloaded: %s", ", ".join(sorted(self.repository.snapshot.flows)))
+        return {"ok": not errors, "errors": errors, "flows": sorted(self.repository.snapshot.flows)}
+
+    def flows(self) -> list[dict[str, Any]]:
+        snapshot = self.repository.snapshot
+        return [{"id": flow.id, "language": flow.language, "dids": list(flow.dids), "nodes": len(flow.nodes),
+                 "source": str(flow.source)} for flow in snapshot.flows.values()]
+
+    def flow_for_did(self, did: str) -> str | None:
+        flow = self.repository.flow_for_did(did)
+        return flow.id if flow is not None else self.config.dids.get(did)
+
+    def flow_exists(self, flow_id: str) -> bool:
+        return flow_id in self.repository.snapshot.flows
+
+    # -- a call -------------------------------------------------------------------------------------
+
+    async def handle(self, session: CallSession) -> None:
+        """The inbound handler: the caller's flow, or the default greeting and fallback."""
+        snapshot = self.repository.snapshot
+        flow_id = session.entry_flow or self.flow_for_did(session.did)
+        if flow_id is None or flow_id not in snapshot.flows:
+            await self._fallback(session)
+            return
+        session.state = "ivr"
+        session.records.set_flow(session.call_id, flow_id)
+        region = caller_region(session.caller) if session.caller else None
+        if region is not None:
+            session.data.setdefault("region", region.as_dict())
+        port = self._port(session)
+        await session.answer()
+        self.flows_run += 1
+        result = await run_flow(snapshot, flow_id, port)
+        session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})
+        session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
+                              visited=list(result.visited))
+        if result.ended == "error":
+            log.error("call %s: flow %s failed at %s: %s", session.call_id, flow_id,
+                      result.visited[-1] if result.visited else "?", result.error)
+            await session.to_fallback("flow-error")
+        elif not session.caller_gone:
+            await session.hangup()
+
+    def _port(self, session: CallSession) -> AriCallPort:
+        return AriCallPort(
+            session, clock=self.clock, store=self.store, media_for=self.media_for, http_request=self.http_request,
+            enqueue=self._enqueue, emit=self._emit, trunk_dial=self.config.asterisk.trunk_dial,
+            phone_dial=self.config.asterisk.phone_dial)
+
+    def _emit(self, session: CallSession, event: str, fields: dict[str, Any]) -> None:
+        """IVR events to CTI and to the call's record (the path the call took)."""
+        if event == "ivr.node_entered":
+            session.records.event(session.call_id, "node", node=fields.get("node"), type=fields.get("type"))
+            self.publish("ivr.node_entered", call_id=session.call_id, flow=str(fields.get("flow", "")),
+                         node=str(fields.get("node", "")), node_type=str(fields.get("type", "")))
+        elif event == "ivr.input_collected":
+            variable = fields.get("variable")
+            value = fields.get("value")
+            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value)
+            if variable:
+                session.data[str(variable)] = value
+            self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
+                         node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
+                         variable=str(variable or ""))
+
+    async def http_request(self, *, method: str, url: str, headers: Mapping[str, str], body: Any,
+                           timeout_seconds: float) -> HttpResponse:
+        """An IVR back-end request; failures are an answer (status 0), never an exception."""
+        try:
+            async with self._http().request(
+                    method, url, headers=dict(headers), json=body if body is not None else None,
+                    timeout=aiohttp.ClientTimeout(total=timeout_seconds)) as response:
+                text = await response.text()
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = None
+                return HttpResponse(response.status, payload, text)
+        except TimeoutError:
+            return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
+        except aiohttp.ClientError as exc:
+            return HttpResponse(0, error=str(exc) or type(exc).__name__)
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+

@@ -1,0 +1,129 @@
+"""Reports from the store: turn the records into KPI facts and compute them (`controller.reports`).
+
+The KPI definitions live in `controller.reports.kpis` (and docs/kpis.md); this module only says
+how stored records become `CallFact`s and `AgentStateSpan`s:
+
+- one `CallFact` per queue visit (a `queue_calls` row; a call that overflowed from one queue to
+  another has a visit in each), and one `ivr_only` fact per call that never reached a queue;
+- talk = agent answered → talk ended; ACW = the agent's `acw` state that followed; hold = the
+  call's hold events; transfers = the call's transfer events after it was answered;
+- callbacks and survey answers come from `ivr_records`;
+- agent spans are the intervals between consecutive `agent_states` rows (logged-out time is not
+  a span).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from controller.clock import Clock
+from controller.config import Config
+from controller.reports.kpis import AgentStateSpan, CallFact, KpiRow, Standards, compute_report
+from controller.store.db import Store
+
+if TYPE_CHECKING:
+    from controller.plugins.acd.services import AcdService
+
+
+class ReportService:
+    def __init__(self, *, config: Config, store: Store, acd: AcdService, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.acd = acd
+        self.clock = clock
+        self.standards = Standards.from_mapping(config.standards)
+        self.complaint_queues = {q.name for q in config.acd.queues if q.category == "complaint"}
+
+    async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
+        calls = await self.call_facts(start, end)
+        spans = await self.agent_spans(start, end)
+        return compute_report(calls, spans, start=start, end=end, interval_minutes=interval_minutes,
+                              by=by, standards=self.standards)  # type: ignore[arg-type]
+
+    async def call_facts(self, start: float, end: float) -> list[CallFact]:
+        visits = await self.store.fetchall(
+            "SELECT * FROM queue_calls WHERE enqueued_at >= ? AND enqueued_at < ? AND outcome IS NOT NULL"
+            " ORDER BY id", (start, end))
+        ivr_only = await self.store.fetchall(
+            "SELECT call_id, started_at FROM calls c WHERE started_at >= ? AND started_at < ? AND ended_at IS NOT NULL"
+            " AND direction = 'inbound' AND NOT EXISTS (SELECT 1 FROM queue_calls q WHERE q.call_id = c.call_id)",
+            (start, end))
+        call_ids = {row["call_id"] for row in visits}
+        extras = await self._call_extras(call_ids | {row["call_id"] for row in ivr_only})
+        acw = await self._acw_after_talk([dict(row) for row in visits])
+        facts: list[CallFact] = []
+        for row in visits:
+            extra = extras[row["call_id"]]
+            answered = row["outcome"] == "answered"
+            talk = (row["talk_ended_at"] - row["answered_at"]) if answered and row["talk_ended_at"] else 0.0
+            facts.append(CallFact(
+                call_id=row["call_id"], queue=row["queue"], agent_id=row["agent_id"] if answered else None,
+                offered_at=row["enqueued_at"], outcome=row["outcome"], wait_seconds=row["wait_seconds"] or 0.0,
+                talk_seconds=max(0.0, talk), hold_seconds=extra["hold"] if answered else 0.0,
+                acw_seconds=acw.get(row["id"], 0.0), transfers=extra["transfers"] if answered else 0,
+                callback_requested=extra["callback_requested"], callback_completed=extra["callback_completed"],
+                survey_score=extra["survey"], complaint=row["queue"] in self.complaint_queues))
+        for row in ivr_only:
+            extra = extras[row["call_id"]]
+            facts.append(CallFact(
+                call_id=row["call_id"], queue=None, agent_id=None, offered_at=row["started_at"], outcome="ivr_only",
+                wait_seconds=0.0, callback_requested=extra["callback_requested"],
+                callback_completed=extra["callback_completed"], survey_score=extra["survey"]))
+        return facts
+
+    async def _call_extras(self, call_ids: set[str]) -> dict[str, dict[str, Any]]:
+        extras: dict[str, dict[str, Any]] = defaultdict(lambda: {
+            "hold": 0.0, "transfers": 0, "callback_requested": False, "callback_completed": False, "survey": None})
+        ids = sorted(call_ids)
+        for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+            marks = ",".join("?" * len(chunk))
+            for row in await self.store.fetchall(
+                    f"SELECT call_id, kind, payload, status FROM ivr_records WHERE call_id IN ({marks})", chunk):
+                extra = extras[row["call_id"]]
+                if row["kind"] == "callback":
+                    extra["callback_requested"] = True
+                    extra["callback_completed"] = extra["callback_completed"] or row["status"] == "done"
+                elif row["kind"] == "survey":
+                    score = json.loads(row["payload"]).get("score")
+                    extra["survey"] = int(score) if isinstance(score, int | str) and str(score).isdigit() else None
+            for row in await self.store.fetchall(
+                    f"SELECT call_id, kind, detail FROM call_events WHERE call_id IN ({marks})"
+                    " AND kind IN ('transfer', 'resumed')", chunk):
+                extra = extras[row["call_id"]]
+                if row["kind"] == "transfer":
+                    extra["transfers"] += 1
+                else:
+                    extra["hold"] += float(json.loads(row["detail"]).get("held_for", 0.0))
+        return extras
+
+    async def _acw_after_talk(self, visits: list[dict[str, Any]]) -> dict[int, float]:
+        """ACW seconds per answered visit: the agent's `acw` state that began when the talk ended."""
+        result: dict[int, float] = {}
+        for visit in visits:
+            if visit["outcome"] != "answered" or not visit["talk_ended_at"] or not visit["agent_id"]:
+                continue
+            rows = await self.store.fetchall(
+                "SELECT at, state FROM agent_states WHERE agent_id = ? AND at >= ? ORDER BY at, id LIMIT 2",
+                (visit["agent_id"], visit["talk_ended_at"] - 1.0))
+            if rows and rows[0]["state"] == "acw":
+                until = rows[1]["at"] if len(rows) > 1 else self.clock.now()
+                result[visit["id"]] = max(0.0, until - rows[0]["at"])
+        return result
+
+    async def agent_spans(self, start: float, end: float) -> list[AgentStateSpan]:
+        rows = await self.store.fetchall(
+            "SELECT agent_id, at, state, reason FROM agent_states WHERE at < ? AND (at >= ? OR id IN"
+            " (SELECT MAX(id) FROM agent_states WHERE at < ? GROUP BY agent_id)) ORDER BY agent_id, at, id",
+            (end, start, start))
+        spans: list[AgentStateSpan] = []
+        now = min(end, self.clock.now())
+        for i, row in enumerate(rows):
+            if row["state"] == "logged_out":
+                continue
+            following = rows[i + 1] if i + 1 < len(rows) and rows[i + 1]["agent_id"] == row["agent_id"] else None
+            span_end = following["at"] if following else now
+            if span_end > row["at"]:
+                spans.append(AgentStateSpan(row["agent_id"], row["state"], row["reason"], row["at"], span_end))
+        return spans

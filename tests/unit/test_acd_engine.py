@@ -1,0 +1,247 @@
+"""The ACD engine with a fake clock: strategies, priorities, RONA, timers, and invariants over random runs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from controller.acd.engine import AcdEngine, AcdError
+from controller.acd.model import (
+    AgentSettings,
+    AgentStateChanged,
+    Announce,
+    CallLeft,
+    CancelOffer,
+    Decision,
+    Offer,
+    Overflow,
+    QueueSettings,
+)
+from controller.clock import FakeClock
+
+
+def engine(strategy: str = "longest_idle", agents: int = 3, **queue: object) -> tuple[AcdEngine, FakeClock]:
+    clock = FakeClock()
+    settings = QueueSettings("q", strategy=strategy, **queue)  # type: ignore[arg-type]
+    people = [AgentSettings(f"a{i}", f"Agent {i}", f"10{i:02d}", f"80{i:02d}", skills={"x": i + 1},
+                            queues={"q": 0}) for i in range(1, agents + 1)]
+    return AcdEngine([settings], people, clock), clock
+
+
+def offers(decisions: list[Decision]) -> list[tuple[str, str]]:
+    return [(d.call_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
+
+
+def test_longest_idle_gets_the_call_then_acw_then_ready() -> None:
+    acd, clock = engine(wrapup_seconds=10)
+    for agent in ("a2", "a1", "a3"):
+        acd.login(agent)
+        clock.advance(1)
+    assert offers(acd.enqueue("c1", "q")) == [("c1", "a2")]
+    acd.answered("c1", "a2")
+    assert offers(acd.enqueue("c2", "q")) == [("c2", "a1")]
+    acd.answered("c2", "a1")
+    clock.advance(5)
+    ended = acd.call_ended("a2")
+    assert [d.state for d in ended if isinstance(d, AgentStateChanged)] == ["acw"]
+    assert acd.next_deadline() is not None
+    clock.advance(10)
+    assert [d.state for d in acd.tick() if isinstance(d, AgentStateChanged)] == ["ready"]
+    assert acd.agent("a2").calls_answered == 1
+
+
+def test_rona_sends_the_call_to_the_next_agent_and_pauses_the_first() -> None:
+    acd, clock = engine(ring_timeout=5)
+    acd.login("a1")
+    clock.advance(1)
+    acd.login("a2")
+    assert offers(acd.enqueue("c1", "q")) == [("c1", "a1")]
+    clock.advance(5)
+    decisions = acd.tick()
+    assert CancelOffer("c1", "a1", "ring_timeout") in decisions
+    assert offers(decisions) == [("c1", "a2")]
+    assert acd.agent("a1").state == "not_ready" and acd.agent("a1").reason == "no_answer"
+    assert acd.no_answer("c1", "a1") == []  # the phone's own timeout, after the engine's: ignored
+
+
+def test_priority_with_aging_and_announcements() -> None:
+    acd, clock = engine(agents=1, priority_aging_seconds=60, announce_interval=30)
+    acd.login("a1", ready=False)
+    first = acd.enqueue("old", "q")
+    assert [d for d in first if isinstance(d, Announce)] == [Announce("old", "q", 1, 180.0)]
+    clock.advance(130)  # old has aged two levels
+    acd.enqueue("vip", "q", priority=2)
+    assert acd.call("vip").position == 2  # type: ignore[union-attr]  # equal priority: arrival order wins
+    clock.advance(1)
+    assert [d.position for d in acd.tick() if isinstance(d, Announce) and d.call_id == "old"] == [1]
+    assert offers(acd.ready("a1")) == [("old", "a1")]
+
+
+def test_skills_strategy_and_required_skills() -> None:
+    acd, _ = engine("skills", skills={"x": 1})
+    for agent in ("a1", "a2", "a3"):
+        acd.login(agent)
+    assert offers(acd.enqueue("c1", "q")) == [("c1", "a3")]  # highest level
+    assert offers(acd.enqueue("c2", "q", skills={"x": 4})) == []  # only a3 has x>=4 and it is ringing
+    acd.no_answer("c1", "a3")
+    acd.answered("c1", acd.call("c1").agents_ringing[0])  # type: ignore[union-attr]
+    assert offers(acd.ready("a3")) == [("c2", "a3")]
+
+
+def test_ring_all_first_answer_wins() -> None:
+    acd, _ = engine("ring_all")
+    for agent in ("a1", "a2", "a3"):
+        acd.login(agent)
+    assert sorted(a for _, a in offers(acd.enqueue("c1", "q"))) == ["a1", "a2", "a3"]
+    decisions = acd.answered("c1", "a2")
+    assert {d.agent_id for d in decisions if isinstance(d, CancelOffer)} == {"a1", "a3"}
+    assert acd.agent("a1").state == "ready"
+
+
+def test_round_robin_and_fewest_calls() -> None:
+    acd, _ = engine("round_robin")
+    for agent in ("a1", "a2", "a3"):
+        acd.login(agent)
+    picked = []
+    for n in range(4):
+        (call, agent), = offers(acd.enqueue(f"c{n}", "q"))
+        picked.append(agent)
+        acd.answered(call, agent)
+        acd.call_ended(agent)
+        acd.end_acw(agent)
+    assert picked == ["a1", "a2", "a3", "a1"]
+
+
+def test_abandon_overflow_and_no_agents() -> None:
+    acd, clock = engine(max_wait=60, overflow="voicemail")
+    assert acd.enqueue("c0", "q")[0] == Overflow("c0", "q", "voicemail", "no_agents")
+    acd.login("a1", ready=False)
+    acd.enqueue("c1", "q")
+    acd.enqueue("c2", "q")
+    left = acd.abandon("c1")
+    assert [d.outcome for d in left if isinstance(d, CallLeft)] == ["abandoned"]
+    clock.advance(60)
+    decisions = acd.tick()
+    assert Overflow("c2", "q", "voicemail", "max_wait") in decisions
+    stats = acd.queue_stats("q")
+    assert (stats.offered, stats.abandoned, stats.overflowed, stats.waiting) == (3, 1, 2, 0)
+
+
+def test_bad_commands_change_nothing() -> None:
+    acd, _ = engine()
+    with pytest.raises(AcdError, match="unknown agent"):
+        acd.login("zz")
+    acd.login("a1")
+    with pytest.raises(AcdError, match="unknown not-ready reason"):
+        acd.not_ready("a1", "nap")
+    acd.enqueue("c1", "q")
+    with pytest.raises(AcdError, match="cannot log out while ringing"):
+        acd.logout("a1")
+    with pytest.raises(AcdError, match="unknown queue"):
+        acd.enqueue("c2", "nope")
+    assert acd.agent("a1").state == "ringing"
+
+
+def test_snapshot_restore() -> None:
+    acd, clock = engine(wrapup_seconds=5)
+    acd.login("a1")
+    acd.login("a2")
+    acd.not_ready("a2", "meal")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    again = AcdEngine([QueueSettings("q", wrapup_seconds=5)],
+                      [AgentSettings(f"a{i}", "", "", f"80{i:02d}", queues={"q": 0}) for i in (1, 2, 3)], clock)
+    again.restore(acd.snapshot())
+    assert again.agent("a1").state == "acw" and again.agent("a2").reason == "meal"
+    assert again.agent("a3").state == "logged_out"
+    clock.advance(5)
+    again.tick()
+    assert again.agent("a1").state == "ready"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_invariants_over_random_runs(seed: int) -> None:
+    """No call offered to two agents (outside ring_all), no agent with two offers, nobody not ready
+    offered a call, every call leaves exactly once, and no call waits forever while agents work."""
+    rng = random.Random(seed)
+    clock = FakeClock()
+    queues = [QueueSettings("q1", ring_timeout=5, wrapup_seconds=3, max_wait=10_000, announce_interval=20,
+                            priority_aging_seconds=30),
+              QueueSettings("q2", strategy=rng.choice(["fewest_calls", "skills", "round_robin"]), ring_timeout=5,
+                            wrapup_seconds=0, max_wait=10_000, no_agents="wait")]
+    agents = [AgentSettings(f"a{i}", "", "", f"e{i}", skills={"s": rng.randint(1, 5)},
+                            queues=dict(rng.sample([("q1", 0), ("q2", rng.randint(0, 1))], rng.randint(1, 2))))
+              for i in range(6)]
+    acd = AcdEngine(queues, agents, clock)
+    for agent in agents:
+        acd.login(agent.id)
+    enqueued: set[str] = set()
+    left: dict[str, int] = {}
+    ringing: dict[str, str] = {}  # agent -> call
+    talking: dict[str, str] = {}
+
+    def check(decisions: list[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, Offer):
+                assert d.agent_id not in ringing and d.agent_id not in talking
+                assert d.call_id not in ringing.values()
+                ringing[d.agent_id] = d.call_id
+            elif isinstance(d, CancelOffer):
+                assert ringing.pop(d.agent_id) == d.call_id
+            elif isinstance(d, CallLeft):
+                left[d.call_id] = left.get(d.call_id, 0) + 1
+                if d.outcome == "answered":
+                    assert d.agent_id is not None
+                    assert ringing.pop(d.agent_id) == d.call_id
+                    talking[d.agent_id] = d.call_id
+            elif isinstance(d, AgentStateChanged) and d.state in ("not_ready", "logged_out"):
+                assert d.agent_id not in ringing
+
+    for step in range(400):
+        clock.advance(rng.choice([0, 1, 2, 5]))
+        check(acd.tick())
+        action = rng.random()
+        if action < 0.3:
+            call_id = f"c{step}"
+            enqueued.add(call_id)
+            check(acd.enqueue(call_id, rng.choice(["q1", "q2"]), priority=rng.choice([0, 0, 5])))
+        elif action < 0.5 and ringing:
+            agent_id, call_id = rng.choice(sorted(ringing.items()))
+            before = dict(ringing)
+            decisions = acd.answered(call_id, agent_id)
+            ringing.clear()
+            ringing.update({a: c for a, c in before.items() if c != call_id or a == agent_id})
+            check(decisions)
+        elif action < 0.6 and ringing:
+            agent_id, call_id = rng.choice(sorted(ringing.items()))
+            ringing.pop(agent_id)
+            check(acd.no_answer(call_id, agent_id))
+        elif action < 0.8 and talking:
+            agent_id = rng.choice(sorted(talking))
+            talking.pop(agent_id)
+            check(acd.call_ended(agent_id))
+        elif action < 0.85:
+            waiting = [c for c in enqueued if c not in left and c not in ringing.values()]
+            if waiting:
+                check(acd.abandon(rng.choice(sorted(waiting))))
+        else:
+            for view in acd.agents():
+                if view.state == "not_ready":
+                    check(acd.ready(view.id))
+    assert all(count == 1 for count in left.values())
+    # Drain: agents keep answering; every call must leave (priority aging starves nobody).
+    for _ in range(3000):
+        if len(left) == len(enqueued):
+            break
+        clock.advance(1)
+        check(acd.tick())
+        for agent_id, call_id in sorted(ringing.items()):
+            check(acd.answered(call_id, agent_id))
+        for agent_id in sorted(talking):
+            talking.pop(agent_id)
+            check(acd.call_ended(agent_id))
+        for view in acd.agents():
+            if view.state == "not_ready":
+                check(acd.ready(view.id))
+    assert set(left) == enqueued and all(count == 1 for count in left.values())

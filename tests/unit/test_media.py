@@ -1,0 +1,112 @@
+"""Prompts: values in words (zh/en) and text rendered once to 8 kHz mono WAV with the real espeak-ng + sox."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import pytest
+
+from controller.ivr.port import Prompt
+from controller.media.prompts import PromptRenderer, prompt_key
+from controller.media.say import say_date, say_digits, say_money, say_number, say_time, verbalize
+from controller.media.tts import EspeakEngine, TtsError
+
+
+@pytest.mark.parametrize(("value", "zh", "en"), [
+    ("0", "零", "zero"), ("10", "十", "ten"), ("11", "十一", "eleven"), ("20", "二十", "twenty"),
+    ("105", "一百零五", "one hundred five"), ("1001", "一千零一", "one thousand one"),
+    ("10010", "一万零一十", "ten thousand ten"), ("100000", "十万", "one hundred thousand"),
+    ("120000000", "一亿二千万", "one hundred twenty million"),
+    ("1234", "一千二百三十四", "one thousand two hundred thirty-four"),
+    ("-3.05", "负三点零五", "minus three point zero five"),
+])
+def test_numbers(value: str, zh: str, en: str) -> None:
+    assert say_number(value, "zh") == zh
+    assert say_number(value, "en") == en
+
+
+@pytest.mark.parametrize(("value", "zh", "en"), [
+    ("123.45", "一百二十三元四角五分", "one hundred twenty-three yuan and forty-five fen"),
+    ("100.05", "一百元零五分", "one hundred yuan and five fen"),
+    ("0.5", "五角", "fifty fen"), ("-3", "负三元", "minus three yuan"), ("0", "零元", "zero yuan"),
+    ("380.004", "三百八十元", "three hundred eighty yuan"), ("0.015", "二分", "two fen"),
+])
+def test_money(value: str, zh: str, en: str) -> None:
+    assert say_money(value, "zh") == zh
+    assert say_money(value, "en") == en
+
+
+def test_digits_dates_times() -> None:
+    assert say_digits("13800138000", "zh") == "幺三八零零幺三八零零零"
+    assert say_digits("12#", "en") == "one two pound"
+    assert say_date("2026-12-01", "zh") == "二零二六年十二月一日"
+    assert say_date("2026-12-01", "en") == "December first, twenty twenty-six"
+    assert say_date("2026-11-22", "en") == "November twenty-second, twenty twenty-six"
+    assert say_time("14:30", "zh") == "十四点三十分"
+    assert say_time("14:00", "zh") == "十四点整"
+    assert say_time("09:05", "zh") == "九点零五分"
+    assert say_time("14:30", "en") == "two thirty PM"
+    assert verbalize("tts", "您好", "zh") == "您好"
+
+
+@pytest.mark.parametrize(("kind", "value"), [("number", "abc"), ("money", "1,2x"), ("date", "2026-13-01"),
+                                             ("time", "25:00"), ("digits", "abc"), ("number", "NaN")])
+def test_bad_values_are_clear_errors(kind: str, value: str) -> None:
+    with pytest.raises(ValueError, match=kind):
+        verbalize(kind, value, "zh")
+
+
+class CountingEngine:
+    name = "counting"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    async def render(self, text: str, language: str, out_path: Path) -> None:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        if self.fail:
+            raise TtsError("engine down")
+        out_path.write_bytes(b"RIFF")
+
+
+async def test_espeak_renders_8khz_mono_once(tmp_path: Path) -> None:
+    renderer = PromptRenderer(tmp_path)
+    media = await renderer.media_for(Prompt("money", "123.45", "zh"))
+    key = media.removeprefix("sound:ccc/tts/")
+    with wave.open(str(tmp_path / "ccc" / "tts" / f"{key}.wav")) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert wav.getnframes() / 8000 > 1.0  # "一百二十三元四角五分" takes more than a second
+    assert await renderer.media_for(Prompt("money", "123.45", "zh")) == media
+    assert renderer.rendered == 1
+    english = await renderer.media_for(Prompt("tts", "Hello", "en"))
+    assert english != media and renderer.rendered == 2
+
+
+async def test_concurrent_requests_render_once_and_recordings_win(tmp_path: Path) -> None:
+    engine = CountingEngine()
+    renderer = PromptRenderer(tmp_path, engine)
+    results = await asyncio.gather(*(renderer.media_for(Prompt("tts", "请稍候", "zh")) for _ in range(5)))
+    assert len(set(results)) == 1 and engine.calls == 1
+    key = prompt_key("请稍候", "zh", engine.name)
+    (tmp_path / "ccc" / "recorded").mkdir(parents=True)
+    (tmp_path / "ccc" / "recorded" / f"{key}.wav").write_bytes(b"RIFF")
+    assert await renderer.media_for(Prompt("tts", "请稍候", "zh")) == f"sound:ccc/recorded/{key}"
+    assert await renderer.media_for(Prompt("sound", "beep")) == "sound:beep"
+    assert await renderer.media_for(Prompt("recording", "vm-1")) == "recording:vm-1"
+
+
+async def test_engine_failure_is_a_tts_error_and_leaves_no_file(tmp_path: Path) -> None:
+    renderer = PromptRenderer(tmp_path, CountingEngine(fail=True))
+    with pytest.raises(TtsError, match="engine down"):
+        await renderer.media_for(Prompt("tts", "x", "zh"))
+    assert not list((tmp_path / "ccc" / "tts").iterdir())
+
+
+async def test_missing_binary_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TtsError, match="espeak-ng is not installed"):
+        await EspeakEngine().render("x", "zh", tmp_path / "x.wav")
