@@ -130,6 +130,7 @@ def install() -> None:
     # servers that time out on a closed network, and calls stall (see ../shared/harness.md).
     shutil.copy2("/etc/hosts", root / "etc/hosts")
     (root / "run/asterisk").mkdir(parents=True, exist_ok=True)
+    (root / "var/spool/asterisk/recording").mkdir(parents=True, exist_ok=True)  # ARI recordings (voicemail)
     render_static_prompts(root / SOUNDS_SUBDIR)
     render_music_on_hold(root / "var/lib/asterisk/moh")
 

@@ -61,6 +61,7 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
             if isinstance(following, Jump):
                 flow = flows.flows[following.flow]
                 ctx.flow_id = flow.id
+                ctx.set("language", flow.language)  # a subflow speaks its own language
                 node_id = following.node or flow.start
             else:
                 node_id = following

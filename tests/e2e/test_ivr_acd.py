@@ -165,10 +165,10 @@ async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tm
     await second.start()
     for result in (await first.wait(), await second.wait()):
         assert result.ok, result.errors
-    status, agent = await process.api("GET", "/api/agents/1001")
+    _, agent = await process.api("GET", "/api/agents/1001")
     assert agent["state"] in ("acw", "ready")
     await asyncio.sleep(2.5)  # wrap-up is 2 s, then ready again by itself
-    status, agent = await process.api("GET", "/api/agents/1001")
+    _status, agent = await process.api("GET", "/api/agents/1001")
     assert agent["state"] == "ready", agent
     third = Caller(ACD_DID, steps=[WaitForBye(30000)])
     assert (await third.run()).ok
@@ -205,7 +205,7 @@ async def test_rona_goes_to_the_next_agent(fresh_asterisk: Path, tmp_path: Path,
     offers = json.loads(visit["offers"])
     assert [(o["agent_id"], o["result"]) for o in offers][-1] == ("1002", "answered")
     assert offers[0]["agent_id"] == "1001" and offers[0]["result"] != "answered"
-    status, agent = await process.api("GET", "/api/agents/1001")
+    _status, agent = await process.api("GET", "/api/agents/1001")
     assert (agent["state"], agent["reason"]) == ("not_ready", "no_answer")
     sleepy.kill()
     awake.kill()

@@ -17,14 +17,14 @@ from controller.http.server import caller_of, json_error, roles
 from controller.plugins.acd.services import AcdService
 
 AGENT = {"type": "object", "required": ["id", "state"],
-         "properties": {"id": {"type": "string"}, "state": {"type": "string"}, "reason": {"type": ["string", "null"]}}}
+         "properties": {"id": {"type": "string"}, "state": {"type": "string"},
+                        "reason": {"type": "string", "nullable": True}}}
 QUEUE = {"type": "object", "required": ["name", "waiting"]}
-LOGIN_BODY = {"type": ["object", "null"], "additionalProperties": False,
+LOGIN_BODY = {"type": "object", "additionalProperties": False,
               "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
                              "ready": {"type": "boolean"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
                   "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
-NO_BODY = {"type": ["object", "null"], "additionalProperties": False}
 
 
 def as_json(view: Any) -> dict[str, Any]:
@@ -88,8 +88,7 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         body = body_of(request) or {}
         return run(request, "login", endpoint=body.get("phone"), ready=body.get("ready", True))
 
-    @operation("Set an agent ready (示闲); also ends after-call work", tag="agents", body=NO_BODY,
-               responses={200: AGENT})
+    @operation("Set an agent ready (示闲); also ends after-call work", tag="agents", responses={200: AGENT})
     @roles("agent", "supervisor", "integration")
     async def ready(request: web.Request) -> web.Response:
         return run(request, "ready")
@@ -100,12 +99,12 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def not_ready(request: web.Request) -> web.Response:
         return run(request, "not_ready", reason=body_of(request)["reason"])
 
-    @operation("End after-call work early", tag="agents", body=NO_BODY, responses={200: AGENT})
+    @operation("End after-call work early", tag="agents", responses={200: AGENT})
     @roles("agent", "supervisor", "integration")
     async def end_acw(request: web.Request) -> web.Response:
         return run(request, "end_acw")
 
-    @operation("Log an agent out", tag="agents", body=NO_BODY, responses={200: AGENT})
+    @operation("Log an agent out", tag="agents", responses={200: AGENT})
     @roles("agent", "supervisor", "integration")
     async def logout(request: web.Request) -> web.Response:
         return run(request, "logout")

@@ -1,0 +1,145 @@
+"""IVR flows through the simulator (no PBX) and validation errors with file:line:column."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from controller.cli.main import main
+from controller.ivr import expr
+from controller.ivr.flow import flow_set, load_flows
+from controller.ivr.repository import FlowRepository
+from controller.ivr.simulator import SimulatedPort, simulate
+
+REPO = Path(__file__).resolve().parents[2]
+OPEN = datetime.fromisoformat("2026-11-23T10:00+08:00")
+CLOSED = datetime.fromisoformat("2026-11-23T23:00+08:00")
+BALANCE = {"balance?": {"status": 200, "json": {"balance": "123.45", "due_date": "2026-12-01"}},
+           "customer?": {"status": 200, "json": {"tier": "vip"}}}
+
+
+async def run_demo(dtmf: str, at: datetime = OPEN, **port: object) -> tuple[list[str], SimulatedPort]:
+    flows, errors = load_flows([REPO / "ivr_flows"])
+    assert errors == []
+    sim = SimulatedPort(did="4008001234", dtmf=dtmf, http_answers=port.pop("answers", BALANCE), **port)  # type: ignore[arg-type]
+    result = await simulate(flow_set(flows), "hotline", sim, at)
+    return result.visited, sim
+
+
+async def test_bill_inquiry_reads_balance_and_date() -> None:
+    visited, sim = await run_demo("2 2")
+    assert visited == ["greeting", "hours", "customer", "main_menu", "bill_lookup", "bill_read", "bill_menu",
+                       "goodbye"]
+    said = [(p.kind, p.value) for p in sim.played]
+    assert ("money", "123.45") in said and ("date", "2026-12-01") in said
+    assert sim.hung_up
+
+
+async def test_backend_failure_apologises_and_queues() -> None:
+    visited, sim = await run_demo("2 5", answers={"balance?": {"status": 503}})
+    assert visited[4:7] == ["bill_lookup", "bill_failed", "general"]
+    assert sim.queued[0].queue == "general"
+
+
+async def test_wrong_key_three_times_goes_to_default_and_vip_priority() -> None:
+    visited, sim = await run_demo("7 8 6 4")
+    assert visited[3:6] == ["main_menu", "general", "survey"]
+    assert sim.queued[0].priority == 10  # the demo back-end said vip
+    assert sim.saved[-1] == ("survey", {"score": 4, "comment_recording": None, "flow": "hotline",
+                                        "agent_id": "sim-agent"})
+
+
+async def test_after_hours_voicemail_and_callback() -> None:
+    visited, sim = await run_demo("1", at=CLOSED)
+    assert visited == ["greeting", "hours", "after_hours", "after_hours_menu", "voicemail", "goodbye"]
+    assert sim.saved[0][0] == "voicemail"
+    visited, sim = await run_demo("2 1", at=CLOSED)
+    assert visited[-2:] == ["callback", "goodbye"]
+    assert sim.saved[0][1]["number"] == "13800138000"
+
+
+async def test_overflow_offers_callback_then_voicemail() -> None:
+    visited, _sim = await run_demo("3 _ _", queue_result="overflow", overflow_target="callback")
+    assert visited[4:] == ["orders", "overflow_offer", "voicemail", "goodbye"]
+
+
+async def test_english_subflow_and_region() -> None:
+    visited, sim = await run_demo("9 2 2")
+    assert visited[3:] == ["main_menu", "english", "menu", "balance", "balance_read", "menu_again", "goodbye"]
+    assert sim.language == "en"
+    visited, sim = await run_demo("1", caller="13802880000")  # a Guangdong mobile number
+    assert "general_gd" in visited
+
+
+def test_expressions_are_safe() -> None:
+    variables = {"tier": "vip", "balance": "-3.5", "region": {"province": "广东省"}}
+    assert expr.evaluate(expr.parse("tier == 'vip' and 10 or 0"), variables) == 10
+    assert expr.evaluate(expr.parse("balance < 0 and region.province in ['广东省']"), variables) is True
+    for bad in ("__import__('os')", "tier.upper()", "x[0]", "1 +", "a = 1"):
+        with pytest.raises(expr.ExpressionError):
+            expr.parse(bad)
+
+
+BAD_FLOWS = {
+    "unknown type": ("nodes:\n  a: {type: dance}\n", 2, "unknown type 'dance'"),
+    "missing next target": ("nodes:\n  a: {type: play, prompts: [hi], next: nowhere}\n", 2, "no node 'nowhere'"),
+    "unreachable": ("nodes:\n  a: {type: hangup}\n  b: {type: hangup}\n", 3, "'b' is unreachable"),
+    "spin loop": ("nodes:\n  a: {type: set, values: {x: '1'}, next: b}\n  b: {type: goto, node: a}\n", 2,
+                  "never waits for the caller"),
+    "unknown variable": ("nodes:\n  a: {type: play, prompts: [{money: '{balance}'}]}\n", 2,
+                         "unknown variable 'balance'"),
+    "bad expression": ("nodes:\n  a:\n    type: switch\n    cases: [{when: 'x ==', next: a}]\n    default: a\n", 4,
+                       "unexpected"),
+    "bad parameter": ("nodes:\n  a: {type: menu, prompt: hi, options: {'1': a}, default: a, colour: red}\n", 2,
+                      "unknown parameter 'colour'"),
+    "bad regex": ("nodes:\n  a: {type: collect, prompt: hi, variable: v, pattern: '([', next: a}\n", 2,
+                  "invalid regular expression"),
+    "yaml syntax": ("nodes:\n  a: {type: hangup\n", 3, "YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLOWS))
+def test_validation_points_at_file_and_line(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, line, message = BAD_FLOWS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text("flow: bad\nlanguage: zh\n" + text)
+    assert main(["flows", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:{line + 2}:" in out and message in out, out
+
+
+def test_missing_sound_and_duplicate_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text('flow: a\ndids: ["1"]\nnodes:\n  x: {type: play, prompts: [{sound: nope}]}\n')
+    (tmp_path / "b.yaml").write_text('flow: b\ndids: ["1"]\nnodes:\n  x: {type: hangup}\n')
+    (tmp_path / "sounds").mkdir()
+    assert main(["flows", "validate", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"),
+                 "--sounds-dir", str(tmp_path / "sounds")]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'a.yaml'}:4:" in out and "sound file 'nope' not found" in out
+    assert f"{tmp_path / 'b.yaml'}:2:" in out and "DID 1 is already served" in out
+    assert main(["flows", "validate", str(REPO / "ivr_flows")]) == 0
+
+
+def test_reload_keeps_the_old_flows_when_the_new_ones_are_broken(tmp_path: Path) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text('flow: f\ndids: ["1"]\nnodes:\n  a: {type: hangup, prompt: [one]}\n')
+    repository = FlowRepository(tmp_path)
+    assert repository.load().ok
+    in_progress = repository.snapshot
+    flow.write_text('flow: f\ndids: ["1"]\nnodes:\n  a: {type: hangup, prompt: [two]}\n')
+    assert repository.reload().ok
+    assert repository.snapshot is not in_progress
+    assert in_progress.flows["f"].nodes["a"]["prompt"] == ["one"]  # a call in progress keeps its version
+    flow.write_text('flow: f\nnodes:\n  a: {type: nope}\n')
+    result = repository.reload()
+    assert not result.ok and "unknown type" in str(result.errors[0])
+    assert repository.snapshot.flows["f"].nodes["a"]["prompt"] == ["two"]
+
+
+def test_simulate_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flows", "simulate", str(REPO / "ivr_flows"), "--did", "4008001234", "--dtmf", "1",
+                 "--at", "2026-11-23T23:00+08:00", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"voicemail"' in out and '"after_hours_menu"' in out
