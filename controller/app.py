@@ -85,7 +85,8 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.reload_hooks: list[Callable[[], object]] = [self.ivr.reload]
-        self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self)]
+        self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
+                                                                     metrics_resources.acd_metrics(self.acd.engine)]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -118,6 +119,7 @@ class Controller:
             "started_at": self.started_at,
             "active_calls": len(self.calls.active),
             "calls_by_state": self.calls.counts_by_state(),
+            "prompts_ready": self.ivr.prompts_ready,
         }
 
     async def asterisk_status(self) -> dict[str, Any]:
@@ -193,6 +195,7 @@ class Controller:
                 stream = tasks.create_task(self.stream.run())
                 notifier = tasks.create_task(self.webhooks.run())
                 acd_timer = tasks.create_task(self.acd.run())
+                prompts = tasks.create_task(self.ivr.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -200,6 +203,7 @@ class Controller:
                 stream.cancel()
                 notifier.cancel()
                 acd_timer.cancel()
+                prompts.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

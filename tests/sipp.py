@@ -40,7 +40,13 @@ class Pause:
 
 @dataclass(frozen=True)
 class Dtmf:
-    """Press keys, one RFC 2833 capture each, `gap_ms` apart (Asterisk needs ~1 s between digits)."""
+    """Press keys, one RFC 2833 capture each, `gap_ms` apart (Asterisk needs ~1 s between digits).
+
+    SIPp's captures were cut from one recording of the keys 0-9 in order: same SSRC, RTP sequence
+    numbers and timestamps rising with the key. A key whose capture is older than the previous
+    key's (6 after 8) is taken by Asterisk as a late duplicate and never reported, so within one
+    call press different keys in ascending order (repeating the same key works).
+    """
 
     digits: str
     gap_ms: int = 1000
@@ -83,6 +89,10 @@ _BYE = """  <send retrans="500">
   </send>
   <recv response="200" crlf="true"/>
 """
+
+# A phone (UAS) hanging up: its own tag is in the dialog's To, the far end's in From, so the two
+# headers are swapped (captured from the ACK); sending them as received gets a 481 from Asterisk.
+_UAS_BYE = _BYE.replace("[last_From:]", "From: [$local_to]").replace("[last_To:]", "To: [$remote_from]")
 
 _ANSWER_BYE = """  <recv request="BYE" timeout="{timeout}"/>
   <send>
@@ -219,11 +229,16 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
 {sdp}
     ]]>
   </send>
-  <recv request="ACK" rtd="true" crlf="true"/>
+  <recv request="ACK" rtd="true" crlf="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/>
+    </action>
+  </recv>
 """
     if hold_ms is None:
         return body + _ANSWER_BYE.format(timeout=600_000) + "</scenario>\n"
-    return body + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n"
+    return body + f'  <pause milliseconds="{hold_ms}"/>\n' + _UAS_BYE + "</scenario>\n"
 
 
 @dataclass
@@ -257,16 +272,19 @@ class _Sipp:
                 "-error_file", str(self.workdir / "errors.log")]
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self._args(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd=self.workdir)
+        # SIPp redraws its statistics screen on stdout all the time: into a file, never a pipe that
+        # nobody reads (a full pipe freezes SIPp, and a phone that stops answering looks like a bug).
+        with (self.workdir / "stdout.log").open("wb") as stdout:
+            self.process = await asyncio.create_subprocess_exec(
+                *self._args(), stdout=stdout, stderr=asyncio.subprocess.STDOUT, cwd=self.workdir)
 
     async def wait(self) -> SippResult:
         assert self.process is not None
-        stdout, _ = await self.process.communicate()
+        await self.process.wait()
+        output = (self.workdir / "stdout.log").read_text(errors="replace")
         errors_file = self.workdir / "errors.log"
         errors = errors_file.read_text(errors="replace") if errors_file.exists() else ""
-        return SippResult(self.process.returncode or 0, stdout.decode(errors="replace")[-3000:], errors[-3000:])
+        return SippResult(self.process.returncode or 0, output[-3000:], errors[-3000:])
 
     async def run(self) -> SippResult:
         await self.start()

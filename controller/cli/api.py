@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -49,7 +50,9 @@ class ControllerApi:
             reason = getattr(exc, "reason", exc)
             raise ApiUnavailable(f"cannot reach the controller at {self.url}: {reason}") from exc
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
         return self.request("GET", path)
 
     def post(self, path: str, body: Any = None) -> Any:

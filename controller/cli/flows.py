@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from controller.ivr.flow import flow_set, load_flows, sound_prompts
-from controller.ivr.nodes import prompt_items
+from controller.ivr.flow import flow_set, load_flows, sound_prompts, static_prompts
 from controller.ivr.simulator import SimulatedPort, simulate
 
 
@@ -119,16 +118,10 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     flows, errors = load_flows([Path(p) for p in args.paths])
     rows = []
     for flow in flows:
-        for node in flow.nodes.values():
-            for name, param in node.params.items():
-                if param.kind != "prompts":
-                    continue
-                for kind, value in prompt_items(node.values.get(name)):
-                    if kind in ("sound", "recording") or "{" in value:
-                        continue
-                    text = verbalize(kind, value, flow.language)
-                    rows.append({"flow": flow.id, "node": node.id, "text": text,
-                                 "file": f"ccc/recorded/{prompt_key(text, flow.language)}.wav"})
+        for node_id, prompt in static_prompts(flow):
+            text = verbalize(prompt.kind, prompt.value, prompt.language)
+            rows.append({"flow": flow.id, "node": node_id, "text": text,
+                         "file": f"ccc/recorded/{prompt_key(text, prompt.language)}.wav"})
     sounds = sorted({name for flow in flows for _, name in sound_prompts(flow)})
     if args.json:
         print(json.dumps({"prompts": rows, "sounds": sounds}, ensure_ascii=False, indent=2))

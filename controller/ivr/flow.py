@@ -29,6 +29,7 @@ import yaml
 
 from controller.ivr import expr
 from controller.ivr.nodes import NODE_TYPES, PROMPT_KINDS, Node, Param, prompt_items
+from controller.ivr.port import Prompt
 
 Path_ = tuple[str, ...]
 SoundExists = Callable[[str, str], bool]
@@ -329,6 +330,17 @@ def _check_variables(flow: Flow, report: Report) -> None:
 
 
 # -- a set of flows -----------------------------------------------------------------------------
+
+def static_prompts(flow: Flow) -> Iterable[tuple[str, Prompt]]:
+    """(node id, prompt) for every prompt known before a call (no variables, no sound files): what
+    text-to-speech can render ahead of the first caller, and what a studio recording can replace."""
+    for node in flow.nodes.values():
+        for name, param in node.params.items():
+            if param.kind == "prompts":
+                for kind, value in prompt_items(node.values.get(name)):
+                    if kind not in ("sound", "recording") and "{" not in value:
+                        yield node.id, Prompt(kind, value, flow.language)  # type: ignore[arg-type]
+
 
 def sound_prompts(flow: Flow) -> Iterable[tuple[Path_, str]]:
     for node in flow.nodes.values():

@@ -131,13 +131,14 @@ class ControllerProcess:
         except (aiohttp.ClientError, TimeoutError):
             return None
 
-    async def wait_healthy(self, timeout: float = 20) -> dict[str, Any]:
+    async def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"controller exited: {self.log.read_text()[-3000:]}")
             health = await self.health()
-            if health and health.get("ari_connected"):
+            # Ready once connected and the flows' prompts are rendered (slow on a fresh machine).
+            if health and health.get("ari_connected") and health.get("prompts_ready", True):
                 return health
             await asyncio.sleep(0.1)
         raise AssertionError(f"controller not healthy after {timeout} s: {self.log.read_text()[-3000:]}")

@@ -16,6 +16,8 @@ import sandbox
 
 pytestmark = pytest.mark.e2e
 DID = "4008001234"
+# A DID no flow claims: its callers hear the default greeting (the hotline flow owns DID).
+UNROUTED_DID = "4008000001"
 
 
 async def wait_until(predicate, timeout: float = 15, interval: float = 0.1):  # type: ignore[no-untyped-def]
@@ -33,13 +35,13 @@ async def stasis_channels() -> list[dict]:  # type: ignore[type-arg]
 
 
 async def test_first_call_is_answered_greeted_and_recorded(controller: ControllerProcess) -> None:
-    result = await Caller(DID, caller="13800138000", steps=[Pause(2500)]).run()
+    result = await Caller(UNROUTED_DID, caller="13800138000", steps=[Pause(2500)]).run()
     assert result.ok, result.output + result.errors
 
     (record,) = await controller.wait_for_records(1)
     full = await controller.call_record(record["call_id"])
     assert full["caller"] == "13800138000"
-    assert full["did"] == DID
+    assert full["did"] == UNROUTED_DID
     assert full["direction"] == "inbound"
     assert full["answered_at"] is not None and full["answered_at"] >= full["started_at"]
     assert full["ended_at"] >= full["answered_at"] + 2.0  # the caller stayed 2.5 s

@@ -16,12 +16,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from controller.acd.alerts import StandardsMonitor
 from controller.acd.engine import AcdEngine, AcdError
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
     Announce,
     CallLeft,
+    CancelOffer,
     Decision,
     Offer,
     Overflow,
@@ -32,10 +34,12 @@ from controller.config import AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
+from controller.media.say import say_digits
 from controller.plugins.acd.stasis import Answered, LeftQueue, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.legs import DialOutcome, Leg
 from controller.plugins.calls.session import CallSession
+from controller.reports.kpis import Standards
 
 log = logging.getLogger("controller.acd")
 
@@ -44,6 +48,8 @@ Publish = Callable[..., Any]
 
 #: Overflow hops a call may make through `queue:` targets before the flow decides instead.
 MAX_QUEUE_HOPS = 3
+#: How often the service standards (hold, ACW, talk, wait, service level) are checked.
+STANDARDS_CHECK_SECONDS = 1.0
 
 
 def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
@@ -72,6 +78,8 @@ class AcdService:
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
                                 [agent_settings(a) for a in config.acd.agents], clock,
                                 not_ready_reasons=tuple(config.acd.not_ready_reasons))
+        self.standards = Standards.from_mapping(config.standards)
+        self.monitor = StandardsMonitor(self.standards)
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
         self._replan = asyncio.Event()
@@ -87,6 +95,34 @@ class AcdService:
                                                                if a.state != "logged_out"))
 
     async def run(self) -> None:
+        """The engine's timer and the service-standards watch, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._run_timer())
+            tasks.create_task(self._watch_standards())
+            tasks.create_task(self.warm_prompts())
+
+    async def warm_prompts(self) -> None:
+        """Render the agents' number announcements ahead: the caller should not wait for text to speech."""
+        for agent in self.agent_configs.values():
+            for language in ("zh", "en"):
+                with contextlib.suppress(Exception):
+                    await self.media_for(self._agent_number_prompt(agent, language))
+
+    async def _watch_standards(self) -> None:
+        while True:
+            await asyncio.sleep(STANDARDS_CHECK_SECONDS)
+            self.check_standards()
+
+    def check_standards(self) -> None:
+        """Publish an `alert.raised` event for each standard newly broken (see `controller.acd.alerts`)."""
+        engine = self.engine
+        waiting = [call for queue in engine.queues() for call in engine.waiting(queue.name)]
+        for alert in self.monitor.check(self.clock.now(), engine.agents(), waiting, engine.queues()):
+            log.warning("standard broken: %s %s (%s > %s)", alert.kind, alert.subject, alert.value, alert.threshold)
+            self.publish("alert.raised", call_id=alert.call_id, agent_id=alert.agent_id, queue=alert.queue,
+                         kind=alert.kind, subject=alert.subject, value=alert.value, threshold=alert.threshold)
+
+    async def _run_timer(self) -> None:
         """Call `engine.tick()` whenever the engine has something due."""
         while True:
             deadline = self.engine.next_deadline()
@@ -129,6 +165,8 @@ class AcdService:
                     self._overflow_targets[decision.call_id] = decision.target
                 waiting = self.calls.get(decision.call_id)
                 if waiting is not None:
+                    if isinstance(decision, CancelOffer) and decision.reason == "ring_timeout":
+                        self._ring_timed_out(waiting, decision.agent_id)
                     waiting.signal(decision)
                 if isinstance(decision, Offer):
                     self._publish_ringing(decision)
@@ -144,6 +182,11 @@ class AcdService:
         if waiting is not None:
             waiting.left = True
         target = self._overflow_targets.pop(left.call_id, None)
+        queue = self.queue_configs.get(left.queue)
+        threshold = queue.service_level_seconds if queue else self.standards.service_level_seconds
+        if not (left.outcome == "abandoned" and left.wait_seconds < self.standards.short_abandon_seconds):
+            self.monitor.call_left(left.queue, self.clock.now(),
+                                   answered_within=left.outcome == "answered" and left.wait_seconds <= threshold)
         self.records.left(left.call_id, left.outcome, left.wait_seconds, left.agent_id, target)
         wait = round(left.wait_seconds, 3)
         if left.outcome == "answered":
@@ -226,6 +269,12 @@ class AcdService:
             return QueueOutcome("no_agents" if overflow.reason == "no_agents" else "timeout")
         return QueueOutcome("overflow", overflow_target=target)
 
+    def _ring_timed_out(self, waiting: QueueCall, agent_id: str) -> None:
+        """The engine's ring timeout (RONA): the offer goes on the visit's record like a failed ring."""
+        leg = waiting.legs.get(agent_id)
+        self.records.offer(waiting.call_id, agent_id, leg.ring_seconds() if leg else 0.0, "no_answer")
+        waiting.session.records.event(waiting.call_id, "agent_no_answer", agent_id=agent_id, status="RING_TIMEOUT")
+
     def _ring_failed(self, waiting: QueueCall, agent_id: str, leg: Leg, outcome: DialOutcome) -> None:
         self.records.offer(waiting.call_id, agent_id, leg.ring_seconds(), outcome.status.lower())
         waiting.session.records.event(waiting.call_id, "agent_no_answer", agent_id=agent_id, status=outcome.status)
@@ -261,7 +310,9 @@ class AcdService:
             session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
             await waiting.unhold()
             if waiting.queue.announce_agent_number and agent is not None:
-                await session.play([await self.media_for(self._agent_number_prompt(session, agent))])
+                prompt = self._agent_number_prompt(agent, session.language)
+                session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
+                await session.play([await self.media_for(prompt)])
             await waiting.talk(answered.leg)
             return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
         finally:
@@ -270,15 +321,12 @@ class AcdService:
             with contextlib.suppress(AcdError):
                 self.apply(self.engine.call_ended(answered.agent_id))
 
-    def _agent_number_prompt(self, session: CallSession, agent: AcdAgentConfig) -> Prompt:
+    def _agent_number_prompt(self, agent: AcdAgentConfig, language: str) -> Prompt:
         """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""
-        center = self.config.acd.center_name
-        if session.language.startswith("en"):
-            text = f"Agent number {' '.join(agent.number)} is at your service."
-        else:
-            text = f"您好，{center}{agent.number}号为您服务。"
-        session.records.event(session.call_id, "announcement", agent_id=agent.id, text=text)
-        return Prompt("tts", text, "en" if session.language.startswith("en") else "zh")
+        if language.startswith("en"):
+            return Prompt("tts", f"Agent number {say_digits(agent.number, 'en')} is at your service.", "en")
+        # 工号 digit by digit, 1 as 幺: "幺零零二号", not "一千零二号".
+        return Prompt("tts", f"您好，{self.config.acd.center_name}{say_digits(agent.number, 'zh')}号为您服务。", "zh")
 
     # -- views -------------------------------------------------------------------------------------
 

@@ -167,6 +167,8 @@ class QueueCall:
 
     async def talk(self, leg: Leg) -> None:
         """Bridge the caller with the agent until one hangs up (CallerHangup when the caller did)."""
+        if leg.channel_id in self.session.ended_channels:
+            return  # the agent hung up while the caller heard the announcement
         bridge = await Bridge(self.session, purpose="talk").create()
         try:
             try:

@@ -114,7 +114,9 @@ class Leg:
 
     async def wait_until_gone(self, timeout: float | None = None) -> bool:
         """Wait for the leg to hang up (True) or `timeout` (False); CallerHangup if the caller goes first."""
-        if self.gone:
+        if self.gone or self.channel_id in self.session.ended_channels:
+            self.gone = True
+            self.session.dispatcher.release(self.channel_id)
             return True
         event = await self.session.wait_for(self._ends_leg, timeout)
         if event is not None:

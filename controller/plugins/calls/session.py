@@ -95,6 +95,9 @@ class CallSession:
         self.lost = False
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
         self.current_playback: str | None = None
+        # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
+        # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
+        self.ended_channels: set[str] = set()
         self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
@@ -120,6 +123,10 @@ class CallSession:
 
     def _observe(self, event: Event) -> None:
         """Book-keeping every event of this call goes through, whoever waits for it."""
+        if isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed) \
+                and event.channel.id != self.channel_id:
+            self.ended_channels.add(event.channel.id)
+            return
         if isinstance(event, ChannelDtmfReceived):
             if event.channel.id == self.channel_id:
                 self.dtmf.append(event.digit)

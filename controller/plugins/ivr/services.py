@@ -8,6 +8,7 @@ route, and a flow that runs out of nodes hangs up after its last prompt.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
+from controller.ivr.flow import static_prompts
 from controller.ivr.port import HttpResponse, Prompt
 from controller.ivr.repository import FlowRepository
 from controller.ivr.runner import run_flow
@@ -60,13 +62,37 @@ class IvrService:
         self.repository = FlowRepository(Path(config.ivr.flows_dir),
                                          sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
         self.flows_run = 0
+        self.prompts_ready = False  # every static prompt of the live flows is rendered
+        self._warm_wanted = asyncio.Event()
 
     def load(self) -> list[str]:
         """Load the flows at start-up; errors are logged and the calls get the fallback route."""
         errors = [str(error) for error in self.repository.load().errors]
         for error in errors:
             log.error("IVR flow: %s", error)
+        self._warm_wanted.set()
         return errors
+
+    async def run(self) -> None:
+        """Render the live flows' prompts ahead of their first callers (at start and after each reload)."""
+        while True:
+            await self._warm_wanted.wait()
+            self._warm_wanted.clear()
+            self.prompts_ready = False
+            await self.warm_prompts()
+            self.prompts_ready = not self._warm_wanted.is_set()
+
+    async def warm_prompts(self) -> int:
+        """Render every static prompt (text to speech is slow the first time); returns how many failed."""
+        failed = 0
+        for flow in list(self.repository.snapshot.flows.values()):
+            for node_id, prompt in static_prompts(flow):
+                try:
+                    await self.media_for(prompt)
+                except Exception as exc:  # a prompt that cannot render now is rendered on demand
+                    failed += 1
+                    log.warning("IVR flow %s node %s: prompt not rendered ahead: %s", flow.id, node_id, exc)
+        return failed
 
     def reload(self) -> dict[str, Any]:
         result = self.repository.reload()
@@ -77,6 +103,7 @@ class IvrService:
                 log.error("IVR flow: %s", error)
         else:
             log.info("IVR flows reloaded: %s", ", ".join(sorted(self.repository.snapshot.flows)))
+            self._warm_wanted.set()
         return {"ok": not errors, "errors": errors, "flows": sorted(self.repository.snapshot.flows)}
 
     def flows(self) -> list[dict[str, Any]]:

@@ -56,6 +56,42 @@ def controller_metrics(app: Any) -> MetricSource:
     return collect
 
 
+def acd_metrics(engine: Any) -> MetricSource:
+    """Queues (waiting, longest wait, service level so far) and agents by state, from the ACD engine."""
+
+    def collect() -> Iterable[Any]:
+        queues = engine.queues()
+        families = {
+            "waiting": GaugeMetricFamily("ccc_queue_waiting", "Calls waiting (or ringing an agent)", labels=["queue"]),
+            "longest_wait": GaugeMetricFamily("ccc_queue_longest_wait_seconds", "Longest current wait",
+                                              labels=["queue"]),
+            "agents_ready": GaugeMetricFamily("ccc_queue_agents_ready", "Agents ready for the queue", labels=["queue"]),
+            "service_level": GaugeMetricFamily("ccc_queue_service_level",
+                                               "Answered within the threshold / calls that left (since start)",
+                                               labels=["queue"]),
+        }
+        outcomes = CounterMetricFamily("ccc_queue_calls", "Calls that left the queue, by outcome",
+                                       labels=["queue", "outcome"])
+        for stats in queues:
+            for name, family in families.items():
+                value = getattr(stats, name)
+                if value is not None:
+                    family.add_metric([stats.name], value)
+            for outcome in ("answered", "abandoned", "overflowed"):
+                outcomes.add_metric([stats.name, outcome], getattr(stats, outcome))
+        yield from families.values()
+        yield outcomes
+        agents = GaugeMetricFamily("ccc_agents", "Agents by state", labels=["state"])
+        counts: dict[str, int] = {}
+        for agent in engine.agents():
+            counts[agent.state] = counts.get(agent.state, 0) + 1
+        for state, count in sorted(counts.items()):
+            agents.add_metric([state], count)
+        yield agents
+
+    return collect
+
+
 def routes(sources: list[MetricSource]) -> list[web.RouteDef]:
     registry = CollectorRegistry()
     registry.register(LiveCollector(sources))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.reports.kpis import AgentStateSpan, CallFact, KpiRow, Standards, compute_report
+from controller.reports.kpis import AgentStateSpan, CallFact, KpiRow, compute_report
 from controller.store.db import Store
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ReportService:
         self.store = store
         self.acd = acd
         self.clock = clock
-        self.standards = Standards.from_mapping(config.standards)
+        self.standards = acd.standards
         self.complaint_queues = {q.name for q in config.acd.queues if q.category == "complaint"}
 
     async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
