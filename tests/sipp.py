@@ -229,16 +229,18 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
 {sdp}
     ]]>
   </send>
-  <recv request="ACK" rtd="true" crlf="true">
+"""
+    if hold_ms is None:
+        return body + '  <recv request="ACK" rtd="true" crlf="true"/>\n' + _ANSWER_BYE.format(timeout=600_000) \
+            + "</scenario>\n"
+    # SIPp refuses variables that are set and never used: capture the dialog's headers only here.
+    return body + """  <recv request="ACK" rtd="true" crlf="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/>
     </action>
   </recv>
-"""
-    if hold_ms is None:
-        return body + _ANSWER_BYE.format(timeout=600_000) + "</scenario>\n"
-    return body + f'  <pause milliseconds="{hold_ms}"/>\n' + _UAS_BYE + "</scenario>\n"
+""" + f'  <pause milliseconds="{hold_ms}"/>\n' + _UAS_BYE + "</scenario>\n"
 
 
 @dataclass

@@ -98,7 +98,7 @@ class QueueRequest:
 
 
 # answered_then_ended: an agent took the call and hung up, the caller is still here (survey next).
-QueueResult = Literal["answered_then_ended", "overflow", "timeout", "unavailable", "no_agents"]
+QueueResult = Literal["answered_then_ended", "transferred", "overflow", "timeout", "unavailable", "no_agents"]
 
 
 @dataclass(frozen=True, slots=True)

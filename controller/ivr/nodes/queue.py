@@ -61,5 +61,5 @@ class QueueNode(Node):
         ctx.set("overflow_target", outcome.overflow_target)
         if outcome.result == "overflow" and (outcome.overflow_target or "").startswith("node:"):
             return (outcome.overflow_target or "").removeprefix("node:")
-        route = {"answered_then_ended": "answered"}.get(outcome.result, outcome.result)
+        route = {"answered_then_ended": "answered", "transferred": "answered"}.get(outcome.result, outcome.result)
         return self[route] or self["otherwise"]  # type: ignore[no-any-return]

@@ -23,6 +23,11 @@ QUEUE = {"type": "object", "required": ["name", "waiting"]}
 LOGIN_BODY = {"type": "object", "additionalProperties": False,
               "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
                              "ready": {"type": "boolean"}}}
+TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
+                 "properties": {"to": {"type": "string", "pattern": "^queue:[A-Za-z0-9_.-]{1,40}$",
+                                       "description": "queue:NAME (the call's data and priority travel with it)"}}}
+CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
+                  "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
                   "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
 
@@ -124,7 +129,42 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
         return web.json_response(body)
 
+    async def call_command(request: web.Request, action: str, target: str | None = None) -> web.Response:
+        identity = caller_of(request)
+        acting_for = identity.agent_id if identity.role == "agent" else None
+        if identity.role == "agent" and not acting_for:
+            return json_error(403, "this agent token names no agent")
+        try:
+            result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for)
+        except PermissionError as exc:
+            return json_error(403, str(exc))
+        except AcdError as exc:
+            return json_error(409, str(exc))
+        except TimeoutError:
+            return json_error(504, "the call did not carry out the command in time")
+        return web.json_response(result)
+
+    @operation("Put a call on hold: the caller hears music, the agent is on hold (保持)", tag="calls",
+               responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def hold(request: web.Request) -> web.Response:
+        return await call_command(request, "hold")
+
+    @operation("Take a call off hold", tag="calls", responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def resume(request: web.Request) -> web.Response:
+        return await call_command(request, "resume")
+
+    @operation("Blind-transfer a call to a queue (转接); the agent goes to after-call work", tag="calls",
+               body=TRANSFER_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def transfer(request: web.Request) -> web.Response:
+        return await call_command(request, "transfer", body_of(request)["to"])
+
     return [
+        web.post("/api/calls/{call_id}/hold", hold),
+        web.post("/api/calls/{call_id}/resume", resume),
+        web.post("/api/calls/{call_id}/transfer", transfer),
         web.get("/api/agents", list_agents),
         web.get("/api/agents/{agent_id}", get_agent),
         web.post("/api/agents/{agent_id}/login", login),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,15 +30,16 @@ from controller.acd.model import (
     Overflow,
     QueueSettings,
 )
+from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
 from controller.media.say import say_digits
-from controller.plugins.acd.stasis import Answered, LeftQueue, QueueCall
+from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
-from controller.plugins.calls.legs import DialOutcome, Leg
+from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
 from controller.plugins.calls.session import CallSession
 from controller.reports.kpis import Standards
 
@@ -218,9 +220,10 @@ class AcdService:
         for _hop in range(MAX_QUEUE_HOPS):
             outcome = await self._visit(session, request, waited)
             target = outcome.overflow_target or ""
-            if outcome.result != "overflow" or not target.startswith("queue:"):
+            if outcome.result not in ("overflow", "transferred") or not target.startswith("queue:"):
                 return outcome
-            waited = session.age()  # the caller keeps their wait in the next queue
+            # An overflowed caller keeps their wait in the next queue; a transferred one starts anew.
+            waited = session.age() if outcome.result == "overflow" else 0.0
             request = QueueRequest(target.removeprefix("queue:"), request.skills, request.priority, request.data)
         return outcome
 
@@ -313,13 +316,108 @@ class AcdService:
                 prompt = self._agent_number_prompt(agent, session.language)
                 session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                 await session.play([await self.media_for(prompt)])
-            await waiting.talk(answered.leg)
+            waiting.agent_id = answered.agent_id
+            transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
+                waiting, command, bridge))
+            if transfer is not None:
+                return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
             return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
         finally:
+            waiting.agent_id = None
+            if waiting.held_since is not None:
+                self._record_resume(waiting)
+                await waiting.unhold()
             await answered.leg.hangup()
             self.records.talk_ended(session.call_id)
             with contextlib.suppress(AcdError):
                 self.apply(self.engine.call_ended(answered.agent_id))
+
+    # -- call control (agents' commands on their connected call) ------------------------------------------
+
+    async def control(self, call_id: str, action: str, *, target: str | None = None,
+                      agent_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """Hold, resume or transfer a call connected to an agent; AcdError when it cannot be done.
+
+        `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
+        The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
+        """
+        if action not in ("hold", "resume", "transfer"):
+            raise AcdError(f"unknown call command {action!r}")
+        waiting = self.calls.get(call_id)
+        if waiting is None or waiting.agent_id is None:
+            raise AcdError("the call is not connected to an agent")
+        if agent_id is not None and waiting.agent_id != agent_id:
+            raise PermissionError("an agent may control only their own calls")
+        if action == "transfer":
+            self._check_transfer_target(target)
+        done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        waiting.session.deliver(CallControl(type="CallControl", timestamp="", application="", raw={},
+                                            action=action, target=target, done=done))
+        async with asyncio.timeout(timeout):
+            return dict(await done)
+
+    def _check_transfer_target(self, target: str | None) -> None:
+        if not target or not target.startswith("queue:"):
+            raise AcdError("transfer target must be queue:NAME")
+        if target.removeprefix("queue:") not in self.queue_configs:
+            raise AcdError(f"no queue {target.removeprefix('queue:')!r}")
+
+    async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge) -> str | None:
+        """Run one command in the call's task; the HTTP request gets the result through `command.done`."""
+        assert command.done is not None
+        try:
+            result, transfer = await self._control_step(waiting, command, bridge)
+        except (AcdError, AriError) as exc:
+            if not command.done.done():
+                command.done.set_exception(AcdError(str(exc)) if isinstance(exc, AriError) else exc)
+            return None
+        if not command.done.done():
+            command.done.set_result(result)
+        return transfer
+
+    async def _control_step(self, waiting: QueueCall, command: CallControl,
+                            bridge: Bridge) -> tuple[dict[str, object], str | None]:
+        session, agent_id = waiting.session, waiting.agent_id
+        assert agent_id is not None
+        if command.action == "hold":
+            if waiting.held_since is not None:
+                raise AcdError("the call is already on hold")
+            self.apply(self.engine.hold(agent_id))
+            await bridge.remove(session.channel_id)
+            await waiting.hold(self.config.asterisk.moh_class)
+            waiting.held_since = time.monotonic()
+            session.state = "held"
+            session.records.event(session.call_id, "held", agent_id=agent_id)
+            self.publish("call.held", call_id=session.call_id, agent_id=agent_id)
+            return {"call_id": session.call_id, "state": "held"}, None
+        if command.action == "resume":
+            if waiting.held_since is None:
+                raise AcdError("the call is not on hold")
+            held_for = self._record_resume(waiting)
+            await waiting.unhold()
+            await bridge.add(session.channel_id)
+            return {"call_id": session.call_id, "state": "talking", "held_for": held_for}, None
+        target = command.target or ""
+        self._check_transfer_target(target)
+        if waiting.held_since is not None:
+            self._record_resume(waiting)
+            await waiting.unhold()
+        session.records.event(session.call_id, "transfer", agent_id=agent_id, mode="blind", to=target)
+        self.publish("call.transferred", call_id=session.call_id, agent_id=agent_id, kind="blind", target=target)
+        return {"call_id": session.call_id, "state": "transferring", "target": target}, target
+
+    def _record_resume(self, waiting: QueueCall) -> float:
+        """Take the call off hold in the engine and the records; returns the seconds it was held."""
+        session = waiting.session
+        held_for = round(time.monotonic() - (waiting.held_since or time.monotonic()), 3)
+        waiting.held_since = None
+        session.state = "talking"
+        if waiting.agent_id is not None:
+            with contextlib.suppress(AcdError):
+                self.apply(self.engine.resume(waiting.agent_id))
+        session.records.event(session.call_id, "resumed", agent_id=waiting.agent_id, held_for=held_for)
+        self.publish("call.resumed", call_id=session.call_id, agent_id=waiting.agent_id, held_for=held_for)
+        return held_for
 
     def _agent_number_prompt(self, agent: AcdAgentConfig, language: str) -> Prompt:
         """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""

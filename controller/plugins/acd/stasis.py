@@ -40,6 +40,23 @@ class AcdWake(Event):
     """Synthetic: the ACD has news for this waiting call (see `QueueCall.signals`)."""
 
 
+@dataclass(slots=True)
+class CallControl(Event):
+    """Synthetic: an agent's command for their connected call (hold, resume, transfer), from the API.
+
+    It goes through the call's inbox so that it runs in the call's task, in order with the call's
+    ARI events; `done` gets the result (or the error) for the HTTP request waiting on it.
+    """
+
+    action: str = ""
+    target: str | None = None
+    done: asyncio.Future[dict[str, object]] | None = None
+
+
+#: What the connected call does with a command: None to go on talking, or a transfer target.
+ControlHandler = Callable[[CallControl, Bridge, Leg], Awaitable[str | None]]
+
+
 @dataclass(frozen=True)
 class Answered:
     agent_id: str
@@ -65,6 +82,8 @@ class QueueCall:
         self.holding: Bridge | None = None
         self.announcing = False
         self.left = False  # the engine has said how the visit ended (CallLeft)
+        self.agent_id: str | None = None  # once an agent answered
+        self.held_since: float | None = None  # monotonic time the caller was put on hold
 
     @property
     def call_id(self) -> str:
@@ -165,10 +184,14 @@ class QueueCall:
 
     # -- connected ----------------------------------------------------------------------------------
 
-    async def talk(self, leg: Leg) -> None:
-        """Bridge the caller with the agent until one hangs up (CallerHangup when the caller did)."""
+    async def talk(self, leg: Leg, control: ControlHandler) -> str | None:
+        """Bridge the caller with the agent until one hangs up (CallerHangup when the caller did).
+
+        Commands for the call (`CallControl`) run here, between the call's events; returns the
+        target when the agent transferred the call away, else None.
+        """
         if leg.channel_id in self.session.ended_channels:
-            return  # the agent hung up while the caller heard the announcement
+            return None  # the agent hung up while the caller heard the announcement
         bridge = await Bridge(self.session, purpose="talk").create()
         try:
             try:
@@ -176,13 +199,22 @@ class QueueCall:
             except (ChannelGone, AriNotFound):
                 if self.session.caller_gone:
                     raise CallerHangup() from None
-                return  # the agent hung up during the announcement
+                return None  # the agent hung up during the announcement
             self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
             try:
-                await leg.wait_until_gone()
+                while not leg.gone:
+                    if await leg.wait_until_gone(0):
+                        break
+                    event = await self.session.wait_for(
+                        lambda e: isinstance(e, CallControl) or leg.ended_by(e), None)
+                    if isinstance(event, CallControl):
+                        target = await control(event, bridge, leg)
+                        if target is not None:
+                            return target
             except CallerHangup:
                 await leg.hangup()
                 raise
+            return None
         finally:
             with contextlib.suppress(AriError):
                 await bridge.remove(self.session.channel_id)

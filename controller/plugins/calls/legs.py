@@ -53,6 +53,10 @@ class Leg:
     def concerns(self, event: Event) -> bool:
         return self.channel_id in event.routing_ids()
 
+    def ended_by(self, event: Event) -> bool:
+        """Whether `event` says this leg hung up or left the application."""
+        return self._ends_leg(event)
+
     def _ends_leg(self, event: Event) -> bool:
         return self.concerns(event) and isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed)
 

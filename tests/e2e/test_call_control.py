@@ -1,0 +1,102 @@
+"""Call control on the real Asterisk: an agent holds, resumes and transfers a SIPp caller to another queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.test_ivr_acd import ACD_DID, flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, Phone, WaitForBye
+
+pytestmark = pytest.mark.e2e
+AGENT_1002_TOKEN = "demo-agent-1002-token"
+
+
+async def start(tmp_path: Path) -> ControllerProcess:
+    queue = {"wrapup_seconds": 5, "ring_timeout": 8, "max_wait": 60, "announce_interval": 0,
+             "announce_agent_number": False, "no_agents": "wait"}
+    agents = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}},
+              {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"orders": 0}}]
+    config = demo_config(tmp_path, ivr={"flows_dir": str(flows_dir(tmp_path, "always"))},
+                         acd={"queues": [{"name": "general", **queue}, {"name": "orders", **queue}],
+                              "agents": agents})
+    process = ControllerProcess(tmp_path / "data", config=config)
+    await process.start()
+    return process
+
+
+async def agent_state(process: ControllerProcess, agent_id: str) -> dict[str, Any]:
+    status, agent = await process.api("GET", f"/api/agents/{agent_id}")
+    assert status == 200, agent
+    return dict(agent)
+
+
+async def wait_for_state(process: ControllerProcess, agent_id: str, state: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        agent = await agent_state(process, agent_id)
+        if agent["state"] == state:
+            return agent
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"agent {agent_id} never {state}: {agent}")
+
+
+async def test_hold_resume_then_blind_transfer_to_another_queue(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    first_agent = Phone(15001, answer_after_ms=300)            # stays until the controller hangs up
+    second_agent = Phone(15002, answer_after_ms=300, hold_ms=3000)
+    for phone in (first_agent, second_agent):
+        await phone.start()
+    await login(process, "1001")
+    await login(process, "1002")
+    caller = Caller(ACD_DID, steps=[WaitForBye(45000)])
+    await caller.start()
+
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    # Bad commands change nothing: not on hold yet, an unknown queue, another agent's call, bad bodies.
+    assert (await process.api("POST", f"/api/calls/{call_id}/resume"))[0] == 409
+    assert (await process.api("POST", f"/api/calls/{call_id}/transfer", json={"to": "queue:nope"}))[0] == 409
+    assert (await process.api("POST", f"/api/calls/{call_id}/transfer", json={"to": "8002"}))[0] == 400
+    assert (await process.api("POST", f"/api/calls/{call_id}/hold", token=AGENT_1002_TOKEN))[0] == 403
+    assert (await process.api("POST", "/api/calls/no-such-call/hold"))[0] == 409
+    assert (await agent_state(process, "1001"))["state"] == "talking"
+
+    status, body = await process.api("POST", f"/api/calls/{call_id}/hold")
+    assert (status, body["state"]) == (200, "held"), body
+    assert (await agent_state(process, "1001"))["state"] == "on_hold"
+    assert (await process.api("POST", f"/api/calls/{call_id}/hold"))[0] == 409  # already on hold
+    await asyncio.sleep(1.5)
+    status, body = await process.api("POST", f"/api/calls/{call_id}/resume")
+    assert status == 200 and body["held_for"] >= 1.4, body
+    assert (await agent_state(process, "1001"))["state"] == "talking"
+
+    status, body = await process.api("POST", f"/api/calls/{call_id}/transfer", json={"to": "queue:orders"})
+    assert (status, body["state"]) == (200, "transferring"), body
+    assert (await wait_for_state(process, "1001", "acw"))["current_call"] is None
+    await wait_for_state(process, "1002", "talking")
+    result = await caller.wait()  # agent 1002 hangs up after 3 s; the flow says goodbye
+    assert result.ok, result.output + result.errors
+
+    visits = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls ORDER BY id")
+    assert visits == [{"queue": "general", "outcome": "answered", "agent_id": "1001"},
+                      {"queue": "orders", "outcome": "answered", "agent_id": "1002"}]
+    await process.wait_for_records(1)
+    events = [e for e in (await process.call_record(call_id))["events"]
+              if e["kind"] in ("held", "resumed", "transfer", "bridged")]
+    assert [e["kind"] for e in events] == ["bridged", "held", "resumed", "transfer", "bridged"]
+    detail = events[3].get("detail", events[3])
+    assert detail["to"] == "queue:orders"
+    # The report sees the hold and the transfer (README "KPIs").
+    status, report = await process.api("GET", "/api/reports?by=queue")
+    general = next(r for r in report["rows"] if r["queue"] == "general")
+    assert general["transfer_rate"] == 1.0 and general["avg_hold"] >= 1.4, json.dumps(general)
+    for phone in (first_agent, second_agent):
+        phone.kill()
