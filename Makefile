@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd
+APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint clean

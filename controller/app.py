@@ -41,6 +41,7 @@ from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
+from controller.plugins.desk import resources as desk_resources
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
@@ -152,7 +153,7 @@ class Controller:
             """The OpenAPI 3 description of this API."""
             return web.json_response(openapi_document(routes))
 
-        return [*routes, web.get("/openapi.json", openapi)]
+        return [*routes, web.get("/openapi.json", openapi), *desk_resources.routes()]
 
     def _api_routes(self, healthz: Any, status: Any) -> list[web.RouteDef]:
         return [

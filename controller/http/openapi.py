@@ -94,6 +94,8 @@ def openapi_document(routes: Iterable[web.AbstractRouteDef]) -> dict[str, Any]:
         if not isinstance(route, web.RouteDef):
             continue
         handler = route.handler
+        if getattr(handler, "__ccc_page__", False):
+            continue  # web pages are not API operations
         spec: Operation | None = getattr(handler, "__ccc_operation__", None)
         method = route.method.lower()
         entry: dict[str, Any] = {

@@ -30,6 +30,12 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
+def page(handler: Handler) -> Handler:
+    """Mark a route as a web page (toolbar, wallboard): public, and not part of the API description."""
+    handler.__ccc_page__ = True  # type: ignore[attr-defined]
+    return public(handler)
+
+
 def roles(*allowed: Role) -> Callable[[Handler], Handler]:
     """Allow a route to tokens of these roles (admin is always allowed)."""
 

@@ -161,8 +161,15 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def transfer(request: web.Request) -> web.Response:
         return await call_command(request, "transfer", body_of(request)["to"])
 
+    @operation("Hang up the agent's side of a call (挂机); the caller goes on in the flow (survey, goodbye)",
+               tag="calls", responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def hangup(request: web.Request) -> web.Response:
+        return await call_command(request, "hangup")
+
     return [
         web.post("/api/calls/{call_id}/hold", hold),
+        web.post("/api/calls/{call_id}/hangup", hangup),
         web.post("/api/calls/{call_id}/resume", resume),
         web.post("/api/calls/{call_id}/transfer", transfer),
         web.get("/api/agents", list_agents),

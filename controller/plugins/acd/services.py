@@ -318,7 +318,7 @@ class AcdService:
                 await session.play([await self.media_for(prompt)])
             waiting.agent_id = answered.agent_id
             transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
-                waiting, command, bridge))
+                waiting, command, bridge, leg))
             if transfer is not None:
                 return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
             return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
@@ -336,12 +336,13 @@ class AcdService:
 
     async def control(self, call_id: str, action: str, *, target: str | None = None,
                       agent_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-        """Hold, resume or transfer a call connected to an agent; AcdError when it cannot be done.
+        """Hold, resume, transfer or hang up (the agent's side of) a call connected to an agent;
+        AcdError when it cannot be done.
 
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer"):
+        if action not in ("hold", "resume", "transfer", "hangup"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -362,11 +363,11 @@ class AcdService:
         if target.removeprefix("queue:") not in self.queue_configs:
             raise AcdError(f"no queue {target.removeprefix('queue:')!r}")
 
-    async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge) -> str | None:
+    async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
         """Run one command in the call's task; the HTTP request gets the result through `command.done`."""
         assert command.done is not None
         try:
-            result, transfer = await self._control_step(waiting, command, bridge)
+            result, transfer = await self._control_step(waiting, command, bridge, leg)
         except (AcdError, AriError) as exc:
             if not command.done.done():
                 command.done.set_exception(AcdError(str(exc)) if isinstance(exc, AriError) else exc)
@@ -375,10 +376,18 @@ class AcdService:
             command.done.set_result(result)
         return transfer
 
-    async def _control_step(self, waiting: QueueCall, command: CallControl,
-                            bridge: Bridge) -> tuple[dict[str, object], str | None]:
+    async def _control_step(self, waiting: QueueCall, command: CallControl, bridge: Bridge,
+                            leg: Leg) -> tuple[dict[str, object], str | None]:
         session, agent_id = waiting.session, waiting.agent_id
         assert agent_id is not None
+        if command.action == "hangup":
+            # The agent's side ends; the caller goes on in the flow (survey, goodbye), never to silence.
+            if waiting.held_since is not None:
+                self._record_resume(waiting)
+                await waiting.unhold()
+            session.records.event(session.call_id, "agent_hangup", agent_id=agent_id)
+            await leg.hangup()
+            return {"call_id": session.call_id, "state": "agent_hung_up"}, None
         if command.action == "hold":
             if waiting.held_since is not None:
                 raise AcdError("the call is already on hold")

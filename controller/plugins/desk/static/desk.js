@@ -1,0 +1,56 @@
+// Shared by the agent toolbar and the wallboard: token, API calls, the live event stream, zh/en text.
+"use strict";
+class Desk {
+  constructor() {
+    this.query = new URLSearchParams(location.search);
+    this.lang = this.query.get("lang") || localStorage.getItem("ccc.lang") || "zh";
+    this.token = this.query.get("token") || sessionStorage.getItem("ccc.token") || "";
+    this.texts = {};
+    const lang = document.getElementById("lang");
+    if (lang) {
+      lang.textContent = this.lang === "zh" ? "English" : "中文";
+      lang.onclick = (e) => { e.preventDefault(); localStorage.setItem("ccc.lang", this.lang === "zh" ? "en" : "zh");
+                              const q = new URLSearchParams(location.search); q.delete("lang");
+                              location.search = q.toString(); };
+    }
+  }
+  param(name) { return this.query.get(name); }
+  setToken(token) { this.token = token; sessionStorage.setItem("ccc.token", token); }
+  t(key) { return (this.texts[this.lang] || {})[key] || ""; }
+  translate(texts) {
+    this.texts = texts;
+    document.documentElement.lang = this.lang;
+    for (const el of document.querySelectorAll("[data-t]")) el.textContent = this.t(el.dataset.t);
+    document.title = this.t("title");
+  }
+  error(message) { const el = document.getElementById("error"); if (el) el.textContent = message || ""; }
+  async api(method, path, body) {
+    const response = await fetch(path, {method, headers: {"Authorization": `Bearer ${this.token}`,
+                                                          "Content-Type": "application/json"},
+                                        body: body === undefined ? undefined : JSON.stringify(body)});
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); throw new Error(data.error); }
+    this.error("");
+    return data;
+  }
+  // The live events; reconnects and resumes from the last sequence number it saw.
+  listen(onEvent, filters = {}) {
+    let last = null;
+    const badge = document.getElementById("conn");
+    const open = () => {
+      const q = new URLSearchParams({token: this.token, ...filters});
+      if (last !== null) q.set("since", last);
+      const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${q}`);
+      ws.onopen = () => { if (badge) { badge.className = "badge on"; badge.textContent = "●"; } };
+      ws.onmessage = (message) => {
+        const event = JSON.parse(message.data);
+        if (event.type === "hello") { if (last === null) last = event.seq; return; }
+        last = event.seq;
+        onEvent(event);
+      };
+      ws.onclose = () => { if (badge) { badge.className = "badge off"; badge.textContent = "○"; }
+                           setTimeout(open, 1000); };
+    };
+    open();
+  }
+}

@@ -1,0 +1,109 @@
+"""Headless Chromium (Debian's `chromium`) driven over the DevTools protocol, for the toolbar tests.
+
+A few calls are all the tests need: open a page, evaluate JavaScript, wait until an expression
+is true, click, type. No Selenium or Playwright: the protocol is JSON over a WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import socket
+import tempfile
+import time
+from typing import Any
+
+import aiohttp
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Page:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        message_id = next(self._ids)
+        await self.ws.send_json({"id": message_id, "method": method, "params": params})
+        async with asyncio.timeout(15):
+            async for message in self.ws:
+                data = json.loads(message.data)
+                if data.get("id") == message_id:
+                    if "error" in data:
+                        raise RuntimeError(f"{method}: {data['error']}")
+                    return dict(data.get("result", {}))
+        raise RuntimeError("the browser closed the connection")
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 15) -> Any:
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"never true in the page: {expression} (last value {value!r})")
+
+    async def click(self, selector: str) -> None:
+        await self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
+
+    async def fill(self, selector: str, value: str) -> None:
+        await self.evaluate(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
+
+    async def text(self, selector: str) -> str:
+        return str(await self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent ?? ''"))
+
+
+class Browser:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.profile = tempfile.mkdtemp(prefix="ccc-chromium-")
+        self.process: asyncio.subprocess.Process | None = None
+        self.http = aiohttp.ClientSession()
+
+    async def __aenter__(self) -> Browser:
+        self.process = await asyncio.create_subprocess_exec(
+            CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--remote-debugging-port={self.port}", f"--user-data-dir={self.profile}", "about:blank",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                async with self.http.get(f"http://127.0.0.1:{self.port}/json/version") as response:
+                    if response.status == 200:
+                        return self
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError("chromium did not start")
+
+    async def open(self, url: str) -> Page:
+        async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?about:blank") as response:
+            target = await response.json(content_type=None)
+        ws = await self.http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
+        page = Page(ws)
+        await page.send("Page.navigate", url=url)
+        await page.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
+        return page
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        await self.http.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
