@@ -87,7 +87,7 @@ class Controller:
         self._stop = asyncio.Event()
         self.reload_hooks: list[Callable[[], object]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
-                                                                     metrics_resources.acd_metrics(self.acd.engine)]
+                                                                     metrics_resources.acd_metrics(self.acd)]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -144,7 +144,11 @@ class Controller:
 
         @roles("supervisor", "integration")
         async def status(request: web.Request) -> web.Response:
-            return web.json_response({"controller": self.health(), "asterisk": await self.asterisk_status()})
+            return web.json_response({"controller": self.health(), "asterisk": await self.asterisk_status(),
+                                      "agents_by_state": self.acd.agents_by_state(),
+                                      "queues": {q.name: {"waiting": q.waiting,
+                                                          "longest_wait": round(q.longest_wait, 1)}
+                                                 for q in self.acd.engine.queues()}})
 
         routes = self._api_routes(healthz, status)
 

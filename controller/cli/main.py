@@ -39,6 +39,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         h, ast = st["controller"], st["asterisk"]
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started_at"]))
         states = ", ".join(f"{k} {v}" for k, v in sorted(h.get("calls_by_state", {}).items())) or "none"
+        agents = ", ".join(f"{k} {v}" for k, v in st.get("agents_by_state", {}).items()) or "none configured"
+        queues = ", ".join(f"{name} {q['waiting']} waiting (longest {q['longest_wait']:.0f} s)"
+                           for name, q in st.get("queues", {}).items()) or "none configured"
         if ast.get("reachable"):
             channels = ast.get("channels") or {}
             asterisk = (f"reachable, {ast.get('version')}; {channels.get('active_channels', '?')} channels,"
@@ -50,6 +53,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"ARI stream  {'connected' if h['ari_connected'] else 'NOT CONNECTED'}",
             f"asterisk    {asterisk}",
             f"calls       {h['active_calls']} active: {states}",
+            f"agents      {agents}",
+            f"queues      {queues}",
         ])
 
     emit(args, status, text)

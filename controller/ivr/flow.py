@@ -98,34 +98,40 @@ class Report:
 
 # -- YAML with positions ------------------------------------------------------------------------
 
-def _to_python(node: yaml.Node, path: Path_, marks: dict[Path_, tuple[int, int]], key_marks: bool = False) -> Any:
+def _to_python(node: yaml.Node, path: Path_, marks: dict[Path_, tuple[int, int]],
+               scalars: yaml.constructor.SafeConstructor) -> Any:
     """Plain Python values from a composed YAML tree, recording where each path starts."""
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(yaml.safe_load(yaml.serialize(key_node)) if key_node.value != "" else "")
+            key = str(scalars.construct_object(key_node, deep=True) if key_node.value != "" else "")
             child = (*path, key)
-            value = _to_python(value_node, child, marks)
+            value = _to_python(value_node, child, marks, scalars)
             marks[(*child, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = value
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, str(i)), marks) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+        return [_to_python(item, (*path, str(i)), marks, scalars) for i, item in enumerate(node.value)]
+    return scalars.construct_object(node, deep=True)
+
+
+#: libyaml's parser when PyYAML was built with it (about 5x faster on big flows), same nodes and marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]], list[FlowError]]:
     marks: dict[Path_, tuple[int, int]] = {}
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         return None, marks, [FlowError(source, line, column, f"YAML: {exc.problem or exc}")]
     if node is None:
         return None, marks, [FlowError(source, 1, 1, "the file is empty (expected a flow)")]
-    return _to_python(node, (), marks), marks, []
+    # One safe constructor for the scalars (tags resolved by the composer: 5 is an int, yes a bool).
+    return _to_python(node, (), marks, yaml.constructor.SafeConstructor()), marks, []
 
 
 # -- one flow -----------------------------------------------------------------------------------

@@ -25,9 +25,11 @@ async def test_status_text_and_json(controller: ControllerProcess) -> None:
     text = await asyncio.to_thread(ccctl, "status", url=controller.url)
     assert text.returncode == 0, text.stderr
     assert "ARI stream  connected" in text.stdout and "reachable, 22." in text.stdout
+    assert "agents      logged_out" in text.stdout and "general 0 waiting" in text.stdout
     data = json.loads((await asyncio.to_thread(ccctl, "status", "--json", url=controller.url)).stdout)
     assert data["asterisk"]["reachable"] is True and data["asterisk"]["version"].startswith("22.")
     assert data["controller"]["ari_connected"] is True
+    assert sum(data["agents_by_state"].values()) == 5 and data["queues"]["general"]["waiting"] == 0
 
 
 async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None:
@@ -42,7 +44,8 @@ async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None
 
 
 @pytest.mark.parametrize("command", [["status"], ["calls"], ["trunks"], ["tail", "--count", "1"],
-                                     ["status", "--json"]])
+                                     ["status", "--json"], ["agents"], ["queues", "--json"],
+                                     ["agent", "ready", "1001"], ["report"], ["report", "--json"]])
 def test_commands_fail_clearly_when_the_controller_is_down(command: list[str], tmp_path: Path) -> None:
     result = ccctl(*command)
     assert result.returncode == 2

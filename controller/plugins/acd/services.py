@@ -437,6 +437,12 @@ class AcdService:
 
     # -- views -------------------------------------------------------------------------------------
 
+    def agents_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for agent in self.engine.agents():
+            counts[agent.state] = counts.get(agent.state, 0) + 1
+        return dict(sorted(counts.items()))
+
     def describe_call(self, call_id: str) -> str:
         waiting = self.calls.get(call_id)
         return f"{call_id} ({mask_number(waiting.session.caller)})" if waiting else call_id

@@ -56,11 +56,11 @@ def controller_metrics(app: Any) -> MetricSource:
     return collect
 
 
-def acd_metrics(engine: Any) -> MetricSource:
+def acd_metrics(acd: Any) -> MetricSource:
     """Queues (waiting, longest wait, service level so far) and agents by state, from the ACD engine."""
 
     def collect() -> Iterable[Any]:
-        queues = engine.queues()
+        queues = acd.engine.queues()
         families = {
             "waiting": GaugeMetricFamily("ccc_queue_waiting", "Calls waiting (or ringing an agent)", labels=["queue"]),
             "longest_wait": GaugeMetricFamily("ccc_queue_longest_wait_seconds", "Longest current wait",
@@ -82,10 +82,7 @@ def acd_metrics(engine: Any) -> MetricSource:
         yield from families.values()
         yield outcomes
         agents = GaugeMetricFamily("ccc_agents", "Agents by state", labels=["state"])
-        counts: dict[str, int] = {}
-        for agent in engine.agents():
-            counts[agent.state] = counts.get(agent.state, 0) + 1
-        for state, count in sorted(counts.items()):
+        for state, count in acd.agents_by_state().items():
             agents.add_metric([state], count)
         yield agents
 

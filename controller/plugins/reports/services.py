@@ -5,9 +5,9 @@ how stored records become `CallFact`s and `AgentStateSpan`s:
 
 - one `CallFact` per queue visit (a `queue_calls` row; a call that overflowed from one queue to
   another has a visit in each), and one `ivr_only` fact per call that never reached a queue;
-- talk = agent answered → talk ended; ACW = the agent's `acw` state that followed; hold = the
-  call's hold events; transfers = the call's transfer events after it was answered;
-- callbacks and survey answers come from `ivr_records`;
+- talk = agent answered → talk ended; ACW = the agent's `acw` state that followed; hold and
+  transfers = the call's `resumed` (held_for) and `transfer` events during that visit's talk;
+- callbacks and survey answers come from `ivr_records`, on the call's last visit (counted once);
 - agent spans are the intervals between consecutive `agent_states` rows (logged-out time is not
   a span).
 """
@@ -54,17 +54,25 @@ class ReportService:
         extras = await self._call_extras(call_ids | {row["call_id"] for row in ivr_only})
         acw = await self._acw_after_talk([dict(row) for row in visits])
         facts: list[CallFact] = []
+        # A call's callback and survey belong to its last visit only (a transferred call has two
+        # visits, one survey): totals count them once.
+        last_visit = {row["call_id"]: row["id"] for row in visits}
         for row in visits:
             extra = extras[row["call_id"]]
+            last = last_visit[row["call_id"]] == row["id"]
             answered = row["outcome"] == "answered"
             talk = (row["talk_ended_at"] - row["answered_at"]) if answered and row["talk_ended_at"] else 0.0
+            # Holds and transfers belong to the visit whose talk they happened in.
+            during = (row["answered_at"] or 0.0, (row["talk_ended_at"] or float("inf")) + 1.0)
+            holds = [held for at, held in extra["holds"] if during[0] <= at <= during[1]] if answered else []
+            transfers = sum(1 for at in extra["transfers"] if during[0] <= at <= during[1]) if answered else 0
             facts.append(CallFact(
                 call_id=row["call_id"], queue=row["queue"], agent_id=row["agent_id"] if answered else None,
                 offered_at=row["enqueued_at"], outcome=row["outcome"], wait_seconds=row["wait_seconds"] or 0.0,
-                talk_seconds=max(0.0, talk), hold_seconds=extra["hold"] if answered else 0.0,
-                acw_seconds=acw.get(row["id"], 0.0), transfers=extra["transfers"] if answered else 0,
-                callback_requested=extra["callback_requested"], callback_completed=extra["callback_completed"],
-                survey_score=extra["survey"], complaint=row["queue"] in self.complaint_queues))
+                talk_seconds=max(0.0, talk), hold_seconds=sum(holds), acw_seconds=acw.get(row["id"], 0.0),
+                transfers=transfers, callback_requested=last and extra["callback_requested"],
+                callback_completed=last and extra["callback_completed"],
+                survey_score=extra["survey"] if last else None, complaint=row["queue"] in self.complaint_queues))
         for row in ivr_only:
             extra = extras[row["call_id"]]
             facts.append(CallFact(
@@ -75,7 +83,7 @@ class ReportService:
 
     async def _call_extras(self, call_ids: set[str]) -> dict[str, dict[str, Any]]:
         extras: dict[str, dict[str, Any]] = defaultdict(lambda: {
-            "hold": 0.0, "transfers": 0, "callback_requested": False, "callback_completed": False, "survey": None})
+            "holds": [], "transfers": [], "callback_requested": False, "callback_completed": False, "survey": None})
         ids = sorted(call_ids)
         for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
             marks = ",".join("?" * len(chunk))
@@ -89,13 +97,13 @@ class ReportService:
                     score = json.loads(row["payload"]).get("score")
                     extra["survey"] = int(score) if isinstance(score, int | str) and str(score).isdigit() else None
             for row in await self.store.fetchall(
-                    f"SELECT call_id, kind, detail FROM call_events WHERE call_id IN ({marks})"
+                    f"SELECT call_id, at, kind, detail FROM call_events WHERE call_id IN ({marks})"
                     " AND kind IN ('transfer', 'resumed')", chunk):
                 extra = extras[row["call_id"]]
                 if row["kind"] == "transfer":
-                    extra["transfers"] += 1
+                    extra["transfers"].append(row["at"])
                 else:
-                    extra["hold"] += float(json.loads(row["detail"]).get("held_for", 0.0))
+                    extra["holds"].append((row["at"], float(json.loads(row["detail"]).get("held_for", 0.0))))
         return extras
 
     async def _acw_after_talk(self, visits: list[dict[str, Any]]) -> dict[int, float]:
