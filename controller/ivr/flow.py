@@ -221,8 +221,11 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
 def _check_param(what: str, path: Path_, value: Any, param: Param, report: Report) -> None:
     kind = param.kind
     if kind == "str" or kind == "template" or kind == "node":
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            report.error(path, f"{what}: expected a string")
+        if isinstance(value, bool):
+            report.error(path, f"{what}: expected a {'node name' if kind == 'node' else 'string'}, got {value!r}"
+                               " (YAML reads yes/no/on/off as true/false: quote the name, or rename it)")
+        elif not isinstance(value, str | int):
+            report.error(path, f"{what}: expected a {'node name' if kind == 'node' else 'string'}, got {value!r}")
     elif kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             report.error(path, f"{what}: expected an integer, got {value!r}")
