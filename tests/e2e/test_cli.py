@@ -50,3 +50,31 @@ def test_commands_fail_clearly_when_the_controller_is_down(command: list[str], t
     result = ccctl(*command)
     assert result.returncode == 2
     assert "cannot reach the controller at http://127.0.0.1:1" in result.stderr
+
+
+async def test_agent_commands_agents_and_queues_survive_a_restart(controller: ControllerProcess) -> None:
+    url = controller.url
+    login = await asyncio.to_thread(ccctl, "agent", "login", "1003", "--phone", "8004", url=url)
+    assert login.returncode == 0, login.stderr
+    assert "agent 1003" in login.stdout and ": ready on 8004" in login.stdout
+    pause = await asyncio.to_thread(ccctl, "agent", "pause", "1003", "--reason", "meal", "--json", url=url)
+    assert json.loads(pause.stdout)["state"] == "not_ready" and json.loads(pause.stdout)["reason"] == "meal"
+    bad = await asyncio.to_thread(ccctl, "agent", "pause", "1003", "--reason", "nap", url=url)
+    assert bad.returncode == 1 and "nap" in bad.stderr  # not a configured reason: nothing changed
+    unknown = await asyncio.to_thread(ccctl, "agent", "ready", "9999", url=url)
+    assert unknown.returncode == 1 and "9999" in unknown.stderr
+    table = await asyncio.to_thread(ccctl, "agents", url=url)
+    line = next(row for row in table.stdout.splitlines() if row.startswith("1003"))
+    assert "not_ready" in line and "meal" in line and "8004" in line
+    queues = json.loads((await asyncio.to_thread(ccctl, "queues", "--json", url=url)).stdout)
+    assert {q["name"] for q in queues["queues"]} >= {"general", "orders"}
+    assert "service level" in (await asyncio.to_thread(ccctl, "queues", url=url)).stdout
+
+    # A restarted controller comes back with the agent logged in, in the same state.
+    controller.terminate()
+    await controller.start()
+    after = json.loads((await asyncio.to_thread(ccctl, "agents", "--json", url=controller.url)).stdout)
+    agent = next(a for a in after["agents"] if a["id"] == "1003")
+    assert (agent["state"], agent["reason"], agent["endpoint"]) == ("not_ready", "meal", "8004")
+    logout = await asyncio.to_thread(ccctl, "agent", "logout", "1003", url=controller.url)
+    assert logout.returncode == 0 and "logged_out" in logout.stdout

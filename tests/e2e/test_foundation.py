@@ -53,6 +53,17 @@ async def test_first_call_is_answered_greeted_and_recorded(controller: Controlle
     assert "13800138000" not in controller.log.read_text()
 
 
+async def test_hotline_call_is_answered_by_its_flow_and_recorded(controller: ControllerProcess) -> None:
+    """The demo contract: SIPp calls 4008001234, the hotline flow answers and greets, the caller hangs up."""
+    result = await Caller(DID, caller="13800138000", steps=[Pause(2500)]).run()
+    assert result.ok, result.output + result.errors
+    (record,) = await controller.wait_for_records(1)
+    full = await controller.call_record(record["call_id"])
+    assert (full["did"], full["end_reason"]) == (DID, "caller_hangup") and full["answered_at"] is not None
+    prompts = [e.get("detail", e).get("text", "") for e in full["events"] if e["kind"] == "prompt"]
+    assert prompts and "欢迎致电演示热线" in prompts[0]
+
+
 async def test_fallback_route_answers_when_controller_is_not_connected(fresh_asterisk) -> None:  # type: ignore[no-untyped-def]
     caller = Caller(DID, steps=[Pause(4000)])
     await caller.start()

@@ -1,0 +1,54 @@
+"""`make run` (tools/run.py): everything starts, the demo hotline answers, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import REPO
+from tests.sipp import Caller, Pause
+
+sys.path.insert(0, str(REPO / "tools"))
+import sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+def processes(pattern: str) -> list[str]:
+    result = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk: Path) -> None:
+    sandbox.stop()  # `make run` starts (and stops) its own Asterisk
+    run = subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = []
+        deadline = time.monotonic() + 90
+        assert run.stdout is not None
+        while time.monotonic() < deadline:
+            line = await asyncio.to_thread(run.stdout.readline)
+            banner.append(line)
+            if "Ctrl-C" in line or not line:
+                break
+        text = "".join(banner)
+        assert "Controller              http://127.0.0.1:8080  (health: /healthz)" in text, text
+        result = await Caller("4008001234", steps=[Pause(3000)]).run()
+        assert result.ok, result.output + result.errors
+        run.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.to_thread(run.communicate, timeout=60)
+        assert run.returncode == 0 and "[run] stopped" in rest, rest
+        assert processes("controller --config demo/controller.yaml") == []
+        assert processes("controller.demo.backend") == []
+        assert not sandbox.running()
+    finally:
+        if run.poll() is None:
+            run.kill()
+        sandbox.start()  # the rest of the session's tests share one Asterisk
