@@ -69,7 +69,8 @@ class Controller:
                                   spawn=self.spawn, publish=self.events.publish)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
-                              publish=self.events.publish, media_for=self.prompts.media_for)
+                              publish=self.events.publish, media_for=self.prompts.media_for,
+                              originate=self.calls.originate)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)

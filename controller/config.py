@@ -140,6 +140,7 @@ class AcdSettings:
     not_ready_reasons: list[str] = field(
         default_factory=lambda: ["meal", "meeting", "training", "restroom", "helping", "no_answer", "login"])
     center_name: str = ""  # said in the agent-number announcement
+    outbound_caller_id: str = ""  # the number customers see on click-to-dial calls (e.g. the hotline)
 
 
 @dataclass(frozen=True)

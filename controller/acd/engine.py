@@ -69,6 +69,7 @@ class _Agent:
     current_queue: str | None = None
     talk_started: float | None = None
     timer_token: int = 0  # ACW end
+    resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
 
@@ -270,6 +271,22 @@ class AcdEngine:
         self._rona(call, agent_id, out)
         return out
 
+    def outbound(self, agent_id: str, call_id: str) -> list[Decision]:
+        """The agent places a call (click-to-dial): busy, offered nothing, until `call_ended`.
+
+        Allowed when ready, not ready or in ACW (which it ends); afterwards a not-ready agent is not
+        ready again with the same reason, anyone else ready.
+        """
+        agent = self._agent(agent_id)
+        if agent.state not in ("ready", "not_ready", "acw"):
+            raise AcdError(f"agent {agent_id} cannot place a call now ({agent.state})")
+        out: list[Decision] = []
+        agent.resume_reason = agent.reason if agent.state == "not_ready" else None
+        agent.timer_token = next(self._tokens)  # a pending end of ACW no longer applies
+        agent.current_call, agent.current_queue, agent.talk_started = call_id, None, self.clock.now()
+        self._set_state(agent, "talking", None, out)
+        return out
+
     def call_ended(self, agent_id: str) -> list[Decision]:
         agent = self._agent(agent_id)
         if agent.state not in ("talking", "on_hold"):
@@ -287,6 +304,9 @@ class AcdEngine:
             self._set_state(agent, "acw", None, out)
             agent.timer_token = next(self._tokens)
             self._schedule(now + wrapup, "acw_end", agent_id, token=agent.timer_token)
+        elif agent.resume_reason is not None:
+            reason, agent.resume_reason = agent.resume_reason, None
+            self._set_state(agent, "not_ready", reason, out)
         else:
             self._become_ready(agent, out)
         return out

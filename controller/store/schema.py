@@ -112,4 +112,15 @@ MIGRATIONS: list[str] = [
         snapshot TEXT NOT NULL              -- JSON: AcdEngine.snapshot()
     );
     """,
+    # 5: a number's call history (来电历史) and agents' dispositions and notes after a call
+    """
+    CREATE INDEX calls_did ON calls(did, started_at);
+    CREATE TABLE dispositions (
+        call_id TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        agent_id TEXT,
+        disposition TEXT NOT NULL,          -- resolved | follow_up | complaint | wrong_number | ... (free)
+        notes TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]

@@ -100,3 +100,46 @@ async def test_hold_resume_then_blind_transfer_to_another_queue(
     assert general["transfer_rate"] == 1.0 and general["avg_hold"] >= 1.4, json.dumps(general)
     for phone in (first_agent, second_agent):
         phone.kill()
+
+
+async def test_click_to_dial_rings_the_agent_then_the_customer(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300)                    # until the controller hangs up
+    customer = Phone(5090, answer_after_ms=500, hold_ms=2500)          # behind the loopback trunk
+    await agent_phone.start()
+    await customer.start()
+    await login(process, "1001")
+    assert (await process.api("POST", "/api/agents/1001/not_ready", json={"reason": "meal"}))[0] == 200
+    dial = {"agent_id": "1001", "number": "13900139000"}
+    assert (await process.api("POST", "/api/calls", json={**dial, "number": "12ab"}))[0] == 400
+    assert (await process.api("POST", "/api/calls", json=dial, token=AGENT_1002_TOKEN))[0] == 403
+    assert (await process.api("POST", "/api/calls", json={**dial, "agent_id": "1002"}))[0] == 409  # logged out
+    status, body = await process.api("POST", "/api/calls", json=dial)
+    assert (status, body["state"]) == (202, "ringing_agent"), body
+    assert (await process.api("POST", "/api/calls", json=dial))[0] == 409  # already on a call
+    assert (await agent_state(process, "1001"))["current_call"] == body["call_id"]
+    result = await customer.wait()  # the customer answered, talked 2.5 s and hung up
+    assert result.ok, result.output + result.errors
+    agent = await wait_for_state(process, "1001", "not_ready")
+    assert agent["reason"] == "meal"  # back as before the call
+    assert (await agent_phone.wait()).ok  # the controller hung up the agent's phone
+    record = await process.call_record(body["call_id"])
+    assert (record["direction"], record["did"]) == ("outbound", "13900139000")
+    dialled = [e.get("detail", e) for e in record["events"] if e["kind"] == "customer_dialled"]
+    assert dialled and dialled[0]["status"] == "ANSWER"
+
+
+async def test_click_to_dial_when_the_agent_does_not_answer(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    busy_phone = Phone(15001, reject=486)
+    await busy_phone.start()
+    await login(process, "1001")
+    status, body = await process.api("POST", "/api/calls", json={"agent_id": "1001", "number": "13900139000"})
+    assert status == 202, body
+    agent = await wait_for_state(process, "1001", "ready")  # free again, nothing stuck
+    assert agent["current_call"] is None
+    busy_phone.kill()

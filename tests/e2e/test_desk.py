@@ -21,7 +21,7 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     process = await start(tmp_path)
     stop_after.append(process)
-    phone = Phone(15001, answer_after_ms=1500)  # the agent's desk phone, stays until hung up
+    phone = Phone(15001, answer_after_ms=1500, calls=2)  # the agent's desk phone: the queue call, then a dial
     await phone.start()
     async with Browser() as browser:
         wallboard = await browser.open(f"{process.url}/wallboard?token={SUPERVISOR_TOKEN}&lang=zh")
@@ -59,6 +59,25 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
                                  ".dataset.state !== 'talking'")
         assert await toolbar.text("#error") == ""
 
+        # After the call: the disposition (话后小结), then a click-to-dial from the toolbar.
+        await toolbar.wait_for("!document.querySelector('#wrapup').hidden")
+        await toolbar.evaluate("document.querySelector('#disposition').value = 'follow_up'")
+        await toolbar.fill("#notes", "客户要求回电")
+        await toolbar.click("#save")
+        await toolbar.wait_for("document.querySelector('#saved').textContent === '✓'")
+        customer = Phone(5090, answer_after_ms=500, hold_ms=2000)
+        await customer.start()
+        await toolbar.fill("#dial-number", "13900139000")
+        await toolbar.click("#dial")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
+        assert (await customer.wait()).ok
+        await toolbar.wait_for("document.querySelector('#state').dataset.state !== 'talking'")
+        assert await toolbar.text("#error") == ""
+
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}
+    (note,) = rows(process, "SELECT disposition, notes, agent_id FROM dispositions")
+    assert note == {"disposition": "follow_up", "notes": "客户要求回电", "agent_id": "1001"}
+    (outbound,) = rows(process, "SELECT did FROM calls WHERE direction = 'outbound'")
+    assert outbound["did"] == "13900139000"
     phone.kill()

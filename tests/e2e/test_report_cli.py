@@ -95,6 +95,27 @@ async def test_report_json_matches_the_calls(fresh_asterisk: Path, tmp_path: Pat
     assert table.returncode == 0 and "接通率" in table.stdout and "complaints" in table.stdout
     csv_out = await asyncio.to_thread(ccctl, process.url, "report", "--format", "csv", "--by", "agent")
     assert csv_out.stdout.splitlines()[0].startswith("interval_start,queue,agent_id")
+
+    # The third call's screen pop showed the caller's two earlier calls (来电历史), newest first.
+    _, polled = await process.api("GET", "/api/events?types=call.ringing")
+    pops = [e["data"]["screen_pop"] for e in polled["events"] if e["type"] == "call.ringing"]
+    assert [len(pop["history"]) for pop in pops][-1] == 2
+    assert pops[-1]["history"][0]["queues"] == ["complaints"] and pops[-1]["history"][1]["agents"] == ["1001", "1002"]
+    # The agent who answered leaves a disposition; another agent may not; the history shows it.
+    first_call = pops[-1]["history"][1]["call_id"]
+    note = {"disposition": "resolved", "notes": "查询话费，已解决"}
+    status, _ = await process.api("POST", f"/api/calls/{first_call}/disposition", json=note,
+                                  token="demo-agent-1001-token")
+    assert status == 200
+    assert (await process.api("POST", f"/api/calls/{first_call}/disposition", json=note,
+                              token="demo-agent-1003-token"))[0] in (401, 403)
+    assert (await process.api("POST", "/api/calls/nope/disposition", json=note))[0] == 404
+    assert (await process.api("POST", f"/api/calls/{first_call}/disposition", json={"disposition": "Bad Value"}))[0] \
+        == 400
+    _, history = await process.api("GET", "/api/numbers/13800138000/calls?limit=5", token="demo-agent-1002-token")
+    assert [c["call_id"] for c in history["calls"]][2] == first_call
+    assert (history["calls"][2]["disposition"], history["calls"][2]["notes"]) == ("resolved", "查询话费，已解决")
+    assert (await process.api("GET", "/api/numbers/12ab/calls"))[0] == 400
     for phone in phones:
         phone.kill()
 

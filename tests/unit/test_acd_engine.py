@@ -245,3 +245,20 @@ def test_invariants_over_random_runs(seed: int) -> None:
             if view.state == "not_ready":
                 check(acd.ready(view.id))
     assert set(left) == enqueued and all(count == 1 for count in left.values())
+
+
+def test_outbound_call_keeps_the_agent_busy_then_back_as_before() -> None:
+    clock = FakeClock(1000.0)
+    engine = AcdEngine([QueueSettings("general", wrapup_seconds=0, announce_interval=0)],
+                       [AgentSettings("a1", "A", "1", "8001", queues={"general": 0})], clock)
+    engine.login("a1", ready=False)
+    engine.not_ready("a1", reason="meal")
+    engine.outbound("a1", "out-1")
+    assert (engine.agent("a1").state, engine.agent("a1").current_call) == ("talking", "out-1")
+    assert not any(isinstance(d, Offer) for d in engine.enqueue("c1", "general"))  # busy: no offer
+    with pytest.raises(AcdError):
+        engine.outbound("a1", "out-2")
+    engine.call_ended("a1")
+    assert (engine.agent("a1").state, engine.agent("a1").reason) == ("not_ready", "meal")
+    decisions = engine.ready("a1")
+    assert [d.call_id for d in decisions if isinstance(d, Offer)] == ["c1"]

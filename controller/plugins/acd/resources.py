@@ -26,6 +26,10 @@ LOGIN_BODY = {"type": "object", "additionalProperties": False,
 TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                  "properties": {"to": {"type": "string", "pattern": "^queue:[A-Za-z0-9_.-]{1,40}$",
                                        "description": "queue:NAME (the call's data and priority travel with it)"}}}
+DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id", "number"],
+             "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
+                            "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
+                                       "description": "the customer's number, dialled through the trunk"}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
@@ -167,7 +171,22 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def hangup(request: web.Request) -> web.Response:
         return await call_command(request, "hangup")
 
+    @operation("Click-to-dial (外呼): ring the agent's phone, then the customer through the trunk", tag="calls",
+               body=DIAL_BODY, responses={202: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def dial(request: web.Request) -> web.Response:
+        body = body_of(request)
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id != body["agent_id"]:
+            return json_error(403, "an agent's token may dial only for its own agent")
+        try:
+            result = await acd.click_to_dial(body["agent_id"], body["number"])
+        except AcdError as exc:
+            return json_error(409, str(exc))
+        return web.json_response(result, status=202)
+
     return [
+        web.post("/api/calls", dial),
         web.post("/api/calls/{call_id}/hold", hold),
         web.post("/api/calls/{call_id}/hangup", hangup),
         web.post("/api/calls/{call_id}/resume", resume),

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,13 +40,14 @@ from controller.lookup import caller_region
 from controller.media.say import say_digits
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
-from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
+from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
 from controller.reports.kpis import Standards
 
 log = logging.getLogger("controller.acd")
 
 MediaFor = Callable[[Prompt], Awaitable[str]]
+Originate = Callable[..., Awaitable[str]]  # CallsService.originate
 Publish = Callable[..., Any]
 
 #: Overflow hops a call may make through `queue:` targets before the flow decides instead.
@@ -69,12 +71,13 @@ def agent_settings(agent: AcdAgentConfig) -> AgentSettings:
 
 class AcdService:
     def __init__(self, *, config: Config, clock: Clock, records: AcdRecords, publish: Publish,
-                 media_for: MediaFor) -> None:
+                 media_for: MediaFor, originate: Originate | None = None) -> None:
         self.config = config
         self.clock = clock
         self.records = records
         self.publish = publish
         self.media_for = media_for
+        self.originate = originate
         self.queue_configs = {queue.name: queue for queue in config.acd.queues}
         self.agent_configs = {agent.id: agent for agent in config.acd.agents}
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
@@ -200,16 +203,18 @@ class AcdService:
 
     def _publish_ringing(self, offer: Offer) -> None:
         waiting = self.calls.get(offer.call_id)
-        pop = self.screen_pop(waiting.session, offer.queue) if waiting else {}
+        pop = self.screen_pop(waiting.session, offer.queue, waiting.history) if waiting else {}
         self.publish("call.ringing", call_id=offer.call_id, agent_id=offer.agent_id, queue=offer.queue,
                      endpoint=offer.endpoint, screen_pop=pop)
 
-    def screen_pop(self, session: CallSession, queue: str) -> dict[str, Any]:
-        """What the agent's screen shows for a ringing call: who calls, from where, what they said."""
+    def screen_pop(self, session: CallSession, queue: str,
+                   history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What the agent's screen shows for a ringing call: who calls, from where, what they said,
+        and their last calls (when, who answered, the disposition left)."""
         region = caller_region(session.caller) if session.caller else None
         return {"caller": session.caller, "did": session.did, "queue": queue,
                 "region": region.as_dict() if region else None,
-                "tier": session.data.get("tier"), "data": dict(session.data)}
+                "tier": session.data.get("tier"), "data": dict(session.data), "history": history or []}
 
     # -- the caller's side ----------------------------------------------------------------------------
 
@@ -241,6 +246,9 @@ class AcdService:
         try:
             await session.answer()
             await waiting.hold(self.config.asterisk.moh_class)
+            if session.caller:
+                waiting.history = [call for call in await session.records.history(session.caller, limit=6)
+                                   if call["call_id"] != session.call_id][:5]
             decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,
                                             skills=dict(request.skills), data=dict(request.data), waited=waited)
             view = self.engine.call(session.call_id)
@@ -427,6 +435,59 @@ class AcdService:
         session.records.event(session.call_id, "resumed", agent_id=waiting.agent_id, held_for=held_for)
         self.publish("call.resumed", call_id=session.call_id, agent_id=waiting.agent_id, held_for=held_for)
         return held_for
+
+    # -- click-to-dial (外呼): the agent's phone rings first, then the customer through the trunk ----------
+
+    async def click_to_dial(self, agent_id: str, number: str, *, ring_seconds: float = 30.0) -> dict[str, Any]:
+        """Ring the agent's phone; when they answer, dial `number` and connect them. AcdError when the
+        agent cannot place a call now (nothing changed then)."""
+        if agent_id not in self.agent_configs:
+            raise AcdError(f"no agent {agent_id!r}")
+        if self.originate is None:
+            raise AcdError("outbound calls are not available")
+        endpoint = self.engine.agent(agent_id).endpoint or self.agent_configs[agent_id].endpoint
+        call_id = uuid.uuid4().hex
+        self.apply(self.engine.outbound(agent_id, call_id))
+        try:
+            await self.originate(self.config.asterisk.phone_dial.replace("{endpoint}", endpoint), did=number,
+                                 caller_id=number, timeout=ring_seconds, call_id=call_id,
+                                 handler=lambda session: self._outbound_call(session, agent_id, number),
+                                 on_failed=lambda cause: self._outbound_failed(agent_id, call_id, cause))
+        except AriError as exc:
+            self._end_outbound(agent_id, call_id)
+            raise AcdError(f"cannot ring the agent's phone {endpoint}: {exc.message}") from exc
+        log.info("agent %s: click-to-dial %s (call %s)", agent_id, mask_number(number), call_id)
+        return {"call_id": call_id, "agent_id": agent_id, "state": "ringing_agent"}
+
+    def _end_outbound(self, agent_id: str, call_id: str) -> None:
+        if self.engine.agent(agent_id).current_call == call_id:
+            with contextlib.suppress(AcdError):
+                self.apply(self.engine.call_ended(agent_id))
+
+    def _outbound_failed(self, agent_id: str, call_id: str, cause: int | None) -> None:
+        """The agent's phone never answered: the agent is free again; the CTI stream hears why."""
+        self._end_outbound(agent_id, call_id)
+        self.publish("call.ended", call_id=call_id, agent_id=agent_id, reason="agent_no_answer", cause=cause,
+                     cause_txt=None, duration=0.0)
+
+    async def _outbound_call(self, session: CallSession, agent_id: str, number: str) -> None:
+        """The agent answered: dial the customer through the trunk and connect them."""
+        session.answered = True  # the originated channel is up
+        session.records.answered(session.call_id)
+        session.state = "dialing"
+        leg = Leg(session, self.config.asterisk.trunk_dial.replace("{number}", number), purpose="customer",
+                  caller_id=self.config.acd.outbound_caller_id or None, ring_timeout=30.0)
+        try:
+            outcome = await leg.dial()
+            session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=outcome.status)
+            if outcome.answered:
+                session.state = "talking"
+                session.records.event(session.call_id, "bridged", leg="customer")
+                await connect_and_talk(session, leg)
+        finally:
+            self._end_outbound(agent_id, session.call_id)
+            await leg.hangup()
+            await session.hangup()
 
     def _agent_number_prompt(self, agent: AcdAgentConfig, language: str) -> Prompt:
         """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""

@@ -84,6 +84,7 @@ class QueueCall:
         self.left = False  # the engine has said how the visit ended (CallLeft)
         self.agent_id: str | None = None  # once an agent answered
         self.held_since: float | None = None  # monotonic time the caller was put on hold
+        self.history: list[dict[str, object]] = []  # the caller's last calls, for the screen pop
 
     @property
     def call_id(self) -> str:

@@ -1,11 +1,17 @@
-"""HTTP resources for calls: live calls and call records."""
+"""HTTP resources for calls: live calls, call records, a number's history, dispositions and notes."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from controller.http.server import json_error, roles
+from controller.http.openapi import body_of, operation
+from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
+
+DISPOSITION_BODY = {"type": "object", "additionalProperties": False, "required": ["disposition"],
+                    "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}$",
+                                                   "description": "resolved, follow_up, complaint, …"},
+                                   "notes": {"type": "string", "maxLength": 4000}}}
 
 
 def routes(calls: CallsService) -> list[web.RouteDef]:
@@ -24,4 +30,41 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
             return json_error(404, "no call with that id")
         return web.json_response(record)
 
-    return [web.get("/api/calls", list_calls), web.get("/api/calls/{call_id}", get_call)]
+    @operation("A number's recent calls (来电历史), newest first, with agents and dispositions", tag="calls",
+               query={"limit": {"type": "integer", "minimum": 1, "maximum": 100}},
+               responses={200: {"type": "object", "required": ["number", "calls"]}})
+    @roles("agent", "supervisor", "integration")
+    async def history(request: web.Request) -> web.Response:
+        number = request.match_info["number"]
+        if not number.lstrip("+").isdigit() or len(number) > 20:
+            return json_error(400, "number must be digits (optionally a leading +)")
+        try:
+            limit = int(request.query.get("limit", "10"))
+        except ValueError:
+            return json_error(400, "limit must be an integer")
+        if not 1 <= limit <= 100:
+            return json_error(400, "limit must be between 1 and 100")
+        await calls.records.flush()
+        return web.json_response({"number": number, "calls": await calls.records.history(number, limit=limit)})
+
+    @operation("Set a call's disposition and notes (话后小结); an agent only for calls they handled",
+               tag="calls", body=DISPOSITION_BODY, responses={200: {"type": "object"}})
+    @roles("agent", "supervisor", "integration")
+    async def disposition(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        body = body_of(request)
+        await calls.records.flush()
+        if await calls.records.get(call_id) is None:
+            return json_error(404, "no call with that id")
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id not in await calls.records.agents_of(call_id):
+            return json_error(403, "an agent may set the disposition only of calls they handled")
+        agent_id = identity.agent_id if identity.role == "agent" else None
+        calls.records.disposition(call_id, agent_id=agent_id, disposition=body["disposition"],
+                                  notes=body.get("notes", ""))
+        return web.json_response({"call_id": call_id, "disposition": body["disposition"],
+                                  "notes": body.get("notes", "")})
+
+    return [web.get("/api/calls", list_calls), web.get("/api/calls/{call_id}", get_call),
+            web.get("/api/numbers/{number}/calls", history),
+            web.post("/api/calls/{call_id}/disposition", disposition)]

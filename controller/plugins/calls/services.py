@@ -1,4 +1,7 @@
-"""Inbound calls: create a session per call, run its handler, and never leave a caller in silence.
+"""Calls: create a session per call, run its handler, and never leave a caller in silence.
+
+Inbound calls arrive by StasisStart; outbound ones (click-to-dial) start with `originate()`,
+which rings a phone first and makes the call a session once it answers.
 
 The handler for inbound calls is pluggable (`inbound_handler`): the IVR plugin installs the flow
 runner; without it, callers hear the default greeting and go to the dialplan's fallback route.
@@ -16,10 +19,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from controller.ari.client import AriClient
+from controller.ari.client import AriClient, new_id
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError, ChannelGone
-from controller.ari.models import Channel, StasisStart
+from controller.ari.models import Channel, ChannelDestroyed, Event, StasisStart
 from controller.config import Config
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
@@ -34,6 +37,24 @@ RECOVERY_TIMEOUT = 120.0
 CallHandler = Callable[[CallSession], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 Publish = Callable[..., Any]  # EventBus.publish
+
+
+class _Originating:
+    """An originated channel until it answers (it becomes a call session) or fails (`on_failed`)."""
+
+    def __init__(self, calls: CallsService, channel_id: str, call_id: str, did: str, handler: CallHandler,
+                 on_failed: Callable[[int | None], None]) -> None:
+        self.calls, self.channel_id, self.call_id, self.did = calls, channel_id, call_id, did
+        self.handler, self.on_failed = handler, on_failed
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StasisStart):
+            session = self.calls._new_session(event.channel, did=self.did, direction="outbound",
+                                              call_id=self.call_id)
+            self.calls.spawn(self.calls._run(session, self.handler))
+        elif isinstance(event, ChannelDestroyed):
+            self.calls.dispatcher.release(self.channel_id)
+            self.on_failed(event.cause)
 
 
 class CallsService:
@@ -69,6 +90,24 @@ class CallsService:
             if arg.startswith("flow="):
                 session.entry_flow = arg.removeprefix("flow=")
         self.spawn(self._run(session, self.inbound_handler))
+
+    async def originate(self, endpoint: str, *, did: str, caller_id: str | None, timeout: float,
+                        handler: CallHandler, on_failed: Callable[[int | None], None],
+                        call_id: str | None = None) -> str:
+        """Ring `endpoint`; when it answers, the channel is a new outbound call run by `handler`.
+
+        Returns the call id at once. `on_failed(cause)` runs if the channel never answers; an
+        AriError means Asterisk refused to originate (nothing to clean up).
+        """
+        call_id, channel_id = call_id or uuid.uuid4().hex, new_id("out")
+        self.dispatcher.claim(channel_id, _Originating(self, channel_id, call_id, did, handler, on_failed))
+        try:
+            await self.ari.originate(channel_id, endpoint, app=self.config.ari.app, app_args="outbound",
+                                     caller_id=caller_id, timeout=max(1, int(timeout)))
+        except AriError:
+            self.dispatcher.release(channel_id)
+            raise
+        return call_id
 
     def _new_session(self, channel: Channel, *, did: str, direction: str, call_id: str | None = None) -> CallSession:
         session = CallSession(

@@ -46,6 +46,10 @@ class CallRecords:
             (at if at is not None else self._now(), reason, cause, cause_txt, call_id),
         )
 
+    async def flush(self) -> None:
+        """Wait until the writes queued so far are in the store (reads right after a change)."""
+        await self._store.flush()
+
     async def get(self, call_id: str) -> dict[str, Any] | None:
         row = await self._store.fetchone("SELECT * FROM calls WHERE call_id = ?", (call_id,))
         if row is None:
@@ -71,3 +75,35 @@ class CallRecords:
             "SELECT call_id, channel_id, direction, caller, did, flow, started_at, answered_at, ended_at,"
             " end_reason, hangup_cause FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
+
+    async def history(self, number: str, *, limit: int = 10, before: float | None = None) -> list[dict[str, Any]]:
+        """A number's recent calls, newest first (inbound from it, outbound to it), with who answered
+        and the disposition left by the agent."""
+        rows = await self._store.fetchall(
+            "SELECT c.call_id, c.direction, c.started_at, c.answered_at, c.ended_at, c.end_reason, c.flow,"
+            " (SELECT group_concat(q.agent_id) FROM queue_calls q WHERE q.call_id = c.call_id"
+            "  AND q.outcome = 'answered') AS agents,"
+            " (SELECT group_concat(q.queue) FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
+            " d.disposition, d.notes"
+            " FROM calls c LEFT JOIN dispositions d ON d.call_id = c.call_id"
+            " WHERE ((c.direction = 'inbound' AND c.caller = ?) OR (c.direction = 'outbound' AND c.did = ?))"
+            " AND c.started_at < ? ORDER BY c.started_at DESC LIMIT ?",
+            (number, number, before if before is not None else float("inf"), limit))
+        return [{**dict(row), "agents": (row["agents"] or "").split(",") if row["agents"] else [],
+                 "queues": (row["queues"] or "").split(",") if row["queues"] else []} for row in rows]
+
+    def disposition(self, call_id: str, *, agent_id: str | None, disposition: str, notes: str) -> None:
+        self._store.write(
+            "INSERT INTO dispositions (call_id, at, agent_id, disposition, notes) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(call_id) DO UPDATE SET at = excluded.at, agent_id = excluded.agent_id,"
+            " disposition = excluded.disposition, notes = excluded.notes",
+            (call_id, self._now(), agent_id, disposition, notes))
+        self.event(call_id, "disposition", agent_id=agent_id, disposition=disposition)
+
+    async def agents_of(self, call_id: str) -> set[str]:
+        """Agents who answered the call (any of its queue visits) or placed it (click-to-dial)."""
+        rows = await self._store.fetchall(
+            "SELECT agent_id FROM queue_calls WHERE call_id = ? AND agent_id IS NOT NULL"
+            " UNION SELECT json_extract(detail, '$.agent_id') FROM call_events"
+            " WHERE call_id = ? AND kind = 'customer_dialled'", (call_id, call_id))
+        return {row["agent_id"] for row in rows if row["agent_id"]}
