@@ -175,10 +175,18 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye]) 
     return "".join(parts)
 
 
-def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms: int | None = None) -> str:
+#: SIPp's 7-second A-law speech capture: a phone that "talks" plays it after answering.
+SPEECH_PCAP = "/usr/share/sip-tester/g711a.pcap"
+
+
+def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms: int | None = None,
+                 talk: bool = False) -> str:
     """A phone: rings, answers after `answer_after_ms` (or rejects with a status), then either
-    waits for the far end's BYE or hangs up itself after `hold_ms`."""
+    waits for the far end's BYE or hangs up itself after `hold_ms`. With `talk`, it answers with
+    A-law and plays `SPEECH_PCAP` (7 s of audio) once the call is up."""
     sdp = _indent(_SDP, 6)
+    if talk:
+        sdp = sdp.replace("RTP/AVP 0 101", "RTP/AVP 8 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
     head = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="ccc phone">
   <recv request="INVITE" crlf="true" rrs="true"/>
@@ -233,6 +241,8 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
     if hold_ms is None:
         return body + '  <recv request="ACK" rtd="true" crlf="true"/>\n' + _ANSWER_BYE.format(timeout=600_000) \
             + "</scenario>\n"
+    if talk:
+        body += f"""  <nop><action><exec play_pcap_audio="{SPEECH_PCAP}"/></action></nop>\n"""
     # SIPp refuses variables that are set and never used: capture the dialog's headers only here.
     return body + """  <recv request="ACK" rtd="true" crlf="true">
     <action>
@@ -314,7 +324,8 @@ class Phone(_Sipp):
     """An agent's (or a customer's) phone listening on `sip_port` (8001 -> 15001 in the demo)."""
 
     def __init__(self, sip_port: int, *, answer_after_ms: int = 500, reject: int | None = None,
-                 hold_ms: int | None = None, calls: int = 1, timeout_s: int = 120) -> None:
+                 hold_ms: int | None = None, calls: int = 1, timeout_s: int = 120, talk: bool = False) -> None:
         _, media_port = _next_ports()
-        super().__init__(uas_scenario(answer_after_ms, reject=reject, hold_ms=hold_ms), sip_port, media_port,
+        super().__init__(uas_scenario(answer_after_ms, reject=reject, hold_ms=hold_ms, talk=talk), sip_port,
+                         media_port,
                          calls=calls, timeout_s=timeout_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,11 @@ def _wait_http(url: str, timeout: float = 20) -> bool:
     return False
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def run() -> int:
     VAR.mkdir(exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
@@ -53,7 +59,10 @@ def run() -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         sandbox.start()
-        children.append(subprocess.Popen([PYTHON, "-m", "controller.demo.backend"], env=env, cwd=REPO))
+        if _listening(8090):
+            print("[run] a demo back-end already answers on 127.0.0.1:8090; using it", flush=True)
+        else:
+            children.append(subprocess.Popen([PYTHON, "-m", "controller.demo.backend"], env=env, cwd=REPO))
         children.append(subprocess.Popen([PYTHON, "-m", "controller", "--config", "demo/controller.yaml"],
                                          env=env, cwd=REPO))
         ok = _wait_http("http://127.0.0.1:8080/healthz")

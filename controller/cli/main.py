@@ -33,13 +33,23 @@ def api(args: argparse.Namespace) -> ControllerApi:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = api(args).get("/api/status")
+    client = api(args)
+    status = client.get("/api/status")
+    try:
+        status["trunks"] = client.get("/api/asterisk/trunks")["pjsip"]
+    except ApiError as exc:
+        status["trunks"] = None
+        status["trunks_error"] = exc.message
 
     def text(st: dict[str, Any]) -> str:
         h, ast = st["controller"], st["asterisk"]
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["started_at"]))
         states = ", ".join(f"{k} {v}" for k, v in sorted(h.get("calls_by_state", {}).items())) or "none"
         agents = ", ".join(f"{k} {v}" for k, v in st.get("agents_by_state", {}).items()) or "none configured"
+        if st.get("trunks") is None:
+            trunks = f"UNKNOWN ({st.get('trunks_error')})"
+        else:
+            trunks = ", ".join(f"{t['name']} {t['registration']}/{t['qualify']}" for t in st["trunks"]) or "none"
         queues = ", ".join(f"{name} {q['waiting']} waiting (longest {q['longest_wait']:.0f} s)"
                            for name, q in st.get("queues", {}).items()) or "none configured"
         if ast.get("reachable"):
@@ -54,6 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"asterisk    {asterisk}",
             f"calls       {h['active_calls']} active: {states}",
             f"agents      {agents}",
+            f"trunks      {trunks}",
             f"queues      {queues}",
         ])
 

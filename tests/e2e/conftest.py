@@ -121,7 +121,11 @@ class ControllerProcess:
             [sys.executable, "-m", "controller", "--config", str(self.config)],
             env=self.env, stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO)
         if wait:
-            await self.wait_healthy()
+            try:
+                await self.wait_healthy()
+            except BaseException:
+                self.terminate()  # never leave a half-started controller holding the ports
+                raise
 
     async def health(self) -> dict[str, Any] | None:
         try:

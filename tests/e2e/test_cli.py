@@ -26,6 +26,7 @@ async def test_status_text_and_json(controller: ControllerProcess) -> None:
     assert text.returncode == 0, text.stderr
     assert "ARI stream  connected" in text.stdout and "reachable, 22." in text.stdout
     assert "agents      logged_out" in text.stdout and "general 0 waiting" in text.stdout
+    assert "trunks      " in text.stdout and "loopback-trunk" in text.stdout
     data = json.loads((await asyncio.to_thread(ccctl, "status", "--json", url=controller.url)).stdout)
     assert data["asterisk"]["reachable"] is True and data["asterisk"]["version"].startswith("22.")
     assert data["controller"]["ari_connected"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 import time
 
@@ -18,6 +19,11 @@ pytestmark = pytest.mark.e2e
 DID = "4008001234"
 # A DID no flow claims: its callers hear the default greeting (the hotline flow owns DID).
 UNROUTED_DID = "4008000001"
+
+
+def ccctl(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", "--url", url, "--token", "demo-admin-token",
+                           *args], capture_output=True, text=True, timeout=60)
 
 
 async def wait_until(predicate, timeout: float = 15, interval: float = 0.1):  # type: ignore[no-untyped-def]
@@ -105,6 +111,12 @@ async def test_event_stream_reconnects_after_asterisk_restart(controller: Contro
     before = await controller.wait_healthy()
     sandbox.stop()
     await wait_until(lambda: _disconnected(controller))
+    # The ops CLI says so clearly while Asterisk is down.
+    status = await asyncio.to_thread(ccctl, controller.url, "status")
+    assert status.returncode == 1 and "NOT REACHABLE" in status.stdout and "NOT CONNECTED" in status.stdout
+    assert "trunks      UNKNOWN (Asterisk AMI unavailable" in status.stdout
+    trunks = await asyncio.to_thread(ccctl, controller.url, "trunks")
+    assert trunks.returncode == 1 and "Asterisk AMI unavailable" in trunks.stderr
     sandbox.start()
     health = await wait_until(lambda: _reconnected(controller, before["ari_connections"]), timeout=30)
     assert health["ari_connected"]
