@@ -45,6 +45,9 @@ from controller.plugins.desk import resources as desk_resources
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
+from controller.plugins.recordings import resources as recording_resources
+from controller.plugins.recordings.services import RecordingService
+from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
 from controller.store.db import Store
@@ -68,9 +71,12 @@ class Controller:
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
+        self.recordings = RecordingService(config=config, ari=self.ari,
+                                           index=RecordingIndex(self.store, self.clock.now),
+                                           publish=self.events.publish)
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
-                              originate=self.calls.originate)
+                              originate=self.calls.originate, recordings=self.recordings)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
@@ -171,6 +177,8 @@ class Controller:
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
+            *recording_resources.routes(self.recordings, self.calls,
+                                        lambda agent_id: self.acd.engine.agent(agent_id).current_call),
         ]
 
     def _http(self) -> aiohttp.ClientSession:

@@ -241,8 +241,7 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
     if hold_ms is None:
         return body + '  <recv request="ACK" rtd="true" crlf="true"/>\n' + _ANSWER_BYE.format(timeout=600_000) \
             + "</scenario>\n"
-    if talk:
-        body += f"""  <nop><action><exec play_pcap_audio="{SPEECH_PCAP}"/></action></nop>\n"""
+    speech = f"""  <nop><action><exec play_pcap_audio="{SPEECH_PCAP}"/></action></nop>\n""" if talk else ""
     # SIPp refuses variables that are set and never used: capture the dialog's headers only here.
     return body + """  <recv request="ACK" rtd="true" crlf="true">
     <action>
@@ -250,7 +249,7 @@ def uas_scenario(answer_after_ms: int = 0, *, reject: int | None = None, hold_ms
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/>
     </action>
   </recv>
-""" + f'  <pause milliseconds="{hold_ms}"/>\n' + _UAS_BYE + "</scenario>\n"
+""" + speech + f'  <pause milliseconds="{hold_ms}"/>\n' + _UAS_BYE + "</scenario>\n"
 
 
 @dataclass

@@ -55,5 +55,21 @@ class ControllerApi:
             path += "?" + urllib.parse.urlencode(query)
         return self.request("GET", path)
 
+    def download(self, path: str) -> bytes:
+        """A binary resource (a recording's audio)."""
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=max(self.timeout, 60)) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")
+            try:
+                message = json.loads(text).get("error", text)
+            except ValueError:
+                message = text
+            raise ApiError(exc.code, message) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ApiUnavailable(f"cannot reach the controller at {self.url}: {getattr(exc, 'reason', exc)}") from exc
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body if body is not None else {})

@@ -159,7 +159,8 @@ def _plugins() -> list[Callable[[Any], None]]:
     """Sub-command groups defined in their own modules (flows, agents, reports, …)."""
     registers = []
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
-                        "controller.cli.ops", "controller.cli.acd", "controller.cli.reports"):
+                        "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
+                        "controller.cli.recordings"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

@@ -123,4 +123,24 @@ MIGRATIONS: list[str] = [
         notes TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 6: the recordings index (one mixed file per recorded call)
+    """
+    CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,          -- Asterisk's recording name = the file name without .wav
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL DEFAULT '',
+        queue TEXT,
+        agents TEXT NOT NULL DEFAULT '[]',  -- JSON: agents heard on the recording, in order
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        duration REAL,
+        file TEXT NOT NULL,
+        pauses TEXT NOT NULL DEFAULT '[]',  -- JSON: [[start, end], ...] seconds into the file (silence)
+        reason TEXT NOT NULL,               -- queue_policy | on_demand
+        deleted_at REAL                     -- retention removed the file
+    );
+    CREATE INDEX recordings_call ON recordings(call_id);
+    CREATE INDEX recordings_started ON recordings(started_at);
+    """,
 ]

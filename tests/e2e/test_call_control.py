@@ -18,9 +18,9 @@ pytestmark = pytest.mark.e2e
 AGENT_1002_TOKEN = "demo-agent-1002-token"
 
 
-async def start(tmp_path: Path) -> ControllerProcess:
+async def start(tmp_path: Path, **queue_settings: Any) -> ControllerProcess:
     queue = {"wrapup_seconds": 5, "ring_timeout": 8, "max_wait": 60, "announce_interval": 0,
-             "announce_agent_number": False, "no_agents": "wait"}
+             "announce_agent_number": False, "no_agents": "wait", **queue_settings}
     agents = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}},
               {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"orders": 0}}]
     config = demo_config(tmp_path, ivr={"flows_dir": str(flows_dir(tmp_path, "always"))},

@@ -42,6 +42,7 @@ from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Queu
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
+from controller.plugins.recordings.services import RecordingError, RecordingService
 from controller.reports.kpis import Standards
 
 log = logging.getLogger("controller.acd")
@@ -71,13 +72,15 @@ def agent_settings(agent: AcdAgentConfig) -> AgentSettings:
 
 class AcdService:
     def __init__(self, *, config: Config, clock: Clock, records: AcdRecords, publish: Publish,
-                 media_for: MediaFor, originate: Originate | None = None) -> None:
+                 media_for: MediaFor, originate: Originate | None = None,
+                 recordings: RecordingService | None = None) -> None:
         self.config = config
         self.clock = clock
         self.records = records
         self.publish = publish
         self.media_for = media_for
         self.originate = originate
+        self.recordings = recordings
         self.queue_configs = {queue.name: queue for queue in config.acd.queues}
         self.agent_configs = {agent.id: agent for agent in config.acd.agents}
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
@@ -280,6 +283,19 @@ class AcdService:
             return QueueOutcome("no_agents" if overflow.reason == "no_agents" else "timeout")
         return QueueOutcome("overflow", overflow_target=target)
 
+    async def _record_by_policy(self, waiting: QueueCall, agent_id: str) -> None:
+        """`recording: always` queues record from the first answer; a call already recording (e.g. after
+        a transfer) goes on in the same file with this agent added."""
+        if self.recordings is None:
+            return
+        recording = self.recordings.live.get(waiting.call_id)
+        if waiting.queue.recording == "always" or recording is not None:
+            try:
+                await self.recordings.start(waiting.session, queue=waiting.queue.name, agent_id=agent_id,
+                                            reason="queue_policy")
+            except RecordingError as exc:
+                log.error("call %s: %s", waiting.call_id, exc)  # the call goes on, unrecorded
+
     def _ring_timed_out(self, waiting: QueueCall, agent_id: str) -> None:
         """The engine's ring timeout (RONA): the offer goes on the visit's record like a failed ring."""
         leg = waiting.legs.get(agent_id)
@@ -325,6 +341,7 @@ class AcdService:
                 session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                 await session.play([await self.media_for(prompt)])
             waiting.agent_id = answered.agent_id
+            await self._record_by_policy(waiting, answered.agent_id)
             transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
                 waiting, command, bridge, leg))
             if transfer is not None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,8 @@ class CallSession:
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
+        # Run when the call ends, before its record is closed (e.g. complete the recording's index row).
+        self.on_finish: list[Callable[[], Awaitable[object]]] = []
         self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
@@ -276,6 +278,11 @@ class CallSession:
     async def finish(self) -> None:
         """Close the call: make sure the channel is not left behind, then write the end of the record."""
         try:
+            for hook in self.on_finish:
+                try:
+                    await hook()
+                except Exception:  # one failing hook must not keep the call's record open
+                    log.exception("call %s: end-of-call hook failed", self.call_id)
             if not self.caller_gone:
                 await self.hangup()
             if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):

@@ -1,0 +1,152 @@
+"""Call recording: one mixed file per call, across holds and transfers, with pause/resume.
+
+A snoop channel on the caller's channel (spy both: what the caller says and hears) is recorded
+by Asterisk into `<recordings_dir>/<name>.wav`. The caller's channel stays the same whoever the
+caller talks to, so one file covers the whole call. "Pause" mutes the recording rather than
+stopping it: the paused span is written as silence, so the file keeps the call's timeline (a
+card number read during a pause is never written) and offsets in the index match the audio.
+
+Policy per queue (`recording: always | never | on_demand`): `always` starts when the first agent
+answers; `on_demand` when an agent (or supervisor, or integration) asks through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.ari.client import AriClient, new_id
+from controller.ari.errors import AriError
+from controller.config import Config
+from controller.plugins.calls.session import CallSession
+from controller.plugins.recordings.state_persistor import RecordingIndex
+
+log = logging.getLogger("controller.recordings")
+
+Publish = Callable[..., Any]
+
+
+class RecordingError(Exception):
+    """The operation does not fit the call (not recording, already paused, …): nothing changed."""
+
+
+@dataclass
+class LiveCallRecording:
+    name: str
+    call_id: str
+    snoop_id: str
+    started: float  # monotonic
+    agents: list[str] = field(default_factory=list)
+    pauses: list[list[float | None]] = field(default_factory=list)  # [start, end] seconds into the file
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1][1] is None
+
+    def offset(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
+
+class RecordingService:
+    def __init__(self, *, config: Config, ari: AriClient, index: RecordingIndex, publish: Publish) -> None:
+        self.config = config
+        self.ari = ari
+        self.index = index
+        self.publish = publish
+        self.live: dict[str, LiveCallRecording] = {}  # call id -> its recording
+
+    def file_of(self, name: str) -> Path:
+        return Path(self.config.asterisk.recordings_dir) / f"{name}.wav"
+
+    async def start(self, session: CallSession, *, queue: str | None, agent_id: str | None,
+                    reason: str) -> LiveCallRecording:
+        """Record the call from now to its end (or `stop`); a call already recording keeps its file."""
+        current = self.live.get(session.call_id)
+        if current is not None:
+            if agent_id and agent_id not in current.agents:
+                current.agents.append(agent_id)
+                self.index.agents(current.name, current.agents)
+            return current
+        name = f"call-{time.strftime('%Y%m%d-%H%M%S')}-{session.call_id[:12]}"
+        snoop_id = new_id("snoop")
+        # The snoop channel and the recording report to the call's own inbox (and are ignored there).
+        session.dispatcher.claim(snoop_id, session)
+        session.dispatcher.claim(name, session)
+        try:
+            await self.ari.snoop(session.channel_id, snoop_id, spy="both", app=self.config.ari.app,
+                                 app_args="snoop")
+            await self.ari.record(snoop_id, name, fmt="wav", if_exists="overwrite")
+        except AriError as exc:
+            session.dispatcher.release(snoop_id)
+            session.dispatcher.release(name)
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(snoop_id)
+            raise RecordingError(f"cannot record the call: {exc.message}") from exc
+        recording = LiveCallRecording(name, session.call_id, snoop_id, time.monotonic(),
+                                      [agent_id] if agent_id else [])
+        self.live[session.call_id] = recording
+        self.index.started(name=name, call_id=session.call_id, caller=session.caller, queue=queue,
+                           agents=recording.agents, file=str(self.file_of(name)), reason=reason)
+        session.records.event(session.call_id, "recording_started", recording=name, reason=reason)
+        session.on_finish.append(lambda: self.stop(session.call_id))
+        self.publish("recording.started", call_id=session.call_id, agent_id=agent_id, recording=name)
+        log.info("call %s: recording %s (%s)", session.call_id, name, reason)
+        return recording
+
+    def _live(self, call_id: str) -> LiveCallRecording:
+        recording = self.live.get(call_id)
+        if recording is None:
+            raise RecordingError("the call is not being recorded")
+        return recording
+
+    async def pause(self, call_id: str) -> LiveCallRecording:
+        recording = self._live(call_id)
+        if recording.paused:
+            raise RecordingError("the recording is already paused")
+        await self.ari.request("recordings.mute", {"recordingName": recording.name})
+        recording.pauses.append([recording.offset(), None])
+        self.index.pauses(recording.name, recording.pauses)
+        self.publish("recording.paused", call_id=call_id, recording=recording.name)
+        return recording
+
+    async def resume(self, call_id: str) -> LiveCallRecording:
+        recording = self._live(call_id)
+        if not recording.paused:
+            raise RecordingError("the recording is not paused")
+        await self.ari.request("recordings.unmute", {"recordingName": recording.name})
+        recording.pauses[-1][1] = recording.offset()
+        self.index.pauses(recording.name, recording.pauses)
+        self.publish("recording.resumed", call_id=call_id, recording=recording.name)
+        return recording
+
+    async def stop(self, call_id: str) -> LiveCallRecording | None:
+        """End the recording (at the end of the call, or on demand) and complete its index row."""
+        recording = self.live.pop(call_id, None)
+        if recording is None:
+            return None
+        duration = time.monotonic() - recording.started
+        if recording.paused:
+            recording.pauses[-1][1] = round(duration, 3)
+        with contextlib.suppress(AriError):  # gone already when the caller hung up: the file is complete
+            await self.ari.stop_recording(recording.name)
+        with contextlib.suppress(AriError):
+            await self.ari.hangup(recording.snoop_id)
+        self.index.finished(recording.name, duration=duration, pauses=recording.pauses)
+        self.publish("recording.stopped", call_id=call_id, recording=recording.name, duration=round(duration, 3))
+        return recording
+
+    async def purge(self, older_than_days: float, now: float | None = None) -> int:
+        """Retention: delete recordings (files and index rows marked) older than this many days."""
+        cutoff = (now if now is not None else time.time()) - older_than_days * 86400
+        removed = 0
+        for row in await self.index.older_than(cutoff):
+            await asyncio.to_thread(Path(row["file"]).unlink, missing_ok=True)
+            self.index.deleted(row["id"])
+            removed += 1
+        return removed
