@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.e2e.test_ivr_acd import ACD_DID, flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 AGENT_1002_TOKEN = "demo-agent-1002-token"
+SUPERVISOR = "demo-supervisor-token"
 
 
 async def start(tmp_path: Path, **queue_settings: Any) -> ControllerProcess:
@@ -143,3 +144,54 @@ async def test_click_to_dial_when_the_agent_does_not_answer(
     agent = await wait_for_state(process, "1001", "ready")  # free again, nothing stuck
     assert agent["current_call"] is None
     busy_phone.kill()
+
+
+async def test_supervisor_listens_whispers_barges_and_leaves(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=16000, talk=True)
+    supervisor_phone = Phone(15003, answer_after_ms=300)  # 8003, until the controller hangs up
+    for phone in (agent_phone, supervisor_phone):
+        await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    path = f"/api/calls/{call_id}/monitor"
+    listen = {"mode": "listen", "phone": "8003"}
+    assert (await process.api("POST", path, json=listen, token="demo-agent-1001-token"))[0] == 403
+    assert (await process.api("POST", path, json=listen, token="demo-integration-token"))[0] == 403
+    assert (await process.api("POST", path, json={"mode": "spy", "phone": "8003"}, token=SUPERVISOR))[0] == 400
+    assert (await process.api("POST", path, json={"mode": "listen"}, token=SUPERVISOR))[0] == 409  # no phone
+
+    async def members(bridge_id: str) -> set[str]:
+        return set((await ari_get(f"/bridges/{bridge_id}"))["channels"])
+
+    status, first = await process.api("POST", path, json=listen, token=SUPERVISOR)
+    assert (status, first["mode"]) == (200, "listen"), first
+    supervisor, talk = first["supervisor_channel"], first["talk_bridge"]
+    assert await members(first["monitor_bridge"]) == {supervisor, first["snoop_channel"]}
+    assert supervisor not in await members(talk) and len(await members(talk)) == 2  # caller and agent only
+
+    status, whisper = await process.api("POST", path, json={"mode": "whisper"}, token=SUPERVISOR)
+    assert status == 200 and whisper["snoop_channel"] != first["snoop_channel"]
+    assert await members(whisper["monitor_bridge"]) == {supervisor, whisper["snoop_channel"]}
+    assert first["snoop_channel"] not in {c["id"] for c in await ari_get("/channels")}
+
+    status, barge = await process.api("POST", path, json={"mode": "barge"}, token=SUPERVISOR)
+    assert status == 200 and barge["snoop_channel"] is None
+    assert supervisor in await members(talk) and len(await members(talk)) == 3  # a three-way call
+
+    status, back = await process.api("POST", path, json={"mode": "listen"}, token=SUPERVISOR)
+    assert status == 200 and supervisor not in await members(talk)
+    assert await members(back["monitor_bridge"]) == {supervisor, back["snoop_channel"]}
+    status, _ = await process.api("POST", path, json={"mode": "stop"}, token=SUPERVISOR)
+    assert status == 200
+    assert (await supervisor_phone.wait()).ok  # the supervisor's phone was hung up; the call goes on
+    assert (await agent_state(process, "1001"))["state"] == "talking"
+    assert (await caller.wait()).ok
+    modes = [e.get("detail", e)["mode"] for e in (await process.call_record(call_id))["events"]
+             if e["kind"] == "monitor"]
+    assert modes == ["listen", "whisper", "barge", "listen", "stop"]
+    agent_phone.kill()

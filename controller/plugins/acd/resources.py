@@ -30,6 +30,10 @@ DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agen
              "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
                             "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
                                        "description": "the customer's number, dialled through the trunk"}}}
+MONITOR_BODY = {"type": "object", "additionalProperties": False, "required": ["mode"],
+                "properties": {"mode": {"type": "string", "enum": ["listen", "whisper", "barge", "stop"]},
+                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$",
+                                         "description": "the supervisor's phone (endpoint), rung the first time"}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
@@ -133,13 +137,15 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
         return web.json_response(body)
 
-    async def call_command(request: web.Request, action: str, target: str | None = None) -> web.Response:
+    async def call_command(request: web.Request, action: str, target: str | None = None,
+                           options: dict[str, str] | None = None) -> web.Response:
         identity = caller_of(request)
         acting_for = identity.agent_id if identity.role == "agent" else None
         if identity.role == "agent" and not acting_for:
             return json_error(403, "this agent token names no agent")
         try:
-            result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for)
+            result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
+                                       timeout=30.0 if action == "monitor" else 10.0, options=options)
         except PermissionError as exc:
             return json_error(403, str(exc))
         except AcdError as exc:
@@ -185,8 +191,16 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
             return json_error(409, str(exc))
         return web.json_response(result, status=202)
 
+    @operation("Supervisor monitoring: listen (监听), whisper to the agent (耳语), barge in (强插), or stop;"
+               " switch modes during the call", tag="calls", body=MONITOR_BODY, responses={200: CONTROL_RESULT})
+    @roles("supervisor")
+    async def monitor(request: web.Request) -> web.Response:
+        body = body_of(request)
+        return await call_command(request, "monitor", body["mode"], {"phone": body.get("phone", "")})
+
     return [
         web.post("/api/calls", dial),
+        web.post("/api/calls/{call_id}/monitor", monitor),
         web.post("/api/calls/{call_id}/hold", hold),
         web.post("/api/calls/{call_id}/hangup", hangup),
         web.post("/api/calls/{call_id}/resume", resume),

@@ -31,6 +31,7 @@ from controller.acd.model import (
     Overflow,
     QueueSettings,
 )
+from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
@@ -38,7 +39,7 @@ from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
 from controller.media.say import say_digits
-from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, QueueCall
+from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
@@ -348,6 +349,7 @@ class AcdService:
                 return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
             return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
         finally:
+            await self._end_monitor(waiting)
             waiting.agent_id = None
             if waiting.held_since is not None:
                 self._record_resume(waiting)
@@ -360,14 +362,15 @@ class AcdService:
     # -- call control (agents' commands on their connected call) ------------------------------------------
 
     async def control(self, call_id: str, action: str, *, target: str | None = None,
-                      agent_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+                      agent_id: str | None = None, timeout: float = 10.0,
+                      options: dict[str, str] | None = None) -> dict[str, Any]:
         """Hold, resume, transfer or hang up (the agent's side of) a call connected to an agent;
         AcdError when it cannot be done.
 
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer", "hangup"):
+        if action not in ("hold", "resume", "transfer", "hangup", "monitor"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -378,7 +381,7 @@ class AcdService:
             self._check_transfer_target(target)
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
         waiting.session.deliver(CallControl(type="CallControl", timestamp="", application="", raw={},
-                                            action=action, target=target, done=done))
+                                            action=action, target=target, done=done, options=options))
         async with asyncio.timeout(timeout):
             return dict(await done)
 
@@ -405,6 +408,9 @@ class AcdService:
                             leg: Leg) -> tuple[dict[str, object], str | None]:
         session, agent_id = waiting.session, waiting.agent_id
         assert agent_id is not None
+        if command.action == "monitor":
+            return await self._monitor(waiting, command.target or "", (command.options or {}).get("phone", ""),
+                                       bridge, leg), None
         if command.action == "hangup":
             # The agent's side ends; the caller goes on in the flow (survey, goodbye), never to silence.
             if waiting.held_since is not None:
@@ -439,6 +445,70 @@ class AcdService:
         session.records.event(session.call_id, "transfer", agent_id=agent_id, mode="blind", to=target)
         self.publish("call.transferred", call_id=session.call_id, agent_id=agent_id, kind="blind", target=target)
         return {"call_id": session.call_id, "state": "transferring", "target": target}, target
+
+    async def _monitor(self, waiting: QueueCall, mode: str, phone: str, talk: Bridge,
+                       agent_leg: Leg) -> dict[str, object]:
+        """Supervisor monitoring (监听 listen, 耳语 whisper, 强插 barge, stop), switchable during the call.
+
+        The supervisor's phone is rung once (the first command names it) and stays on while the mode
+        changes; listen and whisper go through a snoop channel on the agent's leg, so the caller never
+        hears the supervisor until a barge."""
+        session = waiting.session
+        if mode not in ("listen", "whisper", "barge", "stop"):
+            raise AcdError("mode must be listen, whisper, barge or stop")
+        monitor = waiting.monitor
+        if mode == "stop":
+            if monitor is None:
+                raise AcdError("nobody is monitoring the call")
+            await self._end_monitor(waiting)
+            return {"call_id": session.call_id, "state": "talking", "mode": "stop"}
+        if monitor is None:
+            if not phone:
+                raise AcdError("name the supervisor's phone to ring")
+            supervisor = Leg(session, self.config.asterisk.phone_dial.replace("{endpoint}", phone),
+                             purpose="supervisor", caller_id=session.caller or None, ring_timeout=20.0)
+            outcome = await supervisor.dial()
+            if not outcome.answered:
+                raise AcdError(f"the supervisor's phone did not answer ({outcome.status})")
+            monitor = waiting.monitor = Monitor(supervisor, await Bridge(session, purpose="monitor").create())
+            await monitor.bridge.add(supervisor.channel_id)
+        # Leave the previous mode, then take the new one.
+        if monitor.snoop_id is not None:
+            with contextlib.suppress(AriError):
+                await session.ari.hangup(monitor.snoop_id)
+            session.dispatcher.release(monitor.snoop_id)
+            monitor.snoop_id = None
+        if monitor.mode == "barge" and mode != "barge":
+            await talk.remove(monitor.supervisor.channel_id)
+            await monitor.bridge.add(monitor.supervisor.channel_id)
+        if mode == "barge":
+            if monitor.mode != "barge":
+                await monitor.bridge.remove(monitor.supervisor.channel_id)
+                await talk.add(monitor.supervisor.channel_id)
+        else:
+            snoop_id = new_id("snoop")
+            session.dispatcher.claim(snoop_id, session)
+            await session.ari.snoop(agent_leg.channel_id, snoop_id, app=self.config.ari.app, app_args="snoop",
+                                    spy="both", whisper="out" if mode == "whisper" else "none")
+            await monitor.bridge.add(snoop_id)
+            monitor.snoop_id = snoop_id
+        monitor.mode = mode
+        session.records.event(session.call_id, "monitor", mode=mode, agent_id=waiting.agent_id)
+        return {"call_id": session.call_id, "state": "monitored", "mode": mode,
+                "supervisor_channel": monitor.supervisor.channel_id, "snoop_channel": monitor.snoop_id,
+                "monitor_bridge": monitor.bridge.bridge_id, "talk_bridge": talk.bridge_id}
+
+    async def _end_monitor(self, waiting: QueueCall) -> None:
+        monitor, waiting.monitor = waiting.monitor, None
+        if monitor is None:
+            return
+        if monitor.snoop_id is not None:
+            with contextlib.suppress(AriError):
+                await waiting.session.ari.hangup(monitor.snoop_id)
+            waiting.session.dispatcher.release(monitor.snoop_id)
+        await monitor.supervisor.hangup()
+        await monitor.bridge.destroy()
+        waiting.session.records.event(waiting.call_id, "monitor", mode="stop", agent_id=waiting.agent_id)
 
     def _record_resume(self, waiting: QueueCall) -> float:
         """Take the call off hold in the engine and the records; returns the seconds it was held."""

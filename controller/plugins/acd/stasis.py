@@ -51,10 +51,23 @@ class CallControl(Event):
     action: str = ""
     target: str | None = None
     done: asyncio.Future[dict[str, object]] | None = None
+    options: dict[str, str] | None = None
 
 
 #: What the connected call does with a command: None to go on talking, or a transfer target.
 ControlHandler = Callable[[CallControl, Bridge, Leg], Awaitable[str | None]]
+
+
+@dataclass
+class Monitor:
+    """A supervisor on a connected call: their phone's leg in a bridge of its own with a snoop on the
+    agent's channel (listen: hears both sides; whisper: the agent hears them too), or in the call's
+    bridge (barge: a three-way call)."""
+
+    supervisor: Leg
+    bridge: Bridge
+    mode: str = ""
+    snoop_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class QueueCall:
         self.agent_id: str | None = None  # once an agent answered
         self.held_since: float | None = None  # monotonic time the caller was put on hold
         self.history: list[dict[str, object]] = []  # the caller's last calls, for the screen pop
+        self.monitor: Monitor | None = None  # a supervisor listening, whispering or barged in
 
     @property
     def call_id(self) -> str:
