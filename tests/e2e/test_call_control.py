@@ -195,3 +195,36 @@ async def test_supervisor_listens_whispers_barges_and_leaves(
              if e["kind"] == "monitor"]
     assert modes == ["listen", "whisper", "barge", "listen", "stop"]
     agent_phone.kill()
+
+
+async def test_conference_goes_on_when_the_agent_leaves_first(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=6000)   # the agent leaves after 6 s
+    third_party = Phone(5090, answer_after_ms=500, hold_ms=9000)     # an outside expert, through the trunk
+    for phone in (agent_phone, third_party):
+        await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    path = f"/api/calls/{call_id}/conference"
+    assert (await process.api("POST", path, json={"to": "8002"}))[0] == 400
+    assert (await process.api("POST", path, json={"to": "number:13900139000"}, token=AGENT_1002_TOKEN))[0] == 403
+    status, body = await process.api("POST", path, json={"to": "number:13900139000"},
+                                     token="demo-agent-1001-token")
+    assert (status, body["state"]) == (200, "conference"), body
+    party = body["party_channel"]
+    bridges = [b for b in await ari_get("/bridges") if party in b["channels"]]
+    assert len(bridges) == 1 and len(bridges[0]["channels"]) == 3  # caller, agent, third party
+    assert (await agent_phone.wait()).ok  # the agent hung up ...
+    await asyncio.sleep(1.0)
+    (bridge,) = [b for b in await ari_get("/bridges") if party in b["channels"]]
+    assert len(bridge["channels"]) == 2  # ... and the caller still talks with the third party
+    assert caller.process is not None and caller.process.returncode is None
+    assert (await third_party.wait()).ok
+    assert (await caller.wait()).ok  # the last party left: the flow said goodbye
+    kinds_seen = [e["kind"] for e in (await process.call_record(call_id))["events"]
+                  if e["kind"].startswith("conference")]
+    assert kinds_seen == ["conference_joined", "conference_left"]

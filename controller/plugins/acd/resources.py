@@ -34,6 +34,10 @@ MONITOR_BODY = {"type": "object", "additionalProperties": False, "required": ["m
                 "properties": {"mode": {"type": "string", "enum": ["listen", "whisper", "barge", "stop"]},
                                "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$",
                                          "description": "the supervisor's phone (endpoint), rung the first time"}}}
+PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$"
+CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
+                   "properties": {"to": {"type": "string", "pattern": PARTY,
+                                         "description": "number:DIGITS (through the trunk) or phone:ENDPOINT"}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
@@ -145,7 +149,8 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
             return json_error(403, "this agent token names no agent")
         try:
             result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
-                                       timeout=30.0 if action == "monitor" else 10.0, options=options)
+                                       timeout=40.0 if action in ("monitor", "conference") else 10.0,
+                                       options=options)
         except PermissionError as exc:
             return json_error(403, str(exc))
         except AcdError as exc:
@@ -198,8 +203,15 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         body = body_of(request)
         return await call_command(request, "monitor", body["mode"], {"phone": body.get("phone", "")})
 
+    @operation("Conference (三方通话): ring a third party and add them to the call; anyone may leave",
+               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def conference(request: web.Request) -> web.Response:
+        return await call_command(request, "conference", body_of(request)["to"])
+
     return [
         web.post("/api/calls", dial),
+        web.post("/api/calls/{call_id}/conference", conference),
         web.post("/api/calls/{call_id}/monitor", monitor),
         web.post("/api/calls/{call_id}/hold", hold),
         web.post("/api/calls/{call_id}/hangup", hangup),

@@ -370,7 +370,7 @@ class AcdService:
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer", "hangup", "monitor"):
+        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -408,6 +408,8 @@ class AcdService:
                             leg: Leg) -> tuple[dict[str, object], str | None]:
         session, agent_id = waiting.session, waiting.agent_id
         assert agent_id is not None
+        if command.action == "conference":
+            return await self._add_party(waiting, command.target or "", bridge), None
         if command.action == "monitor":
             return await self._monitor(waiting, command.target or "", (command.options or {}).get("phone", ""),
                                        bridge, leg), None
@@ -457,6 +459,8 @@ class AcdService:
         if mode not in ("listen", "whisper", "barge", "stop"):
             raise AcdError("mode must be listen, whisper, barge or stop")
         monitor = waiting.monitor
+        if waiting.parties and mode == "barge":
+            raise AcdError("a conference is in progress: listen or whisper only")
         if mode == "stop":
             if monitor is None:
                 raise AcdError("nobody is monitoring the call")
@@ -497,6 +501,36 @@ class AcdService:
         return {"call_id": session.call_id, "state": "monitored", "mode": mode,
                 "supervisor_channel": monitor.supervisor.channel_id, "snoop_channel": monitor.snoop_id,
                 "monitor_bridge": monitor.bridge.bridge_id, "talk_bridge": talk.bridge_id}
+
+    def dial_string(self, target: str) -> str:
+        """`number:13900139000` (through the trunk) or `phone:8002` (a phone), as an Asterisk endpoint."""
+        kind, _, value = target.partition(":")
+        if kind == "number" and value.lstrip("+").isdigit() and 3 <= len(value) <= 21:
+            return self.config.asterisk.trunk_dial.replace("{number}", value)
+        if kind == "phone" and value.replace("-", "").replace("_", "").isalnum() and len(value) <= 40:
+            return self.config.asterisk.phone_dial.replace("{endpoint}", value)
+        raise AcdError("a conference party is number:DIGITS or phone:ENDPOINT")
+
+    async def _add_party(self, waiting: QueueCall, target: str, talk: Bridge) -> dict[str, object]:
+        """Conference (三方通话): ring a third party and add them to the call when they answer."""
+        session = waiting.session
+        endpoint = self.dial_string(target)
+        if waiting.held_since is not None:
+            raise AcdError("resume the call before adding a party")
+        party = Leg(session, endpoint, purpose="conference",
+                    caller_id=self.config.acd.outbound_caller_id or None, ring_timeout=30.0)
+        outcome = await party.dial()
+        if not outcome.answered:
+            raise AcdError(f"{target} did not answer ({outcome.status})")
+        await talk.add(party.channel_id)
+        waiting.parties.append(party)
+        if waiting.on_party_left is None:
+            waiting.on_party_left = lambda left: self.publish(
+                "conference.left", call_id=session.call_id, agent_id=waiting.agent_id, party=left.endpoint)
+        session.records.event(session.call_id, "conference_joined", party=endpoint, agent_id=waiting.agent_id)
+        self.publish("conference.joined", call_id=session.call_id, agent_id=waiting.agent_id, party=endpoint)
+        return {"call_id": session.call_id, "state": "conference", "party_channel": party.channel_id,
+                "parties": [p.endpoint for p in waiting.parties]}
 
     async def _end_monitor(self, waiting: QueueCall) -> None:
         monitor, waiting.monitor = waiting.monitor, None

@@ -99,6 +99,8 @@ class QueueCall:
         self.held_since: float | None = None  # monotonic time the caller was put on hold
         self.history: list[dict[str, object]] = []  # the caller's last calls, for the screen pop
         self.monitor: Monitor | None = None  # a supervisor listening, whispering or barged in
+        self.parties: list[Leg] = []  # conference parties added to the call (besides caller and agent)
+        self.on_party_left: Callable[[Leg], None] | None = None
 
     @property
     def call_id(self) -> str:
@@ -200,7 +202,9 @@ class QueueCall:
     # -- connected ----------------------------------------------------------------------------------
 
     async def talk(self, leg: Leg, control: ControlHandler) -> str | None:
-        """Bridge the caller with the agent until one hangs up (CallerHangup when the caller did).
+        """Bridge the caller with the agent until the caller is alone again (CallerHangup when the
+        caller hung up). Conference parties (`parties`) may join and leave: the call goes on while
+        anyone is still with the caller, whoever leaves first.
 
         Commands for the call (`CallControl`) run here, between the call's events; returns the
         target when the agent transferred the call away, else None.
@@ -217,20 +221,34 @@ class QueueCall:
                 return None  # the agent hung up during the announcement
             self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
             try:
-                while not leg.gone:
-                    if await leg.wait_until_gone(0):
-                        break
+                while await self._someone_left_with_caller(leg):
                     event = await self.session.wait_for(
-                        lambda e: isinstance(e, CallControl) or leg.ended_by(e), None)
+                        lambda e: isinstance(e, CallControl) or leg.ended_by(e)
+                        or any(party.ended_by(e) for party in self.parties), None)
                     if isinstance(event, CallControl):
                         target = await control(event, bridge, leg)
                         if target is not None:
                             return target
             except CallerHangup:
-                await leg.hangup()
+                for other in (leg, *self.parties):
+                    await other.hangup()
                 raise
             return None
         finally:
+            for party in self.parties:
+                await party.hangup()
+            self.parties.clear()
             with contextlib.suppress(AriError):
                 await bridge.remove(self.session.channel_id)
             await bridge.destroy()
+
+    async def _someone_left_with_caller(self, agent_leg: Leg) -> bool:
+        """Drop the parties that hung up (recording each departure); True while anyone remains."""
+        for party in list(self.parties):
+            if await party.wait_until_gone(0):
+                self.parties.remove(party)
+                self.session.records.event(self.call_id, "conference_left", party=party.endpoint)
+                if self.on_party_left is not None:
+                    self.on_party_left(party)
+        agent_here = not agent_leg.gone and not await agent_leg.wait_until_gone(0)
+        return agent_here or bool(self.parties)
