@@ -177,7 +177,12 @@ async def test_supervisor_listens_whispers_barges_and_leaves(
     status, whisper = await process.api("POST", path, json={"mode": "whisper"}, token=SUPERVISOR)
     assert status == 200 and whisper["snoop_channel"] != first["snoop_channel"]
     assert await members(whisper["monitor_bridge"]) == {supervisor, whisper["snoop_channel"]}
-    assert first["snoop_channel"] not in {c["id"] for c in await ari_get("/channels")}
+    for _ in range(30):  # the replaced snoop channel is hung up (asynchronously on Asterisk's side)
+        if first["snoop_channel"] not in {c["id"] for c in await ari_get("/channels")}:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the listen snoop channel is still there after whisper")
 
     status, barge = await process.api("POST", path, json={"mode": "barge"}, token=SUPERVISOR)
     assert status == 200 and barge["snoop_channel"] is None
@@ -228,3 +233,35 @@ async def test_conference_goes_on_when_the_agent_leaves_first(
     kinds_seen = [e["kind"] for e in (await process.call_record(call_id))["events"]
                   if e["kind"].startswith("conference")]
     assert kinds_seen == ["conference_joined", "conference_left"]
+
+
+async def test_blind_transfer_out_and_back_to_the_queue_when_nobody_answers(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path, wrapup_seconds=2)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, calls=2)  # answers twice, until hung up
+    busy_colleague = Phone(15002, reject=486)                  # 8002 is busy
+    customer = Phone(5090, answer_after_ms=500, hold_ms=3000)  # an outside number, through the trunk
+    for phone in (agent_phone, busy_colleague, customer):
+        await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(45000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    path = f"/api/calls/{call_id}/transfer"
+    status, body = await process.api("POST", path, json={"to": "phone:8002"})
+    assert (status, body["state"]) == (200, "back_to_queue"), body  # 8002 busy: the caller is not lost
+    agent = await wait_for_state(process, "1001", "talking")  # after ACW, the same agent has the caller again
+    assert agent["current_call"] == call_id
+    status, body = await process.api("POST", path, json={"to": "number:13900139000"})
+    assert (status, body["state"]) == (200, "transferred"), body
+    assert (await agent_state(process, "1001"))["state"] in ("acw", "ready")  # free at once
+    assert (await customer.wait()).ok
+    assert (await caller.wait()).ok
+    assert (await agent_phone.wait()).ok
+    visits = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls ORDER BY id")
+    assert [(v["outcome"], v["agent_id"]) for v in visits] == [("answered", "1001"), ("answered", "1001")]
+    kinds_seen = [e["kind"] for e in (await process.call_record(call_id))["events"]
+                  if e["kind"].startswith("transfer")]
+    assert kinds_seen == ["transfer", "transfer_failed", "transfer", "transfer_connected"]
+    busy_colleague.kill()

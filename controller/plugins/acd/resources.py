@@ -24,8 +24,12 @@ LOGIN_BODY = {"type": "object", "additionalProperties": False,
               "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
                              "ready": {"type": "boolean"}}}
 TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
-                 "properties": {"to": {"type": "string", "pattern": "^queue:[A-Za-z0-9_.-]{1,40}$",
-                                       "description": "queue:NAME (the call's data and priority travel with it)"}}}
+                 "properties": {"to": {"type": "string",
+                                       "pattern": "^(queue:[A-Za-z0-9_.-]{1,40}|node:[A-Za-z0-9_.-]{1,60}|"
+                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$",
+                                       "description": "queue:NAME (data and priority travel with the call),"
+                                                      " node:ID (back to the IVR), number:DIGITS or"
+                                                      " phone:ENDPOINT"}}}
 DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id", "number"],
              "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
                             "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
@@ -170,7 +174,8 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def resume(request: web.Request) -> web.Response:
         return await call_command(request, "resume")
 
-    @operation("Blind-transfer a call to a queue (转接); the agent goes to after-call work", tag="calls",
+    @operation("Blind-transfer a call (转接) to a queue, an IVR node, a number or a phone; the agent goes to"
+               " after-call work at once", tag="calls",
                body=TRANSFER_BODY, responses={200: CONTROL_RESULT})
     @roles("agent", "supervisor", "integration")
     async def transfer(request: web.Request) -> web.Response:

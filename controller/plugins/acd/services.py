@@ -342,6 +342,7 @@ class AcdService:
                 session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                 await session.play([await self.media_for(prompt)])
             waiting.agent_id = answered.agent_id
+            waiting.on_agent_left = lambda: self._agent_done(waiting, answered.agent_id)
             await self._record_by_policy(waiting, answered.agent_id)
             transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
                 waiting, command, bridge, leg))
@@ -355,9 +356,16 @@ class AcdService:
                 self._record_resume(waiting)
                 await waiting.unhold()
             await answered.leg.hangup()
-            self.records.talk_ended(session.call_id)
-            with contextlib.suppress(AcdError):
-                self.apply(self.engine.call_ended(answered.agent_id))
+            self._agent_done(waiting, answered.agent_id)
+
+    def _agent_done(self, waiting: QueueCall, agent_id: str) -> None:
+        """The agent's part of the call is over (they hung up, or transferred it away while the caller
+        stays with someone else): talk ends, ACW starts. Once per agent and call."""
+        if self.engine.agent(agent_id).current_call != waiting.call_id:
+            return  # already done (the agent may be on another call by now)
+        self.records.talk_ended(waiting.call_id)
+        with contextlib.suppress(AcdError):
+            self.apply(self.engine.call_ended(agent_id))
 
     # -- call control (agents' commands on their connected call) ------------------------------------------
 
@@ -386,10 +394,14 @@ class AcdService:
             return dict(await done)
 
     def _check_transfer_target(self, target: str | None) -> None:
-        if not target or not target.startswith("queue:"):
-            raise AcdError("transfer target must be queue:NAME")
-        if target.removeprefix("queue:") not in self.queue_configs:
-            raise AcdError(f"no queue {target.removeprefix('queue:')!r}")
+        kind, _, value = (target or "").partition(":")
+        if kind == "queue":
+            if value not in self.queue_configs:
+                raise AcdError(f"no queue {value!r}")
+        elif kind in ("number", "phone"):
+            self.dial_string(target or "")
+        elif kind != "node" or not value:
+            raise AcdError("transfer target must be queue:NAME, node:ID, number:DIGITS or phone:ENDPOINT")
 
     async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
         """Run one command in the call's task; the HTTP request gets the result through `command.done`."""
@@ -446,7 +458,35 @@ class AcdService:
             await waiting.unhold()
         session.records.event(session.call_id, "transfer", agent_id=agent_id, mode="blind", to=target)
         self.publish("call.transferred", call_id=session.call_id, agent_id=agent_id, kind="blind", target=target)
+        if target.startswith(("number:", "phone:")):
+            return await self._transfer_out(waiting, target, bridge, leg)
         return {"call_id": session.call_id, "state": "transferring", "target": target}, target
+
+    async def _transfer_out(self, waiting: QueueCall, target: str, talk: Bridge,
+                            agent_leg: Leg) -> tuple[dict[str, object], str | None]:
+        """Blind transfer to a number or a phone: the agent is free at once; the caller hears music
+        while the target rings, then talks with them in the same call (recording included). If the
+        target does not answer, the caller goes back to the queue they came from (a new wait there)."""
+        session = waiting.session
+        await agent_leg.hangup()
+        waiting.on_agent_left()
+        with contextlib.suppress(AriError):
+            await session.ari.bridge_start_moh(talk.bridge_id, self.config.asterisk.moh_class)
+        party = Leg(session, self.dial_string(target), purpose="transfer", caller_id=session.caller or None,
+                    ring_timeout=30.0)
+        try:
+            outcome = await party.dial()
+        finally:
+            with contextlib.suppress(AriError):
+                await session.ari.bridge_stop_moh(talk.bridge_id)
+        if not outcome.answered:
+            session.records.event(session.call_id, "transfer_failed", to=target, status=outcome.status)
+            back = f"queue:{waiting.queue.name}"
+            return {"call_id": session.call_id, "state": "back_to_queue", "target": back}, back
+        await talk.add(party.channel_id)
+        waiting.parties.append(party)
+        session.records.event(session.call_id, "transfer_connected", to=target)
+        return {"call_id": session.call_id, "state": "transferred", "target": target}, None
 
     async def _monitor(self, waiting: QueueCall, mode: str, phone: str, talk: Bridge,
                        agent_leg: Leg) -> dict[str, object]:

@@ -101,6 +101,7 @@ class QueueCall:
         self.monitor: Monitor | None = None  # a supervisor listening, whispering or barged in
         self.parties: list[Leg] = []  # conference parties added to the call (besides caller and agent)
         self.on_party_left: Callable[[Leg], None] | None = None
+        self.on_agent_left: Callable[[], None] = lambda: None  # the agent left while others stay
 
     @property
     def call_id(self) -> str:
@@ -251,4 +252,6 @@ class QueueCall:
                 if self.on_party_left is not None:
                     self.on_party_left(party)
         agent_here = not agent_leg.gone and not await agent_leg.wait_until_gone(0)
+        if not agent_here and self.parties:
+            self.on_agent_left()  # the agent is free; the caller goes on with the others
         return agent_here or bool(self.parties)
