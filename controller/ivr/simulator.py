@@ -108,7 +108,8 @@ class SimulatedPort:
         self.queued.append(request)
         answered = self.queue_result == "answered_then_ended"
         return QueueOutcome(self.queue_result, agent_id="sim-agent" if answered else None,
-                            overflow_target=self.overflow_target if self.queue_result == "overflow" else None)
+                            overflow_target=self.overflow_target if self.queue_result in ("overflow", "transferred")
+                            else None)
 
     async def transfer(self, target: TransferTarget) -> TransferResult:
         return self.transfer_result

@@ -31,6 +31,12 @@ async def test_status_text_and_json(controller: ControllerProcess) -> None:
     assert data["asterisk"]["reachable"] is True and data["asterisk"]["version"].startswith("22.")
     assert data["controller"]["ari_connected"] is True
     assert sum(data["agents_by_state"].values()) == 5 and data["queues"]["general"]["waiting"] == 0
+    calls = await asyncio.to_thread(ccctl, "calls", url=controller.url)
+    assert calls.returncode == 0 and "no active calls" in calls.stdout
+    calls_json = json.loads((await asyncio.to_thread(ccctl, "calls", "--json", url=controller.url)).stdout)
+    assert calls_json["active"] == [] and isinstance(calls_json["recent"], list)
+    trunks = json.loads((await asyncio.to_thread(ccctl, "trunks", "--json", url=controller.url)).stdout)
+    assert "loopback-trunk" in {t["name"] for t in trunks["pjsip"]}
 
 
 async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None:

@@ -142,6 +142,15 @@ other: {type: hangup}
     assert variables["queue_result"] == result
 
 
+async def test_an_agent_can_transfer_the_caller_back_to_a_node(tmp_path: Path) -> None:
+    visited, _, _ = await run(tmp_path, """
+queue: {type: queue, queue: general, answered: bye, otherwise: menu_again}
+menu_again: {type: play, prompts: ["还有什么可以帮您？"], next: bye}
+bye: {type: hangup}
+""", queue_result="transferred", overflow_target="node:menu_again")
+    assert visited == ["queue", "menu_again", "bye"]
+
+
 async def test_voicemail_is_saved_with_its_recording(tmp_path: Path) -> None:
     visited, sim, _ = await run(tmp_path, """
 vm: {type: voicemail, max_seconds: 60, next: bye}
