@@ -51,8 +51,10 @@ class AmiService:
 
     async def connect(self) -> None:
         """Log in once; after that panoramisk reconnects by itself (every 2 s) when the link drops."""
+        # Events off: we only send actions (their list responses still come). With events on,
+        # Asterisk streams ~9 events per call that we would parse for nothing.
         manager = Manager(host=self.settings.host, port=self.settings.port, username=self.settings.user,
-                          secret=self.settings.secret, ping_delay=10, reconnect_timeout=2)
+                          secret=self.settings.secret, ping_delay=10, reconnect_timeout=2, events="off")
         manager.on_login = self._on_login  # called at every (re)login
         self._manager = manager
         self._logged_in.clear()

@@ -94,6 +94,7 @@ class CallSession:
         self.destroyed = False
         self.lost = False
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
+        self.hung_up_by_us = False
         self.current_playback: str | None = None
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
@@ -249,11 +250,12 @@ class CallSession:
             await self.wait_for(lambda event: False, timeout)
 
     async def hangup(self, reason: str = "normal") -> None:
-        if self.caller_gone:
+        if self.caller_gone or self.hung_up_by_us:
             return
         self.end_reason = self.end_reason or "controller_hangup"
         with contextlib.suppress(ChannelGone):
             await self.ari.hangup(self.channel_id, reason)
+        self.hung_up_by_us = True  # one DELETE per call (a failed one is tried again at finish)
 
     async def to_fallback(self, why: str) -> None:
         """Hand the caller back to the dialplan's fallback route (agents ring, then voicemail)."""
