@@ -263,6 +263,29 @@ class AcdEngine:
         self._leave(call, "answered", agent_id, out)
         return out
 
+    def pickup(self, call_id: str, agent_id: str) -> list[Decision]:
+        """抢接: an agent takes a waiting call, ringing on a colleague's phone or not yet offered.
+
+        The picker may be ready, not ready (DND only stops offers, not their own choice) or in ACW,
+        and need not serve the call's queue; the colleague's phone stops ringing and they are ready
+        again (no RONA). The picker's phone rings with the queue's ring timeout.
+        """
+        call = self._call(call_id)
+        agent = self._agent(agent_id)
+        if agent_id in call.ringing:
+            raise AcdError(f"call {call_id} already rings agent {agent_id}")
+        if agent.state not in ("ready", "not_ready", "acw"):
+            raise AcdError(f"agent {agent_id} cannot take a call now ({agent.state})")
+        out: list[Decision] = []
+        others = list(call.ringing)
+        call.ringing.clear()
+        agent.timer_token = next(self._tokens)  # ends a pending ACW
+        self._offer(call, agent, out)  # first, so the released colleagues are not offered this call again
+        for other in others:
+            out.append(CancelOffer(call_id, other, "picked_up"))
+            self._release_offer(self._agents[other], out)
+        return out
+
     def no_answer(self, call_id: str, agent_id: str, reason: str = "no_answer") -> list[Decision]:
         call = self._calls.get(call_id)
         if call is None or agent_id not in call.ringing:

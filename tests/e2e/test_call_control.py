@@ -265,3 +265,32 @@ async def test_blind_transfer_out_and_back_to_the_queue_when_nobody_answers(
                   if e["kind"].startswith("transfer")]
     assert kinds_seen == ["transfer", "transfer_failed", "transfer", "transfer_connected"]
     busy_colleague.kill()
+
+
+async def test_a_colleague_picks_up_a_call_ringing_elsewhere(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    away = Phone(15001, answer_after_ms=30000)                 # 1001 is away from the desk: it just rings
+    colleague = Phone(15002, answer_after_ms=300, hold_ms=2500)
+    for phone in (away, colleague):
+        await phone.start()
+    await login(process, "1001")
+    await login(process, "1002", ready=False)  # busy with paperwork (示忙), and serving another queue
+    caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "ringing"))["current_call"]
+    assert (await process.api("POST", f"/api/calls/{call_id}/pickup", json={"agent_id": "1002"},
+                              token="demo-agent-1001-token"))[0] == 403  # not for someone else
+    status, body = await process.api("POST", f"/api/calls/{call_id}/pickup", json={"agent_id": "1002"},
+                                     token=AGENT_1002_TOKEN)
+    assert (status, body["state"]) == (200, "ringing"), body
+    await wait_for_state(process, "1002", "talking")
+    assert (await agent_state(process, "1001"))["state"] == "ready"  # no RONA for the one who was away
+    assert (await caller.wait()).ok
+    (visit,) = rows(process, "SELECT agent_id, outcome, offers FROM queue_calls")
+    assert (visit["agent_id"], visit["outcome"]) == ("1002", "answered")
+    assert [(o["agent_id"], o["result"]) for o in json.loads(visit["offers"])] == [("1001", "picked_up"),
+                                                                                    ("1002", "answered")]
+    assert (await process.api("POST", f"/api/calls/{call_id}/pickup", json={"agent_id": "1001"}))[0] == 409
+    away.kill()

@@ -262,3 +262,25 @@ def test_outbound_call_keeps_the_agent_busy_then_back_as_before() -> None:
     assert (engine.agent("a1").state, engine.agent("a1").reason) == ("not_ready", "meal")
     decisions = engine.ready("a1")
     assert [d.call_id for d in decisions if isinstance(d, Offer)] == ["c1"]
+
+
+def test_pickup_takes_a_call_ringing_on_a_colleague() -> None:
+    clock = FakeClock(1000.0)
+    engine = AcdEngine([QueueSettings("general", wrapup_seconds=0, announce_interval=0),
+                        QueueSettings("other", wrapup_seconds=0, announce_interval=0)],
+                       [AgentSettings("a1", "A", "1", "8001", queues={"general": 0}),
+                        AgentSettings("a2", "B", "2", "8002", queues={"other": 0})], clock)
+    engine.login("a1")
+    engine.login("a2", ready=False)
+    offers = [d for d in engine.enqueue("c1", "general") if isinstance(d, Offer)]
+    assert [o.agent_id for o in offers] == ["a1"]
+    with pytest.raises(AcdError):
+        engine.pickup("c1", "a1")  # it rings a1 already
+    decisions = engine.pickup("c1", "a2")  # a2 is not ready (DND) and in another queue: may still pick up
+    assert [(type(d).__name__, d.agent_id) for d in decisions if isinstance(d, Offer | CancelOffer)] == \
+        [("Offer", "a2"), ("CancelOffer", "a1")]
+    assert engine.agent("a1").state == "ready" and engine.agent("a2").state == "ringing"
+    engine.answered("c1", "a2")
+    assert engine.agent("a2").current_call == "c1"
+    with pytest.raises(AcdError):
+        engine.pickup("c1", "a1")  # answered: nothing left to pick up

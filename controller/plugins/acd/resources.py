@@ -42,6 +42,8 @@ PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$"
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                    "properties": {"to": {"type": "string", "pattern": PARTY,
                                          "description": "number:DIGITS (through the trunk) or phone:ENDPOINT"}}}
+PICKUP_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id"],
+               "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
@@ -214,8 +216,22 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def conference(request: web.Request) -> web.Response:
         return await call_command(request, "conference", body_of(request)["to"])
 
+    @operation("Pick up (抢接) a waiting call ringing on a colleague's phone: the picker's phone rings instead",
+               tag="calls", body=PICKUP_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def pickup(request: web.Request) -> web.Response:
+        body = body_of(request)
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id != body["agent_id"]:
+            return json_error(403, "an agent may pick up calls only for themselves")
+        try:
+            return web.json_response(acd.pickup(request.match_info["call_id"], body["agent_id"]))
+        except AcdError as exc:
+            return json_error(409, str(exc))
+
     return [
         web.post("/api/calls", dial),
+        web.post("/api/calls/{call_id}/pickup", pickup),
         web.post("/api/calls/{call_id}/conference", conference),
         web.post("/api/calls/{call_id}/monitor", monitor),
         web.post("/api/calls/{call_id}/hold", hold),

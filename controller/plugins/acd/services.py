@@ -174,8 +174,8 @@ class AcdService:
                     self._overflow_targets[decision.call_id] = decision.target
                 waiting = self.calls.get(decision.call_id)
                 if waiting is not None:
-                    if isinstance(decision, CancelOffer) and decision.reason == "ring_timeout":
-                        self._ring_timed_out(waiting, decision.agent_id)
+                    if isinstance(decision, CancelOffer) and decision.reason in ("ring_timeout", "picked_up"):
+                        self._ring_timed_out(waiting, decision.agent_id, decision.reason)
                     waiting.signal(decision)
                 if isinstance(decision, Offer):
                     self._publish_ringing(decision)
@@ -297,11 +297,14 @@ class AcdService:
             except RecordingError as exc:
                 log.error("call %s: %s", waiting.call_id, exc)  # the call goes on, unrecorded
 
-    def _ring_timed_out(self, waiting: QueueCall, agent_id: str) -> None:
-        """The engine's ring timeout (RONA): the offer goes on the visit's record like a failed ring."""
+    def _ring_timed_out(self, waiting: QueueCall, agent_id: str, reason: str = "ring_timeout") -> None:
+        """An offer the engine took back (its ring timeout: RONA; or a colleague picked the call up):
+        it goes on the visit's record like a failed ring."""
         leg = waiting.legs.get(agent_id)
-        self.records.offer(waiting.call_id, agent_id, leg.ring_seconds() if leg else 0.0, "no_answer")
-        waiting.session.records.event(waiting.call_id, "agent_no_answer", agent_id=agent_id, status="RING_TIMEOUT")
+        result = "picked_up" if reason == "picked_up" else "no_answer"
+        self.records.offer(waiting.call_id, agent_id, leg.ring_seconds() if leg else 0.0, result)
+        waiting.session.records.event(waiting.call_id, "agent_no_answer" if result == "no_answer" else "picked_up",
+                                      agent_id=agent_id, status=reason.upper())
 
     def _ring_failed(self, waiting: QueueCall, agent_id: str, leg: Leg, outcome: DialOutcome) -> None:
         self.records.offer(waiting.call_id, agent_id, leg.ring_seconds(), outcome.status.lower())
@@ -357,6 +360,15 @@ class AcdService:
                 await waiting.unhold()
             await answered.leg.hangup()
             self._agent_done(waiting, answered.agent_id)
+
+    def pickup(self, call_id: str, agent_id: str) -> dict[str, Any]:
+        """抢接 (see `AcdEngine.pickup`); AcdError when the call is not waiting or the agent is busy."""
+        if agent_id not in self.agent_configs:
+            raise AcdError(f"no agent {agent_id!r}")
+        if self.engine.call(call_id) is None:
+            raise AcdError("the call is not waiting in a queue")
+        self.apply(self.engine.pickup(call_id, agent_id))
+        return {"call_id": call_id, "agent_id": agent_id, "state": "ringing"}
 
     def _agent_done(self, waiting: QueueCall, agent_id: str) -> None:
         """The agent's part of the call is over (they hung up, or transferred it away while the caller
