@@ -141,6 +141,8 @@ class AcdSettings:
         default_factory=lambda: ["meal", "meeting", "training", "restroom", "helping", "no_answer", "login"])
     center_name: str = ""  # said in the agent-number announcement
     outbound_caller_id: str = ""  # the number customers see on click-to-dial calls (e.g. the hotline)
+    # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
+    standard_prompts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ async def start(tmp_path: Path, **queue_settings: Any) -> ControllerProcess:
               {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"orders": 0}}]
     config = demo_config(tmp_path, ivr={"flows_dir": str(flows_dir(tmp_path, "always"))},
                          acd={"queues": [{"name": "general", **queue}, {"name": "orders", **queue}],
-                              "agents": agents})
+                              "agents": agents, "standard_prompts": {"fees": "本业务免收手续费。"}})
     process = ControllerProcess(tmp_path / "data", config=config)
     await process.start()
     return process
@@ -294,3 +294,25 @@ async def test_a_colleague_picks_up_a_call_ringing_elsewhere(
                                                                                     ("1002", "answered")]
     assert (await process.api("POST", f"/api/calls/{call_id}/pickup", json={"agent_id": "1001"}))[0] == 409
     away.kill()
+
+
+async def test_agent_plays_a_standard_recording_to_the_caller(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=12000)
+    await agent_phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    path = f"/api/calls/{call_id}/play"
+    status, body = await process.api("POST", path, json={"prompt": "nope"})
+    assert status == 409 and "fees" in body["error"]  # names the configured ones
+    status, body = await process.api("POST", path, json={"prompt": "fees"}, token="demo-agent-1001-token")
+    assert (status, body["played"]) == (200, "fees"), body  # answers once the caller has heard it
+    assert (await agent_state(process, "1001"))["state"] == "talking"  # and is with the agent again
+    assert (await caller.wait()).ok
+    events = [e for e in (await process.call_record(call_id))["events"] if e["kind"] in ("standard_prompt", "playback")]
+    assert [e["kind"] for e in events][:2] == ["standard_prompt", "playback"]
+    assert events[1]["state"] == "done"

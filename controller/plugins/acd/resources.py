@@ -42,6 +42,9 @@ PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$"
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                    "properties": {"to": {"type": "string", "pattern": PARTY,
                                          "description": "number:DIGITS (through the trunk) or phone:ENDPOINT"}}}
+PLAY_BODY = {"type": "object", "additionalProperties": False, "required": ["prompt"],
+             "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 60,
+                                       "description": "a name under acd.standard_prompts"}}}
 PICKUP_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id"],
                "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
@@ -155,7 +158,7 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
             return json_error(403, "this agent token names no agent")
         try:
             result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
-                                       timeout=40.0 if action in ("monitor", "conference") else 10.0,
+                                       timeout=40.0 if action in ("monitor", "conference", "play") else 10.0,
                                        options=options)
         except PermissionError as exc:
             return json_error(403, str(exc))
@@ -229,8 +232,15 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         except AcdError as exc:
             return json_error(409, str(exc))
 
+    @operation("Play a standard recording to the caller (fees, opening an account…); back to the agent after",
+               tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def play(request: web.Request) -> web.Response:
+        return await call_command(request, "play", body_of(request)["prompt"])
+
     return [
         web.post("/api/calls", dial),
+        web.post("/api/calls/{call_id}/play", play),
         web.post("/api/calls/{call_id}/pickup", pickup),
         web.post("/api/calls/{call_id}/conference", conference),
         web.post("/api/calls/{call_id}/monitor", monitor),

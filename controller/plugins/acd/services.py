@@ -35,7 +35,7 @@ from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
-from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.ivr.port import Language, Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
 from controller.media.say import say_digits
@@ -390,7 +390,7 @@ class AcdService:
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference"):
+        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference", "play"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -432,6 +432,8 @@ class AcdService:
                             leg: Leg) -> tuple[dict[str, object], str | None]:
         session, agent_id = waiting.session, waiting.agent_id
         assert agent_id is not None
+        if command.action == "play":
+            return await self._play_standard(waiting, command.target or ""), None
         if command.action == "conference":
             return await self._add_party(waiting, command.target or "", bridge), None
         if command.action == "monitor":
@@ -553,6 +555,20 @@ class AcdService:
         return {"call_id": session.call_id, "state": "monitored", "mode": mode,
                 "supervisor_channel": monitor.supervisor.channel_id, "snoop_channel": monitor.snoop_id,
                 "monitor_bridge": monitor.bridge.bridge_id, "talk_bridge": talk.bridge_id}
+
+    async def _play_standard(self, waiting: QueueCall, name: str) -> dict[str, object]:
+        """Play a standard recording (fees, how to open an account…) to the caller only, on the agent's
+        command; the caller is with the agent again when it ends (or when they press a key)."""
+        text = self.config.acd.standard_prompts.get(name)
+        if text is None:
+            raise AcdError(f"no standard prompt {name!r} (configured: {', '.join(self.config.acd.standard_prompts)})")
+        session = waiting.session
+        language: Language = "en" if session.language.startswith("en") else "zh"
+        prompt = Prompt("sound", text.removeprefix("sound:"), language) if text.startswith("sound:") \
+            else Prompt("tts", text, language)
+        session.records.event(session.call_id, "standard_prompt", name=name, agent_id=waiting.agent_id)
+        await session.play([await self.media_for(prompt)], barge_in=True)
+        return {"call_id": session.call_id, "state": "talking", "played": name}
 
     def dial_string(self, target: str) -> str:
         """`number:13900139000` (through the trunk) or `phone:8002` (a phone), as an Asterisk endpoint."""
