@@ -158,7 +158,8 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
             return json_error(403, "this agent token names no agent")
         try:
             result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
-                                       timeout=40.0 if action in ("monitor", "conference", "play") else 10.0,
+                                       timeout=40.0 if action in ("monitor", "conference", "play", "consult")
+                                       else 10.0,
                                        options=options)
         except PermissionError as exc:
             return json_error(403, str(exc))
@@ -238,7 +239,25 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def play(request: web.Request) -> web.Response:
         return await call_command(request, "play", body_of(request)["prompt"])
 
+    @operation("Attended transfer (咨询转接), step 1: the caller holds while the agent talks to the target",
+               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def consult(request: web.Request) -> web.Response:
+        return await call_command(request, "consult", body_of(request)["to"])
+
+    def consult_step(action: str, summary: str) -> web.RouteDef:
+        @operation(summary, tag="calls", responses={200: CONTROL_RESULT})
+        @roles("agent", "supervisor", "integration")
+        async def handler(request: web.Request) -> web.Response:
+            return await call_command(request, f"consult_{action}")
+
+        return web.post(f"/api/calls/{{call_id}}/consult/{action}", handler)
+
     return [
+        web.post("/api/calls/{call_id}/consult", consult),
+        consult_step("complete", "Attended transfer: the caller now talks with the consulted party; the agent is free"),
+        consult_step("cancel", "Attended transfer: drop the consulted party and take the caller back"),
+        consult_step("conference", "Attended transfer: make it a three-way call"),
         web.post("/api/calls", dial),
         web.post("/api/calls/{call_id}/play", play),
         web.post("/api/calls/{call_id}/pickup", pickup),

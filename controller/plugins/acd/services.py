@@ -390,7 +390,8 @@ class AcdService:
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference", "play"):
+        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference", "play", "consult",
+                          "consult_complete", "consult_cancel", "consult_conference"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -416,17 +417,87 @@ class AcdService:
             raise AcdError("transfer target must be queue:NAME, node:ID, number:DIGITS or phone:ENDPOINT")
 
     async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
-        """Run one command in the call's task; the HTTP request gets the result through `command.done`."""
-        assert command.done is not None
+        """Run one command in the call's task; the HTTP request gets the result through `command.done`
+        (commands the call gives itself, e.g. when a consulted party hangs up, have none)."""
         try:
             result, transfer = await self._control_step(waiting, command, bridge, leg)
         except (AcdError, AriError) as exc:
-            if not command.done.done():
+            if command.done is None:
+                log.warning("call %s: %s failed: %s", waiting.call_id, command.action, exc)
+            elif not command.done.done():
                 command.done.set_exception(AcdError(str(exc)) if isinstance(exc, AriError) else exc)
             return None
-        if not command.done.done():
+        if command.done is not None and not command.done.done():
             command.done.set_result(result)
         return transfer
+
+    async def _hold_caller(self, waiting: QueueCall, bridge: Bridge) -> None:
+        session, agent_id = waiting.session, waiting.agent_id
+        assert agent_id is not None
+        if waiting.held_since is not None:
+            raise AcdError("the call is already on hold")
+        self.apply(self.engine.hold(agent_id))
+        await bridge.remove(session.channel_id)
+        await waiting.hold(self.config.asterisk.moh_class)
+        waiting.held_since = time.monotonic()
+        session.state = "held"
+        session.records.event(session.call_id, "held", agent_id=agent_id)
+        self.publish("call.held", call_id=session.call_id, agent_id=agent_id)
+
+    async def _resume_caller(self, waiting: QueueCall, bridge: Bridge) -> float:
+        if waiting.held_since is None:
+            raise AcdError("the call is not on hold")
+        held_for = self._record_resume(waiting)
+        await waiting.unhold()
+        await bridge.add(waiting.session.channel_id)
+        return held_for
+
+    async def _consult(self, waiting: QueueCall, action: str, target: str, bridge: Bridge,
+                       agent_leg: Leg) -> tuple[dict[str, object], str | None]:
+        """Attended transfer (咨询转接): the caller holds while the agent talks to the target, then
+        `consult_complete` (the caller with the target, the agent free), `consult_cancel` (back to the
+        caller) or `consult_conference` (three-way). A target that does not answer, or hangs up, gives
+        the caller back to the agent; an agent who hangs up during the consultation completes it."""
+        session = waiting.session
+        consult = waiting.consult
+        if action == "consult":
+            if consult is not None:
+                raise AcdError("a consultation is already in progress")
+            endpoint = self.dial_string(target)
+            await self._hold_caller(waiting, bridge)
+            party = Leg(session, endpoint, purpose="consult", caller_id=session.caller or None, ring_timeout=30.0)
+            outcome = await party.dial()
+            if not outcome.answered:
+                await self._resume_caller(waiting, bridge)
+                session.records.event(session.call_id, "consult_failed", to=endpoint, status=outcome.status)
+                return {"call_id": session.call_id, "state": "talking", "consult": outcome.status.lower()}, None
+            await bridge.add(party.channel_id)
+            waiting.consult = party
+            session.records.event(session.call_id, "consult", to=endpoint, agent_id=waiting.agent_id)
+            return {"call_id": session.call_id, "state": "consulting", "party_channel": party.channel_id}, None
+        if consult is None:
+            raise AcdError("no consultation in progress")
+        waiting.consult = None
+        if action == "consult_cancel" or consult.channel_id in session.ended_channels:
+            await consult.hangup()
+            await self._resume_caller(waiting, bridge)
+            session.records.event(session.call_id, "consult_cancelled", to=consult.endpoint)
+            return {"call_id": session.call_id, "state": "talking"}, None
+        await self._resume_caller(waiting, bridge)
+        waiting.parties.append(consult)
+        if action == "consult_conference":
+            session.records.event(session.call_id, "conference_joined", party=consult.endpoint,
+                                  agent_id=waiting.agent_id)
+            self.publish("conference.joined", call_id=session.call_id, agent_id=waiting.agent_id,
+                         party=consult.endpoint)
+            return {"call_id": session.call_id, "state": "conference"}, None
+        session.records.event(session.call_id, "transfer", agent_id=waiting.agent_id, mode="attended",
+                              to=consult.endpoint)
+        self.publish("call.transferred", call_id=session.call_id, agent_id=waiting.agent_id, kind="attended",
+                     target=consult.endpoint)
+        await agent_leg.hangup()
+        waiting.on_agent_left()
+        return {"call_id": session.call_id, "state": "transferred"}, None
 
     async def _control_step(self, waiting: QueueCall, command: CallControl, bridge: Bridge,
                             leg: Leg) -> tuple[dict[str, object], str | None]:
@@ -448,23 +519,15 @@ class AcdService:
             await leg.hangup()
             return {"call_id": session.call_id, "state": "agent_hung_up"}, None
         if command.action == "hold":
-            if waiting.held_since is not None:
-                raise AcdError("the call is already on hold")
-            self.apply(self.engine.hold(agent_id))
-            await bridge.remove(session.channel_id)
-            await waiting.hold(self.config.asterisk.moh_class)
-            waiting.held_since = time.monotonic()
-            session.state = "held"
-            session.records.event(session.call_id, "held", agent_id=agent_id)
-            self.publish("call.held", call_id=session.call_id, agent_id=agent_id)
+            await self._hold_caller(waiting, bridge)
             return {"call_id": session.call_id, "state": "held"}, None
         if command.action == "resume":
-            if waiting.held_since is None:
-                raise AcdError("the call is not on hold")
-            held_for = self._record_resume(waiting)
-            await waiting.unhold()
-            await bridge.add(session.channel_id)
+            if waiting.consult is not None:
+                raise AcdError("a consultation is in progress: complete, cancel or conference it")
+            held_for = await self._resume_caller(waiting, bridge)
             return {"call_id": session.call_id, "state": "talking", "held_for": held_for}, None
+        if command.action.startswith("consult"):
+            return await self._consult(waiting, command.action, command.target or "", bridge, leg)
         target = command.target or ""
         self._check_transfer_target(target)
         if waiting.held_since is not None:

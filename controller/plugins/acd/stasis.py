@@ -100,6 +100,7 @@ class QueueCall:
         self.history: list[dict[str, object]] = []  # the caller's last calls, for the screen pop
         self.monitor: Monitor | None = None  # a supervisor listening, whispering or barged in
         self.parties: list[Leg] = []  # conference parties added to the call (besides caller and agent)
+        self.consult: Leg | None = None  # the party the agent consults while the caller holds
         self.on_party_left: Callable[[Leg], None] | None = None
         self.on_agent_left: Callable[[], None] = lambda: None  # the agent left while others stay
 
@@ -222,17 +223,28 @@ class QueueCall:
                 return None  # the agent hung up during the announcement
             self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
             try:
-                while await self._someone_left_with_caller(leg):
+                while True:
+                    if self.consult is not None:
+                        # The consulted party hung up (back to the caller), or the agent did (completes it).
+                        ended = self.session.ended_channels
+                        if self.consult.channel_id in ended:
+                            await control(self._own_command("consult_cancel"), bridge, leg)
+                        elif leg.channel_id in ended:
+                            await control(self._own_command("consult_complete"), bridge, leg)
+                    if not await self._someone_left_with_caller(leg):
+                        break
                     event = await self.session.wait_for(
                         lambda e: isinstance(e, CallControl) or leg.ended_by(e)
-                        or any(party.ended_by(e) for party in self.parties), None)
+                        or any(party.ended_by(e) for party in self.parties)
+                        or (self.consult is not None and self.consult.ended_by(e)), None)
                     if isinstance(event, CallControl):
                         target = await control(event, bridge, leg)
                         if target is not None:
                             return target
             except CallerHangup:
-                for other in (leg, *self.parties):
+                for other in (leg, *self.parties, *([self.consult] if self.consult else [])):
                     await other.hangup()
+                self.consult = None
                 raise
             return None
         finally:
@@ -242,6 +254,11 @@ class QueueCall:
             with contextlib.suppress(AriError):
                 await bridge.remove(self.session.channel_id)
             await bridge.destroy()
+
+    @staticmethod
+    def _own_command(action: str) -> CallControl:
+        """A command the call gives itself (nobody waits for its result)."""
+        return CallControl(type="CallControl", timestamp="", application="", raw={}, action=action)
 
     async def _someone_left_with_caller(self, agent_leg: Leg) -> bool:
         """Drop the parties that hung up (recording each departure); True while anyone remains."""
