@@ -21,6 +21,7 @@ Definitions (per row: an interval and a queue and/or agent; "counted" calls excl
 | occupancy | (talking + on_hold + acw) / (that + ready) time of the row's agents |
 | online / ready / not_ready_by_reason | agents' time (seconds) in the row's interval |
 | breaches | talks over max_talk, ACW over max_acw, holds over max_hold, waits over max_wait |
+| alerts | `alert.raised` events in the row (by kind: hold, acw, talk, wait, service_level) |
 
 A rate whose denominator is zero is None (null in JSON), not 0.
 """
@@ -61,6 +62,16 @@ class AgentStateSpan:
     reason: str | None
     start: float
     end: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFact:
+    """A service-standard alert raised live (`alert.raised`), counted in the rows it belongs to."""
+
+    at: float
+    kind: str
+    queue: str | None
+    agent_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,7 @@ class KpiRow:
     ready: float = 0.0
     not_ready_by_reason: dict[str, float] = field(default_factory=dict)
     breaches: dict[str, int] = field(default_factory=lambda: {"talk": 0, "acw": 0, "hold": 0, "wait": 0})
+    alerts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,7 +150,8 @@ def interval_start(moment: float, minutes: int | None, tz: ZoneInfo) -> float | 
 def compute_report(calls: Iterable[CallFact], spans: Iterable[AgentStateSpan], *, start: float, end: float,
                    interval_minutes: int | None = None,
                    by: Literal["queue", "agent", "both", "total"] = "queue",
-                   standards: Standards | None = None, tz: str = "Asia/Shanghai") -> list[KpiRow]:
+                   standards: Standards | None = None, tz: str = "Asia/Shanghai",
+                   alerts: Iterable[AlertFact] = ()) -> list[KpiRow]:
     if interval_minutes not in (None, 15, 30, 60):
         raise ValueError("interval must be 15, 30 or 60 minutes")
     standards = standards or Standards()
@@ -167,8 +180,22 @@ def compute_report(calls: Iterable[CallFact], spans: Iterable[AgentStateSpan], *
                 key = (bucket, None, span.agent_id if by == "agent" else None)
                 spans_by_key[key].append((span, upper - lo))
                 lo = upper
-    rows = [_row(key, calls_by_key.get(key, []), spans_by_key.get(key, []), standards)
-            for key in sorted(set(calls_by_key) | set(spans_by_key), key=lambda k: (k[0] or 0, k[1] or "", k[2] or ""))]
+    alerts_by_key: dict[tuple[float | None, str | None, str | None], dict[str, int]] = defaultdict(dict)
+    for alert in alerts:
+        if not start <= alert.at < end:
+            continue
+        if (by in ("queue", "both") and alert.queue is None) or (by in ("agent", "both") and alert.agent_id is None):
+            continue
+        key = (interval_start(alert.at, interval_minutes, zone), alert.queue if by in ("queue", "both") else None,
+               alert.agent_id if by in ("agent", "both") else None)
+        counts = alerts_by_key[key]
+        counts[alert.kind] = counts.get(alert.kind, 0) + 1
+    keys = set(calls_by_key) | set(spans_by_key) | set(alerts_by_key)
+    rows = []
+    for key in sorted(keys, key=lambda k: (k[0] or 0, k[1] or "", k[2] or "")):
+        row = _row(key, calls_by_key.get(key, []), spans_by_key.get(key, []), standards)
+        row.alerts = dict(alerts_by_key.get(key, {}))
+        rows.append(row)
     return rows
 
 

@@ -12,7 +12,7 @@ import pytest
 from controller.cli import main as cli
 from controller.cli.reports import report_csv, report_table
 from controller.reports import erlang
-from controller.reports.kpis import AgentStateSpan, CallFact, Standards, compute_report
+from controller.reports.kpis import AgentStateSpan, AlertFact, CallFact, Standards, compute_report
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -123,6 +123,21 @@ def test_both_and_empty_denominators() -> None:
     assert empty[0].answer_rate is None and empty[0].asa is None  # only a short abandon: no denominator
     with pytest.raises(ValueError, match="15, 30 or 60"):
         compute_report([], [], start=START, end=END, interval_minutes=20)
+
+
+def test_alerts_are_counted_in_their_rows() -> None:
+    alerts = [AlertFact(at("10:12"), "hold", "general", "A"), AlertFact(at("10:40"), "service_level", "general", None),
+              AlertFact(at("10:41"), "acw", None, "B"), AlertFact(at("11:30"), "hold", "general", "A")]  # outside
+    by_queue = {r.queue: r.alerts for r in compute_report(CALLS, SPANS, start=START, end=END, by="queue",
+                                                           alerts=alerts)}
+    assert by_queue["general"] == {"hold": 1, "service_level": 1} and by_queue["complaints"] == {}
+    by_agent = {r.agent_id: r.alerts for r in compute_report(CALLS, SPANS, start=START, end=END, by="agent",
+                                                              alerts=alerts)}
+    assert by_agent["A"] == {"hold": 1} and by_agent["B"] == {"acw": 1}
+    (total,) = compute_report(CALLS, SPANS, start=START, end=END, by="total", alerts=alerts)
+    assert total.alerts == {"hold": 1, "service_level": 1, "acw": 1}
+    halves = compute_report(CALLS, SPANS, start=START, end=END, by="queue", interval_minutes=30, alerts=alerts)
+    assert {(r.interval_start, r.queue): r.alerts for r in halves}[(at("10:30"), "general")] == {"service_level": 1}
 
 
 def test_standards_reject_unknown_keys() -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.reports.kpis import AgentStateSpan, CallFact, KpiRow, compute_report
+from controller.reports.kpis import AgentStateSpan, AlertFact, CallFact, KpiRow, compute_report
 from controller.store.db import Store
 
 if TYPE_CHECKING:
@@ -39,8 +39,16 @@ class ReportService:
     async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
         calls = await self.call_facts(start, end)
         spans = await self.agent_spans(start, end)
+        alerts = await self.alert_facts(start, end)
         return compute_report(calls, spans, start=start, end=end, interval_minutes=interval_minutes,
-                              by=by, standards=self.standards)  # type: ignore[arg-type]
+                              by=by, standards=self.standards, alerts=alerts)  # type: ignore[arg-type]
+
+    async def alert_facts(self, start: float, end: float) -> list[AlertFact]:
+        rows = await self.store.fetchall(
+            "SELECT at, queue, agent_id, data FROM cti_events WHERE type = 'alert.raised' AND at >= ? AND at < ?",
+            (start, end))
+        return [AlertFact(row["at"], str(json.loads(row["data"]).get("kind", "")), row["queue"], row["agent_id"])
+                for row in rows]
 
     async def call_facts(self, start: float, end: float) -> list[CallFact]:
         visits = await self.store.fetchall(
