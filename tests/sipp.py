@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,6 +322,20 @@ class Caller(_Sipp):
 
 class Phone(_Sipp):
     """An agent's (or a customer's) phone listening on `sip_port` (8001 -> 15001 in the demo)."""
+
+    async def start(self) -> None:
+        """Start SIPp and return once it listens: a phone rung before that looks unreachable."""
+        await super().start()
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", self.sip_port))
+                except OSError:
+                    return  # SIPp holds the port
+            if self.process is not None and self.process.returncode is not None:
+                return  # it exited (a test will see why)
+            await asyncio.sleep(0.05)
 
     def __init__(self, sip_port: int, *, answer_after_ms: int = 500, reject: int | None = None,
                  hold_ms: int | None = None, calls: int = 1, timeout_s: int = 120, talk: bool = False) -> None:

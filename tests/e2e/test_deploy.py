@@ -43,12 +43,13 @@ async def test_agi_route_then_handover_to_the_flow(controller: ControllerProcess
     assert record["did"] == "4008001234"
 
 
-async def test_agi_lookup_sets_region_and_tier(controller: ControllerProcess) -> None:
+async def test_agi_lookup_sets_region_and_tier(controller: ControllerProcess, demo_backend: str) -> None:
     await reset_globals()
     result = await Caller("4008009002", caller="13912345678", steps=[Pause(2000)]).run()
     assert result.ok, result.output
-    # 139 1234 5678 is a China Mobile number from Changzhou, Jiangsu; no tier service runs in tests.
-    assert await global_var("CCC_LAST_LOOKUP") == "OK|江苏省|常州市|中国移动|regular"
+    # 139 1234 5678 is a China Mobile number from Changzhou, Jiangsu; the demo CRM says numbers
+    # ending in 8 are VIPs.
+    assert await global_var("CCC_LAST_LOOKUP") == "OK|江苏省|常州市|中国移动|vip"
 
 
 async def test_bad_agi_request_fails_clearly_and_the_call_continues(controller: ControllerProcess) -> None:
