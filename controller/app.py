@@ -92,6 +92,7 @@ class Controller:
         self._tasks: asyncio.TaskGroup | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self.ivr.recordings = self.recordings
         self.reload_hooks: list[Callable[[], object]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd)]
@@ -210,6 +211,7 @@ class Controller:
                 notifier = tasks.create_task(self.webhooks.run())
                 acd_timer = tasks.create_task(self.acd.run())
                 prompts = tasks.create_task(self.ivr.run())
+                retention = tasks.create_task(self.recordings.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -218,6 +220,7 @@ class Controller:
                 notifier.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
+                retention.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

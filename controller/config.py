@@ -60,6 +60,8 @@ class AsteriskSettings:
     sounds_dir: str = "/usr/share/asterisk/sounds"
     # Where Asterisk writes recordings (ARI's recording directory), as the controller sees it.
     recordings_dir: str = "/var/spool/asterisk/recording"
+    # Call recordings older than this many days are deleted by the controller (0: kept forever).
+    recordings_retention_days: float = 0.0
     fallback_context: str = "ccc-fallback"  # where calls go when the controller cannot keep them
     trunk_dial: str = "PJSIP/{number}@loopback-trunk"  # how to reach an external number
     phone_dial: str = "PJSIP/{endpoint}"  # how to ring an agent's phone

@@ -35,7 +35,10 @@ Path_ = tuple[str, ...]
 SoundExists = Callable[[str, str], bool]
 
 BUILTIN_VARIABLES = {"caller", "did", "call_id", "language", "now", "today", "time", "weekday", "region", "flow"}
-FLOW_KEYS = {"flow", "language", "dids", "variables", "start", "nodes", "description"}
+FLOW_KEYS = {"flow", "language", "dids", "variables", "start", "nodes", "description", "recording"}
+#: A flow's recording policy: `always` records its calls from the start, `never` keeps them unrecorded
+#: even in an `always` queue; `on_demand` (the default) leaves it to the queues and the agents.
+RECORDING_POLICIES = ("always", "never", "on_demand")
 
 
 @dataclass(frozen=True, order=True)
@@ -59,6 +62,7 @@ class Flow:
     nodes: dict[str, Node]
     source: str
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
+    recording: str = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,10 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
     if language not in ("zh", "en"):
         report.error(("language",), f"language: expected zh or en, got {language!r}")
         language = "zh"
+    recording = data.get("recording", "on_demand")
+    if recording not in RECORDING_POLICIES:
+        report.error(("recording",), f"recording: expected one of {', '.join(RECORDING_POLICIES)}, got {recording!r}")
+        recording = "on_demand"
     dids = data.get("dids", [])
     if not isinstance(dids, list) or not all(isinstance(d, str | int) for d in dids):
         report.error(("dids",), "dids: expected a list of numbers")
@@ -176,7 +184,8 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
     start = data.get("start", next(iter(raw_nodes)))
     if start not in raw_nodes:
         report.error(("start",), f"start: no node {start!r} in this flow")
-    flow = Flow(flow_id, language, [str(d) for d in dids], dict(variables), str(start), nodes, source, marks)
+    flow = Flow(flow_id, language, [str(d) for d in dids], dict(variables), str(start), nodes, source, marks,
+                str(recording))
     if not report.errors:
         _check_graph(flow, report)
         _check_variables(flow, report)

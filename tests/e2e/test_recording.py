@@ -85,3 +85,23 @@ async def test_recorded_call_keeps_silence_where_it_was_paused(
     assert exported.returncode == 0 and target.read_bytes() == wav.read_bytes()
     missing = await asyncio.to_thread(ccctl, process.url, "recordings", "show", "424242")
     assert missing.returncode == 1 and "no recording" in missing.stderr
+
+
+async def test_a_flow_that_records_always_records_from_the_start(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)  # the queue records on demand only
+    flow = tmp_path / "flows" / "acdtest.yaml"
+    flow.write_text(flow.read_text().replace("language: zh\n", "language: zh\nrecording: always\n"))
+    status, body = await process.api("POST", "/api/flows/reload")
+    assert status == 200, body
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=2000)
+    await agent_phone.start()
+    await login(process, "1001")
+    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    await asyncio.sleep(1.0)
+    _, found = await process.api("GET", "/api/recordings")
+    (row,) = found["recordings"]
+    assert (row["reason"], row["queue"], row["agents"]) == ("flow_policy", None, ["1001"])
+    wav = Path(row["file"])
+    assert wav.exists() and wav.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert abs(duration(wav) - row["duration"]) <= 1.0

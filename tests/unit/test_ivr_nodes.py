@@ -210,3 +210,13 @@ def test_a_yaml_boolean_as_a_node_name_gets_a_clear_error(tmp_path: Path) -> Non
     _, errors = load_flows([tmp_path])
     assert [(e.line, e.column) for e in errors] == [(4, 34)]  # at the value
     assert "declined: expected a node name, got False (YAML reads yes/no/on/off as true/false" in errors[0].message
+
+
+def test_a_flow_names_its_recording_policy(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("flow: a\nlanguage: zh\nrecording: always\nnodes:\n  bye: {type: hangup}\n")
+    (flows, errors) = load_flows([tmp_path / "a.yaml"])
+    assert errors == [] and flows[0].recording == "always"
+    (tmp_path / "b.yaml").write_text("flow: b\nlanguage: zh\nrecording: sometimes\nnodes:\n  bye: {type: hangup}\n")
+    _, errors = load_flows([tmp_path / "b.yaml"])
+    assert [(e.line, e.message) for e in errors] == [
+        (3, "recording: expected one of always, never, on_demand, got 'sometimes'")]

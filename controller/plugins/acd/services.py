@@ -287,7 +287,7 @@ class AcdService:
     async def _record_by_policy(self, waiting: QueueCall, agent_id: str) -> None:
         """`recording: always` queues record from the first answer; a call already recording (e.g. after
         a transfer) goes on in the same file with this agent added."""
-        if self.recordings is None:
+        if self.recordings is None or waiting.session.recording_policy == "never":
             return
         recording = self.recordings.live.get(waiting.call_id)
         if waiting.queue.recording == "always" or recording is not None:

@@ -87,6 +87,7 @@ class CallSession:
         self.dtmf: list[str] = []  # digits pressed and not consumed yet (type-ahead)
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
         self.entry_flow: str | None = None  # the flow asked for by the dialplan (AGI hand-over: flow=ID)
+        self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
         self.state = "new"  # new, ivr, queued, ringing, talking, held, ended (for status/CTI)
         self.answered = False
         self.hangup_requested = False

@@ -25,6 +25,7 @@ from controller.ivr.runner import run_flow
 from controller.lookup import caller_region
 from controller.plugins.calls.session import CallSession
 from controller.plugins.ivr.ari_port import AriCallPort, Enqueuer
+from controller.plugins.recordings.services import RecordingError, RecordingService
 from controller.store.db import Store
 
 log = logging.getLogger("controller.ivr")
@@ -62,6 +63,7 @@ class IvrService:
         self.repository = FlowRepository(Path(config.ivr.flows_dir),
                                          sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
         self.flows_run = 0
+        self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
 
@@ -134,6 +136,12 @@ class IvrService:
             session.data.setdefault("region", region.as_dict())
         port = self._port(session)
         await session.answer()
+        session.recording_policy = snapshot.flows[flow_id].recording
+        if session.recording_policy == "always" and self.recordings is not None:
+            try:
+                await self.recordings.start(session, queue=None, agent_id=None, reason="flow_policy")
+            except RecordingError as exc:
+                log.error("call %s: %s", session.call_id, exc)  # the call goes on, unrecorded
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
         session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,9 +138,30 @@ class RecordingService:
             await self.ari.stop_recording(recording.name)
         with contextlib.suppress(AriError):
             await self.ari.hangup(recording.snoop_id)
+        await self._restrict(self.file_of(recording.name))
         self.index.finished(recording.name, duration=duration, pauses=recording.pauses)
         self.publish("recording.stopped", call_id=call_id, recording=recording.name, duration=round(duration, 3))
         return recording
+
+    async def _restrict(self, path: Path) -> None:
+        """Recordings are readable by their owner only (run Asterisk and the controller as one user)."""
+        try:
+            await asyncio.to_thread(os.chmod, path, 0o600)
+        except FileNotFoundError:
+            pass  # nothing was written (the caller hung up at once)
+        except OSError as exc:
+            log.warning("recording %s: cannot restrict its permissions: %s", path.name, exc)
+
+    async def run(self, every_seconds: float = 3600.0) -> None:
+        """The retention job: every hour, delete recordings older than `recordings_retention_days`."""
+        days = self.config.asterisk.recordings_retention_days
+        if days <= 0:
+            return
+        while True:
+            removed = await self.purge(days)
+            if removed:
+                log.info("recordings: %d older than %g days deleted", removed, days)
+            await asyncio.sleep(every_seconds)
 
     async def purge(self, older_than_days: float, now: float | None = None) -> int:
         """Retention: delete recordings (files and index rows marked) older than this many days."""
