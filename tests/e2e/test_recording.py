@@ -90,6 +90,7 @@ async def test_recorded_call_keeps_silence_where_it_was_paused(
 async def test_a_flow_that_records_always_records_from_the_start(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     process = await start(tmp_path)  # the queue records on demand only
+    stop_after.append(process)
     flow = tmp_path / "flows" / "acdtest.yaml"
     flow.write_text(flow.read_text().replace("language: zh\n", "language: zh\nrecording: always\n"))
     status, body = await process.api("POST", "/api/flows/reload")
