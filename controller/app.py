@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
-        self.reload_hooks: list[Callable[[], object]] = [self.ivr.reload]
+        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd)]
 
@@ -114,8 +114,12 @@ class Controller:
 
     def reload(self) -> None:
         """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
+        if self._tasks is not None:
+            self.spawn(self._run_reload_hooks())
+
+    async def _run_reload_hooks(self) -> None:
         for hook in self.reload_hooks:
-            hook()
+            await hook()
 
     def health(self) -> dict[str, Any]:
         connected = self.stream.connected.is_set()

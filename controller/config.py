@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from controller.settings import load_file_as
+from controller.settings import load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 
@@ -23,6 +23,9 @@ class AriSettings:
     app: str = "ccc"  # the Stasis application name the dialplan hands calls to
     request_timeout: float = 5.0
     pool_size: int = 50  # keep below http.conf sessionlimit
+
+    def __post_init__(self) -> None:
+        require_positive(self, "request_timeout", "pool_size")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class CustomerSettings:
     tier_url: str = ""
     timeout: float = 2.0
     default_tier: str = "regular"
+
+    def __post_init__(self) -> None:
+        require_positive(self, "timeout")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ class TokenSettings:
     role: Role
     agent_id: str | None = None  # for role agent: the agent this token acts as
 
+    def __post_init__(self) -> None:
+        if self.role == "agent" and not self.agent_id:
+            raise ValueError(f"token {self.name!r}: an agent token needs agent_id (the agent it acts as)")
+
 
 @dataclass(frozen=True)
 class WebhookSettings:
@@ -92,6 +102,9 @@ class WebhookSettings:
     types: list[str] = field(default_factory=list)  # event type patterns, e.g. ["call.*"]; empty: all
     queue: str | None = None
     timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        require_positive(self, "timeout")
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,22 @@ class _Loader:
         if self.problems:
             try:
                 return cls(**values)
-            except TypeError:
+            except (TypeError, ValueError):
                 return typing.cast(T, None)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as exc:  # the dataclass's own check (`__post_init__`)
+            self.fail(node, f"{what or 'configuration'}: {exc}")
+            return typing.cast(T, None)
+
+
+def require_positive(settings: object, *names: str) -> None:
+    """For a settings dataclass's `__post_init__`: these numbers must be above 0 (a timeout of 0 would
+    mean no timeout at all)."""
+    for name in names:
+        value = getattr(settings, name)
+        if not value > 0:
+            raise ValueError(f"{name}: expected a number above 0, got {value!r}")
 
 
 def _type_name(hint: Any) -> str:

@@ -310,6 +310,54 @@ class AcdEngine:
         self._set_state(agent, "talking", None, out)
         return out
 
+    def transfer_offer(self, call_id: str, from_agent_id: str, to_agent_id: str) -> list[Decision]:
+        """转接到指定坐席: the call `from_agent_id` talks on rings a named colleague.
+
+        The colleague must be ready and not ringing for another call (a not-ready agent is not
+        disturbed). They are `ringing` until `transfer_answered` or `transfer_failed`; the call stays
+        the first agent's meanwhile, so a colleague who does not answer gives it back to them.
+        """
+        source, target = self._agent(from_agent_id), self._agent(to_agent_id)
+        if source.current_call != call_id:
+            raise AcdError(f"agent {from_agent_id} is not on call {call_id}")
+        if to_agent_id == from_agent_id:
+            raise AcdError("the call is already with that agent")
+        if target.state != "ready" or target.offered_call is not None:
+            reason = f", {target.reason}" if target.reason else ""
+            raise AcdError(f"agent {to_agent_id} is not ready ({target.state}{reason})")
+        out: list[Decision] = []
+        target.offered_call = call_id
+        self._set_state(target, "ringing", None, out)
+        return out
+
+    def transfer_answered(self, call_id: str, from_agent_id: str, to_agent_id: str) -> list[Decision]:
+        """The colleague took the transferred call: they talk on it in the first agent's queue (its
+        wrap-up applies). The first agent's part ends with their own `call_ended`."""
+        source, target = self._agent(from_agent_id), self._agent(to_agent_id)
+        if target.offered_call != call_id or target.state != "ringing":
+            raise AcdError(f"call {call_id} is not ringing agent {to_agent_id}")
+        out: list[Decision] = []
+        target.offered_call = None
+        target.current_call, target.current_queue = call_id, source.current_queue
+        target.calls_answered += 1
+        target.talk_started = self.clock.now()
+        self._set_state(target, "talking", None, out)
+        return out
+
+    def transfer_failed(self, call_id: str, to_agent_id: str, reason: str) -> list[Decision]:
+        """The transfer ring ended without an answer: `no_answer`/`busy` is RONA (the colleague goes
+        not ready "no_answer"); `cancelled` (the caller left first) makes them ready again."""
+        target = self._agent(to_agent_id)
+        if target.offered_call != call_id:
+            return []  # that offer is over already
+        out: list[Decision] = []
+        if reason == "cancelled":
+            self._release_offer(target, out)
+        else:
+            target.offered_call = None
+            self._set_state(target, "not_ready", "no_answer", out)
+        return out
+
     def call_ended(self, agent_id: str) -> list[Decision]:
         agent = self._agent(agent_id)
         if agent.state not in ("talking", "on_hold"):

@@ -57,14 +57,18 @@ class EventStream:
         self.events_received = 0
         self.last_lag: float | None = None
         self._clock = clock
-        self._connected_tasks: set[asyncio.Task[None]] = set()
 
     def _ws_url(self) -> str:
         base = self._client.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         return f"{base}/events?app={self.app}&subscribeAll=false"
 
     async def run(self) -> None:
-        """Connect and read until cancelled; reconnect after any failure."""
+        """Connect and read until cancelled; reconnect after any failure. The re-adoption that follows
+        each connect runs in this task group, so it never outlives the stream."""
+        async with asyncio.TaskGroup() as tasks:
+            await self._connect_forever(tasks)
+
+    async def _connect_forever(self, tasks: asyncio.TaskGroup) -> None:
         delay = self._backoff_initial
         while True:
             try:
@@ -76,9 +80,7 @@ class EventStream:
                     self.connected.set()
                     delay = self._backoff_initial
                     log.info("ARI event stream connected app=%s connection=%d", self.app, self.connections)
-                    task = asyncio.create_task(self._run_on_connected())
-                    self._connected_tasks.add(task)
-                    task.add_done_callback(self._connected_tasks.discard)
+                    tasks.create_task(self._run_on_connected())
                     replaced = await self._read(ws)
                     if replaced:
                         # Another process took our application name: do not fight over it quickly.

@@ -54,7 +54,9 @@ def token_from(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:].strip()
-    return request.query.get("token")  # browsers cannot set headers on a WebSocket
+    if request.path == "/ws":
+        return request.query.get("token")  # browsers cannot set headers on a WebSocket
+    return None  # elsewhere a token in the URL would end up in proxies' and browsers' logs
 
 
 def identify(tokens: Iterable[TokenSettings], presented: str | None) -> TokenSettings | None:
@@ -102,7 +104,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except json.JSONDecodeError:
         return json_error(400, "the request body is not valid JSON")
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        # The route's template, not the path: a path may hold a caller's number (/api/numbers/{number}).
+        resource = request.match_info.route.resource
+        log.exception("unhandled error in %s %s", request.method, resource.canonical if resource else "?")
         return json_error(500, "internal error (see the controller's log)")
 
 

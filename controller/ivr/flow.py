@@ -19,6 +19,7 @@ variable, two flows with one id or one DID).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Flow:
     source: str
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
     recording: str = "on_demand"
+    version: str = ""  # the first 12 hex digits of the file's SHA-256: which text is live
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
     if start not in raw_nodes:
         report.error(("start",), f"start: no node {start!r} in this flow")
     flow = Flow(flow_id, language, [str(d) for d in dids], dict(variables), str(start), nodes, source, marks,
-                str(recording))
+                str(recording), hashlib.sha256(text.encode()).hexdigest()[:12])
     if not report.errors:
         _check_graph(flow, report)
         _check_variables(flow, report)
@@ -239,8 +241,10 @@ def _check_param(what: str, path: Path_, value: Any, param: Param, report: Repor
         if not isinstance(value, int) or isinstance(value, bool):
             report.error(path, f"{what}: expected an integer, got {value!r}")
     elif kind == "number":
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            report.error(path, f"{what}: expected a number of seconds (>= 0), got {value!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 \
+                or (param.positive and value == 0):
+            bound = "above 0" if param.positive else ">= 0"
+            report.error(path, f"{what}: expected a number of seconds ({bound}), got {value!r}")
     elif kind == "bool":
         if not isinstance(value, bool):
             report.error(path, f"{what}: expected true or false")

@@ -7,6 +7,7 @@ are returned and the previous snapshot stays live.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class FlowRepository:
         self.sound_exists = sound_exists
         self.snapshot: FlowSet = EMPTY
         self.version = 0
+        self.loaded_at: float | None = None  # wall-clock time of the last successful load
 
     def load(self) -> LoadResult:
         if not self.flows_dir.is_dir():
@@ -38,6 +40,7 @@ class FlowRepository:
             return LoadResult(errors, sorted(self.snapshot.flows))
         self.snapshot = flow_set(flows)
         self.version += 1
+        self.loaded_at = time.time()
         return LoadResult([], sorted(self.snapshot.flows))
 
     reload = load

@@ -23,6 +23,8 @@ from controller.store.schema import MIGRATIONS
 log = logging.getLogger("controller.store")
 
 Params = Sequence[Any] | dict[str, Any]
+#: A failed commit is retried after the first delay, doubling up to the second.
+RETRY_SECONDS = (0.5, 10.0)
 
 
 class Store:
@@ -60,12 +62,19 @@ class Store:
             self.path.chmod(0o600)  # call records are personal data
 
     async def run_writer(self) -> None:
-        """The writer loop; run it in the application's TaskGroup until cancelled."""
+        """The writer loop; run it in the application's TaskGroup until cancelled. A batch whose commit
+        fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped."""
+        delay = RETRY_SECONDS[0]
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                await self._commit_pending()
+                if await self._commit_pending():
+                    delay = RETRY_SECONDS[0]
+                    continue
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_SECONDS[1])
+                self._wake.set()
         finally:
             await self._commit_pending()
 
@@ -81,6 +90,9 @@ class Store:
 
     def write(self, sql: str, params: Params = ()) -> None:
         """Queue a statement; it is committed with the next batch (within milliseconds)."""
+        if self._closed:
+            log.error("store is closed: a write was lost (%s)", sql.split("(")[0][:80])
+            return
         self._pending.append((sql, params))
         self._wake.set()
 
@@ -97,26 +109,26 @@ class Store:
         self.write(sql, params)
         await self.flush()
 
-    async def _commit_pending(self) -> None:
-        if not self._pending:
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self._waiters.clear()
-            return
+    async def _commit_pending(self) -> bool:
+        """Commit what has queued; False when the commit failed (the batch is queued again, in order,
+        and whoever waits on `flush()` gets the error)."""
         batch, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
-        try:
-            await self._run(self._commit_sync, batch)
-        except Exception as exc:
-            log.exception("store commit of %d statements failed", len(batch))
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
+        error: Exception | None = None
+        if batch:
+            try:
+                await self._run(self._commit_sync, batch)
+            except Exception as exc:
+                log.error("store commit of %d statements failed, kept for a retry: %s", len(batch), exc)
+                self._pending[:0] = batch
+                error = exc
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+        return error is None
 
     def _commit_sync(self, batch: list[tuple[str, Params]]) -> None:
         conn = self._require()

@@ -195,6 +195,8 @@ class ControllerProcess:
 
 @pytest.fixture
 async def fresh_asterisk(asterisk: Path) -> AsyncIterator[Path]:
+    if not (sandbox.running() and sandbox._ari_ready()):
+        sandbox.start()  # a test that stopped it (restart tests) failed before starting it again
     await hang_up_everything()
     yield asterisk
     await hang_up_everything()

@@ -228,11 +228,42 @@ async def test_conference_goes_on_when_the_agent_leaves_first(
     (bridge,) = [b for b in await ari_get("/bridges") if party in b["channels"]]
     assert len(bridge["channels"]) == 2  # ... and the caller still talks with the third party
     assert caller.process is not None and caller.process.returncode is None
+    assert (await agent_state(process, "1001"))["state"] == "acw"  # the agent who left is free
     assert (await third_party.wait()).ok
     assert (await caller.wait()).ok  # the last party left: the flow said goodbye
     kinds_seen = [e["kind"] for e in (await process.call_record(call_id))["events"]
                   if e["kind"].startswith("conference")]
     assert kinds_seen == ["conference_joined", "conference_left"]
+
+
+async def test_a_party_is_removed_from_the_conference_by_command(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=12000)
+    colleague = Phone(15002, answer_after_ms=300)                    # stays until the controller hangs up
+    for phone in (agent_phone, colleague):
+        await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    status, body = await process.api("POST", f"/api/calls/{call_id}/conference", json={"to": "phone:8002"})
+    assert (status, body["parties"]) == (200, ["PJSIP/8002"]), body
+    party = body["party_channel"]
+    remove = f"/api/calls/{call_id}/conference/remove"
+    assert (await process.api("POST", remove, json={"to": "phone:8003"}))[0] == 409   # not in the conference
+    assert (await process.api("POST", remove, json={"to": "phone:8002"}, token=AGENT_1002_TOKEN))[0] == 403
+    status, body = await process.api("POST", remove, json={"to": "phone:8002"}, token="demo-agent-1001-token")
+    assert (status, body["state"], body["parties"]) == (200, "talking", []), body
+    assert (await colleague.wait()).ok                                               # hung up by the controller
+    bridges = [b for b in await ari_get("/bridges") if party in b["channels"] or len(b["channels"]) == 2]
+    assert len(bridges) == 1 and party not in bridges[0]["channels"]                  # caller and agent talk on
+    assert (await agent_state(process, "1001"))["state"] == "talking"
+    assert (await caller.wait()).ok
+    left = [e for e in (await process.call_record(call_id))["events"] if e["kind"] == "conference_left"]
+    assert len(left) == 1 and (left[0].get("detail") or left[0])["removed_by"] == "1001", left
+    agent_phone.kill()
 
 
 async def test_blind_transfer_out_and_back_to_the_queue_when_nobody_answers(
@@ -265,6 +296,74 @@ async def test_blind_transfer_out_and_back_to_the_queue_when_nobody_answers(
                   if e["kind"].startswith("transfer")]
     assert kinds_seen == ["transfer", "transfer_failed", "transfer", "transfer_connected"]
     busy_colleague.kill()
+
+
+async def bridge_of(channel_id: str) -> set[str]:
+    """The channels in the bridge that holds `channel_id` on Asterisk (empty when in none)."""
+    for bridge in await ari_get("/bridges"):
+        if channel_id in bridge["channels"]:
+            return set(bridge["channels"])
+    return set()
+
+
+async def test_transfer_to_a_named_agent_comes_back_when_they_do_not_answer_then_hands_over(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path, ring_timeout=4, wrapup_seconds=30)
+    stop_after.append(process)
+    first_agent = Phone(15001, answer_after_ms=300)      # stays until the controller hangs up
+    away = Phone(15002, answer_after_ms=30000)           # 1002 is away from the desk: it just rings
+    for phone in (first_agent, away):
+        await phone.start()
+    await login(process, "1001")
+    await login(process, "1002")                         # serves another queue: a transfer still reaches them
+    caller = Caller(ACD_DID, steps=[WaitForBye(60000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    path = f"/api/calls/{call_id}/transfer"
+    assert (await process.api("POST", path, json={"to": "agent:9999"}))[0] == 409       # no such agent
+    await process.api("POST", "/api/agents/1002/not_ready", json={"reason": "meal"})
+    status, body = await process.api("POST", path, json={"to": "agent:1002"})
+    assert status == 409 and "not ready" in body["error"], body                       # not disturbed
+    assert (await process.api("POST", path, json={"to": "agent:1002"}, token=AGENT_1002_TOKEN))[0] == 403
+    await process.api("POST", "/api/agents/1002/ready")
+
+    status, body = await process.api("POST", path, json={"to": "agent:1002"})        # rings 4 s, no answer
+    assert (status, body["state"]) == (200, "talking"), body
+    assert body["transfer"] != "answer", body
+    agent = await agent_state(process, "1002")
+    assert (agent["state"], agent["reason"]) == ("not_ready", "no_answer")             # RONA
+    agent = await agent_state(process, "1001")
+    assert (agent["state"], agent["current_call"]) == ("talking", call_id)
+    caller_channel = (await process.call_record(call_id))["channel_id"]
+    (first_agent_channel,) = await bridge_of(caller_channel) - {caller_channel}        # back with agent 1001
+    away.kill()
+
+    colleague = Phone(15002, answer_after_ms=300, hold_ms=3000)
+    await colleague.start()
+    await process.api("POST", "/api/agents/1002/ready")
+    status, body = await process.api("POST", path, json={"to": "agent:1002"}, token="demo-agent-1001-token")
+    assert (status, body["state"], body["agent_id"]) == (200, "transferred", "1002"), body
+    assert (await agent_state(process, "1001"))["state"] == "acw"
+    agent = await wait_for_state(process, "1002", "talking")
+    assert agent["current_call"] == call_id
+    members = await bridge_of(caller_channel)
+    assert len(members) == 2 and first_agent_channel not in members, members            # now with 1002
+    await wait_for_state(process, "1002", "acw")                                      # 1002 hung up after 3 s
+    assert (await caller.wait()).ok                                                   # the flow said goodbye
+    assert (await colleague.wait()).ok
+
+    (visit,) = rows(process, "SELECT agent_id, outcome, offers FROM queue_calls")
+    assert (visit["agent_id"], visit["outcome"]) == ("1001", "answered")
+    results = [(o["agent_id"], o["result"]) for o in json.loads(visit["offers"])]
+    assert results[0] == ("1001", "answered") and results[-1] == ("1002", "transfer_answered"), results
+    assert results[1][0] == "1002" and results[1][1] != "transfer_answered", results
+    kinds_seen = [e["kind"] for e in (await process.call_record(call_id))["events"]
+                  if e["kind"].startswith("transfer") or e["kind"] in ("agent_answered", "bridged")]
+    assert kinds_seen == ["agent_answered", "bridged", "transfer_failed", "transfer", "agent_answered", "bridged"]
+    status, events = await process.api("GET", "/api/events?since=0&types=call.ringing")
+    pops = [e["data"]["screen_pop"] for e in events["events"] if e["agent_id"] == "1002"]
+    assert pops and all(pop["transferred_by"] == "1001" and pop["data"] for pop in pops), pops
+    first_agent.kill()
 
 
 async def test_a_colleague_picks_up_a_call_ringing_elsewhere(

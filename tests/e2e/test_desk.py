@@ -9,7 +9,7 @@ import pytest
 from tests.browser import Browser
 from tests.e2e.conftest import ControllerProcess
 from tests.e2e.test_call_control import start, wait_for_state
-from tests.e2e.test_ivr_acd import ACD_DID, rows, stop_after  # noqa: F401 (fixture)
+from tests.e2e.test_ivr_acd import ACD_DID, login, rows, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e  # needs Debian's chromium: `make deps` installs it
@@ -34,6 +34,7 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await toolbar.click("#login")
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
         assert await toolbar.text("#state") == "示闲"
+        await login(process, "1002")  # a ready colleague: in the transfer list once a call comes in
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'ready'")
 
@@ -46,6 +47,7 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'talking'")
+        await toolbar.wait_for("[...document.querySelector('#queues').options].some((o) => o.value === 'agent:1002')")
 
         await toolbar.click("#hold")
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'on_hold'")

@@ -110,14 +110,17 @@ async def _active_calls(controller: ControllerProcess) -> int:
 async def test_event_stream_reconnects_after_asterisk_restart(controller: ControllerProcess) -> None:
     before = await controller.wait_healthy()
     sandbox.stop()
-    await wait_until(lambda: _disconnected(controller))
-    # The ops CLI says so clearly while Asterisk is down.
-    status = await asyncio.to_thread(ccctl, controller.url, "status")
-    assert status.returncode == 1 and "NOT REACHABLE" in status.stdout and "NOT CONNECTED" in status.stdout
-    assert "trunks      UNKNOWN (Asterisk AMI unavailable" in status.stdout
-    trunks = await asyncio.to_thread(ccctl, controller.url, "trunks")
-    assert trunks.returncode == 1 and "Asterisk AMI unavailable" in trunks.stderr
-    sandbox.start()
+    try:
+        await wait_until(lambda: _disconnected(controller))
+        # The ops CLI says so clearly (and at once) while Asterisk is down.
+        status = await asyncio.to_thread(ccctl, controller.url, "status")
+        assert status.returncode == 1 and "NOT REACHABLE" in status.stdout and "NOT CONNECTED" in status.stdout, \
+            status.stdout + status.stderr
+        assert "trunks      UNKNOWN (Asterisk AMI unavailable" in status.stdout
+        trunks = await asyncio.to_thread(ccctl, controller.url, "trunks")
+        assert trunks.returncode == 1 and "Asterisk AMI unavailable" in trunks.stderr
+    finally:
+        sandbox.start()  # the tests after this one need it, whatever happened here
     health = await wait_until(lambda: _reconnected(controller, before["ari_connections"]), timeout=30)
     assert health["ari_connected"]
     # And calls are handled again.
@@ -159,5 +162,7 @@ async def test_metrics_and_api_authentication(controller: ControllerProcess) -> 
     assert (await controller.api("GET", "/metrics", token="nope"))[0] == 401
     assert (await controller.api("GET", "/metrics", token="demo-agent-1001-token"))[0] == 403
     assert (await controller.api("GET", "/api/calls", token="demo-agent-1001-token"))[0] == 403
+    # A token in the URL counts only for the WebSocket (/ws): elsewhere it would end up in logs.
+    assert (await controller.api("GET", "/api/calls?token=demo-admin-token", token=""))[0] == 401
     status, body = await controller.api("GET", "/no/such/route")
     assert status == 404 and "error" in body

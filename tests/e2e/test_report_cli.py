@@ -116,6 +116,11 @@ async def test_report_json_matches_the_calls(fresh_asterisk: Path, tmp_path: Pat
     assert [c["call_id"] for c in history["calls"]][2] == first_call
     assert (history["calls"][2]["disposition"], history["calls"][2]["notes"]) == ("resolved", "查询话费，已解决")
     assert (await process.api("GET", "/api/numbers/12ab/calls"))[0] == 400
+    # An agent sees only the history of numbers they have served (客户资料保密); supervisors any.
+    stranger = "/api/numbers/13700137000/calls"
+    assert (await process.api("GET", stranger, token="demo-agent-1002-token"))[0] == 403
+    assert (await process.api("GET", stranger, token="demo-supervisor-token")) == \
+        (200, {"number": "13700137000", "calls": []})
     for phone in phones:
         phone.kill()
 

@@ -284,3 +284,60 @@ def test_pickup_takes_a_call_ringing_on_a_colleague() -> None:
     assert engine.agent("a2").current_call == "c1"
     with pytest.raises(AcdError):
         engine.pickup("c1", "a1")  # answered: nothing left to pick up
+
+
+def test_transfer_to_a_named_agent_rings_them_then_hands_the_call_over() -> None:
+    clock = FakeClock(1000.0)
+    engine = AcdEngine([QueueSettings("general", wrapup_seconds=10, announce_interval=0),
+                        QueueSettings("other", wrapup_seconds=0, announce_interval=0)],
+                       [AgentSettings("a1", "A", "1", "8001", queues={"general": 0}),
+                        AgentSettings("a2", "B", "2", "8002", queues={"other": 0}),
+                        AgentSettings("a3", "C", "3", "8003", queues={"general": 0})], clock)
+    for agent_id in ("a1", "a2"):
+        engine.login(agent_id)
+    engine.login("a3", ready=False)
+    engine.not_ready("a3", reason="meal")
+    engine.enqueue("c1", "general")
+    engine.answered("c1", "a1")
+    for to, refused in (("a3", "not ready (not_ready, meal)"), ("a1", "already with that agent"),
+                        ("nobody", "unknown agent")):
+        with pytest.raises(AcdError, match=refused.split(" (")[0]):
+            engine.transfer_offer("c1", "a1", to)
+    with pytest.raises(AcdError):
+        engine.transfer_offer("c2", "a1", "a2")  # a1 is not on c2
+    assert engine.agent("a3").state == "not_ready"  # refused: nothing changed
+
+    engine.transfer_offer("c1", "a1", "a2")
+    assert (engine.agent("a2").state, engine.agent("a2").current_call) == ("ringing", "c1")
+    with pytest.raises(AcdError):
+        engine.transfer_offer("c1", "a1", "a2")  # it rings a2 already
+    assert not offers(engine.enqueue("c2", "other"))  # a ringing colleague gets no queue call
+    engine.abandon("c2")
+    engine.transfer_answered("c1", "a1", "a2")
+    engine.call_ended("a1")
+    assert engine.agent("a1").state == "acw"
+    a2 = engine.agent("a2")
+    assert (a2.state, a2.current_call, a2.calls_answered) == ("talking", "c1", 1)
+    clock.advance(1)
+    engine.call_ended("a2")
+    assert engine.agent("a2").state == "acw"  # the call's queue (general) has 10 s of wrap-up
+
+
+def test_a_transfer_nobody_answers_is_rona_and_a_cancelled_one_frees_the_colleague() -> None:
+    clock = FakeClock(1000.0)
+    engine = AcdEngine([QueueSettings("general", wrapup_seconds=0, announce_interval=0)],
+                       [AgentSettings(f"a{i}", "A", str(i), f"800{i}", queues={"general": 0}) for i in (1, 2, 3)],
+                       clock)
+    for agent_id in ("a1", "a2", "a3"):
+        engine.login(agent_id)
+    engine.enqueue("c1", "general")
+    engine.answered("c1", "a1")
+    engine.transfer_offer("c1", "a1", "a2")
+    engine.transfer_failed("c1", "a2", "no_answer")
+    assert (engine.agent("a2").state, engine.agent("a2").reason) == ("not_ready", "no_answer")
+    assert (engine.agent("a1").state, engine.agent("a1").current_call) == ("talking", "c1")
+    assert engine.transfer_failed("c1", "a2", "no_answer") == []  # over already
+    engine.transfer_offer("c1", "a1", "a3")
+    engine.enqueue("c2", "general")  # waits: a3 rings for the transfer
+    decisions = engine.transfer_failed("c1", "a3", "cancelled")
+    assert engine.agent("a3").state == "ringing" and offers(decisions) == [("c2", "a3")]  # free, takes c2

@@ -37,6 +37,7 @@ class Param:
     default: Any = None
     choices: tuple[str, ...] = ()
     doc: str = ""
+    positive: bool = False  # kind number: above 0 (a timeout of 0 would wait forever)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ class CallbackNode(Node):
         "number_prompt": Param("prompts", default="请输入回拨号码，以井号键结束。"),
         "done_prompt": Param("prompts", default="我们将尽快回电，谢谢。"),
         "due_minutes": Param("number", default=60.0, doc="the callback is due this many minutes later"),
-        "timeout": Param("number", default=5.0),
+        "timeout": Param("number", positive=True, default=5.0),
         "retries": Param("int", default=2),
         "next": Param("node", doc="after the callback was booked (none: the flow ends)"),
         "declined": Param("node", doc="the caller did not take the offer (none: the flow ends)"),

@@ -17,7 +17,7 @@ class HttpNode(Node):
         "method": Param("enum", default="GET", choices=("GET", "POST", "PUT")),
         "headers": Param("any", default={}),
         "body": Param("any", doc="JSON body; strings may use {variables}"),
-        "timeout": Param("number", default=5.0),
+        "timeout": Param("number", positive=True, default=5.0),
         "map": Param("any", default={}, doc="variable -> dotted path in the JSON answer"),
         "next": Param("node", required=True),
         "failure": Param("node", required=True, doc="timeout, connection error, non-2xx status, missing field"),

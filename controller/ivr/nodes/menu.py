@@ -13,7 +13,7 @@ class MenuNode(Node):
     params = {
         "prompt": Param("prompts", required=True),
         "options": Param("routes", required=True, doc="key -> node"),
-        "timeout": Param("number", default=5.0, doc="seconds to wait for a key"),
+        "timeout": Param("number", positive=True, default=5.0, doc="seconds to wait for a key"),
         "retries": Param("int", default=3, doc="attempts before the default route"),
         "invalid_prompt": Param("prompts", default="输入有误，请重新输入。"),
         "timeout_prompt": Param("prompts", default="您没有输入。"),

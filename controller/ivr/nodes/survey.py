@@ -14,11 +14,11 @@ class SurveyNode(Node):
         "prompt": Param("prompts", default="请对本次服务评分，非常满意请按5，非常不满意请按1。"),
         "invalid_prompt": Param("prompts", default="请按1到5之间的数字。"),
         "thanks_prompt": Param("prompts", default="感谢您的评价，再见。"),
-        "timeout": Param("number", default=5.0),
+        "timeout": Param("number", positive=True, default=5.0),
         "retries": Param("int", default=2),
         "comment": Param("bool", default=False, doc="record a spoken comment after the rating"),
         "comment_prompt": Param("prompts", default="请在提示音后留下您的意见，按井号键结束。"),
-        "comment_max_seconds": Param("number", default=60.0),
+        "comment_max_seconds": Param("number", positive=True, default=60.0),
         "next": Param("node", doc="none: the flow ends"),
     }
 

@@ -12,7 +12,7 @@ class TransferNode(Node):
     params = {
         "to": Param("template", required=True, doc="number or extension; may use {variables}"),
         "kind": Param("enum", default="external", choices=("external", "extension")),
-        "timeout": Param("number", default=30.0, doc="ring this long"),
+        "timeout": Param("number", positive=True, default=30.0, doc="ring this long"),
         "prompt": Param("prompts", default="正在为您转接，请稍候。"),
         "next": Param("node", doc="after the transferred call ended with the caller still here"),
         "failure": Param("node", doc="no answer, busy or failed (none: the flow ends)"),

@@ -11,7 +11,7 @@ class VoicemailNode(Node):
     waits = True
     params = {
         "prompt": Param("prompts", default="请在提示音后留言，按井号键结束。"),
-        "max_seconds": Param("number", default=120.0),
+        "max_seconds": Param("number", positive=True, default=120.0),
         "silence_seconds": Param("number", default=5.0, doc="end after this much silence (0: never)"),
         "beep": Param("bool", default=True),
         "done_prompt": Param("prompts", default="您的留言已保存，谢谢。"),

@@ -26,10 +26,12 @@ LOGIN_BODY = {"type": "object", "additionalProperties": False,
 TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                  "properties": {"to": {"type": "string",
                                        "pattern": "^(queue:[A-Za-z0-9_.-]{1,40}|node:[A-Za-z0-9_.-]{1,60}|"
-                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$",
+                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40}|agent:[A-Za-z0-9_.-]{1,40})$",
                                        "description": "queue:NAME (data and priority travel with the call),"
-                                                      " node:ID (back to the IVR), number:DIGITS or"
-                                                      " phone:ENDPOINT"}}}
+                                                      " node:ID (back to the IVR), number:DIGITS,"
+                                                      " phone:ENDPOINT, or agent:ID (a ready colleague,"
+                                                      " through the ACD; the caller comes back if they"
+                                                      " do not answer)"}}}
 DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id", "number"],
              "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
                             "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
@@ -49,6 +51,8 @@ PICKUP_BODY = {"type": "object", "additionalProperties": False, "required": ["ag
                "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
+#: Commands that may wait for a phone to answer (or a prompt to end) before they answer.
+LONG_COMMANDS = ("monitor", "conference", "play", "consult", "transfer")
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
                   "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
 
@@ -101,6 +105,14 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         identity = caller_of(request)
         ids = [identity.agent_id] if identity.role == "agent" and identity.agent_id else list(acd.agent_configs)
         return web.json_response({"agents": [agent_json(acd, agent_id) for agent_id in ids if agent_id]})
+
+    @operation("The agents' directory (通讯录): name, number (工号) and state of every agent, for a"
+               " toolbar's transfer list; no call data", tag="agents", responses={200: {"type": "object"}})
+    @roles("agent", "supervisor", "integration")
+    async def directory(request: web.Request) -> web.Response:
+        entries = [{"id": view.id, "name": view.name, "number": view.number, "state": view.state}
+                   for view in acd.engine.agents()]
+        return web.json_response({"agents": entries})
 
     @operation("An agent's state", tag="agents", responses={200: AGENT})
     @roles("agent", "supervisor", "integration")
@@ -158,8 +170,7 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
             return json_error(403, "this agent token names no agent")
         try:
             result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
-                                       timeout=40.0 if action in ("monitor", "conference", "play", "consult")
-                                       else 10.0,
+                                       timeout=40.0 if action in LONG_COMMANDS else 10.0,
                                        options=options)
         except PermissionError as exc:
             return json_error(403, str(exc))
@@ -180,8 +191,9 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     async def resume(request: web.Request) -> web.Response:
         return await call_command(request, "resume")
 
-    @operation("Blind-transfer a call (转接) to a queue, an IVR node, a number or a phone; the agent goes to"
-               " after-call work at once", tag="calls",
+    @operation("Transfer a call (转接) to a queue, an IVR node, a number or a phone (blind: the agent goes to"
+               " after-call work at once), or to a named agent (the agent stays until the colleague answers)",
+               tag="calls",
                body=TRANSFER_BODY, responses={200: CONTROL_RESULT})
     @roles("agent", "supervisor", "integration")
     async def transfer(request: web.Request) -> web.Response:
@@ -219,6 +231,12 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     @roles("agent", "supervisor", "integration")
     async def conference(request: web.Request) -> web.Response:
         return await call_command(request, "conference", body_of(request)["to"])
+
+    @operation("Remove one party from a conference (the others stay on the call)", tag="calls",
+               body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+    @roles("agent", "supervisor", "integration")
+    async def conference_remove(request: web.Request) -> web.Response:
+        return await call_command(request, "conference_remove", body_of(request)["to"])
 
     @operation("Pick up (抢接) a waiting call ringing on a colleague's phone: the picker's phone rings instead",
                tag="calls", body=PICKUP_BODY, responses={200: CONTROL_RESULT})
@@ -262,12 +280,14 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         web.post("/api/calls/{call_id}/play", play),
         web.post("/api/calls/{call_id}/pickup", pickup),
         web.post("/api/calls/{call_id}/conference", conference),
+        web.post("/api/calls/{call_id}/conference/remove", conference_remove),
         web.post("/api/calls/{call_id}/monitor", monitor),
         web.post("/api/calls/{call_id}/hold", hold),
         web.post("/api/calls/{call_id}/hangup", hangup),
         web.post("/api/calls/{call_id}/resume", resume),
         web.post("/api/calls/{call_id}/transfer", transfer),
         web.get("/api/agents", list_agents),
+        web.get("/api/directory", directory),
         web.get("/api/agents/{agent_id}", get_agent),
         web.post("/api/agents/{agent_id}/login", login),
         web.post("/api/agents/{agent_id}/ready", ready),

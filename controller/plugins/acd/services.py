@@ -35,10 +35,11 @@ from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
-from controller.ivr.port import Language, Prompt, QueueOutcome, QueueRequest
+from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
 from controller.media.say import say_digits
+from controller.media.tts import TtsError
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, connect_and_talk
@@ -329,29 +330,56 @@ class AcdService:
                                                       f"{'' if minutes == 1 else 's'}."
         text += "，请稍候。" if zh else " Please hold."
         session.records.event(session.call_id, "announcement", position=announce.position, text=text)
-        await session.play([await self.media_for(Prompt("tts", text, "zh" if zh else "en"))])
+        await self._announce_to_caller(session, Prompt("tts", text, "zh" if zh else "en"))
+
+    async def _announce_to_caller(self, session: CallSession, prompt: Prompt) -> None:
+        """An announcement the call can go on without: when its speech cannot be rendered, it is skipped."""
+        try:
+            media = await self.media_for(prompt)
+        except TtsError as exc:
+            log.error("call %s: announcement skipped: %s", session.call_id, exc)
+            return
+        await session.play([media])
 
     async def _connect(self, waiting: QueueCall, answered: Answered) -> QueueOutcome:
+        """The agent answered: they talk with the caller until one hangs up or the call is transferred.
+        A transfer to a named agent hands the call over and the colleague's part runs the same way."""
+        self.records.offer(waiting.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
+        queue_answer = True  # a colleague who takes a transfer is already talking in the engine
+        try:
+            while True:
+                transfer = await self._serve(waiting, answered, queue_answer=queue_answer)
+                queue_answer = False
+                handover, waiting.handover = waiting.handover, None
+                if handover is None:
+                    break
+                answered = handover
+        finally:
+            await self._drop_handover(waiting)  # a handover never served: the caller left, or we stop
+        if transfer is not None:
+            return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
+        return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
+
+    async def _serve(self, waiting: QueueCall, answered: Answered, *, queue_answer: bool) -> str | None:
+        """One agent's part of a connected call: announce their number (工号), bridge, run their commands
+        until they or the caller leave; returns a transfer target, if any."""
         session = waiting.session
         agent = self.agent_configs.get(answered.agent_id)
-        self.records.offer(session.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
         try:
-            self.apply(self.engine.answered(session.call_id, answered.agent_id))
+            if queue_answer:
+                self.apply(self.engine.answered(session.call_id, answered.agent_id))
             session.state = "talking"
             session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
             await waiting.unhold()
             if waiting.queue.announce_agent_number and agent is not None:
                 prompt = self._agent_number_prompt(agent, session.language)
                 session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
-                await session.play([await self.media_for(prompt)])
+                await self._announce_to_caller(session, prompt)
             waiting.agent_id = answered.agent_id
             waiting.on_agent_left = lambda: self._agent_done(waiting, answered.agent_id)
             await self._record_by_policy(waiting, answered.agent_id)
-            transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
+            return await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
                 waiting, command, bridge, leg))
-            if transfer is not None:
-                return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
-            return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
         finally:
             await self._end_monitor(waiting)
             waiting.agent_id = None
@@ -390,8 +418,8 @@ class AcdService:
         `agent_id`: the agent the request acts for (an agent's token), refused for another agent's call.
         The command runs in the call's own task (see `stasis.CallControl`); this waits for its result.
         """
-        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference", "play", "consult",
-                          "consult_complete", "consult_cancel", "consult_conference"):
+        if action not in ("hold", "resume", "transfer", "hangup", "monitor", "conference", "conference_remove",
+                          "play", "consult", "consult_complete", "consult_cancel", "consult_conference"):
             raise AcdError(f"unknown call command {action!r}")
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent_id is None:
@@ -413,19 +441,26 @@ class AcdService:
                 raise AcdError(f"no queue {value!r}")
         elif kind in ("number", "phone"):
             self.dial_string(target or "")
+        elif kind == "agent":
+            if value not in self.agent_configs:
+                raise AcdError(f"no agent {value!r}")
         elif kind != "node" or not value:
-            raise AcdError("transfer target must be queue:NAME, node:ID, number:DIGITS or phone:ENDPOINT")
+            raise AcdError("transfer target must be queue:NAME, node:ID, number:DIGITS, phone:ENDPOINT or agent:ID")
 
     async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
         """Run one command in the call's task; the HTTP request gets the result through `command.done`
         (commands the call gives itself, e.g. when a consulted party hangs up, have none)."""
         try:
             result, transfer = await self._control_step(waiting, command, bridge, leg)
-        except (AcdError, AriError) as exc:
+        except CallerHangup:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, AcdError | AriError):
+                log.exception("call %s: %s failed", waiting.call_id, command.action)
             if command.done is None:
                 log.warning("call %s: %s failed: %s", waiting.call_id, command.action, exc)
             elif not command.done.done():
-                command.done.set_exception(AcdError(str(exc)) if isinstance(exc, AriError) else exc)
+                command.done.set_exception(exc if isinstance(exc, AcdError) else AcdError(str(exc)))
             return None
         if command.done is not None and not command.done.done():
             command.done.set_result(result)
@@ -507,6 +542,8 @@ class AcdService:
             return await self._play_standard(waiting, command.target or ""), None
         if command.action == "conference":
             return await self._add_party(waiting, command.target or "", bridge), None
+        if command.action == "conference_remove":
+            return await self._remove_party(waiting, command.target or ""), None
         if command.action == "monitor":
             return await self._monitor(waiting, command.target or "", (command.options or {}).get("phone", ""),
                                        bridge, leg), None
@@ -530,6 +567,8 @@ class AcdService:
             return await self._consult(waiting, command.action, command.target or "", bridge, leg)
         target = command.target or ""
         self._check_transfer_target(target)
+        if target.startswith("agent:"):
+            return await self._transfer_to_agent(waiting, target.removeprefix("agent:"), bridge, leg)
         if waiting.held_since is not None:
             self._record_resume(waiting)
             await waiting.unhold()
@@ -564,6 +603,58 @@ class AcdService:
         waiting.parties.append(party)
         session.records.event(session.call_id, "transfer_connected", to=target)
         return {"call_id": session.call_id, "state": "transferred", "target": target}, None
+
+    async def _transfer_to_agent(self, waiting: QueueCall, to_agent: str, talk: Bridge,
+                                 agent_leg: Leg) -> tuple[dict[str, object], str | None]:
+        """转接到指定坐席: the caller holds (music) while a ready colleague's phone rings with the screen
+        pop; the first agent stays on the line. When the colleague answers, the call is theirs (the first
+        agent goes to ACW); when they do not, they are RONA'd and the caller is back with the first
+        agent (or back in the queue, if the first agent hung up meanwhile)."""
+        session, from_agent = waiting.session, waiting.agent_id
+        assert from_agent is not None
+        if waiting.consult is not None or waiting.parties:
+            raise AcdError("a consultation or conference is in progress")
+        self.apply(self.engine.transfer_offer(session.call_id, from_agent, to_agent))
+        target = f"agent:{to_agent}"
+        endpoint = self.engine.agent(to_agent).endpoint
+        colleague = Leg(session, self.config.asterisk.phone_dial.replace("{endpoint}", endpoint), purpose="agent",
+                        caller_id=session.caller or None, ring_timeout=waiting.queue.ring_timeout,
+                        variables={"CCC_CALL_ID": session.call_id, "CCC_QUEUE": waiting.queue.name})
+        try:
+            if waiting.held_since is None:
+                await self._hold_caller(waiting, talk)
+            self.publish("call.ringing", call_id=session.call_id, agent_id=to_agent, queue=waiting.queue.name,
+                         endpoint=endpoint, screen_pop={**self.screen_pop(session, waiting.queue.name, waiting.history),
+                                                        "transferred_by": from_agent})
+            outcome = await colleague.dial()
+        except BaseException:
+            await colleague.hangup()
+            self.apply(self.engine.transfer_failed(session.call_id, to_agent, "cancelled"))
+            raise
+        self.records.offer(session.call_id, to_agent, colleague.ring_seconds(),
+                           "transfer_answered" if outcome.answered else outcome.status.lower())
+        if not outcome.answered:
+            self.apply(self.engine.transfer_failed(session.call_id, to_agent,
+                                                   "busy" if outcome.status == "BUSY" else "no_answer"))
+            session.records.event(session.call_id, "transfer_failed", to=target, status=outcome.status)
+            if agent_leg.gone or agent_leg.channel_id in session.ended_channels:
+                back = f"queue:{waiting.queue.name}"
+                return {"call_id": session.call_id, "state": "back_to_queue", "target": back}, back
+            await self._resume_caller(waiting, talk)
+            return {"call_id": session.call_id, "state": "talking", "transfer": outcome.status.lower()}, None
+        self.apply(self.engine.transfer_answered(session.call_id, from_agent, to_agent))
+        self._record_resume(waiting)  # the caller waits in the holding bridge until the colleague's part starts
+        session.records.event(session.call_id, "transfer", agent_id=from_agent, mode="agent", to=target)
+        self.publish("call.transferred", call_id=session.call_id, agent_id=from_agent, kind="agent", target=target)
+        waiting.handover = Answered(to_agent, colleague)
+        return {"call_id": session.call_id, "state": "transferred", "agent_id": to_agent}, target
+
+    async def _drop_handover(self, waiting: QueueCall) -> None:
+        """A colleague took the transfer but their part never started: hang up, end their part."""
+        handover, waiting.handover = waiting.handover, None
+        if handover is not None:
+            await handover.leg.hangup()
+            self._agent_done(waiting, handover.agent_id)
 
     async def _monitor(self, waiting: QueueCall, mode: str, phone: str, talk: Bridge,
                        agent_leg: Leg) -> dict[str, object]:
@@ -661,6 +752,18 @@ class AcdService:
         session.records.event(session.call_id, "conference_joined", party=endpoint, agent_id=waiting.agent_id)
         self.publish("conference.joined", call_id=session.call_id, agent_id=waiting.agent_id, party=endpoint)
         return {"call_id": session.call_id, "state": "conference", "party_channel": party.channel_id,
+                "parties": [p.endpoint for p in waiting.parties]}
+
+    async def _remove_party(self, waiting: QueueCall, target: str) -> dict[str, object]:
+        """Hang up one conference party by command; the call goes on with whoever is left."""
+        session = waiting.session
+        endpoint = self.dial_string(target)
+        party = next((p for p in waiting.parties if p.endpoint == endpoint and not p.gone), None)
+        if party is None:
+            raise AcdError(f"{target} is not in the conference")
+        await party.hangup()
+        waiting.party_left(party, removed_by=waiting.agent_id)
+        return {"call_id": session.call_id, "state": "conference" if waiting.parties else "talking",
                 "parties": [p.endpoint for p in waiting.parties]}
 
     async def _end_monitor(self, waiting: QueueCall) -> None:

@@ -101,6 +101,8 @@ class QueueCall:
         self.monitor: Monitor | None = None  # a supervisor listening, whispering or barged in
         self.parties: list[Leg] = []  # conference parties added to the call (besides caller and agent)
         self.consult: Leg | None = None  # the party the agent consults while the caller holds
+        self.handover: Answered | None = None  # a colleague who took a transfer to them (agent:ID)
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self.on_party_left: Callable[[Leg], None] | None = None
         self.on_agent_left: Callable[[], None] = lambda: None  # the agent left while others stay
 
@@ -113,8 +115,11 @@ class QueueCall:
         self.signals.append(decision)
         self.session.deliver(synthetic(AcdWake))
         if isinstance(decision, Offer) and self.announcing and self.session.current_playback:
-            # An agent is free: cut the announcement short rather than keep them waiting.
-            asyncio.get_running_loop().create_task(self._stop_playback(self.session.current_playback))
+            # An agent is free: cut the announcement short rather than keep them waiting. (The call's
+            # own task is busy in that playback, so this runs beside it; kept until done.)
+            task = asyncio.get_running_loop().create_task(self._stop_playback(self.session.current_playback))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     async def _stop_playback(self, playback_id: str) -> None:
         with contextlib.suppress(AriError):
@@ -260,14 +265,18 @@ class QueueCall:
         """A command the call gives itself (nobody waits for its result)."""
         return CallControl(type="CallControl", timestamp="", application="", raw={}, action=action)
 
+    def party_left(self, party: Leg, **detail: object) -> None:
+        """A conference party is gone (hung up, or removed by command): record it, tell the listener."""
+        self.parties.remove(party)
+        self.session.records.event(self.call_id, "conference_left", party=party.endpoint, **detail)
+        if self.on_party_left is not None:
+            self.on_party_left(party)
+
     async def _someone_left_with_caller(self, agent_leg: Leg) -> bool:
         """Drop the parties that hung up (recording each departure); True while anyone remains."""
         for party in list(self.parties):
             if await party.wait_until_gone(0):
-                self.parties.remove(party)
-                self.session.records.event(self.call_id, "conference_left", party=party.endpoint)
-                if self.on_party_left is not None:
-                    self.on_party_left(party)
+                self.party_left(party)
         agent_here = not agent_leg.gone and not await agent_leg.wait_until_gone(0)
         if not agent_here and self.parties:
             self.on_agent_left()  # the agent is free; the caller goes on with the others

@@ -43,11 +43,13 @@ class AmiService:
         self._manager: Manager | None = None
         self.logins = 0
         self._logged_in = asyncio.Event()
+        self._link_up = False
 
     @property
     def connected(self) -> bool:
-        manager = self._manager
-        return bool(manager is not None and manager.protocol is not None and manager.authenticated)
+        # panoramisk keeps `authenticated` after the link drops (and queues actions until it is back):
+        # our own flag follows its login and disconnect callbacks, so a dead link fails at once.
+        return self._manager is not None and self._link_up
 
     async def connect(self) -> None:
         """Log in once; after that panoramisk reconnects by itself (every 2 s) when the link drops."""
@@ -56,6 +58,7 @@ class AmiService:
         manager = Manager(host=self.settings.host, port=self.settings.port, username=self.settings.user,
                           secret=self.settings.secret, ping_delay=10, reconnect_timeout=2, events="off")
         manager.on_login = self._on_login  # called at every (re)login
+        manager.on_disconnect = self._on_disconnect
         self._manager = manager
         self._logged_in.clear()
         try:
@@ -69,10 +72,16 @@ class AmiService:
 
     def _on_login(self, manager: Manager) -> None:
         self.logins += 1
+        self._link_up = True
         self._logged_in.set()
         log.info("AMI logged in (%d)", self.logins)
 
+    def _on_disconnect(self, manager: Manager, exc: object) -> None:
+        self._link_up = False
+        log.warning("AMI connection lost; panoramisk reconnects every %d s", manager.reconnect_timeout)
+
     def close(self) -> None:
+        self._link_up = False
         if self._manager is not None:
             self._manager.close()
             self._manager = None

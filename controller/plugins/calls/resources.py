@@ -30,7 +30,9 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
             return json_error(404, "no call with that id")
         return web.json_response(record)
 
-    @operation("A number's recent calls (来电历史), newest first, with agents and dispositions", tag="calls",
+    @operation("A number's recent calls (来电历史), newest first, with agents and dispositions; an agent's"
+               " token only for numbers that agent has served (a ringing call's screen pop carries it anyway)",
+               tag="calls",
                query={"limit": {"type": "integer", "minimum": 1, "maximum": 100}},
                responses={200: {"type": "object", "required": ["number", "calls"]}})
     @roles("agent", "supervisor", "integration")
@@ -45,6 +47,9 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
         if not 1 <= limit <= 100:
             return json_error(400, "limit must be between 1 and 100")
         await calls.records.flush()
+        identity = caller_of(request)
+        if identity.role == "agent" and not await calls.records.has_served(number, identity.agent_id or ""):
+            return json_error(403, "an agent sees the history only of numbers they have served")
         return web.json_response({"number": number, "calls": await calls.records.history(number, limit=limit)})
 
     @operation("Set a call's disposition and notes (话后小结); an agent only for calls they handled",

@@ -33,6 +33,8 @@ log = logging.getLogger("controller.calls")
 
 #: How long a command to a recovered channel may wait behind a prompt still playing on it.
 RECOVERY_TIMEOUT = 120.0
+#: How many times a recovered call is offered to the fallback route before it is hung up.
+RECOVERY_ATTEMPTS = 3
 
 CallHandler = Callable[[CallSession], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -203,15 +205,25 @@ class CallsService:
         self.records.event(call_id, "recovered")
         # Asterisk runs channel commands after a playback the previous process started on the
         # channel has finished, so these may take as long as that prompt: wait for them.
-        try:
-            await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered", timeout=RECOVERY_TIMEOUT)
-            await self.ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
-                                                extension=did, priority=1, timeout=RECOVERY_TIMEOUT)
-            self.records.ended(call_id, reason="fallback")
-        except ChannelGone:
-            self.records.ended(call_id, reason="lost")
-        except AriError:
-            log.exception("call %s could not be sent to the fallback route", call_id)
+        for attempt in range(1, RECOVERY_ATTEMPTS + 1):
+            try:
+                await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered", timeout=RECOVERY_TIMEOUT)
+                await self.ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
+                                                    extension=did, priority=1, timeout=RECOVERY_TIMEOUT)
+                self.records.ended(call_id, reason="fallback")
+                return
+            except ChannelGone:
+                self.records.ended(call_id, reason="lost")
+                return
+            except AriError as exc:
+                log.warning("call %s: fallback attempt %d of %d failed: %s", call_id, attempt, RECOVERY_ATTEMPTS,
+                            exc)
+                await asyncio.sleep(attempt)
+        # Never leave the caller in silence in an application that cannot serve them.
+        log.error("call %s could not be sent to the fallback route: hanging it up", call_id)
+        with contextlib.suppress(AriError):
+            await self.ari.hangup(channel.id)
+        self.records.ended(call_id, reason="lost")
 
     # -- status -----------------------------------------------------------------------------------
 

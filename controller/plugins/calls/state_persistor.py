@@ -86,11 +86,19 @@ class CallRecords:
             " (SELECT group_concat(q.queue) FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
             " d.disposition, d.notes"
             " FROM calls c LEFT JOIN dispositions d ON d.call_id = c.call_id"
-            " WHERE ((c.direction = 'inbound' AND c.caller = ?) OR (c.direction = 'outbound' AND c.did = ?))"
-            " AND c.started_at < ? ORDER BY c.started_at DESC LIMIT ?",
+            f" WHERE {_WITH_NUMBER} AND c.started_at < ? ORDER BY c.started_at DESC LIMIT ?",
             (number, number, before if before is not None else float("inf"), limit))
         return [{**dict(row), "agents": (row["agents"] or "").split(",") if row["agents"] else [],
                  "queues": (row["queues"] or "").split(",") if row["queues"] else []} for row in rows]
+
+    async def has_served(self, number: str, agent_id: str) -> bool:
+        """Whether the agent answered or placed a call with this number: what lets an agent see its history."""
+        row = await self._store.fetchone(
+            f"SELECT 1 FROM calls c WHERE {_WITH_NUMBER} AND (EXISTS (SELECT 1 FROM queue_calls q"
+            " WHERE q.call_id = c.call_id AND q.agent_id = ?) OR EXISTS (SELECT 1 FROM call_events e"
+            " WHERE e.call_id = c.call_id AND e.kind = 'customer_dialled'"
+            " AND json_extract(e.detail, '$.agent_id') = ?)) LIMIT 1", (number, number, agent_id, agent_id))
+        return row is not None
 
     def disposition(self, call_id: str, *, agent_id: str | None, disposition: str, notes: str) -> None:
         self._store.write(
@@ -107,3 +115,7 @@ class CallRecords:
             " UNION SELECT json_extract(detail, '$.agent_id') FROM call_events"
             " WHERE call_id = ? AND kind = 'customer_dialled'", (call_id, call_id))
         return {row["agent_id"] for row in rows if row["agent_id"]}
+
+
+# The calls with a number: inbound from it, outbound to it (two parameters: the number twice).
+_WITH_NUMBER = "((c.direction = 'inbound' AND c.caller = ?) OR (c.direction = 'outbound' AND c.did = ?))"

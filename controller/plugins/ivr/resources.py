@@ -14,17 +14,19 @@ RELOAD_RESULT = {"type": "object", "required": ["ok", "errors", "flows"],
 
 
 def routes(ivr: IvrService) -> list[web.RouteDef]:
-    @operation("The IVR flows that are live", tag="ivr", responses={200: {"type": "object"}})
+    @operation("The IVR flows that are live: each with `version` (the first 12 hex digits of its file's"
+               " SHA-256), and when they were loaded", tag="ivr", responses={200: {"type": "object"}})
     @roles("supervisor", "integration")
     async def list_flows(request: web.Request) -> web.Response:
-        return web.json_response({"flows": ivr.flows()})
+        return web.json_response({"flows": ivr.flows(), "loaded_at": ivr.repository.loaded_at,
+                                  "reloads": ivr.repository.version})
 
     @operation("Reload the flows from disk (refused, old flows kept, when any file is invalid)", tag="ivr",
                responses={200: RELOAD_RESULT, 422: RELOAD_RESULT},
                description="Calls in progress finish on the version they started with; new calls get the new one.")
     @roles()
     async def reload_flows(request: web.Request) -> web.Response:
-        result = ivr.reload()
+        result = await ivr.reload()
         if not result["ok"]:
             result["error"] = "\n".join(result["errors"])
         return web.json_response(result, status=200 if result["ok"] else 422)

@@ -66,6 +66,7 @@ class IvrService:
         self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
 
     def load(self) -> list[str]:
         """Load the flows at start-up; errors are logged and the calls get the fallback route."""
@@ -96,8 +97,11 @@ class IvrService:
                     log.warning("IVR flow %s node %s: prompt not rendered ahead: %s", flow.id, node_id, exc)
         return failed
 
-    def reload(self) -> dict[str, Any]:
-        result = self.repository.reload()
+    async def reload(self) -> dict[str, Any]:
+        """Reload the flows from disk. Reading and checking them runs in a worker thread (many large
+        flows must not stall live calls), one reload at a time; the new set goes live atomically."""
+        async with self._reload_lock:
+            result = await asyncio.to_thread(self.repository.reload)
         errors = [str(error) for error in result.errors]
         if errors:
             log.error("IVR reload refused (the previous flows stay live): %d errors", len(errors))
@@ -111,7 +115,7 @@ class IvrService:
     def flows(self) -> list[dict[str, Any]]:
         snapshot = self.repository.snapshot
         return [{"id": flow.id, "language": flow.language, "dids": list(flow.dids), "nodes": len(flow.nodes),
-                 "source": str(flow.source)} for flow in snapshot.flows.values()]
+                 "source": str(flow.source), "version": flow.version} for flow in snapshot.flows.values()]
 
     def flow_for_did(self, did: str) -> str | None:
         flow = self.repository.flow_for_did(did)

@@ -5,6 +5,12 @@ class Desk {
     this.query = new URLSearchParams(location.search);
     this.lang = this.query.get("lang") || localStorage.getItem("ccc.lang") || "zh";
     this.token = this.query.get("token") || sessionStorage.getItem("ccc.token") || "";
+    if (this.query.has("token")) {  // keep it for this tab only, and out of the address bar and history
+      sessionStorage.setItem("ccc.token", this.token);
+      this.query.delete("token");
+      const rest = this.query.toString();
+      history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
+    }
     this.texts = {};
     const lang = document.getElementById("lang");
     if (lang) {

@@ -1,0 +1,99 @@
+"""Hot reload on the real Asterisk: a call in progress keeps its flow version, new calls get the new
+one, and a broken file is refused while the old version goes on serving calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.test_ivr_acd import events_of, flows_dir, kinds, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, WaitForBye
+
+pytestmark = pytest.mark.e2e
+RELOAD_DID = "4008006666"
+
+
+def flow(version: str) -> str:
+    """A flow that keeps the caller a few seconds in a menu (no key pressed) between two prompts."""
+    return f"""flow: reloadtest
+language: en
+dids: ["{RELOAD_DID}"]
+nodes:
+  first: {{type: play, prompts: ["{version} first"], next: ask}}
+  ask: {{type: menu, prompt: ["{version} menu"], options: {{"1": second}}, timeout: 2, retries: 2,
+         default: second}}
+  second: {{type: play, prompts: ["{version} second"], next: bye}}
+  bye: {{type: hangup}}
+"""
+
+
+async def prompts_of(process: ControllerProcess, call_id: str) -> list[str]:
+    return [str(e["text"]) for e in kinds(await events_of(process, call_id), "prompt")]
+
+
+async def wait_for_node(process: ControllerProcess, node: str, timeout: float = 20) -> str:
+    """The id of the first live call that has entered `node`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for call in await process.call_records():
+            if call.get("ended_at") is None and node in [e["node"] for e in kinds(
+                    await events_of(process, call["call_id"]), "node")]:
+                return str(call["call_id"])
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no call reached node {node!r}")
+
+
+async def wait_for_version(process: ControllerProcess, text: str, timeout: float = 10) -> None:
+    """Until /api/flows says the flow's live version is `text` (its SHA-256 prefix)."""
+    version = hashlib.sha256(text.encode()).hexdigest()[:12]
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = await process.api("GET", "/api/flows")
+        live = {f["id"]: f["version"] for f in body["flows"]}
+        if live.get("reloadtest") == version:
+            return
+        assert time.monotonic() < deadline, f"the flow was not reloaded: {live}"
+        await asyncio.sleep(0.2)
+
+
+async def test_reload_keeps_calls_in_progress_on_their_version_and_refuses_a_broken_file(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    flows = flows_dir(tmp_path, "always")
+    path = flows / "reloadtest.yaml"
+    path.write_text(flow("one"))
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)}))
+    await process.start()
+    stop_after.append(process)
+
+    first_caller = Caller(RELOAD_DID, steps=[WaitForBye(30000)])
+    await first_caller.start()
+    first_call = await wait_for_node(process, "ask")       # in the menu, on version one
+    path.write_text(flow("two"))
+    assert process.process is not None
+    process.process.send_signal(signal.SIGHUP)              # `systemctl reload` does this
+    await wait_for_version(process, flow("two"))
+    second = await Caller(RELOAD_DID, steps=[WaitForBye(30000)]).run()
+    assert second.ok, second.output + second.errors
+    assert (await first_caller.wait()).ok
+    records = {r["call_id"]: r for r in await process.wait_for_records(2)}
+    (second_call,) = set(records) - {first_call}
+    assert [p for p in await prompts_of(process, first_call) if "first" in p or "second" in p] == \
+        ["tts en 'one first'", "tts en 'one second'"]        # finished on the version it started with
+    assert [p for p in await prompts_of(process, second_call) if "first" in p or "second" in p] == \
+        ["tts en 'two first'", "tts en 'two second'"]
+
+    path.write_text(flow("three").replace("type: hangup", "type: hang_up"))
+    status, body = await process.api("POST", "/api/flows/reload")
+    assert status == 422 and not body["ok"], body
+    assert any(f"{path}:9:" in error and "unknown type 'hang_up'" in error for error in body["errors"]), body
+    third = await Caller(RELOAD_DID, steps=[WaitForBye(30000)]).run()
+    assert third.ok, third.output + third.errors
+    (third_call,) = {r["call_id"] for r in await process.wait_for_records(3)} - {first_call, second_call}
+    assert "tts en 'two first'" in await prompts_of(process, third_call)  # the old version still serves
+    await wait_for_version(process, flow("two"), timeout=0)

@@ -1,0 +1,41 @@
+"""The configuration file: mistakes are reported as file:line:column with what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import load_config
+from controller.settings import SettingsError
+
+REPO = Path(__file__).resolve().parents[2]
+
+BAD_CONFIGS = {
+    "wrong type": ("http:\n  port: eighty\n", 2, "http.port: expected an integer, got 'eighty'"),
+    "unknown key": ("http:\n  prot: 80\n", 2, "http: unknown key 'prot'"),
+    "zero timeout": ("ari:\n  request_timeout: 0\n", 2, "ari: request_timeout: expected a number above 0, got 0.0"),
+    "webhook timeout": ("webhooks:\n  - {name: crm, url: 'http://127.0.0.1:9/', secret: s, timeout: -1}\n", 2,
+                        "timeout: expected a number above 0"),
+    "agent token without agent": ("tokens:\n  - {name: a, token: t, role: agent}\n", 2,
+                                  "an agent token needs agent_id"),
+    "bad role": ("tokens:\n  - {name: a, token: t, role: boss}\n", 2, "role"),
+    "yaml": ("http: {port: 80\n", 2, "invalid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_mistakes_name_the_file_line_and_what_was_expected(case: str, tmp_path: Path) -> None:
+    text, line, message = BAD_CONFIGS[case]
+    path = tmp_path / "controller.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError) as raised:
+        load_config(path)
+    problems = "\n".join(raised.value.problems)
+    assert f"{path}:{line}:" in problems and message in problems, problems
+
+
+def test_the_demo_configuration_loads_with_loopback_defaults() -> None:
+    config = load_config(REPO / "demo" / "controller.yaml")
+    assert config.http.listen == "127.0.0.1" and config.agi.listen == "127.0.0.1" and config.ami.host == "127.0.0.1"
+    assert all(token.agent_id for token in config.tokens if token.role == "agent")
