@@ -231,11 +231,13 @@ class Controller:
                 writer.cancel()
         finally:
             self._tasks = None
-            if agi is not None:
-                agi.close()
-            self.ami.close()
-            await self.http_client.close()
-            await runner.cleanup()
-            await self.ari.close()
-            await self.store.close()
+            try:
+                if agi is not None:
+                    agi.close()
+                self.ami.close()
+                await self.http_client.close()
+                await runner.cleanup()
+                await self.ari.close()
+            finally:
+                await self.store.close()  # whatever failed above, what was written is committed
             log.info("controller stopped")

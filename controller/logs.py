@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -23,6 +24,21 @@ def mask_number(number: str | None) -> str:
         return number
     keep_tail = 4 if len(number) >= 10 else 2
     return number[:3] + "*" * (len(number) - 3 - keep_tail) + number[-keep_tail:]
+
+
+_SECRET_FIELD = re.compile(r"((?:secret|password|token)\s*[:=]\s*)[^\s'\\,;&]+", re.IGNORECASE)
+
+
+class _RedactSecrets(logging.Filter):
+    """A safety net for libraries: panoramisk, for one, logs a whole AMI action it could not send,
+    the Login's `Secret:` included. Our own code never passes secrets to the logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_FIELD.sub(r"\1<redacted>", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 class _TextFormatter(logging.Formatter):
@@ -52,6 +68,7 @@ def setup_logging(level: str = "info", fmt: str = "text", show_caller_numbers: b
     _show_numbers = show_caller_numbers
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    handler.addFilter(_RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

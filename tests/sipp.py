@@ -13,9 +13,11 @@ RFC 2833 events from the captures Debian's sip-tester ships (Asterisk reports Ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -289,6 +291,7 @@ class _Sipp:
         with (self.workdir / "stdout.log").open("wb") as stdout:
             self.process = await asyncio.create_subprocess_exec(
                 *self._args(), stdout=stdout, stderr=asyncio.subprocess.STDOUT, cwd=self.workdir)
+        _STARTED.add(self.process.pid)
 
     async def wait(self) -> SippResult:
         assert self.process is not None
@@ -305,6 +308,33 @@ class _Sipp:
     def kill(self) -> None:
         if self.process and self.process.returncode is None:
             self.process.kill()
+
+
+#: SIPp processes started by the tests (pids): `kill_leftovers()` ends the ones a failed test left behind.
+_STARTED: set[int] = set()
+
+
+def kill_leftovers() -> None:
+    """Kill every SIPp process the tests started that still runs (a test that failed before its own
+    `kill()` would otherwise leave a phone answering in the next test's place)."""
+    for pid in list(_STARTED):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, os.WNOHANG)
+    _STARTED.clear()
+
+
+async def _port_free(port: int, *, within: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    return False
+        await asyncio.sleep(0.05)
 
 
 class Caller(_Sipp):
@@ -325,6 +355,9 @@ class Phone(_Sipp):
 
     async def start(self) -> None:
         """Start SIPp and return once it listens: a phone rung before that looks unreachable."""
+        if not await _port_free(self.sip_port, within=3.0):
+            # Another process holds the phone's port: this phone would never be rung.
+            raise RuntimeError(f"UDP port {self.sip_port} is taken (a phone left running by an earlier test?)")
         await super().start()
         deadline = asyncio.get_running_loop().time() + 10
         while asyncio.get_running_loop().time() < deadline:

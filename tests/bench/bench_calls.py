@@ -22,7 +22,7 @@ from tests.sipp import Caller, WaitForBye
 sys.path.insert(0, str(REPO / "tools"))
 import sandbox
 
-RATES = [int(r) for r in os.environ.get("CCC_BENCH_RATES", "50,120").split(",")]
+RATES = [int(r) for r in os.environ.get("CCC_BENCH_RATES", "50,120,160").split(",")]
 SECONDS = float(os.environ.get("CCC_BENCH_SECONDS", "8"))
 DID = "4008000000"  # served by no flow: greeting (1 s silence), then hang-up
 

@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 import sandbox  # noqa: E402
 
+from tests import sipp  # noqa: E402
+
 ADMIN_TOKEN = "demo-admin-token"
 ARI = "http://127.0.0.1:8088/ari"
 ARI_HEADERS = {"Authorization": "Basic " + base64.b64encode(b"ccc:ccc-demo-ari").decode()}
@@ -191,6 +193,12 @@ class ControllerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode if self.process else None
+
+
+@pytest.fixture(autouse=True)
+def no_sipp_left_behind() -> Iterator[None]:
+    yield
+    sipp.kill_leftovers()
 
 
 @pytest.fixture

@@ -298,12 +298,17 @@ async def test_blind_transfer_out_and_back_to_the_queue_when_nobody_answers(
     busy_colleague.kill()
 
 
-async def bridge_of(channel_id: str) -> set[str]:
-    """The channels in the bridge that holds `channel_id` on Asterisk (empty when in none)."""
-    for bridge in await ari_get("/bridges"):
-        if channel_id in bridge["channels"]:
-            return set(bridge["channels"])
-    return set()
+async def bridge_of(channel_id: str, *, without: str = "", timeout: float = 10) -> set[str]:
+    """The channels in the two-party bridge that holds `channel_id` (and not `without`) on Asterisk,
+    once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for bridge in await ari_get("/bridges"):
+            members = set(bridge["channels"])
+            if channel_id in members and len(members) == 2 and without not in members:
+                return members
+        assert time.monotonic() < deadline, f"{channel_id} is in no two-party bridge (without {without!r})"
+        await asyncio.sleep(0.1)
 
 
 async def test_transfer_to_a_named_agent_comes_back_when_they_do_not_answer_then_hands_over(
@@ -346,8 +351,7 @@ async def test_transfer_to_a_named_agent_comes_back_when_they_do_not_answer_then
     assert (await agent_state(process, "1001"))["state"] == "acw"
     agent = await wait_for_state(process, "1002", "talking")
     assert agent["current_call"] == call_id
-    members = await bridge_of(caller_channel)
-    assert len(members) == 2 and first_agent_channel not in members, members            # now with 1002
+    await bridge_of(caller_channel, without=first_agent_channel)                       # now with 1002
     await wait_for_state(process, "1002", "acw")                                      # 1002 hung up after 3 s
     assert (await caller.wait()).ok                                                   # the flow said goodbye
     assert (await colleague.wait()).ok

@@ -647,6 +647,8 @@ class AcdService:
         session.records.event(session.call_id, "transfer", agent_id=from_agent, mode="agent", to=target)
         self.publish("call.transferred", call_id=session.call_id, agent_id=from_agent, kind="agent", target=target)
         waiting.handover = Answered(to_agent, colleague)
+        await agent_leg.hangup()
+        waiting.on_agent_left()  # the first agent is in ACW when the command answers
         return {"call_id": session.call_id, "state": "transferred", "agent_id": to_agent}, target
 
     async def _drop_handover(self, waiting: QueueCall) -> None:

@@ -44,6 +44,7 @@ class AmiService:
         self.logins = 0
         self._logged_in = asyncio.Event()
         self._link_up = False
+        self._retry: asyncio.TimerHandle | None = None  # the first connect's retry (panoramisk does later ones)
 
     @property
     def connected(self) -> bool:
@@ -68,7 +69,7 @@ class AmiService:
         except (OSError, TimeoutError) as exc:
             log.warning("AMI not reachable at %s:%d (%s); will retry", self.settings.host, self.settings.port,
                         type(exc).__name__)
-            manager.loop.call_later(2, manager.connect)
+            self._retry = manager.loop.call_later(2, manager.connect)
 
     def _on_login(self, manager: Manager) -> None:
         self.logins += 1
@@ -82,6 +83,8 @@ class AmiService:
 
     def close(self) -> None:
         self._link_up = False
+        if self._retry is not None:
+            self._retry.cancel()
         if self._manager is not None:
             self._manager.close()
             self._manager = None
