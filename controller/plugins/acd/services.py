@@ -617,7 +617,7 @@ class AcdService:
         self.apply(self.engine.transfer_offer(session.call_id, from_agent, to_agent))
         target = f"agent:{to_agent}"
         endpoint = self.engine.agent(to_agent).endpoint
-        colleague = Leg(session, self.config.asterisk.phone_dial.replace("{endpoint}", endpoint), purpose="agent",
+        colleague = Leg(session, self.dial_string(f"phone:{endpoint}"), purpose="agent",
                         caller_id=session.caller or None, ring_timeout=waiting.queue.ring_timeout,
                         variables={"CCC_CALL_ID": session.call_id, "CCC_QUEUE": waiting.queue.name})
         try:
