@@ -123,8 +123,10 @@ class Controller:
 
     def health(self) -> dict[str, Any]:
         connected = self.stream.connected.is_set()
+        flows = self.ivr.status()
         return {
-            "status": "ok" if connected else "degraded",
+            # Degraded: no ARI, or the flows failed to load at start-up (every call gets the fallback).
+            "status": "ok" if connected and not (flows["errors"] and not flows["live"]) else "degraded",
             "version": __version__,
             "ari_connected": connected,
             "ari_connections": self.stream.connections,
@@ -133,6 +135,7 @@ class Controller:
             "active_calls": len(self.calls.active),
             "calls_by_state": self.calls.counts_by_state(),
             "prompts_ready": self.ivr.prompts_ready,
+            "flows": flows,
         }
 
     async def asterisk_status(self) -> dict[str, Any]:

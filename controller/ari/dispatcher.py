@@ -66,6 +66,13 @@ class Dispatcher:
     def owners(self) -> set[EventSink]:
         return set(self._owners.values())
 
+    def ids_by_owner(self) -> dict[EventSink, list[str]]:
+        """Every claimed id, grouped by owner (one pass; for the re-check after a reconnect)."""
+        grouped: dict[EventSink, list[str]] = {}
+        for object_id, owner in self._owners.items():
+            grouped.setdefault(owner, []).append(object_id)
+        return grouped
+
     def dispatch(self, event: Event) -> None:
         for object_id in event.routing_ids():
             owner = self._owners.get(object_id)

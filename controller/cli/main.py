@@ -58,6 +58,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                         f" {channels.get('active_calls', '?')} calls")
         else:
             asterisk = f"NOT REACHABLE ({ast.get('error')})"
+        flows = h.get("flows") or {}
+        flow_line = f"{flows.get('live', '?')} live"
+        if flows.get("errors"):
+            flow_line += (f"; {'NONE LIVE, calls get the fallback route; ' if not flows.get('live') else ''}"
+                          f"{flows['errors']} errors in the last (re)load, e.g. {flows.get('first_error')}")
         return "\n".join([
             f"controller  {h['status']}  version {h['version']}  up since {since} ({h['uptime_seconds']:.0f} s)",
             f"ARI stream  {'connected' if h['ari_connected'] else 'NOT CONNECTED'}",
@@ -66,6 +71,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"agents      {agents}",
             f"trunks      {trunks}",
             f"queues      {queues}",
+            f"IVR flows   {flow_line}",
         ])
 
     emit(args, status, text)

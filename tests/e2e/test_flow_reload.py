@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.test_foundation import _channel_in_context, ccctl, wait_until
 from tests.e2e.test_ivr_acd import events_of, flows_dir, kinds, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, WaitForBye
+from tests.sipp import Caller, Pause, WaitForBye
 
 pytestmark = pytest.mark.e2e
 RELOAD_DID = "4008006666"
@@ -97,3 +98,27 @@ async def test_reload_keeps_calls_in_progress_on_their_version_and_refuses_a_bro
     (third_call,) = {r["call_id"] for r in await process.wait_for_records(3)} - {first_call, second_call}
     assert "tts en 'two first'" in await prompts_of(process, third_call)  # the old version still serves
     await wait_for_version(process, flow("two"), timeout=0)
+
+
+async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_route(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "reloadtest.yaml").write_text(flow("one").replace("type: hangup", "type: hang_up"))
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)}))
+    await process.start()
+    stop_after.append(process)
+    health = await process.health()
+    assert health is not None and health["status"] == "degraded", health
+    assert (health["flows"]["live"], health["flows"]["errors"]) == (0, 1), health
+    status = await asyncio.to_thread(ccctl, process.url, "status")
+    assert "IVR flows   0 live; NONE LIVE, calls get the fallback route; 1 errors" in status.stdout, status.stdout
+    assert "unknown type 'hang_up'" in status.stdout
+
+    caller = Caller(RELOAD_DID, steps=[Pause(6000)])
+    await caller.start()
+    channel = await wait_until(lambda: _channel_in_context("ccc-fallback"))  # answered by the dialplan
+    assert channel["dialplan"]["exten"] == RELOAD_DID
+    assert (await caller.wait()).ok
+    (record,) = await process.wait_for_records(1)
+    assert record["end_reason"] == "fallback"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -330,14 +331,19 @@ class AcdService:
                                                       f"{'' if minutes == 1 else 's'}."
         text += "，请稍候。" if zh else " Please hold."
         session.records.event(session.call_id, "announcement", position=announce.position, text=text)
-        await self._announce_to_caller(session, Prompt("tts", text, "zh" if zh else "en"))
+        await self._announce_to_caller(session, Prompt("tts", text, "zh" if zh else "en"),
+                                       unless=waiting.offer_pending)
 
-    async def _announce_to_caller(self, session: CallSession, prompt: Prompt) -> None:
-        """An announcement the call can go on without: when its speech cannot be rendered, it is skipped."""
+    async def _announce_to_caller(self, session: CallSession, prompt: Prompt,
+                                  unless: Callable[[], bool] | None = None) -> None:
+        """An announcement the call can go on without: when its speech cannot be rendered, it is skipped;
+        so it is when `unless()` says so once it is rendered (rendering can take a while)."""
         try:
             media = await self.media_for(prompt)
         except TtsError as exc:
             log.error("call %s: announcement skipped: %s", session.call_id, exc)
+            return
+        if unless is not None and unless():
             return
         await session.play([media])
 
@@ -430,7 +436,8 @@ class AcdService:
             self._check_transfer_target(target)
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
         waiting.session.deliver(CallControl(type="CallControl", timestamp="", application="", raw={},
-                                            action=action, target=target, done=done, options=options))
+                                            action=action, target=target, done=done, options=options,
+                                            agent_id=agent_id))
         async with asyncio.timeout(timeout):
             return dict(await done)
 
@@ -450,7 +457,11 @@ class AcdService:
     async def _run_control(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
         """Run one command in the call's task; the HTTP request gets the result through `command.done`
         (commands the call gives itself, e.g. when a consulted party hangs up, have none)."""
+        if command.done is not None and command.done.done():
+            return None  # its request gave up waiting (it came during a long prompt or ring): too late now
         try:
+            if command.agent_id is not None and command.agent_id != waiting.agent_id:
+                raise AcdError("the call is no longer with that agent")
             result, transfer = await self._control_step(waiting, command, bridge, leg)
         except CallerHangup:
             raise
@@ -538,6 +549,11 @@ class AcdService:
                             leg: Leg) -> tuple[dict[str, object], str | None]:
         session, agent_id = waiting.session, waiting.agent_id
         assert agent_id is not None
+        if waiting.consult is not None and not command.action.startswith("consult") and command.action != "monitor":
+            if command.action != "hangup":
+                raise AcdError("a consultation is in progress: complete, cancel or conference it")
+            # The agent leaves during a consultation: as when they hang up their phone, it completes.
+            return await self._consult(waiting, "consult_complete", "", bridge, leg)
         if command.action == "play":
             return await self._play_standard(waiting, command.target or ""), None
         if command.action == "conference":
@@ -570,8 +586,7 @@ class AcdService:
         if target.startswith("agent:"):
             return await self._transfer_to_agent(waiting, target.removeprefix("agent:"), bridge, leg)
         if waiting.held_since is not None:
-            self._record_resume(waiting)
-            await waiting.unhold()
+            await self._resume_caller(waiting, bridge)  # back in the call's bridge: it carries the transfer
         session.records.event(session.call_id, "transfer", agent_id=agent_id, mode="blind", to=target)
         self.publish("call.transferred", call_id=session.call_id, agent_id=agent_id, kind="blind", target=target)
         if target.startswith(("number:", "phone:")):
@@ -614,12 +629,12 @@ class AcdService:
         assert from_agent is not None
         if waiting.consult is not None or waiting.parties:
             raise AcdError("a consultation or conference is in progress")
-        self.apply(self.engine.transfer_offer(session.call_id, from_agent, to_agent))
         target = f"agent:{to_agent}"
         endpoint = self.engine.agent(to_agent).endpoint
         colleague = Leg(session, self.dial_string(f"phone:{endpoint}"), purpose="agent",
                         caller_id=session.caller or None, ring_timeout=waiting.queue.ring_timeout,
                         variables={"CCC_CALL_ID": session.call_id, "CCC_QUEUE": waiting.queue.name})
+        self.apply(self.engine.transfer_offer(session.call_id, from_agent, to_agent))
         try:
             if waiting.held_since is None:
                 await self._hold_caller(waiting, talk)
@@ -668,6 +683,8 @@ class AcdService:
         session = waiting.session
         if mode not in ("listen", "whisper", "barge", "stop"):
             raise AcdError("mode must be listen, whisper, barge or stop")
+        if waiting.monitor is not None and waiting.monitor.supervisor.channel_id in session.ended_channels:
+            await self._end_monitor(waiting)  # the supervisor hung up: a new request rings them again
         monitor = waiting.monitor
         if waiting.parties and mode == "barge":
             raise AcdError("a conference is in progress: listen or whisper only")
@@ -731,7 +748,7 @@ class AcdService:
         kind, _, value = target.partition(":")
         if kind == "number" and value.lstrip("+").isdigit() and 3 <= len(value) <= 21:
             return self.config.asterisk.trunk_dial.replace("{number}", value)
-        if kind == "phone" and value.replace("-", "").replace("_", "").isalnum() and len(value) <= 40:
+        if kind == "phone" and value and re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", value):  # as the API's patterns
             return self.config.asterisk.phone_dial.replace("{endpoint}", value)
         raise AcdError("a conference party is number:DIGITS or phone:ENDPOINT")
 

@@ -30,7 +30,7 @@ from controller.ari.models import Event, StasisStart
 from controller.config import AcdQueueConfig
 from controller.ivr.port import CallerHangup, QueueRequest
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
-from controller.plugins.calls.session import CallSession, synthetic
+from controller.plugins.calls.session import CallSession, Command, Resync, synthetic
 
 log = logging.getLogger("controller.acd")
 
@@ -41,17 +41,20 @@ class AcdWake(Event):
 
 
 @dataclass(slots=True)
-class CallControl(Event):
+class CallControl(Command):
     """Synthetic: an agent's command for their connected call (hold, resume, transfer), from the API.
 
     It goes through the call's inbox so that it runs in the call's task, in order with the call's
-    ARI events; `done` gets the result (or the error) for the HTTP request waiting on it.
+    ARI events (one that comes during a prompt or a ring waits for it); `done` gets the result (or
+    the error) for the HTTP request waiting on it. `agent_id`: the agent it was sent for (an agent's
+    token), so it never runs on a colleague's part after a transfer.
     """
 
     action: str = ""
     target: str | None = None
     done: asyncio.Future[dict[str, object]] | None = None
     options: dict[str, str] | None = None
+    agent_id: str | None = None
 
 
 #: What the connected call does with a command: None to go on talking, or a transfer target.
@@ -156,7 +159,7 @@ class QueueCall:
                 elif isinstance(decision, Overflow):
                     await self.hang_up_legs()
                     return LeftQueue(decision)
-                elif isinstance(decision, Announce) and not self.legs:
+                elif isinstance(decision, Announce) and not self.legs and not self.offer_pending():
                     self.announcing = True
                     try:
                         await announce(decision)
@@ -171,6 +174,8 @@ class QueueCall:
             outcome = leg.outcome_of(event) if event is not None else None
             if outcome is None:
                 continue
+            if outcome.answered and isinstance(event, StasisStart) and self._withdrawn(agent_id):
+                continue  # answered just after the engine took the offer back: the queued decision hangs it up
             if outcome.answered and isinstance(event, StasisStart):
                 leg.answered = True
                 del self.legs[agent_id]
@@ -179,6 +184,15 @@ class QueueCall:
             del self.legs[agent_id]
             await leg.hangup()
             on_ring_failed(agent_id, leg, outcome)
+
+    def offer_pending(self) -> bool:
+        """An agent is about to be rung: no announcement should start now."""
+        return any(isinstance(decision, Offer) for decision in self.signals)
+
+    def _withdrawn(self, agent_id: str) -> bool:
+        """Whether a decision not yet run takes this agent's offer back (ring timeout, pickup, overflow)."""
+        return any((isinstance(decision, CancelOffer) and decision.agent_id == agent_id)
+                   or isinstance(decision, Overflow) for decision in self.signals)
 
     def _leg_of(self, event: Event) -> str | None:
         for agent_id, leg in self.legs.items():
@@ -239,7 +253,7 @@ class QueueCall:
                     if not await self._someone_left_with_caller(leg):
                         break
                     event = await self.session.wait_for(
-                        lambda e: isinstance(e, CallControl) or leg.ended_by(e)
+                        lambda e: isinstance(e, CallControl | Resync) or leg.ended_by(e)
                         or any(party.ended_by(e) for party in self.parties)
                         or (self.consult is not None and self.consult.ended_by(e)), None)
                     if isinstance(event, CallControl):
@@ -253,9 +267,11 @@ class QueueCall:
                 raise
             return None
         finally:
-            for party in self.parties:
+            for party in (*self.parties, *([self.consult] if self.consult else [])):
                 await party.hangup()
             self.parties.clear()
+            self.consult = None
+            self.session.dtmf.clear()  # keys pressed at the agent must not answer the flow's next question
             with contextlib.suppress(AriError):
                 await bridge.remove(self.session.channel_id)
             await bridge.destroy()

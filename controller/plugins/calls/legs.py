@@ -9,6 +9,7 @@ the caller may hang up: the leg is then cancelled and `CallerHangup` propagates 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from controller.ari.models import (
 )
 from controller.ivr.port import CallerHangup
 from controller.plugins.calls.session import CallSession
+
+log = logging.getLogger("controller.calls")
 
 #: Dial statuses that end a ringing attempt without an answer.
 FINAL_DIAL_STATUSES = {"BUSY", "NOANSWER", "CONGESTION", "CHANUNAVAIL", "CANCEL", "DONTCALL", "TORTURE", "INVALIDARGS"}
@@ -110,10 +113,15 @@ class Leg:
         return outcome
 
     async def hangup(self) -> None:
+        """Hang the leg up. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
         if not self.gone:
             self.gone = True
-            with contextlib.suppress(ChannelGone):
+            try:
                 await self.session.ari.hangup(self.channel_id)
+            except ChannelGone:
+                pass
+            except AriError as exc:
+                log.warning("call %s: hanging up leg %s failed: %s", self.session.call_id, self.channel_id, exc)
             self.session.dispatcher.release(self.channel_id)
 
     async def wait_until_gone(self, timeout: float | None = None) -> bool:
@@ -153,10 +161,15 @@ class Bridge:
             await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
 
     async def destroy(self) -> None:
+        """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
         if self.created:
             self.created = False
-            with contextlib.suppress(AriNotFound):
+            try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
+            except AriNotFound:
+                pass
+            except AriError as exc:
+                log.warning("call %s: destroying bridge %s failed: %s", self.session.call_id, self.bridge_id, exc)
             self.session.dispatcher.release(self.bridge_id)
 
 

@@ -33,6 +33,9 @@ log = logging.getLogger("controller.calls")
 
 #: How long a command to a recovered channel may wait behind a prompt still playing on it.
 RECOVERY_TIMEOUT = 120.0
+#: Stasis arguments of channels we originate ourselves (agent and party legs, snoops, click-to-dial):
+#: one that reaches `on_stasis_start` unowned was given up on, and is no inbound call.
+STRAY_LEG_ARGS = ("leg", "snoop", "outbound")
 #: How many times a recovered call is offered to the fallback route before it is hung up.
 RECOVERY_ATTEMPTS = 3
 
@@ -86,12 +89,22 @@ class CallsService:
     def on_stasis_start(self, event: StasisStart) -> None:
         """A channel we do not own yet entered our application: an inbound call."""
         args = event.args
+        if args and args[0] in STRAY_LEG_ARGS:
+            # A leg we originated and gave up on (a ring cancelled as it was answered, an originate
+            # that timed out): its StasisStart came after we released it. Not a caller: hang it up.
+            log.info("stray %s channel %s entered the application: hanging it up", args[0], event.channel.id)
+            self.spawn(self._hang_up_stray(event.channel.id))
+            return
         did = args[0] if args else event.channel.dialplan_exten
         session = self._new_session(event.channel, did=did, direction="inbound")
         for arg in args[1:]:
             if arg.startswith("flow="):
                 session.entry_flow = arg.removeprefix("flow=")
         self.spawn(self._run(session, self.inbound_handler))
+
+    async def _hang_up_stray(self, channel_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.ari.hangup(channel_id)
 
     async def originate(self, endpoint: str, *, did: str, caller_id: str | None, timeout: float,
                         handler: CallHandler, on_failed: Callable[[int | None], None],
@@ -168,15 +181,21 @@ class CallsService:
         """Run each time the event stream connects: reconcile our calls with what Asterisk has.
 
         - a call we are handling whose channel is gone hung up while we were disconnected: end it;
-        - a call we are handling whose channel is still there gets a Resync, to re-check any wait;
+        - a call we are handling whose channel is still there gets a Resync, to re-check any wait,
+          naming its legs that vanished meanwhile (they hung up while we were disconnected);
         - a channel sitting in our application that nobody owns was left by a previous controller
           process (crash, restart): it goes to the fallback route, so the caller is answered;
         - a record still open whose channel no longer exists is closed as lost.
         """
         channels = await self.ari.channels()
         existing = {channel.id for channel in channels}
+        owned = self.dispatcher.ids_by_owner()
         for session in list(self.active.values()):
-            session.deliver(synthetic(Resync) if session.channel_id in existing else synthetic(ChannelLost))
+            if session.channel_id in existing:
+                vanished = frozenset(i for i in owned.get(session, ()) if i not in existing)
+                session.deliver(Resync(type="Resync", timestamp="", application="", raw={}, vanished=vanished))
+            else:
+                session.deliver(synthetic(ChannelLost))
         orphans = []
         for channel in channels:
             app_and_args = channel.stasis_app_and_args()

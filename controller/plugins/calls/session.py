@@ -45,7 +45,18 @@ Q850_CAUSES = {
 
 @dataclass(slots=True)
 class Resync(Event):
-    """Synthetic: the event stream reconnected; events may have been missed, re-check state."""
+    """Synthetic: the event stream reconnected; events may have been missed, re-check state.
+
+    `vanished`: the ids this call owns (its legs, snoops; bridges too) that are no live channel any
+    more: legs that hung up while we were disconnected count as ended."""
+
+    vanished: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Command(Event):
+    """Synthetic: a request for the call's task (e.g. an agent's command from the API). A wait that
+    is not for it keeps it for the next wait that is (see `wait_for`), instead of dropping it."""
 
 
 @dataclass(slots=True)
@@ -85,6 +96,7 @@ class CallSession:
         self.fallback_context = fallback_context
         self.inbox = Inbox()
         self.dtmf: list[str] = []  # digits pressed and not consumed yet (type-ahead)
+        self._commands: list[Command] = []  # commands that came while the call waited for something else
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
         self.entry_flow: str | None = None  # the flow asked for by the dialplan (AGI hand-over: flow=ID)
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
@@ -127,6 +139,9 @@ class CallSession:
 
     def _observe(self, event: Event) -> None:
         """Book-keeping every event of this call goes through, whoever waits for it."""
+        if isinstance(event, Resync):
+            self.ended_channels.update(event.vanished - {self.channel_id})
+            return
         if isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed) \
                 and event.channel.id != self.channel_id:
             self.ended_channels.add(event.channel.id)
@@ -159,7 +174,13 @@ class CallSession:
         return event
 
     async def wait_for(self, match: Callable[[Event], bool], timeout: float | None) -> Event | None:
-        """The next event that `match`es, or None after `timeout` s; CallerHangup once the caller is gone."""
+        """The next event that `match`es, or None after `timeout` s; CallerHangup once the caller is gone.
+
+        Other events are dropped, except `Command`s: those wait (in order) for a wait that wants them."""
+        for kept in self._commands:
+            if match(kept):
+                self._commands.remove(kept)
+                return kept
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -175,6 +196,8 @@ class CallSession:
                 raise CallerHangup()
             if match(event):
                 return event
+            if isinstance(event, Command):
+                self._commands.append(event)
 
     # -- primitives -------------------------------------------------------------------------------
 

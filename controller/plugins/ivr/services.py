@@ -67,14 +67,22 @@ class IvrService:
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self.load_errors: list[str] = []  # of the last load or reload attempt
 
     def load(self) -> list[str]:
         """Load the flows at start-up; errors are logged and the calls get the fallback route."""
         errors = [str(error) for error in self.repository.load().errors]
         for error in errors:
             log.error("IVR flow: %s", error)
+        self.load_errors = errors
         self._warm_wanted.set()
         return errors
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz and `ccctl status`: how many flows are live, and the errors of the last load or
+        reload (at start-up one bad file keeps every flow out: calls then get the fallback route)."""
+        return {"live": len(self.repository.snapshot.flows), "errors": len(self.load_errors),
+                "first_error": self.load_errors[0] if self.load_errors else None}
 
     async def run(self) -> None:
         """Render the live flows' prompts ahead of their first callers (at start and after each reload)."""
@@ -102,7 +110,7 @@ class IvrService:
         flows must not stall live calls), one reload at a time; the new set goes live atomically."""
         async with self._reload_lock:
             result = await asyncio.to_thread(self.repository.reload)
-        errors = [str(error) for error in result.errors]
+        errors = self.load_errors = [str(error) for error in result.errors]
         if errors:
             log.error("IVR reload refused (the previous flows stay live): %d errors", len(errors))
             for error in errors:

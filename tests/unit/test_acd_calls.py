@@ -1,0 +1,275 @@
+"""The ACD's telephony side against a fake ARI: orders of events that real calls produce rarely,
+each of which once left a caller in silence, a channel behind or an agent stuck.
+
+The fake keeps channels and bridges the way Asterisk does (a channel is in at most one bridge;
+operations on a channel that is gone fail), and the test delivers events through the real
+dispatcher, so the service, the queue call, its legs and the call session run as in production.
+The end-to-end tests (tests/e2e) cover the same features on the real Asterisk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriNotFound, ChannelGone
+from controller.ari.models import (
+    Channel,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    Event,
+    Playback,
+    PlaybackFinished,
+    StasisStart,
+)
+from controller.clock import FakeClock
+from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
+from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.plugins.acd.services import AcdService
+from controller.plugins.calls.session import CallSession, Resync
+
+CALLER = "caller"
+
+
+def channel(channel_id: str) -> Channel:
+    return Channel(channel_id, channel_id, "Up", "13900000000", "", "", "", "", "", "zh", "", {})
+
+
+def channel_event(cls: type[Event], channel_id: str, **fields: Any) -> Event:
+    return cls(cls.__name__, "", "", {}, channel=channel(channel_id), **fields)  # type: ignore[call-arg]
+
+
+class Records:
+    """Call and ACD records: swallowed (the store has tests of its own)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+    async def history(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+
+class FakeAri:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.channels = {CALLER}
+        self.bridges: dict[str, set[str]] = {}
+        self.originated: list[tuple[str, str]] = []  # (channel id, endpoint)
+        self.playing: dict[str, str] = {}  # playback id -> channel id
+        self.auto_finish = True
+
+    async def answer(self, channel_id: str) -> None:
+        pass
+
+    async def play(self, channel_id: str, media: Any, playback_id: str, lang: str | None = None) -> None:
+        if channel_id not in self.channels:
+            raise ChannelGone("POST", "/channels", 404, "gone")
+        self.playing[playback_id] = channel_id
+        if self.auto_finish:
+            asyncio.get_running_loop().call_soon(self.finish, playback_id)
+
+    def finish(self, playback_id: str) -> None:
+        channel_id = self.playing.pop(playback_id, None)
+        if channel_id is not None:
+            self.dispatcher.dispatch(PlaybackFinished("PlaybackFinished", "", "", {}, playback=Playback(
+                playback_id, "", f"channel:{channel_id}", "done")))
+
+    async def stop_playback(self, playback_id: str) -> None:
+        self.finish(playback_id)
+
+    async def originate(self, channel_id: str, endpoint: str, **kwargs: Any) -> None:
+        self.originated.append((channel_id, endpoint))
+        self.channels.add(channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        if channel_id not in self.channels:
+            raise ChannelGone("DELETE", "/channels", 404, "gone")
+        self.vanish(channel_id)
+        self.dispatcher.dispatch(channel_event(ChannelHangupRequest, channel_id))
+
+    def vanish(self, channel_id: str) -> None:
+        self.channels.discard(channel_id)
+        for members in self.bridges.values():
+            members.discard(channel_id)
+
+    async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> None:
+        self.bridges[bridge_id] = set()
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: list[str], role: str | None = None) -> None:
+        if any(c not in self.channels for c in channel_ids):
+            raise ChannelGone("POST", "/bridges", 422, "Channel not found")
+        for members in self.bridges.values():
+            members.difference_update(channel_ids)
+        self.bridges[bridge_id].update(channel_ids)
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        if channel_id not in self.bridges.get(bridge_id, set()):
+            raise AriNotFound("POST", "/bridges", 422, "not in bridge")
+        self.bridges[bridge_id].discard(channel_id)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        self.bridges.pop(bridge_id, None)
+
+    async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        pass
+
+    async def bridge_stop_moh(self, bridge_id: str) -> None:
+        pass
+
+    def bridge_of(self, channel_id: str) -> set[str]:
+        return next((members for members in self.bridges.values() if channel_id in members), set())
+
+    def last_leg(self) -> str:
+        return self.originated[-1][0]
+
+
+@dataclass
+class Rig:
+    acd: AcdService
+    ari: FakeAri
+    session: CallSession
+    clock: FakeClock
+    queued: asyncio.Task[QueueOutcome] | None = None
+
+    def answer(self, leg_id: str) -> None:
+        """The phone of an originated leg answers: its channel enters our application."""
+        self.ari.dispatcher.dispatch(channel_event(StasisStart, leg_id, args=["leg", "C1"]))
+
+    def agent(self, agent_id: str) -> tuple[str, str | None]:
+        view = self.acd.engine.agent(agent_id)
+        return view.state, view.reason
+
+    async def connect(self) -> str:
+        """Queue the caller; agent a1 answers. Returns a1's leg."""
+        self.queued = asyncio.create_task(self.acd.enqueue(self.session, QueueRequest("sales", {}, 0, {})))
+        await settle()
+        leg = self.ari.last_leg()
+        self.answer(leg)
+        await settle()
+        assert self.agent("a1") == ("talking", None) and self.ari.bridge_of(CALLER) == {CALLER, leg}
+        return leg
+
+    async def command(self, action: str, **kwargs: Any) -> asyncio.Task[dict[str, Any]]:
+        task = asyncio.create_task(self.acd.control("C1", action, **kwargs))
+        await settle()
+        return task
+
+
+async def settle(rounds: int = 60) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    clock = FakeClock()
+    queue = AcdQueueConfig(name="sales", ring_timeout=15.0, announce_interval=0, wrapup_seconds=0,
+                           announce_agent_number=False, no_agents="wait")
+    agents = [AcdAgentConfig(id=f"a{i}", name="", number=f"100{i}", endpoint=endpoint, queues={"sales": 0})
+              for i, endpoint in ((1, "8001"), (2, "desk.8002"))]
+    config = Config(acd=AcdSettings(queues=[queue], agents=agents, standard_prompts={"fees": "sound:fees"}))
+    dispatcher = Dispatcher(lambda event: None)
+    ari = FakeAri(dispatcher)
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    acd = AcdService(config=config, clock=clock, records=Records(), publish=lambda *a, **k: None,  # type: ignore[arg-type]
+                     media_for=media_for)
+    session = CallSession(call_id="C1", channel=channel(CALLER), did="100", direction="inbound",
+                          ari=ari, dispatcher=dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    dispatcher.claim(CALLER, session)
+    acd.command("login", "a1")
+    built = Rig(acd, ari, session, clock)
+    yield built
+    if built.queued is not None:
+        built.queued.cancel()
+        await asyncio.gather(built.queued, return_exceptions=True)
+
+
+async def test_a_blind_transfer_of_a_held_call_takes_the_caller_back_into_the_call(rig: Rig) -> None:
+    await rig.connect()
+    assert (await (await rig.command("hold")))["state"] == "held"
+    transfer = await rig.command("transfer", target="number:13900139000")
+    party = rig.ari.last_leg()
+    rig.answer(party)
+    assert (await transfer)["state"] == "transferred"
+    assert rig.ari.bridge_of(CALLER) == {CALLER, party}  # not alone in silence in a holding bridge
+
+
+async def test_an_answer_just_after_the_ring_timeout_is_hung_up_and_the_caller_waits_on(rig: Rig) -> None:
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    late = rig.ari.last_leg()
+    rig.answer(late)                       # in the call's inbox ...
+    rig.clock.advance(15.0)
+    rig.acd.apply(rig.acd.engine.tick())   # ... when the engine's ring timeout takes the offer back
+    await settle()
+    assert late not in rig.ari.channels and not rig.queued.done()
+    assert rig.agent("a1") == ("not_ready", "no_answer")
+    rig.acd.command("ready", "a1")         # the agent tries again: the caller was kept waiting for them
+    await settle()
+    rig.answer(rig.ari.last_leg())
+    await settle()
+    assert rig.agent("a1") == ("talking", None)
+
+
+async def test_a_transfer_to_an_agent_rings_their_phone_whatever_its_name(rig: Rig) -> None:
+    await rig.connect()
+    rig.acd.command("login", "a2")
+    transfer = await rig.command("transfer", target="agent:a2")
+    assert rig.ari.originated[-1][1] == "PJSIP/desk.8002" and rig.agent("a2") == ("ringing", None)
+    rig.answer(rig.ari.last_leg())
+    assert (await transfer)["state"] == "transferred"
+    await settle()
+    assert rig.agent("a2") == ("talking", None) and rig.agent("a1")[0] in ("acw", "ready")
+
+
+async def test_during_a_consultation_other_commands_wait_and_hanging_up_completes_it(rig: Rig) -> None:
+    agent_leg = await rig.connect()
+    consult = await rig.command("consult", target="phone:2000")
+    consulted = rig.ari.last_leg()
+    rig.answer(consulted)
+    assert (await consult)["state"] == "consulting"
+    with pytest.raises(Exception, match="consultation is in progress"):
+        await (await rig.command("transfer", target="phone:3000"))
+    assert (await (await rig.command("hangup")))["state"] == "transferred"
+    await settle()
+    assert agent_leg not in rig.ari.channels and rig.ari.bridge_of(CALLER) == {CALLER, consulted}
+
+
+async def test_an_agent_who_hung_up_while_we_were_disconnected_is_noticed_on_resync(rig: Rig) -> None:
+    agent_leg = await rig.connect()
+    rig.ari.vanish(agent_leg)  # hung up while the event stream was down: no event ever comes
+    rig.session.deliver(Resync("Resync", "", "", {}, vanished=frozenset({agent_leg})))
+    await settle(200)
+    assert rig.queued is not None and rig.queued.done() and rig.queued.result().result == "answered_then_ended"
+    assert rig.agent("a1") == ("ready", None)
+
+
+async def test_a_command_sent_during_a_prompt_runs_when_the_prompt_ends(rig: Rig) -> None:
+    await rig.connect()
+    rig.ari.auto_finish = False
+    play = await rig.command("play", target="fees")
+    hold = await rig.command("hold")  # arrives while the call's task waits for the prompt
+    assert not hold.done()
+    for playback_id in list(rig.ari.playing):
+        rig.ari.finish(playback_id)
+    assert (await play)["played"] == "fees"
+    assert (await hold)["state"] == "held" and rig.agent("a1") == ("on_hold", None)
+
+
+async def test_keys_pressed_at_the_agent_do_not_answer_the_flows_next_question(rig: Rig) -> None:
+    agent_leg = await rig.connect()
+    rig.ari.dispatcher.dispatch(channel_event(ChannelDtmfReceived, CALLER, digit="5", duration_ms=100))
+    await settle()
+    await rig.ari.hangup(agent_leg)  # the agent hangs up: the caller goes on to the survey
+    await settle(200)
+    assert rig.queued is not None and rig.queued.done()
+    assert rig.session.dtmf == []
