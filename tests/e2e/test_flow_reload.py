@@ -115,9 +115,9 @@ async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_
     assert "IVR flows   0 live; NONE LIVE, calls get the fallback route; 1 errors" in status.stdout, status.stdout
     assert "unknown type 'hang_up'" in status.stdout
 
-    caller = Caller(RELOAD_DID, steps=[Pause(6000)])
+    caller = Caller(RELOAD_DID, steps=[Pause(14000)])  # the default greeting (8.5 s), then the dialplan
     await caller.start()
-    channel = await wait_until(lambda: _channel_in_context("ccc-fallback"))  # answered by the dialplan
+    channel = await wait_until(lambda: _channel_in_context("ccc-fallback"), timeout=13)
     assert channel["dialplan"]["exten"] == RELOAD_DID
     assert (await caller.wait()).ok
     (record,) = await process.wait_for_records(1)

@@ -31,6 +31,7 @@ from controller.clock import FakeClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService
+from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
 
 CALLER = "caller"
@@ -51,6 +52,9 @@ class Records:
         return lambda *args, **kwargs: None
 
     async def history(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    async def open_calls(self) -> list[Any]:
         return []
 
 
@@ -273,3 +277,42 @@ async def test_keys_pressed_at_the_agent_do_not_answer_the_flows_next_question(r
     await settle(200)
     assert rig.queued is not None and rig.queued.done()
     assert rig.session.dtmf == []
+
+
+class ListingAri:
+    """Just what re-adoption after a reconnect asks of ARI."""
+
+    def __init__(self) -> None:
+        self.live: list[Channel] = []
+
+    async def originate(self, channel_id: str, endpoint: str, **kwargs: Any) -> None:
+        pass
+
+    async def channels(self) -> list[Channel]:
+        return self.live
+
+
+async def test_a_click_to_dial_ring_is_settled_after_a_reconnect() -> None:
+    ari = ListingAri()
+    dispatcher = Dispatcher(lambda event: None)
+    started: list[CallSession] = []
+
+    async def handler(session: CallSession) -> None:
+        started.append(session)
+
+    def spawn(coroutine: Any) -> None:
+        asyncio.get_running_loop().create_task(coroutine)
+
+    calls = CallsService(config=Config(), ari=ari, dispatcher=dispatcher, records=Records(),  # type: ignore[arg-type]
+                         spawn=spawn, publish=lambda *a, **k: None)
+    failed: list[int | None] = []
+    for _ in range(2):
+        await calls.originate("PJSIP/8001", did="13900139000", caller_id=None, timeout=30, handler=handler,
+                              on_failed=failed.append)
+    ringing = [object_id for ids in dispatcher.ids_by_owner().values() for object_id in ids]
+    answered = Channel(ringing[1], "", "Up", "", "", "", "", "Stasis", "ccc,outbound", "zh", "", {})
+    ari.live = [answered]  # while disconnected: the first phone stopped ringing, the second answered
+    await calls.readopt()
+    await settle()
+    assert failed == [None]  # the agent is freed (not left `talking`)
+    assert [session.channel_id for session in started] == [ringing[1]]

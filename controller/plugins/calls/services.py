@@ -61,6 +61,15 @@ class _Originating:
             self.calls.dispatcher.release(self.channel_id)
             self.on_failed(event.cause)
 
+    def resync(self, channel: Channel | None) -> None:
+        """After a reconnect, when the ring's events may have been missed: a channel that is gone
+        failed; one that sits in our application answered."""
+        if channel is None:
+            self.calls.dispatcher.release(self.channel_id)
+            self.on_failed(None)
+        elif channel.stasis_app_and_args() is not None:
+            self.deliver(StasisStart(type="StasisStart", timestamp="", application="", raw={}, channel=channel))
+
 
 class CallsService:
     def __init__(
@@ -181,6 +190,8 @@ class CallsService:
         """Run each time the event stream connects: reconcile our calls with what Asterisk has.
 
         - a call we are handling whose channel is gone hung up while we were disconnected: end it;
+        - an outbound call still ringing (click-to-dial) failed if its channel is gone, answered if
+          it sits in our application;
         - a call we are handling whose channel is still there gets a Resync, to re-check any wait,
           naming its legs that vanished meanwhile (they hung up while we were disconnected);
         - a channel sitting in our application that nobody owns was left by a previous controller
@@ -190,6 +201,10 @@ class CallsService:
         channels = await self.ari.channels()
         existing = {channel.id for channel in channels}
         owned = self.dispatcher.ids_by_owner()
+        by_id = {channel.id: channel for channel in channels}
+        for owner in owned:
+            if isinstance(owner, _Originating):
+                owner.resync(by_id.get(owner.channel_id))  # click-to-dial: the agent's phone was ringing
         for session in list(self.active.values()):
             if session.channel_id in existing:
                 vanished = frozenset(i for i in owned.get(session, ()) if i not in existing)
