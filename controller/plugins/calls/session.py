@@ -177,6 +177,8 @@ class CallSession:
         """The next event that `match`es, or None after `timeout` s; CallerHangup once the caller is gone.
 
         Other events are dropped, except `Command`s: those wait (in order) for a wait that wants them."""
+        if self.caller_gone:
+            raise CallerHangup()
         for kept in self._commands:
             if match(kept):
                 self._commands.remove(kept)
