@@ -95,6 +95,20 @@ def run() -> int:
     return 0
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process still runs; one that exited and waits for its parent to reap it (a zombie)
+    has stopped."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def stop_background_run() -> int:
     try:
         pid = int(PID_FILE.read_text())
@@ -104,9 +118,7 @@ def stop_background_run() -> int:
         sandbox.stop()
         return 0
     for _ in range(150):
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not _alive(pid):
             print("[stop] stopped")
             return 0
         time.sleep(0.2)

@@ -1,4 +1,5 @@
-"""`make run` (tools/run.py): everything starts, the demo hotline answers, Ctrl-C leaves nothing behind."""
+"""`make run` (tools/run.py): everything starts, the demo hotline answers, Ctrl-C leaves nothing behind;
+`make stop` ends a run started in the background."""
 
 from __future__ import annotations
 
@@ -57,3 +58,35 @@ async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk
             except subprocess.TimeoutExpired:
                 run.kill()
         sandbox.start()  # the rest of the session's tests share one Asterisk
+
+
+async def test_make_stop_ends_a_run_started_in_the_background(asterisk: Path, tmp_path: Path) -> None:
+    sandbox.stop()
+    backends_before = processes("controller.demo.backend")
+    with (tmp_path / "run.log").open("w") as log:
+        run = subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)  # as with `make run &`
+    try:
+        deadline = time.monotonic() + 90
+        while "Ctrl-C" not in (tmp_path / "run.log").read_text():
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            await asyncio.sleep(0.2)
+        stop = await asyncio.to_thread(subprocess.run, ["make", "stop"], cwd=REPO, capture_output=True, text=True,
+                                       timeout=90)
+        assert stop.returncode == 0 and "[stop] stopped" in stop.stdout, stop.stdout + stop.stderr
+        assert await asyncio.to_thread(run.wait, 30) == 0
+        assert processes("controller --config demo/controller.yaml") == []
+        assert processes("controller.demo.backend") == backends_before
+        assert not sandbox.running()
+        again = await asyncio.to_thread(subprocess.run, ["make", "stop"], cwd=REPO, capture_output=True, text=True,
+                                        timeout=60)
+        assert again.returncode == 0 and "no run in progress" in again.stdout  # idempotent
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(run.wait, 60)
+            except subprocess.TimeoutExpired:
+                run.kill()
+        sandbox.start()
+
