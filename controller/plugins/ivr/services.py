@@ -20,7 +20,7 @@ from controller.clock import Clock
 from controller.config import Config
 from controller.ivr.flow import static_prompts
 from controller.ivr.port import HttpResponse, Prompt
-from controller.ivr.repository import FlowRepository
+from controller.ivr.repository import FlowRepository, LoadResult
 from controller.ivr.runner import run_flow
 from controller.lookup import caller_region
 from controller.plugins.calls.session import CallSession
@@ -71,12 +71,16 @@ class IvrService:
 
     def load(self) -> list[str]:
         """Load the flows at start-up; errors are logged and the calls get the fallback route."""
-        errors = [str(error) for error in self.repository.load().errors]
-        for error in errors:
-            log.error("IVR flow: %s", error)
-        self.load_errors = errors
+        errors = self._note_errors(self.repository.load())
         self._warm_wanted.set()
         return errors
+
+    def _note_errors(self, result: LoadResult) -> list[str]:
+        """A load's or reload's errors as text: logged one per line, and kept for `status()`."""
+        self.load_errors = [str(error) for error in result.errors]
+        for error in self.load_errors:
+            log.error("IVR flow: %s", error)
+        return self.load_errors
 
     def status(self) -> dict[str, Any]:
         """For /healthz and `ccctl status`: how many flows are live, and the errors of the last load or
@@ -110,11 +114,9 @@ class IvrService:
         flows must not stall live calls), one reload at a time; the new set goes live atomically."""
         async with self._reload_lock:
             result = await asyncio.to_thread(self.repository.reload)
-        errors = self.load_errors = [str(error) for error in result.errors]
+        errors = self._note_errors(result)
         if errors:
             log.error("IVR reload refused (the previous flows stay live): %d errors", len(errors))
-            for error in errors:
-                log.error("IVR flow: %s", error)
         else:
             log.info("IVR flows reloaded: %s", ", ".join(sorted(self.repository.snapshot.flows)))
             self._warm_wanted.set()
