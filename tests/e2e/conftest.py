@@ -70,7 +70,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[Path]:
-    lock = open("/tmp/ccc-e2e.lock", "w")  # noqa: SIM115 - held for the whole session
+    sandbox.SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
+    lock = open(sandbox.SANDBOX_DIR / "e2e.lock", "w")  # noqa: SIM115 - held for the whole session
     fcntl.flock(lock, fcntl.LOCK_EX)
     sandbox.start()
     yield sandbox.ROOT
