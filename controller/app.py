@@ -124,9 +124,12 @@ class Controller:
     def health(self) -> dict[str, Any]:
         connected = self.stream.connected.is_set()
         flows = self.ivr.status()
+        store = self.store.health()
         return {
-            # Degraded: no ARI, or the flows failed to load at start-up (every call gets the fallback).
-            "status": "ok" if connected and not (flows["errors"] and not flows["live"]) else "degraded",
+            # Degraded: no ARI, the flows failed to load at start-up (every call gets the fallback), or the
+            # store cannot be written (calls are served; what they write is kept and retried).
+            "status": "ok" if connected and not (flows["errors"] and not flows["live"])
+            and store["status"] == "ok" else "degraded",
             "version": __version__,
             "ari_connected": connected,
             "ari_connections": self.stream.connections,
@@ -136,6 +139,7 @@ class Controller:
             "calls_by_state": self.calls.counts_by_state(),
             "prompts_ready": self.ivr.prompts_ready,
             "flows": flows,
+            "store": store,
         }
 
     async def asterisk_status(self) -> dict[str, Any]:

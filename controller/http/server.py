@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from controller.config import Role, TokenSettings
+from controller.store.bounds import OutOfRange
+from controller.store.db import StoreUnavailable
 
 log = logging.getLogger("controller.http")
 
@@ -103,6 +105,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(exc.status, exc.reason or "error")
     except json.JSONDecodeError:
         return json_error(400, "the request body is not valid JSON")
+    except OutOfRange as exc:  # a number the store cannot hold reached it unchecked
+        return json_error(400, str(exc))
+    except StoreUnavailable as exc:  # disk full, I/O error: what was written is kept and retried
+        return json_error(503, str(exc))
     except Exception:
         # The route's template, not the path: a path may hold a caller's number (/api/numbers/{number}).
         resource = request.match_info.route.resource

@@ -94,6 +94,8 @@ class AcdService:
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
         self._replan = asyncio.Event()
+        self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
+        self._history_failing = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -238,6 +240,23 @@ class AcdService:
             request = QueueRequest(target.removeprefix("queue:"), request.skills, request.priority, request.data)
         return outcome
 
+    async def _caller_history(self, session: CallSession) -> list[dict[str, Any]]:
+        """The caller's last calls for the agent's screen pop. Only a help: when the store cannot be read
+        (disk full, I/O error) the call is queued without it, said once per outage in the log."""
+        try:
+            calls = await session.records.history(session.caller, limit=6)
+        except Exception as exc:  # whatever the store's trouble, the caller is served
+            self.history_failures += 1
+            if not self._history_failing:
+                log.warning("call %s: the caller's history cannot be read (%s); queueing without it until"
+                            " the store answers again", session.call_id, exc)
+            self._history_failing = True
+            return []
+        if self._history_failing:
+            log.info("the callers' history can be read again")
+        self._history_failing = False
+        return [call for call in calls if call["call_id"] != session.call_id][:5]
+
     async def _visit(self, session: CallSession, request: QueueRequest, waited: float) -> QueueOutcome:
         queue = self.queue_configs.get(request.queue)
         if queue is None:
@@ -253,8 +272,7 @@ class AcdService:
             await session.answer()
             await waiting.hold(self.config.asterisk.moh_class)
             if session.caller:
-                waiting.history = [call for call in await session.records.history(session.caller, limit=6)
-                                   if call["call_id"] != session.call_id][:5]
+                waiting.history = await self._caller_history(session)
             decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,
                                             skills=dict(request.skills), data=dict(request.data), waited=waited)
             view = self.engine.call(session.call_id)
