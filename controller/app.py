@@ -51,6 +51,7 @@ from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
 from controller.store.db import Store
+from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
 
@@ -77,6 +78,8 @@ class Controller:
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
+        self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
+                                      purge_tts=self.prompts.purge_cache)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
@@ -223,6 +226,7 @@ class Controller:
                 acd_timer = tasks.create_task(self.acd.run())
                 prompts = tasks.create_task(self.ivr.run())
                 retention = tasks.create_task(self.recordings.run())
+                data_retention = tasks.create_task(self.retention.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -232,6 +236,7 @@ class Controller:
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
+                data_retention.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

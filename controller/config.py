@@ -161,6 +161,27 @@ class AcdSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long records are kept, in days (0: forever); an hourly job deletes older ones in small chunks.
+    See README "Data retention". Call recordings have their own `asterisk.recordings_retention_days`."""
+
+    calls_days: float = 400.0  # ended calls, their dispositions and queue visits (reports, caller history)
+    call_events_days: float = 400.0  # what happened during each call
+    agent_states_days: float = 400.0  # agents' state changes (each agent's latest one is always kept)
+    cti_events_days: float = 30.0  # the CTI stream (an event a webhook has not yet delivered is kept)
+    tts_cache_days: float = 7.0  # rendered text-to-speech WAVs not played for this long
+    chunk_rows: int = 500  # rows deleted per commit, so the job never holds the writer long
+
+    def __post_init__(self) -> None:
+        for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days"):
+            value = getattr(self, name)
+            if not 0 <= value <= 36500:
+                raise ValueError(f"{name}: expected a number of days from 0 (keep forever) to 36500, got {value!r}")
+        if not 1 <= self.chunk_rows <= 10_000:
+            raise ValueError(f"chunk_rows: expected an integer from 1 to 10000, got {self.chunk_rows!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -177,6 +198,7 @@ class Config:
     acd: AcdSettings = field(default_factory=AcdSettings)
     standards: dict[str, Any] = field(default_factory=dict)
     webhooks: list[WebhookSettings] = field(default_factory=list)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     source: str = ""  # the file it was read from (set by `load_config`)
 
