@@ -33,6 +33,7 @@ from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
+from controller.store.db import StoreUnavailable
 
 CALLER = "caller"
 
@@ -316,3 +317,30 @@ async def test_a_click_to_dial_ring_is_settled_after_a_reconnect() -> None:
     await settle()
     assert failed == [None]  # the agent is freed (not left `talking`)
     assert [session.channel_id for session in started] == [ringing[1]]
+
+
+class UnreadableRecords(Records):
+    """The store cannot be read (disk full, I/O error)."""
+
+    async def history(self, *args: Any, **kwargs: Any) -> list[Any]:
+        raise StoreUnavailable("the store cannot be read (disk I/O error)")
+
+
+async def test_a_caller_whose_history_cannot_be_read_is_still_queued_and_answered(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    rig.session.records = UnreadableRecords()  # type: ignore[assignment]
+    assert rig.session.caller  # a caller with a number: the history is read before queueing
+    await rig.connect()  # asserts a1 answered and is talking with the caller
+    assert rig.acd.history_failures == 1
+    assert caplog.text.count("history cannot be read") == 1
+    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                         dispatcher=rig.ari.dispatcher, records=UnreadableRecords(),  # type: ignore[arg-type]
+                         app_name="ccc", fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    rig.ari.dispatcher.claim("caller2", second)
+    waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.acd.history_failures == 2 and caplog.text.count("history cannot be read") == 1  # logged once
+    assert rig.acd.engine.call("C2") is not None  # queued, waiting for an agent
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
