@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -43,6 +44,8 @@ Params = Sequence[Any] | dict[str, Any]
 RETRY_SECONDS = (0.5, 10.0)
 #: On close, a failing commit is retried this long before the statements go to the spill file.
 CLOSE_RETRY_SECONDS = 10.0
+#: Disk space kept in `<db>.reserve` so that the spill file can still be written when the disk is full.
+SPILL_RESERVE_BYTES = 4 * 1024 * 1024
 #: SQLite result codes (primary, `errorcode & 0xff`) that say the database cannot be used now,
 #: not that the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT,
 #: FULL, CANTOPEN, PROTOCOL. A batch failing with one of these is kept and retried.
@@ -96,6 +99,7 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[_Statement] = []
+        self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
         self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
         self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
@@ -112,6 +116,11 @@ class Store:
         self.rejected = 0  # statements that could never succeed and were not stored
         self.read_failures = 0
         self.spilled = 0
+
+    @property
+    def reserve_path(self) -> Path:
+        """Space set aside at open and given up to write the spill file when the disk is full."""
+        return self.path.with_name(self.path.name + ".reserve")
 
     @property
     def spill_path(self) -> Path:
@@ -152,7 +161,25 @@ class Store:
         for file in self._files():  # -wal and -shm hold callers' numbers too
             with contextlib.suppress(FileNotFoundError):
                 file.chmod(0o600)
-        return self._read_spill()
+        statements = self._read_spill()
+        self._reserve_space()
+        return statements
+
+    def _reserve_space(self) -> None:
+        path = self.reserve_path
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size >= SPILL_RESERVE_BYTES:
+                return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, SPILL_RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            log.warning("store: cannot reserve %d MB for saving unsaved statements at a stop (%s)",
+                        SPILL_RESERVE_BYTES // 2**20, exc.strerror)
 
     def _files(self) -> list[Path]:
         return [self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")]
@@ -295,12 +322,15 @@ class Store:
             batch, self._pending = self._pending, []
             if not batch:
                 return True
+            self._committing = len(batch)
             try:
                 rejected = await self._run(self._commit_sync, batch)
             except Exception as exc:
                 self._pending[:0] = batch
                 self._note_commit_failure(exc)
                 return False
+            finally:
+                self._committing = 0
             self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
             for statement, error in rejected:
                 self._reject(statement.ticket, statement.sql, error)
@@ -332,7 +362,7 @@ class Store:
 
     def _unavailable(self) -> StoreUnavailable:
         return StoreUnavailable(f"the store cannot be written ({self._last_error or 'commit failed'});"
-                                f" {len(self._pending)} statements are queued and retried")
+                                f" {len(self._pending) + self._committing} statements are queued and retried")
 
     def _commit_sync(self, batch: list[_Statement]) -> list[tuple[_Statement, StatementFailed]]:
         """One transaction for the batch. A statement that fails on its own is left out (returned);
@@ -370,10 +400,31 @@ class Store:
     # -- the spill file ---------------------------------------------------------------------------
 
     def _spill_sync(self, statements: list[_Statement], append: bool = False) -> None:
-        """Save statements that could not be committed (JSON lines, 0600), said loudly in the log."""
+        """Save statements that could not be committed (JSON lines, 0600), said loudly in the log. On a
+        full disk the reserved space is given up for it."""
         path = self.spill_path
         lines = "".join(json.dumps({"sql": s.sql, "params": s.params}, default=_encode_bytes) + "\n"
                         for s in statements)
+        try:
+            try:
+                self._write_spill(lines, append)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.reserve_path.exists():
+                    raise
+                self.reserve_path.unlink()
+                log.warning("store: the disk is full; the reserved space is used to save unsaved statements")
+                self._write_spill(lines, append)
+        except OSError as exc:
+            log.critical("store: %d statements are LOST: they could not be committed (%s) nor saved to %s (%s)",
+                         len(statements), self._last_error or "the store was closed", path, exc.strerror)
+            return
+        self.spilled += len(statements)
+        log.error("store: %d statements could not be committed (%s); saved to %s, committed on the next start",
+                  len(statements), self._last_error or "written after the store was closed", path)
+
+    def _write_spill(self, lines: str, append: bool) -> None:
+        path = self.spill_path
+        target = path
         try:
             if append:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -387,13 +438,10 @@ class Store:
                 os.fsync(file.fileno())
             if target != path:
                 os.replace(target, path)
-        except OSError as exc:
-            log.critical("store: %d statements are LOST: they could not be committed (%s) nor saved to %s (%s)",
-                         len(statements), self._last_error or "the store was closed", path, exc.strerror)
-            return
-        self.spilled += len(statements)
-        log.error("store: %d statements could not be committed (%s); saved to %s, committed on the next start",
-                  len(statements), self._last_error or "written after the store was closed", path)
+        except OSError:
+            if target != path:
+                target.unlink(missing_ok=True)
+            raise
 
     def _read_spill(self) -> list[tuple[str, Params]]:
         path = self.spill_path
@@ -446,7 +494,7 @@ class Store:
         return {
             "status": "degraded" if degraded else "ok",
             "path": str(self.path),
-            "pending": len(self._pending),
+            "pending": len(self._pending) + self._committing,
             "failing_since": self._failing_since,
             "last_error": self._last_error or self._read_error,
             "commit_failures": self.commit_failures,
