@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,51 @@ def test_a_read_only_store_is_refused_at_open_with_a_clear_message(tmp_path: Pat
     seen = run_in_own_mounts(tmp_path, f"mount --bind {data} {data} && mount -o remount,ro,bind {data}", READ_ONLY)
     assert "opened" not in seen
     assert f"the store's directory {data} is not writable" in seen["error"] or "cannot be written" in seen["error"]
+
+
+AS_NOBODY = """
+import asyncio, os, sys
+from controller.store.db import Store, StoreNotWritable
+async def main(path, mode):
+    store = Store(path)
+    try:
+        await store.open()
+    except StoreNotWritable as exc:
+        print("refused:", exc)
+        return
+    await store.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+    await store.execute("INSERT INTO t VALUES (1)")
+    if mode == "create":
+        os._exit(0)  # a crash: -wal and -shm stay behind
+    print("opened and wrote")
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("setpriv") and Path("/usr/bin/python3").exists()),
+                    reason="needs setpriv and a system python to run as another user")
+def test_files_made_read_only_for_the_controllers_user_are_refused_at_open(tmp_path: Path) -> None:
+    """Run as `nobody` (root may write anything): the files' modes are what the controller's user gets."""
+    data = Path(tempfile.mkdtemp(prefix="ccc-store-"))
+    try:
+        data.chmod(0o755)
+        os.chown(data, 65534, 65534)
+        script = data / "scenario.py"
+        script.write_text(AS_NOBODY)
+
+        def as_nobody(mode: str) -> str:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+                       str(script), str(data / "s.sqlite3"), mode]
+            done = subprocess.run(command, cwd="/", timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                                  capture_output=True, text=True)
+            return done.stdout + done.stderr
+
+        as_nobody("create")
+        assert (data / "s.sqlite3-wal").exists()
+        assert "opened and wrote" in as_nobody("open")  # the positive twin: writable files open
+        for file in data.glob("s.sqlite3*"):
+            file.chmod(0o444)
+        output = as_nobody("open")
+        assert "refused: the store file" in output and "cannot be written (Permission denied)" in output, output
+    finally:
+        shutil.rmtree(data)
