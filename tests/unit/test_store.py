@@ -239,3 +239,28 @@ def test_environment_errors_are_told_from_statement_errors() -> None:
         conn.execute("SELEC 1")
     assert not db.is_environment_error(syntax.value)
     assert not db.is_environment_error(OverflowError("Python int too large to convert to SQLite INTEGER"))
+
+
+async def test_the_api_answers_503_while_the_store_fails_and_400_for_a_number_out_of_range() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controller.http.server import build_app, public
+
+    @public
+    async def failing(request: web.Request) -> web.Response:
+        raise StoreUnavailable("the store cannot be written (database or disk is full)")
+
+    @public
+    async def too_big(request: web.Request) -> web.Response:
+        sql_int(int(request.query["since"]), "since", minimum=0)
+        return web.json_response({"ok": True})
+
+    app = build_app([], [web.get("/failing", failing), web.get("/since", too_big)])
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/failing")
+        assert response.status == 503 and "disk is full" in (await response.json())["error"]
+        response = await client.get("/since", params={"since": str(2**63)})
+        assert response.status == 400 and "since: expected an integer from 0" in (await response.json())["error"]
+        response = await client.get("/since", params={"since": "5"})  # the positive twin
+        assert response.status == 200
