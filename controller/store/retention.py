@@ -58,9 +58,11 @@ class RetentionJob:
         self.pause_seconds = pause_seconds
         self.deleted: dict[str, int] = {}  # totals since start, per table (and "tts_cache")
 
-    async def run(self, every_seconds: float = 3600.0) -> None:
-        """Run `purge()` now and every hour; a failure (e.g. the disk is full) is logged and tried again
-        at the next run, never ending the controller."""
+    async def run(self, every_seconds: float = 3600.0, first_after: float = 600.0) -> None:
+        """Run `purge()` every hour, the first time 10 minutes after the start (not while the flows'
+        prompts are being rendered); a failure (e.g. the disk is full) is logged and tried again at the
+        next run, never ending the controller."""
+        await asyncio.sleep(first_after)
         while True:
             try:
                 removed = await self.purge()

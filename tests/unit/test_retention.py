@@ -97,7 +97,7 @@ async def test_zero_days_keeps_everything(store: Store) -> None:
 async def test_a_failing_run_is_logged_and_the_job_goes_on(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     await store.close()  # every statement now fails
     job = RetentionJob(store, RetentionSettings())
-    task = asyncio.create_task(job.run(every_seconds=0.01))
+    task = asyncio.create_task(job.run(every_seconds=0.01, first_after=0))
     await asyncio.sleep(0.1)
     assert not task.done()  # still running: never ends the controller's task group
     task.cancel()
