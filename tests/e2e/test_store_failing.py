@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REPO, ControllerProcess, demo_config
+from tests.e2e.test_cli import ccctl
 from tests.e2e.test_ivr_acd import ACD_DID, AGENTS, flows_dir, login
 from tests.sipp import Caller, Phone, WaitForBye
 
@@ -88,6 +89,8 @@ async def test_a_caller_reaches_an_agent_while_the_disk_is_full(fresh_asterisk: 
         assert store["pending"] > 0 and store["commit_failures"] > 0, store
         status, health = await process.api("GET", "/healthz")
         assert health["status"] == "degraded", health
+        text = (await asyncio.to_thread(ccctl, "status", url=process.url)).stdout
+        assert "store       DEGRADED since" in text and "database or disk is full" in text, text
         status, body = await process.api("GET", "/api/calls/nothing-like-this")
         assert status in (404, 503), body  # an API read still answers (404: read from what is committed)
 
@@ -96,6 +99,7 @@ async def test_a_caller_reaches_an_agent_while_the_disk_is_full(fresh_asterisk: 
         while (store := await store_status(process))["status"] != "ok" and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
         assert store["status"] == "ok" and store["pending"] == 0, store
+        assert "store       ok" in (await asyncio.to_thread(ccctl, "status", url=process.url)).stdout
         # Nothing written while the disk was full was lost: the call's record, with its agent, is there.
         records = await process.wait_for_records(1)
         events = (await process.call_record(records[0]["call_id"]))["events"]
