@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controller.config import RetentionSettings
@@ -44,7 +44,11 @@ RULES = (
     _Rule("agent_states", "at", "agent_states_days",
           "EXISTS (SELECT 1 FROM agent_states later WHERE later.agent_id = agent_states.agent_id"
           " AND later.at > agent_states.at)"),
-    _Rule("cti_events", "at", "cti_events_days", "seq <= ?"),
+    # Kept: what a configured webhook has not delivered yet, and its failed deliveries (dead letters an
+    # operator may still replay). `{webhooks}` is the list of their names.
+    _Rule("cti_events", "at", "cti_events_days",
+          "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
+          " AND d.seq = cti_events.seq AND d.delivered_at IS NULL)"),
 )
 
 
@@ -84,7 +88,9 @@ class RetentionJob:
                 continue
             params: tuple[Any, ...] = ()
             if rule.table == "cti_events":
-                params = (await self._delivered_everywhere(),)
+                params = (await self._delivered_everywhere(), *self.webhooks)
+                marks = ",".join("?" * len(self.webhooks)) or "NULL"
+                rule = replace(rule, condition=rule.condition.replace("{webhooks}", marks))
             removed[rule.table] = await self._purge_table(rule, now - days * DAY, params)
         if self.purge_tts is not None and self.settings.tts_cache_days > 0:
             removed["tts_cache"] = await self.purge_tts(now - self.settings.tts_cache_days * DAY)

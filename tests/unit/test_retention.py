@@ -64,13 +64,17 @@ async def test_cti_events_a_webhook_has_not_delivered_are_kept(store: Store) -> 
         store.write("INSERT INTO cti_events (seq, at, type) VALUES (?, ?, 'call.started')", (seq, NOW - 40 * DAY))
     store.write("INSERT INTO cti_events (seq, at, type) VALUES (7, ?, 'call.started')", (NOW - DAY,))
     store.write("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES ('crm', 3), ('erp', 5), ('gone', 0)")
+    # crm gave up on event 2 (a dead letter an operator may replay); 'gone' is no longer configured.
+    store.write("INSERT INTO webhook_deliveries (webhook, seq, attempts, last_error) VALUES"
+                " ('crm', 2, 10, 'HTTP 400'), ('gone', 1, 3, 'HTTP 500')")
     await store.flush()
-    job = RetentionJob(store, RetentionSettings(), webhooks=["crm", "erp"])  # 'gone' is no longer configured
-    assert (await job.purge(now=NOW))["cti_events"] == 3
-    assert await column(store, "SELECT seq FROM cti_events ORDER BY seq") == [4, 5, 6, 7]
+    job = RetentionJob(store, RetentionSettings(), webhooks=["crm", "erp"])
+    assert (await job.purge(now=NOW))["cti_events"] == 2
+    assert await column(store, "SELECT seq FROM cti_events ORDER BY seq") == [2, 4, 5, 6, 7]
     store.write("UPDATE webhook_cursor SET delivered_seq = 7 WHERE webhook = 'crm'")
     store.write("UPDATE webhook_cursor SET delivered_seq = 7 WHERE webhook = 'erp'")
-    assert (await job.purge(now=NOW))["cti_events"] == 3
+    store.write("UPDATE webhook_deliveries SET delivered_at = ? WHERE seq = 2", (NOW,))  # replayed, delivered
+    assert (await job.purge(now=NOW))["cti_events"] == 4
     assert await column(store, "SELECT seq FROM cti_events") == [7]  # recent: kept although delivered
 
 
