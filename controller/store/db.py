@@ -493,7 +493,6 @@ class Store:
         degraded = self._failing_since is not None or self._read_error is not None
         return {
             "status": "degraded" if degraded else "ok",
-            "path": str(self.path),
             "pending": len(self._pending) + self._committing,
             "failing_since": self._failing_since,
             "last_error": self._last_error or self._read_error,
