@@ -34,6 +34,11 @@ def sql_int(value: int, name: str, *, minimum: int = SQL_INT_MIN, maximum: int =
 
 def check_params(params: Sequence[Any] | Mapping[str, Any]) -> None:
     """Raise OutOfRange when a statement's parameter is an integer SQLite cannot store."""
+    for value in params.values() if isinstance(params, Mapping) else params:  # fast: runs for every statement
+        if type(value) is int and not SQL_INT_MIN <= value <= SQL_INT_MAX:
+            break
+    else:
+        return
     items = params.items() if isinstance(params, Mapping) else enumerate(params, start=1)
     for key, value in items:
         if isinstance(value, int) and not isinstance(value, bool) and not SQL_INT_MIN <= value <= SQL_INT_MAX:
