@@ -36,6 +36,7 @@ from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
+from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
 from controller.lookup import caller_region
@@ -220,7 +221,7 @@ class AcdService:
         region = caller_region(session.caller) if session.caller else None
         return {"caller": session.caller, "did": session.did, "queue": queue,
                 "region": region.as_dict() if region else None,
-                "tier": session.data.get("tier"), "data": dict(session.data), "history": history or []}
+                "tier": session.data.get("tier"), "data": screen_pop_data(session.data), "history": history or []}
 
     # -- the caller's side ----------------------------------------------------------------------------
 

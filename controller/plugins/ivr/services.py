@@ -18,7 +18,7 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.ivr.flow import static_prompts
+from controller.ivr.flow import is_plain, static_prompts
 from controller.ivr.port import HttpResponse, Prompt
 from controller.ivr.repository import FlowRepository, LoadResult
 from controller.ivr.runner import run_flow
@@ -158,7 +158,7 @@ class IvrService:
                 log.error("call %s: %s", session.call_id, exc)  # the call goes on, unrecorded
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
-        session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})
+        session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
         if result.ended == "error":
@@ -207,9 +207,3 @@ class IvrService:
             return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
         except aiohttp.ClientError as exc:
             return HttpResponse(0, error=str(exc) or type(exc).__name__)
-
-
-def _is_plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
-
-
