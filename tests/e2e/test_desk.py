@@ -136,6 +136,14 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await toolbar.wait_for("document.querySelector('#state').dataset.state !== 'talking'")
         assert await toolbar.text("#error") == ""
 
+        # Logged out: the sign-in form is back, and signing in again works on the same page.
+        await toolbar.click("#logout")
+        await toolbar.wait_for("!document.querySelector('#signin').hidden")
+        assert not await toolbar.visible("#desk")
+        await toolbar.click("#login")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await toolbar.visible("#desk") and await toolbar.text("#error") == ""
+
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}
     (note,) = rows(process, "SELECT disposition, notes, agent_id FROM dispositions")
