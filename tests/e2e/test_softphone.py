@@ -8,17 +8,26 @@ static contact (127.0.0.1:15001), so the call can only be answered by the softph
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.baresip import Softphone
-from tests.e2e.conftest import ControllerProcess, ari_get
-from tests.e2e.test_call_control import start, wait_for_state
+from tests.e2e.conftest import ControllerProcess, ari_get, sandbox
+from tests.e2e.test_call_control import bridge_of, start, wait_for_state
 from tests.e2e.test_ivr_acd import ACD_DID, rows, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, WaitForBye
 
 pytestmark = pytest.mark.e2e  # needs Debian's baresip: `make deps` installs it
+
+
+def phone_contacts(aor: str) -> list[str]:
+    """host:port of the AOR's contacts, in the order Asterisk keeps them (it dials the first)."""
+    listing = sandbox.cli(f"pjsip show aor {aor}")
+    return re.findall(rf"^\s*Contact:\s+{aor}/sip:\S*@([\d.]+:\d+)", listing, re.MULTILINE)
 
 
 async def test_baresip_registers_as_an_agent_phone_and_answers_a_queue_call(
@@ -30,6 +39,7 @@ async def test_baresip_registers_as_an_agent_phone_and_answers_a_queue_call(
     try:
         # From 127.0.0.1, the address the loopback trunk also sends from: registered all the same.
         assert "ccc-asterisk" in await softphone.wait_registered()
+        assert phone_contacts("8001") == [f"127.0.0.1:{softphone.sip_port}", "127.0.0.1:15001"]  # rung first
 
         status, agent = await process.api("POST", "/api/agents/1001/login", json={"phone": "8001"})
         assert status == 200, agent
@@ -44,9 +54,10 @@ async def test_baresip_registers_as_an_agent_phone_and_answers_a_queue_call(
         assert talking["current_call"]
 
         # The caller and the softphone's leg are in one bridge.
-        channels = {c["id"]: c["name"] for c in await ari_get("/channels")}
-        bridged = [sorted(channels.get(c, c).split("-")[0] for c in b["channels"]) for b in await ari_get("/bridges")]
-        assert ["PJSIP/8001", "PJSIP/loopback"] in bridged, (bridged, channels)
+        caller_channel = (await process.call_record(talking["current_call"]))["channel_id"]
+        members = await bridge_of(caller_channel)
+        names = {c["id"]: c["name"] for c in await ari_get("/channels")}
+        assert sorted(names[c].split("-")[0] for c in members) == ["PJSIP/8001", "PJSIP/loopback"], names
 
         await softphone.command("hangup")  # the agent hangs up on the softphone
         await softphone.wait_for("CALL_CLOSED")
@@ -54,5 +65,9 @@ async def test_baresip_registers_as_an_agent_phone_and_answers_a_queue_call(
         await wait_for_state(process, "1001", "acw")
     finally:
         await softphone.stop()
+    deadline = time.monotonic() + 5
+    while phone_contacts("8001") != ["127.0.0.1:15001"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert phone_contacts("8001") == ["127.0.0.1:15001"]  # unregistered: the static contact (SIPp's) again
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}
