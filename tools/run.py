@@ -72,6 +72,8 @@ def run() -> int:
   Demo backend            http://127.0.0.1:8090  (bill / customer look-ups for the IVR)
   Demo hotline            DID 4008001234 — try: sipp -sn uac -s 4008001234 -m 1 127.0.0.1:5060 -p 5070
   Admin token (demo)      demo-admin-token     e.g.  .venv/bin/ccctl status
+  Agent softphone (demo)  register user 8001, password ccc-demo-8001, at 127.0.0.1:5060 (udp), then
+                          .venv/bin/ccctl agent login 1001 --phone 8001, or the toolbar /toolbar?agent=1001
   Ctrl-C (or `make stop` from another shell) stops everything.
 """, flush=True)
         while not stopping:
