@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 import aiohttp
 
 from controller.config import CustomerSettings
+from controller.lookup import is_phone_number
 
 log = logging.getLogger("controller.customers")
 
@@ -17,10 +19,12 @@ class CustomerDirectory:
         self.session = session
 
     async def tier_of(self, number: str) -> str:
-        """The configured service's answer, or the default tier when it is unset, down or slow."""
-        if not self.settings.tier_url or not number:
+        """The configured service's answer, or the default tier when it is unset, down or slow.
+
+        A caller id that is not a phone number is never sent: it may carry '&', '/' or '..'."""
+        if not self.settings.tier_url or not is_phone_number(number):
             return self.settings.default_tier
-        url = self.settings.tier_url.replace("{number}", number)
+        url = self.settings.tier_url.replace("{number}", quote(number, safe=""))
         try:
             async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as r:
                 if r.status != 200:

@@ -85,6 +85,23 @@ failed: {type: hangup}
         assert visited == ["lookup", "failed"], answer  # 5xx, timeout, missing field
 
 
+@pytest.mark.parametrize(("caller", "sent"), [
+    ("x&admin=1", "http://crm/users/x%26admin%3D1/balance?n=x%26admin%3D1"),
+    ("../../internal/keys?all=1#", "http://crm/users/%2E%2E%2F%2E%2E%2Finternal%2Fkeys%3Fall%3D1%23/balance"
+                                   "?n=%2E%2E%2F%2E%2E%2Finternal%2Fkeys%3Fall%3D1%23"),
+    ("13800138000", "http://crm/users/13800138000/balance?n=13800138000")])
+async def test_http_percent_encodes_every_value_it_puts_in_the_url(tmp_path: Path, caller: str, sent: str) -> None:
+    """A caller id from the SIP From header cannot add parameters or climb the back-end's paths."""
+    nodes = """
+lookup: {type: http, url: "http://crm/users/{caller}/balance?n={caller}", map: {balance: balance},
+         next: ok, failure: failed}
+ok: {type: hangup}
+failed: {type: hangup}
+"""
+    _, sim, _ = await run(tmp_path, nodes, caller=caller, http_answers={"crm/": {"status": 200, "json": {}}})
+    assert sim.requests[0]["url"] == sent
+
+
 async def test_set_and_switch_with_safe_expressions(tmp_path: Path) -> None:
     nodes = """
 init: {type: set, values: {tier: "'vip'", score: "2 * 3"}, next: branch}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,10 +64,11 @@ class Context:
     pending_key: str | None = None  # a key that barged into a prompt: it answers the next menu
     ended: str | None = None  # "hangup" once a hangup node ran
 
-    def render(self, template: Any) -> str:
-        """Fill `{name}` placeholders from the variables (unset: empty)."""
+    def render(self, template: Any, escape: Callable[[str], str] | None = None) -> str:
+        """Fill `{name}` placeholders from the variables (unset: empty), each value through `escape`."""
         text = str(template)
-        return TEMPLATE_VARIABLE.sub(lambda m: _text(expr.lookup(self.variables, m.group(1))), text)
+        fill = escape or str
+        return TEMPLATE_VARIABLE.sub(lambda m: fill(_text(expr.lookup(self.variables, m.group(1)))), text)
 
     def prompts(self, items: Any) -> list[Prompt]:
         return [Prompt(kind, self.render(value), self.language)  # type: ignore[arg-type]
