@@ -6,6 +6,7 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,20 @@ class AgiSettings:
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = 4573
+    # Who may connect: addresses or networks (CIDR). Others are closed at once, unread.
+    allowed_peers: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    max_connections: int = 200  # each /ivr hand-over holds one for the whole call
+    header_timeout: float = 5.0  # for the AGI request header
+    command_timeout: float = 10.0  # for Asterisk's answer to one command
+    handover_timeout: float = 4 * 3600.0  # the longest a call handed over by /ivr may stay with the controller
+
+    def __post_init__(self) -> None:
+        require_positive(self, "max_connections", "header_timeout", "command_timeout", "handover_timeout")
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_peers: {peer!r} is not an IP address or network") from None
 
 
 @dataclass(frozen=True)

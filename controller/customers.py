@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import quote
 
 import aiohttp
@@ -11,6 +12,7 @@ from controller.config import CustomerSettings
 from controller.lookup import is_phone_number
 
 log = logging.getLogger("controller.customers")
+_TIER = re.compile(r"[\w.-]{1,40}")  # a name ("vip", "key_account"): no spaces, no control characters
 
 
 class CustomerDirectory:
@@ -34,4 +36,7 @@ class CustomerDirectory:
             log.warning("customer tier look-up failed (%s); using %s", type(exc).__name__, self.settings.default_tier)
             return self.settings.default_tier
         tier = body.get("tier") if isinstance(body, dict) else None
-        return tier if isinstance(tier, str) and tier else self.settings.default_tier
+        if isinstance(tier, str) and _TIER.fullmatch(tier):
+            return tier
+        log.warning("customer tier look-up: the answer has no usable tier; using %s", self.settings.default_tier)
+        return self.settings.default_tier
