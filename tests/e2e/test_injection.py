@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e.conftest import ControllerProcess, demo_config, free_port
-from tests.e2e.test_ivr_acd import events_of, kinds, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, Pause, WaitForBye
+from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config, free_port
+from tests.e2e.test_cti import read_events
+from tests.e2e.test_ivr_acd import events_of, kinds, login, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 AGI_PORT = 4573
@@ -184,3 +187,71 @@ async def test_caller_ids_are_percent_encoded_in_back_end_urls(injected: Control
     assert backend.decoded == [(f"/users/{caller}/balance", {"number": caller})], backend.requests
     raw_path = backend.requests[0].partition("?")[0]
     assert raw_path.startswith("/users/") and raw_path.count("/") == 3, backend.requests
+
+
+PIN = "3456789"  # keys ascending within one call (see tests.sipp.Dtmf)
+SENSITIVE_DID = "4008007002"
+
+
+async def test_a_sensitive_pin_stays_out_of_store_log_cti_and_screen_pop(
+        fresh_asterisk: Path, tmp_path: Path, backend: RecordingBackend,
+        stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """An account number (not sensitive) and a PIN (sensitive) typed on a real call: the flow sends
+    the PIN to its back-end, and the PIN is nowhere else; the account number shows where it should."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "bank.yaml").write_text(f"""
+flow: bank
+language: en
+dids: ["{SENSITIVE_DID}"]
+nodes:
+  account: {{type: collect, prompt: ["Account."], variable: account, min_digits: 2, max_digits: 2, next: pin}}
+  pin: {{type: collect, prompt: ["PIN."], variable: pin, min_digits: 7, max_digits: 7, sensitive: true,
+        next: verify}}
+  verify: {{type: http, url: "http://127.0.0.1:{backend.port}/verify?account={{account}}&pin={{pin}}",
+           map: {{balance: balance}}, next: agents, failure: agents}}
+  agents: {{type: queue, queue: general, answered: bye, otherwise: bye}}
+  bye: {{type: hangup}}
+""")
+    config = demo_config(
+        tmp_path, ivr={"flows_dir": str(flows)},
+        acd={"center_name": "test", "queues": [{"name": "general", "wrapup_seconds": 1, "announce_interval": 0,
+                                                "announce_agent_number": False, "no_agents": "wait"}],
+             "agents": [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001",
+                         "queues": {"general": 0}}]})
+    process = ControllerProcess(tmp_path / "data", config=config)
+    await process.start()
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=500, hold_ms=2000)
+    await phone.start()
+    await login(process, "1001")
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}") as ws:
+            caller = Caller(SENSITIVE_DID, caller="13800138000",
+                            steps=[Pause(1500), Dtmf("12"), Pause(1500), Dtmf(PIN), WaitForBye(30_000)])
+            result = await caller.run()
+            assert result.ok, result.output + result.errors
+            events = await read_events(ws, until="call.ended", timeout=30)
+    finally:
+        phone.kill()
+    (record,) = await process.wait_for_records(1)
+    # The flow could use the PIN: its back-end got it.
+    assert backend.decoded == [("/verify", {"account": "12", "pin": PIN})]
+    # CTI: the inputs were announced, the PIN without its digits; the screen pop masks it.
+    inputs = [e["data"] for e in events if e["type"] == "ivr.input_collected"]
+    assert [(i["variable"], i.get("digits")) for i in inputs] == [("account", "12"), ("pin", None)]
+    pop = next(e for e in events if e["type"] == "call.ringing")["data"]["screen_pop"]
+    assert (pop["data"]["account"], pop["data"]["pin"]) == ("12", "***")
+    assert PIN not in json.dumps(events)
+    # The call record: the account number, the PIN masked, no digit-by-digit DTMF rows.
+    record_events = await events_of(process, record["call_id"])
+    assert [(e["variable"], e["value"]) for e in kinds(record_events, "input")] == [("account", "12"), ("pin", "***")]
+    assert kinds(record_events, "dtmf") == []
+    await asyncio.sleep(1.5)  # the store commits in batches
+    process.terminate()
+    stored = b"".join(path.read_bytes() for path in process.data_dir.glob("controller.sqlite3*"))
+    assert b'"value": "12"' in stored and b'"value": "***"' in stored  # the inputs were stored, the PIN masked
+    assert PIN.encode() not in stored
+    log = process.log.read_text()
+    assert record["call_id"] in log and PIN not in log

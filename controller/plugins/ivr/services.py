@@ -183,12 +183,14 @@ class IvrService:
         elif event == "ivr.input_collected":
             variable = fields.get("variable")
             value = fields.get("value")
-            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value)
+            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value,
+                                  **({"sensitive": True} if fields.get("sensitive") else {}))
             if variable:
                 session.data[str(variable)] = value
+            # A sensitive input (its value arrives masked) goes out without digits at all.
+            digits = {} if fields.get("sensitive") else {"digits": str(value if value is not None else "")}
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
-                         node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
-                         variable=str(variable or ""))
+                         node=str(fields.get("node", "")), variable=str(variable or ""), **digits)
 
     async def http_request(self, *, method: str, url: str, headers: Mapping[str, str], body: Any,
                            timeout_seconds: float) -> HttpResponse:
