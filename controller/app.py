@@ -154,7 +154,10 @@ class Controller:
     def routes(self) -> list[web.RouteDef]:
         @public
         async def healthz(request: web.Request) -> web.Response:
-            body = self.health()
+            # Public: only what a load balancer or a readiness probe needs. Call counts, flow
+            # errors with their paths and the rest are in /api/status (authenticated).
+            health = self.health()
+            body = {key: health[key] for key in ("status", "ari_connected", "prompts_ready")}
             return web.json_response(body, status=200 if body["ari_connected"] else 503)
 
         @roles("supervisor", "integration")

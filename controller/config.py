@@ -14,6 +14,7 @@ from typing import Any, Literal
 from controller.settings import load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
+MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,21 @@ class Config:
     acd: AcdSettings = field(default_factory=AcdSettings)
     standards: dict[str, Any] = field(default_factory=dict)
     webhooks: list[WebhookSettings] = field(default_factory=list)
+    # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
+    # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
+    demo: bool = False
 
     source: str = ""  # the file it was read from (set by `load_config`)
+
+    def weak_tokens(self) -> list[str]:
+        """Why each token would be unsafe outside the demo (a demo-* value, too short to guess hard)."""
+        problems = []
+        for token in self.tokens:
+            if token.token.startswith("demo-"):
+                problems.append(f"tokens: {token.name!r} uses a demo token")
+            elif len(token.token) < MIN_TOKEN_LENGTH:
+                problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        return problems
 
     @property
     def data_path(self) -> Path:

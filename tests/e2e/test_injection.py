@@ -255,3 +255,20 @@ nodes:
     assert PIN.encode() not in stored
     log = process.log.read_text()
     assert record["call_id"] in log and PIN not in log
+
+
+async def test_public_healthz_says_only_ok_or_degraded(controller: ControllerProcess) -> None:
+    assert await controller.health() == {"status": "ok", "ari_connected": True, "prompts_ready": True}
+    async with aiohttp.ClientSession() as http, http.get(controller.url + "/api/status") as response:
+        assert response.status == 401  # the details need a token
+    details = await controller.status()
+    assert details is not None and details["active_calls"] == 0 and details["flows"]["live"] >= 1
+
+
+async def test_a_phone_with_a_trailing_newline_is_refused(controller: ControllerProcess) -> None:
+    status, body = await controller.api("POST", "/api/agents/1001/login", json={"phone": "8001\n", "ready": True})
+    assert status == 400, body
+    status, agent = await controller.api("GET", "/api/agents/1001")
+    assert status == 200 and agent["state"] == "logged_out", agent
+    status, body = await controller.api("POST", "/api/agents/1001/login", json={"phone": "8001", "ready": True})
+    assert status == 200, body

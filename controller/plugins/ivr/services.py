@@ -83,7 +83,7 @@ class IvrService:
         return self.load_errors
 
     def status(self) -> dict[str, Any]:
-        """For /healthz and `ccctl status`: how many flows are live, and the errors of the last load or
+        """For /api/status and `ccctl status`: how many flows are live, and the errors of the last load or
         reload (at start-up one bad file keeps every flow out: calls then get the fallback route)."""
         return {"live": len(self.repository.snapshot.flows), "errors": len(self.load_errors),
                 "first_error": self.load_errors[0] if self.load_errors else None}
