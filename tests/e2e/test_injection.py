@@ -11,6 +11,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config, free_port
 from tests.e2e.test_cti import read_events
-from tests.e2e.test_ivr_acd import events_of, kinds, login, stop_after  # noqa: F401 (fixture)
+from tests.e2e.test_ivr_acd import AGENTS, events_of, kinds, login, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
@@ -66,9 +67,7 @@ async def injected(fresh_asterisk: Path, tmp_path: Path, backend: RecordingBacke
                    stop_after: list[ControllerProcess]) -> ControllerProcess:  # noqa: F811
     """The controller with two flows of our own (one for a DID, one reachable by hand-over only)
     and the recording back-end as its CRM."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "main.yaml").write_text(f"""
+    main = f"""
 flow: inj_main
 language: en
 dids: ["{MAIN_DID}"]
@@ -76,17 +75,28 @@ nodes:
   lookup: {{type: http, url: "http://127.0.0.1:{backend.port}/users/{{caller}}/balance?number={{caller}}",
            map: {{balance: balance}}, next: bye, failure: bye}}
   bye: {{type: hangup}}
-""")
-    (flows / "secret.yaml").write_text("""
+"""
+    secret = """
 flow: inj_secret
 language: en
 nodes:
   staff_only: {type: hangup}
-""")
-    config = demo_config(tmp_path, ivr={"flows_dir": str(flows)},
-                         customers={"tier_url": f"http://127.0.0.1:{backend.port}/customer?number={{number}}",
-                                    "timeout": 2, "default_tier": "regular"})
-    process = ControllerProcess(tmp_path / "data", config=config)
+"""
+    return await start_with_flows(
+        tmp_path, stop_after, [main, secret],
+        customers={"tier_url": f"http://127.0.0.1:{backend.port}/customer?number={{number}}", "timeout": 2,
+                   "default_tier": "regular"})
+
+
+async def start_with_flows(tmp_path: Path, stop_after: list[ControllerProcess], flows: list[str],  # noqa: F811
+                           **sections: Any) -> ControllerProcess:
+    """The controller with only these flows (YAML texts) and some configuration sections replaced."""
+    flows_dir = tmp_path / "flows"
+    flows_dir.mkdir()
+    for index, text in enumerate(flows):
+        (flows_dir / f"flow{index}.yaml").write_text(text)
+    process = ControllerProcess(tmp_path / "data",
+                                config=demo_config(tmp_path, ivr={"flows_dir": str(flows_dir)}, **sections))
     await process.start()
     stop_after.append(process)
     return process
@@ -198,9 +208,7 @@ async def test_a_sensitive_pin_stays_out_of_store_log_cti_and_screen_pop(
         stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """An account number (not sensitive) and a PIN (sensitive) typed on a real call: the flow sends
     the PIN to its back-end, and the PIN is nowhere else; the account number shows where it should."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "bank.yaml").write_text(f"""
+    bank = f"""
 flow: bank
 language: en
 dids: ["{SENSITIVE_DID}"]
@@ -212,16 +220,11 @@ nodes:
            map: {{balance: balance}}, next: agents, failure: agents}}
   agents: {{type: queue, queue: general, answered: bye, otherwise: bye}}
   bye: {{type: hangup}}
-""")
-    config = demo_config(
-        tmp_path, ivr={"flows_dir": str(flows)},
-        acd={"center_name": "test", "queues": [{"name": "general", "wrapup_seconds": 1, "announce_interval": 0,
-                                                "announce_agent_number": False, "no_agents": "wait"}],
-             "agents": [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001",
-                         "queues": {"general": 0}}]})
-    process = ControllerProcess(tmp_path / "data", config=config)
-    await process.start()
-    stop_after.append(process)
+"""
+    one_agent = {"center_name": "test", "agents": [AGENTS[0]],
+                 "queues": [{"name": "general", "wrapup_seconds": 1, "announce_interval": 0,
+                             "announce_agent_number": False, "no_agents": "wait"}]}
+    process = await start_with_flows(tmp_path, stop_after, [bank], acd=one_agent)
     phone = Phone(15001, answer_after_ms=500, hold_ms=2000)
     await phone.start()
     await login(process, "1001")
