@@ -85,3 +85,17 @@ async def test_no_value_with_a_control_character_is_ever_sent(value: str) -> Non
         await agi.command(f"EXEC Stasis ccc,{value}")
     with pytest.raises(AgiValueError):
         await agi.set_variable("CCC_TIER\nEXEC", "vip")
+
+
+async def test_lookup_refuses_a_number_that_is_not_a_phone_number() -> None:
+    server = FastAgiServer()
+    service().install(server)
+    async with serving(server) as port:
+        reader, writer = await open_request(port, "lookup?number=x%26admin%3D1")
+        lines = []
+        while line := await asyncio.wait_for(reader.readline(), 5):
+            lines.append(line)
+            writer.write(b"200 result=1\n")
+            await writer.drain()
+        writer.close()
+    assert lines == [b'SET VARIABLE CCC_STATUS "FAILED"\n', b'SET VARIABLE CCC_ERROR "not a phone number"\n']
