@@ -341,3 +341,20 @@ async def test_a_flow_argument_counts_only_for_a_fastagi_hand_over() -> None:
     assert [(s.channel_id, s.entry_flow) for s in started] == [("sip-1", None), ("agi-1", "hotline_en"),
                                                                  ("agi-1", None)]
     assert calls.handovers == {}
+
+
+@pytest.mark.parametrize(("caller", "asked"), [("13900000000", ["13900000000"]), ("anonymous", []),
+                                               ("x&admin=1", []), ("", [])])
+async def test_the_caller_history_is_read_only_for_a_phone_number(rig: Rig, caller: str, asked: list[str]) -> None:
+    """A caller id that is not a number ("anonymous") would show one stranger's calls to the next."""
+    looked_up: list[str] = []
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            return []
+
+    rig.session.caller = caller
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    await rig.connect()
+    assert looked_up == asked
