@@ -47,7 +47,7 @@ def _listening(port: int) -> bool:
 def run() -> int:
     VAR.mkdir(exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
-    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo")}
+    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo"), "CCC_DEMO": "true"}
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 

@@ -118,7 +118,8 @@ class ControllerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "controller.log"
         self.env = {**os.environ, "CCC_DATA_DIR": str(data_dir), "CCC_HTTP_PORT": str(self.port),
-                    "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_LOG_LEVEL": "debug", **(env or {})}
+                    "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_LOG_LEVEL": "debug", "CCC_DEMO": "true",
+                    **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -145,6 +146,14 @@ class ControllerProcess:
                 return dict(await r.json())
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+    async def status(self) -> dict[str, Any] | None:
+        """The controller's own details (calls, flows, ARI connections): /api/status, authenticated."""
+        try:
+            status, body = await self.api("GET", "/api/status", timeout=aiohttp.ClientTimeout(total=5))
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        return dict(body["controller"]) if status == 200 else None
 
     async def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -54,7 +54,7 @@ class QueueNode(Node):
 
     async def run(self, ctx: Context) -> Next:
         names = self["data"] if self["data"] is not None else [n for n in ctx.variables if n != "now"]
-        data = {str(n): expr.lookup(ctx.variables, str(n)) for n in names}
+        data = {str(n): expr.lookup(ctx.shareable_variables(), str(n)) for n in names}
         request = QueueRequest(ctx.render(self["queue"]), dict(self["skills"]), self._priority(ctx), data)
         outcome = await ctx.port.enqueue(request)
         ctx.set("queue_result", outcome.result)

@@ -39,7 +39,7 @@ from controller.config import AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
-from controller.lookup import caller_region
+from controller.lookup import caller_region, is_phone_number
 from controller.media.say import say_digits
 from controller.media.tts import TtsError
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
@@ -253,7 +253,7 @@ class AcdService:
         try:
             await session.answer()
             await waiting.hold(self.config.asterisk.moh_class)
-            if session.caller:
+            if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
                 waiting.history = [call for call in await session.records.history(session.caller, limit=6)
                                    if call["call_id"] != session.call_id][:5]
             decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,
