@@ -48,7 +48,7 @@ RULES = (
     # operator may still replay). `{webhooks}` is the list of their names.
     _Rule("cti_events", "at", "cti_events_days",
           "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
-          " AND d.seq = cti_events.seq AND d.delivered_at IS NULL)"),
+          " AND d.seq = cti_events.seq AND {undelivered})"),
 )
 
 
@@ -90,13 +90,20 @@ class RetentionJob:
             if rule.table == "cti_events":
                 params = (await self._delivered_everywhere(), *self.webhooks)
                 marks = ",".join("?" * len(self.webhooks)) or "NULL"
-                rule = replace(rule, condition=rule.condition.replace("{webhooks}", marks))
+                condition = rule.condition.replace("{webhooks}", marks)
+                rule = replace(rule, condition=condition.replace("{undelivered}", await self._undelivered()))
             removed[rule.table] = await self._purge_table(rule, now - days * DAY, params)
         if self.purge_tts is not None and self.settings.tts_cache_days > 0:
             removed["tts_cache"] = await self.purge_tts(now - self.settings.tts_cache_days * DAY)
         for what, count in removed.items():
             self.deleted[what] = self.deleted.get(what, 0) + count
         return removed
+
+    async def _undelivered(self) -> str:
+        """How a delivery row says the event is not delivered: by its `state` (dead letters) where the
+        table has one, else by no `delivered_at`."""
+        columns = {row["name"] for row in await self.store.fetchall("PRAGMA table_info(webhook_deliveries)")}
+        return "d.state <> 'delivered'" if "state" in columns else "d.delivered_at IS NULL"
 
     async def _delivered_everywhere(self) -> int:
         """The highest sequence number every configured webhook has delivered (all of them, with none)."""

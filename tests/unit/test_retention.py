@@ -142,3 +142,16 @@ async def test_the_tts_cache_keeps_what_is_used(tmp_path: Path) -> None:
     assert sorted(p.name for p in renderer.tts_dir.iterdir()) == sorted(["fresh.wav", used_file.name])
     assert (recorded / "studio.wav").exists()  # studio recordings are not a cache
     assert os.stat(used_file).st_mtime > week_ago + DAY  # the use survives a restart (file time refreshed)
+
+
+async def test_with_delivery_states_only_dead_letters_keep_their_events(store: Store) -> None:
+    """With the dead-letter schema (a `state` per delivery row), rows marked delivered do not keep events."""
+    await store.execute("ALTER TABLE webhook_deliveries ADD COLUMN state TEXT NOT NULL DEFAULT 'delivered'")
+    for seq in (1, 2, 3):
+        store.write("INSERT INTO cti_events (seq, at, type) VALUES (?, ?, 'call.started')", (seq, NOW - 40 * DAY))
+    store.write("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES ('crm', 3)")
+    store.write("INSERT INTO webhook_deliveries (webhook, seq, attempts, state) VALUES"
+                " ('crm', 1, 2, 'delivered'), ('crm', 2, 10, 'dead')")
+    await store.flush()
+    assert (await RetentionJob(store, RetentionSettings(), webhooks=["crm"]).purge(now=NOW))["cti_events"] == 2
+    assert await column(store, "SELECT seq FROM cti_events") == [2]
