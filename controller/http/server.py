@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -46,8 +46,8 @@ def roles(*allowed: Role) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
 def token_from(request: web.Request) -> str | None:
@@ -100,9 +100,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
             raise
-        return json_error(exc.status, exc.reason or "error")
-    except json.JSONDecodeError:
-        return json_error(400, "the request body is not valid JSON")
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+        return json_error(exc.status, exc.reason or "error", kept)  # 405 keeps its Allow, 429 its Retry-After
+    except (json.JSONDecodeError, UnicodeDecodeError):  # a handler reading the body itself
+        return json_error(400, "the request body is not valid JSON (UTF-8)")
     except Exception:
         # The route's template, not the path: a path may hold a caller's number (/api/numbers/{number}).
         resource = request.match_info.route.resource
