@@ -39,10 +39,10 @@ def routes(recordings: RecordingService, calls: CallsService, current_call_of: C
 
     async def control(request: web.Request, action: str) -> web.Response:
         call_id = request.match_info["call_id"]
-        may_control(request, call_id)
         session = calls.active.get(call_id)
         if session is None:
             return json_error(404, "no live call with that id")
+        may_control(request, call_id)
         refusal = policy_refusal(effective_policy(session.recording_policy, queue_policy_of(call_id)), action)
         if refusal is not None:
             return json_error(409, refusal)
