@@ -68,6 +68,7 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
     call_id = (await wait_for_state(process, "1002", "talking"))["current_call"]
     await asyncio.sleep(1.0)
     before = await snapshot(process, call_id)
+    channels = {c["id"] for c in await ari_get("/channels")}  # the caller, agent 1002, the recording's snoop
     assert before["agent"]["state"] == "talking" and len(before["recordings"]) == 1
 
     refused = [
@@ -97,7 +98,13 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
         if status != 403:
             wrong.append(f"{method} {path} with another agent's token: {status} {answer}")
     assert not wrong, "\n".join(wrong)
+    # The owner may not dial numbers outside dialing.allowed_prefixes from the call either.
+    for command in ("transfer", "conference", "consult"):
+        status, body = await process.api("POST", f"/api/calls/{call_id}/{command}", token=OWNER,
+                                         json={"to": "number:0085212345678"})
+        assert status == 403 and "may not be dialled" in body["error"], (command, body)
     assert await snapshot(process, call_id) == before  # nothing changed
+    assert {c["id"] for c in await ari_get("/channels")} == channels  # nothing else rang
 
     # The owner is served (the refusals above are about ownership, not about the routes).
     status, agent = await process.api("GET", "/api/agents/1002", token=OWNER)
