@@ -66,8 +66,12 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
     caller = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(40000)])
     await caller.start()
     call_id = (await wait_for_state(process, "1002", "talking"))["current_call"]
-    await asyncio.sleep(1.0)
     before = await snapshot(process, call_id)
+    for _ in range(50):  # the recording (queue policy `always`) starts as the agent answers
+        if before["recordings"]:
+            break
+        await asyncio.sleep(0.1)
+        before = await snapshot(process, call_id)
     channels = {c["id"] for c in await ari_get("/channels")}  # the caller, agent 1002, the recording's snoop
     assert before["agent"]["state"] == "talking" and len(before["recordings"]) == 1
 
