@@ -201,3 +201,35 @@ async def test_dialing_is_limited_to_allowed_prefixes_and_a_rate_per_token(
         assert 1 <= int(response.headers["Retry-After"]) <= 60
     # Another token has its own allowance.
     assert (await process.api("POST", "/api/calls", token="demo-supervisor-token", json=dial))[0] == 409
+
+
+async def test_a_dialled_number_unlocks_its_history_only_once_it_answered(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, calls=2)  # until the controller hangs up, twice
+    await agent_phone.start()
+    await login(process, "1001", ready=False)
+    history = "/api/numbers/13900139000/calls"
+    dial = {"agent_id": "1001", "number": "13900139000"}
+
+    busy = Phone(5090, reject=486)  # the customer's line is busy: they never talked
+    await busy.start()
+    status, first = await process.api("POST", "/api/calls", token=OTHER, json=dial)
+    assert status == 202, first
+    await wait_for_state(process, "1001", "talking", timeout=10)
+    await wait_for_state(process, "1001", "not_ready", timeout=20)
+    busy.kill()
+    record = await process.call_record(first["call_id"])
+    assert [e["status"] for e in record["events"] if e["kind"] == "customer_dialled"] == ["BUSY"]
+    assert (await process.api("GET", history, token=OTHER))[0] == 403  # dialled, not served
+
+    customer = Phone(5090, answer_after_ms=300, hold_ms=1500)  # this time they answer
+    await customer.start()
+    status, second = await process.api("POST", "/api/calls", token=OTHER, json=dial)
+    assert status == 202, second
+    assert (await customer.wait()).ok
+    await wait_for_state(process, "1001", "not_ready", timeout=20)
+    status, body = await process.api("GET", history, token=OTHER)
+    assert status == 200 and [c["call_id"] for c in body["calls"]] == [second["call_id"], first["call_id"]], body
+    assert (await process.api("GET", history, token=OWNER))[0] == 403  # 1002 never talked with them
