@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from controller.config import Role, TokenSettings
 
@@ -117,7 +118,24 @@ def build_app(tokens: list[TokenSettings], routes: Iterable[web.RouteDef]) -> we
     return app
 
 
+class QuietMalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a NUL in a header, …) as an ERROR with a traceback,
+    after answering it 400: one warning line without the request's bytes (they may hold a token) is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            reason = str(error.message).strip().split(":")[0] or type(error).__name__  # the kind, not the bytes
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "malformed HTTP request refused (400): %s", (reason,), None, None)
+        return True
+
+
 async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietMalformedRequests) for f in server_log.filters):
+        server_log.addFilter(QuietMalformedRequests())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -50,3 +50,23 @@ def test_the_document_states_the_limits_and_answers_the_server_enforces() -> Non
     assert paths["/api/agents/{agent_id}/login"]["post"]["requestBody"]["required"] is False
     assert paths["/api/agents/{agent_id}/not_ready"]["post"]["requestBody"]["required"] is True
     assert paths["/api/webhooks/{name}/replay"]["post"]["requestBody"]["required"] is True
+
+
+def test_a_malformed_request_is_one_warning_line_without_its_bytes() -> None:
+    import logging
+    import sys
+
+    from aiohttp.http_exceptions import InvalidHeader
+
+    from controller.http.server import QuietMalformedRequests
+    try:
+        raise InvalidHeader(b"Authorization: Bearer secret\x00")
+    except InvalidHeader:
+        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (),
+                                   sys.exc_info())
+    assert QuietMalformedRequests().filter(record)
+    assert (record.levelname, record.exc_info) == ("WARNING", None)
+    assert record.getMessage().startswith("malformed HTTP request refused (400): ")
+    assert "secret" not in record.getMessage()
+    plain = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (), None)
+    assert QuietMalformedRequests().filter(plain) and plain.levelname == "ERROR"  # other errors stay errors
