@@ -11,6 +11,7 @@ actually registered, so the description cannot drift from the server (a test che
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,16 +52,19 @@ NUMBER_PATTERN = "^\\+?[0-9]{3,20}$"
 CALL_CONFLICT = {409: "the call is live but not in a state for this command (the message says why)"}
 
 
-def _query_value(text: str, schema: dict[str, Any]) -> Any:
-    """A query parameter's text as the JSON type its schema declares (ValueError when it is not one)."""
+def _parameter_value(text: str, schema: dict[str, Any]) -> Any:
+    """A path or query parameter's text as the JSON type its schema declares (ValueError when it is not one)."""
     kind = schema.get("type", "string")
     if kind == "integer":
         if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
             raise ValueError("must be an integer")
         return int(text)
     if kind == "number":
-        value = float(text)
-        if value != value or value in (float("inf"), float("-inf")):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
     if kind == "boolean":
@@ -79,7 +83,7 @@ def _parameter_error(request: web.Request, spec: Operation,
             continue
         schema = (spec.path if where == "path" else spec.query)[name]
         try:
-            value = _query_value(source[name], schema)
+            value = _parameter_value(source[name], schema)
         except ValueError as exc:
             return f"{where} parameter {name}: {exc}"
         error = next(iter(validator.iter_errors(value)), None)
@@ -128,9 +132,9 @@ def operation(
                     return json_error(400, "the request body is not valid JSON (UTF-8)")
                 if payload is None and not request.body_exists:
                     return json_error(400, "this operation needs a JSON body")
-                errors = sorted(validator.iter_errors(payload), key=lambda e: list(e.path))
-                if errors:
-                    first = errors[0]
+                problems = sorted(validator.iter_errors(payload), key=lambda e: list(e.path))
+                if problems:
+                    first = problems[0]
                     where = "/".join(str(p) for p in first.path) or "body"
                     return json_error(400, f"{where}: {first.message}")
                 request["body"] = payload

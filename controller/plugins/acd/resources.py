@@ -63,9 +63,9 @@ TIMED_OUT = {504: "the call did not carry out the command in time"}
 COMMAND_ERRORS = {**CALL_CONFLICT, **TIMED_OUT}
 DIAL_ERRORS = {**CALL_CONFLICT, **TOO_MANY_DIALS, **TIMED_OUT}
 DIALS = ("transfer", "conference", "consult")  # commands that may dial a number:DIGITS
-DIAL_POLICY = (" A number must match dialing.allowed_prefixes and no longer dialing.denied_prefixes (else"
-               " 403), and each token may dial dialing.rate_limit_calls times per dialing.rate_limit_seconds"
-               " (else 429 with Retry-After).")
+DIAL_POLICY = ("A number is dialled only when its longest matching prefix is one of dialing.allowed_prefixes,"
+               " not of dialing.denied_prefixes (else 403); each token may dial dialing.rate_limit_calls times"
+               " per dialing.rate_limit_seconds (else 429 with Retry-After).")
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
                   "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
 
