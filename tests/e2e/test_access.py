@@ -168,7 +168,8 @@ async def test_a_call_of_a_never_flow_cannot_be_recorded_through_the_api(
     # The same call flow without the policy is recorded on demand (the refusal is the policy's).
     flow.write_text(flow.read_text().replace("recording: never\n", ""))
     assert (await process.api("POST", "/api/flows/reload"))[0] == 200
-    await wait_for_state(process, "1002", "ready", timeout=40)
+    await wait_for_state(process, "1002", "acw")
+    assert (await process.api("POST", "/api/agents/1002/end_acw"))[0] == 200
     second = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(30000)])
     await second.start()
     phone2 = Phone(15002, answer_after_ms=300, hold_ms=4000)
