@@ -189,15 +189,20 @@ class Controller:
             web.get("/healthz", healthz),
             web.get("/api/status", status),
             *calls_resources.routes(self.calls),
-            *acd_resources.routes(self.acd),
+            *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
             *report_resources.routes(self.reports),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
             *recording_resources.routes(self.recordings, self.calls,
-                                        lambda agent_id: self.acd.engine.agent(agent_id).current_call),
+                                        lambda agent_id: self.acd.engine.agent(agent_id).current_call,
+                                        self._queue_recording_policy),
         ]
+
+    def _queue_recording_policy(self, call_id: str) -> str | None:
+        waiting = self.acd.calls.get(call_id)
+        return waiting.queue.recording if waiting is not None else None
 
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"

@@ -7,6 +7,7 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,27 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class DialingSettings:
+    """Numbers agents and integrations may dial through the API (click-to-dial, and transfer, conference
+    and consultation to `number:`), and how often (see README "Dialing limits")."""
+
+    # A number may be dialled when its longest matching prefix is an allowed one (a denied prefix of
+    # the same length wins). The defaults: mainland China numbers (mobiles 1…, landlines 0…, 400/800
+    # service numbers, 95… short numbers), no international calls (00…, +…).
+    allowed_prefixes: list[str] = field(default_factory=lambda: ["0", "1", "400", "800", "95"])
+    denied_prefixes: list[str] = field(default_factory=lambda: ["00", "+"])
+    # Per API token: at most `rate_limit_calls` dials in any `rate_limit_seconds` (then 429, Retry-After).
+    rate_limit_calls: int = 10
+    rate_limit_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        require_positive(self, "rate_limit_calls", "rate_limit_seconds")
+        for prefix in (*self.allowed_prefixes, *self.denied_prefixes):
+            if not re.fullmatch(r"\+?[0-9]*", prefix) or not prefix:
+                raise ValueError(f"dialing prefixes are digits (optionally after +), got {prefix!r}")
+
+
+@dataclass(frozen=True)
 class IvrSettings:
     flows_dir: str = "ivr_flows"
     # What a call hears when no flow serves its DID, and what happens next: the dialplan's
@@ -218,6 +240,7 @@ class Config:
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False
+    dialing: DialingSettings = field(default_factory=DialingSettings)
 
     source: str = ""  # the file it was read from (set by `load_config`)
 

@@ -14,6 +14,7 @@ import json
 from aiohttp import WSMsgType, web
 
 from controller.config import TokenSettings
+from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
@@ -38,7 +39,18 @@ def _since(request: web.Request) -> int | None:
     return int(value)
 
 
+SINCE = {"type": "integer", "minimum": 0, "maximum": MAX_ID,
+         "description": "the last sequence number the client processed: events after it come first"}
+FILTERS = {"types": {"type": "string", "description": "comma-separated event type patterns, e.g. call.*"},
+           "queue": {"type": "string"}, "agent": {"type": "string"}}
+REPLAY_BODY = {"type": "object", "additionalProperties": False, "required": ["since"],
+               "properties": {"since": SINCE}}
+
+
 def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
+    @operation("The live event stream (WebSocket upgrade; the token may come as ?token= from a browser)",
+               tag="cti", query={"since": SINCE, "token": {"type": "string"}, **FILTERS},
+               responses={101: {"type": "object"}})
     @roles("agent", "supervisor", "integration")
     async def websocket(request: web.Request) -> web.StreamResponse:
         identity = caller_of(request)
@@ -80,6 +92,9 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
                 await ws.close()
         return ws
 
+    @operation("Events after a sequence number (polling instead of the WebSocket)", tag="cti",
+               query={"since": SINCE, "limit": {"type": "integer", "minimum": 1, "maximum": 10_000}, **FILTERS},
+               responses={200: {"type": "object", "required": ["events", "last_seq"]}})
     @roles("supervisor", "integration", "agent")
     async def poll(request: web.Request) -> web.Response:
         event_filter = scoped_filter(request, caller_of(request))
@@ -96,13 +111,12 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
     async def webhook_status(request: web.Request) -> web.Response:
         return web.json_response(await webhooks.status())
 
+    @operation("Send a webhook's events again from a sequence number on", tag="cti", body=REPLAY_BODY,
+               responses={200: {"type": "object"}})
     @roles("integration")
     async def webhook_replay(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await request.json() if request.can_read_body else {}
-        since = body.get("since") if isinstance(body, dict) else None
-        if not isinstance(since, int) or since < 0:
-            return json_error(400, 'body must be {"since": <sequence number>}')
+        since = body_of(request)["since"]
         if not webhooks.has(name):
             return json_error(404, f"no webhook named {name!r}")
         await webhooks.replay(name, since)
