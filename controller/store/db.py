@@ -292,22 +292,24 @@ class Store:
 
     async def execute(self, sql: str, params: Params = ()) -> None:
         """Write one statement and wait until it is committed; raises StatementFailed when it can never
-        be (e.g. ValueOutOfRange), StoreUnavailable when not now (it stays queued)."""
-        self._watched[self._last_ticket + 1] = None
-        ticket = self._write(sql, params)
-        try:
-            if self._watched.get(ticket) is None and ticket > self._done_ticket:
-                await self.flush()
-            error = self._watched.get(ticket)
-        finally:
-            self._watched.pop(ticket, None)
-        if error is not None:
-            raise error
+        be (e.g. ValueOutOfRange), StoreUnavailable when not now (it stays queued: don't write it again)."""
+        await self.executemany(sql, [params])
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """`execute()` for several rows: the others are stored when one fails; the first error is raised."""
+        tickets = []
         for params in rows:
-            self.write(sql, params)
-        await self.flush()
+            self._watched[self._last_ticket + 1] = None
+            tickets.append(self._write(sql, params))
+        try:
+            if any(ticket > self._done_ticket and self._watched.get(ticket) is None for ticket in tickets):
+                await self.flush()  # (a statement refused at once is not waited for)
+            errors = [error for ticket in tickets if (error := self._watched.get(ticket)) is not None]
+        finally:
+            for ticket in tickets:
+                self._watched.pop(ticket, None)
+        if errors:
+            raise errors[0]
 
     async def _commit_pending(self) -> bool:
         """Commit what has queued; False when the commit failed (the batch is queued again, in front,

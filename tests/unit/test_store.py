@@ -132,8 +132,10 @@ async def test_one_bad_statement_fails_alone(store: Store, caplog: pytest.LogCap
     with pytest.raises(StatementFailed, match="NOT NULL"):
         await store.execute("INSERT INTO t (n) VALUES (NULL)")
     await store.execute("INSERT INTO t (n) VALUES (?)", (3,))
-    assert await numbers(store) == [1, 2, 3]
-    assert store.rejected == 5
+    with pytest.raises(StatementFailed, match="NOT NULL"):  # one bad row of many: the others are stored
+        await store.executemany("INSERT INTO t (n) VALUES (?)", [(4,), (None,), (5,)])
+    assert await numbers(store) == [1, 2, 3, 4, 5]
+    assert store.rejected == 6
     assert store.health()["status"] == "ok" and not store._pending
     assert "12345678901234567890" not in caplog.text and "statement not stored" in caplog.text
     with pytest.raises(OutOfRange):  # a read with such a number: a clear error, not OverflowError
@@ -165,6 +167,8 @@ async def test_reads_answer_while_writes_cannot(store: Store) -> None:
         assert await numbers(store) == [1]
         with pytest.raises(StoreUnavailable):
             await store.execute("INSERT INTO t (n, pad) VALUES (3, ?)", (BIG,))
+        with pytest.raises(ValueOutOfRange):  # what can never be stored says so, store failing or not
+            await store.execute("INSERT INTO t (n) VALUES (?)", (2**63,))
     health = store.health()
     assert health["status"] == "degraded" and health["pending"] == 2 and "full" in health["last_error"]
 
