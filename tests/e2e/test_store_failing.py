@@ -120,6 +120,8 @@ async def test_a_caller_reaches_an_agent_while_the_disk_is_full(fresh_asterisk: 
         assert health["status"] == "degraded", health
         text = (await asyncio.to_thread(ccctl, "status", url=process.url)).stdout
         assert "store       DEGRADED since" in text and "database or disk is full" in text, text
+        status, metrics = await process.api("GET", "/metrics")
+        assert "ccc_store_ok 0.0" in metrics and "ccc_store_pending 0.0" not in metrics, metrics
         status, body = await process.api("GET", "/api/calls/nothing-like-this")
         assert status in (404, 503), body  # an API read still answers (404: read from what is committed)
 
@@ -129,6 +131,8 @@ async def test_a_caller_reaches_an_agent_while_the_disk_is_full(fresh_asterisk: 
             await asyncio.sleep(0.3)
         assert store["status"] == "ok" and store["pending"] == 0, store
         assert "store       ok" in (await asyncio.to_thread(ccctl, "status", url=process.url)).stdout
+        status, metrics = await process.api("GET", "/metrics")
+        assert "ccc_store_ok 1.0" in metrics and "ccc_store_pending 0.0" in metrics, metrics
         await answered_by_1001(process)  # nothing written while the disk was full was lost
         log_text = process.log.read_text()
         assert "store: commit failed" in log_text and "commits work again" in log_text
