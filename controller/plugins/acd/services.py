@@ -277,8 +277,8 @@ class AcdService:
             self.calls.pop(session.call_id, None)
             await waiting.hang_up_legs()
             await waiting.unhold()
-            if session.state == "queued":
-                session.state = "ivr"
+            if session.state != "ended":
+                session.state = "ivr"  # back in the flow (survey, goodbye): no agent any more
 
     def _overflow_outcome(self, overflow: Overflow, queue: AcdQueueConfig) -> QueueOutcome:
         target = overflow.target if overflow.target is not None else queue.overflow

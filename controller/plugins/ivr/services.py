@@ -177,6 +177,9 @@ class IvrService:
     def _emit(self, session: CallSession, event: str, fields: dict[str, Any]) -> None:
         """IVR events to CTI and to the call's record (the path the call took)."""
         if event == "ivr.node_entered":
+            # The call's phase follows the flow: a caller back from an agent (survey, goodbye) is
+            # no longer talking; nodes that serve the caller alone name the phase (ccctl calls).
+            session.state = PHASE_OF_NODE.get(str(fields.get("type", "")), "ivr")
             session.records.event(session.call_id, "node", node=fields.get("node"), type=fields.get("type"))
             self.publish("ivr.node_entered", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), node_type=str(fields.get("type", "")))
@@ -207,6 +210,11 @@ class IvrService:
             return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
         except aiohttp.ClientError as exc:
             return HttpResponse(0, error=str(exc) or type(exc).__name__)
+
+
+#: The live call's state (`ccctl calls`, /api/calls) while the flow runs a node of this type; other
+#: nodes are "ivr" (the queue node then sets "queued", "talking"… itself).
+PHASE_OF_NODE = {"survey": "survey", "voicemail": "voicemail", "callback": "callback"}
 
 
 def _is_plain(value: Any) -> bool:

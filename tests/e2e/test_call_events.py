@@ -1,0 +1,119 @@
+"""What the CTI stream and the call record say about a call's end, an IVR back-end failure, an
+overflow, and a call's phase, checked on the real Asterisk with SIPp callers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess
+from tests.e2e.test_cti import read_events
+from tests.e2e.test_ivr_acd import login, start_controller, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, Pause, Phone, WaitForBye
+
+pytestmark = pytest.mark.e2e
+DID = "4008001234"
+
+
+async def test_a_caller_who_hangs_up_with_a_bye_ends_with_cause_16(controller: ControllerProcess) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{controller.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*") as ws:
+        result = await Caller(DID, caller="13800138000", steps=[Pause(3000)]).run()  # then a plain BYE
+        assert result.ok, result.output + result.errors
+        events = await read_events(ws, until="call.ended", timeout=20)
+    ended = events[-1]
+    assert ended["type"] == "call.ended", events
+    assert (ended["data"]["cause"], ended["data"]["reason"]) == (16, "caller_hangup"), ended
+    record = await controller.call_record(ended["call_id"])
+    assert (record["hangup_cause"], record["hangup_cause_txt"]) == (16, "Normal Clearing"), record
+
+
+SURVEY_DID = "4008007777"
+SURVEY_FLOW = f"""
+flow: surveytest
+language: zh
+dids: ["{SURVEY_DID}"]
+nodes:
+  queue: {{type: queue, queue: general, answered: survey, otherwise: bye}}
+  survey: {{type: survey, timeout: 20, retries: 1}}
+  bye: {{type: hangup}}
+"""
+
+
+async def live_states(process: ControllerProcess) -> list[str]:
+    status, body = await process.api("GET", "/api/calls")
+    assert status == 200, body
+    return [call["state"] for call in body["active"]]
+
+
+async def wait_for_live_state(process: ControllerProcess, state: str, timeout: float = 20) -> list[str]:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        states = await live_states(process)
+        seen.append(",".join(states))
+        if state in states:
+            return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no live call ever {state}: {seen[-20:]}")
+
+
+async def test_the_survey_after_the_agent_is_its_own_phase_and_a_bye_there_is_cause_16(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start_controller(tmp_path, announce_agent_number=False)
+    (Path(process.config).parent / "flows" / "surveytest.yaml").write_text(SURVEY_FLOW)
+    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=2500)  # the agent hangs up after 2.5 s
+    await agent_phone.start()
+    await login(process, "1001")
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*") as ws:
+        caller = Caller(SURVEY_DID, caller="13800138000", steps=[Pause(12000)])  # in the survey, then a BYE
+        await caller.start()
+        await wait_for_live_state(process, "talking")
+        seen = await wait_for_live_state(process, "survey")
+        assert "talking" not in seen[-1].split(","), seen  # the caller alone in the survey is not talking
+        result = await caller.wait()
+        assert result.ok, result.output + result.errors
+        events = await read_events(ws, until="call.ended", timeout=20)
+    ended = events[-1]
+    assert ended["type"] == "call.ended" and ended["data"]["reason"] == "caller_hangup", events
+    assert ended["data"]["cause"] == 16, ended
+    record = await process.call_record(ended["call_id"])
+    assert record["hangup_cause"] == 16, record
+    agent_phone.kill()
+
+
+BYE_DID = "4008006666"
+BYE_FLOW = f"""
+flow: byetest
+language: zh
+dids: ["{BYE_DID}"]
+nodes:
+  bye: {{type: hangup, prompt: ["再见"]}}
+"""
+
+
+async def test_a_call_the_flow_hangs_up_ends_with_the_cause_of_its_bye(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """ARI reports our own DELETE as a soft hang-up request whose `cause` is Asterisk's soft hang-up
+    flag (32), not a Q.850 cause: the call's cause is the one its BYE carried (16)."""
+    process = await start_controller(tmp_path)
+    (Path(process.config).parent / "flows" / "byetest.yaml").write_text(BYE_FLOW)
+    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    stop_after.append(process)
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*") as ws:
+        result = await Caller(BYE_DID, caller="13800138000", steps=[WaitForBye(20000)]).run()
+        assert result.ok, result.output + result.errors
+        events = await read_events(ws, until="call.ended", timeout=20)
+    ended = events[-1]
+    assert ended["type"] == "call.ended" and ended["data"]["reason"] == "controller_hangup", events
+    assert (ended["data"]["cause"], ended["data"]["cause_txt"]) == (16, "Normal Clearing"), ended
+    record = await process.call_record(ended["call_id"])
+    assert (record["hangup_cause"], record["end_reason"]) == (16, "controller_hangup"), record
