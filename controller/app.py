@@ -81,6 +81,7 @@ class Controller:
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)

@@ -96,6 +96,7 @@ class CallSession:
     ) -> None:
         self.call_id = call_id
         self.channel_id = channel.id
+        self.channel_name = channel.name  # e.g. PJSIP/8001-0000002a: the phone of a call dialled on one
         self.caller = channel.caller_number
         self.caller_name = channel.caller_name
         self.did = did
