@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess
 from tests.e2e.test_cti import read_events
 from tests.e2e.test_ivr_acd import login, start_controller, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, Pause, Phone, WaitForBye
+from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 DID = "4008001234"
@@ -117,3 +117,32 @@ async def test_a_call_the_flow_hangs_up_ends_with_the_cause_of_its_bye(
     assert (ended["data"]["cause"], ended["data"]["cause_txt"]) == (16, "Normal Clearing"), ended
     record = await process.call_record(ended["call_id"])
     assert (record["hangup_cause"], record["end_reason"]) == (16, "controller_hangup"), record
+
+
+async def test_a_failing_ivr_back_end_is_logged_counted_and_published(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """The hotline's bill inquiry (2) with its billing back-end down (nothing on 127.0.0.1:8090)."""
+    process = await start_controller(tmp_path)
+    stop_after.append(process)
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=ivr.*,call.ended") as ws:
+        caller = Caller("4008001234", caller="13800138000", steps=[Pause(2500), Dtmf("2"), Pause(5000)])
+        result = await caller.run()
+        assert result.ok, result.output + result.errors
+        events = await read_events(ws, until="call.ended", timeout=20)
+    failed = [e for e in events if e["type"] == "ivr.http_failed"]
+    assert [(e["data"]["flow"], e["data"]["node"], e["data"]["outcome"]) for e in failed] == \
+        [("hotline", "customer", "connection_error"), ("hotline", "bill_lookup", "connection_error")], failed
+    assert "127.0.0.1:8090" in failed[0]["data"]["error"] and "13800138000" not in str(failed[0])
+    nodes = [e["data"]["node"] for e in events if e["type"] == "ivr.node_entered"]
+    assert nodes[nodes.index("bill_lookup") + 1] == "bill_failed"  # the flow took the failure route
+    status, metrics = await process.api("GET", "/metrics")
+    assert status == 200
+    assert 'ccc_ivr_http_requests_total{flow="hotline",node="bill_lookup",outcome="connection_error"} 1.0' \
+        in metrics, metrics
+    warnings = [line for line in process.log.read_text().splitlines() if "back-end request failed" in line]
+    assert len(warnings) == 2 and all("WARNING" in line for line in warnings), warnings
+    assert "node customer" in warnings[0] and "node bill_lookup" in warnings[1], warnings
+    assert not [line for line in warnings if "13800138000" in line or "138****8000" in line]  # no caller data
+    record = await process.call_record(failed[0]["call_id"])
+    assert [e["node"] for e in record["events"] if e["kind"] == "http_failed"] == ["customer", "bill_lookup"]

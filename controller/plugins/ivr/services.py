@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class IvrService:
         self.repository = FlowRepository(Path(config.ivr.flows_dir),
                                          sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
         self.flows_run = 0
+        self.http_outcomes: Counter[tuple[str, str, str]] = Counter()  # (flow, node, outcome) -> requests
         self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
@@ -183,6 +185,8 @@ class IvrService:
             session.records.event(session.call_id, "node", node=fields.get("node"), type=fields.get("type"))
             self.publish("ivr.node_entered", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), node_type=str(fields.get("type", "")))
+        elif event == "ivr.http_result":
+            self._http_result(session, fields)
         elif event == "ivr.input_collected":
             variable = fields.get("variable")
             value = fields.get("value")
@@ -192,6 +196,20 @@ class IvrService:
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
                          variable=str(variable or ""))
+
+    def _http_result(self, session: CallSession, fields: dict[str, Any]) -> None:
+        """An http node's request: counted by flow, node and outcome (/metrics); a failure is logged
+        (node and error, no caller data), kept with the call's record and published (ivr.http_failed)."""
+        flow, node, outcome = str(fields.get("flow", "")), str(fields.get("node", "")), str(fields.get("outcome"))
+        self.http_outcomes[(flow, node, outcome)] += 1
+        if outcome == "ok":
+            return
+        status, error = int(fields.get("status") or 0), str(fields.get("error") or "")
+        log.warning("call %s: IVR flow %s node %s: back-end request failed (%s): %s", session.call_id, flow, node,
+                    outcome, error)
+        session.records.event(session.call_id, "http_failed", node=node, outcome=outcome, status=status, error=error)
+        self.publish("ivr.http_failed", call_id=session.call_id, flow=flow, node=node, outcome=outcome, status=status,
+                     error=error)
 
     async def http_request(self, *, method: str, url: str, headers: Mapping[str, str], body: Any,
                            timeout_seconds: float) -> HttpResponse:
@@ -207,9 +225,12 @@ class IvrService:
                     payload = None
                 return HttpResponse(response.status, payload, text)
         except TimeoutError:
-            return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
+            return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s", timed_out=True)
+        except aiohttp.ClientConnectorError as exc:
+            return HttpResponse(0, error=f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}")
         except aiohttp.ClientError as exc:
-            return HttpResponse(0, error=str(exc) or type(exc).__name__)
+            # Not str(exc): some name the URL, and its query may carry the caller's number.
+            return HttpResponse(0, error=type(exc).__name__)
 
 
 #: The live call's state (`ccctl calls`, /api/calls) while the flow runs a node of this type; other
