@@ -146,3 +146,36 @@ async def test_a_failing_ivr_back_end_is_logged_counted_and_published(
     assert not [line for line in warnings if "13800138000" in line or "138****8000" in line]  # no caller data
     record = await process.call_record(failed[0]["call_id"])
     assert [e["node"] for e in record["events"] if e["kind"] == "http_failed"] == ["customer", "bill_lookup"]
+
+
+OVERFLOW_DID = "4008008888"
+OVERFLOW_FLOW = f"""
+flow: overflowtest
+language: zh
+dids: ["{OVERFLOW_DID}"]
+nodes:
+  queue: {{type: queue, queue: general, otherwise: offer}}
+  offer: {{type: callback, prompt: ["如需回拨请按1"], timeout: 3, retries: 1, next: bye, declined: bye}}
+  bye: {{type: hangup}}
+"""
+
+
+async def test_call_overflowed_names_where_the_flow_takes_the_caller(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """The queue's overflow setting says voicemail, but the flow offers a callback: the event says callback."""
+    process = await start_controller(tmp_path, max_wait=2, overflow="voicemail")  # nobody logged in: waits 2 s
+    (Path(process.config).parent / "flows" / "overflowtest.yaml").write_text(OVERFLOW_FLOW)
+    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    stop_after.append(process)
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*,ivr.*") as ws:
+        result = await Caller(OVERFLOW_DID, caller="13800138000", steps=[Pause(7000)]).run()
+        assert result.ok, result.output + result.errors
+        events = await read_events(ws, until="call.ended", timeout=20)
+    types = [e["type"] for e in events]
+    overflowed = [e for e in events if e["type"] == "call.overflowed"]
+    assert len(overflowed) == 1, types
+    assert (overflowed[0]["queue"], overflowed[0]["data"]["target"]) == ("general", "callback"), overflowed
+    assert overflowed[0]["data"]["wait"] >= 1.9
+    offer = next(i for i, e in enumerate(events) if e["type"] == "ivr.node_entered" and e["data"]["node"] == "offer")
+    assert types.index("call.overflowed") < offer  # published as the flow takes the caller there

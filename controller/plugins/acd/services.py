@@ -207,6 +207,10 @@ class AcdService:
             self.publish("call.answered", call_id=left.call_id, agent_id=left.agent_id, queue=left.queue, wait=wait)
         elif left.outcome == "abandoned":
             self.publish("call.abandoned", call_id=left.call_id, queue=left.queue, wait=wait)
+        elif waiting is not None and not (target or "").startswith("queue:"):
+            # The flow decides where an overflowed caller goes (the queue's `overflow` is only a hint to
+            # its queue node): the event names that place when the flow takes the caller there (IVR).
+            waiting.session.pending_overflow = {"call_id": left.call_id, "queue": left.queue, "wait": wait}
         else:
             self.publish("call.overflowed", call_id=left.call_id, queue=left.queue, target=target or "", wait=wait)
 

@@ -113,6 +113,8 @@ class CallSession:
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
         self.entry_flow: str | None = None  # the flow asked for by the dialplan (AGI hand-over: flow=ID)
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
+        # call.overflowed waiting for the flow to take the caller somewhere (its target): see IvrService.
+        self.pending_overflow: dict[str, Any] | None = None
         # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
         self.state = "new"
         self.answered = False

@@ -161,6 +161,7 @@ class IvrService:
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
         session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})
+        self._overflow_went(session, result.ended)  # the flow ended right after the queue overflowed
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
         if result.ended == "error":
@@ -179,6 +180,9 @@ class IvrService:
     def _emit(self, session: CallSession, event: str, fields: dict[str, Any]) -> None:
         """IVR events to CTI and to the call's record (the path the call took)."""
         if event == "ivr.node_entered":
+            node_type = str(fields.get("type", ""))
+            self._overflow_went(session, node_type if node_type in ("voicemail", "callback")
+                                else f"node:{fields.get('node', '')}")
             # The call's phase follows the flow: a caller back from an agent (survey, goodbye) is
             # no longer talking; nodes that serve the caller alone name the phase (ccctl calls).
             session.state = PHASE_OF_NODE.get(str(fields.get("type", "")), "ivr")
@@ -196,6 +200,13 @@ class IvrService:
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
                          variable=str(variable or ""))
+
+    def _overflow_went(self, session: CallSession, target: str) -> None:
+        """Publish call.overflowed, if one waits, with where the flow took the caller: voicemail,
+        callback, node:ID, or how the flow ended (caller_hangup, end…)."""
+        pending, session.pending_overflow = session.pending_overflow, None
+        if pending is not None:
+            self.publish("call.overflowed", target=target, **pending)
 
     def _http_result(self, session: CallSession, fields: dict[str, Any]) -> None:
         """An http node's request: counted by flow, node and outcome (/metrics); a failure is logged
