@@ -81,6 +81,9 @@ async def test_a_number_dialled_on_the_agents_phone_is_called_bridged_and_record
     assert (record["end_reason"], record["hangup_cause"]) == ("customer_hangup", 16), record
     dialled = [e for e in record["events"] if e["kind"] == "customer_dialled"]
     assert [(e["agent_id"], e["status"]) for e in dialled] == [("1001", "ANSWER")], record["events"]
+    # The other side's end too: the customer hung up with a BYE (normal clearing).
+    assert [(e["leg"], e["by"], e["cause"]) for e in record["events"] if e["kind"] == "leg_ended"] == \
+        [("customer", "far_end", 16)], record["events"]
     mine = [e for e in events if e["call_id"] == call_id or e["agent_id"] == "1001"]
     types = [e["type"] for e in mine]
     assert types[:4] == ["call.offered", "agent.state_changed", "call.answered", "agent.state_changed"], types

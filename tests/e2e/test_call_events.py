@@ -86,6 +86,9 @@ async def test_the_survey_after_the_agent_is_its_own_phase_and_a_bye_there_is_ca
     assert ended["data"]["cause"] == 16, ended
     record = await process.call_record(ended["call_id"])
     assert record["hangup_cause"] == 16, record
+    # The agent's side: their phone hung up with a BYE (normal clearing) before the survey.
+    assert [(e["leg"], e["by"], e["cause"]) for e in record["events"] if e["kind"] == "leg_ended"] == \
+        [("agent", "far_end", 16)], record["events"]
     agent_phone.kill()
 
 

@@ -160,6 +160,8 @@ class CallSession:
             return
         if isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed) \
                 and event.channel.id != self.channel_id:
+            if isinstance(event, ChannelHangupRequest) and event.channel.id not in self.ended_channels:
+                self._leg_hung_up(event)
             self.ended_channels.add(event.channel.id)
             return
         if isinstance(event, ChannelDtmfReceived):
@@ -185,6 +187,17 @@ class CallSession:
                     self.hangup_cause_txt = event.cause_txt or q850_text(event.cause)
         elif isinstance(event, ChannelLost):
             self.lost = True
+
+    def _leg_hung_up(self, event: ChannelHangupRequest) -> None:
+        """The other side's end on the record: which leg (agent, customer, transfer…), its Q.850 cause
+        when it hung up itself, or that the controller ended it (a soft request carries no cause)."""
+        leg = event.channel.id.rpartition("-")[0].removeprefix("leg-")  # "leg-agent-3f2a…" -> "agent"
+        if event.soft:
+            self.records.event(self.call_id, "leg_ended", leg=leg, by="controller")
+        else:
+            cause = event.cause or 16  # a BYE without a cause: normal clearing
+            self.records.event(self.call_id, "leg_ended", leg=leg, by="far_end", cause=cause,
+                               cause_txt=q850_text(cause))
 
     async def next_event(self, timeout: float | None = None) -> Event | None:
         event = await self.inbox.get(timeout)
