@@ -110,3 +110,25 @@ async def test_a_bad_number_or_a_phone_without_agent_is_refused_and_recorded(
         assert not [e for e in record["events"] if e["kind"] == "customer_dialled"]  # nobody was dialled
         agent = await agent_state(process, "1001")
         assert (agent["state"], agent["current_call"]) == ("ready", None)  # the refused call changed nothing
+
+
+async def test_a_busy_customer_is_signalled_to_the_agents_phone_and_frees_the_agent(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    customer = Phone(5090, answer_after_ms=500, reject=486)
+    await customer.start()
+    await login(process, "1001")
+    agent_phone = PhoneCaller("8001", CUSTOMER, refused=True)  # expects an error status: 486 Busy Here
+    await agent_phone.start()
+    assert (await wait_for_state(process, "1001", "talking"))["reason"] == "outbound"
+    result = await agent_phone.wait()
+    assert result.ok, result.output + result.errors
+    assert "486" in result.output
+    assert (await customer.wait()).ok
+    agent = await wait_for_state(process, "1001", "ready")
+    assert agent["current_call"] is None
+    (record,) = await process.wait_for_records(1)
+    record = await process.call_record(record["call_id"])
+    assert (record["end_reason"], record["hangup_cause"], record["answered_at"]) == ("customer_busy", 17, None)
+    assert [e["status"] for e in record["events"] if e["kind"] == "customer_dialled"] == ["BUSY"]
