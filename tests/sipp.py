@@ -118,51 +118,10 @@ def _indent(text: str, spaces: int) -> str:
     return "\n".join((" " * spaces + line) if line else "" for line in text.splitlines())
 
 
-#: A phone's INVITE challenged for its password (401), then sent again with the credentials.
-_AUTH = """  <send retrans="500">
-    <![CDATA[
-      INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:{did}@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{caller}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{sdp}
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="401" auth="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:{did}@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
-
-
-def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
-                 refused: bool = False) -> str:
-    """A caller's scenario; `auth`: a phone answering Asterisk's challenge with its password (-au/-ap);
-    `refused`: the call is expected to be turned down with an error status (no answer, no steps)."""
-    sdp = _indent(_SDP, 6)
-    challenge = _AUTH.format(did=did, caller=caller, sdp=sdp) if auth else ""
-    cseq = 2 if auth else 1
-    if refused:
-        return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ccc refused caller">
-{challenge}  <send retrans="500">
+def _invite(did: str, caller: str, sdp: str, *, cseq: int, authenticated: bool) -> str:
+    """The INVITE (CSeq `cseq`), with the credentials SIPp computes from the challenge if `authenticated`."""
+    credentials = "\n      [authentication]" if authenticated else ""
+    return f"""  <send retrans="500">
     <![CDATA[
       INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -170,8 +129,7 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
       To: <sip:{did}@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
       CSeq: {cseq} INVITE
-      Contact: <sip:{caller}@[local_ip]:[local_port]>
-      [authentication]
+      Contact: <sip:{caller}@[local_ip]:[local_port]>{credentials}
       Max-Forwards: 70
       Content-Type: application/sdp
       Content-Length: [len]
@@ -180,13 +138,12 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
     ]]>
   </send>
   <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="486" optional="true" next="ack"/>
-  <recv response="480" optional="true" next="ack"/>
-  <recv response="503" next="ack"/>
-  <label id="ack"/>
-  <send>
+"""
+
+
+def _ack_error(did: str, caller: str, cseq: int) -> str:
+    """The ACK of an error response (401, 486…): in the INVITE's transaction (its Via, from the response)."""
+    return f"""  <send>
     <![CDATA[
       ACK sip:{did}@[remote_ip]:[remote_port] SIP/2.0
       [last_Via:]
@@ -198,30 +155,29 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
 
     ]]>
   </send>
-</scenario>
 """
-    parts = [f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ccc caller">
-{challenge}  <send retrans="500">
-    <![CDATA[
-      INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:{did}@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: {cseq} INVITE
-      Contact: <sip:{caller}@[local_ip]:[local_port]>{chr(10) + "      [authentication]" if auth else ""}
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
 
-{sdp}
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
+
+def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
+                 refused: bool = False) -> str:
+    """A caller's scenario; `auth`: a phone answering Asterisk's challenge (401) with its password
+    (-au/-ap); `refused`: the call is expected to be turned down with an error status (no steps)."""
+    sdp = _indent(_SDP, 6)
+    cseq = 2 if auth else 1
+    head = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ccc caller">\n'
+    if auth:
+        head += _invite(did, caller, sdp, cseq=1, authenticated=False) + '  <recv response="401" auth="true"/>\n' \
+            + _ack_error(did, caller, 1)
+    head += _invite(did, caller, sdp, cseq=cseq, authenticated=auth) + """  <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
+"""
+    if refused:
+        return head + """  <recv response="486" optional="true" next="ack"/>
+  <recv response="480" optional="true" next="ack"/>
+  <recv response="503" next="ack"/>
+  <label id="ack"/>
+""" + _ack_error(did, caller, cseq) + "</scenario>\n"
+    parts = [head + f"""  <recv response="200" rtd="true" rrs="true"/>
   <send>
     <![CDATA[
       ACK [next_url] SIP/2.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,6 +45,14 @@ nodes:
 """
 
 
+async def start_with_flow(tmp_path: Path, name: str, flow: str, **queue: Any) -> ControllerProcess:
+    """The test controller (queue `general`, agents 1001 and 1002) with one more flow, loaded live."""
+    process = await start_controller(tmp_path, **queue)
+    (Path(process.config).parent / "flows" / f"{name}.yaml").write_text(flow)
+    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    return process
+
+
 async def live_states(process: ControllerProcess) -> list[str]:
     status, body = await process.api("GET", "/api/calls")
     assert status == 200, body
@@ -64,9 +73,7 @@ async def wait_for_live_state(process: ControllerProcess, state: str, timeout: f
 
 async def test_the_survey_after_the_agent_is_its_own_phase_and_a_bye_there_is_cause_16(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
-    process = await start_controller(tmp_path, announce_agent_number=False)
-    (Path(process.config).parent / "flows" / "surveytest.yaml").write_text(SURVEY_FLOW)
-    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    process = await start_with_flow(tmp_path, "surveytest", SURVEY_FLOW, announce_agent_number=False)
     stop_after.append(process)
     agent_phone = Phone(15001, answer_after_ms=300, hold_ms=2500)  # the agent hangs up after 2.5 s
     await agent_phone.start()
@@ -106,9 +113,7 @@ async def test_a_call_the_flow_hangs_up_ends_with_the_cause_of_its_bye(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """ARI reports our own DELETE as a soft hang-up request whose `cause` is Asterisk's soft hang-up
     flag (32), not a Q.850 cause: the call's cause is the one its BYE carried (16)."""
-    process = await start_controller(tmp_path)
-    (Path(process.config).parent / "flows" / "byetest.yaml").write_text(BYE_FLOW)
-    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    process = await start_with_flow(tmp_path, "byetest", BYE_FLOW)
     stop_after.append(process)
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*") as ws:
@@ -166,9 +171,8 @@ nodes:
 async def test_call_overflowed_names_where_the_flow_takes_the_caller(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """The queue's overflow setting says voicemail, but the flow offers a callback: the event says callback."""
-    process = await start_controller(tmp_path, max_wait=2, overflow="voicemail")  # nobody logged in: waits 2 s
-    (Path(process.config).parent / "flows" / "overflowtest.yaml").write_text(OVERFLOW_FLOW)
-    assert (await process.api("POST", "/api/flows/reload"))[0] == 200
+    # Nobody logged in: the caller waits 2 s, then the queue overflows ("voicemail", it says).
+    process = await start_with_flow(tmp_path, "overflowtest", OVERFLOW_FLOW, max_wait=2, overflow="voicemail")
     stop_after.append(process)
     async with aiohttp.ClientSession() as http, http.ws_connect(
             f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}&types=call.*,ivr.*") as ws:
