@@ -186,3 +186,6 @@ async def test_call_overflowed_names_where_the_flow_takes_the_caller(
     assert overflowed[0]["data"]["wait"] >= 1.9
     offer = next(i for i, e in enumerate(events) if e["type"] == "ivr.node_entered" and e["data"]["node"] == "offer")
     assert types.index("call.overflowed") < offer  # published as the flow takes the caller there
+    record = await process.call_record(overflowed[0]["call_id"])
+    assert [(e["queue"], e["target"]) for e in record["events"] if e["kind"] == "overflowed"] == \
+        [("general", "callback")], record["events"]

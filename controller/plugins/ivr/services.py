@@ -206,6 +206,7 @@ class IvrService:
         callback, node:ID, or how the flow ended (caller_hangup, end…)."""
         pending, session.pending_overflow = session.pending_overflow, None
         if pending is not None:
+            session.records.event(session.call_id, "overflowed", queue=pending["queue"], target=target)
             self.publish("call.overflowed", target=target, **pending)
 
     def _http_result(self, session: CallSession, fields: dict[str, Any]) -> None:
