@@ -156,7 +156,10 @@ class Controller:
     def routes(self) -> list[web.RouteDef]:
         @public
         async def healthz(request: web.Request) -> web.Response:
-            body = self.health()
+            # Public: only what a load balancer or a readiness probe needs. Call counts, flow
+            # errors with their paths and the rest are in /api/status (authenticated).
+            health = self.health()
+            body = {key: health[key] for key in ("status", "ari_connected", "prompts_ready")}
             return web.json_response(body, status=200 if body["ari_connected"] else 503)
 
         @roles("supervisor", "integration")
@@ -203,10 +206,15 @@ class Controller:
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         customers = CustomerDirectory(self.config.customers, self.http_client)
-        self.agi_server = FastAgiServer()
+        agi_settings = self.config.agi
+        self.agi_server = FastAgiServer(header_timeout=agi_settings.header_timeout,
+                                        command_timeout=agi_settings.command_timeout,
+                                        allowed_peers=agi_settings.allowed_peers,
+                                        max_connections=agi_settings.max_connections)
         AgiService(app_name=self.config.ari.app, flow_for_did=self.ivr.flow_for_did,
                    flow_exists=self.ivr.flow_exists, tier_of=customers.tier_of,
-                   connected=self.stream.connected.is_set).install(self.agi_server)
+                   connected=self.stream.connected.is_set, expect_handover=self.calls.expect_handover,
+                   handover_timeout=agi_settings.handover_timeout).install(self.agi_server)
         agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
                if self.config.agi.enabled else None)
         await self.ami.connect()

@@ -366,7 +366,9 @@ async def test_transfer_to_a_named_agent_comes_back_when_they_do_not_answer_then
     assert kinds_seen == ["agent_answered", "bridged", "transfer_failed", "transfer", "agent_answered", "bridged"]
     status, events = await process.api("GET", "/api/events?since=0&types=call.ringing")
     pops = [e["data"]["screen_pop"] for e in events["events"] if e["agent_id"] == "1002"]
-    assert pops and all(pop["transferred_by"] == "1001" and pop["data"] for pop in pops), pops
+    first = next(e["data"]["screen_pop"] for e in events["events"] if e["agent_id"] == "1001")
+    assert pops and all(pop["transferred_by"] == "1001" and pop["caller"] == first["caller"]
+                        and pop["data"] == first["data"] for pop in pops), (pops, first)
     first_agent.kill()
 
 

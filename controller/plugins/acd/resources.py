@@ -21,12 +21,12 @@ AGENT = {"type": "object", "required": ["id", "state"],
                         "reason": {"type": "string", "nullable": True}}}
 QUEUE = {"type": "object", "required": ["name", "waiting"]}
 LOGIN_BODY = {"type": "object", "additionalProperties": False,
-              "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
+              "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$"},
                              "ready": {"type": "boolean"}}}
 TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                  "properties": {"to": {"type": "string",
                                        "pattern": "^(queue:[A-Za-z0-9_.-]{1,40}|node:[A-Za-z0-9_.-]{1,60}|"
-                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40}|agent:[A-Za-z0-9_.-]{1,40})$",
+                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40}|agent:[A-Za-z0-9_.-]{1,40})(?!\\n)$",
                                        "description": "queue:NAME (data and priority travel with the call),"
                                                       " node:ID (back to the IVR), number:DIGITS,"
                                                       " phone:ENDPOINT, or agent:ID (a ready colleague,"
@@ -34,13 +34,13 @@ TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["
                                                       " do not answer)"}}}
 DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id", "number"],
              "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
-                            "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
+                            "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}(?!\\n)$",
                                        "description": "the customer's number, dialled through the trunk"}}}
 MONITOR_BODY = {"type": "object", "additionalProperties": False, "required": ["mode"],
                 "properties": {"mode": {"type": "string", "enum": ["listen", "whisper", "barge", "stop"]},
-                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$",
+                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$",
                                          "description": "the supervisor's phone (endpoint), rung the first time"}}}
-PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$"
+PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})(?!\\n)$"
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                    "properties": {"to": {"type": "string", "pattern": PARTY,
                                          "description": "number:DIGITS (through the trunk) or phone:ENDPOINT"}}}

@@ -9,7 +9,7 @@ from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
 
 DISPOSITION_BODY = {"type": "object", "additionalProperties": False, "required": ["disposition"],
-                    "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}$",
+                    "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}(?!\\n)$",
                                                    "description": "resolved, follow_up, complaint, …"},
                                    "notes": {"type": "string", "maxLength": 4000}}}
 

@@ -19,7 +19,7 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.ivr.flow import static_prompts
+from controller.ivr.flow import is_plain, static_prompts
 from controller.ivr.port import HttpResponse, Prompt
 from controller.ivr.repository import FlowRepository, LoadResult
 from controller.ivr.runner import run_flow
@@ -85,7 +85,7 @@ class IvrService:
         return self.load_errors
 
     def status(self) -> dict[str, Any]:
-        """For /healthz and `ccctl status`: how many flows are live, and the errors of the last load or
+        """For /api/status and `ccctl status`: how many flows are live, and the errors of the last load or
         reload (at start-up one bad file keeps every flow out: calls then get the fallback route)."""
         return {"live": len(self.repository.snapshot.flows), "errors": len(self.load_errors),
                 "first_error": self.load_errors[0] if self.load_errors else None}
@@ -160,7 +160,7 @@ class IvrService:
                 log.error("call %s: %s", session.call_id, exc)  # the call goes on, unrecorded
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
-        session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})
+        session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
         self._overflow_went(session, result.ended)  # the flow ended right after the queue overflowed
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
@@ -194,12 +194,14 @@ class IvrService:
         elif event == "ivr.input_collected":
             variable = fields.get("variable")
             value = fields.get("value")
-            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value)
+            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value,
+                                  **({"sensitive": True} if fields.get("sensitive") else {}))
             if variable:
                 session.data[str(variable)] = value
+            # A sensitive input (its value arrives masked) goes out without digits at all.
+            digits = {} if fields.get("sensitive") else {"digits": str(value if value is not None else "")}
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
-                         node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
-                         variable=str(variable or ""))
+                         node=str(fields.get("node", "")), variable=str(variable or ""), **digits)
 
     def _overflow_went(self, session: CallSession, target: str) -> None:
         """Publish call.overflowed, if one waits, with where the flow took the caller: voicemail,
@@ -248,9 +250,3 @@ class IvrService:
 #: The live call's state (`ccctl calls`, /api/calls) while the flow runs a node of this type; other
 #: nodes are "ivr" (the queue node then sets "queued", "talking"… itself).
 PHASE_OF_NODE = {"survey": "survey", "voicemail": "voicemail", "callback": "callback"}
-
-
-def _is_plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
-
-
