@@ -110,6 +110,9 @@ async def test_a_bad_number_or_a_phone_without_agent_is_refused_and_recorded(
         assert not [e for e in record["events"] if e["kind"] == "customer_dialled"]  # nobody was dialled
         agent = await agent_state(process, "1001")
         assert (agent["state"], agent["current_call"]) == ("ready", None)  # the refused call changed nothing
+    # An internal number with no phone behind it: the dialplan answers congestion (503) itself.
+    unknown = await PhoneCaller("8001", "8999", refused=True).run()
+    assert unknown.ok and "503" in unknown.output, unknown.output + unknown.errors
 
 
 async def test_a_busy_customer_is_signalled_to_the_agents_phone_and_frees_the_agent(
