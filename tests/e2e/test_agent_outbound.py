@@ -86,10 +86,12 @@ async def test_a_number_dialled_on_the_agents_phone_is_called_bridged_and_record
         [("customer", "far_end", 16)], record["events"]
     mine = [e for e in events if e["call_id"] == call_id or e["agent_id"] == "1001"]
     types = [e["type"] for e in mine]
-    assert types[:4] == ["call.offered", "agent.state_changed", "call.answered", "agent.state_changed"], types
+    assert types[:5] == ["call.offered", "agent.state_changed", "call.dialing", "call.answered",
+                         "agent.state_changed"], types
     assert mine[0]["data"] | {"direction": "outbound"} == mine[0]["data"] and mine[0]["data"]["did"] == CUSTOMER
     assert (mine[1]["data"]["state"], mine[1]["data"]["reason"]) == ("talking", "outbound")
-    assert mine[2]["agent_id"] == "1001" and types[-1] == "call.ended"
+    assert (mine[2]["agent_id"], mine[2]["data"]["number"]) == ("1001", CUSTOMER)
+    assert mine[3]["agent_id"] == "1001" and types[-1] == "call.ended"
 
 
 async def test_a_bad_number_or_a_phone_without_agent_is_refused_and_recorded(

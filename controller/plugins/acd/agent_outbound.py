@@ -6,7 +6,8 @@ with the agent, who is busy (talking, reason "outbound", offered no queue call) 
 up; then back to what they were doing before (not ready with the same reason, or ready), or to
 after-call work for `acd.outbound_wrapup_seconds`. Each call has a record (direction outbound, the
 agent in its `customer_dialled` event, the number, times, end reason and cause) and the CTI events
-of any call (call.offered, agent.state_changed, call.answered when the customer answers, call.ended).
+of any call (call.offered, agent.state_changed, call.dialing, call.answered when the customer answers,
+call.ended).
 
 - Click-to-dial (`click_to_dial`): the controller rings the agent's phone first, then the customer.
 - Dialled on the phone (`phone_call`): `dialplans/ccc-agents.conf` hands the number to the
@@ -193,6 +194,7 @@ class AgentOutbound:
         session.state = "dialing"
         leg = Leg(session, self.acd.config.asterisk.trunk_dial.replace("{number}", number), purpose="customer",
                   caller_id=self.caller_id(agent_id), ring_timeout=CUSTOMER_RING_SECONDS)
+        self.acd.publish("call.dialing", call_id=session.call_id, agent_id=agent_id, number=number)
         try:
             outcome = await leg.dial()
             session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=outcome.status,
