@@ -13,7 +13,8 @@ call.ended).
 - Dialled on the phone (`phone_call`): `dialplans/ccc-agents.conf` hands the number to the
   application (`Stasis(ccc,outbound,…)`); the phone hears ringing while the customer rings, and is
   answered when the customer answers. A number that is not valid or not allowed, a phone no agent is
-  logged in on, or an agent who cannot place a call now is refused: an announcement says why, the
+  logged in on, an agent who cannot place a call now, or an internal number that has no phone (the
+  dialplan hands it over as `outbound,unknown`) is refused: an announcement says why, the
   call is hung up (a Q.850 cause saying the same) and recorded with that reason.
 """
 
@@ -46,6 +47,7 @@ CUSTOMER_RING_SECONDS = 30.0
 #: Why a call dialled on a phone is refused: what the phone hears (zh, en), and the hang-up reason
 #: ARI gives Asterisk (its Q.850 cause goes into the BYE and the record).
 REFUSALS: dict[str, tuple[str, str, str]] = {
+    "unknown_extension": ("您拨打的分机号码不存在。", "The extension you dialled does not exist.", "unallocated"),
     "invalid_number": ("您拨打的号码无效，请核对后再拨。",
                        "The number you dialled is not valid. Please check it and dial again.", "number_incomplete"),
     "number_not_allowed": ("该号码不允许外呼。", "Calls to this number are not allowed.", "rejected"),
@@ -150,6 +152,9 @@ class AgentOutbound:
         """The call handler for a number dialled on a phone (`CallsService.phone_call_handler`)."""
         number, endpoint = session.did, endpoint_of(session.channel_name)
         agent_id = self.agent_on_phone(endpoint)
+        if session.stasis_args[1:2] == ["unknown"]:  # an internal number the dialplan found no phone for
+            await self._refuse(session, "unknown_extension", agent_id, endpoint)
+            return
         if agent_id is None:
             await self._refuse(session, "not_logged_in", None, endpoint)
             return

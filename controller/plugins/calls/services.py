@@ -36,8 +36,9 @@ RECOVERY_TIMEOUT = 120.0
 #: Stasis arguments of channels we originate ourselves (agent and party legs, snoops, click-to-dial):
 #: one that reaches `on_stasis_start` unowned was given up on, and is no inbound call.
 STRAY_LEG_ARGS = ("leg", "snoop", "outbound")
-#: Stasis arguments of a number dialled on a phone (dialplans/ccc-agents.conf: `outbound,${EXTEN}`);
-#: the number itself is read from the channel's extension (commas in it cannot split it).
+#: Stasis arguments of a number dialled on a phone (dialplans/ccc-agents.conf: `outbound,${EXTEN}`, or
+#: `outbound,unknown` for an internal number with no phone); the number itself is read from the
+#: channel's extension (commas in it cannot split it).
 PHONE_CALL_ARG = "outbound"
 #: What is kept of a dialled extension (the handler refuses anything that is no valid number).
 MAX_DIALLED = 40
@@ -111,6 +112,7 @@ class CallsService:
         if len(args) >= 2 and args[0] == PHONE_CALL_ARG:
             number = event.channel.dialplan_exten[:MAX_DIALLED]
             session = self._new_session(event.channel, did=number, direction="outbound")
+            session.stasis_args = list(args)
             self.spawn(self._run(session, self.phone_call_handler))
             return
         if args and args[0] in STRAY_LEG_ARGS:

@@ -112,6 +112,7 @@ class CallSession:
         self._commands: list[Command] = []  # commands that came while the call waited for something else
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
         self.entry_flow: str | None = None  # the flow asked for by the dialplan (AGI hand-over: flow=ID)
+        self.stasis_args: list[str] = []  # of a number dialled on a phone: outbound,<EXTEN or "unknown">
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
         # call.overflowed waiting for the flow to take the caller somewhere (its target): see IvrService.
         self.pending_overflow: dict[str, Any] | None = None
