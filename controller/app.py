@@ -84,6 +84,7 @@ class Controller:
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)
@@ -98,7 +99,8 @@ class Controller:
         self.ivr.recordings = self.recordings
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
-                                                                     metrics_resources.acd_metrics(self.acd)]
+                                                                     metrics_resources.acd_metrics(self.acd),
+                                                                     metrics_resources.ivr_metrics(self.ivr)]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)

@@ -184,6 +184,7 @@ class AcdAgentConfig:
     endpoint: str  # the agent's usual phone (PJSIP endpoint); `agent login --phone` can change it
     skills: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
+    caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,10 @@ class AcdSettings:
     not_ready_reasons: list[str] = field(
         default_factory=lambda: ["meal", "meeting", "training", "restroom", "helping", "no_answer", "login"])
     center_name: str = ""  # said in the agent-number announcement
-    outbound_caller_id: str = ""  # the number customers see on click-to-dial calls (e.g. the hotline)
+    outbound_caller_id: str = ""  # the number customers see on agents' outbound calls (e.g. the hotline)
+    # Agents' outbound calls (click-to-dial, dialled on the phone) are checked against `dialing:`;
+    # after-call work after each one (0: back as before the call).
+    outbound_wrapup_seconds: float = 0.0
     # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
     standard_prompts: dict[str, str] = field(default_factory=dict)
 

@@ -70,6 +70,7 @@ class _Agent:
     talk_started: float | None = None
     timer_token: int = 0  # ACW end
     resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
+    outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
 
@@ -294,11 +295,12 @@ class AcdEngine:
         self._rona(call, agent_id, out)
         return out
 
-    def outbound(self, agent_id: str, call_id: str) -> list[Decision]:
-        """The agent places a call (click-to-dial): busy, offered nothing, until `call_ended`.
+    def outbound(self, agent_id: str, call_id: str, *, wrapup_seconds: float = 0.0) -> list[Decision]:
+        """The agent places a call (click-to-dial, or dialled on their phone): busy (talking, reason
+        "outbound"), offered nothing, until `call_ended`.
 
-        Allowed when ready, not ready or in ACW (which it ends); afterwards a not-ready agent is not
-        ready again with the same reason, anyone else ready.
+        Allowed when ready, not ready or in ACW (which it ends); afterwards ACW for `wrapup_seconds`
+        if any, else a not-ready agent is not ready again with the same reason, anyone else ready.
         """
         agent = self._agent(agent_id)
         if agent.state not in ("ready", "not_ready", "acw"):
@@ -307,7 +309,8 @@ class AcdEngine:
         agent.resume_reason = agent.reason if agent.state == "not_ready" else None
         agent.timer_token = next(self._tokens)  # a pending end of ACW no longer applies
         agent.current_call, agent.current_queue, agent.talk_started = call_id, None, self.clock.now()
-        self._set_state(agent, "talking", None, out)
+        agent.outbound_wrapup = max(0.0, wrapup_seconds)
+        self._set_state(agent, "talking", "outbound", out)
         return out
 
     def transfer_offer(self, call_id: str, from_agent_id: str, to_agent_id: str) -> list[Decision]:
@@ -367,7 +370,8 @@ class AcdEngine:
         queue = self._queues.get(agent.current_queue or "")
         agent.current_call = None
         agent.current_queue = None
-        wrapup = queue.settings.wrapup_seconds if queue else 0.0
+        wrapup = queue.settings.wrapup_seconds if queue else agent.outbound_wrapup
+        agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
             queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
         agent.talk_started = None
@@ -397,7 +401,7 @@ class AcdEngine:
             elif kind == "acw_end":
                 agent = self._agents[key]
                 if agent.state == "acw" and agent.timer_token == token:
-                    self._become_ready(agent, out)
+                    self._after_acw(agent, out)
             elif kind == "max_wait":
                 call = self._calls.get(key)
                 if call is not None:
@@ -536,6 +540,8 @@ class AcdEngine:
         if agent.since is not None and previous != "logged_out":
             agent.seconds_by_state[previous] = agent.seconds_by_state.get(previous, 0.0) + now - agent.since
         agent.state, agent.reason, agent.since = state, reason, now
+        if state in ("ready", "not_ready", "logged_out"):
+            agent.resume_reason = None  # the agent's own choice now, not the one before an outbound call
         is_ready = state == "ready"
         for queue in agent.settings.queues:
             ready = self._queues[queue].ready
@@ -544,6 +550,13 @@ class AcdEngine:
             else:
                 ready.discard(agent.settings.id)
         out.append(AgentStateChanged(agent.settings.id, state, reason, previous, now))
+
+    def _after_acw(self, agent: _Agent, out: list[Decision]) -> None:
+        """The end of wrap-up: ready, or not ready again for an agent who placed a call from not ready."""
+        if agent.resume_reason is not None:
+            self._set_state(agent, "not_ready", agent.resume_reason, out)
+        else:
+            self._become_ready(agent, out)
 
     def _become_ready(self, agent: _Agent, out: list[Decision]) -> None:
         agent.idle_since = self.clock.now()

@@ -386,3 +386,23 @@ async def test_a_caller_whose_history_cannot_be_read_is_still_queued_and_answere
     assert rig.acd.engine.call("C2") is not None  # queued, waiting for an agent
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
+
+
+def test_agent_outbound_checks_the_number_and_finds_the_phone() -> None:
+    from controller.config import DialingSettings
+    from controller.plugins.acd.agent_outbound import AgentOutbound, endpoint_of
+
+    assert endpoint_of("PJSIP/8001-0000002a") == "8001"
+    assert endpoint_of("PJSIP/agent-desk-7-0000002a") == "agent-desk-7"
+
+    class Acd:  # just what the number check reads
+        def __init__(self, prefixes: list[str]) -> None:
+            self.config = Config(dialing=DialingSettings(allowed_prefixes=prefixes, denied_prefixes=[]))
+
+    anything = AgentOutbound(Acd(["1", "+"]))  # type: ignore[arg-type]
+    assert [anything.number_error(n) for n in ("13900139000", "+8613900139000", "112")] == [None, None, None]
+    assert {anything.number_error(n) for n in ("12", "12ab", "139 0013", "1" * 22, "13900139000\n", "")} == \
+        {"invalid_number"}
+    mobiles = AgentOutbound(Acd(["139", "86"]))  # type: ignore[arg-type]
+    assert mobiles.number_error("13900139000") is None and mobiles.number_error("8613800138000") is None
+    assert mobiles.number_error("13800138000") == "number_not_allowed"

@@ -341,3 +341,24 @@ def test_a_transfer_nobody_answers_is_rona_and_a_cancelled_one_frees_the_colleag
     engine.enqueue("c2", "general")  # waits: a3 rings for the transfer
     decisions = engine.transfer_failed("c1", "a3", "cancelled")
     assert engine.agent("a3").state == "ringing" and offers(decisions) == [("c2", "a3")]  # free, takes c2
+
+
+def test_outbound_call_with_wrapup_ends_in_acw_then_back_as_before() -> None:
+    clock = FakeClock(1000.0)
+    engine = AcdEngine([QueueSettings("general", wrapup_seconds=0, announce_interval=0)],
+                       [AgentSettings("a1", "A", "1", "8001", queues={"general": 0})], clock)
+    engine.login("a1", ready=False)
+    engine.not_ready("a1", reason="meal")
+    engine.outbound("a1", "out-1", wrapup_seconds=5)
+    assert (engine.agent("a1").state, engine.agent("a1").reason) == ("talking", "outbound")
+    engine.call_ended("a1")
+    assert engine.agent("a1").state == "acw"
+    clock.advance(5.1)
+    engine.tick()
+    assert (engine.agent("a1").state, engine.agent("a1").reason) == ("not_ready", "meal")
+    # A later queue call has no outbound wrap-up and no reason to go back to.
+    engine.ready("a1")
+    engine.outbound("a1", "out-2", wrapup_seconds=5)
+    engine.call_ended("a1")
+    engine.ready("a1")  # the agent ends ACW by choice: the earlier "ready" is not overridden later
+    assert (engine.agent("a1").state, engine.agent("a1").reason) == ("ready", None)

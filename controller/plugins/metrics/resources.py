@@ -69,6 +69,20 @@ def controller_metrics(app: Any) -> MetricSource:
     return collect
 
 
+def ivr_metrics(ivr: Any) -> MetricSource:
+    """The IVR's back-end requests (http nodes), by flow, node and outcome (ok, timeout, connection_error,
+    http_status, bad_answer)."""
+
+    def collect() -> Iterable[Any]:
+        requests = CounterMetricFamily("ccc_ivr_http_requests", "IVR http node requests, by outcome",
+                                       labels=["flow", "node", "outcome"])
+        for (flow, node, outcome), count in sorted(ivr.http_outcomes.items()):
+            requests.add_metric([flow, node, outcome], count)
+        yield requests
+
+    return collect
+
+
 def acd_metrics(acd: Any) -> MetricSource:
     """Queues (waiting, longest wait, service level so far) and agents by state, from the ACD engine."""
 
