@@ -632,7 +632,6 @@ class AcdEngine:
             order = {agent_id: index for index, agent_id in enumerate(queue.agent_order)}
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
-            queue.last_offered = order[chosen[0].settings.id]
         elif strategy == "fewest_calls":
             chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
@@ -673,6 +672,9 @@ class AcdEngine:
         token = next(self._tokens)
         call.ringing[agent.settings.id] = token
         agent.offered_call = call.call_id
+        if queue.settings.strategy == "round_robin" and call.queue in agent.settings.queues:
+            # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
+            queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))

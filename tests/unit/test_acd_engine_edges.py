@@ -16,6 +16,7 @@ from controller.acd.engine import AcdEngine, AcdError
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
+    Announce,
     CallLeft,
     CancelOffer,
     Decision,
@@ -87,6 +88,7 @@ def test_a_stale_acw_timer_does_not_end_a_later_wrap_up() -> None:
         acd.answered("c2", "a1")
         clock.advance(4)
         acd.call_ended("a1")  # a second ACW, until start + 15
+        assert acd.next_deadline() == start + 15  # the first ACW's timer is stale: skipped
         clock.advance(5)  # start + 10: the first ACW's timer is due, and must do nothing
         assert acd.tick() == []
         assert acd.agent("a1").state == "acw", first_acw_ends_by
@@ -222,6 +224,152 @@ def test_a_call_that_overflows_while_ringing_stops_the_ring_and_frees_the_agent(
     with pytest.raises(AcdError):
         acd.answered("c1", "a1")  # the overflowed call can no longer be answered
     assert acd.agent("a1").current_call == "c2"
+
+
+# -- timers ---------------------------------------------------------------------------------------
+
+def test_next_deadline_skips_stale_timers_and_keeps_live_ones() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", ring_timeout=10, max_wait=100, announce_interval=30, wrapup_seconds=5)],
+                    agents(("a1", {"q": 0})), clock)
+    assert acd.next_deadline() is None
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    assert acd.next_deadline() == 1010.0  # the ring timeout
+    clock.advance(2)
+    acd.answered("c1", "a1")
+    assert acd.next_deadline() is None  # the ring timeout and the maximum wait of an answered call are stale
+    clock.advance(1)
+    acd.call_ended("a1")
+    assert acd.next_deadline() == 1008.0  # the end of ACW
+    acd.not_ready("a1", "meal")
+    assert acd.next_deadline() is None  # ACW ended by hand: its timer is stale
+    acd.enqueue("c2", "q")
+    assert acd.next_deadline() == 1033.0  # the announcement, before the maximum wait (1103)
+    clock.advance(30)
+    assert acd.next_deadline() == 1033.0  # asking again does not drop a live timer
+    assert [type(d).__name__ for d in acd.tick()] == ["Announce"]
+    acd.ready("a1")
+    assert acd.next_deadline() == 1043.0  # the ring timeout of c2
+    acd.abandon("c2")
+    assert acd.next_deadline() is None
+
+
+def test_the_estimated_wait_learns_from_handled_calls_including_transferred_ones() -> None:
+    """An announced estimate = position × handle time / agents; the handle time moves 20 % toward
+    each handled call's talk + wrap-up (from the answer, also for the colleague of a transfer)."""
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", wrapup_seconds=10, announce_interval=30, no_agents="wait")],
+                    agents(("a1", {"q": 0}), ("a2", {"q": 0})), clock)
+    acd.login("a1")
+    acd.login("a2", ready=False)
+    acd.enqueue("c1", "q")
+    clock.advance(5)
+    acd.answered("c1", "a1")
+    clock.advance(100)
+    acd.call_ended("a1")  # 0.8 × 180 + 0.2 × (100 + 10) = 166
+    assert [d for d in acd.enqueue("c2", "q") if isinstance(d, Announce)] == [Announce("c2", "q", 1, 83.0)]
+    acd.end_acw("a1")
+    acd.answered("c2", "a1")
+    acd.ready("a2")
+    acd.transfer_offer("c2", "a1", "a2")
+    clock.advance(3)
+    with pytest.raises(AcdError):
+        acd.transfer_answered("c2", "a1", "a1")
+    acd.transfer_answered("c2", "a1", "a2")
+    assert acd.agent("a2").calls_answered == 1
+    clock.advance(50)
+    acd.call_ended("a2")  # 0.8 × 166 + 0.2 × (50 + 10) = 144.8
+    acd.not_ready("a2", "meal")
+    acd.call_ended("a1")  # a1 talked 53 s: 0.8 × 144.8 + 0.2 × (53 + 10) = 128.44
+    acd.not_ready("a1", "meal")
+    assert [(d.position, d.estimated_wait) for d in acd.enqueue("c3", "q") if isinstance(d, Announce)] == \
+        [(1, pytest.approx(64.22))]
+
+
+def test_transfer_answered_needs_the_transfer_to_be_ringing_that_agent() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", announce_interval=0)], agents(("a1", {"q": 0}), ("a2", {"q": 0})), clock)
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    acd.login("a2")
+    acd.enqueue("c2", "q")  # a2 rings for a queue call, not for the transfer
+    with pytest.raises(AcdError, match="call c1 is not ringing agent a2"):
+        acd.transfer_answered("c1", "a1", "a2")
+    assert acd.agent("a2").state == "ringing" and acd.agent("a2").current_call == "c2"
+
+
+# -- routing details ----------------------------------------------------------------------------------
+
+def test_priority_aging_per_queue_setting() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("fast", priority_aging_seconds=1, announce_interval=0, no_agents="wait"),
+                     QueueSettings("none", priority_aging_seconds=0, announce_interval=0, no_agents="wait"),
+                     QueueSettings("half", priority_aging_seconds=0.5, announce_interval=0, no_agents="wait")],
+                    agents(("a1", {"fast": 0, "none": 0, "half": 0})), clock)
+    for queue in ("fast", "none", "half"):
+        acd.enqueue(f"c-{queue}", queue, priority=2)
+    clock.advance(3.5)
+    views = {view.call_id: view.effective_priority for q in ("fast", "none", "half") for view in acd.waiting(q)}
+    assert views == {"c-fast": 5, "c-none": 2, "c-half": 9}  # +1 per second, none, +1 per half second
+
+
+def test_an_agent_becoming_ready_takes_the_most_urgent_call_across_queues() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q1", announce_interval=0, no_agents="wait"),
+                     QueueSettings("q2", announce_interval=0, no_agents="wait")],
+                    agents(("a1", {"q1": 0, "q2": 0})), clock)
+    acd.login("a1", ready=False)
+    acd.enqueue("early", "q1")
+    clock.advance(1)
+    acd.enqueue("urgent", "q2", priority=3)
+    acd.enqueue("later", "q2")
+    assert offers(acd.ready("a1")) == [("urgent", "a1")]
+
+
+def test_required_skills_an_agent_lacks_entirely_are_not_met() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", announce_interval=0, no_agents="wait")],
+                    [AgentSettings("novice", "", "", "8001", queues={"q": 0}),
+                     AgentSettings("expert", "", "", "8002", skills={"billing": 1}, queues={"q": 0})], clock)
+    acd.login("novice")
+    clock.advance(1)
+    acd.login("expert")
+    assert offers(acd.enqueue("c1", "q", skills={"billing": 1})) == [("c1", "expert")]
+    assert offers(acd.enqueue("c2", "q", skills={"billing": 1})) == []  # the novice may not take it
+
+
+@pytest.mark.parametrize("strategy", ["longest_idle", "fewest_calls", "skills", "ring_all"])
+def test_ties_go_to_the_longest_idle_agent_whatever_their_ids(strategy: str) -> None:
+    """Equal on the strategy's own measure, the agent ready longest comes first (ring_all: rings first);
+    an agent restored without an idle time counts as idle since the epoch."""
+    clock = FakeClock(0.5)
+    queues = [QueueSettings("q", strategy=strategy, announce_interval=0)]  # type: ignore[arg-type]
+    team = agents(("a3", {"q": 0}), ("a2", {"q": 0}), ("a1", {"q": 0}), skills={"x": 1})
+    acd = AcdEngine(queues, team, clock)
+    acd.login("a3")  # idle since 0.5
+    clock.advance(1)
+    acd.login("a2")  # idle since 1.5
+    restored = {"agents": {"a1": {"state": "ready", "reason": None, "since": 0.0, "endpoint": "8a1"}}}
+    acd.restore(restored)  # no idle time saved: first in line
+    expected = ["a1", "a3", "a2"] if strategy == "ring_all" else ["a1"]
+    assert [agent_id for _, agent_id in offers(acd.enqueue("c1", "q"))] == expected
+
+
+def test_round_robin_continues_after_the_agent_who_took_the_last_call_however_it_was_given() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", strategy="round_robin", wrapup_seconds=0, announce_interval=0,
+                                   no_agents="wait")],
+                    agents(("a1", {"q": 0}), ("a2", {"q": 0}), ("a3", {"q": 0})), clock)
+    for agent_id in ("a1", "a2", "a3"):
+        acd.login(agent_id, ready=False)
+    acd.enqueue("c1", "q")
+    assert offers(acd.ready("a2")) == [("c1", "a2")]  # the only one ready: round robin moves past a2
+    acd.answered("c1", "a2")
+    acd.ready("a1")
+    acd.ready("a3")
+    assert offers(acd.enqueue("c2", "q")) == [("c2", "a3")]
 
 
 # -- invariants over random runs ----------------------------------------------------------------------
