@@ -225,7 +225,7 @@ def test_erlang_c_small_cases_worked_by_hand() -> None:
     assert erlang.erlang_c(2, 1.0) == pytest.approx(1 / 3)  # (A²/2!·2/(2−A)) / (1 + A + A²/2!·2/(2−A))
     assert erlang.erlang_c(3, 0.0) == 0.0
     assert erlang.erlang_c(3, 3.0) == 1.0  # as many erlangs as agents: everyone waits
-    with pytest.raises(ValueError, match="^agents must be ≥ 1$"):
+    with pytest.raises(ValueError, match=r"^agents must be ≥ 1$"):
         erlang.erlang_c(0, 1.0)
 
 
@@ -248,10 +248,10 @@ def test_agents_needed_limits_and_their_boundaries() -> None:
     assert erlang.agents_needed(calls=100, aht_seconds=180, max_occupancy=1.0).agents == 14
     assert erlang.agents_needed(calls=100, aht_seconds=180, target_service_level=0.999).agents == 21  # 20: 99.88 %
     for target in (0.0, 1.0, 80.0):
-        with pytest.raises(ValueError, match="^the target service level is a fraction between 0 and 1, e.g. 0.8$"):
+        with pytest.raises(ValueError, match=r"^the target service level is a fraction between 0 and 1, e.g. 0.8$"):
             erlang.agents_needed(calls=100, aht_seconds=180, target_service_level=target)
     for occupancy in (0.0, 1.01):
-        with pytest.raises(ValueError, match="^the maximum occupancy is a fraction between 0 and 1, e.g. 0.85$"):
+        with pytest.raises(ValueError, match=r"^the maximum occupancy is a fraction between 0 and 1, e.g. 0.85$"):
             erlang.agents_needed(calls=100, aht_seconds=180, max_occupancy=occupancy)
-    with pytest.raises(ValueError, match="^more than 10000 agents needed: check the calls, AHT and interval$"):
+    with pytest.raises(ValueError, match=r"^more than 10000 agents needed: check the calls, AHT and interval$"):
         erlang.agents_needed(calls=10_000_000, aht_seconds=180)
