@@ -481,18 +481,22 @@ class AcdEngine:
     def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were, an agent in ACW until their wrap-up
         ends (at once if it ended during the restart); an agent who was on a call gets a fresh
-        wrap-up (their call may still be going on in Asterisk, outside our control)."""
+        wrap-up (their call may still be going on in Asterisk, outside our control). Agents logged
+        out keep the day's figures (online time, time per state)."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
-            if agent is None or saved.get("state") in (None, "logged_out"):
+            if agent is None or saved.get("state") is None:
                 continue
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
-            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
             agent.online_before = float(saved.get("online_before", 0.0))
             agent.seconds_by_state = dict(saved.get("seconds_by_state", {}))
+            if saved["state"] == "logged_out":
+                agent.since = saved.get("since")
+                continue
+            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             for queue in agent.settings.queues:
                 self._queues[queue].logged_in.add(agent_id)
             state = saved["state"]

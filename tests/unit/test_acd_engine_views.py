@@ -234,3 +234,194 @@ def test_no_agents_overflow_at_enqueue_and_when_the_last_agent_logs_out() -> Non
                                 Overflow("c2", "q", "queue:backup", "no_agents"),
                                 CallLeft("c2", "q", "overflowed", 0.0, None)]
     assert [view.call_id for view in acd.waiting("backup")] == ["b1"]  # its queue waits for agents
+
+
+def test_a_restart_restores_every_agent_field_and_skips_what_it_should() -> None:
+    clock = FakeClock(1000.0)
+    queues = [QueueSettings("q", wrapup_seconds=10, announce_interval=0, ring_timeout=60)]
+    people = [AgentSettings(agent_id, agent_id.upper(), agent_id, f"80-{agent_id}", queues={"q": 0})
+              for agent_id in ("gone", "never", "r", "n", "w", "t")]
+    acd = AcdEngine(queues, people, clock)
+    acd.login("gone")
+    clock.advance(30)
+    acd.logout("gone")  # online for 30 s, then logged out: kept in the snapshot, not logged in again
+    acd.login("n", ready=False)
+    acd.not_ready("n", "meal")
+    acd.login("w")
+    acd.enqueue("cw", "q")
+    acd.answered("cw", "w")
+    clock.advance(4)
+    acd.call_ended("w")  # ACW until 1044: over by the time of the restart, which ends it at the next tick
+    acd.login("t")
+    acd.enqueue("ct", "q")
+    acd.answered("ct", "t")
+    acd.login("r", endpoint="8199")
+    for n in range(2):
+        acd.enqueue(f"r{n}", "q")
+        clock.advance(2)
+        acd.answered(f"r{n}", "r")
+        clock.advance(3)
+        acd.call_ended("r")
+        acd.end_acw("r")
+    clock.advance(5)
+    snapshot = acd.snapshot()
+    assert set(snapshot["agents"]) == {"gone", "r", "n", "w", "t"}  # "never" logged in: not saved
+    snapshot["agents"] = {"stranger": {"state": "ready"}, **snapshot["agents"]}  # no longer configured: skipped
+    clock.advance(1)
+    again = AcdEngine(queues, people, clock)
+    decisions = again.restore(snapshot)
+    assert decisions == [AgentStateChanged("t", "acw", None, "talking", clock.now())]
+    for agent_id in ("gone", "never", "r", "n", "w"):
+        assert again.agent(agent_id) == acd.agent(agent_id), agent_id
+    assert again.queue_stats("q") == QueueStats("q", 0, 0.0, 4, 1, 0, 0, 0, 0, 0, None)
+    assert offers(again.enqueue("c9", "q")) == [("c9", "r")]
+    assert again.agent("r").endpoint == "8199"
+
+
+def test_restoring_a_minimal_or_empty_snapshot() -> None:
+    clock = FakeClock(1000.0)
+    queues = [QueueSettings("q", announce_interval=0, wrapup_seconds=0)]
+    people = [AgentSettings("a1", "A", "1", "8001", queues={"q": 0})]
+    acd = AcdEngine(queues, people, clock)
+    assert acd.restore({}) == [] and acd.agent("a1").state == "logged_out"
+    assert acd.restore({"agents": {"a1": {"state": "ready"}}}) == []
+    assert acd.agent("a1") == AgentView("a1", "A", "1", "ready", None, None, "8001", 1000.0, None, 0, None, 0.0, {})
+    talking = AcdEngine(queues, people, clock)
+    talking.restore({"agents": {"a1": {"state": "talking", "queue": "q"}}})  # q has no wrap-up: ready at once
+    assert talking.agent("a1").state == "ready"
+
+
+def offers(decisions: list[Decision]) -> list[tuple[str, str]]:
+    return [(d.call_id, d.agent_id) for d in decisions if isinstance(d, Offer)]
+
+
+def test_snapshot_leaves_out_agents_never_logged_in_and_stale_wrap_up_ends() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", wrapup_seconds=5, announce_interval=0)],
+                    [AgentSettings("never", "", "", "8000", queues={"q": 0}),
+                     AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
+    assert acd.agent("never").endpoint == "8000"  # the configured phone, before any login
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    acd.call_ended("a1")
+    clock.advance(5)
+    acd.tick()  # the wrap-up ended: no end time is saved for a ready agent
+    assert list(acd.snapshot()["agents"]) == ["a1"] and acd.snapshot()["agents"]["a1"]["acw_until"] is None
+
+
+def test_cancelled_offers_say_why() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", strategy="ring_all", announce_interval=0, wrapup_seconds=0)],
+                    [AgentSettings(f"a{i}", "", "", f"800{i}", queues={"q": 0}) for i in (1, 2, 3)], clock)
+    for agent_id in ("a1", "a2"):
+        acd.login(agent_id)
+    acd.login("a3", ready=False)
+    acd.enqueue("c1", "q")
+    assert acd.answered("c1", "a1") == [CancelOffer("c1", "a2", "answered_elsewhere"),
+                                        AgentStateChanged("a2", "ready", None, "ringing", 1000.0),
+                                        AgentStateChanged("a1", "talking", None, "ringing", 1000.0),
+                                        CallLeft("c1", "q", "answered", 0.0, "a1")]
+    acd.enqueue("c2", "q")  # rings a2
+    assert acd.pickup("c2", "a3") == [AgentStateChanged("a3", "ringing", None, "not_ready", 1000.0),
+                                      Offer("c2", "a3", "8003", "q", 15.0),
+                                      CancelOffer("c2", "a2", "picked_up"),
+                                      AgentStateChanged("a2", "ready", None, "ringing", 1000.0)]
+    assert acd.abandon("c2") == [CancelOffer("c2", "a3", "abandoned"),
+                                 AgentStateChanged("a3", "ready", None, "ringing", 1000.0),
+                                 CallLeft("c2", "q", "abandoned", 0.0, None)]
+    acd.not_ready("a2", "meal")
+    acd.not_ready("a3", "meal")
+    acd.enqueue("c3", "q")  # waits: nobody is ready
+    assert offers(acd.ready("a2")) == [("c3", "a2")]  # a ring-all call taken by an agent becoming ready
+
+
+def test_counters_views_and_orders_over_more_than_one_call() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", wrapup_seconds=0.5, announce_interval=0, max_wait=30, no_agents="wait"),
+                     QueueSettings("b", wrapup_seconds=0, announce_interval=0)],
+                    [AgentSettings("a1", "", "", "8001", queues={"q": 0}),
+                     AgentSettings("a2", "", "", "8002", queues={"b": 0})], clock)
+    acd.login("a1", ready=False)
+    acd.enqueue("low", "q")
+    acd.enqueue("same-time", "q")  # same moment and priority: arrival order
+    acd.enqueue("high", "q", priority=2)
+    assert [v.call_id for v in acd.waiting("q")] == ["high", "low", "same-time"]
+    acd.abandon("low")
+    acd.abandon("same-time")
+    acd.ready("a1")  # takes "high"
+    acd.answered("high", "a1")
+    assert states_of(acd.call_ended("a1")) == [("a1", "acw")]  # half a second of wrap-up is still a wrap-up
+    clock.advance(0.5)
+    assert states_of(acd.tick()) == [("a1", "ready")]
+    acd.enqueue("again", "q")
+    acd.answered("again", "a1")
+    acd.enqueue("late", "q")
+    clock.advance(30)
+    acd.tick()  # "late" overflows at its maximum wait
+    assert acd.queue_stats("q") == QueueStats("q", 0, 0.0, 1, 0, 5, 2, 2, 2, 1, 0.4)
+    acd.login("a2")
+    acd.enqueue("b1", "b")
+    acd.answered("b1", "a2")
+    acd.call_ended("a2")
+    acd.enqueue("b2", "b")
+    acd.answered("b2", "a2")
+    acd.call_ended("a2")
+    acd.transfer_offer("again", "a1", "a2")
+    acd.transfer_answered("again", "a1", "a2")
+    assert acd.agent("a2").calls_answered == 3
+    acd.call_ended("a2")
+    acd.call_ended("a1")
+    clock.advance(10)
+    acd.logout("a2")
+    clock.advance(5)
+    acd.login("a2")
+    clock.advance(7)
+    acd.logout("a2")
+    clock.advance(3)
+    view = acd.agent("a2")
+    assert (view.online_seconds, "logged_out" in view.seconds_by_state) == (17.0, False)
+
+
+def states_of(decisions: list[Decision]) -> list[tuple[str, str]]:
+    return [(d.agent_id, d.state) for d in decisions if isinstance(d, AgentStateChanged)]
+
+
+def test_timers_a_phone_ended_and_a_maximum_wait_before_the_next_announcement() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", ring_timeout=10, max_wait=20, announce_interval=30)],
+                    [AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
+    acd.login("a1")
+    assert acd.enqueue("c1", "q") == [AgentStateChanged("a1", "ringing", None, "ready", 1000.0),
+                                      Offer("c1", "a1", "8001", "q", 10.0)]  # ringing: no announcement
+    clock.advance(2)
+    acd.no_answer("c1", "a1")  # the phone gave up before the engine's ring timeout (1010), now stale
+    assert acd.next_deadline() == 1020.0  # the maximum wait, ahead of the announcement (1032)
+    assert acd.next_deadline() == 1020.0
+    clock.advance(18)
+    assert [type(d).__name__ for d in acd.tick()] == ["Overflow", "CallLeft"]
+
+
+def test_one_second_announcements_and_ready_twice() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", announce_interval=1, no_agents="wait")],
+                    [AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
+    assert acd.enqueue("c1", "q") == [Announce("c1", "q", 1, None)]
+    clock.advance(1)
+    assert acd.tick() == [Announce("c1", "q", 1, None)]
+    acd.abandon("c1")
+    acd.login("a1")
+    clock.advance(5)
+    assert acd.ready("a1") == []  # already ready: nothing changes, the idle time keeps counting from login
+    assert acd.agent("a1").idle_since == 1001.0
+
+
+def test_skills_strategy_counts_a_skill_an_agent_lacks_as_zero() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", strategy="skills", skills={"x": 0}, announce_interval=0)],
+                    [AgentSettings("without", "", "", "8001", queues={"q": 0}),
+                     AgentSettings("with", "", "", "8002", skills={"x": 1}, queues={"q": 0})], clock)
+    acd.login("without")  # idle longer, and allowed (level 0 required), but has none of the skill
+    clock.advance(1)
+    acd.login("with")
+    assert offers(acd.enqueue("c1", "q")) == [("c1", "with")]
