@@ -255,3 +255,82 @@ def test_agents_needed_limits_and_their_boundaries() -> None:
             erlang.agents_needed(calls=100, aht_seconds=180, max_occupancy=occupancy)
     with pytest.raises(ValueError, match=r"^more than 10000 agents needed: check the calls, AHT and interval$"):
         erlang.agents_needed(calls=10_000_000, aht_seconds=180)
+
+
+def test_agents_needed_passes_the_interval_and_answer_time_on() -> None:
+    assert erlang.agents_needed(calls=200, aht_seconds=180, interval_minutes=60).agents == 14  # 10 erlangs
+    assert erlang.agents_needed(calls=100, aht_seconds=180, answer_within_seconds=60).agents == 13
+    # 13 agents reach 79.56 % within 20 s and 79.90 % within 21 s: a target between tells the default apart
+    assert erlang.agents_needed(calls=100, aht_seconds=180, target_service_level=0.7973).agents == 14
+    # a target exactly what 14 agents achieve is reached by 14
+    exact = erlang.achieved(14, calls=100, aht_seconds=180).service_level
+    assert erlang.agents_needed(calls=100, aht_seconds=180, target_service_level=exact).agents == 14
+    # exactly the maximum number of agents is still an answer; one more is not
+    assert erlang.agents_needed(calls=199_740, aht_seconds=180, interval_minutes=60).agents == erlang.MAX_AGENTS
+    with pytest.raises(ValueError, match="more than 10000"):
+        erlang.agents_needed(calls=199_741, aht_seconds=180, interval_minutes=60)
+
+
+def test_short_handle_times_and_intervals_are_valid_and_shrinkage_errors_are_exact() -> None:
+    assert erlang.traffic(60, 1, 1) == 1.0  # 60 one-second calls in one minute
+    with pytest.raises(ValueError) as refused:
+        erlang.scheduled(9, 1.0)
+    assert str(refused.value) == "shrinkage is a fraction between 0 and 1, e.g. 0.3"
+
+
+def test_report_details_means_surveys_fractions_and_on_hold() -> None:
+    base = hhmm("10:00")
+    calls = [answered("m1", 1), answered("m2", 2), answered("m3", 2),
+             CallFact("s1", "q", None, base + 60, "ivr_only", 0, survey_score=4),
+             CallFact("s2", "q", None, base + 60, "ivr_only", 0, survey_score=4),
+             CallFact("s3", "q", None, base + 60, "ivr_only", 0, survey_score=9)]  # another scale: its own key
+    (queue_row,) = compute_report(calls, [], start=START, end=END)  # by queue when not told
+    assert queue_row.queue == "q" and queue_row.asa == 1.67  # 5 / 3, to two decimals
+    assert queue_row.survey_distribution == {"1": 0, "2": 0, "3": 0, "4": 2, "5": 0, "9": 1}
+    spans = [AgentStateSpan("A", "not_ready", "meal", base, base + 100.12345),
+             AgentStateSpan("A", "on_hold", None, base + 200, base + 300),
+             AgentStateSpan("A", "not_ready", "meal", base + 400, base + 400.5),
+             AgentStateSpan("A", "ready", None, base + 500, base + 600.00049),
+             AgentStateSpan("C", "ready", None, base + 500, base + 600)]  # C took no call: a row all the same
+    rows = compute_report([], spans, start=START, end=END, by="agent",
+                          alerts=[AlertFact(base + 1, "acw", None, "D"), AlertFact(base + 2, "acw", None, "D")])
+    by_agent = {r.agent_id: r for r in rows}
+    assert list(by_agent) == ["A", "C", "D"]
+    a = by_agent["A"]
+    assert (a.not_ready_by_reason, a.online, a.ready) == ({"meal": 100.623}, 300.624, 100.0)
+    assert a.occupancy == 0.5  # on hold is busy: 100 / (100 + 100)
+    assert (by_agent["C"].online, by_agent["D"].alerts) == (100.0, {"acw": 2})
+
+
+def test_report_alerts_by_queue_and_agent_and_after_an_early_one() -> None:
+    alerts = [AlertFact(hhmm("09:00"), "wait", "q", "A"),  # before the period: skipped, the rest still counted
+              AlertFact(hhmm("10:05"), "hold", "q", "A"), AlertFact(hhmm("10:06"), "hold", "q", "A")]
+    rows = compute_report(HOUR_CALLS, [], start=hhmm("10:00"), end=hhmm("11:00"), by="both", alerts=alerts)
+    assert {(r.queue, r.agent_id): r.alerts for r in rows} == {("q", "A"): {"hold": 2}, ("q", "B"): {}}
+
+
+def test_report_rows_come_in_queue_order() -> None:
+    calls = [CallFact(f"c-{name}", name, None, START + 60, "answered", 1) for name in ("d", "b", "a", "c")]
+    assert [r.queue for r in compute_report(calls, [], start=START, end=END)] == ["a", "b", "c", "d"]
+
+
+def test_agent_time_and_alerts_in_intervals_of_a_zone_with_a_non_whole_hour_offset() -> None:
+    kathmandu = ZoneInfo("Asia/Kathmandu")
+    ten = datetime(2026, 11, 24, 10, 0, tzinfo=kathmandu).timestamp()
+    spans = [AgentStateSpan("A", "ready", None, ten + 600, ten + 4200)]  # 10:10–11:10 local
+    rows = compute_report([], spans, start=ten, end=ten + 7200, interval_minutes=60, by="agent", tz="Asia/Kathmandu",
+                          alerts=[AlertFact(ten + 3000, "acw", None, "A")])
+    assert [(r.interval_start, r.ready, r.alerts) for r in rows] == [(ten, 3000.0, {"acw": 1}),
+                                                                      (ten + 3600, 600.0, {})]
+    assert interval_start(ten + 3000 + 37.25, 60, kathmandu) == ten  # seconds and fractions floored too
+
+
+def test_report_refusals_name_what_is_expected() -> None:
+    with pytest.raises(ValueError) as refused:
+        compute_report([], [], start=START, end=END, interval_minutes=20)
+    assert str(refused.value) == "interval must be 15, 30 or 60 minutes"
+    with pytest.raises(ValueError) as unknown:
+        Standards.from_mapping({"max_tlak_seconds": 1})
+    assert str(unknown.value) == (
+        "standards: unknown key 'max_tlak_seconds' (expected one of: max_acw_seconds, max_hold_seconds, "
+        "max_talk_seconds, max_wait_seconds, service_level_seconds, service_level_target, short_abandon_seconds)")
