@@ -154,9 +154,12 @@ def collect(modules: list[str], equivalents: dict[str, Equivalent]) -> tuple[lis
     """Results per module, and the equivalent.txt entries that no longer match their mutant."""
     results: list[ModuleResult] = []
     stale: list[str] = []
+    seen: set[str] = set()
     for path in source_files(modules):
         result = ModuleResult(str(path))
-        for mutant, code in sorted(exit_codes(path).items(), key=lambda item: natural_key(item[0])):
+        codes = exit_codes(path)
+        seen.update(codes)
+        for mutant, code in sorted(codes.items(), key=lambda item: natural_key(item[0])):
             status = status_of(code)
             entry = equivalents.get(mutant)
             if entry is not None and status in ("survived", "no tests"):
@@ -171,6 +174,10 @@ def collect(modules: list[str], equivalents: dict[str, Equivalent]) -> tuple[lis
             if status in ("survived", "no tests"):
                 result.survivors.append((mutant, status))
         results.append(result)
+    prefixes = tuple(module_glob(m).removesuffix("*") for m in modules)
+    if seen:  # entries of these modules that name no mutant of the run: the code changed under them
+        stale += [f"{name}: no such mutant any more" for name in equivalents
+                  if name.startswith(prefixes) and name not in seen]
     return results, stale
 
 
@@ -257,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("mutant")
     args = parser.parse_args(argv)
     if args.command == "show":
-        diff = mutant_diff(args.mutant)
+        try:
+            diff = mutant_diff(args.mutant)
+        except FileNotFoundError:
+            print(f"mutation: no mutant {args.mutant} in mutants/ (names come from the last `make mutate`)")
+            return 1
         print(diff)
         print("\nfor tests/mutation/equivalent.txt:")
         print(f"{args.mutant} {fingerprint(diff)} <why no input can tell it from the original>")
