@@ -425,3 +425,33 @@ def test_skills_strategy_counts_a_skill_an_agent_lacks_as_zero() -> None:
     clock.advance(1)
     acd.login("with")
     assert offers(acd.enqueue("c1", "q")) == [("c1", "with")]
+
+
+def test_calls_of_the_same_moment_keep_their_arrival_order_everywhere() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q1", announce_interval=30, no_agents="wait"),
+                     QueueSettings("q2", announce_interval=30, no_agents="wait")],
+                    [AgentSettings("a1", "", "", "8001", queues={"q1": 0, "q2": 0})], clock)
+    acd.login("a1", ready=False)
+    assert acd.enqueue("first", "q2") == [Announce("first", "q2", 1, 180.0)]
+    assert acd.enqueue("second", "q2") == [Announce("second", "q2", 2, 360.0)]  # same moment: behind the first
+    acd.enqueue("other", "q1")  # same moment, the agent's first-listed queue
+    assert offers(acd.ready("a1")) == [("first", "a1")]
+
+
+def test_a_maximum_wait_due_before_the_next_announcement_is_not_lost() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", max_wait=20, announce_interval=30, no_agents="wait")],
+                    [AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
+    assert [type(d).__name__ for d in acd.enqueue("c1", "q")] == ["Announce"]
+    assert acd.next_deadline() == 1020.0
+    clock.advance(20)
+    assert [type(d).__name__ for d in acd.tick()] == ["Overflow", "CallLeft"]
+
+
+def test_a_restart_gives_half_a_second_of_wrap_up_too() -> None:
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", wrapup_seconds=0.5, announce_interval=0)],
+                    [AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
+    acd.restore({"agents": {"a1": {"state": "talking", "queue": "q"}}})
+    assert acd.agent("a1").state == "acw" and acd.next_deadline() == 1000.5
