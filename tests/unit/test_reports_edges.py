@@ -290,15 +290,15 @@ def test_report_details_means_surveys_fractions_and_on_hold() -> None:
     spans = [AgentStateSpan("A", "not_ready", "meal", base, base + 100.12345),
              AgentStateSpan("A", "on_hold", None, base + 200, base + 300),
              AgentStateSpan("A", "not_ready", "meal", base + 400, base + 400.5),
-             AgentStateSpan("A", "ready", None, base + 500, base + 600.00049),
+             AgentStateSpan("A", "ready", None, base + 500, base + 600.25049),
              AgentStateSpan("C", "ready", None, base + 500, base + 600)]  # C took no call: a row all the same
     rows = compute_report([], spans, start=START, end=END, by="agent",
                           alerts=[AlertFact(base + 1, "acw", None, "D"), AlertFact(base + 2, "acw", None, "D")])
     by_agent = {r.agent_id: r for r in rows}
     assert list(by_agent) == ["A", "C", "D"]
     a = by_agent["A"]
-    assert (a.not_ready_by_reason, a.online, a.ready) == ({"meal": 100.623}, 300.624, 100.0)
-    assert a.occupancy == 0.5  # on hold is busy: 100 / (100 + 100)
+    assert (a.not_ready_by_reason, a.online, a.ready) == ({"meal": 100.623}, 300.874, 100.25)
+    assert a.occupancy == 0.4994  # on hold is busy: 100 / (100 + 100.25)
     assert (by_agent["C"].online, by_agent["D"].alerts) == (100.0, {"acw": 2})
 
 
