@@ -110,6 +110,9 @@ def test_hourly_intervals_follow_a_time_zone_with_a_non_whole_hour_offset() -> N
     assert interval_start(moment, 60, kathmandu) == datetime(2026, 11, 24, 10, 0, tzinfo=kathmandu).timestamp()
     assert interval_start(moment, 15, kathmandu) == datetime(2026, 11, 24, 10, 45, tzinfo=kathmandu).timestamp()
     assert interval_start(moment, None, kathmandu) is None
+    kolkata = ZoneInfo("Asia/Kolkata")  # +05:30: a second zone, so the check holds on a host in either of them
+    in_kolkata = datetime(2026, 11, 24, 10, 50, tzinfo=kolkata).timestamp()
+    assert interval_start(in_kolkata, 60, kolkata) == datetime(2026, 11, 24, 10, 0, tzinfo=kolkata).timestamp()
     rows = compute_report([CallFact("c1", "q", None, moment, "answered", 1)], [], start=moment - 7200,
                           end=moment + 7200, interval_minutes=60, tz="Asia/Kathmandu")
     assert [r.interval_start for r in rows] == [datetime(2026, 11, 24, 10, 0, tzinfo=kathmandu).timestamp()]
