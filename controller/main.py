@@ -10,6 +10,7 @@ import sys
 
 from controller.app import Controller
 from controller.config import Config, load_config
+from controller.instance import EXIT_ANOTHER_CONTROLLER, AnotherController, InstanceLock, ensure_application_free
 from controller.logs import setup_logging
 from controller.settings import SettingsError
 
@@ -26,10 +27,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
-    return asyncio.run(_run(config))
+    try:
+        lock = InstanceLock(config.lock_path).acquire()  # held until the process ends
+    except AnotherController as exc:
+        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
+        return EXIT_ANOTHER_CONTROLLER
+    try:
+        return asyncio.run(_run(config))
+    finally:
+        lock.release()
 
 
 async def _run(config: Config) -> int:
+    try:
+        await ensure_application_free(config)
+    except AnotherController as exc:
+        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
+        return EXIT_ANOTHER_CONTROLLER
     controller = Controller(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,154 @@
+"""`ccc-guard --config FILE`: watch the controller; move stranded callers to the fallback route.
+
+Reads the controller's own configuration file (ARI, the fallback context, `guard:`). Runs until
+SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+import aiohttp
+
+from controller.ari.client import AriClient
+from controller.ari.errors import AriError
+from controller.config import AmiSettings, Config, load_config
+from controller.guard.selection import Stray, strays
+from controller.logs import setup_logging
+from controller.plugins.ami.services import AmiService, AmiUnavailable
+from controller.settings import SettingsError
+
+log = logging.getLogger("controller.guard")
+
+#: Set on each caller moved, for the fallback route's CDR userfield (`ccc-fallback:<reason>`).
+FALLBACK_REASON = "no-controller"
+
+
+class Guard:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = config.guard
+        self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
+                             request_timeout=config.ari.request_timeout, pool_size=4)
+        self.ami = AmiService(AmiSettings(host=config.ami.host, port=config.ami.port,
+                                          user=self.settings.ami_user, secret=self.settings.ami_secret))
+        self.last_seen = time.monotonic()  # a guard starting without a controller waits the full timeout too
+        self.controller_up: bool | None = None
+        self.moved = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def controller_healthy(self, http: aiohttp.ClientSession) -> bool:
+        """A controller answers /healthz and says it is connected to ARI (owns the application)."""
+        try:
+            async with http.get(self.config.health_url) as response:
+                body = await response.json(content_type=None)
+                return bool(response.status == 200 and isinstance(body, dict) and body.get("ari_connected"))
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+
+    async def run(self) -> None:
+        self.ari.open()
+        await self.ami.connect()
+        log.info("guard watching %s (takeover after %.0f s without a controller)", self.config.health_url,
+                 self.settings.takeover_timeout)
+        timeout = aiohttp.ClientTimeout(total=min(2.0, self.settings.check_interval * 2))
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                while not self._stop.is_set():
+                    await self.check(http)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.settings.check_interval)
+        finally:
+            self.ami.close()
+            await self.ari.close()
+            log.info("guard stopped")
+
+    async def check(self, http: aiohttp.ClientSession) -> None:
+        healthy = await self.controller_healthy(http)
+        now = time.monotonic()
+        if healthy:
+            self.last_seen = now
+        if healthy != self.controller_up:
+            self.controller_up = healthy
+            if healthy:
+                log.info("controller is up")
+            else:
+                log.warning("no controller owns ARI application %s; callers go to the fallback route in %.0f s",
+                            self.config.ari.app, self.settings.takeover_timeout - (now - self.last_seen))
+        if not healthy and now - self.last_seen >= self.settings.takeover_timeout:
+            await self.sweep()
+
+    async def sweep(self) -> int:
+        """Move every stranded caller to the fallback route; returns how many moved."""
+        try:
+            channels, bridges = await self.ari.channels(), await self.ari.bridges()
+        except AriError as exc:
+            log.warning("cannot read channels from ARI (%s); trying again", exc.message or exc.status)
+            return 0
+        moved = 0
+        emptied: set[str] = set()
+        for stray in strays(channels, bridges, self.config.ari.app):
+            if await self._redirect(stray):
+                moved += 1
+                if stray.queue_bridge is not None:
+                    emptied.add(stray.queue_bridge)
+        for bridge_id in emptied:  # its caller left it: nothing else uses a queue's holding bridge
+            with contextlib.suppress(AriError):
+                await self.ari.destroy_bridge(bridge_id)
+        self.moved += moved
+        return moved
+
+    async def _redirect(self, stray: Stray) -> bool:
+        fallback = self.config.asterisk.fallback_context
+        try:
+            await self.ami.action({"Action": "Setvar", "Channel": stray.channel_name,
+                                   "Variable": "CCC_FALLBACK", "Value": FALLBACK_REASON})
+            response = await self.ami.action({"Action": "Redirect", "Channel": stray.channel_name,
+                                              "Context": fallback, "Exten": stray.did, "Priority": "1"})
+        except AmiUnavailable as exc:
+            log.warning("cannot move channel %s to %s: %s", stray.channel_id, fallback, exc)
+            return False
+        if response.get("Response") != "Success":
+            # Gone meanwhile (hung up), or the AMI user lacks write permission `call`.
+            log.warning("AMI Redirect of channel %s to %s refused: %s", stray.channel_id, fallback,
+                        response.get("Message"))
+            return False
+        log.warning("no controller for %.0f s: channel %s moved to the fallback route (%s)",
+                    self.settings.takeover_timeout, stray.channel_id, fallback)
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccc-guard", description=__doc__)
+    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="the controller's configuration")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except SettingsError as exc:
+        print("configuration errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not config.guard.ami_secret:
+        print("configuration errors:\n  guard.ami_secret: the guard's AMI user needs a secret "
+              "(manager.conf user with write = call)", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
+    return asyncio.run(_run(Guard(config)))
+
+
+async def _run(guard: Guard) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, guard.stop)
+    await guard.run()
+    return 0
