@@ -144,6 +144,7 @@ def run() -> int:
         for child in children:
             child.start()
         ok = _wait_http("http://127.0.0.1:8080/healthz")
+        takeover = os.environ.get("CCC_TAKEOVER_TIMEOUT", "30")
         print(f"""
   Asterisk 22 (sandbox)   ARI http://127.0.0.1:8088/ari   AMI 127.0.0.1:5038   SIP udp 127.0.0.1:5060
   Controller              http://127.0.0.1:8080  (health: /healthz{'' if ok else ' — NOT HEALTHY, see above'})
@@ -152,7 +153,7 @@ def run() -> int:
   Admin token (demo)      demo-admin-token     e.g.  .venv/bin/ccctl status
   Agent softphone (demo)  register user 8001, password ccc-demo-8001, at 127.0.0.1:5060 (udp), then
                           .venv/bin/ccctl agent login 1001 --phone 8001, or the toolbar /toolbar?agent=1001
-  Guard                   callers waiting with no controller for {os.environ.get("CCC_TAKEOVER_TIMEOUT", "30")} s go to the fallback route
+  Guard                   callers waiting with no controller for {takeover} s go to the fallback route
   A crashed controller is started again (Asterisk and live calls stay up).
   Ctrl-C (or `make stop` from another shell) stops everything.
 """, flush=True)
