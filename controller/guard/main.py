@@ -55,9 +55,25 @@ class Guard:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
 
+    async def check_ami_permission(self) -> bool:
+        """Whether the guard's AMI user may run call actions: a Setvar on a channel that does not
+        exist answers "does not exist" with write permission `call`, "Permission denied" without."""
+        try:
+            response = await self.ami.action({"Action": "Setvar", "Channel": "ccc-guard-permission-check",
+                                              "Variable": "CCC_GUARD_CHECK", "Value": "1"})
+        except AmiUnavailable as exc:
+            log.warning("AMI not available yet (%s): the guard cannot move callers until it is", exc)
+            return False
+        if "Permission denied" in str(response.get("Message", "")):
+            log.error("AMI user %s lacks write permission `call` (manager.conf): the guard cannot move callers "
+                      "to the fallback route", self.settings.ami_user)
+            return False
+        return True
+
     async def run(self) -> None:
         self.ari.open()
         await self.ami.connect()
+        await self.check_ami_permission()
         log.info("guard watching %s (takeover after %.0f s without a controller)", self.config.health_url,
                  self.settings.takeover_timeout)
         timeout = aiohttp.ClientTimeout(total=min(2.0, self.settings.check_interval * 2))

@@ -149,6 +149,23 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
     assert guard.stop() == 0
 
 
+async def test_guard_says_when_its_ami_user_may_not_move_calls(controller: ControllerProcess, tmp_path: Path) -> None:
+    # The controller's own AMI user has no write permission `call`; the guard's user has it.
+    for user, secret, complaint in (("ccc", "ccc-demo-ami", True), ("ccc-guard", "ccc-demo-guard", False)):
+        controller.env.update(CCC_GUARD_AMI_USER=user, CCC_GUARD_AMI_SECRET=secret)
+        guard = GuardProcess(controller, tmp_path / f"guard-{user}.log")
+        try:
+            await wait_for("the guard checked", lambda g=guard: _log_has(g, "controller is up"), timeout=15)
+        finally:
+            assert guard.stop() == 0
+        log = guard.log.read_text()
+        assert ("lacks write permission `call`" in log) is complaint, log
+
+
+async def _log_has(guard: GuardProcess, text: str) -> bool:
+    return text in guard.log.read_text()
+
+
 async def test_guard_without_its_ami_secret_refuses_to_start(tmp_path: Path) -> None:
     env = {**os.environ, "CCC_GUARD_AMI_SECRET": ""}
     process = await asyncio.to_thread(
