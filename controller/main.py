@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
 
 from controller.app import Controller
-from controller.config import Config, load_config
+from controller.config import Config, config_from_command_line
 from controller.instance import EXIT_ANOTHER_CONTROLLER, AnotherController, InstanceLock, ensure_application_free
 from controller.logs import setup_logging
-from controller.settings import SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccc-controller", description=__doc__)
-    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="configuration file")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except SettingsError as exc:
-        print("configuration errors:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = config_from_command_line("ccc-controller", __doc__, argv)
+    if config is None:
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     try:

@@ -6,7 +6,6 @@ SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -18,11 +17,10 @@ import aiohttp
 
 from controller.ari.client import AriClient
 from controller.ari.errors import AriError
-from controller.config import AmiSettings, Config, load_config
+from controller.config import AmiSettings, Config, config_from_command_line
 from controller.guard.selection import Stray, strays
 from controller.logs import setup_logging
 from controller.plugins.ami.services import AmiService, AmiUnavailable
-from controller.settings import SettingsError
 
 log = logging.getLogger("controller.guard")
 
@@ -144,15 +142,8 @@ class Guard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccc-guard", description=__doc__)
-    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="the controller's configuration")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except SettingsError as exc:
-        print("configuration errors:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = config_from_command_line("ccc-guard", __doc__, argv)
+    if config is None:
         return 2
     if not config.guard.ami_secret:
         print("configuration errors:\n  guard.ami_secret: the guard's AMI user needs a secret "

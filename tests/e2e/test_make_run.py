@@ -29,6 +29,32 @@ def processes(pattern: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if "pgrep" not in line]
 
 
+def _start_in_background(log_path: Path) -> subprocess.Popen[bytes]:
+    """`make run &`: its own session, output to a file."""
+    with log_path.open("w") as log:
+        return subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+async def _wait_for_banner(run: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 90
+    while "Ctrl-C" not in log_path.read_text():
+        assert run.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        await asyncio.sleep(0.2)
+
+
+async def _stop_like_a_user(run: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """After a test, passed or failed: Ctrl-C the run if it still goes, so nothing is orphaned, and start
+    the sandbox again (the rest of the session's tests share one Asterisk)."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+        try:
+            await asyncio.to_thread(run.wait, 60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+    sandbox.start()
+
+
 async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk: Path) -> None:
     sandbox.stop()  # `make run` starts (and stops) its own Asterisk
     backends_before = processes("controller.demo.backend")  # the session's own back-end may be running
@@ -55,26 +81,15 @@ async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk
         assert processes("controller.demo.backend") == backends_before
         assert not sandbox.running()
     finally:
-        if run.poll() is None:  # a failed check: stop it the way a user would, so nothing is orphaned
-            run.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(run.wait, 60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-        sandbox.start()  # the rest of the session's tests share one Asterisk
+        await _stop_like_a_user(run)
 
 
 async def test_make_stop_ends_a_run_started_in_the_background(asterisk: Path, tmp_path: Path) -> None:
     sandbox.stop()
     backends_before = processes("controller.demo.backend")
-    with (tmp_path / "run.log").open("w") as log:
-        run = subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)  # as with `make run &`
+    run = _start_in_background(tmp_path / "run.log")
     try:
-        deadline = time.monotonic() + 90
-        while "Ctrl-C" not in (tmp_path / "run.log").read_text():
-            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            await asyncio.sleep(0.2)
+        await _wait_for_banner(run, tmp_path / "run.log")
         stop = await asyncio.to_thread(subprocess.run, ["make", "stop"], cwd=REPO, capture_output=True, text=True,
                                        timeout=90)
         assert stop.returncode == 0 and "[stop] stopped" in stop.stdout, stop.stdout + stop.stderr
@@ -86,13 +101,7 @@ async def test_make_stop_ends_a_run_started_in_the_background(asterisk: Path, tm
                                         timeout=60)
         assert again.returncode == 0 and "no run in progress" in again.stdout  # idempotent
     finally:
-        if run.poll() is None:
-            run.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(run.wait, 60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-        sandbox.start()
+        await _stop_like_a_user(run)
 
 
 
@@ -109,14 +118,9 @@ async def _healthz() -> dict | None:  # type: ignore[type-arg]
 async def test_make_run_restarts_a_killed_controller_and_keeps_asterisk_up(asterisk: Path, tmp_path: Path) -> None:
     sandbox.stop()
     log_path = tmp_path / "run.log"
-    with log_path.open("w") as log:
-        run = subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    run = _start_in_background(log_path)
     try:
-        deadline = time.monotonic() + 90
-        while "Ctrl-C" not in log_path.read_text():
-            assert run.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.2)
+        await _wait_for_banner(run, log_path)
         (first_pid,) = re.findall(r"\[run\] controller started \(pid (\d+)\)", log_path.read_text())
         first = await _healthz()
         assert first is not None and first["ari_connected"]
@@ -152,10 +156,4 @@ async def test_make_run_restarts_a_killed_controller_and_keeps_asterisk_up(aster
         assert processes("controller.guard --config demo/controller.yaml") == []
         assert not sandbox.running()
     finally:
-        if run.poll() is None:
-            run.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(run.wait, 60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-        sandbox.start()
+        await _stop_like_a_user(run)
