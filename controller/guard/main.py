@@ -39,6 +39,7 @@ class Guard:
         self.last_seen = time.monotonic()  # a guard starting without a controller waits the full timeout too
         self.controller_up: bool | None = None
         self.moved = 0
+        self._ari_failing = False  # log an ARI outage once, not at every check
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -106,8 +107,12 @@ class Guard:
         try:
             channels, bridges = await self.ari.channels(), await self.ari.bridges()
         except AriError as exc:
-            log.warning("cannot read channels from ARI (%s); trying again", exc.message or exc.status)
+            if not self._ari_failing:
+                log.warning("cannot read channels from ARI (%s); trying again every %.0f s",
+                            exc.message or exc.status, self.settings.check_interval)
+            self._ari_failing = True
             return 0
+        self._ari_failing = False
         moved = 0
         emptied: set[str] = set()
         for stray in strays(channels, bridges, self.config.ari.app):
