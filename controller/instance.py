@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from controller.config import Config
-from controller.plugins.ami.services import AmiService, AmiUnavailable
+from controller.plugins.ami.services import AmiService, AmiUnavailable, command_output
 
 log = logging.getLogger("controller")
 
@@ -101,11 +101,15 @@ async def ensure_application_free(config: Config, grace: float = SESSION_GRACE_S
         deadline = asyncio.get_running_loop().time() + grace
         while True:
             try:
-                output = await ami.command("ari show websocket sessions")
+                response = await ami.action({"Action": "Command", "Command": "ari show websocket sessions"})
             except AmiUnavailable as exc:
                 log.info("cannot check whether ARI application %s is taken (%s); starting", config.ari.app, exc)
                 return
-            sessions = sessions_of(config.ari.app, output)
+            if response.get("Response") != "Success":  # e.g. the AMI user may not run commands
+                log.info("cannot check whether ARI application %s is taken (AMI: %s); starting", config.ari.app,
+                         response.get("Message"))
+                return
+            sessions = sessions_of(config.ari.app, command_output(response))
             if not sessions:
                 return
             if asyncio.get_running_loop().time() >= deadline:

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, ari_get
+from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, ari_get, free_port
 from tests.e2e.test_foundation import UNROUTED_DID, wait_until
 from tests.sipp import Caller, Pause
 
@@ -70,3 +70,24 @@ async def test_application_replaced_stops_the_controller_without_touching_its_ca
         assert still["id"] == channel["id"] and still["dialplan"]["context"] != "ccc-fallback"
     caller.kill()
 
+
+
+async def test_when_the_check_cannot_be_made_the_newer_controller_wins_and_the_older_one_steps_back(
+        controller: ControllerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # An AMI user that may not run CLI commands: the newcomer cannot see the live session and starts.
+    newcomer = ControllerProcess(tmp_path / "newcomer", env={
+        "CCC_AMI_USER": "ccc-guard", "CCC_AMI_SECRET": "ccc-demo-guard", "CCC_AGI_PORT": str(free_port())})
+    try:
+        await newcomer.start()
+        assert "cannot check whether ARI application ccc is taken (AMI: Permission denied)" in newcomer.log.read_text()
+        # Asterisk gave it the application: the older one got ApplicationReplaced and left without a fight.
+        assert await _exit_status(controller) == 3
+        assert "ApplicationReplaced" in controller.log.read_text()
+        await asyncio.sleep(6)  # longer than the event stream's reconnect back-off: nobody takes it back
+        health = await newcomer.health()
+        assert health is not None and health["ari_connected"] and health["ari_connections"] == 1
+        result = await Caller(UNROUTED_DID, steps=[Pause(2000)]).run()
+        assert result.ok, result.output + result.errors
+        assert len(await newcomer.wait_for_records(1)) == 1
+    finally:
+        newcomer.terminate()
