@@ -8,8 +8,8 @@ It supervises like systemd's `Restart=on-failure`: a process that dies (the cont
 was killed) is started again after a back-off, while Asterisk and the others stay up, so calls in
 Asterisk survive. More than `CRASH_LOOP_LIMIT` restarts of one process within `CRASH_LOOP_WINDOW`
 seconds is a crash loop: that process is left down (the guard then sends waiting callers to the
-fallback route) until Ctrl-C. A controller that exits with status 3 (another controller owns the
-data directory or the ARI application) is not restarted either.
+fallback route) until Ctrl-C. A process that exits with status 2 (configuration errors) or 3
+(another controller owns the data directory or the ARI application) is not restarted either.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ PYTHON = sys.executable
 #: Restart back-off: 1 s, doubling up to 30 s, back to 1 s after a process ran RESTART_RESET seconds.
 BACKOFF_INITIAL, BACKOFF_MAX, RESTART_RESET = 1.0, 30.0, 60.0
 CRASH_LOOP_LIMIT, CRASH_LOOP_WINDOW = 5, 60.0
-EXIT_ANOTHER_CONTROLLER = 3  # controller/instance.py
+#: Exit statuses a restart cannot fix (controller/main.py, controller/guard/main.py, controller/instance.py).
+NOT_RESTARTED = {2: "its configuration has errors (see its message above)",
+                 3: "another controller owns its data directory or ARI application (see its message above)"}
 
 
 class Supervised:
@@ -67,9 +69,8 @@ class Supervised:
         code = self.process.poll()
         if code is None:
             return
-        if code == EXIT_ANOTHER_CONTROLLER and self.name == "controller":
-            print("[run] the controller refused to run: another controller owns its data directory or ARI "
-                  "application (see its message above); not restarting it", flush=True)
+        if code in NOT_RESTARTED:
+            print(f"[run] {self.name} refused to run: {NOT_RESTARTED[code]}; not restarting it", flush=True)
             self.given_up = True
             return
         if now - self.started_at >= RESTART_RESET:

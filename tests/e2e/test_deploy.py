@@ -185,7 +185,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit.write_text(process.stdout)
     assert "Restart=on-failure" in process.stdout and "User=ccc" in process.stdout
     assert "ExecReload=/bin/kill -HUP $MAINPID" in process.stdout
-    assert "RestartPreventExitStatus=3" in process.stdout and "KillMode=mixed" in process.stdout
+    assert "RestartPreventExitStatus=2 3" in process.stdout and "KillMode=mixed" in process.stdout
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
 

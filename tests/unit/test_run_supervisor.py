@@ -49,3 +49,10 @@ def test_a_controller_refusing_to_run_beside_another_is_not_restarted(capsys: py
     supervise(child, 20)
     assert child.given_up and child.restarts == []
     assert "another controller owns its data directory" in capsys.readouterr().out
+
+
+def test_a_process_with_configuration_errors_is_not_restarted(capsys: pytest.CaptureFixture[str]) -> None:
+    child = run.Supervised("guard", [sys.executable, "-c", "raise SystemExit(2)"], {})
+    supervise(child, 20)
+    assert child.given_up and child.restarts == []
+    assert "guard refused to run: its configuration has errors" in capsys.readouterr().out
