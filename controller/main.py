@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
 import sys
 
 from controller.app import Controller
-from controller.config import Config, config_from_command_line
+from controller.config import Config, load_config
 from controller.instance import EXIT_ANOTHER_CONTROLLER, AnotherController, InstanceLock, ensure_application_free
 from controller.logs import setup_logging
+from controller.settings import SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = config_from_command_line("ccc-controller", __doc__, argv)
-    if config is None:
+    parser = argparse.ArgumentParser(prog="ccc-controller", description=__doc__)
+    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="configuration file")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except SettingsError as exc:
+        print("configuration errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     try:
-        lock = InstanceLock(config.lock_path).acquire()  # held until the process ends
+        lock = InstanceLock(config.lock_path).acquire()  # one controller per data directory, for our whole life
+        asyncio.run(ensure_application_free(config))  # and per ARI application
     except AnotherController as exc:
         print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
         return EXIT_ANOTHER_CONTROLLER
@@ -30,11 +40,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(config: Config) -> int:
-    try:
-        await ensure_application_free(config)
-    except AnotherController as exc:
-        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
-        return EXIT_ANOTHER_CONTROLLER
     controller = Controller(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
