@@ -6,13 +6,11 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from controller.settings import SettingsError, load_file_as, require_positive
+from controller.settings import load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 
@@ -239,17 +237,3 @@ def load_config(path: str | Path) -> Config:
     )
 
 
-
-def config_from_command_line(prog: str, description: str | None, argv: list[str] | None) -> Config | None:
-    """For a process's start-up (`PROG --config FILE`): the configuration, or None after printing its
-    problems to stderr."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="the configuration file")
-    path = parser.parse_args(argv).config
-    try:
-        return load_config(path)
-    except SettingsError as exc:
-        print("configuration errors:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 
+from controller import instance
 from controller.app import Controller
 from controller.config import Config, load_config
-from controller.instance import EXIT_ANOTHER_CONTROLLER, AnotherController, InstanceLock, ensure_application_free
 from controller.logs import setup_logging
 from controller.settings import SettingsError
 
@@ -27,19 +27,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
-    try:
-        lock = InstanceLock(config.lock_path).acquire()  # one controller per data directory, for our whole life
-        asyncio.run(ensure_application_free(config))  # and per ARI application
-    except AnotherController as exc:
-        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
-        return EXIT_ANOTHER_CONTROLLER
-    try:
-        return asyncio.run(_run(config))
-    finally:
-        lock.release()
+    return asyncio.run(_run(config))
 
 
 async def _run(config: Config) -> int:
+    try:
+        _lock = instance.InstanceLock(config.lock_path).acquire()  # one controller per data directory, while we run
+        await instance.ensure_application_free(config)  # and per ARI application
+    except instance.AnotherController as exc:
+        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
+        return instance.EXIT_ANOTHER_CONTROLLER
     controller = Controller(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

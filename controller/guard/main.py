@@ -17,10 +17,11 @@ import aiohttp
 
 from controller.ari.client import AriClient
 from controller.ari.errors import AriError
-from controller.config import AmiSettings, Config, config_from_command_line
+from controller.config import AmiSettings, Config, load_config
 from controller.guard.selection import Stray, strays
 from controller.logs import setup_logging
 from controller.plugins.ami.services import AmiService, AmiUnavailable
+from controller.settings import load_from_command_line
 
 log = logging.getLogger("controller.guard")
 
@@ -147,7 +148,7 @@ class Guard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = config_from_command_line("ccc-guard", __doc__, argv)
+    config = load_from_command_line(load_config, "ccc-guard", __doc__, argv)
     if config is None:
         return 2
     if not config.guard.ami_secret:

@@ -38,12 +38,6 @@ def test_mistakes_name_the_file_line_and_what_was_expected(case: str, tmp_path: 
     assert f"{path}:{line}:" in problems and message in problems, problems
 
 
-def test_the_demo_configuration_loads_with_loopback_defaults() -> None:
-    config = load_config(REPO / "demo" / "controller.yaml")
-    assert config.http.listen == "127.0.0.1" and config.agi.listen == "127.0.0.1" and config.ami.host == "127.0.0.1"
-    assert all(token.agent_id for token in config.tokens if token.role == "agent")
-
-
 def test_the_guard_asks_the_controller_of_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "controller.yaml"
     path.write_text("http:\n  listen: 0.0.0.0\n  port: 8181\n")
@@ -52,3 +46,10 @@ def test_the_guard_asks_the_controller_of_the_same_file(tmp_path: Path) -> None:
     path.write_text("guard:\n  controller_url: http://10.0.0.5:8080/healthz\n")
     assert load_config(path).health_url == "http://10.0.0.5:8080/healthz"
     assert load_config(path).lock_path == tmp_path / "var" / "controller.lock"
+
+
+def test_the_demo_configuration_loads_with_loopback_defaults() -> None:
+    config = load_config(REPO / "demo" / "controller.yaml")
+    assert config.http.listen == "127.0.0.1" and config.agi.listen == "127.0.0.1" and config.ami.host == "127.0.0.1"
+    assert all(token.agent_id for token in config.tokens if token.role == "agent")
+
