@@ -52,4 +52,3 @@ def test_the_demo_configuration_loads_with_loopback_defaults() -> None:
     config = load_config(REPO / "demo" / "controller.yaml")
     assert config.http.listen == "127.0.0.1" and config.agi.listen == "127.0.0.1" and config.ami.host == "127.0.0.1"
     assert all(token.agent_id for token in config.tokens if token.role == "agent")
-
