@@ -5,10 +5,12 @@ A channel moves when all of these hold:
   party legs (`leg,<call>`), snoops, click-to-dial channels and anything else stay;
 - it is in no bridge (the IVR, or between two steps), or only in a queue's holding bridge
   (`br-queue-*`, music on hold);
-- and its call (the holding bridge's name is the call id) has nobody in another bridge and no
-  answered agent leg: a caller on hold or in a consultation also sits in a `br-queue-*` bridge,
-  while the agent is still on the call.
+- and its call (the holding bridge's name is the call id) has nobody in another bridge: a caller
+  on hold or in a consultation also sits in a `br-queue-*` bridge, while the agent is still in the
+  call's talk bridge (or with the consulted party).
 Callers in a talk bridge (`br-talk-*`), or any bridge that is not a queue's, stay where they are.
+An agent leg that answered but was never bridged (the controller died in between) keeps nobody
+waiting: the caller moves, the leg is left alone (the agent hears silence and hangs up).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from controller.ari.models import Bridge, Channel
 
 #: The holding bridge a caller waits in (controller/plugins/acd/stasis.py `QueueCall.hold`).
 QUEUE_BRIDGE_PREFIX = "br-queue-"
-#: Stasis arguments of the agent and party legs the controller originates: `leg,<call id>`.
-LEG_ARG = "leg"
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,9 @@ def strays(channels: list[Channel], bridges: list[Bridge], app: str) -> list[Str
     for bridge in bridges:
         for channel_id in bridge.channels:
             bridges_of.setdefault(channel_id, []).append(bridge)
-    # Calls someone else is still on: an answered agent leg, or a person in a non-queue bridge.
-    busy_calls = {args[1] for channel in channels
-                  if (args := _stasis_args(channel, app)) and len(args) > 1 and args[0] == LEG_ARG
-                  and channel.state == "Up"}
-    busy_calls |= {_call_of(bridge) for bridge in bridges
-                   if not bridge.id.startswith(QUEUE_BRIDGE_PREFIX) and bridge.channels}
+    # Calls someone is still talking on: a person in a bridge that is not a queue's.
+    busy_calls = {_call_of(bridge) for bridge in bridges
+                  if not bridge.id.startswith(QUEUE_BRIDGE_PREFIX) and bridge.channels}
     found = []
     for channel in channels:
         args = _stasis_args(channel, app)

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REPO, ControllerProcess, ari_get
+from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_ivr_acd import ACD_DID, HOTLINE, login, start_controller
 from tests.sipp import Caller, Pause, Phone
 
 pytestmark = pytest.mark.e2e
 TAKEOVER = 3.0  # seconds, instead of the 30 s default
-TALKING, WAITING, IVR = "13800000001", "13800000002", "13800000003"
+TALKING, WAITING, IVR, HELD = "13800000001", "13800000002", "13800000003", "13800000004"
 
 
 class GuardProcess:
@@ -59,7 +60,7 @@ async def cleanup() -> AsyncIterator[list[Any]]:
 async def channels_by_caller() -> dict[str, dict[str, Any]]:
     """The three callers' channels (agent legs carry the caller's number too: left out)."""
     return {c["caller"]["number"]: c for c in await ari_get("/channels") if c["caller"]["number"] in
-            (TALKING, WAITING, IVR) and not c["dialplan"]["app_data"].startswith("ccc,leg,")}
+            (TALKING, WAITING, IVR, HELD) and not c["dialplan"]["app_data"].startswith("ccc,leg,")}
 
 
 async def bridges_of(channel_id: str) -> list[str]:
@@ -95,6 +96,22 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
         return None
 
     bridge = await wait_for("the caller talks to agent 1001", talk_bridge)
+    # A second conversation, on hold: the caller waits in a holding bridge of the call (br-queue-*) with
+    # music, while agent 1002's leg stays in the call's talk bridge. A talking call too: never touched.
+    held_phone = Phone(15002, answer_after_ms=300)
+    await held_phone.start()
+    cleanup.append(held_phone)
+    await login(controller, "1002")
+    held = Caller(ACD_DID, caller=HELD, steps=[Pause(60000)])
+    await held.start()
+    cleanup.append(held)
+    held_call = (await wait_for_state(controller, "1002", "talking"))["current_call"]
+
+    async def put_on_hold() -> bool:  # refused (409) until the agent-number announcement is over and they talk
+        status, body = await controller.api("POST", f"/api/calls/{held_call}/hold")
+        return status == 200 and body["state"] == "held"
+
+    await wait_for("the second call is on hold", put_on_hold)
     waiting = Caller(ACD_DID, caller=WAITING, steps=[Pause(60000)])  # nobody else is ready: it waits
     ivr = Caller(HOTLINE, caller=IVR, steps=[Pause(60000)])  # the hotline's greeting and menu
     for caller in (waiting, ivr):
@@ -103,7 +120,7 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
 
     async def settled() -> dict[str, dict[str, Any]] | None:
         found = await channels_by_caller()
-        if len(found) == 3 and any(b.startswith("br-queue-") for b in await bridges_of(found[WAITING]["id"])):
+        if len(found) == 4 and any(b.startswith("br-queue-") for b in await bridges_of(found[WAITING]["id"])):
             return found
         return None
 
@@ -116,7 +133,7 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
     await asyncio.sleep(TAKEOVER + 2.5)
     now = await channels_by_caller()
     assert {number: c["dialplan"]["context"] for number, c in now.items()} == {
-        TALKING: "ccc-inbound", WAITING: "ccc-inbound", IVR: "ccc-inbound"}
+        TALKING: "ccc-inbound", WAITING: "ccc-inbound", IVR: "ccc-inbound", HELD: "ccc-inbound"}
     assert all(c["dialplan"]["app_name"] == "Stasis" for c in now.values())
     assert "moved to the fallback route" not in guard.log.read_text()
 
@@ -130,12 +147,14 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
         return None
 
     after = await wait_for("the waiting and IVR callers reach the fallback route", moved, timeout=TAKEOVER + 10)
-    assert time.monotonic() - killed_at >= TAKEOVER - 0.5  # not before the takeover timeout
+    # Not before the takeover timeout, counted from the guard's last healthy check (up to 1 s before the kill).
+    assert time.monotonic() - killed_at >= TAKEOVER - 1.0 - 0.1
     for number in (WAITING, IVR):
         assert after[number]["id"] == before[number]["id"]
         variable = await ari_get(f"/channels/{after[number]['id']}/variable?variable=CCC_FALLBACK")
         assert variable["value"] == "no-controller"
-    assert not [b for b in await ari_get("/bridges") if b["id"].startswith("br-queue-")]  # emptied and removed
+    # The waiting caller's holding bridge, emptied, was removed; the held caller's is still there.
+    assert [b["name"] for b in await ari_get("/bridges") if b["id"].startswith("br-queue-")] == [held_call]
     # The talking pair: still in Stasis, still in the same bridge together, nobody got a BYE.
     await asyncio.sleep(2)
     still = {b["id"]: b for b in await ari_get("/bridges")}
@@ -144,6 +163,14 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
     assert (await channels_by_caller())[TALKING]["dialplan"]["app_name"] == "Stasis"
     assert talking.process is not None and talking.process.returncode is None, "the talking caller got a BYE"
     assert phone.process is not None and phone.process.returncode is None, "the agent's phone got a BYE"
+    # The call on hold: the caller still in its holding bridge, agent 1002 still in the talk bridge.
+    held_now = (await channels_by_caller())[HELD]
+    assert held_now["id"] == before[HELD]["id"] and held_now["dialplan"]["app_name"] == "Stasis"
+    assert [b for b in await ari_get("/bridges") if b["id"].startswith("br-talk-") and b["name"] == held_call
+            and len(b["channels"]) == 1], "agent 1002 left the held call's talk bridge"
+    assert held_now["id"] in [c for b in await ari_get("/bridges") if b["name"] == held_call for c in b["channels"]]
+    assert held.process is not None and held.process.returncode is None, "the held caller got a BYE"
+    assert held_phone.process is not None and held_phone.process.returncode is None
     log = guard.log.read_text()
     assert log.count("moved to the fallback route") == 2, log
     assert guard.stop() == 0

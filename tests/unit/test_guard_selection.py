@@ -45,10 +45,10 @@ def test_caller_on_hold_or_consulting_stays_while_the_agent_is_on_the_call() -> 
     # Consultation: the agent's answered leg is in another bridge with the consulted party.
     assert moved([caller, channel("agent", "ccc,leg,call-1"), channel("party", "ccc,leg,call-1")],
                  [holding, bridge("br-talk-2", "call-1", "agent", "party")]) == []
-    # An answered agent leg of the call, even between bridges.
-    assert moved([caller, channel("agent", "ccc,leg,call-1")], [holding]) == []
-    # Positive: the agent leg of the call is still ringing (not answered) and in no bridge: the caller waits.
+    # Positive: the agent's leg rings, or answered but was never bridged (the controller died in between):
+    # nobody talks to the caller, who moves; the leg stays.
     assert moved([caller, channel("agent", "ccc,leg,call-1", state="Ringing")], [holding]) == ["caller"]
+    assert moved([caller, channel("agent", "ccc,leg,call-1")], [holding]) == ["caller"]
     # Another call's talk bridge does not keep this caller.
     assert moved([caller], [holding, bridge("br-talk-9", "call-9", "x", "y")]) == ["caller"]
 
