@@ -46,6 +46,10 @@ class GuardSettings:
     # Its own AMI user: write permission `call` only (Redirect, Setvar), nothing to read.
     ami_user: str = "ccc-guard"
     ami_secret: str = ""
+    # Its own ARI user, read-only (ari.conf `read_only = yes`): it only lists channels and bridges.
+    # Empty: the controller's `ari.user` / `ari.password`.
+    ari_user: str = ""
+    ari_password: str = ""
     # The controller's health URL; empty: http://<http.listen>:<http.port>/healthz of this file.
     controller_url: str = ""
 

@@ -40,6 +40,8 @@ class SnippetValues:
     ami_permit: str = "127.0.0.1/255.255.255.255"
     guard_ami_user: str = "ccc-guard"
     guard_ami_secret: str = "ccc-demo-guard"
+    guard_ari_user: str = "ccc-guard"
+    guard_ari_password: str = "ccc-demo-guard-ari"
     fallback_queue_timeout: int = 60
     fallback_members: tuple[str, ...] = tuple(f"PJSIP/800{n}" for n in range(1, 6))
 
@@ -52,6 +54,8 @@ class SnippetValues:
                    http_bind=ari.hostname or "127.0.0.1", http_port=ari.port or 8088, ami_user=config.ami.user,
                    ami_secret=config.ami.secret, ami_bind=config.ami.host, ami_port=config.ami.port,
                    guard_ami_user=config.guard.ami_user, guard_ami_secret=config.guard.ami_secret,
+                   guard_ari_user=config.guard.ari_user or config.ari.user,
+                   guard_ari_password=config.guard.ari_password or config.ari.password,
                    fallback_members=members)
 
 
@@ -62,7 +66,8 @@ def render(name: str, values: SnippetValues) -> str:
         "HTTP_BIND": values.http_bind, "HTTP_PORT": str(values.http_port), "AMI_USER": values.ami_user,
         "AMI_SECRET": values.ami_secret, "AMI_BIND": values.ami_bind, "AMI_PORT": str(values.ami_port),
         "AMI_PERMIT": values.ami_permit, "GUARD_AMI_USER": values.guard_ami_user,
-        "GUARD_AMI_SECRET": values.guard_ami_secret, "FALLBACK_QUEUE_TIMEOUT": str(values.fallback_queue_timeout),
+        "GUARD_AMI_SECRET": values.guard_ami_secret, "GUARD_ARI_USER": values.guard_ari_user,
+        "GUARD_ARI_PASSWORD": values.guard_ari_password, "FALLBACK_QUEUE_TIMEOUT": str(values.fallback_queue_timeout),
         "FALLBACK_MEMBERS": "\n".join(f"member => {member}" for member in values.fallback_members),
     }
     for key, value in replacements.items():

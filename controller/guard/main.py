@@ -33,7 +33,9 @@ class Guard:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.guard
-        self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
+        # Read-only is enough: it lists channels and bridges (the moves go through AMI).
+        self.ari = AriClient(config.ari.url, self.settings.ari_user or config.ari.user,
+                             self.settings.ari_password or config.ari.password,
                              request_timeout=config.ari.request_timeout, pool_size=4)
         self.ami = AmiService(AmiSettings(host=config.ami.host, port=config.ami.port,
                                           user=self.settings.ami_user, secret=self.settings.ami_secret))
@@ -122,8 +124,8 @@ class Guard:
                 if stray.queue_bridge is not None:
                     emptied.add(stray.queue_bridge)
         for bridge_id in emptied:  # its caller left it: nothing else uses a queue's holding bridge
-            with contextlib.suppress(AriError):
-                await self.ari.destroy_bridge(bridge_id)
+            with contextlib.suppress(AmiUnavailable):  # AMI, like the moves: the guard's ARI user only reads
+                await self.ami.action({"Action": "BridgeDestroy", "BridgeUniqueid": bridge_id})
         self.moved += moved
         return moved
 

@@ -5,6 +5,7 @@ controller is healthy it does nothing (issue 13, item 3)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.e2e.conftest import REPO, ControllerProcess, ari_get
@@ -204,3 +206,13 @@ async def test_guard_without_its_ami_secret_refuses_to_start(tmp_path: Path) -> 
         subprocess.run, [sys.executable, "-m", "controller.guard", "--config", str(REPO / "demo/controller.yaml")],
         env=bad, capture_output=True, text=True, timeout=30, cwd=REPO)
     assert process.returncode == 2 and "takeover_timeout" in process.stderr, process.stderr
+
+
+async def test_the_guards_ari_user_can_only_read(fresh_asterisk: Path) -> None:
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ccc-guard:ccc-demo-guard-ari").decode()}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.get("http://127.0.0.1:8088/ari/bridges") as response:
+            assert response.status == 200
+        async with http.post("http://127.0.0.1:8088/ari/bridges/br-guard-test") as response:
+            assert response.status == 403
+    assert "br-guard-test" not in [b["id"] for b in await ari_get("/bridges")]
