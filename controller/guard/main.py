@@ -116,16 +116,12 @@ class Guard:
             self._ari_failing = True
             return 0
         self._ari_failing = False
+        # An emptied holding bridge stays for the next controller to remove: the guard's ARI user only
+        # reads, and AMI BridgeDestroy on a Stasis bridge leaks a reference in Asterisk 22.10.
         moved = 0
-        emptied: set[str] = set()
         for stray in strays(channels, bridges, self.config.ari.app):
             if await self._redirect(stray):
                 moved += 1
-                if stray.queue_bridge is not None:
-                    emptied.add(stray.queue_bridge)
-        for bridge_id in emptied:  # its caller left it: nothing else uses a queue's holding bridge
-            with contextlib.suppress(AmiUnavailable):  # AMI, like the moves: the guard's ARI user only reads
-                await self.ami.action({"Action": "BridgeDestroy", "BridgeUniqueid": bridge_id})
         self.moved += moved
         return moved
 
@@ -144,8 +140,9 @@ class Guard:
             log.warning("AMI Redirect of channel %s to %s refused: %s", stray.channel_id, fallback,
                         response.get("Message"))
             return False
-        log.warning("no controller for %.0f s: channel %s moved to the fallback route (%s)",
-                    self.settings.takeover_timeout, stray.channel_id, fallback)
+        log.warning("no controller for %.0f s: channel %s moved to the fallback route (%s)%s",
+                    self.settings.takeover_timeout, stray.channel_id, fallback,
+                    f" out of holding bridge {stray.queue_bridge}" if stray.queue_bridge else "")
         return True
 
 

@@ -30,7 +30,7 @@ class Stray:
     channel_id: str
     channel_name: str  # AMI addresses channels by name
     did: str  # the fallback route's extension
-    queue_bridge: str | None  # the holding bridge it waited in, removed once empty
+    queue_bridge: str | None  # the holding bridge it waited in (left, empty, for the next controller)
 
 
 def _call_of(bridge: Bridge) -> str:
