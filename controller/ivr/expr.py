@@ -27,6 +27,9 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
+#: How deeply an expression may nest (parentheses, operators, `not`, `-`): a bound on the parser's and
+#: the evaluator's recursion, so a malformed flow gets an error instead of crashing the loader.
+MAX_DEPTH = 64
 
 
 class ExpressionError(ValueError):
@@ -73,6 +76,12 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0  # nesting of the subexpression being parsed
+
+    def nest(self, column: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(f"the expression nests too deeply (more than {MAX_DEPTH} levels)", column)
 
     def peek(self) -> Token:
         return self.tokens[self.index]
@@ -96,12 +105,15 @@ class _Parser:
         return None
 
     def expression(self, min_precedence: int = 1) -> Ast:
+        depth = self.depth
+        self.nest(self.peek().column)
         left = self.unary()
         while True:
             op = self.binary_op()
             if op is None or _BINARY[op] < min_precedence:
+                self.depth = depth
                 return left
-            self.take()
+            self.nest(self.take().column)  # a chain (1 + 2 + 3) nests to the left: each link is a level
             if op == "not in":
                 self.take()
             right = self.expression(_BINARY[op] + 1)
@@ -109,12 +121,13 @@ class _Parser:
 
     def unary(self) -> Ast:
         token = self.peek()
-        if token.text == "not":
+        if token.text in ("not", "-"):
+            depth = self.depth
+            self.nest(token.column)
             self.take()
-            return ("not", self.expression(3))
-        if token.text == "-":
-            self.take()
-            return ("neg", self.unary())
+            operand = ("not", self.expression(3)) if token.text == "not" else ("neg", self.unary())
+            self.depth = depth
+            return operand
         return self.primary()
 
     def primary(self) -> Ast:

@@ -35,7 +35,11 @@ class FlowRepository:
     def load(self) -> LoadResult:
         if not self.flows_dir.is_dir():
             return LoadResult([FlowError(str(self.flows_dir), 1, 1, "the flows directory does not exist")], [])
-        flows, errors = load_flows([self.flows_dir], self.sound_exists)
+        try:
+            flows, errors = load_flows([self.flows_dir], self.sound_exists)
+        except OSError as exc:  # the directory cannot be listed (permissions, a vanished mount)
+            return LoadResult([FlowError(str(self.flows_dir), 1, 1, f"cannot read the flows: {exc}")],
+                              sorted(self.snapshot.flows))
         if errors:
             return LoadResult(errors, sorted(self.snapshot.flows))
         self.snapshot = flow_set(flows)
