@@ -20,6 +20,9 @@ import yaml
 
 T = TypeVar("T")
 
+#: `field(metadata=INTERNAL)`: set by the program, not read from the file (not a key the file may use).
+INTERNAL = {"internal": True}
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -119,15 +122,18 @@ class _Loader:
             self.fail(node, f"{what}: expected a mapping")
             return cls()
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                  if not f.metadata.get("internal")}
         values: dict[str, Any] = {}
+        value_nodes: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = self.scalar(key_node)
             name = str(key).replace("-", "_")
             if name not in fields:
                 known = ", ".join(sorted(fields))
-                self.fail(key_node, f"{what}: unknown key {key!r} (expected one of: {known})")
+                self.fail(key_node, f"{what + ': ' if what else ''}unknown key {key!r} (expected one of: {known})")
                 continue
+            value_nodes[name] = value_node
             values[name] = self.convert(value_node, hints[name], f"{what}.{key}" if what else str(key))
         for name, field in fields.items():
             required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
@@ -140,8 +146,9 @@ class _Loader:
                 return typing.cast(T, None)
         try:
             return cls(**values)
-        except ValueError as exc:  # the dataclass's own check (`__post_init__`)
-            self.fail(node, f"{what or 'configuration'}: {exc}")
+        except ValueError as exc:  # the dataclass's own check (`__post_init__`): "name: problem" points at name
+            named = value_nodes.get(str(exc).split(":", 1)[0])
+            self.fail(named or node, f"{what or 'configuration'}: {exc}")
             return typing.cast(T, None)
 
 

@@ -509,5 +509,8 @@ def _parse_guarded(text: str, source: str) -> tuple[Flow | None, list[FlowError]
                                               " please report it")]
 
 
-def flow_set(flows: list[Flow]) -> FlowSet:
-    return FlowSet({flow.id: flow for flow in flows}, {did: flow.id for flow in flows for did in flow.dids})
+def flow_set(flows: list[Flow], did_overrides: Mapping[str, str] | None = None) -> FlowSet:
+    """The live set: each flow's own DIDs, then `did_overrides` (the configuration's `dids`) on top."""
+    by_did = {did: flow.id for flow in flows for did in flow.dids}
+    by_did.update(did_overrides or {})
+    return FlowSet({flow.id: flow for flow in flows}, by_did)

@@ -105,7 +105,8 @@ async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "reloadtest.yaml").write_text(flow("one").replace("type: hangup", "type: hang_up"))
-    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)}))
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)},
+                                                                      dids={}))  # no hotline here
     await process.start()
     stop_after.append(process)
     health = await process.health()
