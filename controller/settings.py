@@ -23,7 +23,7 @@ T = TypeVar("T")
 #: `field(metadata=INTERNAL)`: set by the program, not read from the file (not a key the file may use).
 INTERNAL = {"internal": True}
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_START = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-)?")
 
 
 class SettingsError(Exception):
@@ -40,11 +40,35 @@ def _where(source: str, node: yaml.Node) -> str:
 
 
 def expand_env(value: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        return os.environ.get(name, default if default is not None else "")
+    """`${VAR}` and `${VAR:-default}`; a default may itself use them: `${A:-${B:-/x}/y}`. Values read
+    from the environment are taken as they are (never expanded again)."""
+    text, _ = _expand(value, 0, nested=False)
+    return text
 
-    return _ENV.sub(replace, value)
+
+def _expand(value: str, position: int, *, nested: bool) -> tuple[str, int]:
+    """Expand from `position` to the end (or, when `nested`, to the `}` closing a default); returns the
+    text and where it stopped."""
+    out: list[str] = []
+    while position < len(value):
+        if nested and value[position] == "}":
+            return "".join(out), position
+        match = _ENV_START.match(value, position)
+        if match is None:
+            out.append(value[position])
+            position += 1
+            continue
+        name, position = match.group(1), match.end()
+        if match.group(2):  # ":-": a default up to the matching "}"
+            default, position = _expand(value, position, nested=True)
+        else:
+            default = ""
+        if position >= len(value) or value[position] != "}":  # no closing brace: keep the text as written
+            out.append(match.group(0) + default)
+            continue
+        position += 1
+        out.append(os.environ.get(name, default))
+    return "".join(out), position
 
 
 class _Loader:
