@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -71,6 +72,13 @@ def ensure_root() -> Path:
     return ROOT
 
 
+def render_prompts(sounds_dir: Path) -> None:
+    """The static prompts (what `ccctl prompts render` does), in a thread of its own: callers such as the
+    e2e fixtures may already run an event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, render_static_prompts(sounds_dir)).result()
+
+
 def render_music_on_hold(moh_dir: Path) -> None:
     """A gentle 16-second arpeggio, so callers on hold hear music (no MoH package needed)."""
     moh_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,7 @@ def install() -> None:
     shutil.copy2("/etc/hosts", root / "etc/hosts")
     (root / "run/asterisk").mkdir(parents=True, exist_ok=True)
     (root / "var/spool/asterisk/recording").mkdir(parents=True, exist_ok=True)  # ARI recordings (voicemail)
-    asyncio.run(render_static_prompts(root / SOUNDS_SUBDIR))  # ccctl prompts render does the same
+    render_prompts(root / SOUNDS_SUBDIR)
     render_music_on_hold(root / "var/lib/asterisk/moh")
 
 
