@@ -124,3 +124,34 @@ def test_a_did_mapped_to_a_missing_flow_is_an_error_at_its_line(tmp_path: Path) 
     assert repository.snapshot.flows == {}  # refused: nothing went live
     (tmp_path / "flows" / "hotlin.yaml").write_text(FLOW_B.replace("flow: b", "flow: hotlin"))
     assert repository.reload().ok and repository.flow_for_did("4008006666") is not None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("${CCC_T_SET}", "set"), ("${CCC_T_UNSET}", ""), ("${CCC_T_UNSET:-d}", "d"), ("${CCC_T_SET:-d}", "set"),
+    ("${CCC_T_UNSET:-${CCC_T_SET}/x}", "set/x"), ("${CCC_T_UNSET:-${CCC_T_UNSET2:-/a}/b}/c", "/a/b/c"),
+    ("${CCC_T_SET:-${CCC_T_UNSET2:-/a}/b}/c", "set/c"), ("${CCC_T_DOLLAR}", "${CCC_T_SET}"),  # not expanded twice
+    ("${CCC_T_UNSET:-}x", "x"), ("a${CCC_T_SET}b${CCC_T_UNSET:-c}", "asetbc"), ("${unclosed", "${unclosed"),
+])
+def test_environment_values_with_nested_defaults(text: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.settings import expand_env
+
+    monkeypatch.setenv("CCC_T_SET", "set")
+    monkeypatch.setenv("CCC_T_DOLLAR", "${CCC_T_SET}")
+    monkeypatch.delenv("CCC_T_UNSET", raising=False)
+    monkeypatch.delenv("CCC_T_UNSET2", raising=False)
+    assert expand_env(text) == expected
+
+
+def test_the_demo_finds_the_sandbox_without_ccc_sandbox_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ccctl doctor --config demo/controller.yaml` from a plain shell looks where `make sandbox` built the root."""
+    monkeypatch.delenv("CCC_SANDBOX_ROOT", raising=False)
+    monkeypatch.setenv("CCC_SANDBOX_DIR", "/srv/sandbox")
+    sounds_dir = load_config(REPO / "demo" / "controller.yaml").asterisk.sounds_dir
+    assert sounds_dir == "/srv/sandbox/root/usr/share/asterisk/sounds"
+    monkeypatch.delenv("CCC_SANDBOX_DIR")
+    monkeypatch.setenv("HOME", "/home/user")
+    config = load_config(REPO / "demo" / "controller.yaml")
+    assert config.asterisk.sounds_dir == "/home/user/.cache/ccc-sandbox/root/usr/share/asterisk/sounds"
+    assert config.asterisk.recordings_dir == "/home/user/.cache/ccc-sandbox/root/var/spool/asterisk/recording"
+    monkeypatch.setenv("CCC_SANDBOX_ROOT", "/r")
+    assert load_config(REPO / "demo" / "controller.yaml").asterisk.sounds_dir == "/r/usr/share/asterisk/sounds"
