@@ -20,7 +20,9 @@ from controller.ivr.nodes import NODE_TYPES
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {path.name: path.read_text(encoding="utf-8") for path in sorted((REPO / "ivr_flows").glob("*.yaml"))}
-FUZZ = settings(max_examples=int(os.environ.get("CCC_FUZZ_EXAMPLES", "200")), deadline=None,
+# Under `make mutate` (mutmut sets MUTANT_UNDER_TEST) fewer: these run for most mutants of flow.py.
+FUZZ = settings(max_examples=int(os.environ.get("CCC_FUZZ_EXAMPLES", "40" if "MUTANT_UNDER_TEST" in os.environ
+                                                else "200")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 PARAM_NAMES = sorted({name for cls in NODE_TYPES.values() for name in cls.params})
