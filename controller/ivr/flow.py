@@ -154,6 +154,9 @@ class _Converter:
             return self.scalars.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:  # an unknown tag (!!python/object...)
             raise _Malformed(node, f"YAML: {exc.problem}") from exc
+        except Exception as exc:  # PyYAML's constructors fail in their own ways: 2026-02-30, `!!timestamp x`
+            raise _Malformed(node, f"YAML: {node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}"
+                                   f" ({type(exc).__name__}: {exc})") from exc
 
     def _collection(self, node: yaml.Node, path: Path_) -> Any:
         if isinstance(node, yaml.SequenceNode):
@@ -226,8 +229,9 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
         report.error(("recording",), f"recording: expected one of {', '.join(RECORDING_POLICIES)}, got {recording!r}")
         recording = "on_demand"
     dids = data.get("dids", [])
-    if not isinstance(dids, list) or not all(isinstance(d, str | int) for d in dids):
-        report.error(("dids",), "dids: expected a list of numbers")
+    if not isinstance(dids, list) or not all(isinstance(d, str | int) and not isinstance(d, bool)
+                                             and re.fullmatch(r"[0-9]+", str(d)) for d in dids):
+        report.error(("dids",), "dids: expected a list of numbers (digits only)")
         dids = []
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):

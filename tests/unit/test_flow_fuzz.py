@@ -27,7 +27,9 @@ FUZZ = settings(max_examples=int(os.environ.get("CCC_FUZZ_EXAMPLES", "40" if "MU
 
 PARAM_NAMES = sorted({name for cls in NODE_TYPES.values() for name in cls.params})
 WORDS = sorted({*FLOW_KEYS, *NODE_TYPES, *PARAM_NAMES, "greeting", "menu", "bye", "a", "x", "1", "vip",
-                "mon-fri", "08:00-18:00", "always", "Asia/Shanghai", "tier == 'vip'", "sound:beep", "{caller}"})
+                "mon-fri", "08:00-18:00", "always", "Asia/Shanghai", "tier == 'vip'", "sound:beep", "{caller}",
+                "2026-02-30", "2026-10-01", "2026-13-01 25:61:00", "!!binary ====", "!!timestamp x", "0x1F", "1e400",
+                ".inf", "-.nan", "~", "yes", "no", "=", "<<"})
 EXPRESSIONS = st.lists(st.sampled_from([*"ab1 ()[]'\",.-+*/<>=!", "and ", "or ", "not ", "in ", "null"]),
                        max_size=30).map("".join)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
