@@ -1,0 +1,122 @@
+"""A set of flows: cross-flow checks (ids, DIDs, subflow targets, sound files), reading files, the
+prompts known before a call, and the live set's DID lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.ivr.flow import (
+    EMPTY,
+    flow_files,
+    flow_set,
+    load_flows,
+    parse_flow,
+    sound_prompts,
+    static_prompts,
+    validate_set,
+)
+from controller.ivr.port import Prompt
+
+
+def flow(text: str, source: str = "f.yaml") -> object:
+    parsed, errors = parse_flow(text, source)
+    assert errors == [] and parsed is not None, errors
+    return parsed
+
+
+A = 'flow: a\ndids: ["100", "101"]\nnodes:\n  x: {type: goto, flow: b, node: y}\n'
+B = 'flow: b\nlanguage: en\ndids: ["200"]\nnodes:\n  y: {type: hangup}\n'
+
+
+def test_cross_flow_errors_name_both_files() -> None:
+    a, b = flow(A, "a.yaml"), flow(B, "b.yaml")
+    assert validate_set([a, b]) == []  # type: ignore[list-item]
+    again = flow(A.replace("flow: a", "flow: b").replace('"100", "101"', '"101", "300"'), "c.yaml")
+    assert [str(e) for e in validate_set([a, b, again])] == [  # type: ignore[list-item]
+        "c.yaml:1:7: flow id 'b' is already used by b.yaml",
+        "c.yaml:2:8: DID 101 is already served by flow 'a' (a.yaml)",
+    ]
+
+
+def test_subflow_targets_must_exist() -> None:
+    a = flow(A, "a.yaml")
+    assert [str(e) for e in validate_set([a])] == ["a.yaml:4:25: node 'x': no flow 'b'"]  # type: ignore[list-item]
+    b = flow(B.replace("  y:", "  z:"), "b.yaml")
+    assert [str(e) for e in validate_set([a, b])] == [  # type: ignore[list-item]
+        "a.yaml:4:25: node 'x': flow 'b' has no node 'y'"]
+
+
+def test_sound_files_are_checked_per_language_and_templates_are_not() -> None:
+    text = ("flow: s\nlanguage: en\nnodes:\n"
+            "  p: {type: play, prompts: [{sound: here}, {sound: gone}, {sound: 'x/{v}'}]}\nvariables: {v: 1}\n")
+    s = flow(text)
+    asked: list[tuple[str, str]] = []
+
+    def exists(name: str, language: str) -> bool:
+        asked.append((name, language))
+        return name == "here"
+
+    assert [str(e) for e in validate_set([s], exists)] == [  # type: ignore[list-item]
+        "f.yaml:4:44: sound file 'gone' not found in the Asterisk sounds directory"]
+    assert asked == [("here", "en"), ("gone", "en")]
+    path = ("nodes", "p", "prompts")
+    assert list(sound_prompts(s)) == [((*path, "0"), "here"), ((*path, "1"), "gone"),  # type: ignore[arg-type]
+                                      ((*path, "2"), "x/{v}")]
+
+
+def test_static_prompts_are_the_ones_known_before_a_call() -> None:
+    text = ("flow: s\nlanguage: en\nvariables: {v: 1}\nnodes:\n"
+            "  p: {type: play, prompts: [Hello, {sound: beep}, {recording: r}, 'Hi {v}', {number: 42}], next: m}\n"
+            "  m: {type: menu, prompt: [Choose], options: {'1': p}, default: p, invalid_prompt: [Again]}\n")
+    s = flow(text)
+    assert list(static_prompts(s)) == [  # type: ignore[arg-type]
+        ("p", Prompt("tts", "Hello", "en")), ("p", Prompt("number", "42", "en")),
+        ("m", Prompt("tts", "Choose", "en")), ("m", Prompt("tts", "Again", "en")),
+        ("m", Prompt("tts", "您没有输入。", "en"))]
+
+
+def test_files_and_directories(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(A)
+    (tmp_path / "b.yml").write_text(B)
+    (tmp_path / "notes.txt").write_text("not a flow")
+    (tmp_path / "sub").mkdir()
+    assert flow_files([tmp_path]) == [tmp_path / "a.yaml", tmp_path / "b.yml"]
+    assert flow_files([tmp_path / "notes.txt"]) == [tmp_path / "notes.txt"]
+    flows, errors = load_flows([tmp_path])
+    assert (sorted(f.id for f in flows), errors) == (["a", "b"], [])
+    (tmp_path / "c.yaml").write_bytes(b"flow: c\n\xff\xfe")
+    flows, errors = load_flows([tmp_path])
+    assert [f.id for f in flows] == ["a", "b"]
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{tmp_path / 'c.yaml'}:1:1: cannot read the file: ")
+    flows, errors = load_flows([tmp_path / "missing.yaml"])
+    assert flows == [] and str(errors[0]).startswith(f"{tmp_path / 'missing.yaml'}:1:1: cannot read the file: ")
+
+
+def test_errors_are_sorted_by_file_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("flow: b\nnodes:\n  x: {type: dance}\n")
+    (tmp_path / "a.yaml").write_text("flow: a\nlanguage: fr\nnodes:\n  x: {type: hangup, colour: red}\n")
+    _, errors = load_flows([tmp_path])
+    assert [(Path(e.file).name, e.line) for e in errors] == [("a.yaml", 2), ("a.yaml", 4), ("b.yaml", 3)]
+
+
+def test_the_live_set_finds_flows_by_did() -> None:
+    a, b = flow(A, "a.yaml"), flow(B, "b.yaml")
+    live = flow_set([a, b])  # type: ignore[list-item]
+    assert live.flow_for_did("101") is a and live.flow_for_did("200") is b and live.flow_for_did("999") is None
+    assert EMPTY.flow_for_did("100") is None and dict(EMPTY.flows) == {}
+    moved = flow_set([a, b], {"100": "b", "999": "a"})  # type: ignore[list-item]
+    assert (moved.flow_for_did("100"), moved.flow_for_did("101"), moved.flow_for_did("999")) == (b, a, a)
+
+
+def test_the_version_is_the_texts_hash_and_defaults_are_filled_in() -> None:
+    import hashlib
+
+    text = "flow: v\nnodes:\n  h: {type: hangup}\n"
+    v = flow(text)
+    assert v.version == hashlib.sha256(text.encode()).hexdigest()[:12]  # type: ignore[attr-defined]
+    assert (v.language, v.dids, v.variables, v.start, v.recording, v.source) == \
+        ("zh", [], {}, "h", "on_demand", "f.yaml")  # type: ignore[attr-defined]
+    w = flow("flow: w\nlanguage: en\ndids: [4008001234]\nstart: b\nrecording: never\nvariables: {x: 1}\n"
+             "nodes:\n  a: {type: hangup}\n  b: {type: goto, node: a}\n")
+    assert (w.language, w.dids, w.variables, w.start, w.recording) == \
+        ("en", ["4008001234"], {"x": 1}, "b", "never")  # type: ignore[attr-defined]
