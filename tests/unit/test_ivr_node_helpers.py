@@ -91,3 +91,28 @@ def test_weekdays(spec: str, days: list[int] | None) -> None:
 ])
 def test_minutes(value: Any, span: tuple[int, int] | None) -> None:
     assert minutes(value) == span
+
+
+@pytest.mark.parametrize(("name", "short"), [
+    ("广东省", "广东"), ("深圳市", "深圳"), ("广西壮族自治区", "广西"), ("新疆维吾尔自治区", "新疆"),
+    ("宁夏回族自治区", "宁夏"),
+    ("西藏自治区", "西藏"), ("香港特别行政区", "香港"), ("北京", "北京"), ("省", "省"), ("自治区", "自治区"),
+])
+def test_region_names_are_shortened_to_match_routes(name: str, short: str) -> None:
+    from controller.ivr.nodes.region import _short
+
+    assert _short(name) == short
+
+
+async def test_a_caller_from_an_autonomous_region_takes_its_route(tmp_path: Any) -> None:
+    from controller.ivr.flow import flow_set, load_flows
+    from controller.ivr.simulator import simulate
+
+    (tmp_path / "r.yaml").write_text("flow: r\nnodes:\n  r: {type: region, routes: {广西: gx, 新疆壮族: wrong},"
+                                     " default: other}\n  gx: {type: hangup}\n  wrong: {type: hangup}\n"
+                                     "  other: {type: hangup}\n")
+    flows, errors = load_flows([tmp_path])
+    assert errors == []
+    result = await simulate(flow_set(flows), "r", SimulatedPort(caller="07712345678"))  # Nanning landline
+    assert result.visited == ["r", "gx"]
+    assert result.variables["region"]["province"] == "广西壮族自治区"
