@@ -195,6 +195,24 @@ POSITIONS = {
         next: bye
     default: bye
 """, 9, 15, "switch 'ask': unexpected 'end of expression' (at column 8 of the expression)"),
+    "a case's route": ("""
+  ask:
+    type: switch
+    cases:
+      - when: "tier == 'vip'"
+        next: bye
+      - when: "true"
+        next: nowhere
+    default: bye
+""", 10, 15, "node 'ask': no node 'nowhere' in flow 't'"),
+    "a variable in a set value": ("""
+  ask:
+    type: set
+    values:
+      a: "1"
+      b: "c + 1"
+    next: bye
+""", 8, 10, "node 'ask': unknown variable 'c'"),
     "an unknown variable": ("""
   ask:
     type: play

@@ -116,3 +116,11 @@ async def test_a_caller_from_an_autonomous_region_takes_its_route(tmp_path: Any)
     result = await simulate(flow_set(flows), "r", SimulatedPort(caller="07712345678"))  # Nanning landline
     assert result.visited == ["r", "gx"]
     assert result.variables["region"]["province"] == "广西壮族自治区"
+
+
+def test_discovery_finds_the_same_types_as_the_registry() -> None:
+    from controller.ivr.nodes import _discover
+
+    found = _discover()
+    assert found == dict(NODE_TYPES) and len(found) == 15
+    assert all(name == cls.type for name, cls in found.items())

@@ -419,3 +419,45 @@ async def test_goto_a_node_and_another_flows_node(tmp_path: Path) -> None:
     assert result.visited == ["g", "start", "late"] and result.variables["language"] == "en"
     result, _ = await run(tmp_path, "g: {type: goto, node: ok}")
     assert result.visited == ["g", "ok"]
+
+
+async def test_survey_accepts_every_rating_and_retries_exactly(tmp_path: Path) -> None:
+    for key in "12345":
+        result, _ = await run(tmp_path, SURVEY.replace("comment: true", "comment: false"), key)
+        assert result.variables["survey_score"] == int(key)
+    result, sim = await run(tmp_path, SURVEY, "_ _ _")
+    assert sim.transcript == [RATE, ("play", tts("one to five"), False), RATE, ("play", tts("one to five"), False),
+                              RATE, *sim.transcript[5:]] and len(sim.transcript) == 8
+
+
+class ShortRecordingPort(TranscriptPort):
+    def __init__(self, duration: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.duration = duration
+
+    async def record(self, spec: RecordSpec) -> RecordingResult:
+        self.transcript.append(("record", spec.kind))
+        return RecordingResult("empty", self.duration, "silence")
+
+
+@pytest.mark.parametrize(("duration", "comment"), [(0.0, None), (0.5, "empty"), (3.0, "empty")])
+async def test_a_survey_comment_is_kept_only_when_something_was_recorded(tmp_path: Path, duration: float,
+                                                                         comment: str | None) -> None:
+    (tmp_path / "t.yaml").write_text(f"flow: t\nnodes:\n  {SURVEY.replace('next: ok', 'next: ok')}\n"
+                                     "  ok: {type: hangup}\n")
+    flows, errors = load_flows([tmp_path])
+    assert errors == []
+    sim = ShortRecordingPort(duration, dtmf="4")
+    await simulate(flow_set(flows), "t", sim, AT)
+    (saved,) = [entry for entry in sim.transcript if entry[0] == "save"]
+    assert saved[2]["comment_recording"] == comment
+
+
+async def test_region_sets_the_callers_region_and_a_city_route_wins(tmp_path: Path) -> None:
+    nodes = "r: {type: region, routes: {广东: ok, 广州: other}, default: ko}"
+    result, _ = await run(tmp_path, nodes, caller="13802880000")   # a Guangzhou mobile
+    assert result.visited == ["r", "other"]
+    assert result.variables["region"] == {"description": "广东省广州市", "province": "广东省", "city": "广州市",
+                                          "carrier": "中国移动"}
+    result, _ = await run(tmp_path, nodes, caller="")
+    assert result.visited == ["r", "ko"] and result.variables["region"] == {}
