@@ -101,9 +101,9 @@ class Report:
             path = path[:-1]
         return self.marks.get(path, (1, 1))
 
-    def error(self, path: Path_, message: str, column_offset: int = 0) -> None:
+    def error(self, path: Path_, message: str) -> None:
         line, column = self.where(path)
-        self.errors.append(FlowError(self.source, line, column + column_offset, message))
+        self.errors.append(FlowError(self.source, line, column, message))
 
 
 # -- YAML with positions ------------------------------------------------------------------------
@@ -192,7 +192,12 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         return None, marks, [FlowError(source, line, column, f"YAML: {exc.problem or exc}")]
-    except yaml.YAMLError as exc:  # e.g. a reader error (a control character) without a mark
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a NUL, a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return None, marks, [FlowError(source, line, column, f"YAML: the character {chr(exc.character)!r}"
+                                                             " is not allowed in YAML")]
+    except yaml.YAMLError as exc:  # any other (PyYAML's own errors carry a mark; this is a last resort)
         return None, marks, [FlowError(source, 1, 1, f"YAML: {exc}")]
     if node is None:
         return None, marks, [FlowError(source, 1, 1, "the file is empty (expected a flow)")]

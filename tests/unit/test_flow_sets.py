@@ -120,3 +120,31 @@ def test_the_version_is_the_texts_hash_and_defaults_are_filled_in() -> None:
              "nodes:\n  a: {type: hangup}\n  b: {type: goto, node: a}\n")
     assert (w.language, w.dids, w.variables, w.start, w.recording) == \
         ("en", ["4008001234"], {"x": 1}, "b", "never")  # type: ignore[attr-defined]
+
+
+def errors_of(text: str) -> list[str]:
+    return [str(e) for e in parse_flow(text, "t.yaml")[1]]
+
+
+def test_a_character_yaml_does_not_allow_is_placed_exactly() -> None:
+    assert errors_of("flow: a\x00\n") == ["t.yaml:1:8: YAML: the character '\\x00' is not allowed in YAML"]
+    assert errors_of('flow: a\nnodes:\n  h: {type: hangup, prompt: "a\x07b"}\n') == [
+        "t.yaml:3:31: YAML: the character '\\x07' is not allowed in YAML"]
+
+
+def test_graph_checks_stop_at_missing_routes_and_report_loops_once() -> None:
+    assert errors_of("flow: a\nnodes:\n  p: {type: play, prompts: x, next: nowhere}\n  q: {type: hangup}\n") == [
+        "t.yaml:3:37: node 'p': no node 'nowhere' in flow 'a'"]  # not also "q is unreachable"
+    assert errors_of("flow: a\nnodes:\n  a: {type: goto, node: b}\n  b: {type: goto, node: a}\n"
+                     "  m: {type: menu, prompt: x, options: {'1': a}, default: b}\n") == [
+        "t.yaml:5:3: node 'm' is unreachable (no route leads to it from the start node 'a')",
+        "t.yaml:3:3: loop a → b → a never waits for the caller (add a menu, collect or other input node to it)"]
+
+
+def test_accepted_details() -> None:
+    assert errors_of('flow: a\ndids: ["1", "1"]\ndescription: the same DID twice in one flow is fine\n'
+                     "nodes:\n  h: {type: hangup}\n") == []
+    assert errors_of("\ufeffflow: a\nnodes:\n  h: {type: hangup}\n") == []  # a byte-order mark
+    assert errors_of("flow: a\nnodes:\n  2: {type: goto, node: 3}\n  3: {type: hangup}\n") == []  # numeric ids
+    two, _ = parse_flow('flow: a\ndids: ["1", "1"]\nnodes:\n  h: {type: hangup}\n', "t.yaml")
+    assert validate_set([two]) == []  # type: ignore[list-item]
