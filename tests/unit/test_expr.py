@@ -358,3 +358,12 @@ def test_any_text_parses_or_gives_an_expression_error_and_evaluation_never_raise
         assert 0 <= exc.column <= len(text)
         return
     expr.evaluate(tree, variables)
+
+
+def test_an_expression_error_reads_as_its_message() -> None:
+    with pytest.raises(expr.ExpressionError) as caught:
+        expr.parse("1 +")
+    assert str(caught.value) == caught.value.message == "unexpected 'end of expression'"
+    assert [(t.kind, t.text, t.column) for t in expr.tokenize("a.b >= 'x' and not 2.5")] == [
+        ("name", "a.b", 0), ("op", ">=", 4), ("string", "'x'", 7), ("keyword", "and", 11), ("keyword", "not", 15),
+        ("number", "2.5", 19), ("end", "", 22)]

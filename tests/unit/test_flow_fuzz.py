@@ -168,3 +168,18 @@ def test_a_file_the_checks_did_not_foresee_is_one_error_not_an_exception(tmp_pat
     assert [f.id for f in flows] == ["good"]
     assert [str(e) for e in errors] == [f"{tmp_path / 'odd.yaml'}:1:1: cannot check this flow (KeyError:"
                                         " 'surprise'); please report it"]
+
+
+def test_the_value_limit_is_exact() -> None:
+    """Root mapping, the flow's id and the list count too: 3 + items values in all."""
+    from controller.ivr.flow import MAX_VALUES
+
+    def document(items: int) -> str:
+        return "flow: a\nx: [" + ",".join(["1"] * items) + "]\n"
+
+    _, errors = parse_flow(document(MAX_VALUES - 3), "big.yaml")
+    assert [e.message for e in errors][:1] == ["unknown key 'x' (expected one of: description, dids, flow, language,"
+                                               " nodes, recording, start, variables)"]
+    _, errors = parse_flow(document(MAX_VALUES - 2), "big.yaml")
+    assert [str(e) for e in errors] == ["big.yaml:2:4: more than 100000 values in x (aliases expanding without"
+                                        " bound?)"]
