@@ -79,8 +79,7 @@ class FlowSet:
     by_did: Mapping[str, str]
 
     def flow_for_did(self, did: str) -> Flow | None:
-        flow_id = self.by_did.get(did)
-        return self.flows.get(flow_id) if flow_id else None
+        return self.flows.get(self.by_did.get(did, ""))
 
 
 EMPTY = FlowSet({}, {})
@@ -495,7 +494,7 @@ def load_flows(paths: Iterable[Path], sound_exists: SoundExists | None = None) -
     errors: list[FlowError] = []
     for path in flow_files(paths):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # never the locale's encoding
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(FlowError(str(path), 1, 1, f"cannot read the file: {exc}"))
             continue

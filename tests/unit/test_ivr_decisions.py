@@ -205,6 +205,14 @@ POSITIONS = {
         next: nowhere
     default: bye
 """, 10, 15, "node 'ask': no node 'nowhere' in flow 't'"),
+    "a switch's default": ("""
+  ask:
+    type: switch
+    cases:
+      - when: "true"
+        next: bye
+    default: nowhere
+""", 9, 14, "node 'ask': no node 'nowhere' in flow 't'"),
     "a variable in a set value": ("""
   ask:
     type: set

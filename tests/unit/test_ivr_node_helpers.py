@@ -33,6 +33,9 @@ def test_prompts_carry_the_current_language_and_a_language_switch_reaches_the_po
     ctx.set("language", "en")
     assert (ctx.language, ctx.port.language, ctx.variables["language"]) == ("en", "en", "en")
     assert ctx.prompts("hello") == [Prompt("tts", "hello", "en")]
+    ctx.set("language", "zh")
+    assert (ctx.language, ctx.port.language) == ("zh", "zh")
+    ctx.set("language", "en")
     ctx.set("language", "fr")  # not a language we speak: a plain variable
     assert (ctx.language, ctx.port.language, ctx.variables["language"]) == ("en", "en", "fr")
     ctx.emit("x.y", a=1)
@@ -59,6 +62,7 @@ def test_the_registry_finds_every_node_type() -> None:
     assert sorted(NODE_TYPES) == ["callback", "collect", "goto", "hangup", "http", "menu", "play", "queue", "region",
                                   "schedule", "set", "survey", "switch", "transfer", "voicemail"]
     assert "menu" in NODE_TYPES and "dance" not in NODE_TYPES and NODE_TYPES.get("dance") is None
+    assert NODE_TYPES.get("dance", "nothing") == "nothing"
     assert NODE_TYPES["menu"].type == "menu" and NODE_TYPES.get("menu") is NODE_TYPES["menu"]
     assert all(issubclass(cls, Node) for cls in NODE_TYPES.values())
     waits = {name for name, cls in NODE_TYPES.items() if cls.waits}
@@ -124,3 +128,18 @@ def test_discovery_finds_the_same_types_as_the_registry() -> None:
     found = _discover()
     assert found == dict(NODE_TYPES) and len(found) == 15
     assert all(name == cls.type for name, cls in found.items())
+
+
+async def test_a_key_pressed_during_a_prompt_answers_a_one_key_question_at_once() -> None:
+    from controller.ivr.nodes._input import ask
+    from controller.ivr.port import CollectResult
+
+    ctx = context()
+    ctx.pending_key = "5"
+    node = NODE_TYPES["menu"]("m", {"prompt": "x", "options": {"5": "y"}, "default": "y"})
+    assert await ask(ctx, node, "question", timeout=4) == CollectResult("5", "max_digits")
+    assert ctx.pending_key is None and ctx.played == []   # no prompt was played
+    ctx.pending_key = "5"  # a longer question does not take it: it asks, and forgets the key
+    ctx.port.inputs.append("123#")  # type: ignore[attr-defined]
+    assert await ask(ctx, node, "number", max_digits=6, terminator="#", timeout=4) == CollectResult("123", "terminator")
+    assert ctx.pending_key is None and ctx.played == [("m", [Prompt("tts", "number", "zh")])]

@@ -379,7 +379,8 @@ async def test_queue_without_data_sends_every_variable_but_now(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("outcome", "target", "route"), [
-    ("overflow", "node:other", "other"), ("transferred", "node:other", "other"), ("overflow", "voicemail", "other"),
+    ("overflow", "node:ok", "ok"), ("transferred", "node:ko", "ko"), ("overflow", "voicemail", "other"),
+    ("overflow", None, "other"), ("overflow", "node:other", "other"),
     ("transferred", None, "ok"), ("answered_then_ended", None, "ok"), ("timeout", None, "ko"),
     ("no_agents", None, "ko"), ("unavailable", None, "ko"),
 ])
@@ -461,3 +462,54 @@ async def test_region_sets_the_callers_region_and_a_city_route_wins(tmp_path: Pa
                                           "carrier": "中国移动"}
     result, _ = await run(tmp_path, nodes, caller="")
     assert result.visited == ["r", "ko"] and result.variables["region"] == {}
+
+
+async def test_http_200_without_json_is_a_failure(tmp_path: Path) -> None:
+    result, _ = await run(tmp_path, HTTP, http_answers={"crm/b": {"status": 200, "text": "<html>"}})
+    assert result.visited == ["h", "ko"] and result.variables["http_error"] == "the answer has no 'data.balance'"
+
+
+async def test_schedule_always_open_single_ranges_and_holidays_without_their_own_route(tmp_path: Path) -> None:
+    sunday_night = datetime.fromisoformat("2026-11-29T03:00+08:00")
+    (tmp_path / "t.yaml").write_text(
+        "flow: t\nnodes:\n  s: {type: schedule, hours: always, holidays: ['2026-10-01'], open: ok, closed: ko}\n"
+        "  ok: {type: hangup}\n  ko: {type: hangup}\n")
+    flows, errors = load_flows([tmp_path])
+    assert errors == []
+    assert (await simulate(flow_set(flows), "t", TranscriptPort(), sunday_night)).visited == ["s", "ok"]
+    holiday = datetime.fromisoformat("2026-10-01T10:00+08:00")
+    assert (await simulate(flow_set(flows), "t", TranscriptPort(), holiday)).visited == ["s", "ko"]
+    (tmp_path / "t.yaml").write_text(
+        "flow: t\nnodes:\n  s: {type: schedule, hours: {daily: '09:00-10:00'}, open: ok, closed: ko}\n"
+        "  ok: {type: hangup}\n  ko: {type: hangup}\n")
+    flows, errors = load_flows([tmp_path])
+    assert errors == []
+    nine_thirty = datetime.fromisoformat("2026-11-29T09:30+08:00")
+    assert (await simulate(flow_set(flows), "t", TranscriptPort(), nine_thirty)).visited == ["s", "ok"]
+
+
+ASSIGNED = {  # node -> the variables a later node may use without declaring them
+    "collect": ("{type: collect, prompt: x, variable: acct, next: use}", ["acct"]),
+    "menu": ("{type: menu, prompt: x, options: {'1': use}, default: use, variable: key}", ["key"]),
+    "http": ("{type: http, url: u, map: {bal: a.b}, next: use, failure: use}", ["bal", "http_status", "http_error"]),
+    "queue": ("{type: queue, queue: q, otherwise: use}", ["agent_id", "queue_result", "overflow_target"]),
+    "region": ("{type: region, routes: {广东: use}, default: use}", ["region"]),
+    "set": ("{type: set, values: {tier: \"'vip'\"}, next: use}", ["tier"]),
+    "transfer": ("{type: transfer, to: '1', next: use, failure: use}", ["transfer_result"]),
+    "voicemail": ("{type: voicemail, next: use}", ["voicemail_recording"]),
+    "callback": ("{type: callback, next: use, declined: use}", ["callback_number", "callback_due_at"]),
+    "survey": ("{type: survey, next: use}", ["survey_score"]),
+}
+
+
+@pytest.mark.parametrize("node_type", sorted(ASSIGNED))
+def test_variables_a_node_sets_are_known_to_later_nodes(node_type: str) -> None:
+    from controller.ivr.flow import parse_flow
+
+    node, names = ASSIGNED[node_type]
+    used = " ".join("{" + name + "}" for name in names)
+    text = f"flow: t\nnodes:\n  first: {node}\n  use: {{type: play, prompts: ['{used}']}}\n"
+    assert parse_flow(text, "t.yaml")[1] == []
+    _, errors = parse_flow(text.replace(used, used + " {other}"), "t.yaml")
+    assert [e.message for e in errors] == [
+        "node 'use': unknown variable 'other' (declare it under variables: or set it in a node first)"]
