@@ -95,6 +95,8 @@ def test_variables_dotted_names_and_unset_ones() -> None:
     assert expr.evaluate(expr.parse("'province' in region"), variables) is True
     assert expr.evaluate(expr.parse("[1] in region"), variables) is False   # an unhashable key: no error
     assert expr.variables_in(expr.parse("a + b.c * (d or [e])")) == {"a", "b.c", "d", "e"}
+    assert expr.variables_in(expr.parse("not a or -b == [c, not -d]")) == {"a", "b", "c", "d"}
+    assert expr.variables_in(expr.parse("1 + 'x' in []")) == set()
 
 
 def test_strings_and_their_escapes() -> None:

@@ -153,8 +153,8 @@ def test_malformed_flows_that_used_to_raise_are_errors_at_their_place() -> None:
         assert message in errors[0].message, (case, errors[0].message)
 
 
-def test_a_file_the_checks_did_not_foresee_is_one_error_not_an_exception(tmp_path: Path,
-                                                                          monkeypatch: Any) -> None:
+def test_a_file_the_checks_did_not_foresee_is_one_error_not_an_exception(tmp_path: Path, monkeypatch: Any,
+                                                                          caplog: Any) -> None:
     """The last line of defence in `load_flows`: a check that raises is that file's error."""
     (tmp_path / "good.yaml").write_text("flow: good\nnodes:\n  h: {type: hangup}\n")
     (tmp_path / "odd.yaml").write_text("flow: odd\nnodes:\n  h: {type: hangup}\n")
@@ -168,6 +168,9 @@ def test_a_file_the_checks_did_not_foresee_is_one_error_not_an_exception(tmp_pat
     assert [f.id for f in flows] == ["good"]
     assert [str(e) for e in errors] == [f"{tmp_path / 'odd.yaml'}:1:1: cannot check this flow (KeyError:"
                                         " 'surprise'); please report it"]
+    (record,) = [r for r in caplog.records if r.name == "controller.ivr"]
+    assert record.getMessage() == f"IVR flow {tmp_path / 'odd.yaml'}: unexpected error while checking it"
+    assert record.exc_info is not None and "surprise" in str(record.exc_info[1])  # the traceback is logged
 
 
 def test_the_value_limit_is_exact() -> None:

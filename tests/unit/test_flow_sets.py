@@ -85,8 +85,9 @@ def test_files_and_directories(tmp_path: Path) -> None:
     flows, errors = load_flows([tmp_path])
     assert (sorted(f.id for f in flows), errors) == (["a", "b"], [])
     (tmp_path / "c.yaml").write_bytes(b"flow: c\n\xff\xfe")
+    (tmp_path / "d.yaml").write_text(B.replace("flow: b", "flow: d").replace('"200"', '"201"'))
     flows, errors = load_flows([tmp_path])
-    assert [f.id for f in flows] == ["a", "b"]
+    assert [f.id for f in flows] == ["a", "b", "d"]  # the files after an unreadable one are read
     assert len(errors) == 1 and str(errors[0]).startswith(f"{tmp_path / 'c.yaml'}:1:1: cannot read the file: ")
     flows, errors = load_flows([tmp_path / "missing.yaml"])
     assert flows == [] and str(errors[0]).startswith(f"{tmp_path / 'missing.yaml'}:1:1: cannot read the file: ")
@@ -148,3 +149,20 @@ def test_accepted_details() -> None:
     assert errors_of("flow: a\nnodes:\n  2: {type: goto, node: 3}\n  3: {type: hangup}\n") == []  # numeric ids
     two, _ = parse_flow('flow: a\ndids: ["1", "1"]\nnodes:\n  h: {type: hangup}\n', "t.yaml")
     assert validate_set([two]) == []  # type: ignore[list-item]
+
+
+def test_loops_are_found_behind_a_first_route_that_waits_and_reported_once() -> None:
+    assert errors_of("flow: a\nnodes:\n  a: {type: switch, cases: [{when: 'true', next: m}], default: b}\n"
+                     "  b: {type: goto, node: a}\n  m: {type: menu, prompt: x, options: {'1': a}, default: a}\n") == [
+        "t.yaml:3:3: loop a → b → a never waits for the caller (add a menu, collect or other input node to it)"]
+    assert errors_of("flow: a\nnodes:\n  a: {type: goto, node: b}\n"
+                     "  b: {type: switch, cases: [{when: 'true', next: a}], default: a}\n") == [
+        "t.yaml:3:3: loop a → b → a never waits for the caller (add a menu, collect or other input node to it)"]
+
+
+def test_unknown_variables_in_every_kind_of_parameter() -> None:
+    unknown = "unknown variable 'who' (declare it under variables: or set it in a node first)"
+    assert errors_of("flow: a\nnodes:\n  c: {type: collect, prompt: x, variable: v, invalid_prompt: ['{who}'],"
+                     " next: c}\n") == [f"t.yaml:3:63: node 'c': {unknown}"]  # after a parameter left unset
+    assert errors_of("flow: a\nnodes:\n  h: {type: http, url: u, body: {a: ['{who}']}, next: e, failure: e}\n"
+                     "  e: {type: hangup}\n") == [f"t.yaml:3:42: node 'h': {unknown}"]
