@@ -165,4 +165,4 @@ def test_unknown_variables_in_every_kind_of_parameter() -> None:
     assert errors_of("flow: a\nnodes:\n  c: {type: collect, prompt: x, variable: v, invalid_prompt: ['{who}'],"
                      " next: c}\n") == [f"t.yaml:3:63: node 'c': {unknown}"]  # after a parameter left unset
     assert errors_of("flow: a\nnodes:\n  h: {type: http, url: u, body: {a: ['{who}']}, next: e, failure: e}\n"
-                     "  e: {type: hangup}\n") == [f"t.yaml:3:42: node 'h': {unknown}"]
+                     "  e: {type: hangup}\n") == [f"t.yaml:3:38: node 'h': {unknown}"]
