@@ -301,3 +301,13 @@ def test_validation_errors_point_at_the_key_or_value_not_the_node(case: str) -> 
     _, errors = parse_flow(text, "t.yaml")
     assert [(e.line, e.column) for e in errors] == [(line, column)], [str(e) for e in errors]
     assert errors[0].message.startswith(message), errors[0].message
+
+
+def test_a_range_that_is_not_valid_never_opens() -> None:
+    """Validation refuses such a range; should a node be built without it, the range stays closed."""
+    from controller.ivr.nodes.schedule import ScheduleNode
+
+    node = ScheduleNode("s", {"hours": {"daily": ["18:00-09:00", "nonsense"]}, "open": "o", "closed": "c"})
+    for hour, minute in ((0, 0), (0, 30), (9, 0), (20, 0)):
+        assert not node.is_open(datetime(2026, 11, 23, hour, minute, tzinfo=SHANGHAI)), (hour, minute)
+    assert ScheduleNode("s", {"hours": "always"}).is_open(datetime(2026, 11, 29, 3, 0, tzinfo=SHANGHAI))
