@@ -62,7 +62,7 @@ def tokenize(text: str) -> list[Token]:
         match = _TOKEN.match(text, position)
         if match is None:
             raise ExpressionError(f"unexpected character {text[position]!r}", position)
-        kind = match.lastgroup or ""
+        kind = str(match.lastgroup)  # every alternative is a named group
         if kind != "space":
             value = match.group()
             if kind == "name" and value in KEYWORDS:
@@ -126,7 +126,7 @@ class _Parser:
                 self.depth = depth
                 return left
             token = self.take()
-            self.nest(token.column)  # a chain (1 + 2 + 3) nests to the left: each link is a level
+            self.depth += 1  # a chain (1 + 2 + 3) nests to the left: each link is a level (its operand checks)
             if _BINARY[op] == _COMPARISON and left[0] == "bin" and _BINARY[left[1]] == _COMPARISON \
                     and not left_parenthesized:
                 raise ExpressionError(f"chained comparison: {op!r} after {left[1]!r}"
@@ -153,7 +153,7 @@ class _Parser:
         if token.kind == "number":
             return ("lit", float(token.text) if "." in token.text else int(token.text))
         if token.kind == "string":  # \n and \t, else a backslash keeps the next character as it is
-            return ("lit", re.sub(r"\\(.)", lambda m: _ESCAPES.get(m[1], m[1]), token.text[1:-1], flags=re.S))
+            return ("lit", re.sub(r"\\(.)", lambda m: _ESCAPES.get(m[1], m[1]), token.text[1:-1]))
         if token.kind == "keyword" and token.text in ("true", "false", "null"):
             return ("lit", {"true": True, "false": False, "null": None}[token.text])
         if token.kind == "name":
@@ -236,7 +236,7 @@ def equal(left: Any, right: Any) -> bool:
         return ln == rn
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(equal(a, b) for a, b in zip(left, right, strict=True))
-    if isinstance(left, bool) or isinstance(right, bool) or isinstance(left, list) or isinstance(right, list):
+    if isinstance(left, bool) or isinstance(right, bool):
         return type(left) is type(right) and left == right
     return bool(left == right)
 
@@ -289,8 +289,8 @@ def evaluate(tree: Ast, variables: Mapping[str, Any]) -> Any:
         return False if op in ("<", "<=", ">", ">=") else None
     try:
         return _arithmetic(op, ln, rn)
-    except OverflowError:  # a float out of range (1e308 * 10 is inf, but 10**400 / 1 raises)
-        return False if op in ("<", "<=", ">", ">=") else None
+    except OverflowError:  # arithmetic only (Python compares int and float exactly): 10**400 / 1 raises
+        return None
 
 
 def _arithmetic(op: str, ln: float, rn: float) -> Any:

@@ -40,6 +40,9 @@ COMPARISONS = [
     ("true == true", True), ("true == 1", False), ("false == 0", False), ("true != 1", True),
     ("true < 2", False), ("[1, 2] == [1, 2]", True), ("[1, 2] == [2, 1]", False), ("[1] == 1", False),
     ("[1, 'x'] == ['1', 'x']", True), ("[true] == [1]", False),
+    ("'1.0' == '1'", False), ("'1.0' == 1", True), ("1 == '1.0'", True), ("'01' == '01'", True),
+    ("'b' > 'a'", False), ("null <= 1", False), ("[1] > 0", False), ("'x' >= null", False), ("[1] == '1'", False),
+    ("null == [null]", False),
 ]
 
 MEMBERSHIP = [
@@ -105,6 +108,8 @@ def test_strings_and_their_escapes() -> None:
     assert ev(r"'a\\b'") == "a\\b"
     assert ev(r"'广东\'省'") == "广东'省"                  # escapes keep non-ASCII text intact
     assert ev(r"'line\nnext\ttab'") == "line\nnext\ttab"
+    with pytest.raises(expr.ExpressionError):
+        expr.parse("'a\\\nb'")                        # a backslash escapes a character, not a line break
     assert ev("'广东省' == \"广东省\"") is True
 
 
