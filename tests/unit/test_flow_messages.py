@@ -11,6 +11,14 @@ from controller.ivr.flow import parse_flow
 
 H = "  h: {type: hangup}\n"
 CASES = {
+    'goto route to nothing': ("flow: t\nnodes:\n  g: {type: goto, node: nowhere}\n",
+        ["3:25: node 'g': no node 'nowhere' in flow 't'"]),
+    'menu option X': ("flow: t\nnodes:\n  m: {type: menu, prompt: x, options: {'X': m, '*': m, '#': m, '0': m, '9': m}, default: m}\n",
+        ["3:40: menu 'm': option 'X' is not one key (0-9, * or #)"]),
+    'queue skill levels 1 and 10': ("flow: t\nnodes:\n  q: {type: queue, queue: g, skills: {a: 1, b: 10}, otherwise: h}\n" + H,
+        []),
+    'queue skill level 11': ("flow: t\nnodes:\n  q: {type: queue, queue: g, skills: {a: 11}, otherwise: h}\n" + H,
+        ["3:38: queue 'q': skills: expected skill: level (1-10) pairs"]),
     'not a mapping': ('- a\n- b\n',
         ['1:1: expected a mapping with flow, language, dids, variables and nodes']),
     'empty': ('',

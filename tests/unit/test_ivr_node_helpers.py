@@ -143,3 +143,13 @@ async def test_a_key_pressed_during_a_prompt_answers_a_one_key_question_at_once(
     ctx.port.inputs.append("123#")  # type: ignore[attr-defined]
     assert await ask(ctx, node, "number", max_digits=6, terminator="#", timeout=4) == CollectResult("123", "terminator")
     assert ctx.pending_key is None and ctx.played == [("m", [Prompt("tts", "number", "zh")])]
+
+
+def test_a_fresh_registry_loads_the_types_on_first_use() -> None:
+    from controller.ivr.nodes import _Registry
+
+    for first_use in (lambda r: "menu" in r, lambda r: r["menu"], lambda r: list(r), lambda r: r.get("menu")):
+        registry = _Registry()
+        assert dict.__len__(registry) == 0
+        assert first_use(registry)
+        assert dict(registry) == dict(NODE_TYPES)
