@@ -79,7 +79,8 @@ class FlowSet:
     by_did: Mapping[str, str]
 
     def flow_for_did(self, did: str) -> Flow | None:
-        return self.flows.get(self.by_did.get(did, ""))
+        flow_id = self.by_did.get(did)
+        return None if flow_id is None else self.flows.get(flow_id)
 
 
 EMPTY = FlowSet({}, {})
@@ -116,7 +117,7 @@ class _Malformed(Exception):
     """A YAML document that composes but cannot be a flow (a recursive alias, a duplicate key...)."""
 
     def __init__(self, node: yaml.Node, message: str, at: tuple[int, int] | None = None) -> None:
-        super().__init__(message)
+        super().__init__()
         self.line, self.column = at or (node.start_mark.line + 1, node.start_mark.column + 1)
         self.message = message
 
@@ -150,11 +151,11 @@ class _Converter:
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         try:
-            return self.scalars.construct_object(node, deep=True)
+            return self.scalars.construct_object(node)
         except yaml.constructor.ConstructorError as exc:  # an unknown tag (!!python/object...)
             raise _Malformed(node, f"YAML: {exc.problem}") from exc
         except Exception as exc:  # PyYAML's constructors fail in their own ways: 2026-02-30, `!!timestamp x`
-            raise _Malformed(node, f"YAML: {node.value!r} cannot be read as {node.tag.rsplit(':', 1)[-1]}"
+            raise _Malformed(node, f"YAML: {node.value!r} cannot be read as {node.tag.rpartition(':')[2]}"
                                    f" ({type(exc).__name__}: {exc})") from exc
 
     def _collection(self, node: yaml.Node, path: Path_) -> Any:
@@ -280,7 +281,7 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
     for key in raw:
         if key != "type" and key not in cls.params:
             report.error((*path, key, "<key>"), f"{node_type} node {node_id!r}: unknown parameter {key!r}"
-                         f" (expected: {', '.join(cls.params) or 'none'})")
+                         f" (expected: {', '.join(cls.params)})")  # every type has parameters
     for name, param in cls.params.items():
         if name not in raw:
             if param.required:
@@ -295,7 +296,7 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
         node.check(report)
     finally:
         report.prefix = ()
-    return node if len(report.errors) == before else None
+    return node  # with errors of its own check, the flow is refused anyway
 
 
 def _check_param(what: str, path: Path_, value: Any, param: Param, report: Report) -> None:

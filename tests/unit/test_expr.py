@@ -63,6 +63,7 @@ ARITHMETIC = [
 
 LOGIC = [
     ("true and false", False), ("true or false", True), ("not true", False), ("not null", True),
+    ("0 or tier", "regular"), ("tier and tier == 'regular'", True),
     ("1 and 2", 2), ("0 and 2", 0), ("0 or 'x'", "x"), ("'' or null", None), ("null and x", None),
     ("tier == 'vip' and 10 or 0", 0), ("not 1 == 2", True), ("not 0", True), ("not ''", True), ("not 'a'", False),
 ]

@@ -123,6 +123,8 @@ MALFORMED = {
     "type is a list": ("flow: a\nnodes:\n  x: {type: [hangup]}\n", 3, 13,
                        "node 'x': unknown type ['hangup']"),
     "recursive alias": ("flow: a\nnodes: &n\n  x: *n\n", 3, 3, "YAML: a recursive alias: nodes.x contains itself"),
+    "an alias in a list": ("flow: a\nnodes: &n\n  x: [*n]\n", 3, 6, "YAML: a recursive alias: nodes.x.0 contains"
+                                                                   " itself"),
     "billion laughs": ("".join(f"{name}: &{name} [{', '.join([item] * 10)}]\n" for name, item in
                                [("a", "x"), ("b", "*a"), ("c", "*b"), ("d", "*c"), ("e", "*d"), ("f", "*e")]),
                        5, 4, "more than 100000 values in e (aliases expanding without bound?)"),

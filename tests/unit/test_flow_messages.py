@@ -11,6 +11,14 @@ from controller.ivr.flow import parse_flow
 
 H = "  h: {type: hangup}\n"
 CASES = {
+    'template not text': ("flow: t\nnodes:\n  q: {type: queue, queue: [a], otherwise: h}\n" + H,
+        ["3:27: queue node 'q': queue: expected a string, got ['a']"]),
+    'second prompt bad': ("flow: t\nnodes:\n  p: {type: play, prompts: [fine, {shout: x}]}\n",
+        ['3:35: play node \'p\': prompts: a prompt is text, or one of sound, tts, number, digits, money, date, time, recording with its value (e.g. {money: "{balance}"})']),
+    'a defaulted parameter in error': ("flow: t\nnodes:\n  c: {type: collect, prompt: x, variable: v, max_digits: 0, next: c}\n",
+        ["3:6: collect 'c': need 1 <= min_digits <= max_digits"]),
+    'two bad cases': ("flow: t\nnodes:\n  s: {type: switch, cases: [{when: x}, {next: s}], default: s}\n",
+        ["3:29: switch 's': a case is {when: expression, next: node}", "3:40: switch 's': a case is {when: expression, next: node}"]),
     'goto route to nothing': ("flow: t\nnodes:\n  g: {type: goto, node: nowhere}\n",
         ["3:25: node 'g': no node 'nowhere' in flow 't'"]),
     'menu option X': ("flow: t\nnodes:\n  m: {type: menu, prompt: x, options: {'X': m, '*': m, '#': m, '0': m, '9': m}, default: m}\n",

@@ -91,6 +91,7 @@ def test_weekdays(spec: str, days: list[int] | None) -> None:
 @pytest.mark.parametrize(("value", "span"), [
     ("09:00-18:00", (540, 1080)), ("00:00-24:00", (0, 1440)), ("23:59-24:00", (1439, 1440)),
     ("00:00-00:01", (0, 1)), ("18:00-09:00", None), ("10:00-10:00", None), ("24:00-24:00", None),
+    ("23:00-24:01", None),
     ("09:60-10:00", None), ("25:00-26:00", None), ("9:00-10:00", None), (" 09:00-10:00", None), (900, None),
 ])
 def test_minutes(value: Any, span: tuple[int, int] | None) -> None:

@@ -24,9 +24,6 @@ class RegionNode(Node):
         "default": Param("node", required=True, doc="other regions, unknown or withheld numbers"),
     }
 
-    def assigns(self) -> set[str]:
-        return {"region"}
-
     async def run(self, ctx: Context) -> Next:
         region = caller_region(ctx.port.caller) if ctx.port.caller else None
         info = region.as_dict() if region is not None else {}

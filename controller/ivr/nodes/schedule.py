@@ -26,7 +26,7 @@ def minutes(value: Any) -> tuple[int, int] | None:
 def weekdays(spec: str) -> list[int] | None:
     """"mon-fri" → [0..4], "sat" → [5], "daily" → all; None when not understood."""
     spec = spec.strip().lower()
-    if spec in ("daily", "all", "mon-sun"):
+    if spec in ("daily", "all"):  # and mon-sun, as a range
         return list(range(7))
     if "-" in spec:
         first, _, last = spec.partition("-")
