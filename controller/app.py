@@ -135,8 +135,13 @@ class Controller:
             self.spawn(self._run_reload_hooks())
 
     async def _run_reload_hooks(self) -> None:
+        """Each hook reports its own errors; one that raises is logged and must not end the controller
+        (a reload runs inside the TaskGroup that carries the calls)."""
         for hook in self.reload_hooks:
-            await hook()
+            try:
+                await hook()
+            except Exception:
+                log.exception("reload: %s failed; what was live stays live", getattr(hook, "__qualname__", hook))
 
     def health(self) -> dict[str, Any]:
         connected = self.stream.connected.is_set()

@@ -10,9 +10,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from controller.settings import load_file_as, require_positive
+from controller.reports.kpis import Standards
+from controller.settings import INTERNAL, load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
@@ -258,11 +259,13 @@ class Config:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
-    # DID -> flow id; overrides the `entry.dids` the flows declare themselves.
+    # DID -> flow id; overrides the `dids` the flows declare themselves (a DID named here goes to this
+    # flow whichever flow lists it). A flow that does not exist is an error when the flows load.
     dids: dict[str, str] = field(default_factory=dict)
     tokens: list[TokenSettings] = field(default_factory=list)
     acd: AcdSettings = field(default_factory=AcdSettings)
-    standards: dict[str, Any] = field(default_factory=dict)
+    # Service standards (alerts, reports): seconds >= 0, service_level_target a fraction from 0 to 1.
+    standards: Standards = field(default_factory=Standards)
     webhooks: list[WebhookSettings] = field(default_factory=list)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
@@ -270,7 +273,7 @@ class Config:
     demo: bool = False
     dialing: DialingSettings = field(default_factory=DialingSettings)
 
-    source: str = ""  # the file it was read from (set by `load_config`)
+    source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 
     def weak_tokens(self) -> list[str]:
         """Why each token would be unsafe outside the demo (a demo-* value, too short to guess hard)."""

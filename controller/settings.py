@@ -22,7 +22,10 @@ import yaml
 
 T = TypeVar("T")
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: `field(metadata=INTERNAL)`: set by the program, not read from the file (not a key the file may use).
+INTERNAL = {"internal": True}
+
+_ENV_START = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-)?")
 
 
 class SettingsError(Exception):
@@ -39,11 +42,35 @@ def _where(source: str, node: yaml.Node) -> str:
 
 
 def expand_env(value: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        return os.environ.get(name, default if default is not None else "")
+    """`${VAR}` and `${VAR:-default}`; a default may itself use them: `${A:-${B:-/x}/y}`. Values read
+    from the environment are taken as they are (never expanded again)."""
+    text, _ = _expand(value, 0, nested=False)
+    return text
 
-    return _ENV.sub(replace, value)
+
+def _expand(value: str, position: int, *, nested: bool) -> tuple[str, int]:
+    """Expand from `position` to the end (or, when `nested`, to the `}` closing a default); returns the
+    text and where it stopped."""
+    out: list[str] = []
+    while position < len(value):
+        if nested and value[position] == "}":
+            return "".join(out), position
+        match = _ENV_START.match(value, position)
+        if match is None:
+            out.append(value[position])
+            position += 1
+            continue
+        name, position = match.group(1), match.end()
+        if match.group(2):  # ":-": a default up to the matching "}"
+            default, position = _expand(value, position, nested=True)
+        else:
+            default = ""
+        if position >= len(value) or value[position] != "}":  # no closing brace: keep the text as written
+            out.append(match.group(0) + default)
+            continue
+        position += 1
+        out.append(os.environ.get(name, default))
+    return "".join(out), position
 
 
 class _Loader:
@@ -121,15 +148,18 @@ class _Loader:
             self.fail(node, f"{what}: expected a mapping")
             return cls()
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                  if not f.metadata.get("internal")}
         values: dict[str, Any] = {}
+        value_nodes: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = self.scalar(key_node)
             name = str(key).replace("-", "_")
             if name not in fields:
                 known = ", ".join(sorted(fields))
-                self.fail(key_node, f"{what}: unknown key {key!r} (expected one of: {known})")
+                self.fail(key_node, f"{what + ': ' if what else ''}unknown key {key!r} (expected one of: {known})")
                 continue
+            value_nodes[name] = value_node
             values[name] = self.convert(value_node, hints[name], f"{what}.{key}" if what else str(key))
         for name, field in fields.items():
             required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
@@ -142,8 +172,9 @@ class _Loader:
                 return typing.cast(T, None)
         try:
             return cls(**values)
-        except ValueError as exc:  # the dataclass's own check (`__post_init__`)
-            self.fail(node, f"{what or 'configuration'}: {exc}")
+        except ValueError as exc:  # the dataclass's own check (`__post_init__`): "name: problem" points at name
+            named = value_nodes.get(str(exc).split(":", 1)[0])
+            self.fail(named or node, f"{what or 'configuration'}: {exc}")
             return typing.cast(T, None)
 
 

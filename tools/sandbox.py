@@ -18,7 +18,9 @@ does not exist outside it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -29,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from controller.media.static import render_static_prompts
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
@@ -68,34 +72,11 @@ def ensure_root() -> Path:
     return ROOT
 
 
-def _render_speech(text: str, voice: str, out: Path) -> None:
-    raw = out.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
-    raw.unlink()
-
-
-def render_static_prompts(sounds_dir: Path) -> None:
-    """Render dialplans/ccc-sounds.yaml into <sounds>/ccc/<name>.wav (skipped when up to date)."""
-    import yaml  # the project venv has it; the sandbox script is run from the venv
-
-    spec_file = REPO / "dialplans" / "ccc-sounds.yaml"
-    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    out_dir = sounds_dir / "ccc"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, parts in spec.items():
-        out = out_dir / f"{name}.wav"
-        if out.exists() and out.stat().st_mtime >= spec_file.stat().st_mtime:
-            continue
-        pieces = []
-        for index, part in enumerate(parts):
-            ((lang, text),) = part.items()
-            piece = out_dir / f".{name}.{index}.wav"
-            _render_speech(text, "cmn" if lang == "zh" else "en", piece)
-            pieces.append(piece)
-        subprocess.run(["sox", *map(str, pieces), str(out)], check=True)
-        for piece in pieces:
-            piece.unlink()
+def render_prompts(sounds_dir: Path) -> None:
+    """The static prompts (what `ccctl prompts render` does), in a thread of its own: callers such as the
+    e2e fixtures may already run an event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, render_static_prompts(sounds_dir)).result()
 
 
 def render_music_on_hold(moh_dir: Path) -> None:
@@ -131,7 +112,7 @@ def install() -> None:
     shutil.copy2("/etc/hosts", root / "etc/hosts")
     (root / "run/asterisk").mkdir(parents=True, exist_ok=True)
     (root / "var/spool/asterisk/recording").mkdir(parents=True, exist_ok=True)  # ARI recordings (voicemail)
-    render_static_prompts(root / SOUNDS_SUBDIR)
+    render_prompts(root / SOUNDS_SUBDIR)
     render_music_on_hold(root / "var/lib/asterisk/moh")
 
 

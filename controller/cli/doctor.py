@@ -86,7 +86,8 @@ async def run_checks(config: Config, inbound_contexts: list[str], sounds: list[s
                 absent.append(sound)
         checks.append(Check("sound files the flows need are present", not absent,
                             f"{len(sounds)} checked" if not absent else "missing: " + ", ".join(absent),
-                            "render them: ccctl prompts render, or copy the recordings into Asterisk's sounds dir"))
+                            "the ccc/ prompts: ccctl prompts render --config FILE; other sounds: copy the"
+                            f" recordings into Asterisk's sounds directory ({config.asterisk.sounds_dir})"))
 
         ping = await ari.ping()
         skew = _skew(ping.get("timestamp", ""))

@@ -9,10 +9,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
-from controller.ivr.flow import flow_set, load_flows, sound_prompts, static_prompts
+from controller.ivr.flow import Flow, flow_set, load_flows, sound_prompts, static_prompts
+from controller.ivr.nodes import NODE_TYPES
 from controller.ivr.simulator import SimulatedPort, simulate
 
 
@@ -53,11 +55,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"ccctl: no flow {'id ' + args.flow if args.flow else 'for DID ' + str(args.did)}", file=sys.stderr)
         return 1
     answers = yaml.safe_load(Path(args.http_answers).read_text()) if args.http_answers else {}
+    zone = ZoneInfo(flow_time_zone(flow))
     try:
-        at = datetime.fromisoformat(args.at) if args.at else None
+        at = datetime.fromisoformat(args.at) if args.at else now(zone)
     except ValueError:
         print(f"ccctl: --at {args.at!r} is not an ISO date and time (2026-11-23T20:00+08:00)", file=sys.stderr)
         return 1
+    if at.tzinfo is None:  # a local time of the flow's schedule, not of this host
+        at = at.replace(tzinfo=zone)
     port = SimulatedPort(caller=args.caller, did=args.did or (flow.dids[0] if flow.dids else ""), dtmf=args.dtmf,
                          http_answers=answers, queue_result=args.queue_result, overflow_target=args.overflow_target)
     result = asyncio.run(simulate(flowset, flow.id, port, at))
@@ -65,7 +70,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for node_id, prompts in result.played:
         played.setdefault(node_id, []).extend(f"{p.kind} {p.language} {p.value}" for p in prompts)
     if args.json:
-        print(json.dumps({"flow": flow.id, "visited": result.visited, "ended": result.ended, "error": result.error,
+        print(json.dumps({"flow": flow.id, "at": at.isoformat(timespec="seconds"), "visited": result.visited,
+                          "ended": result.ended, "error": result.error,
                           "played": [{"node": n, "prompts": [f"{p.kind} {p.language} {p.value}" for p in ps]}
                                      for n, ps in result.played],
                           "variables": {k: v for k, v in result.variables.items()},
@@ -73,6 +79,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           "queued": [{"queue": q.queue, "priority": q.priority} for q in port.queued]},
                          ensure_ascii=False, indent=2, default=str))
         return 0 if result.ended != "error" else 1
+    print(f"-- {flow.id} at {at.isoformat(timespec='minutes')} ({at.tzinfo}){'' if args.at else ', now'}")
     shown: set[str] = set()
     for node_id in result.visited:
         print(node_id)
@@ -82,6 +89,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 print(f"    ▶ {line}")
     print(f"-- {result.ended}" + (f": {result.error}" if result.error else ""))
     return 0 if result.ended != "error" else 1
+
+
+def now(zone: ZoneInfo) -> datetime:
+    return datetime.now(zone)
+
+
+def flow_time_zone(flow: Flow) -> str:
+    """The time zone of the flow's first schedule node, else the schedule's default."""
+    schedule = NODE_TYPES["schedule"]
+    for node in flow.nodes.values():
+        if isinstance(node, schedule):
+            return str(node["timezone"])
+    return str(schedule.params["timezone"].default)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -147,7 +167,8 @@ def register(sub: Any) -> None:
     sim.add_argument("--did", help="pick the flow serving this DID")
     sim.add_argument("--flow", help="pick the flow with this id")
     sim.add_argument("--dtmf", default="", help='keys, one token per question: "1 2#"; _ = time out')
-    sim.add_argument("--at", help="the time of the call, e.g. 2026-11-23T20:00+08:00")
+    sim.add_argument("--at", help="the time of the call, e.g. 2026-11-23T20:00+08:00; without an offset, a local"
+                     " time in the time zone of the flow's schedule (default Asia/Shanghai); default: now")
     sim.add_argument("--http-answers", help="YAML: URL pattern -> {status, json} (else real requests)")
     sim.add_argument("--queue-result", default="answered_then_ended",
                      choices=["answered_then_ended", "overflow", "timeout", "unavailable", "no_agents"])

@@ -20,6 +20,8 @@ variable, two flows with one id or one DID).
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ import yaml
 from controller.ivr import expr
 from controller.ivr.nodes import NODE_TYPES, PROMPT_KINDS, Node, Param, prompt_items
 from controller.ivr.port import Prompt
+
+log = logging.getLogger("controller.ivr")
 
 Path_ = tuple[str, ...]
 SoundExists = Callable[[str, str], bool]
@@ -90,7 +94,7 @@ class FlowSet:
 
     def flow_for_did(self, did: str) -> Flow | None:
         flow_id = self.by_did.get(did)
-        return self.flows.get(flow_id) if flow_id else None
+        return None if flow_id is None else self.flows.get(flow_id)
 
 
 EMPTY = FlowSet({}, {})
@@ -111,29 +115,83 @@ class Report:
             path = path[:-1]
         return self.marks.get(path, (1, 1))
 
-    def error(self, path: Path_, message: str, column_offset: int = 0) -> None:
+    def error(self, path: Path_, message: str) -> None:
         line, column = self.where(path)
-        self.errors.append(FlowError(self.source, line, column + column_offset, message))
+        self.errors.append(FlowError(self.source, line, column, message))
 
 
 # -- YAML with positions ------------------------------------------------------------------------
 
-def _to_python(node: yaml.Node, path: Path_, marks: dict[Path_, tuple[int, int]],
-               scalars: yaml.constructor.SafeConstructor) -> Any:
+#: At most this many values in one flow file once aliases are expanded: a few nested aliases can
+#: otherwise stand for billions of values ("billion laughs") and stall the loader.
+MAX_VALUES = 100_000
+
+
+class _Malformed(Exception):
+    """A YAML document that composes but cannot be a flow (a recursive alias, a duplicate key...)."""
+
+    def __init__(self, node: yaml.Node, message: str, at: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.line, self.column = at or (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.message = message
+
+
+class _Converter:
     """Plain Python values from a composed YAML tree, recording where each path starts."""
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
+
+    def __init__(self, marks: dict[Path_, tuple[int, int]]) -> None:
+        self.marks = marks
+        # One safe constructor for the scalars (tags resolved by the composer: 5 is an int, yes a bool).
+        self.scalars = yaml.constructor.SafeConstructor()
+        self.open: set[int] = set()  # ids of the collections being converted: an alias back to one is a cycle
+        self.values = 0
+
+    def convert(self, node: yaml.Node, path: Path_, blame: yaml.Node | None = None) -> Any:
+        """`blame`: where to point when `node` is an alias back to a value being converted (its key)."""
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _Malformed(node, f"more than {MAX_VALUES} values in {'.'.join(path[:1]) or 'the file'}"
+                                   " (aliases expanding without bound?)", self.marks.get(path[:1]))
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.open:
+            raise _Malformed(blame or node, f"YAML: a recursive alias: {'.'.join(path)} contains itself")
+        self.open.add(id(node))
+        try:
+            return self._collection(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return self.scalars.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:  # an unknown tag (!!python/object...)
+            raise _Malformed(node, f"YAML: {exc.problem}") from exc
+        except Exception as exc:  # PyYAML's constructors fail in their own ways: 2026-02-30, `!!timestamp x`
+            raise _Malformed(node, f"YAML: {node.value!r} cannot be read as {node.tag.rpartition(':')[2]}"
+                                   f" ({type(exc).__name__}: {exc})") from exc
+
+    def _collection(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, str(i)), node) for i, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            raise _Malformed(node, f"YAML: unsupported node {node.tag}")
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(scalars.construct_object(key_node, deep=True) if key_node.value != "" else "")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Malformed(key_node, "YAML: a key must be a plain value (a name or a number),"
+                                           " not a list or a mapping")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Malformed(key_node, "YAML: merge keys (<<) are not supported in flows")
+            key = str(self.scalar(key_node)) if key_node.value != "" else ""
+            if key in result:
+                raise _Malformed(key_node, f"duplicate key {key!r}")
             child = (*path, key)
-            value = _to_python(value_node, child, marks, scalars)
-            marks[(*child, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            value = self.convert(value_node, child, key_node)
+            self.marks[(*child, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = value
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, str(i)), marks, scalars) for i, item in enumerate(node.value)]
-    return scalars.construct_object(node, deep=True)
 
 
 #: libyaml's parser when PyYAML was built with it (about 5x faster on big flows), same nodes and marks.
@@ -148,10 +206,19 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         return None, marks, [FlowError(source, line, column, f"YAML: {exc.problem or exc}")]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a NUL, a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return None, marks, [FlowError(source, line, column, f"YAML: the character {chr(exc.character)!r}"
+                                                             " is not allowed in YAML")]
+    except yaml.YAMLError as exc:  # any other (PyYAML's own errors carry a mark; this is a last resort)
+        return None, marks, [FlowError(source, 1, 1, f"YAML: {exc}")]
     if node is None:
         return None, marks, [FlowError(source, 1, 1, "the file is empty (expected a flow)")]
-    # One safe constructor for the scalars (tags resolved by the composer: 5 is an int, yes a bool).
-    return _to_python(node, (), marks, yaml.constructor.SafeConstructor()), marks, []
+    try:
+        return _Converter(marks).convert(node, ()), marks, []
+    except _Malformed as exc:
+        return None, {}, [FlowError(source, exc.line, exc.column, exc.message)]
 
 
 # -- one flow -----------------------------------------------------------------------------------
@@ -181,8 +248,9 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
         report.error(("recording",), f"recording: expected one of {', '.join(RECORDING_POLICIES)}, got {recording!r}")
         recording = "on_demand"
     dids = data.get("dids", [])
-    if not isinstance(dids, list) or not all(isinstance(d, str | int) for d in dids):
-        report.error(("dids",), "dids: expected a list of numbers")
+    if not isinstance(dids, list) or not all(isinstance(d, str | int) and not isinstance(d, bool)
+                                             and re.fullmatch(r"[0-9]+", str(d)) for d in dids):
+        report.error(("dids",), "dids: expected a list of numbers (digits only)")
         dids = []
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
@@ -198,7 +266,9 @@ def parse_flow(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
         if node is not None:
             nodes[node_id] = node
     start = data.get("start", next(iter(raw_nodes)))
-    if start not in raw_nodes:
+    if not isinstance(start, str | int) or isinstance(start, bool):
+        report.error(("start",), f"start: expected a node id, got {start!r}")
+    elif str(start) not in raw_nodes:
         report.error(("start",), f"start: no node {start!r} in this flow")
     flow = Flow(flow_id, language, [str(d) for d in dids], dict(variables), str(start), nodes, source, marks,
                 str(recording), hashlib.sha256(text.encode()).hexdigest()[:12])
@@ -214,7 +284,7 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
         report.error(path, f"node {node_id!r}: expected a mapping with a type")
         return None
     node_type = raw.get("type")
-    if node_type not in NODE_TYPES:
+    if not isinstance(node_type, str) or node_type not in NODE_TYPES:
         known = ", ".join(sorted(NODE_TYPES))
         report.error((*path, "type") if "type" in raw else path,
                      f"node {node_id!r}: unknown type {node_type!r} (one of: {known})" if node_type is not None
@@ -225,7 +295,7 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
     for key in raw:
         if key != "type" and key not in cls.params:
             report.error((*path, key, "<key>"), f"{node_type} node {node_id!r}: unknown parameter {key!r}"
-                         f" (expected: {', '.join(cls.params) or 'none'})")
+                         f" (expected: {', '.join(cls.params)})")  # every type has parameters
     for name, param in cls.params.items():
         if name not in raw:
             if param.required:
@@ -240,7 +310,7 @@ def _parse_node(node_id: str, raw: Any, report: Report) -> Node | None:
         node.check(report)
     finally:
         report.prefix = ()
-    return node if len(report.errors) == before else None
+    return node  # with errors of its own check, the flow is refused anyway
 
 
 def _check_param(what: str, path: Path_, value: Any, param: Param, report: Report) -> None:
@@ -255,7 +325,7 @@ def _check_param(what: str, path: Path_, value: Any, param: Param, report: Repor
         if not isinstance(value, int) or isinstance(value, bool):
             report.error(path, f"{what}: expected an integer, got {value!r}")
     elif kind == "number":
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 \
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0 \
                 or (param.positive and value == 0):
             bound = "above 0" if param.positive else ">= 0"
             report.error(path, f"{what}: expected a number of seconds ({bound}), got {value!r}")
@@ -276,6 +346,8 @@ def _check_param(what: str, path: Path_, value: Any, param: Param, report: Repor
             re.compile(str(value))
         except re.error as exc:
             report.error(path, f"{what}: invalid regular expression: {exc}")
+        except (RecursionError, OverflowError):
+            report.error(path, f"{what}: invalid regular expression: too large or nested too deeply")
     elif kind == "expr":
         if isinstance(value, str):
             try:
@@ -437,11 +509,11 @@ def load_flows(paths: Iterable[Path], sound_exists: SoundExists | None = None) -
     errors: list[FlowError] = []
     for path in flow_files(paths):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # never the locale's encoding
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(FlowError(str(path), 1, 1, f"cannot read the file: {exc}"))
             continue
-        flow, problems = parse_flow(text, str(path))
+        flow, problems = _parse_guarded(text, str(path))
         errors.extend(problems)
         if flow is not None:
             flows.append(flow)
@@ -449,5 +521,19 @@ def load_flows(paths: Iterable[Path], sound_exists: SoundExists | None = None) -
     return flows, sorted(errors)
 
 
-def flow_set(flows: list[Flow]) -> FlowSet:
-    return FlowSet({flow.id: flow for flow in flows}, {did: flow.id for flow in flows for did in flow.dids})
+def _parse_guarded(text: str, source: str) -> tuple[Flow | None, list[FlowError]]:
+    """`parse_flow`, with a last line of defence: a flow the checks did not foresee is an error of its
+    file, never an exception that takes a reload (or the controller) down."""
+    try:
+        return parse_flow(text, source)
+    except Exception as exc:  # a bug in a check: the fuzz tests look for these
+        log.exception("IVR flow %s: unexpected error while checking it", source)
+        return None, [FlowError(source, 1, 1, f"cannot check this flow ({type(exc).__name__}: {exc});"
+                                              " please report it")]
+
+
+def flow_set(flows: list[Flow], did_overrides: Mapping[str, str] | None = None) -> FlowSet:
+    """The live set: each flow's own DIDs, then `did_overrides` (the configuration's `dids`) on top."""
+    by_did = {did: flow.id for flow in flows for did in flow.dids}
+    by_did.update(did_overrides or {})
+    return FlowSet({flow.id: flow for flow in flows}, by_did)

@@ -29,6 +29,7 @@ A rate whose denominator is zero is None (null in JSON), not 0.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,15 @@ class Standards:
     max_acw_seconds: float = 60.0
     max_hold_seconds: float = 30.0
     max_wait_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "service_level_target":
+                if not 0 <= value <= 1:
+                    raise ValueError(f"{item.name}: expected a fraction from 0 to 1 (0.8 for 80%), got {value!r}")
+            elif not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{item.name}: expected a number of seconds >= 0, got {value!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Standards:

@@ -105,7 +105,8 @@ async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "reloadtest.yaml").write_text(flow("one").replace("type: hangup", "type: hang_up"))
-    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)}))
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)},
+                                                                      dids={}))  # no hotline here
     await process.start()
     stop_after.append(process)
     health = await process.health()
@@ -123,3 +124,56 @@ async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_
     assert (await caller.wait()).ok
     (record,) = await process.wait_for_records(1)
     assert record["end_reason"] == "fallback"
+
+
+MALFORMED_FLOWS = {  # each used to raise out of the loader: SIGHUP then ended the controller's calls
+    "start: [greeting]": ("flow: reloadtest\nstart: [greeting]\nnodes:\n  greeting: {type: hangup}\n",
+                          2, 8, "start: expected a node id, got ['greeting']"),
+    "a recursive alias": ("flow: reloadtest\nnodes: &n\n  x: *n\n", 3, 3,
+                          "YAML: a recursive alias: nodes.x contains itself"),
+    "a deeply nested expression": ("flow: reloadtest\nnodes:\n  s: {type: switch, cases: [{when: '" + "(" * 3000
+                                   + "1" + ")" * 3000 + "', next: h}], default: h}\n  h: {type: hangup}\n", 3, 36,
+                                   "switch 's': the expression nests too deeply"),
+}
+
+
+async def test_malformed_flow_files_are_refused_and_the_controller_and_live_calls_go_on(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    flows = flows_dir(tmp_path, "always")
+    path = flows / "reloadtest.yaml"
+    version_one = flow("one").replace("timeout: 2", "timeout: 6")  # the caller stays ~12 s in the menu
+    path.write_text(version_one)
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, ivr={"flows_dir": str(flows)}))
+    await process.start()
+    stop_after.append(process)
+    caller = Caller(RELOAD_DID, steps=[WaitForBye(40000)])
+    await caller.start()
+    live_call = await wait_for_node(process, "ask")
+    assert process.process is not None
+
+    for case, (text, line, column, message) in MALFORMED_FLOWS.items():
+        path.write_text(text)
+        process.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while f"{path}:{line}:{column}: {message}" not in process.log.read_text():  # the SIGHUP reload logs it
+            assert process.process.poll() is None, f"{case}: the controller ended after SIGHUP"
+            assert time.monotonic() < deadline, (case, process.log.read_text()[-2000:])
+            await asyncio.sleep(0.2)
+        health = await process.health()
+        assert health is not None and health["status"] == "ok", (case, health)
+        status, body = await process.api("POST", "/api/flows/reload")  # ... and so does the API, as a 422
+        assert status == 422 and not body["ok"], (case, status, body)
+        assert any(error.startswith(f"{path}:{line}:{column}: {message}") for error in body["errors"]), \
+            (case, body["errors"])
+        assert process.process.poll() is None, case
+        await wait_for_version(process, version_one, timeout=0)   # the old version stays live
+
+    assert (await caller.wait()).ok                               # the live call finished on its version
+    assert [p for p in await prompts_of(process, live_call) if "first" in p or "second" in p] == \
+        ["tts en 'one first'", "tts en 'one second'"]
+    (record,) = await process.wait_for_records(1)
+    assert record["end_reason"] != "fallback", record
+    next_caller = await Caller(RELOAD_DID, steps=[WaitForBye(40000)]).run()   # new calls: still version one
+    assert next_caller.ok, next_caller.output + next_caller.errors
+    (new_call,) = {r["call_id"] for r in await process.wait_for_records(2)} - {live_call}
+    assert "tts en 'one first'" in await prompts_of(process, new_call)

@@ -73,6 +73,13 @@ async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk
         assert "Controller              http://127.0.0.1:8080  (health: /healthz)" in text, text
         result = await Caller("4008001234", steps=[Pause(3000)]).run()
         assert result.ok, result.output + result.errors
+        # What the README tells a user to run next, from a plain shell (no CCC_SANDBOX_ROOT): every check passes.
+        shell_env = {k: v for k, v in os.environ.items() if k != "CCC_SANDBOX_ROOT"}
+        doctor = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "controller.cli.main", "doctor", "--config", "demo/controller.yaml"],
+            cwd=REPO, capture_output=True, text=True, env=shell_env, timeout=60)
+        assert doctor.returncode == 0 and "FAIL" not in doctor.stdout, doctor.stdout + doctor.stderr
+        assert "PASS  sound files the flows need are present" in doctor.stdout, doctor.stdout
         run.send_signal(signal.SIGINT)
         rest, _ = await asyncio.to_thread(run.communicate, timeout=60)
         assert run.returncode == 0 and "[run] stopped" in rest, rest

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
+from controller.config import Config, load_config
+from controller.ivr.repository import FlowRepository
 from controller.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +24,7 @@ BAD_CONFIGS = {
     "bad role": ("tokens:\n  - {name: a, token: t, role: boss}\n", 2, "role"),
     "yaml": ("http: {port: 80\n", 2, "invalid YAML"),
     "zero takeover": ("guard:\n  takeover_timeout: 0\n", 2, "takeover_timeout: expected a number above 0"),
-    "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 2,
+    "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 3,
                                    "check_interval: must not be longer than takeover_timeout"),
 }
 
@@ -76,3 +78,117 @@ def test_demo_and_short_tokens_refuse_to_start_outside_the_demo(
     monkeypatch.setenv("CCC_DEMO", "true")
     assert load_config(REPO / "demo/controller.yaml").demo is True
     assert load_config(short).demo is False  # only a file that says so is a demo
+
+
+STANDARDS_MISTAKES = {
+    "a percent sign": ("service_level_target: 80%", 3, 25,
+                       "standards.service_level_target: expected a number, got '80%'"),
+    "a negative threshold": ("max_talk_seconds: -5", 3, 21,
+                             "standards: max_talk_seconds: expected a number of seconds >= 0, got -5.0"),
+    "a target above one": ("service_level_target: 80", 3, 25,
+                           "standards: service_level_target: expected a fraction from 0 to 1 (0.8 for 80%), got 80.0"),
+    "text": ("short_abandon_seconds: five", 3, 26,
+             "standards.short_abandon_seconds: expected a number, got 'five'"),
+    "an unknown standard": ("max_ring_seconds: 5", 3, 3,
+                            "standards: unknown key 'max_ring_seconds' (expected one of: max_acw_seconds,"
+                            " max_hold_seconds, max_talk_seconds, max_wait_seconds, service_level_seconds,"
+                            " service_level_target, short_abandon_seconds)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STANDARDS_MISTAKES))
+def test_standards_are_type_checked_with_exact_messages(case: str, tmp_path: Path) -> None:
+    line_text, line, column, message = STANDARDS_MISTAKES[case]
+    path = tmp_path / "controller.yaml"
+    path.write_text(f"standards:\n  service_level_seconds: 20\n  {line_text}\n")
+    with pytest.raises(SettingsError) as raised:
+        load_config(path)
+    assert raised.value.problems == [f"{path}:{line}:{column}: {message}"]
+
+
+def test_standards_are_read_as_numbers() -> None:
+    standards = load_config(REPO / "demo" / "controller.yaml").standards
+    assert (standards.service_level_seconds, standards.service_level_target) == (20.0, 0.8)
+    assert isinstance(standards.max_wait_seconds, float)
+
+
+def test_an_unknown_top_level_key_names_the_keys_a_file_may_use(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("http: {port: 8080}\ndid: {'4008001234': hotline}\n")
+    with pytest.raises(SettingsError) as raised:
+        load_config(path)
+    keys = sorted(f.name for f in dataclasses.fields(Config) if f.name != "source")  # `source` is internal
+    assert raised.value.problems == [f"{path}:2:1: unknown key 'did' (expected one of: {', '.join(keys)})"]
+    assert "dids" in keys and "source" not in raised.value.problems[0]
+
+
+def test_source_is_not_a_key_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("source: /etc/passwd\n")
+    with pytest.raises(SettingsError) as raised:
+        load_config(path)
+    assert raised.value.problems[0].startswith(f"{path}:1:1: unknown key 'source' (expected one of: acd, ")
+
+
+FLOW_A = 'flow: a\ndids: ["4008001234", "4008005555"]\nnodes:\n  x: {type: hangup}\n'
+FLOW_B = 'flow: b\nnodes:\n  x: {type: hangup}\n'
+
+
+def test_configured_dids_override_the_flows_own(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "a.yaml").write_text(FLOW_A)
+    (tmp_path / "flows" / "b.yaml").write_text(FLOW_B)
+    path = tmp_path / "controller.yaml"
+    path.write_text("ivr: {flows_dir: flows}\ndids:\n  \"4008001234\": b\n  \"4008009999\": a\n")
+    config = load_config(path)
+    repository = FlowRepository(Path(config.ivr.flows_dir), did_overrides=config.dids, config_source=config.source)
+    assert repository.load().ok
+    served = {did: flow.id for did in ("4008001234", "4008005555", "4008009999", "4008000000")
+              if (flow := repository.flow_for_did(did)) is not None}
+    assert served == {"4008001234": "b", "4008005555": "a", "4008009999": "a"}
+
+
+def test_a_did_mapped_to_a_missing_flow_is_an_error_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "a.yaml").write_text(FLOW_A)
+    path = tmp_path / "controller.yaml"
+    path.write_text("ivr: {flows_dir: flows}\ndids:\n  \"4008001234\": a\n  \"4008006666\": hotlin\n")
+    config = load_config(path)
+    repository = FlowRepository(Path(config.ivr.flows_dir), did_overrides=config.dids, config_source=config.source)
+    result = repository.load()
+    assert [str(error) for error in result.errors] == [
+        f"{path}:4:17: dids: 4008006666 goes to flow 'hotlin', which does not exist (loaded: a)"]
+    assert repository.snapshot.flows == {}  # refused: nothing went live
+    (tmp_path / "flows" / "hotlin.yaml").write_text(FLOW_B.replace("flow: b", "flow: hotlin"))
+    assert repository.reload().ok and repository.flow_for_did("4008006666") is not None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("${CCC_T_SET}", "set"), ("${CCC_T_UNSET}", ""), ("${CCC_T_UNSET:-d}", "d"), ("${CCC_T_SET:-d}", "set"),
+    ("${CCC_T_UNSET:-${CCC_T_SET}/x}", "set/x"), ("${CCC_T_UNSET:-${CCC_T_UNSET2:-/a}/b}/c", "/a/b/c"),
+    ("${CCC_T_SET:-${CCC_T_UNSET2:-/a}/b}/c", "set/c"), ("${CCC_T_DOLLAR}", "${CCC_T_SET}"),  # not expanded twice
+    ("${CCC_T_UNSET:-}x", "x"), ("a${CCC_T_SET}b${CCC_T_UNSET:-c}", "asetbc"), ("${unclosed", "${unclosed"),
+])
+def test_environment_values_with_nested_defaults(text: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.settings import expand_env
+
+    monkeypatch.setenv("CCC_T_SET", "set")
+    monkeypatch.setenv("CCC_T_DOLLAR", "${CCC_T_SET}")
+    monkeypatch.delenv("CCC_T_UNSET", raising=False)
+    monkeypatch.delenv("CCC_T_UNSET2", raising=False)
+    assert expand_env(text) == expected
+
+
+def test_the_demo_finds_the_sandbox_without_ccc_sandbox_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ccctl doctor --config demo/controller.yaml` from a plain shell looks where `make sandbox` built the root."""
+    monkeypatch.delenv("CCC_SANDBOX_ROOT", raising=False)
+    monkeypatch.setenv("CCC_SANDBOX_DIR", "/srv/sandbox")
+    sounds_dir = load_config(REPO / "demo" / "controller.yaml").asterisk.sounds_dir
+    assert sounds_dir == "/srv/sandbox/root/usr/share/asterisk/sounds"
+    monkeypatch.delenv("CCC_SANDBOX_DIR")
+    monkeypatch.setenv("HOME", "/home/user")
+    config = load_config(REPO / "demo" / "controller.yaml")
+    assert config.asterisk.sounds_dir == "/home/user/.cache/ccc-sandbox/root/usr/share/asterisk/sounds"
+    assert config.asterisk.recordings_dir == "/home/user/.cache/ccc-sandbox/root/var/spool/asterisk/recording"
+    monkeypatch.setenv("CCC_SANDBOX_ROOT", "/r")
+    assert load_config(REPO / "demo" / "controller.yaml").asterisk.sounds_dir == "/r/usr/share/asterisk/sounds"

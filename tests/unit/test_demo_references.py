@@ -57,11 +57,11 @@ def test_every_file_prompt_and_readme_section_referenced_exists(source: Path) ->
     text = source.read_text()
     headings = [line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines()
                 if line.startswith("#")]
-    prompts = yaml.safe_load((REPO / "dialplans" / "ccc-sounds.yaml").read_text())
+    prompts = yaml.safe_load((REPO / "controller" / "deploy" / "templates" / "ccc-sounds.yaml").read_text())
     missing = [ref for ref in path_references(text) if not resolves(source, ref)]
     missing += [f'README "{name}"' for name in README_SECTION.findall(text)
                 if not any(heading.startswith(name) for heading in headings)]
-    missing += [f"sound:ccc/{name} (dialplans/ccc-sounds.yaml)" for name in CCC_SOUND.findall(text)
+    missing += [f"sound:ccc/{name} (controller/deploy/templates/ccc-sounds.yaml)" for name in CCC_SOUND.findall(text)
                 if name not in prompts]
     assert not missing, f"{source.relative_to(REPO)} refers to what does not exist: {missing}"
 

@@ -151,3 +151,58 @@ def test_screen_pop_data_keeps_the_flows_own_values_only() -> None:
                  "region": {"province": "北京市", "city": "北京市"}, "menu_choice": "0", "tier": "vip",
                  "balance": 12.5, "order": {"id": 7}, "agent_id": None}
     assert screen_pop_data(variables) == {"menu_choice": "0", "tier": "vip", "balance": 12.5, "agent_id": None}
+
+
+def simulate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    import json
+
+    assert main(["flows", "simulate", *args, "--json"]) == 0
+    return dict(json.loads(capsys.readouterr().out))
+
+
+@pytest.mark.parametrize(("now", "second_node"), [("2026-11-26T10:00", "customer"),
+                                                  ("2026-11-26T23:30", "after_hours")])
+def test_simulate_without_at_runs_now_in_the_flows_time_zone(now: str, second_node: str,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a fixed date (it was 2023-11-14 22:13 in Shanghai: after hours for every example)."""
+    from zoneinfo import ZoneInfo
+
+    from controller.cli import flows as cli_flows
+
+    asked: list[ZoneInfo] = []
+
+    def fake_now(zone: ZoneInfo) -> datetime:
+        asked.append(zone)
+        return datetime.fromisoformat(now).replace(tzinfo=zone)
+
+    monkeypatch.setattr(cli_flows, "now", fake_now)
+    out = simulate_json(capsys, str(REPO / "ivr_flows"), "--did", "4008001234", "--dtmf", "1")
+    assert asked == [ZoneInfo("Asia/Shanghai")]
+    assert out["at"] == now + ":00+08:00" and out["visited"][:3] == ["greeting", "hours", second_node]  # type: ignore[index]
+
+
+def test_simulate_now_is_the_real_time(capsys: pytest.CaptureFixture[str]) -> None:
+    out = simulate_json(capsys, str(REPO / "ivr_flows"), "--did", "4008001234", "--dtmf", "1")
+    at = datetime.fromisoformat(str(out["at"]))
+    assert abs(at.timestamp() - datetime.now().timestamp()) < 60 and at.utcoffset() is not None
+    assert at.utcoffset().total_seconds() == 8 * 3600  # type: ignore[union-attr]
+
+
+def test_simulate_at_without_an_offset_is_a_local_time_of_the_flows_schedule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ny.yaml").write_text(
+        "flow: ny\nnodes:\n  s: {type: schedule, timezone: America/New_York, hours: {daily: ['09:00-18:00']},"
+        " open: o, closed: c}\n  o: {type: hangup}\n  c: {type: hangup}\n")
+    out = simulate_json(capsys, str(tmp_path), "--at", "2026-11-23T10:00")   # 10:00 in New York, whatever the host
+    assert out["at"] == "2026-11-23T10:00:00-05:00" and out["visited"] == ["s", "o"]
+    out = simulate_json(capsys, str(tmp_path), "--at", "2026-11-23T10:00+00:00")  # 05:00 in New York
+    assert out["visited"] == ["s", "c"]
+    assert main(["flows", "simulate", str(tmp_path), "--at", "2026-11-23T10:00"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "-- ny at 2026-11-23T10:00-05:00 (America/New_York)"
+
+
+def test_simulate_help_says_the_default_is_now(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["flows", "simulate", "--help"])
+    assert "default: now" in " ".join(capsys.readouterr().out.split())

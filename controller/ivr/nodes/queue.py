@@ -60,7 +60,8 @@ class QueueNode(Node):
         ctx.set("queue_result", outcome.result)
         ctx.set("agent_id", outcome.agent_id)
         ctx.set("overflow_target", outcome.overflow_target)
-        if outcome.result in ("overflow", "transferred") and (outcome.overflow_target or "").startswith("node:"):
-            return (outcome.overflow_target or "").removeprefix("node:")
+        target = outcome.overflow_target
+        if outcome.result in ("overflow", "transferred") and target is not None and target.startswith("node:"):
+            return target.removeprefix("node:")
         route = {"answered_then_ended": "answered", "transferred": "answered"}.get(outcome.result, outcome.result)
         return self[route] or self["otherwise"]  # type: ignore[no-any-return]

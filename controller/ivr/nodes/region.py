@@ -3,9 +3,13 @@ from __future__ import annotations
 from controller.ivr.nodes import Context, Next, Node, Param
 from controller.lookup import caller_region
 
+#: Longest first: 广西壮族自治区 is 广西, not 广西壮族.
+_SUFFIXES = ("维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市")
+
 
 def _short(name: str) -> str:
-    for suffix in ("省", "市", "自治区", "壮族自治区", "回族自治区", "维吾尔自治区", "特别行政区"):
+    """广东省 → 广东, 深圳市 → 深圳, 宁夏回族自治区 → 宁夏 (a bare suffix stays as it is)."""
+    for suffix in _SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
@@ -19,9 +23,6 @@ class RegionNode(Node):
         "routes": Param("routes", required=True, doc="province or city (广东 or 广东省, 深圳) -> node"),
         "default": Param("node", required=True, doc="other regions, unknown or withheld numbers"),
     }
-
-    def assigns(self) -> set[str]:
-        return {"region"}
 
     async def run(self, ctx: Context) -> Next:
         region = caller_region(ctx.port.caller) if ctx.port.caller else None

@@ -9,13 +9,24 @@ from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-RANGE = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")  # used with fullmatch
+RANGE = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
+
+
+def minutes(value: Any) -> tuple[int, int] | None:
+    """"09:00-18:00" → (540, 1080): open from the first minute up to, not including, the second;
+    None unless a range within one day (00:00 to 24:00) that ends after it starts."""
+    match = RANGE.fullmatch(str(value))
+    if match is None:
+        return None
+    start = int(match[1]) * 60 + int(match[2])
+    end = int(match[3]) * 60 + int(match[4])
+    return (start, end) if start < end <= 24 * 60 else None
 
 
 def weekdays(spec: str) -> list[int] | None:
     """"mon-fri" → [0..4], "sat" → [5], "daily" → all; None when not understood."""
     spec = spec.strip().lower()
-    if spec in ("daily", "all", "mon-sun"):
+    if spec in ("daily", "all"):  # and mon-sun, as a range
         return list(range(7))
     if "-" in spec:
         first, _, last = spec.partition("-")
@@ -53,9 +64,9 @@ class ScheduleNode(Node):
                         report.error(("hours", str(spec), "<key>"), f"schedule {self.id!r}: {spec!r} is not a day"
                                      " or day range (mon, mon-fri, daily)")
                     for index, value in enumerate(ranges if isinstance(ranges, list) else [ranges]):
-                        if not RANGE.fullmatch(str(value)):
+                        if minutes(value) is None:
                             report.error(("hours", str(spec), str(index)), f"schedule {self.id!r}: {value!r} is not"
-                                         " a time range like 08:00-18:00")
+                                         " a time range like 08:00-18:00 (within one day, 00:00 to 24:00)")
         for index, day in enumerate(self["holidays"]):
             try:
                 date.fromisoformat(str(day))
@@ -71,10 +82,7 @@ class ScheduleNode(Node):
             if moment.weekday() not in (weekdays(str(spec)) or []):
                 continue
             for value in ranges if isinstance(ranges, list) else [ranges]:
-                match = RANGE.fullmatch(str(value))
-                assert match is not None
-                start = int(match[1]) * 60 + int(match[2])
-                end = int(match[3]) * 60 + int(match[4])
+                start, end = minutes(value) or (0, 0)
                 if start <= minute < end:
                     return True
         return False

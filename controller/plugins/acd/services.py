@@ -47,7 +47,6 @@ from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError, RecordingService
-from controller.reports.kpis import Standards
 
 log = logging.getLogger("controller.acd")
 
@@ -90,7 +89,7 @@ class AcdService:
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
                                 [agent_settings(a) for a in config.acd.agents], clock,
                                 not_ready_reasons=tuple(config.acd.not_ready_reasons))
-        self.standards = Standards.from_mapping(config.standards)
+        self.standards = config.standards
         self.monitor = StandardsMonitor(self.standards)
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}

@@ -62,7 +62,8 @@ class IvrService:
         self._fallback = fallback
         sounds = Path(config.asterisk.sounds_dir)
         self.repository = FlowRepository(Path(config.ivr.flows_dir),
-                                         sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
+                                         sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None,
+                                         did_overrides=config.dids, config_source=config.source)
         self.flows_run = 0
         self.http_outcomes: Counter[tuple[str, str, str]] = Counter()  # (flow, node, outcome) -> requests
         self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
@@ -126,12 +127,15 @@ class IvrService:
 
     def flows(self) -> list[dict[str, Any]]:
         snapshot = self.repository.snapshot
-        return [{"id": flow.id, "language": flow.language, "dids": list(flow.dids), "nodes": len(flow.nodes),
+        dids = {flow_id: sorted(did for did, target in snapshot.by_did.items() if target == flow_id)
+                for flow_id in snapshot.flows}
+        return [{"id": flow.id, "language": flow.language, "dids": dids[flow.id], "nodes": len(flow.nodes),
                  "source": str(flow.source), "version": flow.version} for flow in snapshot.flows.values()]
 
     def flow_for_did(self, did: str) -> str | None:
+        """The flow serving a DID: the configuration's `dids` first, then the flows' own."""
         flow = self.repository.flow_for_did(did)
-        return flow.id if flow is not None else self.config.dids.get(did)
+        return flow.id if flow is not None else None
 
     def flow_exists(self, flow_id: str) -> bool:
         return flow_id in self.repository.snapshot.flows
