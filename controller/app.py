@@ -214,6 +214,7 @@ class Controller:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 writer = tasks.create_task(self.store.run_writer())
+                cti = tasks.create_task(self.events.run())
                 stream = tasks.create_task(self.stream.run())
                 notifier = tasks.create_task(self.webhooks.run())
                 acd_timer = tasks.create_task(self.acd.run())
@@ -231,6 +232,8 @@ class Controller:
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                cti.cancel()  # hands the events still queued to the store, committed as it closes
+                await asyncio.gather(cti, return_exceptions=True)
                 writer.cancel()
         finally:
             self._tasks = None
