@@ -36,7 +36,7 @@ class Receiver:
         self.status_for: Callable[[int, int], int] = lambda seq, attempt: 204
         self.hold_seq: int | None = None
         self.gate = asyncio.Event()
-        self.runner: web.AppRunner | None = None
+        self.server: TestServer | None = None
         self.url = ""
 
     @property
@@ -56,12 +56,9 @@ class Receiver:
     async def up(self) -> None:
         app = web.Application()
         app.router.add_post("/events", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/events"
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        self.url = str(self.server.make_url("/events"))
 
 
 class System:
@@ -102,8 +99,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     await receiver.up()
     yield receiver
     receiver.gate.set()
-    assert receiver.runner is not None
-    await receiver.runner.cleanup()
+    assert receiver.server is not None
+    await receiver.server.close()
 
 
 @pytest.fixture
