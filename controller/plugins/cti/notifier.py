@@ -161,7 +161,7 @@ class WebhookNotifier:
         self.dead[name] = int(dead["n"]) if dead else 0
 
     async def _worker(self, name: str) -> None:
-        """Deliver forever; a failing store (a read or a cursor commit) only pauses the worker."""
+        """Deliver forever; an error (a store read or cursor commit that fails) only pauses the worker."""
         delay = STORE_RETRY_SECONDS[0]
         while True:
             try:
@@ -169,8 +169,9 @@ class WebhookNotifier:
                     await self._load(name)
                 await self._step(self.webhooks[name])
                 delay = STORE_RETRY_SECONDS[0]
-            except Exception as exc:
-                log.error("webhook %s: the store failed (%s); trying again in %.0f s", name, exc, delay)
+            except Exception as exc:  # mostly the store failing; never let it end the webhook (or the controller)
+                log.error("webhook %s: delivery interrupted (%s: %s); trying again in %.0f s", name,
+                          type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_SECONDS[1])
 

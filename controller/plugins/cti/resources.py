@@ -102,11 +102,13 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
         subscriber = bus.subscribe()  # before the replay, so nothing published meanwhile is missed
+        hello_seq = bus.last_seq
+        start = hello_seq if since is None else since  # without since: everything after the hello's seq
         try:
-            await ws.send_json({"type": "hello", "seq": bus.last_seq, "role": identity.role})
+            await ws.send_json({"type": "hello", "seq": hello_seq, "role": identity.role})
             reader = asyncio.create_task(_drain_client(ws))
             try:
-                await _stream(bus, ws, subscriber, event_filter, bus.last_seq if since is None else since, reader)
+                await _stream(bus, ws, subscriber, event_filter, start, reader)
             finally:
                 reader.cancel()
         finally:
