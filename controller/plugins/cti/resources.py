@@ -37,7 +37,6 @@ FILTER_QUERY: dict[str, dict[str, Any]] = {
 EVENTS_PAGE = {"type": "object", "required": ["events", "last_seq", "newest_seq"],
                "properties": {"events": {"type": "array", "items": {"type": "object"}},
                               "last_seq": {"type": "integer"}, "newest_seq": {"type": "integer"}}}
-WEBHOOK_NAME_404 = {404: {"type": "object"}}
 DEAD_LETTERS = {"type": "object", "required": ["webhook", "dead_letters"],
                 "properties": {"webhook": {"type": "string"},
                                "dead_letters": {"type": "array", "items": {
@@ -147,7 +146,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         return web.json_response(await webhooks.status())
 
     @operation("Send a webhook every event after `since` again", tag="webhooks", body=REPLAY_BODY,
-               responses={200: {"type": "object", "required": ["webhook", "replaying_from"]}, **WEBHOOK_NAME_404},
+               responses={200: {"type": "object", "required": ["webhook", "replaying_from"]}},
                description="`since` must be at most the newest event's sequence number (400 otherwise).")
     @roles("integration")
     async def webhook_replay(request: web.Request) -> web.Response:
@@ -160,7 +159,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
 
     @operation("A webhook's dead letters: events its receiver refused for good (4xx), oldest first",
                tag="webhooks", query={"limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-               responses={200: DEAD_LETTERS, **WEBHOOK_NAME_404})
+               responses={200: DEAD_LETTERS})
     @roles("integration")
     async def dead_letters(request: web.Request) -> web.Response:
         name = _webhook_name(request, webhooks)
@@ -171,7 +170,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
 
     @operation("Deliver a webhook's dead letters again (all, or the given `seqs`), before its next events",
                tag="webhooks", body=DEAD_REPLAY_BODY,
-               responses={200: {"type": "object", "required": ["webhook", "requeued"]}, **WEBHOOK_NAME_404})
+               responses={200: {"type": "object", "required": ["webhook", "requeued"]}})
     @roles("integration")
     async def dead_letters_replay(request: web.Request) -> web.Response:
         name = _webhook_name(request, webhooks)
