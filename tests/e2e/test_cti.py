@@ -347,6 +347,11 @@ async def test_a_refused_event_is_a_dead_letter_an_operator_replays_with_ccctl(f
         assert text.returncode == 0 and "crm" in text.stdout, text.stderr
         assert await metric(controller, "ccc_webhook_dead_lettered_total") == 2
 
+        # A since no event can have (beyond int64 here) is refused and wedges nothing: the replay below works.
+        status, body = await controller.api("POST", "/api/webhooks/crm/replay", json={"since": 2**63},
+                                            token="demo-integration-token")
+        assert status == 400 and "since" in body["error"], body
+
         refusing["on"] = False  # the CRM is fixed: the operator replays the dead letters
         replay = ccctl(controller, "webhooks", "replay-dead", "crm")
         assert replay.returncode == 0 and "2 dead letters queued again" in replay.stdout, replay.stdout + replay.stderr
