@@ -363,3 +363,43 @@ async def test_a_refused_event_is_a_dead_letter_an_operator_replays_with_ccctl(f
     finally:
         controller.terminate()
         await receiver.down()
+
+
+async def test_events_of_a_graceful_stop_are_kept_and_sent_after_the_restart(fresh_asterisk: Path,
+                                                                             tmp_path: Path) -> None:
+    """The call handed to the fallback while stopping ends with events committed as the store closes:
+    the webhook and a resuming /ws client get them from the next process, numbered on from them."""
+    receiver = Receiver(free_port())
+    await receiver.up()
+    config = config_with_webhook(tmp_path, receiver.port, types="[]")
+    controller = ControllerProcess(tmp_path / "data", config=config)
+    await controller.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = WsClient(http)
+            client.follow(controller)
+            caller = Caller(DID, caller="13800000005", steps=[Pause(6000)])
+            await caller.start()
+            await _wait_for(lambda: "13800000005" in callers(client.events))
+            assert controller.terminate() == 0
+            await client.stopped()
+            caller.kill()
+            call_id = offered_call(client.events, "13800000005")
+            assert call_id not in ended_calls(client.events)  # it ended while stopping
+
+            controller = ControllerProcess(tmp_path / "data", config=config)
+            await controller.start()
+            client.follow(controller)
+            await _wait_for(lambda: call_id in ended_calls(client.events))
+            await _wait_for(lambda: call_id in ended_calls(receiver.events))
+            assert client.task is not None
+            client.task.cancel()
+    finally:
+        controller.terminate()
+        await receiver.down()
+    ended = next(e for e in client.events if e["type"] == "call.ended" and e["call_id"] == call_id)
+    assert ended["data"]["reason"] == "fallback" or ended["data"]["reason"].startswith("controller")
+    seqs = [e["seq"] for e in client.events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    hook_seqs = [e["seq"] for e in receiver.events]
+    assert hook_seqs == list(range(hook_seqs[0], hook_seqs[0] + len(hook_seqs)))

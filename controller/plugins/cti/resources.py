@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from controller.config import TokenSettings
 from controller.http.openapi import body_of, operation
@@ -110,6 +110,8 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
                 await _stream(bus, ws, subscriber, event_filter, start, reader)
             finally:
                 reader.cancel()
+            if subscriber.closed:
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"controller stopping: resume with since")
         finally:
             bus.unsubscribe(subscriber)
             with contextlib.suppress(ConnectionError):
@@ -203,7 +205,7 @@ async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscrib
             await ws.send_str(json.dumps(event.as_dict(), ensure_ascii=False))
 
     catching_up = last < bus.last_seq
-    while not ws.closed and not reader.done():
+    while not (ws.closed or reader.done() or subscriber.closed):
         if catching_up or subscriber.overflowed:
             catching_up = subscriber.overflowed = False
             while not subscriber.queue.empty():  # all of it is in the pages read below
@@ -221,7 +223,9 @@ async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscrib
         if getter not in done:
             getter.cancel()
             return
-        live: CtiEvent = getter.result()
+        live: CtiEvent | None = getter.result()
+        if live is None:
+            return  # the controller is stopping
         if live.seq <= last:
             continue  # already sent from a page
         if live.seq != last + 1:

@@ -13,6 +13,7 @@ JSON Schemas in schemas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -66,8 +67,9 @@ class EventFilter:
 
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[CtiEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
+    queue: asyncio.Queue[CtiEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
     overflowed: bool = False
+    closed: bool = False  # the stream stopped (the controller is stopping): a None is queued to wake the reader
 
 
 #: The stream's numbers are SQLite integers: a `since` beyond this cannot name an event.
@@ -150,7 +152,8 @@ class EventBus:
 
     async def run(self) -> None:
         """Commit queued events in batches and fan them out in order; run in the application's TaskGroup.
-        Cancelled, it hands what is still queued to the store (committed when the store closes)."""
+        Cancelled, it hands what is still queued to the store (committed when the store closes) and ends
+        every subscriber's stream (clients resume with `since` from the next process)."""
         delay = RETRY_SECONDS[0]
         try:
             while True:
@@ -167,6 +170,10 @@ class EventBus:
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
             self._write(list(self._unpersisted))
+            for subscriber in list(self._subscribers):
+                subscriber.closed = True
+                with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
+                    subscriber.queue.put_nowait(None)
 
     def _write(self, events: list[CtiEvent]) -> None:
         for event in events:
