@@ -6,14 +6,15 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium
+APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
+                fonts-wqy-microhei baresip
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint clean
 
 all: venv
 
-deps:  ## Debian packages: debootstrap (Asterisk root), SIPp, espeak-ng + sox (prompts)
+deps:  ## Debian packages: what README "What make installs" lists, each with why
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

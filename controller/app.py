@@ -154,7 +154,10 @@ class Controller:
     def routes(self) -> list[web.RouteDef]:
         @public
         async def healthz(request: web.Request) -> web.Response:
-            body = self.health()
+            # Public: only what a load balancer or a readiness probe needs. Call counts, flow
+            # errors with their paths and the rest are in /api/status (authenticated).
+            health = self.health()
+            body = {key: health[key] for key in ("status", "ari_connected", "prompts_ready")}
             return web.json_response(body, status=200 if body["ari_connected"] else 503)
 
         @roles("supervisor", "integration")
@@ -179,15 +182,20 @@ class Controller:
             web.get("/healthz", healthz),
             web.get("/api/status", status),
             *calls_resources.routes(self.calls),
-            *acd_resources.routes(self.acd),
+            *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
             *report_resources.routes(self.reports),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
             *recording_resources.routes(self.recordings, self.calls,
-                                        lambda agent_id: self.acd.engine.agent(agent_id).current_call),
+                                        lambda agent_id: self.acd.engine.agent(agent_id).current_call,
+                                        self._queue_recording_policy),
         ]
+
+    def _queue_recording_policy(self, call_id: str) -> str | None:
+        waiting = self.acd.calls.get(call_id)
+        return waiting.queue.recording if waiting is not None else None
 
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"
@@ -201,10 +209,15 @@ class Controller:
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         customers = CustomerDirectory(self.config.customers, self.http_client)
-        self.agi_server = FastAgiServer()
+        agi_settings = self.config.agi
+        self.agi_server = FastAgiServer(header_timeout=agi_settings.header_timeout,
+                                        command_timeout=agi_settings.command_timeout,
+                                        allowed_peers=agi_settings.allowed_peers,
+                                        max_connections=agi_settings.max_connections)
         AgiService(app_name=self.config.ari.app, flow_for_did=self.ivr.flow_for_did,
                    flow_exists=self.ivr.flow_exists, tier_of=customers.tier_of,
-                   connected=self.stream.connected.is_set).install(self.agi_server)
+                   connected=self.stream.connected.is_set, expect_handover=self.calls.expect_handover,
+                   handover_timeout=agi_settings.handover_timeout).install(self.agi_server)
         agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
                if self.config.agi.enabled else None)
         await self.ami.connect()

@@ -6,6 +6,8 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +15,7 @@ from typing import Any, Literal
 from controller.settings import load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
+MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,20 @@ class AgiSettings:
     enabled: bool = True
     listen: str = "127.0.0.1"
     port: int = 4573
+    # Who may connect: addresses or networks (CIDR). Others are closed at once, unread.
+    allowed_peers: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    max_connections: int = 200  # each /ivr hand-over holds one for the whole call
+    header_timeout: float = 5.0  # for the AGI request header
+    command_timeout: float = 10.0  # for Asterisk's answer to one command
+    handover_timeout: float = 4 * 3600.0  # the longest a call handed over by /ivr may stay with the controller
+
+    def __post_init__(self) -> None:
+        require_positive(self, "max_connections", "header_timeout", "command_timeout", "handover_timeout")
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_peers: {peer!r} is not an IP address or network") from None
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,27 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class DialingSettings:
+    """Numbers agents and integrations may dial through the API (click-to-dial, and transfer, conference
+    and consultation to `number:`), and how often (see README "Dialing limits")."""
+
+    # A number may be dialled when its longest matching prefix is an allowed one (a denied prefix of
+    # the same length wins). The defaults: mainland China numbers (mobiles 1…, landlines 0…, 400/800
+    # service numbers, 95… short numbers), no international calls (00…, +…).
+    allowed_prefixes: list[str] = field(default_factory=lambda: ["0", "1", "400", "800", "95"])
+    denied_prefixes: list[str] = field(default_factory=lambda: ["00", "+"])
+    # Per API token: at most `rate_limit_calls` dials in any `rate_limit_seconds` (then 429, Retry-After).
+    rate_limit_calls: int = 10
+    rate_limit_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        require_positive(self, "rate_limit_calls", "rate_limit_seconds")
+        for prefix in (*self.allowed_prefixes, *self.denied_prefixes):
+            if not re.fullmatch(r"\+?[0-9]*", prefix) or not prefix:
+                raise ValueError(f"dialing prefixes are digits (optionally after +), got {prefix!r}")
+
+
+@dataclass(frozen=True)
 class IvrSettings:
     flows_dir: str = "ivr_flows"
     # What a call hears when no flow serves its DID, and what happens next: the dialplan's
@@ -182,8 +220,22 @@ class Config:
     acd: AcdSettings = field(default_factory=AcdSettings)
     standards: dict[str, Any] = field(default_factory=dict)
     webhooks: list[WebhookSettings] = field(default_factory=list)
+    # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
+    # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
+    demo: bool = False
+    dialing: DialingSettings = field(default_factory=DialingSettings)
 
     source: str = ""  # the file it was read from (set by `load_config`)
+
+    def weak_tokens(self) -> list[str]:
+        """Why each token would be unsafe outside the demo (a demo-* value, too short to guess hard)."""
+        problems = []
+        for token in self.tokens:
+            if token.token.startswith("demo-"):
+                problems.append(f"tokens: {token.name!r} uses a demo token")
+            elif len(token.token) < MIN_TOKEN_LENGTH:
+                problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        return problems
 
     @property
     def data_path(self) -> Path:

@@ -15,6 +15,15 @@ import phonenumbers
 from phonenumbers import carrier, geocoder
 
 _PROVINCE = re.compile(r"^(.+?(?:省|自治区|特别行政区|市))(.*)$")
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{3,20}")
+
+
+def is_phone_number(text: str) -> bool:
+    """A caller number fit to be a key (a URL value, a callback): 3-20 digits, an optional '+'.
+
+    The caller id comes from the far end's SIP From header and can hold anything ("x&admin=1").
+    """
+    return _PHONE_NUMBER.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from controller.app import Controller
-from controller.config import Config, load_config
+from controller.config import MIN_TOKEN_LENGTH, Config, load_config
 from controller.logs import setup_logging
 from controller.settings import SettingsError
 
@@ -24,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration errors:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not config.demo and (weak := config.weak_tokens()):
+        print("refusing to start with guessable API tokens:", file=sys.stderr)
+        for problem in weak:
+            print(f"  {problem}", file=sys.stderr)
+        print(f"set each token from the environment (e.g. CCC_ADMIN_TOKEN=$(openssl rand -hex 16)), at least "
+              f"{MIN_TOKEN_LENGTH} characters; demo tokens are accepted only with `demo: true` (CCC_DEMO=true for "
+              "demo/controller.yaml, as `make run` and the tests set)", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     return asyncio.run(_run(config))

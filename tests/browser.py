@@ -7,12 +7,14 @@ is true, click, type. No Selenium or Playwright: the protocol is JSON over a Web
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import shutil
 import socket
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -67,6 +69,45 @@ class Page:
 
     async def text(self, selector: str) -> str:
         return str(await self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent ?? ''"))
+
+    async def reload(self) -> None:
+        """Reload the page (what reopening the tab does: session storage stays)."""
+        await self.evaluate("window.cccBeforeReload = true")
+        await self.send("Page.reload")
+        await self.wait_for("window.cccBeforeReload === undefined && document.readyState === 'complete'")
+
+    async def visible(self, selector: str) -> bool:
+        """Whether the element takes space on the page (not hidden, not display: none)."""
+        return bool(await self.evaluate(
+            f"(document.querySelector({json.dumps(selector)})?.getClientRects().length ?? 0) > 0"))
+
+    async def screenshot(self, path: Path) -> Path:
+        """A PNG of the page as it is drawn, for a person to look at."""
+        await self.send("Page.bringToFront")  # a tab in the background draws no frame to capture
+        shot = await self.send("Page.captureScreenshot", format="png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    async def glyphs_drawn(self, selector: str, text: str) -> dict[str, Any]:
+        """Draws each character of `text` alone in the element's font on a canvas. Without a font
+        that has them, Chinese characters all come out as the same empty box (.notdef): then the
+        drawings are equal. Returns {"distinct": how many different drawings, "inked": how many
+        have any pixel, "count": characters}."""
+        script = """((selector, text) => {
+          const font = getComputedStyle(document.querySelector(selector)).font;
+          const draw = (ch) => {
+            const canvas = document.createElement("canvas");
+            canvas.width = 64; canvas.height = 64;
+            const g = canvas.getContext("2d");
+            g.font = font; g.textBaseline = "top"; g.fillStyle = "#000"; g.fillText(ch, 4, 4);
+            return Array.from(g.getImageData(0, 0, 64, 64).data).join(",");
+          };
+          const drawings = [...text].map(draw);
+          return {distinct: new Set(drawings).size, count: drawings.length,
+                  inked: drawings.filter((d) => d.split(",").some((v) => v !== "0")).length};
+        })"""
+        return dict(await self.evaluate(f"{script}({json.dumps(selector)}, {json.dumps(text)})"))
 
 
 class Browser:

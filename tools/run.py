@@ -47,7 +47,7 @@ def _listening(port: int) -> bool:
 def run() -> int:
     VAR.mkdir(exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
-    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo")}
+    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo"), "CCC_DEMO": "true"}
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -72,6 +72,8 @@ def run() -> int:
   Demo backend            http://127.0.0.1:8090  (bill / customer look-ups for the IVR)
   Demo hotline            DID 4008001234 — try: sipp -sn uac -s 4008001234 -m 1 127.0.0.1:5060 -p 5070
   Admin token (demo)      demo-admin-token     e.g.  .venv/bin/ccctl status
+  Agent softphone (demo)  register user 8001, password ccc-demo-8001, at 127.0.0.1:5060 (udp), then
+                          .venv/bin/ccctl agent login 1001 --phone 8001, or the toolbar /toolbar?agent=1001
   Ctrl-C (or `make stop` from another shell) stops everything.
 """, flush=True)
         while not stopping:

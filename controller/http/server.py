@@ -10,10 +10,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from controller.config import Role, TokenSettings
 
@@ -46,8 +47,8 @@ def roles(*allowed: Role) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
 def token_from(request: web.Request) -> str | None:
@@ -100,9 +101,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
             raise
-        return json_error(exc.status, exc.reason or "error")
-    except json.JSONDecodeError:
-        return json_error(400, "the request body is not valid JSON")
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+        return json_error(exc.status, exc.reason or "error", kept)  # 405 keeps its Allow, 429 its Retry-After
+    except (json.JSONDecodeError, UnicodeDecodeError):  # a handler reading the body itself
+        return json_error(400, "the request body is not valid JSON (UTF-8)")
     except Exception:
         # The route's template, not the path: a path may hold a caller's number (/api/numbers/{number}).
         resource = request.match_info.route.resource
@@ -116,7 +118,24 @@ def build_app(tokens: list[TokenSettings], routes: Iterable[web.RouteDef]) -> we
     return app
 
 
+class QuietMalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a NUL in a header, …) as an ERROR with a traceback,
+    after answering it 400: one warning line without the request's bytes (they may hold a token) is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            reason = str(error.message).strip().split(":")[0] or type(error).__name__  # the kind, not the bytes
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "malformed HTTP request refused (400): %s", (reason,), None, None)
+        return True
+
+
 async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietMalformedRequests) for f in server_log.filters):
+        server_log.addFilter(QuietMalformedRequests())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -36,6 +36,20 @@ Path_ = tuple[str, ...]
 SoundExists = Callable[[str, str], bool]
 
 BUILTIN_VARIABLES = {"caller", "did", "call_id", "language", "now", "today", "time", "weekday", "region", "flow"}
+
+
+def is_plain(value: Any) -> bool:
+    """A value that goes as is into a call's record, CTI events and the screen pop."""
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def screen_pop_data(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's IVR data for the agent's screen pop: the flow's own plain variables. The built-ins
+    are internal (call id, language, date and time) or have their own field in the pop (caller,
+    did, region), and a structured value would show as `[object Object]`."""
+    return {name: value for name, value in variables.items() if name not in BUILTIN_VARIABLES and is_plain(value)}
+
+
 FLOW_KEYS = {"flow", "language", "dids", "variables", "start", "nodes", "description", "recording"}
 #: A flow's recording policy: `always` records its calls from the start, `never` keeps them unrecorded
 #: even in an `always` queue; `on_demand` (the default) leaves it to the queues and the agents.

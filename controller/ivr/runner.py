@@ -25,7 +25,7 @@ Ended = Literal["end", "hangup", "caller_hangup", "error"]
 @dataclass
 class FlowResult:
     visited: list[str]
-    variables: dict[str, Any]
+    variables: dict[str, Any]  # sensitive ones masked
     ended: Ended
     error: str | None = None
     played: list[tuple[str, list[Prompt]]] = field(default_factory=list)
@@ -66,9 +66,10 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
             else:
                 node_id = following
         ended: Ended = "hangup" if ctx.ended == "hangup" else "end"
-        return FlowResult(ctx.visited, ctx.variables, ended, played=ctx.played)
+        return FlowResult(ctx.visited, ctx.shareable_variables(), ended, played=ctx.played)
     except CallerHangup:
-        return FlowResult(ctx.visited, ctx.variables, "caller_hangup", played=ctx.played)
+        return FlowResult(ctx.visited, ctx.shareable_variables(), "caller_hangup", played=ctx.played)
     except Exception as exc:  # a node failed: the caller goes to the fallback route, never to silence
         log.exception("flow %s failed at node %s", flow.id, node_id)
-        return FlowResult(ctx.visited, ctx.variables, "error", f"{type(exc).__name__}: {exc}", played=ctx.played)
+        return FlowResult(ctx.visited, ctx.shareable_variables(), "error", f"{type(exc).__name__}: {exc}",
+                          played=ctx.played)

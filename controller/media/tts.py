@@ -23,14 +23,15 @@ class TtsEngine(Protocol):
         """Write `text` spoken in `language` ("zh" or "en") to `out_path` as 8 kHz mono WAV."""
 
 
-async def _run(args: list[str], timeout: float) -> None:
+async def _run(args: list[str], timeout: float, stdin: bytes | None = None) -> None:
     if shutil.which(args[0]) is None:
         raise TtsError(f"{args[0]} is not installed (make deps installs espeak-ng and sox)")
-    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(timeout):
-            _, stderr = await process.communicate()
+            _, stderr = await process.communicate(stdin)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -51,8 +52,10 @@ class EspeakEngine:
     async def render(self, text: str, language: str, out_path: Path) -> None:
         raw = out_path.with_name(out_path.name + ".raw.wav")
         try:
+            # The text goes through stdin, never argv: a text starting with "-" (say "-f/etc/passwd",
+            # a caller's input read back) would otherwise be taken for an option.
             await _run(["espeak-ng", "-v", self.voices.get(language, "cmn"), "-s", str(self.speed), "-w", str(raw),
-                        text], self.timeout)
+                        "--stdin"], self.timeout, stdin=text.encode())
             await _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out_path)], self.timeout)
         finally:
             raw.unlink(missing_ok=True)

@@ -98,7 +98,8 @@ async def dtmf_to_playback(process: ControllerProcess) -> list[float]:
         for call_id, at, kind in db.execute("SELECT call_id, at, kind FROM call_events ORDER BY id"):
             by_call.setdefault(call_id, []).append((at, kind))
     for events in by_call.values():
-        dtmf = next((at for at, kind in events if kind == "dtmf"), None)
+        # The menu's "input" row is written as the key arrives (keys are not stored one by one).
+        dtmf = next((at for at, kind in events if kind == "input"), None)
         prompt = next((at for at, kind in events if kind == "prompt" and dtmf is not None and at >= dtmf), None)
         if dtmf is not None and prompt is not None:
             latencies.append(prompt - dtmf)

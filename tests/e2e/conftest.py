@@ -68,12 +68,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def forget_registrations() -> None:
+    """Back to the demo's static phone contacts. Asterisk keeps a softphone's registration across
+    restarts (astdb) until it expires; one left by `make run` or a killed test would be rung
+    before the static contact, taking the calls meant for the SIPp phones."""
+    sandbox.cli("database deltree registrar")
+
+
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[Path]:
     sandbox.SANDBOX_DIR.mkdir(parents=True, exist_ok=True)
     lock = open(sandbox.SANDBOX_DIR / "e2e.lock", "w")  # noqa: SIM115 - held for the whole session
     fcntl.flock(lock, fcntl.LOCK_EX)
     sandbox.start()
+    forget_registrations()
     yield sandbox.ROOT
     if not os.environ.get("CCC_KEEP_ASTERISK"):
         sandbox.stop()
@@ -110,7 +118,8 @@ class ControllerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "controller.log"
         self.env = {**os.environ, "CCC_DATA_DIR": str(data_dir), "CCC_HTTP_PORT": str(self.port),
-                    "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_LOG_LEVEL": "debug", **(env or {})}
+                    "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_LOG_LEVEL": "debug", "CCC_DEMO": "true",
+                    **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,6 +146,14 @@ class ControllerProcess:
                 return dict(await r.json())
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+    async def status(self) -> dict[str, Any] | None:
+        """The controller's own details (calls, flows, ARI connections): /api/status, authenticated."""
+        try:
+            status, body = await self.api("GET", "/api/status", timeout=aiohttp.ClientTimeout(total=5))
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        return dict(body["controller"]) if status == 200 else None
 
     async def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -206,6 +223,7 @@ def no_sipp_left_behind() -> Iterator[None]:
 async def fresh_asterisk(asterisk: Path) -> AsyncIterator[Path]:
     if not (sandbox.running() and sandbox._ari_ready()):
         sandbox.start()  # a test that stopped it (restart tests) failed before starting it again
+    forget_registrations()
     await hang_up_everything()
     yield asterisk
     await hang_up_everything()

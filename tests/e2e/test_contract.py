@@ -1,8 +1,13 @@
-"""API contract: every operation of /openapi.json against a live controller, with bad input.
+"""API contract, checked from the outside: who may call what, and bad input changes nothing.
 
-For each operation: no token → 401; a role it does not allow → 403; a body of the wrong type →
-400; unknown ids → 4xx, never 5xx. Then the agents, queues and calls are exactly as before: bad
-input never changes state.
+`ACCESS` is written by hand from the product's rules (README "Security defaults", "Call control",
+"Supervisor monitoring", …), NOT derived from the server's `@roles` decorators or its OpenAPI
+document: a wrong decorator must disagree with it. Every operation of `/openapi.json` needs a row
+(a new route without one fails, naming it), and every row an operation (a removed route fails too).
+
+Adding a route: add one line `"METHOD /path/{param}": "roles allowed"` (PUBLIC for no token).
+`admin` is written out where it is allowed, so each row reads on its own. Ownership (an agent's
+token on another agent's id or call) is checked in test_access.py.
 """
 
 from __future__ import annotations
@@ -16,58 +21,167 @@ import pytest
 from tests.e2e.conftest import ControllerProcess
 
 pytestmark = pytest.mark.e2e
-TOKENS = {"agent": "demo-agent-1001-token", "supervisor": "demo-supervisor-token",
-          "integration": "demo-integration-token"}
+PUBLIC = "public"
+ALL = "admin supervisor integration agent"
+STAFF = "admin supervisor integration"  # everyone but agents
+
+ACCESS: dict[str, str] = {
+    "GET /healthz": PUBLIC,
+    "GET /api/status": STAFF,
+    "GET /metrics": STAFF,
+    "GET /api/asterisk/trunks": STAFF,
+    # agents: each agent its own
+    "GET /api/agents": ALL,
+    "GET /api/directory": ALL,
+    "GET /api/agents/{agent_id}": ALL,
+    "POST /api/agents/{agent_id}/login": ALL,
+    "POST /api/agents/{agent_id}/ready": ALL,
+    "POST /api/agents/{agent_id}/not_ready": ALL,
+    "POST /api/agents/{agent_id}/end_acw": ALL,
+    "POST /api/agents/{agent_id}/logout": ALL,
+    # queues: an agent sees the list, not the waiting callers
+    "GET /api/queues": ALL,
+    "GET /api/queues/{queue}": STAFF,
+    # calls
+    "GET /api/calls": STAFF,
+    "GET /api/calls/{call_id}": STAFF,
+    "POST /api/calls": ALL,
+    "GET /api/numbers/{number}/calls": ALL,
+    "POST /api/calls/{call_id}/disposition": ALL,
+    "POST /api/calls/{call_id}/hold": ALL,
+    "POST /api/calls/{call_id}/resume": ALL,
+    "POST /api/calls/{call_id}/hangup": ALL,
+    "POST /api/calls/{call_id}/transfer": ALL,
+    "POST /api/calls/{call_id}/conference": ALL,
+    "POST /api/calls/{call_id}/conference/remove": ALL,
+    "POST /api/calls/{call_id}/consult": ALL,
+    "POST /api/calls/{call_id}/consult/complete": ALL,
+    "POST /api/calls/{call_id}/consult/cancel": ALL,
+    "POST /api/calls/{call_id}/consult/conference": ALL,
+    "POST /api/calls/{call_id}/play": ALL,
+    "POST /api/calls/{call_id}/pickup": ALL,
+    "POST /api/calls/{call_id}/monitor": "admin supervisor",  # listen/whisper/barge: supervisors only
+    # recordings
+    "POST /api/calls/{call_id}/recording": ALL,
+    "POST /api/calls/{call_id}/recording/pause": ALL,
+    "POST /api/calls/{call_id}/recording/resume": ALL,
+    "POST /api/calls/{call_id}/recording/stop": ALL,
+    "GET /api/recordings": ALL,
+    "GET /api/recordings/{recording_id}": ALL,
+    "GET /api/recordings/{recording_id}/audio": ALL,
+    # IVR, reports
+    "GET /api/flows": STAFF,
+    "POST /api/flows/reload": "admin",
+    "GET /api/reports": STAFF,
+    # CTI
+    "GET /ws": ALL,
+    "GET /api/events": ALL,
+    "GET /api/events/schemas": ALL,
+    "GET /api/webhooks": "admin integration",
+    "POST /api/webhooks/{name}/replay": "admin integration",
+}
+
+TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
+          "integration": "demo-integration-token", "agent": "demo-agent-1001-token"}
+#: Path parameters: the agent's own id (so an allowed agent is not refused for ownership), ids that
+#: exist nowhere for the rest.
+PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
+              "recording_id": "999999", "name": "nope-hook"}
 
 
-def concrete(path: str) -> str:
-    """Path parameters filled with ids that exist nowhere."""
-    return re.sub(r"\{[^}]+\}", lambda m: "999999" if "recording" in m.group(0) else "nope-id", path)
+def concrete(template: str) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: PARAMETERS[m.group(1)], template)
+
+
+def role_refusal(status: int, body: Any) -> bool:
+    """The middleware's refusal of a role (not an ownership refusal, which an allowed role may get)."""
+    return status == 403 and isinstance(body, dict) and str(body.get("error", "")).startswith("role ")
 
 
 async def state(process: ControllerProcess) -> dict[str, Any]:
     _, agents = await process.api("GET", "/api/agents")
     _, queues = await process.api("GET", "/api/queues")
     _, calls = await process.api("GET", "/api/calls")
-    return {"agents": agents, "queues": queues, "active": calls["active"]}
+    return {"agents": agents, "queues": queues, "active": calls["active"], "recent": calls["recent"]}
+
+
+async def not_utf8(process: ControllerProcess, method: str, path: str) -> int:
+    headers = {"Authorization": f"Bearer {TOKENS['admin']}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http, http.request(method, process.url + path, headers=headers,
+                                                             data=b'{"x": "\xff\xfe"}') as response:
+        return response.status
+
+
+def test_the_table_has_no_unknown_role() -> None:
+    for route, allowed in ACCESS.items():
+        assert allowed == PUBLIC or set(allowed.split()) <= set(TOKENS), f"{route}: {allowed!r}"
+
+
+async def test_every_route_answers_every_role_as_the_table_says(controller: ControllerProcess) -> None:
+    _, document = await controller.api("GET", "/openapi.json")
+    operations = {f"{method.upper()} {path}": operation for path, item in document["paths"].items()
+                  for method, operation in item.items()}
+    missing = sorted(set(operations) - set(ACCESS))
+    assert not missing, "no row in tests/e2e/test_contract.py ACCESS for: " + ", ".join(missing)
+    stale = sorted(set(ACCESS) - set(operations))
+    assert not stale, "ACCESS rows for routes /openapi.json does not describe: " + ", ".join(stale)
+
+    wrong: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        async def call(route: str, token: str | None) -> tuple[int, Any]:
+            method, template = route.split(" ", 1)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            # An empty object: never a valid body here, so allowed roles are stopped by validation (400).
+            body = {} if "requestBody" in operations[route] else None
+            async with http.request(method, controller.url + concrete(template), headers=headers,
+                                    json=body) as response:
+                try:
+                    return response.status, await response.json(content_type=None)
+                except ValueError:
+                    return response.status, None
+
+        for route, allowed in ACCESS.items():
+            status, body = await call(route, None)
+            if allowed == PUBLIC:
+                if status in (401, 403):
+                    wrong.append(f"{route} without a token: {status}, but it is public")
+                continue
+            if status != 401:
+                wrong.append(f"{route} without a token: {status}, expected 401")
+            for role, token in TOKENS.items():
+                status, body = await call(route, token)
+                if role in allowed.split():
+                    if status == 401 or role_refusal(status, body) or status >= 500:
+                        wrong.append(f"{route} as {role}: {status} {body}, but the role is allowed")
+                elif not role_refusal(status, body):
+                    wrong.append(f"{route} as {role}: {status} {body}, expected 403 (role refused)")
+    assert not wrong, "\n".join(wrong)
 
 
 async def test_every_operation_refuses_bad_input_and_changes_nothing(controller: ControllerProcess) -> None:
     _, document = await controller.api("GET", "/openapi.json")
     before = await state(controller)
     checked = 0
-    async with aiohttp.ClientSession() as http:
-        async def call(method: str, path: str, token: str | None, body: Any = None) -> int:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            kwargs: dict[str, Any] = {"headers": headers}
-            if body is not None:
-                kwargs["json"] = body
-            async with http.request(method.upper(), controller.url + path, **kwargs) as response:
-                await response.read()
-                return response.status
-
-        for template, item in document["paths"].items():
-            for method, operation in item.items():
-                description = operation.get("description", "")
-                if "public" in description.split("\n")[-1]:
-                    continue
-                path = concrete(template)
-                if template in ("/ws",):
-                    continue
-                assert await call(method, path, None) == 401, f"{method} {template} without a token"
-                allowed = set(re.findall(r"[a-z]+", description.split("roles:")[-1]))
-                for role, token in TOKENS.items():
-                    if role not in allowed:
-                        status = await call(method, path, token, {} if "requestBody" in operation else None)
-                        assert status == 403, f"{method} {template} as {role}: {status}"
-                if "requestBody" in operation:
-                    status = await call(method, path, "demo-admin-token", ["not", "an", "object"])
-                    assert status == 400, f"{method} {template} with a list body: {status}"
-                    status = await call(method, path, "demo-admin-token", {"unexpected": 1})
-                    assert status == 400, f"{method} {template} with an unknown field: {status}"
-                elif method == "post" and "{" in template:
-                    status = await call(method, path, "demo-admin-token")
-                    assert 400 <= status < 500, f"{method} {template} on unknown ids: {status}"
-                checked += 1
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            if ACCESS.get(f"{method.upper()} {template}") == PUBLIC or template == "/ws":
+                continue
+            path = re.sub(r"\{[^}]+\}", lambda m: "999999" if "recording" in m.group(0) else "nope-id", template)
+            if "requestBody" in operation:
+                status, _ = await controller.api(method.upper(), path, json=["not", "an", "object"])
+                assert status == 400, f"{method} {template} with a list body: {status}"
+                status, _ = await controller.api(method.upper(), path, json={"unexpected": 1})
+                assert status == 400, f"{method} {template} with an unknown field: {status}"
+                status = await not_utf8(controller, method.upper(), path)
+                assert status == 400, f"{method} {template} with a body that is not UTF-8: {status}"
+            elif method == "post" and "{call_id}" in template:
+                status, body = await controller.api(method.upper(), path)
+                assert status == 404, f"{method} {template} on an unknown call: {status} {body}"
+            checked += 1
     assert checked >= 30
+    for huge in ("/api/recordings/" + "9" * 30, "/api/recordings/" + "9" * 30 + "/audio"):
+        status, _ = await controller.api("GET", huge)
+        assert status in (400, 404), f"{huge}: {status}"  # beyond any integer the store holds
+    status, _ = await controller.api("GET", "/api/recordings?limit=1001")
+    assert status == 400  # above the documented maximum
     assert await state(controller) == before

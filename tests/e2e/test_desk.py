@@ -6,21 +6,49 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import Browser
-from tests.e2e.conftest import ControllerProcess
+from tests.browser import Browser, Page
+from tests.e2e.conftest import REPO, ControllerProcess
 from tests.e2e.test_call_control import start, wait_for_state
-from tests.e2e.test_ivr_acd import ACD_DID, login, rows, stop_after  # noqa: F401 (fixture)
+from tests.e2e.test_ivr_acd import login, rows, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
 
-pytestmark = pytest.mark.e2e  # needs Debian's chromium: `make deps` installs it
+pytestmark = pytest.mark.e2e  # needs Debian's chromium and a Chinese font: `make deps` installs them
 AGENT_TOKEN = "demo-agent-1001-token"
 SUPERVISOR_TOKEN = "demo-supervisor-token"
+SCREENSHOTS = REPO / "var" / "screenshots"  # kept after the run, for a person to look at
+DESK_DID = "4008006666"
+DESK_FLOW = f"""
+flow: desktest
+language: zh
+dids: ["{DESK_DID}"]
+variables: {{account: ""}}
+nodes:
+  lookup: {{type: set, values: {{account: "'A-1024'"}}, next: queue}}
+  queue: {{type: queue, queue: general, answered: bye, otherwise: bye}}
+  bye: {{type: hangup}}
+"""
+CALL_BUTTONS = ("#hold", "#resume", "#transfer", "#hangup")
+
+
+async def assert_chinese_is_drawn(page: Page, selector: str, name: str) -> None:
+    """The page's Chinese text is drawn with real glyphs (each character its own shape), not as the
+    empty boxes Chromium draws when no installed font has them; a screenshot is kept."""
+    await page.screenshot(SCREENSHOTS / f"{name}.png")
+    text = "".join(dict.fromkeys(c for c in await page.text(selector) if "\u4e00" <= c <= "\u9fff"))
+    assert len(text) >= 2, text
+    drawn = await page.glyphs_drawn(selector, text)
+    assert drawn == {"distinct": len(text), "inked": len(text), "count": len(text)}, (text, drawn)
+    latin = await page.glyphs_drawn(selector, "AB")  # the check itself tells different shapes apart
+    assert latin["distinct"] == 2, latin
 
 
 async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     process = await start(tmp_path)
     stop_after.append(process)
+    (tmp_path / "flows" / "desktest.yaml").write_text(DESK_FLOW)  # a flow that learns something before the queue
+    status, body = await process.api("POST", "/api/flows/reload")
+    assert status == 200, body
     phone = Phone(15001, answer_after_ms=1500, calls=2)  # the agent's desk phone: the queue call, then a dial
     await phone.start()
     async with Browser() as browser:
@@ -28,23 +56,55 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"]') !== null")
         assert "未登录" in await wallboard.text('#agents tr[data-agent="1001"] .state')
 
+        await assert_chinese_is_drawn(wallboard, "h1", "wallboard-zh")
+
         toolbar = await browser.open(f"{process.url}/toolbar?agent=1001&lang=zh")
         assert await toolbar.text("#login") == "签入"
+        await assert_chinese_is_drawn(toolbar, "#signin", "toolbar-signin-zh")
         await toolbar.fill("#token", AGENT_TOKEN)
         await toolbar.click("#login")
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
         assert await toolbar.text("#state") == "示闲"
+        await assert_chinese_is_drawn(toolbar, "#desk", "toolbar-ready-zh")
+        # No call: the call's buttons are not shown, and pressing one anyway sends nothing.
+        assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [False] * 4
+        assert await toolbar.visible("#ready") and await toolbar.visible("#dial")
+        await toolbar.evaluate("window.cccRequests = []; const realFetch = window.fetch;"
+                               "window.fetch = (url, options) => { cccRequests.push(String(url));"
+                               " return realFetch(url, options); }; true")
+        for button in (*CALL_BUTTONS, "#ready"):
+            await toolbar.click(button)
+        requests = await toolbar.wait_for("cccRequests.includes('/api/agents/1001/ready') && cccRequests")
+        assert not [r for r in requests if r.startswith("/api/calls")], requests  # was /api/calls/null/hold, …
+        assert await toolbar.text("#error") == ""
+
+        # Reopened while logged in (a reload of the tab): the agent's state, not a blank desk.
+        await toolbar.reload()
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await toolbar.visible("#desk") and not await toolbar.visible("#signin")
+        assert await toolbar.text("#state") == "示闲"
+        # A new tab, the token typed again, for an agent who is logged in: the same, with no error.
+        again = await browser.open(f"{process.url}/toolbar?agent=1001&lang=zh")
+        assert await again.visible("#signin")
+        await again.fill("#token", AGENT_TOKEN)
+        await again.click("#login")
+        await again.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await again.text("#error") == "" and await again.text("#state") == "示闲"
         await login(process, "1002")  # a ready colleague: in the transfer list once a call comes in
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'ready'")
 
-        caller = Caller(ACD_DID, caller="13800138000", steps=[WaitForBye(40000)])
+        caller = Caller(DESK_DID, caller="13800138000", steps=[WaitForBye(40000)])
         await caller.start()
-        # The screen pop shows while the phone rings: who calls, from where.
+        # The screen pop shows while the phone rings: who calls, from where, what the IVR learnt;
+        # not the flow's internal variables, nor the region object as "[object Object]".
         await toolbar.wait_for("!document.querySelector('#pop').hidden")
         assert await toolbar.text("#pop-caller") == "13800138000"
         assert "北京" in await toolbar.text("#pop-region")
+        assert await toolbar.text("#pop-data") == "account=A-1024"
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
+        assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [True] * 4
+        await toolbar.screenshot(SCREENSHOTS / "toolbar-talking-zh.png")
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'talking'")
         await toolbar.wait_for("[...document.querySelector('#queues').options].some((o) => o.value === 'agent:1002')")
@@ -75,6 +135,14 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         assert (await customer.wait()).ok
         await toolbar.wait_for("document.querySelector('#state').dataset.state !== 'talking'")
         assert await toolbar.text("#error") == ""
+
+        # Logged out: the sign-in form is back, and signing in again works on the same page.
+        await toolbar.click("#logout")
+        await toolbar.wait_for("!document.querySelector('#signin').hidden")
+        assert not await toolbar.visible("#desk")
+        await toolbar.click("#login")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await toolbar.visible("#desk") and await toolbar.text("#error") == ""
 
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}

@@ -316,3 +316,45 @@ async def test_a_click_to_dial_ring_is_settled_after_a_reconnect() -> None:
     await settle()
     assert failed == [None]  # the agent is freed (not left `talking`)
     assert [session.channel_id for session in started] == [ringing[1]]
+
+
+async def test_a_flow_argument_counts_only_for_a_fastagi_hand_over() -> None:
+    """`Stasis(ccc,DID,flow=X)` from anywhere but the /ivr hand-over (a request URI
+    "4008001234,flow=x" through a dialplan that passes ${EXTEN}) must not choose the flow."""
+    started: list[CallSession] = []
+
+    async def handler(session: CallSession) -> None:
+        started.append(session)
+
+    def spawn(coroutine: Any) -> None:
+        asyncio.get_running_loop().create_task(coroutine)
+
+    calls = CallsService(config=Config(), ari=ListingAri(), dispatcher=Dispatcher(lambda event: None),  # type: ignore[arg-type]
+                         records=Records(), spawn=spawn, publish=lambda *a, **k: None)  # type: ignore[arg-type]
+    calls.inbound_handler = handler
+    calls.on_stasis_start(channel_event(StasisStart, "sip-1", args=["4008001234", "flow=staff_only"]))  # type: ignore[arg-type]
+    with calls.expect_handover("agi-1", "hotline_en"):
+        calls.on_stasis_start(channel_event(StasisStart, "agi-1", args=["4008001234", "flow=hotline_en"]))  # type: ignore[arg-type]
+        # A hand-over names one flow: another flow on the same channel is not accepted either.
+        calls.on_stasis_start(channel_event(StasisStart, "agi-1", args=["4008001234", "flow=staff_only"]))  # type: ignore[arg-type]
+    await settle()
+    assert [(s.channel_id, s.entry_flow) for s in started] == [("sip-1", None), ("agi-1", "hotline_en"),
+                                                                 ("agi-1", None)]
+    assert calls.handovers == {}
+
+
+@pytest.mark.parametrize(("caller", "asked"), [("13900000000", ["13900000000"]), ("anonymous", []),
+                                               ("x&admin=1", []), ("", [])])
+async def test_the_caller_history_is_read_only_for_a_phone_number(rig: Rig, caller: str, asked: list[str]) -> None:
+    """A caller id that is not a number ("anonymous") would show one stranger's calls to the next."""
+    looked_up: list[str] = []
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            return []
+
+    rig.session.caller = caller
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    await rig.connect()
+    assert looked_up == asked

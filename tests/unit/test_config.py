@@ -39,3 +39,27 @@ def test_the_demo_configuration_loads_with_loopback_defaults() -> None:
     config = load_config(REPO / "demo" / "controller.yaml")
     assert config.http.listen == "127.0.0.1" and config.agi.listen == "127.0.0.1" and config.ami.host == "127.0.0.1"
     assert all(token.agent_id for token in config.tokens if token.role == "agent")
+
+
+def test_demo_and_short_tokens_refuse_to_start_outside_the_demo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.main import main
+
+    monkeypatch.delenv("CCC_DEMO", raising=False)
+    for name in ("CCC_ADMIN_TOKEN", "CCC_SUPERVISOR_TOKEN", "CCC_INTEGRATION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    # The demo file copied as it is (README "install"): demo-* tokens, no CCC_DEMO.
+    assert main(["--config", str(REPO / "demo/controller.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "tokens: 'ops' uses a demo token" in err and "CCC_ADMIN_TOKEN" in err
+    short = tmp_path / "short.yaml"
+    short.write_text("tokens:\n  - {name: ops, role: admin, token: 'abc123'}\n")
+    assert main(["--config", str(short)]) == 2
+    assert "tokens: 'ops' is shorter than 24 characters" in capsys.readouterr().err
+    # Strong tokens pass; the demo flag (CCC_DEMO=true, as make run and the tests set) allows demo ones.
+    strong = tmp_path / "strong.yaml"
+    strong.write_text("tokens:\n  - {name: ops, role: admin, token: '0123456789abcdef0123456789abcdef'}\n")
+    assert load_config(strong).weak_tokens() == []
+    monkeypatch.setenv("CCC_DEMO", "true")
+    assert load_config(REPO / "demo/controller.yaml").demo is True
+    assert load_config(short).demo is False  # only a file that says so is a demo

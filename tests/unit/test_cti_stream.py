@@ -266,7 +266,7 @@ async def test_polling_refuses_bad_numbers_with_a_clear_400(running: Running, cl
     response = await client.get(f"/api/events?{query}", headers={"Authorization": "Bearer admin-token"})
     body = await response.json()
     assert response.status == 400, body
-    assert ("limit must be an integer from 1 to 10000" if "limit" in query else "since") in body["error"]
+    assert ("limit" if "limit" in query else "since") in body["error"]
     ok = await client.get("/api/events?since=0&limit=10000", headers={"Authorization": "Bearer admin-token"})
     assert ok.status == 200 and len((await ok.json())["events"]) == 1
 

@@ -23,7 +23,7 @@ def test_render_uses_the_deployments_values(tmp_path: Path) -> None:
     texts = {path.name: path.read_text() for path in written}
     assert "[cc]" in texts["ari.conf"] and "password = s3cret" in texts["ari.conf"]
     assert "secret = m4nager" in texts["manager.conf"]
-    assert "Stasis(callcenter,${EXTEN})" in texts["ccc-inbound.conf"]
+    assert "Stasis(callcenter,${CCC_DID})" in texts["ccc-inbound.conf"]
     assert "member => PJSIP/2001" in texts["queues.conf"] and "PJSIP/8001" not in texts["queues.conf"]
     assert "@@" not in "".join(texts.values())
     assert (tmp_path / "WHERE-THESE-GO.txt").exists()

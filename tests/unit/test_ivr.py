@@ -9,7 +9,7 @@ import pytest
 
 from controller.cli.main import main
 from controller.ivr import expr
-from controller.ivr.flow import flow_set, load_flows
+from controller.ivr.flow import flow_set, load_flows, screen_pop_data
 from controller.ivr.repository import FlowRepository
 from controller.ivr.simulator import SimulatedPort, simulate
 
@@ -143,3 +143,11 @@ def test_simulate_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
                  "--at", "2026-11-23T23:00+08:00", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"voicemail"' in out and '"after_hours_menu"' in out
+
+
+def test_screen_pop_data_keeps_the_flows_own_values_only() -> None:
+    variables = {"caller": "13800138000", "did": "4008001234", "call_id": "c1", "language": "zh",
+                 "today": "2026-11-26", "time": "09:30", "weekday": "thu", "flow": "hotline",
+                 "region": {"province": "北京市", "city": "北京市"}, "menu_choice": "0", "tier": "vip",
+                 "balance": 12.5, "order": {"id": 7}, "agent_id": None}
+    assert screen_pop_data(variables) == {"menu_choice": "0", "tier": "vip", "balance": 12.5, "agent_id": None}

@@ -85,6 +85,54 @@ failed: {type: hangup}
         assert visited == ["lookup", "failed"], answer  # 5xx, timeout, missing field
 
 
+@pytest.mark.parametrize(("caller", "sent"), [
+    ("x&admin=1", "http://crm/users/x%26admin%3D1/balance?n=x%26admin%3D1"),
+    ("../../internal/keys?all=1#", "http://crm/users/%2E%2E%2F%2E%2E%2Finternal%2Fkeys%3Fall%3D1%23/balance"
+                                   "?n=%2E%2E%2F%2E%2E%2Finternal%2Fkeys%3Fall%3D1%23"),
+    ("13800138000", "http://crm/users/13800138000/balance?n=13800138000")])
+async def test_http_percent_encodes_every_value_it_puts_in_the_url(tmp_path: Path, caller: str, sent: str) -> None:
+    """A caller id from the SIP From header cannot add parameters or climb the back-end's paths."""
+    nodes = """
+lookup: {type: http, url: "http://crm/users/{caller}/balance?n={caller}", map: {balance: balance},
+         next: ok, failure: failed}
+ok: {type: hangup}
+failed: {type: hangup}
+"""
+    _, sim, _ = await run(tmp_path, nodes, caller=caller, http_answers={"crm/": {"status": 200, "json": {}}})
+    assert sim.requests[0]["url"] == sent
+
+
+async def test_sensitive_input_is_usable_by_the_flow_and_masked_everywhere_else(tmp_path: Path) -> None:
+    nodes = """
+account: {type: collect, prompt: ["账号"], variable: account, max_digits: 4, next: pin}
+pin: {type: collect, prompt: ["密码"], variable: pin, max_digits: 6, sensitive: true, next: choice}
+choice: {type: menu, prompt: ["确认请按1"], options: {"1": check}, variable: confirm, sensitive: true, default: check}
+check: {type: http, url: "http://bank/verify?account={account}&pin={pin}", map: {ok: ok}, next: agents,
+        failure: agents}
+agents: {type: queue, queue: general, answered: bye, otherwise: bye}
+bye: {type: hangup}
+"""
+    visited, sim, variables = await run(tmp_path, nodes, "1234 654321 1",
+                                        http_answers={"bank/": {"status": 200, "json": {"ok": True}}})
+    assert visited == ["account", "pin", "choice", "check", "agents", "bye"]
+    assert sim.requests[0]["url"] == "http://bank/verify?account=1234&pin=654321"  # the flow had the PIN
+    assert (variables["account"], variables["pin"], variables["confirm"]) == ("1234", "***", "***")
+    inputs = [fields for event, fields in sim.events if event == "ivr.input_collected"]
+    assert [(i["variable"], i["value"], i["sensitive"]) for i in inputs] == [
+        ("account", "1234", False), ("pin", "***", True), ("confirm", "***", True)]
+    queued = sim.queued[0].data
+    assert (queued["account"], queued["pin"], queued["confirm"]) == ("1234", "***", "***")
+    assert "654321" not in repr(sim.events) + repr(variables) + repr(sim.queued)
+
+
+async def test_sensitive_must_be_true_or_false(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text("flow: t\nlanguage: zh\nnodes:\n  pin: {type: collect, prompt: [x], "
+                                     "variable: pin, sensitive: 'yes please', next: bye}\n  bye: {type: hangup}\n")
+    _, errors = load_flows([tmp_path])
+    assert [(error.line, error.message) for error in errors] == [
+        (4, "collect node 'pin': sensitive: expected true or false")]
+
+
 async def test_set_and_switch_with_safe_expressions(tmp_path: Path) -> None:
     nodes = """
 init: {type: set, values: {tier: "'vip'", score: "2 * 3"}, next: branch}

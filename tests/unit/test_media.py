@@ -110,3 +110,19 @@ async def test_missing_binary_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TtsError, match="espeak-ng is not installed"):
         await EspeakEngine().render("x", "zh", tmp_path / "x.wav")
+
+
+async def test_text_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: Path) -> None:
+    """'-f<path>' as argv would make espeak-ng speak that file; it must be read out as text."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("this file must never be read aloud " * 40)
+    out = tmp_path / "out.wav"
+    await EspeakEngine().render(f"-f{secret}", "en", out)
+    with wave.open(str(out)) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    # Reading the path out takes a few seconds; reading the file would take well over a minute.
+    assert 0.5 < seconds < 20
+    help_out = tmp_path / "help.wav"
+    await EspeakEngine().render("--help", "en", help_out)  # an option that writes no WAV at all
+    with wave.open(str(help_out)) as wav:
+        assert wav.getnframes() > 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +19,10 @@ from controller.ivr.port import CallPort, Prompt
 
 if TYPE_CHECKING:
     from controller.ivr.flow import Report
+
+#: What a sensitive variable (a PIN, a card number) looks like anywhere but in the flow itself:
+#: call records, CTI events, the screen pop and queue data.
+MASKED = "***"
 
 PROMPT_KINDS = ("sound", "tts", "number", "digits", "money", "date", "time", "recording")
 TEMPLATE_VARIABLE = re.compile(r"\{([^\W\d][\w]*(?:\.[^\W\d][\w]*)*)\}")
@@ -62,22 +66,32 @@ class Context:
     visited: list[str] = field(default_factory=list)
     played: list[tuple[str, list[Prompt]]] = field(default_factory=list)  # (node, prompts) for the simulator
     pending_key: str | None = None  # a key that barged into a prompt: it answers the next menu
+    sensitive: set[str] = field(default_factory=set)  # variables that hold sensitive input
     ended: str | None = None  # "hangup" once a hangup node ran
 
-    def render(self, template: Any) -> str:
-        """Fill `{name}` placeholders from the variables (unset: empty)."""
+    def render(self, template: Any, escape: Callable[[str], str] | None = None) -> str:
+        """Fill `{name}` placeholders from the variables (unset: empty), each value through `escape`."""
         text = str(template)
-        return TEMPLATE_VARIABLE.sub(lambda m: _text(expr.lookup(self.variables, m.group(1))), text)
+        fill = escape or str
+        return TEMPLATE_VARIABLE.sub(lambda m: fill(_text(expr.lookup(self.variables, m.group(1)))), text)
 
     def prompts(self, items: Any) -> list[Prompt]:
         return [Prompt(kind, self.render(value), self.language)  # type: ignore[arg-type]
                 for kind, value in prompt_items(items)]
 
-    def set(self, name: str, value: Any) -> None:
+    def set(self, name: str, value: Any, *, sensitive: bool = False) -> None:
         self.variables[name] = value
+        if sensitive:
+            self.sensitive.add(name)
+        else:
+            self.sensitive.discard(name)
         if name == "language" and value in ("zh", "en"):
             self.language = value
             self.port.language = value
+
+    def shareable_variables(self) -> dict[str, Any]:
+        """The variables as anything outside the flow may see them: sensitive ones masked."""
+        return {name: MASKED if name in self.sensitive else value for name, value in self.variables.items()}
 
     def emit(self, event: str, **fields: Any) -> None:
         self.port.emit(event, flow=self.flow_id, **fields)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from controller.ivr.nodes import Context, Next, Node, Param
 from controller.ivr.nodes._input import ask
+from controller.lookup import is_phone_number
 
 
 class CallbackNode(Node):
@@ -27,7 +28,7 @@ class CallbackNode(Node):
         for _ in range(self["retries"]):
             choice = await ask(ctx, self, self["prompt"], timeout=self["timeout"])
             number = None
-            if choice.digits == "1" and ctx.port.caller:
+            if choice.digits == "1" and is_phone_number(ctx.port.caller):
                 number = ctx.port.caller
             elif choice.digits in ("1", "2"):
                 entered = await ask(ctx, self, self["number_prompt"], max_digits=20, min_digits=5, terminator="#",

@@ -4,7 +4,7 @@ import re
 
 from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
-from controller.ivr.nodes._input import ask
+from controller.ivr.nodes._input import SENSITIVE, ask, collected
 
 
 class CollectNode(Node):
@@ -27,6 +27,7 @@ class CollectNode(Node):
         "timeout_prompt": Param("prompts", default="您没有输入。"),
         "next": Param("node", required=True),
         "failure": Param("node", doc="after the last failed attempt (none: the flow ends)"),
+        "sensitive": SENSITIVE,
     }
 
     def check(self, report: Report) -> None:
@@ -48,8 +49,7 @@ class CollectNode(Node):
             digits = result.digits
             valid = len(digits) >= self["min_digits"] and (pattern is None or pattern.fullmatch(digits))
             if digits and valid:
-                ctx.set(self["variable"], digits)
-                ctx.emit("ivr.input_collected", node=self.id, variable=self["variable"], value=digits)
+                collected(ctx, self, self["variable"], digits)
                 return self["next"]  # type: ignore[no-any-return]
             if attempt + 1 < self["retries"]:
                 await self.play(ctx, self["invalid_prompt"] if digits else self["timeout_prompt"])

@@ -2,10 +2,16 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from controller.ivr import expr
 from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
+
+
+def url_component(value: str) -> str:
+    """A value made safe for any part of a URL: '&', '=', '/', '?', '#', '%' and '..' cannot change its shape."""
+    return quote(value, safe="").replace(".", "%2E")  # "." too: a ".." segment would climb the path
 
 
 class HttpNode(Node):
@@ -13,7 +19,8 @@ class HttpNode(Node):
 
     type = "http"
     params = {
-        "url": Param("template", required=True, doc="e.g. http://crm/balance?number={caller}"),
+        "url": Param("template", required=True,
+                     doc="e.g. http://crm/balance?number={caller}; each value is percent-encoded"),
         "method": Param("enum", default="GET", choices=("GET", "POST", "PUT")),
         "headers": Param("any", default={}),
         "body": Param("any", doc="JSON body; strings may use {variables}"),
@@ -48,7 +55,7 @@ class HttpNode(Node):
 
     async def run(self, ctx: Context) -> Next:
         response = await ctx.port.http_request(
-            method=self["method"], url=ctx.render(self["url"]),
+            method=self["method"], url=ctx.render(self["url"], escape=url_component),
             headers={str(k): ctx.render(v) for k, v in self["headers"].items()},
             body=self._fill(ctx, self["body"]), timeout_seconds=self["timeout"])
         ctx.set("http_status", response.status)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
-from controller.ivr.nodes._input import ask
+from controller.ivr.nodes._input import SENSITIVE, ask, collected
 
 
 class MenuNode(Node):
@@ -19,6 +19,7 @@ class MenuNode(Node):
         "timeout_prompt": Param("prompts", default="您没有输入。"),
         "default": Param("node", required=True, doc="after the last failed attempt"),
         "variable": Param("str", doc="store the key pressed in this variable"),
+        "sensitive": SENSITIVE,
     }
 
     def check(self, report: Report) -> None:
@@ -37,9 +38,7 @@ class MenuNode(Node):
         for attempt in range(self["retries"]):
             result = await ask(ctx, self, self["prompt"], timeout=self["timeout"])
             if result.digits in options:
-                if self["variable"]:
-                    ctx.set(self["variable"], result.digits)
-                ctx.emit("ivr.input_collected", node=self.id, variable=self["variable"], value=result.digits)
+                collected(ctx, self, self["variable"], result.digits)
                 return str(options[result.digits])
             if attempt + 1 < self["retries"]:
                 await self.play(ctx, self["timeout_prompt"] if not result.digits else self["invalid_prompt"])

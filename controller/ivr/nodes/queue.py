@@ -18,7 +18,8 @@ class QueueNode(Node):
         "queue": Param("template", required=True),
         "skills": Param("any", default={}, doc="skill -> minimum level"),
         "priority": Param("expr", default=0, doc="a number or an expression (tier == 'vip' and 10 or 0)"),
-        "data": Param("list", doc="variables shown on the agent's screen (default: all)"),
+        "data": Param("list", doc="variables shown on the agent's screen (default: all the flow's own; the"
+                                  " built-ins have their own fields or stay internal)"),
         "answered": Param("node", doc="after the agent hung up, caller still here (e.g. the survey)"),
         "overflow": Param("node", doc="the queue overflowed (voicemail, callback targets)"),
         "timeout": Param("node"),
@@ -53,7 +54,7 @@ class QueueNode(Node):
 
     async def run(self, ctx: Context) -> Next:
         names = self["data"] if self["data"] is not None else [n for n in ctx.variables if n != "now"]
-        data = {str(n): expr.lookup(ctx.variables, str(n)) for n in names}
+        data = {str(n): expr.lookup(ctx.shareable_variables(), str(n)) for n in names}
         request = QueueRequest(ctx.render(self["queue"]), dict(self["skills"]), self._priority(ctx), data)
         outcome = await ctx.port.enqueue(request)
         ctx.set("queue_result", outcome.result)

@@ -9,7 +9,7 @@ from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-RANGE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+RANGE = re.compile(r"([01]\d|2[0-4]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")  # used with fullmatch
 
 
 def weekdays(spec: str) -> list[int] | None:
@@ -53,7 +53,7 @@ class ScheduleNode(Node):
                         report.error(("hours", str(spec), "<key>"), f"schedule {self.id!r}: {spec!r} is not a day"
                                      " or day range (mon, mon-fri, daily)")
                     for index, value in enumerate(ranges if isinstance(ranges, list) else [ranges]):
-                        if not RANGE.match(str(value)):
+                        if not RANGE.fullmatch(str(value)):
                             report.error(("hours", str(spec), str(index)), f"schedule {self.id!r}: {value!r} is not"
                                          " a time range like 08:00-18:00")
         for index, day in enumerate(self["holidays"]):
@@ -71,7 +71,7 @@ class ScheduleNode(Node):
             if moment.weekday() not in (weekdays(str(spec)) or []):
                 continue
             for value in ranges if isinstance(ranges, list) else [ranges]:
-                match = RANGE.match(str(value))
+                match = RANGE.fullmatch(str(value))
                 assert match is not None
                 start = int(match[1]) * 60 + int(match[2])
                 end = int(match[3]) * 60 + int(match[4])

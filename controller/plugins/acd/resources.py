@@ -7,12 +7,15 @@ integrations (a CRM, the toolbar's back-end) any agent too, as they act for agen
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from controller.acd.dialing import RateLimiter, number_refusal
 from controller.acd.engine import AcdError
-from controller.http.openapi import body_of, operation
+from controller.http.openapi import CALL_CONFLICT, NUMBER_PATTERN, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.acd.services import AcdService
 
@@ -21,12 +24,12 @@ AGENT = {"type": "object", "required": ["id", "state"],
                         "reason": {"type": "string", "nullable": True}}}
 QUEUE = {"type": "object", "required": ["name", "waiting"]}
 LOGIN_BODY = {"type": "object", "additionalProperties": False,
-              "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
+              "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$"},
                              "ready": {"type": "boolean"}}}
 TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                  "properties": {"to": {"type": "string",
                                        "pattern": "^(queue:[A-Za-z0-9_.-]{1,40}|node:[A-Za-z0-9_.-]{1,60}|"
-                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40}|agent:[A-Za-z0-9_.-]{1,40})$",
+                                                  "number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40}|agent:[A-Za-z0-9_.-]{1,40})(?!\\n)$",
                                        "description": "queue:NAME (data and priority travel with the call),"
                                                       " node:ID (back to the IVR), number:DIGITS,"
                                                       " phone:ENDPOINT, or agent:ID (a ready colleague,"
@@ -34,13 +37,13 @@ TRANSFER_BODY = {"type": "object", "additionalProperties": False, "required": ["
                                                       " do not answer)"}}}
 DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id", "number"],
              "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40},
-                            "number": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$",
+                            "number": {"type": "string", "pattern": NUMBER_PATTERN,
                                        "description": "the customer's number, dialled through the trunk"}}}
 MONITOR_BODY = {"type": "object", "additionalProperties": False, "required": ["mode"],
                 "properties": {"mode": {"type": "string", "enum": ["listen", "whisper", "barge", "stop"]},
-                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$",
+                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$",
                                          "description": "the supervisor's phone (endpoint), rung the first time"}}}
-PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})$"
+PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})(?!\\n)$"
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
                    "properties": {"to": {"type": "string", "pattern": PARTY,
                                          "description": "number:DIGITS (through the trunk) or phone:ENDPOINT"}}}
@@ -53,6 +56,16 @@ CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
                   "properties": {"call_id": {"type": "string"}, "state": {"type": "string"}}}
 #: Commands that may wait for a phone to answer (or a prompt to end) before they answer.
 LONG_COMMANDS = ("monitor", "conference", "play", "consult", "transfer")
+#: Answers of the agent commands beyond the common ones.
+AGENT_CONFLICT = {409: "the agent is not in a state for this command (the message says why)"}
+TOO_MANY_DIALS = {429: "this token dialled too often (dialing.rate_limit_*): retry after Retry-After seconds"}
+TIMED_OUT = {504: "the call did not carry out the command in time"}
+COMMAND_ERRORS = {**CALL_CONFLICT, **TIMED_OUT}
+DIAL_ERRORS = {**CALL_CONFLICT, **TOO_MANY_DIALS, **TIMED_OUT}
+DIALS = ("transfer", "conference", "consult")  # commands that may dial a number:DIGITS
+DIAL_POLICY = ("A number is dialled only when its longest matching prefix is one of dialing.allowed_prefixes,"
+               " not of dialing.denied_prefixes (else 403); each token may dial dialing.rate_limit_calls times"
+               " per dialing.rate_limit_seconds (else 429 with Retry-After).")
 NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": ["reason"],
                   "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 40}}}
 
@@ -80,7 +93,21 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
     return stats
 
 
-def routes(acd: AcdService) -> list[web.RouteDef]:
+def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef]:
+    """The ACD's routes; `is_live(call_id)`: whether a call with that id is up (else commands answer 404)."""
+    dial_limiter = RateLimiter(acd.config.dialing.rate_limit_calls, acd.config.dialing.rate_limit_seconds)
+
+    def refuse_dial(request: web.Request, number: str) -> web.Response | None:
+        """403 when the dialing policy refuses the number, 429 when this token dialled too often; None: go on."""
+        refusal = number_refusal(acd.config.dialing, number)
+        if refusal is not None:
+            return json_error(403, f"this number may not be dialled: {refusal}")
+        wait = dial_limiter.acquire(caller_of(request).name)
+        if wait is not None:
+            return json_error(429, f"too many dials from this token: retry in {math.ceil(wait)} s",
+                              {"Retry-After": str(math.ceil(wait))})
+        return None
+
     def own_agent(request: web.Request) -> str:
         """The agent in the path, refused when an agent's token names another agent."""
         agent_id = request.match_info["agent_id"]
@@ -120,29 +147,32 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         return web.json_response(agent_json(acd, own_agent(request)))
 
     @operation("Log an agent in (optionally on another phone)", tag="agents", body=LOGIN_BODY,
-               responses={200: AGENT})
+               responses={200: AGENT}, errors=AGENT_CONFLICT, body_required=False)
     @roles("agent", "supervisor", "integration")
     async def login(request: web.Request) -> web.Response:
         body = body_of(request) or {}
         return run(request, "login", endpoint=body.get("phone"), ready=body.get("ready", True))
 
-    @operation("Set an agent ready (示闲); also ends after-call work", tag="agents", responses={200: AGENT})
+    @operation("Set an agent ready (示闲); also ends after-call work", tag="agents",
+               responses={200: AGENT}, errors=AGENT_CONFLICT)
     @roles("agent", "supervisor", "integration")
     async def ready(request: web.Request) -> web.Response:
         return run(request, "ready")
 
     @operation("Set an agent not ready (示忙) with a reason", tag="agents", body=NOT_READY_BODY,
-               responses={200: AGENT})
+               responses={200: AGENT}, errors=AGENT_CONFLICT)
     @roles("agent", "supervisor", "integration")
     async def not_ready(request: web.Request) -> web.Response:
         return run(request, "not_ready", reason=body_of(request)["reason"])
 
-    @operation("End after-call work early", tag="agents", responses={200: AGENT})
+    @operation("End after-call work early", tag="agents",
+               responses={200: AGENT}, errors=AGENT_CONFLICT)
     @roles("agent", "supervisor", "integration")
     async def end_acw(request: web.Request) -> web.Response:
         return run(request, "end_acw")
 
-    @operation("Log an agent out", tag="agents", responses={200: AGENT})
+    @operation("Log an agent out", tag="agents",
+               responses={200: AGENT}, errors=AGENT_CONFLICT)
     @roles("agent", "supervisor", "integration")
     async def logout(request: web.Request) -> web.Response:
         return run(request, "logout")
@@ -168,6 +198,12 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         acting_for = identity.agent_id if identity.role == "agent" else None
         if identity.role == "agent" and not acting_for:
             return json_error(403, "this agent token names no agent")
+        if not is_live(request.match_info["call_id"]):
+            return json_error(404, "no live call with that id")
+        if action in DIALS and target is not None and target.startswith("number:"):
+            refused = refuse_dial(request, target.removeprefix("number:"))
+            if refused is not None:
+                return refused
         try:
             result = await acd.control(request.match_info["call_id"], action, target=target, agent_id=acting_for,
                                        timeout=40.0 if action in LONG_COMMANDS else 10.0,
@@ -181,12 +217,14 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         return web.json_response(result)
 
     @operation("Put a call on hold: the caller hears music, the agent is on hold (保持)", tag="calls",
-               responses={200: CONTROL_RESULT})
+               responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def hold(request: web.Request) -> web.Response:
         return await call_command(request, "hold")
 
-    @operation("Take a call off hold", tag="calls", responses={200: CONTROL_RESULT})
+    @operation("Take a call off hold", tag="calls", responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def resume(request: web.Request) -> web.Response:
         return await call_command(request, "resume")
@@ -194,25 +232,31 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
     @operation("Transfer a call (转接) to a queue, an IVR node, a number or a phone (blind: the agent goes to"
                " after-call work at once), or to a named agent (the agent stays until the colleague answers)",
                tag="calls",
-               body=TRANSFER_BODY, responses={200: CONTROL_RESULT})
+               body=TRANSFER_BODY, responses={200: CONTROL_RESULT},
+               errors=DIAL_ERRORS, description=DIAL_POLICY)
     @roles("agent", "supervisor", "integration")
     async def transfer(request: web.Request) -> web.Response:
         return await call_command(request, "transfer", body_of(request)["to"])
 
     @operation("Hang up the agent's side of a call (挂机); the caller goes on in the flow (survey, goodbye)",
-               tag="calls", responses={200: CONTROL_RESULT})
+               tag="calls", responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def hangup(request: web.Request) -> web.Response:
         return await call_command(request, "hangup")
 
     @operation("Click-to-dial (外呼): ring the agent's phone, then the customer through the trunk", tag="calls",
-               body=DIAL_BODY, responses={202: CONTROL_RESULT})
+               body=DIAL_BODY, responses={202: CONTROL_RESULT},
+               errors={**AGENT_CONFLICT, **TOO_MANY_DIALS}, description=DIAL_POLICY)
     @roles("agent", "supervisor", "integration")
     async def dial(request: web.Request) -> web.Response:
         body = body_of(request)
         identity = caller_of(request)
         if identity.role == "agent" and identity.agent_id != body["agent_id"]:
             return json_error(403, "an agent's token may dial only for its own agent")
+        refused = refuse_dial(request, body["number"])
+        if refused is not None:
+            return refused
         try:
             result = await acd.click_to_dial(body["agent_id"], body["number"])
         except AcdError as exc:
@@ -220,51 +264,59 @@ def routes(acd: AcdService) -> list[web.RouteDef]:
         return web.json_response(result, status=202)
 
     @operation("Supervisor monitoring: listen (监听), whisper to the agent (耳语), barge in (强插), or stop;"
-               " switch modes during the call", tag="calls", body=MONITOR_BODY, responses={200: CONTROL_RESULT})
+               " switch modes during the call", tag="calls", body=MONITOR_BODY, responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("supervisor")
     async def monitor(request: web.Request) -> web.Response:
         body = body_of(request)
         return await call_command(request, "monitor", body["mode"], {"phone": body.get("phone", "")})
 
     @operation("Conference (三方通话): ring a third party and add them to the call; anyone may leave",
-               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT},
+               errors=DIAL_ERRORS, description=DIAL_POLICY)
     @roles("agent", "supervisor", "integration")
     async def conference(request: web.Request) -> web.Response:
         return await call_command(request, "conference", body_of(request)["to"])
 
     @operation("Remove one party from a conference (the others stay on the call)", tag="calls",
-               body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+               body=CONFERENCE_BODY, responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def conference_remove(request: web.Request) -> web.Response:
         return await call_command(request, "conference_remove", body_of(request)["to"])
 
     @operation("Pick up (抢接) a waiting call ringing on a colleague's phone: the picker's phone rings instead",
-               tag="calls", body=PICKUP_BODY, responses={200: CONTROL_RESULT})
+               tag="calls", body=PICKUP_BODY, responses={200: CONTROL_RESULT},
+               errors={409: "the call is not waiting in a queue, or the agent cannot take it"})
     @roles("agent", "supervisor", "integration")
     async def pickup(request: web.Request) -> web.Response:
         body = body_of(request)
         identity = caller_of(request)
         if identity.role == "agent" and identity.agent_id != body["agent_id"]:
             return json_error(403, "an agent may pick up calls only for themselves")
+        if not is_live(request.match_info["call_id"]):
+            return json_error(404, "no live call with that id")
         try:
             return web.json_response(acd.pickup(request.match_info["call_id"], body["agent_id"]))
         except AcdError as exc:
             return json_error(409, str(exc))
 
     @operation("Play a standard recording to the caller (fees, opening an account…); back to the agent after",
-               tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT})
+               tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT},
+               errors=COMMAND_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def play(request: web.Request) -> web.Response:
         return await call_command(request, "play", body_of(request)["prompt"])
 
     @operation("Attended transfer (咨询转接), step 1: the caller holds while the agent talks to the target",
-               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT})
+               tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT},
+               errors=DIAL_ERRORS, description=DIAL_POLICY)
     @roles("agent", "supervisor", "integration")
     async def consult(request: web.Request) -> web.Response:
         return await call_command(request, "consult", body_of(request)["to"])
 
     def consult_step(action: str, summary: str) -> web.RouteDef:
-        @operation(summary, tag="calls", responses={200: CONTROL_RESULT})
+        @operation(summary, tag="calls", responses={200: CONTROL_RESULT}, errors=COMMAND_ERRORS)
         @roles("agent", "supervisor", "integration")
         async def handler(request: web.Request) -> web.Response:
             return await call_command(request, f"consult_{action}")

@@ -36,9 +36,10 @@ from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
+from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.logs import mask_number
-from controller.lookup import caller_region
+from controller.lookup import caller_region, is_phone_number
 from controller.media.say import say_digits
 from controller.media.tts import TtsError
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
@@ -220,7 +221,7 @@ class AcdService:
         region = caller_region(session.caller) if session.caller else None
         return {"caller": session.caller, "did": session.did, "queue": queue,
                 "region": region.as_dict() if region else None,
-                "tier": session.data.get("tier"), "data": dict(session.data), "history": history or []}
+                "tier": session.data.get("tier"), "data": screen_pop_data(session.data), "history": history or []}
 
     # -- the caller's side ----------------------------------------------------------------------------
 
@@ -252,7 +253,7 @@ class AcdService:
         try:
             await session.answer()
             await waiting.hold(self.config.asterisk.moh_class)
-            if session.caller:
+            if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
                 waiting.history = [call for call in await session.records.history(session.caller, limit=6)
                                    if call["call_id"] != session.call_id][:5]
             decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from controller.http.openapi import operation
 from controller.http.server import json_error, roles
 from controller.plugins.ami.services import AmiService, AmiUnavailable
 
 
 def routes(ami: AmiService) -> list[web.RouteDef]:
+    @operation("Trunks (PJSIP registrations and qualify, DAHDI span alarms) and Asterisk's channel counts",
+               tag="asterisk", errors={503: "Asterisk's AMI is not reachable"})
     @roles("supervisor", "integration")
     async def trunks(request: web.Request) -> web.Response:
         try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.http.openapi import body_of, operation
+from controller.http.openapi import NUMBER_PATTERN, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
 
 DISPOSITION_BODY = {"type": "object", "additionalProperties": False, "required": ["disposition"],
-                    "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}$",
+                    "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}(?!\\n)$",
                                                    "description": "resolved, follow_up, complaint, …"},
                                    "notes": {"type": "string", "maxLength": 4000}}}
 
@@ -34,18 +34,12 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
                " token only for numbers that agent has served (a ringing call's screen pop carries it anyway)",
                tag="calls",
                query={"limit": {"type": "integer", "minimum": 1, "maximum": 100}},
+               path={"number": {"type": "string", "pattern": NUMBER_PATTERN}},
                responses={200: {"type": "object", "required": ["number", "calls"]}})
     @roles("agent", "supervisor", "integration")
     async def history(request: web.Request) -> web.Response:
         number = request.match_info["number"]
-        if not number.lstrip("+").isdigit() or len(number) > 20:
-            return json_error(400, "number must be digits (optionally a leading +)")
-        try:
-            limit = int(request.query.get("limit", "10"))
-        except ValueError:
-            return json_error(400, "limit must be an integer")
-        if not 1 <= limit <= 100:
-            return json_error(400, "limit must be between 1 and 100")
+        limit = int(request.query.get("limit", "10"))  # checked against the document by @operation
         await calls.records.flush()
         identity = caller_of(request)
         if identity.role == "agent" and not await calls.records.has_served(number, identity.agent_id or ""):

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from controller.ari.client import AriClient, new_id
@@ -92,6 +92,9 @@ class CallsService:
         self.inbound_handler: CallHandler = self.greeting_then_fallback
         self.calls_started = 0
         self.recovered = 0
+        # Channels the FastAGI /ivr hand-over is taking into Stasis, with their flow: the only
+        # source a `flow=` Stasis argument is accepted from (a SIP request URI cannot add one).
+        self.handovers: dict[str, str] = {}
 
     # -- new calls --------------------------------------------------------------------------------
 
@@ -108,8 +111,24 @@ class CallsService:
         session = self._new_session(event.channel, did=did, direction="inbound")
         for arg in args[1:]:
             if arg.startswith("flow="):
-                session.entry_flow = arg.removeprefix("flow=")
+                session.entry_flow = self._handed_over_flow(event.channel.id, arg.removeprefix("flow="))
         self.spawn(self._run(session, self.inbound_handler))
+
+    @contextlib.contextmanager
+    def expect_handover(self, channel_id: str, flow: str) -> Iterator[None]:
+        """While the FastAGI /ivr request runs `Stasis()`, this channel may name its flow."""
+        self.handovers[channel_id] = flow
+        try:
+            yield
+        finally:
+            self.handovers.pop(channel_id, None)
+
+    def _handed_over_flow(self, channel_id: str, flow: str) -> str | None:
+        if channel_id and self.handovers.get(channel_id) == flow:
+            return flow
+        log.warning("channel %s asked for flow %r without a FastAGI hand-over: ignored, the DID's flow serves it",
+                    channel_id, flow[:60])
+        return None
 
     async def _hang_up_stray(self, channel_id: str) -> None:
         with contextlib.suppress(AriError):

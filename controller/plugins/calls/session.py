@@ -148,8 +148,9 @@ class CallSession:
             return
         if isinstance(event, ChannelDtmfReceived):
             if event.channel.id == self.channel_id:
+                # Never stored one by one: keys may be a PIN or a card number (the IVR records
+                # what a menu or collect node took, masked when the node is sensitive).
                 self.dtmf.append(event.digit)
-                self.records.event(self.call_id, "dtmf", digit=event.digit)
         elif isinstance(event, ChannelHangupRequest):
             if event.channel.id == self.channel_id and not self.hangup_requested:
                 self.hangup_requested = True

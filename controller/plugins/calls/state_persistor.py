@@ -92,12 +92,15 @@ class CallRecords:
                  "queues": (row["queues"] or "").split(",") if row["queues"] else []} for row in rows]
 
     async def has_served(self, number: str, agent_id: str) -> bool:
-        """Whether the agent answered or placed a call with this number: what lets an agent see its history."""
+        """Whether the agent talked with this number: answered its call from a queue, or placed a call to it
+        that the customer answered. What lets an agent see its history: a call that only rang the agent,
+        or a number dialled that never picked up, unlocks nothing."""
         row = await self._store.fetchone(
             f"SELECT 1 FROM calls c WHERE {_WITH_NUMBER} AND (EXISTS (SELECT 1 FROM queue_calls q"
-            " WHERE q.call_id = c.call_id AND q.agent_id = ?) OR EXISTS (SELECT 1 FROM call_events e"
-            " WHERE e.call_id = c.call_id AND e.kind = 'customer_dialled'"
-            " AND json_extract(e.detail, '$.agent_id') = ?)) LIMIT 1", (number, number, agent_id, agent_id))
+            " WHERE q.call_id = c.call_id AND q.agent_id = ? AND q.outcome = 'answered')"
+            " OR EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id AND e.kind = 'customer_dialled'"
+            " AND json_extract(e.detail, '$.agent_id') = ? AND json_extract(e.detail, '$.status') = 'ANSWER'))"
+            " LIMIT 1", (number, number, agent_id, agent_id))
         return row is not None
 
     def disposition(self, call_id: str, *, agent_id: str | None, disposition: str, notes: str) -> None:

@@ -17,18 +17,18 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from controller.config import TokenSettings
-from controller.http.openapi import body_of, operation
+from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
-from controller.plugins.cti.services import MAX_SEQ, CtiEvent, EventBus, EventFilter, Subscriber
+from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter, Subscriber
 
 #: Events per page when a WebSocket client catches up, and the bounds of `limit` on /api/events.
 REPLAY_PAGE = 1_000
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 10_000, 1_000
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
-SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 FILTER_QUERY: dict[str, dict[str, Any]] = {
     "types": {"type": "string", "description": "comma-separated event types or patterns (call.*)"},
     "queue": {"type": "string"}, "agent": {"type": "string"},
@@ -45,7 +45,7 @@ REPLAY_BODY = {"type": "object", "required": ["since"], "additionalProperties": 
                "properties": {"since": {**SEQ_SCHEMA, "description": "send again every event after this one"}}}
 DEAD_REPLAY_BODY = {"type": "object", "additionalProperties": False,
                     "properties": {"seqs": {"type": "array", "maxItems": 10_000, "uniqueItems": True,
-                                            "items": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                                            "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
                                             "description": "which dead letters (default: all of the webhook's)"}}}
 
 
@@ -63,7 +63,7 @@ def _since(request: web.Request, bus: EventBus) -> int | None:
     value = request.query.get("since")
     if value is None:
         return None
-    if not _DIGITS.fullmatch(value) or int(value) > MAX_SEQ:
+    if not _DIGITS.fullmatch(value) or int(value) > MAX_ID:
         raise web.HTTPBadRequest(reason="since must be a sequence number (an integer from 0)")
     since = int(value)
     if since > bus.last_seq:
@@ -89,7 +89,8 @@ def _webhook_name(request: web.Request, webhooks: WebhookNotifier) -> str:
 
 def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
     @operation("The live event stream (WebSocket); ?since= replays what a client missed first", tag="cti",
-               query=FILTER_QUERY,
+               query={**FILTER_QUERY, "token": {"type": "string", "description": "for browsers (no headers)"}},
+               responses={101: {"type": "object"}},
                description="Upgrade to a WebSocket (the token may be given as ?token=). The first message is "
                            "`{\"type\": \"hello\", \"seq\": <newest>}`; with `since`, every event after it is "
                            "sent (paged from the store), then the live stream, with no gap or repeat.")
@@ -171,7 +172,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         return web.json_response({"webhook": name, "dead_letters": await webhooks.dead_letters(name, int(value))})
 
     @operation("Deliver a webhook's dead letters again (all, or the given `seqs`), before its next events",
-               tag="webhooks", body=DEAD_REPLAY_BODY,
+               tag="webhooks", body=DEAD_REPLAY_BODY, body_required=False,
                responses={200: {"type": "object", "required": ["webhook", "requeued"]}})
     @roles("integration")
     async def dead_letters_replay(request: web.Request) -> web.Response:

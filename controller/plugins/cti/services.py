@@ -72,8 +72,6 @@ class Subscriber:
     closed: bool = False  # the stream stopped (the controller is stopping): a None is queued to wake the reader
 
 
-#: The stream's numbers are SQLite integers: a `since` beyond this cannot name an event.
-MAX_SEQ = 2**63 - 1
 #: A failed commit of events is tried again after the first delay, doubling up to the second.
 RETRY_SECONDS = (0.2, 5.0)
 #: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).

@@ -18,7 +18,7 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.ivr.flow import static_prompts
+from controller.ivr.flow import is_plain, static_prompts
 from controller.ivr.port import HttpResponse, Prompt
 from controller.ivr.repository import FlowRepository, LoadResult
 from controller.ivr.runner import run_flow
@@ -83,7 +83,7 @@ class IvrService:
         return self.load_errors
 
     def status(self) -> dict[str, Any]:
-        """For /healthz and `ccctl status`: how many flows are live, and the errors of the last load or
+        """For /api/status and `ccctl status`: how many flows are live, and the errors of the last load or
         reload (at start-up one bad file keeps every flow out: calls then get the fallback route)."""
         return {"live": len(self.repository.snapshot.flows), "errors": len(self.load_errors),
                 "first_error": self.load_errors[0] if self.load_errors else None}
@@ -158,7 +158,7 @@ class IvrService:
                 log.error("call %s: %s", session.call_id, exc)  # the call goes on, unrecorded
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
-        session.data.update({k: v for k, v in result.variables.items() if _is_plain(v)})
+        session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
         if result.ended == "error":
@@ -183,12 +183,14 @@ class IvrService:
         elif event == "ivr.input_collected":
             variable = fields.get("variable")
             value = fields.get("value")
-            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value)
+            session.records.event(session.call_id, "input", node=fields.get("node"), variable=variable, value=value,
+                                  **({"sensitive": True} if fields.get("sensitive") else {}))
             if variable:
                 session.data[str(variable)] = value
+            # A sensitive input (its value arrives masked) goes out without digits at all.
+            digits = {} if fields.get("sensitive") else {"digits": str(value if value is not None else "")}
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
-                         node=str(fields.get("node", "")), digits=str(value if value is not None else ""),
-                         variable=str(variable or ""))
+                         node=str(fields.get("node", "")), variable=str(variable or ""), **digits)
 
     async def http_request(self, *, method: str, url: str, headers: Mapping[str, str], body: Any,
                            timeout_seconds: float) -> HttpResponse:
@@ -207,9 +209,3 @@ class IvrService:
             return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
         except aiohttp.ClientError as exc:
             return HttpResponse(0, error=str(exc) or type(exc).__name__)
-
-
-def _is_plain(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
-
-

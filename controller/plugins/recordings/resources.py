@@ -11,17 +11,27 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controller.http.openapi import operation
+from controller.http.openapi import MAX_ID, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
-from controller.plugins.recordings.services import RecordingError, RecordingService
+from controller.plugins.recordings.services import (
+    RecordingError,
+    RecordingService,
+    effective_policy,
+    policy_refusal,
+)
 
 RECORDING = {"type": "object", "required": ["id", "name", "call_id", "file", "pauses"]}
 CONTROL = {"type": "object", "required": ["call_id", "recording", "state"]}
+RECORDING_ID = {"recording_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+CONTROL_ERRORS = {409: "not possible now: the call is not being recorded, is already paused, or its recording"
+                       " policy forbids it (`never`: no start; `always`: no stop)"}
 
 
-def routes(recordings: RecordingService, calls: CallsService,
-           current_call_of: Callable[[str], str | None]) -> list[web.RouteDef]:
+def routes(recordings: RecordingService, calls: CallsService, current_call_of: Callable[[str], str | None],
+           queue_policy_of: Callable[[str], str | None]) -> list[web.RouteDef]:
+    """`current_call_of(agent_id)`: the agent's call; `queue_policy_of(call_id)`: the recording policy of
+    the queue the call is in (None: in none)."""
     def may_control(request: web.Request, call_id: str) -> None:
         identity = caller_of(request)
         if identity.role == "agent" and (not identity.agent_id or current_call_of(identity.agent_id) != call_id):
@@ -29,10 +39,13 @@ def routes(recordings: RecordingService, calls: CallsService,
 
     async def control(request: web.Request, action: str) -> web.Response:
         call_id = request.match_info["call_id"]
-        may_control(request, call_id)
         session = calls.active.get(call_id)
         if session is None:
             return json_error(404, "no live call with that id")
+        may_control(request, call_id)
+        refusal = policy_refusal(effective_policy(session.recording_policy, queue_policy_of(call_id)), action)
+        if refusal is not None:
+            return json_error(409, refusal)
         try:
             if action == "start":
                 identity = caller_of(request)
@@ -53,24 +66,26 @@ def routes(recordings: RecordingService, calls: CallsService,
         return web.json_response({"call_id": call_id, "recording": recording.name, "state": state,
                                   "pauses": recording.pauses})
 
-    @operation("Start recording a live call (on demand; `always` queues record by themselves)", tag="recordings",
-               responses={200: CONTROL})
+    @operation("Start recording a live call (on demand; `always` flows and queues record by themselves)",
+               tag="recordings", responses={200: CONTROL}, errors=CONTROL_ERRORS,
+               description="Refused (409) when the call's flow or queue has `recording: never`.")
     @roles("agent", "supervisor", "integration")
     async def start(request: web.Request) -> web.Response:
         return await control(request, "start")
 
     @operation("Pause a call's recording (the span is written as silence), e.g. while a card number is read",
-               tag="recordings", responses={200: CONTROL})
+               tag="recordings", responses={200: CONTROL}, errors=CONTROL_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def pause(request: web.Request) -> web.Response:
         return await control(request, "pause")
 
-    @operation("Resume a paused recording", tag="recordings", responses={200: CONTROL})
+    @operation("Resume a paused recording", tag="recordings", responses={200: CONTROL}, errors=CONTROL_ERRORS)
     @roles("agent", "supervisor", "integration")
     async def resume(request: web.Request) -> web.Response:
         return await control(request, "resume")
 
-    @operation("Stop recording a live call", tag="recordings", responses={200: CONTROL})
+    @operation("Stop recording a live call", tag="recordings", responses={200: CONTROL}, errors=CONTROL_ERRORS,
+               description="Refused (409) when the call's flow or queue has `recording: always`.")
     @roles("agent", "supervisor", "integration")
     async def stop(request: web.Request) -> web.Response:
         return await control(request, "stop")
@@ -101,6 +116,8 @@ def routes(recordings: RecordingService, calls: CallsService,
             recording_id = int(request.match_info["recording_id"])
         except ValueError:
             raise web.HTTPNotFound(reason="no recording with that id") from None
+        if not 1 <= recording_id <= MAX_ID:  # beyond SQLite's integers: exists nowhere
+            raise web.HTTPNotFound(reason="no recording with that id")
         row = await recordings.index.get(recording_id)
         if row is None or row["deleted_at"] is not None:
             raise web.HTTPNotFound(reason="no recording with that id")
@@ -110,7 +127,7 @@ def routes(recordings: RecordingService, calls: CallsService,
         return row
 
     @operation("A recording's index entry (call, agents, caller, queue, start, duration, file, pauses)",
-               tag="recordings", responses={200: RECORDING})
+               tag="recordings", responses={200: RECORDING}, path=RECORDING_ID)
     @roles("agent", "supervisor", "integration")
     async def get(request: web.Request) -> web.Response:
         return web.json_response(await visible(request))

@@ -6,8 +6,10 @@ caller talks to, so one file covers the whole call. "Pause" mutes the recording 
 stopping it: the paused span is written as silence, so the file keeps the call's timeline (a
 card number read during a pause is never written) and offsets in the index match the audio.
 
-Policy per queue (`recording: always | never | on_demand`): `always` starts when the first agent
-answers; `on_demand` when an agent (or supervisor, or integration) asks through the API.
+Policy per flow and per queue (`recording: always | never | on_demand`): `always` starts when the
+call enters the flow (or the first agent of the queue answers) and cannot be stopped through the
+API; `never` cannot be started through the API; `on_demand` when an agent (or supervisor, or
+integration) asks through the API.
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ Publish = Callable[..., Any]
 
 class RecordingError(Exception):
     """The operation does not fit the call (not recording, already paused, …): nothing changed."""
+
+
+def effective_policy(flow_policy: str, queue_policy: str | None) -> str:
+    """A call's recording policy: its flow's `never` or `always` decides; otherwise the policy of the
+    queue it is in (`on_demand` outside queues). The same rule as the automatic path (a `never` flow
+    is not recorded by an `always` queue; an `always` flow records whatever the queue says)."""
+    if flow_policy in ("never", "always"):
+        return flow_policy
+    return queue_policy or "on_demand"
+
+
+def policy_refusal(policy: str, action: str) -> str | None:
+    """Why the API may not `action` (start, pause, resume, stop) a recording under `policy` (None: it may).
+    Pausing an `always` recording stays possible: that is how a card number is kept out of it."""
+    if action == "start" and policy == "never":
+        return "the call's recording policy is 'never' (its flow or queue): it may not be recorded"
+    if action == "stop" and policy == "always":
+        return ("the call's recording policy is 'always' (its flow or queue): the recording cannot be stopped"
+                " (pause it while sensitive data is read)")
+    return None
 
 
 @dataclass
