@@ -237,14 +237,16 @@ class Controller:
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
                 await self.calls.hand_all_to_fallback("controller-stopping")
+                self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 stream.cancel()
-                notifier.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                await asyncio.wait({notifier}, timeout=self.webhooks.longest_post + 1)
+                notifier.cancel()
                 cti.cancel()  # hands the events still queued to the store, committed as it closes
                 await asyncio.gather(cti, return_exceptions=True)
                 writer.cancel()

@@ -218,3 +218,20 @@ async def test_dead_letters_over_the_api(system: System, receiver: Receiver, cli
     await until(lambda: receiver.accepted == [3, 2])
     listing = await (await client.get("/api/webhooks/crm/dead-letters", headers=CRM)).json()
     assert [d["seq"] for d in listing["dead_letters"]] == [1]
+
+
+async def test_stopping_lets_the_post_in_flight_finish_and_commits_its_cursor(system: System,
+                                                                           receiver: Receiver) -> None:
+    await until(lambda: "crm" in system.notifier._cursor)
+    receiver.hold_seq = 1
+    system.publish(2)
+    await until(lambda: (1, 0) in receiver.attempts)  # the receiver has the POST, not answered yet
+    system.notifier.stop()
+    notifier = system.tasks[2]
+    await asyncio.sleep(0.2)
+    assert not notifier.done()  # waits for the answer rather than cutting the POST off
+    receiver.gate.set()
+    async with asyncio.timeout(5):
+        await notifier
+    assert receiver.accepted == [1]  # and sends nothing more: the next process goes on from the cursor
+    assert await cursor_of(system) == 1

@@ -21,13 +21,14 @@ de-duplicate by `X-CCC-Seq`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -42,6 +43,7 @@ log = logging.getLogger("controller.webhooks")
 TRANSIENT_4XX = frozenset({408, 429})
 #: A worker whose store reads fail waits this long (doubling to the second) before trying again.
 STORE_RETRY_SECONDS = (1.0, 30.0)
+Outcome = Literal["delivered", "dead", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class WebhookNotifier:
         self.delivered = 0
         self.failures = 0
         self.dead_lettered = 0
+        self._stopping = asyncio.Event()
         bus.listeners.append(self._on_event)
 
     def has(self, name: str) -> bool:
@@ -138,8 +141,25 @@ class WebhookNotifier:
         self._wake[name].set()
         return requeued
 
+    def stop(self) -> None:
+        """Let each worker finish the POST it has in flight (and commit its cursor), then return: a POST
+        cut off after the receiver took it would be sent again by the next process."""
+        self._stopping.set()
+        for wake in self._wake.values():
+            wake.set()
+
+    @property
+    def longest_post(self) -> float:
+        """How long a stop may wait for an in-flight POST."""
+        return max((hook.timeout for hook in self.webhooks.values()), default=0.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless the notifier is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def run(self) -> None:
-        """One worker per webhook; run in the application's TaskGroup."""
+        """One worker per webhook; run in the application's TaskGroup (returns once stopped)."""
         if not self.webhooks:
             return
         async with asyncio.TaskGroup() as workers:
@@ -163,7 +183,7 @@ class WebhookNotifier:
     async def _worker(self, name: str) -> None:
         """Deliver forever; an error (a store read or cursor commit that fails) only pauses the worker."""
         delay = STORE_RETRY_SECONDS[0]
-        while True:
+        while not self._stopping.is_set():
             try:
                 if name not in self._cursor:
                     await self._load(name)
@@ -172,7 +192,7 @@ class WebhookNotifier:
             except Exception as exc:  # mostly the store failing; never let it end the webhook (or the controller)
                 log.error("webhook %s: delivery interrupted (%s: %s); trying again in %.0f s", name,
                           type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, STORE_RETRY_SECONDS[1])
 
     async def _step(self, hook: Webhook) -> None:
@@ -188,11 +208,14 @@ class WebhookNotifier:
             await self._wake[name].wait()
             return
         for event in pending:
+            if self._stopping.is_set():
+                return
             if self._generation[name] != generation or self._requeued[name]:
                 return  # replayed meanwhile (the cursor moved back), or dead letters come first
             sent = hook.filter.matches(event)
             if sent:
-                await self._deliver(hook, event)
+                if await self._deliver(hook, event) == "stopped":
+                    return  # not handled: the next process sends it
                 if self._generation[name] != generation:
                     return  # do not write over the replayed cursor
             self._cursor[name] = event.seq
@@ -208,14 +231,18 @@ class WebhookNotifier:
             "SELECT d.seq, e.seq AS stored FROM webhook_deliveries d LEFT JOIN cti_events e ON e.seq = d.seq"
             " WHERE d.webhook = ? AND d.state = 'requeued' ORDER BY d.seq", (hook.name,))
         for row in rows:
+            if self._stopping.is_set():
+                self._requeued[hook.name] = True  # the next process sends the rest
+                return
             events = await self._bus.since(int(row["seq"]) - 1, limit=1) if row["stored"] is not None else []
             if events and events[0].seq == row["seq"]:
                 await self._deliver(hook, events[0], requeued=True)
             else:
                 self._dead_letter(hook, int(row["seq"]), 0, "the event is no longer stored")
 
-    async def _deliver(self, hook: Webhook, event: CtiEvent, *, requeued: bool = False) -> bool:
-        """POST one event until the receiver takes it (True) or refused it `max_attempts` times (False)."""
+    async def _deliver(self, hook: Webhook, event: CtiEvent, *, requeued: bool = False) -> Outcome:
+        """POST one event until the receiver takes it ("delivered"), refused it `max_attempts` times ("dead"),
+        or the notifier stops between two attempts ("stopped")."""
         body = json.dumps(event.as_dict(), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", "X-CCC-Event": event.type, "X-CCC-Seq": str(event.seq),
                    "X-CCC-Timestamp": str(event.at), "X-CCC-Signature": signature(hook.secret, body)}
@@ -232,12 +259,12 @@ class WebhookNotifier:
                     self._store.write("UPDATE webhook_deliveries SET state = 'delivered', delivered_at = ?,"
                                       " attempts = ? WHERE webhook = ? AND seq = ?",
                                       (time.time(), attempts, hook.name, event.seq))
-                return True
+                return "delivered"
             self.failures += 1
             if failure.permanent and attempts >= hook.max_attempts:
                 self._retrying.pop(hook.name, None)
                 self._dead_letter(hook, event.seq, attempts, failure.error)
-                return False
+                return "dead"
             self._retrying[hook.name] = {"seq": event.seq, "attempts": attempts, "last_error": failure.error}
             # A dead letter sent again stays `requeued` while retried, so a restart still finds it.
             self._store.write(
@@ -246,7 +273,9 @@ class WebhookNotifier:
                                                "requeued" if requeued else "retrying", time.time()))
             if attempts == 1 or attempts % 10 == 0:
                 log.warning("webhook %s: event %d not delivered (%s); retrying", hook.name, event.seq, failure.error)
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+            if self._stopping.is_set():
+                return "stopped"  # neither delivered nor dead: the next process tries it again
             delay = min(self.max_backoff, delay * 2)
 
     def _dead_letter(self, hook: Webhook, seq: int, attempts: int, error: str) -> None:
