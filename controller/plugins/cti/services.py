@@ -74,6 +74,8 @@ class Subscriber:
 
 #: A failed commit of events is tried again after the first delay, doubling up to the second.
 RETRY_SECONDS = (0.2, 5.0)
+#: How long stopping waits for the last events to be committed.
+FINAL_COMMIT_SECONDS = 5.0
 #: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).
 _CALLS_REMEMBERED = 10_000
 _INSERT = ("INSERT OR IGNORE INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
@@ -167,7 +169,14 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
-            self._write(list(self._unpersisted))
+            if self._unpersisted:
+                # Written again (INSERT OR IGNORE): a commit cancelled with this task may never have run.
+                # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
+                # then the closing store tries once more).
+                # (`_persist` reads the rows back: the store's flush() does not wait for a batch in flight.)
+                self._written_through = min(self._written_through, self._unpersisted[0].seq - 1)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._persist(list(self._unpersisted)), FINAL_COMMIT_SECONDS)
             for subscriber in list(self._subscribers):
                 subscriber.closed = True
                 with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
