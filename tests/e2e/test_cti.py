@@ -9,7 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,74 +236,94 @@ async def metric(controller: ControllerProcess, name: str) -> float:
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-async def test_no_gap_or_repeat_across_a_crash_and_a_failing_store(fresh_asterisk: Path, tmp_path: Path) -> None:
+class Watched:
+    """A controller whose every event goes to a webhook receiver and to a /ws client that follows it
+    across restarts (resuming with since), on one data directory."""
+
+    def __init__(self, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+        self.receiver = Receiver(free_port())
+        self.config = config_with_webhook(tmp_path, self.receiver.port, types="[]")
+        self.data = tmp_path / "data"
+        self.client = WsClient(http)
+        self.controller = ControllerProcess(self.data, config=self.config)
+
+    async def start(self) -> None:
+        """Start (again, after a stop or a kill) and have the client resume."""
+        self.controller = ControllerProcess(self.data, config=self.config)
+        await self.controller.start()
+        self.client.follow(self.controller)
+
+    def assert_gap_free(self) -> None:
+        """Both saw 1, 2, 3… (the webhook from where it started), each number one event, signed."""
+        ws_seqs = [e["seq"] for e in self.client.events]
+        assert ws_seqs == list(range(1, len(ws_seqs) + 1)), ws_seqs
+        hook_seqs = [e["seq"] for e in self.receiver.events]
+        assert hook_seqs == list(range(hook_seqs[0], hook_seqs[0] + len(hook_seqs))), hook_seqs
+        by_seq = {e["seq"]: (e["type"], e["call_id"]) for e in self.client.events}
+        assert all(by_seq[e["seq"]] == (e["type"], e["call_id"]) for e in self.receiver.events)
+        assert self.receiver.problems() == []
+
+
+@pytest.fixture
+async def watched(fresh_asterisk: Path, tmp_path: Path) -> AsyncIterator[Watched]:
+    async with aiohttp.ClientSession() as http:
+        system = Watched(tmp_path, http)
+        await system.receiver.up()
+        await system.start()
+        try:
+            yield system
+        finally:
+            if system.client.task is not None:
+                system.client.task.cancel()
+            system.controller.terminate()
+            await system.receiver.down()
+
+
+async def test_no_gap_or_repeat_across_a_crash_and_a_failing_store(watched: Watched) -> None:
     """A webhook receiver and a /ws client see every event once, numbered 1, 2, 3… with no hole, across a
     SIGKILL while the store could not commit and a SIGKILL in the middle of a call."""
-    receiver = Receiver(free_port())
-    await receiver.up()
-    config = config_with_webhook(tmp_path, receiver.port, types="[]")
-    controller = ControllerProcess(tmp_path / "data", config=config)
-    await controller.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            client = WsClient(http)
-            client.follow(controller)
-            # 1. All is well: a call's events reach both.
-            assert (await Caller(DID, caller="13800000001", steps=[Pause(1000)]).run()).ok
-            await _wait_for(lambda: len(ended_calls(client.events)) == 1 and len(ended_calls(receiver.events)) == 1)
+    client, receiver = watched.client, watched.receiver
+    # 1. All is well: a call's events reach both.
+    assert (await Caller(DID, caller="13800000001", steps=[Pause(1000)]).run()).ok
+    await _wait_for(lambda: len(ended_calls(client.events)) == 1 and len(ended_calls(receiver.events)) == 1)
 
-            # 2. Another process holds the store's write lock: the next call's events are numbered but wait,
-            # unpublished; then the controller is killed.
-            lock = sqlite3.connect(controller.db, timeout=0, isolation_level=None)
-            lock.execute("BEGIN IMMEDIATE")
-            seen_before = len(client.events)
-            assert (await Caller(DID, caller="13800000002", steps=[Pause(1000)]).run()).ok
-            async with asyncio.timeout(15):
-                while await metric(controller, "ccc_cti_events_unpersisted") == 0:
-                    await asyncio.sleep(0.2)
-            await asyncio.sleep(1)
-            assert len(client.events) == seen_before  # nothing went out un-persisted ...
-            assert await metric(controller, "ccc_cti_events_unpersisted") > 0  # ... though the events exist
-            controller.kill()
-            lock.execute("ROLLBACK")
-            lock.close()
-            await client.stopped()
+    # 2. Another process holds the store's write lock: the next call's events are numbered but wait,
+    # unpublished; then the controller is killed.
+    lock = sqlite3.connect(watched.controller.db, timeout=0, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    seen_before = len(client.events)
+    assert (await Caller(DID, caller="13800000002", steps=[Pause(1000)]).run()).ok
+    async with asyncio.timeout(15):
+        while await metric(watched.controller, "ccc_cti_events_unpersisted") == 0:
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+    assert len(client.events) == seen_before  # nothing went out un-persisted ...
+    assert await metric(watched.controller, "ccc_cti_events_unpersisted") > 0  # ... though the events exist
+    watched.controller.kill()
+    lock.execute("ROLLBACK")
+    lock.close()
+    await client.stopped()
 
-            # 3. Restarted: the client resumes; a call is cut by a second SIGKILL right after its first event.
-            controller = ControllerProcess(tmp_path / "data", config=config)
-            await controller.start()
-            client.follow(controller)
-            caller = Caller(DID, caller="13800000003", steps=[Pause(3000)])
-            await caller.start()
-            offered = len(client.events) + 1
-            await _wait_for(lambda: len(client.events) >= offered)
-            controller.kill()
-            await client.stopped()
-            await caller.wait()
+    # 3. Restarted: the client resumes; a call is cut by a second SIGKILL right after its first event.
+    await watched.start()
+    caller = Caller(DID, caller="13800000003", steps=[Pause(3000)])
+    await caller.start()
+    offered = len(client.events) + 1
+    await _wait_for(lambda: len(client.events) >= offered)
+    watched.controller.kill()
+    await client.stopped()
+    await caller.wait()
 
-            # 4. Restarted again: one more call, seen whole by both.
-            controller = ControllerProcess(tmp_path / "data", config=config)
-            await controller.start()
-            client.follow(controller)
-            assert (await Caller(DID, caller="13800000004", steps=[Pause(1000)]).run()).ok
-            await _wait_for(lambda: "13800000004" in callers(client.events)
-                            and ended_calls(client.events)[-1] == offered_call(client.events, "13800000004"))
-            await _wait_for(lambda: "13800000004" in callers(receiver.events)
-                            and ended_calls(receiver.events)[-1] == offered_call(receiver.events, "13800000004"),
-                            timeout=30)
-            assert client.task is not None
-            client.task.cancel()
-    finally:
-        controller.terminate()
-        await receiver.down()
+    # 4. Restarted again: one more call, seen whole by both.
+    await watched.start()
+    assert (await Caller(DID, caller="13800000004", steps=[Pause(1000)]).run()).ok
+    await _wait_for(lambda: "13800000004" in callers(client.events)
+                    and ended_calls(client.events)[-1] == offered_call(client.events, "13800000004"))
+    await _wait_for(lambda: "13800000004" in callers(receiver.events)
+                    and ended_calls(receiver.events)[-1] == offered_call(receiver.events, "13800000004"),
+                    timeout=30)
 
-    ws_seqs = [e["seq"] for e in client.events]
-    assert ws_seqs == list(range(1, len(ws_seqs) + 1)), ws_seqs  # from 1, no gap, no repeat
-    hook_seqs = [e["seq"] for e in receiver.events]
-    assert hook_seqs == list(range(hook_seqs[0], hook_seqs[0] + len(hook_seqs))), hook_seqs
-    assert receiver.problems() == []
-    by_seq = {e["seq"]: (e["type"], e["call_id"]) for e in client.events}
-    assert all(by_seq[e["seq"]] == (e["type"], e["call_id"]) for e in receiver.events)  # one event per number
+    watched.assert_gap_free()
     assert "13800000002" not in callers(client.events)  # the call whose events were never committed
     assert {"13800000001", "13800000004"} <= set(callers(client.events))
 
@@ -365,41 +385,22 @@ async def test_a_refused_event_is_a_dead_letter_an_operator_replays_with_ccctl(f
         await receiver.down()
 
 
-async def test_events_of_a_graceful_stop_are_kept_and_sent_after_the_restart(fresh_asterisk: Path,
-                                                                             tmp_path: Path) -> None:
+async def test_events_of_a_graceful_stop_are_kept_and_sent_after_the_restart(watched: Watched) -> None:
     """The call handed to the fallback while stopping ends with events committed as the store closes:
-    the webhook and a resuming /ws client get them from the next process, numbered on from them."""
-    receiver = Receiver(free_port())
-    await receiver.up()
-    config = config_with_webhook(tmp_path, receiver.port, types="[]")
-    controller = ControllerProcess(tmp_path / "data", config=config)
-    await controller.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            client = WsClient(http)
-            client.follow(controller)
-            caller = Caller(DID, caller="13800000005", steps=[Pause(6000)])
-            await caller.start()
-            await _wait_for(lambda: "13800000005" in callers(client.events))
-            # In a thread: the receiver and the WebSocket client answer from this test's event loop.
-            assert await asyncio.to_thread(controller.terminate) == 0
-            await client.stopped()
-            caller.kill()
-            call_id = offered_call(client.events, "13800000005")  # its end goes out before or after the restart
+    the webhook and a resuming /ws client get them (from this process or the next), numbered on."""
+    client, receiver = watched.client, watched.receiver
+    caller = Caller(DID, caller="13800000005", steps=[Pause(6000)])
+    await caller.start()
+    await _wait_for(lambda: "13800000005" in callers(client.events))
+    # In a thread: the receiver and the WebSocket client answer from this test's event loop.
+    assert await asyncio.to_thread(watched.controller.terminate) == 0
+    await client.stopped()
+    caller.kill()
+    call_id = offered_call(client.events, "13800000005")
 
-            controller = ControllerProcess(tmp_path / "data", config=config)
-            await controller.start()
-            client.follow(controller)
-            await _wait_for(lambda: call_id in ended_calls(client.events))
-            await _wait_for(lambda: call_id in ended_calls(receiver.events))
-            assert client.task is not None
-            client.task.cancel()
-    finally:
-        controller.terminate()
-        await receiver.down()
+    await watched.start()
+    await _wait_for(lambda: call_id in ended_calls(client.events))
+    await _wait_for(lambda: call_id in ended_calls(receiver.events))
     ended = next(e for e in client.events if e["type"] == "call.ended" and e["call_id"] == call_id)
     assert ended["data"]["reason"] == "fallback" or ended["data"]["reason"].startswith("controller")
-    seqs = [e["seq"] for e in client.events]
-    assert seqs == list(range(1, len(seqs) + 1))
-    hook_seqs = [e["seq"] for e in receiver.events]
-    assert hook_seqs == list(range(hook_seqs[0], hook_seqs[0] + len(hook_seqs)))
+    watched.assert_gap_free()
