@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -27,6 +28,7 @@ from controller.config import Config
 from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import build_app, public, roles, start_http
+from controller.instance import EXIT_ANOTHER_CONTROLLER
 from controller.media.prompts import PromptRenderer
 from controller.plugins.acd import resources as acd_resources
 from controller.plugins.acd.services import AcdService
@@ -51,6 +53,7 @@ from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
 from controller.store.db import Store
+from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
 
@@ -77,13 +80,16 @@ class Controller:
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
+        self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
+                                      purge_tts=self.prompts.purge_cache)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
-                                  on_connected=self.calls.readopt)
+                                  on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
         # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
         self.http_client: aiohttp.ClientSession | None = None
@@ -95,7 +101,8 @@ class Controller:
         self.ivr.recordings = self.recordings
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
-                                                                     metrics_resources.acd_metrics(self.acd)]
+                                                                     metrics_resources.acd_metrics(self.acd),
+                                                                     metrics_resources.ivr_metrics(self.ivr)]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -112,6 +119,16 @@ class Controller:
     def stop(self) -> None:
         self._stop.set()
 
+    def _application_replaced(self) -> None:
+        """Another process took our ARI application over: the calls are its calls now. Stop acting at
+        once, the way a crash would: a graceful stop would hand them to the fallback route and tear
+        their bridges down under the other process."""
+        log.critical("ARI application %s was taken over by another process (ApplicationReplaced): "
+                     "this controller stops without touching any call; run only one controller per "
+                     "ARI application", self.config.ari.app)
+        logging.shutdown()
+        os._exit(EXIT_ANOTHER_CONTROLLER)
+
     def reload(self) -> None:
         """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
         if self._tasks is not None:
@@ -124,9 +141,12 @@ class Controller:
     def health(self) -> dict[str, Any]:
         connected = self.stream.connected.is_set()
         flows = self.ivr.status()
+        store = self.store.health()
         return {
-            # Degraded: no ARI, or the flows failed to load at start-up (every call gets the fallback).
-            "status": "ok" if connected and not (flows["errors"] and not flows["live"]) else "degraded",
+            # Degraded: no ARI, the flows failed to load at start-up (every call gets the fallback), or the
+            # store cannot be written (calls are served; what they write is kept and retried).
+            "status": "ok" if connected and not (flows["errors"] and not flows["live"])
+            and store["status"] == "ok" else "degraded",
             "version": __version__,
             "ari_connected": connected,
             "ari_connections": self.stream.connections,
@@ -136,6 +156,7 @@ class Controller:
             "calls_by_state": self.calls.counts_by_state(),
             "prompts_ready": self.ivr.prompts_ready,
             "flows": flows,
+            "store": store,
         }
 
     async def asterisk_status(self) -> dict[str, Any]:
@@ -233,6 +254,7 @@ class Controller:
                 acd_timer = tasks.create_task(self.acd.run())
                 prompts = tasks.create_task(self.ivr.run())
                 retention = tasks.create_task(self.recordings.run())
+                data_retention = tasks.create_task(self.retention.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -242,6 +264,7 @@ class Controller:
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
+                data_retention.cancel()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

@@ -40,6 +40,29 @@ class AmiSettings:
 
 
 @dataclass(frozen=True)
+class GuardSettings:
+    """The guard (`ccc-guard`, README "Restarts and upgrades"): when no controller owns the ARI
+    application for `takeover_timeout` seconds, it moves waiting and IVR callers to the fallback route."""
+
+    takeover_timeout: float = 30.0
+    check_interval: float = 1.0  # how often it asks the controller's /healthz
+    # Its own AMI user: write permission `call` only (Redirect, Setvar), nothing to read.
+    ami_user: str = "ccc-guard"
+    ami_secret: str = ""
+    # Its own ARI user, read-only (ari.conf `read_only = yes`): it only lists channels and bridges.
+    # Empty: the controller's `ari.user` / `ari.password`.
+    ari_user: str = ""
+    ari_password: str = ""
+    # The controller's health URL; empty: http://<http.listen>:<http.port>/healthz of this file.
+    controller_url: str = ""
+
+    def __post_init__(self) -> None:
+        require_positive(self, "takeover_timeout", "check_interval")
+        if self.check_interval > self.takeover_timeout:
+            raise ValueError("check_interval: must not be longer than takeover_timeout")
+
+
+@dataclass(frozen=True)
 class AgiSettings:
     enabled: bool = True
     listen: str = "127.0.0.1"
@@ -189,6 +212,7 @@ class AcdAgentConfig:
     endpoint: str  # the agent's usual phone (PJSIP endpoint); `agent login --phone` can change it
     skills: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
+    caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
 
 
 @dataclass(frozen=True)
@@ -198,9 +222,33 @@ class AcdSettings:
     not_ready_reasons: list[str] = field(
         default_factory=lambda: ["meal", "meeting", "training", "restroom", "helping", "no_answer", "login"])
     center_name: str = ""  # said in the agent-number announcement
-    outbound_caller_id: str = ""  # the number customers see on click-to-dial calls (e.g. the hotline)
+    outbound_caller_id: str = ""  # the number customers see on agents' outbound calls (e.g. the hotline)
+    # Agents' outbound calls (click-to-dial, dialled on the phone) are checked against `dialing:`;
+    # after-call work after each one (0: back as before the call).
+    outbound_wrapup_seconds: float = 0.0
     # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
     standard_prompts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long records are kept, in days (0: forever); an hourly job deletes older ones in small chunks.
+    See README "Data retention". Call recordings have their own `asterisk.recordings_retention_days`."""
+
+    calls_days: float = 400.0  # ended calls, their dispositions and queue visits (reports, caller history)
+    call_events_days: float = 400.0  # what happened during each call
+    agent_states_days: float = 400.0  # agents' state changes (each agent's latest one is always kept)
+    cti_events_days: float = 30.0  # the CTI stream (an event a webhook has not yet delivered is kept)
+    tts_cache_days: float = 7.0  # rendered text-to-speech WAVs not played for this long
+    chunk_rows: int = 500  # rows deleted per commit, so the job never holds the writer long
+
+    def __post_init__(self) -> None:
+        for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days"):
+            value = getattr(self, name)
+            if not 0 <= value <= 36500:
+                raise ValueError(f"{name}: expected a number of days from 0 (keep forever) to 36500, got {value!r}")
+        if not 1 <= self.chunk_rows <= 10_000:
+            raise ValueError(f"chunk_rows: expected an integer from 1 to 10000, got {self.chunk_rows!r}")
 
 
 @dataclass(frozen=True)
@@ -208,6 +256,7 @@ class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
     customers: CustomerSettings = field(default_factory=CustomerSettings)
@@ -220,6 +269,7 @@ class Config:
     acd: AcdSettings = field(default_factory=AcdSettings)
     standards: dict[str, Any] = field(default_factory=dict)
     webhooks: list[WebhookSettings] = field(default_factory=list)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False
@@ -245,6 +295,19 @@ class Config:
     def database_path(self) -> Path:
         return self.data_path / "controller.sqlite3"
 
+    @property
+    def lock_path(self) -> Path:
+        """Held (flock) by the one controller process using this data directory."""
+        return self.data_path / "controller.lock"
+
+    @property
+    def health_url(self) -> str:
+        """Where the guard asks whether a controller is up."""
+        if self.guard.controller_url:
+            return self.guard.controller_url
+        host = "127.0.0.1" if self.http.listen in ("0.0.0.0", "::", "") else self.http.listen
+        return f"http://{host}:{self.http.port}/healthz"
+
 
 def load_config(path: str | Path) -> Config:
     """Read and check the configuration; raises SettingsError with file:line:column messages."""
@@ -259,4 +322,5 @@ def load_config(path: str | Path) -> Config:
         data_dir=str(data_dir if data_dir.is_absolute() else base / data_dir),
         ivr=replace(config.ivr, flows_dir=str(flows_dir if flows_dir.is_absolute() else base / flows_dir)),
     )
+
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
 
+from controller import instance
 from controller.app import Controller
 from controller.config import MIN_TOKEN_LENGTH, Config, load_config
 from controller.logs import setup_logging
@@ -34,10 +36,17 @@ def main(argv: list[str] | None = None) -> int:
               "demo/controller.yaml, as `make run` and the tests set)", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
+    faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a traceback on stderr, not silence
     return asyncio.run(_run(config))
 
 
 async def _run(config: Config) -> int:
+    try:
+        _lock = instance.InstanceLock(config.lock_path).acquire()  # one controller per data directory, while we run
+        await instance.ensure_application_free(config)  # and per ARI application
+    except instance.AnotherController as exc:
+        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
+        return instance.EXIT_ANOTHER_CONTROLLER
     controller = Controller(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -118,19 +118,18 @@ def _indent(text: str, spaces: int) -> str:
     return "\n".join((" " * spaces + line) if line else "" for line in text.splitlines())
 
 
-def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye]) -> str:
-    sdp = _indent(_SDP, 6)
-    parts = [f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ccc caller">
-  <send retrans="500">
+def _invite(did: str, caller: str, sdp: str, *, cseq: int, authenticated: bool) -> str:
+    """The INVITE (CSeq `cseq`), with the credentials SIPp computes from the challenge if `authenticated`."""
+    credentials = "\n      [authentication]" if authenticated else ""
+    return f"""  <send retrans="500">
     <![CDATA[
       INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:{did}@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{caller}@[local_ip]:[local_port]>
+      CSeq: {cseq} INVITE
+      Contact: <sip:{caller}@[local_ip]:[local_port]>{credentials}
       Max-Forwards: 70
       Content-Type: application/sdp
       Content-Length: [len]
@@ -139,9 +138,46 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye]) 
     ]]>
   </send>
   <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
+"""
+
+
+def _ack_error(did: str, caller: str, cseq: int) -> str:
+    """The ACK of an error response (401, 486…): in the INVITE's transaction (its Via, from the response)."""
+    return f"""  <send>
+    <![CDATA[
+      ACK sip:{did}@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: "{caller}" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
+                 refused: bool = False) -> str:
+    """A caller's scenario; `auth`: a phone answering Asterisk's challenge (401) with its password
+    (-au/-ap); `refused`: the call is expected to be turned down with an error status (no steps)."""
+    sdp = _indent(_SDP, 6)
+    cseq = 2 if auth else 1
+    head = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ccc caller">\n'
+    if auth:
+        head += _invite(did, caller, sdp, cseq=1, authenticated=False) + '  <recv response="401" auth="true"/>\n' \
+            + _ack_error(did, caller, 1)
+    head += _invite(did, caller, sdp, cseq=cseq, authenticated=auth) + """  <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
+"""
+    if refused:
+        return head + """  <recv response="486" optional="true" next="ack"/>
+  <recv response="480" optional="true" next="ack"/>
+  <recv response="503" next="ack"/>
+  <label id="ack"/>
+""" + _ack_error(did, caller, cseq) + "</scenario>\n"
+    parts = [head + f"""  <recv response="200" rtd="true" rrs="true"/>
   <send>
     <![CDATA[
       ACK [next_url] SIP/2.0
@@ -149,7 +185,7 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye]) 
       [last_From:]
       [last_To:]
       [last_Call-ID:]
-      CSeq: 1 ACK
+      CSeq: {cseq} ACK
       Contact: <sip:{caller}@[local_ip]:[local_port]>
       Max-Forwards: 70
       Content-Length: 0
@@ -275,13 +311,14 @@ class _Sipp:
     timeout_s: int = 120
     extra: list[str] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ccc-sipp-")))
+    local_ip: str = "127.0.0.1"
     process: asyncio.subprocess.Process | None = None
 
     def _args(self) -> list[str]:
         scenario_file = self.workdir / "scenario.xml"
         scenario_file.write_text(self.scenario)
-        return [SIPP, *self.extra, "-sf", str(scenario_file), "-m", str(self.calls), "-i", "127.0.0.1",
-                "-p", str(self.sip_port), "-mi", "127.0.0.1", "-mp", str(self.media_port), "-nostdin",
+        return [SIPP, *self.extra, "-sf", str(scenario_file), "-m", str(self.calls), "-i", self.local_ip,
+                "-p", str(self.sip_port), "-mi", self.local_ip, "-mp", str(self.media_port), "-nostdin",
                 "-timeout", f"{self.timeout_s}s", "-timeout_error", "-trace_err",
                 "-error_file", str(self.workdir / "errors.log")]
 
@@ -348,6 +385,22 @@ class Caller(_Sipp):
             extra += ["-r", str(rate)]
         super().__init__(uac_scenario(did, caller, steps), sip_port, media_port, calls=calls,
                          timeout_s=timeout_s, extra=extra)
+
+
+class PhoneCaller(_Sipp):
+    """An agent's phone (a PJSIP endpoint with its password) dialling `number` and doing `steps`.
+
+    It sends from 127.0.0.2: from 127.0.0.1 Asterisk takes every request for the loopback trunk
+    (`identify` by address comes first), so the phone is identified by its user name and challenged
+    for its password. `refused`: the call is expected to be turned down with an error status."""
+
+    def __init__(self, endpoint: str, number: str, *, password: str | None = None,
+                 steps: list[Pause | Dtmf | WaitForBye] | None = None, refused: bool = False,
+                 timeout_s: int = 120) -> None:
+        sip_port, media_port = _next_ports()
+        extra = [ASTERISK, "-au", endpoint, "-ap", password or f"ccc-demo-{endpoint}"]
+        super().__init__(uac_scenario(number, endpoint, steps or [], auth=True, refused=refused), sip_port,
+                         media_port, timeout_s=timeout_s, extra=extra, local_ip="127.0.0.2")
 
 
 class Phone(_Sipp):

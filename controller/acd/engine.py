@@ -69,7 +69,9 @@ class _Agent:
     current_queue: str | None = None
     talk_started: float | None = None
     timer_token: int = 0  # ACW end
+    acw_until: float | None = None  # when the current wrap-up ends (kept in the snapshot)
     resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
+    outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
 
@@ -294,11 +296,12 @@ class AcdEngine:
         self._rona(call, agent_id, out)
         return out
 
-    def outbound(self, agent_id: str, call_id: str) -> list[Decision]:
-        """The agent places a call (click-to-dial): busy, offered nothing, until `call_ended`.
+    def outbound(self, agent_id: str, call_id: str, *, wrapup_seconds: float = 0.0) -> list[Decision]:
+        """The agent places a call (click-to-dial, or dialled on their phone): busy (talking, reason
+        "outbound"), offered nothing, until `call_ended`.
 
-        Allowed when ready, not ready or in ACW (which it ends); afterwards a not-ready agent is not
-        ready again with the same reason, anyone else ready.
+        Allowed when ready, not ready or in ACW (which it ends); afterwards ACW for `wrapup_seconds`
+        if any, else a not-ready agent is not ready again with the same reason, anyone else ready.
         """
         agent = self._agent(agent_id)
         if agent.state not in ("ready", "not_ready", "acw"):
@@ -307,7 +310,8 @@ class AcdEngine:
         agent.resume_reason = agent.reason if agent.state == "not_ready" else None
         agent.timer_token = next(self._tokens)  # a pending end of ACW no longer applies
         agent.current_call, agent.current_queue, agent.talk_started = call_id, None, self.clock.now()
-        self._set_state(agent, "talking", None, out)
+        agent.outbound_wrapup = max(0.0, wrapup_seconds)
+        self._set_state(agent, "talking", "outbound", out)
         return out
 
     def transfer_offer(self, call_id: str, from_agent_id: str, to_agent_id: str) -> list[Decision]:
@@ -367,14 +371,14 @@ class AcdEngine:
         queue = self._queues.get(agent.current_queue or "")
         agent.current_call = None
         agent.current_queue = None
-        wrapup = queue.settings.wrapup_seconds if queue else 0.0
+        wrapup = queue.settings.wrapup_seconds if queue else agent.outbound_wrapup
+        agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
             queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
-            agent.timer_token = next(self._tokens)
-            self._schedule(now + wrapup, "acw_end", agent_id, token=agent.timer_token)
+            self._start_acw_timer(agent, now + wrapup)
         elif agent.resume_reason is not None:
             reason, agent.resume_reason = agent.resume_reason, None
             self._set_state(agent, "not_ready", reason, out)
@@ -397,7 +401,7 @@ class AcdEngine:
             elif kind == "acw_end":
                 agent = self._agents[key]
                 if agent.state == "acw" and agent.timer_token == token:
-                    self._become_ready(agent, out)
+                    self._after_acw(agent, out)
             elif kind == "max_wait":
                 call = self._calls.get(key)
                 if call is not None:
@@ -474,23 +478,29 @@ class AcdEngine:
                 "logged_in_at": agent.logged_in_at, "idle_since": agent.idle_since,
                 "calls_answered": agent.calls_answered, "online_before": agent.online_before,
                 "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
+                "acw_until": agent.acw_until if agent.state == "acw" else None,
             }
         return {"version": 1, "agents": agents}
 
     def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
-        """After a restart: ready/not-ready agents as they were; an agent who was on a call gets a
-        fresh wrap-up (their call may still be going on in Asterisk, outside our control)."""
+        """After a restart: ready/not-ready agents as they were, an agent in ACW until their wrap-up
+        ends (at once if it ended during the restart); an agent who was on a call gets a fresh
+        wrap-up (their call may still be going on in Asterisk, outside our control). Agents logged
+        out keep the day's figures (online time, time per state)."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
-            if agent is None or saved.get("state") in (None, "logged_out"):
+            if agent is None or saved.get("state") is None:
                 continue
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
-            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
             agent.online_before = float(saved.get("online_before", 0.0))
             agent.seconds_by_state = dict(saved.get("seconds_by_state", {}))
+            if saved["state"] == "logged_out":
+                agent.since = saved.get("since")
+                continue
+            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             for queue in agent.settings.queues:
                 self._queues[queue].logged_in.add(agent_id)
             state = saved["state"]
@@ -500,12 +510,16 @@ class AcdEngine:
                     for name in agent.settings.queues:
                         self._queues[name].ready.add(agent_id)
                 continue
+            if state == "acw" and saved.get("acw_until") is not None:
+                agent.state, agent.reason, agent.since = "acw", None, saved.get("since")
+                self._start_acw_timer(agent, float(saved["acw_until"]))  # a time already past ends it at the next tick
+                continue
+            agent.state, agent.since = state, None  # the call's state, for the change's `previous`; no time counted
             last_queue = self._queues.get(saved.get("queue") or "")
-            agent.state, agent.since = "acw", self.clock.now()
             wrapup = last_queue.settings.wrapup_seconds if last_queue else 0.0
             if wrapup > 0:
-                agent.timer_token = next(self._tokens)
-                self._schedule(self.clock.now() + wrapup, "acw_end", agent_id, token=agent.timer_token)
+                self._set_state(agent, "acw", None, out)
+                self._start_acw_timer(agent, self.clock.now() + wrapup)
             else:
                 self._become_ready(agent, out)
         return out
@@ -536,6 +550,8 @@ class AcdEngine:
         if agent.since is not None and previous != "logged_out":
             agent.seconds_by_state[previous] = agent.seconds_by_state.get(previous, 0.0) + now - agent.since
         agent.state, agent.reason, agent.since = state, reason, now
+        if state in ("ready", "not_ready", "logged_out"):
+            agent.resume_reason = None  # the agent's own choice now, not the one before an outbound call
         is_ready = state == "ready"
         for queue in agent.settings.queues:
             ready = self._queues[queue].ready
@@ -544,6 +560,19 @@ class AcdEngine:
             else:
                 ready.discard(agent.settings.id)
         out.append(AgentStateChanged(agent.settings.id, state, reason, previous, now))
+
+    def _after_acw(self, agent: _Agent, out: list[Decision]) -> None:
+        """The end of wrap-up: ready, or not ready again for an agent who placed a call from not ready."""
+        if agent.resume_reason is not None:
+            self._set_state(agent, "not_ready", agent.resume_reason, out)
+        else:
+            self._become_ready(agent, out)
+
+    def _start_acw_timer(self, agent: _Agent, until: float) -> None:
+        """End the agent's ACW at `until`; a new token makes any earlier ACW timer stale."""
+        agent.acw_until = until
+        agent.timer_token = next(self._tokens)
+        self._schedule(until, "acw_end", agent.settings.id, token=agent.timer_token)
 
     def _become_ready(self, agent: _Agent, out: list[Decision]) -> None:
         agent.idle_since = self.clock.now()
@@ -620,7 +649,6 @@ class AcdEngine:
             order = {agent_id: index for index, agent_id in enumerate(queue.agent_order)}
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
-            queue.last_offered = order[chosen[0].settings.id]
         elif strategy == "fewest_calls":
             chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
@@ -661,6 +689,9 @@ class AcdEngine:
         token = next(self._tokens)
         call.ringing[agent.settings.id] = token
         agent.offered_call = call.call_id
+        if queue.settings.strategy == "round_robin" and call.queue in agent.settings.queues:
+            # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
+            queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))

@@ -157,7 +157,13 @@ class ChannelDtmfReceived(ChannelEvent):
 
 @dataclass(slots=True)
 class ChannelHangupRequest(ChannelEvent):
+    """`cause`: the Q.850 cause of a hang-up from the far end (a BYE, a CANCEL), 0 when not given. A
+    `soft` request (an ARI DELETE, a redirect) carries Asterisk's soft hang-up flag in ARI's `cause`
+    (32 for an explicit one), which is no Q.850 cause: parsed as 0, the real cause comes with
+    ChannelDestroyed."""
+
     cause: int = 0
+    soft: bool = False
 
 
 @dataclass(slots=True)
@@ -282,7 +288,9 @@ def parse_event(obj: dict[str, Any]) -> Event:
             return ChannelDtmfReceived(**base, **_channel_fields(obj), digit=_s(obj, "digit"),
                                        duration_ms=int(obj.get("duration_ms") or 0))
         if kind == "ChannelHangupRequest":
-            return ChannelHangupRequest(**base, **_channel_fields(obj), cause=int(obj.get("cause") or 0))
+            soft = bool(obj.get("soft"))
+            return ChannelHangupRequest(**base, **_channel_fields(obj), soft=soft,
+                                        cause=0 if soft else int(obj.get("cause") or 0))
         if kind == "ChannelDestroyed":
             return ChannelDestroyed(**base, **_channel_fields(obj), cause=int(obj.get("cause") or 0),
                                     cause_txt=_s(obj, "cause_txt"))

@@ -72,10 +72,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"trunks      {trunks}",
             f"queues      {queues}",
             f"IVR flows   {flow_line}",
+            f"store       {store_line(h.get('store'))}",
         ])
 
     emit(args, status, text)
     return 0 if status["controller"]["ari_connected"] and status["asterisk"].get("reachable") else 1
+
+
+def store_line(store: dict[str, Any] | None) -> str:
+    """`ok`, or DEGRADED with since when, why and what waits (the controller still serves calls)."""
+    if not store:
+        return "?"
+    if store.get("status") == "ok":
+        return f"ok ({store.get('pending', 0)} statements pending)"
+    since = store.get("failing_since")
+    when = f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
+    return (f"DEGRADED{when}: {store.get('last_error')}; {store.get('pending', 0)} statements kept and retried"
+            " (calls are still served)")
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

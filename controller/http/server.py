@@ -17,6 +17,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from controller.config import Role, TokenSettings
+from controller.store.bounds import OutOfRange
+from controller.store.db import StoreUnavailable
 
 log = logging.getLogger("controller.http")
 
@@ -105,6 +107,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(exc.status, exc.reason or "error", kept)  # 405 keeps its Allow, 429 its Retry-After
     except (json.JSONDecodeError, UnicodeDecodeError):  # a handler reading the body itself
         return json_error(400, "the request body is not valid JSON (UTF-8)")
+    except OutOfRange as exc:  # a number the store cannot hold reached it unchecked
+        return json_error(400, str(exc))
+    except StoreUnavailable as exc:  # disk full, I/O error: what was written is kept and retried
+        return json_error(503, str(exc))
     except Exception:
         # The route's template, not the path: a path may hold a caller's number (/api/numbers/{number}).
         resource = request.match_info.route.resource

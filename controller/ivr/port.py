@@ -86,7 +86,8 @@ class HttpResponse:
     status: int  # 0 when the request failed (timeout, connection refused)
     json: Any = None
     text: str = ""
-    error: str | None = None
+    error: str | None = None  # why it failed, naming no caller data (no URL: it may carry the number)
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

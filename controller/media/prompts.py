@@ -13,16 +13,22 @@ concurrent requests for the same text render it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from controller.ivr.port import Prompt
 from controller.media.say import verbalize
 from controller.media.tts import EspeakEngine, TtsEngine, TtsError
+from controller.media.tts_cache import purge_tts_cache
 
 __all__ = ["PromptRenderer", "TtsError", "describe", "prompt_key"]
+
+#: A cached prompt's file time is refreshed at most this often when it is used (see media/tts_cache.py).
+TOUCH_EVERY_SECONDS = 86400.0
 
 
 def prompt_key(text: str, language: str, engine: str = EspeakEngine.name) -> str:
@@ -40,6 +46,29 @@ class PromptRenderer:
         self.engine: TtsEngine = engine or EspeakEngine()
         self._rendering: dict[str, asyncio.Future[None]] = {}
         self.rendered = 0
+        self._last_used: dict[str, float] = {}  # TTS cache key -> when media_for last handed it out
+
+    @property
+    def tts_dir(self) -> Path:
+        return self.sounds_dir / "ccc" / "tts"
+
+    def used_since(self, key: str, since: float) -> bool:
+        """Whether the cached prompt `key` was handed out at or after `since` (for the cache's retention)."""
+        return self._last_used.get(key, 0.0) >= since
+
+    async def purge_cache(self, cutoff: float) -> int:
+        """Retention: delete cached prompts neither written nor used since `cutoff` (a Unix time)."""
+        return await asyncio.to_thread(purge_tts_cache, self.tts_dir, cutoff, self.used_since)
+
+    async def _note_use(self, key: str, target: Path) -> None:
+        """Remember the use and refresh the file's time (once a day), so retention sees it used even
+        after a restart."""
+        now = time.time()
+        last = self._last_used.get(key, 0.0)
+        self._last_used[key] = now
+        if now - last >= TOUCH_EVERY_SECONDS:
+            with contextlib.suppress(OSError):  # at worst rendered again after retention removed it
+                await asyncio.to_thread(os.utime, target)
 
     def text_of(self, prompt: Prompt) -> str:
         return verbalize(prompt.kind, prompt.value, prompt.language)
@@ -53,9 +82,10 @@ class PromptRenderer:
         key = prompt_key(text, prompt.language, self.engine.name)
         if (self.sounds_dir / "ccc" / "recorded" / f"{key}.wav").exists():
             return f"sound:ccc/recorded/{key}"
-        target = self.sounds_dir / "ccc" / "tts" / f"{key}.wav"
+        target = self.tts_dir / f"{key}.wav"
         if not target.exists():
             await self._render_once(key, text, prompt.language, target)
+        await self._note_use(key, target)
         return f"sound:ccc/tts/{key}"
 
     async def _render_once(self, key: str, text: str, language: str, target: Path) -> None:

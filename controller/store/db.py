@@ -6,18 +6,34 @@ queues a statement and returns at once; the writer commits whatever has queued i
 transaction, so a burst of calls costs one fsync rather than hundreds. `execute()` and `flush()`
 wait until the data is committed, for the places that must not continue before (e.g. an API
 call that reports success). WAL mode lets readers run while the writer commits.
+
+Failures are of two kinds and handled apart:
+- a statement that can never succeed (a value out of range, a constraint, an SQL error) fails
+  alone: it is logged, reported to whoever `execute()`s it, and the rest of its batch commits;
+- the database cannot be written now (disk full, I/O error, read-only files): the whole batch
+  stays queued, in order, and is retried with backoff; `health()` says the store is degraded,
+  `flush()` raises `StoreUnavailable` at once, and reads still answer from what is committed.
+  On `close()` what still cannot be committed is saved to a spill file next to the database
+  (JSON lines, 0600) and replayed on the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import errno
+import json
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from controller.store.bounds import OutOfRange, check_params
 from controller.store.schema import MIGRATIONS
 
 log = logging.getLogger("controller.store")
@@ -25,6 +41,54 @@ log = logging.getLogger("controller.store")
 Params = Sequence[Any] | dict[str, Any]
 #: A failed commit is retried after the first delay, doubling up to the second.
 RETRY_SECONDS = (0.5, 10.0)
+#: On close, a failing commit is retried this long before the statements go to the spill file.
+CLOSE_RETRY_SECONDS = 10.0
+#: Disk space kept in `<db>.reserve` so that the spill file can still be written when the disk is full.
+SPILL_RESERVE_BYTES = 4 * 1024 * 1024
+#: SQLite result codes (primary, `errorcode & 0xff`) that say the database cannot be used now,
+#: not that the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT,
+#: FULL, CANTOPEN, PROTOCOL. A batch failing with one of these is kept and retried.
+ENVIRONMENT_ERRORS = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15})
+
+
+class StoreError(Exception):
+    """Something the store could not do."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be written (or read) now: disk full, I/O error, read-only files. What
+    was written stays queued and is retried; nothing is dropped."""
+
+
+class StatementFailed(StoreError):
+    """This statement can never succeed (bad value, constraint, SQL error): it was not stored; the
+    rest of its batch was."""
+
+
+class ValueOutOfRange(StatementFailed, OutOfRange):
+    """A parameter was an integer SQLite cannot store (outside 64 bits)."""
+
+
+class StoreNotWritable(StoreError, OSError):
+    """At open: the database, its -wal/-shm files or their directory cannot be written."""
+
+
+class _Statement(NamedTuple):  # a tuple: cheap, one is made per write
+    ticket: int  # the order it was written in
+    sql: str
+    params: Params
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used now (retry later) rather than that the
+    statement is wrong (never retry)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in ENVIRONMENT_ERRORS
+
+
+def statement_kind(sql: str) -> str:
+    """What a statement does, for logs (never its parameters: they hold callers' numbers)."""
+    return " ".join(sql.split()).split("(")[0][:80].strip()
 
 
 class Store:
@@ -32,136 +96,411 @@ class Store:
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[str, Params]] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._pending: list[_Statement] = []
+        self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
+        self._last_ticket = 0  # the newest statement written
+        self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
+        self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
+        self._commit_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._closed = False
+        self._spill_until = 0  # statements replayed from the spill file end at this ticket
+        self._failing_since: float | None = None  # time of the first failed commit of the current outage
+        self._last_error: str | None = None
+        self._read_error: str | None = None
         self.writes = 0
         self.commits = 0
+        self.commit_failures = 0
+        self.rejected = 0  # statements that could never succeed and were not stored
+        self.read_failures = 0
+        self.spilled = 0
+
+    @property
+    def reserve_path(self) -> Path:
+        """Space set aside at open and given up to write the spill file when the disk is full."""
+        return self.path.with_name(self.path.name + ".reserve")
+
+    @property
+    def spill_path(self) -> Path:
+        """Statements not committed when the controller stopped (replayed at the next start)."""
+        return self.path.with_name(self.path.name + ".unsaved.jsonl")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        await self._run(self._open_sync)
+        spilled = await self._run(self._open_sync)
+        for sql, params in spilled:
+            self._queue(sql, params)
+        if spilled:
+            self._spill_until = self._last_ticket
+            log.warning("store: %d statements saved to %s at the last stop are queued to be committed",
+                        len(spilled), self.spill_path)
 
-    def _open_sync(self) -> None:
-        if self.path != Path(":memory:"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-            log.info("store schema migrated to version %d", number)
+    def _open_sync(self) -> list[tuple[str, Params]]:
+        memory = self.path == Path(":memory:")
+        if not memory:
+            self._check_writable()
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+                log.info("store schema migrated to version %d", number)
+        except sqlite3.Error as exc:
+            raise StoreNotWritable(f"cannot open the store {self.path}: {exc}") from exc
         self._conn = conn
-        if self.path != Path(":memory:"):
-            self.path.chmod(0o600)  # call records are personal data
+        if memory:
+            return []
+        for file in self._files():  # -wal and -shm hold callers' numbers too
+            with contextlib.suppress(FileNotFoundError):
+                file.chmod(0o600)
+        statements = self._read_spill()
+        self._reserve_space()
+        return statements
+
+    def _reserve_space(self) -> None:
+        path = self.reserve_path
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size >= SPILL_RESERVE_BYTES:
+                return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, SPILL_RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            log.warning("store: cannot reserve %d MB for saving unsaved statements at a stop (%s)",
+                        SPILL_RESERVE_BYTES // 2**20, exc.strerror)
+
+    def _files(self) -> list[Path]:
+        return [self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")]
+
+    def _check_writable(self) -> None:
+        """Fail with a clear message when the store cannot be written (rather than later, deep inside
+        SQLite: a read-only -shm file has killed the process with SIGBUS)."""
+        directory = self.path.parent
+        fix = "the controller must be able to write its data directory and the database's files"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreNotWritable(f"cannot create the store's directory {directory}: {exc.strerror}") from exc
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreNotWritable(f"the store's directory {directory} is not writable ({fix})")
+        # SQLite copies the database file's mode to the -wal and -shm files it creates: create it 0600.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for file in self._files():
+            try:
+                os.close(os.open(file, os.O_RDWR))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreNotWritable(f"the store file {file} cannot be written ({exc.strerror}): {fix}") from exc
 
     async def run_writer(self) -> None:
         """The writer loop; run it in the application's TaskGroup until cancelled. A batch whose commit
-        fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped."""
+        fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped.
+        `close()` commits (or saves) what is left after it is cancelled."""
         delay = RETRY_SECONDS[0]
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                if await self._commit_pending():
-                    delay = RETRY_SECONDS[0]
-                    continue
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_SECONDS[1])
-                self._wake.set()
-        finally:
-            await self._commit_pending()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if await self._commit_pending():
+                delay = RETRY_SECONDS[0]
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_SECONDS[1])
+            self._wake.set()
 
-    async def close(self) -> None:
-        await self._commit_pending()
+    async def close(self, retry_seconds: float | None = None) -> None:
+        """Commit what is queued, retrying for up to `retry_seconds` (default CLOSE_RETRY_SECONDS); what
+        still fails is saved to the spill file and replayed on the next start."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (CLOSE_RETRY_SECONDS if retry_seconds is None else retry_seconds)
+        delay = RETRY_SECONDS[0] / 2
+        while self._conn is not None and not await self._commit_pending() and loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, RETRY_SECONDS[1])
+        if self._pending:
+            unsaved, self._pending = self._pending, []
+            await self._run(self._spill_sync, unsaved)
+        self._closed = True
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._run(conn.close)
         self._executor.shutdown(wait=True)
-        self._closed = True
 
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, sql: str, params: Params = ()) -> None:
         """Queue a statement; it is committed with the next batch (within milliseconds)."""
+        self._write(sql, params)
+
+    def _write(self, sql: str, params: Params) -> int:
         if self._closed:
-            log.error("store is closed: a write was lost (%s)", sql.split("(")[0][:80])
-            return
-        self._pending.append((sql, params))
+            # Too late for the database: keep it for the next start rather than dropping it.
+            self._spill_sync([_Statement(0, sql, params)], append=True)
+            return 0
+        try:
+            check_params(params)
+        except OutOfRange as exc:  # can never be stored: fail this statement alone, at once
+            ticket = self._queue_done()
+            self._reject(ticket, sql, ValueOutOfRange(str(exc)))
+            return ticket
+        return self._queue(sql, params)
+
+    def _queue(self, sql: str, params: Params) -> int:
+        self._last_ticket += 1
+        self._pending.append(_Statement(self._last_ticket, sql, params))
         self._wake.set()
+        return self._last_ticket
+
+    def _queue_done(self) -> int:
+        """A ticket for a statement rejected before queueing: done once everything before it is."""
+        self._last_ticket += 1
+        if not self._pending and self._done_ticket == self._last_ticket - 1:
+            self._done_ticket = self._last_ticket
+        return self._last_ticket
+
+    def _reject(self, ticket: int, sql: str, error: StatementFailed) -> None:
+        self.rejected += 1
+        log.error("store: statement not stored, it can never succeed (%s): %s", statement_kind(sql), error)
+        if ticket in self._watched:
+            self._watched[ticket] = error
 
     async def flush(self) -> None:
-        """Wait until everything written so far is committed."""
-        if not self._pending:
+        """Wait until everything written so far is committed. Raises StoreUnavailable when it cannot be
+        now (the statements stay queued and are retried); a statement that can never succeed is logged
+        and skipped (`execute()` reports it to its caller)."""
+        target = self._last_ticket
+        if target <= self._done_ticket:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._wake.set()
-        await waiter
+        if self._failing_since is not None:  # don't make the caller wait for the next retry
+            raise self._unavailable()
+        await self._commit_pending()
+        if target > self._done_ticket:
+            raise self._unavailable()
 
     async def execute(self, sql: str, params: Params = ()) -> None:
-        self.write(sql, params)
-        await self.flush()
+        """Write one statement and wait until it is committed; raises StatementFailed when it can never
+        be (e.g. ValueOutOfRange), StoreUnavailable when not now (it stays queued: don't write it again)."""
+        await self.executemany(sql, [params])
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """`execute()` for several rows: the others are stored when one fails; the first error is raised."""
+        tickets = []
+        for params in rows:
+            self._watched[self._last_ticket + 1] = None
+            tickets.append(self._write(sql, params))
+        try:
+            if any(ticket > self._done_ticket and self._watched.get(ticket) is None for ticket in tickets):
+                await self.flush()  # (a statement refused at once is not waited for)
+            errors = [error for ticket in tickets if (error := self._watched.get(ticket)) is not None]
+        finally:
+            for ticket in tickets:
+                self._watched.pop(ticket, None)
+        if errors:
+            raise errors[0]
 
     async def _commit_pending(self) -> bool:
-        """Commit what has queued; False when the commit failed (the batch is queued again, in order,
-        and whoever waits on `flush()` gets the error)."""
-        batch, self._pending = self._pending, []
-        waiters, self._waiters = self._waiters, []
-        error: Exception | None = None
-        if batch:
-            try:
-                await self._run(self._commit_sync, batch)
-            except Exception as exc:
-                log.error("store commit of %d statements failed, kept for a retry: %s", len(batch), exc)
-                self._pending[:0] = batch
-                error = exc
-        for waiter in waiters:
-            if not waiter.done():
-                if error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(error)
-        return error is None
+        """Commit what has queued; False when the commit failed (the batch is queued again, in front,
+        in order). Shielded: a cancelled caller neither loses the batch nor lets a second commit
+        overtake it."""
+        return await asyncio.shield(asyncio.ensure_future(self._commit_locked()))
 
-    def _commit_sync(self, batch: list[tuple[str, Params]]) -> None:
+    async def _commit_locked(self) -> bool:
+        async with self._commit_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return True
+            self._committing = len(batch)
+            try:
+                rejected = await self._run(self._commit_sync, batch)
+            except Exception as exc:
+                self._pending[:0] = batch
+                self._note_commit_failure(exc)
+                return False
+            finally:
+                self._committing = 0
+            self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
+            for statement, error in rejected:
+                self._reject(statement.ticket, statement.sql, error)
+            if self._failing_since is not None:
+                log.warning("store: commits work again after %.0f s; %d statements committed",
+                            time.time() - self._failing_since, len(batch) - len(rejected))
+                self._failing_since = None
+                self._last_error = None
+            if self._spill_until and self._done_ticket >= self._spill_until:
+                self._spill_until = 0
+                await self._run(self.spill_path.unlink, True)
+                log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
+            return True
+
+    def _pending_done_floor(self) -> int:
+        """Rejected-before-queueing tickets between the batch and the next pending statement are done."""
+        return (self._pending[0].ticket - 1) if self._pending else self._last_ticket
+
+    def _note_commit_failure(self, exc: Exception) -> None:
+        self.commit_failures += 1
+        message = f"{type(exc).__name__}: {exc}"
+        first = self._failing_since is None
+        if first:
+            self._failing_since = time.time()
+        if first or message != self._last_error or self.commit_failures % 20 == 0:
+            log.error("store: commit failed (%s); %d statements are kept in memory and retried",
+                      message, len(self._pending))
+        self._last_error = message
+
+    def _unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(f"the store cannot be written ({self._last_error or 'commit failed'});"
+                                f" {len(self._pending) + self._committing} statements are queued and retried")
+
+    def _commit_sync(self, batch: list[_Statement]) -> list[tuple[_Statement, StatementFailed]]:
+        """One transaction for the batch. A statement that fails on its own is left out (returned);
+        an error of the database itself (disk full, I/O, read-only) aborts the batch (raised)."""
         conn = self._require()
-        conn.execute("BEGIN")
+        rejected: dict[int, tuple[_Statement, StatementFailed]] = {}
+        if conn.in_transaction:  # left over from a failure whose rollback failed too
+            _rollback(conn, RuntimeError("a transaction left open"))
+        while True:
+            conn.execute("BEGIN")
+            try:
+                restart = False
+                for statement in batch:
+                    if statement.ticket in rejected:
+                        continue
+                    try:
+                        conn.execute(statement.sql, statement.params)
+                    except Exception as exc:
+                        if is_environment_error(exc):
+                            raise
+                        rejected[statement.ticket] = (statement, StatementFailed(f"{type(exc).__name__}: {exc}"))
+                        if not conn.in_transaction:  # the error ended the transaction: do the rest again
+                            restart = True
+                            break
+                if restart:
+                    continue
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(conn, exc)
+                raise
+            self.writes += len(batch) - len(rejected)
+            self.commits += 1
+            return list(rejected.values())
+
+    # -- the spill file ---------------------------------------------------------------------------
+
+    def _spill_sync(self, statements: list[_Statement], append: bool = False) -> None:
+        """Save statements that could not be committed (JSON lines, 0600), said loudly in the log. On a
+        full disk the reserved space is given up for it."""
+        path = self.spill_path
+        lines = "".join(json.dumps({"sql": s.sql, "params": s.params}, default=_encode_bytes) + "\n"
+                        for s in statements)
         try:
-            for sql, params in batch:
-                try:
-                    conn.execute(sql, params)
-                except sqlite3.Error:
-                    # One bad statement must not lose the rest of the batch.
-                    log.exception("store statement failed: %s", sql.split("(")[0][:80])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                self._write_spill(lines, append)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.reserve_path.exists():
+                    raise
+                self.reserve_path.unlink()
+                log.warning("store: the disk is full; the reserved space is used to save unsaved statements")
+                self._write_spill(lines, append)
+        except OSError as exc:
+            log.critical("store: %d statements are LOST: they could not be committed (%s) nor saved to %s (%s)",
+                         len(statements), self._last_error or "the store was closed", path, exc.strerror)
+            return
+        self.spilled += len(statements)
+        log.error("store: %d statements could not be committed (%s); saved to %s, committed on the next start",
+                  len(statements), self._last_error or "written after the store was closed", path)
+
+    def _write_spill(self, lines: str, append: bool) -> None:
+        path = self.spill_path
+        target = path
+        try:
+            if append:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                target = path
+            else:  # everything not yet committed, including a spill file's own statements: replace it
+                target = path.with_name(path.name + ".tmp")
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(lines)
+                file.flush()
+                os.fsync(file.fileno())
+            if target != path:
+                os.replace(target, path)
+        except OSError:
+            if target != path:
+                target.unlink(missing_ok=True)
             raise
-        self.writes += len(batch)
-        self.commits += 1
+
+    def _read_spill(self) -> list[tuple[str, Params]]:
+        path = self.spill_path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        statements: list[tuple[str, Params]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            try:
+                item = json.loads(line, object_hook=_decode_bytes)
+                statements.append((str(item["sql"]), item["params"]))
+            except (ValueError, KeyError, TypeError):
+                log.error("store: %s:%d is not a saved statement; skipped", path, number)
+        return statements
 
     # -- reading ----------------------------------------------------------------------------------
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        await self.flush()  # read your own writes
-        rows: list[sqlite3.Row] = await self._run(lambda: self._require().execute(sql, params).fetchall())
+        """Rows of a query, after committing what was written before (read your own writes). When the
+        store cannot commit now, the query still answers from what is committed."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush()
+        try:
+            check_params(params)
+        except OutOfRange as exc:
+            raise ValueOutOfRange(str(exc)) from None
+        try:
+            rows: list[sqlite3.Row] = await self._run(lambda: self._require().execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            if not is_environment_error(exc):
+                raise
+            self.read_failures += 1
+            if self._read_error is None:
+                log.error("store: reading failed (%s: %s)", type(exc).__name__, exc)
+            self._read_error = f"{type(exc).__name__}: {exc}"
+            raise StoreUnavailable(f"the store cannot be read ({exc})") from exc
+        self._read_error = None
         return rows
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        for params in rows:
-            self.write(sql, params)
-        await self.flush()
+    # -- health -----------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """ok, or degraded with why: for /api/status and `ccctl status` (not the public /healthz)."""
+        degraded = self._failing_since is not None or self._read_error is not None
+        return {
+            "status": "degraded" if degraded else "ok",
+            "pending": len(self._pending) + self._committing,
+            "failing_since": self._failing_since,
+            "last_error": self._last_error or self._read_error,
+            "commit_failures": self.commit_failures,
+            "read_failures": self.read_failures,
+            "rejected_statements": self.rejected,
+            "spilled_statements": self.spilled,
+        }
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -172,6 +511,27 @@ class Store:
 
     async def _run(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+def _rollback(conn: sqlite3.Connection, cause: BaseException) -> None:
+    """Roll back what is left of a failed transaction without hiding why it failed (SQLite may have
+    rolled it back itself, e.g. on disk full: then there is nothing to roll back)."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.error("store: rollback after %s failed too: %s", type(cause).__name__, exc)
+
+
+def _encode_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    raise TypeError(f"cannot save a {type(value).__name__} parameter")
+
+
+def _decode_bytes(item: dict[str, Any]) -> Any:
+    return base64.b64decode(item["__bytes__"]) if set(item) == {"__bytes__"} else item
 
 
 def open_readonly(path: Path | str) -> sqlite3.Connection:

@@ -33,6 +33,7 @@ from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
+from controller.store.db import StoreUnavailable
 
 CALLER = "caller"
 
@@ -358,3 +359,50 @@ async def test_the_caller_history_is_read_only_for_a_phone_number(rig: Rig, call
     rig.session.records = HistoryRecords()  # type: ignore[assignment]
     await rig.connect()
     assert looked_up == asked
+
+
+class UnreadableRecords(Records):
+    """The store cannot be read (disk full, I/O error)."""
+
+    async def history(self, *args: Any, **kwargs: Any) -> list[Any]:
+        raise StoreUnavailable("the store cannot be read (disk I/O error)")
+
+
+async def test_a_caller_whose_history_cannot_be_read_is_still_queued_and_answered(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    rig.session.records = UnreadableRecords()  # type: ignore[assignment]
+    assert rig.session.caller  # a caller with a number: the history is read before queueing
+    await rig.connect()  # asserts a1 answered and is talking with the caller
+    assert rig.acd.history_failures == 1
+    assert caplog.text.count("history cannot be read") == 1
+    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                         dispatcher=rig.ari.dispatcher, records=UnreadableRecords(),  # type: ignore[arg-type]
+                         app_name="ccc", fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    rig.ari.dispatcher.claim("caller2", second)
+    waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.acd.history_failures == 2 and caplog.text.count("history cannot be read") == 1  # logged once
+    assert rig.acd.engine.call("C2") is not None  # queued, waiting for an agent
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+def test_agent_outbound_checks_the_number_and_finds_the_phone() -> None:
+    from controller.config import DialingSettings
+    from controller.plugins.acd.agent_outbound import AgentOutbound, endpoint_of
+
+    assert endpoint_of("PJSIP/8001-0000002a") == "8001"
+    assert endpoint_of("PJSIP/agent-desk-7-0000002a") == "agent-desk-7"
+
+    class Acd:  # just what the number check reads
+        def __init__(self, prefixes: list[str]) -> None:
+            self.config = Config(dialing=DialingSettings(allowed_prefixes=prefixes, denied_prefixes=[]))
+
+    anything = AgentOutbound(Acd(["1", "+"]))  # type: ignore[arg-type]
+    assert [anything.number_error(n) for n in ("13900139000", "+8613900139000", "112")] == [None, None, None]
+    assert {anything.number_error(n) for n in ("12", "12ab", "139 0013", "1" * 22, "13900139000\n", "")} == \
+        {"invalid_number"}
+    mobiles = AgentOutbound(Acd(["139", "86"]))  # type: ignore[arg-type]
+    assert mobiles.number_error("13900139000") is None and mobiles.number_error("8613800138000") is None
+    assert mobiles.number_error("13800138000") == "number_not_allowed"

@@ -83,10 +83,10 @@ def fail_commits(store: Store, monkeypatch: pytest.MonkeyPatch, count: int) -> l
     real_commit = store._commit_sync
     failures: list[Exception] = [sqlite3.OperationalError("disk I/O error")] * count
 
-    def flaky_commit(batch: list[tuple[str, Any]]) -> None:
+    def flaky_commit(batch: list[Any]) -> Any:
         if failures:
             raise failures.pop()
-        real_commit(batch)
+        return real_commit(batch)
 
     monkeypatch.setattr(store, "_commit_sync", flaky_commit)
     return failures
@@ -134,11 +134,11 @@ async def test_an_event_the_store_did_not_apply_is_written_again(running: Runnin
     real_commit = running.store._commit_sync
     skipped: list[Any] = []
 
-    def lossy_commit(batch: list[tuple[str, Any]]) -> None:
+    def lossy_commit(batch: list[Any]) -> Any:
         if not skipped:
-            skipped.extend(params for sql, params in batch if "cti_events" in sql and params[0] == 2)
-            batch = [(sql, params) for sql, params in batch if not ("cti_events" in sql and params[0] == 2)]
-        real_commit(batch)
+            skipped.extend(s.params for s in batch if "cti_events" in s.sql and s.params[0] == 2)
+            batch = [s for s in batch if not ("cti_events" in s.sql and s.params[0] == 2)]
+        return real_commit(batch)
 
     monkeypatch.setattr(running.store, "_commit_sync", lossy_commit)
     publish_calls(bus, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,23 @@ async def test_purge_deletes_recordings_older_than_the_retention(tmp_path: Path)
     service = RecordingService(config=Config(), ari=None, index=index, publish=lambda *a, **k: None)  # type: ignore[arg-type]
     assert await service.purge(30, now=now) == 2
     assert index.deleted_ids == [1, 3] and not old.exists() and recent.exists()
+
+
+async def test_a_failing_retention_run_does_not_end_the_job(caplog: Any) -> None:
+    """A store that cannot be read (disk I/O error) must not end the controller's task group."""
+    from dataclasses import replace
+
+    from controller.store.db import StoreUnavailable
+
+    class UnreadableIndex(FakeIndex):
+        async def older_than(self, before: float) -> list[dict[str, Any]]:
+            raise StoreUnavailable("the store cannot be read (disk I/O error)")
+
+    config = Config()
+    config = replace(config, asterisk=replace(config.asterisk, recordings_retention_days=30.0))
+    service = RecordingService(config=config, ari=None, index=UnreadableIndex([]), publish=lambda *a, **k: None)  # type: ignore[arg-type]
+    job = asyncio.create_task(service.run(every_seconds=0.01))
+    await asyncio.sleep(0.1)
+    assert not job.done()  # still running
+    job.cancel()
+    assert "retention stopped early" in caplog.text

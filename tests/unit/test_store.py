@@ -1,45 +1,270 @@
-"""The store keeps a batch whose commit failed and commits it later: no record is dropped."""
+"""The store on a real SQLite file: a failing commit keeps its batch (in order) and is retried, one bad
+statement fails alone, reads answer while writes cannot, a stop while the disk is full saves what is
+unsaved and the next start commits it. The disk is made full with `PRAGMA max_page_count` (SQLite's
+own SQLITE_FULL path); test_store_fs.py fills a real file system."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
+import stat
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.store import db
-from controller.store.db import Store
+from controller.store.bounds import OutOfRange, check_params, sql_int
+from controller.store.db import StatementFailed, Store, StoreUnavailable, ValueOutOfRange
+
+BIG = "x" * 6000  # a row that needs a new page: the write fails when the database may not grow
 
 
-async def test_a_failed_commit_is_retried_and_nothing_is_lost(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db, "RETRY_SECONDS", (0.05, 0.2))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     store = Store(tmp_path / "s.sqlite3")
     await store.open()
-    writer = asyncio.create_task(store.run_writer())
-    await store.execute("CREATE TABLE t (n INTEGER)")
-    real_commit = store._commit_sync
-    failures = [sqlite3.OperationalError("disk I/O error")] * 2
+    await store.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, pad TEXT)")
+    yield store
+    await store.close(retry_seconds=0)
 
-    def flaky_commit(batch: list[tuple[str, Any]]) -> None:
-        if failures:
-            raise failures.pop()
-        real_commit(batch)
 
-    monkeypatch.setattr(store, "_commit_sync", flaky_commit)
-    store.write("INSERT INTO t VALUES (1)")
-    with pytest.raises(sqlite3.OperationalError):
-        await store.flush()  # whoever waits learns of the failure ...
-    store.write("INSERT INTO t VALUES (2)")
-    async with asyncio.timeout(5):
-        while failures or store._pending:  # ... and the writer tries again with backoff
+async def disk_full(store: Store, full: bool) -> None:
+    """Let the database grow no more (SQLITE_FULL on the next write that needs a page), or again."""
+    conn = store._require()
+
+    def limit() -> None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages if full else 1_000_000}")
+
+    await store._run(limit)
+
+
+async def numbers(store: Store) -> list[int]:
+    return [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id")]
+
+
+async def eventually(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
             await asyncio.sleep(0.02)
-    assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY rowid")] == [1, 2]
+
+
+async def test_a_failed_commit_is_retried_and_nothing_is_lost(store: Store) -> None:
+    writer = asyncio.create_task(store.run_writer())
+    await disk_full(store, True)
+    store.write("INSERT INTO t (n, pad) VALUES (1, ?)", (BIG,))
+    with pytest.raises(StoreUnavailable) as failure:
+        await store.flush()  # whoever waits learns of the failure, with the real reason ...
+    assert "full" in str(failure.value)
+    assert "cannot rollback" not in str(failure.value)
+    assert store.health()["status"] == "degraded"
+    store.write("INSERT INTO t (n, pad) VALUES (2, ?)", (BIG,))
+    await asyncio.sleep(0.3)
+    assert store._pending and store.commit_failures >= 2  # ... the writer keeps trying ...
+    await disk_full(store, False)
+    await eventually(lambda: not store._pending)  # ... and commits everything once it can
+    assert await numbers(store) == [1, 2]
+    assert store.health()["status"] == "ok"
     writer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writer
-    await store.close()
-    store.write("INSERT INTO t VALUES (3)")  # after close: refused loudly, not silently kept
-    assert store._pending == []
+
+
+async def test_writes_queued_during_a_failing_commit_keep_their_order(store: Store,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed batch goes back in FRONT of what was written meanwhile (issue 21: retry order)."""
+    loop = asyncio.get_running_loop()
+    real_commit = store._commit_sync
+    first = True
+
+    def commit_while_writes_arrive(batch: Any) -> Any:
+        nonlocal first
+        if first:  # while this (failing) commit runs, the event loop queues more writes
+            first = False
+            queued = threading.Event()
+
+            def write_more() -> None:
+                for n in (4, 5):
+                    store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, BIG))
+                queued.set()
+
+            loop.call_soon_threadsafe(write_more)
+            assert queued.wait(5)
+        return real_commit(batch)
+
+    monkeypatch.setattr(store, "_commit_sync", commit_while_writes_arrive)
+    await disk_full(store, True)
+    for n in (1, 2, 3):
+        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, BIG))
+    with pytest.raises(StoreUnavailable):
+        await store.flush()
+    assert [s.params[0] for s in store._pending] == [1, 2, 3, 4, 5]
+    await disk_full(store, False)
+    writer = asyncio.create_task(store.run_writer())
+    await eventually(lambda: not store._pending)
+    assert await numbers(store) == [1, 2, 3, 4, 5]
+    writer.cancel()
+
+
+async def test_one_bad_statement_fails_alone(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """2**63 (webhook replay `since`, 20 collected digits as a priority), a constraint, an SQL error: each
+    fails alone, its caller is told, the rest of the batch and every later batch commit, reads work."""
+    writer = asyncio.create_task(store.run_writer())
+    store.write("INSERT INTO t (n) VALUES (?)", (1,))
+    store.write("INSERT INTO t (n) VALUES (?)", (2**63,))
+    store.write("INSERT INTO t (n) VALUES (NULL)")  # NOT NULL constraint
+    store.write("INSERT INTO nowhere VALUES (1)")
+    store.write("INSERT INTO t (n) VALUES (?)", (2,))
+    await store.flush()
+    with pytest.raises(ValueOutOfRange) as out_of_range:
+        await store.execute("INSERT INTO t (n) VALUES (?)", (12345678901234567890,))
+    assert "12345678901234567890" not in str(out_of_range.value)  # collected digits stay out of messages
+    with pytest.raises(StatementFailed, match="NOT NULL"):
+        await store.execute("INSERT INTO t (n) VALUES (NULL)")
+    await store.execute("INSERT INTO t (n) VALUES (?)", (3,))
+    with pytest.raises(StatementFailed, match="NOT NULL"):  # one bad row of many: the others are stored
+        await store.executemany("INSERT INTO t (n) VALUES (?)", [(4,), (None,), (5,)])
+    assert await numbers(store) == [1, 2, 3, 4, 5]
+    assert store.rejected == 6
+    assert store.health()["status"] == "ok" and not store._pending
+    assert "12345678901234567890" not in caplog.text and "statement not stored" in caplog.text
+    with pytest.raises(OutOfRange):  # a read with such a number: a clear error, not OverflowError
+        await store.fetchall("SELECT n FROM t WHERE n = ?", (-(2**63) - 1,))
+    writer.cancel()
+
+
+async def test_a_statement_failing_inside_the_commit_fails_alone(store: Store,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the check at `write()`, the OverflowError comes from sqlite3 during the commit: it must not
+    wedge the store (it used to be retried forever and every read re-raised it)."""
+    monkeypatch.setattr(db, "check_params", lambda params: None)
+    store.write("INSERT INTO t (n) VALUES (?)", (1,))
+    store.write("INSERT INTO t (n) VALUES (?)", (2**63,))
+    store.write("INSERT INTO t (n) VALUES (?)", (2,))
+    await store.flush()
+    await store.execute("INSERT INTO t (n) VALUES (?)", (3,))
+    assert await numbers(store) == [1, 2, 3]
+    assert store.rejected == 1 and not store._pending
+
+
+async def test_reads_answer_while_writes_cannot(store: Store) -> None:
+    await store.execute("INSERT INTO t (n) VALUES (1)")
+    await disk_full(store, True)
+    store.write("INSERT INTO t (n, pad) VALUES (2, ?)", (BIG,))
+    with pytest.raises(StoreUnavailable):
+        await store.flush()
+    async with asyncio.timeout(0.5):  # at once: not after the next retry
+        assert await numbers(store) == [1]
+        with pytest.raises(StoreUnavailable):
+            await store.execute("INSERT INTO t (n, pad) VALUES (3, ?)", (BIG,))
+        with pytest.raises(ValueOutOfRange):  # what can never be stored says so, store failing or not
+            await store.execute("INSERT INTO t (n) VALUES (?)", (2**63,))
+    health = store.health()
+    assert health["status"] == "degraded" and health["pending"] == 2 and "full" in health["last_error"]
+
+
+async def test_a_stop_while_the_disk_is_full_saves_and_the_next_start_commits(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    await store.open()
+    await store.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, pad TEXT)")
+    await disk_full(store, True)
+    for n in (1, 2):
+        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, BIG))
+    caplog.set_level(logging.INFO, "controller.store")
+    await store.close(retry_seconds=0.3)
+    assert store.commit_failures >= 2  # it kept trying for a while
+    assert "2 statements could not be committed" in caplog.text and "saved to" in caplog.text
+    assert stat.S_IMODE(store.spill_path.stat().st_mode) == 0o600
+    store.write("INSERT INTO t (n, pad) VALUES (3, ?)", ("late",))  # after close: saved too, not dropped
+
+    again = Store(path)
+    await again.open()
+    assert await numbers(again) == [1, 2, 3]
+    assert not again.spill_path.exists()
+    await again.close()
+
+
+async def test_open_makes_the_database_and_its_wal_and_shm_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "s.sqlite3")
+        await store.open()
+        await store.execute("CREATE TABLE t (n INTEGER)")
+        files = [tmp_path / name for name in ("s.sqlite3", "s.sqlite3-wal", "s.sqlite3-shm")]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+        await store.close()
+        for file in files:  # files left 0644 by an older version are fixed at the next open
+            if file.exists():
+                file.chmod(0o644)
+        store = Store(tmp_path / "s.sqlite3")
+        await store.open()
+        await store.execute("INSERT INTO t VALUES (1)")
+        assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
+        await store.close()
+    finally:
+        os.umask(old)
+
+
+def test_sql_int_names_the_field_and_the_range() -> None:
+    assert sql_int(2**63 - 1, "since") == 2**63 - 1
+    with pytest.raises(OutOfRange, match=r"since: expected an integer from 0 to 9223372036854775807"):
+        sql_int(2**63, "since", minimum=0)
+    with pytest.raises(OutOfRange, match="priority: expected an integer from -5 to 5"):
+        sql_int(6, "priority", minimum=-5, maximum=5)
+    with pytest.raises(OutOfRange, match="expected an integer"):
+        sql_int(True, "priority")
+    check_params((1, "x", 2.5, None, -(2**63)))
+    with pytest.raises(OutOfRange, match="parameter since"):
+        check_params({"since": 2**64})
+
+
+async def test_a_transaction_left_open_does_not_hide_the_next_commit(store: Store) -> None:
+    """A failed commit whose rollback also failed leaves a transaction open: the next batch still commits."""
+    await store._run(lambda: store._require().execute("BEGIN"))
+    await store.execute("INSERT INTO t (n) VALUES (7)")
+    assert await numbers(store) == [7]
+
+
+def test_environment_errors_are_told_from_statement_errors() -> None:
+    conn = sqlite3.connect(":memory:")
+    with pytest.raises(sqlite3.Error) as syntax:
+        conn.execute("SELEC 1")
+    assert not db.is_environment_error(syntax.value)
+    assert not db.is_environment_error(OverflowError("Python int too large to convert to SQLite INTEGER"))
+
+
+async def test_the_api_answers_503_while_the_store_fails_and_400_for_a_number_out_of_range() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controller.http.server import build_app, public
+
+    @public
+    async def failing(request: web.Request) -> web.Response:
+        raise StoreUnavailable("the store cannot be written (database or disk is full)")
+
+    @public
+    async def too_big(request: web.Request) -> web.Response:
+        sql_int(int(request.query["since"]), "since", minimum=0)
+        return web.json_response({"ok": True})
+
+    app = build_app([], [web.get("/failing", failing), web.get("/since", too_big)])
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/failing")
+        assert response.status == 503 and "disk is full" in (await response.json())["error"]
+        response = await client.get("/since", params={"since": str(2**63)})
+        assert response.status == 400 and "since: expected an integer from 0" in (await response.json())["error"]
+        response = await client.get("/since", params={"since": "5"})  # the positive twin
+        assert response.status == 200

@@ -60,15 +60,22 @@ class HttpNode(Node):
             body=self._fill(ctx, self["body"]), timeout_seconds=self["timeout"])
         ctx.set("http_status", response.status)
         if not 200 <= response.status < 300:
-            ctx.set("http_error", response.error or f"HTTP {response.status}")
-            return self["failure"]  # type: ignore[no-any-return]
+            outcome = "timeout" if response.timed_out else "connection_error" if response.status == 0 else "http_status"
+            return self._failed(ctx, outcome, response.status, response.error or f"HTTP {response.status}")
         values = {}
         for name, path in self["map"].items():
             value = expr.lookup(response.json, path) if isinstance(response.json, dict) else None
             if value is None:
-                ctx.set("http_error", f"the answer has no {path!r}")
-                return self["failure"]  # type: ignore[no-any-return]
+                return self._failed(ctx, "bad_answer", response.status, f"the answer has no {path!r}")
             values[name] = value
         for name, value in values.items():
             ctx.set(str(name), value)
+        ctx.emit("ivr.http_result", node=self.id, outcome="ok", status=response.status)
         return self["next"]  # type: ignore[no-any-return]
+
+    def _failed(self, ctx: Context, outcome: str, status: int, error: str) -> Next:
+        """The back-end failed: the flow takes `failure`; the failure is logged, counted and published
+        (`ivr.http_result`, see IvrService)."""
+        ctx.set("http_error", error)
+        ctx.emit("ivr.http_result", node=self.id, outcome=outcome, status=status, error=error)
+        return self["failure"]  # type: ignore[no-any-return]

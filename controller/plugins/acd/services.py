@@ -15,7 +15,6 @@ import contextlib
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,9 +41,10 @@ from controller.logs import mask_number
 from controller.lookup import caller_region, is_phone_number
 from controller.media.say import say_digits
 from controller.media.tts import TtsError
+from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
-from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, connect_and_talk
+from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError, RecordingService
 from controller.reports.kpis import Standards
@@ -95,6 +95,9 @@ class AcdService:
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
         self._replan = asyncio.Event()
+        self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
+        self._history_failing = False
+        self.outbound = AgentOutbound(self)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -114,11 +117,13 @@ class AcdService:
             tasks.create_task(self.warm_prompts())
 
     async def warm_prompts(self) -> None:
-        """Render the agents' number announcements ahead: the caller should not wait for text to speech."""
-        for agent in self.agent_configs.values():
-            for language in ("zh", "en"):
-                with contextlib.suppress(Exception):
-                    await self.media_for(self._agent_number_prompt(agent, language))
+        """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
+        text to speech."""
+        prompts = [self._agent_number_prompt(agent, language) for agent in self.agent_configs.values()
+                   for language in ("zh", "en")]
+        for prompt in [*prompts, *self.outbound.prompts()]:
+            with contextlib.suppress(Exception):
+                await self.media_for(prompt)
 
     async def _watch_standards(self) -> None:
         while True:
@@ -205,6 +210,10 @@ class AcdService:
             self.publish("call.answered", call_id=left.call_id, agent_id=left.agent_id, queue=left.queue, wait=wait)
         elif left.outcome == "abandoned":
             self.publish("call.abandoned", call_id=left.call_id, queue=left.queue, wait=wait)
+        elif waiting is not None and not (target or "").startswith("queue:"):
+            # The flow decides where an overflowed caller goes (the queue's `overflow` is only a hint to
+            # its queue node): the event names that place when the flow takes the caller there (IVR).
+            waiting.session.pending_overflow = {"call_id": left.call_id, "queue": left.queue, "wait": wait}
         else:
             self.publish("call.overflowed", call_id=left.call_id, queue=left.queue, target=target or "", wait=wait)
 
@@ -239,6 +248,23 @@ class AcdService:
             request = QueueRequest(target.removeprefix("queue:"), request.skills, request.priority, request.data)
         return outcome
 
+    async def _caller_history(self, session: CallSession) -> list[dict[str, Any]]:
+        """The caller's last calls for the agent's screen pop. Only a help: when the store cannot be read
+        (disk full, I/O error) the call is queued without it, said once per outage in the log."""
+        try:
+            calls = await session.records.history(session.caller, limit=6)
+        except Exception as exc:  # whatever the store's trouble, the caller is served
+            self.history_failures += 1
+            if not self._history_failing:
+                log.warning("call %s: the caller's history cannot be read (%s); queueing without it until"
+                            " the store answers again", session.call_id, exc)
+            self._history_failing = True
+            return []
+        if self._history_failing:
+            log.info("the callers' history can be read again")
+        self._history_failing = False
+        return [call for call in calls if call["call_id"] != session.call_id][:5]
+
     async def _visit(self, session: CallSession, request: QueueRequest, waited: float) -> QueueOutcome:
         queue = self.queue_configs.get(request.queue)
         if queue is None:
@@ -254,8 +280,7 @@ class AcdService:
             await session.answer()
             await waiting.hold(self.config.asterisk.moh_class)
             if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
-                waiting.history = [call for call in await session.records.history(session.caller, limit=6)
-                                   if call["call_id"] != session.call_id][:5]
+                waiting.history = await self._caller_history(session)
             decisions = self.engine.enqueue(session.call_id, queue.name, priority=request.priority,
                                             skills=dict(request.skills), data=dict(request.data), waited=waited)
             view = self.engine.call(session.call_id)
@@ -278,8 +303,8 @@ class AcdService:
             self.calls.pop(session.call_id, None)
             await waiting.hang_up_legs()
             await waiting.unhold()
-            if session.state == "queued":
-                session.state = "ivr"
+            if session.state != "ended":
+                session.state = "ivr"  # back in the flow (survey, goodbye): no agent any more
 
     def _overflow_outcome(self, overflow: Overflow, queue: AcdQueueConfig) -> QueueOutcome:
         target = overflow.target if overflow.target is not None else queue.overflow
@@ -811,58 +836,11 @@ class AcdService:
         self.publish("call.resumed", call_id=session.call_id, agent_id=waiting.agent_id, held_for=held_for)
         return held_for
 
-    # -- click-to-dial (外呼): the agent's phone rings first, then the customer through the trunk ----------
+    # -- agents' outbound calls (外呼): see `agent_outbound` -------------------------------------------------
 
     async def click_to_dial(self, agent_id: str, number: str, *, ring_seconds: float = 30.0) -> dict[str, Any]:
-        """Ring the agent's phone; when they answer, dial `number` and connect them. AcdError when the
-        agent cannot place a call now (nothing changed then)."""
-        if agent_id not in self.agent_configs:
-            raise AcdError(f"no agent {agent_id!r}")
-        if self.originate is None:
-            raise AcdError("outbound calls are not available")
-        endpoint = self.engine.agent(agent_id).endpoint or self.agent_configs[agent_id].endpoint
-        call_id = uuid.uuid4().hex
-        self.apply(self.engine.outbound(agent_id, call_id))
-        try:
-            await self.originate(self.config.asterisk.phone_dial.replace("{endpoint}", endpoint), did=number,
-                                 caller_id=number, timeout=ring_seconds, call_id=call_id,
-                                 handler=lambda session: self._outbound_call(session, agent_id, number),
-                                 on_failed=lambda cause: self._outbound_failed(agent_id, call_id, cause))
-        except AriError as exc:
-            self._end_outbound(agent_id, call_id)
-            raise AcdError(f"cannot ring the agent's phone {endpoint}: {exc.message}") from exc
-        log.info("agent %s: click-to-dial %s (call %s)", agent_id, mask_number(number), call_id)
-        return {"call_id": call_id, "agent_id": agent_id, "state": "ringing_agent"}
-
-    def _end_outbound(self, agent_id: str, call_id: str) -> None:
-        if self.engine.agent(agent_id).current_call == call_id:
-            with contextlib.suppress(AcdError):
-                self.apply(self.engine.call_ended(agent_id))
-
-    def _outbound_failed(self, agent_id: str, call_id: str, cause: int | None) -> None:
-        """The agent's phone never answered: the agent is free again; the CTI stream hears why."""
-        self._end_outbound(agent_id, call_id)
-        self.publish("call.ended", call_id=call_id, agent_id=agent_id, reason="agent_no_answer", cause=cause,
-                     cause_txt=None, duration=0.0)
-
-    async def _outbound_call(self, session: CallSession, agent_id: str, number: str) -> None:
-        """The agent answered: dial the customer through the trunk and connect them."""
-        session.answered = True  # the originated channel is up
-        session.records.answered(session.call_id)
-        session.state = "dialing"
-        leg = Leg(session, self.config.asterisk.trunk_dial.replace("{number}", number), purpose="customer",
-                  caller_id=self.config.acd.outbound_caller_id or None, ring_timeout=30.0)
-        try:
-            outcome = await leg.dial()
-            session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=outcome.status)
-            if outcome.answered:
-                session.state = "talking"
-                session.records.event(session.call_id, "bridged", leg="customer")
-                await connect_and_talk(session, leg)
-        finally:
-            self._end_outbound(agent_id, session.call_id)
-            await leg.hangup()
-            await session.hangup()
+        """Ring the agent's phone, then the customer (`AgentOutbound.click_to_dial`)."""
+        return await self.outbound.click_to_dial(agent_id, number, ring_seconds=ring_seconds)
 
     def _agent_number_prompt(self, agent: AcdAgentConfig, language: str) -> Prompt:
         """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""

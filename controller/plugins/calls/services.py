@@ -36,6 +36,12 @@ RECOVERY_TIMEOUT = 120.0
 #: Stasis arguments of channels we originate ourselves (agent and party legs, snoops, click-to-dial):
 #: one that reaches `on_stasis_start` unowned was given up on, and is no inbound call.
 STRAY_LEG_ARGS = ("leg", "snoop", "outbound")
+#: Stasis arguments of a number dialled on a phone (dialplans/ccc-agents.conf: `outbound,${EXTEN}`, or
+#: `outbound,unknown` for an internal number with no phone); the number itself is read from the
+#: channel's extension (commas in it cannot split it).
+PHONE_CALL_ARG = "outbound"
+#: What is kept of a dialled extension (the handler refuses anything that is no valid number).
+MAX_DIALLED = 40
 #: How many times a recovered call is offered to the fallback route before it is hung up.
 RECOVERY_ATTEMPTS = 3
 
@@ -90,6 +96,8 @@ class CallsService:
         self.publish = publish
         self.active: dict[str, CallSession] = {}
         self.inbound_handler: CallHandler = self.greeting_then_fallback
+        # Numbers dialled on an agent's phone: the ACD installs its handler (agents' outbound calls).
+        self.phone_call_handler: CallHandler = self.refuse_phone_call
         self.calls_started = 0
         self.recovered = 0
         # Channels the FastAGI /ivr hand-over is taking into Stasis, with their flow: the only
@@ -101,6 +109,12 @@ class CallsService:
     def on_stasis_start(self, event: StasisStart) -> None:
         """A channel we do not own yet entered our application: an inbound call."""
         args = event.args
+        if len(args) >= 2 and args[0] == PHONE_CALL_ARG:
+            number = event.channel.dialplan_exten[:MAX_DIALLED]
+            session = self._new_session(event.channel, did=number, direction="outbound")
+            session.stasis_args = list(args)
+            self.spawn(self._run(session, self.phone_call_handler))
+            return
         if args and args[0] in STRAY_LEG_ARGS:
             # A leg we originated and gave up on (a ring cancelled as it was answered, an originate
             # that timed out): its StasisStart came after we released it. Not a caller: hang it up.
@@ -167,7 +181,8 @@ class CallsService:
         self.active[session.call_id] = session
         self.calls_started += 1
         self.records.started(session.call_id, channel.id, direction=direction, caller=session.caller, did=did)
-        log.info("call %s from %s to %s", session.call_id, mask_number(session.caller), did)
+        log.info("call %s from %s to %s", session.call_id, mask_number(session.caller),
+                 mask_number(did) if direction == "outbound" else did)  # an outbound call's did is a customer
         self.publish("call.offered", call_id=session.call_id, caller=session.caller, did=did, direction=direction)
         return session
 
@@ -192,6 +207,11 @@ class CallsService:
                 self.publish("call.ended", call_id=session.call_id, reason=session.end_reason or "caller_hangup",
                              cause=session.hangup_cause, cause_txt=session.hangup_cause_txt,
                              duration=round(session.age(), 3))
+
+    async def refuse_phone_call(self, session: CallSession) -> None:
+        """The default for numbers dialled on a phone when nothing places outbound calls: refused."""
+        session.end_reason = "unavailable"
+        await session.hangup("congestion")
 
     async def greeting_then_fallback(self, session: CallSession) -> None:
         """The default when no IVR flow serves the DID: greet, then the dialplan's fallback route."""

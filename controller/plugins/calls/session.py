@@ -38,8 +38,16 @@ log = logging.getLogger("controller.calls")
 #: The ITU-T Q.850 causes a call center sees most (ARI reports the number).
 Q850_CAUSES = {
     1: "Unallocated number", 16: "Normal Clearing", 17: "User busy", 18: "No user responding",
-    19: "No answer", 21: "Call rejected", 27: "Destination out of order", 34: "No circuit available",
+    19: "No answer", 21: "Call rejected", 26: "Answered elsewhere", 27: "Destination out of order",
+    28: "Invalid number format", 31: "Normal, unspecified", 34: "No circuit available",
     38: "Network out of order", 41: "Temporary failure", 127: "Interworking, unspecified",
+}
+
+#: The Q.850 cause Asterisk gives a channel hung up by ARI with each `reason` (channels.hangup).
+HANGUP_REASON_CAUSES = {
+    "normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "answered_elsewhere": 26, "number_incomplete": 28,
+    "normal_unspecified": 31, "congestion": 34, "failure": 38, "unallocated": 1, "codec_mismatch": 58,
+    "interworking": 127,
 }
 
 
@@ -64,6 +72,10 @@ class ChannelLost(Event):
     """Synthetic: after a reconnect the caller's channel no longer exists (hung up meanwhile)."""
 
 
+def q850_text(cause: int) -> str:
+    return Q850_CAUSES.get(cause, f"cause {cause}")
+
+
 def synthetic(cls: type[Event]) -> Event:
     return cls(type=cls.__name__, timestamp="", application="", raw={})
 
@@ -84,6 +96,7 @@ class CallSession:
     ) -> None:
         self.call_id = call_id
         self.channel_id = channel.id
+        self.channel_name = channel.name  # e.g. PJSIP/8001-0000002a: the phone of a call dialled on one
         self.caller = channel.caller_number
         self.caller_name = channel.caller_name
         self.did = did
@@ -99,8 +112,12 @@ class CallSession:
         self._commands: list[Command] = []  # commands that came while the call waited for something else
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
         self.entry_flow: str | None = None  # the flow asked for by the dialplan (AGI hand-over: flow=ID)
+        self.stasis_args: list[str] = []  # of a number dialled on a phone: outbound,<EXTEN or "unknown">
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
-        self.state = "new"  # new, ivr, queued, ringing, talking, held, ended (for status/CTI)
+        # call.overflowed waiting for the flow to take the caller somewhere (its target): see IvrService.
+        self.pending_overflow: dict[str, Any] | None = None
+        # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
+        self.state = "new"
         self.answered = False
         self.hangup_requested = False
         self.left_stasis = False
@@ -144,6 +161,8 @@ class CallSession:
             return
         if isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed) \
                 and event.channel.id != self.channel_id:
+            if isinstance(event, ChannelHangupRequest) and event.channel.id not in self.ended_channels:
+                self._leg_hung_up(event)
             self.ended_channels.add(event.channel.id)
             return
         if isinstance(event, ChannelDtmfReceived):
@@ -154,19 +173,33 @@ class CallSession:
         elif isinstance(event, ChannelHangupRequest):
             if event.channel.id == self.channel_id and not self.hangup_requested:
                 self.hangup_requested = True
-                # A remote BYE comes without a cause: that is a normal clearing (Q.850 cause 16).
+                # A remote BYE may come without a cause: that is a normal clearing (Q.850 cause 16).
+                # Our own DELETE comes back as a soft request (cause 0 here): its cause is the one we
+                # sent (`hangup`), or ChannelDestroyed's when that comes.
                 self.hangup_cause = event.cause or self.hangup_cause or 16
-                self.hangup_cause_txt = Q850_CAUSES.get(self.hangup_cause, f"cause {self.hangup_cause}")
+                self.hangup_cause_txt = q850_text(self.hangup_cause)
         elif isinstance(event, StasisEnd):
             if event.channel.id == self.channel_id:
                 self.left_stasis = True
         elif isinstance(event, ChannelDestroyed):
             if event.channel.id == self.channel_id:
                 self.destroyed = True
-                self.hangup_cause = event.cause
-                self.hangup_cause_txt = event.cause_txt
+                if event.cause:  # the channel's own hang-up cause, whoever ended it
+                    self.hangup_cause = event.cause
+                    self.hangup_cause_txt = event.cause_txt or q850_text(event.cause)
         elif isinstance(event, ChannelLost):
             self.lost = True
+
+    def _leg_hung_up(self, event: ChannelHangupRequest) -> None:
+        """The other side's end on the record: which leg (agent, customer, transfer…), its Q.850 cause
+        when it hung up itself, or that the controller ended it (a soft request carries no cause)."""
+        leg = event.channel.id.rpartition("-")[0].removeprefix("leg-")  # "leg-agent-3f2a…" -> "agent"
+        if event.soft:
+            self.records.event(self.call_id, "leg_ended", leg=leg, by="controller")
+        else:
+            cause = event.cause or 16  # a BYE without a cause: normal clearing
+            self.records.event(self.call_id, "leg_ended", leg=leg, by="far_end", cause=cause,
+                               cause_txt=q850_text(cause))
 
     async def next_event(self, timeout: float | None = None) -> Event | None:
         event = await self.inbox.get(timeout)
@@ -280,8 +313,11 @@ class CallSession:
         if self.caller_gone or self.hung_up_by_us:
             return
         self.end_reason = self.end_reason or "controller_hangup"
+        cause = HANGUP_REASON_CAUSES.get(reason)
         with contextlib.suppress(ChannelGone):
             await self.ari.hangup(self.channel_id, reason)
+            if cause is not None and self.hangup_cause is None:
+                self.hangup_cause, self.hangup_cause_txt = cause, q850_text(cause)  # what our BYE carries
         self.hung_up_by_us = True  # one DELETE per call (a failed one is tried again at finish)
 
     async def to_fallback(self, why: str) -> None:
@@ -315,7 +351,8 @@ class CallSession:
             if not self.caller_gone:
                 await self.hangup()
             if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):
-                # Wait for StasisEnd: the last event of the channel we receive, once it is really gone.
+                # Wait for StasisEnd: the last event of the channel we receive, once it is really gone
+                # (ChannelDestroyed, with the channel's cause, comes only when it hangs up in Stasis).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2.0):
                         while not (self.left_stasis or self.destroyed or self.lost):

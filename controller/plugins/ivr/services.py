@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class IvrService:
         self.repository = FlowRepository(Path(config.ivr.flows_dir),
                                          sound_exists=sound_exists_in(sounds) if sounds.is_dir() else None)
         self.flows_run = 0
+        self.http_outcomes: Counter[tuple[str, str, str]] = Counter()  # (flow, node, outcome) -> requests
         self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
@@ -159,6 +161,7 @@ class IvrService:
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port)
         session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
+        self._overflow_went(session, result.ended)  # the flow ended right after the queue overflowed
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
         if result.ended == "error":
@@ -177,9 +180,17 @@ class IvrService:
     def _emit(self, session: CallSession, event: str, fields: dict[str, Any]) -> None:
         """IVR events to CTI and to the call's record (the path the call took)."""
         if event == "ivr.node_entered":
+            node_type = str(fields.get("type", ""))
+            self._overflow_went(session, node_type if node_type in ("voicemail", "callback")
+                                else f"node:{fields.get('node', '')}")
+            # The call's phase follows the flow: a caller back from an agent (survey, goodbye) is
+            # no longer talking; nodes that serve the caller alone name the phase (ccctl calls).
+            session.state = PHASE_OF_NODE.get(str(fields.get("type", "")), "ivr")
             session.records.event(session.call_id, "node", node=fields.get("node"), type=fields.get("type"))
             self.publish("ivr.node_entered", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), node_type=str(fields.get("type", "")))
+        elif event == "ivr.http_result":
+            self._http_result(session, fields)
         elif event == "ivr.input_collected":
             variable = fields.get("variable")
             value = fields.get("value")
@@ -191,6 +202,28 @@ class IvrService:
             digits = {} if fields.get("sensitive") else {"digits": str(value if value is not None else "")}
             self.publish("ivr.input_collected", call_id=session.call_id, flow=str(fields.get("flow", "")),
                          node=str(fields.get("node", "")), variable=str(variable or ""), **digits)
+
+    def _overflow_went(self, session: CallSession, target: str) -> None:
+        """Publish call.overflowed, if one waits, with where the flow took the caller: voicemail,
+        callback, node:ID, or how the flow ended (caller_hangup, end…)."""
+        pending, session.pending_overflow = session.pending_overflow, None
+        if pending is not None:
+            session.records.event(session.call_id, "overflowed", queue=pending["queue"], target=target)
+            self.publish("call.overflowed", target=target, **pending)
+
+    def _http_result(self, session: CallSession, fields: dict[str, Any]) -> None:
+        """An http node's request: counted by flow, node and outcome (/metrics); a failure is logged
+        (node and error, no caller data), kept with the call's record and published (ivr.http_failed)."""
+        flow, node, outcome = str(fields.get("flow", "")), str(fields.get("node", "")), str(fields.get("outcome"))
+        self.http_outcomes[(flow, node, outcome)] += 1
+        if outcome == "ok":
+            return
+        status, error = int(fields.get("status") or 0), str(fields.get("error") or "")
+        log.warning("call %s: IVR flow %s node %s: back-end request failed (%s): %s", session.call_id, flow, node,
+                    outcome, error)
+        session.records.event(session.call_id, "http_failed", node=node, outcome=outcome, status=status, error=error)
+        self.publish("ivr.http_failed", call_id=session.call_id, flow=flow, node=node, outcome=outcome, status=status,
+                     error=error)
 
     async def http_request(self, *, method: str, url: str, headers: Mapping[str, str], body: Any,
                            timeout_seconds: float) -> HttpResponse:
@@ -206,6 +239,14 @@ class IvrService:
                     payload = None
                 return HttpResponse(response.status, payload, text)
         except TimeoutError:
-            return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s")
+            return HttpResponse(0, error=f"timed out after {timeout_seconds:g} s", timed_out=True)
+        except aiohttp.ClientConnectorError as exc:
+            return HttpResponse(0, error=f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc}")
         except aiohttp.ClientError as exc:
-            return HttpResponse(0, error=str(exc) or type(exc).__name__)
+            # Not str(exc): some name the URL, and its query may carry the caller's number.
+            return HttpResponse(0, error=type(exc).__name__)
+
+
+#: The live call's state (`ccctl calls`, /api/calls) while the flow runs a node of this type; other
+#: nodes are "ivr" (the queue node then sets "queued", "talking"… itself).
+PHASE_OF_NODE = {"survey": "survey", "voicemail": "voicemail", "callback": "callback"}

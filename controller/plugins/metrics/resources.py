@@ -65,6 +65,33 @@ def controller_metrics(app: Any) -> MetricSource:
         yield CounterMetricFamily("ccc_cti_commit_failures", "Failed commits of CTI events (retried)",
                                   value=app.events.commit_failures)
         yield CounterMetricFamily("ccc_store_writes", "Statements committed to the store", value=app.store.writes)
+        store = app.store.health()
+        yield GaugeMetricFamily("ccc_store_ok", "1 when the store commits and reads, 0 when degraded",
+                                value=1 if store["status"] == "ok" else 0)
+        yield GaugeMetricFamily("ccc_store_pending", "Statements waiting to be committed", value=store["pending"])
+        yield CounterMetricFamily("ccc_store_commit_failures", "Commits that failed (and were retried)",
+                                  value=store["commit_failures"])
+        yield CounterMetricFamily("ccc_store_rejected_statements", "Statements that could never succeed (not stored)",
+                                  value=store["rejected_statements"])
+        yield CounterMetricFamily("ccc_store_read_failures", "Reads the store could not answer",
+                                  value=store["read_failures"])
+        yield CounterMetricFamily("ccc_caller_history_failures",
+                                  "Calls queued without the caller's history (the store could not be read)",
+                                  value=app.acd.history_failures)
+
+    return collect
+
+
+def ivr_metrics(ivr: Any) -> MetricSource:
+    """The IVR's back-end requests (http nodes), by flow, node and outcome (ok, timeout, connection_error,
+    http_status, bad_answer)."""
+
+    def collect() -> Iterable[Any]:
+        requests = CounterMetricFamily("ccc_ivr_http_requests", "IVR http node requests, by outcome",
+                                       labels=["flow", "node", "outcome"])
+        for (flow, node, outcome), count in sorted(ivr.http_outcomes.items()):
+            requests.add_metric([flow, node, outcome], count)
+        yield requests
 
     return collect
 

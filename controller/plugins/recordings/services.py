@@ -180,9 +180,14 @@ class RecordingService:
         if days <= 0:
             return
         while True:
-            removed = await self.purge(days)
-            if removed:
-                log.info("recordings: %d older than %g days deleted", removed, days)
+            try:
+                removed = await self.purge(days)
+            except Exception as exc:  # e.g. the store cannot be read: try again next time, never end the controller
+                log.error("recordings: retention stopped early (%s: %s); trying again in %g s",
+                          type(exc).__name__, exc, every_seconds)
+            else:
+                if removed:
+                    log.info("recordings: %d older than %g days deleted", removed, days)
             await asyncio.sleep(every_seconds)
 
     async def purge(self, older_than_days: float, now: float | None = None) -> int:

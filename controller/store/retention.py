@@ -1,0 +1,150 @@
+"""Data retention: an hourly job that deletes what is older than the configured days (`retention:`).
+
+Rows go in chunks of `chunk_rows`, each its own commit with a pause between, so the job never
+holds the store's single writer (nor its thread) for long while calls are being recorded. What
+must survive is never deleted: calls still going on, queue visits not finished, each agent's
+latest state (its state now), CTI events a configured webhook has not yet delivered. The
+text-to-speech cache is trimmed by `controller.media.tts_cache`. Recordings have their own job
+(`RecordingService.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controller.config import RetentionSettings
+from controller.store.db import Store
+
+log = logging.getLogger("controller.retention")
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """Rows of `table` whose `time_column` is before the cutoff (and `condition` holds) are deleted."""
+
+    table: str
+    time_column: str
+    setting: str  # the RetentionSettings field with the days
+    condition: str = ""
+    indexed: bool = True  # an index on time_column; else rows are taken oldest rowid first
+
+
+RULES = (
+    _Rule("calls", "started_at", "calls_days", "ended_at IS NOT NULL"),
+    _Rule("queue_calls", "enqueued_at", "calls_days", "left_at IS NOT NULL"),
+    _Rule("dispositions", "at", "calls_days", indexed=False),
+    _Rule("call_events", "at", "call_events_days", indexed=False),
+    _Rule("agent_states", "at", "agent_states_days",
+          "EXISTS (SELECT 1 FROM agent_states later WHERE later.agent_id = agent_states.agent_id"
+          " AND later.at > agent_states.at)"),
+    # Kept: what a configured webhook has not delivered yet, and its failed deliveries (dead letters an
+    # operator may still replay). `{webhooks}` is the list of their names.
+    _Rule("cti_events", "at", "cti_events_days",
+          "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
+          " AND d.seq = cti_events.seq AND {undelivered})"),
+)
+
+
+class RetentionJob:
+    def __init__(self, store: Store, settings: RetentionSettings, *, webhooks: Sequence[str] = (),
+                 purge_tts: Callable[[float], Awaitable[int]] | None = None, pause_seconds: float = 0.05) -> None:
+        self.store = store
+        self.settings = settings
+        self.webhooks = list(webhooks)  # configured webhooks: their undelivered events are kept
+        self.purge_tts = purge_tts  # deletes cached prompts not used since the given Unix time
+        self.pause_seconds = pause_seconds
+        self.deleted: dict[str, int] = {}  # totals since start, per table (and "tts_cache")
+
+    async def run(self, every_seconds: float = 3600.0, first_after: float = 600.0) -> None:
+        """Run `purge()` every hour, the first time 10 minutes after the start (not while the flows'
+        prompts are being rendered); a failure (e.g. the disk is full) is logged and tried again at the
+        next run, never ending the controller."""
+        await asyncio.sleep(first_after)
+        while True:
+            try:
+                removed = await self.purge()
+            except Exception as exc:
+                log.error("retention: this run stopped early (%s: %s); trying again in %g s",
+                          type(exc).__name__, exc, every_seconds)
+            else:
+                if any(removed.values()):
+                    log.info("retention: deleted %s", ", ".join(f"{n} {what}" for what, n in removed.items() if n))
+            await asyncio.sleep(every_seconds)
+
+    async def purge(self, now: float | None = None) -> dict[str, int]:
+        """Delete everything past its retention; returns how many rows (files) per table."""
+        now = time.time() if now is None else now
+        removed: dict[str, int] = {}
+        for rule in RULES:
+            days: float = getattr(self.settings, rule.setting)
+            if days <= 0:
+                continue
+            params: tuple[Any, ...] = ()
+            if rule.table == "cti_events":
+                params = (await self._delivered_everywhere(), *self.webhooks)
+                marks = ",".join("?" * len(self.webhooks)) or "NULL"
+                condition = rule.condition.replace("{webhooks}", marks)
+                rule = replace(rule, condition=condition.replace("{undelivered}", await self._undelivered()))
+            removed[rule.table] = await self._purge_table(rule, now - days * DAY, params)
+        if self.purge_tts is not None and self.settings.tts_cache_days > 0:
+            removed["tts_cache"] = await self.purge_tts(now - self.settings.tts_cache_days * DAY)
+        for what, count in removed.items():
+            self.deleted[what] = self.deleted.get(what, 0) + count
+        return removed
+
+    async def _undelivered(self) -> str:
+        """How a delivery row says the event is not delivered: by its `state` (dead letters) where the
+        table has one, else by no `delivered_at`."""
+        columns = {row["name"] for row in await self.store.fetchall("PRAGMA table_info(webhook_deliveries)")}
+        return "d.state <> 'delivered'" if "state" in columns else "d.delivered_at IS NULL"
+
+    async def _delivered_everywhere(self) -> int:
+        """The highest sequence number every configured webhook has delivered (all of them, with none)."""
+        if not self.webhooks:
+            return 2**63 - 1
+        marks = ",".join("?" * len(self.webhooks))
+        rows = await self.store.fetchall(
+            f"SELECT webhook, delivered_seq FROM webhook_cursor WHERE webhook IN ({marks})", self.webhooks)
+        cursors = {row["webhook"]: int(row["delivered_seq"]) for row in rows}
+        if len(cursors) < len(self.webhooks):  # a webhook not started yet: it begins after what exists now
+            latest = await self.store.fetchone("SELECT COALESCE(MAX(seq), 0) AS seq FROM cti_events")
+            return min([*cursors.values(), int(latest["seq"]) if latest else 0])
+        return min(cursors.values())
+
+    async def _purge_table(self, rule: _Rule, cutoff: float, params: tuple[Any, ...]) -> int:
+        chunk = self.settings.chunk_rows
+        total = 0
+        while True:
+            rowids = await self._next_chunk(rule, cutoff, params, chunk)
+            if rowids:
+                marks = ",".join("?" * len(rowids))
+                await self.store.execute(f"DELETE FROM {rule.table} WHERE rowid IN ({marks})", rowids)
+                total += len(rowids)
+            if len(rowids) < chunk:
+                return total
+            await asyncio.sleep(self.pause_seconds)  # let the calls' writes through
+
+    async def _next_chunk(self, rule: _Rule, cutoff: float, params: tuple[Any, ...], chunk: int) -> list[int]:
+        condition = f" AND {rule.condition}" if rule.condition else ""
+        if rule.indexed:
+            rows = await self.store.fetchall(
+                f"SELECT rowid FROM {rule.table} WHERE {rule.time_column} < ?{condition}"
+                f" ORDER BY {rule.time_column} LIMIT ?", (cutoff, *params, chunk))
+            return [int(row[0]) for row in rows]
+        # No index on the time: rows are written in time order, so take the oldest rowids up to the
+        # first one that is still to be kept (bounded work per chunk, no scan of the whole table).
+        rows = await self.store.fetchall(
+            f"SELECT rowid, {rule.time_column} FROM {rule.table} ORDER BY rowid LIMIT ?", (chunk,))
+        rowids: list[int] = []
+        for row in rows:
+            if row[1] >= cutoff:
+                break
+            rowids.append(int(row[0]))
+        return rowids  # fewer than a chunk when a row to keep was reached: the table is done
