@@ -253,6 +253,7 @@ class Controller:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 writer = tasks.create_task(self.store.run_writer())
+                cti = tasks.create_task(self.events.run())
                 stream = tasks.create_task(self.stream.run())
                 notifier = tasks.create_task(self.webhooks.run())
                 acd_timer = tasks.create_task(self.acd.run())
@@ -263,8 +264,8 @@ class Controller:
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
                 await self.calls.hand_all_to_fallback("controller-stopping")
+                self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 stream.cancel()
-                notifier.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
@@ -272,6 +273,10 @@ class Controller:
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                await asyncio.wait({notifier}, timeout=self.webhooks.longest_post + 1)
+                notifier.cancel()
+                cti.cancel()  # hands the events still queued to the store, committed as it closes
+                await asyncio.gather(cti, return_exceptions=True)
                 writer.cancel()
         finally:
             self._tasks = None

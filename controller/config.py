@@ -143,9 +143,14 @@ class WebhookSettings:
     types: list[str] = field(default_factory=list)  # event type patterns, e.g. ["call.*"]; empty: all
     queue: str | None = None
     timeout: float = 5.0
+    # Tries of an event the receiver refuses (a 4xx other than 408/429) before it becomes a dead
+    # letter and the webhook moves on; 5xx and network errors are retried for as long as it takes.
+    max_attempts: int = 5
 
     def __post_init__(self) -> None:
-        require_positive(self, "timeout")
+        require_positive(self, "timeout", "max_attempts")
+        if self.max_attempts > 100:
+            raise ValueError(f"max_attempts: expected at most 100, got {self.max_attempts}")
 
 
 @dataclass(frozen=True)

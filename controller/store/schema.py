@@ -143,4 +143,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX recordings_call ON recordings(call_id);
     CREATE INDEX recordings_started ON recordings(started_at);
     """,
+    # 7: webhook dead letters: each delivery row gets a state; rows from before were delivered in the end
+    """
+    ALTER TABLE webhook_deliveries ADD COLUMN state TEXT NOT NULL DEFAULT 'delivered';
+        -- retrying (the worker is on it) | dead (refused max_attempts times: a dead letter)
+        -- | requeued (an operator asked for it again) | delivered
+    ALTER TABLE webhook_deliveries ADD COLUMN failed_at REAL;
+    CREATE INDEX webhook_deliveries_state ON webhook_deliveries(webhook, state, seq);
+    """,
 ]

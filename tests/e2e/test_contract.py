@@ -79,6 +79,8 @@ ACCESS: dict[str, str] = {
     "GET /api/events/schemas": ALL,
     "GET /api/webhooks": "admin integration",
     "POST /api/webhooks/{name}/replay": "admin integration",
+    "GET /api/webhooks/{name}/dead-letters": "admin integration",
+    "POST /api/webhooks/{name}/dead-letters/replay": "admin integration",
 }
 
 TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",

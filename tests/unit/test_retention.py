@@ -65,15 +65,16 @@ async def test_cti_events_a_webhook_has_not_delivered_are_kept(store: Store) -> 
     store.write("INSERT INTO cti_events (seq, at, type) VALUES (7, ?, 'call.started')", (NOW - DAY,))
     store.write("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES ('crm', 3), ('erp', 5), ('gone', 0)")
     # crm gave up on event 2 (a dead letter an operator may replay); 'gone' is no longer configured.
-    store.write("INSERT INTO webhook_deliveries (webhook, seq, attempts, last_error) VALUES"
-                " ('crm', 2, 10, 'HTTP 400'), ('gone', 1, 3, 'HTTP 500')")
+    store.write("INSERT INTO webhook_deliveries (webhook, seq, attempts, last_error, state) VALUES"
+                " ('crm', 2, 10, 'HTTP 400', 'dead'), ('gone', 1, 3, 'HTTP 500', 'retrying')")
     await store.flush()
     job = RetentionJob(store, RetentionSettings(), webhooks=["crm", "erp"])
     assert (await job.purge(now=NOW))["cti_events"] == 2
     assert await column(store, "SELECT seq FROM cti_events ORDER BY seq") == [2, 4, 5, 6, 7]
     store.write("UPDATE webhook_cursor SET delivered_seq = 7 WHERE webhook = 'crm'")
     store.write("UPDATE webhook_cursor SET delivered_seq = 7 WHERE webhook = 'erp'")
-    store.write("UPDATE webhook_deliveries SET delivered_at = ? WHERE seq = 2", (NOW,))  # replayed, delivered
+    store.write("UPDATE webhook_deliveries SET delivered_at = ?, state = 'delivered' WHERE seq = 2",
+                (NOW,))  # replayed, delivered
     assert (await job.purge(now=NOW))["cti_events"] == 4
     assert await column(store, "SELECT seq FROM cti_events") == [7]  # recent: kept although delivered
 
@@ -146,7 +147,6 @@ async def test_the_tts_cache_keeps_what_is_used(tmp_path: Path) -> None:
 
 async def test_with_delivery_states_only_dead_letters_keep_their_events(store: Store) -> None:
     """With the dead-letter schema (a `state` per delivery row), rows marked delivered do not keep events."""
-    await store.execute("ALTER TABLE webhook_deliveries ADD COLUMN state TEXT NOT NULL DEFAULT 'delivered'")
     for seq in (1, 2, 3):
         store.write("INSERT INTO cti_events (seq, at, type) VALUES (?, ?, 'call.started')", (seq, NOW - 40 * DAY))
     store.write("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES ('crm', 3)")

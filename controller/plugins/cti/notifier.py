@@ -1,24 +1,34 @@
 """Webhooks: every event POSTed to each configured endpoint, signed, in order, never lost.
 
 Each webhook has a cursor in the store: the sequence number up to which everything it wants was
-delivered. Its worker sends the next event (read back from the persisted stream), retries with
-backoff (1 s doubling to 60 s) while the receiver is down or failing, and only then moves on. So a
-CRM that is down for hours gets every event once it is back, in order — across controller
-restarts too. `replay(name, since)` moves the cursor back to send events again.
+handled. Its worker sends the next event (read back from the persisted stream) and only then
+moves on:
+- a receiver that is down, times out, answers 5xx, 408 or 429 is retried with backoff (1 s doubling
+  to 60 s) for as long as it takes, so a CRM that is down for hours gets every event once it is
+  back, in order — across controller restarts too;
+- an event the receiver refuses (any other 4xx) is tried `max_attempts` times, then becomes a
+  *dead letter* (kept in `webhook_deliveries`, state `dead`) and the worker moves on. An operator
+  sees dead letters and has them delivered again (`replay_dead_letters`), e.g. once the CRM is fixed.
+`replay(name, since)` moves the cursor back to send events again; the worker drops the page it
+was on rather than writing its own cursor over the operator's.
 
 Each POST carries `X-CCC-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
-`X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged.
+`X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged. A crash in the instant
+between a receiver's answer and the cursor's commit sends that one event again: receivers
+de-duplicate by `X-CCC-Seq`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -29,6 +39,13 @@ from controller.store.db import Store
 log = logging.getLogger("controller.webhooks")
 
 
+#: Statuses worth trying again (the receiver is busy or timed out); other 4xx are permanent refusals.
+TRANSIENT_4XX = frozenset({408, 429})
+#: A worker whose store reads fail waits this long (doubling to the second) before trying again.
+STORE_RETRY_SECONDS = (1.0, 30.0)
+Outcome = Literal["delivered", "dead", "stopped"]
+
+
 @dataclass(frozen=True)
 class Webhook:
     name: str
@@ -36,11 +53,19 @@ class Webhook:
     secret: str
     filter: EventFilter
     timeout: float = 5.0
+    max_attempts: int = 5  # tries of an event the receiver refuses (4xx) before it is a dead letter
 
     @classmethod
     def from_config(cls, entry: WebhookSettings) -> Webhook:
         return cls(name=entry.name, url=entry.url, secret=entry.secret,
-                   filter=EventFilter(tuple(entry.types), entry.queue), timeout=entry.timeout)
+                   filter=EventFilter(tuple(entry.types), entry.queue), timeout=entry.timeout,
+                   max_attempts=entry.max_attempts)
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: str
+    permanent: bool  # the receiver refused the event (4xx but 408/429): trying again will not help
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -49,16 +74,23 @@ def signature(secret: str, body: bytes) -> str:
 
 class WebhookNotifier:
     def __init__(self, webhooks: list[Webhook], bus: EventBus, store: Store,
-                 session_factory: Any, *, max_backoff: float = 60.0) -> None:
+                 session_factory: Any, *, max_backoff: float = 60.0, first_backoff: float = 1.0) -> None:
         self.webhooks = {hook.name: hook for hook in webhooks}
         self._bus = bus
         self._store = store
         self._session_factory = session_factory  # returns the shared aiohttp.ClientSession
         self._wake = {name: asyncio.Event() for name in self.webhooks}
         self._cursor: dict[str, int] = {}
+        self._generation = dict.fromkeys(self.webhooks, 0)  # bumped by replay(): the worker's page is stale
+        self._requeued = dict.fromkeys(self.webhooks, True)  # dead letters to send again (checked at start)
+        self._retrying: dict[str, dict[str, Any]] = {}  # name -> the event being retried and why
+        self.dead = dict.fromkeys(self.webhooks, 0)  # current dead letters per webhook (a metric)
         self.max_backoff = max_backoff
+        self.first_backoff = first_backoff
         self.delivered = 0
         self.failures = 0
+        self.dead_lettered = 0
+        self._stopping = asyncio.Event()
         bus.listeners.append(self._on_event)
 
     def has(self, name: str) -> bool:
@@ -75,75 +107,196 @@ class WebhookNotifier:
 
     async def status(self) -> list[dict[str, Any]]:
         return [{"name": name, "url": hook.url, "delivered_seq": self._cursor.get(name),
-                 "last_seq": self._bus.last_seq} for name, hook in self.webhooks.items()]
+                 "last_seq": self._bus.last_seq, "max_attempts": hook.max_attempts,
+                 "dead_letters": self.dead[name], "retrying": self._retrying.get(name)}
+                for name, hook in self.webhooks.items()]
 
     async def replay(self, name: str, since: int) -> None:
+        """Send every event after `since` again (it must not be beyond the newest event)."""
+        if not 0 <= since <= self._bus.last_seq:
+            raise ValueError(f"since={since} is not between 0 and the newest event ({self._bus.last_seq})")
         self._cursor[name] = since
+        self._generation[name] += 1
         await self._store.execute("INSERT OR REPLACE INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)",
                                   (name, since))
         self._wake[name].set()
 
+    async def dead_letters(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._store.fetchall(
+            "SELECT d.seq, d.attempts, d.last_error, d.failed_at, e.type, e.call_id, e.at FROM webhook_deliveries d"
+            " LEFT JOIN cti_events e ON e.seq = d.seq WHERE d.webhook = ? AND d.state = 'dead' ORDER BY d.seq LIMIT ?",
+            (name, limit))
+        return [{**dict(row), "stored": row["type"] is not None} for row in rows]
+
+    async def replay_dead_letters(self, name: str, seqs: list[int] | None = None) -> list[int]:
+        """Queue dead letters (all, or those of `seqs`) for delivery before the webhook's next events."""
+        rows = await self._store.fetchall(
+            "SELECT seq FROM webhook_deliveries WHERE webhook = ? AND state = 'dead' ORDER BY seq", (name,))
+        wanted = None if seqs is None else set(seqs)
+        requeued = [int(row["seq"]) for row in rows if wanted is None or row["seq"] in wanted]
+        await self._store.executemany("UPDATE webhook_deliveries SET state = 'requeued' WHERE webhook = ? AND seq = ?",
+                                      [(name, seq) for seq in requeued])
+        self.dead[name] = max(0, self.dead[name] - len(requeued))
+        self._requeued[name] = True
+        self._wake[name].set()
+        return requeued
+
+    def stop(self) -> None:
+        """Let each worker finish the POST it has in flight (and commit its cursor), then return: a POST
+        cut off after the receiver took it would be sent again by the next process."""
+        self._stopping.set()
+        for wake in self._wake.values():
+            wake.set()
+
+    @property
+    def longest_post(self) -> float:
+        """How long a stop may wait for an in-flight POST."""
+        return max((hook.timeout for hook in self.webhooks.values()), default=0.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless the notifier is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def run(self) -> None:
-        """One worker per webhook; run in the application's TaskGroup."""
+        """One worker per webhook; run in the application's TaskGroup (returns once stopped)."""
         if not self.webhooks:
             return
         async with asyncio.TaskGroup() as workers:
             for name in self.webhooks:
                 workers.create_task(self._worker(name))
 
-    async def _load_cursor(self, name: str) -> int:
+    async def _load(self, name: str) -> None:
         row = await self._store.fetchone("SELECT delivered_seq FROM webhook_cursor WHERE webhook = ?", (name,))
         if row is None:  # a new webhook starts with what happens from now on
             await self._store.execute("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)",
                                       (name, self._bus.last_seq))
-            return self._bus.last_seq
-        return int(row["delivered_seq"])
+            self._cursor[name] = self._bus.last_seq
+        else:
+            self._cursor[name] = int(row["delivered_seq"])
+        # A retry interrupted by a restart starts again from the cursor; its row said nothing else.
+        self._store.write("DELETE FROM webhook_deliveries WHERE webhook = ? AND state = 'retrying'", (name,))
+        dead = await self._store.fetchone(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook = ? AND state = 'dead'", (name,))
+        self.dead[name] = int(dead["n"]) if dead else 0
 
     async def _worker(self, name: str) -> None:
-        hook = self.webhooks[name]
-        self._cursor[name] = await self._load_cursor(name)
-        while True:
-            pending = await self._bus.since(self._cursor[name], limit=500)
-            if not pending:
-                self._wake[name].clear()
-                await self._wake[name].wait()
-                continue
-            for event in pending:
-                if hook.filter.matches(event):
-                    await self._deliver(hook, event)
-                self._cursor[name] = event.seq
-                self._store.write("UPDATE webhook_cursor SET delivered_seq = ? WHERE webhook = ?", (event.seq, name))
+        """Deliver forever; an error (a store read or cursor commit that fails) only pauses the worker."""
+        delay = STORE_RETRY_SECONDS[0]
+        while not self._stopping.is_set():
+            try:
+                if name not in self._cursor:
+                    await self._load(name)
+                await self._step(self.webhooks[name])
+                delay = STORE_RETRY_SECONDS[0]
+            except Exception as exc:  # mostly the store failing; never let it end the webhook (or the controller)
+                log.error("webhook %s: delivery interrupted (%s: %s); trying again in %.0f s", name,
+                          type(exc).__name__, exc, delay)
+                await self._pause(delay)
+                delay = min(delay * 2, STORE_RETRY_SECONDS[1])
 
-    async def _deliver(self, hook: Webhook, event: CtiEvent) -> None:
+    async def _step(self, hook: Webhook) -> None:
+        """Dead letters an operator asked for again, else the next page of the stream (or wait for one)."""
+        name = hook.name
+        if self._requeued[name]:
+            await self._send_requeued(hook)
+            return
+        generation = self._generation[name]
+        self._wake[name].clear()  # before reading: an event published meanwhile sets it again
+        pending = await self._bus.since(self._cursor[name], limit=500)
+        if not pending:
+            await self._wake[name].wait()
+            return
+        for event in pending:
+            if self._stopping.is_set():
+                return
+            if self._generation[name] != generation or self._requeued[name]:
+                return  # replayed meanwhile (the cursor moved back), or dead letters come first
+            sent = hook.filter.matches(event)
+            if sent:
+                if await self._deliver(hook, event) == "stopped":
+                    return  # not handled: the next process sends it
+                if self._generation[name] != generation:
+                    return  # do not write over the replayed cursor
+            self._cursor[name] = event.seq
+            cursor = ("UPDATE webhook_cursor SET delivered_seq = ? WHERE webhook = ?", (event.seq, name))
+            if sent:
+                await self._store.execute(*cursor)  # committed before the next POST: a restart does not repeat it
+            else:
+                self._store.write(*cursor)
+
+    async def _send_requeued(self, hook: Webhook) -> None:
+        self._requeued[hook.name] = False
+        rows = await self._store.fetchall(
+            "SELECT d.seq, e.seq AS stored FROM webhook_deliveries d LEFT JOIN cti_events e ON e.seq = d.seq"
+            " WHERE d.webhook = ? AND d.state = 'requeued' ORDER BY d.seq", (hook.name,))
+        for row in rows:
+            if self._stopping.is_set():
+                self._requeued[hook.name] = True  # the next process sends the rest
+                return
+            events = await self._bus.since(int(row["seq"]) - 1, limit=1) if row["stored"] is not None else []
+            if events and events[0].seq == row["seq"]:
+                await self._deliver(hook, events[0], requeued=True)
+            else:
+                self._dead_letter(hook, int(row["seq"]), 0, "the event is no longer stored")
+
+    async def _deliver(self, hook: Webhook, event: CtiEvent, *, requeued: bool = False) -> Outcome:
+        """POST one event until the receiver takes it ("delivered"), refused it `max_attempts` times ("dead"),
+        or the notifier stops between two attempts ("stopped")."""
         body = json.dumps(event.as_dict(), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", "X-CCC-Event": event.type, "X-CCC-Seq": str(event.seq),
                    "X-CCC-Timestamp": str(event.at), "X-CCC-Signature": signature(hook.secret, body)}
-        delay = 1.0
+        delay = self.first_backoff
         attempts = 0
         while True:
             attempts += 1
-            error = await self._post(hook, body, headers)
-            if error is None:
+            failure = await self._post(hook, body, headers)
+            if failure is None:
                 self.delivered += 1
-                if attempts > 1:
+                self._retrying.pop(hook.name, None)
+                if attempts > 1 or requeued:
                     log.info("webhook %s: event %d delivered after %d attempts", hook.name, event.seq, attempts)
-                return
+                    self._store.write("UPDATE webhook_deliveries SET state = 'delivered', delivered_at = ?,"
+                                      " attempts = ? WHERE webhook = ? AND seq = ?",
+                                      (time.time(), attempts, hook.name, event.seq))
+                return "delivered"
             self.failures += 1
+            if failure.permanent and attempts >= hook.max_attempts:
+                self._retrying.pop(hook.name, None)
+                self._dead_letter(hook, event.seq, attempts, failure.error)
+                return "dead"
+            self._retrying[hook.name] = {"seq": event.seq, "attempts": attempts, "last_error": failure.error}
+            # A dead letter sent again stays `requeued` while retried, so a restart still finds it.
             self._store.write(
-                "INSERT OR REPLACE INTO webhook_deliveries (webhook, seq, attempts, last_error) VALUES (?, ?, ?, ?)",
-                (hook.name, event.seq, attempts, error))
+                "INSERT OR REPLACE INTO webhook_deliveries (webhook, seq, attempts, last_error, state, failed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (hook.name, event.seq, attempts, failure.error,
+                                               "requeued" if requeued else "retrying", time.time()))
             if attempts == 1 or attempts % 10 == 0:
-                log.warning("webhook %s: event %d not delivered (%s); retrying", hook.name, event.seq, error)
-            await asyncio.sleep(delay)
+                log.warning("webhook %s: event %d not delivered (%s); retrying", hook.name, event.seq, failure.error)
+            await self._pause(delay)
+            if self._stopping.is_set():
+                return "stopped"  # neither delivered nor dead: the next process tries it again
             delay = min(self.max_backoff, delay * 2)
 
-    async def _post(self, hook: Webhook, body: bytes, headers: dict[str, str]) -> str | None:
+    def _dead_letter(self, hook: Webhook, seq: int, attempts: int, error: str) -> None:
+        self.dead_lettered += 1
+        self.dead[hook.name] += 1
+        log.error("webhook %s: event %d refused %d times (%s): kept as a dead letter, moving on",
+                  hook.name, seq, attempts, error)
+        self._store.write(
+            "INSERT INTO webhook_deliveries (webhook, seq, attempts, last_error, state, failed_at)"
+            " VALUES (?, ?, ?, ?, 'dead', ?) ON CONFLICT (webhook, seq) DO UPDATE SET"
+            " attempts = excluded.attempts, last_error = excluded.last_error,"
+            " state = 'dead', failed_at = excluded.failed_at", (hook.name, seq, attempts, error, time.time()))
+
+    async def _post(self, hook: Webhook, body: bytes, headers: dict[str, str]) -> Failure | None:
         session: aiohttp.ClientSession = self._session_factory()
         try:
             async with session.post(hook.url, data=body, headers=headers,
                                     timeout=aiohttp.ClientTimeout(total=hook.timeout)) as response:
                 if 200 <= response.status < 300:
                     return None
-                return f"HTTP {response.status}"
+                permanent = 400 <= response.status < 500 and response.status not in TRANSIENT_4XX
+                return Failure(f"HTTP {response.status}", permanent)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return type(exc).__name__
+            return Failure(type(exc).__name__, permanent=False)

@@ -1,8 +1,9 @@
-"""CTI over HTTP: the live event WebSocket (/ws), polling (/api/events), schemas, webhook replay.
+"""CTI over HTTP: the live event WebSocket (/ws), polling (/api/events), schemas, webhooks.
 
 An agent's token sees only events about that agent; supervisors, admins and integrations see
 all. A client resumes after a disconnect with ?since=<last seq it processed>: the events it
-missed are sent first (from the store if need be), then the live stream, with no gap or repeat.
+missed are sent first (paged from the store, however many), then the live stream, with no gap
+or repeat.
 """
 
 from __future__ import annotations
@@ -10,15 +11,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from controller.config import TokenSettings
 from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
-from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
+from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter, Subscriber
+
+#: Events per page when a WebSocket client catches up, and the bounds of `limit` on /api/events.
+REPLAY_PAGE = 1_000
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 10_000, 1_000
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+FILTER_QUERY: dict[str, dict[str, Any]] = {
+    "types": {"type": "string", "description": "comma-separated event types or patterns (call.*)"},
+    "queue": {"type": "string"}, "agent": {"type": "string"},
+    "since": {**SEQ_SCHEMA, "description": "the last sequence number processed; not beyond the newest event"},
+}
+EVENTS_PAGE = {"type": "object", "required": ["events", "last_seq", "newest_seq"],
+               "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                              "last_seq": {"type": "integer"}, "newest_seq": {"type": "integer"}}}
+DEAD_LETTERS = {"type": "object", "required": ["webhook", "dead_letters"],
+                "properties": {"webhook": {"type": "string"},
+                               "dead_letters": {"type": "array", "items": {
+                                   "type": "object", "required": ["seq", "attempts", "last_error", "failed_at"]}}}}
+REPLAY_BODY = {"type": "object", "required": ["since"], "additionalProperties": False,
+               "properties": {"since": {**SEQ_SCHEMA, "description": "send again every event after this one"}}}
+DEAD_REPLAY_BODY = {"type": "object", "additionalProperties": False,
+                    "properties": {"seqs": {"type": "array", "maxItems": 10_000, "uniqueItems": True,
+                                            "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                                            "description": "which dead letters (default: all of the webhook's)"}}}
 
 
 def scoped_filter(request: web.Request, identity: TokenSettings) -> EventFilter:
@@ -30,97 +58,128 @@ def scoped_filter(request: web.Request, identity: TokenSettings) -> EventFilter:
     return wanted
 
 
-def _since(request: web.Request) -> int | None:
+def _since(request: web.Request, bus: EventBus) -> int | None:
+    """?since=, a sequence number a client can have seen (0 … the newest event); 400 otherwise."""
     value = request.query.get("since")
     if value is None:
         return None
-    if not value.isdigit():
-        raise web.HTTPBadRequest(reason="since must be a sequence number (a non-negative integer)")
+    if not _DIGITS.fullmatch(value) or int(value) > MAX_ID:
+        raise web.HTTPBadRequest(reason="since must be a sequence number (an integer from 0)")
+    since = int(value)
+    if since > bus.last_seq:
+        raise web.HTTPBadRequest(reason=f"since={since} is beyond the newest event ({bus.last_seq})")
+    return since
+
+
+def _limit(request: web.Request) -> int:
+    value = request.query.get("limit")
+    if value is None:
+        return LIMIT_DEFAULT
+    if not _DIGITS.fullmatch(value) or not LIMIT_MIN <= int(value) <= LIMIT_MAX:
+        raise web.HTTPBadRequest(reason=f"limit must be an integer from {LIMIT_MIN} to {LIMIT_MAX}")
     return int(value)
 
 
-SINCE = {"type": "integer", "minimum": 0, "maximum": MAX_ID,
-         "description": "the last sequence number the client processed: events after it come first"}
-FILTERS = {"types": {"type": "string", "description": "comma-separated event type patterns, e.g. call.*"},
-           "queue": {"type": "string"}, "agent": {"type": "string"}}
-REPLAY_BODY = {"type": "object", "additionalProperties": False, "required": ["since"],
-               "properties": {"since": SINCE}}
+def _webhook_name(request: web.Request, webhooks: WebhookNotifier) -> str:
+    name = request.match_info["name"]
+    if not webhooks.has(name):
+        raise web.HTTPNotFound(reason=f"no webhook named {name!r}")
+    return name
 
 
 def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
-    @operation("The live event stream (WebSocket upgrade; the token may come as ?token= from a browser)",
-               tag="cti", query={"since": SINCE, "token": {"type": "string"}, **FILTERS},
-               responses={101: {"type": "object"}})
+    @operation("The live event stream (WebSocket); ?since= replays what a client missed first", tag="cti",
+               query={**FILTER_QUERY, "token": {"type": "string", "description": "for browsers (no headers)"}},
+               responses={101: {"type": "object"}},
+               description="Upgrade to a WebSocket (the token may be given as ?token=). The first message is "
+                           "`{\"type\": \"hello\", \"seq\": <newest>}`; with `since`, every event after it is "
+                           "sent (paged from the store), then the live stream, with no gap or repeat.")
     @roles("agent", "supervisor", "integration")
     async def websocket(request: web.Request) -> web.StreamResponse:
         identity = caller_of(request)
         event_filter = scoped_filter(request, identity)
-        since = _since(request)
+        since = _since(request, bus)
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
         subscriber = bus.subscribe()  # before the replay, so nothing published meanwhile is missed
-        last = since if since is not None else bus.last_seq
+        hello_seq = bus.last_seq
+        start = hello_seq if since is None else since  # without since: everything after the hello's seq
         try:
-            await ws.send_json({"type": "hello", "seq": bus.last_seq, "role": identity.role})
-            if since is not None:
-                for event in await bus.since(since):
-                    if event_filter.matches(event):
-                        await ws.send_str(json.dumps(event.as_dict(), ensure_ascii=False))
-                    last = event.seq
+            await ws.send_json({"type": "hello", "seq": hello_seq, "role": identity.role})
             reader = asyncio.create_task(_drain_client(ws))
             try:
-                while not ws.closed and not reader.done():
-                    if subscriber.overflowed:
-                        await ws.close(code=4008, message=f"too slow: resume with since={last}".encode())
-                        break
-                    getter = asyncio.ensure_future(subscriber.queue.get())
-                    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
-                        break
-                    live: CtiEvent = getter.result()
-                    if live.seq <= last:
-                        continue
-                    last = live.seq
-                    if event_filter.matches(live):
-                        await ws.send_str(json.dumps(live.as_dict(), ensure_ascii=False))
+                await _stream(bus, ws, subscriber, event_filter, start, reader)
             finally:
                 reader.cancel()
+            if subscriber.closed:
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"controller stopping: resume with since")
         finally:
             bus.unsubscribe(subscriber)
             with contextlib.suppress(ConnectionError):
                 await ws.close()
         return ws
 
-    @operation("Events after a sequence number (polling instead of the WebSocket)", tag="cti",
-               query={"since": SINCE, "limit": {"type": "integer", "minimum": 1, "maximum": 10_000}, **FILTERS},
-               responses={200: {"type": "object", "required": ["events", "last_seq"]}})
+    @operation("Events after a sequence number, oldest first (polling)", tag="cti",
+               query={**FILTER_QUERY,
+                      "limit": {"type": "integer", "minimum": LIMIT_MIN, "maximum": LIMIT_MAX,
+                                "default": LIMIT_DEFAULT,
+                                "description": f"events scanned per page ({LIMIT_MIN}–{LIMIT_MAX})"}},
+               responses={200: EVENTS_PAGE},
+               description="`last_seq` is the last sequence number scanned (pass it as the next `since` to page on; "
+                           "filtered-out events count as scanned); `newest_seq` the newest event. "
+                           "An agent's token sees only events about that agent.")
     @roles("supervisor", "integration", "agent")
     async def poll(request: web.Request) -> web.Response:
         event_filter = scoped_filter(request, caller_of(request))
-        since = _since(request) or 0
-        limit = min(int(request.query.get("limit", "1000")), 10_000)
-        events = [e.as_dict() for e in await bus.since(since, limit) if event_filter.matches(e)]
-        return web.json_response({"events": events, "last_seq": bus.last_seq})
+        since = _since(request, bus) or 0
+        scanned = await bus.since(since, _limit(request))
+        events = [e.as_dict() for e in scanned if event_filter.matches(e)]
+        return web.json_response({"events": events, "last_seq": scanned[-1].seq if scanned else since,
+                                  "newest_seq": bus.last_seq})
 
+    @operation("JSON Schemas of the CTI event types", tag="cti")
     @roles("supervisor", "integration", "agent")
     async def schemas(request: web.Request) -> web.Response:
         return web.json_response(all_schemas())
 
+    @operation("Webhooks: each one's delivery cursor, backlog and dead letters", tag="webhooks",
+               responses={200: {"type": "array", "items": {"type": "object"}}})
     @roles("integration")
     async def webhook_status(request: web.Request) -> web.Response:
         return web.json_response(await webhooks.status())
 
-    @operation("Send a webhook's events again from a sequence number on", tag="cti", body=REPLAY_BODY,
-               responses={200: {"type": "object"}})
+    @operation("Send a webhook every event after `since` again", tag="webhooks", body=REPLAY_BODY,
+               responses={200: {"type": "object", "required": ["webhook", "replaying_from"]}},
+               description="`since` must be at most the newest event's sequence number (400 otherwise).")
     @roles("integration")
     async def webhook_replay(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        since = body_of(request)["since"]
-        if not webhooks.has(name):
-            return json_error(404, f"no webhook named {name!r}")
+        name = _webhook_name(request, webhooks)
+        since = int(body_of(request)["since"])
+        if since > bus.last_seq:
+            return json_error(400, f"since={since} is beyond the newest event ({bus.last_seq})")
         await webhooks.replay(name, since)
         return web.json_response({"webhook": name, "replaying_from": since + 1})
+
+    @operation("A webhook's dead letters: events its receiver refused for good (4xx), oldest first",
+               tag="webhooks", query={"limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+               responses={200: DEAD_LETTERS})
+    @roles("integration")
+    async def dead_letters(request: web.Request) -> web.Response:
+        name = _webhook_name(request, webhooks)
+        value = request.query.get("limit", "100")
+        if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= 1000:
+            return json_error(400, "limit must be an integer from 1 to 1000")
+        return web.json_response({"webhook": name, "dead_letters": await webhooks.dead_letters(name, int(value))})
+
+    @operation("Deliver a webhook's dead letters again (all, or the given `seqs`), before its next events",
+               tag="webhooks", body=DEAD_REPLAY_BODY, body_required=False,
+               responses={200: {"type": "object", "required": ["webhook", "requeued"]}})
+    @roles("integration")
+    async def dead_letters_replay(request: web.Request) -> web.Response:
+        name = _webhook_name(request, webhooks)
+        body = body_of(request) or {}
+        requeued = await webhooks.replay_dead_letters(name, body.get("seqs"))
+        return web.json_response({"webhook": name, "requeued": requeued})
 
     return [
         web.get("/ws", websocket),
@@ -128,7 +187,53 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         web.get("/api/events/schemas", schemas),
         web.get("/api/webhooks", webhook_status),
         web.post("/api/webhooks/{name}/replay", webhook_replay),
+        web.get("/api/webhooks/{name}/dead-letters", dead_letters),
+        web.post("/api/webhooks/{name}/dead-letters/replay", dead_letters_replay),
     ]
+
+
+async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscriber, event_filter: EventFilter,
+                  last: int, reader: asyncio.Task[None]) -> None:
+    """Send every event after `last`: pages from the store until caught up, then the live queue.
+
+    The subscriber was registered before the first page, so an event published meanwhile is either
+    in a page or in the queue (both is skipped by its number). A client too slow for the live queue
+    (it overflowed) catches up from the store again the same way.
+    """
+
+    async def send(event: CtiEvent) -> None:
+        if event_filter.matches(event):
+            await ws.send_str(json.dumps(event.as_dict(), ensure_ascii=False))
+
+    catching_up = last < bus.last_seq
+    while not (ws.closed or reader.done() or subscriber.closed):
+        if catching_up or subscriber.overflowed:
+            catching_up = subscriber.overflowed = False
+            while not subscriber.queue.empty():  # all of it is in the pages read below
+                subscriber.queue.get_nowait()
+            while not ws.closed:
+                page = await bus.since(last, REPLAY_PAGE)
+                for event in page:
+                    await send(event)
+                    last = event.seq
+                if len(page) < REPLAY_PAGE:
+                    break
+            continue
+        getter = asyncio.ensure_future(subscriber.queue.get())
+        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if getter not in done:
+            getter.cancel()
+            return
+        live: CtiEvent | None = getter.result()
+        if live is None:
+            return  # the controller is stopping
+        if live.seq <= last:
+            continue  # already sent from a page
+        if live.seq != last + 1:
+            catching_up = True  # never leave a hole: read it from the store
+            continue
+        last = live.seq
+        await send(live)
 
 
 async def _drain_client(ws: web.WebSocketResponse) -> None:

@@ -1,15 +1,19 @@
-"""The CTI event stream: every call and agent event, numbered, persisted, fanned out.
+"""The CTI event stream: every call and agent event, numbered, persisted, then fanned out.
 
-`publish()` gives each event the next sequence number of the stream, keeps it in memory for
-live subscribers and writes it to the store (batched), so a client that reconnects — or a webhook
-whose CRM was down — resumes from a sequence number without missing anything, across controller
-restarts too. Event types and their fields are documented in events.yml and checked by the JSON
-Schemas in schemas.py.
+`publish()` gives each event the next sequence number and queues it; `run()` commits queued events
+to the store in batches and only then hands them, in order, to live subscribers (/ws) and
+listeners (webhooks). So a sequence number that anyone has seen is in the store: after a crash
+the stream continues from the store's newest number, and no number ever goes out twice for two
+different events, nor is one skipped. While the store fails, events wait in memory (bounded by
+`max_unpersisted`; beyond it new events are refused and counted, never given a number) and go
+out once committed. Event types and their fields are documented in events.yml and checked by the
+JSON Schemas in schemas.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -63,50 +67,163 @@ class EventFilter:
 
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[CtiEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
+    queue: asyncio.Queue[CtiEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
     overflowed: bool = False
+    closed: bool = False  # the stream stopped (the controller is stopping): a None is queued to wake the reader
+
+
+#: A failed commit of events is tried again after the first delay, doubling up to the second.
+RETRY_SECONDS = (0.2, 5.0)
+#: How long stopping waits for the last events to be committed.
+FINAL_COMMIT_SECONDS = 5.0
+#: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).
+_CALLS_REMEMBERED = 10_000
+_INSERT = ("INSERT OR IGNORE INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 class EventBus:
-    def __init__(self, store: Store, now: Callable[[], float], recent: int = 20_000) -> None:
+    def __init__(self, store: Store, now: Callable[[], float], recent: int = 20_000,
+                 max_unpersisted: int = 100_000, batch: int = 2_000) -> None:
         self._store = store
         self._now = now
-        self._seq = 0
+        self._assigned = 0  # the newest number handed out (maybe not committed yet)
+        self._published_seq = 0  # the newest number committed and fanned out
         self._recent: deque[CtiEvent] = deque(maxlen=recent)
+        self._unpersisted: deque[CtiEvent] = deque()
+        self._written_through = 0  # the newest number queued to the store (committed or not)
+        self._wake = asyncio.Event()
         self._subscribers: set[Subscriber] = set()
+        self._call_agent: dict[str, str] = {}  # call id -> the agent it was last offered to / with
         self.listeners: list[Callable[[CtiEvent], None]] = []
+        self.max_unpersisted = max_unpersisted
+        self.batch = batch
         self.published = 0
+        self.dropped = 0  # refused because too many waited for the store (logged)
+        self.commit_failures = 0
 
     async def open(self) -> None:
+        """Continue the numbering from the store's newest event."""
         row = await self._store.fetchone("SELECT MAX(seq) AS seq FROM cti_events")
-        self._seq = int(row["seq"] or 0) if row else 0
+        self._assigned = self._published_seq = self._written_through = int(row["seq"] or 0) if row else 0
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        """The newest event committed and published (what a client can have seen)."""
+        return self._published_seq
+
+    @property
+    def unpersisted(self) -> int:
+        """Events numbered but not committed yet (waiting for the store)."""
+        return len(self._unpersisted)
 
     def publish(self, type_: str, *, call_id: str | None = None, agent_id: str | None = None,
-                queue: str | None = None, **data: Any) -> CtiEvent:
+                queue: str | None = None, **data: Any) -> CtiEvent | None:
+        """Number an event and queue it for the store; subscribers get it once it is committed.
+        None when it was refused because the store has been failing for too long."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"undocumented event type {type_!r}: add it to events.yml")
-        self._seq += 1
-        event = CtiEvent(self._seq, type_, round(self._now(), 3), call_id, agent_id, queue, data)
+        if len(self._unpersisted) >= self.max_unpersisted:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("CTI: %d events wait for the store (failing); %d new events refused so far",
+                          len(self._unpersisted), self.dropped)
+            return None
+        agent_id = self._agent_of(type_, call_id, agent_id)
+        self._assigned += 1
+        event = CtiEvent(self._assigned, type_, round(self._now(), 3), call_id, agent_id, queue, data)
+        self._unpersisted.append(event)
+        self._wake.set()
+        return event
+
+    def _agent_of(self, type_: str, call_id: str | None, agent_id: str | None) -> str | None:
+        """`call.ended` concerns the agent the call was last with, so that agent's token receives it."""
+        if call_id is None:
+            return agent_id
+        if type_ == "call.ended":
+            remembered = self._call_agent.pop(call_id, None)
+            return agent_id or remembered
+        if agent_id is not None:
+            self._call_agent.pop(call_id, None)  # re-insert: the dict stays ordered oldest call first
+            self._call_agent[call_id] = agent_id
+            if len(self._call_agent) > _CALLS_REMEMBERED:
+                del self._call_agent[next(iter(self._call_agent))]
+        return agent_id
+
+    async def run(self) -> None:
+        """Commit queued events in batches and fan them out in order; run in the application's TaskGroup.
+        Cancelled, it hands what is still queued to the store (committed when the store closes) and ends
+        every subscriber's stream (clients resume with `since` from the next process)."""
+        delay = RETRY_SECONDS[0]
+        try:
+            while True:
+                if not self._unpersisted:
+                    self._wake.clear()
+                    await self._wake.wait()
+                batch = [self._unpersisted[i] for i in range(min(self.batch, len(self._unpersisted)))]
+                if await self._persist(batch):
+                    delay = RETRY_SECONDS[0]
+                    for _ in batch:
+                        self._fan_out(self._unpersisted.popleft())
+                    continue
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_SECONDS[1])
+        finally:
+            if self._unpersisted:
+                # Written again (INSERT OR IGNORE): a commit cancelled with this task may never have run.
+                # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
+                # then the closing store tries once more).
+                # (`_persist` reads the rows back: the store's flush() does not wait for a batch in flight.)
+                self._written_through = min(self._written_through, self._unpersisted[0].seq - 1)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._persist(list(self._unpersisted)), FINAL_COMMIT_SECONDS)
+            for subscriber in list(self._subscribers):
+                subscriber.closed = True
+                with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
+                    subscriber.queue.put_nowait(None)
+
+    def _write(self, events: list[CtiEvent]) -> None:
+        for event in events:
+            if event.seq > self._written_through:
+                self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
+                                            event.queue, json.dumps(event.data, ensure_ascii=False, default=str)))
+                self._written_through = event.seq
+
+    async def _persist(self, batch: list[CtiEvent]) -> bool:
+        """True once every event of the batch is committed (checked by reading back how many rows exist,
+        so a statement the store could not apply is never taken for committed)."""
+        self._write(batch)
+        first, last = batch[0].seq, batch[-1].seq
+        try:
+            await self._store.flush()
+            row = await self._store.fetchone("SELECT COUNT(*) AS n FROM cti_events WHERE seq BETWEEN ? AND ?",
+                                             (first, last))
+        except Exception as exc:
+            self.commit_failures += 1
+            log.error("CTI: events %d-%d not committed yet (%s); %d events wait, nothing is published meanwhile",
+                      first, last, exc, len(self._unpersisted))
+            return False
+        if row is not None and int(row["n"]) == len(batch):
+            return True
+        self.commit_failures += 1
+        log.error("CTI: the store committed only %s of events %d-%d; writing them again",
+                  row["n"] if row is not None else 0, first, last)
+        self._written_through = first - 1  # INSERT OR IGNORE: the rows that exist stay as they are
+        return False
+
+    def _fan_out(self, event: CtiEvent) -> None:
         self._recent.append(event)
+        self._published_seq = event.seq
         self.published += 1
-        self._store.write(
-            "INSERT INTO cti_events (seq, at, type, call_id, agent_id, queue, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event.seq, event.at, event.type, call_id, agent_id, queue,
-             json.dumps(data, ensure_ascii=False, default=str)))
         for subscriber in list(self._subscribers):
             if subscriber.overflowed:
                 continue
             try:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
-                subscriber.overflowed = True  # the reader is told to resume from its last sequence number
+                subscriber.overflowed = True  # the reader catches up from the store
         for listener in self.listeners:
             listener(event)
-        return event
 
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber()
@@ -117,12 +234,13 @@ class EventBus:
         self._subscribers.discard(subscriber)
 
     async def since(self, seq: int, limit: int = 10_000) -> list[CtiEvent]:
-        """Events after `seq`, oldest first (from memory when recent enough, else from the store)."""
+        """Published events after `seq`, oldest first, at most `limit` (from memory when recent enough,
+        else from the store)."""
         if self._recent and self._recent[0].seq <= seq + 1:
             return [event for event in self._recent if event.seq > seq][:limit]
         rows = await self._store.fetchall(
-            "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit))
+            "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq > ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?", (seq, self._published_seq, limit))
         return list(_from_rows(rows))
 
 

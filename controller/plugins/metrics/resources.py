@@ -50,7 +50,20 @@ def controller_metrics(app: Any) -> MetricSource:
                                 value=app.webhooks.backlog())
         yield CounterMetricFamily("ccc_webhook_failures", "Failed webhook delivery attempts",
                                   value=app.webhooks.failures)
+        yield CounterMetricFamily("ccc_webhook_dead_lettered", "Events a receiver refused for good (dead letters)",
+                                  value=app.webhooks.dead_lettered)
+        dead = GaugeMetricFamily("ccc_webhook_dead_letters", "Dead letters waiting for an operator",
+                                 labels=["webhook"])
+        for name, count in sorted(app.webhooks.dead.items()):
+            dead.add_metric([name], count)
+        yield dead
         yield CounterMetricFamily("ccc_cti_events", "CTI events published", value=app.events.published)
+        yield GaugeMetricFamily("ccc_cti_events_unpersisted", "CTI events waiting for the store (not published yet)",
+                                value=app.events.unpersisted)
+        yield CounterMetricFamily("ccc_cti_events_refused", "CTI events refused: too many waited for a failing store",
+                                  value=app.events.dropped)
+        yield CounterMetricFamily("ccc_cti_commit_failures", "Failed commits of CTI events (retried)",
+                                  value=app.events.commit_failures)
         yield CounterMetricFamily("ccc_store_writes", "Statements committed to the store", value=app.store.writes)
         store = app.store.health()
         yield GaugeMetricFamily("ccc_store_ok", "1 when the store commits and reads, 0 when degraded",

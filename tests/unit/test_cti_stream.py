@@ -1,0 +1,310 @@
+"""The CTI stream's numbering against a real SQLite store: committed before published, in order, no gap
+or repeat across a crash or a failing store; the WebSocket and polling pages; the agent's scope."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from controller.config import TokenSettings
+from controller.http.server import build_app
+from controller.plugins.cti import resources, services
+from controller.plugins.cti.notifier import WebhookNotifier
+from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
+from controller.store import db
+from controller.store.db import Store
+
+TOKENS = [TokenSettings("ops", "admin-token", "admin"), TokenSettings("crm", "crm-token", "integration"),
+          TokenSettings("a1", "agent-1001-token", "agent", "1001")]
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "RETRY_SECONDS", (0.02, 0.1))
+    monkeypatch.setattr(services, "RETRY_SECONDS", (0.02, 0.1))
+
+
+class Running:
+    """A store with its writer and a bus with its committer, as the controller runs them."""
+
+    def __init__(self, path: Path, **bus_options: Any) -> None:
+        self.store = Store(path)
+        self.bus = EventBus(self.store, time.time, **bus_options)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> Running:
+        await self.store.open()
+        await self.bus.open()
+        self.tasks = [asyncio.create_task(self.store.run_writer()), asyncio.create_task(self.bus.run())]
+        return self
+
+    async def crash(self) -> None:
+        """Stop everything at once, committing nothing more (like SIGKILL)."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.store._pending.clear()
+        await self.store.close()
+
+    async def stop(self) -> None:
+        for task in reversed(self.tasks):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.store.close()
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    system = await Running(tmp_path / "s.sqlite3").start()
+    yield system
+    await system.stop()
+
+
+def publish_calls(bus: EventBus, count: int, prefix: str = "c") -> None:
+    for n in range(count):
+        bus.publish("call.held", call_id=f"{prefix}{n}")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def fail_commits(store: Store, monkeypatch: pytest.MonkeyPatch, count: int) -> list[Exception]:
+    real_commit = store._commit_sync
+    failures: list[Exception] = [sqlite3.OperationalError("disk I/O error")] * count
+
+    def flaky_commit(batch: list[Any]) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_commit(batch)
+
+    monkeypatch.setattr(store, "_commit_sync", flaky_commit)
+    return failures
+
+
+def drain(queue: asyncio.Queue[CtiEvent]) -> list[int]:
+    seqs = []
+    while not queue.empty():
+        seqs.append(queue.get_nowait().seq)
+    return seqs
+
+
+async def test_an_event_is_published_only_once_committed_in_order(running: Running) -> None:
+    bus = running.bus
+    subscriber = bus.subscribe()
+    publish_calls(bus, 3)
+    assert subscriber.queue.empty() and bus.last_seq == 0  # numbered, not out yet
+    await until(lambda: subscriber.queue.qsize() == 3)
+    assert drain(subscriber.queue) == [1, 2, 3] and bus.last_seq == 3
+    rows = await running.store.fetchall("SELECT seq FROM cti_events ORDER BY seq")
+    assert [row["seq"] for row in rows] == [1, 2, 3]
+
+
+async def test_a_failing_store_holds_events_until_they_are_committed(running: Running,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = running.bus
+    subscriber = bus.subscribe()
+    failures = fail_commits(running.store, monkeypatch, 10_000)  # failing until cleared below
+    publish_calls(bus, 5)
+    await until(lambda: bus.commit_failures >= 2)
+    assert subscriber.queue.empty() and bus.unpersisted == 5 and bus.last_seq == 0
+    publish_calls(bus, 2, prefix="later")
+    failures.clear()  # the store recovers
+    await until(lambda: subscriber.queue.qsize() == 7)
+    assert drain(subscriber.queue) == [1, 2, 3, 4, 5, 6, 7] and bus.unpersisted == 0
+    rows = await running.store.fetchall("SELECT seq, call_id FROM cti_events ORDER BY seq")
+    assert [row["call_id"] for row in rows] == ["c0", "c1", "c2", "c3", "c4", "later0", "later1"]
+
+
+async def test_an_event_the_store_did_not_apply_is_written_again(running: Running,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that skips a failing statement and commits the rest must not make the bus publish it."""
+    bus = running.bus
+    subscriber = bus.subscribe()
+    real_commit = running.store._commit_sync
+    skipped: list[Any] = []
+
+    def lossy_commit(batch: list[Any]) -> Any:
+        if not skipped:
+            skipped.extend(s.params for s in batch if "cti_events" in s.sql and s.params[0] == 2)
+            batch = [s for s in batch if not ("cti_events" in s.sql and s.params[0] == 2)]
+        return real_commit(batch)
+
+    monkeypatch.setattr(running.store, "_commit_sync", lossy_commit)
+    publish_calls(bus, 3)
+    await until(lambda: subscriber.queue.qsize() == 3)
+    assert skipped and bus.commit_failures == 1
+    assert drain(subscriber.queue) == [1, 2, 3]
+    assert len(await running.store.fetchall("SELECT seq FROM cti_events")) == 3
+
+
+async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[int, str | None] = {}
+
+    def watch(bus: EventBus) -> None:
+        def record(event: CtiEvent) -> None:
+            assert seen.setdefault(event.seq, event.call_id) == event.call_id, "a number went out twice"
+            seen[event.seq] = event.call_id
+        bus.listeners.append(record)
+
+    first = await Running(tmp_path / "s.sqlite3").start()
+    watch(first.bus)
+    publish_calls(first.bus, 4, prefix="before")
+    await until(lambda: first.bus.last_seq == 4)
+    fail_commits(first.store, monkeypatch, 1000)  # the store stops committing, then the process dies
+    publish_calls(first.bus, 3, prefix="lost")
+    await until(lambda: first.bus.commit_failures >= 1)
+    await first.crash()
+
+    second = await Running(tmp_path / "s.sqlite3").start()
+    watch(second.bus)
+    assert second.bus.last_seq == 4
+    publish_calls(second.bus, 2, prefix="after")
+    await until(lambda: second.bus.last_seq == 6)
+    await second.stop()
+    assert seen == {1: "before0", 2: "before1", 3: "before2", 4: "before3", 5: "after0", 6: "after1"}
+
+
+async def test_beyond_the_bound_new_events_are_refused_without_a_gap(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    system = await Running(tmp_path / "s.sqlite3", max_unpersisted=3).start()
+    failures = fail_commits(system.store, monkeypatch, 3)
+    events = [system.bus.publish("call.held", call_id=f"c{n}") for n in range(5)]
+    assert [e.seq if e else None for e in events] == [1, 2, 3, None, None] and system.bus.dropped == 2
+    await until(lambda: not failures and system.bus.last_seq == 3)
+    later = system.bus.publish("call.held", call_id="later")
+    assert later is not None and later.seq == 4
+    await until(lambda: system.bus.last_seq == 4)
+    await system.stop()
+
+
+async def test_call_ended_concerns_the_agent_the_call_was_with(running: Running) -> None:
+    bus = running.bus
+    bus.publish("call.ringing", call_id="mine", agent_id="1001", queue="q", endpoint="8001", screen_pop={})
+    bus.publish("call.ringing", call_id="colleague", agent_id="1002", queue="q", endpoint="8002", screen_pop={})
+    bus.publish("call.ended", call_id="colleague", reason="caller_hangup", cause=16, cause_txt=None, duration=1.0)
+    bus.publish("call.ended", call_id="mine", reason="caller_hangup", cause=16, cause_txt=None, duration=1.0)
+    bus.publish("call.ended", call_id="never-offered", reason="caller_hangup", cause=16, cause_txt=None,
+                duration=1.0)
+    await until(lambda: bus.last_seq == 5)
+    agent = EventFilter(agent_id="1001")
+    mine = [(e.type, e.call_id) for e in await bus.since(0) if agent.matches(e)]
+    assert mine == [("call.ringing", "mine"), ("call.ended", "mine")]
+
+
+# -- HTTP: the WebSocket's replay and polling ---------------------------------------------------------
+
+
+@pytest.fixture
+async def client(running: Running) -> AsyncIterator[TestClient[Any, Any]]:
+    notifier = WebhookNotifier([], running.bus, running.store, lambda: None)
+    server = TestServer(build_app(TOKENS, resources.routes(running.bus, notifier)))
+    async with TestClient(server) as test_client:
+        yield test_client
+
+
+async def test_websocket_since_pages_through_a_long_backlog_then_goes_live(tmp_path: Path) -> None:
+    system = await Running(tmp_path / "s.sqlite3", recent=500).start()  # most of the backlog is read from the store
+    publish_calls(system.bus, 25_000)
+    await until(lambda: system.bus.last_seq == 25_000, timeout=60)
+    server = TestServer(build_app(TOKENS, resources.routes(system.bus, WebhookNotifier([], system.bus,
+                                                                                        system.store, lambda: None))))
+    async with TestClient(server) as test_client:
+        ws = await test_client.ws_connect("/ws?since=0&token=admin-token")
+
+        async def keep_publishing() -> None:  # live events arrive while the client catches up
+            for n in range(300):
+                system.bus.publish("call.held", call_id=f"live{n}")
+                await asyncio.sleep(0.002)
+
+        publisher = asyncio.create_task(keep_publishing())
+        seqs: list[int] = []
+        async with asyncio.timeout(60):
+            while not seqs or seqs[-1] < 25_300:
+                message = json.loads((await ws.receive()).data)
+                if message["type"] != "hello":
+                    seqs.append(message["seq"])
+        await publisher
+        await ws.close()
+    assert seqs == list(range(1, 25_301))
+    await system.stop()
+
+
+async def test_polling_pages_by_the_last_sequence_number_scanned(running: Running,
+                                                                 client: TestClient[Any, Any]) -> None:
+    bus = running.bus
+    for n in range(6):
+        bus.publish("call.held" if n % 2 else "call.resumed", call_id=f"c{n}", **({} if n % 2 else {"held_for": 1}))
+    await until(lambda: bus.last_seq == 6)
+    headers = {"Authorization": "Bearer admin-token"}
+    response = await client.get("/api/events?since=0&limit=4&types=call.held", headers=headers)
+    page = await response.json()
+    assert [e["seq"] for e in page["events"]] == [2, 4] and page["last_seq"] == 4 and page["newest_seq"] == 6
+    page = await (await client.get("/api/events?since=4&limit=4&types=call.held", headers=headers)).json()
+    assert [e["seq"] for e in page["events"]] == [6] and page["last_seq"] == 6
+    page = await (await client.get("/api/events?since=6", headers=headers)).json()
+    assert page["events"] == [] and page["last_seq"] == 6
+
+
+@pytest.mark.parametrize("query", ["limit=-1", "limit=abc", "limit=0", "limit=10001", "limit=1.5", "since=abc",
+                                   "since=-1", "since=9223372036854775808", "since=%C2%B2", "since=7"])
+async def test_polling_refuses_bad_numbers_with_a_clear_400(running: Running, client: TestClient[Any, Any],
+                                                           query: str) -> None:
+    publish_calls(running.bus, 1)
+    await until(lambda: running.bus.last_seq == 1)
+    response = await client.get(f"/api/events?{query}", headers={"Authorization": "Bearer admin-token"})
+    body = await response.json()
+    assert response.status == 400, body
+    assert ("limit" if "limit" in query else "since") in body["error"]
+    ok = await client.get("/api/events?since=0&limit=10000", headers={"Authorization": "Bearer admin-token"})
+    assert ok.status == 200 and len((await ok.json())["events"]) == 1
+
+
+async def test_an_agent_polls_its_own_calls_end_and_not_a_colleagues_call(running: Running,
+                                                                           client: TestClient[Any, Any]) -> None:
+    bus = running.bus
+    bus.publish("call.answered", call_id="mine", agent_id="1001", queue="q", wait=1.0)
+    bus.publish("call.answered", call_id="theirs", agent_id="1002", queue="q", wait=1.0)
+    for call_id in ("mine", "theirs"):
+        bus.publish("call.ended", call_id=call_id, reason="caller_hangup", cause=16, cause_txt=None, duration=3.0)
+    await until(lambda: bus.last_seq == 4)
+    response = await client.get("/api/events?since=0", headers={"Authorization": "Bearer agent-1001-token"})
+    events = (await response.json())["events"]
+    assert [(e["type"], e["call_id"]) for e in events] == [("call.answered", "mine"), ("call.ended", "mine")]
+    everything = await client.get("/api/events?since=0", headers={"Authorization": "Bearer admin-token"})
+    assert len((await everything.json())["events"]) == 4
+
+
+
+async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_written_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping cancels the store's writer: a commit still queued for its thread may never run. The bus,
+    cancelled while waiting for that commit, writes its events again and waits for them to be committed."""
+    system = await Running(tmp_path / "s.sqlite3").start()
+    never = asyncio.get_running_loop().create_future()
+
+    async def lost_commit() -> None:
+        system.store._pending.clear()  # the batch went with the cancelled executor job
+        await never
+
+    monkeypatch.setattr(system.store, "flush", lost_commit)
+    publish_calls(system.bus, 3)
+    await until(lambda: system.bus._written_through == 3)
+    monkeypatch.undo()  # the store works again (the commit above was lost, not failing)
+    await system.stop()  # cancels the bus, then the writer, then closes the store
+    reopened = Store(tmp_path / "s.sqlite3")
+    await reopened.open()
+    rows = await reopened.fetchall("SELECT seq FROM cti_events ORDER BY seq")
+    assert [row["seq"] for row in rows] == [1, 2, 3]
+    await reopened.close()
