@@ -38,6 +38,7 @@ from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.compat.services import CompatService
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
@@ -68,6 +69,7 @@ class Controller:
         self.events = EventBus(self.store, self.clock.now)
         self.webhooks = WebhookNotifier([Webhook.from_config(entry) for entry in config.webhooks], self.events,
                                         self.store, self._http)
+        self.compat = CompatService(config, self.store, self.events)  # queue_log and CDRs for Asterisk tools
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
@@ -196,6 +198,7 @@ class Controller:
     async def run(self) -> None:
         await self.store.open()
         await self.events.open()
+        await self.compat.open()
         self.ivr.load()
         await self.acd.restore()
         self.ari.open()
@@ -219,6 +222,7 @@ class Controller:
                 acd_timer = tasks.create_task(self.acd.run())
                 prompts = tasks.create_task(self.ivr.run())
                 retention = tasks.create_task(self.recordings.run())
+                compat = tasks.create_task(self.compat.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -231,6 +235,8 @@ class Controller:
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                compat.cancel()  # after the calls: their last lines and CDRs are written first
+                await asyncio.gather(compat, return_exceptions=True)
                 writer.cancel()
         finally:
             self._tasks = None

@@ -1,0 +1,203 @@
+"""Outputs existing Asterisk call-center tools read: app_queue's queue_log and one CDR per call.
+
+The service listens to the CTI event bus: each event goes through the pure `QueueLogFormatter`
+(cheap, on the loop) and the lines it makes wait in memory for the writer task, which appends
+them to the file in a worker thread and to the store's realtime `queue_log` table (batched by the
+store). When a call ends, its CDR is built from the call record (after the store has committed
+it) and appended to the CSV file and the `cdr` table. Nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from controller.config import Config
+from controller.plugins.compat.cdr import Cdr, build_cdr
+from controller.plugins.compat.queue_log import QueueLogEntry, QueueLogFormatter
+from controller.plugins.cti.services import CtiEvent, EventBus
+from controller.store.db import Store
+
+log = logging.getLogger("controller.compat")
+
+#: Asterisk's realtime schemas (contrib/ast-db-manage), in our store. Created here rather than in
+#: the store's migrations: they exist only where the feature is enabled.
+QUEUE_LOG_TABLE = """
+CREATE TABLE IF NOT EXISTS queue_log (
+    id INTEGER PRIMARY KEY,
+    time TEXT, callid TEXT, queuename TEXT, agent TEXT, event TEXT,
+    data1 TEXT, data2 TEXT, data3 TEXT, data4 TEXT, data5 TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_log_time ON queue_log(time);
+"""
+CDR_TABLE = """
+CREATE TABLE IF NOT EXISTS cdr (
+    id INTEGER PRIMARY KEY,
+    accountcode TEXT, src TEXT, dst TEXT, dcontext TEXT, clid TEXT, channel TEXT, dstchannel TEXT,
+    lastapp TEXT, lastdata TEXT, start TEXT, answer TEXT, "end" TEXT, duration INTEGER, billsec INTEGER,
+    disposition TEXT, amaflags TEXT, uniqueid TEXT UNIQUE, userfield TEXT, agent TEXT, queue TEXT,
+    recording TEXT
+);
+CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start);
+"""
+
+
+class CompatError(OSError):
+    """An output cannot be written (bad path, no permission): said at start-up."""
+
+
+def _resolve(data_dir: Path, path: str) -> Path | None:
+    if not path:
+        return None
+    target = Path(path)
+    return target if target.is_absolute() else data_dir / target
+
+
+def _check_writable(path: Path) -> None:
+    """Create the file (0640: it holds callers' numbers) and its directory, or say why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.close(fd)
+    except OSError as exc:
+        raise CompatError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(text)
+
+
+def cdr_csv_line(cdr: Cdr) -> str:
+    """cdr_csv's quoting: text quoted, numbers bare."""
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerow(cdr.values())
+    return buffer.getvalue()
+
+
+class CompatService:
+    def __init__(self, config: Config, store: Store, bus: EventBus) -> None:
+        settings = config.compat
+        self.settings = settings
+        self._store = store
+        data_dir = config.data_path
+        self.queue_log_file = _resolve(data_dir, settings.queue_log.file) if settings.queue_log.enabled else None
+        self.cdr_file = _resolve(data_dir, settings.cdr.csv) if settings.cdr.enabled else None
+        self.formatter = QueueLogFormatter({a.id: list(a.queues) for a in config.acd.agents},
+                                           agent_format=settings.queue_log.agent_format,
+                                           log_caller_id=settings.queue_log.log_caller_id)
+        self.agent_endpoints = {agent.id: agent.endpoint for agent in config.acd.agents}
+        self._lines: list[QueueLogEntry] = []
+        self._ended: list[str] = []
+        self._wake = asyncio.Event()
+        self.listeners: list[Callable[[CtiEvent, list[QueueLogEntry]], None]] = []
+        self.lines_written = 0
+        self.cdrs_written = 0
+        if settings.queue_log.enabled or settings.cdr.enabled:
+            bus.listeners.append(self._on_event)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.queue_log.enabled or self.settings.cdr.enabled
+
+    async def open(self) -> None:
+        """Create the tables and files; CompatError when a file cannot be written."""
+        for path in (self.queue_log_file, self.cdr_file):
+            if path is not None:
+                await asyncio.to_thread(_check_writable, path)
+        if self.settings.queue_log.enabled and self.settings.queue_log.table:
+            for statement in filter(str.strip, QUEUE_LOG_TABLE.split(";")):
+                await self._store.execute(statement)
+        if self.settings.cdr.enabled and self.settings.cdr.table:
+            for statement in filter(str.strip, CDR_TABLE.split(";")):
+                await self._store.execute(statement)
+
+    def _on_event(self, event: CtiEvent) -> None:
+        entries = self.formatter.feed(event) if self.settings.queue_log.enabled else []
+        if entries:
+            self._lines.extend(entries)
+            self._wake.set()
+        if event.type == "call.ended" and event.call_id and self.settings.cdr.enabled:
+            self._ended.append(event.call_id)
+            self._wake.set()
+        for listener in self.listeners:
+            listener(event, entries)
+
+    async def run(self) -> None:
+        """Write what the events made, until cancelled (then what is pending is written first)."""
+        if not self.enabled:
+            return
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self.write_pending()
+        finally:
+            await asyncio.shield(self.write_pending())
+
+    async def write_pending(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            await self._write_queue_log(lines)
+        ended, self._ended = self._ended, []
+        if ended:
+            await self._store.flush()  # the call records of these calls are committed
+            cdrs = [cdr for call_id in ended if (cdr := await self._cdr(call_id)) is not None]
+            await self._write_cdrs(cdrs)
+
+    async def _write_queue_log(self, entries: list[QueueLogEntry]) -> None:
+        if self.queue_log_file is not None:
+            text = "".join(entry.line() + "\n" for entry in entries)
+            try:
+                await asyncio.to_thread(_append, self.queue_log_file, text)
+            except OSError as exc:
+                log.error("queue_log: cannot append to %s: %s (%d lines kept for the next try)",
+                          self.queue_log_file, exc.strerror, len(entries))
+                self._lines[:0] = entries
+                return
+        if self.settings.queue_log.table:
+            for entry in entries:
+                self._store.write("INSERT INTO queue_log (time, callid, queuename, agent, event, data1, data2,"
+                                  " data3, data4, data5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.columns())
+        self.lines_written += len(entries)
+
+    async def _cdr(self, call_id: str) -> Cdr | None:
+        call = await self._store.fetchone("SELECT * FROM calls WHERE call_id = ?", (call_id,))
+        if call is None:
+            return None
+        visits = await self._store.fetchall("SELECT * FROM queue_calls WHERE call_id = ? ORDER BY id", (call_id,))
+        recordings = await self._store.fetchall(
+            "SELECT file FROM recordings WHERE call_id = ? ORDER BY started_at", (call_id,))
+        return build_cdr(dict(call), [dict(v) for v in visits], [dict(r) for r in recordings],
+                         self.agent_endpoints)
+
+    async def _write_cdrs(self, cdrs: list[Cdr]) -> None:
+        if self.settings.cdr.table:
+            columns = Cdr.columns()
+            sql = (f"INSERT OR REPLACE INTO cdr ({', '.join(_quoted(c) for c in columns)})"
+                   f" VALUES ({', '.join('?' * len(columns))})")
+            for cdr in cdrs:
+                self._store.write(sql, cdr.values())
+        if self.cdr_file is not None and cdrs:
+            try:
+                await asyncio.to_thread(_append, self.cdr_file, "".join(cdr_csv_line(cdr) for cdr in cdrs))
+            except OSError as exc:
+                log.error("cdr: cannot append to %s: %s", self.cdr_file, exc.strerror)
+                self._ended[:0] = [cdr.uniqueid for cdr in cdrs]
+                return
+        self.cdrs_written += len(cdrs)
+
+    def status(self) -> dict[str, Any]:
+        return {"queue_log": str(self.queue_log_file) if self.queue_log_file else None,
+                "cdr": str(self.cdr_file) if self.cdr_file else None,
+                "queue_log_lines": self.lines_written, "cdrs": self.cdrs_written}
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"' if column == "end" else column
