@@ -16,7 +16,8 @@ them (checked against a real app_queue in tests/e2e/test_queue_log.py):
 
 `callid` is our call id (app_queue: the caller channel's uniqueid); agents are named with a
 template (default `Agent/{id}`, what QueueMetrics expects). Times in seconds are whole seconds,
-as app_queue writes them.
+as app_queue writes them; waits are per visit of a queue (an overflowed call starts again at
+0 in the next queue, as with a second `Queue()` in a dialplan).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class QueueLogFormatter:
         self._ringing_call.pop(event.agent_id, None)
         visit.released.clear()  # colleagues rung at the same time: app_queue logs nothing for them
         visit.agent, visit.connected_at = event.agent_id, event.at
-        visit.wait = float(event.data.get("wait", event.at - visit.entered))
+        visit.wait = event.at - visit.entered  # this visit's wait, as app_queue counts it (not one carried over)
         return [self._entry(event, visit.queue, self.agent_name(event.agent_id), "CONNECT", round(visit.wait),
                             event.data.get("agent_channel", ""), round(event.at - rang_since))]
 
@@ -177,7 +178,7 @@ class QueueLogFormatter:
                                          for agent, since in visit.ringing.items()]
             entries = [self._entry(event, visit.queue, self.agent_name(agent), "RINGCANCELED", ms)
                        for agent, ms in released]
-        wait = round(float(event.data.get("wait", event.at - visit.entered)))
+        wait = round(event.at - visit.entered)
         entries.append(self._entry(event, visit.queue, "NONE", name, visit.position, visit.orig_position, wait))
         return entries
 

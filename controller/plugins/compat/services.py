@@ -14,6 +14,7 @@ import csv
 import io
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,16 +108,13 @@ class CompatService:
         return self.settings.queue_log.enabled or self.settings.cdr.enabled
 
     async def open(self) -> None:
-        """Create the tables and files; CompatError when a file cannot be written."""
+        """Create the files; CompatError when one cannot be written."""
         for path in (self.queue_log_file, self.cdr_file):
             if path is not None:
                 await asyncio.to_thread(_check_writable, path)
-        if self.settings.queue_log.enabled and self.settings.queue_log.table:
-            for statement in filter(str.strip, QUEUE_LOG_TABLE.split(";")):
-                await self._store.execute(statement)
-        if self.settings.cdr.enabled and self.settings.cdr.table:
-            for statement in filter(str.strip, CDR_TABLE.split(";")):
-                await self._store.execute(statement)
+        if self.settings.queue_log.enabled:  # as Asterisk's logger does when it starts: tools see restarts
+            self._lines.append(QueueLogEntry(time.time(), "NONE", "NONE", "NONE", "QUEUESTART", ("",)))
+            self._wake.set()
 
     def _on_event(self, event: CtiEvent) -> None:
         entries = self.formatter.feed(event) if self.settings.queue_log.enabled else []
@@ -133,6 +131,12 @@ class CompatService:
         """Write what the events made, until cancelled (then what is pending is written first)."""
         if not self.enabled:
             return
+        # The tables are created here, the store's writer running (a write queued before it starts
+        # would hold up every read of the start-up).
+        tables = (QUEUE_LOG_TABLE if self.settings.queue_log.enabled and self.settings.queue_log.table else "") \
+            + (CDR_TABLE if self.settings.cdr.enabled and self.settings.cdr.table else "")
+        for statement in filter(str.strip, tables.split(";")):
+            await self._store.execute(statement)
         try:
             while True:
                 await self._wake.wait()
