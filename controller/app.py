@@ -38,6 +38,7 @@ from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.compat.ami_server import AmiServer
 from controller.plugins.compat.services import CompatService
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
@@ -87,6 +88,10 @@ class Controller:
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt)
         self.ami = AmiService(config.ami)
+        # app_queue's AMI queue events and actions for wallboards (compat.ami_port; off by default).
+        self.ami_server = AmiServer(config, self.acd) if config.compat.ami_port else None
+        if self.ami_server is not None:
+            self.compat.listeners.append(self.ami_server.on_event)
         # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
         self.http_client: aiohttp.ClientSession | None = None
         # panoramisk's Application needs a running loop: built in run().
@@ -213,6 +218,8 @@ class Controller:
         await self.ami.connect()
         runner = await start_http(build_app(self.config.tokens, self.routes()), self.config.http.listen,
                                   self.config.http.port)
+        if self.ami_server is not None:
+            await self.ami_server.serve()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -244,6 +251,8 @@ class Controller:
                 if agi is not None:
                     agi.close()
                 self.ami.close()
+                if self.ami_server is not None:
+                    self.ami_server.close()
                 await self.http_client.close()
                 await runner.cleanup()
                 await self.ari.close()

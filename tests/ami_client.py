@@ -21,11 +21,15 @@ class Ami:
         self._pump: asyncio.Task[None] | None = None
         self._new_event = asyncio.Event()
 
-    async def connect(self, username: str, secret: str, timeout: float = 5.0) -> dict[str, str]:
+    async def open(self, timeout: float = 5.0) -> None:
+        """Connect and read the banner, without logging in."""
         async with asyncio.timeout(timeout):
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             self.banner = (await self._reader.readline()).decode().strip()
         self._pump = asyncio.create_task(self._read())
+
+    async def connect(self, username: str, secret: str, timeout: float = 5.0) -> dict[str, str]:
+        await self.open(timeout)
         return await self.action("Login", Username=username, Secret=secret)
 
     async def action(self, name: str, timeout: float = 5.0, **fields: str) -> dict[str, str]:

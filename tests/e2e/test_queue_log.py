@@ -27,7 +27,7 @@ import aiohttp
 import pytest
 
 from tests.ami_client import Ami
-from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, demo_config, sandbox
+from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, demo_config, free_port, sandbox
 from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_ivr_acd import login, rows, stop_after  # noqa: F401 (fixture)
 from tests.e2e.test_report_cli import ccctl
@@ -147,6 +147,22 @@ def differences(ours: list[LogLine], theirs: list[LogLine]) -> list[str]:
             elif a != b:
                 problems.append(f"{mine.event} field {index + 1}: {a!r} vs app_queue {b!r}")
     return problems
+
+
+#: The AMI queue events wallboards use, compared with Asterisk's own; QueueMemberStatus (device
+#: states, sent by Asterisk for every phone change, ours for agent states) is left out.
+COMPARED_AMI_EVENTS = {"QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "AgentConnect", "AgentComplete",
+                       "AgentRingNoAnswer", "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause"}
+
+
+def ami_summary(events: list[dict[str, str]]) -> list[tuple[str, ...]]:
+    """What must be the same: the events, in order, with their queue, member and the fields tools read
+    that are not times or ids."""
+    keys = {"QueueCallerJoin": ("Position",), "QueueCallerAbandon": ("Position", "OriginalPosition"),
+            "AgentComplete": ("Reason",), "QueueMemberPause": ("Paused", "PausedReason"),
+            "QueueMemberAdded": ("Paused",)}
+    return [(e["Event"], e.get("Queue", ""), e.get("MemberName", ""), *(e.get(k, "") for k in keys.get(e["Event"], ())))
+            for e in events]
 
 
 # -- the two sites, driven the same way --------------------------------------------------------------------
@@ -278,8 +294,10 @@ def answering(port: int) -> Phone:
     return Phone(port, answer_after_ms=1000)
 
 
-async def run_scenarios(site: Site) -> dict[str, list[LogLine]]:
-    """The five scenarios; returns each one's queue_log lines (agent lines included)."""
+async def run_scenarios(site: Site, while_waiting: Callable[[], Awaitable[None]] | None = None,
+                        ) -> dict[str, list[LogLine]]:
+    """The five scenarios; returns each one's queue_log lines (agent lines included).
+    `while_waiting` runs while the last caller waits in the first queue."""
     marks: list[tuple[str, int]] = []
 
     def mark(name: str) -> None:
@@ -326,7 +344,11 @@ async def run_scenarios(site: Site) -> dict[str, list[LogLine]]:
     mark("timeout_overflow")
     await site.pause("1001", "meeting")
     await site.remove("1002")
-    assert (await (await call(site.did, MAX_WAIT * 1000 + 3500)).wait()).ok
+    last = await call(site.did, MAX_WAIT * 1000 + 3500)
+    if while_waiting is not None:
+        await asyncio.sleep(3)
+        await while_waiting()
+    assert (await last.wait()).ok
     await asyncio.sleep(1.5)
     mark("end")
     lines = read_log(site.log)
@@ -370,7 +392,7 @@ nodes:
 """
 
 
-async def start_controller(tmp_path: Path) -> ControllerProcess:
+async def start_controller(tmp_path: Path, ami_port: int) -> ControllerProcess:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "qlogtest.yaml").write_text(FLOW)
@@ -384,7 +406,8 @@ async def start_controller(tmp_path: Path) -> ControllerProcess:
              "agents": [{"id": agent_id, "name": f"Agent {agent_id}", "number": agent_id,
                          "endpoint": ENDPOINTS[agent_id], "queues": queues}
                         for agent_id, queues in MEMBERSHIP.items()]},
-        compat={"queue_log": {"enabled": True}, "cdr": {"enabled": True}})
+        compat={"queue_log": {"enabled": True}, "cdr": {"enabled": True}, "ami_port": ami_port,
+                "ami_users": {"wallboard": "wallboard-secret"}})
     process = ControllerProcess(tmp_path / "data", config=config)
     await process.start()
     return process
@@ -395,10 +418,25 @@ async def start_controller(tmp_path: Path) -> ControllerProcess:
 
 async def test_queue_log_cdrs_and_report_match_app_queue(app_queue: Ami, tmp_path: Path,
                                                          stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    app_queue.events.clear()
     theirs = await run_scenarios(AppQueueSite(app_queue))
-    process = await start_controller(tmp_path)
+    their_ami = [event for event in app_queue.events if event.get("Event") in COMPARED_AMI_EVENTS]
+    ami_port = free_port()
+    process = await start_controller(tmp_path, ami_port)
     stop_after.append(process)
-    ours = await run_scenarios(ControllerSite(process))
+    wallboard = Ami(port=ami_port)
+    assert (await wallboard.connect("wallboard", "wallboard-secret"))["Response"] == "Success"
+    status: list[dict[str, str]] = []
+
+    async def queue_status() -> None:  # what a wallboard polls, while a caller waits
+        answer = await wallboard.action("QueueStatus")
+        assert answer["Response"] == "Success" and answer["EventList"] == "start"
+        complete = await wallboard.wait_for(lambda e: e.get("Event") == "QueueStatusComplete")
+        status.extend(e for e in wallboard.events if e.get("ActionID") == answer["ActionID"])
+        assert complete["ListItems"] == str(len(status) - 1)
+
+    ours = await run_scenarios(ControllerSite(process), queue_status)
+    await wallboard.close()
 
     # 1. Event by event, the same queue_log as app_queue's (but for ACCEPTED).
     report = []
@@ -410,6 +448,26 @@ async def test_queue_log_cdrs_and_report_match_app_queue(app_queue: Ami, tmp_pat
     assert Counter(x.event for lines in ours.values() for x in lines) == Counter(
         {"ENTERQUEUE": 7, "CONNECT": 4, "COMPLETECALLER": 3, "ABANDON": 2, "RINGCANCELED": 1, "RINGNOANSWER": 1,
          "BLINDTRANSFER": 1, "EXITWITHTIMEOUT": 1, "ADDMEMBER": 3, "REMOVEMEMBER": 2, "PAUSE": 2, "UNPAUSE": 1})
+
+    # 2. The AMI endpoint: app_queue's queue events, as Asterisk's own AMI sent them during its run.
+    our_ami = [event for event in wallboard.events if event.get("Event") in COMPARED_AMI_EVENTS]
+    assert ami_summary(our_ami) == ami_summary(their_ami)
+    members = {(e["Queue"], e["Name"]): e for e in status if e["Event"] == "QueueMember"}
+    assert (members["support", "Agent/1001"]["Paused"], members["support", "Agent/1001"]["PausedReason"]) == \
+        ("1", "meeting")
+    (entry,) = [e for e in status if e["Event"] == "QueueEntry"]
+    assert (entry["Queue"], entry["Position"], entry["CallerIDNum"]) == ("support", "1", CALLER)
+    assert int(entry["Wait"]) >= 2
+    # A wrong secret is refused and the connection closed; nothing is answered before a login.
+    intruder = Ami(port=ami_port)
+    assert (await intruder.connect("wallboard", "guess"))["Message"] == "Authentication failed"
+    await intruder.close()
+    anonymous = Ami(port=ami_port)
+    await anonymous.open()
+    assert anonymous.banner.startswith("Asterisk Call Manager/")
+    assert (await anonymous.action("QueueStatus"))["Message"] == "Permission denied"
+    assert not anonymous.events
+    await anonymous.close()
 
     # The realtime table holds the same lines (data split into data1..data5).
     table = rows(process, "SELECT * FROM queue_log ORDER BY id")
@@ -423,7 +481,7 @@ async def test_queue_log_cdrs_and_report_match_app_queue(app_queue: Ami, tmp_pat
             (parsed.callid, parsed.queue, parsed.agent, parsed.event)
         assert data[:len(parsed.data)] == list(parsed.data) and not any(data[len(parsed.data):])
 
-    # 2. A queue_log reader (Asterisk's documented format) gives our report's counts and waits.
+    # 3. A queue_log reader (Asterisk's documented format) gives our report's counts and waits.
     result = await asyncio.to_thread(ccctl, process.url, "report", "--json", "--by", "queue")
     assert result.returncode == 0, result.stderr
     kpis = {row["queue"]: row for row in json.loads(result.stdout)["rows"]}
@@ -436,7 +494,7 @@ async def test_queue_log_cdrs_and_report_match_app_queue(app_queue: Ami, tmp_pat
         assert abs(statistics.mean(stats.holdtimes) - row["asa"]) <= 1.0, (queue, stats.holdtimes, row["asa"])
     assert (from_log["support"].answered, from_log["support"].abandoned) == (3, 1)
 
-    # 3. One CDR per call, in the CSV and the table, matching our call records.
+    # 4. One CDR per call, in the CSV and the table, matching our call records.
     records = {r["call_id"]: r for r in await process.wait_for_records(5)}
     await asyncio.sleep(0.5)
     with (process.data_dir / "cdr/Master.csv").open() as handle:

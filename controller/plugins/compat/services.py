@@ -100,7 +100,9 @@ class CompatService:
         self.listeners: list[Callable[[CtiEvent, list[QueueLogEntry]], None]] = []
         self.lines_written = 0
         self.cdrs_written = 0
-        if settings.queue_log.enabled or settings.cdr.enabled:
+        # The AMI endpoint's events are made from the queue_log entries too.
+        self._formatting = settings.queue_log.enabled or settings.ami_port > 0
+        if self._formatting or settings.cdr.enabled:
             bus.listeners.append(self._on_event)
 
     @property
@@ -117,8 +119,8 @@ class CompatService:
             self._wake.set()
 
     def _on_event(self, event: CtiEvent) -> None:
-        entries = self.formatter.feed(event) if self.settings.queue_log.enabled else []
-        if entries:
+        entries = self.formatter.feed(event) if self._formatting else []
+        if entries and self.settings.queue_log.enabled:
             self._lines.extend(entries)
             self._wake.set()
         if event.type == "call.ended" and event.call_id and self.settings.cdr.enabled:
