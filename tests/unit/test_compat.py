@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.config import CdrSettings, CompatSettings, QueueLogSettings
+from controller.config import AcdAgentConfig, AcdSettings, CdrSettings, CompatSettings, Config, QueueLogSettings
+from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.compat.cdr import build_cdr
 from controller.plugins.compat.queue_log import QueueLogFormatter
-from controller.plugins.compat.services import cdr_csv_line
-from controller.plugins.cti.services import CtiEvent
+from controller.plugins.compat.services import CompatError, CompatService, cdr_csv_line
+from controller.plugins.cti.services import CtiEvent, EventBus
+from controller.store.db import Store
 
 T0 = 1_790_000_000.0
 _seq = itertools.count(1)
@@ -155,3 +161,62 @@ def test_cdr_of_an_answered_recorded_and_transferred_call() -> None:
     assert (unanswered.disposition, unanswered.billsec, unanswered.answer, unanswered.agent) == ("BUSY", 0, "", "")
     abandoned = build_cdr(call, [{"queue": "general", "agent_id": None, "outcome": "abandoned"}], [], {})
     assert (abandoned.queue, abandoned.agent, abandoned.dstchannel) == ("general", "", "")
+
+
+async def test_service_writes_the_file_the_table_and_one_cdr(tmp_path: Path) -> None:
+    config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
+        AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
+        compat=CompatSettings(queue_log=QueueLogSettings(enabled=True), cdr=CdrSettings(enabled=True)))
+    store = Store(tmp_path / "controller.sqlite3")
+    await store.open()
+    bus = EventBus(store, time.time)
+    await bus.open()
+    service = CompatService(config, store, bus)
+    await service.open()
+    records = CallRecords(store, time.time)
+    async with asyncio.TaskGroup() as tasks:
+        writer = tasks.create_task(store.run_writer())
+        runner = tasks.create_task(service.run())
+        records.started("c1", "ch1", direction="inbound", caller="13800138000", did="4008001234")
+        records.answered("c1")
+        visits = AcdRecords(store, time.time)
+        visits.enqueued("c1", "general", 0)
+        visits.left("c1", "abandoned", 1.0, None)
+        bus.publish("call.offered", call_id="c1", caller="13800138000", did="4008001234", direction="inbound")
+        bus.publish("call.queued", call_id="c1", queue="general", priority=0, skills={}, position=1)
+        bus.publish("call.abandoned", call_id="c1", queue="general", wait=1.0)
+        records.ended("c1", reason="caller_hangup", cause=16)
+        bus.publish("call.ended", call_id="c1", reason="caller_hangup", cause=16, cause_txt=None, duration=1.0)
+        for _ in range(100):
+            if service.cdrs_written and service.lines_written == 3:
+                break
+            await asyncio.sleep(0.02)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await store.flush()
+        writer.cancel()
+    lines = (tmp_path / "queue_log").read_text().splitlines()
+    assert [line.split("|")[4] for line in lines] == ["QUEUESTART", "ENTERQUEUE", "ABANDON"]
+    assert (tmp_path / "queue_log").stat().st_mode & 0o777 == 0o640
+    table = await store.fetchall("SELECT event, data1, data2, data3 FROM queue_log ORDER BY id")
+    assert [tuple(row) for row in table][1:] == [("ENTERQUEUE", "", "13800138000", "1"), ("ABANDON", "1", "1", "0")]
+    (cdr_row,) = list(csv.reader((tmp_path / "cdr/Master.csv").open()))
+    assert (cdr_row[1], cdr_row[2], cdr_row[14], cdr_row[16], cdr_row[19]) == \
+        ("13800138000", "4008001234", "ANSWERED", "c1", "general")
+    (db_row,) = await store.fetchall("SELECT src, uniqueid, queue FROM cdr")
+    assert tuple(db_row) == ("13800138000", "c1", "general")
+    await store.close()
+
+
+async def test_an_unwritable_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = Config(data_dir=str(tmp_path), compat=CompatSettings(queue_log=QueueLogSettings(
+        enabled=True, file=str(blocker / "queue_log"))))
+    store = Store(tmp_path / "controller.sqlite3")
+    await store.open()
+    service = CompatService(config, store, EventBus(store, time.time))
+    with pytest.raises(CompatError, match=r"cannot write .*not-a-dir/queue_log"):
+        await service.open()
+    assert blocker.read_text() == ""
+    await store.close()
