@@ -106,6 +106,12 @@ def test_transfer_to_a_queue_is_a_blind_transfer() -> None:
                 *queued(12, "orders")[1:])
     assert lines[2:] == ["c1|general|Agent/1001|BLINDTRANSFER|orders|queue|2|10|1",
                          "c1|orders|NONE|ENTERQUEUE||13800138000|1"]
+    attended = run(*queued(),
+                   ev("call.ringing", 1, agent="1001", queue="general", endpoint="8001", screen_pop={}),
+                   ev("call.answered", 2, agent="1001", queue="general", wait=2.0),
+                   ev("call.transferred", 32, agent="1001", kind="attended", target="number:13900139000"),
+                   ev("call.completed", 32, agent="1001", queue="general", ended_by="transfer"))
+    assert attended[2:] == ["c1|general|Agent/1001|ATTENDEDTRANSFER|BRIDGE|13900139000|2|30|1"]
 
 
 def test_agent_states_become_member_lines_in_each_queue() -> None:

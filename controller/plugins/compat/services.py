@@ -10,6 +10,7 @@ it) and appended to the CSV file and the `cdr` table. Nothing here blocks the ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
@@ -26,6 +27,7 @@ from controller.plugins.cti.services import CtiEvent, EventBus
 from controller.store.db import Store
 
 log = logging.getLogger("controller.compat")
+RETRY_SECONDS = 5.0
 
 #: Asterisk's realtime schemas (contrib/ast-db-manage), in our store. Created here rather than in
 #: the store's migrations: they exist only where the feature is enabled.
@@ -141,7 +143,10 @@ class CompatService:
             await self._store.execute(statement)
         try:
             while True:
-                await self._wake.wait()
+                # What could not be written (a full disk) is tried again every few seconds.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_SECONDS if self._lines or self._ended else None):
+                        await self._wake.wait()
                 self._wake.clear()
                 await self.write_pending()
         finally:
