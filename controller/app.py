@@ -102,7 +102,8 @@ class Controller:
         self.ivr.recordings = self.recordings
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
-                                                                     metrics_resources.acd_metrics(self.acd)]
+                                                                     metrics_resources.acd_metrics(self.acd),
+                                                                     self.compat.metrics]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)

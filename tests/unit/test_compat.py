@@ -6,8 +6,10 @@ import asyncio
 import csv
 import io
 import itertools
+import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,13 +17,21 @@ import pytest
 from controller.config import AcdAgentConfig, AcdSettings, CdrSettings, CompatSettings, Config, QueueLogSettings
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.compat.ami_server import AmiServer
 from controller.plugins.compat.cdr import build_cdr
-from controller.plugins.compat.queue_log import QueueLogFormatter
+from controller.plugins.compat.queue_log import QueueLogEntry, QueueLogFormatter
 from controller.plugins.compat.services import CompatError, CompatService, cdr_csv_line
 from controller.plugins.cti.services import CtiEvent, EventBus
 from controller.store.db import Store
+from tests.ami_client import Ami
 
 T0 = 1_790_000_000.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 _seq = itertools.count(1)
 
 
@@ -211,6 +221,8 @@ async def test_service_writes_the_file_the_table_and_one_cdr(tmp_path: Path) -> 
         ("13800138000", "4008001234", "ANSWERED", "c1", "general")
     (db_row,) = await store.fetchall("SELECT src, uniqueid, queue FROM cdr")
     assert tuple(db_row) == ("13800138000", "c1", "general")
+    metrics = {metric.name: metric.samples[0].value for metric in service.metrics()}
+    assert metrics == {"ccc_queue_log_lines": 3, "ccc_cdrs": 1, "ccc_compat_pending": 0}
     await store.close()
 
 
@@ -226,3 +238,40 @@ async def test_an_unwritable_file_is_a_clear_error_at_start(tmp_path: Path) -> N
         await service.open()
     assert blocker.read_text() == ""
     await store.close()
+
+
+async def test_ami_endpoint_logins_actions_and_events(tmp_path: Path) -> None:
+    """The AMI protocol side (the e2e test compares the events with Asterisk's own)."""
+    port = free_port()
+    config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
+        AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
+        compat=CompatSettings(ami_port=port, ami_users={"wallboard": "s3cret"}))
+    server = AmiServer(config, SimpleNamespace(queue_configs={}))  # type: ignore[arg-type]
+    await server.serve()
+    try:
+        anonymous = Ami(port=port)
+        await anonymous.open()
+        assert anonymous.banner == "Asterisk Call Manager/11.0.0"
+        assert (await anonymous.action("Ping"))["Message"] == "Permission denied"
+        assert (await anonymous.action("Login", Username="wallboard", Secret="wrong"))["Message"] == \
+            "Authentication failed"
+        await anonymous.close()
+        board = Ami(port=port)
+        assert (await board.connect("wallboard", "s3cret"))["Response"] == "Success"
+        assert (await board.action("Ping"))["Ping"] == "Pong"
+        assert (await board.action("Originate", Channel="PJSIP/8001"))["Message"] == "Invalid/unknown command"
+        entry = QueueLogEntry(T0, "c1", "general", "Agent/1001", "RINGNOANSWER", ("4000",))
+        server.on_event(ev("agent.state_changed", 4, None, "1001", state="not_ready", previous="ringing",
+                           reason="no_answer"), [entry])
+        rona = await board.wait_for(lambda e: e.get("Event") == "AgentRingNoAnswer")
+        assert (rona["Queue"], rona["MemberName"], rona["Interface"], rona["RingTime"]) == \
+            ("general", "Agent/1001", "PJSIP/8001", "4000")
+        status = await board.wait_for(lambda e: e.get("Event") == "QueueMemberStatus")
+        assert (status["Paused"], status["Status"]) == ("1", "1")
+        assert (await board.action("Events", EventMask="off"))["Events"] == "Off"
+        seen = len(board.events)
+        server.on_event(ev("call.ringing", 5, "c1", "1001", "general", endpoint="8001", screen_pop={}), [])
+        assert (await board.action("Ping"))["Ping"] == "Pong" and len(board.events) == seen  # nothing sent
+        await board.close()
+    finally:
+        server.close()

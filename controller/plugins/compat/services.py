@@ -16,9 +16,11 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller.config import Config
 from controller.plugins.compat.cdr import Cdr, build_cdr
@@ -203,6 +205,13 @@ class CompatService:
                 self._ended[:0] = [cdr.uniqueid for cdr in cdrs]
                 return
         self.cdrs_written += len(cdrs)
+
+    def metrics(self) -> Iterable[Any]:
+        """Prometheus metrics (a source for /metrics): what was written, what waits to be."""
+        yield CounterMetricFamily("ccc_queue_log_lines", "queue_log lines written", value=self.lines_written)
+        yield CounterMetricFamily("ccc_cdrs", "CDRs written", value=self.cdrs_written)
+        yield GaugeMetricFamily("ccc_compat_pending", "queue_log lines and CDRs not written yet (a failing disk)",
+                                value=len(self._lines) + len(self._ended))
 
     def status(self) -> dict[str, Any]:
         return {"queue_log": str(self.queue_log_file) if self.queue_log_file else None,
