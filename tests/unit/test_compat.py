@@ -275,3 +275,49 @@ async def test_ami_endpoint_logins_actions_and_events(tmp_path: Path) -> None:
         await board.close()
     finally:
         server.close()
+
+
+async def test_lines_of_events_not_written_before_a_crash_are_written_at_restart(tmp_path: Path) -> None:
+    config = Config(data_dir=str(tmp_path), compat=CompatSettings(queue_log=QueueLogSettings(enabled=True)))
+    store = Store(tmp_path / "controller.sqlite3")
+    await store.open()
+    bus = EventBus(store, time.time)
+    await bus.open()
+    log_file = tmp_path / "queue_log"
+
+    async def written(count: int) -> list[str]:
+        for _ in range(200):
+            lines = log_file.read_text().splitlines() if log_file.exists() else []
+            if len(lines) >= count:
+                return lines
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"fewer than {count} lines: {lines}")
+
+    async with asyncio.TaskGroup() as tasks:
+        writer = tasks.create_task(store.run_writer())
+        before = CompatService(config, store, bus)
+        await before.open()
+        running = tasks.create_task(before.run())
+        bus.publish("call.offered", call_id="c1", caller="13800138000", did="4008001234", direction="inbound")
+        bus.publish("call.queued", call_id="c1", queue="general", priority=0, skills={}, position=1)
+        assert [line.split("|")[4] for line in await written(2)] == ["QUEUESTART", "ENTERQUEUE"]
+        await asyncio.sleep(0.1)
+        # The controller dies: these events are in the store, their lines never written.
+        bus.listeners.remove(before._on_event)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        bus.publish("call.answered", call_id="c1", agent_id="1001", queue="general", wait=3.0)
+        bus.publish("call.completed", call_id="c1", agent_id="1001", queue="general", ended_by="caller")
+        await store.flush()
+        after = CompatService(config, store, bus)  # the restarted controller
+        await after.open()
+        resumed = tasks.create_task(after.run())
+        lines = await written(5)
+        resumed.cancel()
+        await asyncio.gather(resumed, return_exceptions=True)
+        await store.flush()
+        writer.cancel()
+    assert [line.split("|")[4] for line in lines] == ["QUEUESTART", "ENTERQUEUE", "CONNECT", "COMPLETECALLER",
+                                                      "QUEUESTART"]
+    assert lines[2].split("|")[5:] == ["0", "", "0"]  # holdtime from ENTERQUEUE, replayed for its state
+    await store.close()

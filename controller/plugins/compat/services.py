@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import time
@@ -51,6 +52,13 @@ CREATE TABLE IF NOT EXISTS cdr (
 );
 CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start);
 """
+#: The CTI sequence number up to which every line and CDR is written: after a crash, the events
+#: after it are read back from the store and written then (see `_catch_up`).
+CURSOR_TABLE = """
+CREATE TABLE IF NOT EXISTS compat_cursor (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+#: How far back before the cursor events are replayed (unwritten) to rebuild calls' state.
+REPLAY_CONTEXT_SECONDS = 3600.0
 
 
 class CompatError(OSError):
@@ -100,6 +108,8 @@ class CompatService:
         self.agent_endpoints = {agent.id: agent.endpoint for agent in config.acd.agents}
         self._lines: list[QueueLogEntry] = []
         self._ended: list[str] = []
+        self._bus = bus
+        self._seen_seq = 0  # the last event turned into lines / CDRs to write
         self._wake = asyncio.Event()
         self.listeners: list[Callable[[CtiEvent, list[QueueLogEntry]], None]] = []
         self.lines_written = 0
@@ -123,6 +133,7 @@ class CompatService:
             self._wake.set()
 
     def _on_event(self, event: CtiEvent) -> None:
+        self._seen_seq = event.seq
         entries = self.formatter.feed(event) if self._formatting else []
         if entries and self.settings.queue_log.enabled:
             self._lines.extend(entries)
@@ -140,9 +151,10 @@ class CompatService:
         # The tables are created here, the store's writer running (a write queued before it starts
         # would hold up every read of the start-up).
         tables = (QUEUE_LOG_TABLE if self.settings.queue_log.enabled and self.settings.queue_log.table else "") \
-            + (CDR_TABLE if self.settings.cdr.enabled and self.settings.cdr.table else "")
+            + (CDR_TABLE if self.settings.cdr.enabled and self.settings.cdr.table else "") + CURSOR_TABLE
         for statement in filter(str.strip, tables.split(";")):
             await self._store.execute(statement)
+        await self._catch_up()
         try:
             while True:
                 # What could not be written (a full disk) is tried again every few seconds.
@@ -154,17 +166,52 @@ class CompatService:
         finally:
             await asyncio.shield(self.write_pending())
 
+    async def _catch_up(self) -> None:
+        """After a crash: write the lines and CDRs of the events published after the cursor (read back
+        from the store). The events of the hour before are fed first, unwritten, so calls in progress
+        at the cursor have their state."""
+        row = await self._store.fetchone("SELECT seq FROM compat_cursor WHERE name = 'compat'")
+        upto = self._seen_seq or self._bus.last_seq
+        if row is None:  # first start with the feature on: from now
+            self._store.write("INSERT OR REPLACE INTO compat_cursor (name, seq) VALUES ('compat', ?)", (upto,))
+            return
+        cursor = int(row["seq"])
+        if cursor >= upto:
+            return
+        rows = await self._store.fetchall(
+            "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq <= ? AND at >="
+            " COALESCE((SELECT at FROM cti_events WHERE seq = ?), 0) - ? ORDER BY seq",
+            (upto, cursor + 1, REPLAY_CONTEXT_SECONDS))
+        replay = QueueLogFormatter(self.formatter.agent_queues, agent_format=self.formatter.agent_format,
+                                   log_caller_id=self.formatter.log_caller_id)
+        lines: list[QueueLogEntry] = []
+        ended: list[str] = []
+        for event in _events(rows):
+            entries = replay.feed(event) if self.settings.queue_log.enabled else []
+            if event.seq > cursor:
+                lines += entries
+                if event.type == "call.ended" and event.call_id and self.settings.cdr.enabled:
+                    ended.append(event.call_id)
+        log.warning("compat: %d queue_log lines and %d CDRs of events before the restart written now",
+                    len(lines), len(ended))
+        self._lines[:0] = lines
+        self._ended[:0] = ended
+        self._seen_seq = max(self._seen_seq, upto)
+        self._wake.set()
+
     async def write_pending(self) -> None:
+        seen = self._seen_seq  # what these lines and CDRs were made from
         lines, self._lines = self._lines, []
-        if lines:
-            await self._write_queue_log(lines)
         ended, self._ended = self._ended, []
+        written = await self._write_queue_log(lines) if lines else True
         if ended:
             await self._store.flush()  # the call records of these calls are committed
             cdrs = [cdr for call_id in ended if (cdr := await self._cdr(call_id)) is not None]
-            await self._write_cdrs(cdrs)
+            written = await self._write_cdrs(cdrs) and written
+        if written and seen:
+            self._store.write("UPDATE compat_cursor SET seq = MAX(seq, ?) WHERE name = 'compat'", (seen,))
 
-    async def _write_queue_log(self, entries: list[QueueLogEntry]) -> None:
+    async def _write_queue_log(self, entries: list[QueueLogEntry]) -> bool:
         if self.queue_log_file is not None:
             text = "".join(entry.line() + "\n" for entry in entries)
             try:
@@ -173,12 +220,13 @@ class CompatService:
                 log.error("queue_log: cannot append to %s: %s (%d lines kept for the next try)",
                           self.queue_log_file, exc.strerror, len(entries))
                 self._lines[:0] = entries
-                return
+                return False
         if self.settings.queue_log.table:
             for entry in entries:
                 self._store.write("INSERT INTO queue_log (time, callid, queuename, agent, event, data1, data2,"
                                   " data3, data4, data5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.columns())
         self.lines_written += len(entries)
+        return True
 
     async def _cdr(self, call_id: str) -> Cdr | None:
         call = await self._store.fetchone("SELECT * FROM calls WHERE call_id = ?", (call_id,))
@@ -190,7 +238,7 @@ class CompatService:
         return build_cdr(dict(call), [dict(v) for v in visits], [dict(r) for r in recordings],
                          self.agent_endpoints)
 
-    async def _write_cdrs(self, cdrs: list[Cdr]) -> None:
+    async def _write_cdrs(self, cdrs: list[Cdr]) -> bool:
         if self.settings.cdr.table:
             columns = Cdr.columns()
             sql = (f"INSERT OR REPLACE INTO cdr ({', '.join(_quoted(c) for c in columns)})"
@@ -203,8 +251,9 @@ class CompatService:
             except OSError as exc:
                 log.error("cdr: cannot append to %s: %s", self.cdr_file, exc.strerror)
                 self._ended[:0] = [cdr.uniqueid for cdr in cdrs]
-                return
+                return False
         self.cdrs_written += len(cdrs)
+        return True
 
     def metrics(self) -> Iterable[Any]:
         """Prometheus metrics (a source for /metrics): what was written, what waits to be."""
@@ -221,3 +270,9 @@ class CompatService:
 
 def _quoted(column: str) -> str:
     return f'"{column}"' if column == "end" else column
+
+
+def _events(rows: Iterable[Any]) -> Iterable[CtiEvent]:
+    for row in rows:
+        yield CtiEvent(row["seq"], row["type"], row["at"], row["call_id"], row["agent_id"], row["queue"],
+                       json.loads(row["data"]))
