@@ -110,6 +110,7 @@ class CompatService:
         self._ended: list[str] = []
         self._bus = bus
         self._seen_seq = 0  # the last event turned into lines / CDRs to write
+        self._start_seq = 0  # the last event published before this run
         self._wake = asyncio.Event()
         self.listeners: list[Callable[[CtiEvent, list[QueueLogEntry]], None]] = []
         self.lines_written = 0
@@ -124,7 +125,9 @@ class CompatService:
         return self.settings.queue_log.enabled or self.settings.cdr.enabled
 
     async def open(self) -> None:
-        """Create the files; CompatError when one cannot be written."""
+        """Create the files; CompatError when one cannot be written. Called once the event bus is open
+        and before any call: the events after `_start_seq` are this run's."""
+        self._start_seq = self._bus.last_seq
         for path in (self.queue_log_file, self.cdr_file):
             if path is not None:
                 await asyncio.to_thread(_check_writable, path)
@@ -171,7 +174,7 @@ class CompatService:
         from the store). The events of the hour before are fed first, unwritten, so calls in progress
         at the cursor have their state."""
         row = await self._store.fetchone("SELECT seq FROM compat_cursor WHERE name = 'compat'")
-        upto = self._seen_seq or self._bus.last_seq
+        upto = self._start_seq  # the events after it are written live
         if row is None:  # first start with the feature on: from now
             self._store.write("INSERT OR REPLACE INTO compat_cursor (name, seq) VALUES ('compat', ?)", (upto,))
             return
