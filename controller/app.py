@@ -40,6 +40,8 @@ from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.compat.ami_server import AmiServer
+from controller.plugins.compat.services import CompatService
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
@@ -71,6 +73,7 @@ class Controller:
         self.events = EventBus(self.store, self.clock.now)
         self.webhooks = WebhookNotifier([Webhook.from_config(entry) for entry in config.webhooks], self.events,
                                         self.store, self._http)
+        self.compat = CompatService(config, self.store, self.events)  # queue_log and CDRs for Asterisk tools
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
@@ -91,6 +94,10 @@ class Controller:
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
+        # app_queue's AMI queue events and actions for wallboards (compat.ami_port; off by default).
+        self.ami_server = AmiServer(config, self.acd) if config.compat.ami_port else None
+        if self.ami_server is not None:
+            self.compat.listeners.append(self.ami_server.on_event)
         # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
         self.http_client: aiohttp.ClientSession | None = None
         # panoramisk's Application needs a running loop: built in run().
@@ -102,7 +109,8 @@ class Controller:
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd),
-                                                                     metrics_resources.ivr_metrics(self.ivr)]
+                                                                     metrics_resources.ivr_metrics(self.ivr),
+                                                                     self.compat.metrics]
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -230,6 +238,7 @@ class Controller:
     async def run(self) -> None:
         await self.store.open()
         await self.events.open()
+        await self.compat.open()
         self.ivr.load()
         await self.acd.restore()
         self.ari.open()
@@ -249,6 +258,8 @@ class Controller:
         await self.ami.connect()
         runner = await start_http(build_app(self.config.tokens, self.routes()), self.config.http.listen,
                                   self.config.http.port)
+        if self.ami_server is not None:
+            await self.ami_server.serve()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -260,6 +271,7 @@ class Controller:
                 prompts = tasks.create_task(self.ivr.run())
                 retention = tasks.create_task(self.recordings.run())
                 data_retention = tasks.create_task(self.retention.run())
+                compat = tasks.create_task(self.compat.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
@@ -273,6 +285,8 @@ class Controller:
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
+                compat.cancel()  # after the calls: their last lines and CDRs are written first
+                await asyncio.gather(compat, return_exceptions=True)
                 await asyncio.wait({notifier}, timeout=self.webhooks.longest_post + 1)
                 notifier.cancel()
                 cti.cancel()  # hands the events still queued to the store, committed as it closes
@@ -284,6 +298,8 @@ class Controller:
                 if agi is not None:
                     agi.close()
                 self.ami.close()
+                if self.ami_server is not None:
+                    self.ami_server.close()
                 await self.http_client.close()
                 await runner.cleanup()
                 await self.ari.close()

@@ -253,6 +253,57 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class QueueLogSettings:
+    """app_queue's queue_log, written by the controller (see README "Existing Asterisk tools")."""
+
+    enabled: bool = False
+    file: str = "queue_log"  # relative to data_dir; "" writes only the table
+    table: bool = True  # also the realtime `queue_log` table in the store (time, callid, ..., data1..data5)
+    agent_format: str = "Agent/{id}"  # how agents are named in the log ({id})
+    log_caller_id: bool = True  # ENTERQUEUE's caller number, as app_queue logs it
+
+    def __post_init__(self) -> None:
+        try:
+            self.agent_format.format(id="1001")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"agent_format: only {{id}} may be used, got {self.agent_format!r}") from exc
+        if "|" in self.agent_format.format(id=""):
+            raise ValueError("agent_format: may not contain '|' (the field separator)")
+        if self.enabled and not self.file and not self.table:
+            raise ValueError("queue_log: enabled with neither a file nor the table: nothing would be written")
+
+
+@dataclass(frozen=True)
+class CdrSettings:
+    """One CDR per call, in Asterisk's CDR columns (Master.csv and the `cdr` table)."""
+
+    enabled: bool = False
+    csv: str = "cdr/Master.csv"  # relative to data_dir; "" writes only the table
+    table: bool = True
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.csv and not self.table:
+            raise ValueError("cdr: enabled with neither a CSV file nor the table: nothing would be written")
+
+
+@dataclass(frozen=True)
+class CompatSettings:
+    queue_log: QueueLogSettings = field(default_factory=QueueLogSettings)
+    cdr: CdrSettings = field(default_factory=CdrSettings)
+    # app_queue's AMI events (QueueCallerJoin, AgentConnect, ...) for AMI wallboards, on this port
+    # (0: off). Loopback only unless ami_listen says otherwise; logins use ami_users.
+    ami_port: int = 0
+    ami_listen: str = "127.0.0.1"
+    ami_users: dict[str, str] = field(default_factory=dict)  # username -> secret
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ami_port <= 65535:
+            raise ValueError(f"ami_port: expected 0-65535, got {self.ami_port}")
+        if self.ami_port and not self.ami_users:
+            raise ValueError("ami_port: set ami_users (username: secret) so wallboards can log in")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -277,6 +328,7 @@ class Config:
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False
     dialing: DialingSettings = field(default_factory=DialingSettings)
+    compat: CompatSettings = field(default_factory=CompatSettings)  # queue_log, CDRs, AMI events
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 

@@ -93,6 +93,8 @@ class AcdService:
         self.monitor = StandardsMonitor(self.standards)
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
+        self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
+        self._answering_channel: dict[str, str] = {}  # call id -> the agent leg answering it, for call.answered
         self._replan = asyncio.Event()
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
         self._history_failing = False
@@ -179,6 +181,7 @@ class AcdService:
             else:
                 if isinstance(decision, Overflow):
                     self._overflow_targets[decision.call_id] = decision.target
+                    self._overflow_reasons[decision.call_id] = decision.reason
                 waiting = self.calls.get(decision.call_id)
                 if waiting is not None:
                     if isinstance(decision, CancelOffer) and decision.reason in ("ring_timeout", "picked_up"):
@@ -198,6 +201,7 @@ class AcdService:
         if waiting is not None:
             waiting.left = True
         target = self._overflow_targets.pop(left.call_id, None)
+        overflow_reason = self._overflow_reasons.pop(left.call_id, "max_wait")
         queue = self.queue_configs.get(left.queue)
         threshold = queue.service_level_seconds if queue else self.standards.service_level_seconds
         if not (left.outcome == "abandoned" and left.wait_seconds < self.standards.short_abandon_seconds):
@@ -206,7 +210,9 @@ class AcdService:
         self.records.left(left.call_id, left.outcome, left.wait_seconds, left.agent_id, target)
         wait = round(left.wait_seconds, 3)
         if left.outcome == "answered":
-            self.publish("call.answered", call_id=left.call_id, agent_id=left.agent_id, queue=left.queue, wait=wait)
+            channel = self._answering_channel.pop(left.call_id, None)
+            self.publish("call.answered", call_id=left.call_id, agent_id=left.agent_id, queue=left.queue, wait=wait,
+                         **({"agent_channel": channel} if channel else {}))
         elif left.outcome == "abandoned":
             self.publish("call.abandoned", call_id=left.call_id, queue=left.queue, wait=wait)
         elif waiting is not None and not (target or "").startswith("queue:"):
@@ -214,7 +220,8 @@ class AcdService:
             # its queue node): the event names that place when the flow takes the caller there (IVR).
             waiting.session.pending_overflow = {"call_id": left.call_id, "queue": left.queue, "wait": wait}
         else:
-            self.publish("call.overflowed", call_id=left.call_id, queue=left.queue, target=target or "", wait=wait)
+            self.publish("call.overflowed", call_id=left.call_id, queue=left.queue, target=target or "", wait=wait,
+                         reason=overflow_reason)
 
     def _publish_ringing(self, offer: Offer) -> None:
         waiting = self.calls.get(offer.call_id)
@@ -396,9 +403,14 @@ class AcdService:
         until they or the caller leave; returns a transfer target, if any."""
         session = waiting.session
         agent = self.agent_configs.get(answered.agent_id)
+        ended_by = "agent"
         try:
             if queue_answer:
-                self.apply(self.engine.answered(session.call_id, answered.agent_id))
+                self._answering_channel[session.call_id] = answered.leg.channel_id
+                try:
+                    self.apply(self.engine.answered(session.call_id, answered.agent_id))
+                finally:
+                    self._answering_channel.pop(session.call_id, None)
             session.state = "talking"
             session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
             await waiting.unhold()
@@ -409,8 +421,17 @@ class AcdService:
             waiting.agent_id = answered.agent_id
             waiting.on_agent_left = lambda: self._agent_done(waiting, answered.agent_id)
             await self._record_by_policy(waiting, answered.agent_id)
-            return await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
+            transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
                 waiting, command, bridge, leg))
+            if transfer is not None or waiting.handover is not None:
+                ended_by = "transfer"
+            return transfer
+        except CallerHangup:
+            ended_by = "caller"
+            raise
+        except BaseException:
+            ended_by = "controller"
+            raise
         finally:
             await self._end_monitor(waiting)
             waiting.agent_id = None
@@ -419,6 +440,8 @@ class AcdService:
                 await waiting.unhold()
             await answered.leg.hangup()
             self._agent_done(waiting, answered.agent_id)
+            self.publish("call.completed", call_id=session.call_id, agent_id=answered.agent_id,
+                         queue=waiting.queue.name, ended_by=ended_by)
 
     def pickup(self, call_id: str, agent_id: str) -> dict[str, Any]:
         """抢接 (see `AcdEngine.pickup`); AcdError when the call is not waiting or the agent is busy."""
