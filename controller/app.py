@@ -81,6 +81,8 @@ class Controller:
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
+        self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,

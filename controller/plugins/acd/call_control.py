@@ -14,14 +14,17 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.engine import AcdError
 from controller.ari.client import new_id
 from controller.ari.errors import AriError
-from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome
+from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.stasis import Answered, CallControl, Monitor, QueueCall
 from controller.plugins.calls.legs import Bridge, Leg
+from controller.plugins.calls.services import CallHandler, Resumption
+from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError
 
 if TYPE_CHECKING:
@@ -34,15 +37,17 @@ class AcdCallControl:
     def __init__(self, acd: AcdService) -> None:
         self.acd = acd
 
-    async def connect(self, waiting: QueueCall, answered: Answered) -> QueueOutcome:
+    async def connect(self, waiting: QueueCall, answered: Answered, resumed: Bridge | None = None) -> QueueOutcome:
         """The agent answered: they talk with the caller until one hangs up or the call is transferred.
-        A transfer to a named agent hands the call over and the colleague's part runs the same way."""
-        self.acd.records.offer(waiting.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
-        queue_answer = True  # a colleague who takes a transfer is already talking in the engine
+        A transfer to a named agent hands the call over and the colleague's part runs the same way.
+        `resumed`: the talk bridge of a call a previous process connected (see `resume_talk`)."""
+        if resumed is None:
+            self.acd.records.offer(waiting.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
+        queue_answer = resumed is None  # a colleague who takes a transfer is already talking in the engine
         try:
             while True:
-                transfer = await self._serve(waiting, answered, queue_answer=queue_answer)
-                queue_answer = False
+                transfer = await self._serve(waiting, answered, queue_answer=queue_answer, resumed=resumed)
+                queue_answer, resumed = False, None
                 handover, waiting.handover = waiting.handover, None
                 if handover is None:
                     break
@@ -53,26 +58,33 @@ class AcdCallControl:
             return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
         return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
 
-    async def _serve(self, waiting: QueueCall, answered: Answered, *, queue_answer: bool) -> str | None:
+    async def _serve(self, waiting: QueueCall, answered: Answered, *, queue_answer: bool,
+                     resumed: Bridge | None = None) -> str | None:
         """One agent's part of a connected call: announce their number (工号), bridge, run their commands
-        until they or the caller leave; returns a transfer target, if any."""
+        until they or the caller leave; returns a transfer target, if any. A `resumed` part goes on in
+        its bridge (already announced, bridged and recording)."""
         session = waiting.session
         agent = self.acd.agent_configs.get(answered.agent_id)
         try:
-            if queue_answer:
-                self.acd.apply(self.acd.engine.answered(session.call_id, answered.agent_id))
-            session.state = "talking"
-            session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
-            await waiting.unhold()
-            if waiting.queue.announce_agent_number and agent is not None:
-                prompt = self.acd.agent_number_prompt(agent, session.language)
-                session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
-                await self.acd.announce_to_caller(session, prompt)
+            waiting.on_talk_changed = lambda: self.save_talk(waiting)
+            if resumed is None:
+                if queue_answer:
+                    self.acd.apply(self.acd.engine.answered(session.call_id, answered.agent_id))
+                waiting.talk_started = self.acd.clock.now()
+                session.state = "talking"
+                session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
+                await waiting.unhold()
+                if waiting.queue.announce_agent_number and agent is not None:
+                    prompt = self.acd.agent_number_prompt(agent, session.language)
+                    session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
+                    await self.acd.announce_to_caller(session, prompt)
             waiting.agent_id = answered.agent_id
             waiting.on_agent_left = lambda: self.acd.agent_done(waiting, answered.agent_id)
-            await self._record_by_policy(waiting, answered.agent_id)
+            if resumed is None:
+                await self._record_by_policy(waiting, answered.agent_id)
+            session.persist()
             return await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
-                waiting, command, bridge, leg))
+                waiting, command, bridge, leg), resumed=resumed)
         finally:
             await self.end_monitor(waiting)
             waiting.agent_id = None
@@ -81,6 +93,8 @@ class AcdCallControl:
                 await waiting.unhold()
             await answered.leg.hangup()
             self.acd.agent_done(waiting, answered.agent_id)
+            if self.acd.live is not None:
+                self.acd.live.drop(waiting.call_id, "talk")
 
     async def _record_by_policy(self, waiting: QueueCall, agent_id: str) -> None:
         """`recording: always` queues record from the first answer; a call already recording (e.g. after
@@ -140,6 +154,13 @@ class AcdCallControl:
         if command.done is not None and command.done.done():
             return None  # its request gave up waiting (it came during a long prompt or ring): too late now
         try:
+            return await self._run_command(waiting, command, bridge, leg)
+        finally:
+            if waiting.agent_id is not None:
+                self.save_talk(waiting)
+
+    async def _run_command(self, waiting: QueueCall, command: CallControl, bridge: Bridge, leg: Leg) -> str | None:
+        try:
             if command.agent_id is not None and command.agent_id != waiting.agent_id:
                 raise AcdError("the call is no longer with that agent")
             result, transfer = await self._control_step(waiting, command, bridge, leg)
@@ -169,6 +190,7 @@ class AcdCallControl:
         session.state = "held"
         session.records.event(session.call_id, "held", agent_id=agent_id)
         self.acd.publish("call.held", call_id=session.call_id, agent_id=agent_id)
+        self.save_talk(waiting)
 
     async def resume_caller(self, waiting: QueueCall, bridge: Bridge) -> float:
         if waiting.held_since is None:
@@ -176,6 +198,7 @@ class AcdCallControl:
         held_for = self.record_resume(waiting)
         await waiting.unhold()
         await bridge.add(waiting.session.channel_id)
+        self.save_talk(waiting)
         return held_for
 
     async def _consult(self, waiting: QueueCall, action: str, target: str, bridge: Bridge,
@@ -490,3 +513,160 @@ class AcdCallControl:
         session.records.event(session.call_id, "resumed", agent_id=waiting.agent_id, held_for=held_for)
         self.acd.publish("call.resumed", call_id=session.call_id, agent_id=waiting.agent_id, held_for=held_for)
         return held_for
+
+    # -- the "talk" part of the live-call picture, and the resume of a connected call -------------------
+
+    def save_talk(self, waiting: QueueCall) -> None:
+        """Persist where the connected call stands (after bridging and after every change)."""
+        if self.acd.live is not None and waiting.agent_id is not None and waiting.talk_bridge is not None \
+                and waiting.agent_leg is not None:
+            self.acd.live.save(waiting.call_id, "talk", talk_part(waiting, self.acd.clock.now()))
+
+    async def resume_talk(self, resumption: Resumption) -> CallHandler | None:
+        """A call that was connected to an agent when the previous process ended: take every leg and bridge
+        over as they are (no media touched) and go on with the call where it stands; None when the talk
+        bridge or the queue is gone (the next part, or the fallback route, takes the call)."""
+        session, part = resumption.session, resumption.parts["talk"]
+        queue = self.acd.queue_configs.get(str(part.get("queue")))
+        agent_id = str(part.get("agent_id"))
+        talk_bridge = resumption.bridges.get(str(part.get("talk_bridge")))
+        if queue is None or agent_id not in self.acd.agent_configs or talk_bridge is None:
+            resumption.notes.append(f"talk: {'bridge gone' if talk_bridge is None else 'queue or agent unknown'}")
+            return None
+        request = QueueRequest(queue.name, dict(part.get("skills") or {}), int(part.get("priority") or 0),
+                               dict(part.get("data") or {}))
+        waiting = QueueCall(session, queue, request, phone_dial=self.acd.config.asterisk.phone_dial)
+        alive = resumption.channels
+        leg = adopt_leg(session, part["agent_leg"], alive)
+        talk = adopt_bridge(session, talk_bridge.id, "mixing")
+        waiting.talk_started = float(part.get("talk_started") or self.acd.clock.now())
+        waiting.parties = [adopt_leg(session, party, alive) for party in part.get("parties") or []
+                           if party["channel_id"] in alive]
+        if part.get("consult"):
+            waiting.consult = adopt_leg(session, part["consult"], alive)  # gone: the talk loop cancels it
+        holding = resumption.bridges.get(str(part.get("holding_bridge")))
+        if holding is not None and session.channel_id in holding.channels:
+            waiting.holding = adopt_bridge(session, holding.id, "holding")
+            held_for = max(0.0, self.acd.clock.now() - float(part.get("held_since") or self.acd.clock.now()))
+            waiting.held_since = time.monotonic() - held_for
+        elif holding is not None:
+            await adopt_bridge(session, holding.id, "holding").destroy()  # left over: the caller is not in it
+        waiting.monitor = await self._adopt_monitor(session, part.get("monitor"), resumption)
+        if self.acd.engine.agent(agent_id).current_call != session.call_id:
+            log.warning("call %s: agent %s was not restored on it; the call goes on with them", session.call_id,
+                        agent_id)
+        session.state = "held" if waiting.held_since is not None else "talking"
+
+        async def go_on(session: CallSession) -> None:
+            self.acd.calls[session.call_id] = waiting
+            try:
+                outcome = await self.connect(waiting, Answered(agent_id, leg), resumed=talk)
+            finally:
+                self.acd.calls.pop(session.call_id, None)
+                await waiting.unhold()
+            await self.acd.after_resumed_talk(session, outcome, request)
+
+        return go_on
+
+    async def _adopt_monitor(self, session: CallSession, saved: dict[str, Any] | None,
+                             resumption: Resumption) -> Monitor | None:
+        """A supervisor's monitoring goes on when their leg and bridge are still there; otherwise what is
+        left of it is removed (the snoop, their leg, the bridge)."""
+        if not saved:
+            return None
+        alive, bridges = resumption.channels, resumption.bridges
+        supervisor = adopt_leg(session, saved["supervisor"], alive)
+        bridge = adopt_bridge(session, str(saved.get("bridge")), "mixing")
+        snoop_id = saved.get("snoop")
+        if snoop_id in alive:
+            session.dispatcher.claim(snoop_id, session)
+        if not supervisor.gone and bridge.bridge_id in bridges:
+            return Monitor(supervisor, bridge, str(saved.get("mode") or ""), snoop_id if snoop_id in alive else None)
+        if snoop_id in alive:
+            with contextlib.suppress(AriError):
+                await session.ari.hangup(snoop_id)
+            session.dispatcher.release(snoop_id)
+        await supervisor.hangup()
+        if bridge.bridge_id in bridges:
+            await bridge.destroy()
+        else:
+            session.dispatcher.release(bridge.bridge_id)
+        return None
+
+    async def close_talk(self, call_id: str, parts: dict[str, dict[str, Any]]) -> str | None:
+        """A connected call whose caller is gone (while no process was there): hang up what is left of it
+        (the agent alone in the bridge, parties, the supervisor), end the agent's part (ACW, talk time);
+        the call's end reason: the caller hung up if the agent's leg was still up, else lost."""
+        part = parts["talk"]
+        ari = self.acd.ari
+        agent_leg = str((part.get("agent_leg") or {}).get("channel_id"))
+        agent_was_up = False
+        legs = [agent_leg, *(p["channel_id"] for p in part.get("parties") or []),
+                *([part["consult"]["channel_id"]] if part.get("consult") else []),
+                *([part["monitor"]["supervisor"]["channel_id"], part["monitor"].get("snoop")]
+                  if part.get("monitor") else [])]
+        for channel_id in legs:
+            if not channel_id or ari is None:
+                continue
+            try:
+                await ari.hangup(channel_id)
+                agent_was_up = agent_was_up or channel_id == agent_leg
+            except AriError:
+                pass
+        bridges = [part.get("talk_bridge"), part.get("holding_bridge"),
+                   part["monitor"].get("bridge") if part.get("monitor") else None]
+        for bridge_id in bridges:
+            if bridge_id and ari is not None:
+                with contextlib.suppress(AriError):
+                    await ari.destroy_bridge(bridge_id)
+        agent_id = str(part.get("agent_id"))
+        if agent_id in self.acd.agent_configs and self.acd.engine.agent(agent_id).current_call == call_id:
+            self.acd.records.talk_ended(call_id)
+            with contextlib.suppress(AcdError):
+                self.acd.apply(self.acd.engine.call_ended(agent_id))
+        return "caller_hangup" if agent_was_up else None
+
+
+def leg_part(leg: Leg) -> dict[str, Any]:
+    return {"channel_id": leg.channel_id, "endpoint": leg.endpoint, "purpose": leg.purpose}
+
+
+def talk_part(waiting: QueueCall, now: float) -> dict[str, Any]:
+    """The "talk" part: what a new process needs to go on with the connected call (see `resume_talk`)."""
+    assert waiting.talk_bridge is not None and waiting.agent_leg is not None
+    monitor = waiting.monitor
+    held_since = None if waiting.held_since is None else now - (time.monotonic() - waiting.held_since)
+    return {
+        "queue": waiting.queue.name, "priority": waiting.request.priority, "skills": dict(waiting.request.skills),
+        "data": dict(waiting.request.data), "agent_id": waiting.agent_id,
+        "agent_leg": leg_part(waiting.agent_leg), "talk_bridge": waiting.talk_bridge.bridge_id,
+        "talk_started": waiting.talk_started, "held_since": held_since,
+        "holding_bridge": waiting.holding.bridge_id if waiting.holding is not None else None,
+        "parties": [leg_part(party) for party in waiting.parties],
+        "consult": leg_part(waiting.consult) if waiting.consult is not None else None,
+        "monitor": None if monitor is None else {"supervisor": leg_part(monitor.supervisor),
+                                                 "bridge": monitor.bridge.bridge_id, "mode": monitor.mode,
+                                                 "snoop": monitor.snoop_id},
+    }
+
+
+def adopt_leg(session: CallSession, saved: dict[str, Any], alive: Mapping[str, object]) -> Leg:
+    """A leg a previous process originated, as a `Leg` of the resumed call (claimed when still up)."""
+    leg = Leg(session, str(saved.get("endpoint") or ""), purpose=str(saved.get("purpose") or "agent"))
+    leg.channel_id = str(saved["channel_id"])
+    leg.answered = True
+    if leg.channel_id in alive:
+        session.dispatcher.claim(leg.channel_id, session)
+    else:
+        leg.gone = True
+        session.ended_channels.add(leg.channel_id)
+    return leg
+
+
+def adopt_bridge(session: CallSession, bridge_id: str, kind: str) -> Bridge:
+    """A bridge a previous process created, as a `Bridge` of the resumed call (claimed)."""
+    bridge = Bridge(session, kind=kind)
+    bridge.bridge_id = bridge_id
+    bridge.created = True
+    session.dispatcher.claim(bridge_id, session)
+    return bridge

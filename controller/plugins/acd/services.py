@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.acd.alerts import StandardsMonitor
-from controller.acd.engine import AcdEngine, AcdError
+from controller.acd.engine import AcdEngine, AcdError, OnCall
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
@@ -35,6 +35,7 @@ from controller.acd.model import (
     Overflow,
     QueueSettings,
 )
+from controller.ari.client import AriClient
 from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.flow import screen_pop_data
@@ -48,6 +49,7 @@ from controller.plugins.acd.call_control import AcdCallControl
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingService
 from controller.reports.kpis import Standards
@@ -57,6 +59,7 @@ log = logging.getLogger("controller.acd")
 MediaFor = Callable[[Prompt], Awaitable[str]]
 Originate = Callable[..., Awaitable[str]]  # CallsService.originate
 Publish = Callable[..., Any]
+AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 
 #: How often the service standards (hold, ACW, talk, wait, service level) are checked.
 STANDARDS_CHECK_SECONDS = 1.0
@@ -100,16 +103,45 @@ class AcdService:
         self.outbound = AgentOutbound(self)
         self.queueing = AcdQueueing(self)
         self.call_control = AcdCallControl(self)
+        # Set by the application: the live-call picture (the capabilities persist their parts in it) and ARI
+        # (to clean up what is left of a call that ended while no process was there).
+        self.live: LiveCallState | None = None
+        self.ari: AriClient | None = None
+        # What a resumed call does when its talk is over (the caller still here): the IVR may go on with the
+        # flow; by default a transfer to a queue is served, anything else ends the call (see below).
+        self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Bring agents back as they were before a restart (the snapshot is saved on every change)."""
+        """Bring agents back as they were before a restart (the snapshot is saved on every change); an agent
+        on a call the live-call picture says is connected stays talking on it (the call is resumed)."""
         snapshot = await self.records.load_snapshot()
         if snapshot:
-            self.apply(self.engine.restore(snapshot))
+            self.apply(self.engine.restore(snapshot, await self._agents_on_calls()))
             log.info("ACD: restored %d agents' states", sum(1 for a in self.engine.agents()
                                                                if a.state != "logged_out"))
+
+    async def _agents_on_calls(self) -> dict[str, OnCall]:
+        if self.live is None:
+            return {}
+        on_calls = {}
+        for call_id, parts in (await self.live.load_all()).items():
+            talk = parts.get("talk")
+            if talk and talk.get("agent_id") and isinstance(talk.get("talk_started"), int | float):
+                on_calls[str(talk["agent_id"])] = OnCall(call_id, talk.get("queue"), float(talk["talk_started"]),
+                                                         on_hold=talk.get("held_since") is not None)
+        return on_calls
+
+    async def _end_after_resumed_talk(self, session: CallSession, outcome: QueueOutcome,
+                                      request: QueueRequest) -> None:
+        """A resumed call's talk is over: a transfer to a queue is served there; otherwise the call ends (the
+        flow that queued the caller belonged to the previous process)."""
+        target = outcome.overflow_target or ""
+        if outcome.result == "transferred" and target.startswith("queue:"):
+            await self.enqueue(session, QueueRequest(target.removeprefix("queue:"), request.skills, request.priority,
+                                                     request.data))
+        await session.hangup()
 
     async def run(self) -> None:
         """The engine's timer and the service-standards watch, until cancelled."""
