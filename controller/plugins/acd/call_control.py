@@ -556,9 +556,9 @@ class AcdCallControl:
             log.warning("call %s: agent %s was not restored on it; the call goes on with them", session.call_id,
                         agent_id)
         session.state = "held" if waiting.held_since is not None else "talking"
+        self.acd.calls[session.call_id] = waiting  # now: commands find it, and the agent is not released
 
         async def go_on(session: CallSession) -> None:
-            self.acd.calls[session.call_id] = waiting
             try:
                 outcome = await self.connect(waiting, Answered(agent_id, leg), resumed=talk)
             finally:

@@ -110,6 +110,7 @@ class AcdService:
         # What a resumed call does when its talk is over (the caller still here): the IVR may go on with the
         # flow; by default a transfer to a queue is served, anything else ends the call (see below).
         self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
+        self._restored_on_calls: dict[str, str] = {}  # agent id -> the call they were restored talking on
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -118,9 +119,22 @@ class AcdService:
         on a call the live-call picture says is connected stays talking on it (the call is resumed)."""
         snapshot = await self.records.load_snapshot()
         if snapshot:
-            self.apply(self.engine.restore(snapshot, await self._agents_on_calls()))
+            on_calls = await self._agents_on_calls()
+            self.apply(self.engine.restore(snapshot, on_calls))
+            self._restored_on_calls = {agent_id: on_call.call_id for agent_id, on_call in on_calls.items()}
             log.info("ACD: restored %d agents' states", sum(1 for a in self.engine.agents()
                                                                if a.state != "logged_out"))
+
+    async def release_unresumed(self, *_: object) -> None:
+        """After the resume (a clean-up hook of the calls plugin): an agent restored on a call that no
+        capability took over (it went to the fallback route, or its caller is gone) ends that call: ACW."""
+        restored, self._restored_on_calls = self._restored_on_calls, {}
+        for agent_id, call_id in restored.items():
+            if call_id not in self.calls and self.engine.agent(agent_id).current_call == call_id:
+                log.warning("agent %s: call %s was not resumed; the agent's part of it ends", agent_id, call_id)
+                self.records.talk_ended(call_id)
+                with contextlib.suppress(AcdError):
+                    self.apply(self.engine.call_ended(agent_id))
 
     async def _agents_on_calls(self) -> dict[str, OnCall]:
         if self.live is None:
