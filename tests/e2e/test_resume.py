@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,43 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
     assert rows(process, "SELECT * FROM live_calls") == []
     assert not [b for b, channels in (await our_bridges()).items() if not channels]
     print(f"{how}: the new process was healthy {took:.2f} s after its start")
+
+
+async def test_a_recorded_call_is_one_file_across_a_restart(fresh_asterisk: Path, tmp_path: Path,
+                                                           stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Asterisk goes on recording while no controller is there; the new process takes the recording over:
+    paused before the restart, resumed after it, one file for the whole call, its index row right."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path, recording="always"))
+    await process.start()
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=300, hold_ms=12_000, talk=True)
+    await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(60_000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await asyncio.sleep(1.0)
+    status, body = await process.api("POST", f"/api/calls/{call_id}/recording/pause")
+    assert (status, body["state"]) == (200, "paused"), body
+    await asyncio.sleep(0.5)
+    process.kill()
+    await asyncio.sleep(1.0)
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await process.api("POST", f"/api/calls/{call_id}/recording/pause"))[0] == 409  # still paused
+    status, body = await process.api("POST", f"/api/calls/{call_id}/recording/resume")
+    assert (status, body["state"]) == (200, "recording"), body
+    assert (await phone.wait()).ok
+    assert (await caller.wait()).ok
+    await process.wait_for_records(1)
+    await asyncio.sleep(1.0)
+    _, found = await process.api("GET", f"/api/recordings?call_id={call_id}")
+    (row,) = found["recordings"]
+    assert row["ended_at"] is not None and row["agents"] == ["1001"], row
+    (pause,) = row["pauses"]
+    assert 0.8 <= pause[0] <= 2.5 and pause[1] - pause[0] >= 2.0, row  # paused across the restart
+    wav = Path(row["file"])
+    seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
+    assert 10.5 <= seconds <= 14 and abs(seconds - row["duration"]) <= 1.0, (seconds, row)
+    assert rows(process, "SELECT * FROM live_calls") == []

@@ -374,7 +374,8 @@ class CallsService:
             reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
             log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
             session.records.event(call_id, "resume_failed", reason=reason)
-            handler = self._fallback_handler("resume-failed")
+            handler = self._fallback_handler("resume-failed", [b.id for b in bridges.values()
+                                                               if b.raw.get("name") == call_id])
         else:
             self.resumed += 1
             session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
@@ -399,9 +400,15 @@ class CallsService:
         session.persist = lambda: self.save_call(session)
         return session
 
-    def _fallback_handler(self, why: str) -> CallHandler:
+    def _fallback_handler(self, why: str, bridge_ids: list[str]) -> CallHandler:
+        """Send the caller to the fallback route, then remove the call's bridges (named after the call)."""
         async def fallback(session: CallSession) -> None:
-            await session.to_fallback(why)
+            try:
+                await session.to_fallback(why)
+            finally:
+                for bridge_id in bridge_ids:
+                    with contextlib.suppress(AriError):
+                        await self.ari.destroy_bridge(bridge_id)
         return fallback
 
     async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
@@ -423,6 +430,8 @@ class CallsService:
 
     async def _clean_up(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
         """What belongs to no live call: empty bridges of ours nobody claimed, then the plugins' hooks."""
+        with contextlib.suppress(AriError):  # again: callers sent to the fallback route meanwhile left theirs
+            bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
         for bridge in bridges.values():
             if bridge.id.startswith(OWN_BRIDGE_PREFIX) and not bridge.channels \
                     and self.dispatcher.owner_of(bridge.id) is None:
