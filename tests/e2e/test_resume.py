@@ -80,6 +80,9 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
     assert {b: c for b, c in (await our_bridges()).items() if b.startswith("br-talk-")} == talk_bridges
     status = await process.status()
     assert status is not None and status["active_calls"] == 3, status
+    # The live counters cover the day, not the process: the 3 calls answered before the restart count.
+    status_code, queue = await process.api("GET", "/api/queues/general")
+    assert (queue["offered"], queue["answered"], queue["abandoned"], queue["service_level"]) == (3, 3, 0, 1.0), queue
 
     # Call control works on a resumed call.
     first = calls["1001"]
