@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_ivr_acd import ACD_DID, flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, Phone, WaitForBye
+from tests.sipp import Caller, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 AGENTS = [{"id": f"100{i}", "name": f"坐席{i}", "number": f"100{i}", "endpoint": f"800{i}", "queues": {"general": 0}}
@@ -159,3 +159,35 @@ async def test_a_recorded_call_is_one_file_across_a_restart(fresh_asterisk: Path
     seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
     assert 10.5 <= seconds <= 14 and abs(seconds - row["duration"]) <= 1.0, (seconds, row)
     assert rows(process, "SELECT * FROM live_calls") == []
+
+
+async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Path, tmp_path: Path,
+                                                             stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """The new process closes the call: the agent left alone in the bridge is hung up and goes to after-call
+    work, the record says the caller hung up (one call.ended), no bridge of ours is left."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=300)  # stays until it gets a BYE
+    await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[Pause(4000)])  # hangs up itself after 4 s of talk
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await asyncio.sleep(0.5)
+    process.kill()
+    assert (await caller.wait()).ok
+    await asyncio.sleep(0.5)
+    assert [c["id"] for c in await ari_get("/channels") if c["id"].startswith("leg-agent-")]  # still up
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await phone.wait()).ok  # its BYE came from the new process
+    await wait_for_state(process, "1001", "acw", timeout=5)
+    (record,) = rows(process, "SELECT end_reason, ended_at FROM calls WHERE call_id = ?", call_id)
+    assert record["end_reason"] == "caller_hangup" and record["ended_at"] is not None, record
+    (visit,) = rows(process, "SELECT outcome, talk_ended_at FROM queue_calls WHERE call_id = ?", call_id)
+    assert visit["outcome"] == "answered" and visit["talk_ended_at"] is not None, visit
+    assert len(rows(process, "SELECT seq FROM cti_events WHERE type = 'call.ended' AND call_id = ?", call_id)) == 1
+    assert rows(process, "SELECT * FROM live_calls") == []
+    assert await our_bridges() == {}
