@@ -22,6 +22,7 @@ AGENTS = [{"id": f"100{i}", "name": f"坐席{i}", "number": f"100{i}", "endpoint
           for i in (1, 2, 3)]
 #: How long each agent's phone stays on the line before it hangs up itself (spans the restart).
 TALK_MS = 22_000
+SUPERVISOR = "demo-supervisor-token"
 
 
 def start_config(tmp_path: Path, **queue: Any) -> Path:
@@ -191,3 +192,64 @@ async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Pa
     assert len(rows(process, "SELECT seq FROM cti_events WHERE type = 'call.ended' AND call_id = ?", call_id)) == 1
     assert rows(process, "SELECT * FROM live_calls") == []
     assert await our_bridges() == {}
+
+
+async def test_a_consultation_and_a_listening_supervisor_go_on_across_a_restart(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Call 1: the caller on hold while the agent consults a colleague, SIGKILL, the new process completes
+    the consultation (caller with the colleague, agent in ACW). Call 2: a supervisor listening through a
+    snoop goes on listening, then switches to barge (three-way) and stops."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    agent_phones = [Phone(15001, answer_after_ms=300), Phone(15002, answer_after_ms=300, hold_ms=20_000)]
+    colleague = Phone(15003, answer_after_ms=300)  # 8003: consulted, then takes the call until the caller leaves
+    supervisor = Phone(15004, answer_after_ms=300)  # 8004: until the controller hangs up
+    for phone in (*agent_phones, colleague, supervisor):
+        await phone.start()
+    await login(process, "1001")
+    first_caller = Caller(ACD_DID, caller="13800138001", steps=[Pause(16_000)])
+    await first_caller.start()
+    first = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await login(process, "1002")
+    second_caller = Caller(ACD_DID, caller="13800138002", steps=[WaitForBye(60_000)])
+    await second_caller.start()
+    second = (await wait_for_state(process, "1002", "talking"))["current_call"]
+    status, body = await process.api("POST", f"/api/calls/{first}/consult", json={"to": "phone:8003"})
+    assert (status, body["state"]) == (200, "consulting"), body
+    party = body["party_channel"]
+    status, watch = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "listen", "phone": "8004"},
+                                      token=SUPERVISOR)
+    assert (status, watch["mode"]) == (200, "listen"), watch
+    await asyncio.sleep(0.5)
+
+    process.kill()
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await wait_for_state(process, "1001", "on_hold", timeout=3))["current_call"] == first
+    bridges = {b["id"]: set(b["channels"]) for b in await ari_get("/bridges")}
+    assert bridges[watch["monitor_bridge"]] == {watch["supervisor_channel"], watch["snoop_channel"]}
+    assert any(channels == {party, agent} for channels in bridges.values()
+               for agent in channels if agent.startswith("leg-agent-"))  # agent and colleague, no caller
+    status, body = await process.api("POST", f"/api/calls/{first}/consult/complete")
+    assert (status, body["state"]) == (200, "transferred"), body
+    assert (await agent_phones[0].wait()).ok
+    await wait_for_state(process, "1001", "acw")
+    status, body = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "barge"}, token=SUPERVISOR)
+    assert (status, body["mode"]) == (200, "barge"), body
+    assert watch["supervisor_channel"] in {c for b in await ari_get("/bridges") if b["id"] == watch["talk_bridge"]
+                                           for c in b["channels"]}
+    status, body = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "stop"}, token=SUPERVISOR)
+    assert (status, body["mode"]) == (200, "stop"), body
+    assert (await supervisor.wait()).ok
+    assert (await first_caller.wait()).ok
+    assert (await colleague.wait()).ok
+    assert (await agent_phones[1].wait()).ok
+    assert (await second_caller.wait()).ok
+    await process.wait_for_records(2)
+    kinds = [e["kind"] for e in (await process.call_record(first))["events"]
+             if e["kind"] in ("consult", "transfer", "held", "resumed")]
+    assert kinds == ["held", "consult", "resumed", "transfer"]
+    assert rows(process, "SELECT * FROM live_calls") == []
+    assert not [b for b, channels in (await our_bridges()).items() if not channels]
