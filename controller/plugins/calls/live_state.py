@@ -47,6 +47,7 @@ class LiveCallState:
 
         A part whose JSON cannot be read is left out (logged): its call resumes without it, or goes to
         the fallback route if nothing can rebuild it."""
+        await self._store.flush()  # what this process wrote last (a call that just ended) is read back as it is
         rows = await self._store.fetchall("SELECT call_id, part, data FROM live_calls ORDER BY call_id")
         calls: LiveCalls = {}
         for row in rows:

@@ -322,7 +322,10 @@ class CallsService:
             else:
                 session.deliver(synthetic(ChannelLost))
         bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
-        await self._resume_stored(by_id, bridges)
+        try:
+            await self._resume_stored(by_id, bridges)
+        except Exception:  # e.g. the store cannot be read: the callers left in Stasis get the fallback below
+            log.exception("the stored calls could not be resumed")
         orphans = []
         for channel in channels:
             app_and_args = channel.stasis_app_and_args()
@@ -373,7 +376,7 @@ class CallsService:
         if handler is None:
             reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
             log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
-            session.records.event(call_id, "resume_failed", reason=reason)
+            session.records.event(call_id, "recovered", resumed=False, reason=reason)
             handler = self._fallback_handler("resume-failed", [b.id for b in bridges.values()
                                                                if b.raw.get("name") == call_id])
         else:
