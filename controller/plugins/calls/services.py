@@ -322,8 +322,9 @@ class CallsService:
             else:
                 session.deliver(synthetic(ChannelLost))
         bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
+        resumed: set[str] = set()
         try:
-            await self._resume_stored(by_id, bridges)
+            resumed = await self._resume_stored(by_id, bridges)
         except Exception:  # e.g. the store cannot be read: the callers left in Stasis get the fallback below
             log.exception("the stored calls could not be resumed")
         orphans = []
@@ -331,7 +332,8 @@ class CallsService:
             app_and_args = channel.stasis_app_and_args()
             if app_and_args is None or app_and_args[0] != self.config.ari.app:
                 continue
-            if self.dispatcher.owner_of(channel.id) is None:
+            # (a resumed caller's task may have ended already: its channel is no orphan)
+            if channel.id not in resumed and self.dispatcher.owner_of(channel.id) is None:
                 orphans.append(self._recover(channel, app_and_args[1]))
         await asyncio.gather(*orphans)
         await self._clean_up(by_id, bridges)
@@ -339,12 +341,14 @@ class CallsService:
             if row["channel_id"] not in existing and row["call_id"] not in self.active:
                 self.records.ended(row["call_id"], reason="lost")
 
-    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
-        """Take over the stored calls nobody in this process handles (all of them after a start)."""
+    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> set[str]:
+        """Take over the stored calls nobody in this process handles (all of them after a start); returns
+        their caller channels."""
         if self.live is None:
-            return
+            return set()
         stored = await self.live.load_all()
         resumes = []
+        taken: set[str] = set()
         for call_id, parts in stored.items():
             if call_id in self.active:
                 continue
@@ -353,8 +357,10 @@ class CallsService:
             if call is None or channel is None or channel.stasis_app_and_args() is None:
                 resumes.append(self._close_stored(call_id, parts))
             else:
+                taken.add(channel.id)
                 resumes.append(self._resume_call(call_id, parts, call, channel, channels, bridges))
         await asyncio.gather(*resumes)
+        return taken
 
     async def _resume_call(self, call_id: str, parts: dict[str, dict[str, Any]], call: dict[str, Any],
                            channel: Channel, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
