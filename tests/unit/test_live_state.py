@@ -112,10 +112,10 @@ def in_stasis(channel_id: str, args: str) -> Channel:
 async def test_readopt_hands_each_stored_call_to_its_parts_in_order(store: Store) -> None:
     """Parts are asked in the order call → recording → talk / ring / queue / ivr; the first handler wins;
     a call nobody takes goes to the fallback route (reason in its events); a call whose caller is gone is
-    closed with its closer's reason; an empty bridge of ours nobody owns is removed; a bridge in use stays."""
+    closed with its closer's reason, one the guard sent to the fallback route as such; an empty bridge of ours nobody owns is removed; a bridge in use stays."""
     live = LiveCallState(store, time.time)
     records = CallRecords(store, time.time)
-    for call_id, channel_id in (("c1", "ch1"), ("c2", "ch2"), ("c3", "ch3")):
+    for call_id, channel_id in (("c1", "ch1"), ("c2", "ch2"), ("c3", "ch3"), ("c4", "ch4")):
         records.started(call_id, channel_id, direction="inbound", caller="13800138000", did="4000")
         live.save(call_id, "call", {"channel_id": channel_id, "did": "4000", "started_at": time.time() - 30})
     live.save("c1", "recording", {"name": "r1"})
@@ -123,7 +123,8 @@ async def test_readopt_hands_each_stored_call_to_its_parts_in_order(store: Store
     live.save("c1", "ivr", {"node": "menu"})
     live.save("c2", "queue", {"queue": "sales"})
     live.save("c3", "talk", {"agent_id": "a2"})
-    ari = FakeAri([in_stasis("ch1", "4000"), in_stasis("ch2", "4000")],
+    in_dialplan = Channel("ch4", "", "Up", "", "", "", "", "Queue", "ccc-fallback", "zh", "", {})  # the guard's
+    ari = FakeAri([in_stasis("ch1", "4000"), in_stasis("ch2", "4000"), in_dialplan],
                   [Bridge("br-talk-1", "mixing", ("ch1", "leg-1"), {"name": "c1"}),
                    Bridge("br-queue-2", "holding", (), {"name": "c2"}), Bridge("other", "mixing", (), {})])
     tasks: list[asyncio.Task[None]] = []
@@ -166,4 +167,6 @@ async def test_readopt_hands_each_stored_call_to_its_parts_in_order(store: Store
     assert [e["reason"] for e in c2["events"] if e["kind"] == "recovered"] == ["queue: nothing to go on with"]
     c3 = await records.get("c3")
     assert c3 is not None and c3["end_reason"] == "caller_hangup"
+    c4 = await records.get("c4")
+    assert c4 is not None and c4["end_reason"] == "fallback"
     assert set(await live.load_all()) == set()  # every call ended (c1's handler returned at once)

@@ -354,8 +354,12 @@ class CallsService:
                 continue
             call = parts.get("call")
             channel = channels.get(str(call.get("channel_id"))) if call else None
-            if call is None or channel is None or channel.stasis_app_and_args() is None:
+            if call is None or channel is None:
                 resumes.append(self._close_stored(call_id, parts))
+            elif channel.stasis_app_and_args() is None:
+                # Out of our application: the guard sent the caller to the fallback route while no
+                # controller ran (guard.takeover_timeout); the dialplan has the call now.
+                resumes.append(self._close_stored(call_id, parts, "fallback"))
             else:
                 taken.add(channel.id)
                 resumes.append(self._resume_call(call_id, parts, call, channel, channels, bridges))
@@ -420,14 +424,16 @@ class CallsService:
                         await self.ari.destroy_bridge(bridge_id)
         return fallback
 
-    async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
-        """A stored call whose caller is gone (hung up while no process was there): close its parts' records
-        (each owner's closer), then the call's (lost, unless a part knows better); forget it."""
-        reason = None
+    async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]], known: str | None = None) -> None:
+        """A stored call whose caller is gone (hung up while no process was there) or was sent to the fallback
+        route by the guard (`known`): close its parts' records (each owner's closer), then the call's (lost,
+        unless that is known better); forget it."""
+        reason = known
         for part, close in self.closers.items():
             if part in parts:
                 try:
-                    reason = await close(call_id, parts) or reason
+                    closed = await close(call_id, parts)  # every part is closed, whatever is known already
+                    reason = reason or closed
                 except Exception:
                     log.exception("call %s: closing its %s part failed", call_id, part)
         reason = reason or "lost"
