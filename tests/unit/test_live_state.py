@@ -112,7 +112,8 @@ def in_stasis(channel_id: str, args: str) -> Channel:
 async def test_readopt_hands_each_stored_call_to_its_parts_in_order(store: Store) -> None:
     """Parts are asked in the order call → recording → talk / ring / queue / ivr; the first handler wins;
     a call nobody takes goes to the fallback route (reason in its events); a call whose caller is gone is
-    closed with its closer's reason, one the guard sent to the fallback route as such; an empty bridge of ours nobody owns is removed; a bridge in use stays."""
+    closed with its closer's reason, one the guard sent to the fallback route as such; an empty bridge of
+    ours nobody owns is removed; a bridge in use stays."""
     live = LiveCallState(store, time.time)
     records = CallRecords(store, time.time)
     for call_id, channel_id in (("c1", "ch1"), ("c2", "ch2"), ("c3", "ch3"), ("c4", "ch4")):
