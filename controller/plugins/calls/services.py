@@ -385,10 +385,15 @@ class CallsService:
                 break
         if handler is None:
             reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
-            log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
             session.records.event(call_id, "recovered", resumed=False, reason=reason)
-            handler = self._fallback_handler("resume-failed", [b.id for b in bridges.values()
-                                                               if b.raw.get("name") == call_id])
+            call_bridges = [b.id for b in bridges.values() if b.raw.get("name") == call_id]
+            if session.direction == "outbound":
+                # An agent's own call (its channel is the agent's phone): no fallback route for it.
+                log.warning("outbound call %s cannot be resumed (%s): hanging it up", call_id, reason)
+                handler = self._hang_up_handler(call_bridges)
+            else:
+                log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
+                handler = self._fallback_handler("resume-failed", call_bridges)
         else:
             self.resumed += 1
             session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
@@ -419,10 +424,22 @@ class CallsService:
             try:
                 await session.to_fallback(why)
             finally:
-                for bridge_id in bridge_ids:
-                    with contextlib.suppress(AriError):
-                        await self.ari.destroy_bridge(bridge_id)
+                await self._destroy_bridges(bridge_ids)
         return fallback
+
+    def _hang_up_handler(self, bridge_ids: list[str]) -> CallHandler:
+        async def hang_up(session: CallSession) -> None:
+            session.end_reason = "lost"
+            try:
+                await session.hangup()
+            finally:
+                await self._destroy_bridges(bridge_ids)
+        return hang_up
+
+    async def _destroy_bridges(self, bridge_ids: list[str]) -> None:
+        for bridge_id in bridge_ids:
+            with contextlib.suppress(AriError):
+                await self.ari.destroy_bridge(bridge_id)
 
     async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]], known: str | None = None) -> None:
         """A stored call whose caller is gone (hung up while no process was there) or was sent to the fallback
