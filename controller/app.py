@@ -53,7 +53,7 @@ from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
-from controller.store.db import Store
+from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
@@ -267,7 +267,7 @@ class Controller:
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
-                with contextlib.suppress(TimeoutError):  # a failing store: close() below keeps what is left
+                with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()
                 self.store.freeze()
