@@ -1,13 +1,15 @@
 """The controller process: wires ARI, the store, the plugins and the HTTP server, and runs them.
 
 Structured concurrency: one TaskGroup holds the event stream, the store's writer and every
-call's task; stopping the controller hands live calls to the dialplan's fallback route, then
-cancels the group and waits for each call to write its record.
+call's task; stopping the controller leaves live calls in Asterisk (the next process resumes them
+from the live-call picture), then cancels the group without letting the calls' tasks touch
+Asterisk or the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -38,6 +40,7 @@ from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
 from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
+from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.compat.ami_server import AmiServer
@@ -54,10 +57,13 @@ from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
-from controller.store.db import Store
+from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
+
+#: How long a graceful stop waits for the store to commit what the live calls wrote.
+STOP_FLUSH_SECONDS = 5.0
 
 
 class Controller:
@@ -76,6 +82,7 @@ class Controller:
         self.compat = CompatService(config, self.store, self.events)  # queue_log and CDRs for Asterisk tools
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
+        self.calls.live = LiveCallState(self.store, time.time)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
         self.recordings = RecordingService(config=config, ari=self.ari,
                                            index=RecordingIndex(self.store, self.clock.now),
@@ -83,6 +90,11 @@ class Controller:
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
+        self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
+        self.calls.register_cleanup(self.acd.release_unresumed)
+        self.recordings.picture = self.calls.live
+        self.calls.register_resumer("recording", self.recordings.resume_recording, self.recordings.close_recording)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
@@ -274,14 +286,22 @@ class Controller:
                 compat = tasks.create_task(self.compat.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
-                log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
-                await self.calls.hand_all_to_fallback("controller-stopping")
+                # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
+                # events and decisions, save what is queued, then end the call tasks without them touching
+                # Asterisk or the store (their clean-up would hang up legs and close records).
+                log.info("stopping: leaving %d live calls in Asterisk for the next process", len(self.calls.active))
+                self.calls.detach()
                 self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 stream.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
+                with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
+                    async with asyncio.timeout(STOP_FLUSH_SECONDS):
+                        await self.store.flush()
+                self.store.freeze()
+                self.ari.detach()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

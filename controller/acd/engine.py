@@ -24,7 +24,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
@@ -48,6 +48,15 @@ __all__ = ["AcdEngine", "AcdError"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
 DEFAULT_HANDLE_TIME = 180.0
+
+
+class OnCall(NamedTuple):
+    """A call an agent is on that a new process resumes (see `AcdEngine.restore`)."""
+
+    call_id: str
+    queue: str | None
+    talk_started: float
+    on_hold: bool = False
 
 
 class AcdError(Exception):
@@ -107,6 +116,17 @@ class _Queue:
     def calls(self) -> Iterable[_Call]:
         for bucket in self.buckets.values():
             yield from bucket.values()
+
+    def count_left(self, outcome: str, wait: float) -> None:
+        """A call left the queue: answered (within the service level or not), abandoned or overflowed."""
+        if outcome == "answered":
+            self.answered += 1
+            if wait <= self.settings.service_level_seconds:
+                self.answered_within_sl += 1
+        elif outcome == "abandoned":
+            self.abandoned += 1
+        else:
+            self.overflowed += 1
 
 
 class AcdEngine:
@@ -482,11 +502,12 @@ class AcdEngine:
             }
         return {"version": 1, "agents": agents}
 
-    def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
-        """After a restart: ready/not-ready agents as they were, an agent in ACW until their wrap-up
-        ends (at once if it ended during the restart); an agent who was on a call gets a fresh
-        wrap-up (their call may still be going on in Asterisk, outside our control). Agents logged
-        out keep the day's figures (online time, time per state)."""
+    def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
+        """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at
+        once if it ended during the restart); an agent on a call the new process resumes (`on_calls`: agent
+        id -> that call) is still talking (or on hold) on it, with the original talk start; an agent who was
+        on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
+        per state)."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
@@ -504,6 +525,10 @@ class AcdEngine:
             for queue in agent.settings.queues:
                 self._queues[queue].logged_in.add(agent_id)
             state = saved["state"]
+            on_call = (on_calls or {}).get(agent_id)
+            if on_call is not None:
+                self._restore_on_call(agent, on_call, saved)
+                continue
             if state in ("ready", "not_ready"):
                 agent.state, agent.reason, agent.since = state, saved.get("reason"), saved.get("since")
                 if state == "ready":
@@ -523,6 +548,30 @@ class AcdEngine:
             else:
                 self._become_ready(agent, out)
         return out
+
+    def count_earlier(self, queue: str, left: Iterable[tuple[str, float]]) -> None:
+        """Count calls that left the queue before this process (today's, from the store) in its statistics:
+        `left` is (outcome, wait seconds) per call. Unknown queues and outcomes are ignored."""
+        q = self._queues.get(queue)
+        if q is None:
+            return
+        for outcome, wait in left:
+            if outcome in ("answered", "abandoned", "overflowed"):
+                q.offered += 1
+                q.count_left(outcome, wait)
+
+    def new_day(self) -> None:
+        """Midnight: the queues' counters (offered, answered, abandoned, overflowed, service level) start over."""
+        for q in self._queues.values():
+            q.offered = q.answered = q.answered_within_sl = q.abandoned = q.overflowed = 0
+
+    def _restore_on_call(self, agent: _Agent, on_call: OnCall, saved: Mapping[str, Any]) -> None:
+        state: AgentState = "on_hold" if on_call.on_hold else "talking"
+        agent.state, agent.reason = state, None
+        agent.since = saved.get("since") if saved.get("state") == state else self.clock.now()
+        agent.current_call = on_call.call_id
+        agent.current_queue = on_call.queue if on_call.queue in self._queues else None
+        agent.talk_started = on_call.talk_started
 
     # -- internals: state ----------------------------------------------------------------------------
 
@@ -603,14 +652,7 @@ class AcdEngine:
         del bucket[call.call_id]
         if not bucket:
             del queue.buckets[call.priority]
-        if outcome == "answered":
-            queue.answered += 1
-            if wait <= queue.settings.service_level_seconds:
-                queue.answered_within_sl += 1
-        elif outcome == "abandoned":
-            queue.abandoned += 1
-        else:
-            queue.overflowed += 1
+        queue.count_left(outcome, wait)
         out.append(CallLeft(call.call_id, call.queue, outcome, wait, agent_id))  # type: ignore[arg-type]
 
     def _overflow(self, call: _Call, reason: str, out: list[Decision]) -> None:
