@@ -11,31 +11,33 @@ from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import SESSION_COOKIE, caller_of, json_error, public, roles
 from controller.plugins.access.services import USER_ROLES, AccessRefused, AccessService
 
-NAME = {"type": "string", "pattern": f"^{USER_NAME_PATTERN}$"}
+NAME = {"type": "string", "pattern": f"^{USER_NAME_PATTERN}(?!\\n)$"}
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
 AGENT_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 LOGIN_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "password"],
               "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64}, "password": PASSWORD}}
 USER = {"type": "object", "required": ["name", "role", "agent_id", "locked"],
         "properties": {"name": {"type": "string"}, "role": {"type": "string"},
-                       "agent_id": {"type": ["string", "null"]}, "locked": {"type": "boolean"}}}
+                       "agent_id": {"type": "string", "nullable": True}, "locked": {"type": "boolean"}}}
 SESSION = {"type": "object", "required": ["user", "csrf_token", "expires_at"],
            "properties": {"user": USER, "csrf_token": {"type": "string"}, "expires_at": {"type": "number"}}}
-USER_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role", "password"],
-             "properties": {"name": NAME, "role": {"enum": list(USER_ROLES)}, "password": PASSWORD,
-                            "agent_id": AGENT_ID}}
-PASSWORD_BODY = {"type": "object", "additionalProperties": False, "required": ["password"],
-                 "properties": {"password": PASSWORD, "current_password": PASSWORD}}
+#: An agent (user or token) names its agent; no other role does.
+AGENT_RULE = {"anyOf": [{"properties": {"role": {"enum": ["agent"]}}, "required": ["agent_id"]},
+                       {"properties": {"role": {"enum": ["supervisor", "admin", "integration"]}},
+                        "not": {"required": ["agent_id"]}}],
+              "description": "role agent needs agent_id (the agent it acts as); the other roles have none"}
 TOKEN = {"type": "object", "required": ["id", "name", "role", "created_at", "expires_at", "revoked_at"],
          "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "role": {"type": "string"},
-                        "agent_id": {"type": ["string", "null"]}, "expires_at": {"type": ["number", "null"]},
-                        "revoked_at": {"type": ["number", "null"]}}}
-TOKEN_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"],
+                        "agent_id": {"type": "string", "nullable": True},
+                        "expires_at": {"type": "number", "nullable": True},
+                        "revoked_at": {"type": "number", "nullable": True}}}
+TOKEN_BODY = {"type": "object", "additionalProperties": False, "required": ["name", "role"], **AGENT_RULE,
               "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64},
                              "role": {"enum": ["agent", "supervisor", "admin", "integration"]},
                              "agent_id": AGENT_ID,
-                             "expires_at": {"type": "number", "minimum": 0, "maximum": 1e11,
-                                            "description": "Unix time (seconds) after which the token fails"}}}
+                             "expires_in_seconds": {"type": "number", "minimum": 1, "maximum": 10 * 366 * 86400,
+                                                    "description": "the token fails this long after its creation"
+                                                                   " (none: it never expires)"}}}
 TOKEN_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 TIME = {"type": "number", "minimum": 0, "maximum": 1e11}
 AUDIT_QUERY: dict[str, dict[str, Any]] = {"actor": {"type": "string", "description": "user:NAME or token:NAME"},
@@ -51,13 +53,21 @@ def refusal(exc: AccessRefused) -> web.Response:
 
 
 def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]:
+    password = {**PASSWORD, "minLength": access.settings.min_password_length}
+    user_body = {"type": "object", "additionalProperties": False, "required": ["name", "role", "password"],
+                 **AGENT_RULE, "properties": {"name": NAME, "role": {"enum": list(USER_ROLES)}, "password": password,
+                                              "agent_id": AGENT_ID}}
+    password_body = {"type": "object", "additionalProperties": False, "required": ["password"],
+                     "properties": {"password": password, "current_password": PASSWORD}}
+
     def audited(request: web.Request) -> None:
-        request["audited"] = True  # the service wrote a richer entry than the middleware would
+        request["audited"] = True  # the service wrote a richer entry (before/after) than the middleware would
 
     @operation("Log in with a name and password: sets the session cookie (HttpOnly, SameSite=Strict) and answers "
                "the CSRF token state-changing requests repeat in X-CSRF-Token", tag="auth", body=LOGIN_BODY,
                responses={200: SESSION},
-               errors={401: "wrong name or password", 423: "the account is locked after too many wrong passwords"})
+               errors={400: "bad input", 401: "wrong name or password",
+                       423: "the account is locked after too many wrong passwords"})
     @public
     async def login(request: web.Request) -> web.Response:
         body = body_of(request)
@@ -78,8 +88,8 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
         identity = caller_of(request)
         if not identity.is_session:
             return json_error(409, "no session to end: this request used an API token (revoke it instead)")
-        audited(request)
         await access.logout(identity)
+        audited(request)
         response = web.json_response({"logged_out": identity.name})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
@@ -100,42 +110,42 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
     async def list_users(request: web.Request) -> web.Response:
         return web.json_response({"users": access.user_list()})
 
-    @operation("Create a user (role agent needs the agent_id it is)", tag="auth", body=USER_BODY,
-               responses={201: USER}, errors={409: "a user of this name exists"})
+    @operation("Create a user (role agent needs the agent_id it is)", tag="auth", body=user_body,
+               responses={201: USER}, errors={409: "a user of this name exists", 404: "no such agent (agent_id)"})
     @roles("admin")
     async def create_user(request: web.Request) -> web.Response:
         body = body_of(request)
-        audited(request)
         try:
             user = await access.create_user(caller_of(request), body["name"], body["role"], body["password"],
                                             body.get("agent_id"))
         except AccessRefused as exc:
-            return refusal(exc)
+            return refusal(exc)  # the middleware audits the refused attempt
+        audited(request)
         return web.json_response(user.public(access.now()), status=201)
 
     @operation("Delete a user; their sessions end", tag="auth", path={"name": NAME},
                responses={200: {"type": "object"}}, errors={409: "your own user"})
     @roles("admin")
     async def delete_user(request: web.Request) -> web.Response:
-        audited(request)
         try:
             await access.delete_user(caller_of(request), request.match_info["name"])
         except AccessRefused as exc:
-            return refusal(exc)
+            return refusal(exc)  # the middleware audits the refused attempt
+        audited(request)
         return web.json_response({"deleted": request.match_info["name"]})
 
     @operation("Change a password: your own (with current_password, from a session), or anyone's as an admin "
                "(a reset, which also unlocks the account); the user's other sessions end", tag="auth",
-               path={"name": NAME}, body=PASSWORD_BODY, responses={200: USER})
+               path={"name": NAME}, body=password_body, responses={200: USER})
     @roles("agent", "supervisor")
     async def change_password(request: web.Request) -> web.Response:
         body = body_of(request)
-        audited(request)
         try:
             user = await access.change_password(caller_of(request), request.match_info["name"], body["password"],
                                                 body.get("current_password"))
         except AccessRefused as exc:
-            return refusal(exc)
+            return refusal(exc)  # the middleware audits the refused attempt
+        audited(request)
         return web.json_response(user.public(access.now()))
 
     @operation("API tokens (never their values)", tag="auth",
@@ -150,23 +160,24 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
     @roles("admin")
     async def create_token(request: web.Request) -> web.Response:
         body = body_of(request)
-        audited(request)
         try:
             value, record = await access.create_token(caller_of(request), body["name"], body["role"],
-                                                      body.get("agent_id"), body.get("expires_at"))
+                                                      body.get("agent_id"), body.get("expires_in_seconds"))
         except AccessRefused as exc:
-            return refusal(exc)
+            return refusal(exc)  # the middleware audits the refused attempt
+        audited(request)
         return web.json_response({**record.public(), "token": value}, status=201)
 
     @operation("Revoke an API token: its next request fails and its open /ws are closed", tag="auth",
-               path={"token_id": TOKEN_ID}, responses={200: TOKEN}, errors={409: "revoked already"})
+               path={"token_id": TOKEN_ID}, responses={200: TOKEN},
+               errors={409: "revoked already, or the token this request is made with"})
     @roles("admin")
     async def revoke_token(request: web.Request) -> web.Response:
-        audited(request)
         try:
             record, closed = await access.revoke_token(caller_of(request), int(request.match_info["token_id"]))
         except AccessRefused as exc:
-            return refusal(exc)
+            return refusal(exc)  # the middleware audits the refused attempt
+        audited(request)
         return web.json_response({**record.public(), "websockets_closed": closed})
 
     @operation("The audit log, newest first: who changed what, when, before and after", tag="auth",

@@ -200,7 +200,7 @@ class AccessService:
         if agent_id is not None and role != "agent":
             raise AccessRefused(400, f"agent_id: only for role agent, not {role}")
         if agent_id is not None and not self.agent_exists(agent_id):
-            raise AccessRefused(400, f"agent_id: no agent {agent_id!r} is configured")
+            raise AccessRefused(404, f"agent_id: no agent {agent_id!r} is configured")
 
     def user_list(self) -> list[dict[str, object]]:
         now = self.now()
@@ -244,7 +244,6 @@ class AccessService:
             raise AccessRefused(403, "only an admin may change another user's password")
         user = self._user(name)
         if own and (current is None or not await asyncio.to_thread(self._verify, user.password_hash, current)):
-            self.audit.record(actor.actor, actor.role, "user.password.failed", target=f"user:{name}", status=403)
             raise AccessRefused(403, "current_password: wrong (needed to change your own password)")
         self._check_password(password)
         now = self.now()
@@ -267,12 +266,11 @@ class AccessService:
         return [token.public() for token in sorted(self.tokens.values(), key=lambda t: t.id)]
 
     async def create_token(self, actor: Identity, name: str, role: str, agent_id: str | None,
-                           expires_at: float | None) -> tuple[str, TokenRecord]:
+                           expires_in_seconds: float | None) -> tuple[str, TokenRecord]:
         """A new token: the value (shown once, never stored) and its record."""
         self._check_agent(role, agent_id)
         now = self.now()
-        if expires_at is not None and expires_at <= now:
-            raise AccessRefused(400, "expires_at: must be in the future (a Unix time in seconds)")
+        expires_at = None if expires_in_seconds is None else now + expires_in_seconds
         value = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = await self.records.add_token(name, role, agent_id, digest(value), now, actor.actor, expires_at)
         record = TokenRecord(token_id, name, role, agent_id, digest(value), now, actor.actor, expires_at, None)
@@ -288,6 +286,8 @@ class AccessService:
             raise AccessRefused(404, f"no token {token_id}")
         if record.revoked_at is not None:
             raise AccessRefused(409, f"token {token_id} was revoked already")
+        if actor.credential == f"token:{token_id}":
+            raise AccessRefused(409, "this request is made with that token: revoke it with another admin's")
         before = record.public()
         now = self.now()
         await self.records.revoke_token(token_id, now)
