@@ -118,7 +118,7 @@ async def test_an_agent_logs_in_with_a_password_and_a_cookie_session_needs_its_c
     assert all(e["after"]["password"] == "***" for e in refused)  # who tried, never the password
     changed = next(e for e in entries if e["action"] == "user.password")
     assert changed["before"]["password_changed_at"] < changed["after"]["password_changed_at"]
-    acd_login = next(e for e in entries if e["action"].startswith("POST"))
+    acd_login = next(e for e in entries if e["action"] == "POST /api/agents/{agent_id}/login")
     assert acd_login["target"] == "/api/agents/1001/login" and acd_login["after"] == {"ready": True}
     assert acd_login["status"] == 200 and acd_login["role"] == "agent"
     failed = await audit(controller, action="login.failed")
