@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config
+from tests.e2e.test_cli import ccctl
 
 pytestmark = pytest.mark.e2e
 AGENT_PASSWORD = "demo-1001-pass"
@@ -159,8 +161,6 @@ async def test_five_wrong_passwords_lock_the_account_for_the_configured_time(
 
 def await_audit_rows(process: ControllerProcess) -> list[dict[str, Any]]:
     """The audit log read from the database file (after the controller stopped)."""
-    import json
-
     return [{**row, "before": json.loads(row["before"] or "null"), "after": json.loads(row["after"] or "null")}
             for row in db_rows(process, "SELECT * FROM audit_log ORDER BY id")]
 
@@ -274,6 +274,16 @@ async def test_the_audit_log_records_supervisor_and_admin_changes_with_who(contr
     assert not [e for e in entries if e["action"].startswith("GET")]
     assert {e["actor"] for e in await audit(controller, actor="token:wallboard")} == {"token:wallboard"}
     assert (await controller.api("GET", "/api/audit", token="demo-agent-1001-token"))[0] == 403
+
+    # ccctl audit: the same log, filtered, as a table and as JSON.
+    table = await asyncio.to_thread(ccctl, "audit", "--actor", "token:ops", url=controller.url)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert any("user.create" in line and "user:lead" in line and "201" in line for line in lines), table.stdout
+    assert any("POST /api/flows/reload" in line for line in lines) and "token:wallboard" not in table.stdout
+    listed = json.loads((await asyncio.to_thread(ccctl, "audit", "--action", "user.", "--json",
+                                                 url=controller.url)).stdout)
+    assert [e["action"] for e in listed["entries"]] == ["user.create"]
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
