@@ -104,7 +104,15 @@ async def test_an_agent_logs_in_with_a_password_and_a_cookie_session_needs_its_c
         assert (await other.login("1001", "a-new-password-1001"))[0] == 200
         await other.close()
 
-        assert (await page.request("POST", "/api/auth/logout"))[0] == 200
+        ws_url = controller.url.replace("http", "ws") + "/ws"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:  # a page of another site, with the cookie
+            await page.http.ws_connect(ws_url, headers={"Origin": "http://evil.example"})
+        assert foreign.value.status == 403
+        async with page.http.ws_connect(ws_url, headers={"Origin": controller.url}) as ws:  # by the cookie
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            assert (await page.request("POST", "/api/auth/logout"))[0] == 200
+            message = await ws.receive(timeout=5)
+            assert (message.type, message.data, message.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "logged out")
         assert (await page.request("GET", "/api/agents/1001"))[0] == 401  # the session ended
     finally:
         await page.close()
