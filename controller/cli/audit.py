@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from controller.cli.main import api, emit
+from controller.cli.main import api, emit, filter_query
 from controller.cli.reports import parse_moment
 from controller.cli.table import render_table
 
@@ -26,14 +26,7 @@ def _change(entry: dict[str, Any]) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    query: dict[str, Any] = {"limit": args.limit}
-    for key in ("actor", "action", "target"):
-        if getattr(args, key):
-            query[key] = getattr(args, key)
-    if args.start is not None:
-        query["from"] = args.start
-    if args.end is not None:
-        query["to"] = args.end
+    query = filter_query(args, ("actor", "action", "target"))
     data = api(args).get("/api/audit", query)
 
     def text(d: dict[str, Any]) -> str:

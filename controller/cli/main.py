@@ -28,6 +28,19 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> int
     return 0
 
 
+def filter_query(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A list command's query: --limit, the given filters when set, --from/--to (`start`/`end`)."""
+    query: dict[str, Any] = {"limit": args.limit}
+    for key in keys:
+        if getattr(args, key):
+            query[key] = getattr(args, key)
+    if args.start is not None:
+        query["from"] = args.start
+    if args.end is not None:
+        query["to"] = args.end
+    return query
+
+
 def api(args: argparse.Namespace) -> ControllerApi:
     return ControllerApi(args.url, args.token)
 
