@@ -111,3 +111,22 @@ async def test_sessions_survive_a_restart_and_end_with_a_password_reset(store: S
 def test_secrets_never_reach_the_audit_log() -> None:
     assert redacted({"password": "x", "nested": [{"token": "y", "name": "n"}]}) == {
         "password": "***", "nested": [{"token": "***", "name": "n"}]}
+
+
+def test_demo_passwords_refuse_to_start_outside_the_demo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.main import main
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("CCC_DEMO", raising=False)
+    assert main(["--config", str(repo / "demo/controller.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "users: 'admin' uses a demo password" in err and "users: '1001' uses a demo password" in err
+    short = tmp_path / "short.yaml"
+    short.write_text("users:\n  - {name: boss, role: admin, password: 'abc'}\n")
+    assert main(["--config", str(short)]) == 2
+    assert "users: 'boss' has a password shorter than 10 characters" in capsys.readouterr().err
+    agent = tmp_path / "agent.yaml"
+    agent.write_text("users:\n  - {name: a, role: agent, password: 'long-enough-password'}\n")
+    assert main(["--config", str(agent)]) == 2
+    assert "an agent user needs agent_id" in capsys.readouterr().err
