@@ -324,13 +324,17 @@ def load_config(path: str | Path) -> Config:
     """Read and check the configuration; raises SettingsError with file:line:column messages."""
     config = load_file_as(Config, path)
     base = Path(path).resolve().parent
-    data_dir = Path(config.data_dir)
-    flows_dir = Path(config.ivr.flows_dir)
     # Relative paths are relative to the configuration file, not to where the process started.
+    def resolved(text: str) -> str:
+        if not text or Path(text).is_absolute():
+            return text
+        return str(base / text)
+
     return replace(
         config,
         source=str(path),
-        data_dir=str(data_dir if data_dir.is_absolute() else base / data_dir),
-        ivr=replace(config.ivr, flows_dir=str(flows_dir if flows_dir.is_absolute() else base / flows_dir)),
+        data_dir=resolved(config.data_dir),
+        ivr=replace(config.ivr, flows_dir=resolved(config.ivr.flows_dir)),
+        http=replace(config.http, tls_cert=resolved(config.http.tls_cert), tls_key=resolved(config.http.tls_key)),
     )
 

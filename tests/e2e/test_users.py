@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,15 @@ async def test_https_serves_api_pages_and_websocket_with_secure_cookies_and_relo
         assert (await page.login("1001", AGENT_PASSWORD))[0] == 200
         assert "secure" in page.set_cookie.lower() and "httponly" in page.set_cookie.lower()
         assert (await page.request("GET", "/api/agents/1001"))[0] == 200  # the cookie goes back over HTTPS
+        # ccctl over HTTPS: a private certificate is trusted through SSL_CERT_FILE.
+        command = [sys.executable, "-m", "controller.cli.main", "--url", https, "--token", ADMIN_TOKEN, "audit",
+                   "--action", "login", "--json"]
+        trusted = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60,
+                                          env={**os.environ, "SSL_CERT_FILE": str(first[0])})
+        assert trusted.returncode == 0, trusted.stderr
+        assert [e["actor"] for e in json.loads(trusted.stdout)["entries"]] == ["user:1001"]
+        untrusted = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+        assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
         async with page.http.get(https + "/toolbar") as response:
             assert response.status == 200 and "<html" in await response.text()
         async with page.http.ws_connect(https.replace("https", "wss") + "/ws") as ws:  # the session's cookie

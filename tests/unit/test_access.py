@@ -130,3 +130,17 @@ def test_demo_passwords_refuse_to_start_outside_the_demo(
     agent.write_text("users:\n  - {name: a, role: agent, password: 'long-enough-password'}\n")
     assert main(["--config", str(agent)]) == 2
     assert "an agent user needs agent_id" in capsys.readouterr().err
+
+
+def test_certificate_paths_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
+    from controller.config import load_config
+    from controller.settings import SettingsError
+
+    path = tmp_path / "controller.yaml"
+    path.write_text("http: {tls_cert: tls/cert.pem, tls_key: /etc/ccc/key.pem}\n")
+    http = load_config(path).http
+    assert (http.tls_cert, http.tls_key, http.tls) == (str(tmp_path / "tls/cert.pem"), "/etc/ccc/key.pem", True)
+    assert load_config(tmp_path / "controller.yaml").data_dir == str(tmp_path / "var")
+    path.write_text("http: {tls_cert: cert.pem}\n")
+    with pytest.raises(SettingsError, match="give both"):
+        load_config(path)

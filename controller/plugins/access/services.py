@@ -155,6 +155,7 @@ class AccessService:
         if user.failures or user.locked_until is not None:
             user.failures, user.locked_until = 0, None
             await self.records.save_user(user)
+        await self._end_sessions([s.id_hash for s in self.sessions.values() if s.expires_at <= now], "expired")
         cookie = secrets.token_urlsafe(32)
         session = SessionRecord(digest(cookie), name, secrets.token_urlsafe(24), now,
                                 now + self.settings.session_hours * 3600)
