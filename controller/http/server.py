@@ -57,6 +57,9 @@ class Identity:
 Authenticator = Callable[[web.Request], "Identity | None"]
 #: Records a state-changing request (identity, HTTP status) in the audit log.
 AuditHook = Callable[[web.Request, Identity, int], None]
+#: What a request acts on, as it is now (e.g. an agent's state), or None: asked before and after a
+#: state-changing request, for the audit log's before and after (request["audit_subject"]).
+AuditSubject = Callable[[web.Request], Any]
 
 
 class SocketRegistry:
@@ -172,7 +175,7 @@ def _csrf_problem(request: web.Request, identity: Identity) -> str | None:
 
 
 def make_auth_middleware(authenticate: Authenticator, audit: AuditHook | None = None,
-                         sockets: SocketRegistry | None = None) -> Any:
+                         sockets: SocketRegistry | None = None, audit_subject: AuditSubject | None = None) -> Any:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = getattr(request.match_info, "handler", None)
@@ -189,6 +192,8 @@ def make_auth_middleware(authenticate: Authenticator, audit: AuditHook | None = 
         if identity.role not in allowed:
             return json_error(403, f"role {identity.role!r} may not use {request.method} {request.path}")
         request["identity"] = identity
+        audited = audit is not None and request.method not in SAFE_METHODS
+        before = audit_subject(request) if audited and audit_subject is not None else None
         status = 500
         try:
             response = await handler(request)
@@ -200,7 +205,9 @@ def make_auth_middleware(authenticate: Authenticator, audit: AuditHook | None = 
         finally:
             if sockets is not None:
                 sockets.forget(request)
-            if audit is not None and request.method not in SAFE_METHODS and not request.get("audited"):
+            if audit is not None and audited and not request.get("audited"):
+                if before is not None and audit_subject is not None:
+                    request["audit_subject"] = (before, audit_subject(request))
                 audit(request, identity, status)
 
     return auth
@@ -229,7 +236,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def build_app(authenticate: Authenticator | list[TokenSettings], routes: Iterable[web.RouteDef], *,
-              audit: AuditHook | None = None, sockets: SocketRegistry | None = None) -> web.Application:
+              audit: AuditHook | None = None, sockets: SocketRegistry | None = None,
+              audit_subject: AuditSubject | None = None) -> web.Application:
     """The application; `authenticate` is the access service's (or, for tools and tests, a fixed token list)."""
     if isinstance(authenticate, list):
         tokens = authenticate
@@ -237,7 +245,8 @@ def build_app(authenticate: Authenticator | list[TokenSettings], routes: Iterabl
         def authenticate(request: web.Request) -> Identity | None:
             return identify(tokens, token_from(request))
 
-    app = web.Application(middlewares=[errors_as_json, make_auth_middleware(authenticate, audit, sockets)])
+    app = web.Application(middlewares=[errors_as_json,
+                                       make_auth_middleware(authenticate, audit, sockets, audit_subject)])
     if sockets is not None:
         app[SOCKETS] = sockets
     app.add_routes(list(routes))

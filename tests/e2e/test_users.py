@@ -130,7 +130,8 @@ async def test_an_agent_logs_in_with_a_password_and_a_cookie_session_needs_its_c
     changed = next(e for e in entries if e["action"] == "user.password")
     assert changed["before"]["password_changed_at"] < changed["after"]["password_changed_at"]
     acd_login = next(e for e in entries if e["action"] == "POST /api/agents/{agent_id}/login")
-    assert acd_login["target"] == "/api/agents/1001/login" and acd_login["after"] == {"ready": True}
+    assert acd_login["target"] == "/api/agents/1001/login" and acd_login["after"]["request"] == {"ready": True}
+    assert acd_login["before"]["state"] == "logged_out" and acd_login["after"]["result"]["state"] == "ready"
     assert acd_login["status"] == 200 and acd_login["role"] == "agent"
     failed = await audit(controller, action="login.failed")
     assert [e["target"] for e in failed] == ["user:1001", "user:1001"]
@@ -273,6 +274,8 @@ async def test_the_audit_log_records_supervisor_and_admin_changes_with_who(contr
     entries = await audit(controller)
     found = {(e["actor"], e["action"], e["target"], e["status"]) for e in entries}
     assert ("token:wallboard", "POST /api/agents/{agent_id}/login", "/api/agents/1002/login", 200) in found
+    by_supervisor = next(e for e in entries if e["actor"] == "token:wallboard")
+    assert (by_supervisor["before"]["state"], by_supervisor["after"]["result"]["state"]) == ("logged_out", "ready")
     assert ("token:ops", "POST /api/flows/reload", "/api/flows/reload", 200) in found
     assert ("token:ops", "user.create", "user:lead", 201) in found
     created = next(e for e in entries if e["action"] == "user.create")

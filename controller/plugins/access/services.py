@@ -300,8 +300,13 @@ class AccessService:
 
     def audit_request(self, request: web.Request, identity: Identity, status: int) -> None:
         """The HTTP layer's entry for a state-changing request no service audited itself: the route, the
-        path (the ids acted on) and the validated body (secrets masked)."""
+        path (the ids acted on), the validated body (secrets masked) and, where the HTTP layer knows what
+        the request acts on (an agent), that subject before and after."""
         resource = request.match_info.route.resource
         action = f"{request.method} {resource.canonical if resource is not None else request.path}"
-        self.audit.record(identity.actor, identity.role, action, target=request.path, after=request.get("body"),
+        before, after = None, request.get("body")
+        if "audit_subject" in request:
+            before, subject_after = request["audit_subject"]
+            after = {"request": after, "result": subject_after}
+        self.audit.record(identity.actor, identity.role, action, target=request.path, before=before, after=after,
                           status=status)
