@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (both idempotent):
 #   make run    install what is missing, start Asterisk + demo backend + controller, stay in the foreground
 #   make test   the same set-up, then the whole test suite (real Asterisk and SIPp included)
-# Also: make stop, make bench, make lint, make sandbox, make clean.
+# Also: make stop, make bench, make lint, make mutate, make sandbox, make clean.
 
 SHELL := /bin/bash
 VENV := .venv
@@ -10,7 +10,7 @@ APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-
                 fonts-wqy-microhei baresip
 STAMP := $(VENV)/.installed
 
-.PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint clean
+.PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint mutate clean
 
 all: venv
 
@@ -54,5 +54,14 @@ lint: venv
 	$(VENV)/bin/ruff check controller tests tools
 	$(VENV)/bin/mypy controller
 
+# Mutation testing of the decision code against the unit tests (slow: not part of `make test`).
+#   make mutate                          all decision modules, kill rate per module, survivors listed
+#   make mutate MODULES=controller/acd   a subset (paths: packages or files)
+#   make mutate FAIL_UNDER=90            exit 1 if a module kills less than 90% of its non-equivalent mutants
+MODULES ?=
+JOBS ?= 2
+mutate: venv
+	nice -n 10 $(PY) tools/mutation.py run --jobs $(JOBS) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(MODULES)
+
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var mutants .pytest_cache .mypy_cache .ruff_cache

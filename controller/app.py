@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -27,6 +28,7 @@ from controller.config import Config
 from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
+from controller.instance import EXIT_ANOTHER_CONTROLLER
 from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
@@ -95,7 +97,7 @@ class Controller:
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
-                                  on_connected=self.calls.readopt)
+                                  on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
         # Outgoing HTTP for the application (IVR back-ends, tier look-ups, webhooks); opened in run().
         self.http_client: aiohttp.ClientSession | None = None
@@ -124,6 +126,16 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _application_replaced(self) -> None:
+        """Another process took our ARI application over: the calls are its calls now. Stop acting at
+        once, the way a crash would: a graceful stop would hand them to the fallback route and tear
+        their bridges down under the other process."""
+        log.critical("ARI application %s was taken over by another process (ApplicationReplaced): "
+                     "this controller stops without touching any call; run only one controller per "
+                     "ARI application", self.config.ari.app)
+        logging.shutdown()
+        os._exit(EXIT_ANOTHER_CONTROLLER)
 
     def reload(self) -> None:
         """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""

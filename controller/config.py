@@ -41,6 +41,29 @@ class AmiSettings:
 
 
 @dataclass(frozen=True)
+class GuardSettings:
+    """The guard (`ccc-guard`, README "Restarts and upgrades"): when no controller owns the ARI
+    application for `takeover_timeout` seconds, it moves waiting and IVR callers to the fallback route."""
+
+    takeover_timeout: float = 30.0
+    check_interval: float = 1.0  # how often it asks the controller's /healthz
+    # Its own AMI user: write permission `call` only (Redirect, Setvar), nothing to read.
+    ami_user: str = "ccc-guard"
+    ami_secret: str = ""
+    # Its own ARI user, read-only (ari.conf `read_only = yes`): it only lists channels and bridges.
+    # Empty: the controller's `ari.user` / `ari.password`.
+    ari_user: str = ""
+    ari_password: str = ""
+    # The controller's health URL; empty: http://<http.listen>:<http.port>/healthz of this file.
+    controller_url: str = ""
+
+    def __post_init__(self) -> None:
+        require_positive(self, "takeover_timeout", "check_interval")
+        if self.check_interval > self.takeover_timeout:
+            raise ValueError("check_interval: must not be longer than takeover_timeout")
+
+
+@dataclass(frozen=True)
 class AgiSettings:
     enabled: bool = True
     listen: str = "127.0.0.1"
@@ -273,6 +296,7 @@ class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
     customers: CustomerSettings = field(default_factory=CustomerSettings)
@@ -319,6 +343,19 @@ class Config:
     def database_path(self) -> Path:
         return self.data_path / "controller.sqlite3"
 
+    @property
+    def lock_path(self) -> Path:
+        """Held (flock) by the one controller process using this data directory."""
+        return self.data_path / "controller.lock"
+
+    @property
+    def health_url(self) -> str:
+        """Where the guard asks whether a controller is up."""
+        if self.guard.controller_url:
+            return self.guard.controller_url
+        host = "127.0.0.1" if self.http.listen in ("0.0.0.0", "::", "") else self.http.listen
+        return f"http://{host}:{self.http.port}/healthz"
+
 
 def load_config(path: str | Path) -> Config:
     """Read and check the configuration; raises SettingsError with file:line:column messages."""
@@ -337,4 +374,5 @@ def load_config(path: str | Path) -> Config:
         ivr=replace(config.ivr, flows_dir=resolved(config.ivr.flows_dir)),
         http=replace(config.http, tls_cert=resolved(config.http.tls_cert), tls_key=resolved(config.http.tls_key)),
     )
+
 

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from controller import instance
 from controller.app import Controller
 from controller.config import MIN_TOKEN_LENGTH, Config, load_config
 from controller.logs import setup_logging
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(config: Config) -> int:
+    try:
+        _lock = instance.InstanceLock(config.lock_path).acquire()  # one controller per data directory, while we run
+        await instance.ensure_application_free(config)  # and per ARI application
+    except instance.AnotherController as exc:
+        print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
+        return instance.EXIT_ANOTHER_CONTROLLER
     controller = Controller(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,9 +8,11 @@ out of files.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -191,3 +193,19 @@ def load_file_as(cls: type[T], path: str | Path) -> T:
     except OSError as exc:
         raise SettingsError([f"{path}: cannot read: {exc.strerror}"]) from exc
     return load_yaml_as(cls, text, str(path))
+
+
+def load_from_command_line(load: typing.Callable[[str], T], prog: str, description: str | None,
+                           argv: list[str] | None) -> T | None:
+    """For a process's start-up (`PROG --config FILE`): what `load` reads from the file, or None after
+    printing the file's problems to stderr."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", "-c", default="/etc/ccc/controller.yaml", help="the configuration file")
+    path = parser.parse_args(argv).config
+    try:
+        return load(path)
+    except SettingsError as exc:
+        print("configuration errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None

@@ -69,6 +69,7 @@ class _Agent:
     current_queue: str | None = None
     talk_started: float | None = None
     timer_token: int = 0  # ACW end
+    acw_until: float | None = None  # when the current wrap-up ends (kept in the snapshot)
     resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
     outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
     online_before: float = 0.0  # online seconds of earlier sessions
@@ -377,8 +378,7 @@ class AcdEngine:
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
-            agent.timer_token = next(self._tokens)
-            self._schedule(now + wrapup, "acw_end", agent_id, token=agent.timer_token)
+            self._start_acw_timer(agent, now + wrapup)
         elif agent.resume_reason is not None:
             reason, agent.resume_reason = agent.resume_reason, None
             self._set_state(agent, "not_ready", reason, out)
@@ -478,23 +478,29 @@ class AcdEngine:
                 "logged_in_at": agent.logged_in_at, "idle_since": agent.idle_since,
                 "calls_answered": agent.calls_answered, "online_before": agent.online_before,
                 "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
+                "acw_until": agent.acw_until if agent.state == "acw" else None,
             }
         return {"version": 1, "agents": agents}
 
     def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
-        """After a restart: ready/not-ready agents as they were; an agent who was on a call gets a
-        fresh wrap-up (their call may still be going on in Asterisk, outside our control)."""
+        """After a restart: ready/not-ready agents as they were, an agent in ACW until their wrap-up
+        ends (at once if it ended during the restart); an agent who was on a call gets a fresh
+        wrap-up (their call may still be going on in Asterisk, outside our control). Agents logged
+        out keep the day's figures (online time, time per state)."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
-            if agent is None or saved.get("state") in (None, "logged_out"):
+            if agent is None or saved.get("state") is None:
                 continue
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
-            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
             agent.online_before = float(saved.get("online_before", 0.0))
             agent.seconds_by_state = dict(saved.get("seconds_by_state", {}))
+            if saved["state"] == "logged_out":
+                agent.since = saved.get("since")
+                continue
+            agent.logged_in_at = saved.get("logged_in_at") or self.clock.now()
             for queue in agent.settings.queues:
                 self._queues[queue].logged_in.add(agent_id)
             state = saved["state"]
@@ -504,12 +510,16 @@ class AcdEngine:
                     for name in agent.settings.queues:
                         self._queues[name].ready.add(agent_id)
                 continue
+            if state == "acw" and saved.get("acw_until") is not None:
+                agent.state, agent.reason, agent.since = "acw", None, saved.get("since")
+                self._start_acw_timer(agent, float(saved["acw_until"]))  # a time already past ends it at the next tick
+                continue
+            agent.state, agent.since = state, None  # the call's state, for the change's `previous`; no time counted
             last_queue = self._queues.get(saved.get("queue") or "")
-            agent.state, agent.since = "acw", self.clock.now()
             wrapup = last_queue.settings.wrapup_seconds if last_queue else 0.0
             if wrapup > 0:
-                agent.timer_token = next(self._tokens)
-                self._schedule(self.clock.now() + wrapup, "acw_end", agent_id, token=agent.timer_token)
+                self._set_state(agent, "acw", None, out)
+                self._start_acw_timer(agent, self.clock.now() + wrapup)
             else:
                 self._become_ready(agent, out)
         return out
@@ -557,6 +567,12 @@ class AcdEngine:
             self._set_state(agent, "not_ready", agent.resume_reason, out)
         else:
             self._become_ready(agent, out)
+
+    def _start_acw_timer(self, agent: _Agent, until: float) -> None:
+        """End the agent's ACW at `until`; a new token makes any earlier ACW timer stale."""
+        agent.acw_until = until
+        agent.timer_token = next(self._tokens)
+        self._schedule(until, "acw_end", agent.settings.id, token=agent.timer_token)
 
     def _become_ready(self, agent: _Agent, out: list[Decision]) -> None:
         agent.idle_since = self.clock.now()
@@ -633,7 +649,6 @@ class AcdEngine:
             order = {agent_id: index for index, agent_id in enumerate(queue.agent_order)}
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
-            queue.last_offered = order[chosen[0].settings.id]
         elif strategy == "fewest_calls":
             chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
@@ -674,6 +689,9 @@ class AcdEngine:
         token = next(self._tokens)
         call.ringing[agent.settings.id] = token
         agent.offered_call = call.call_id
+        if queue.settings.strategy == "round_robin" and call.queue in agent.settings.queues:
+            # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
+            queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))

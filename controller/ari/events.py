@@ -41,6 +41,7 @@ class EventStream:
         on_event: Callable[[Event], None],
         on_connected: Callable[[], Awaitable[None]],
         on_disconnected: Callable[[], None] = lambda: None,
+        on_replaced: Callable[[], None] | None = None,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -50,6 +51,7 @@ class EventStream:
         self._on_event = on_event
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
+        self._on_replaced = on_replaced
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.connected = asyncio.Event()
@@ -82,9 +84,13 @@ class EventStream:
                     log.info("ARI event stream connected app=%s connection=%d", self.app, self.connections)
                     tasks.create_task(self._run_on_connected())
                     replaced = await self._read(ws)
+                    if replaced and self._on_replaced is not None:
+                        # Another process took our application name: never take it back (the two
+                        # would take turns stealing each other's calls); the owner decides what to do.
+                        self._on_replaced()
+                        return
                     if replaced:
-                        # Another process took our application name: do not fight over it quickly.
-                        delay = self._backoff_max
+                        delay = self._backoff_max  # no owner to tell: at least do not fight over it quickly
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:

@@ -28,7 +28,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_unit(args: argparse.Namespace) -> int:
-    print(render_service_unit(args.venv, args.config), end="")
+    print(render_service_unit(args.venv, args.config, args.unit), end="")
     return 0
 
 
@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
     unit = service_actions.add_parser("unit", help="print the systemd unit for this install")
     unit.add_argument("--venv", default="/opt/ccc/venv", help="the virtual environment the controller is in")
     unit.add_argument("--config", default="/etc/ccc/controller.yaml", help="the configuration file")
+    unit.add_argument("--unit", choices=["ccc-controller", "ccc-guard"], default="ccc-controller",
+                      help="which unit: the controller, or the guard that runs beside it")
     unit.set_defaults(func=cmd_unit)
 
     group = sub.add_parser("asterisk-conf", help="Asterisk configuration for the controller")

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from controller.ari.client import AriClient
 from controller.ari.errors import AriError, AriNotFound, AriUnavailable
 from controller.config import Config, load_config
+from controller.instance import sessions_of
 from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.settings import SettingsError
 
@@ -61,11 +62,11 @@ async def run_checks(config: Config, inbound_contexts: list[str], sounds: list[s
             return [*checks, Check("remaining checks", False, "skipped: ARI refused the credentials", "fix the above")]
         checks.append(Check("http.conf bound where the controller expects", True, f"{url.hostname}:{url.port}"))
 
+        # GET /applications also lists an application whose WebSocket is gone (while its channels are
+        # left): only a guess, replaced below by AMI's list of live WebSocket sessions when AMI works.
         apps = {app.get("name") for app in await ari.applications()}
-        checks.append(Check(
-            "Stasis application registered", config.ari.app in apps,
-            f"application {config.ari.app!r} {'is' if config.ari.app in apps else 'is not'} connected",
-            "start the controller (ccc-controller); it registers the application when it connects to ARI"))
+        app_check = len(checks)
+        checks.append(_app_check(config.ari.app, config.ari.app in apps, "listed by ARI"))
 
         modules = {m.get("name"): m.get("status") for m in await ari.modules()}
         missing = [name for name in REQUIRED_MODULES if modules.get(name) != "Running"]
@@ -100,6 +101,8 @@ async def run_checks(config: Config, inbound_contexts: list[str], sounds: list[s
                 raise AmiUnavailable("login failed or AMI not reachable")
             await ami.action({"Action": "CoreStatus"})
             checks.append(Check("AMI login working", True, f"{config.ami.host}:{config.ami.port} as {config.ami.user}"))
+            sessions = sessions_of(config.ari.app, await ami.command("ari show websocket sessions"))
+            checks[app_check] = _app_check(config.ari.app, bool(sessions), "a live WebSocket session")
             checks.extend(await _check_contexts(ami, ari, config.ari.app, inbound_contexts))
         except AmiUnavailable as exc:
             checks.append(Check("AMI login working", False, str(exc),
@@ -109,6 +112,12 @@ async def run_checks(config: Config, inbound_contexts: list[str], sounds: list[s
         finally:
             ami.close()
     return checks
+
+
+def _app_check(app: str, connected: bool, how: str) -> Check:
+    return Check("Stasis application registered", connected,
+                 f"application {app!r} {'is' if connected else 'is not'} connected ({how})",
+                 "start the controller (ccc-controller); it registers the application when it connects to ARI")
 
 
 async def _check_contexts(ami: AmiService, ari: AriClient, app: str, contexts: list[str]) -> list[Check]:

@@ -38,6 +38,10 @@ class SnippetValues:
     ami_bind: str = "127.0.0.1"
     ami_port: int = 5038
     ami_permit: str = "127.0.0.1/255.255.255.255"
+    guard_ami_user: str = "ccc-guard"
+    guard_ami_secret: str = "ccc-demo-guard"
+    guard_ari_user: str = "ccc-guard"
+    guard_ari_password: str = "ccc-demo-guard-ari"
     fallback_queue_timeout: int = 60
     fallback_members: tuple[str, ...] = tuple(f"PJSIP/800{n}" for n in range(1, 6))
 
@@ -49,6 +53,9 @@ class SnippetValues:
         return cls(app=config.ari.app, ari_user=config.ari.user, ari_password=config.ari.password,
                    http_bind=ari.hostname or "127.0.0.1", http_port=ari.port or 8088, ami_user=config.ami.user,
                    ami_secret=config.ami.secret, ami_bind=config.ami.host, ami_port=config.ami.port,
+                   guard_ami_user=config.guard.ami_user, guard_ami_secret=config.guard.ami_secret,
+                   guard_ari_user=config.guard.ari_user or config.ari.user,
+                   guard_ari_password=config.guard.ari_password or config.ari.password,
                    fallback_members=members)
 
 
@@ -58,7 +65,9 @@ def render(name: str, values: SnippetValues) -> str:
         "APP": values.app, "ARI_USER": values.ari_user, "ARI_PASSWORD": values.ari_password,
         "HTTP_BIND": values.http_bind, "HTTP_PORT": str(values.http_port), "AMI_USER": values.ami_user,
         "AMI_SECRET": values.ami_secret, "AMI_BIND": values.ami_bind, "AMI_PORT": str(values.ami_port),
-        "AMI_PERMIT": values.ami_permit, "FALLBACK_QUEUE_TIMEOUT": str(values.fallback_queue_timeout),
+        "AMI_PERMIT": values.ami_permit, "GUARD_AMI_USER": values.guard_ami_user,
+        "GUARD_AMI_SECRET": values.guard_ami_secret, "GUARD_ARI_USER": values.guard_ari_user,
+        "GUARD_ARI_PASSWORD": values.guard_ari_password, "FALLBACK_QUEUE_TIMEOUT": str(values.fallback_queue_timeout),
         "FALLBACK_MEMBERS": "\n".join(f"member => {member}" for member in values.fallback_members),
     }
     for key, value in replacements.items():
@@ -88,7 +97,9 @@ def write_snippets(out: Path, values: SnippetValues, *, repository_layout: bool 
     return written
 
 
-def render_service_unit(venv: str = "/opt/ccc/venv", config: str = "/etc/ccc/controller.yaml") -> str:
-    """The systemd unit, with the virtual environment and configuration file of this install."""
-    template = resources.files("controller.deploy").joinpath("templates", "ccc-controller.service")
+def render_service_unit(venv: str = "/opt/ccc/venv", config: str = "/etc/ccc/controller.yaml",
+                        unit: str = "ccc-controller") -> str:
+    """A systemd unit (ccc-controller or ccc-guard), with the virtual environment and configuration
+    file of this install."""
+    template = resources.files("controller.deploy").joinpath("templates", f"{unit}.service")
     return template.read_text(encoding="utf-8").replace("@@VENV@@", venv).replace("@@CONFIG@@", config)

@@ -121,6 +121,23 @@ async def test_doctor_fails_when_the_app_is_not_registered(fresh_asterisk: Path)
     assert "start the controller" in failed(checks)["Stasis application registered"]["fix"]
 
 
+async def test_doctor_sees_the_application_disconnected_when_its_controller_died_with_calls_left(
+        controller: ControllerProcess) -> None:
+    caller = Caller("4008000001", steps=[Pause(15000)])
+    await caller.start()
+    await wait_until(lambda: _in_stasis())
+    controller.kill()  # the call stays in Stasis: GET /applications still lists the application
+    assert "ccc" in [app["name"] for app in await ari_get("/applications")]
+    code, checks = await asyncio.to_thread(doctor)
+    assert code == 1 and list(failed(checks)) == ["Stasis application registered"], checks
+    assert "is not connected" in failed(checks)["Stasis application registered"]["detail"]
+    caller.kill()
+
+
+async def _in_stasis() -> bool:
+    return any(c["dialplan"]["app_name"] == "Stasis" for c in await ari_get("/channels"))
+
+
 async def test_doctor_fails_on_a_wrong_ari_password(fresh_asterisk: Path) -> None:
     code, checks = await asyncio.to_thread(doctor, env={"CCC_ARI_PASSWORD": "wrong"})
     assert code == 1
@@ -168,5 +185,17 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit.write_text(process.stdout)
     assert "Restart=on-failure" in process.stdout and "User=ccc" in process.stdout
     assert "ExecReload=/bin/kill -HUP $MAINPID" in process.stdout
+    assert "RestartPreventExitStatus=2 3" in process.stdout and "KillMode=mixed" in process.stdout
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_guard_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit = tmp_path / "ccc-guard.service"
+    process = subprocess.run([*CCCTL, "service", "unit", "--unit", "ccc-guard", "--venv",
+                              str(Path(sys.executable).parent.parent), "--config", str(REPO / "demo/controller.yaml")],
+                             capture_output=True, text=True)
+    unit.write_text(process.stdout)
+    assert "bin/ccc-guard --config" in process.stdout and "Restart=on-failure" in process.stdout
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr

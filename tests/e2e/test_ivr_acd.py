@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import sqlite3
@@ -159,10 +160,11 @@ async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tm
     await second.start()
     for result in (await first.wait(), await second.wait()):
         assert result.ok, result.errors
-    _, agent = await process.api("GET", "/api/agents/1001")
-    assert agent["state"] in ("acw", "ready")
-    await asyncio.sleep(2.5)  # wrap-up is 2 s, then ready again by itself
-    _status, agent = await process.api("GET", "/api/agents/1001")
+    for _ in range(50):  # wrap-up is 2 s, then ready again by itself
+        _status, agent = await process.api("GET", "/api/agents/1001")
+        if agent["state"] == "ready":
+            break
+        await asyncio.sleep(0.1)
     assert agent["state"] == "ready", agent
     third = Caller(ACD_DID, steps=[WaitForBye(30000)])
     assert (await third.run()).ok
@@ -176,6 +178,14 @@ async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tm
     assert "幺零零幺号为您服务" in kinds(events, "announcement")[0]["text"]
     states = [r["state"] for r in rows(process, "SELECT state FROM agent_states WHERE agent_id = '1001' ORDER BY id")]
     assert states[:6] == ["ready", "ringing", "talking", "acw", "ready", "ringing"]
+    # Each agent's ACW lasted the queue's whole wrap-up (2 s), no less, and ended by itself.
+    for agent_id in ("1001", "1002"):
+        history = rows(process, "SELECT at, state, previous FROM agent_states WHERE agent_id = ? ORDER BY id", agent_id)
+        wrapups = [(row, after) for row, after in itertools.pairwise(history) if row["state"] == "acw"]
+        assert wrapups, history
+        for acw, after in wrapups:
+            assert (after["state"], after["previous"]) == ("ready", "acw")
+            assert 2.0 <= after["at"] - acw["at"] < 4.0, (agent_id, after["at"] - acw["at"])  # late only by load
     assert len(records) == 3
     for phone in phones:
         phone.kill()

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, ari_get
 from tests.sipp import Caller, Pause
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -24,6 +27,32 @@ pytestmark = pytest.mark.e2e
 def processes(pattern: str) -> list[str]:
     result = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
     return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+def _start_in_background(log_path: Path) -> subprocess.Popen[bytes]:
+    """`make run &`: its own session, output to a file."""
+    with log_path.open("w") as log:
+        return subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+async def _wait_for_banner(run: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 90
+    while "Ctrl-C" not in log_path.read_text():
+        assert run.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        await asyncio.sleep(0.2)
+
+
+async def _stop_like_a_user(run: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """After a test, passed or failed: Ctrl-C the run if it still goes, so nothing is orphaned, and start
+    the sandbox again (the rest of the session's tests share one Asterisk)."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+        try:
+            await asyncio.to_thread(run.wait, 60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+    sandbox.start()
 
 
 async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk: Path) -> None:
@@ -48,29 +77,19 @@ async def test_make_run_answers_the_hotline_and_ctrl_c_stops_everything(asterisk
         rest, _ = await asyncio.to_thread(run.communicate, timeout=60)
         assert run.returncode == 0 and "[run] stopped" in rest, rest
         assert processes("controller --config demo/controller.yaml") == []
+        assert processes("controller.guard --config demo/controller.yaml") == []
         assert processes("controller.demo.backend") == backends_before
         assert not sandbox.running()
     finally:
-        if run.poll() is None:  # a failed check: stop it the way a user would, so nothing is orphaned
-            run.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(run.wait, 60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-        sandbox.start()  # the rest of the session's tests share one Asterisk
+        await _stop_like_a_user(run)
 
 
 async def test_make_stop_ends_a_run_started_in_the_background(asterisk: Path, tmp_path: Path) -> None:
     sandbox.stop()
     backends_before = processes("controller.demo.backend")
-    with (tmp_path / "run.log").open("w") as log:
-        run = subprocess.Popen([sys.executable, "tools/run.py"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)  # as with `make run &`
+    run = _start_in_background(tmp_path / "run.log")
     try:
-        deadline = time.monotonic() + 90
-        while "Ctrl-C" not in (tmp_path / "run.log").read_text():
-            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
-            await asyncio.sleep(0.2)
+        await _wait_for_banner(run, tmp_path / "run.log")
         stop = await asyncio.to_thread(subprocess.run, ["make", "stop"], cwd=REPO, capture_output=True, text=True,
                                        timeout=90)
         assert stop.returncode == 0 and "[stop] stopped" in stop.stdout, stop.stdout + stop.stderr
@@ -82,11 +101,60 @@ async def test_make_stop_ends_a_run_started_in_the_background(asterisk: Path, tm
                                         timeout=60)
         assert again.returncode == 0 and "no run in progress" in again.stdout  # idempotent
     finally:
-        if run.poll() is None:
-            run.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(run.wait, 60)
-            except subprocess.TimeoutExpired:
-                run.kill()
-        sandbox.start()
+        await _stop_like_a_user(run)
 
+
+
+async def _healthz() -> dict | None:  # type: ignore[type-arg]
+    """The demo controller's /healthz body, or None while it does not answer."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get("http://127.0.0.1:8080/healthz",
+                                                              timeout=aiohttp.ClientTimeout(total=2)) as r:
+            return await r.json()  # type: ignore[no-any-return]
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def test_make_run_restarts_a_killed_controller_and_keeps_asterisk_up(asterisk: Path, tmp_path: Path) -> None:
+    sandbox.stop()
+    log_path = tmp_path / "run.log"
+    run = _start_in_background(log_path)
+    try:
+        await _wait_for_banner(run, log_path)
+        controller_starts = r"\[run\] controller started \(pid (\d+)\)"
+        (first_pid,) = re.findall(controller_starts, log_path.read_text())
+        first = await _healthz()
+        assert first is not None and first["ari_connected"]
+        asterisk_started = (await ari_get("/asterisk/info"))["status"]["startup_time"]
+        caller = Caller("4008001234", steps=[Pause(20000)])  # a call in Asterisk while the controller dies
+        await caller.start()
+        await asyncio.sleep(2)
+        (channel,) = [c for c in await ari_get("/channels") if c["caller"]["number"] == "13800138000"]
+
+        os.kill(int(first_pid), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:  # the killed one answers nothing: once a second one started, an answer is its
+            health = await _healthz()
+            if len(re.findall(controller_starts, log_path.read_text())) == 2 and health and health["ari_connected"]:
+                break
+            assert run.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            await asyncio.sleep(0.3)
+        text = log_path.read_text()
+        pids = re.findall(controller_starts, text)
+        assert len(pids) == 2 and pids[1] != first_pid, text
+        assert "[run] controller exited (status -9); starting it again in 1 s" in text, text
+        # Asterisk was not restarted, and the call that was up when the controller died is still up.
+        assert (await ari_get("/asterisk/info"))["status"]["startup_time"] == asterisk_started
+        assert channel["id"] in [c["id"] for c in await ari_get("/channels")]
+        assert caller.process is not None and caller.process.returncode is None
+        caller.kill()
+
+        stop = await asyncio.to_thread(subprocess.run, ["make", "stop"], cwd=REPO, capture_output=True, text=True,
+                                       timeout=90)
+        assert stop.returncode == 0 and "[stop] stopped" in stop.stdout, stop.stdout + stop.stderr
+        assert await asyncio.to_thread(run.wait, 30) == 0
+        assert processes("controller --config demo/controller.yaml") == []
+        assert processes("controller.guard --config demo/controller.yaml") == []
+        assert not sandbox.running()
+    finally:
+        await _stop_like_a_user(run)

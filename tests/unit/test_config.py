@@ -21,6 +21,9 @@ BAD_CONFIGS = {
                                   "an agent token needs agent_id"),
     "bad role": ("tokens:\n  - {name: a, token: t, role: boss}\n", 2, "role"),
     "yaml": ("http: {port: 80\n", 2, "invalid YAML"),
+    "zero takeover": ("guard:\n  takeover_timeout: 0\n", 2, "takeover_timeout: expected a number above 0"),
+    "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 2,
+                                   "check_interval: must not be longer than takeover_timeout"),
 }
 
 
@@ -33,6 +36,16 @@ def test_mistakes_name_the_file_line_and_what_was_expected(case: str, tmp_path: 
         load_config(path)
     problems = "\n".join(raised.value.problems)
     assert f"{path}:{line}:" in problems and message in problems, problems
+
+
+def test_the_guard_asks_the_controller_of_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("http:\n  listen: 0.0.0.0\n  port: 8181\n")
+    config = load_config(path)
+    assert config.health_url == "http://127.0.0.1:8181/healthz" and config.guard.takeover_timeout == 30
+    path.write_text("guard:\n  controller_url: http://10.0.0.5:8080/healthz\n")
+    assert load_config(path).health_url == "http://10.0.0.5:8080/healthz"
+    assert load_config(path).lock_path == tmp_path / "var" / "controller.lock"
 
 
 def test_the_demo_configuration_loads_with_loopback_defaults() -> None:

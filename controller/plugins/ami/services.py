@@ -99,9 +99,7 @@ class AmiService:
             raise AmiUnavailable(f"AMI action {action.get('Action')} failed: {type(exc).__name__}") from exc
 
     async def command(self, cli: str) -> list[str]:
-        response = await self.action({"Action": "Command", "Command": cli})
-        output = response.get("Output", [])
-        return [output] if isinstance(output, str) else list(output)
+        return command_output(await self.action({"Action": "Command", "Command": cli}))
 
     async def channel_counts(self) -> dict[str, int]:
         """Parse `core show channels count`: active channels, active calls, calls processed."""
@@ -141,6 +139,12 @@ class AmiService:
         if not isinstance(response, list):
             return None if response.get("Response") == "Error" else []
         return [dict(item) for item in response if item.get("Event") == "DAHDIShowStatus"]
+
+
+def command_output(response: Any) -> list[str]:
+    """The lines a `Command` action printed (none when it was refused)."""
+    output = response.get("Output", [])
+    return [output] if isinstance(output, str) else list(output)
 
 
 def _events(response: Any) -> list[dict[str, str]]:

@@ -1,0 +1,5 @@
+import sys
+
+from controller.guard.main import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""The guard (ccc-guard) on the real Asterisk: when no controller comes back within the takeover
+timeout, waiting and IVR callers reach the fallback route; talking calls are never touched; while a
+controller is healthy it does nothing (issue 13, item 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import REPO, ControllerProcess, ari_get
+from tests.e2e.test_call_control import wait_for_state
+from tests.e2e.test_ivr_acd import ACD_DID, HOTLINE, login, start_controller
+from tests.sipp import Caller, Pause, Phone
+
+pytestmark = pytest.mark.e2e
+TAKEOVER = 3.0  # seconds, instead of the 30 s default
+TALKING, WAITING, IVR, HELD = "13800000001", "13800000002", "13800000003", "13800000004"
+
+
+class GuardProcess:
+    def __init__(self, controller: ControllerProcess, log: Path) -> None:
+        self.log = log
+        env = {**controller.env, "CCC_TAKEOVER_TIMEOUT": str(TAKEOVER)}
+        with log.open("wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "controller.guard", "--config",
+                                             str(controller.config)], env=env, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=REPO)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(10)
+
+
+@pytest.fixture
+async def cleanup() -> AsyncIterator[list[Any]]:
+    """SIPp processes, the controller and the guard this test started: stopped whatever happens."""
+    things: list[Any] = []
+    yield things
+    for thing in things:
+        if isinstance(thing, ControllerProcess):
+            thing.terminate()
+            print(thing.log.read_text()[-3000:])
+        elif isinstance(thing, GuardProcess):
+            thing.stop()
+            print(thing.log.read_text()[-3000:])
+        else:
+            thing.kill()
+
+
+async def channels_by_caller() -> dict[str, dict[str, Any]]:
+    """The three callers' channels (agent legs carry the caller's number too: left out)."""
+    return {c["caller"]["number"]: c for c in await ari_get("/channels") if c["caller"]["number"] in
+            (TALKING, WAITING, IVR, HELD) and not c["dialplan"]["app_data"].startswith("ccc,leg,")}
+
+
+async def bridges_of(channel_id: str) -> list[str]:
+    return [b["id"] for b in await ari_get("/bridges") if channel_id in b["channels"]]
+
+
+async def wait_for(what: str, check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not in time: {what}")
+
+
+async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_and_leaves_talking_calls(
+        fresh_asterisk: Path, demo_backend: str, tmp_path: Path, cleanup: list[Any]) -> None:
+    controller = await start_controller(tmp_path)
+    cleanup.append(controller)
+    phone = Phone(15001, answer_after_ms=300)  # agent 1001's phone: stays on the line until a BYE
+    await phone.start()
+    cleanup.append(phone)
+    await login(controller, "1001")
+    talking = Caller(ACD_DID, caller=TALKING, steps=[Pause(60000)])  # a BYE before 60 s fails this SIPp
+    await talking.start()
+    cleanup.append(talking)
+
+    async def talk_bridge() -> dict[str, Any] | None:
+        for bridge in await ari_get("/bridges"):
+            if bridge["id"].startswith("br-talk-") and len(bridge["channels"]) == 2:
+                return bridge  # type: ignore[no-any-return]
+        return None
+
+    bridge = await wait_for("the caller talks to agent 1001", talk_bridge)
+    # A second conversation, on hold: the caller waits in a holding bridge of the call (br-queue-*) with
+    # music, while agent 1002's leg stays in the call's talk bridge. A talking call too: never touched.
+    held_phone = Phone(15002, answer_after_ms=300)
+    await held_phone.start()
+    cleanup.append(held_phone)
+    await login(controller, "1002")
+    held = Caller(ACD_DID, caller=HELD, steps=[Pause(60000)])
+    await held.start()
+    cleanup.append(held)
+    held_call = (await wait_for_state(controller, "1002", "talking"))["current_call"]
+
+    async def put_on_hold() -> bool:  # refused (409) until the agent-number announcement is over and they talk
+        status, body = await controller.api("POST", f"/api/calls/{held_call}/hold")
+        return status == 200 and body["state"] == "held"
+
+    await wait_for("the second call is on hold", put_on_hold)
+    waiting = Caller(ACD_DID, caller=WAITING, steps=[Pause(60000)])  # nobody else is ready: it waits
+    ivr = Caller(HOTLINE, caller=IVR, steps=[Pause(60000)])  # the hotline's greeting and menu
+    for caller in (waiting, ivr):
+        await caller.start()
+        cleanup.append(caller)
+
+    async def settled() -> dict[str, dict[str, Any]] | None:
+        found = await channels_by_caller()
+        if len(found) == 4 and any(b.startswith("br-queue-") for b in await bridges_of(found[WAITING]["id"])):
+            return found
+        return None
+
+    before = await wait_for("a caller waits in the queue, one is in the IVR", settled)
+    assert before[IVR]["dialplan"]["app_name"] == "Stasis" and await bridges_of(before[IVR]["id"]) == []
+
+    guard = GuardProcess(controller, tmp_path / "guard.log")
+    cleanup.append(guard)
+    # A healthy controller: the guard leaves everything alone, well past the takeover timeout.
+    await asyncio.sleep(TAKEOVER + 2.5)
+    now = await channels_by_caller()
+    assert {number: c["dialplan"]["context"] for number, c in now.items()} == {
+        TALKING: "ccc-inbound", WAITING: "ccc-inbound", IVR: "ccc-inbound", HELD: "ccc-inbound"}
+    assert all(c["dialplan"]["app_name"] == "Stasis" for c in now.values())
+    assert "moved to the fallback route" not in guard.log.read_text()
+
+    controller.kill()  # SIGKILL, and no controller comes back
+    killed_at = time.monotonic()
+
+    async def moved() -> dict[str, dict[str, Any]] | None:
+        found = await channels_by_caller()
+        if all(found.get(n, {}).get("dialplan", {}).get("context") == "ccc-fallback" for n in (WAITING, IVR)):
+            return found
+        return None
+
+    after = await wait_for("the waiting and IVR callers reach the fallback route", moved, timeout=TAKEOVER + 10)
+    # Not before the takeover timeout, counted from the guard's last healthy check (up to 1 s before the kill).
+    assert time.monotonic() - killed_at >= TAKEOVER - 1.0 - 0.1
+    for number in (WAITING, IVR):
+        assert after[number]["id"] == before[number]["id"]
+        variable = await ari_get(f"/channels/{after[number]['id']}/variable?variable=CCC_FALLBACK")
+        assert variable["value"] == "no-controller"
+    # The waiting caller left its holding bridge (empty now, for the next controller to remove); the
+    # held caller is still in its own.
+    holding = {b["name"]: b["channels"] for b in await ari_get("/bridges") if b["id"].startswith("br-queue-")}
+    assert holding.pop(held_call) == [before[HELD]["id"]] and list(holding.values()) == [[]], holding
+    # The talking pair: still in Stasis, still in the same bridge together, nobody got a BYE.
+    await asyncio.sleep(2)
+    still = {b["id"]: b for b in await ari_get("/bridges")}
+    assert bridge["id"] in still and sorted(still[bridge["id"]]["channels"]) == sorted(bridge["channels"])
+    assert after[TALKING]["dialplan"]["context"] == "ccc-inbound"
+    assert (await channels_by_caller())[TALKING]["dialplan"]["app_name"] == "Stasis"
+    assert talking.process is not None and talking.process.returncode is None, "the talking caller got a BYE"
+    assert phone.process is not None and phone.process.returncode is None, "the agent's phone got a BYE"
+    # The call on hold: the caller still in its holding bridge, agent 1002 still in the talk bridge.
+    held_now = (await channels_by_caller())[HELD]
+    assert held_now["id"] == before[HELD]["id"] and held_now["dialplan"]["app_name"] == "Stasis"
+    assert [b for b in await ari_get("/bridges") if b["id"].startswith("br-talk-") and b["name"] == held_call
+            and len(b["channels"]) == 1], "agent 1002 left the held call's talk bridge"
+    assert held_now["id"] in [c for b in await ari_get("/bridges") if b["name"] == held_call for c in b["channels"]]
+    assert held.process is not None and held.process.returncode is None, "the held caller got a BYE"
+    assert held_phone.process is not None and held_phone.process.returncode is None
+    log = guard.log.read_text()
+    assert log.count("moved to the fallback route") == 2, log
+    assert guard.stop() == 0
+
+
+async def test_guard_says_when_its_ami_user_may_not_move_calls(controller: ControllerProcess, tmp_path: Path) -> None:
+    # The controller's own AMI user has no write permission `call`; the guard's user has it.
+    for user, secret, complaint in (("ccc", "ccc-demo-ami", True), ("ccc-guard", "ccc-demo-guard", False)):
+        controller.env.update(CCC_GUARD_AMI_USER=user, CCC_GUARD_AMI_SECRET=secret)
+        guard = GuardProcess(controller, tmp_path / f"guard-{user}.log")
+        try:
+            await wait_for("the guard checked", lambda g=guard: _log_has(g, "controller is up"), timeout=15)
+        finally:
+            assert guard.stop() == 0
+        log = guard.log.read_text()
+        assert ("lacks write permission `call`" in log) is complaint, log
+
+
+async def _log_has(guard: GuardProcess, text: str) -> bool:
+    return text in guard.log.read_text()
+
+
+async def test_guard_without_its_ami_secret_refuses_to_start(tmp_path: Path) -> None:
+    env = {**os.environ, "CCC_GUARD_AMI_SECRET": ""}
+    process = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "controller.guard", "--config", str(REPO / "demo/controller.yaml")],
+        env=env, capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert process.returncode == 2 and "guard.ami_secret" in process.stderr
+    bad = {**os.environ, "CCC_TAKEOVER_TIMEOUT": "0"}
+    process = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "controller.guard", "--config", str(REPO / "demo/controller.yaml")],
+        env=bad, capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert process.returncode == 2 and "takeover_timeout" in process.stderr, process.stderr
+
+
+async def test_the_guards_ari_user_can_only_read(fresh_asterisk: Path) -> None:
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ccc-guard:ccc-demo-guard-ari").decode()}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.get("http://127.0.0.1:8088/ari/bridges") as response:
+            assert response.status == 200
+        async with http.post("http://127.0.0.1:8088/ari/bridges/br-guard-test") as response:
+            assert response.status == 403
+    assert "br-guard-test" not in [b["id"] for b in await ari_get("/bridges")]
