@@ -234,6 +234,14 @@ class Controller:
                                         self._queue_recording_policy),
         ]
 
+    def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
+        """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""
+        agent_id = request.match_info.get("agent_id")
+        if agent_id is None or agent_id not in self.acd.agent_configs:
+            return None
+        view = acd_resources.agent_json(self.acd, agent_id)
+        return {"agent": agent_id, **{key: view.get(key) for key in ("state", "reason", "endpoint")}}
+
     def _queue_recording_policy(self, call_id: str) -> str | None:
         waiting = self.acd.calls.get(call_id)
         return waiting.queue.recording if waiting is not None else None
@@ -264,7 +272,7 @@ class Controller:
                if self.config.agi.enabled else None)
         await self.ami.connect()
         app = build_app(self.access.authenticate, self.routes(), audit=self.access.audit_request,
-                        sockets=self.sockets)
+                        sockets=self.sockets, audit_subject=self._audit_subject)
         runner = await start_http(app, self.config.http.listen, self.config.http.port, self.tls)
         try:
             async with asyncio.TaskGroup() as tasks:
