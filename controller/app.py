@@ -93,7 +93,8 @@ class Controller:
         self.sockets = SocketRegistry()
         self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
                                     now=time.time, sockets=self.sockets,
-                                    agent_exists=lambda agent_id: agent_id in self.acd.agent_configs)
+                                    agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
+                                    demo=config.demo)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,

@@ -9,7 +9,13 @@ import pytest
 
 from controller.config import AuthSettings, TokenSettings, UserSettings
 from controller.http.server import Identity, SocketRegistry
-from controller.plugins.access.services import AccessRefused, AccessService, digest
+from controller.plugins.access.services import (
+    DEMO_PASSWORDS,
+    DEMO_TOKEN_HASHES,
+    AccessRefused,
+    AccessService,
+    digest,
+)
 from controller.plugins.access.state_persistor import AccessRecords, AuditLog, redacted
 from controller.store.db import Store
 
@@ -35,9 +41,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def service(store: Store, clock: Clock, *, tokens: list[TokenSettings] = SEED_TOKENS,
-                  users: list[UserSettings] = SEED_USERS) -> AccessService:
+                  users: list[UserSettings] = SEED_USERS, demo: bool = False) -> AccessService:
     access = AccessService(AccessRecords(store), AuditLog(store, clock), AuthSettings(lockout_seconds=60),
-                           now=clock, sockets=SocketRegistry(), agent_exists=lambda agent_id: agent_id == "1001")
+                           now=clock, sockets=SocketRegistry(), agent_exists=lambda agent_id: agent_id == "1001",
+                           demo=demo)
     await access.open(tokens, users)
     return access
 
@@ -144,3 +151,22 @@ def test_certificate_paths_are_relative_to_the_configuration_file(tmp_path: Path
     path.write_text("http: {tls_cert: cert.pem}\n")
     with pytest.raises(SettingsError, match="give both"):
         load_config(path)
+
+
+async def test_the_demo_credentials_work_only_in_demo_mode_even_once_stored(store: Store) -> None:
+    from controller.config import load_config
+
+    demo = load_config(Path(__file__).resolve().parents[2] / "demo/controller.yaml")  # its defaults
+    assert {digest(t.token) for t in demo.tokens} == DEMO_TOKEN_HASHES
+    assert {u.name: u.password for u in demo.users} == DEMO_PASSWORDS
+    clock = Clock()
+    seeded = await service(store, clock, tokens=demo.tokens, users=demo.users, demo=True)
+    assert seeded.identify_token("demo-admin-token") is not None
+    await seeded.login("admin", "demo-admin-pass")
+    production = await service(store, clock, demo=False)  # the same database, outside demo mode
+    assert production.identify_token("demo-admin-token") is None
+    with pytest.raises(AccessRefused) as refused:
+        await production.login("admin", "demo-admin-pass")
+    assert refused.value.status == 403 and "demo" in refused.value.message
+    await production.change_password(ADMIN, "admin", "a-real-admin-password", None)
+    await production.login("admin", "a-real-admin-password")

@@ -38,6 +38,14 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+#: demo/controller.yaml's default credentials (a unit test keeps them in step with the file). Outside demo
+#: mode they are refused even when a database seeded by the demo still holds them.
+DEMO_TOKEN_HASHES = frozenset(digest(f"demo-{name}-token") for name in (
+    "admin", "supervisor", "integration", "agent-1001", "agent-1002"))
+DEMO_PASSWORDS = {"admin": "demo-admin-pass", "supervisor": "demo-supervisor-pass",
+                  **{str(agent): f"demo-{agent}-pass" for agent in range(1001, 1006)}}
+
+
 class AccessRefused(Exception):
     """A login, password change or token request that is refused: HTTP status and a clear message."""
 
@@ -51,13 +59,14 @@ class AccessRefused(Exception):
 class AccessService:
     def __init__(self, records: AccessRecords, audit: AuditLog, settings: AuthSettings, *,
                  now: Callable[[], float], sockets: SocketRegistry,
-                 agent_exists: Callable[[str], bool] = lambda agent_id: True) -> None:
+                 agent_exists: Callable[[str], bool] = lambda agent_id: True, demo: bool = False) -> None:
         self.records = records
         self.audit = audit
         self.settings = settings
         self.now = now
         self.sockets = sockets
         self.agent_exists = agent_exists
+        self.demo = demo  # demo mode: the demo's well-known tokens and passwords are accepted
         # OWASP's argon2id parameters (19 MiB, 2 passes): ~60 ms a hash here, so seeding and logins stay quick.
         self.hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
         self.users: dict[str, UserRecord] = {}
@@ -107,6 +116,8 @@ class AccessService:
         token = self.tokens.get(digest(presented))
         if token is None or token.revoked_at is not None:
             return None
+        if not self.demo and token.token_hash in DEMO_TOKEN_HASHES:
+            return None
         if token.expires_at is not None and token.expires_at <= self.now():
             return None
         return Identity(token.name, token.role, token.agent_id, credential=f"token:{token.id}")  # type: ignore[arg-type]
@@ -155,6 +166,11 @@ class AccessService:
         if user.failures or user.locked_until is not None:
             user.failures, user.locked_until = 0, None
             await self.records.save_user(user)
+        if not self.demo and DEMO_PASSWORDS.get(name) == password:
+            self.audit.record(f"user:{name}", user.role, "login.refused", target=f"user:{name}",
+                              after={"reason": "demo password"}, status=403)
+            raise AccessRefused(403, "this is the demo's well-known password, refused outside demo mode: "
+                                     "ask an admin to reset it")
         await self._end_sessions([s.id_hash for s in self.sessions.values() if s.expires_at <= now], "expired")
         cookie = secrets.token_urlsafe(32)
         session = SessionRecord(digest(cookie), name, secrets.token_urlsafe(24), now,
