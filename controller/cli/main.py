@@ -192,7 +192,7 @@ def _plugins() -> list[Callable[[Any], None]]:
     registers = []
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
-                        "controller.cli.recordings", "controller.cli.audit"):
+                        "controller.cli.recordings", "controller.cli.access"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

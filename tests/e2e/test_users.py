@@ -368,3 +368,41 @@ async def test_https_serves_api_pages_and_websocket_with_secure_cookies_and_relo
         assert "certificate reloaded" in process.log.read_text()
     finally:
         process.terminate()
+
+
+async def test_ccctl_manages_tokens_and_users(controller: ControllerProcess) -> None:
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "controller.cli.main", "--url", controller.url, "--token",
+                               ADMIN_TOKEN, *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+    created = await asyncio.to_thread(run, "tokens", "create", "erp", "--role", "integration", "--expires-days", "1")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("ccc_") and (await controller.api("GET", "/api/status", token=token))[0] == 200
+    listed = await asyncio.to_thread(run, "tokens", "list")
+    assert "erp" in listed.stdout and token not in listed.stdout
+    token_id = next(t["id"] for t in json.loads((await asyncio.to_thread(run, "tokens", "list", "--json")).stdout)
+                    ["tokens"] if t["name"] == "erp")
+    revoked = await asyncio.to_thread(run, "tokens", "revoke", str(token_id))
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout, revoked.stderr
+    assert (await controller.api("GET", "/api/status", token=token))[0] == 401
+
+    added = await asyncio.to_thread(run, "users", "add", "1004x", "--role", "agent", "--agent-id", "1004",
+                                    stdin="password-of-1004x\n")
+    assert added.returncode == 0, added.stderr
+    page = Browserish(controller.url)
+    try:
+        assert (await page.login("1004x", "password-of-1004x"))[0] == 200
+        short = await asyncio.to_thread(run, "users", "password", "1004x", stdin="short\n")
+        assert short.returncode == 1 and "password" in short.stderr  # refused, nothing changed
+        assert (await page.request("GET", "/api/agents/1004"))[0] == 200
+        reset = await asyncio.to_thread(run, "users", "password", "1004x", stdin="another-password-1004\n")
+        assert reset.returncode == 0, reset.stderr
+        assert (await page.request("GET", "/api/agents/1004"))[0] == 401  # the reset ended the session
+        assert (await page.login("1004x", "another-password-1004"))[0] == 200
+        assert "1004x" in (await asyncio.to_thread(run, "users", "list")).stdout
+        deleted = await asyncio.to_thread(run, "users", "delete", "1004x")
+        assert deleted.returncode == 0 and (await page.request("GET", "/api/agents/1004"))[0] == 401
+    finally:
+        await page.close()
+    assert "password-of-1004x" not in (await asyncio.to_thread(run, "audit", "--json")).stdout
