@@ -185,5 +185,15 @@ async def test_an_agent_signs_in_with_name_and_password_and_five_wrong_ones_lock
         assert await other.text("#error") == "" and "token" not in await other.evaluate("location.href")
         assert await other.evaluate("sessionStorage.getItem('ccc.token')") in (None, "")
         assert "ccc_session" not in await other.evaluate("document.cookie")  # HttpOnly: out of the page's reach
+        # A supervisor's session in the same browser: the wallboard uses it, no token asked for.
+        login_js = ("fetch('/api/auth/login', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+                    " body: JSON.stringify({name: 'supervisor', password: 'demo-supervisor-pass'})})"
+                    ".then((r) => r.status)")
+        board = await browser.open(f"{controller.url}/toolbar?lang=en")
+        assert await board.evaluate(login_js) == 200
+        wallboard = await browser.open(f"{controller.url}/wallboard?lang=en")
+        await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
+                                 ".dataset.state === 'ready'")
+        assert "token" not in await wallboard.evaluate("location.href")
     _, entries = await controller.api("GET", "/api/audit", params={"target": "user:1002"})
     assert [e["action"] for e in entries["entries"]][:2] == ["login.refused", "user.locked"]

@@ -98,6 +98,8 @@ async def test_an_agent_logs_in_with_a_password_and_a_cookie_session_needs_its_c
         assert (await page.request("POST", "/api/users/1001/password", json=new))[0] == 403
         assert (await page.request("POST", "/api/users/1002/password", json={"password": "x" * 12}))[0] == 403
         new["current_password"] = AGENT_PASSWORD
+        assert (await controller.api("POST", "/api/users/1001/password", token="demo-agent-1001-token",
+                                     json=new))[0] == 403  # an agent's API token is no user: no password of its own
         assert (await page.request("POST", "/api/users/1001/password", json=new))[0] == 200
         assert (await page.request("GET", "/api/agents/1001"))[0] == 200  # this session stays
         other = Browserish(controller.url)
