@@ -1,6 +1,7 @@
 """`ccctl audit`, `ccctl tokens list|create|revoke`, `ccctl users list|add|delete|password`: the audit
-log (who changed what, when, before and after, newest first), API tokens (a new one is printed once), and users (passwords read from the terminal or
-stdin, never from the command line, where they would stay in the shell's history and in `ps`)."""
+log (who changed what, when, before and after, newest first), API tokens (a new one is printed once),
+and users (passwords read from the terminal or stdin, never from the command line, where they would
+stay in the shell's history and in `ps`)."""
 
 from __future__ import annotations
 
