@@ -213,26 +213,44 @@ class AcdEngine:
     # -- call events -----------------------------------------------------------------------------------
 
     def enqueue(self, call_id: str, queue: str, *, priority: int = 0, skills: Mapping[str, int] | None = None,
-                data: Mapping[str, Any] | None = None, waited: float = 0.0) -> list[Decision]:
+                data: Mapping[str, Any] | None = None, waited: float = 0.0,
+                enqueued_at: float | None = None, route: bool = True) -> list[Decision]:
+        """Queue a call. Its wait counts from `enqueued_at` (clock time) when given, else from `waited`
+        seconds ago: a caller taken over after a restart keeps their place among the callers who
+        arrived meanwhile (first come, first served), and their maximum wait counts from then too.
+        `route=False` only queues it (the resume queues every waiting caller first, then
+        `route_waiting()` offers them in order)."""
         if queue not in self._queues:
             raise AcdError(f"unknown queue {queue!r}")
         if call_id in self._calls:
             raise AcdError(f"call {call_id} is already queued")
         q = self._queues[queue]
         now = self.clock.now()
-        call = _Call(call_id, queue, int(priority), dict(skills or {}), dict(data or {}), now - max(0.0, waited),
-                     next(self._seq))
+        since = min(now, enqueued_at) if enqueued_at is not None else now - max(0.0, waited)
+        waited = now - since
+        call = _Call(call_id, queue, int(priority), dict(skills or {}), dict(data or {}), since, next(self._seq))
         q.offered += 1
         out: list[Decision] = []
         self._calls[call_id] = call
-        q.buckets.setdefault(call.priority, {})[call_id] = call
+        self._into_bucket(q, call)
         if not q.logged_in and q.settings.no_agents == "overflow":
             self._overflow(call, "no_agents", out)
             return out
         self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
-        self._route_call(call, out)
+        if route:
+            self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
             self._announce(call, out)
+        return out
+
+    def route_waiting(self) -> list[Decision]:
+        """Offer waiting calls to the ready agents (longest idle first), each agent the most urgent call
+        it can take: after calls were queued with `route=False`."""
+        out: list[Decision] = []
+        ready = [a for a in self._agents.values() if a.state == "ready" and a.offered_call is None]
+        for agent in sorted(ready, key=lambda a: (a.idle_since or 0.0, a.settings.id)):
+            if agent.state == "ready" and agent.offered_call is None:
+                self._route_agent(agent, out)
         return out
 
     def abandon(self, call_id: str) -> list[Decision]:
@@ -596,6 +614,18 @@ class AcdEngine:
         else:
             queue.overflowed += 1
         out.append(CallLeft(call.call_id, call.queue, outcome, wait, agent_id))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _into_bucket(queue: _Queue, call: _Call) -> None:
+        """Add a call to its priority's bucket, kept in arrival order (enqueue time, then sequence):
+        a call that waited before (an overflow hop, a restart) goes before later arrivals."""
+        bucket = queue.buckets.setdefault(call.priority, {})
+        last = next(reversed(bucket.values()), None)
+        bucket[call.call_id] = call
+        if last is not None and (call.enqueued_at, call.seq) < (last.enqueued_at, last.seq):
+            ordered = sorted(bucket.values(), key=lambda c: (c.enqueued_at, c.seq))
+            bucket.clear()
+            bucket.update((c.call_id, c) for c in ordered)
 
     def _overflow(self, call: _Call, reason: str, out: list[Decision]) -> None:
         settings = self._queues[call.queue].settings

@@ -362,3 +362,45 @@ def test_outbound_call_with_wrapup_ends_in_acw_then_back_as_before() -> None:
     engine.call_ended("a1")
     engine.ready("a1")  # the agent ends ACW by choice: the earlier "ready" is not overridden later
     assert (engine.agent("a1").state, engine.agent("a1").reason) == ("ready", None)
+
+
+def test_a_caller_taken_over_after_a_restart_keeps_their_place_and_wait() -> None:
+    """Re-queued with their original enqueue time, a caller goes before those who came meanwhile (same
+    priority), their wait and maximum wait count from the first enqueue, and nothing routes until
+    `route_waiting()` when queued with route=False."""
+    acd, clock = engine(max_wait=100, announce_interval=0)
+    acd.login("a1", ready=False)
+    first_enqueue = clock.now()
+    clock.advance(30)
+    assert acd.enqueue("late", "q") == []  # arrived while the controller was down
+    clock.advance(5)
+    assert offers(acd.enqueue("early", "q", enqueued_at=first_enqueue, route=False)) == []
+    assert [v.call_id for v in acd.waiting("q")] == ["early", "late"]
+    early = acd.call("early")
+    assert early is not None and early.waited == pytest.approx(35)
+    assert offers(acd.ready("a1")) == [("early", "a1")]
+    # The maximum wait counts from the first enqueue: 100 s after it, not after the re-queue.
+    acd.no_answer("early", "a1")
+    clock.advance(64)
+    assert not any(isinstance(d, Overflow) for d in acd.tick())
+    clock.advance(1)
+    overflowed = [d.call_id for d in acd.tick() if isinstance(d, Overflow)]
+    assert overflowed == ["early"]
+
+
+def test_route_waiting_offers_requeued_calls_in_arrival_order() -> None:
+    acd, clock = engine(agents=1, announce_interval=0, wrapup_seconds=0)
+    acd.login("a1")
+    start = clock.now()
+    clock.advance(50)
+    for index in (3, 1, 2, 0):  # taken over in any order
+        assert acd.enqueue(f"c{index}", "q", enqueued_at=start + index, route=False) == []
+    served = []
+    decisions = acd.route_waiting()
+    for _ in range(4):
+        (call_id, agent_id), = offers(decisions)
+        served.append(call_id)
+        acd.answered(call_id, agent_id)
+        decisions = acd.call_ended(agent_id)
+    assert served == ["c0", "c1", "c2", "c3"]
+    assert acd.route_waiting() == []  # nothing left to offer
