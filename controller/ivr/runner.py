@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -20,6 +20,10 @@ log = logging.getLogger("controller.ivr")
 MAX_QUICK_STEPS = 200
 
 Ended = Literal["end", "hangup", "caller_hangup", "error"]
+#: Called as each node starts: (flow id, node id, the variables so far, sensitive ones left out).
+NodeEntered = Callable[[str, str, dict[str, Any]], None]
+#: Built-in variables that describe the moment, not the call: recomputed when a flow resumes.
+MOMENT_VARIABLES = frozenset({"now", "today", "time", "weekday"})
 
 
 @dataclass
@@ -38,13 +42,42 @@ def builtin_variables(port: CallPort, flow_id: str, tz: str = "Asia/Shanghai") -
             "time": now.strftime("%H:%M"), "weekday": now.strftime("%a").lower(), "flow": flow_id, "region": {}}
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a caller taken over after a restart goes on: `node` None is the flow's start."""
+
+    flow_id: str
+    node: str | None
+    variables: dict[str, Any]
+    how: Literal["same_version", "same_node", "start"]
+
+
+def resume_point(flows: FlowSet, saved: Mapping[str, Any]) -> ResumePoint | None:
+    """The node a caller was in (their stored "ivr" part: flow, version, node, variables), in the live
+    flows: that node when the flow's version is the same; the node of the same id when the flow
+    changed; else the flow's start. None when the flow itself is gone (nothing to resume on)."""
+    flow = flows.flows.get(str(saved.get("flow", "")))
+    if flow is None:
+        return None
+    variables = saved.get("variables")
+    kept = {k: v for k, v in variables.items() if k not in MOMENT_VARIABLES} if isinstance(variables, dict) else {}
+    node = str(saved.get("node", ""))
+    if node in flow.nodes:
+        return ResumePoint(flow.id, node, kept, "same_version" if saved.get("version") == flow.version
+                           else "same_node")
+    return ResumePoint(flow.id, None, kept, "start")
+
+
 async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: str | None = None,
-                   variables: Mapping[str, Any] | None = None) -> FlowResult:
+                   variables: Mapping[str, Any] | None = None, on_node: NodeEntered | None = None) -> FlowResult:
     flow = flows.flows[flow_id]
     port.language = flow.language  # type: ignore[assignment]
     ctx = Context(port, flow.id, {**builtin_variables(port, flow.id), **flow.variables, **(variables or {})},
                   flow.language)
     ctx.variables["language"] = flow.language
+    chosen = (variables or {}).get("language")
+    if start_node is not None and chosen in ("zh", "en") and chosen != flow.language:
+        ctx.set("language", chosen)  # a resumed caller who had chosen their language keeps it
     node_id: str | None = start_node or flow.start
     quick_steps = 0
     try:
@@ -53,6 +86,9 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
             if node is None:
                 raise LookupError(f"flow {flow.id!r} has no node {node_id!r}")
             ctx.visited.append(node_id)
+            if on_node is not None:
+                on_node(ctx.flow_id, node_id, {name: value for name, value in ctx.variables.items()
+                                               if name not in ctx.sensitive})
             ctx.emit("ivr.node_entered", node=node_id, type=node.type)
             following = await node.run(ctx)
             quick_steps = 0 if node.waits else quick_steps + 1

@@ -151,3 +151,43 @@ def test_screen_pop_data_keeps_the_flows_own_values_only() -> None:
                  "region": {"province": "北京市", "city": "北京市"}, "menu_choice": "0", "tier": "vip",
                  "balance": 12.5, "order": {"id": 7}, "agent_id": None}
     assert screen_pop_data(variables) == {"menu_choice": "0", "tier": "vip", "balance": 12.5, "agent_id": None}
+
+
+def _demo_flows() -> object:
+    flows, errors = load_flows([REPO / "ivr_flows"])
+    assert errors == []
+    return flow_set(flows)
+
+
+def test_resume_point_same_version_same_node_or_start() -> None:
+    """A caller taken over after a restart: their node when the flow is unchanged, the node of the same
+    id when the flow changed, the start when that node is gone, nothing when the flow is gone; the
+    moment's variables (now, time…) are recomputed, the collected ones kept."""
+    from controller.ivr.runner import resume_point
+    flows = _demo_flows()
+    version = flows.flows["hotline"].version  # type: ignore[attr-defined]
+    saved = {"flow": "hotline", "version": version, "node": "main_menu",
+             "variables": {"tier": "vip", "now": "2020-01-01T00:00:00", "time": "00:00"}}
+    point = resume_point(flows, saved)  # type: ignore[arg-type]
+    assert point is not None and (point.flow_id, point.node, point.how) == ("hotline", "main_menu", "same_version")
+    assert point.variables == {"tier": "vip"}
+    point = resume_point(flows, {**saved, "version": "0123456789ab"})  # type: ignore[arg-type]
+    assert point is not None and (point.node, point.how) == ("main_menu", "same_node")
+    point = resume_point(flows, {**saved, "version": "0123456789ab", "node": "gone"})  # type: ignore[arg-type]
+    assert point is not None and (point.node, point.how) == (None, "start")
+    assert resume_point(flows, {**saved, "flow": "no_such_flow"}) is None  # type: ignore[arg-type]
+
+
+async def test_a_flow_resumed_at_a_menu_replays_it_and_reports_each_node() -> None:
+    """run_flow from a saved node with saved variables: the menu's prompt is played again, the key
+    pressed now routes on, and each node entered is reported with the variables (sensitive ones left out)."""
+    from controller.ivr.runner import run_flow
+    flows = _demo_flows()
+    entered: list[tuple[str, str, dict[str, object]]] = []
+    sim = SimulatedPort(did="4008001234", dtmf="2 2", http_answers=BALANCE)
+    result = await run_flow(flows, "hotline", sim, start_node="main_menu",  # type: ignore[arg-type]
+                            variables={"tier": "vip"}, on_node=lambda f, n, v: entered.append((f, n, dict(v))))
+    assert result.visited[:2] == ["main_menu", "bill_lookup"]
+    assert [n for _, n, _ in entered][:2] == ["main_menu", "bill_lookup"]
+    assert entered[0][2]["tier"] == "vip"
+    assert sim.played, "the menu's prompt is played again"
