@@ -1,8 +1,9 @@
 """The controller process: wires ARI, the store, the plugins and the HTTP server, and runs them.
 
 Structured concurrency: one TaskGroup holds the event stream, the store's writer and every
-call's task; stopping the controller hands live calls to the dialplan's fallback route, then
-cancels the group and waits for each call to write its record.
+call's task; stopping the controller leaves live calls in Asterisk (the next process resumes them
+from the live-call picture), then cancels the group without letting the calls' tasks touch
+Asterisk or the store.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
 from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
+from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.cti import resources as cti_resources
@@ -71,6 +73,7 @@ class Controller:
                                         self.store, self._http)
         self.calls = CallsService(config=config, ari=self.ari, dispatcher=self.dispatcher, records=self.records,
                                   spawn=self.spawn, publish=self.events.publish)
+        self.calls.live = LiveCallState(self.store, time.time)
         self.prompts = PromptRenderer(Path(config.asterisk.sounds_dir))
         self.recordings = RecordingService(config=config, ari=self.ari,
                                            index=RecordingIndex(self.store, self.clock.now),
@@ -244,14 +247,20 @@ class Controller:
                 data_retention = tasks.create_task(self.retention.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
-                log.info("stopping: handing %d live calls to the fallback route", len(self.calls.active))
-                await self.calls.hand_all_to_fallback("controller-stopping")
+                # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
+                # events and decisions, save what is queued, then end the call tasks without them touching
+                # Asterisk or the store (their clean-up would hang up legs and close records).
+                log.info("stopping: leaving %d live calls in Asterisk for the next process", len(self.calls.active))
+                self.calls.detach()
                 stream.cancel()
                 notifier.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
+                await self.store.flush()
+                self.store.freeze()
+                self.ari.detach()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)

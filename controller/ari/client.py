@@ -72,6 +72,7 @@ class AriClient:
         self._timeout = request_timeout
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._detached = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -95,6 +96,11 @@ class AriClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def detach(self) -> None:
+        """From now on every request fails (AriUnavailable) without reaching Asterisk: on a graceful stop,
+        what the ending call tasks would still do (hang up legs, destroy bridges) must not happen."""
+        self._detached = True
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -129,6 +135,8 @@ class AriClient:
         if body is not None and not endpoint.body:
             raise ValueError(f"{operation} takes no body")
         url = self.base_url + path
+        if self._detached:
+            raise AriUnavailable(endpoint.method, path, 0, "detached: the controller is stopping")
         try:
             async with self.session.request(
                 endpoint.method,

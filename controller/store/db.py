@@ -104,6 +104,7 @@ class Store:
         self._commit_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._closed = False
+        self._frozen = False  # a graceful stop: writes are dropped (see freeze)
         self._spill_until = 0  # statements replayed from the spill file end at this ticket
         self._failing_since: float | None = None  # time of the first failed commit of the current outage
         self._last_error: str | None = None
@@ -245,7 +246,14 @@ class Store:
         """Queue a statement; it is committed with the next batch (within milliseconds)."""
         self._write(sql, params)
 
+    def freeze(self) -> None:
+        """From now on writes are dropped: on a graceful stop, once what the live calls wrote is flushed, the
+        ending call tasks must not write their end (the next process resumes those calls)."""
+        self._frozen = True
+
     def _write(self, sql: str, params: Params) -> int:
+        if self._frozen:
+            return self._last_ticket
         if self._closed:
             # Too late for the database: keep it for the next start rather than dropping it.
             self._spill_sync([_Statement(0, sql, params)], append=True)

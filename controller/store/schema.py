@@ -143,4 +143,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX recordings_call ON recordings(call_id);
     CREATE INDEX recordings_started ON recordings(started_at);
     """,
+    # 7: the live-call picture (issue 13): what a new process needs to take every live call over, one row per
+    # call and part ("call", "ivr", "queue", "ring", "talk", "recording"); each capability writes its own part
+    """
+    CREATE TABLE live_calls (
+        call_id TEXT NOT NULL,
+        part TEXT NOT NULL,
+        data TEXT NOT NULL,                 -- JSON, owned by the part's capability
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (call_id, part)
+    );
+    """,
 ]

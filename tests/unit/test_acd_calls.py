@@ -292,6 +292,9 @@ class ListingAri:
     async def channels(self) -> list[Channel]:
         return self.live
 
+    async def bridges(self) -> list[Any]:
+        return []
+
 
 async def test_a_click_to_dial_ring_is_settled_after_a_reconnect() -> None:
     ari = ListingAri()

@@ -14,18 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.ari.client import AriClient, new_id
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError, ChannelGone
-from controller.ari.models import Channel, ChannelDestroyed, Event, StasisStart
+from controller.ari.models import Bridge, Channel, ChannelDestroyed, Event, StasisStart
 from controller.config import Config
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
+from controller.plugins.calls.live_state import PARTS, LiveCallState
 from controller.plugins.calls.session import CallSession, ChannelLost, Resync, synthetic
 from controller.plugins.calls.state_persistor import CallRecords
 
@@ -45,9 +48,38 @@ MAX_DIALLED = 40
 #: How many times a recovered call is offered to the fallback route before it is hung up.
 RECOVERY_ATTEMPTS = 3
 
+#: Our bridges' id prefixes (legs.Bridge: br-<purpose>-<hex>): an empty one no live call owns is removed.
+OWN_BRIDGE_PREFIX = "br-"
+
 CallHandler = Callable[[CallSession], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 Publish = Callable[..., Any]  # EventBus.publish
+
+
+@dataclass
+class Resumption:
+    """A stored call whose caller channel is still in Asterisk, offered to the parts' resumers.
+
+    `parts`: the stored picture (part -> data, see live_state); `channels` / `bridges`: what Asterisk
+    shows now, by id (the truth for media). `session` is the rebuilt call session: its caller channel
+    is claimed; a resumer claims the other channels it takes over (`session.dispatcher.claim`): after a
+    reconnect Asterisk sends no StasisStart for channels already in the application."""
+
+    session: CallSession
+    parts: dict[str, dict[str, Any]]
+    channels: dict[str, Channel]
+    bridges: dict[str, Bridge]
+    notes: list[str] = field(default_factory=list)  # why resumers declined (logged if nobody takes it)
+
+
+#: A part's resumer: the handler that goes on with the call (run as the call's task: its end writes the
+#: record and `call.ended`), or None when this part does not take the call over (the next part is asked).
+#: A part that only restores state (e.g. "recording") does its work and returns None.
+Resumer = Callable[[Resumption], Awaitable[CallHandler | None]]
+#: Called for each stored call whose caller channel is gone: close that part's records (part data given).
+Closer = Callable[[str, dict[str, dict[str, Any]]], Awaitable[None]]
+#: After the resume: clean up what no live call owns (given Asterisk's channels and bridges by id).
+Cleanup = Callable[[dict[str, Channel], dict[str, Bridge]], Awaitable[None]]
 
 
 class _Originating:
@@ -103,6 +135,30 @@ class CallsService:
         # Channels the FastAGI /ivr hand-over is taking into Stasis, with their flow: the only
         # source a `flow=` Stasis argument is accepted from (a SIP request URI cannot add one).
         self.handovers: dict[str, str] = {}
+        # The live-call picture (None: nothing is persisted, nothing resumed) and the parts' resumers.
+        self.live: LiveCallState | None = None
+        self.resumers: dict[str, Resumer] = {}
+        self.closers: dict[str, Closer] = {}
+        self.cleanups: list[Cleanup] = []
+        self.resumed = 0
+        # Set on a graceful stop: calls are left in Asterisk for the next process (no fallback, no end record).
+        self.detaching = False
+
+    def register_resumer(self, part: str, resume: Resumer, close: Closer | None = None) -> None:
+        """The capability owning `part` takes stored calls over at start and on reconnect (see `readopt`)."""
+        if part not in PARTS:
+            raise ValueError(f"unknown live-call part {part!r} (known: {', '.join(PARTS)})")
+        self.resumers[part] = resume
+        if close is not None:
+            self.closers[part] = close
+
+    def register_cleanup(self, cleanup: Cleanup) -> None:
+        self.cleanups.append(cleanup)
+
+    def save_call(self, session: CallSession) -> None:
+        """Persist the "call" part (on creation, answer and each phase change)."""
+        if self.live is not None and not self.detaching:
+            self.live.save(session.call_id, "call", call_part(session))
 
     # -- new calls --------------------------------------------------------------------------------
 
@@ -179,11 +235,13 @@ class CallsService:
             fallback_context=self.config.asterisk.fallback_context,
         )
         self.active[session.call_id] = session
+        session.persist = lambda: self.save_call(session)
         self.calls_started += 1
         self.records.started(session.call_id, channel.id, direction=direction, caller=session.caller, did=did)
         log.info("call %s from %s to %s", session.call_id, mask_number(session.caller),
                  mask_number(did) if direction == "outbound" else did)  # an outbound call's did is a customer
         self.publish("call.offered", call_id=session.call_id, caller=session.caller, did=did, direction=direction)
+        self.save_call(session)
         return session
 
     async def _run(self, session: CallSession, handler: CallHandler) -> None:
@@ -192,6 +250,8 @@ class CallsService:
         except CallerHangup:
             pass
         except asyncio.CancelledError:
+            if self.detaching:
+                raise  # stopping: the call stays in Asterisk, the next process resumes it
             with contextlib.suppress(AriError):
                 await session.to_fallback("controller-stopping")
             raise
@@ -200,13 +260,21 @@ class CallsService:
             with contextlib.suppress(AriError):
                 await session.to_fallback("controller-error")
         finally:
-            try:
-                await session.finish()
-            finally:
+            if self.detaching:  # stopping: left to the next process (no end of record, no call.ended)
                 self.active.pop(session.call_id, None)
-                self.publish("call.ended", call_id=session.call_id, reason=session.end_reason or "caller_hangup",
-                             cause=session.hangup_cause, cause_txt=session.hangup_cause_txt,
-                             duration=round(session.age(), 3))
+            else:
+                await self._end(session)
+
+    async def _end(self, session: CallSession) -> None:
+        try:
+            await session.finish()
+        finally:
+            self.active.pop(session.call_id, None)
+            if self.live is not None:
+                self.live.drop(session.call_id)
+            self.publish("call.ended", call_id=session.call_id, reason=session.end_reason or "caller_hangup",
+                         cause=session.hangup_cause, cause_txt=session.hangup_cause_txt,
+                         duration=round(session.age(), 3))
 
     async def refuse_phone_call(self, session: CallSession) -> None:
         """The default for numbers dialled on a phone when nothing places outbound calls: refused."""
@@ -233,8 +301,10 @@ class CallsService:
           it sits in our application;
         - a call we are handling whose channel is still there gets a Resync, to re-check any wait,
           naming its legs that vanished meanwhile (they hung up while we were disconnected);
-        - a channel sitting in our application that nobody owns was left by a previous controller
-          process (crash, restart): it goes to the fallback route, so the caller is answered;
+        - a call of a previous process (crash, restart, upgrade) in the live-call picture whose caller
+          channel is still there is resumed (`_resume_stored`); one whose caller is gone is closed;
+        - a channel sitting in our application that nobody owns then (no stored picture): a caller goes
+          to the fallback route, a leg or snoop is hung up; empty bridges of ours are removed;
         - a record still open whose channel no longer exists is closed as lost.
         """
         channels = await self.ari.channels()
@@ -250,6 +320,8 @@ class CallsService:
                 session.deliver(Resync(type="Resync", timestamp="", application="", raw={}, vanished=vanished))
             else:
                 session.deliver(synthetic(ChannelLost))
+        bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
+        await self._resume_stored(by_id, bridges)
         orphans = []
         for channel in channels:
             app_and_args = channel.stasis_app_and_args()
@@ -258,9 +330,106 @@ class CallsService:
             if self.dispatcher.owner_of(channel.id) is None:
                 orphans.append(self._recover(channel, app_and_args[1]))
         await asyncio.gather(*orphans)
+        await self._clean_up(by_id, bridges)
         for row in await self.records.open_calls():
             if row["channel_id"] not in existing and row["call_id"] not in self.active:
                 self.records.ended(row["call_id"], reason="lost")
+
+    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
+        """Take over the stored calls nobody in this process handles (all of them after a start)."""
+        if self.live is None:
+            return
+        stored = await self.live.load_all()
+        resumes = []
+        for call_id, parts in stored.items():
+            if call_id in self.active:
+                continue
+            call = parts.get("call")
+            channel = channels.get(str(call.get("channel_id"))) if call else None
+            if call is None or channel is None or channel.stasis_app_and_args() is None:
+                resumes.append(self._close_stored(call_id, parts))
+            else:
+                resumes.append(self._resume_call(call_id, parts, call, channel, channels, bridges))
+        await asyncio.gather(*resumes)
+
+    async def _resume_call(self, call_id: str, parts: dict[str, dict[str, Any]], call: dict[str, Any],
+                           channel: Channel, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
+        session = self._resumed_session(call_id, call, channel)
+        resumption = Resumption(session, parts, channels, bridges)
+        handler: CallHandler | None = None
+        for part in PARTS[1:]:
+            resume = self.resumers.get(part)
+            if resume is None or part not in parts:
+                continue
+            try:
+                handler = await resume(resumption)
+            except Exception as exc:
+                log.exception("call %s: resuming its %s part failed", call_id, part)
+                resumption.notes.append(f"{part}: {type(exc).__name__}")
+                handler = None
+            if handler is not None:
+                break
+        if handler is None:
+            reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
+            log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
+            session.records.event(call_id, "resume_failed", reason=reason)
+            handler = self._fallback_handler("resume-failed")
+        else:
+            self.resumed += 1
+            session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
+            log.info("call %s resumed (%s)", call_id, ", ".join(sorted(parts)))
+        self.spawn(self._run(session, handler))
+
+    def _resumed_session(self, call_id: str, call: dict[str, Any], channel: Channel) -> CallSession:
+        """The session of a stored call, as it was: same call id, caller channel claimed (no new record)."""
+        session = CallSession(
+            call_id=call_id, channel=channel, did=str(call.get("did", "")),
+            direction=str(call.get("direction", "inbound")), ari=self.ari, dispatcher=self.dispatcher,
+            records=self.records, app_name=self.config.ari.app,
+            fallback_context=self.config.asterisk.fallback_context)
+        session.answered = bool(call.get("answered"))
+        session.state = str(call.get("phase") or session.state)
+        session.data = dict(call.get("data") or {})
+        session.recording_policy = str(call.get("recording_policy") or session.recording_policy)
+        started_at = call.get("started_at")
+        if isinstance(started_at, int | float):  # age() spans the restart
+            session.started_monotonic -= max(0.0, time.time() - started_at)
+        self.active[call_id] = session
+        session.persist = lambda: self.save_call(session)
+        return session
+
+    def _fallback_handler(self, why: str) -> CallHandler:
+        async def fallback(session: CallSession) -> None:
+            await session.to_fallback(why)
+        return fallback
+
+    async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
+        """A stored call whose caller is gone (hung up while no process was there): close its parts' records
+        (each owner's closer), then the call's, as lost; forget it."""
+        for part, close in self.closers.items():
+            if part in parts:
+                try:
+                    await close(call_id, parts)
+                except Exception:
+                    log.exception("call %s: closing its %s part failed", call_id, part)
+        self.records.ended(call_id, reason="lost")
+        if self.live is not None:
+            self.live.drop(call_id)
+        self.publish("call.ended", call_id=call_id, reason="lost", cause=None, cause_txt=None, duration=None)
+
+    async def _clean_up(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
+        """What belongs to no live call: empty bridges of ours nobody claimed, then the plugins' hooks."""
+        for bridge in bridges.values():
+            if bridge.id.startswith(OWN_BRIDGE_PREFIX) and not bridge.channels \
+                    and self.dispatcher.owner_of(bridge.id) is None:
+                with contextlib.suppress(AriError):
+                    await self.ari.destroy_bridge(bridge.id)
+                    log.info("removed empty bridge %s left by a previous process", bridge.id)
+        for cleanup in self.cleanups:
+            try:
+                await cleanup(channels, bridges)
+            except Exception:
+                log.exception("a clean-up after the resume failed")
 
     async def _recover(self, channel: Channel, args: list[str]) -> None:
         self.recovered += 1
@@ -303,8 +472,13 @@ class CallsService:
     def counts_by_state(self) -> dict[str, int]:
         return dict(Counter(session.state for session in self.active.values()))
 
-    async def hand_all_to_fallback(self, why: str) -> None:
-        """On a graceful stop: callers go on to the fallback route rather than waiting for us."""
-        for session in list(self.active.values()):
-            with contextlib.suppress(AriError):
-                await session.to_fallback(why)
+    def detach(self) -> None:
+        """On a graceful stop: leave every call in Asterisk as it is, for the next process to resume."""
+        self.detaching = True
+
+
+def call_part(session: CallSession) -> dict[str, Any]:
+    """The "call" part of the live-call picture."""
+    return {"channel_id": session.channel_id, "direction": session.direction, "did": session.did,
+            "started_at": time.time() - session.age(), "answered": session.answered, "phase": session.state,
+            "data": session.data, "recording_policy": session.recording_policy}

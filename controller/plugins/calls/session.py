@@ -131,6 +131,8 @@ class CallSession:
         self.ended_channels: set[str] = set()
         # Run when the call ends, before its record is closed (e.g. complete the recording's index row).
         self.on_finish: list[Callable[[], Awaitable[object]]] = []
+        # Saves the call's part of the live-call picture (CallsService.save_call) after a change.
+        self.persist: Callable[[], None] = lambda: None
         self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
@@ -246,6 +248,7 @@ class CallSession:
             raise CallerHangup() from exc
         self.answered = True
         self.records.answered(self.call_id)
+        self.persist()
 
     async def play(self, media: Sequence[str], *, barge_in: bool = False, timeout: float = 900) -> str | None:
         """Play media URIs in order. With barge-in, a key stops it and is returned (and consumed)."""
