@@ -305,6 +305,28 @@ class AcdEngine:
             self._release_offer(self._agents[other], out)
         return out
 
+    def resume_offer(self, call_id: str, agent_id: str, *, ring_started: float | None = None) -> list[Decision]:
+        """After a restart: the queued call was ringing this agent's phone and that leg is still there
+        (ringing, or answered meanwhile). The agent is `ringing` for the call again, no `Offer` (the
+        phone rings already), the ring timeout counting from `ring_started`; then `answered`,
+        `no_answer` or the ring timeout settle it as usual."""
+        call = self._call(call_id)
+        agent = self._agent(agent_id)
+        if call.ringing:
+            raise AcdError(f"call {call_id} already rings an agent")
+        if agent.state not in ("ready", "not_ready", "acw") or agent.offered_call is not None:
+            raise AcdError(f"agent {agent_id} cannot ring for the call now ({agent.state})")
+        out: list[Decision] = []
+        token = next(self._tokens)
+        call.ringing[agent_id] = token
+        agent.offered_call = call_id
+        agent.timer_token = next(self._tokens)  # ends a pending ACW
+        self._set_state(agent, "ringing", None, out)
+        started = self.clock.now() if ring_started is None else min(self.clock.now(), ring_started)
+        self._schedule(started + self._queues[call.queue].settings.ring_timeout, "ring_timeout", call_id, agent_id,
+                       token)
+        return out
+
     def no_answer(self, call_id: str, agent_id: str, reason: str = "no_answer") -> list[Decision]:
         call = self._calls.get(call_id)
         if call is None or agent_id not in call.ringing:

@@ -404,3 +404,31 @@ def test_route_waiting_offers_requeued_calls_in_arrival_order() -> None:
         decisions = acd.call_ended(agent_id)
     assert served == ["c0", "c1", "c2", "c3"]
     assert acd.route_waiting() == []  # nothing left to offer
+
+
+def test_a_ring_taken_over_after_a_restart_is_settled_like_any_offer() -> None:
+    """resume_offer: the agent rings for the call again without a new Offer; answered connects; the ring
+    timeout counts from the first ring and is RONA; a failed leg (no_answer) is RONA, the call keeps its place."""
+    acd, clock = engine(ring_timeout=15, announce_interval=0, max_wait=1000)
+    acd.login("a1", ready=False)
+    acd.login("a2", ready=False)
+    started = clock.now()
+    clock.advance(10)
+    acd.enqueue("c", "q", enqueued_at=started - 5, route=False)
+    decisions = acd.resume_offer("c", "a1", ring_started=started)
+    assert offers(decisions) == [] and acd.agent("a1").state == "ringing"
+    with pytest.raises(AcdError):
+        acd.resume_offer("c", "a2")  # one ringing leg per call taken over
+    left = [d for d in acd.answered("c", "a1") if isinstance(d, CallLeft)]
+    assert left[0].outcome == "answered" and left[0].wait_seconds == pytest.approx(15)
+    # Still ringing: the ring timeout counts from the first ring (15 s after it, 5 s from now).
+    acd.enqueue("d", "q", enqueued_at=clock.now(), route=False)
+    acd.resume_offer("d", "a2", ring_started=clock.now() - 10)
+    clock.advance(4)
+    assert acd.tick() == []
+    clock.advance(1)
+    timed_out = acd.tick()
+    assert [(d.call_id, d.agent_id, d.reason) for d in timed_out if isinstance(d, CancelOffer)] == \
+        [("d", "a2", "ring_timeout")]
+    assert acd.agent("a2").state == "not_ready" and acd.agent("a2").reason == "no_answer"
+    assert acd.call("d") is not None  # still waiting, in its place
