@@ -87,6 +87,7 @@ class Controller:
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self._resume_waiting_and_ivr_callers()
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
@@ -104,6 +105,16 @@ class Controller:
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr)]
+
+    def _resume_waiting_and_ivr_callers(self) -> None:
+        """Waiting callers (and rings) and callers in a flow of a previous process go on (issue 13)."""
+        self.acd.queue_resume.live = self.ivr.live = self.calls.live
+        self.calls.register_resumer("queue", self.acd.queue_resume.resume, self.acd.queue_resume.close)
+        self.calls.register_resumer("ivr", self.ivr.resume)
+
+        async def route_after_resume(_channels: object, _bridges: object) -> None:
+            self.acd.queue_resume.route_after_resume()
+        self.calls.register_cleanup(route_after_resume)
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
