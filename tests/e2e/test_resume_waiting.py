@@ -1,0 +1,190 @@
+"""Waiting and IVR callers survive a controller restart (issue 13), on the real Asterisk.
+
+Ten SIPp callers wait in a queue whose only agent is not ready, and one caller listens to a menu; the
+controller is SIGKILLed (or stopped with SIGTERM) and started again on the same data. The callers never
+notice: the agent goes ready and serves the ten in arrival order with their waits counted from their
+first enqueue (nobody reaches the fallback route, nobody is counted abandoned), and the caller in the
+menu hears it again and their key works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
+from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
+
+pytestmark = pytest.mark.e2e
+
+QUEUE_DID = "4008006001"
+MENU_DID = "4008006002"
+FLOWS = {
+    "waitq": f"""
+flow: waitq
+language: zh
+dids: ["{QUEUE_DID}"]
+nodes:
+  queue: {{type: queue, queue: general, answered: bye, otherwise: bye}}
+  bye: {{type: hangup}}
+""",
+    "menuq": f"""
+flow: menuq
+language: zh
+dids: ["{MENU_DID}"]
+nodes:
+  menu: {{type: menu, prompt: ["请按一"], timeout: 20, retries: 2, variable: choice,
+          options: {{"1": one}}, default: bye}}
+  one: {{type: play, prompts: ["您按了一"], next: bye}}
+  bye: {{type: hangup}}
+""",
+}
+AGENT = {"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}}
+CALLERS = 10
+
+
+def config(tmp_path: Path) -> Path:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for name, text in FLOWS.items():
+        (flows / f"{name}.yaml").write_text(text)
+    general = {"name": "general", "wrapup_seconds": 0, "ring_timeout": 10, "max_wait": 300, "announce_interval": 0,
+               "no_agents": "wait", "announce_agent_number": False, "service_level_seconds": 600}
+    return demo_config(tmp_path, ivr={"flows_dir": str(flows)},
+                       acd={"center_name": "演示热线", "queues": [general], "agents": [AGENT]})
+
+
+@pytest.fixture
+async def stop_after() -> AsyncIterator[list[ControllerProcess]]:
+    processes: list[ControllerProcess] = []
+    yield processes
+    for process in processes:
+        process.terminate()
+        print(process.log.read_text()[-5000:])
+
+
+def rows(process: ControllerProcess, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with sqlite3.connect(process.db) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(sql, params)]
+
+
+async def waiting_calls(process: ControllerProcess) -> list[dict[str, Any]]:
+    status, body = await process.api("GET", "/api/queues/general")
+    assert status == 200, body
+    return list(body["calls"])
+
+
+async def until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_asterisk: Path, tmp_path: Path,
+                                                          stop_after: list[ControllerProcess]) -> None:
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(first)
+    await first.start()
+    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": False})
+    assert status == 200, body
+    phone = Phone(15001, answer_after_ms=200, hold_ms=800, calls=CALLERS, timeout_s=180)
+    await phone.start()
+    numbers = [f"139001390{index:02d}" for index in range(CALLERS)]
+    callers = []
+    for number in numbers:  # in this order: the order they must be served in
+        caller = Caller(QUEUE_DID, caller=number, steps=[WaitForBye(150_000)])
+        await caller.start()
+        callers.append(caller)
+        await asyncio.sleep(0.4)
+    # The menu caller: the menu plays, the controller goes away and comes back, then they press 1.
+    menu_caller = Caller(MENU_DID, caller="13700137000", steps=[Pause(14_000), Dtmf("1"), WaitForBye(30_000)])
+    await menu_caller.start()
+    await until(lambda: waiting_calls_count(first, CALLERS), 20, "ten callers waiting")
+    await until(lambda: menu_entered(first), 10, "the menu caller in the menu")
+    await asyncio.sleep(0.5)  # the last transitions reach the store (batched writer)
+    stopped_at = time.time()
+
+    if stop == "sigkill":
+        first.kill()
+    else:
+        assert first.process is not None
+        first.process.send_signal(signal.SIGTERM)
+        first.process.wait(15)
+    second = ControllerProcess(tmp_path / "data", config=first.config)
+    stop_after.append(second)
+    started = time.monotonic()
+    await second.start()
+    waiting = await until(lambda: waiting_calls_count(second, CALLERS), 10, "the ten callers back in the queue")
+    seen_at, resumed_in = time.time(), time.monotonic() - started
+    # Their places: arrival order, and waits counted from the first enqueue (spanning the restart).
+    first_enqueues = {v["call_id"]: v["enqueued_at"] for v in queue_visits(second)}
+    assert [call["call_id"] for call in waiting] == list(first_enqueues)
+    for call in waiting:
+        assert call["waited"] == pytest.approx(seen_at - first_enqueues[call["call_id"]], abs=1.0)
+
+    status, body = await second.api("POST", "/api/agents/1001/ready")
+    assert status == 200, body
+    for caller in callers:
+        result = await caller.wait()
+        assert result.ok, result.errors
+    result = await menu_caller.wait()
+    assert result.ok, result.errors
+
+    visits = queue_visits(second)
+    assert [v["outcome"] for v in visits] == ["answered"] * CALLERS, visits
+    by_call = {r["call_id"]: r["caller"] for r in rows(second, "SELECT call_id, caller FROM calls")}
+    served = sorted(visits, key=lambda v: v["answered_at"])
+    assert [by_call[v["call_id"]] for v in served] == numbers  # first come, first served
+    for visit in visits:  # one wait from the first enqueue to the answer, spanning the restart
+        assert visit["wait_seconds"] == pytest.approx(visit["answered_at"] - visit["enqueued_at"], abs=1.0)
+        assert visit["enqueued_at"] < stopped_at
+    ended = {r["call_id"]: r for r in rows(second, "SELECT * FROM calls")}
+    assert all(r["end_reason"] not in ("fallback", "lost") for r in ended.values()), ended
+    events = [json.loads(r["detail"] or "{}") | {"kind": r["kind"], "call_id": r["call_id"]}
+              for r in rows(second, "SELECT * FROM call_events")]
+    assert not [e for e in events if e["kind"] in ("resume_failed", "recovered")]
+    assert len([e for e in events if e["kind"] == "queue_resumed"]) == CALLERS
+
+    # The menu caller heard the menu again after the restart, and their key was taken.
+    menu_call = next(call_id for call_id, caller in by_call.items() if caller == "13700137000")
+    menu_events = [e for e in events if e["call_id"] == menu_call]
+    resumed = [e for e in menu_events if e["kind"] == "flow_resumed"]
+    assert resumed and resumed[0]["node"] == "menu", menu_events
+    after = menu_events[menu_events.index(resumed[0]):]
+    assert [e.get("node") for e in after if e["kind"] == "node"][:2] == ["menu", "one"]
+    assert any(e["kind"] == "input" and e.get("value") == "1" for e in after)
+
+    status, report = await second.api("GET", "/api/reports")
+    assert status == 200, report
+    row = next(r for r in report["rows"] if r.get("queue") == "general")
+    assert (row["answered"], row["abandoned"], row["short_abandons"]) == (CALLERS, 0, 0), row
+    assert not [b for b in await ari_get("/bridges") if b["id"].startswith("br-") and not b["channels"]]
+    print(f"resumed {CALLERS} waiting callers and 1 menu caller in {resumed_in:.2f} s after the process start")
+    phone.kill()
+
+
+async def waiting_calls_count(process: ControllerProcess, count: int) -> list[dict[str, Any]] | None:
+    calls = await waiting_calls(process)
+    return calls if len(calls) >= count else None
+
+
+async def menu_entered(process: ControllerProcess) -> bool:
+    return bool(rows(process, "SELECT 1 FROM call_events WHERE kind = 'node' AND detail LIKE '%\"menu\"%'"))
+
+
+def queue_visits(process: ControllerProcess) -> list[dict[str, Any]]:
+    return rows(process, "SELECT * FROM queue_calls ORDER BY enqueued_at")
