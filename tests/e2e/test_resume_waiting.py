@@ -41,6 +41,8 @@ flow: menuq
 language: zh
 dids: ["{MENU_DID}"]
 nodes:
+  tag: {{type: set, values: {{came_by: "'hotline'"}}, next: hello}}
+  hello: {{type: play, prompts: ["欢迎"], next: menu}}
   menu: {{type: menu, prompt: ["请按一"], timeout: 20, retries: 2, variable: choice,
           options: {{"1": one}}, default: bye}}
   one: {{type: play, prompts: ["您按了一"], next: bye}}
@@ -167,6 +169,8 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
     after = menu_events[menu_events.index(resumed[0]):]
     assert [e.get("node") for e in after if e["kind"] == "node"][:2] == ["menu", "one"]
     assert any(e["kind"] == "input" and e.get("value") == "1" for e in after)
+    data = json.loads(ended[menu_call]["data"])
+    assert (data.get("came_by"), data.get("choice")) == ("hotline", "1")  # set before the restart, and after
 
     status, report = await second.api("GET", "/api/reports")
     assert status == 200, report
