@@ -81,6 +81,11 @@ class Controller:
         self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
+        self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
+        self.calls.register_cleanup(self.acd.release_unresumed)
+        self.recordings.picture = self.calls.live
+        self.calls.register_resumer("recording", self.recordings.resume_recording, self.recordings.close_recording)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)
         self.ivr = IvrService(config=config, clock=self.clock, store=self.store, publish=self.events.publish,
@@ -108,7 +113,7 @@ class Controller:
 
     def _resume_waiting_and_ivr_callers(self) -> None:
         """Waiting callers (and rings) and callers in a flow of a previous process go on (issue 13)."""
-        self.acd.queue_resume.live = self.ivr.live = self.calls.live
+        self.ivr.live = self.calls.live
         self.calls.register_resumer("queue", self.acd.queue_resume.resume, self.acd.queue_resume.close)
         self.calls.register_resumer("ivr", self.ivr.resume)
 

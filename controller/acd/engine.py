@@ -24,7 +24,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
@@ -48,6 +48,15 @@ __all__ = ["AcdEngine", "AcdError"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
 DEFAULT_HANDLE_TIME = 180.0
+
+
+class OnCall(NamedTuple):
+    """A call an agent is on that a new process resumes (see `AcdEngine.restore`)."""
+
+    call_id: str
+    queue: str | None
+    talk_started: float
+    on_hold: bool = False
 
 
 class AcdError(Exception):
@@ -521,9 +530,10 @@ class AcdEngine:
             }
         return {"version": 1, "agents": agents}
 
-    def restore(self, snapshot: Mapping[str, Any]) -> list[Decision]:
-        """After a restart: ready/not-ready agents as they were; an agent who was on a call gets a
-        fresh wrap-up (their call may still be going on in Asterisk, outside our control)."""
+    def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
+        """After a restart: ready/not-ready agents as they were; an agent on a call the new process resumes
+        (`on_calls`: agent id -> that call) is still talking (or on hold) on it, with the original talk
+        start; an agent who was on another call gets a fresh wrap-up."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
@@ -538,6 +548,10 @@ class AcdEngine:
             for queue in agent.settings.queues:
                 self._queues[queue].logged_in.add(agent_id)
             state = saved["state"]
+            on_call = (on_calls or {}).get(agent_id)
+            if on_call is not None:
+                self._restore_on_call(agent, on_call, saved)
+                continue
             if state in ("ready", "not_ready"):
                 agent.state, agent.reason, agent.since = state, saved.get("reason"), saved.get("since")
                 if state == "ready":
@@ -553,6 +567,14 @@ class AcdEngine:
             else:
                 self._become_ready(agent, out)
         return out
+
+    def _restore_on_call(self, agent: _Agent, on_call: OnCall, saved: Mapping[str, Any]) -> None:
+        state: AgentState = "on_hold" if on_call.on_hold else "talking"
+        agent.state, agent.reason = state, None
+        agent.since = saved.get("since") if saved.get("state") == state else self.clock.now()
+        agent.current_call = on_call.call_id
+        agent.current_queue = on_call.queue if on_call.queue in self._queues else None
+        agent.talk_started = on_call.talk_started
 
     # -- internals: state ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from controller.ari.endpoints import ENDPOINTS
 from controller.ari.errors import (
     AriBadRequest,
     AriConflict,
+    AriDetached,
     AriError,
     AriNotFound,
     AriUnavailable,
@@ -136,7 +137,7 @@ class AriClient:
             raise ValueError(f"{operation} takes no body")
         url = self.base_url + path
         if self._detached:
-            raise AriUnavailable(endpoint.method, path, 0, "detached: the controller is stopping")
+            raise AriDetached(endpoint.method, path, 0, "detached: the controller is stopping")
         try:
             async with self.session.request(
                 endpoint.method,

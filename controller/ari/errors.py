@@ -18,6 +18,10 @@ class AriUnavailable(AriError):
     """Asterisk did not answer (connection refused, timeout) or answered 5xx."""
 
 
+class AriDetached(AriUnavailable):
+    """The controller is stopping and leaves its calls in Asterisk: no request is sent (`AriClient.detach`)."""
+
+
 class AriBadRequest(AriError):
     """400: a parameter was wrong (a bug on our side, or bad user input passed through)."""
 

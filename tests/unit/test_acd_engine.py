@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from controller.acd.engine import AcdEngine, AcdError
+from controller.acd.engine import AcdEngine, AcdError, OnCall
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
@@ -158,6 +158,34 @@ def test_snapshot_restore() -> None:
     clock.advance(5)
     again.tick()
     assert again.agent("a1").state == "ready"
+
+
+def test_restore_keeps_an_agent_talking_on_a_resumed_call() -> None:
+    """A new process resumes the call: the agent is still talking on it (original talk start, no new state
+    change), is offered nothing, and goes to ACW when it ends; an agent on hold stays on hold."""
+    acd, clock = engine(wrapup_seconds=5)
+    acd.login("a1")
+    acd.login("a2")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    acd.enqueue("c2", "q")
+    acd.answered("c2", "a2")
+    acd.hold("a2")
+    talk_started = clock.now()
+    clock.advance(30)
+    again = AcdEngine([QueueSettings("q", wrapup_seconds=5)],
+                      [AgentSettings(f"a{i}", "", "", f"80{i:02d}", queues={"q": 0}) for i in (1, 2, 3)], clock)
+    out = again.restore(acd.snapshot(), on_calls={"a1": OnCall("c1", "q", talk_started),
+                                                   "a2": OnCall("c2", "q", talk_started, on_hold=True)})
+    assert not [d for d in out if isinstance(d, AgentStateChanged)]
+    assert (again.agent("a1").state, again.agent("a1").current_call) == ("talking", "c1")
+    assert (again.agent("a2").state, again.agent("a2").current_call) == ("on_hold", "c2")
+    assert offers(again.enqueue("c3", "q")) == []  # nobody free: both are on their calls
+    again.resume("a2")
+    assert again.agent("a2").state == "talking"
+    ended = again.call_ended("a1")
+    assert [d.state for d in ended if isinstance(d, AgentStateChanged)] == ["acw"]
+    assert again.agent("a1").current_call is None
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.engine import AcdError
 from controller.ari.models import Bridge as AriBridge
 from controller.ivr.port import QueueRequest
+from controller.plugins.acd.call_control import adopt_bridge, adopt_leg
 from controller.plugins.acd.stasis import Answered, QueueCall
-from controller.plugins.calls.legs import Bridge, Leg
-from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallHandler, Resumption
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ RING_PART = "ring"
 class QueueResume:
     def __init__(self, acd: AcdService) -> None:
         self.acd = acd
-        self.live: LiveCallState | None = None  # set by the app (None: nothing saved, nothing resumed)
         self._prepared: dict[str, QueueCall] = {}  # call id -> visit taken over, until its flow's queue node runs
         self.resumed = 0
 
@@ -52,10 +50,10 @@ class QueueResume:
     def save(self, waiting: QueueCall) -> None:
         """The "queue" part of a waiting call (after its enqueue, and when its offers change)."""
         view = self.acd.engine.call(waiting.call_id)
-        if self.live is None or view is None:
+        if self.acd.live is None or view is None:
             return
         request = waiting.request
-        self.live.save(waiting.call_id, QUEUE_PART, {
+        self.acd.live.save(waiting.call_id, QUEUE_PART, {
             "queue": waiting.queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
             "priority": request.priority, "skills": dict(request.skills), "data": dict(request.data),
             "offers": self.acd.records.offers_of(waiting.call_id),
@@ -63,23 +61,23 @@ class QueueResume:
 
     def save_ring(self, waiting: QueueCall) -> None:
         """The "ring" part: the agents' phones ringing for the call now (none: dropped)."""
-        if self.live is None:
+        if self.acd.live is None:
             return
         if not waiting.legs:
-            self.live.drop(waiting.call_id, RING_PART)
+            self.acd.live.drop(waiting.call_id, RING_PART)
             return
         now, monotonic = time.time(), time.monotonic()
-        self.live.save(waiting.call_id, RING_PART, {"legs": [
-            {"agent": agent_id, "channel": leg.channel_id, "endpoint": leg.endpoint,
+        self.acd.live.save(waiting.call_id, RING_PART, {"legs": [
+            {"agent": agent_id, "channel_id": leg.channel_id, "endpoint": leg.endpoint, "purpose": leg.purpose,
              "started_at": now - (monotonic - leg.started_at if leg.started_at else 0.0)}
             for agent_id, leg in waiting.legs.items()]})
         self.save(waiting)
 
     def left(self, call_id: str) -> None:
         """The visit ended (answered, abandoned, overflowed): its parts are over."""
-        if self.live is not None:
-            self.live.drop(call_id, QUEUE_PART)
-            self.live.drop(call_id, RING_PART)
+        if self.acd.live is not None:
+            self.acd.live.drop(call_id, QUEUE_PART)
+            self.acd.live.drop(call_id, RING_PART)
 
     # -- resuming -----------------------------------------------------------------------------------
 
@@ -120,7 +118,7 @@ class QueueResume:
                               waited=round(self.acd.clock.now() - enqueued_at, 3))
         return None
 
-    async def close(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
+    async def close(self, call_id: str, parts: dict[str, dict[str, Any]]) -> str | None:
         """A stored waiting caller who is gone (hung up while no process was there): the visit ends
         abandoned, its wait counted to now (the moment they left is not known)."""
         saved = parts[QUEUE_PART]
@@ -128,6 +126,7 @@ class QueueResume:
         self.acd.records.resume_visit(call_id, list(saved.get("offers") or []))
         self.acd.records.left(call_id, "abandoned", wait, None)
         self.acd.records.forget(call_id)
+        return None  # the call's own end reason: the caller's channel tells (lost)
 
     def take(self, call_id: str) -> QueueCall | None:
         """The visit prepared for this call, for its flow's queue node (once)."""
@@ -151,22 +150,18 @@ class QueueResume:
         """Keep the caller in the holding bridge (music on hold goes on) when Asterisk still has them there;
         else the queue node puts them on hold again."""
         bridge = bridges.get(bridge_id)
-        if bridge is None or waiting.session.channel_id not in bridge.channels:
-            return
-        holding = Bridge(waiting.session, kind="holding", purpose="queue")
-        holding.bridge_id, holding.created = bridge_id, True
-        waiting.session.dispatcher.claim(bridge_id, waiting.session)
-        waiting.holding = holding
+        if bridge is not None and waiting.session.channel_id in bridge.channels:
+            waiting.holding = adopt_bridge(waiting.session, bridge_id, "holding")
 
     async def _settle_rings(self, waiting: QueueCall, legs: list[dict[str, Any]], resumption: Resumption) -> None:
         """Each agent phone that rang for the call when the process died: connect, keep ringing, or RONA.
         Only the first leg is taken over (one agent rings for a call again); the others are hung up."""
         session, engine = waiting.session, self.acd.engine
         for index, saved in enumerate(legs):
-            agent_id, channel_id = str(saved.get("agent", "")), str(saved.get("channel", ""))
-            channel = resumption.channels.get(channel_id)
-            leg = Leg(session, str(saved.get("endpoint", "")), purpose="agent", caller_id=session.caller or None)
-            leg.channel_id = channel_id
+            agent_id = str(saved.get("agent", ""))
+            leg = adopt_leg(session, saved, resumption.channels)  # claimed when still up
+            leg.answered = False
+            channel = resumption.channels.get(leg.channel_id)
             started_at = float(saved.get("started_at") or time.time())
             leg.started_at = time.monotonic() - max(0.0, time.time() - started_at)
             try:
@@ -183,7 +178,6 @@ class QueueResume:
                     session.records.event(session.call_id, "agent_no_answer", agent_id=agent_id, status="GONE")
                     self.acd.apply(engine.no_answer(session.call_id, agent_id))
                 continue
-            session.dispatcher.claim(channel_id, session)
             if decisions is None:
                 await leg.hangup()  # a second leg of a ring-all, or an agent busy meanwhile
                 continue

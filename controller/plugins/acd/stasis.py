@@ -113,6 +113,12 @@ class QueueCall:
         # agent leg that answered while no process was there, if one did.
         self.resumed = False
         self.answered_meanwhile: Answered | None = None
+        # While connected: the talk bridge, the agent's leg, when the talk started (clock time), and what saves
+        # the call's "talk" part of the live-call picture after a change (call control installs it).
+        self.talk_bridge: Bridge | None = None
+        self.agent_leg: Leg | None = None
+        self.talk_started: float | None = None
+        self.on_talk_changed: Callable[[], None] = lambda: None
 
     @property
     def call_id(self) -> str:
@@ -231,25 +237,29 @@ class QueueCall:
 
     # -- connected ----------------------------------------------------------------------------------
 
-    async def talk(self, leg: Leg, control: ControlHandler) -> str | None:
+    async def talk(self, leg: Leg, control: ControlHandler, resumed: Bridge | None = None) -> str | None:
         """Bridge the caller with the agent until the caller is alone again (CallerHangup when the
         caller hung up). Conference parties (`parties`) may join and leave: the call goes on while
         anyone is still with the caller, whoever leaves first.
 
         Commands for the call (`CallControl`) run here, between the call's events; returns the
-        target when the agent transferred the call away, else None.
+        target when the agent transferred the call away, else None. `resumed`: the talk bridge a
+        previous process made, which already holds the call's channels (nothing is touched).
         """
-        if leg.channel_id in self.session.ended_channels:
+        if resumed is None and leg.channel_id in self.session.ended_channels:
             return None  # the agent hung up while the caller heard the announcement
-        bridge = await Bridge(self.session, purpose="talk").create()
+        bridge = resumed or await Bridge(self.session, purpose="talk").create()
+        self.talk_bridge, self.agent_leg = bridge, leg
         try:
-            try:
-                await bridge.add(self.session.channel_id, leg.channel_id)
-            except (ChannelGone, AriNotFound):
-                if self.session.caller_gone:
-                    raise CallerHangup() from None
-                return None  # the agent hung up during the announcement
-            self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
+            if resumed is None:
+                try:
+                    await bridge.add(self.session.channel_id, leg.channel_id)
+                except (ChannelGone, AriNotFound):
+                    if self.session.caller_gone:
+                        raise CallerHangup() from None
+                    return None  # the agent hung up during the announcement
+                self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
+                self.on_talk_changed()
             try:
                 while True:
                     if self.consult is not None:
@@ -281,6 +291,7 @@ class QueueCall:
             self.parties.clear()
             self.consult = None
             self.session.dtmf.clear()  # keys pressed at the agent must not answer the flow's next question
+            self.talk_bridge = self.agent_leg = None
             with contextlib.suppress(AriError):
                 await bridge.remove(self.session.channel_id)
             await bridge.destroy()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from controller.ari.client import new_id
-from controller.ari.errors import AriError, AriNotFound, ChannelGone
+from controller.ari.errors import AriDetached, AriError, AriNotFound, ChannelGone
 from controller.ari.models import (
     ChannelDestroyed,
     ChannelHangupRequest,
@@ -118,7 +118,7 @@ class Leg:
             self.gone = True
             try:
                 await self.session.ari.hangup(self.channel_id)
-            except ChannelGone:
+            except (ChannelGone, AriDetached):
                 pass
             except AriError as exc:
                 log.warning("call %s: hanging up leg %s failed: %s", self.session.call_id, self.channel_id, exc)
@@ -166,7 +166,7 @@ class Bridge:
             self.created = False
             try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
-            except AriNotFound:
+            except (AriNotFound, AriDetached):
                 pass
             except AriError as exc:
                 log.warning("call %s: destroying bridge %s failed: %s", self.session.call_id, self.bridge_id, exc)

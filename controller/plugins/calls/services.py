@@ -76,8 +76,9 @@ class Resumption:
 #: record and `call.ended`), or None when this part does not take the call over (the next part is asked).
 #: A part that only restores state (e.g. "recording") does its work and returns None.
 Resumer = Callable[[Resumption], Awaitable[CallHandler | None]]
-#: Called for each stored call whose caller channel is gone: close that part's records (part data given).
-Closer = Callable[[str, dict[str, dict[str, Any]]], Awaitable[None]]
+#: Called for each stored call whose caller channel is gone: close that part's records (the call's parts given);
+#: returns the call's end reason when the part knows it (e.g. "caller_hangup"), else None ("lost").
+Closer = Callable[[str, dict[str, dict[str, Any]]], Awaitable[str | None]]
 #: After the resume: clean up what no live call owns (given Asterisk's channels and bridges by id).
 Cleanup = Callable[[dict[str, Channel], dict[str, Bridge]], Awaitable[None]]
 
@@ -373,7 +374,8 @@ class CallsService:
             reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
             log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
             session.records.event(call_id, "resume_failed", reason=reason)
-            handler = self._fallback_handler("resume-failed")
+            handler = self._fallback_handler("resume-failed", [b.id for b in bridges.values()
+                                                               if b.raw.get("name") == call_id])
         else:
             self.resumed += 1
             session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
@@ -398,27 +400,38 @@ class CallsService:
         session.persist = lambda: self.save_call(session)
         return session
 
-    def _fallback_handler(self, why: str) -> CallHandler:
+    def _fallback_handler(self, why: str, bridge_ids: list[str]) -> CallHandler:
+        """Send the caller to the fallback route, then remove the call's bridges (named after the call)."""
         async def fallback(session: CallSession) -> None:
-            await session.to_fallback(why)
+            try:
+                await session.to_fallback(why)
+            finally:
+                for bridge_id in bridge_ids:
+                    with contextlib.suppress(AriError):
+                        await self.ari.destroy_bridge(bridge_id)
         return fallback
 
     async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
         """A stored call whose caller is gone (hung up while no process was there): close its parts' records
-        (each owner's closer), then the call's, as lost; forget it."""
+        (each owner's closer), then the call's (lost, unless a part knows better); forget it."""
+        reason = None
         for part, close in self.closers.items():
             if part in parts:
                 try:
-                    await close(call_id, parts)
+                    reason = await close(call_id, parts) or reason
                 except Exception:
                     log.exception("call %s: closing its %s part failed", call_id, part)
-        self.records.ended(call_id, reason="lost")
+        reason = reason or "lost"
+        log.info("call %s ended while no controller was running: %s", call_id, reason)
+        self.records.ended(call_id, reason=reason)
         if self.live is not None:
             self.live.drop(call_id)
-        self.publish("call.ended", call_id=call_id, reason="lost", cause=None, cause_txt=None, duration=None)
+        self.publish("call.ended", call_id=call_id, reason=reason, cause=None, cause_txt=None, duration=None)
 
     async def _clean_up(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
         """What belongs to no live call: empty bridges of ours nobody claimed, then the plugins' hooks."""
+        with contextlib.suppress(AriError):  # again: callers sent to the fallback route meanwhile left theirs
+            bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
         for bridge in bridges.values():
             if bridge.id.startswith(OWN_BRIDGE_PREFIX) and not bridge.channels \
                     and self.dispatcher.owner_of(bridge.id) is None:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any
 from controller.ari.client import AriClient, new_id
 from controller.ari.errors import AriError
 from controller.config import Config
+from controller.plugins.calls.live_state import LiveCallState
+from controller.plugins.calls.services import CallHandler, Resumption
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.state_persistor import RecordingIndex
 
@@ -67,6 +70,7 @@ class LiveCallRecording:
     started: float  # monotonic
     agents: list[str] = field(default_factory=list)
     pauses: list[list[float | None]] = field(default_factory=list)  # [start, end] seconds into the file
+    queue: str | None = None
 
     @property
     def paused(self) -> bool:
@@ -83,6 +87,15 @@ class RecordingService:
         self.index = index
         self.publish = publish
         self.live: dict[str, LiveCallRecording] = {}  # call id -> its recording
+        self.picture: LiveCallState | None = None  # the live-call picture: the "recording" part is ours
+
+    def _save(self, recording: LiveCallRecording) -> None:
+        """Persist the "recording" part (started, agents and pauses changed)."""
+        if self.picture is not None:
+            self.picture.save(recording.call_id, "recording", {
+                "name": recording.name, "snoop_id": recording.snoop_id, "agents": recording.agents,
+                "pauses": recording.pauses, "started_at": time.time() - (time.monotonic() - recording.started),
+                "queue": recording.queue})
 
     def file_of(self, name: str) -> Path:
         return Path(self.config.asterisk.recordings_dir) / f"{name}.wav"
@@ -95,6 +108,7 @@ class RecordingService:
             if agent_id and agent_id not in current.agents:
                 current.agents.append(agent_id)
                 self.index.agents(current.name, current.agents)
+                self._save(current)
             return current
         name = f"call-{time.strftime('%Y%m%d-%H%M%S')}-{session.call_id[:12]}"
         snoop_id = new_id("snoop")
@@ -112,8 +126,9 @@ class RecordingService:
                 await self.ari.hangup(snoop_id)
             raise RecordingError(f"cannot record the call: {exc.message}") from exc
         recording = LiveCallRecording(name, session.call_id, snoop_id, time.monotonic(),
-                                      [agent_id] if agent_id else [])
+                                      [agent_id] if agent_id else [], queue=queue)
         self.live[session.call_id] = recording
+        self._save(recording)
         self.index.started(name=name, call_id=session.call_id, caller=session.caller, queue=queue,
                            agents=recording.agents, file=str(self.file_of(name)), reason=reason)
         session.records.event(session.call_id, "recording_started", recording=name, reason=reason)
@@ -135,6 +150,7 @@ class RecordingService:
         await self.ari.request("recordings.mute", {"recordingName": recording.name})
         recording.pauses.append([recording.offset(), None])
         self.index.pauses(recording.name, recording.pauses)
+        self._save(recording)
         self.publish("recording.paused", call_id=call_id, recording=recording.name)
         return recording
 
@@ -145,6 +161,7 @@ class RecordingService:
         await self.ari.request("recordings.unmute", {"recordingName": recording.name})
         recording.pauses[-1][1] = recording.offset()
         self.index.pauses(recording.name, recording.pauses)
+        self._save(recording)
         self.publish("recording.resumed", call_id=call_id, recording=recording.name)
         return recording
 
@@ -162,8 +179,58 @@ class RecordingService:
             await self.ari.hangup(recording.snoop_id)
         await self._restrict(self.file_of(recording.name))
         self.index.finished(recording.name, duration=duration, pauses=recording.pauses)
+        if self.picture is not None:
+            self.picture.drop(call_id, "recording")
         self.publish("recording.stopped", call_id=call_id, recording=recording.name, duration=round(duration, 3))
         return recording
+
+    # -- resume after a restart ---------------------------------------------------------------------
+
+    async def resume_recording(self, resumption: Resumption) -> CallHandler | None:
+        """The call's recording goes on in the same file: Asterisk kept recording the snoop while no process
+        was there; take the snoop and the recording over (pauses so far kept). Takes no call over (None)."""
+        session, part = resumption.session, resumption.parts["recording"]
+        name, snoop_id = str(part.get("name")), str(part.get("snoop_id"))
+        started_at = float(part.get("started_at") or time.time())
+        pauses = [list(pause) for pause in part.get("pauses") or []]
+        if snoop_id not in resumption.channels:
+            # The recording ended while we were away (its snoop is gone): complete its index row.
+            await self._finish_unattended(name, started_at, pauses)
+            if self.picture is not None:
+                self.picture.drop(session.call_id, "recording")
+            return None
+        session.dispatcher.claim(snoop_id, session)
+        session.dispatcher.claim(name, session)
+        recording = LiveCallRecording(name, session.call_id, snoop_id,
+                                      time.monotonic() - max(0.0, time.time() - started_at),
+                                      list(part.get("agents") or []), pauses, queue=part.get("queue"))
+        self.live[session.call_id] = recording
+        session.on_finish.append(lambda: self.stop(session.call_id))
+        log.info("call %s: recording %s goes on", session.call_id, name)
+        return None
+
+    async def close_recording(self, call_id: str, parts: dict[str, dict[str, Any]]) -> str | None:
+        """The call ended while no process was there: the file is complete; complete its index row."""
+        part = parts["recording"]
+        snoop_id = part.get("snoop_id")
+        if snoop_id:
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(str(snoop_id))
+        await self._finish_unattended(str(part.get("name")), float(part.get("started_at") or time.time()),
+                                      [list(pause) for pause in part.get("pauses") or []])
+        return None
+
+    async def _finish_unattended(self, name: str, started_at: float, pauses: list[list[Any]]) -> None:
+        """Complete the index row of a recording that ended unobserved: its duration is the file's."""
+        path = self.file_of(name)
+        try:
+            duration = await asyncio.to_thread(wav_seconds, path)
+        except (OSError, wave.Error, EOFError):
+            duration = max(0.0, time.time() - started_at)
+        if pauses and pauses[-1][1] is None:
+            pauses[-1][1] = round(duration, 3)
+        await self._restrict(path)
+        self.index.finished(name, duration=duration, pauses=pauses)
 
     async def _restrict(self, path: Path) -> None:
         """Recordings are readable by their owner only (run Asterisk and the controller as one user)."""
@@ -199,3 +266,9 @@ class RecordingService:
             self.index.deleted(row["id"])
             removed += 1
         return removed
+
+
+def wav_seconds(path: Path) -> float:
+    """A WAV file's length in seconds (from its header)."""
+    with wave.open(str(path), "rb") as audio:
+        return round(audio.getnframes() / float(audio.getframerate() or 8000), 3)

@@ -1,0 +1,158 @@
+"""Calls survive the controller (issue 13), on the real Asterisk: callers talking with agents keep talking
+through a SIGKILL, and through a SIGTERM then a start (an upgrade); the new process takes every call over."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
+from tests.e2e.test_call_control import wait_for_state
+from tests.e2e.test_ivr_acd import ACD_DID, flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, Phone, WaitForBye
+
+pytestmark = pytest.mark.e2e
+AGENTS = [{"id": f"100{i}", "name": f"坐席{i}", "number": f"100{i}", "endpoint": f"800{i}", "queues": {"general": 0}}
+          for i in (1, 2, 3)]
+#: How long each agent's phone stays on the line before it hangs up itself (spans the restart).
+TALK_MS = 22_000
+
+
+def start_config(tmp_path: Path, **queue: Any) -> Path:
+    general = {"name": "general", "wrapup_seconds": 5, "ring_timeout": 8, "max_wait": 60, "announce_interval": 0,
+               "announce_agent_number": False, "no_agents": "wait", **queue}
+    return demo_config(tmp_path, ivr={"flows_dir": str(flows_dir(tmp_path, "always"))},
+                       acd={"queues": [general], "agents": AGENTS})
+
+
+async def our_bridges() -> dict[str, list[str]]:
+    return {b["id"]: sorted(b["channels"]) for b in await ari_get("/bridges") if b["id"].startswith("br-")}
+
+
+async def restart(process: ControllerProcess, how: str) -> tuple[ControllerProcess, float]:
+    """Stop the controller (SIGKILL, or SIGTERM as for an upgrade), start a new process on the same data;
+    returns it and the seconds from its start until it is healthy."""
+    if how == "kill":
+        process.kill()
+    else:
+        assert process.terminate() == 0
+        assert "leaving 3 live calls in Asterisk" in process.log.read_text()
+    again = ControllerProcess(process.data_dir, config=process.config)
+    started = time.monotonic()
+    await again.start()
+    return again, time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["kill", "term"])
+async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: Path, how: str,
+                                               stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    phones = [Phone(15001 + i, answer_after_ms=300, hold_ms=TALK_MS) for i in range(3)]
+    for phone in phones:
+        await phone.start()
+    for agent in AGENTS:
+        await login(process, agent["id"])
+    callers = [Caller(ACD_DID, caller=f"1380013800{i}", steps=[WaitForBye(90_000)]) for i in range(3)]
+    for caller in callers:
+        await caller.start()
+        await asyncio.sleep(0.3)
+    calls = {agent["id"]: (await wait_for_state(process, agent["id"], "talking"))["current_call"]
+             for agent in AGENTS}
+    await asyncio.sleep(0.5)  # the talk parts are committed within milliseconds
+    bridges = await our_bridges()
+    talk_bridges = {bridge_id: channels for bridge_id, channels in bridges.items() if bridge_id.startswith("br-talk-")}
+    assert len(talk_bridges) == 3 and all(len(channels) == 2 for channels in talk_bridges.values()), bridges
+
+    process, took = await restart(process, how)
+    stop_after.append(process)
+    # Nothing moved: the same bridges hold the same two legs, every agent is talking on the same call.
+    for agent in AGENTS:
+        view = await wait_for_state(process, agent["id"], "talking", timeout=5)
+        assert view["current_call"] == calls[agent["id"]]
+    assert {b: c for b, c in (await our_bridges()).items() if b.startswith("br-talk-")} == talk_bridges
+    status = await process.status()
+    assert status is not None and status["active_calls"] == 3, status
+
+    # Call control works on a resumed call.
+    first = calls["1001"]
+    status_code, body = await process.api("POST", f"/api/calls/{first}/hold")
+    assert (status_code, body.get("state")) == (200, "held"), body
+    assert (await wait_for_state(process, "1001", "on_hold", timeout=3))["current_call"] == first
+    await asyncio.sleep(0.5)
+    status_code, body = await process.api("POST", f"/api/calls/{first}/resume")
+    assert status_code == 200 and body["held_for"] >= 0.4, body
+    await wait_for_state(process, "1001", "talking", timeout=3)
+
+    # The phones hang up when their time is up (none got a BYE before: their scenario would fail);
+    # the agents go to after-call work and the callers hear the flow's end (a BYE).
+    for phone in phones:
+        result = await phone.wait()
+        assert result.ok, result.output + result.errors
+    for agent in AGENTS:
+        await wait_for_state(process, agent["id"], "acw", timeout=10)
+    for caller in callers:
+        result = await caller.wait()
+        assert result.ok, result.output + result.errors
+    await process.wait_for_records(3)
+    for agent_id, call_id in calls.items():
+        (visit,) = rows(process, "SELECT answered_at, talk_ended_at, outcome, agent_id FROM queue_calls"
+                        " WHERE call_id = ?", call_id)
+        assert (visit["outcome"], visit["agent_id"]) == ("answered", agent_id)
+        talk = visit["talk_ended_at"] - visit["answered_at"]
+        assert TALK_MS / 1000 - 2 <= talk <= TALK_MS / 1000 + 5, visit  # one talk time, across the restart
+        ended = rows(process, "SELECT data FROM cti_events WHERE type = 'call.ended' AND call_id = ?", call_id)
+        assert len(ended) == 1, ended
+        assert json.loads(ended[0]["data"])["reason"] != "lost"
+        (record,) = rows(process, "SELECT ended_at, end_reason FROM calls WHERE call_id = ?", call_id)
+        assert record["ended_at"] is not None and record["end_reason"] != "lost", record
+    assert rows(process, "SELECT * FROM live_calls") == []
+    assert not [b for b, channels in (await our_bridges()).items() if not channels]
+    print(f"{how}: the new process was healthy {took:.2f} s after its start")
+
+
+async def test_a_recorded_call_is_one_file_across_a_restart(fresh_asterisk: Path, tmp_path: Path,
+                                                           stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Asterisk goes on recording while no controller is there; the new process takes the recording over:
+    paused before the restart, resumed after it, one file for the whole call, its index row right."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path, recording="always"))
+    await process.start()
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=300, hold_ms=12_000, talk=True)
+    await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[WaitForBye(60_000)])
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await asyncio.sleep(1.0)
+    status, body = await process.api("POST", f"/api/calls/{call_id}/recording/pause")
+    assert (status, body["state"]) == (200, "paused"), body
+    await asyncio.sleep(0.5)
+    process.kill()
+    await asyncio.sleep(1.0)
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await process.api("POST", f"/api/calls/{call_id}/recording/pause"))[0] == 409  # still paused
+    status, body = await process.api("POST", f"/api/calls/{call_id}/recording/resume")
+    assert (status, body["state"]) == (200, "recording"), body
+    assert (await phone.wait()).ok
+    assert (await caller.wait()).ok
+    await process.wait_for_records(1)
+    await asyncio.sleep(1.0)
+    _, found = await process.api("GET", f"/api/recordings?call_id={call_id}")
+    (row,) = found["recordings"]
+    assert row["ended_at"] is not None and row["agents"] == ["1001"], row
+    (pause,) = row["pauses"]
+    assert 0.8 <= pause[0] <= 2.5 and pause[1] - pause[0] >= 2.0, row  # paused across the restart
+    wav = Path(row["file"])
+    seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
+    assert 10.5 <= seconds <= 14 and abs(seconds - row["duration"]) <= 1.0, (seconds, row)
+    assert rows(process, "SELECT * FROM live_calls") == []
