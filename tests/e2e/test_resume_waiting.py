@@ -192,3 +192,52 @@ async def menu_entered(process: ControllerProcess) -> bool:
 
 def queue_visits(process: ControllerProcess) -> list[dict[str, Any]]:
     return rows(process, "SELECT * FROM queue_calls ORDER BY enqueued_at")
+
+
+@pytest.mark.parametrize("answer_after_ms", [6000, 1500])
+async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, fresh_asterisk: Path,
+                                                          tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """The agent's phone rings when the controller dies. Still ringing when the new process takes over
+    (answers at 6 s): it goes on ringing and its answer connects the caller. Answered while no process was
+    there (1.5 s): Asterisk cannot put the leg into the application, the leg is gone, and RONA rules apply:
+    the agent goes not ready (no_answer), the caller keeps their place and is served by the next agent."""
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(first)
+    await first.start()
+    phone = Phone(15001, answer_after_ms=answer_after_ms, hold_ms=1500, calls=1, timeout_s=60)
+    await phone.start()
+    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    caller = Caller(QUEUE_DID, caller="13900139000", steps=[WaitForBye(60_000)])
+    await caller.start()
+    await until(lambda: ring_saved(first), 10, "the ring saved")
+    first.kill()
+    if answer_after_ms < 3000:
+        await asyncio.sleep(3)  # the phone answers while no controller is there
+    second = ControllerProcess(tmp_path / "data", config=first.config)
+    stop_after.append(second)
+    await second.start()
+    if answer_after_ms < 3000:
+        _, agent = await second.api("GET", "/api/agents/1001")
+        assert (agent["state"], agent["reason"]) == ("not_ready", "no_answer"), agent
+        assert len(await waiting_calls(second)) == 1  # the caller keeps their place
+        phone.kill()
+        phone = Phone(15001, answer_after_ms=300, hold_ms=1500, calls=1, timeout_s=60)
+        await phone.start()
+        status, body = await second.api("POST", "/api/agents/1001/ready")
+        assert status == 200, body
+    result = await caller.wait()
+    assert result.ok, result.errors
+    (visit,) = queue_visits(second)
+    offers = json.loads(visit["offers"])
+    assert (visit["outcome"], visit["agent_id"]) == ("answered", "1001"), visit
+    if answer_after_ms < 3000:
+        assert [o["result"] for o in offers] == ["no_answer", "answered"], offers
+    else:
+        assert [o["result"] for o in offers] == ["answered"], offers
+        assert offers[0]["ring_seconds"] >= 5  # one ring, spanning the restart
+    phone.kill()
+
+
+async def ring_saved(process: ControllerProcess) -> bool:
+    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = 'ring'"))
