@@ -568,6 +568,25 @@ class AcdEngine:
                 self._become_ready(agent, out)
         return out
 
+    def count_earlier(self, queue: str, left: Iterable[tuple[str, float]]) -> None:
+        """Count calls that left the queue before this process (today's, from the store) in its statistics:
+        `left` is (outcome, wait seconds) per call. Unknown queues and outcomes are ignored."""
+        q = self._queues.get(queue)
+        if q is None:
+            return
+        for outcome, wait in left:
+            if outcome not in ("answered", "abandoned", "overflowed"):
+                continue
+            q.offered += 1
+            if outcome == "answered":
+                q.answered += 1
+                if wait <= q.settings.service_level_seconds:
+                    q.answered_within_sl += 1
+            elif outcome == "abandoned":
+                q.abandoned += 1
+            else:
+                q.overflowed += 1
+
     def _restore_on_call(self, agent: _Agent, on_call: OnCall, saved: Mapping[str, Any]) -> None:
         state: AgentState = "on_hold" if on_call.on_hold else "talking"
         agent.state, agent.reason = state, None

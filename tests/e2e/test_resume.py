@@ -15,13 +15,14 @@ import pytest
 from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_ivr_acd import ACD_DID, flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, Phone, WaitForBye
+from tests.sipp import Caller, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 AGENTS = [{"id": f"100{i}", "name": f"坐席{i}", "number": f"100{i}", "endpoint": f"800{i}", "queues": {"general": 0}}
           for i in (1, 2, 3)]
 #: How long each agent's phone stays on the line before it hangs up itself (spans the restart).
 TALK_MS = 22_000
+SUPERVISOR = "demo-supervisor-token"
 
 
 def start_config(tmp_path: Path, **queue: Any) -> Path:
@@ -80,6 +81,9 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
     assert {b: c for b, c in (await our_bridges()).items() if b.startswith("br-talk-")} == talk_bridges
     status = await process.status()
     assert status is not None and status["active_calls"] == 3, status
+    # The live counters cover the day, not the process: the 3 calls answered before the restart count.
+    status_code, queue = await process.api("GET", "/api/queues/general")
+    assert (queue["offered"], queue["answered"], queue["abandoned"], queue["service_level"]) == (3, 3, 0, 1.0), queue
 
     # Call control works on a resumed call.
     first = calls["1001"]
@@ -156,3 +160,96 @@ async def test_a_recorded_call_is_one_file_across_a_restart(fresh_asterisk: Path
     seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
     assert 10.5 <= seconds <= 14 and abs(seconds - row["duration"]) <= 1.0, (seconds, row)
     assert rows(process, "SELECT * FROM live_calls") == []
+
+
+async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Path, tmp_path: Path,
+                                                             stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """The new process closes the call: the agent left alone in the bridge is hung up and goes to after-call
+    work, the record says the caller hung up (one call.ended), no bridge of ours is left."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=300)  # stays until it gets a BYE
+    await phone.start()
+    await login(process, "1001")
+    caller = Caller(ACD_DID, steps=[Pause(4000)])  # hangs up itself after 4 s of talk
+    await caller.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await asyncio.sleep(0.5)
+    process.kill()
+    assert (await caller.wait()).ok
+    await asyncio.sleep(0.5)
+    assert [c["id"] for c in await ari_get("/channels") if c["id"].startswith("leg-agent-")]  # still up
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await phone.wait()).ok  # its BYE came from the new process
+    await wait_for_state(process, "1001", "acw", timeout=5)
+    (record,) = rows(process, "SELECT end_reason, ended_at FROM calls WHERE call_id = ?", call_id)
+    assert record["end_reason"] == "caller_hangup" and record["ended_at"] is not None, record
+    (visit,) = rows(process, "SELECT outcome, talk_ended_at FROM queue_calls WHERE call_id = ?", call_id)
+    assert visit["outcome"] == "answered" and visit["talk_ended_at"] is not None, visit
+    assert len(rows(process, "SELECT seq FROM cti_events WHERE type = 'call.ended' AND call_id = ?", call_id)) == 1
+    assert rows(process, "SELECT * FROM live_calls") == []
+    assert await our_bridges() == {}
+
+
+async def test_a_consultation_and_a_listening_supervisor_go_on_across_a_restart(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Call 1: the caller on hold while the agent consults a colleague, SIGKILL, the new process completes
+    the consultation (caller with the colleague, agent in ACW). Call 2: a supervisor listening through a
+    snoop goes on listening, then switches to barge (three-way) and stops."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    agent_phones = [Phone(15001, answer_after_ms=300), Phone(15002, answer_after_ms=300, hold_ms=20_000)]
+    colleague = Phone(15003, answer_after_ms=300)  # 8003: consulted, then takes the call until the caller leaves
+    supervisor = Phone(15004, answer_after_ms=300)  # 8004: until the controller hangs up
+    for phone in (*agent_phones, colleague, supervisor):
+        await phone.start()
+    await login(process, "1001")
+    first_caller = Caller(ACD_DID, caller="13800138001", steps=[Pause(16_000)])
+    await first_caller.start()
+    first = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await login(process, "1002")
+    second_caller = Caller(ACD_DID, caller="13800138002", steps=[WaitForBye(60_000)])
+    await second_caller.start()
+    second = (await wait_for_state(process, "1002", "talking"))["current_call"]
+    status, body = await process.api("POST", f"/api/calls/{first}/consult", json={"to": "phone:8003"})
+    assert (status, body["state"]) == (200, "consulting"), body
+    party = body["party_channel"]
+    status, watch = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "listen", "phone": "8004"},
+                                      token=SUPERVISOR)
+    assert (status, watch["mode"]) == (200, "listen"), watch
+    await asyncio.sleep(0.5)
+
+    process.kill()
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await wait_for_state(process, "1001", "on_hold", timeout=3))["current_call"] == first
+    bridges = {b["id"]: set(b["channels"]) for b in await ari_get("/bridges")}
+    assert bridges[watch["monitor_bridge"]] == {watch["supervisor_channel"], watch["snoop_channel"]}
+    assert any(channels == {party, agent} for channels in bridges.values()
+               for agent in channels if agent.startswith("leg-agent-"))  # agent and colleague, no caller
+    status, body = await process.api("POST", f"/api/calls/{first}/consult/complete")
+    assert (status, body["state"]) == (200, "transferred"), body
+    assert (await agent_phones[0].wait()).ok
+    await wait_for_state(process, "1001", "acw")
+    status, body = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "barge"}, token=SUPERVISOR)
+    assert (status, body["mode"]) == (200, "barge"), body
+    assert watch["supervisor_channel"] in {c for b in await ari_get("/bridges") if b["id"] == watch["talk_bridge"]
+                                           for c in b["channels"]}
+    status, body = await process.api("POST", f"/api/calls/{second}/monitor", json={"mode": "stop"}, token=SUPERVISOR)
+    assert (status, body["mode"]) == (200, "stop"), body
+    assert (await supervisor.wait()).ok
+    assert (await first_caller.wait()).ok
+    assert (await colleague.wait()).ok
+    assert (await agent_phones[1].wait()).ok
+    assert (await second_caller.wait()).ok
+    await process.wait_for_records(2)
+    kinds = [e["kind"] for e in (await process.call_record(first))["events"]
+             if e["kind"] in ("consult", "transfer", "held", "resumed")]
+    assert kinds == ["held", "consult", "resumed", "transfer"]
+    assert rows(process, "SELECT * FROM live_calls") == []
+    assert not [b for b, channels in (await our_bridges()).items() if not channels]

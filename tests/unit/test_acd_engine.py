@@ -188,6 +188,17 @@ def test_restore_keeps_an_agent_talking_on_a_resumed_call() -> None:
     assert again.agent("a1").current_call is None
 
 
+def test_calls_counted_before_a_restart_add_to_the_statistics() -> None:
+    acd, _clock = engine(service_level_seconds=20)
+    acd.count_earlier("q", [("answered", 5.0), ("answered", 40.0), ("abandoned", 3.0), ("overflowed", 60.0),
+                            ("bogus", 1.0)])
+    acd.count_earlier("nope", [("answered", 1.0)])
+    stats = acd.queue_stats("q")
+    assert (stats.offered, stats.answered, stats.answered_within_sl, stats.abandoned, stats.overflowed) == \
+        (4, 2, 1, 1, 1)
+    assert stats.service_level == 0.25
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_invariants_over_random_runs(seed: int) -> None:
     """No call offered to two agents (outside ring_all), no agent with two offers, nobody not ready

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -64,6 +65,11 @@ AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 
 #: How often the service standards (hold, ACW, talk, wait, service level) are checked.
 STANDARDS_CHECK_SECONDS = 1.0
+
+
+def start_of_day(now: float) -> float:
+    """Local midnight before `now` (epoch seconds)."""
+    return datetime.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
@@ -119,6 +125,8 @@ class AcdService:
     async def restore(self) -> None:
         """Bring agents back as they were before a restart (the snapshot is saved on every change); an agent
         on a call the live-call picture says is connected stays talking on it (the call is resumed)."""
+        for queue, left in (await self.records.left_since(start_of_day(self.clock.now()))).items():
+            self.engine.count_earlier(queue, left)  # the live counters cover the day, not this process
         snapshot = await self.records.load_snapshot()
         if snapshot:
             on_calls = await self._agents_on_calls()

@@ -70,6 +70,16 @@ class AcdRecords:
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
         return dict(json.loads(row["snapshot"])) if row else None
 
+    async def left_since(self, since: float) -> dict[str, list[tuple[str, float]]]:
+        """Queue visits that ended, enqueued since `since`: queue -> [(outcome, wait seconds)]."""
+        rows = await self._store.fetchall(
+            "SELECT queue, outcome, wait_seconds FROM queue_calls WHERE enqueued_at >= ? AND outcome IS NOT NULL",
+            (since,))
+        left: dict[str, list[tuple[str, float]]] = {}
+        for row in rows:
+            left.setdefault(row["queue"], []).append((row["outcome"], float(row["wait_seconds"] or 0.0)))
+        return left
+
     async def queue_calls(self, since: float, until: float) -> list[dict[str, Any]]:
         rows = await self._store.fetchall(
             "SELECT * FROM queue_calls WHERE enqueued_at >= ? AND enqueued_at < ? ORDER BY id", (since, until))
