@@ -116,6 +116,7 @@ class Controller:
         self.ivr.live = self.calls.live
         self.calls.register_resumer("queue", self.acd.queue_resume.resume, self.acd.queue_resume.close)
         self.calls.register_resumer("ivr", self.ivr.resume)
+        self.acd.after_resumed_talk = self.ivr.after_resumed_talk(self.acd.after_resumed_talk)
 
         async def route_after_resume(_channels: object, _bridges: object) -> None:
             self.acd.queue_resume.route_after_resume()

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from controller.ivr.flow import FlowSet
-from controller.ivr.nodes import Context, Jump
+from controller.ivr.nodes import Context, Jump, Next, Node
 from controller.ivr.port import CallerHangup, CallPort, Prompt
 
 log = logging.getLogger("controller.ivr")
@@ -22,6 +22,8 @@ MAX_QUICK_STEPS = 200
 Ended = Literal["end", "hangup", "caller_hangup", "error"]
 #: Called as each node starts: (flow id, node id, the variables so far, sensitive ones left out).
 NodeEntered = Callable[[str, str, dict[str, Any]], None]
+#: For a flow resumed after its start node's wait is over (a resumed call's talk ended): where it goes next.
+Settled = Callable[[Node, Context], Next]
 #: Built-in variables that describe the moment, not the call: recomputed when a flow resumes.
 MOMENT_VARIABLES = frozenset({"now", "today", "time", "weekday"})
 
@@ -69,7 +71,10 @@ def resume_point(flows: FlowSet, saved: Mapping[str, Any]) -> ResumePoint | None
 
 
 async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: str | None = None,
-                   variables: Mapping[str, Any] | None = None, on_node: NodeEntered | None = None) -> FlowResult:
+                   variables: Mapping[str, Any] | None = None, on_node: NodeEntered | None = None,
+                   settled: Settled | None = None) -> FlowResult:
+    """Run a flow from its start, or from `start_node` with `variables` (a resumed call). With `settled`,
+    `start_node` is not run again: its outcome is known, `settled(node, ctx)` says where to go next."""
     flow = flows.flows[flow_id]
     port.language = flow.language  # type: ignore[assignment]
     ctx = Context(port, flow.id, {**builtin_variables(port, flow.id), **flow.variables, **(variables or {})},
@@ -86,11 +91,14 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
             if node is None:
                 raise LookupError(f"flow {flow.id!r} has no node {node_id!r}")
             ctx.visited.append(node_id)
-            if on_node is not None:
-                on_node(ctx.flow_id, node_id, {name: value for name, value in ctx.variables.items()
-                                               if name not in ctx.sensitive})
-            ctx.emit("ivr.node_entered", node=node_id, type=node.type)
-            following = await node.run(ctx)
+            if settled is not None:
+                following, settled = settled(node, ctx), None
+            else:
+                if on_node is not None:
+                    on_node(ctx.flow_id, node_id, {name: value for name, value in ctx.variables.items()
+                                                   if name not in ctx.sensitive})
+                ctx.emit("ivr.node_entered", node=node_id, type=node.type)
+                following = await node.run(ctx)
             quick_steps = 0 if node.waits else quick_steps + 1
             if quick_steps > MAX_QUICK_STEPS:
                 raise RuntimeError(f"{MAX_QUICK_STEPS} nodes in a row without waiting for the caller (a loop?)")

@@ -49,6 +49,16 @@ nodes:
   bye: {{type: hangup}}
 """,
 }
+TALK_DID = "4008006003"
+FLOWS["talkq"] = f"""
+flow: talkq
+language: zh
+dids: ["{TALK_DID}"]
+nodes:
+  queue: {{type: queue, queue: general, answered: thanks, otherwise: bye}}
+  thanks: {{type: play, prompts: ["感谢您的来电"], next: bye}}
+  bye: {{type: hangup}}
+"""
 AGENT = {"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}}
 CALLERS = 10
 
@@ -241,3 +251,39 @@ async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, 
 
 async def ring_saved(process: ControllerProcess) -> bool:
     return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = 'ring'"))
+
+
+async def test_after_a_resumed_talk_the_flow_goes_on(fresh_asterisk: Path, tmp_path: Path,
+                                                     stop_after: list[ControllerProcess]) -> None:
+    """A call talking with an agent when the controller is SIGKILLed: after the new process resumed the
+    talk and the agent hung up, the caller's flow goes on from its queue node's `answered` route."""
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(first)
+    await first.start()
+    phone = Phone(15001, answer_after_ms=200, hold_ms=7000, calls=1, timeout_s=60)
+    await phone.start()
+    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    caller = Caller(TALK_DID, caller="13900139000", steps=[WaitForBye(60_000)])
+    await caller.start()
+    await until(lambda: talk_saved(first), 10, "the talk saved")
+    first.kill()
+    second = ControllerProcess(tmp_path / "data", config=first.config)
+    stop_after.append(second)
+    await second.start()
+    result = await caller.wait()
+    assert result.ok, result.errors
+    await asyncio.sleep(0.5)
+    events = [json.loads(r["detail"] or "{}") | {"kind": r["kind"]}
+              for r in rows(second, "SELECT * FROM call_events ORDER BY id")]
+    resumed = [e for e in events if e["kind"] == "flow_resumed"]
+    assert resumed and (resumed[0]["node"], resumed[0]["after"]) == ("queue", "talk"), events
+    after = events[events.index(resumed[0]):]
+    assert [e.get("node") for e in after if e["kind"] == "node"] == ["thanks", "bye"]
+    (visit,) = queue_visits(second)
+    assert (visit["outcome"], visit["agent_id"]) == ("answered", "1001")
+    phone.kill()
+
+
+async def talk_saved(process: ControllerProcess) -> bool:
+    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = 'talk'"))

@@ -20,7 +20,8 @@ import aiohttp
 from controller.clock import Clock
 from controller.config import Config
 from controller.ivr.flow import FlowSet, is_plain, static_prompts
-from controller.ivr.port import HttpResponse, Prompt
+from controller.ivr.nodes.queue import QueueNode
+from controller.ivr.port import HttpResponse, Prompt, QueueOutcome, QueueRequest
 from controller.ivr.repository import FlowRepository, LoadResult
 from controller.ivr.runner import FlowResult, NodeEntered, resume_point, run_flow
 from controller.lookup import caller_region
@@ -34,6 +35,8 @@ from controller.store.db import Store
 log = logging.getLogger("controller.ivr")
 
 Publish = Callable[..., Any]
+#: What a call does when its talk, resumed by a new process, is over (see `AcdService.after_resumed_talk`).
+AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 MediaFor = Callable[[Prompt], Awaitable[str]]
 
 
@@ -200,6 +203,27 @@ class IvrService:
 
         log.info("call %s: flow %s goes on at %s (%s)", resumption.session.call_id, point.flow_id,
                  point.node or "its start", point.how)
+        return go_on
+
+    def after_resumed_talk(self, otherwise: AfterTalk) -> AfterTalk:
+        """What a call whose talk a new process resumed does when the talk is over: the flow goes on from
+        its queue node as if the visit had ended in this process (`answered` route: a survey, goodbye…).
+        A transfer to a queue, or a call with no flow to go on with, is left to `otherwise`."""
+        async def go_on(session: CallSession, outcome: QueueOutcome, request: QueueRequest) -> None:
+            snapshot = self.repository.snapshot
+            saved = (await self.live.load_all()).get(session.call_id, {}).get("ivr") if self.live else None
+            point = resume_point(snapshot, saved) if saved else None
+            node = snapshot.flows[point.flow_id].nodes.get(point.node) if point and point.node else None
+            if point is None or not isinstance(node, QueueNode) \
+                    or (outcome.overflow_target or "").startswith("queue:"):
+                await otherwise(session, outcome, request)
+                return
+            session.records.event(session.call_id, "flow_resumed", flow=point.flow_id, node=point.node,
+                                  how=point.how, after="talk")
+            result = await run_flow(snapshot, point.flow_id, self._port(session), start_node=point.node,
+                                    variables=point.variables, on_node=self._saver(session, snapshot),
+                                    settled=lambda _node, ctx: node.after(ctx, outcome))
+            await self._after_flow(session, point.flow_id, result)
         return go_on
 
     async def _after_flow(self, session: CallSession, flow_id: str, result: FlowResult) -> None:
