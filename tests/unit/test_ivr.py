@@ -191,3 +191,22 @@ async def test_a_flow_resumed_at_a_menu_replays_it_and_reports_each_node() -> No
     assert [n for _, n, _ in entered][:2] == ["main_menu", "bill_lookup"]
     assert entered[0][2]["tier"] == "vip"
     assert sim.played, "the menu's prompt is played again"
+
+
+async def test_a_flow_settled_at_its_queue_node_goes_on_by_the_outcome() -> None:
+    """After a talk resumed by a new process: the queue node is not run again (no new enqueue), the flow
+    goes on from its route for the visit's outcome, with the queue variables set."""
+    from controller.ivr.nodes.queue import QueueNode
+    from controller.ivr.port import QueueOutcome
+    from controller.ivr.runner import run_flow
+    flows = _demo_flows()
+    sim = SimulatedPort(did="4008001234", dtmf="5", http_answers=BALANCE)
+    outcome = QueueOutcome("answered_then_ended", agent_id="1001")
+
+    def settled(node: object, ctx: object) -> object:
+        assert isinstance(node, QueueNode)
+        return node.after(ctx, outcome)  # type: ignore[arg-type]
+    result = await run_flow(flows, "hotline", sim, start_node="general", settled=settled)  # type: ignore[arg-type]
+    assert result.visited[:2] == ["general", "survey"]
+    assert sim.queued == []  # not queued again
+    assert result.variables["agent_id"] == "1001"
