@@ -22,6 +22,7 @@ import yaml
 
 from tests.bench.bench_calls import cpu_seconds
 from tests.e2e.conftest import REPO, ControllerProcess, hang_up_everything
+from tests.e2e.test_resume_waiting import FLOWS, MENU_DID, QUEUE_DID
 from tests.sipp import Caller, Phone, WaitForBye
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -31,27 +32,6 @@ CALLS = int(os.environ.get("CCC_BENCH_RESUME_CALLS", "200"))
 TALKING = 5  # the demo's phones 8001-8005
 IVR_SHARE = 0.4  # of the calls not talking
 RATE = int(os.environ.get("CCC_BENCH_RESUME_RATE", "40"))
-QUEUE_DID, MENU_DID = "4008006001", "4008006002"
-FLOWS = {
-    "waitq": f"""
-flow: waitq
-language: zh
-dids: ["{QUEUE_DID}"]
-nodes:
-  queue: {{type: queue, queue: general, answered: bye, otherwise: bye}}
-  bye: {{type: hangup}}
-""",
-    "menuq": f"""
-flow: menuq
-language: zh
-dids: ["{MENU_DID}"]
-nodes:
-  menu: {{type: menu, prompt: ["请按一"], timeout: 300, retries: 1, options: {{"1": bye}}, default: bye}}
-  bye: {{type: hangup}}
-""",
-}
-
-
 def write_config(data_dir: Path) -> Path:
     flows = data_dir / "flows"
     flows.mkdir(parents=True)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e import test_ivr_acd
 from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
@@ -61,6 +60,8 @@ nodes:
 """
 AGENT = {"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}}
 CALLERS = 10
+stop_after = test_ivr_acd.stop_after  # the fixture: stops the controllers after the test, prints their logs
+rows = test_ivr_acd.rows
 
 
 def config(tmp_path: Path) -> Path:
@@ -72,21 +73,6 @@ def config(tmp_path: Path) -> Path:
                "no_agents": "wait", "announce_agent_number": False, "service_level_seconds": 600}
     return demo_config(tmp_path, ivr={"flows_dir": str(flows)},
                        acd={"center_name": "演示热线", "queues": [general], "agents": [AGENT]})
-
-
-@pytest.fixture
-async def stop_after() -> AsyncIterator[list[ControllerProcess]]:
-    processes: list[ControllerProcess] = []
-    yield processes
-    for process in processes:
-        process.terminate()
-        print(process.log.read_text()[-5000:])
-
-
-def rows(process: ControllerProcess, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with sqlite3.connect(process.db) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute(sql, params)]
 
 
 async def waiting_calls(process: ControllerProcess) -> list[dict[str, Any]]:
@@ -211,16 +197,9 @@ async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, 
     (answers at 6 s): it goes on ringing and its answer connects the caller. Answered while no process was
     there (1.5 s): Asterisk cannot put the leg into the application, the leg is gone, and RONA rules apply:
     the agent goes not ready (no_answer), the caller keeps their place and is served by the next agent."""
-    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
-    stop_after.append(first)
-    await first.start()
-    phone = Phone(15001, answer_after_ms=answer_after_ms, hold_ms=1500, calls=1, timeout_s=60)
-    await phone.start()
-    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": True})
-    assert status == 200, body
-    caller = Caller(QUEUE_DID, caller="13900139000", steps=[WaitForBye(60_000)])
-    await caller.start()
-    await until(lambda: ring_saved(first), 10, "the ring saved")
+    first, phone, caller = await one_call_to_a_ready_agent(tmp_path, stop_after, QUEUE_DID,
+                                                          Phone(15001, answer_after_ms=answer_after_ms, hold_ms=1500))
+    await until(lambda: part_saved(first, "ring"), 10, "the ring saved")
     first.kill()
     if answer_after_ms < 3000:
         await asyncio.sleep(3)  # the phone answers while no controller is there
@@ -249,24 +228,31 @@ async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, 
     phone.kill()
 
 
-async def ring_saved(process: ControllerProcess) -> bool:
-    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = 'ring'"))
+async def part_saved(process: ControllerProcess, part: str) -> bool:
+    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = ?", part))
+
+
+async def one_call_to_a_ready_agent(tmp_path: Path, stop_after: list[ControllerProcess], did: str,
+                                    phone: Phone) -> tuple[ControllerProcess, Phone, Caller]:
+    """A controller with agent 1001 ready on `phone`, and one caller to `did` staying on the line."""
+    process = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(process)
+    await process.start()
+    await phone.start()
+    status, body = await process.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    caller = Caller(did, caller="13900139000", steps=[WaitForBye(60_000)])
+    await caller.start()
+    return process, phone, caller
 
 
 async def test_after_a_resumed_talk_the_flow_goes_on(fresh_asterisk: Path, tmp_path: Path,
                                                      stop_after: list[ControllerProcess]) -> None:
     """A call talking with an agent when the controller is SIGKILLed: after the new process resumed the
     talk and the agent hung up, the caller's flow goes on from its queue node's `answered` route."""
-    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
-    stop_after.append(first)
-    await first.start()
-    phone = Phone(15001, answer_after_ms=200, hold_ms=7000, calls=1, timeout_s=60)
-    await phone.start()
-    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": True})
-    assert status == 200, body
-    caller = Caller(TALK_DID, caller="13900139000", steps=[WaitForBye(60_000)])
-    await caller.start()
-    await until(lambda: talk_saved(first), 10, "the talk saved")
+    first, phone, caller = await one_call_to_a_ready_agent(tmp_path, stop_after, TALK_DID,
+                                                          Phone(15001, answer_after_ms=200, hold_ms=7000))
+    await until(lambda: part_saved(first, "talk"), 10, "the talk saved")
     first.kill()
     second = ControllerProcess(tmp_path / "data", config=first.config)
     stop_after.append(second)
@@ -283,7 +269,3 @@ async def test_after_a_resumed_talk_the_flow_goes_on(fresh_asterisk: Path, tmp_p
     (visit,) = queue_visits(second)
     assert (visit["outcome"], visit["agent_id"]) == ("answered", "1001")
     phone.kill()
-
-
-async def talk_saved(process: ControllerProcess) -> bool:
-    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = 'talk'"))
