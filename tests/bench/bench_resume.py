@@ -49,13 +49,14 @@ def write_config(data_dir: Path) -> Path:
     return path
 
 
-async def status(process: ControllerProcess) -> tuple[int, int]:
-    """(live calls owned, callers waiting in the queue), (-1, -1) while the process does not answer."""
+async def status(process: ControllerProcess) -> tuple[int, int, bool]:
+    """(live calls owned, callers waiting in the queue, ARI connected); -1 while the process does not answer."""
     body = await process.status()
     if body is None:
-        return -1, -1
+        return -1, -1, False
     code, queue = await process.api("GET", "/api/queues/general")
-    return int(body.get("active_calls", -1)), len(queue["calls"]) if code == 200 else -1
+    waiting = len(queue["calls"]) if code == 200 else -1
+    return int(body.get("active_calls", -1)), waiting, bool(body.get("ari_connected"))
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
@@ -93,7 +94,7 @@ async def run() -> None:
         waiting = queued - TALKING
 
         async def all_up() -> bool:
-            active, in_queue = await status(first)
+            active, in_queue, _ = await status(first)
             return active >= CALLS and in_queue >= waiting
         await until(all_up, 60 + CALLS / RATE * 2)
         await asyncio.sleep(1.0)  # the last transitions reach the store
@@ -102,10 +103,12 @@ async def run() -> None:
         started = time.monotonic()
         await second.start(wait=False)
         assert second.process is not None
-        owned_at = back_at = None
+        owned_at = back_at = connected_at = None
         while time.monotonic() - started < 60 and (owned_at is None or back_at is None):
-            active, in_queue = await status(second)
+            active, in_queue, connected = await status(second)
             now = time.monotonic() - started
+            if connected_at is None and connected:
+                connected_at = now
             if owned_at is None and active >= CALLS:
                 owned_at = now
             if back_at is None and in_queue >= waiting:
@@ -121,6 +124,8 @@ async def run() -> None:
         print(f"every call owned again {owned_at if owned_at is not None else float('nan'):.2f} s after the process"
               f" start (target < 2 s); the waiting callers back in the queue at"
               f" {back_at if back_at is not None else float('nan'):.2f} s")
+        print(f"(of which: the process answering with ARI connected at {connected_at or float('nan'):.2f} s;"
+              f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         print(f"CPU used by the new process by then: {cpu:.2f} s (interpreter start and imports included)")
         print(f"calls by state after the resume: {by_state}; calls that could not be resumed: {failed}")
     finally:
