@@ -95,6 +95,7 @@ class _Call:
     seq: int
     ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
     timer_token: int = 0  # announcements
+    announce_at: float | None = None  # clock time of the next position announcement
 
 
 @dataclass(slots=True)
@@ -223,12 +224,15 @@ class AcdEngine:
 
     def enqueue(self, call_id: str, queue: str, *, priority: int = 0, skills: Mapping[str, int] | None = None,
                 data: Mapping[str, Any] | None = None, waited: float = 0.0,
-                enqueued_at: float | None = None, route: bool = True) -> list[Decision]:
+                enqueued_at: float | None = None, route: bool = True,
+                announce_from: float | None = None) -> list[Decision]:
         """Queue a call. Its wait counts from `enqueued_at` (clock time) when given, else from `waited`
         seconds ago: a caller taken over after a restart keeps their place among the callers who
         arrived meanwhile (first come, first served), and their maximum wait counts from then too.
         `route=False` only queues it (the resume queues every waiting caller first, then
-        `route_waiting()` offers them in order)."""
+        `route_waiting()` offers them in order). `announce_from`: when the caller's next position
+        announcement was due (`next_announcement()` before a restart): they go on every
+        `announce_interval` from then, rather than one at once."""
         if queue not in self._queues:
             raise AcdError(f"unknown queue {queue!r}")
         if call_id in self._calls:
@@ -249,8 +253,18 @@ class AcdEngine:
         if route:
             self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
-            self._announce(call, out)
+            interval = q.settings.announce_interval
+            if announce_from is not None and interval > 0:
+                behind = max(0.0, now - announce_from)
+                self._schedule_announcement(call, announce_from + math.ceil(behind / interval) * interval)
+            else:
+                self._announce(call, out)
         return out
+
+    def next_announcement(self, call_id: str) -> float | None:
+        """When the queued call's next position announcement is due (None: none planned)."""
+        call = self._calls.get(call_id)
+        return call.announce_at if call is not None else None
 
     def route_waiting(self) -> list[Decision]:
         """Offer waiting calls to the ready agents (longest idle first), each agent the most urgent call
@@ -785,10 +799,11 @@ class AcdEngine:
         out.append(Announce(call.call_id, call.queue, position, estimate))
         self._schedule_announcement(call)
 
-    def _schedule_announcement(self, call: _Call) -> None:
+    def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
         call.timer_token = next(self._tokens)
         interval = self._queues[call.queue].settings.announce_interval
-        self._schedule(self.clock.now() + interval, "announce", call.call_id, token=call.timer_token)
+        call.announce_at = self.clock.now() + interval if at is None else at
+        self._schedule(call.announce_at, "announce", call.call_id, token=call.timer_token)
 
     def _view(self, call: _Call, position: int, queue: _Queue, now: float) -> WaitingCallView:
         return WaitingCallView(call.call_id, call.queue, position, call.priority, self._effective(call, queue, now),

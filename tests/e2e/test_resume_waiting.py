@@ -64,13 +64,13 @@ stop_after = test_ivr_acd.stop_after  # the fixture: stops the controllers after
 rows = test_ivr_acd.rows
 
 
-def config(tmp_path: Path) -> Path:
+def config(tmp_path: Path, **queue: Any) -> Path:
     flows = tmp_path / "flows"
     flows.mkdir()
     for name, text in FLOWS.items():
         (flows / f"{name}.yaml").write_text(text)
     general = {"name": "general", "wrapup_seconds": 0, "ring_timeout": 10, "max_wait": 300, "announce_interval": 0,
-               "no_agents": "wait", "announce_agent_number": False, "service_level_seconds": 600}
+               "no_agents": "wait", "announce_agent_number": False, "service_level_seconds": 600, **queue}
     return demo_config(tmp_path, ivr={"flows_dir": str(flows)},
                        acd={"center_name": "演示热线", "queues": [general], "agents": [AGENT]})
 
@@ -269,3 +269,31 @@ async def test_after_a_resumed_talk_the_flow_goes_on(fresh_asterisk: Path, tmp_p
     (visit,) = queue_visits(second)
     assert (visit["outcome"], visit["agent_id"]) == ("answered", "1001")
     phone.kill()
+
+
+async def test_position_announcements_keep_their_beat_across_a_restart(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """A waiting caller hears their position every 6 s; the controller is SIGKILLed 2 s after one: the new
+    process announces next on the same beat (6 s after the last one), not at once."""
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path, announce_interval=6))
+    stop_after.append(first)
+    await first.start()
+    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": False})
+    assert status == 200, body
+    caller = Caller(QUEUE_DID, caller="13900139000", steps=[Pause(16_000)])
+    await caller.start()
+    await until(lambda: announcements(first), 10, "the first announcement")
+    await asyncio.sleep(2)
+    first.kill()
+    second = ControllerProcess(tmp_path / "data", config=first.config)
+    stop_after.append(second)
+    await second.start()
+    result = await caller.wait()
+    assert result.ok, result.errors
+    times = await announcements(second)
+    assert len(times) >= 2, times
+    assert times[1] - times[0] == pytest.approx(6, abs=1.0), times
+
+
+async def announcements(process: ControllerProcess) -> list[float]:
+    return [r["at"] for r in rows(process, "SELECT at FROM call_events WHERE kind = 'announcement' ORDER BY id")]

@@ -471,3 +471,23 @@ def test_a_ring_taken_over_after_a_restart_is_settled_like_any_offer() -> None:
         [("d", "a2", "ring_timeout")]
     assert acd.agent("a2").state == "not_ready" and acd.agent("a2").reason == "no_answer"
     assert acd.call("d") is not None  # still waiting, in its place
+
+
+def test_a_requeued_caller_hears_announcements_on_the_same_beat() -> None:
+    """announce_from: a caller taken over after a restart gets no announcement at once, but the next one
+    on the schedule they had (every announce_interval from the one that was due)."""
+    acd, clock = engine(announce_interval=30, max_wait=1000)
+    acd.login("a1", ready=False)
+    announced = [d for d in acd.enqueue("c", "q") if isinstance(d, Announce)]
+    assert len(announced) == 1
+    due = acd.next_announcement("c")
+    assert due == clock.now() + 30
+    acd.abandon("c")  # the old process's view of it is gone; the new one re-queues it 40 s later
+    clock.advance(40)
+    assert not [d for d in acd.enqueue("c", "q", enqueued_at=clock.now() - 40, announce_from=due)
+                if isinstance(d, Announce)]
+    assert acd.next_announcement("c") == due + 30  # 60 s after the first one: on the same beat
+    clock.advance(19)
+    assert not [d for d in acd.tick() if isinstance(d, Announce)]
+    clock.advance(1)
+    assert [d.call_id for d in acd.tick() if isinstance(d, Announce)] == ["c"]

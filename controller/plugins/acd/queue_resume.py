@@ -6,8 +6,9 @@ ringing for them as the "ring" part (agent, leg channel, ring start). A new proc
 
 - puts the caller back into the engine at their original place (original enqueue time and priority: first
   come, first served with the callers who arrived meanwhile; the maximum wait counts from the first
-  enqueue), in the holding bridge that still plays them music; routing waits until every stored call is
-  back (`route_after_resume`), so a ready agent takes the longest waiter, not the first one resumed;
+  enqueue; position announcements on the beat they had), in the holding bridge that still plays them
+  music; routing waits until every stored call is back (`route_after_resume`), so a ready agent takes
+  the longest waiter, not the first one resumed;
 - settles a ring: a leg answered meanwhile is connected (the normal answer path), a leg still ringing keeps
   ringing (its ring timeout counts from the first ring), a leg that is gone is RONA (the agent goes not
   ready "no_answer"; the caller keeps their place);
@@ -57,7 +58,8 @@ class QueueResume:
             "queue": waiting.queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
             "priority": request.priority, "skills": dict(request.skills), "data": dict(request.data),
             "offers": self.acd.records.offers_of(waiting.call_id),
-            "bridge": waiting.holding.bridge_id if waiting.holding is not None else None})
+            "bridge": waiting.holding.bridge_id if waiting.holding is not None else None,
+            "next_announcement": self.acd.engine.next_announcement(waiting.call_id)})
 
     def save_ring(self, waiting: QueueCall) -> None:
         """The "ring" part: the agents' phones ringing for the call now (none: dropped)."""
@@ -100,7 +102,7 @@ class QueueResume:
         try:
             decisions = self.acd.engine.enqueue(session.call_id, queue.name, priority=request.priority,
                                                 skills=request.skills, data=request.data, enqueued_at=enqueued_at,
-                                                route=False)
+                                                route=False, announce_from=_number(saved.get("next_announcement")))
         except AcdError as exc:
             resumption.notes.append(f"queue: {exc}")
             return None
@@ -189,3 +191,7 @@ class QueueResume:
                          session.call_id, agent_id)
             else:  # still ringing: it goes on (answer, failure or the ring timeout settle it)
                 waiting.legs[agent_id] = leg
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
