@@ -9,6 +9,7 @@ Asterisk or the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -52,10 +53,13 @@ from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
-from controller.store.db import Store
+from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
+
+#: How long a graceful stop waits for the store to commit what the live calls wrote.
+STOP_FLUSH_SECONDS = 5.0
 
 
 class Controller:
@@ -275,7 +279,9 @@ class Controller:
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
-                await self.store.flush()
+                with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
+                    async with asyncio.timeout(STOP_FLUSH_SECONDS):
+                        await self.store.flush()
                 self.store.freeze()
                 self.ari.detach()
                 for task in list(self._call_tasks):

@@ -117,6 +117,17 @@ class _Queue:
         for bucket in self.buckets.values():
             yield from bucket.values()
 
+    def count_left(self, outcome: str, wait: float) -> None:
+        """A call left the queue: answered (within the service level or not), abandoned or overflowed."""
+        if outcome == "answered":
+            self.answered += 1
+            if wait <= self.settings.service_level_seconds:
+                self.answered_within_sl += 1
+        elif outcome == "abandoned":
+            self.abandoned += 1
+        else:
+            self.overflowed += 1
+
 
 class AcdEngine:
     def __init__(self, queues: Iterable[QueueSettings], agents: Iterable[AgentSettings], clock: Clock,
@@ -589,17 +600,9 @@ class AcdEngine:
         if q is None:
             return
         for outcome, wait in left:
-            if outcome not in ("answered", "abandoned", "overflowed"):
-                continue
-            q.offered += 1
-            if outcome == "answered":
-                q.answered += 1
-                if wait <= q.settings.service_level_seconds:
-                    q.answered_within_sl += 1
-            elif outcome == "abandoned":
-                q.abandoned += 1
-            else:
-                q.overflowed += 1
+            if outcome in ("answered", "abandoned", "overflowed"):
+                q.offered += 1
+                q.count_left(outcome, wait)
 
     def _restore_on_call(self, agent: _Agent, on_call: OnCall, saved: Mapping[str, Any]) -> None:
         state: AgentState = "on_hold" if on_call.on_hold else "talking"
@@ -682,14 +685,7 @@ class AcdEngine:
         del bucket[call.call_id]
         if not bucket:
             del queue.buckets[call.priority]
-        if outcome == "answered":
-            queue.answered += 1
-            if wait <= queue.settings.service_level_seconds:
-                queue.answered_within_sl += 1
-        elif outcome == "abandoned":
-            queue.abandoned += 1
-        else:
-            queue.overflowed += 1
+        queue.count_left(outcome, wait)
         out.append(CallLeft(call.call_id, call.queue, outcome, wait, agent_id))  # type: ignore[arg-type]
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import time
@@ -143,13 +144,19 @@ async def _reconnected(controller: ControllerProcess, connections: int) -> dict 
     return None
 
 
-async def test_graceful_stop_hands_live_calls_to_the_fallback(controller: ControllerProcess) -> None:
+async def test_graceful_stop_leaves_live_calls_in_asterisk(controller: ControllerProcess) -> None:
+    """SIGTERM (an upgrade): the call stays in Stasis as it is, its record open, for the next process."""
     caller = Caller(DID, steps=[Pause(8000)])
     await caller.start()
     await wait_until(lambda: _active_calls(controller))
+    (channel,) = await stasis_channels()
     assert controller.terminate() == 0
-    moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
-    assert moved["state"] == "Up"
+    await asyncio.sleep(1.5)
+    assert [c["id"] for c in await stasis_channels()] == [channel["id"]]  # still there, still ours
+    assert await _channel_in_context("ccc-fallback") is None
+    with sqlite3.connect(controller.db) as db:
+        assert db.execute("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM live_calls WHERE part = 'call'").fetchone()[0] == 1
     caller.kill()
 
 

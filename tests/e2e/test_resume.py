@@ -253,3 +253,34 @@ async def test_a_consultation_and_a_listening_supervisor_go_on_across_a_restart(
     assert kinds == ["held", "consult", "resumed", "transfer"]
     assert rows(process, "SELECT * FROM live_calls") == []
     assert not [b for b, channels in (await our_bridges()).items() if not channels]
+
+
+async def test_an_agents_outbound_call_is_ended_cleanly_by_the_next_process(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Click-to-dial is not resumed: after a SIGKILL the new process hangs up both phones (the agent's phone
+    never reaches the callers' fallback route), closes the record and frees the agent."""
+    process = ControllerProcess(tmp_path / "data", config=start_config(tmp_path))
+    await process.start()
+    stop_after.append(process)
+    agent_phone = Phone(15001, answer_after_ms=300)  # both stay until they get a BYE
+    customer = Phone(5090, answer_after_ms=300)
+    for phone in (agent_phone, customer):
+        await phone.start()
+    await login(process, "1001")
+    status, body = await process.api("POST", "/api/calls", json={"agent_id": "1001", "number": "13900139000"})
+    assert status == 202, body
+    for _ in range(50):  # the customer answered: both phones are bridged
+        if any(len(b["channels"]) == 2 for b in await ari_get("/bridges")):
+            break
+        await asyncio.sleep(0.1)
+    process.kill()
+    process = ControllerProcess(process.data_dir, config=process.config)
+    await process.start()
+    stop_after.append(process)
+    assert (await agent_phone.wait()).ok
+    assert (await customer.wait()).ok
+    assert not [c for c in await ari_get("/channels") if c["dialplan"]["context"] == "ccc-fallback"]
+    (record,) = rows(process, "SELECT ended_at, end_reason FROM calls WHERE call_id = ?", body["call_id"])
+    assert record["ended_at"] is not None and record["end_reason"] == "lost", record
+    assert (await wait_for_state(process, "1001", "ready", timeout=10))["current_call"] is None
+    assert await our_bridges() == {}

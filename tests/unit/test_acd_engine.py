@@ -164,12 +164,10 @@ def test_restore_keeps_an_agent_talking_on_a_resumed_call() -> None:
     """A new process resumes the call: the agent is still talking on it (original talk start, no new state
     change), is offered nothing, and goes to ACW when it ends; an agent on hold stays on hold."""
     acd, clock = engine(wrapup_seconds=5)
-    acd.login("a1")
-    acd.login("a2")
-    acd.enqueue("c1", "q")
-    acd.answered("c1", "a1")
-    acd.enqueue("c2", "q")
-    acd.answered("c2", "a2")
+    for call, agent in (("c1", "a1"), ("c2", "a2")):
+        acd.login(agent)
+        acd.enqueue(call, "q")
+        acd.answered(call, agent)
     acd.hold("a2")
     talk_started = clock.now()
     clock.advance(30)

@@ -1,13 +1,23 @@
-"""The live-call picture on a real SQLite file: parts saved, replaced, dropped, read back after a restart."""
+"""The live-call picture on a real SQLite file: parts saved, replaced, dropped, read back after a restart;
+and the resume dispatch in `CallsService.readopt` over it (Asterisk faked: what it lists, what it is sent)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.models import Bridge, Channel
+from controller.config import Config
 from controller.plugins.calls.live_state import LiveCallState
+from controller.plugins.calls.services import CallsService, Resumption
+from controller.plugins.calls.session import CallSession
+from controller.plugins.calls.state_persistor import CallRecords
 from controller.store.db import Store
 
 
@@ -67,3 +77,97 @@ async def test_a_frozen_store_drops_writes(store: Store) -> None:
     live.save("c2", "call", {"channel_id": "ch2"})
     await store.flush()
     assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1"}}}
+
+
+class FakeAri:
+    """What readopt reads from Asterisk, and the fallback and clean-up requests it sends."""
+
+    def __init__(self, channels: list[Channel], bridges: list[Bridge]) -> None:
+        self.live, self.live_bridges = channels, bridges
+        self.sent: list[tuple[str, str]] = []
+
+    async def channels(self) -> list[Channel]:
+        return self.live
+
+    async def bridges(self) -> list[Bridge]:
+        return self.live_bridges
+
+    async def set_var(self, channel_id: str, name: str, value: str, **_: Any) -> None:
+        self.sent.append(("set_var", f"{channel_id}:{value}"))
+
+    async def continue_in_dialplan(self, channel_id: str, **_: Any) -> None:
+        self.sent.append(("fallback", channel_id))
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        self.sent.append(("hangup", channel_id))
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        self.sent.append(("destroy_bridge", bridge_id))
+
+
+def in_stasis(channel_id: str, args: str) -> Channel:
+    return Channel(channel_id, "", "Up", "", "", "", "", "Stasis", f"ccc,{args}", "zh", "", {})
+
+
+async def test_readopt_hands_each_stored_call_to_its_parts_in_order(store: Store) -> None:
+    """Parts are asked in the order call → recording → talk / ring / queue / ivr; the first handler wins;
+    a call nobody takes goes to the fallback route (reason in its events); a call whose caller is gone is
+    closed with its closer's reason, one the guard sent to the fallback route as such; an empty bridge of
+    ours nobody owns is removed; a bridge in use stays."""
+    live = LiveCallState(store, time.time)
+    records = CallRecords(store, time.time)
+    for call_id, channel_id in (("c1", "ch1"), ("c2", "ch2"), ("c3", "ch3"), ("c4", "ch4")):
+        records.started(call_id, channel_id, direction="inbound", caller="13800138000", did="4000")
+        live.save(call_id, "call", {"channel_id": channel_id, "did": "4000", "started_at": time.time() - 30})
+    live.save("c1", "recording", {"name": "r1"})
+    live.save("c1", "talk", {"agent_id": "a1"})
+    live.save("c1", "ivr", {"node": "menu"})
+    live.save("c2", "queue", {"queue": "sales"})
+    live.save("c3", "talk", {"agent_id": "a2"})
+    in_dialplan = Channel("ch4", "", "Up", "", "", "", "", "Queue", "ccc-fallback", "zh", "", {})  # the guard's
+    ari = FakeAri([in_stasis("ch1", "4000"), in_stasis("ch2", "4000"), in_dialplan],
+                  [Bridge("br-talk-1", "mixing", ("ch1", "leg-1"), {"name": "c1"}),
+                   Bridge("br-queue-2", "holding", (), {"name": "c2"}), Bridge("other", "mixing", (), {})])
+    tasks: list[asyncio.Task[None]] = []
+    calls = CallsService(config=Config(), ari=ari, dispatcher=Dispatcher(lambda event: None),  # type: ignore[arg-type]
+                         records=records, spawn=lambda coro: tasks.append(asyncio.ensure_future(coro)),
+                         publish=lambda *a, **k: None)
+    calls.live = live
+    asked: list[str] = []
+    ran: list[str] = []
+
+    def resumer(part: str, takes: bool) -> Any:
+        async def resume(resumption: Resumption) -> Any:
+            asked.append(f"{resumption.session.call_id}:{part}")
+            if not takes:
+                resumption.notes.append(f"{part}: nothing to go on with")
+                return None
+
+            async def handler(session: CallSession) -> None:
+                ran.append(f"{session.call_id}:{part}")
+            return handler
+        return resume
+
+    async def close_talk(call_id: str, parts: dict[str, dict[str, Any]]) -> str | None:
+        return "caller_hangup"
+
+    for part, takes in (("ivr", True), ("queue", False), ("talk", True), ("recording", False)):
+        calls.register_resumer(part, resumer(part, takes), close_talk if part == "talk" else None)
+    with pytest.raises(ValueError, match="unknown live-call part"):
+        calls.register_resumer("bogus", resumer("bogus", True))
+    await calls.readopt()
+    await asyncio.gather(*tasks)
+    await store.flush()
+    assert asked == ["c1:recording", "c1:talk", "c2:queue"]
+    assert ran == ["c1:talk"]
+    assert ("fallback", "ch2") in ari.sent and ("fallback", "ch1") not in ari.sent
+    assert ("destroy_bridge", "br-queue-2") in ari.sent and ("destroy_bridge", "br-talk-1") not in ari.sent
+    assert ("destroy_bridge", "other") not in ari.sent  # not ours
+    c2 = await records.get("c2")
+    assert c2 is not None and c2["end_reason"] == "fallback"
+    assert [e["reason"] for e in c2["events"] if e["kind"] == "recovered"] == ["queue: nothing to go on with"]
+    c3 = await records.get("c3")
+    assert c3 is not None and c3["end_reason"] == "caller_hangup"
+    c4 = await records.get("c4")
+    assert c4 is not None and c4["end_reason"] == "fallback"
+    assert set(await live.load_all()) == set()  # every call ended (c1's handler returned at once)

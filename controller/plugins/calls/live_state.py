@@ -9,12 +9,13 @@ the truth for intent (see /work/coord/RESUME.md and the calls plugin's `readopt`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from controller.store.db import Store
+from controller.store.db import Store, StoreUnavailable
 
 log = logging.getLogger("controller.calls.live")
 
@@ -47,6 +48,8 @@ class LiveCallState:
 
         A part whose JSON cannot be read is left out (logged): its call resumes without it, or goes to
         the fallback route if nothing can rebuild it."""
+        with contextlib.suppress(StoreUnavailable):  # failing: what is committed is what there is to resume
+            await self._store.flush()  # what this process wrote last (a call that just ended) is read as it is
         rows = await self._store.fetchall("SELECT call_id, part, data FROM live_calls ORDER BY call_id")
         calls: LiveCalls = {}
         for row in rows:

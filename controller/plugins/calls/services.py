@@ -322,13 +322,18 @@ class CallsService:
             else:
                 session.deliver(synthetic(ChannelLost))
         bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
-        await self._resume_stored(by_id, bridges)
+        resumed: set[str] = set()
+        try:
+            resumed = await self._resume_stored(by_id, bridges)
+        except Exception:  # e.g. the store cannot be read: the callers left in Stasis get the fallback below
+            log.exception("the stored calls could not be resumed")
         orphans = []
         for channel in channels:
             app_and_args = channel.stasis_app_and_args()
             if app_and_args is None or app_and_args[0] != self.config.ari.app:
                 continue
-            if self.dispatcher.owner_of(channel.id) is None:
+            # (a resumed caller's task may have ended already: its channel is no orphan)
+            if channel.id not in resumed and self.dispatcher.owner_of(channel.id) is None:
                 orphans.append(self._recover(channel, app_and_args[1]))
         await asyncio.gather(*orphans)
         await self._clean_up(by_id, bridges)
@@ -336,22 +341,30 @@ class CallsService:
             if row["channel_id"] not in existing and row["call_id"] not in self.active:
                 self.records.ended(row["call_id"], reason="lost")
 
-    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
-        """Take over the stored calls nobody in this process handles (all of them after a start)."""
+    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> set[str]:
+        """Take over the stored calls nobody in this process handles (all of them after a start); returns
+        their caller channels."""
         if self.live is None:
-            return
+            return set()
         stored = await self.live.load_all()
         resumes = []
+        taken: set[str] = set()
         for call_id, parts in stored.items():
             if call_id in self.active:
                 continue
             call = parts.get("call")
             channel = channels.get(str(call.get("channel_id"))) if call else None
-            if call is None or channel is None or channel.stasis_app_and_args() is None:
+            if call is None or channel is None:
                 resumes.append(self._close_stored(call_id, parts))
+            elif channel.stasis_app_and_args() is None:
+                # Out of our application: the guard sent the caller to the fallback route while no
+                # controller ran (guard.takeover_timeout); the dialplan has the call now.
+                resumes.append(self._close_stored(call_id, parts, "fallback"))
             else:
+                taken.add(channel.id)
                 resumes.append(self._resume_call(call_id, parts, call, channel, channels, bridges))
         await asyncio.gather(*resumes)
+        return taken
 
     async def _resume_call(self, call_id: str, parts: dict[str, dict[str, Any]], call: dict[str, Any],
                            channel: Channel, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
@@ -372,10 +385,15 @@ class CallsService:
                 break
         if handler is None:
             reason = "; ".join(resumption.notes) or f"no resumer for parts {sorted(parts)}"
-            log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
-            session.records.event(call_id, "resume_failed", reason=reason)
-            handler = self._fallback_handler("resume-failed", [b.id for b in bridges.values()
-                                                               if b.raw.get("name") == call_id])
+            session.records.event(call_id, "recovered", resumed=False, reason=reason)
+            call_bridges = [b.id for b in bridges.values() if b.raw.get("name") == call_id]
+            if session.direction == "outbound":
+                # An agent's own call (its channel is the agent's phone): no fallback route for it.
+                log.warning("outbound call %s cannot be resumed (%s): hanging it up", call_id, reason)
+                handler = self._hang_up_handler(call_bridges)
+            else:
+                log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
+                handler = self._fallback_handler("resume-failed", call_bridges)
         else:
             self.resumed += 1
             session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
@@ -406,19 +424,33 @@ class CallsService:
             try:
                 await session.to_fallback(why)
             finally:
-                for bridge_id in bridge_ids:
-                    with contextlib.suppress(AriError):
-                        await self.ari.destroy_bridge(bridge_id)
+                await self._destroy_bridges(bridge_ids)
         return fallback
 
-    async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]]) -> None:
-        """A stored call whose caller is gone (hung up while no process was there): close its parts' records
-        (each owner's closer), then the call's (lost, unless a part knows better); forget it."""
-        reason = None
+    def _hang_up_handler(self, bridge_ids: list[str]) -> CallHandler:
+        async def hang_up(session: CallSession) -> None:
+            session.end_reason = "lost"
+            try:
+                await session.hangup()
+            finally:
+                await self._destroy_bridges(bridge_ids)
+        return hang_up
+
+    async def _destroy_bridges(self, bridge_ids: list[str]) -> None:
+        for bridge_id in bridge_ids:
+            with contextlib.suppress(AriError):
+                await self.ari.destroy_bridge(bridge_id)
+
+    async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]], known: str | None = None) -> None:
+        """A stored call whose caller is gone (hung up while no process was there) or was sent to the fallback
+        route by the guard (`known`): close its parts' records (each owner's closer), then the call's (lost,
+        unless that is known better); forget it."""
+        reason = known
         for part, close in self.closers.items():
             if part in parts:
                 try:
-                    reason = await close(call_id, parts) or reason
+                    closed = await close(call_id, parts)  # every part is closed, whatever is known already
+                    reason = reason or closed
                 except Exception:
                     log.exception("call %s: closing its %s part failed", call_id, part)
         reason = reason or "lost"
