@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.e2e import test_ivr_acd
-from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
+from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, demo_config
 from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
@@ -297,3 +298,34 @@ async def test_position_announcements_keep_their_beat_across_a_restart(
 
 async def announcements(process: ControllerProcess) -> list[float]:
     return [r["at"] for r in rows(process, "SELECT at FROM call_events WHERE kind = 'announcement' ORDER BY id")]
+
+
+async def test_a_waiting_caller_sent_to_the_fallback_while_no_controller_ran(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """A caller taken out of the application while no controller runs (as the takeover guard does, here by
+    ARI `continue` into the fallback context): the new process closes their queue visit as overflowed to
+    `fallback` (never abandoned) and the call as `fallback`."""
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(first)
+    await first.start()
+    status, body = await first.api("POST", "/api/agents/1001/login", json={"ready": False})
+    assert status == 200, body
+    caller = Caller(QUEUE_DID, caller="13900139000", steps=[Pause(12_000)])
+    await caller.start()
+    await until(lambda: waiting_calls_count(first, 1), 10, "the caller waiting")
+    await asyncio.sleep(0.5)
+    first.kill()
+    (channel,) = [c for c in await ari_get("/channels") if c["caller"]["number"] == "13900139000"]
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.post(
+            f"{ARI}/channels/{channel['id']}/continue",
+            params={"context": "ccc-fallback", "extension": QUEUE_DID, "priority": "1"}) as response:
+        assert response.status == 204, await response.text()
+    second = ControllerProcess(tmp_path / "data", config=first.config)
+    stop_after.append(second)
+    await second.start()
+    await asyncio.sleep(1.0)
+    (visit,) = queue_visits(second)
+    assert (visit["outcome"], visit["overflow_target"]) == ("overflowed", "fallback"), visit
+    (call,) = rows(second, "SELECT * FROM calls")
+    assert call["end_reason"] == "fallback", call
+    caller.kill()

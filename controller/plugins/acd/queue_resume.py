@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.engine import AcdError
+from controller.ari.errors import AriError
 from controller.ari.models import Bridge as AriBridge
 from controller.ivr.port import QueueRequest
 from controller.plugins.acd.call_control import adopt_bridge, adopt_leg
@@ -121,14 +122,28 @@ class QueueResume:
         return None
 
     async def close(self, call_id: str, parts: dict[str, dict[str, Any]]) -> str | None:
-        """A stored waiting caller who is gone (hung up while no process was there): the visit ends
-        abandoned, its wait counted to now (the moment they left is not known)."""
+        """A stored waiting caller the new process cannot take over: hung up while no process was there
+        (the visit ends abandoned, its wait counted to now: the moment they left is not known), or sent to
+        the dialplan's fallback route by the guard (their channel is still up, out of the application:
+        the visit overflowed to `fallback`)."""
         saved = parts[QUEUE_PART]
         wait = max(0.0, self.acd.clock.now() - float(saved.get("enqueued_at") or self.acd.clock.now()))
         self.acd.records.resume_visit(call_id, list(saved.get("offers") or []))
-        self.acd.records.left(call_id, "abandoned", wait, None)
+        if await self._still_up(str(parts.get("call", {}).get("channel_id") or "")):
+            self.acd.records.left(call_id, "overflowed", wait, None, "fallback")
+        else:
+            self.acd.records.left(call_id, "abandoned", wait, None)
         self.acd.records.forget(call_id)
-        return None  # the call's own end reason: the caller's channel tells (lost)
+        return None  # the call's own end reason is the calls plugin's (lost, or fallback)
+
+    async def _still_up(self, channel_id: str) -> bool:
+        if not channel_id or self.acd.ari is None:
+            return False
+        try:
+            await self.acd.ari.channel(channel_id)
+        except AriError:
+            return False  # gone (404), or Asterisk does not answer: the caller is not ours to count
+        return True
 
     def take(self, call_id: str) -> QueueCall | None:
         """The visit prepared for this call, for its flow's queue node (once)."""
