@@ -186,7 +186,7 @@ async def test_a_flow_resumed_at_a_menu_replays_it_and_reports_each_node() -> No
     entered: list[tuple[str, str, dict[str, object]]] = []
     sim = SimulatedPort(did="4008001234", dtmf="2 2", http_answers=BALANCE)
     result = await run_flow(flows, "hotline", sim, start_node="main_menu",  # type: ignore[arg-type]
-                            variables={"tier": "vip"}, on_node=lambda f, n, v: entered.append((f, n, dict(v))))
+                            variables={"tier": "vip"}, on_node=lambda f, n, v, _a: entered.append((f, n, dict(v))))
     assert result.visited[:2] == ["main_menu", "bill_lookup"]
     assert [n for _, n, _ in entered][:2] == ["main_menu", "bill_lookup"]
     assert entered[0][2]["tier"] == "vip"
@@ -210,3 +210,22 @@ async def test_a_flow_settled_at_its_queue_node_goes_on_by_the_outcome() -> None
     assert result.visited[:2] == ["general", "survey"]
     assert sim.queued == []  # not queued again
     assert result.variables["agent_id"] == "1001"
+
+
+async def test_a_menu_resumed_goes_on_with_the_attempts_it_had_left() -> None:
+    """The ivr part keeps a menu's failed attempts; resumed with 2 of its 3 used, the menu asks once more
+    and then takes its default route; each failed attempt is reported (and a changed flow starts afresh)."""
+    from controller.ivr.runner import resume_point, run_flow
+    flows = _demo_flows()
+    menu = flows.flows["hotline"].nodes["main_menu"]  # type: ignore[attr-defined]
+    assert menu["retries"] == 3
+    reports: list[tuple[str, int]] = []
+    sim = SimulatedPort(did="4008001234", dtmf="", http_answers=BALANCE)
+    result = await run_flow(flows, "hotline", sim, start_node="main_menu", attempts_used=2,  # type: ignore[arg-type]
+                            on_node=lambda _f, node, _v, attempts: reports.append((node, attempts)))
+    assert result.visited[:2] == ["main_menu", menu["default"]]
+    assert reports[:2] == [("main_menu", 2), ("main_menu", 3)]
+    version = flows.flows["hotline"].version  # type: ignore[attr-defined]
+    saved = {"flow": "hotline", "version": version, "node": "main_menu", "attempts": 2, "variables": {}}
+    assert resume_point(flows, saved).attempts_used == 2  # type: ignore[arg-type,union-attr]
+    assert resume_point(flows, {**saved, "version": "x"}).attempts_used == 0  # type: ignore[arg-type,union-attr]

@@ -172,11 +172,11 @@ class IvrService:
     def _saver(self, session: CallSession, snapshot: FlowSet) -> NodeEntered:
         """Saves the "ivr" part of the live-call picture as each node starts: flow, its version, node, and
         the variables so far (sensitive ones are never stored: a resumed flow asks for them again)."""
-        def save(flow_id: str, node: str, variables: dict[str, Any]) -> None:
+        def save(flow_id: str, node: str, variables: dict[str, Any], attempts: int) -> None:
             if self.live is not None:
                 flow = snapshot.flows.get(flow_id)
                 self.live.save(session.call_id, "ivr", {
-                    "flow": flow_id, "version": flow.version if flow else "", "node": node,
+                    "flow": flow_id, "version": flow.version if flow else "", "node": node, "attempts": attempts,
                     "variables": {k: v for k, v in variables.items() if is_plain(v)}})
         return save
 
@@ -198,7 +198,8 @@ class IvrService:
             if point.node is None:  # the caller's flow starts again: their recording policy, too
                 session.recording_policy = snapshot.flows[point.flow_id].recording
             result = await run_flow(snapshot, point.flow_id, self._port(session), start_node=point.node,
-                                    variables=point.variables, on_node=self._saver(session, snapshot))
+                                    variables=point.variables, on_node=self._saver(session, snapshot),
+                                    attempts_used=point.attempts_used)
             await self._after_flow(session, point.flow_id, result)
 
         log.info("call %s: flow %s goes on at %s (%s)", resumption.session.call_id, point.flow_id,
