@@ -142,6 +142,7 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
         assert result.ok, result.errors
     result = await menu_caller.wait()
     assert result.ok, result.errors
+    await second.wait_for_records(CALLERS + 1)  # every call's end (and its data) is in the store
 
     visits = queue_visits(second)
     assert [v["outcome"] for v in visits] == ["answered"] * CALLERS, visits
