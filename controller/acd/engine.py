@@ -604,6 +604,11 @@ class AcdEngine:
                 q.offered += 1
                 q.count_left(outcome, wait)
 
+    def new_day(self) -> None:
+        """Midnight: the queues' counters (offered, answered, abandoned, overflowed, service level) start over."""
+        for q in self._queues.values():
+            q.offered = q.answered = q.answered_within_sl = q.abandoned = q.overflowed = 0
+
     def _restore_on_call(self, agent: _Agent, on_call: OnCall, saved: Mapping[str, Any]) -> None:
         state: AgentState = "on_hold" if on_call.on_hold else "talking"
         agent.state, agent.reason = state, None

@@ -30,7 +30,7 @@ from controller.ari.models import (
 from controller.clock import FakeClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
-from controller.plugins.acd.services import AcdService
+from controller.plugins.acd.services import AcdService, next_day, start_of_day
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
 from controller.store.db import StoreUnavailable
@@ -409,3 +409,10 @@ def test_agent_outbound_checks_the_number_and_finds_the_phone() -> None:
     mobiles = AgentOutbound(Acd(["139", "86"]))  # type: ignore[arg-type]
     assert mobiles.number_error("13900139000") is None and mobiles.number_error("8613800138000") is None
     assert mobiles.number_error("13800138000") == "number_not_allowed"
+
+
+def test_the_day_of_the_live_counters_runs_from_local_midnight_to_the_next() -> None:
+    now = 1_795_687_000.0
+    start, end = start_of_day(now), next_day(now)
+    assert start <= now < end and 23 * 3600 <= end - start <= 25 * 3600  # a DST day is 23 or 25 h long
+    assert start_of_day(end) == end and next_day(start) == end

@@ -195,6 +195,10 @@ def test_calls_counted_before_a_restart_add_to_the_statistics() -> None:
     assert (stats.offered, stats.answered, stats.answered_within_sl, stats.abandoned, stats.overflowed) == \
         (4, 2, 1, 1, 1)
     assert stats.service_level == 0.25
+    acd.new_day()
+    stats = acd.queue_stats("q")
+    assert (stats.offered, stats.answered, stats.abandoned, stats.overflowed, stats.service_level) == \
+        (0, 0, 0, 0, None)
 
 
 @pytest.mark.parametrize("seed", range(30))

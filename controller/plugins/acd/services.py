@@ -72,6 +72,12 @@ def start_of_day(now: float) -> float:
     return datetime.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
+def next_day(now: float) -> float:
+    """The local midnight after `now` (epoch seconds)."""
+    today = datetime.datetime.fromtimestamp(now).date()
+    return datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time()).timestamp()
+
+
 def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
     return QueueSettings(
         name=queue.name, strategy=queue.strategy, skills=dict(queue.skills), wrapup_seconds=queue.wrapup_seconds,
@@ -173,6 +179,7 @@ class AcdService:
             tasks.create_task(self._run_timer())
             tasks.create_task(self._watch_standards())
             tasks.create_task(self.warm_prompts())
+            tasks.create_task(self._new_day_at_midnight())
 
     async def warm_prompts(self) -> None:
         """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
@@ -182,6 +189,13 @@ class AcdService:
         for prompt in [*prompts, *self.outbound.prompts()]:
             with contextlib.suppress(Exception):
                 await self.media_for(prompt)
+
+    async def _new_day_at_midnight(self) -> None:
+        """The live counters cover the day: they start over at local midnight."""
+        while True:
+            now = self.clock.now()
+            await asyncio.sleep(max(1.0, next_day(now) - now))
+            self.engine.new_day()
 
     async def _watch_standards(self) -> None:
         while True:
