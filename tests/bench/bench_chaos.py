@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from tests.bench.bench_calls import _sipp_count
+from tests.bench.bench_resume import TALKING as AGENTS
+from tests.bench.bench_resume import write_config
 from tests.e2e.conftest import REPO, ControllerProcess, hang_up_everything
 from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 
@@ -34,7 +34,6 @@ import sandbox
 SECONDS = float(os.environ.get("CCC_CHAOS_SECONDS", "180"))
 RATE = float(os.environ.get("CCC_CHAOS_RATE", "1"))
 KILL_EVERY = (30.0, 60.0)
-AGENTS = 5
 DID = "4008006009"
 FLOW = f"""
 flow: chaos
@@ -45,22 +44,6 @@ nodes:
   queue: {{type: queue, queue: general, answered: bye, otherwise: bye}}
   bye: {{type: hangup}}
 """
-
-
-def write_config(root: Path) -> Path:
-    flows = root / "flows"
-    flows.mkdir(parents=True)
-    (flows / "chaos.yaml").write_text(FLOW)
-    config = yaml.safe_load((REPO / "demo" / "controller.yaml").read_text())
-    config["ivr"]["flows_dir"] = str(flows)
-    agents = [{"id": f"100{i}", "name": f"A{i}", "number": f"100{i}", "endpoint": f"800{i}", "queues": {"general": 0}}
-              for i in range(1, AGENTS + 1)]
-    config["acd"] = {"center_name": "演示热线", "agents": agents, "queues": [
-        {"name": "general", "wrapup_seconds": 0, "ring_timeout": 10, "max_wait": 3600, "announce_interval": 0,
-         "no_agents": "wait", "announce_agent_number": False}]}
-    path = root / "controller.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-    return path
 
 
 async def killer(root: Path, config: Path, env: dict[str, str], until: float,
@@ -94,7 +77,7 @@ async def run() -> None:
     sandbox.start()
     await hang_up_everything()
     root = Path(tempfile.mkdtemp(prefix="ccc-bench-chaos-"))
-    config = write_config(root)
+    config = write_config(root, {"chaos": FLOW})
     env = {"CCC_LOG_LEVEL": "warning"}
     processes = [ControllerProcess(root / "data", config=config, env=env)]
     await processes[0].start()

@@ -32,19 +32,21 @@ CALLS = int(os.environ.get("CCC_BENCH_RESUME_CALLS", "200"))
 TALKING = 5  # the demo's phones 8001-8005
 IVR_SHARE = 0.4  # of the calls not talking
 RATE = int(os.environ.get("CCC_BENCH_RESUME_RATE", "40"))
-def write_config(data_dir: Path) -> Path:
-    flows = data_dir / "flows"
-    flows.mkdir(parents=True)
-    for name, text in FLOWS.items():
-        (flows / f"{name}.yaml").write_text(text)
+def write_config(root: Path, flows: dict[str, str]) -> Path:
+    """The demo configuration with these flows, the five demo agents in one queue `general` (no wrap-up,
+    no announcements, callers wait when nobody is ready)."""
+    flows_dir = root / "flows"
+    flows_dir.mkdir(parents=True)
+    for name, text in flows.items():
+        (flows_dir / f"{name}.yaml").write_text(text)
     config = yaml.safe_load((REPO / "demo" / "controller.yaml").read_text())
-    config["ivr"]["flows_dir"] = str(flows)
+    config["ivr"]["flows_dir"] = str(flows_dir)
     agents = [{"id": f"100{i}", "name": f"A{i}", "number": f"100{i}", "endpoint": f"800{i}", "queues": {"general": 0}}
               for i in range(1, TALKING + 1)]
     config["acd"] = {"center_name": "演示热线", "agents": agents, "queues": [
         {"name": "general", "wrapup_seconds": 0, "ring_timeout": 10, "max_wait": 3600, "announce_interval": 0,
          "no_agents": "wait", "announce_agent_number": False}]}
-    path = data_dir / "controller.yaml"
+    path = root / "controller.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return path
 
@@ -72,7 +74,7 @@ async def run() -> None:
     sandbox.start()
     await hang_up_everything()
     data_dir = Path(tempfile.mkdtemp(prefix="ccc-bench-resume-"))
-    config = write_config(data_dir)
+    config = write_config(data_dir, FLOWS)
     env = {"CCC_LOG_LEVEL": "warning"}
     first = ControllerProcess(data_dir / "data", config=config, env=env)
     await first.start()

@@ -123,10 +123,8 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
         assert first.process is not None
         first.process.send_signal(signal.SIGTERM)
         first.process.wait(15)
-    second = ControllerProcess(tmp_path / "data", config=first.config)
-    stop_after.append(second)
     started = time.monotonic()
-    await second.start()
+    second = await started_again(first, stop_after)
     waiting = await until(lambda: waiting_calls_count(second, CALLERS), 10, "the ten callers back in the queue")
     seen_at, resumed_in = time.time(), time.monotonic() - started
     # Their places: arrival order, and waits counted from the first enqueue (spanning the restart).
@@ -205,9 +203,7 @@ async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, 
     first.kill()
     if answer_after_ms < 3000:
         await asyncio.sleep(3)  # the phone answers while no controller is there
-    second = ControllerProcess(tmp_path / "data", config=first.config)
-    stop_after.append(second)
-    await second.start()
+    second = await started_again(first, stop_after)
     if answer_after_ms < 3000:
         _, agent = await second.api("GET", "/api/agents/1001")
         assert (agent["state"], agent["reason"]) == ("not_ready", "no_answer"), agent
@@ -256,9 +252,7 @@ async def test_after_a_resumed_talk_the_flow_goes_on(fresh_asterisk: Path, tmp_p
                                                           Phone(15001, answer_after_ms=200, hold_ms=7000))
     await until(lambda: part_saved(first, "talk"), 10, "the talk saved")
     first.kill()
-    second = ControllerProcess(tmp_path / "data", config=first.config)
-    stop_after.append(second)
-    await second.start()
+    second = await started_again(first, stop_after)
     result = await caller.wait()
     assert result.ok, result.errors
     await asyncio.sleep(0.5)
@@ -287,9 +281,7 @@ async def test_position_announcements_keep_their_beat_across_a_restart(
     await until(lambda: announcements(first), 10, "the first announcement")
     await asyncio.sleep(2)
     first.kill()
-    second = ControllerProcess(tmp_path / "data", config=first.config)
-    stop_after.append(second)
-    await second.start()
+    second = await started_again(first, stop_after)
     result = await caller.wait()
     assert result.ok, result.errors
     times = await announcements(second)
@@ -321,12 +313,18 @@ async def test_a_waiting_caller_sent_to_the_fallback_while_no_controller_ran(
             f"{ARI}/channels/{channel['id']}/continue",
             params={"context": "ccc-fallback", "extension": QUEUE_DID, "priority": "1"}) as response:
         assert response.status == 204, await response.text()
-    second = ControllerProcess(tmp_path / "data", config=first.config)
-    stop_after.append(second)
-    await second.start()
+    second = await started_again(first, stop_after)
     await asyncio.sleep(1.0)
     (visit,) = queue_visits(second)
     assert (visit["outcome"], visit["overflow_target"]) == ("overflowed", "fallback"), visit
     (call,) = rows(second, "SELECT * FROM calls")
     assert call["end_reason"] == "fallback", call
     caller.kill()
+
+
+async def started_again(first: ControllerProcess, stop_after: list[ControllerProcess]) -> ControllerProcess:
+    """A new controller process on the same data and configuration (the previous one is gone)."""
+    second = ControllerProcess(first.data_dir, config=first.config)
+    stop_after.append(second)
+    await second.start()
+    return second
