@@ -328,3 +328,30 @@ async def started_again(first: ControllerProcess, stop_after: list[ControllerPro
     stop_after.append(second)
     await second.start()
     return second
+
+
+async def test_a_menu_caller_resumes_in_a_changed_flow_at_the_node_of_the_same_id(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """The flow is changed while no controller runs (an upgrade): the caller goes on at the node of the
+    same id in the new version (its new prompt), and their key works there."""
+    first = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(first)
+    await first.start()
+    caller = Caller(MENU_DID, caller="13700137000", steps=[Pause(10_000), Dtmf("1"), WaitForBye(30_000)])
+    await caller.start()
+    await until(lambda: menu_entered(first), 10, "the caller in the menu")
+    await asyncio.sleep(0.5)
+    first.kill()
+    flow = tmp_path / "flows" / "menuq.yaml"
+    flow.write_text(flow.read_text().replace("请按一", "新菜单，请按一"))
+    await started_again(first, stop_after)
+    result = await caller.wait()
+    assert result.ok, result.errors
+    second = stop_after[-1]
+    await second.wait_for_records(1)
+    events = [json.loads(r["detail"] or "{}") | {"kind": r["kind"]}
+              for r in rows(second, "SELECT * FROM call_events ORDER BY id")]
+    (resumed,) = [e for e in events if e["kind"] == "flow_resumed"]
+    assert (resumed["node"], resumed["how"]) == ("menu", "same_node"), events
+    after = events[events.index(resumed):]
+    assert [e.get("node") for e in after if e["kind"] == "node"][:2] == ["menu", "one"]
