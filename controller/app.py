@@ -104,6 +104,7 @@ class Controller:
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self._resume_waiting_and_ivr_callers()
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.sockets = SocketRegistry()
         self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
@@ -132,6 +133,17 @@ class Controller:
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr),
                                                                      self.compat.metrics]
+
+    def _resume_waiting_and_ivr_callers(self) -> None:
+        """Waiting callers (and rings) and callers in a flow of a previous process go on (issue 13)."""
+        self.ivr.live = self.calls.live
+        self.calls.register_resumer("queue", self.acd.queue_resume.resume, self.acd.queue_resume.close)
+        self.calls.register_resumer("ivr", self.ivr.resume)
+        self.acd.after_resumed_talk = self.ivr.after_resumed_talk(self.acd.after_resumed_talk)
+
+        async def route_after_resume(_channels: object, _bridges: object) -> None:
+            self.acd.queue_resume.route_after_resume()
+        self.calls.register_cleanup(route_after_resume)
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)

@@ -96,6 +96,7 @@ class _Call:
     seq: int
     ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
     timer_token: int = 0  # announcements
+    announce_at: float | None = None  # clock time of the next position announcement
 
 
 @dataclass(slots=True)
@@ -234,26 +235,57 @@ class AcdEngine:
     # -- call events -----------------------------------------------------------------------------------
 
     def enqueue(self, call_id: str, queue: str, *, priority: int = 0, skills: Mapping[str, int] | None = None,
-                data: Mapping[str, Any] | None = None, waited: float = 0.0) -> list[Decision]:
+                data: Mapping[str, Any] | None = None, waited: float = 0.0,
+                enqueued_at: float | None = None, route: bool = True,
+                announce_from: float | None = None) -> list[Decision]:
+        """Queue a call. Its wait counts from `enqueued_at` (clock time) when given, else from `waited`
+        seconds ago: a caller taken over after a restart keeps their place among the callers who
+        arrived meanwhile (first come, first served), and their maximum wait counts from then too.
+        `route=False` only queues it (the resume queues every waiting caller first, then
+        `route_waiting()` offers them in order). `announce_from`: when the caller's next position
+        announcement was due (`next_announcement()` before a restart): they go on every
+        `announce_interval` from then, rather than one at once."""
         if queue not in self._queues:
             raise AcdError(f"unknown queue {queue!r}")
         if call_id in self._calls:
             raise AcdError(f"call {call_id} is already queued")
         q = self._queues[queue]
         now = self.clock.now()
-        call = _Call(call_id, queue, int(priority), dict(skills or {}), dict(data or {}), now - max(0.0, waited),
-                     next(self._seq))
+        since = min(now, enqueued_at) if enqueued_at is not None else now - max(0.0, waited)
+        waited = now - since
+        call = _Call(call_id, queue, int(priority), dict(skills or {}), dict(data or {}), since, next(self._seq))
         q.offered += 1
         out: list[Decision] = []
         self._calls[call_id] = call
-        q.buckets.setdefault(call.priority, {})[call_id] = call
+        self._into_bucket(q, call)
         if not q.logged_in and q.settings.no_agents == "overflow":
             self._overflow(call, "no_agents", out)
             return out
         self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
-        self._route_call(call, out)
+        if route:
+            self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
-            self._announce(call, out)
+            interval = q.settings.announce_interval
+            if announce_from is not None and interval > 0:
+                behind = max(0.0, now - announce_from)
+                self._schedule_announcement(call, announce_from + math.ceil(behind / interval) * interval)
+            else:
+                self._announce(call, out)
+        return out
+
+    def next_announcement(self, call_id: str) -> float | None:
+        """When the queued call's next position announcement is due (None: none planned)."""
+        call = self._calls.get(call_id)
+        return call.announce_at if call is not None else None
+
+    def route_waiting(self) -> list[Decision]:
+        """Offer waiting calls to the ready agents (longest idle first), each agent the most urgent call
+        it can take: after calls were queued with `route=False`."""
+        out: list[Decision] = []
+        ready = [a for a in self._agents.values() if a.state == "ready" and a.offered_call is None]
+        for agent in sorted(ready, key=lambda a: (a.idle_since or 0.0, a.settings.id)):
+            if agent.state == "ready" and agent.offered_call is None:
+                self._route_agent(agent, out)
         return out
 
     def abandon(self, call_id: str) -> list[Decision]:
@@ -306,6 +338,28 @@ class AcdEngine:
         for other in others:
             out.append(CancelOffer(call_id, other, "picked_up"))
             self._release_offer(self._agents[other], out)
+        return out
+
+    def resume_offer(self, call_id: str, agent_id: str, *, ring_started: float | None = None) -> list[Decision]:
+        """After a restart: the queued call was ringing this agent's phone and that leg is still there
+        (ringing, or answered meanwhile). The agent is `ringing` for the call again, no `Offer` (the
+        phone rings already), the ring timeout counting from `ring_started`; then `answered`,
+        `no_answer` or the ring timeout settle it as usual."""
+        call = self._call(call_id)
+        agent = self._agent(agent_id)
+        if call.ringing:
+            raise AcdError(f"call {call_id} already rings an agent")
+        if agent.state not in ("ready", "not_ready", "acw") or agent.offered_call is not None:
+            raise AcdError(f"agent {agent_id} cannot ring for the call now ({agent.state})")
+        out: list[Decision] = []
+        token = next(self._tokens)
+        call.ringing[agent_id] = token
+        agent.offered_call = call_id
+        agent.timer_token = next(self._tokens)  # ends a pending ACW
+        self._set_state(agent, "ringing", None, out)
+        started = self.clock.now() if ring_started is None else min(self.clock.now(), ring_started)
+        self._schedule(started + self._queues[call.queue].settings.ring_timeout, "ring_timeout", call_id, agent_id,
+                       token)
         return out
 
     def no_answer(self, call_id: str, agent_id: str, reason: str = "no_answer") -> list[Decision]:
@@ -655,6 +709,18 @@ class AcdEngine:
         queue.count_left(outcome, wait)
         out.append(CallLeft(call.call_id, call.queue, outcome, wait, agent_id))  # type: ignore[arg-type]
 
+    @staticmethod
+    def _into_bucket(queue: _Queue, call: _Call) -> None:
+        """Add a call to its priority's bucket, kept in arrival order (enqueue time, then sequence):
+        a call that waited before (an overflow hop, a restart) goes before later arrivals."""
+        bucket = queue.buckets.setdefault(call.priority, {})
+        last = next(reversed(bucket.values()), None)
+        bucket[call.call_id] = call
+        if last is not None and (call.enqueued_at, call.seq) < (last.enqueued_at, last.seq):
+            ordered = sorted(bucket.values(), key=lambda c: (c.enqueued_at, c.seq))
+            bucket.clear()
+            bucket.update((c.call_id, c) for c in ordered)
+
     def _overflow(self, call: _Call, reason: str, out: list[Decision]) -> None:
         settings = self._queues[call.queue].settings
         out.append(Overflow(call.call_id, call.queue, settings.overflow, reason))  # type: ignore[arg-type]
@@ -752,10 +818,11 @@ class AcdEngine:
         out.append(Announce(call.call_id, call.queue, position, estimate))
         self._schedule_announcement(call)
 
-    def _schedule_announcement(self, call: _Call) -> None:
+    def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
         call.timer_token = next(self._tokens)
         interval = self._queues[call.queue].settings.announce_interval
-        self._schedule(self.clock.now() + interval, "announce", call.call_id, token=call.timer_token)
+        call.announce_at = self.clock.now() + interval if at is None else at
+        self._schedule(call.announce_at, "announce", call.call_id, token=call.timer_token)
 
     def _view(self, call: _Call, position: int, queue: _Queue, now: float) -> WaitingCallView:
         return WaitingCallView(call.call_id, call.queue, position, call.priority, self._effective(call, queue, now),

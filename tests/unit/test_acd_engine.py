@@ -314,3 +314,93 @@ def test_outbound_call_with_wrapup_ends_in_acw_then_back_as_before() -> None:
     engine.call_ended("a1")
     engine.ready("a1")  # the agent ends ACW by choice: the earlier "ready" is not overridden later
     assert (engine.agent("a1").state, engine.agent("a1").reason) == ("ready", None)
+
+
+def test_a_caller_taken_over_after_a_restart_keeps_their_place_and_wait() -> None:
+    """Re-queued with their original enqueue time, a caller goes before those who came meanwhile (same
+    priority), their wait and maximum wait count from the first enqueue, and nothing routes until
+    `route_waiting()` when queued with route=False."""
+    acd, clock = engine(max_wait=100, announce_interval=0)
+    acd.login("a1", ready=False)
+    first_enqueue = clock.now()
+    clock.advance(30)
+    assert acd.enqueue("late", "q") == []  # arrived while the controller was down
+    clock.advance(5)
+    assert offers(acd.enqueue("early", "q", enqueued_at=first_enqueue, route=False)) == []
+    assert [v.call_id for v in acd.waiting("q")] == ["early", "late"]
+    early = acd.call("early")
+    assert early is not None and early.waited == pytest.approx(35)
+    assert offers(acd.ready("a1")) == [("early", "a1")]
+    # The maximum wait counts from the first enqueue: 100 s after it, not after the re-queue.
+    acd.no_answer("early", "a1")
+    clock.advance(64)
+    assert not any(isinstance(d, Overflow) for d in acd.tick())
+    clock.advance(1)
+    overflowed = [d.call_id for d in acd.tick() if isinstance(d, Overflow)]
+    assert overflowed == ["early"]
+
+
+def test_route_waiting_offers_requeued_calls_in_arrival_order() -> None:
+    acd, clock = engine(agents=1, announce_interval=0, wrapup_seconds=0)
+    acd.login("a1")
+    start = clock.now()
+    clock.advance(50)
+    for index in (3, 1, 2, 0):  # taken over in any order
+        assert acd.enqueue(f"c{index}", "q", enqueued_at=start + index, route=False) == []
+    served = []
+    decisions = acd.route_waiting()
+    for _ in range(4):
+        (call_id, agent_id), = offers(decisions)
+        served.append(call_id)
+        acd.answered(call_id, agent_id)
+        decisions = acd.call_ended(agent_id)
+    assert served == ["c0", "c1", "c2", "c3"]
+    assert acd.route_waiting() == []  # nothing left to offer
+
+
+def test_a_ring_taken_over_after_a_restart_is_settled_like_any_offer() -> None:
+    """resume_offer: the agent rings for the call again without a new Offer; answered connects; the ring
+    timeout counts from the first ring and is RONA; a failed leg (no_answer) is RONA, the call keeps its place."""
+    acd, clock = engine(ring_timeout=15, announce_interval=0, max_wait=1000)
+    acd.login("a1", ready=False)
+    acd.login("a2", ready=False)
+    started = clock.now()
+    clock.advance(10)
+    acd.enqueue("c", "q", enqueued_at=started - 5, route=False)
+    decisions = acd.resume_offer("c", "a1", ring_started=started)
+    assert offers(decisions) == [] and acd.agent("a1").state == "ringing"
+    with pytest.raises(AcdError):
+        acd.resume_offer("c", "a2")  # one ringing leg per call taken over
+    left = [d for d in acd.answered("c", "a1") if isinstance(d, CallLeft)]
+    assert left[0].outcome == "answered" and left[0].wait_seconds == pytest.approx(15)
+    # Still ringing: the ring timeout counts from the first ring (15 s after it, 5 s from now).
+    acd.enqueue("d", "q", enqueued_at=clock.now(), route=False)
+    acd.resume_offer("d", "a2", ring_started=clock.now() - 10)
+    clock.advance(4)
+    assert acd.tick() == []
+    clock.advance(1)
+    timed_out = acd.tick()
+    assert [(d.call_id, d.agent_id, d.reason) for d in timed_out if isinstance(d, CancelOffer)] == \
+        [("d", "a2", "ring_timeout")]
+    assert acd.agent("a2").state == "not_ready" and acd.agent("a2").reason == "no_answer"
+    assert acd.call("d") is not None  # still waiting, in its place
+
+
+def test_a_requeued_caller_hears_announcements_on_the_same_beat() -> None:
+    """announce_from: a caller taken over after a restart gets no announcement at once, but the next one
+    on the schedule they had (every announce_interval from the one that was due)."""
+    acd, clock = engine(announce_interval=30, max_wait=1000)
+    acd.login("a1", ready=False)
+    announced = [d for d in acd.enqueue("c", "q") if isinstance(d, Announce)]
+    assert len(announced) == 1
+    due = acd.next_announcement("c")
+    assert due == clock.now() + 30
+    acd.abandon("c")  # the old process's view of it is gone; the new one re-queues it 40 s later
+    clock.advance(40)
+    assert not [d for d in acd.enqueue("c", "q", enqueued_at=clock.now() - 40, announce_from=due)
+                if isinstance(d, Announce)]
+    assert acd.next_announcement("c") == due + 30  # 60 s after the first one: on the same beat
+    clock.advance(19)
+    assert not [d for d in acd.tick() if isinstance(d, Announce)]
+    clock.advance(1)
+    assert [d.call_id for d in acd.tick() if isinstance(d, Announce)] == ["c"]

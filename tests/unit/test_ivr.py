@@ -206,3 +206,81 @@ def test_simulate_help_says_the_default_is_now(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["flows", "simulate", "--help"])
     assert "default: now" in " ".join(capsys.readouterr().out.split())
+
+
+def _demo_flows() -> object:
+    flows, errors = load_flows([REPO / "ivr_flows"])
+    assert errors == []
+    return flow_set(flows)
+
+
+def test_resume_point_same_version_same_node_or_start() -> None:
+    """A caller taken over after a restart: their node when the flow is unchanged, the node of the same
+    id when the flow changed, the start when that node is gone, nothing when the flow is gone; the
+    moment's variables (now, time…) are recomputed, the collected ones kept."""
+    from controller.ivr.runner import resume_point
+    flows = _demo_flows()
+    version = flows.flows["hotline"].version  # type: ignore[attr-defined]
+    saved = {"flow": "hotline", "version": version, "node": "main_menu",
+             "variables": {"tier": "vip", "now": "2020-01-01T00:00:00", "time": "00:00"}}
+    point = resume_point(flows, saved)  # type: ignore[arg-type]
+    assert point is not None and (point.flow_id, point.node, point.how) == ("hotline", "main_menu", "same_version")
+    assert point.variables == {"tier": "vip"}
+    point = resume_point(flows, {**saved, "version": "0123456789ab"})  # type: ignore[arg-type]
+    assert point is not None and (point.node, point.how) == ("main_menu", "same_node")
+    point = resume_point(flows, {**saved, "version": "0123456789ab", "node": "gone"})  # type: ignore[arg-type]
+    assert point is not None and (point.node, point.how) == (None, "start")
+    assert resume_point(flows, {**saved, "flow": "no_such_flow"}) is None  # type: ignore[arg-type]
+
+
+async def test_a_flow_resumed_at_a_menu_replays_it_and_reports_each_node() -> None:
+    """run_flow from a saved node with saved variables: the menu's prompt is played again, the key
+    pressed now routes on, and each node entered is reported with the variables (sensitive ones left out)."""
+    from controller.ivr.runner import run_flow
+    flows = _demo_flows()
+    entered: list[tuple[str, str, dict[str, object]]] = []
+    sim = SimulatedPort(did="4008001234", dtmf="2 2", http_answers=BALANCE)
+    result = await run_flow(flows, "hotline", sim, start_node="main_menu",  # type: ignore[arg-type]
+                            variables={"tier": "vip"}, on_node=lambda f, n, v, _a: entered.append((f, n, dict(v))))
+    assert result.visited[:2] == ["main_menu", "bill_lookup"]
+    assert [n for _, n, _ in entered][:2] == ["main_menu", "bill_lookup"]
+    assert entered[0][2]["tier"] == "vip"
+    assert sim.played, "the menu's prompt is played again"
+
+
+async def test_a_flow_settled_at_its_queue_node_goes_on_by_the_outcome() -> None:
+    """After a talk resumed by a new process: the queue node is not run again (no new enqueue), the flow
+    goes on from its route for the visit's outcome, with the queue variables set."""
+    from controller.ivr.nodes.queue import QueueNode
+    from controller.ivr.port import QueueOutcome
+    from controller.ivr.runner import run_flow
+    flows = _demo_flows()
+    sim = SimulatedPort(did="4008001234", dtmf="5", http_answers=BALANCE)
+    outcome = QueueOutcome("answered_then_ended", agent_id="1001")
+
+    def settled(node: object, ctx: object) -> object:
+        assert isinstance(node, QueueNode)
+        return node.after(ctx, outcome)  # type: ignore[arg-type]
+    result = await run_flow(flows, "hotline", sim, start_node="general", settled=settled)  # type: ignore[arg-type]
+    assert result.visited[:2] == ["general", "survey"]
+    assert sim.queued == []  # not queued again
+    assert result.variables["agent_id"] == "1001"
+
+
+async def test_a_menu_resumed_goes_on_with_the_attempts_it_had_left() -> None:
+    """The ivr part keeps a menu's failed attempts; resumed with 2 of its 3 used, the menu asks once more
+    and then takes its default route; each failed attempt is reported (and a changed flow starts afresh)."""
+    from controller.ivr.runner import resume_point, run_flow
+    flows = _demo_flows()
+    menu = flows.flows["hotline"].nodes["main_menu"]  # type: ignore[attr-defined]
+    assert menu["retries"] == 3
+    reports: list[tuple[str, int]] = []
+    sim = SimulatedPort(did="4008001234", dtmf="", http_answers=BALANCE)
+    result = await run_flow(flows, "hotline", sim, start_node="main_menu", attempts_used=2,  # type: ignore[arg-type]
+                            on_node=lambda _f, node, _v, attempts: reports.append((node, attempts)))
+    assert result.visited[:2] == ["main_menu", menu["default"]]
+    assert reports[:2] == [("main_menu", 2), ("main_menu", 3)]
+    version = flows.flows["hotline"].version  # type: ignore[attr-defined]
+    saved = {"flow": "hotline", "version": version, "node": "main_menu", "attempts": 2, "variables": {}}
+    assert resume_point(flows, saved).attempts_used == 2  # type: ignore[arg-type,union-attr]
+    assert resume_point(flows, {**saved, "version": "x"}).attempts_used == 0  # type: ignore[arg-type,union-attr]

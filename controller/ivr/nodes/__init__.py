@@ -68,6 +68,19 @@ class Context:
     pending_key: str | None = None  # a key that barged into a prompt: it answers the next menu
     sensitive: set[str] = field(default_factory=set)  # variables that hold sensitive input
     ended: str | None = None  # "hangup" once a hangup node ran
+    # A resumed call: the attempts its node (menu, collect) had already used; the node's first run goes on
+    # after them. `on_attempt_failed(n)` is told each failed attempt (the live-call picture keeps it).
+    attempts_used: int = 0
+    on_attempt_failed: Callable[[int], None] | None = None
+
+    def attempts(self, retries: int) -> range:
+        """The attempts a node with `retries` has left (all of them, except on a resumed call's first node)."""
+        used, self.attempts_used = self.attempts_used, 0
+        return range(min(used, retries), retries)
+
+    def attempt_failed(self, attempt: int) -> None:
+        if self.on_attempt_failed is not None:
+            self.on_attempt_failed(attempt + 1)
 
     def render(self, template: Any, escape: Callable[[str], str] | None = None) -> str:
         """Fill `{name}` placeholders from the variables (unset: empty), each value through `escape`."""

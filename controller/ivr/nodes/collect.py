@@ -41,7 +41,7 @@ class CollectNode(Node):
 
     async def run(self, ctx: Context) -> Next:
         pattern = re.compile(self["pattern"]) if self["pattern"] else None
-        for attempt in range(self["retries"]):
+        for attempt in ctx.attempts(self["retries"]):
             result = await ask(ctx, self, self["prompt"], max_digits=self["max_digits"],
                                min_digits=self["min_digits"], terminator=self["terminator"] or None,
                                timeout=self["timeout"], inter_digit_timeout=self["inter_digit_timeout"],
@@ -51,6 +51,7 @@ class CollectNode(Node):
             if digits and valid:
                 collected(ctx, self, self["variable"], digits)
                 return self["next"]  # type: ignore[no-any-return]
+            ctx.attempt_failed(attempt)
             if attempt + 1 < self["retries"]:
                 await self.play(ctx, self["invalid_prompt"] if digits else self["timeout_prompt"])
         return self["failure"]  # type: ignore[no-any-return]

@@ -35,11 +35,12 @@ class MenuNode(Node):
 
     async def run(self, ctx: Context) -> Next:
         options = {str(key): target for key, target in self["options"].items()}
-        for attempt in range(self["retries"]):
+        for attempt in ctx.attempts(self["retries"]):
             result = await ask(ctx, self, self["prompt"], timeout=self["timeout"])
             if result.digits in options:
                 collected(ctx, self, self["variable"], result.digits)
                 return str(options[result.digits])
+            ctx.attempt_failed(attempt)
             if attempt + 1 < self["retries"]:
                 await self.play(ctx, self["timeout_prompt"] if not result.digits else self["invalid_prompt"])
         return self["default"]  # type: ignore[no-any-return]

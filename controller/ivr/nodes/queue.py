@@ -6,7 +6,7 @@ from typing import Any
 from controller.ivr import expr
 from controller.ivr.flow import Report
 from controller.ivr.nodes import Context, Next, Node, Param
-from controller.ivr.port import QueueRequest
+from controller.ivr.port import QueueOutcome, QueueRequest
 
 
 class QueueNode(Node):
@@ -56,7 +56,11 @@ class QueueNode(Node):
         names = self["data"] if self["data"] is not None else [n for n in ctx.variables if n != "now"]
         data = {str(n): expr.lookup(ctx.shareable_variables(), str(n)) for n in names}
         request = QueueRequest(ctx.render(self["queue"]), dict(self["skills"]), self._priority(ctx), data)
-        outcome = await ctx.port.enqueue(request)
+        return self.after(ctx, await ctx.port.enqueue(request))
+
+    def after(self, ctx: Context, outcome: QueueOutcome) -> Next:
+        """Where the flow goes when the queue visit is over (also for a call whose talk was resumed by a
+        new controller process: the flow goes on from here)."""
         ctx.set("queue_result", outcome.result)
         ctx.set("agent_id", outcome.agent_id)
         ctx.set("overflow_target", outcome.overflow_target)

@@ -70,27 +70,39 @@ class AcdQueueing:
         return [call for call in calls if call["call_id"] != session.call_id][:5]
 
     async def _visit(self, session: CallSession, request: QueueRequest, waited: float) -> QueueOutcome:
-        queue = self.acd.queue_configs.get(request.queue)
+        resumed = self.acd.queue_resume.take(session.call_id)  # a visit taken over after a restart goes on
+        queue = resumed.queue if resumed is not None else self.acd.queue_configs.get(request.queue)
         if queue is None:
             log.error("call %s: no queue %r in the configuration", session.call_id, request.queue)
             return QueueOutcome("unavailable")
-        waiting = QueueCall(session, queue, request, phone_dial=self.acd.config.asterisk.phone_dial)
+        waiting = resumed or QueueCall(session, queue, request, phone_dial=self.acd.config.asterisk.phone_dial)
+        waiting.on_legs_changed = lambda: self.acd.queue_resume.save_ring(waiting)
         self.acd.calls[session.call_id] = waiting
         session.state = "queued"
-        session.data.update(request.data)
-        session.records.event(session.call_id, "queued", queue=queue.name, priority=request.priority)
-        self.acd.records.enqueued(session.call_id, queue.name, request.priority)
+        session.data.update(waiting.request.data)
+        session.persist()
+        if resumed is None:
+            session.records.event(session.call_id, "queued", queue=queue.name, priority=request.priority)
+            self.acd.records.enqueued(session.call_id, queue.name, request.priority)
         try:
-            await session.answer()
-            await waiting.hold(self.acd.config.asterisk.moh_class)
-            if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
-                waiting.history = await self._caller_history(session)
-            decisions = self.acd.engine.enqueue(session.call_id, queue.name, priority=request.priority,
-                                                skills=dict(request.skills), data=dict(request.data), waited=waited)
-            view = self.acd.engine.call(session.call_id)
-            self.acd.publish("call.queued", call_id=session.call_id, queue=queue.name, priority=request.priority,
-                             skills=dict(request.skills), position=view.position if view else 0)
-            self.acd.apply(decisions)
+            if resumed is None:
+                await session.answer()
+                await waiting.hold(self.acd.config.asterisk.moh_class)
+                if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
+                    waiting.history = await self._caller_history(session)
+                decisions = self.acd.engine.enqueue(session.call_id, queue.name, priority=request.priority,
+                                                    skills=dict(request.skills), data=dict(request.data),
+                                                    waited=waited)
+                view = self.acd.engine.call(session.call_id)
+                self.acd.publish("call.queued", call_id=session.call_id, queue=queue.name,
+                                 priority=request.priority, skills=dict(request.skills),
+                                 position=view.position if view else 0)
+                self.acd.apply(decisions)
+            elif waiting.holding is None and waiting.answered_meanwhile is None:
+                await waiting.hold(self.acd.config.asterisk.moh_class)  # its holding bridge was gone
+            self.acd.queue_resume.save(waiting)
+            if waiting.answered_meanwhile is not None:
+                return await self.acd.call_control.connect(waiting, waiting.answered_meanwhile)
             step = await waiting.next_step(lambda announce: self._announce(waiting, announce),
                                            lambda agent_id, leg, outcome: self._ring_failed(waiting, agent_id,
                                                                                            leg, outcome))
@@ -122,11 +134,13 @@ class AcdQueueing:
         leg = waiting.legs.get(agent_id)
         result = "picked_up" if reason == "picked_up" else "no_answer"
         self.acd.records.offer(waiting.call_id, agent_id, leg.ring_seconds() if leg else 0.0, result)
+        self.acd.queue_resume.save(waiting)
         waiting.session.records.event(waiting.call_id, "agent_no_answer" if result == "no_answer" else "picked_up",
                                       agent_id=agent_id, status=reason.upper())
 
     def _ring_failed(self, waiting: QueueCall, agent_id: str, leg: Leg, outcome: DialOutcome) -> None:
         self.acd.records.offer(waiting.call_id, agent_id, leg.ring_seconds(), outcome.status.lower())
+        self.acd.queue_resume.save(waiting)
         waiting.session.records.event(waiting.call_id, "agent_no_answer", agent_id=agent_id, status=outcome.status)
         reason = "busy" if outcome.status == "BUSY" else "no_answer"
         with contextlib.suppress(AcdError):

@@ -47,6 +47,7 @@ from controller.media.say import say_digits
 from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.call_control import AcdCallControl
+from controller.plugins.acd.queue_resume import QueueResume
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
@@ -115,6 +116,7 @@ class AcdService:
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
         self.outbound = AgentOutbound(self)
         self.queueing = AcdQueueing(self)
+        self.queue_resume = QueueResume(self)  # waiting callers and rings taken over after a restart
         self.call_control = AcdCallControl(self)
         # Set by the application: the live-call picture (the capabilities persist their parts in it) and ARI
         # (to clean up what is left of a call that ended while no process was there).
@@ -267,6 +269,7 @@ class AcdService:
         self._replan.set()
 
     def _call_left(self, left: CallLeft) -> None:
+        self.queue_resume.left(left.call_id)
         waiting = self.calls.get(left.call_id)
         if waiting is not None:
             waiting.left = True

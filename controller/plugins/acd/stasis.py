@@ -108,6 +108,11 @@ class QueueCall:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.on_party_left: Callable[[Leg], None] | None = None
         self.on_agent_left: Callable[[], None] = lambda: None  # the agent left while others stay
+        self.on_legs_changed: Callable[[], None] = lambda: None  # an agent's phone started or stopped ringing
+        # Taken over after a restart: the visit is open already (records, engine, holding bridge), and the
+        # agent leg that answered while no process was there, if one did.
+        self.resumed = False
+        self.answered_meanwhile: Answered | None = None
         # While connected: the talk bridge, the agent's leg, when the talk started (clock time), and what saves
         # the call's "talk" part of the live-call picture after a change (call control installs it).
         self.talk_bridge: Bridge | None = None
@@ -188,6 +193,7 @@ class QueueCall:
                 await self.hang_up_legs()
                 return Answered(agent_id, leg)
             del self.legs[agent_id]
+            self.on_legs_changed()
             await leg.hangup()
             on_ring_failed(agent_id, leg, outcome)
 
@@ -216,10 +222,13 @@ class QueueCall:
         if failed is not None:
             del self.legs[offer.agent_id]
             on_ring_failed(offer.agent_id, leg, failed)
+        else:
+            self.on_legs_changed()
 
     async def _cancel(self, agent_id: str) -> None:
         leg = self.legs.pop(agent_id, None)
         if leg is not None:
+            self.on_legs_changed()
             await leg.hangup()
 
     async def hang_up_legs(self) -> None:

@@ -24,6 +24,14 @@ class AcdRecords:
         self._store.write("INSERT INTO queue_calls (call_id, queue, enqueued_at, priority) VALUES (?, ?, ?, ?)",
                           (call_id, queue, self._now(), priority))
 
+    def offers_of(self, call_id: str) -> list[dict[str, Any]]:
+        """The offers of the call's queue visit in progress so far (kept in the live-call picture)."""
+        return list(self._offers.get(call_id, []))
+
+    def resume_visit(self, call_id: str, offers: list[dict[str, Any]]) -> None:
+        """A queue visit taken over after a restart: its record is open already; its offers so far go on."""
+        self._offers[call_id] = list(offers)
+
     def offer(self, call_id: str, agent_id: str, ring_seconds: float, result: str) -> None:
         """An agent's phone rang for the call: how long, and how it ended (answered, no_answer, busy, ...)."""
         offers = self._offers.setdefault(call_id, [])

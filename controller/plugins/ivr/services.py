@@ -19,11 +19,14 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.ivr.flow import is_plain, static_prompts
-from controller.ivr.port import HttpResponse, Prompt
+from controller.ivr.flow import FlowSet, is_plain, static_prompts
+from controller.ivr.nodes.queue import QueueNode
+from controller.ivr.port import HttpResponse, Prompt, QueueOutcome, QueueRequest
 from controller.ivr.repository import FlowRepository, LoadResult
-from controller.ivr.runner import run_flow
+from controller.ivr.runner import FlowResult, NodeEntered, resume_point, run_flow
 from controller.lookup import caller_region
+from controller.plugins.calls.live_state import LiveCallState
+from controller.plugins.calls.services import CallHandler, Resumption
 from controller.plugins.calls.session import CallSession
 from controller.plugins.ivr.ari_port import AriCallPort, Enqueuer
 from controller.plugins.recordings.services import RecordingError, RecordingService
@@ -32,6 +35,8 @@ from controller.store.db import Store
 log = logging.getLogger("controller.ivr")
 
 Publish = Callable[..., Any]
+#: What a call does when its talk, resumed by a new process, is over (see `AcdService.after_resumed_talk`).
+AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 MediaFor = Callable[[Prompt], Awaitable[str]]
 
 
@@ -71,6 +76,8 @@ class IvrService:
         self._warm_wanted = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.load_errors: list[str] = []  # of the last load or reload attempt
+        self.live: LiveCallState | None = None  # the live-call picture: the "ivr" part (set by the app)
+        self.flows_resumed = 0
 
     def load(self) -> list[str]:
         """Load the flows at start-up; errors are logged and the calls get the fallback route."""
@@ -163,7 +170,69 @@ class IvrService:
             except RecordingError as exc:
                 log.error("call %s: %s", session.call_id, exc)  # the call goes on, unrecorded
         self.flows_run += 1
-        result = await run_flow(snapshot, flow_id, port)
+        result = await run_flow(snapshot, flow_id, port, on_node=self._saver(session, snapshot))
+        await self._after_flow(session, flow_id, result)
+
+    def _saver(self, session: CallSession, snapshot: FlowSet) -> NodeEntered:
+        """Saves the "ivr" part of the live-call picture as each node starts: flow, its version, node, and
+        the variables so far (sensitive ones are never stored: a resumed flow asks for them again)."""
+        def save(flow_id: str, node: str, variables: dict[str, Any], attempts: int) -> None:
+            if self.live is not None:
+                flow = snapshot.flows.get(flow_id)
+                self.live.save(session.call_id, "ivr", {
+                    "flow": flow_id, "version": flow.version if flow else "", "node": node, "attempts": attempts,
+                    "variables": {k: v for k, v in variables.items() if is_plain(v)}})
+        return save
+
+    async def resume(self, resumption: Resumption) -> CallHandler | None:
+        """A caller of a previous process, in its flow: go on at the node they were in (its prompt played
+        again) with the variables collected so far; if that flow changed, at the node of the same id;
+        if that node is gone, at the flow's start (`resume_point`). A queue node takes the visit the ACD
+        prepared (`QueueResume`), so a waiting caller keeps their place."""
+        saved = resumption.parts["ivr"]
+        snapshot = self.repository.snapshot
+        point = resume_point(snapshot, saved)
+        if point is None:
+            resumption.notes.append(f"ivr: flow {saved.get('flow')!r} is no longer live")
+            return None
+
+        async def go_on(session: CallSession) -> None:
+            self.flows_resumed += 1
+            session.records.event(session.call_id, "flow_resumed", flow=point.flow_id, node=point.node, how=point.how)
+            if point.node is None:  # the caller's flow starts again: their recording policy, too
+                session.recording_policy = snapshot.flows[point.flow_id].recording
+            result = await run_flow(snapshot, point.flow_id, self._port(session), start_node=point.node,
+                                    variables=point.variables, on_node=self._saver(session, snapshot),
+                                    attempts_used=point.attempts_used)
+            await self._after_flow(session, point.flow_id, result)
+
+        log.info("call %s: flow %s goes on at %s (%s)", resumption.session.call_id, point.flow_id,
+                 point.node or "its start", point.how)
+        return go_on
+
+    def after_resumed_talk(self, otherwise: AfterTalk) -> AfterTalk:
+        """What a call whose talk a new process resumed does when the talk is over: the flow goes on from
+        its queue node as if the visit had ended in this process (`answered` route: a survey, goodbye…).
+        A transfer to a queue, or a call with no flow to go on with, is left to `otherwise`."""
+        async def go_on(session: CallSession, outcome: QueueOutcome, request: QueueRequest) -> None:
+            snapshot = self.repository.snapshot
+            saved = (await self.live.load_all()).get(session.call_id, {}).get("ivr") if self.live else None
+            point = resume_point(snapshot, saved) if saved else None
+            node = snapshot.flows[point.flow_id].nodes.get(point.node) if point and point.node else None
+            if point is None or not isinstance(node, QueueNode) \
+                    or (outcome.overflow_target or "").startswith("queue:"):
+                await otherwise(session, outcome, request)
+                return
+            session.records.event(session.call_id, "flow_resumed", flow=point.flow_id, node=point.node,
+                                  how=point.how, after="talk")
+            result = await run_flow(snapshot, point.flow_id, self._port(session), start_node=point.node,
+                                    variables=point.variables, on_node=self._saver(session, snapshot),
+                                    settled=lambda _node, ctx: node.after(ctx, outcome))
+            await self._after_flow(session, point.flow_id, result)
+        return go_on
+
+    async def _after_flow(self, session: CallSession, flow_id: str, result: FlowResult) -> None:
+        """The flow has ended: keep its variables, record how, and never leave the caller in silence."""
         session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
         self._overflow_went(session, result.ended)  # the flow ended right after the queue overflowed
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
