@@ -72,7 +72,7 @@ async def test_ivr_to_queue_event_sequence_on_websocket_and_webhook(
                 task.cancel()
         types = [e["type"] for e in events]
         order = ["call.offered", "ivr.node_entered", "ivr.input_collected", "call.queued", "call.ringing",
-                 "call.answered", "call.ended"]
+                 "call.answered", "call.completed", "call.ended"]
         positions = [types.index(kind) for kind in order]
         assert positions == sorted(positions), types
         schemas = all_schemas()
@@ -93,10 +93,11 @@ async def test_ivr_to_queue_event_sequence_on_websocket_and_webhook(
         assert [e["seq"] for e in receiver.events] == [e["seq"] for e in events]
         assert receiver.problems() == []
 
-        # The agent's own token got the call's ringing, answer and end; a colleague's token none of
+        # The agent's own token got the call's ringing, answer, completion and end; a colleague's token none of
         # this call, but its own log-in (the filter lets the right things through).
         mine = [(e["type"], e["call_id"]) for e in agent_events["1001"] if e["call_id"] == call_id]
-        assert mine == [("call.ringing", call_id), ("call.answered", call_id), ("call.ended", call_id)], mine
+        assert mine == [("call.ringing", call_id), ("call.answered", call_id), ("call.completed", call_id),
+                        ("call.ended", call_id)], mine
         assert all(e["agent_id"] == "1001" for e in agent_events["1001"])
         assert [e for e in agent_events["1002"] if e["call_id"] == call_id] == []
         assert ("agent.state_changed", "1002") in {(e["type"], e["agent_id"]) for e in agent_events["1002"]}
