@@ -87,8 +87,8 @@ async def test_a_number_dialled_on_the_agents_phone_is_called_bridged_and_record
         [("customer", "far_end", 16)], record["events"]
     # Events are published once committed, so the log-in and not-ready of before may still reach the new
     # socket: this call's part starts with its call.offered.
-    start = next(i for i, e in enumerate(events) if e["call_id"] == call_id)
-    mine = [e for e in events[start:] if e["call_id"] == call_id or e["agent_id"] == "1001"]
+    first = next(i for i, e in enumerate(events) if e["call_id"] == call_id)
+    mine = [e for e in events[first:] if e["call_id"] == call_id or e["agent_id"] == "1001"]
     types = [e["type"] for e in mine]
     assert types[:5] == ["call.offered", "agent.state_changed", "call.dialing", "call.answered",
                          "agent.state_changed"], types
