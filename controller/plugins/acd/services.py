@@ -44,7 +44,7 @@ from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.stasis import Answered, CallControl, LeftQueue, Monitor, QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
-from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
+from controller.plugins.calls.legs import Bridge, DialOutcome, Leg, start_snoop
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError, RecordingService
 
@@ -743,9 +743,8 @@ class AcdService:
                 await talk.add(monitor.supervisor.channel_id)
         else:
             snoop_id = new_id("snoop")
-            session.dispatcher.claim(snoop_id, session)
-            await session.ari.snoop(agent_leg.channel_id, snoop_id, app=self.config.ari.app, app_args="snoop",
-                                    spy="both", whisper="out" if mode == "whisper" else "none")
+            await start_snoop(session, agent_leg.channel_id, snoop_id, app=self.config.ari.app, spy="both",
+                              whisper="out" if mode == "whisper" else "none")
             await monitor.bridge.add(snoop_id)
             monitor.snoop_id = snoop_id
         monitor.mode = mode
