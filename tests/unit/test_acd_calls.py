@@ -68,6 +68,7 @@ class FakeAri:
         self.playing: dict[str, str] = {}  # playback id -> channel id
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
+        self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
 
     async def answer(self, channel_id: str) -> None:
         pass
@@ -130,6 +131,8 @@ class FakeAri:
         self.bridges[bridge_id].discard(channel_id)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
+        if self.slow_destroy is not None:
+            await self.slow_destroy.wait()
         self.bridges.pop(bridge_id, None)
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
@@ -259,6 +262,19 @@ async def test_during_a_consultation_other_commands_wait_and_hanging_up_complete
     assert (await (await rig.command("hangup")))["state"] == "transferred"
     await settle()
     assert agent_leg not in rig.ari.channels and rig.ari.bridge_of(CALLER) == {CALLER, consulted}
+
+
+async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_connected(rig: Rig) -> None:
+    rig.ari.slow_destroy = asyncio.Event()  # a busy Asterisk: the caller's holding bridge goes slowly
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    rig.answer(rig.ari.last_leg())
+    await settle()
+    assert rig.agent("a1") == ("talking", None)  # what the agent's desk (and the API) shows now
+    hold = await rig.command("hold")
+    assert not hold.done()  # not refused ("not connected to an agent"): it waits for the call
+    rig.ari.slow_destroy.set()
+    assert (await hold)["state"] == "held"
 
 
 async def test_a_supervisors_snoop_is_bridged_only_once_it_is_in_our_application(rig: Rig) -> None:

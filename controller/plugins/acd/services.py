@@ -399,6 +399,10 @@ class AcdService:
         try:
             if queue_answer:
                 self.apply(self.engine.answered(session.call_id, answered.agent_id))
+            # The agent is talking from now on (their desk and the API say so): their commands are taken
+            # from now on too, and wait in the call's inbox until the call is bridged (`talk`).
+            waiting.agent_id = answered.agent_id
+            waiting.on_agent_left = lambda: self._agent_done(waiting, answered.agent_id)
             session.state = "talking"
             session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
             await waiting.unhold()
@@ -406,8 +410,6 @@ class AcdService:
                 prompt = self._agent_number_prompt(agent, session.language)
                 session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                 await self._announce_to_caller(session, prompt)
-            waiting.agent_id = answered.agent_id
-            waiting.on_agent_left = lambda: self._agent_done(waiting, answered.agent_id)
             await self._record_by_policy(waiting, answered.agent_id)
             return await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
                 waiting, command, bridge, leg))
