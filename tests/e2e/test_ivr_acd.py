@@ -112,7 +112,6 @@ async def test_wrong_key_three_times_reaches_the_default_route(
     process = await start_controller(tmp_path)
     stop_after.append(process)
     # Each wrong key is pressed while the menu prompt plays (barge-in), after the "invalid" prompt.
-    # Keys in ascending order: see `Dtmf` (the captures come from one recording, 0 to 9).
     caller = Caller(HOTLINE, steps=[Pause(8000), Dtmf("6"), Pause(5000), Dtmf("7"), Pause(5000), Dtmf("8"),
                                     Pause(7000)])
     result = await caller.run()
