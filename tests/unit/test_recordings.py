@@ -6,10 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from controller.ari.dispatcher import Dispatcher
-from controller.ari.errors import ChannelGone
+from controller.ari.errors import AriError, ChannelGone
 from controller.ari.models import Channel, StasisStart
 from controller.config import Config
+from controller.plugins.calls.legs import start_snoop
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingService
 
@@ -68,6 +71,7 @@ class SnoopingAri:
         self.snooped: list[str] = []
         self.in_stasis: set[str] = set()
         self.recorded: list[str] = []
+        self.hung_up: list[str] = []
 
     async def snoop(self, channel_id: str, snoop_id: str, **kwargs: Any) -> None:
         self.snooped.append(snoop_id)
@@ -78,7 +82,7 @@ class SnoopingAri:
         self.recorded.append(channel_id)
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
-        pass
+        self.hung_up.append(channel_id)
 
 
 class Swallow:
@@ -86,12 +90,24 @@ class Swallow:
         return lambda *args, **kwargs: None
 
 
+def call_session(ari: SnoopingAri, dispatcher: Dispatcher) -> CallSession:
+    caller = Channel("caller", "caller", "Up", "13900000000", "", "", "", "", "", "zh", "", {})
+    return CallSession(call_id="C1", channel=caller, did="100", direction="inbound", ari=ari,  # type: ignore[arg-type]
+                       dispatcher=dispatcher, records=Swallow(), app_name="ccc",  # type: ignore[arg-type]
+                       fallback_context="fallback")
+
+
+async def test_a_snoop_that_never_enters_our_application_is_an_error_and_is_hung_up() -> None:
+    ari, dispatcher = SnoopingAri(), Dispatcher(lambda event: None)
+    session = call_session(ari, dispatcher)
+    with pytest.raises(AriError, match="did not enter the application"):
+        await start_snoop(session, "caller", "snoop-1", app="ccc", spy="both", timeout=0.05)
+    assert ari.hung_up == ["snoop-1"] and dispatcher.owner_of("snoop-1") is session
+
+
 async def test_the_call_is_recorded_once_the_snoop_channel_is_in_our_application() -> None:
     ari, dispatcher = SnoopingAri(), Dispatcher(lambda event: None)
-    caller = Channel("caller", "caller", "Up", "13900000000", "", "", "", "", "", "zh", "", {})
-    session = CallSession(call_id="C1", channel=caller, did="100", direction="inbound", ari=ari,  # type: ignore[arg-type]
-                          dispatcher=dispatcher, records=Swallow(), app_name="ccc",  # type: ignore[arg-type]
-                          fallback_context="fallback")
+    session = call_session(ari, dispatcher)
     service = RecordingService(config=Config(), ari=ari, index=Swallow(), publish=lambda *a, **k: None)  # type: ignore[arg-type]
     start = asyncio.create_task(service.start(session, queue="sales", agent_id="a1", reason="queue_policy"))
     for _ in range(20):

@@ -169,6 +169,8 @@ async def start_snoop(session: CallSession, channel_id: str, snoop_id: str, *, a
             async with asyncio.timeout(timeout):
                 await waiter.in_stasis
         except TimeoutError:
+            with contextlib.suppress(AriError):
+                await session.ari.hangup(snoop_id)  # it may still come: not left behind in Stasis
             raise AriUnavailable("POST", f"/channels/{channel_id}/snoop/{snoop_id}", 0,
                                  f"the snoop channel did not enter the application within {timeout:g} s") from None
     finally:
