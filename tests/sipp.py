@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import shutil
 import signal
 import socket
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +48,9 @@ class Dtmf:
     """Press keys, one RFC 2833 capture each, `gap_ms` apart (Asterisk needs ~1 s between digits).
 
     SIPp's captures were cut from one recording of the keys 0-9 in order: same SSRC, RTP sequence
-    numbers and timestamps rising with the key. A key whose capture is older than the previous
-    key's (6 after 8) is taken by Asterisk as a late duplicate and never reported, so within one
-    call press different keys in ascending order (repeating the same key works).
+    numbers and timestamps rising with the key. Asterisk drops an event whose timestamp is not newer
+    than the last one's as a duplicate, so a key repeated in a call (or 6 after 8) would never be
+    reported: such a press plays a copy of the capture moved after the previous press (`_pcap_after`).
     """
 
     digits: str
@@ -158,6 +160,44 @@ def _ack_error(did: str, caller: str, cseq: int) -> str:
 """
 
 
+def _rtp_offsets(capture: bytes) -> list[tuple[int, int]]:
+    """(RTP header, UDP header) offsets of each packet of a little-endian pcap of RTP over UDP/IPv4."""
+    assert struct.unpack_from("<I", capture, 0)[0] == 0xA1B2C3D4, "not a little-endian pcap"
+    link = {1: 14, 113: 16}[struct.unpack_from("<I", capture, 20)[0]]  # Ethernet or Linux cooked
+    offsets, position = [], 24
+    while position + 16 <= len(capture):
+        ip = position + 16 + link
+        udp = ip + (capture[ip] & 0x0F) * 4
+        offsets.append((udp + 8, udp))
+        position += 16 + struct.unpack_from("<I", capture, position + 8)[0]
+    return offsets
+
+
+def _pcap_after(pcap: Path, last: tuple[int, int]) -> tuple[Path, tuple[int, int]]:
+    """`pcap`, or a copy of it whose RTP sequence numbers and timestamps come after `last` (the last
+    key's (sequence number, timestamp)); returns the capture to play and its own last pair."""
+    capture = bytearray(pcap.read_bytes())
+    offsets = _rtp_offsets(capture)
+    first_seq, first_ts = struct.unpack_from(">HI", capture, offsets[0][0] + 2)
+    if first_seq > last[0] and first_ts > last[1]:
+        end_seq, end_ts = struct.unpack_from(">HI", capture, offsets[-1][0] + 2)
+        return pcap, (end_seq, end_ts)
+    seq_shift, ts_shift = last[0] + 50 - first_seq, last[1] + 16000 - first_ts  # 50 packets, 2 s later
+    for rtp, udp in offsets:
+        seq, ts = struct.unpack_from(">HI", capture, rtp + 2)
+        struct.pack_into(">HI", capture, rtp + 2, (seq + seq_shift) & 0xFFFF, (ts + ts_shift) & 0xFFFFFFFF)
+        struct.pack_into(">H", capture, udp + 6, 0)  # no UDP checksum (allowed over IPv4)
+    moved = _moved_captures() / f"{pcap.stem}-{seq_shift}-{ts_shift}.pcap"
+    moved.write_bytes(capture)
+    end_seq, end_ts = struct.unpack_from(">HI", capture, offsets[-1][0] + 2)
+    return moved, (end_seq, end_ts)
+
+
+@functools.cache
+def _moved_captures() -> Path:
+    return Path(tempfile.mkdtemp(prefix="ccc-dtmf-"))
+
+
 def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
                  refused: bool = False) -> str:
     """A caller's scenario; `auth`: a phone answering Asterisk's challenge (401) with its password
@@ -194,6 +234,7 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
   </send>
 """]
     ends_with_their_bye = False
+    last_rtp = (-1, -1)  # the RTP sequence number and timestamp of the last key pressed
     for step in steps:
         if isinstance(step, Pause):
             parts.append(f'  <pause milliseconds="{step.ms}"/>\n')
@@ -202,7 +243,7 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
                 if digit == " ":
                     parts.append(f'  <pause milliseconds="{step.gap_ms}"/>\n')
                     continue
-                pcap = PCAP_DIR / f"dtmf_2833_{_NAMES.get(digit, digit)}.pcap"
+                pcap, last_rtp = _pcap_after(PCAP_DIR / f"dtmf_2833_{_NAMES.get(digit, digit)}.pcap", last_rtp)
                 parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
                              f'  <pause milliseconds="{step.gap_ms}"/>\n')
         elif isinstance(step, WaitForBye):

@@ -169,13 +169,13 @@ async def test_supervisor_listens_whispers_barges_and_leaves(
         return set((await ari_get(f"/bridges/{bridge_id}"))["channels"])
 
     status, first = await process.api("POST", path, json=listen, token=SUPERVISOR)
-    assert (status, first["mode"]) == (200, "listen"), first
+    assert (status, first.get("mode")) == (200, "listen"), first
     supervisor, talk = first["supervisor_channel"], first["talk_bridge"]
     assert await members(first["monitor_bridge"]) == {supervisor, first["snoop_channel"]}
     assert supervisor not in await members(talk) and len(await members(talk)) == 2  # caller and agent only
 
     status, whisper = await process.api("POST", path, json={"mode": "whisper"}, token=SUPERVISOR)
-    assert status == 200 and whisper["snoop_channel"] != first["snoop_channel"]
+    assert status == 200 and whisper["snoop_channel"] != first["snoop_channel"], whisper
     assert await members(whisper["monitor_bridge"]) == {supervisor, whisper["snoop_channel"]}
     for _ in range(30):  # the replaced snoop channel is hung up (asynchronously on Asterisk's side)
         if first["snoop_channel"] not in {c["id"] for c in await ari_get("/channels")}:
@@ -185,11 +185,11 @@ async def test_supervisor_listens_whispers_barges_and_leaves(
         raise AssertionError("the listen snoop channel is still there after whisper")
 
     status, barge = await process.api("POST", path, json={"mode": "barge"}, token=SUPERVISOR)
-    assert status == 200 and barge["snoop_channel"] is None
+    assert status == 200 and barge["snoop_channel"] is None, barge
     assert supervisor in await members(talk) and len(await members(talk)) == 3  # a three-way call
 
     status, back = await process.api("POST", path, json={"mode": "listen"}, token=SUPERVISOR)
-    assert status == 200 and supervisor not in await members(talk)
+    assert status == 200 and supervisor not in await members(talk), back
     assert await members(back["monitor_bridge"]) == {supervisor, back["snoop_channel"]}
     status, _ = await process.api("POST", path, json={"mode": "stop"}, token=SUPERVISOR)
     assert status == 200
@@ -249,7 +249,7 @@ async def test_a_party_is_removed_from_the_conference_by_command(
     await caller.start()
     call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
     status, body = await process.api("POST", f"/api/calls/{call_id}/conference", json={"to": "phone:8002"})
-    assert (status, body["parties"]) == (200, ["PJSIP/8002"]), body
+    assert (status, body.get("parties")) == (200, ["PJSIP/8002"]), body
     party = body["party_channel"]
     remove = f"/api/calls/{call_id}/conference/remove"
     assert (await process.api("POST", remove, json={"to": "phone:8003"}))[0] == 409   # not in the conference

@@ -100,6 +100,8 @@ async def test_bill_inquiry_reads_the_balance_back(fresh_asterisk: Path, demo_ba
     nodes = [e["node"] for e in kinds(events, "node")]
     assert nodes == ["greeting", "hours", "customer", "main_menu", "bill_lookup", "bill_read", "bill_menu",
                      "goodbye"]
+    # Both keys were taken (the second one ends the call from the bill menu, not the menu's timeouts).
+    assert [(e["node"], e["value"]) for e in kinds(events, "input")] == [("main_menu", "2"), ("bill_menu", "2")]
     prompts = [e["text"] for e in kinds(events, "prompt")]
     assert "money zh '380.00'" in prompts and "date zh '2026-12-01'" in prompts
     assert record["end_reason"] in ("controller_hangup", "caller_hangup")
@@ -110,7 +112,6 @@ async def test_wrong_key_three_times_reaches_the_default_route(
     process = await start_controller(tmp_path)
     stop_after.append(process)
     # Each wrong key is pressed while the menu prompt plays (barge-in), after the "invalid" prompt.
-    # Keys in ascending order: see `Dtmf` (the captures come from one recording, 0 to 9).
     caller = Caller(HOTLINE, steps=[Pause(8000), Dtmf("6"), Pause(5000), Dtmf("7"), Pause(5000), Dtmf("8"),
                                     Pause(7000)])
     result = await caller.run()

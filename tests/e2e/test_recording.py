@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,24 +45,34 @@ async def test_recorded_call_keeps_silence_where_it_was_paused(
     await agent_phone.start()
     await login(process, "1001")
     caller = Caller(ACD_DID, steps=[WaitForBye(40000)])
+    call_placed = time.monotonic()
     await caller.start()
     call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
     await asyncio.sleep(1.5)
     assert (await process.api("POST", f"/api/calls/{call_id}/recording/pause", token=AGENT_1002))[0] == 403
+    pause_sent = time.monotonic()
     status, body = await process.api("POST", f"/api/calls/{call_id}/recording/pause", token=AGENT_1001)
+    pause_answered = time.monotonic()
     assert (status, body["state"]) == (200, "paused"), body
     assert (await process.api("POST", f"/api/calls/{call_id}/recording/pause"))[0] == 409
     await asyncio.sleep(2.5)
+    resume_sent = time.monotonic()
     status, body = await process.api("POST", f"/api/calls/{call_id}/recording/resume", token=AGENT_1001)
+    resume_answered = time.monotonic()
     assert (status, body["state"]) == (200, "recording"), body
     assert (await caller.wait()).ok
-    await asyncio.sleep(1.0)
+    await process.wait_for_records(1)  # the recording's row is complete before the call's record is closed
 
     _, found = await process.api("GET", f"/api/recordings?call_id={call_id}")
     (row,) = found["recordings"]
     assert (row["queue"], row["agents"], row["reason"]) == ("general", ["1001"], "queue_policy")
     (pause,) = row["pauses"]
-    assert 1.3 <= pause[0] <= 2.5 and 2.3 <= pause[1] - pause[0] <= 2.9, row
+    # The pause starts 1.5 s after the agent answered at least, and no later than the pause command was
+    # answered (the recording cannot have started before the call); it lasts as long as the test saw
+    # (give or take the offsets' rounding to the millisecond).
+    assert 1.3 <= pause[0] <= pause_answered - call_placed, (row, pause_answered - call_placed)
+    assert resume_sent - pause_answered - 0.002 <= pause[1] - pause[0] <= resume_answered - pause_sent + 0.002, \
+        (row, resume_sent - pause_answered, resume_answered - pause_sent)
     wav = Path(row["file"])
     assert wav.exists()
     assert abs(duration(wav) - row["duration"]) <= 1.0, (duration(wav), row)
@@ -99,7 +110,7 @@ async def test_a_flow_that_records_always_records_from_the_start(
     await agent_phone.start()
     await login(process, "1001")
     assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
-    await asyncio.sleep(1.0)
+    await process.wait_for_records(1)  # the recording's row is complete before the call's record is closed
     _, found = await process.api("GET", "/api/recordings")
     (row,) = found["recordings"]
     assert (row["reason"], row["queue"], row["agents"]) == ("flow_policy", None, ["1001"])

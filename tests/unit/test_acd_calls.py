@@ -67,6 +67,8 @@ class FakeAri:
         self.originated: list[tuple[str, str]] = []  # (channel id, endpoint)
         self.playing: dict[str, str] = {}  # playback id -> channel id
         self.auto_finish = True
+        self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
+        self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
 
     async def answer(self, channel_id: str) -> None:
         pass
@@ -91,6 +93,15 @@ class FakeAri:
         self.originated.append((channel_id, endpoint))
         self.channels.add(channel_id)
 
+    async def snoop(self, channel_id: str, snoop_id: str, **kwargs: Any) -> None:
+        """As Asterisk: the snoop channel exists when this answers; it enters Stasis a little later."""
+        self.channels.add(snoop_id)
+        self.snooping.add(snoop_id)
+
+    def snoop_in_stasis(self, snoop_id: str) -> None:
+        self.snooping.discard(snoop_id)
+        self.dispatcher.dispatch(channel_event(StasisStart, snoop_id, args=["snoop"]))
+
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         if channel_id not in self.channels:
             raise ChannelGone("DELETE", "/channels", 404, "gone")
@@ -108,6 +119,8 @@ class FakeAri:
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str], role: str | None = None) -> None:
         if any(c not in self.channels for c in channel_ids):
             raise ChannelGone("POST", "/bridges", 422, "Channel not found")
+        if self.snooping.intersection(channel_ids):
+            raise ChannelGone("POST", "/bridges", 422, "Channel not in Stasis application")
         for members in self.bridges.values():
             members.difference_update(channel_ids)
         self.bridges[bridge_id].update(channel_ids)
@@ -118,6 +131,8 @@ class FakeAri:
         self.bridges[bridge_id].discard(channel_id)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
+        if self.slow_destroy is not None:
+            await self.slow_destroy.wait()
         self.bridges.pop(bridge_id, None)
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
@@ -247,6 +262,39 @@ async def test_during_a_consultation_other_commands_wait_and_hanging_up_complete
     assert (await (await rig.command("hangup")))["state"] == "transferred"
     await settle()
     assert agent_leg not in rig.ari.channels and rig.ari.bridge_of(CALLER) == {CALLER, consulted}
+
+
+async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_connected(rig: Rig) -> None:
+    rig.ari.slow_destroy = asyncio.Event()  # a busy Asterisk: the caller's holding bridge goes slowly
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    rig.answer(rig.ari.last_leg())
+    await settle()
+    assert rig.agent("a1") == ("talking", None)  # what the agent's desk (and the API) shows now
+    hold = await rig.command("hold")
+    assert not hold.done()  # not refused ("not connected to an agent"): it waits for the call
+    rig.ari.slow_destroy.set()
+    assert (await hold)["state"] == "held"
+
+
+async def test_a_supervisors_snoop_is_bridged_only_once_it_is_in_our_application(rig: Rig) -> None:
+    await rig.connect()
+    listen = await rig.command("monitor", target="listen", options={"phone": "8003"})
+    supervisor = rig.ari.last_leg()
+    rig.answer(supervisor)
+    await settle()
+    (snoop,) = rig.ari.snooping  # POST /snoop has answered, its StasisStart is still on the way
+    assert not listen.done()
+    rig.ari.snoop_in_stasis(snoop)
+    result = await listen
+    assert (result["mode"], result["snoop_channel"]) == ("listen", snoop)
+    assert rig.ari.bridge_of(supervisor) == {supervisor, snoop}
+    whisper = await rig.command("monitor", target="whisper")
+    (replacement,) = rig.ari.snooping
+    rig.ari.snoop_in_stasis(replacement)
+    assert (await whisper)["snoop_channel"] == replacement
+    assert rig.ari.bridge_of(supervisor) == {supervisor, replacement}
+    assert snoop not in rig.ari.channels  # the listen snoop was hung up
 
 
 async def test_an_agent_who_hung_up_while_we_were_disconnected_is_noticed_on_resync(rig: Rig) -> None:

@@ -6,7 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriError, ChannelGone
+from controller.ari.models import Channel, StasisStart
 from controller.config import Config
+from controller.plugins.calls.legs import start_snoop
+from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingService
 
 
@@ -54,3 +61,62 @@ async def test_a_failing_retention_run_does_not_end_the_job(caplog: Any) -> None
     assert not job.done()  # still running
     job.cancel()
     assert "retention stopped early" in caplog.text
+
+
+class SnoopingAri:
+    """As Asterisk: POST /snoop answers before the snoop channel is in Stasis, and recording a channel
+    that is not in Stasis yet answers 422."""
+
+    def __init__(self) -> None:
+        self.snooped: list[str] = []
+        self.in_stasis: set[str] = set()
+        self.recorded: list[str] = []
+        self.hung_up: list[str] = []
+
+    async def snoop(self, channel_id: str, snoop_id: str, **kwargs: Any) -> None:
+        self.snooped.append(snoop_id)
+
+    async def record(self, channel_id: str, name: str, **kwargs: Any) -> None:
+        if channel_id not in self.in_stasis:
+            raise ChannelGone("POST", f"/channels/{channel_id}/record", 422, "Channel not in Stasis application")
+        self.recorded.append(channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        self.hung_up.append(channel_id)
+
+
+class Swallow:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def call_session(ari: SnoopingAri, dispatcher: Dispatcher) -> CallSession:
+    caller = Channel("caller", "caller", "Up", "13900000000", "", "", "", "", "", "zh", "", {})
+    return CallSession(call_id="C1", channel=caller, did="100", direction="inbound", ari=ari,  # type: ignore[arg-type]
+                       dispatcher=dispatcher, records=Swallow(), app_name="ccc",  # type: ignore[arg-type]
+                       fallback_context="fallback")
+
+
+async def test_a_snoop_that_never_enters_our_application_is_an_error_and_is_hung_up() -> None:
+    ari, dispatcher = SnoopingAri(), Dispatcher(lambda event: None)
+    session = call_session(ari, dispatcher)
+    with pytest.raises(AriError, match="did not enter the application"):
+        await start_snoop(session, "caller", "snoop-1", app="ccc", spy="both", timeout=0.05)
+    assert ari.hung_up == ["snoop-1"] and dispatcher.owner_of("snoop-1") is session
+
+
+async def test_the_call_is_recorded_once_the_snoop_channel_is_in_our_application() -> None:
+    ari, dispatcher = SnoopingAri(), Dispatcher(lambda event: None)
+    session = call_session(ari, dispatcher)
+    service = RecordingService(config=Config(), ari=ari, index=Swallow(), publish=lambda *a, **k: None)  # type: ignore[arg-type]
+    start = asyncio.create_task(service.start(session, queue="sales", agent_id="a1", reason="queue_policy"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    (snoop,) = ari.snooped
+    assert not start.done() and ari.recorded == []  # waiting for the snoop's StasisStart
+    ari.in_stasis.add(snoop)
+    snoop_channel = Channel(snoop, snoop, "Up", "", "", "", "", "", "", "zh", "", {})
+    dispatcher.dispatch(StasisStart("StasisStart", "", "", {}, channel=snoop_channel, args=["snoop"]))
+    recording = await start
+    assert ari.recorded == [snoop] and recording.snoop_id == snoop
+    assert dispatcher.owner_of(snoop) is session  # its later events go to the call

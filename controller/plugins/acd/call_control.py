@@ -22,7 +22,7 @@ from controller.ari.client import new_id
 from controller.ari.errors import AriError
 from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.stasis import Answered, CallControl, Monitor, QueueCall
-from controller.plugins.calls.legs import Bridge, Leg
+from controller.plugins.calls.legs import Bridge, Leg, start_snoop
 from controller.plugins.calls.services import CallHandler, Resumption
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError
@@ -75,6 +75,10 @@ class AcdCallControl:
                         self.acd.apply(self.acd.engine.answered(session.call_id, answered.agent_id))
                     finally:
                         self.acd.answering_channel.pop(session.call_id, None)
+                # The agent is talking from now on (their desk and the API say so): their commands are taken
+                # from now on too, and wait in the call's inbox until the call is bridged (`talk`).
+                waiting.agent_id = answered.agent_id
+                waiting.on_agent_left = lambda: self.acd.agent_done(waiting, answered.agent_id)
                 waiting.talk_started = self.acd.clock.now()
                 session.state = "talking"
                 session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
@@ -437,9 +441,8 @@ class AcdCallControl:
                 await talk.add(monitor.supervisor.channel_id)
         else:
             snoop_id = new_id("snoop")
-            session.dispatcher.claim(snoop_id, session)
-            await session.ari.snoop(agent_leg.channel_id, snoop_id, app=self.acd.config.ari.app, app_args="snoop",
-                                    spy="both", whisper="out" if mode == "whisper" else "none")
+            await start_snoop(session, agent_leg.channel_id, snoop_id, app=self.acd.config.ari.app, spy="both",
+                              whisper="out" if mode == "whisper" else "none")
             await monitor.bridge.add(snoop_id)
             monitor.snoop_id = snoop_id
         monitor.mode = mode

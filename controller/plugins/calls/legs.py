@@ -8,13 +8,14 @@ the caller may hang up: the leg is then cancelled and `CallerHangup` propagates 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from controller.ari.client import new_id
-from controller.ari.errors import AriDetached, AriError, AriNotFound, ChannelGone
+from controller.ari.errors import AriDetached, AriError, AriNotFound, AriUnavailable, ChannelGone
 from controller.ari.models import (
     ChannelDestroyed,
     ChannelHangupRequest,
@@ -136,6 +137,45 @@ class Leg:
             self.session.dispatcher.release(self.channel_id)
             return True
         return False
+
+
+class _UntilInStasis:
+    """Owns a new channel's id for its call until the channel's StasisStart: every event goes on to
+    the call's inbox, as if the call owned it, and `in_stasis` is resolved by the StasisStart."""
+
+    def __init__(self, session: CallSession) -> None:
+        self.session = session
+        self.in_stasis: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StasisStart) and not self.in_stasis.done():
+            self.in_stasis.set_result(None)
+        self.session.deliver(event)
+
+
+async def start_snoop(session: CallSession, channel_id: str, snoop_id: str, *, app: str, spy: str,
+                      whisper: str = "none", timeout: float = 5.0) -> None:
+    """Snoop on `channel_id` and return once the snoop channel is in our application (its events go to
+    the call's inbox).
+
+    Asterisk answers POST /snoop before the snoop channel enters Stasis (res_stasis_snoop starts it in
+    a thread of its own): adding it to a bridge or recording it before its StasisStart fails with 422
+    "Channel not in Stasis application", more often the busier Asterisk is."""
+    waiter = _UntilInStasis(session)
+    session.dispatcher.claim(snoop_id, waiter)
+    try:
+        await session.ari.snoop(channel_id, snoop_id, app=app, app_args="snoop", spy=spy, whisper=whisper)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter.in_stasis
+        except TimeoutError:
+            with contextlib.suppress(AriError):
+                await session.ari.hangup(snoop_id)  # it may still come: not left behind in Stasis
+            raise AriUnavailable("POST", f"/channels/{channel_id}/snoop/{snoop_id}", 0,
+                                 f"the snoop channel did not enter the application within {timeout:g} s") from None
+    finally:
+        if session.dispatcher.owner_of(snoop_id) is waiter:
+            session.dispatcher.claim(snoop_id, session)
 
 
 class Bridge:

@@ -28,6 +28,7 @@ from typing import Any
 from controller.ari.client import AriClient, new_id
 from controller.ari.errors import AriError
 from controller.config import Config
+from controller.plugins.calls.legs import start_snoop
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallHandler, Resumption
 from controller.plugins.calls.session import CallSession
@@ -113,11 +114,9 @@ class RecordingService:
         name = f"call-{time.strftime('%Y%m%d-%H%M%S')}-{session.call_id[:12]}"
         snoop_id = new_id("snoop")
         # The snoop channel and the recording report to the call's own inbox (and are ignored there).
-        session.dispatcher.claim(snoop_id, session)
         session.dispatcher.claim(name, session)
         try:
-            await self.ari.snoop(session.channel_id, snoop_id, spy="both", app=self.config.ari.app,
-                                 app_args="snoop")
+            await start_snoop(session, session.channel_id, snoop_id, spy="both", app=self.config.ari.app)
             await self.ari.record(snoop_id, name, fmt="wav", if_exists="overwrite")
         except AriError as exc:
             session.dispatcher.release(snoop_id)
