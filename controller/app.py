@@ -27,9 +27,12 @@ from controller.clock import Clock, SystemClock
 from controller.config import Config
 from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
-from controller.http.server import build_app, public, roles, start_http
+from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
 from controller.instance import EXIT_ANOTHER_CONTROLLER
 from controller.media.prompts import PromptRenderer
+from controller.plugins.access import resources as access_resources
+from controller.plugins.access.services import AccessService
+from controller.plugins.access.state_persistor import AccessRecords, AuditLog
 from controller.plugins.acd import resources as acd_resources
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
@@ -87,6 +90,12 @@ class Controller:
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
         self.calls.phone_call_handler = self.acd.outbound.phone_call
+        self.sockets = SocketRegistry()
+        self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
+                                    now=time.time, sockets=self.sockets,
+                                    agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
+                                    demo=config.demo)
+        self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
@@ -99,7 +108,7 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
-        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload]
+        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload, self._reload_tls]
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr)]
@@ -133,6 +142,17 @@ class Controller:
         """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
         if self._tasks is not None:
             self.spawn(self._run_reload_hooks())
+
+    async def _reload_tls(self) -> None:
+        """Certificate renewal: new connections get the files' certificate (README "HTTPS")."""
+        if self.tls is None:
+            return
+        try:
+            await asyncio.to_thread(reload_tls, self.tls, self.config.http.tls_cert, self.config.http.tls_key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            log.error("HTTPS: the certificate was not reloaded, the current one stays (%s)", exc)
+        else:
+            log.info("HTTPS: certificate reloaded from %s", self.config.http.tls_cert)
 
     async def _run_reload_hooks(self) -> None:
         """Each hook reports its own errors; one that raises is logged and must not end the controller
@@ -207,6 +227,7 @@ class Controller:
         return [
             web.get("/healthz", healthz),
             web.get("/api/status", status),
+            *access_resources.routes(self.access, secure_cookies=self.tls is not None),
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
@@ -219,6 +240,14 @@ class Controller:
                                         self._queue_recording_policy),
         ]
 
+    def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
+        """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""
+        agent_id = request.match_info.get("agent_id")
+        if agent_id is None or agent_id not in self.acd.agent_configs:
+            return None
+        view = acd_resources.agent_json(self.acd, agent_id)
+        return {"agent": agent_id, **{key: view.get(key) for key in ("state", "reason", "endpoint")}}
+
     def _queue_recording_policy(self, call_id: str) -> str | None:
         waiting = self.acd.calls.get(call_id)
         return waiting.queue.recording if waiting is not None else None
@@ -230,6 +259,7 @@ class Controller:
     async def run(self) -> None:
         await self.store.open()
         await self.events.open()
+        await self.access.open(self.config.tokens, self.config.users)
         self.ivr.load()
         await self.acd.restore()
         self.ari.open()
@@ -247,8 +277,9 @@ class Controller:
         agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
                if self.config.agi.enabled else None)
         await self.ami.connect()
-        runner = await start_http(build_app(self.config.tokens, self.routes()), self.config.http.listen,
-                                  self.config.http.port)
+        app = build_app(self.access.authenticate, self.routes(), audit=self.access.audit_request,
+                        sockets=self.sockets, audit_subject=self._audit_subject)
+        runner = await start_http(app, self.config.http.listen, self.config.http.port, self.tls)
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks

@@ -17,6 +17,7 @@ from controller.settings import INTERNAL, load_file_as, require_positive
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
+USER_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,18 @@ class CustomerSettings:
 class HttpSettings:
     listen: str = "127.0.0.1"
     port: int = 8080
+    # HTTPS: a PEM certificate (chain) and its key. Both set: the API, the pages and /ws are served over
+    # TLS only, and session cookies are `Secure`. SIGHUP reads both files again (certificate renewal).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key: give both (HTTPS) or neither (HTTP)")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,36 @@ class TokenSettings:
     def __post_init__(self) -> None:
         if self.role == "agent" and not self.agent_id:
             raise ValueError(f"token {self.name!r}: an agent token needs agent_id (the agent it acts as)")
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    """A person who logs in to the pages with a name and password (README "Users and roles"). Read only to
+    seed an empty database; afterwards users are managed through the API."""
+
+    name: str
+    password: str
+    role: Literal["agent", "supervisor", "admin"]
+    agent_id: str | None = None  # for role agent: the agent this user is
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(USER_NAME_PATTERN, self.name):
+            raise ValueError(f"user {self.name!r}: a name is 1-64 letters, digits, '.', '_' or '-'")
+        if self.role == "agent" and not self.agent_id:
+            raise ValueError(f"user {self.name!r}: an agent user needs agent_id (the agent it is)")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Logins to the pages (README "Users and roles")."""
+
+    session_hours: float = 12.0  # a session cookie is valid this long after the login
+    max_failures: int = 5  # wrong passwords in a row before the account is locked
+    lockout_seconds: float = 900.0  # how long a locked account refuses every login
+    min_password_length: int = 10
+
+    def __post_init__(self) -> None:
+        require_positive(self, "session_hours", "max_failures", "lockout_seconds", "min_password_length")
 
 
 @dataclass(frozen=True)
@@ -241,10 +284,12 @@ class RetentionSettings:
     agent_states_days: float = 400.0  # agents' state changes (each agent's latest one is always kept)
     cti_events_days: float = 30.0  # the CTI stream (an event a webhook has not yet delivered is kept)
     tts_cache_days: float = 7.0  # rendered text-to-speech WAVs not played for this long
+    audit_days: float = 730.0  # the audit log: who changed what (README "Audit log")
     chunk_rows: int = 500  # rows deleted per commit, so the job never holds the writer long
 
     def __post_init__(self) -> None:
-        for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days"):
+        for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days",
+                     "audit_days"):
             value = getattr(self, name)
             if not 0 <= value <= 36500:
                 raise ValueError(f"{name}: expected a number of days from 0 (keep forever) to 36500, got {value!r}")
@@ -267,7 +312,9 @@ class Config:
     # DID -> flow id; overrides the `dids` the flows declare themselves (a DID named here goes to this
     # flow whichever flow lists it). A flow that does not exist is an error when the flows load.
     dids: dict[str, str] = field(default_factory=dict)
-    tokens: list[TokenSettings] = field(default_factory=list)
+    tokens: list[TokenSettings] = field(default_factory=list)  # seeds an empty database (README "API tokens")
+    users: list[UserSettings] = field(default_factory=list)  # seeds an empty database (README "Users and roles")
+    auth: AuthSettings = field(default_factory=AuthSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
     # Service standards (alerts, reports): seconds >= 0, service_level_target a fraction from 0 to 1.
     standards: Standards = field(default_factory=Standards)
@@ -288,6 +335,12 @@ class Config:
                 problems.append(f"tokens: {token.name!r} uses a demo token")
             elif len(token.token) < MIN_TOKEN_LENGTH:
                 problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        for user in self.users:
+            if user.password.startswith("demo-"):
+                problems.append(f"users: {user.name!r} uses a demo password")
+            elif len(user.password) < self.auth.min_password_length:
+                problems.append(f"users: {user.name!r} has a password shorter than "
+                                f"{self.auth.min_password_length} characters")
         return problems
 
     @property
@@ -316,14 +369,18 @@ def load_config(path: str | Path) -> Config:
     """Read and check the configuration; raises SettingsError with file:line:column messages."""
     config = load_file_as(Config, path)
     base = Path(path).resolve().parent
-    data_dir = Path(config.data_dir)
-    flows_dir = Path(config.ivr.flows_dir)
     # Relative paths are relative to the configuration file, not to where the process started.
+    def resolved(text: str) -> str:
+        if not text or Path(text).is_absolute():
+            return text
+        return str(base / text)
+
     return replace(
         config,
         source=str(path),
-        data_dir=str(data_dir if data_dir.is_absolute() else base / data_dir),
-        ivr=replace(config.ivr, flows_dir=str(flows_dir if flows_dir.is_absolute() else base / flows_dir)),
+        data_dir=resolved(config.data_dir),
+        ivr=replace(config.ivr, flows_dir=resolved(config.ivr.flows_dir)),
+        http=replace(config.http, tls_cert=resolved(config.http.tls_cert), tls_key=resolved(config.http.tls_key)),
     )
 
 

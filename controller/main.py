@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     if not config.demo and (weak := config.weak_tokens()):
-        print("refusing to start with guessable API tokens:", file=sys.stderr)
+        print("refusing to start with guessable API tokens or passwords:", file=sys.stderr)
         for problem in weak:
             print(f"  {problem}", file=sys.stderr)
         print(f"set each token from the environment (e.g. CCC_ADMIN_TOKEN=$(openssl rand -hex 16)), at least "

@@ -28,6 +28,19 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> int
     return 0
 
 
+def filter_query(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A list command's query: --limit, the given filters when set, --from/--to (`start`/`end`)."""
+    query: dict[str, Any] = {"limit": args.limit}
+    for key in keys:
+        if getattr(args, key):
+            query[key] = getattr(args, key)
+    if args.start is not None:
+        query["from"] = args.start
+    if args.end is not None:
+        query["to"] = args.end
+    return query
+
+
 def api(args: argparse.Namespace) -> ControllerApi:
     return ControllerApi(args.url, args.token)
 
@@ -179,7 +192,8 @@ def _plugins() -> list[Callable[[Any], None]]:
     registers = []
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
-                        "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks"):
+                        "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks",
+                        "controller.cli.access"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.cli.main import api, emit
+from controller.cli.main import api, emit, filter_query
 from controller.cli.reports import parse_moment
 from controller.cli.table import render_table
 from controller.logs import mask_number
@@ -19,14 +19,7 @@ def _when(epoch: float | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    query: dict[str, Any] = {"limit": args.limit}
-    for key in ("call_id", "agent", "caller", "queue"):
-        if getattr(args, key):
-            query[key] = getattr(args, key)
-    if args.start is not None:
-        query["from"] = args.start
-    if args.end is not None:
-        query["to"] = args.end
+    query = filter_query(args, ("call_id", "agent", "caller", "queue"))
     data = api(args).get("/api/recordings", query)
 
     def text(d: dict[str, Any]) -> str:

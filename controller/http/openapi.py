@@ -207,8 +207,10 @@ def openapi_document(routes: Iterable[web.AbstractRouteDef]) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "Asterisk call-center controller API", "version": __version__,
-                 "description": "Every route but /healthz needs `Authorization: Bearer <token>`; "
-                                "tokens and their roles come from the configuration."},
+                 "description": "Every route but /healthz and /api/auth/login needs `Authorization: Bearer "
+                                "<token>` (API tokens: /api/tokens) or a user's session cookie from "
+                                "/api/auth/login, whose state-changing requests repeat its CSRF token in "
+                                "`X-CSRF-Token`."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": paths,
     }

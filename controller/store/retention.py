@@ -44,6 +44,7 @@ RULES = (
     _Rule("agent_states", "at", "agent_states_days",
           "EXISTS (SELECT 1 FROM agent_states later WHERE later.agent_id = agent_states.agent_id"
           " AND later.at > agent_states.at)"),
+    _Rule("audit_log", "at", "audit_days"),
     # Kept: what a configured webhook has not delivered yet, and its failed deliveries (dead letters an
     # operator may still replay). `{webhooks}` is the list of their names.
     _Rule("cti_events", "at", "cti_events_days",

@@ -151,4 +151,49 @@ MIGRATIONS: list[str] = [
     ALTER TABLE webhook_deliveries ADD COLUMN failed_at REAL;
     CREATE INDEX webhook_deliveries_state ON webhook_deliveries(webhook, state, seq);
     """,
+    # 8: people and integrations (users, API tokens, sessions) and the audit log
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,                 -- agent | supervisor | admin
+        agent_id TEXT,
+        password_hash TEXT NOT NULL,        -- argon2id
+        failures INTEGER NOT NULL DEFAULT 0,  -- wrong passwords in a row
+        locked_until REAL,
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,                 -- agent | supervisor | admin | integration
+        agent_id TEXT,
+        token_hash TEXT NOT NULL UNIQUE,    -- SHA-256 of the token (the token itself is never stored)
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at REAL,
+        revoked_at REAL
+    );
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,           -- SHA-256 of the cookie's value
+        user_name TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_name);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,                -- user:NAME, token:NAME, or the name tried at a failed login
+        role TEXT,
+        action TEXT NOT NULL,               -- login, login_failed, token.create, POST /api/flows/reload, ...
+        target TEXT,
+        before TEXT,                        -- JSON
+        after TEXT,                         -- JSON
+        status INTEGER
+    );
+    CREATE INDEX audit_log_at ON audit_log(at);
+    CREATE INDEX audit_log_actor ON audit_log(actor, at);
+    """,
 ]

@@ -53,7 +53,8 @@ async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None
 @pytest.mark.parametrize("command", [["status"], ["calls"], ["trunks"], ["tail", "--count", "1"],
                                      ["status", "--json"], ["agents"], ["queues", "--json"],
                                      ["agent", "ready", "1001"], ["report"], ["report", "--json"],
-                                     ["recordings", "list"], ["recordings", "show", "1"], ["flows", "reload"]])
+                                     ["recordings", "list"], ["recordings", "show", "1"], ["flows", "reload"],
+                                     ["audit"]])
 def test_commands_fail_clearly_when_the_controller_is_down(command: list[str], tmp_path: Path) -> None:
     result = ccctl(*command)
     assert result.returncode == 2

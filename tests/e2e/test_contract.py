@@ -81,6 +81,18 @@ ACCESS: dict[str, str] = {
     "POST /api/webhooks/{name}/replay": "admin integration",
     "GET /api/webhooks/{name}/dead-letters": "admin integration",
     "POST /api/webhooks/{name}/dead-letters/replay": "admin integration",
+    # people and integrations (README "Users and roles", "API tokens", "Audit log")
+    "POST /api/auth/login": PUBLIC,
+    "POST /api/auth/logout": ALL,  # a token has no session to end: 409
+    "GET /api/auth/me": ALL,
+    "GET /api/users": "admin supervisor",
+    "POST /api/users": "admin",
+    "DELETE /api/users/{name}": "admin",
+    "POST /api/users/{name}/password": "admin supervisor agent",  # one's own; an admin anyone's
+    "GET /api/tokens": "admin",
+    "POST /api/tokens": "admin",
+    "DELETE /api/tokens/{token_id}": "admin",
+    "GET /api/audit": "admin supervisor",
 }
 
 TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
@@ -88,7 +100,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: Path parameters: the agent's own id (so an allowed agent is not refused for ownership), ids that
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
-              "recording_id": "999999", "name": "nope-hook"}
+              "recording_id": "999999", "name": "nope-hook", "token_id": "999999"}
 
 
 def concrete(template: str) -> str:

@@ -13,7 +13,7 @@ from tests.e2e.test_ivr_acd import login, rows, stop_after  # noqa: F401 (fixtur
 from tests.sipp import Caller, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e  # needs Debian's chromium and a Chinese font: `make deps` installs them
-AGENT_TOKEN = "demo-agent-1001-token"
+AGENT_PASSWORD = "demo-1001-pass"  # the demo user 1001 (README "Users and roles")
 SUPERVISOR_TOKEN = "demo-supervisor-token"
 SCREENSHOTS = REPO / "var" / "screenshots"  # kept after the run, for a person to look at
 DESK_DID = "4008006666"
@@ -61,7 +61,7 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         toolbar = await browser.open(f"{process.url}/toolbar?agent=1001&lang=zh")
         assert await toolbar.text("#login") == "签入"
         await assert_chinese_is_drawn(toolbar, "#signin", "toolbar-signin-zh")
-        await toolbar.fill("#token", AGENT_TOKEN)
+        await toolbar.fill("#password", AGENT_PASSWORD)  # the name field is filled from ?agent=1001
         await toolbar.click("#login")
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
         assert await toolbar.text("#state") == "示闲"
@@ -83,13 +83,12 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
         assert await toolbar.visible("#desk") and not await toolbar.visible("#signin")
         assert await toolbar.text("#state") == "示闲"
-        # A new tab, the token typed again, for an agent who is logged in: the same, with no error.
+        # A new tab of the same browser: the session cookie is shared, so the desk shows at once, no error.
         again = await browser.open(f"{process.url}/toolbar?agent=1001&lang=zh")
-        assert await again.visible("#signin")
-        await again.fill("#token", AGENT_TOKEN)
-        await again.click("#login")
         await again.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await again.visible("#desk") and not await again.visible("#signin")
         assert await again.text("#error") == "" and await again.text("#state") == "示闲"
+        assert "token" not in await again.evaluate("location.href")  # nothing secret in the address
         await login(process, "1002")  # a ready colleague: in the transfer list once a call comes in
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'ready'")
@@ -151,3 +150,50 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
     (outbound,) = rows(process, "SELECT did FROM calls WHERE direction = 'outbound'")
     assert outbound["did"] == "13900139000"
     phone.kill()
+
+
+async def sign_in(page: Page, name: str, password: str) -> str:
+    """Type a name and password on the toolbar and press 签入/Log in: the error shown (empty: none)."""
+    await page.evaluate("document.querySelector('#error').textContent = 'pending'; true")
+    await page.evaluate(f"document.querySelector('#agent').value = {name!r}; true")
+    await page.fill("#password", password)
+    await page.click("#login")
+    return str(await page.wait_for(
+        "(document.querySelector('#error').textContent !== 'pending' || !document.querySelector('#desk').hidden)"
+        " && document.querySelector('#error').textContent"))
+
+
+async def test_an_agent_signs_in_with_name_and_password_and_five_wrong_ones_lock_the_account(
+        controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        toolbar = await browser.open(f"{controller.url}/toolbar?lang=en")
+        assert await toolbar.visible("#password") and await toolbar.evaluate("!document.querySelector('#token')")
+        errors = [await sign_in(toolbar, "1002", f"wrong-{attempt}") for attempt in range(1, 6)]
+        assert errors[:4] == ["wrong name or password"] * 4, errors
+        assert "locked" in errors[4], errors
+        assert "locked" in await sign_in(toolbar, "1002", "demo-1002-pass")  # even the right one, while locked
+        assert not await toolbar.visible("#desk")
+        status, agent = await controller.api("GET", "/api/agents/1002")
+        assert status == 200 and agent["state"] == "logged_out"
+
+        # Another agent on a fresh page: name and password, no token anywhere, logged in and ready.
+        other = await browser.open(f"{controller.url}/toolbar?lang=en")
+        await other.evaluate("document.querySelector('#agent').value = '1001'; true")
+        await other.fill("#password", AGENT_PASSWORD)
+        await other.click("#login")
+        await other.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await other.text("#error") == "" and "token" not in await other.evaluate("location.href")
+        assert await other.evaluate("sessionStorage.getItem('ccc.token')") in (None, "")
+        assert "ccc_session" not in await other.evaluate("document.cookie")  # HttpOnly: out of the page's reach
+        # A supervisor's session in the same browser: the wallboard uses it, no token asked for.
+        login_js = ("fetch('/api/auth/login', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+                    " body: JSON.stringify({name: 'supervisor', password: 'demo-supervisor-pass'})})"
+                    ".then((r) => r.status)")
+        board = await browser.open(f"{controller.url}/toolbar?lang=en")
+        assert await board.evaluate(login_js) == 200
+        wallboard = await browser.open(f"{controller.url}/wallboard?lang=en")
+        await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
+                                 ".dataset.state === 'ready'")
+        assert "token" not in await wallboard.evaluate("location.href")
+    _, entries = await controller.api("GET", "/api/audit", params={"target": "user:1002"})
+    assert [e["action"] for e in entries["entries"]][:2] == ["login.refused", "user.locked"]

@@ -24,7 +24,7 @@ def test_openapi_document_is_valid_and_matches_the_routes() -> None:
     assert described == registered
     for path, item in document["paths"].items():
         for method, entry in item.items():
-            if path not in ("/healthz", "/openapi.json"):
+            if path not in ("/healthz", "/openapi.json", "/api/auth/login"):
                 assert entry["security"] == [{"bearer": []}], f"{method} {path} must need a token"
                 assert "401" in entry["responses"] and "403" in entry["responses"]
 

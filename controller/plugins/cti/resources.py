@@ -16,9 +16,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from controller.config import TokenSettings
 from controller.http.openapi import MAX_ID, body_of, operation
-from controller.http.server import caller_of, json_error, roles
+from controller.http.server import Identity, caller_of, json_error, roles, track_socket
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
 from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter, Subscriber
@@ -49,7 +48,7 @@ DEAD_REPLAY_BODY = {"type": "object", "additionalProperties": False,
                                             "description": "which dead letters (default: all of the webhook's)"}}}
 
 
-def scoped_filter(request: web.Request, identity: TokenSettings) -> EventFilter:
+def scoped_filter(request: web.Request, identity: Identity) -> EventFilter:
     """The subscriber's own filter, narrowed to its agent when the token is an agent's."""
     query = request.query
     wanted = EventFilter.parse(query.get("types"), query.get("queue"), query.get("agent"))
@@ -101,6 +100,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         since = _since(request, bus)
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
+        track_socket(request, ws)  # closed when its token or session is revoked
         subscriber = bus.subscribe()  # before the replay, so nothing published meanwhile is missed
         hello_seq = bus.last_seq
         start = hello_seq if since is None else since  # without since: everything after the hello's seq

@@ -1,10 +1,13 @@
-// Shared by the agent toolbar and the wallboard: token, API calls, the live event stream, zh/en text.
+// Shared by the agent toolbar and the wallboard: the session (name and password) or a token, API calls,
+// the live event stream, zh/en text. A session is an HttpOnly cookie the page never sees; its CSRF token
+// is kept for the tab and sent as X-CSRF-Token with every request that changes something.
 "use strict";
 class Desk {
   constructor() {
     this.query = new URLSearchParams(location.search);
     this.lang = this.query.get("lang") || localStorage.getItem("ccc.lang") || "zh";
     this.token = this.query.get("token") || sessionStorage.getItem("ccc.token") || "";
+    this.csrf = sessionStorage.getItem("ccc.csrf") || "";
     if (this.query.has("token")) {  // keep it for this tab only, and out of the address bar and history
       sessionStorage.setItem("ccc.token", this.token);
       this.query.delete("token");
@@ -22,6 +25,27 @@ class Desk {
   }
   param(name) { return this.query.get(name); }
   setToken(token) { this.token = token; sessionStorage.setItem("ccc.token", token); }
+  // Log in with a name and password: the controller sets the session cookie; answers the user or null.
+  async signIn(name, password) {
+    const response = await fetch("/api/auth/login", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                      credentials: "same-origin",
+                                                      body: JSON.stringify({name, password})});
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); return null; }
+    this.error("");
+    this.token = ""; sessionStorage.removeItem("ccc.token");
+    this.csrf = data.csrf_token; sessionStorage.setItem("ccc.csrf", this.csrf);
+    return data.user;
+  }
+  // The session this tab still has (a reload), or null: no error shown.
+  async session() {
+    const response = await fetch("/api/auth/me", {credentials: "same-origin"});
+    if (!response.ok) return null;
+    const me = await response.json();
+    if (me.kind !== "session") return null;
+    this.csrf = me.csrf_token; sessionStorage.setItem("ccc.csrf", this.csrf);
+    return me;
+  }
   t(key) { return (this.texts[this.lang] || {})[key] || ""; }
   translate(texts) {
     this.texts = texts;
@@ -31,8 +55,10 @@ class Desk {
   }
   error(message) { const el = document.getElementById("error"); if (el) el.textContent = message || ""; }
   async api(method, path, body) {
-    const response = await fetch(path, {method, headers: {"Authorization": `Bearer ${this.token}`,
-                                                          "Content-Type": "application/json"},
+    const headers = {"Content-Type": "application/json"};
+    if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
+    else headers["X-CSRF-Token"] = this.csrf;
+    const response = await fetch(path, {method, headers, credentials: "same-origin",
                                         body: body === undefined ? undefined : JSON.stringify(body)});
     const data = await response.json().catch(() => ({}));
     if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); throw new Error(data.error); }
@@ -44,7 +70,7 @@ class Desk {
     let last = null;
     const badge = document.getElementById("conn");
     const open = () => {
-      const q = new URLSearchParams({token: this.token, ...filters});
+      const q = new URLSearchParams(this.token ? {token: this.token, ...filters} : filters);  // else: the cookie
       if (last !== null) q.set("since", last);
       const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${q}`);
       ws.onopen = () => { if (badge) { badge.className = "badge on"; badge.textContent = "●"; } };
