@@ -596,7 +596,8 @@ async def test_without_an_audit_hook_the_subject_is_never_asked() -> None:
 
 # -- WebSockets closed when their credential is revoked --
 
-async def test_revoking_a_credential_closes_its_sockets_and_only_them() -> None:
+async def test_revoking_a_credential_closes_its_sockets_and_only_them(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     registry = SocketRegistry()
     app = build_app(Sessions(), routes, sockets=registry)
     async with TestClient(TestServer(app)) as client:
@@ -640,6 +641,27 @@ async def test_revoking_a_credential_closes_its_sockets_and_only_them() -> None:
         assert (await client.get("/api/everyone", headers=BEARER["supervisor"])).status == 200
         assert registry.count("token:lead") == 1
         await fourth.close()
+        await asyncio.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []  # no handler failed
+
+
+class FailingSocket:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.closed_with: tuple[int, bytes] | None = None
+
+    async def close(self, *, code: int, message: bytes) -> None:
+        self.closed_with = (code, message)
+        raise self.error
+
+
+async def test_closing_a_socket_that_is_already_gone_still_counts_and_clears_it() -> None:
+    registry = SocketRegistry()
+    gone = [FailingSocket(ConnectionResetError("peer gone")), FailingSocket(RuntimeError("closing already"))]
+    registry._sockets["token:9"] = set(gone)  # type: ignore[arg-type]
+    assert await registry.close("token:9", "revoked") == 2
+    assert [socket.closed_with for socket in gone] == [(4001, b"revoked")] * 2
+    assert registry.count("token:9") == 0
 
 
 async def test_track_socket_without_a_registry_does_nothing(client: Client) -> None:
