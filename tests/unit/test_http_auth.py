@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -223,7 +224,8 @@ class Sessions:
 
     def __init__(self) -> None:
         self.cookies = {"cookie-ann": Identity("ann", "supervisor", None, "session:ann", csrf="csrf-of-ann"),
-                        "cookie-bo": Identity("bo", "agent", "1002", "session:bo", csrf="csrf-of-bo")}
+                        "cookie-bo": Identity("bo", "agent", "1002", "session:bo", csrf="csrf-of-bo"),
+                        "cookie-cy": Identity("cy", "supervisor", None, "session:cy", csrf="XXXX")}
 
     def __call__(self, request: web.Request) -> Identity | None:
         header = request.headers.get("Authorization", "")
@@ -406,6 +408,11 @@ async def test_a_session_changes_something_only_with_its_csrf_header(sessions: C
         assert await response.json() == CSRF_REFUSED
     response = await sessions.post("/api/supervisors", headers={**cookie("cookie-ann"), "X-CSRF-Token": "csrf-of-ann"})
     assert response.status == 200 and (await response.json())["actor"] == "user:ann"
+    # whatever the session's CSRF token, a missing header never stands in for it
+    response = await sessions.post("/api/supervisors", headers=cookie("cookie-cy"))
+    assert response.status == 403 and await response.json() == CSRF_REFUSED
+    response = await sessions.post("/api/supervisors", headers={**cookie("cookie-cy"), "X-CSRF-Token": "XXXX"})
+    assert response.status == 200 and (await response.json())["actor"] == "user:cy"
 
 
 async def test_csrf_is_checked_before_the_role(sessions: Client) -> None:
@@ -433,7 +440,8 @@ async def test_a_session_websocket_must_come_from_this_servers_pages(sessions: C
         headers = cookie("cookie-ann") | ({"Origin": origin} if origin else {})
         async with sessions.ws_connect("/ws", headers=headers) as ws:
             assert await ws.receive_json(timeout=5) == {"hello": "ann"}, origin
-    for origin in ("http://evil.example", f"http://{sessions.host}:1", f"http://{host}.evil.example", "null"):
+    for origin in ("http://evil.example", f"http://{sessions.host}:1", f"http://{host}.evil.example", "null",
+                   f"http://evil.example://{host}", f"a://b://{host}"):  # only the scheme is cut off
         response = await sessions.get("/ws", headers={**cookie("cookie-ann"), "Origin": origin})
         assert response.status == 403, origin
         assert await response.json() == ORIGIN_REFUSED
@@ -708,28 +716,63 @@ def free_port() -> int:
 
 async def test_start_http_logs_no_request_and_filters_malformed_ones_once(caplog: pytest.LogCaptureFixture) -> None:
     server_log = logging.getLogger("aiohttp.server")
-    before = [f for f in server_log.filters if isinstance(f, QuietMalformedRequests)]
-    for f in before:
-        server_log.removeFilter(f)
+    for installed in [f for f in server_log.filters if isinstance(f, QuietMalformedRequests)]:
+        server_log.removeFilter(installed)
+    logging.getLogger("aiohttp.access").disabled = False  # whatever an earlier test configured
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    # the control: aiohttp's own default does log each request with its query, so the capture works
+    control = web.AppRunner(build_app(TOKENS, routes))
+    await control.setup()
+    control_port = free_port()
+    await web.TCPSite(control, "127.0.0.1", control_port).start()
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{control_port}/healthz", params={"token": "control"}) as response:
+            assert response.status == 200
+    finally:
+        await control.cleanup()
+    assert any("token=control" in r.getMessage() for r in caplog.records if r.name == "aiohttp.access")
+    caplog.clear()
     port = free_port()
-    with caplog.at_level(logging.DEBUG):
-        runner = await start_http(build_app(TOKENS, routes), "127.0.0.1", port)
-        try:
-            again = await start_http(build_app(TOKENS, routes), "127.0.0.1", free_port())
-            await again.cleanup()
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/api/everyone",
-                                       headers=BEARER["admin"]) as response:
-                    assert response.status == 200
-                async with session.get(f"http://127.0.0.1:{port}/api/everyone",
-                                       params={"token": "admin-token-000000000000000"}) as response:
-                    assert response.status == 401
-        finally:
-            await runner.cleanup()
+    runner = await start_http(build_app(TOKENS, routes), "127.0.0.1", port)
+    try:
+        assert runner.addresses == [("127.0.0.1", port)]  # the host asked for, not every interface
+        again = await start_http(build_app(TOKENS, routes), "127.0.0.1", free_port())
+        await again.cleanup()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/api/everyone", headers=BEARER["admin"]) as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/api/everyone",
+                                   params={"token": "admin-token-000000000000000"}) as response:
+                assert response.status == 401
+    finally:
+        await runner.cleanup()
     assert len([f for f in server_log.filters if isinstance(f, QuietMalformedRequests)]) == 1
     assert f"HTTP API on http://127.0.0.1:{port}" in [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if r.name == "aiohttp.access"]
     assert "admin-token" not in caplog.text and "/api/everyone" not in caplog.text
+
+
+async def test_start_http_leaves_signals_alone_and_restarts_on_the_same_port() -> None:
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    port = free_port()
+    runner = await start_http(build_app(TOKENS, routes), "127.0.0.1", port)
+    try:
+        assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the controller handles them
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            await runner.cleanup()  # the server closes the kept-alive connection first: its port is in TIME_WAIT
+    finally:
+        await runner.cleanup()
+    runner = await start_http(build_app(TOKENS, routes), "127.0.0.1", port)  # SO_REUSEADDR binds all the same
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200
+    finally:
+        await runner.cleanup()
 
 
 # -- TLS --
