@@ -354,6 +354,7 @@ async def test_an_unknown_route_or_method_is_answered_before_authentication(clie
     assert response.status == 405
     assert await response.json() == {"error": "Method Not Allowed", "status": 405}
     assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
+    assert [name for name, _ in response.raw_headers if name.lower() == b"allow"] == [b"Allow"]  # as spelled
 
 
 async def test_operation_keeps_the_roles_and_checks_the_body_after_authentication(client: Client) -> None:
@@ -524,6 +525,7 @@ async def test_an_http_error_keeps_only_allow_and_retry_after_and_a_json_one_pas
     assert response.status == 429
     assert await response.json() == {"error": "too many requests, wait", "status": 429}
     assert response.headers["Retry-After"] == "7" and "X-Secret" not in response.headers
+    assert (b"Retry-After", b"7") in response.raw_headers  # spelled as RFC 9110 does
     response = await client.post("/api/conflict", headers=BEARER["integration"])
     assert response.status == 409
     assert await response.json() == {"error": "taken", "status": 409, "holder": "1002"}
@@ -588,9 +590,12 @@ async def test_the_audit_subject_is_taken_before_and_after_the_change() -> None:
         assert asked == []  # a read is not audited: the subject is not even asked
         assert (await client.post("/api/supervisors", headers=BEARER["supervisor"])).status == 200
         assert (await client.post("/api/marked", headers=BEARER["supervisor"])).status == 200
-    assert asked == ["POST", "POST", "POST"]  # before and after the change; /api/marked: before only (None)
+        assert (await client.post("/api/notes", json={"text": "x"}, headers=BEARER["supervisor"])).status == 201
+    # before and after the change; /api/marked and /api/notes: before only (nothing to compare with)
+    assert asked == ["POST", "POST", "POST", "POST"]
     assert audit.entries == [
         ("POST", "/api/supervisors", "token:lead", 200, ({"value": "ready"}, {"value": "paused"})),
+        ("POST", "/api/notes", "token:lead", 201, None),
     ]
 
 
