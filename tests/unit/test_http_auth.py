@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.test_utils import TestClient, TestServer
 
-from controller.config import AuthSettings, TokenSettings
+from controller.config import AuthSettings, TokenSettings, UserSettings
 from controller.http.openapi import operation
 from controller.http.server import (
     ALL_ROLES,
@@ -467,7 +467,7 @@ async def test_revoked_and_expired_tokens_are_401_and_a_real_session_needs_csrf(
     clock = [1_800_000_000.0]
     access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(),
                            now=lambda: clock[0], sockets=SocketRegistry())
-    await access.open([], [])
+    await access.open([], [UserSettings("ann", "ann-password-0123456789", "supervisor")])
     admin = Identity("root", "admin", credential="token:0")
     lasting, _ = await access.create_token(admin, "lasting", "supervisor", None, None)
     brief, _ = await access.create_token(admin, "brief", "supervisor", None, 60.0)
@@ -483,6 +483,17 @@ async def test_revoked_and_expired_tokens_are_401_and_a_real_session_needs_csrf(
             assert response.status == status, token
             if status == 401:
                 assert await response.json() == UNAUTHORIZED
+        session_cookie, session, _ = await access.login("ann", "ann-password-0123456789")
+        signed_in = cookie(session_cookie)
+        response = await test_client.get("/api/supervisors", headers=signed_in)
+        assert response.status == 200 and (await response.json())["actor"] == "user:ann"
+        response = await test_client.post("/api/supervisors", headers=signed_in)
+        assert response.status == 403 and await response.json() == CSRF_REFUSED
+        response = await test_client.post("/api/supervisors", headers={**signed_in, "X-CSRF-Token": session.csrf})
+        assert response.status == 200 and (await response.json())["session"] is True
+        clock[0] += AuthSettings().session_hours * 3600
+        response = await test_client.get("/api/supervisors", headers=signed_in)
+        assert response.status == 401 and await response.json() == UNAUTHORIZED  # the session expired
 
 
 # -- errors as JSON --
