@@ -176,7 +176,6 @@ def _csrf_problem(request: web.Request, identity: Identity) -> str | None:
 
 def make_auth_middleware(authenticate: Authenticator, audit: AuditHook | None = None,
                          sockets: SocketRegistry | None = None, audit_subject: AuditSubject | None = None) -> Any:
-    @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = getattr(request.match_info, "handler", None)
         if getattr(route_handler, "__ccc_public__", False) or request.match_info.http_exception is not None:
@@ -210,11 +209,10 @@ def make_auth_middleware(authenticate: Authenticator, audit: AuditHook | None = 
                     request["audit_subject"] = (before, audit_subject(request))
                 audit(request, identity, status)
 
-    return auth
+    return web.middleware(auth)
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -233,6 +231,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         resource = request.match_info.route.resource
         log.exception("unhandled error in %s %s", request.method, resource.canonical if resource else "?")
         return json_error(500, "internal error (see the controller's log)")
+
+
+errors_as_json = web.middleware(_errors_as_json)
 
 
 def build_app(authenticate: Authenticator | list[TokenSettings], routes: Iterable[web.RouteDef], *,
