@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import REPO, ControllerProcess, ari_get
+from tests.e2e.conftest import REPO, ControllerProcess, ari_get, hang_up_everything
 from tests.sipp import Caller, Pause
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -87,20 +87,45 @@ async def _channel_in_context(context: str) -> dict | None:  # type: ignore[type
     return None
 
 
-async def test_call_left_in_stasis_by_a_killed_controller_reaches_the_fallback(controller: ControllerProcess) -> None:
-    caller = Caller(DID, steps=[Pause(12000)])
-    await caller.start()
+async def test_a_call_left_in_stasis_by_a_killed_controller_is_resumed_or_reaches_the_fallback(
+        controller: ControllerProcess) -> None:
+    """Killed mid-greeting: the next process resumes a call it has a live-call picture of (the IVR replays
+    the node); a call whose picture is lost goes to the fallback route, never stays in silence."""
+    kept = Caller(DID, caller="13800138001", steps=[Pause(15000)])
+    await kept.start()
     await wait_until(lambda: _active_calls(controller))
-    controller.kill()  # SIGKILL while the call is in Stasis, mid-greeting
-    (channel,) = await stasis_channels()  # Asterisk keeps it in Stasis, in silence
+    (kept_call,) = [c["call_id"] for c in (await controller.api("GET", "/api/calls"))[1]["active"]]
+    lost = Caller(DID, caller="13800138002", steps=[Pause(15000)])
+    await lost.start()
+    await wait_until(lambda: _two_active_calls(controller))
+    (lost_call,) = [c["call_id"] for c in (await controller.api("GET", "/api/calls"))[1]["active"]
+                    if c["call_id"] != kept_call]
+    await asyncio.sleep(0.3)  # the live-call picture is committed within milliseconds of each step
+    controller.kill()  # SIGKILL while both calls are in Stasis, mid-greeting
+    channels = await stasis_channels()  # Asterisk keeps them in Stasis, in silence
+    assert len(channels) == 2
+    with sqlite3.connect(controller.db) as db:  # the lost call's picture is gone (e.g. a restored backup)
+        assert db.execute("SELECT COUNT(*) FROM live_calls WHERE call_id = ?", (lost_call,)).fetchone()[0] > 0
+        db.execute("DELETE FROM live_calls WHERE call_id = ?", (lost_call,))
     await controller.start()
     moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
-    assert moved["id"] == channel["id"]
-    (record,) = await controller.wait_for_records(1)
-    full = await controller.call_record(record["call_id"])
-    assert full["end_reason"] == "fallback"
-    assert "recovered" in [e["kind"] for e in full["events"]]
-    caller.kill()
+    still = [c["id"] for c in await stasis_channels()]
+    assert moved["id"] not in still and len(still) == 1  # the kept call is still ours, in Stasis
+    lost_record = await controller.call_record(lost_call)
+    assert "recovered" in [e["kind"] for e in lost_record["events"]]
+    kept_events = [e["kind"] for e in (await controller.call_record(kept_call))["events"]]
+    assert "resumed_by_new_process" in kept_events and "flow_resumed" in kept_events, kept_events
+    assert "recovered" not in kept_events
+    await hang_up_everything()  # both channels (SIPp is stopped without a BYE below)
+    kept.kill()
+    lost.kill()
+    records = {r["call_id"]: r for r in await controller.wait_for_records(2)}
+    assert records[lost_call]["end_reason"] == "fallback"
+    assert records[kept_call]["end_reason"] != "fallback"
+
+
+async def _two_active_calls(controller: ControllerProcess) -> bool:
+    return await _active_calls(controller) == 2
 
 
 async def _active_calls(controller: ControllerProcess) -> int:
