@@ -24,7 +24,7 @@ from tests.e2e.test_ivr_acd import ACD_DID, HOTLINE, login, start_controller
 from tests.sipp import Caller, Pause, Phone
 
 sys.path.insert(0, str(REPO / "tools"))
-import sandbox  # noqa: E402
+import sandbox
 
 pytestmark = pytest.mark.e2e
 TAKEOVER = 3.0  # seconds, instead of the 30 s default
