@@ -62,8 +62,9 @@ async def cleanup() -> AsyncIterator[list[Any]]:
             thing.kill()
     # Callers the guard sent to the fallback route rang every agent phone through app_queue: a later
     # test's SIPp phone then did not answer our offers (seen in full runs). A fresh Asterisk for the next
-    # test (`fresh_asterisk` starts it again) leaves nothing of that behind.
+    # test leaves nothing of that behind.
     sandbox.stop()
+    sandbox.start()
 
 
 async def channels_by_caller() -> dict[str, dict[str, Any]]:
