@@ -69,6 +69,18 @@ class FlowRepository:
                           f"dids: {did} goes to flow {flow_id!r}, which does not exist (loaded: {loaded})")
                 for did, flow_id in sorted(missing.items())]
 
+    def missing_flows(self, did_overrides: Mapping[str, str]) -> dict[str, str]:
+        """The DIDs of `did_overrides` whose flow is not live (DID -> flow id)."""
+        return {did: flow_id for did, flow_id in did_overrides.items() if flow_id not in self.snapshot.flows}
+
+    def set_did_overrides(self, did_overrides: Mapping[str, str]) -> None:
+        """Live DID mapping (the managed `dids`): the next call's flow follows it; a call already in a
+        flow keeps the snapshot it took. The administration refuses a DID whose flow is not live
+        (`missing_flows`); one that gets here anyway (flows that failed to load at start) has its calls
+        sent to the fallback route, as a DID with no flow."""
+        self.did_overrides = dict(did_overrides)
+        self.snapshot = flow_set(list(self.snapshot.flows.values()), self.did_overrides)
+
     def flow_for_did(self, did: str) -> Flow | None:
         return self.snapshot.flow_for_did(did)
 

@@ -303,10 +303,13 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
 
     @operation("Play a standard recording to the caller (fees, opening an account…); back to the agent after",
                tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT},
-               errors=COMMAND_ERRORS)
+               errors={**COMMAND_ERRORS, 404: "no live call with that id, or no standard prompt of that name"})
     @roles("agent", "supervisor", "integration")
     async def play(request: web.Request) -> web.Response:
-        return await call_command(request, "play", body_of(request)["prompt"])
+        name = body_of(request)["prompt"]
+        if name not in acd.standard_prompts:  # the prompts as administered now (README "Standard prompts")
+            return json_error(404, acd.no_standard_prompt(name))
+        return await call_command(request, "play", name)
 
     @operation("Attended transfer (咨询转接), step 1: the caller holds while the agent talks to the target",
                tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT},

@@ -108,6 +108,7 @@ class AcdService:
                                 not_ready_reasons=tuple(config.acd.not_ready_reasons))
         self.standards = config.standards
         self.monitor = StandardsMonitor(self.standards)
+        self.standard_prompts = dict(config.acd.standard_prompts)  # name -> text or sound:NAME (live)
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
         self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
@@ -202,6 +203,15 @@ class AcdService:
         while True:
             await asyncio.sleep(STANDARDS_CHECK_SECONDS)
             self.check_standards()
+
+    def apply_standards(self, old: Config, new: Config) -> None:
+        """LiveConfig subscriber: the service standards and standard prompts as administered now; the
+        next check, alert, report and "play" command use them."""
+        self.standards = self.monitor.standards = new.standards
+        self.standard_prompts = dict(new.acd.standard_prompts)
+
+    def no_standard_prompt(self, name: str) -> str:
+        return f"no standard prompt {name!r} (configured: {', '.join(self.standard_prompts) or 'none'})"
 
     def check_standards(self) -> None:
         """Publish an `alert.raised` event for each standard newly broken (see `controller.acd.alerts`)."""

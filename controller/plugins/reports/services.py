@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.reports.kpis import AgentStateSpan, AlertFact, CallFact, KpiRow, compute_report
+from controller.reports.kpis import AgentStateSpan, AlertFact, CallFact, KpiRow, Standards, compute_report
 from controller.store.db import Store
 
 if TYPE_CHECKING:
@@ -34,8 +34,16 @@ class ReportService:
         self.store = store
         self.acd = acd
         self.clock = clock
-        self.standards = acd.standards
-        self.complaint_queues = {q.name for q in config.acd.queues if q.category == "complaint"}
+
+    @property
+    def standards(self) -> Standards:
+        """The service standards as administered now (the ACD follows the live configuration)."""
+        return self.acd.standards
+
+    @property
+    def complaint_queues(self) -> set[str]:
+        """The queues of category `complaint` as they are now."""
+        return {q.name for q in self.acd.queue_configs.values() if q.category == "complaint"}
 
     async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
         calls = await self.call_facts(start, end)
@@ -68,6 +76,7 @@ class ReportService:
         # A call's callback and survey belong to its last visit only (a transferred call has two
         # visits, one survey): totals count them once.
         last_visit = {row["call_id"]: row["id"] for row in visits}
+        complaint_queues = self.complaint_queues
         for row in visits:
             extra = extras[row["call_id"]]
             last = last_visit[row["call_id"]] == row["id"]
@@ -83,7 +92,7 @@ class ReportService:
                 talk_seconds=max(0.0, talk), hold_seconds=sum(holds), acw_seconds=acw.get(row["id"], 0.0),
                 transfers=transfers, callback_requested=last and extra["callback_requested"],
                 callback_completed=last and extra["callback_completed"],
-                survey_score=extra["survey"] if last else None, complaint=row["queue"] in self.complaint_queues))
+                survey_score=extra["survey"] if last else None, complaint=row["queue"] in complaint_queues))
         for row in ivr_only:
             extra = extras[row["call_id"]]
             facts.append(CallFact(

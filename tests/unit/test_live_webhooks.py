@@ -1,0 +1,241 @@
+"""Webhooks changed live (`WebhookNotifier.apply`): added, changed and removed while events flow.
+
+A real HTTP receiver and a real SQLite store; the receivers record what they got and the tests
+assert on the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from controller.plugins.cti import services
+from controller.plugins.cti.notifier import Webhook, WebhookNotifier
+from controller.plugins.cti.services import EventBus, EventFilter
+from controller.store import db
+from controller.store.db import Store
+
+
+class Receiver:
+    """Records (seq, signature valid for `secret`) of each POST; answers `status`."""
+
+    def __init__(self, secret: str = "s1") -> None:
+        self.secret = secret
+        self.status = 204
+        self.got: list[tuple[int, bool]] = []
+        self.server: TestServer | None = None
+        self.url = ""
+
+    @property
+    def seqs(self) -> list[int]:
+        return [seq for seq, _ in self.got]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        self.got.append((int(json.loads(body)["seq"]), request.headers.get("X-CCC-Signature") == expected))
+        return web.Response(status=self.status)
+
+    async def up(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/events", self.handle)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        self.url = str(self.server.make_url("/events"))
+        return self
+
+
+def hook(name: str, receiver: Receiver, secret: str = "s1", types: tuple[str, ...] = ()) -> Webhook:
+    return Webhook(name, receiver.url, secret, EventFilter(types), timeout=2, max_attempts=3)
+
+
+class System:
+    def __init__(self, tmp_path: Path, webhooks: list[Webhook]) -> None:
+        self.store = Store(tmp_path / "s.sqlite3")
+        self.bus = EventBus(self.store, time.time)
+        self.http: aiohttp.ClientSession | None = None
+        self.notifier = WebhookNotifier(webhooks, self.bus, self.store, lambda: self.http,
+                                        max_backoff=0.05, first_backoff=0.01)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> System:
+        await self.store.open()
+        await self.bus.open()
+        self.http = aiohttp.ClientSession()
+        self.tasks = [asyncio.create_task(coro) for coro in (self.store.run_writer(), self.bus.run(),
+                                                              self.notifier.run())]
+        return self
+
+    async def stop(self) -> None:
+        for task in reversed(self.tasks):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert self.http is not None
+        await self.http.close()
+        await self.store.close()
+
+    async def publish(self, count: int) -> int:
+        """Publish `count` events and wait until they are published; returns the last seq."""
+        for n in range(count):
+            self.bus.publish("call.held", call_id=f"c{n}")
+        await self.store.flush()
+        target = self.bus.last_seq + count
+        await until(lambda: self.bus.last_seq >= target or not self.bus.unpersisted)
+        return self.bus.last_seq
+
+    async def rows(self, table: str, name: str) -> int:
+        row = await self.store.fetchone(f"SELECT COUNT(*) AS n FROM {table} WHERE webhook = ?", (name,))
+        return int(row["n"]) if row else 0
+
+
+MakeSystem = Callable[[list[Webhook]], Awaitable[System]]
+Pair = tuple[Receiver, Receiver]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
+    pair = (await Receiver().up(), await Receiver().up())
+    yield pair
+    for receiver in pair:
+        assert receiver.server is not None
+        await receiver.server.close()
+
+
+@pytest.fixture
+async def make_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeSystem]:
+    monkeypatch.setattr(db, "RETRY_SECONDS", (0.02, 0.1))
+    monkeypatch.setattr(services, "RETRY_SECONDS", (0.02, 0.1))
+    started: list[System] = []
+
+    async def make(webhooks: list[Webhook]) -> System:
+        started.append(await System(tmp_path, webhooks).start())
+        return started[-1]
+
+    yield make
+    for system in started:
+        await system.stop()
+
+
+async def test_a_webhook_added_live_gets_the_events_from_then_on(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    crm, added = receivers
+    system = await make_system([hook("crm", crm)])
+    await until(lambda: "crm" in system.notifier._cursor)
+    before = await system.publish(2)
+    await until(lambda: crm.seqs == [1, 2])
+    await system.notifier.apply([hook("crm", crm), hook("erp", added)])
+    await system.publish(2)
+    await until(lambda: len(added.got) == 2 and len(crm.got) == 4)
+    assert added.seqs == [before + 1, before + 2]  # nothing from before it was added
+    assert [ok for _, ok in added.got] == [True, True]
+    assert system.notifier.has("erp") and system.notifier.dead["erp"] == 0
+
+
+async def test_a_changed_url_and_secret_are_used_for_the_next_delivery(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    old, new = receivers
+    new.secret = "s2"
+    system = await make_system([hook("crm", old)])
+    await until(lambda: "crm" in system.notifier._cursor)
+    await system.publish(1)
+    await until(lambda: old.seqs == [1])
+    await system.notifier.apply([Webhook("crm", new.url, "s2", EventFilter(), timeout=2, max_attempts=3)])
+    await system.publish(1)
+    await until(lambda: new.seqs == [2])
+    assert new.got == [(2, True)]  # signed with the new secret
+    assert old.seqs == [1]  # positive above: the old URL gets nothing more
+
+
+async def test_an_event_being_retried_goes_to_the_new_url(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    down, fixed = receivers
+    down.status = 503
+    system = await make_system([hook("crm", down)])
+    await until(lambda: "crm" in system.notifier._cursor)
+    await system.publish(1)
+    await until(lambda: len(down.got) >= 2)  # retried
+    await system.notifier.apply([hook("crm", fixed)])
+    await until(lambda: fixed.seqs == [1])
+    assert system.notifier._retrying.get("crm") is None
+
+
+async def test_a_removed_webhook_stops_and_its_delivery_state_is_dropped(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    kept, removed = receivers
+    removed.status = 503  # it has a retry in progress when it is removed
+    system = await make_system([hook("crm", kept), hook("erp", removed)])
+    await until(lambda: "erp" in system.notifier._cursor and "crm" in system.notifier._cursor)
+    await system.publish(1)
+    await until(lambda: len(removed.got) >= 2 and kept.seqs == [1])
+    assert await system.rows("webhook_deliveries", "erp") == 1
+    await system.notifier.apply([hook("crm", kept)])
+    attempts = len(removed.got)
+    await system.publish(2)
+    await until(lambda: kept.seqs == [1, 2, 3])  # the positive check: events still flow
+    await asyncio.sleep(0.2)  # several backoffs of the removed one
+    assert len(removed.got) == attempts
+    assert not system.notifier.has("erp") and "erp" not in system.notifier.dead
+    assert await system.rows("webhook_deliveries", "erp") == 0 and await system.rows("webhook_cursor", "erp") == 0
+    assert [s["name"] for s in await system.notifier.status()] == ["crm"]
+
+
+async def test_added_again_it_starts_from_then_not_from_its_old_cursor(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    crm, _ = receivers
+    system = await make_system([hook("crm", crm)])
+    await until(lambda: "crm" in system.notifier._cursor)
+    await system.publish(1)
+    await until(lambda: crm.seqs == [1])
+    await system.notifier.apply([])
+    missed = await system.publish(2)
+    await system.notifier.apply([hook("crm", crm)])
+    await system.publish(1)
+    await until(lambda: len(crm.got) == 2)
+    assert crm.seqs == [1, missed + 1]
+
+
+async def test_a_webhook_added_before_run_starts_with_it(tmp_path: Path, receivers: Pair) -> None:
+    crm, _ = receivers
+    system = System(tmp_path, [])
+    await system.store.open()
+    await system.bus.open()
+    writer = asyncio.create_task(system.store.run_writer())
+    await system.notifier.apply([hook("crm", crm)])  # e.g. the database's webhooks replacing the file's at start
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    system.http = aiohttp.ClientSession()
+    system.tasks = [asyncio.create_task(coro) for coro in (system.store.run_writer(), system.bus.run(),
+                                                            system.notifier.run())]
+    try:
+        await system.publish(1)
+        await until(lambda: crm.seqs == [1])
+    finally:
+        await system.stop()
+
+
+async def test_an_unchanged_apply_changes_nothing(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    crm, _ = receivers
+    system = await make_system([hook("crm", crm)])
+    await until(lambda: "crm" in system.notifier._cursor)
+    worker = system.notifier._workers["crm"]
+    await system.notifier.apply([hook("crm", crm)])
+    assert system.notifier._workers["crm"] is worker
+    await system.publish(1)
+    await until(lambda: crm.seqs == [1])
