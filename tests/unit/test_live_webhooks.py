@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -184,7 +185,8 @@ async def test_a_removed_webhook_stops_and_its_delivery_state_is_dropped(
     await system.publish(1)
     await until(lambda: len(removed.got) >= 2 and kept.seqs == [1])
     assert await system.rows("webhook_deliveries", "erp") == 1
-    await system.notifier.apply([hook("crm", kept)])
+    async with asyncio.timeout(5):  # its worker is stopped, not waited for
+        await system.notifier.apply([hook("crm", kept)])
     attempts = len(removed.got)
     await system.publish(2)
     await until(lambda: kept.seqs == [1, 2, 3])  # the positive check: events still flow
@@ -239,3 +241,36 @@ async def test_an_unchanged_apply_changes_nothing(
     assert system.notifier._workers["crm"] is worker
     await system.publish(1)
     await until(lambda: crm.seqs == [1])
+
+
+async def test_a_webhook_added_then_removed_live_stops(
+        make_system: MakeSystem, receivers: Pair, caplog: pytest.LogCaptureFixture) -> None:
+    crm, added = receivers
+    system = await make_system([hook("crm", crm)])
+    await system.notifier.apply([hook("crm", crm), hook("erp", added)])
+    await system.publish(1)
+    await until(lambda: added.seqs == [1] and crm.seqs == [1])
+    async with asyncio.timeout(5):
+        await system.notifier.apply([hook("crm", crm)])
+    await system.publish(1)
+    await until(lambda: crm.seqs == [1, 2])
+    await asyncio.sleep(0.1)
+    assert added.seqs == [1]
+    workers = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "WebhookNotifier._worker"]  # type: ignore[union-attr]
+    assert len(workers) == 1  # its worker is gone, not left waiting
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_changed_filter_is_used_for_the_next_events(
+        make_system: MakeSystem, receivers: Pair) -> None:
+    crm, _ = receivers
+    system = await make_system([hook("crm", crm, types=("call.held",))])
+    await until(lambda: "crm" in system.notifier._cursor)
+    await system.publish(1)
+    await until(lambda: crm.seqs == [1])
+    await system.notifier.apply([hook("crm", crm, types=("agent.*",))])
+    system.bus.publish("call.held", call_id="c1")
+    system.bus.publish("agent.state_changed", agent_id="1001", state="ready")
+    await system.store.flush()
+    await until(lambda: len(crm.got) == 2)
+    assert crm.seqs == [1, 3]  # the call.held after the change is no longer wanted
