@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from controller.plugins.admin.services import AdminRefused, AdminService
 from controller.reports.kpis import Standards
 from controller.settings import SettingsError, load_data_as, load_yaml_sections
 from controller.store.db import StatementFailed, Store
+from tests.unit.test_access import Clock
 
 FILE = Config(
     source="controller.yaml",
@@ -38,22 +37,6 @@ FILE = Config(
     standards=Standards(max_talk_seconds=300),
     dids={"4000": "main"},
     webhooks=[WebhookSettings("crm", "http://127.0.0.1:9/hook", "s3cret-value", types=["call.*"])])
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class Published:
