@@ -121,6 +121,7 @@ class Controller:
                                     demo=config.demo)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
+        self._follow_dids_webhooks_standards_prompts()
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
@@ -152,6 +153,17 @@ class Controller:
         async def route_after_resume(_channels: object, _bridges: object) -> None:
             self.acd.queue_resume.route_after_resume()
         self.calls.register_cleanup(route_after_resume)
+
+    def _follow_dids_webhooks_standards_prompts(self) -> None:
+        """These managed kinds take effect live (README "Administration (live configuration)")."""
+        self.admin.register_check(self.ivr.did_problems)
+        self.live.subscribe("IVR DIDs", self.ivr.apply_dids)
+        self.live.subscribe("service standards and standard prompts", self.acd.apply_standards)
+
+        async def apply_webhooks(_old: Config, new: Config) -> None:
+            await self.webhooks.apply([Webhook.from_config(entry) for entry in new.webhooks])
+            self.retention.webhooks = [hook.name for hook in new.webhooks]  # their undelivered events are kept
+        self.live.subscribe("webhooks", apply_webhooks)
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)

@@ -73,7 +73,7 @@ def test_a_did_naming_a_flow_that_is_not_loaded_is_a_problem_with_its_path(tmp_p
     service = ivr_service(tmp_path)
     assert service.did_problems(with_dids(service.config, {"300": "sales"})) == []
     assert service.did_problems(with_dids(service.config, {"300": "nope", "100": "sales"})) == [
-        "dids.300: flow 'nope' is not loaded (loaded: sales, support)"]
+        "dids[300]: flow 'nope' is not loaded (loaded: sales, support)"]
 
 
 def standards_and_prompts(config: Config, prompts: dict[str, str], **standards: float) -> Config:

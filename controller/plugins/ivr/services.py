@@ -148,10 +148,13 @@ class IvrService:
         return flow_id in self.repository.snapshot.flows
 
     def did_problems(self, config: Config) -> list[str]:
-        """The administration's cross check: each DID of `config.dids` must name a live flow."""
+        """The administration's cross check: each DID of `config.dids` must name a live flow (not checked
+        before the flows were first read: the start applies the stored configuration before that)."""
+        if self.repository.loaded_at is None and not self.load_errors:
+            return []
         missing = self.repository.missing_flows(config.dids)
         loaded = ", ".join(sorted(self.repository.snapshot.flows)) or "none"
-        return [f"dids.{did}: flow {flow_id!r} is not loaded (loaded: {loaded})"
+        return [f"dids[{did}]: flow {flow_id!r} is not loaded (loaded: {loaded})"
                 for did, flow_id in sorted(missing.items())]
 
     async def apply_dids(self, old: Config, new: Config) -> None:
