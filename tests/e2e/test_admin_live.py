@@ -94,6 +94,8 @@ async def the_story(process: ControllerProcess, crm: Receiver, erp: Receiver) ->
     assert body["changes"][0]["after"]["secret"] == "***"  # never shown back
     status, body = await process.api("GET", "/api/config/webhooks/crm")
     assert status == 200 and body["value"]["secret"] == "***", body
+    status, body = await process.api("PUT", "/api/config/webhooks/crm", json={**hook, "secret": "***", "timeout": 4})
+    assert status == 200 and body["changes"][0]["op"] == "change", body  # "***": the secret stays (signed below)
 
     agent_phone = Phone(15001, answer_after_ms=300, hold_ms=30000)
     await agent_phone.start()
