@@ -11,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from controller.acd.engine import AcdError
+from controller.app import Controller
 from controller.clock import FakeClock
-from controller.config import Config, IvrSettings, TokenSettings
+from controller.config import Config, IvrSettings, TokenSettings, WebhookSettings
 from controller.http.server import build_app
 from controller.ivr.port import Prompt
 from controller.ivr.repository import FlowRepository
@@ -128,3 +129,27 @@ async def test_playing_a_prompt_that_is_not_administered_answers_404(rig: Rig) -
         assert response.status == 404 and "configured: hours" in (await response.json())["error"]
         response = await client.post("/api/calls/C1/play", json={"prompt": "hours"}, headers=headers)
         assert response.status == 200, await response.text()  # the positive check
+
+
+async def test_the_controller_wires_the_appliers_and_the_retention_jobs_webhook_names(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    file = Config(data_dir=str(tmp_path / "data"), ivr=IvrSettings(flows_dir=str(flows(tmp_path / "flows"))),
+                  webhooks=[WebhookSettings("crm", "http://127.0.0.1:9/e", "s")])
+    controller = Controller(file)
+    await controller.store.open()
+    try:
+        assert controller.ivr.did_problems(with_dids(file, {"400": "nope"})) == []  # the flows are not read yet
+        controller.ivr.load()
+        assert controller.retention.webhooks == ["crm"]
+        new = dataclasses.replace(file, dids={"300": "support"}, standards=Standards(max_talk_seconds=60),
+                                  webhooks=[WebhookSettings("erp", "http://127.0.0.1:9/e", "s2")],
+                                  acd=dataclasses.replace(file.acd, standard_prompts={"hours": "sound:hours"}))
+        await controller.live.replace(new)
+        assert controller.retention.webhooks == ["erp"] and list(controller.webhooks.webhooks) == ["erp"]
+        assert controller.webhooks.webhooks["erp"].secret == "s2"
+        assert controller.ivr.flow_for_did("300") == "support"
+        assert controller.acd.monitor.standards.max_talk_seconds == 60
+        assert controller.acd.standard_prompts == {"hours": "sound:hours"}
+        assert controller.ivr.did_problems in controller.admin.checks
+    finally:
+        await controller.store.close()
