@@ -11,20 +11,18 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from controller.plugins.cti import services
-from controller.plugins.cti.notifier import Webhook, WebhookNotifier
-from controller.plugins.cti.services import EventBus, EventFilter
+from controller.plugins.cti.notifier import Webhook
+from controller.plugins.cti.services import EventFilter
 from controller.store import db
-from controller.store.db import Store
+from tests.unit import test_webhooks as webhook_tests
 
 
 class Receiver:
@@ -60,30 +58,9 @@ def hook(name: str, receiver: Receiver, secret: str = "s1", types: tuple[str, ..
     return Webhook(name, receiver.url, secret, EventFilter(types), timeout=2, max_attempts=3)
 
 
-class System:
+class System(webhook_tests.System):
     def __init__(self, tmp_path: Path, webhooks: list[Webhook]) -> None:
-        self.store = Store(tmp_path / "s.sqlite3")
-        self.bus = EventBus(self.store, time.time)
-        self.http: aiohttp.ClientSession | None = None
-        self.notifier = WebhookNotifier(webhooks, self.bus, self.store, lambda: self.http,
-                                        max_backoff=0.05, first_backoff=0.01)
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> System:
-        await self.store.open()
-        await self.bus.open()
-        self.http = aiohttp.ClientSession()
-        self.tasks = [asyncio.create_task(coro) for coro in (self.store.run_writer(), self.bus.run(),
-                                                              self.notifier.run())]
-        return self
-
-    async def stop(self) -> None:
-        for task in reversed(self.tasks):
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        assert self.http is not None
-        await self.http.close()
-        await self.store.close()
+        super().__init__(tmp_path, webhook_tests.Receiver(), 3, webhooks)
 
     async def publish(self, count: int) -> int:
         """Publish `count` events and wait until they are published; returns the last seq."""
@@ -126,6 +103,7 @@ async def make_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
     async def make(webhooks: list[Webhook]) -> System:
         started.append(await System(tmp_path, webhooks).start())
+        await until(lambda: all(hook.name in started[-1].notifier._cursor for hook in webhooks))  # workers ready
         return started[-1]
 
     yield make
@@ -137,7 +115,6 @@ async def test_a_webhook_added_live_gets_the_events_from_then_on(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, added = receivers
     system = await make_system([hook("crm", crm)])
-    await until(lambda: "crm" in system.notifier._cursor)
     before = await system.publish(2)
     await until(lambda: crm.seqs == [1, 2])
     await system.notifier.apply([hook("crm", crm), hook("erp", added)])
@@ -153,7 +130,6 @@ async def test_a_changed_url_and_secret_are_used_for_the_next_delivery(
     old, new = receivers
     new.secret = "s2"
     system = await make_system([hook("crm", old)])
-    await until(lambda: "crm" in system.notifier._cursor)
     await system.publish(1)
     await until(lambda: old.seqs == [1])
     await system.notifier.apply([Webhook("crm", new.url, "s2", EventFilter(), timeout=2, max_attempts=3)])
@@ -168,7 +144,6 @@ async def test_an_event_being_retried_goes_to_the_new_url(
     down, fixed = receivers
     down.status = 503
     system = await make_system([hook("crm", down)])
-    await until(lambda: "crm" in system.notifier._cursor)
     await system.publish(1)
     await until(lambda: len(down.got) >= 2)  # retried
     await system.notifier.apply([hook("crm", fixed)])
@@ -181,7 +156,6 @@ async def test_a_removed_webhook_stops_and_its_delivery_state_is_dropped(
     kept, removed = receivers
     removed.status = 503  # it has a retry in progress when it is removed
     system = await make_system([hook("crm", kept), hook("erp", removed)])
-    await until(lambda: "erp" in system.notifier._cursor and "crm" in system.notifier._cursor)
     await system.publish(1)
     await until(lambda: len(removed.got) >= 2 and kept.seqs == [1])
     assert await system.rows("webhook_deliveries", "erp") == 1
@@ -201,7 +175,6 @@ async def test_added_again_it_starts_from_then_not_from_its_old_cursor(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, _ = receivers
     system = await make_system([hook("crm", crm)])
-    await until(lambda: "crm" in system.notifier._cursor)
     await system.publish(1)
     await until(lambda: crm.seqs == [1])
     await system.notifier.apply([])
@@ -215,15 +188,9 @@ async def test_added_again_it_starts_from_then_not_from_its_old_cursor(
 async def test_a_webhook_added_before_run_starts_with_it(tmp_path: Path, receivers: Pair) -> None:
     crm, _ = receivers
     system = System(tmp_path, [])
-    await system.store.open()
-    await system.bus.open()
-    writer = asyncio.create_task(system.store.run_writer())
+    await system.open()
     await system.notifier.apply([hook("crm", crm)])  # e.g. the database's webhooks replacing the file's at start
-    writer.cancel()
-    await asyncio.gather(writer, return_exceptions=True)
-    system.http = aiohttp.ClientSession()
-    system.tasks = [asyncio.create_task(coro) for coro in (system.store.run_writer(), system.bus.run(),
-                                                            system.notifier.run())]
+    system.run()
     try:
         await system.publish(1)
         await until(lambda: crm.seqs == [1])
@@ -235,7 +202,6 @@ async def test_an_unchanged_apply_changes_nothing(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, _ = receivers
     system = await make_system([hook("crm", crm)])
-    await until(lambda: "crm" in system.notifier._cursor)
     worker = system.notifier._workers["crm"]
     await system.notifier.apply([hook("crm", crm)])
     assert system.notifier._workers["crm"] is worker
@@ -265,7 +231,6 @@ async def test_a_changed_filter_is_used_for_the_next_events(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, _ = receivers
     system = await make_system([hook("crm", crm, types=("call.held",))])
-    await until(lambda: "crm" in system.notifier._cursor)
     await system.publish(1)
     await until(lambda: crm.seqs == [1])
     await system.notifier.apply([hook("crm", crm, types=("agent.*",))])
