@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,4 +146,13 @@ async def the_story(process: ControllerProcess, crm: Receiver, erp: Receiver) ->
     assert erp.problems() == []
     status, webhooks = await process.api("GET", "/api/webhooks")
     assert status == 200 and [w["name"] for w in webhooks] == ["erp"], webhooks
+
+    # Secrets stay out of the audit log: the changes' rows, and an apply's text (tried, refused, unchanged).
+    document = f"webhooks:\n  - {{name: erp, url: 'http://127.0.0.1:{erp.port}/events', secret: {SECRET}}}\n"
+    for query, text in (("dry_run=true", document), ("", document), ("", document + "  - {name: x}\n")):
+        status, body = await process.api("POST", f"/api/config/apply?{query}", json={"yaml": text})
+        assert status in (200, 422), body
+    status, entries = await process.api("GET", "/api/audit?limit=1000")
+    assert status == 200 and any(e["target"] == "webhook:crm" for e in entries["entries"]), entries
+    assert SECRET not in json.dumps(entries, ensure_ascii=False)
     agent_phone.kill()
