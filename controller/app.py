@@ -327,6 +327,7 @@ class Controller:
                 retention = tasks.create_task(self.recordings.run())
                 data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
+                idle_sessions = tasks.create_task(self.access.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -340,6 +341,7 @@ class Controller:
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
+                idle_sessions.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

@@ -170,12 +170,17 @@ class AuthSettings:
     """Logins to the pages (README "Users and roles")."""
 
     session_hours: float = 12.0  # a session cookie is valid this long after the login
+    # A session not used for this long ends (its next request gets 401, its WebSockets are closed); every
+    # request extends it. 0: sessions end only after session_hours.
+    idle_minutes: float = 30.0
     max_failures: int = 5  # wrong passwords in a row before the account is locked
     lockout_seconds: float = 900.0  # how long a locked account refuses every login
     min_password_length: int = 10
 
     def __post_init__(self) -> None:
         require_positive(self, "session_hours", "max_failures", "lockout_seconds", "min_password_length")
+        if self.idle_minutes < 0:
+            raise ValueError(f"idle_minutes: expected 0 (no idle timeout) or more, got {self.idle_minutes!r}")
 
 
 @dataclass(frozen=True)

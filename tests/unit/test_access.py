@@ -21,6 +21,7 @@ from controller.store.db import Store
 
 SEED_TOKENS = [TokenSettings("ops", "admin-token-0123456789abcdef", "admin")]
 SEED_USERS = [UserSettings("1001", "agent-password-1001", "agent", "1001")]
+NO_IDLE_TIMEOUT = AuthSettings(lockout_seconds=60, idle_minutes=0)
 ADMIN = Identity("ops", "admin", credential="token:1")
 
 
@@ -41,8 +42,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def service(store: Store, clock: Clock, *, tokens: list[TokenSettings] = SEED_TOKENS,
-                  users: list[UserSettings] = SEED_USERS, demo: bool = False) -> AccessService:
-    access = AccessService(AccessRecords(store), AuditLog(store, clock), AuthSettings(lockout_seconds=60),
+                  users: list[UserSettings] = SEED_USERS, demo: bool = False,
+                  settings: AuthSettings = NO_IDLE_TIMEOUT) -> AccessService:
+    access = AccessService(AccessRecords(store), AuditLog(store, clock), settings,
                            now=clock, sockets=SocketRegistry(), agent_exists=lambda agent_id: agent_id == "1001",
                            demo=demo)
     await access.open(tokens, users)
@@ -113,6 +115,37 @@ async def test_sessions_survive_a_restart_and_end_with_a_password_reset(store: S
     with pytest.raises(AccessRefused) as short:
         await restarted.change_password(ADMIN, "1001", "short", None)
     assert short.value.status == 400
+
+
+async def test_a_session_unused_for_idle_minutes_ends_and_each_use_extends_it(store: Store) -> None:
+    clock = Clock()
+    access = await service(store, clock, settings=AuthSettings(idle_minutes=30))
+    cookie, session, _ = await access.login("1001", "agent-password-1001")
+    kept_cookie, kept, _ = await access.login("1001", "agent-password-1001")  # a second page, used all along
+    for _ in range(3):  # 87 minutes in all, never 30 without a use
+        clock.now += 29 * 60
+        assert access.identify_session(cookie) is not None and access.identify_session(kept_cookie) is not None
+    assert await access.expire_idle_sessions() == []
+    clock.now += 29 * 60
+    assert access.identify_session(kept_cookie) is not None
+    clock.now += 60
+    assert access.identify_session(cookie) is None  # 30 minutes unused: refused at once
+    assert await access.expire_idle_sessions() == ["1001"]  # and ended (its WebSockets closed)
+    assert session.id_hash not in access.sessions and kept.id_hash in access.sessions
+    restarted = await service(store, clock, settings=AuthSettings(idle_minutes=30))
+    assert restarted.identify_session(cookie) is None and restarted.identify_session(kept_cookie) is not None
+    entries = await access.audit.query(action="session.idle")
+    assert [(e["actor"], e["after"]) for e in entries] == [("user:1001", {"idle_minutes": 30})]
+
+
+async def test_idle_minutes_0_means_no_idle_timeout(store: Store) -> None:
+    clock = Clock()
+    access = await service(store, clock, settings=AuthSettings(idle_minutes=0))
+    cookie, _, _ = await access.login("1001", "agent-password-1001")
+    clock.now += 11 * 3600
+    assert await access.expire_idle_sessions() == [] and access.identify_session(cookie) is not None
+    with pytest.raises(ValueError, match="idle_minutes"):
+        AuthSettings(idle_minutes=-1)
 
 
 def test_secrets_never_reach_the_audit_log() -> None:

@@ -465,7 +465,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_revoked_and_expired_tokens_are_401_and_a_real_session_needs_csrf(store: Store) -> None:
     clock = [1_800_000_000.0]
-    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(),
+    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(idle_minutes=0),
                            now=lambda: clock[0], sockets=SocketRegistry())
     await access.open([], [UserSettings("ann", "ann-password-0123456789", "supervisor")])
     admin = Identity("root", "admin", credential="token:0")

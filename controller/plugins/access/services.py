@@ -32,6 +32,8 @@ log = logging.getLogger("controller.access")
 
 USER_ROLES: tuple[Role, ...] = ("agent", "supervisor", "admin")
 TOKEN_PREFIX = "ccc_"
+#: The longest pause between two looks for idle sessions (shorter when `auth.idle_minutes` is short).
+IDLE_SWEEP_SECONDS = 30.0
 
 
 def digest(secret: str) -> str:
@@ -72,6 +74,9 @@ class AccessService:
         self.users: dict[str, UserRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}  # by hash
         self.sessions: dict[str, SessionRecord] = {}  # by hash of the cookie
+        # When each session was last used (memory only: a restart counts as a use, so a session may
+        # outlive `idle_minutes` by the time the controller was down, never by more).
+        self.last_used: dict[str, float] = {}
         self._dummy_hash = ""  # verified against for an unknown name, so it takes as long as a known one
 
     async def open(self, seed_tokens: list[TokenSettings], seed_users: list[UserSettings]) -> None:
@@ -87,6 +92,7 @@ class AccessService:
         now = self.now()
         live = await self.records.sessions()
         self.sessions = {s.id_hash: s for s in live if s.expires_at > now and s.user_name in self.users}
+        self.last_used = dict.fromkeys(self.sessions, now)
         await self.records.delete_sessions([s.id_hash for s in live if s.id_hash not in self.sessions])
         self._dummy_hash = await asyncio.to_thread(self.hasher.hash, secrets.token_hex(16))
 
@@ -123,14 +129,47 @@ class AccessService:
         return Identity(token.name, token.role, token.agent_id, credential=f"token:{token.id}")  # type: ignore[arg-type]
 
     def identify_session(self, cookie: str) -> Identity | None:
+        """The session's user; using it extends its idle time. An idle one is refused here and ended (its
+        WebSockets closed) by the next `expire_idle_sessions`."""
         session = self.sessions.get(digest(cookie))
-        if session is None or session.expires_at <= self.now():
+        now = self.now()
+        if session is None or session.expires_at <= now or self._is_idle(session.id_hash, now):
             return None
         user = self.users.get(session.user_name)
         if user is None:
             return None
+        self.last_used[session.id_hash] = now
         return Identity(user.name, user.role, user.agent_id, credential=f"session:{session.id_hash}",  # type: ignore[arg-type]
                         csrf=session.csrf)
+
+    def _idle_limit(self) -> float | None:
+        """Seconds of no use that end a session (None: no idle timeout). Read at each use: a reload changes it."""
+        return self.settings.idle_minutes * 60 if self.settings.idle_minutes > 0 else None
+
+    def _is_idle(self, id_hash: str, now: float) -> bool:
+        limit = self._idle_limit()
+        return limit is not None and now - self.last_used.get(id_hash, now) >= limit
+
+    async def expire_idle_sessions(self) -> list[str]:
+        """End the sessions unused for `auth.idle_minutes` (their WebSockets are closed); their users' names."""
+        now = self.now()
+        idle = [session for id_hash, session in self.sessions.items() if self._is_idle(id_hash, now)]
+        if idle:
+            await self._end_sessions([session.id_hash for session in idle], "session idle")
+            for session in idle:
+                user = self.users.get(session.user_name)
+                self.audit.record(f"user:{session.user_name}", user.role if user else None, "session.idle",
+                                  target=f"user:{session.user_name}",
+                                  after={"idle_minutes": self.settings.idle_minutes})
+            log.info("ended %d session(s) idle for %g minutes", len(idle), self.settings.idle_minutes)
+        return [session.user_name for session in idle]
+
+    async def run(self) -> None:
+        """End idle sessions as they become idle, so their open WebSockets close without waiting for a request."""
+        while True:
+            limit = self._idle_limit()
+            await asyncio.sleep(min(IDLE_SWEEP_SECONDS, limit / 4) if limit else IDLE_SWEEP_SECONDS)
+            await self.expire_idle_sessions()
 
     # -- logins --
 
@@ -177,6 +216,7 @@ class AccessService:
                                 now + self.settings.session_hours * 3600)
         await self.records.add_session(session)
         self.sessions[session.id_hash] = session
+        self.last_used[session.id_hash] = now
         self.audit.record(f"user:{name}", user.role, "login", target=f"user:{name}", status=200)
         return cookie, session, user
 
@@ -202,6 +242,7 @@ class AccessService:
     async def _end_sessions(self, id_hashes: list[str], reason: str) -> None:
         for id_hash in id_hashes:
             self.sessions.pop(id_hash, None)
+            self.last_used.pop(id_hash, None)
             await self.sockets.close(f"session:{id_hash}", reason)
         await self.records.delete_sessions(id_hashes)
 
