@@ -32,6 +32,7 @@ from controller.http.openapi import openapi_document
 from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
 from controller.instance import EXIT_ANOTHER_CONTROLLER
 from controller.live_config import LiveConfig
+from controller.logs import setup_logging
 from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
@@ -61,6 +62,8 @@ from controller.plugins.metrics import resources as metrics_resources
 from controller.plugins.recordings import resources as recording_resources
 from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
+from controller.plugins.reload import resources as reload_resources
+from controller.plugins.reload.services import ConfigReloader
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
 from controller.store.db import Store, StoreError
@@ -136,7 +139,12 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
-        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload, self._reload_tls]
+        # After the configuration file and the flows, on each reload (SIGHUP, POST /api/config/reload).
+        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self._reload_tls]
+        self.reloader = ConfigReloader(config.source, self.live)
+        self._reload_lock = asyncio.Lock()
+        self.customers: CustomerDirectory | None = None  # needs the HTTP client: built in run()
+        self.live.subscribe("settings from the file", self._follow_file_settings)
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr),
@@ -179,9 +187,41 @@ class Controller:
         os._exit(EXIT_ANOTHER_CONTROLLER)
 
     def reload(self) -> None:
-        """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
+        """SIGHUP: as `reload_everything` (its report is logged)."""
         if self._tasks is not None:
-            self.spawn(self._run_reload_hooks())
+            self.spawn(self._reload_on_signal())
+
+    async def _reload_on_signal(self) -> None:
+        try:
+            await self.reload_everything()
+        except Exception:  # never end the TaskGroup that carries the calls
+            log.exception("reload failed; what was live stays live")
+
+    async def reload_everything(self) -> dict[str, Any]:
+        """Reload means reload (README "Reloading the configuration"): the configuration file (every setting
+        that can change without a restart goes live; the report names the others), then the IVR flows, then
+        the certificate. A file with any problem changes nothing, flows included."""
+        async with self._reload_lock:
+            report = await self.reloader.reload()
+            if report.problems:
+                return {"ok": False, "errors": report.problems, "configuration": report.as_dict(),
+                        "flows": sorted(self.ivr.repository.snapshot.flows)}
+            flows = await self.ivr.reload()
+            await self._run_reload_hooks()
+            return {**flows, "configuration": report.as_dict()}
+
+    def _follow_file_settings(self, old: Config, new: Config) -> None:
+        """Services that copied a setting of the file at start take the live one (`plugins/reload/services.py`
+        says which settings can change; the others keep their running values in `new`)."""
+        if new.logging != old.logging:
+            setup_logging(new.logging.level, new.logging.format, new.logging.show_caller_numbers)
+        self.access.settings = new.auth
+        self.retention.settings = new.retention
+        if self.customers is not None:
+            self.customers.settings = new.customers
+        for service in (self.calls, self.recordings, self.ivr, self.acd):  # asterisk.*, ivr.no_flow, dialing, ...
+            if not isinstance(getattr(type(service), "config", None), property):  # else it reads the live one
+                service.config = new
 
     async def _reload_tls(self) -> None:
         """Certificate renewal: new connections get the files' certificate (README "HTTPS")."""
@@ -272,6 +312,7 @@ class Controller:
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
+            *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
@@ -307,7 +348,7 @@ class Controller:
         await self.acd.restore()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        customers = CustomerDirectory(self.config.customers, self.http_client)
+        self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
         agi_settings = self.config.agi
         self.agi_server = FastAgiServer(header_timeout=agi_settings.header_timeout,
                                         command_timeout=agi_settings.command_timeout,

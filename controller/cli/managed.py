@@ -28,7 +28,7 @@ from controller.config import AcdAgentConfig, AcdQueueConfig
 
 @dataclass(frozen=True)
 class ItemKind:
-    plural: str  # the /api/config/{plural} path and the ccctl command
+    plural: str  # the /api/config/{plural} path and the command (`ccctl agents`)
     label: str  # "agent"
     cls: type  # the configuration file's dataclass
     key_field: str

@@ -95,7 +95,7 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
 
 def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef]:
     """The ACD's routes; `is_live(call_id)`: whether a call with that id is up (else commands answer 404)."""
-    dial_limiter = RateLimiter(acd.config.dialing.rate_limit_calls, acd.config.dialing.rate_limit_seconds)
+    dial_limiter = RateLimiter.following(lambda: acd.config.dialing)
 
     def refuse_dial(request: web.Request, number: str) -> web.Response | None:
         """403 when the dialing policy refuses the number, 429 when this token dialled too often; None: go on."""

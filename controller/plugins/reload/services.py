@@ -150,13 +150,15 @@ class ConfigReloader:
     """Reads the configuration file again and makes what can change live (`live.replace`); one at a time."""
 
     def __init__(self, path: str | Path, live: LiveConfig) -> None:
-        self.path = Path(path)
+        self.path = str(path)  # "": started without a file (tests), nothing to read
         self.live = live
         self._lock = asyncio.Lock()
 
     async def reload(self) -> ReloadReport:
         async with self._lock:
             try:
+                if not self.path:
+                    raise SettingsError(["the controller was started without a configuration file"])
                 from_file = await asyncio.to_thread(load_config, self.path)
             except SettingsError as exc:
                 report = ReloadReport(problems=list(exc.problems))
