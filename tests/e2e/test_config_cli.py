@@ -193,6 +193,12 @@ async def test_ccctl_agents_add_then_list_and_queues_edit(shared: ControllerProc
     assert edited.returncode == 0, edited.stderr
     assert edited.stdout.splitlines() == ["~ queue general",
                                           f"    wrapup_seconds: {general['value']['wrapup_seconds']} -> 33.0"]
+    disabled = await asyncio.to_thread(run, shared, "agents", "disable", "1007")
+    assert disabled.stdout.splitlines() == ["~ agent 1007", "    enabled: true -> false"], disabled.stderr
+    listing = await asyncio.to_thread(run, shared, "agents", "list")
+    assert next(line for line in listing.stdout.splitlines() if line.startswith("1007")).endswith("NO")
+    enabled = await asyncio.to_thread(run, shared, "agents", "enable", "1007")
+    assert enabled.stdout.splitlines() == ["~ agent 1007", "    enabled: false -> true"], enabled.stderr
     removed = await asyncio.to_thread(run, shared, "agents", "remove", "1007")
     assert removed.returncode == 0 and removed.stdout.strip() == "- agent 1007"
     states = await asyncio.to_thread(run, shared, "agents")  # without an action: the agents' states, as before
