@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -91,3 +92,40 @@ def test_differences_go_down_to_fields(path: str) -> None:
     changed = replace(Config(), dialing=DialingSettings(rate_limit_calls=3))
     assert differences(Config(), changed) == ["dialing.rate_limit_calls"]
     assert kind_of(path) == "applied"
+
+
+async def test_a_reload_during_an_admin_change_is_kept(tmp_path: Path) -> None:
+    """An admin change built before a reload and stored after it must not put the file's old settings back."""
+    import asyncio
+
+    from controller.plugins.access.state_persistor import AuditLog
+    from controller.plugins.admin.services import AdminService
+    from controller.store.db import Store
+
+    path = write(tmp_path / "controller.yaml", data_dir=str(tmp_path), acd={"queues": [{"name": "general"}]})
+    from controller.config import load_config
+    live = LiveConfig(load_config(path))
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    try:
+        admin = AdminService(store, live, AuditLog(store, lambda: 0.0), lambda: 0.0)
+        await admin.open(live.current)
+        writing, reloaded = asyncio.Event(), asyncio.Event()
+        execute_atomic = store.execute_atomic
+
+        async def slow_write(statements: Any) -> Any:
+            writing.set()
+            await reloaded.wait()
+            return await execute_atomic(statements)
+
+        store.execute_atomic = slow_write  # type: ignore[method-assign]
+        change = asyncio.create_task(admin.put("token:ops", "queue", "billing", {"name": "billing"}))
+        await writing.wait()
+        write(path, data_dir=str(tmp_path), acd={"queues": [{"name": "general"}]}, logging={"level": "debug"})
+        assert (await ConfigReloader(path, live).reload()).applied == ["logging.level"]
+        reloaded.set()
+        await change
+        assert live.current.logging.level == "debug"  # the reload stays
+        assert [queue.name for queue in live.current.acd.queues] == ["general", "billing"]  # and the change is made
+    finally:
+        await store.close()

@@ -213,7 +213,8 @@ class AdminService:
         return changes
 
     async def _made(self, new: Config, changes: list[Change]) -> None:
-        await self.live.replace(new)
+        # On the configuration as it is now: a reload of the file may have changed its other sections meanwhile.
+        await self.live.replace(replace(self.live.current, **{name: getattr(new, name) for name in MANAGED_SECTIONS}))
         for change in changes:
             log.info("configuration: %s %s %s", change.op, change.kind, change.key)
             if self.publish is not None:
