@@ -46,11 +46,16 @@ async def document(process: ControllerProcess) -> dict[str, Any]:
 
 
 async def test_export_then_apply_on_an_unchanged_system_is_a_no_op(shared: ControllerProcess, tmp_path: Path) -> None:
+    secret = "webhook-secret-0123456789"
+    status, body = await shared.api("PUT", "/api/config/webhooks/crm", json={
+        "url": "http://127.0.0.1:9/hook", "secret": secret, "types": ["agent.*"]})
+    assert status == 200, body
     exported = tmp_path / "managed.yaml"
     result = await asyncio.to_thread(run, shared, "config", "export", "--output", str(exported))
     assert result.returncode == 0, result.stderr
     text = exported.read_text(encoding="utf-8")
     assert "name: 王芳" in text and "title: 业务咨询" in text and "\\u" not in text  # Chinese as it is
+    assert "secret: '***'" in text and secret not in text  # and the secret kept when applied back (below)
     data = yaml.safe_load(text)
     assert {agent["id"] for agent in data["acd"]["agents"]} >= {"1001", "1005"} and data["dids"]
     stdout = await asyncio.to_thread(run, shared, "config", "export")
@@ -61,7 +66,7 @@ async def test_export_then_apply_on_an_unchanged_system_is_a_no_op(shared: Contr
     assert "no change: the controller already has this configuration" in applied.stdout
     assert await document(shared) == before
     _, audit = await shared.api("GET", "/api/audit", params={"action": "config."})
-    assert [e["actor"] for e in audit["entries"]] == ["config-file"]  # the seed only: the apply wrote nothing
+    assert [e["actor"] for e in audit["entries"]] == ["token:ops", "config-file"]  # the webhook's PUT and the seed
     # A whole controller.yaml applies too (its other sections are ignored, with a note).
     whole = await asyncio.to_thread(run, shared, "config", "apply", str(shared.config), "--json")
     assert whole.returncode == 0, whole.stderr

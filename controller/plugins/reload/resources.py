@@ -33,7 +33,8 @@ Reload = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def routes(reload: Reload) -> list[web.RouteDef]:
-    @operation("Reload the configuration file, the IVR flows and the certificate (what SIGHUP does)", tag="config",
+    @operation("Reload the configuration file, the IVR flows and the certificate (what SIGHUP does)",
+               tag="configuration",
                responses={200: RELOAD_RESULT, 422: RELOAD_RESULT},
                description="Every setting that can change without a restart is applied at once; the answer names "
                            "those that need a restart and the sections the database manages (ignored). A file or "
