@@ -4,6 +4,7 @@ the database manages; a bad file changes nothing."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ def test_a_reload_applies_what_can_change_keeps_the_rest_and_says_which_is_which
     assert (new.logging.level, new.logging.format, new.dialing.denied_prefixes) == ("debug", "json", ["00", "+", "139"])
     assert (new.http.port, new.data_dir) == (8080, current.data_dir)  # the running values stay
     assert new.acd == current.acd and new.dids == {}  # the database's
+    lines = report.log_lines("/etc/ccc/controller.yaml")
+    assert lines[0] == (logging.INFO, "configuration reloaded: applied logging.level, logging.format, "
+                                      "dialing.denied_prefixes")
+    assert lines[1][0] == logging.WARNING and "http.port (the HTTP server listens from the start)" in lines[1][1]
+    assert lines[2] == (logging.WARNING, "configuration: the file's dids, acd.agents differ from the database, which "
+                                         "wins; `ccctl config apply /etc/ccc/controller.yaml` applies them")
     assert plan(current, current)[1].as_dict() == {"applied": [], "restart_required": [],
                                                      "managed_in_database": [], "problems": []}
 

@@ -109,7 +109,7 @@ class ReloadReport:
     def as_dict(self) -> dict[str, list[str]]:
         return dataclasses.asdict(self)
 
-    def log_lines(self) -> list[tuple[int, str]]:
+    def log_lines(self, path: str = "FILE") -> list[tuple[int, str]]:
         if self.problems:
             return [(logging.ERROR, "configuration reload refused, nothing changed: " + "; ".join(self.problems))]
         lines = [(logging.INFO, "configuration reloaded: applied " + (", ".join(self.applied) or "no change"))]
@@ -120,7 +120,7 @@ class ReloadReport:
                                                for path in self.restart_required)))
         if self.managed_in_database:
             lines.append((logging.WARNING, "configuration: the file's " + ", ".join(self.managed_in_database)
-                          + " differ from the database, which wins; `ccctl config apply FILE` applies them"))
+                          + f" differ from the database, which wins; `ccctl config apply {path}` applies them"))
         return lines
 
 
@@ -166,6 +166,6 @@ class ConfigReloader:
                 new, report = plan(self.live.current, from_file)
                 if report.applied:
                     await self.live.replace(new)
-        for level, line in report.log_lines():
+        for level, line in report.log_lines(self.path):
             log.log(level, "%s", line)
         return report
