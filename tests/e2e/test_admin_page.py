@@ -1,0 +1,150 @@
+"""The admin page (/admin) in headless Chromium: supervisors and admins manage the live configuration,
+users and tokens; what the page does is checked through the API (README "Admin page")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import Browser, Page
+from tests.e2e.conftest import ControllerProcess
+from tests.e2e.test_desk import SCREENSHOTS, assert_chinese_is_drawn
+
+pytestmark = pytest.mark.e2e
+PASSWORDS = {"admin": "demo-admin-pass", "supervisor": "demo-supervisor-pass", "1001": "demo-1001-pass"}
+
+
+async def sign_in(browser: Browser, controller: ControllerProcess, name: str, tab: str = "agents",
+                  lang: str = "en") -> Page:
+    """Open the admin page, log in with a name and password; returns once every panel is drawn."""
+    page = await browser.open(f"{controller.url}/admin?lang={lang}#{tab}")
+    await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+    await page.wait_for("!document.querySelector('#signin').hidden")
+    await page.fill("#name", name)
+    await page.fill("#password", PASSWORDS[name])
+    await page.click("#login")
+    await page.wait_for("document.body.dataset.ready === 'true'")
+    assert await page.text("#error") == ""
+    return page
+
+
+async def rows(page: Page, table: str) -> list[str]:
+    """The keys of a table's rows (data-key), as drawn."""
+    return list(await page.evaluate(
+        f"[...document.querySelectorAll('#{table} tbody tr')].map((r) => r.dataset.key)"))
+
+
+async def test_an_admin_creates_a_token_sees_its_value_once_and_revokes_it(controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        page = await sign_in(browser, controller, "admin", tab="tokens")
+        assert await page.visible("#tokens-form") and not await page.visible("#token-value")
+        await page.fill("#tokens-form [name=name]", "crm-2")
+        await page.evaluate("document.querySelector('#tokens-form [name=role]').value = 'integration'; true")
+        await page.click("#tokens-form [type=submit]")
+        value = str(await page.wait_for("document.querySelector('#token-secret').textContent"))
+        assert await page.visible("#token-value") and len(value) >= 24
+        token_id = await page.wait_for(
+            "[...document.querySelectorAll('#tokens-table tbody tr')].find((r) =>"
+            " r.querySelector('.name').textContent === 'crm-2')?.dataset.key")
+        status, who = await controller.api("GET", "/api/auth/me", token=value)
+        assert status == 200 and who["name"] == "crm-2" and who["role"] == "integration"
+        await page.screenshot(SCREENSHOTS / "admin-token-created-en.png")
+
+        # Shown once: gone when put away, and nowhere on the page after a reload.
+        await page.click("#token-hide")
+        assert not await page.visible("#token-value") and value not in await page.text("body")
+        await page.reload()
+        await page.wait_for("document.body.dataset.ready === 'true'")
+        assert token_id in await rows(page, "tokens-table") and value not in await page.evaluate(
+            "document.documentElement.outerHTML")
+
+        # Revoked on the page (after confirming there): the token's next request fails.
+        await page.click(f"#tokens-table tr[data-key='{token_id}'] .revoke")
+        assert await page.visible("#tokens-confirm")
+        assert (await controller.api("GET", "/api/auth/me", token=value))[0] == 200  # nothing before the yes
+        await page.click("#tokens-confirm .yes")
+        await page.wait_for(f"document.querySelector(\"#tokens-table tr[data-key='{token_id}'] .revoked\")"
+                            ".textContent !== ''")
+        assert (await controller.api("GET", "/api/auth/me", token=value))[0] == 401
+        assert await page.text("#tokens-confirm .refusal") == ""
+
+    _, audit = await controller.api("GET", "/api/audit", params={"actor": "user:admin", "action": "token."})
+    assert [e["action"] for e in audit["entries"]][:2] == ["token.revoke", "token.create"], audit
+
+
+async def test_an_admin_manages_users_and_everyone_changes_their_own_password(controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        page = await sign_in(browser, controller, "admin", tab="users")
+        await page.fill("#users-form [name=name]", "lead2")
+        await page.evaluate("document.querySelector('#users-form [name=role]').value = 'supervisor'; true")
+        await page.fill("#users-form [name=password]", "short")  # refused: too short; nothing is created
+        await page.click("#users-form [type=submit]")
+        problem = await page.wait_for("document.querySelector('#users-form .problems').textContent")
+        assert "password" in problem, problem
+        assert "lead2" not in await rows(page, "users-table")
+        assert (await controller.api("POST", "/api/auth/login",
+                                     json={"name": "lead2", "password": "short"}))[0] == 401
+        await page.fill("#users-form [name=password]", "a-long-enough-password")
+        await page.click("#users-form [type=submit]")
+        await page.wait_for("[...document.querySelectorAll('#users-table tbody tr')].some((r) =>"
+                            " r.dataset.key === 'lead2')")
+        assert await page.text("#users-form .problems") == ""
+        status, _ = await controller.api("POST", "/api/auth/login",
+                                         json={"name": "lead2", "password": "a-long-enough-password"})
+        assert status == 200
+
+        await page.click("#users-table tr[data-key='lead2'] .reset")
+        await page.fill("#reset-form [name=password]", "another-long-password")
+        await page.click("#reset-form [type=submit]")
+        await page.wait_for("document.querySelector('#reset-form').hidden")
+        assert (await controller.api("POST", "/api/auth/login",
+                                     json={"name": "lead2", "password": "another-long-password"}))[0] == 200
+
+        await page.click("#users-table tr[data-key='lead2'] .remove")
+        await page.click("#users-confirm .yes")
+        await page.wait_for("![...document.querySelectorAll('#users-table tbody tr')].some((r) =>"
+                            " r.dataset.key === 'lead2')")
+        assert (await controller.api("POST", "/api/auth/login",
+                                     json={"name": "lead2", "password": "another-long-password"}))[0] == 401
+
+        # A supervisor sees the users but cannot change them (nor tokens, DIDs, webhooks: no tab), and
+        # changes their own password (the current one is asked for).
+        await page.click("#signout")  # the browser's session ends: the sign-in form again
+        await page.wait_for("document.readyState === 'complete' && !document.querySelector('#signin').hidden")
+        assert not await page.visible("#panels")
+        lead = await sign_in(browser, controller, "supervisor", tab="users")
+        assert "admin" in await rows(lead, "users-table")
+        assert not await lead.visible("#users-form") and not await lead.visible(".reset")
+        tabs = await lead.evaluate("[...document.querySelectorAll('#tabs button')].map((b) => b.dataset.tab)")
+        assert "agents" in tabs and "audit" in tabs
+        assert not {"tokens", "dids", "webhooks"} & set(tabs), tabs
+        await lead.fill("#own-password-form [name=current_password]", "wrong")
+        await lead.fill("#own-password-form [name=password]", "supervisor-new-pass")
+        await lead.click("#own-password-form [type=submit]")
+        assert await lead.wait_for("document.querySelector('#own-password-form .problems').textContent")
+        await lead.fill("#own-password-form [name=current_password]", PASSWORDS["supervisor"])
+        await lead.fill("#own-password-form [name=password]", "supervisor-new-pass")
+        await lead.click("#own-password-form [type=submit]")
+        await lead.wait_for("document.querySelector('#own-password-form .done').textContent === '✓'")
+        assert (await controller.api("POST", "/api/auth/login",
+                                     json={"name": "supervisor", "password": "supervisor-new-pass"}))[0] == 200
+
+
+
+async def test_an_agent_opening_the_admin_page_is_sent_to_the_toolbar(controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        page = await browser.open(f"{controller.url}/admin?lang=zh")
+        await page.wait_for("!document.querySelector('#signin').hidden")
+        assert await page.text("#login") == "登录" and not await page.visible("#panels")
+        await assert_chinese_is_drawn(page, "#signin", "admin-signin-zh")
+        await page.fill("#name", "1001")
+        await page.fill("#password", PASSWORDS["1001"])
+        await page.click("#login")
+        # The agent's own page, with their name filled in; their session signs them in there without a password.
+        await page.wait_for("location.pathname === '/desk/toolbar.html' && document.readyState === 'complete'"
+                            " && document.querySelector('#agent').value === '1001'")
+        await page.click("#login")
+        await page.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert await page.text("#error") == ""
+        # Opened again with the agent's session: straight back to the toolbar, never a half-drawn admin page.
+        again = await browser.open(f"{controller.url}/admin?lang=zh")
+        await again.wait_for("location.pathname === '/desk/toolbar.html'")
