@@ -33,6 +33,12 @@ async def rows(page: Page, table: str) -> list[str]:
         f"[...document.querySelectorAll('#{table} tbody tr')].map((r) => r.dataset.key)"))
 
 
+async def column(page: Page, table: str, name: str) -> list[str]:
+    """The text of one column (its cells' class) of a table, top to bottom."""
+    return list(await page.evaluate(
+        f"[...document.querySelectorAll('#{table} tbody td.{name}')].map((td) => td.textContent)"))
+
+
 async def test_an_admin_creates_a_token_sees_its_value_once_and_revokes_it(controller: ControllerProcess) -> None:
     async with Browser() as browser:
         page = await sign_in(browser, controller, "admin", tab="tokens")
@@ -67,8 +73,19 @@ async def test_an_admin_creates_a_token_sees_its_value_once_and_revokes_it(contr
         assert (await controller.api("GET", "/api/auth/me", token=value))[0] == 401
         assert await page.text("#tokens-confirm .refusal") == ""
 
-    _, audit = await controller.api("GET", "/api/audit", params={"actor": "user:admin", "action": "token."})
-    assert [e["action"] for e in audit["entries"]][:2] == ["token.revoke", "token.create"], audit
+        # The audit log on the page, filtered by actor and action: these two changes, by this user.
+        await page.click("#tabs button[data-tab=audit]")
+        await page.wait_for("document.querySelectorAll('#audit-table tbody tr').length > 0")
+        everything = await column(page, "audit-table", "action")
+        assert "login" in everything and "token.create" in everything, everything
+        await page.fill("#audit-form [name=actor]", "user:admin")
+        await page.fill("#audit-form [name=action]", "token.")
+        await page.click("#audit-form [type=submit]")
+        await page.wait_for("[...document.querySelectorAll('#audit-table td.action')].every((td) =>"
+                            " td.textContent.startsWith('token.'))")
+        assert await column(page, "audit-table", "action") == ["token.revoke", "token.create"]
+        assert set(await column(page, "audit-table", "actor")) == {"user:admin"}
+        assert await column(page, "audit-table", "target") == [f"token:{token_id}"] * 2
 
 
 async def test_an_admin_manages_users_and_everyone_changes_their_own_password(controller: ControllerProcess) -> None:
