@@ -33,6 +33,15 @@ async def rows(page: Page, table: str) -> list[str]:
         f"[...document.querySelectorAll('#{table} tbody tr')].map((r) => r.dataset.key)"))
 
 
+def has_row(table: str, key: str) -> str:
+    """JavaScript: whether a table has a row for this key (data-key)."""
+    return f"[...document.querySelectorAll('#{table} tbody tr')].some((r) => r.dataset.key === {key!r})"
+
+
+def not_has_row(table: str, key: str) -> str:
+    return f"!{has_row(table, key)}"
+
+
 async def column(page: Page, table: str, name: str) -> list[str]:
     """The text of one column (its cells' class) of a table, top to bottom."""
     return list(await page.evaluate(
@@ -102,8 +111,7 @@ async def test_an_admin_manages_users_and_everyone_changes_their_own_password(co
                                      json={"name": "lead2", "password": "short"}))[0] == 401
         await page.fill("#users-form [name=password]", "a-long-enough-password")
         await page.click("#users-form [type=submit]")
-        await page.wait_for("[...document.querySelectorAll('#users-table tbody tr')].some((r) =>"
-                            " r.dataset.key === 'lead2')")
+        await page.wait_for(has_row("users-table", "lead2"))
         assert await page.text("#users-form .problems") == ""
         status, _ = await controller.api("POST", "/api/auth/login",
                                          json={"name": "lead2", "password": "a-long-enough-password"})
@@ -118,8 +126,7 @@ async def test_an_admin_manages_users_and_everyone_changes_their_own_password(co
 
         await page.click("#users-table tr[data-key='lead2'] .remove")
         await page.click("#users-confirm .yes")
-        await page.wait_for("![...document.querySelectorAll('#users-table tbody tr')].some((r) =>"
-                            " r.dataset.key === 'lead2')")
+        await page.wait_for(not_has_row("users-table", "lead2"))
         assert (await controller.api("POST", "/api/auth/login",
                                      json={"name": "lead2", "password": "another-long-password"}))[0] == 401
 
@@ -165,3 +172,74 @@ async def test_an_agent_opening_the_admin_page_is_sent_to_the_toolbar(controller
         # Opened again with the agent's session: straight back to the toolbar, never a half-drawn admin page.
         again = await browser.open(f"{controller.url}/admin?lang=zh")
         await again.wait_for("location.pathname === '/desk/toolbar.html'")
+
+
+async def fill_agent(page: Page, fields: dict[str, str]) -> None:
+    for name, value in fields.items():
+        await page.fill(f"#agents-form [name={name}]", value)
+
+
+NEW_AGENT = {"id": "1006", "name": "赵磊", "number": "2006", "endpoint": "8006", "skills": "general=11",
+             "queues": "general=0, orders=2"}
+
+
+async def test_a_supervisor_adds_an_agent_on_the_admin_page(controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        page = await sign_in(browser, controller, "supervisor", lang="zh")
+        await page.wait_for("document.querySelectorAll('#agents-table tbody tr').length === 5")
+        assert await rows(page, "agents-table") == ["1001", "1002", "1003", "1004", "1005"]
+        assert await page.text("#agents-table tr[data-key='1001'] .f-name") == "王芳"
+        await assert_chinese_is_drawn(page, "#panel-agents", "admin-agents-zh")
+
+        # A skill level out of range: the API's message next to the form, and nothing is created.
+        await fill_agent(page, NEW_AGENT)
+        await page.click("#agents-form [type=submit]")
+        problems = str(await page.wait_for("document.querySelector('#agents-form .problems').textContent"))
+        assert "agents[1006].skills.general" in problems, problems
+        assert (await controller.api("GET", "/api/config/agents/1006"))[0] == 404
+        assert "1006" not in await rows(page, "agents-table")
+        await page.screenshot(SCREENSHOTS / "admin-agent-refused-zh.png")
+
+        # Corrected and saved: the API has it as typed, the list shows it, the form is empty for the next one.
+        await page.fill("#agents-form [name=skills]", "general=5, complaints=3")
+        await page.click("#agents-form [type=submit]")
+        await page.wait_for(has_row("agents-table", "1006"))
+        assert await page.text("#agents-form .problems") == ""
+        assert await page.evaluate("document.querySelector('#agents-form [name=id]').value") == ""
+        status, agent = await controller.api("GET", "/api/config/agents/1006")
+        assert status == 200, agent
+        assert agent["value"] == {"id": "1006", "name": "赵磊", "number": "2006", "endpoint": "8006",
+                                  "skills": {"general": 5, "complaints": 3}, "queues": {"general": 0, "orders": 2},
+                                  "caller_id": "", "enabled": True}
+        assert await page.text("#agents-table tr[data-key='1006'] .f-skills") == "general=5, complaints=3"
+        await page.screenshot(SCREENSHOTS / "admin-agent-added-zh.png")
+
+        # Edited: the key stays, the name changes; disabled and enabled again; removed after confirming.
+        await page.click("#agents-table tr[data-key='1006'] .edit")
+        assert await page.evaluate("document.querySelector('#agents-form [name=id]').readOnly")
+        await page.fill("#agents-form [name=name]", "赵磊磊")
+        await page.click("#agents-form [type=submit]")
+        await page.wait_for("document.querySelector(\"#agents-table tr[data-key='1006'] .f-name\")"
+                            "?.textContent === '赵磊磊'")
+        await page.click("#agents-table tr[data-key='1006'] .toggle")
+        await page.wait_for("document.querySelector(\"#agents-table tr[data-key='1006']\")"
+                            "?.classList.contains('disabled')")
+        assert (await controller.api("GET", "/api/config/agents/1006"))[1]["value"]["enabled"] is False
+        await page.click("#agents-table tr[data-key='1006'] .remove")
+        assert await page.visible("#agents-confirm")
+        assert (await controller.api("GET", "/api/config/agents/1006"))[0] == 200  # nothing before the yes
+        await page.click("#agents-confirm .yes")
+        await page.wait_for(not_has_row("agents-table", "1006"))
+        assert (await controller.api("GET", "/api/config/agents/1006"))[0] == 404
+
+        # A change made elsewhere (the API, ccctl) shows on the open page at once (CTI config.changed).
+        status, body = await controller.api("PUT", "/api/config/queues/billing",
+                                            json={"title": "账务", "wrapup_seconds": 20})
+        assert status == 200, body
+        await page.click("#tabs button[data-tab=queues]")
+        await page.wait_for(has_row("queues-table", "billing"))
+        assert await page.text("#queues-table tr[data-key='billing'] .f-wrapup_seconds") == "20"
+
+    _, audit = await controller.api("GET", "/api/audit", params={"actor": "user:supervisor", "action": "config."})
+    actions = [(e["action"], e["target"]) for e in audit["entries"]]
+    assert ("config.put", "agent:1006") in actions and ("config.delete", "agent:1006") in actions, actions

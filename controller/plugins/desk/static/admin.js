@@ -8,7 +8,8 @@ desk.token = "";  // a token pasted into another page of this tab is not used he
 const $ = (selector, root = document) => root.querySelector(selector);
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 
-// The managed kinds, with their fields as controller.yaml spells them. Field types: text (the default),
+// The managed kinds, with their fields as controller.yaml spells them (shape: as GET /api/config/{kind} lists
+// them, see recordOf). Field types: text (the default),
 // number, bool, select, pairs ("general=5, orders=3": a name -> integer map), list (comma-separated), secret.
 // An empty text or number field is left out of the item, so the configuration's default applies.
 const KINDS = [
@@ -28,9 +29,9 @@ const KINDS = [
     {name: "category", type: "select", options: ["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"]}],
    columns: ["name", "title", "strategy", "wrapup_seconds", "ring_timeout", "max_wait", "overflow", "recording",
              "service_level_seconds"]},
-  {kind: "not_ready_reasons", key: "reason", fields: [{name: "reason"}], columns: ["reason"]},
-  {kind: "standard_prompts", key: "name", fields: [{name: "name"}, {name: "text", size: 50}], columns: ["name", "text"]},
-  {kind: "dids", key: "did", admin: true, fields: [{name: "did"}, {name: "flow"}], columns: ["did", "flow"]},
+  {kind: "not_ready_reasons", key: "reason", shape: "values", fields: [{name: "reason"}], columns: ["reason"]},
+  {kind: "standard_prompts", key: "name", shape: "mapping", fields: [{name: "name"}, {name: "text", size: 50}], columns: ["name", "text"]},
+  {kind: "dids", key: "did", shape: "mapping", admin: true, fields: [{name: "did"}, {name: "flow"}], columns: ["did", "flow"]},
   {kind: "webhooks", key: "name", admin: true, fields: [
     {name: "name"}, {name: "url", size: 40}, {name: "secret", type: "secret"}, {name: "types", type: "list"},
     {name: "queue"}, {name: "timeout", type: "number"}, {name: "max_attempts", type: "number"}],
@@ -154,23 +155,30 @@ async function save(spec) {
   showProblems(form, problems);
   if (problems.length) return;
   try {
-    await desk.api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, item, {quiet: true});
+    await desk.api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, bodyOf(spec, item), {quiet: true});
   } catch (error) { showProblems(form, problemsOf(error)); return; }
   edit(spec, null);
   $(".done", form).textContent = `✓ ${key}`;
   await loadKind(spec);
 }
 
-function listOf(answer, spec) {
-  const list = answer[spec.kind] ?? answer.items ?? answer;
-  if (Array.isArray(list)) return list;
-  return Object.entries(list || {}).map(([key, value]) => (  // a name -> value map (prompts, DIDs)
-    value !== null && typeof value === "object" ? {[spec.key]: key, ...value} : {[spec.key]: key, [spec.fields[1].name]: value}));
+// The API's items ({key, value}) as the form's records, and back: a list kind's value is the record itself;
+// a mapping's (prompts, DIDs) is the second field's value; a list of values (not-ready reasons) is its key.
+function recordOf(spec, {key, value}) {
+  if (spec.shape === "mapping") return {[spec.key]: key, [spec.fields[1].name]: value};
+  if (spec.shape === "values") return {[spec.key]: key};
+  return value;
+}
+
+function bodyOf(spec, record) {
+  if (spec.shape === "mapping") return record[spec.fields[1].name] ?? "";
+  if (spec.shape === "values") return undefined;
+  return record;
 }
 
 async function loadKind(spec) {
   if (spec.admin && !isAdmin()) return;
-  items[spec.kind] = listOf(await desk.api("GET", `/api/config/${spec.kind}`), spec);
+  items[spec.kind] = (await desk.api("GET", `/api/config/${spec.kind}`)).items.map((item) => recordOf(spec, item));
   drawKind(spec);
 }
 
