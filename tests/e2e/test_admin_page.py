@@ -195,7 +195,7 @@ async def test_a_supervisor_adds_an_agent_on_the_admin_page(controller: Controll
         await fill_agent(page, NEW_AGENT)
         await page.click("#agents-form [type=submit]")
         problems = str(await page.wait_for("document.querySelector('#agents-form .problems').textContent"))
-        assert "agents[1006].skills.general" in problems, problems
+        assert "agents[1006]: skills.general: expected a level from 1 to 10, got 11" in problems, problems
         assert (await controller.api("GET", "/api/config/agents/1006"))[0] == 404
         assert "1006" not in await rows(page, "agents-table")
         await page.screenshot(SCREENSHOTS / "admin-agent-refused-zh.png")

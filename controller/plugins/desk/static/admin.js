@@ -414,7 +414,7 @@ desk.translate({
        disable: "停用", enable: "启用", disabled: "已停用", state: "状态", remove_ask: "确认删除", required: "必填",
        pairs_hint: "格式为 名称=数字，用逗号分隔",
        f_id: "坐席 ID", f_name: "名称", f_number: "工号", f_endpoint: "话机", f_skills: "技能=等级",
-       f_queues: "队列=优先级惩罚", f_caller_id: "外显号码", f_enabled: "启用", f_title: "显示名", f_strategy: "分配策略",
+       f_queues: "队列=惩罚值(0 优先)", f_caller_id: "外显号码", f_enabled: "启用", f_title: "显示名", f_strategy: "分配策略",
        f_wrapup_seconds: "话后处理(秒)", f_ring_timeout: "振铃超时(秒)", f_max_wait: "最长等待(秒)", f_overflow: "溢出",
        f_no_agents: "无人签入时", f_announce_interval: "播报间隔(秒)", f_announce_wait_time: "播报等待时长",
        f_announce_agent_number: "播报工号", f_recording: "录音", f_service_level_seconds: "服务水平阈值(秒)",
