@@ -243,3 +243,81 @@ async def test_a_supervisor_adds_an_agent_on_the_admin_page(controller: Controll
     _, audit = await controller.api("GET", "/api/audit", params={"actor": "user:supervisor", "action": "config."})
     actions = [(e["action"], e["target"]) for e in audit["entries"]]
     assert ("config.put", "agent:1006") in actions and ("config.delete", "agent:1006") in actions, actions
+
+
+async def save_item(page: Page, kind: str, fields: dict[str, str]) -> str:
+    """Fill a kind's form and save: the problems shown under it ('' when it went through)."""
+    await page.click(f"#tabs button[data-tab={kind}]")
+    for name, value in fields.items():
+        await page.fill(f"#{kind}-form [name={name}]", value)
+    await page.evaluate(f"document.querySelector('#{kind}-form .done').textContent = ''; true")
+    await page.click(f"#{kind}-form [type=submit]")
+    form = f"document.querySelector('#{kind}-form')"
+    answer = await page.wait_for(f"({form}.querySelector('.done').textContent"
+                                 f" || {form}.querySelector('.problems').textContent)"
+                                 f" && [{form}.querySelector('.problems').textContent]")
+    return str(answer[0])
+
+
+async def item(controller: ControllerProcess, kind: str, key: str) -> object:
+    status, body = await controller.api("GET", f"/api/config/{kind}/{key}")
+    return body["value"] if status == 200 else status
+
+
+async def test_an_admin_changes_queues_reasons_prompts_dids_and_webhooks(controller: ControllerProcess) -> None:
+    async with Browser() as browser:
+        page = await sign_in(browser, controller, "admin", tab="queues", lang="en")
+        await page.wait_for(has_row("queues-table", "general"))
+
+        # A queue's wrap-up, changed in its form (the other fields as they were); a bad number changes nothing.
+        await page.click("#queues-table tr[data-key='orders'] .edit")
+        assert await page.evaluate("document.querySelector('#queues-form [name=overflow]').value") == "voicemail"
+        problems = await save_item(page, "queues", {"wrapup_seconds": "half a minute"})
+        assert "wrapup_seconds" in problems and "'half a minute'" in problems and "number" in problems, problems
+        assert (await item(controller, "queues", "orders"))["wrapup_seconds"] == 30  # type: ignore[index]
+        assert await save_item(page, "queues", {"wrapup_seconds": "45", "service_level_seconds": "15"}) == ""
+        orders = await item(controller, "queues", "orders")
+        assert orders["wrapup_seconds"] == 45 and orders["service_level_seconds"] == 15  # type: ignore[index]
+        assert orders["overflow"] == "voicemail" and orders["title"] == "业务受理"  # type: ignore[index]
+        await page.wait_for("document.querySelector(\"#queues-table tr[data-key='orders'] .f-wrapup_seconds\")"
+                            ".textContent === '45'")
+        await page.screenshot(SCREENSHOTS / "admin-queues-en.png")
+
+        # Removing a queue the API refuses: its reason shows where it was asked, and the queue stays.
+        await page.click("#queues-table tr[data-key='general'] .remove")
+        await page.click("#queues-confirm .yes")
+        refusal = str(await page.wait_for("document.querySelector('#queues-confirm .refusal').textContent"))
+        assert "agents[1001].queues.general: no queue 'general'" in refusal, refusal
+        assert isinstance(await item(controller, "queues", "general"), dict)
+        assert await page.visible("#queues-confirm") and "general" in await rows(page, "queues-table")
+
+        assert await save_item(page, "not_ready_reasons", {"reason": "coaching"}) == ""
+        await page.wait_for(has_row("not_ready_reasons-table", "coaching"))
+        assert await item(controller, "not_ready_reasons", "coaching") == "coaching"
+        hours = "营业时间为每天八点到二十点。"
+        assert await save_item(page, "standard_prompts", {"name": "hours", "text": hours}) == ""
+        await page.wait_for(has_row("standard_prompts-table", "hours"))
+        assert await item(controller, "standard_prompts", "hours") == hours
+        assert await save_item(page, "dids", {"did": "4008009999", "flow": "hotline"}) == ""
+        await page.wait_for(has_row("dids-table", "4008009999"))
+        assert await item(controller, "dids", "4008009999") == "hotline"
+
+        hook = {"name": "crm", "url": "http://127.0.0.1:9/hook", "secret": "s3cret-value", "types": "call.*, agent.*"}
+        assert await save_item(page, "webhooks", hook) == ""
+        await page.wait_for(has_row("webhooks-table", "crm"))
+        stored = await item(controller, "webhooks", "crm")
+        assert stored["types"] == ["call.*", "agent.*"] and stored["secret"] == "***"  # type: ignore[index]
+        # Edited without retyping the secret: the form shows "***", which keeps it.
+        await page.click("#webhooks-table tr[data-key='crm'] .edit")
+        assert await page.evaluate("document.querySelector('#webhooks-form [name=secret]').value") == "***"
+        assert await save_item(page, "webhooks", {"timeout": "3"}) == ""
+        assert (await item(controller, "webhooks", "crm"))["timeout"] == 3  # type: ignore[index]
+
+        await page.click("#not_ready_reasons-table tr[data-key='coaching'] .remove")
+        await page.click("#not_ready_reasons-confirm .yes")
+        await page.wait_for(not_has_row("not_ready_reasons-table", "coaching"))
+        assert await item(controller, "not_ready_reasons", "coaching") == 404
+
+    # What the page hides from supervisors, the API refuses them too.
+    for path in ("/api/config/dids/4008009999", "/api/config/webhooks/crm"):
+        assert (await controller.api("DELETE", path, token="demo-supervisor-token"))[0] == 403

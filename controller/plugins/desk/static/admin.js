@@ -63,7 +63,7 @@ function fieldInput(field) {
   }
   const size = field.size || (field.type === "number" ? 6 : field.type === "pairs" ? 28 : 12);
   const kind = field.type === "secret" ? "password" : "text";
-  const hint = field.type === "pairs" ? ' data-hint="pairs"' : field.type === "list" ? ' data-hint="list"' : "";
+  const hint = field.type === "pairs" ? ' placeholder="general=5, orders=3"' : field.type === "list" ? ' placeholder="call.*, agent.*"' : "";
   const mode = field.type === "number" ? ' inputmode="decimal"' : "";
   return `<label>${label} <input type="${kind}" name="${field.name}" size="${size}"${mode}${hint} autocomplete="off"></label>`;
 }
@@ -195,7 +195,7 @@ function drawKind(spec) {
     }
     const toggle = spec.live ? `<button class="toggle" data-t="${disabled ? "enable" : "disable"}"></button>` : "";
     return `<tr data-key="${key}"${disabled ? ' class="disabled"' : ""}>${cells.join("")}
-      <td><button class="edit" data-t="edit"></button>${toggle}<button class="remove" data-t="remove"></button></td></tr>`;
+      <td class="actions"><button class="edit" data-t="edit"></button>${toggle}<button class="remove" data-t="remove"></button></td></tr>`;
   }).join("");
   translateIn($(`#${spec.kind}-table tbody`));
   for (const row of document.querySelectorAll(`#${spec.kind}-table tbody tr`)) {
@@ -247,7 +247,7 @@ async function loadUsers() {
   const {users} = await desk.api("GET", "/api/users");
   $("#users-table tbody").innerHTML = users.map((u) => `<tr data-key="${esc(u.name)}"><td>${esc(u.name)}</td>
     <td>${esc(u.role)}</td><td>${esc(u.agent_id)}</td><td>${u.locked ? "🔒" : ""}</td>
-    <td class="admin-only"><button class="reset" data-t="reset_password"></button>
+    <td class="admin-only actions"><button class="reset" data-t="reset_password"></button>
       <button class="remove" data-t="remove"></button></td></tr>`).join("");
   translateIn($("#users-table tbody"));
   for (const row of document.querySelectorAll("#users-table tbody tr")) {
