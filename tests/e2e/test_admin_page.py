@@ -152,6 +152,14 @@ async def test_an_admin_manages_users_and_everyone_changes_their_own_password(co
         assert (await controller.api("POST", "/api/auth/login",
                                      json={"name": "supervisor", "password": "supervisor-new-pass"}))[0] == 200
 
+        # The session ends elsewhere (an admin resets the password): the page's next request brings the
+        # sign-in back, with why, instead of a page of failing buttons.
+        status, _ = await controller.api("POST", "/api/users/supervisor/password", json={"password": "reset-by-admin"})
+        assert status == 200
+        await lead.click("#tabs button[data-tab=audit]")
+        await lead.wait_for("!document.querySelector('#signin').hidden")
+        assert not await lead.visible("#panels") and "log in again" in await lead.text("#error")
+
 
 
 async def test_an_agent_opening_the_admin_page_is_sent_to_the_toolbar(controller: ControllerProcess) -> None:
@@ -317,6 +325,18 @@ async def test_an_admin_changes_queues_reasons_prompts_dids_and_webhooks(control
         await page.click("#not_ready_reasons-confirm .yes")
         await page.wait_for(not_has_row("not_ready_reasons-table", "coaching"))
         assert await item(controller, "not_ready_reasons", "coaching") == 404
+
+        # The service standards (one object): a target above 1 is refused with the file's message.
+        await page.click("#tabs button[data-tab=standards]")
+        await page.wait_for("document.querySelector('#standards-form [name=max_talk_seconds]').value === '180'")
+        problems = await save_item(page, "standards", {"service_level_target": "1.5"})
+        assert "service_level_target: expected a fraction from 0 to 1" in problems, problems
+        assert (await controller.api("GET", "/api/config/standards"))[1]["service_level_target"] == 0.8
+        assert await save_item(page, "standards", {"service_level_target": "0.9"}) == ""
+        standards = (await controller.api("GET", "/api/config/standards"))[1]
+        assert standards["service_level_target"] == 0.9 and standards["max_talk_seconds"] == 180
+        assert await save_item(page, "acd_settings", {"center_name": "客服中心"}) == ""
+        assert (await controller.api("GET", "/api/config/acd_settings"))[1]["center_name"] == "客服中心"
 
     # What the page hides from supervisors, the API refuses them too.
     for path in ("/api/config/dids/4008009999", "/api/config/webhooks/crm"):

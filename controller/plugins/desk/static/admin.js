@@ -36,6 +36,14 @@ const KINDS = [
     {name: "name"}, {name: "url", size: 40}, {name: "secret", type: "secret"}, {name: "types", type: "list"},
     {name: "queue"}, {name: "timeout", type: "number"}, {name: "max_attempts", type: "number"}],
    columns: ["name", "url", "types", "queue"]},
+  // One object each, always edited (no table): PUT /api/config/{kind}.
+  {kind: "standards", shape: "single", fields: [
+    {name: "service_level_seconds", type: "number"}, {name: "service_level_target", type: "number"},
+    {name: "short_abandon_seconds", type: "number"}, {name: "max_talk_seconds", type: "number"},
+    {name: "max_acw_seconds", type: "number"}, {name: "max_hold_seconds", type: "number"},
+    {name: "max_wait_seconds", type: "number"}]},
+  {kind: "acd_settings", shape: "single", admin: true, fields: [
+    {name: "center_name"}, {name: "outbound_caller_id"}, {name: "outbound_wrapup_seconds", type: "number"}]},
 ];
 const BY_KIND = Object.fromEntries(KINDS.map((k) => [k.kind, k]));
 const TABS = [...KINDS.map((k) => k.kind), "users", "tokens", "audit"];
@@ -46,6 +54,14 @@ const STATES = {zh: {logged_out: "未登录", ready: "示闲", not_ready: "示�
 let me = null;  // the signed-in user: {name, role, agent_id}
 const items = {};  // kind -> the items as the API last listed them
 let liveAgents = {};  // agent id -> its live state (GET /api/agents)
+
+// The API; a session that ended (logged out elsewhere, expired, the user deleted) brings the sign-in back.
+async function api(method, path, body, options) {
+  try { return await desk.api(method, path, body, options); } catch (error) {
+    if (error.status === 401 && me !== null) signedOut();
+    throw error;
+  }
+}
 
 const isAdmin = () => me !== null && me.role === "admin";
 const pairsText = (map) => Object.entries(map || {}).map(([k, v]) => `${k}=${v}`).join(", ");
@@ -70,6 +86,16 @@ function fieldInput(field) {
 
 function buildPanel(spec) {
   const panel = $(`#panel-${spec.kind}`);
+  if (spec.shape === "single") {
+    panel.innerHTML = `<h2 data-t="tab_${spec.kind}"></h2>
+      <form id="${spec.kind}-form" class="item-form" autocomplete="off">
+        <div class="fields">${spec.fields.map(fieldInput).join("")}</div>
+        <div class="row"><button type="submit" data-t="save"></button> <span class="done"></span></div>
+        <ul class="problems error"></ul>
+      </form>`;
+    $(`#${spec.kind}-form`).onsubmit = (e) => { e.preventDefault(); save(spec); };
+    return;
+  }
   const head = [...spec.columns.map((c) => `<th data-t="f_${c}"></th>`),
                 ...(spec.live ? ['<th data-t="state"></th>'] : []), "<th></th>"].join("");
   panel.innerHTML = `<h2 data-t="tab_${spec.kind}"></h2>
@@ -91,10 +117,13 @@ function buildPanel(spec) {
 // Fill the form with an item to change (its key fixed), or empty for a new one.
 function edit(spec, item) {
   const form = $(`#${spec.kind}-form`);
-  form.dataset.editing = item ? item[spec.key] : "";
-  $(".mode", form).dataset.t = item ? "edit_item" : "new_item";
-  $(".mode", form).textContent = desk.t($(".mode", form).dataset.t);
-  $(".target", form).textContent = item ? item[spec.key] : "";
+  if (spec.shape !== "single") {
+    form.dataset.editing = item ? item[spec.key] : "";
+    $(".mode", form).dataset.t = item ? "edit_item" : "new_item";
+    $(".mode", form).textContent = desk.t($(".mode", form).dataset.t);
+    $(".target", form).textContent = item ? item[spec.key] : "";
+    form.elements[spec.key].readOnly = item !== null;
+  }
   for (const field of spec.fields) {
     const input = form.elements[field.name];
     const value = item ? item[field.name] : undefined;
@@ -105,7 +134,6 @@ function edit(spec, item) {
     else if (field.type === "secret") input.value = item ? "***" : "";  // "***": keep the current secret
     else input.value = value ?? "";
   }
-  form.elements[spec.key].readOnly = item !== null;
   showProblems(form, []);
   $(".done", form).textContent = "";
 }
@@ -131,7 +159,8 @@ function readForm(spec, form, problems) {
     const text = input.value.trim();
     if (field.type === "pairs") { item[field.name] = parsePairs(text, field.name, problems); continue; }
     if (field.type === "list") { item[field.name] = text.split(/[,，\s]+/).filter(Boolean); continue; }
-    if (text === "" && field.type !== "select") continue;  // the configuration's default
+    // Empty: the configuration's default (ACD settings: a text the admin emptied, kept empty).
+    if (text === "" && field.type !== "select" && !(spec.kind === "acd_settings" && field.type !== "number")) continue;
     if (field.type === "number") item[field.name] = /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
     else item[field.name] = text;
   }
@@ -150,12 +179,21 @@ async function save(spec) {
   const form = $(`#${spec.kind}-form`);
   const problems = [];
   const item = readForm(spec, form, problems);
+  if (spec.shape === "single") {
+    showProblems(form, problems);
+    if (problems.length) return;
+    try { await api("PUT", `/api/config/${spec.kind}`, item, {quiet: true}); }
+    catch (error) { showProblems(form, problemsOf(error)); return; }
+    await loadKind(spec);
+    $(".done", form).textContent = "✓";
+    return;
+  }
   const key = form.dataset.editing || item[spec.key] || "";
   if (!key) problems.push(`${spec.key}: ${desk.t("required")}`);
   showProblems(form, problems);
   if (problems.length) return;
   try {
-    await desk.api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, bodyOf(spec, item), {quiet: true});
+    await api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, bodyOf(spec, item), {quiet: true});
   } catch (error) { showProblems(form, problemsOf(error)); return; }
   edit(spec, null);
   $(".done", form).textContent = `✓ ${key}`;
@@ -178,7 +216,8 @@ function bodyOf(spec, record) {
 
 async function loadKind(spec) {
   if (spec.admin && !isAdmin()) return;
-  items[spec.kind] = (await desk.api("GET", `/api/config/${spec.kind}`)).items.map((item) => recordOf(spec, item));
+  if (spec.shape === "single") { edit(spec, await api("GET", `/api/config/${spec.kind}`)); return; }
+  items[spec.kind] = (await api("GET", `/api/config/${spec.kind}`)).items.map((item) => recordOf(spec, item));
   drawKind(spec);
 }
 
@@ -210,7 +249,7 @@ function drawKind(spec) {
 async function setEnabled(spec, item, enabled) {
   const form = $(`#${spec.kind}-form`);
   const {[spec.key]: key, ...rest} = item;
-  try { await desk.api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, {...rest, enabled}, {quiet: true}); }
+  try { await api("PUT", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, {...rest, enabled}, {quiet: true}); }
   catch (error) { showProblems(form, problemsOf(error)); return; }
   await loadKind(spec);
 }
@@ -219,7 +258,7 @@ async function setEnabled(spec, item, enabled) {
 // with callers waiting) shows in the same place.
 function confirmRemoval(spec, key) {
   ask(`#${spec.kind}-confirm`, `${desk.t("remove_ask")} ${key}?`, async () => {
-    await desk.api("DELETE", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, undefined, {quiet: true});
+    await api("DELETE", `/api/config/${spec.kind}/${encodeURIComponent(key)}`, undefined, {quiet: true});
     await loadKind(spec);
   });
 }
@@ -236,7 +275,7 @@ function ask(selector, question, action) {
 }
 
 async function loadLiveAgents() {
-  try { liveAgents = Object.fromEntries((await desk.api("GET", "/api/agents")).agents.map((a) => [a.id, a])); }
+  try { liveAgents = Object.fromEntries((await api("GET", "/api/agents")).agents.map((a) => [a.id, a])); }
   catch (error) { liveAgents = {}; }
   if (items.agents) drawKind(BY_KIND.agents);
 }
@@ -244,7 +283,7 @@ async function loadLiveAgents() {
 // ---- users, passwords, tokens, the audit log ----
 
 async function loadUsers() {
-  const {users} = await desk.api("GET", "/api/users");
+  const {users} = await api("GET", "/api/users");
   $("#users-table tbody").innerHTML = users.map((u) => `<tr data-key="${esc(u.name)}"><td>${esc(u.name)}</td>
     <td>${esc(u.role)}</td><td>${esc(u.agent_id)}</td><td>${u.locked ? "🔒" : ""}</td>
     <td class="admin-only actions"><button class="reset" data-t="reset_password"></button>
@@ -255,7 +294,7 @@ async function loadUsers() {
     $(".reset", row).onclick = () => { const form = $("#reset-form"); form.hidden = false; form.dataset.user = name;
                                        $(".target", form).textContent = name; form.elements.password.focus(); };
     $(".remove", row).onclick = () => ask("#users-confirm", `${desk.t("remove_ask")} ${name}?`, async () => {
-      await desk.api("DELETE", `/api/users/${encodeURIComponent(name)}`, undefined, {quiet: true});
+      await api("DELETE", `/api/users/${encodeURIComponent(name)}`, undefined, {quiet: true});
       await loadUsers();
     });
   }
@@ -271,13 +310,13 @@ async function submit(form, request) {
 async function createUser(form) {
   const body = {name: form.elements.name.value.trim(), role: form.elements.role.value, password: form.elements.password.value};
   if (form.elements.agent_id.value.trim()) body.agent_id = form.elements.agent_id.value.trim();
-  if (await submit(form, () => desk.api("POST", "/api/users", body, {quiet: true}))) { form.reset(); await loadUsers(); }
+  if (await submit(form, () => api("POST", "/api/users", body, {quiet: true}))) { form.reset(); await loadUsers(); }
 }
 
 async function resetPassword(form) {
   const name = form.dataset.user;
   const body = {password: form.elements.password.value};
-  if (await submit(form, () => desk.api("POST", `/api/users/${encodeURIComponent(name)}/password`, body, {quiet: true}))) {
+  if (await submit(form, () => api("POST", `/api/users/${encodeURIComponent(name)}/password`, body, {quiet: true}))) {
     form.reset(); form.hidden = true; await loadUsers();
   }
 }
@@ -285,7 +324,7 @@ async function resetPassword(form) {
 async function changeOwnPassword(form) {
   const body = {current_password: form.elements.current_password.value, password: form.elements.password.value};
   $(".done", form).textContent = "";
-  if (await submit(form, () => desk.api("POST", `/api/users/${encodeURIComponent(me.name)}/password`, body, {quiet: true}))) {
+  if (await submit(form, () => api("POST", `/api/users/${encodeURIComponent(me.name)}/password`, body, {quiet: true}))) {
     form.reset(); $(".done", form).textContent = "✓";
   }
 }
@@ -294,7 +333,7 @@ const when = (at) => (at ? new Date(at * 1000).toLocaleString() : "");
 
 async function loadTokens() {
   if (!isAdmin()) return;
-  const {tokens} = await desk.api("GET", "/api/tokens");
+  const {tokens} = await api("GET", "/api/tokens");
   $("#tokens-table tbody").innerHTML = tokens.map((t) => `<tr data-key="${t.id}"${t.revoked_at ? ' class="disabled"' : ""}>
     <td>${t.id}</td><td class="name">${esc(t.name)}</td><td>${esc(t.role)}</td><td>${esc(t.agent_id)}</td>
     <td>${when(t.created_at)}</td><td>${when(t.expires_at)}</td><td class="revoked">${when(t.revoked_at)}</td>
@@ -303,7 +342,7 @@ async function loadTokens() {
   for (const row of document.querySelectorAll("#tokens-table tbody tr")) {
     const button = $(".revoke", row);
     if (button) button.onclick = () => ask("#tokens-confirm", `${desk.t("revoke_ask")} ${$(".name", row).textContent}?`,
-      async () => { await desk.api("DELETE", `/api/tokens/${row.dataset.key}`, undefined, {quiet: true}); await loadTokens(); });
+      async () => { await api("DELETE", `/api/tokens/${row.dataset.key}`, undefined, {quiet: true}); await loadTokens(); });
   }
 }
 
@@ -313,7 +352,7 @@ async function createToken(form) {
   const days = form.elements.expires_days.value.trim();
   if (days) body.expires_in_seconds = /^\d+(\.\d+)?$/.test(days) ? Number(days) * 86400 : days;
   let created = null;
-  if (await submit(form, async () => { created = await desk.api("POST", "/api/tokens", body, {quiet: true}); })) {
+  if (await submit(form, async () => { created = await api("POST", "/api/tokens", body, {quiet: true}); })) {
     form.reset();
     $("#token-secret").textContent = created.token;  // shown this once: the controller keeps only its hash
     $("#token-value").hidden = false;
@@ -325,7 +364,7 @@ async function loadAudit() {
   const form = $("#audit-form");
   const query = new URLSearchParams({limit: "100"});
   for (const name of ["actor", "action"]) if (form.elements[name].value.trim()) query.set(name, form.elements[name].value.trim());
-  const {entries} = await desk.api("GET", `/api/audit?${query}`);
+  const {entries} = await api("GET", `/api/audit?${query}`);
   const change = (e) => (e.before === null && e.after === null ? ""
     : `<details><summary>…</summary><pre>${esc(JSON.stringify({before: e.before, after: e.after}, null, 1))}</pre></details>`);
   $("#audit-table tbody").innerHTML = entries.map((e) => `<tr><td>${when(e.at)}</td><td class="actor">${esc(e.actor)}</td>
@@ -364,8 +403,10 @@ function refreshSoon(what) {  // events come in bursts: one reload for them
 }
 
 const SINGULAR = {agent: "agents", queue: "queues", not_ready_reason: "not_ready_reasons",
-                  standard_prompt: "standard_prompts", did: "dids", webhook: "webhooks"};
+                  standard_prompt: "standard_prompts", did: "dids", webhook: "webhooks", standards: "standards",
+                  acd_setting: "acd_settings"};
 
+let listening = false;
 async function enter(user) {
   me = user;
   if (me.role !== "supervisor" && me.role !== "admin") {  // an agent: the toolbar is their page
@@ -384,6 +425,8 @@ async function enter(user) {
   showTab(location.hash.slice(1));
   await loadAll();
   document.body.dataset.ready = "true";  // for the tests: everything is drawn once
+  if (listening) return;  // signed in again on the same page: the stream is open already
+  listening = true;
   desk.listen((event) => {
     if (event.type === "config.changed") {
       const spec = BY_KIND[SINGULAR[(event.data || {}).kind]];
@@ -391,6 +434,13 @@ async function enter(user) {
       if ($("#panel-audit").classList.contains("current")) loadAudit().catch(() => {});
     } else if (event.type.startsWith("agent.")) refreshSoon(loadLiveAgents);
   });
+}
+
+function signedOut() {
+  me = null;
+  for (const id of ["#tabs", "#panels", "#signout"]) $(id).hidden = true;
+  $("#signin").hidden = false; $("#who").textContent = "";
+  desk.error(desk.t("session_ended"));
 }
 
 async function signIn() {
@@ -406,10 +456,11 @@ async function begin() {
 }
 
 desk.translate({
-  zh: {title: "管理", user_name: "用户名", password: "密码", login: "登录", sign_out: "退出",
+  zh: {title: "管理", session_ended: "会话已结束，请重新登录", user_name: "用户名", password: "密码", login: "登录", sign_out: "退出",
        not_allowed: "坐席账号不能使用管理页面，请使用坐席工具条。", to_toolbar: "打开坐席工具条",
        tab_agents: "坐席", tab_queues: "队列", tab_not_ready_reasons: "示忙原因", tab_standard_prompts: "标准话术",
        tab_dids: "号码路由", tab_webhooks: "Webhook", tab_users: "用户", tab_tokens: "API 令牌", tab_audit: "审计日志",
+       tab_standards: "服务标准", tab_acd_settings: "ACD 设置",
        new_item: "新建", edit_item: "修改", save: "保存", cancel: "取消", edit: "修改", remove: "删除",
        disable: "停用", enable: "启用", disabled: "已停用", state: "状态", remove_ask: "确认删除", required: "必填",
        pairs_hint: "格式为 名称=数字，用逗号分隔",
@@ -420,19 +471,23 @@ desk.translate({
        f_announce_agent_number: "播报工号", f_recording: "录音", f_service_level_seconds: "服务水平阈值(秒)",
        f_priority_aging_seconds: "优先级老化(秒)", f_category: "类别", f_reason: "原因", f_text: "内容",
        f_did: "号码", f_flow: "IVR 流程", f_url: "URL", f_secret: "密钥", f_types: "事件类型", f_queue: "队列",
-       f_timeout: "超时(秒)", f_max_attempts: "最多尝试",
+       f_timeout: "超时(秒)", f_max_attempts: "最多尝试", f_service_level_target: "服务水平目标(0-1)",
+       f_short_abandon_seconds: "短时放弃(秒)", f_max_talk_seconds: "最长通话(秒)", f_max_acw_seconds: "最长话后(秒)",
+       f_max_hold_seconds: "最长保持(秒)", f_max_wait_seconds: "最长排队(秒)", f_center_name: "中心名称",
+       f_outbound_caller_id: "外呼显示号码", f_outbound_wrapup_seconds: "外呼话后处理(秒)",
        role: "角色", agent_id: "坐席 ID", locked: "已锁定", user_new: "新建用户", create: "创建",
        reset_password: "重置密码", new_password: "新密码", own_password: "修改我的密码", current_password: "当前密码",
        token_name: "名称", created: "创建时间", expires: "过期时间", revoked: "吊销时间", revoke: "吊销",
        revoke_ask: "确认吊销令牌", token_new: "新建令牌", expires_days: "有效天数", token_hide: "我已保存",
        token_once: "令牌只显示这一次，请立即保存：", actor: "操作人", action: "操作", filter: "筛选", at: "时间",
        target: "对象", status: "结果", change: "变更"},
-  en: {title: "Administration", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
+  en: {title: "Administration", session_ended: "the session has ended: please log in again", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
        not_allowed: "Agent accounts cannot use the admin page: please use the agent toolbar.",
        to_toolbar: "Open the agent toolbar",
        tab_agents: "Agents", tab_queues: "Queues", tab_not_ready_reasons: "Not-ready reasons",
        tab_standard_prompts: "Standard prompts", tab_dids: "DIDs", tab_webhooks: "Webhooks", tab_users: "Users",
-       tab_tokens: "API tokens", tab_audit: "Audit log",
+       tab_tokens: "API tokens", tab_audit: "Audit log", tab_standards: "Service standards",
+       tab_acd_settings: "ACD settings",
        new_item: "New", edit_item: "Edit", save: "Save", cancel: "Cancel", edit: "Edit", remove: "Remove",
        disable: "Disable", enable: "Enable", disabled: "disabled", state: "State", remove_ask: "Remove",
        required: "required", pairs_hint: "write name=number, separated by commas",
@@ -444,7 +499,10 @@ desk.translate({
        f_recording: "Recording", f_service_level_seconds: "Service level threshold (s)",
        f_priority_aging_seconds: "Priority aging (s)", f_category: "Category", f_reason: "Reason", f_text: "Text",
        f_did: "DID", f_flow: "IVR flow", f_url: "URL", f_secret: "Secret", f_types: "Event types", f_queue: "Queue",
-       f_timeout: "Timeout (s)", f_max_attempts: "Max attempts",
+       f_timeout: "Timeout (s)", f_max_attempts: "Max attempts", f_service_level_target: "Service level target (0-1)",
+       f_short_abandon_seconds: "Short abandon (s)", f_max_talk_seconds: "Max talk (s)", f_max_acw_seconds: "Max ACW (s)",
+       f_max_hold_seconds: "Max hold (s)", f_max_wait_seconds: "Max wait (s)", f_center_name: "Center name",
+       f_outbound_caller_id: "Outbound caller id", f_outbound_wrapup_seconds: "Outbound wrap-up (s)",
        role: "Role", agent_id: "Agent id", locked: "Locked", user_new: "New user", create: "Create",
        reset_password: "Reset password", new_password: "New password", own_password: "Change my password",
        current_password: "Current password", token_name: "Name", created: "Created", expires: "Expires",
@@ -458,7 +516,7 @@ translateIn(document.body);
 $("#login").onclick = signIn;
 $("#password").onkeydown = (e) => { if (e.key === "Enter") signIn(); };
 $("#signout").onclick = async () => {
-  try { await desk.api("POST", "/api/auth/logout"); } catch (error) { /* shown */ }
+  try { await api("POST", "/api/auth/logout"); } catch (error) { /* shown */ }
   location.reload();
 };
 const onSubmit = (id, handler) => { $(id).onsubmit = (e) => { e.preventDefault(); handler(e.target); }; };
