@@ -79,7 +79,8 @@ function fieldInput(field) {
   }
   const size = field.size || (field.type === "number" ? 6 : field.type === "pairs" ? 28 : 12);
   const kind = field.type === "secret" ? "password" : "text";
-  const hint = field.type === "pairs" ? ' placeholder="general=5, orders=3"' : field.type === "list" ? ' placeholder="call.*, agent.*"' : "";
+  const example = {pairs: "general=5, orders=3", list: "call.*, agent.*"}[field.type];
+  const hint = example ? ` placeholder="${example}"` : "";
   const mode = field.type === "number" ? ' inputmode="decimal"' : "";
   return `<label>${label} <input type="${kind}" name="${field.name}" size="${size}"${mode}${hint} autocomplete="off"></label>`;
 }
@@ -481,7 +482,8 @@ desk.translate({
        revoke_ask: "确认吊销令牌", token_new: "新建令牌", expires_days: "有效天数", token_hide: "我已保存",
        token_once: "令牌只显示这一次，请立即保存：", actor: "操作人", action: "操作", filter: "筛选", at: "时间",
        target: "对象", status: "结果", change: "变更"},
-  en: {title: "Administration", session_ended: "the session has ended: please log in again", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
+  en: {title: "Administration", session_ended: "the session has ended: please log in again", user_name: "Name",
+       password: "Password", login: "Log in", sign_out: "Log out",
        not_allowed: "Agent accounts cannot use the admin page: please use the agent toolbar.",
        to_toolbar: "Open the agent toolbar",
        tab_agents: "Agents", tab_queues: "Queues", tab_not_ready_reasons: "Not-ready reasons",
