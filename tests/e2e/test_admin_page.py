@@ -8,6 +8,7 @@ import pytest
 from tests.browser import Browser, Page
 from tests.e2e.conftest import ControllerProcess
 from tests.e2e.test_desk import SCREENSHOTS, assert_chinese_is_drawn
+from tests.e2e.test_ivr_acd import login
 
 pytestmark = pytest.mark.e2e
 PASSWORDS = {"admin": "demo-admin-pass", "supervisor": "demo-supervisor-pass", "1001": "demo-1001-pass"}
@@ -197,7 +198,14 @@ async def test_a_supervisor_adds_an_agent_on_the_admin_page(controller: Controll
         await page.wait_for("document.querySelectorAll('#agents-table tbody tr').length === 5")
         assert await rows(page, "agents-table") == ["1001", "1002", "1003", "1004", "1005"]
         assert await page.text("#agents-table tr[data-key='1001'] .f-name") == "王芳"
+        assert await page.text("#agents-table tr[data-key='1001'] .state") == "未登录"
         await assert_chinese_is_drawn(page, "#panel-agents", "admin-agents-zh")
+        # The agents' live state follows their events.
+        await login(controller, "1001")
+        await page.wait_for("document.querySelector(\"#agents-table tr[data-key='1001'] .state\").dataset.state"
+                            " === 'ready'")
+        assert await page.text("#agents-table tr[data-key='1001'] .state") == "示闲"
+        assert await page.text("#agents-table tr[data-key='1002'] .state") == "未登录"
 
         # A skill level out of range: the API's message next to the form, and nothing is created.
         await fill_agent(page, NEW_AGENT)
@@ -247,6 +255,13 @@ async def test_a_supervisor_adds_an_agent_on_the_admin_page(controller: Controll
         await page.click("#tabs button[data-tab=queues]")
         await page.wait_for(has_row("queues-table", "billing"))
         assert await page.text("#queues-table tr[data-key='billing'] .f-wrapup_seconds") == "20"
+
+        # The other language, from the link in the header: the same session, the same tab, English text.
+        await page.click("#lang")
+        await page.wait_for("document.documentElement?.lang === 'en' && document.body?.dataset.ready === 'true'")
+        assert await page.text("h1") == "Administration" and await page.text("#tabs button.current") == "Queues"
+        assert await page.text("#queues-table thead th") == "Name"
+        await page.screenshot(SCREENSHOTS / "admin-queues-after-api-change-en.png")
 
     _, audit = await controller.api("GET", "/api/audit", params={"actor": "user:supervisor", "action": "config."})
     actions = [(e["action"], e["target"]) for e in audit["entries"]]

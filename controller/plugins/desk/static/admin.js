@@ -15,7 +15,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<"
 const KINDS = [
   {kind: "agents", key: "id", live: true, fields: [
     {name: "id"}, {name: "name"}, {name: "number"}, {name: "endpoint"}, {name: "skills", type: "pairs"},
-    {name: "queues", type: "pairs"}, {name: "caller_id"}, {name: "enabled", type: "bool", initial: true}],
+    {name: "queues", type: "pairs", example: "general=0, orders=1"}, {name: "caller_id"}, {name: "enabled", type: "bool", initial: true}],
    columns: ["id", "name", "number", "endpoint", "skills", "queues"]},
   {kind: "queues", key: "name", fields: [
     {name: "name"}, {name: "title"},
@@ -79,7 +79,7 @@ function fieldInput(field) {
   }
   const size = field.size || (field.type === "number" ? 6 : field.type === "pairs" ? 28 : 12);
   const kind = field.type === "secret" ? "password" : "text";
-  const example = {pairs: "general=5, orders=3", list: "call.*, agent.*"}[field.type];
+  const example = field.example || {pairs: "general=5, orders=3", list: "call.*, agent.*"}[field.type];
   const hint = example ? ` placeholder="${example}"` : "";
   const mode = field.type === "number" ? ' inputmode="decimal"' : "";
   return `<label>${label} <input type="${kind}" name="${field.name}" size="${size}"${mode}${hint} autocomplete="off"></label>`;
@@ -219,6 +219,7 @@ async function loadKind(spec) {
   if (spec.admin && !isAdmin()) return;
   if (spec.shape === "single") { edit(spec, await api("GET", `/api/config/${spec.kind}`)); return; }
   items[spec.kind] = (await api("GET", `/api/config/${spec.kind}`)).items.map((item) => recordOf(spec, item));
+  if (spec.live) await loadLiveAgents();  // a new agent's state, too
   drawKind(spec);
 }
 
@@ -278,7 +279,6 @@ function ask(selector, question, action) {
 async function loadLiveAgents() {
   try { liveAgents = Object.fromEntries((await api("GET", "/api/agents")).agents.map((a) => [a.id, a])); }
   catch (error) { liveAgents = {}; }
-  if (items.agents) drawKind(BY_KIND.agents);
 }
 
 // ---- users, passwords, tokens, the audit log ----
@@ -393,7 +393,7 @@ function showTab(name) {
 }
 
 async function loadAll() {
-  await Promise.all([...KINDS.map((spec) => loadKind(spec).catch(() => {})), loadLiveAgents(),
+  await Promise.all([...KINDS.map((spec) => loadKind(spec).catch(() => {})),
                      loadUsers().catch(() => {}), loadTokens().catch(() => {})]);
 }
 
@@ -433,7 +433,9 @@ async function enter(user) {
       const spec = BY_KIND[SINGULAR[(event.data || {}).kind]];
       refreshSoon(spec ? () => loadKind(spec) : loadAll);
       if ($("#panel-audit").classList.contains("current")) loadAudit().catch(() => {});
-    } else if (event.type.startsWith("agent.")) refreshSoon(loadLiveAgents);
+    } else if (event.type.startsWith("agent.")) {
+      refreshSoon(async () => { await loadLiveAgents(); drawKind(BY_KIND.agents); });
+    }
   });
 }
 
