@@ -96,7 +96,10 @@ def test_data_gets_the_file_loaders_checks_with_field_paths() -> None:
     with pytest.raises(SettingsError) as error:  # the dataclass's own check, as the file gives it
         load_data_as(WebhookSettings, {"name": "x", "url": "u", "secret": "s", "max_attempts": 101}, "webhooks[x]")
     assert error.value.problems == ["webhooks[x]: max_attempts: expected at most 100, got 101"]
-    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": 1006, "endpoint": "${HOME}",
+    with pytest.raises(SettingsError) as error:  # JSON says what it means: a number is not a string
+        load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": 1006, "endpoint": "e"}, "agents[1006]")
+    assert error.value.problems == ["agents[1006].number: expected a string, got 1006"]
+    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": "1006", "endpoint": "${HOME}",
                                           "enabled": False}, "agents[1006]")
     assert agent == AcdAgentConfig("1006", "Zhao", "1006", "${HOME}", enabled=False)  # no environment from a request
 
