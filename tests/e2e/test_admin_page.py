@@ -296,7 +296,7 @@ async def test_an_admin_changes_queues_reasons_prompts_dids_and_webhooks(control
         await page.click("#queues-table tr[data-key='orders'] .edit")
         assert await page.evaluate("document.querySelector('#queues-form [name=overflow]').value") == "voicemail"
         problems = await save_item(page, "queues", {"wrapup_seconds": "half a minute"})
-        assert "wrapup_seconds" in problems and "'half a minute'" in problems and "number" in problems, problems
+        assert "queues[orders].wrapup_seconds: expected a number, got 'half a minute'" in problems, problems
         assert (await item(controller, "queues", "orders"))["wrapup_seconds"] == 30  # type: ignore[index]
         assert await save_item(page, "queues", {"wrapup_seconds": "45", "service_level_seconds": "15"}) == ""
         orders = await item(controller, "queues", "orders")
