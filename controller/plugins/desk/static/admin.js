@@ -106,7 +106,8 @@ function buildPanel(spec) {
       <h3><span class="mode" data-t="new_item"></span> <b class="target"></b></h3>
       <div class="fields">${spec.fields.map(fieldInput).join("")}</div>
       <div class="row"><button type="submit" data-t="save"></button>
-        <button type="button" class="cancel" data-t="new_item"></button> <span class="done"></span></div>
+        <button type="button" class="cancel" data-t="new_item"></button> <span class="done"></span>
+        <small class="hint" data-t="empty_default"></small></div>
       <ul class="problems error"></ul>
     </form>`;
   const form = $(`#${spec.kind}-form`);
@@ -466,7 +467,7 @@ desk.translate({
        tab_standards: "服务标准", tab_acd_settings: "ACD 设置",
        new_item: "新建", edit_item: "修改", save: "保存", cancel: "取消", edit: "修改", remove: "删除",
        disable: "停用", enable: "启用", disabled: "已停用", state: "状态", remove_ask: "确认删除", required: "必填",
-       pairs_hint: "格式为 名称=数字，用逗号分隔",
+       pairs_hint: "格式为 名称=数字，用逗号分隔", empty_default: "留空的字段取配置的默认值",
        f_id: "坐席 ID", f_name: "名称", f_number: "工号", f_endpoint: "话机", f_skills: "技能=等级",
        f_queues: "队列=惩罚值(0 优先)", f_caller_id: "外显号码", f_enabled: "启用", f_title: "显示名", f_strategy: "分配策略",
        f_wrapup_seconds: "话后处理(秒)", f_ring_timeout: "振铃超时(秒)", f_max_wait: "最长等待(秒)", f_overflow: "溢出",
@@ -495,6 +496,7 @@ desk.translate({
        new_item: "New", edit_item: "Edit", save: "Save", cancel: "Cancel", edit: "Edit", remove: "Remove",
        disable: "Disable", enable: "Enable", disabled: "disabled", state: "State", remove_ask: "Remove",
        required: "required", pairs_hint: "write name=number, separated by commas",
+       empty_default: "a field left empty gets the configuration's default",
        f_id: "Agent id", f_name: "Name", f_number: "Number", f_endpoint: "Phone", f_skills: "Skills (skill=level)",
        f_queues: "Queues (queue=penalty)", f_caller_id: "Caller id", f_enabled: "Enabled", f_title: "Title",
        f_strategy: "Strategy", f_wrapup_seconds: "Wrap-up (s)", f_ring_timeout: "Ring timeout (s)",
