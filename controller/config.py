@@ -231,6 +231,13 @@ class IvrSettings:
     no_flow: Literal["fallback", "hangup"] = "fallback"
 
 
+def require_skill_levels(skills: dict[str, int]) -> None:
+    """Skill levels go from 1 to 10, as in the IVR flows' queue nodes (a __post_init__ check)."""
+    for skill, level in skills.items():
+        if not 1 <= level <= 10:
+            raise ValueError(f"skills.{skill}: expected a level from 1 to 10, got {level!r}")
+
+
 @dataclass(frozen=True)
 class AcdQueueConfig:
     """One ACD queue (see README "ACD"); the routing engine gets these as `QueueSettings`."""
@@ -252,6 +259,9 @@ class AcdQueueConfig:
     title: str = ""  # shown on the wallboard
     category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
 
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
+
 
 @dataclass(frozen=True)
 class AcdAgentConfig:
@@ -263,6 +273,9 @@ class AcdAgentConfig:
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
     caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
     enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
+
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ BAD_CONFIGS = {
     "zero takeover": ("guard:\n  takeover_timeout: 0\n", 2, "takeover_timeout: expected a number above 0"),
     "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 3,
                                    "check_interval: must not be longer than takeover_timeout"),
+    "agent skill level 11": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: e,\n"
+                             "       skills: {general: 11}}\n", 3,
+                             "skills.general: expected a level from 1 to 10, got 11"),
+    "queue skill level 0": ("acd:\n  queues:\n    - {name: q, skills: {general: 0}}\n", 3,
+                            "skills.general: expected a level from 1 to 10, got 0"),
 }
 
 
