@@ -293,10 +293,13 @@ def test_the_document_has_the_files_layout() -> None:
     assert list(exported) == ["acd", "standards", "dids", "webhooks"]
 
 
-async def test_a_problem_the_file_already_had_does_not_block_other_changes(store: Store) -> None:
+async def test_a_problem_the_file_already_had_does_not_block_other_changes(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
     broken = replace(FILE, acd=replace(FILE.acd, agents=[*FILE.acd.agents, AcdAgentConfig(
         "1003", "Zhang", "1003", "agent1003", queues={"sales": 0})]))  # no queue sales: the file's mistake
-    admin, _ = await admin_service(store, broken)
+    with caplog.at_level(logging.WARNING, "controller.admin"):
+        admin, _ = await admin_service(store, broken)
+    assert "configuration: agents[1003].queues.sales: no queue 'sales'" in caplog.text  # said at start
     await admin.put("user:ops", "did", "4001", "main")
     assert admin.live.current.dids == {"4000": "main", "4001": "main"}
     with pytest.raises(AdminRefused) as refused:  # a new problem of the same sort is still refused
