@@ -110,6 +110,7 @@ class Controller:
         self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
                                     now=time.time, sockets=self.sockets,
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
+                                    agent_refusal=self.acd.agent_refusal,
                                     demo=config.demo)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)

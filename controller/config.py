@@ -257,6 +257,7 @@ class AcdAgentConfig:
     skills: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
     caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
+    enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
 
 
 @dataclass(frozen=True)

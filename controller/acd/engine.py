@@ -600,6 +600,10 @@ class AcdEngine:
                          agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
                          agent.current_call or agent.offered_call, online, seconds)
 
+    def has_agent(self, agent_id: str) -> bool:
+        """Whether the engine knows the agent (a removed one until their call and its ACW are over)."""
+        return agent_id in self._agents
+
     def agents(self) -> list[AgentView]:
         return [self.agent(agent_id) for agent_id in self._agents]
 

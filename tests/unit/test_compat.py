@@ -249,7 +249,8 @@ async def test_ami_endpoint_logins_actions_and_events(tmp_path: Path) -> None:
     config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
         AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
         compat=CompatSettings(ami_port=port, ami_users={"wallboard": "s3cret"}))
-    server = AmiServer(config, SimpleNamespace(queue_configs={}))  # type: ignore[arg-type]
+    acd = SimpleNamespace(queue_configs={}, agent_configs={agent.id: agent for agent in config.acd.agents})
+    server = AmiServer(config, acd)  # type: ignore[arg-type]
     await server.serve()
     try:
         anonymous = Ami(port=port)

@@ -639,7 +639,7 @@ class AcdCallControl:
                 with contextlib.suppress(AriError):
                     await ari.destroy_bridge(bridge_id)
         agent_id = str(part.get("agent_id"))
-        if agent_id in self.acd.agent_configs and self.acd.engine.agent(agent_id).current_call == call_id:
+        if self.acd.engine.has_agent(agent_id) and self.acd.engine.agent(agent_id).current_call == call_id:
             self.acd.records.talk_ended(call_id)
             with contextlib.suppress(AcdError):
                 self.acd.apply(self.acd.engine.call_ended(agent_id))
