@@ -44,10 +44,16 @@ from controller.acd.model import (
 )
 from controller.clock import Clock
 
-__all__ = ["AcdEngine", "AcdError"]
+__all__ = ["AcdEngine", "AcdError", "waiting_refusal"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
 DEFAULT_HANDLE_TIME = 180.0
+
+
+def waiting_refusal(queue: str, waiting: int) -> str:
+    """Why a queue with callers in it (waiting or ringing an agent) cannot be removed."""
+    callers = "1 caller is" if waiting == 1 else f"{waiting} callers are"
+    return f"{callers} waiting in queue {queue}: move them or wait until it is empty"
 
 
 class OnCall(NamedTuple):
@@ -167,10 +173,9 @@ class AcdEngine:
         """Remove a queue nobody waits in and no agent serves. An agent talking on one of its calls keeps
         the queue's wrap-up for that call."""
         queue = self._queue(name)
-        if any(True for _ in queue.calls()):
-            waiting = sum(1 for _ in queue.calls())
-            raise AcdError(f"{waiting} caller{'s are' if waiting != 1 else ' is'} waiting in queue {name}: "
-                           "move them or wait until it is empty")
+        waiting = sum(1 for _ in queue.calls())
+        if waiting:
+            raise AcdError(waiting_refusal(name, waiting))
         serving = sorted(a.settings.id for a in self._agents.values() if name in a.settings.queues)
         if serving:
             raise AcdError(f"queue {name} is still served by agent{'s' if len(serving) > 1 else ''} "
@@ -599,6 +604,9 @@ class AcdEngine:
         return AgentView(settings.id, settings.name, settings.number, agent.state, agent.reason, agent.since,
                          agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
                          agent.current_call or agent.offered_call, online, seconds)
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
 
     def has_agent(self, agent_id: str) -> bool:
         """Whether the engine knows the agent (a removed one until their call and its ACW are over)."""

@@ -503,3 +503,15 @@ async def test_an_agent_removed_live_while_talking_ends_the_call_then_is_gone(ri
     disabled = with_acd(rig.acd.config, agents=agents)
     await rig.acd.live_config.replace(disabled)
     assert rig.acd.agent_refusal("a2") == "agent a2 is disabled: ask a supervisor"
+
+
+async def test_removing_a_queue_a_caller_waits_in_is_refused_by_the_guard(rig: Rig) -> None:
+    config = rig.acd.config
+    without_sales = with_acd(config, queues=[], agents=[])
+    assert rig.acd.queue_removal_refusal(config, without_sales) is None  # positive: nobody waits yet
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.acd.queue_removal_refusal(config, without_sales) == \
+        "1 caller is waiting in queue sales: move them or wait until it is empty"
+    assert rig.acd.queue_removal_refusal(config, config) is None

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.acd.alerts import StandardsMonitor
-from controller.acd.engine import AcdEngine, AcdError, OnCall
+from controller.acd.engine import AcdEngine, AcdError, OnCall, waiting_refusal
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
@@ -206,6 +206,15 @@ class AcdService:
             task = asyncio.get_running_loop().create_task(self.warm_prompts(changed))
             self._warming.add(task)
             task.add_done_callback(self._warming.discard)
+
+    def queue_removal_refusal(self, old: Config, new: Config) -> str | None:
+        """The admin service's guard (409): a queue with callers waiting (or ringing an agent) cannot be
+        removed; None when the change removes no such queue."""
+        removed = {queue.name for queue in old.acd.queues} - {queue.name for queue in new.acd.queues}
+        for name in sorted(removed):
+            if self.engine.has_queue(name) and (waiting := self.engine.queue_stats(name).waiting):
+                return waiting_refusal(name, waiting)
+        return None
 
     def agent_refusal(self, agent_id: str) -> str | None:
         """Why an agent's user or token may not log in (None: it may): removed or disabled."""
