@@ -31,6 +31,7 @@ from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
 from controller.instance import EXIT_ANOTHER_CONTROLLER
+from controller.live_config import LiveConfig
 from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
@@ -38,6 +39,8 @@ from controller.plugins.access.state_persistor import AccessRecords, AuditLog
 from controller.plugins.acd import resources as acd_resources
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.admin import resources as admin_resources
+from controller.plugins.admin.services import AdminService
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
@@ -71,7 +74,8 @@ STOP_FLUSH_SECONDS = 5.0
 
 class Controller:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config
+        self.config = config  # as the file says; the managed sections as they are now: self.live.current
+        self.live = LiveConfig(config)
         self.clock = clock or SystemClock()
         self.started_at = time.time()
         self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
@@ -80,6 +84,8 @@ class Controller:
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
         self.events = EventBus(self.store, self.clock.now)
+        self.audit = AuditLog(self.store, time.time)
+        self.admin = AdminService(self.store, self.live, self.audit, time.time, publish=self.events.publish)
         self.webhooks = WebhookNotifier([Webhook.from_config(entry) for entry in config.webhooks], self.events,
                                         self.store, self._http)
         self.compat = CompatService(config, self.store, self.events)  # queue_log and CDRs for Asterisk tools
@@ -105,9 +111,11 @@ class Controller:
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
         self._resume_waiting_and_ivr_callers()
+        self.live.subscribe("ACD not-ready reasons", lambda _old, new: setattr(
+            self.acd.engine, "not_ready_reasons", tuple(new.acd.not_ready_reasons)))
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.sockets = SocketRegistry()
-        self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
+        self.access = AccessService(AccessRecords(self.store), self.audit, config.auth,
                                     now=time.time, sockets=self.sockets,
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
                                     agent_refusal=self.acd.agent_refusal,
@@ -261,6 +269,7 @@ class Controller:
             web.get("/healthz", healthz),
             web.get("/api/status", status),
             *access_resources.routes(self.access, secure_cookies=self.tls is not None),
+            *admin_resources.routes(self.admin),
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
@@ -293,6 +302,7 @@ class Controller:
         await self.store.open()
         await self.events.open()
         await self.access.open(self.config.tokens, self.config.users)
+        await self.admin.open(self.config)  # the database's managed sections become current (or the file seeds it)
         await self.compat.open()
         self.ivr.load()
         await self.acd.restore()

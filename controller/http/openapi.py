@@ -52,6 +52,19 @@ NUMBER_PATTERN = "^\\+?[0-9]{3,20}(?!\\n)$"
 CALL_CONFLICT = {409: "the call is live but not in a state for this command (the message says why)"}
 
 
+def validation_schema(schema: Any) -> Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema: `nullable: true` (which JSON Schema does not know) becomes
+    "this, or null"."""
+    if isinstance(schema, list):
+        return [validation_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: validation_schema(value) if key != "properties" else
+                 {name: validation_schema(item) for name, item in value.items()}
+                 for key, value in schema.items() if key != "nullable"}
+    return {"anyOf": [converted, {"type": "null"}]} if schema.get("nullable") else converted
+
+
 def _parameter_value(text: str, schema: dict[str, Any]) -> Any:
     """A path or query parameter's text as the JSON type its schema declares (ValueError when it is not one)."""
     kind = schema.get("type", "string")
@@ -112,7 +125,7 @@ def operation(
     """
     spec = Operation(summary, tag, body, query or {}, responses or {200: {"type": "object"}}, description,
                      body_required, path or {}, errors or {})
-    validator = jsonschema.Draft202012Validator(body) if body is not None else None
+    validator = jsonschema.Draft202012Validator(validation_schema(body)) if body is not None else None
     parameter_validators = {(where, name): jsonschema.Draft202012Validator(schema)
                             for where, schemas in (("path", spec.path), ("query", spec.query))
                             for name, schema in schemas.items()}

@@ -51,6 +51,11 @@ SPILL_RESERVE_BYTES = 4 * 1024 * 1024
 ENVIRONMENT_ERRORS = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15})
 
 
+#: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
+#: pairs. A comment: SQLite itself would run it as nothing.
+ATOMIC = "-- atomic group"
+
+
 class StoreError(Exception):
     """Something the store could not do."""
 
@@ -319,6 +324,18 @@ class Store:
         if errors:
             raise errors[0]
 
+    async def execute_atomic(self, statements: Sequence[tuple[str, Params]]) -> None:
+        """Write statements that belong together (a change and its audit row) and wait until they are
+        committed: all of them or, when one can never succeed, none (StatementFailed). Queued in order with
+        the other writes; StoreUnavailable as for `execute()` (they stay queued, together)."""
+        groups = [[sql, list(params) if not isinstance(params, dict) else params] for sql, params in statements]
+        try:
+            for _sql, params in groups:
+                check_params(params)
+        except OutOfRange as exc:
+            raise ValueOutOfRange(str(exc)) from None
+        await self.execute(ATOMIC, groups)
+
     async def _commit_pending(self) -> bool:
         """Commit what has queued; False when the commit failed (the batch is queued again, in front,
         in order). Shielded: a cancelled caller neither loses the batch nor lets a second commit
@@ -387,7 +404,10 @@ class Store:
                     if statement.ticket in rejected:
                         continue
                     try:
-                        conn.execute(statement.sql, statement.params)
+                        if statement.sql == ATOMIC:
+                            _execute_atomic(conn, statement.params)
+                        else:
+                            conn.execute(statement.sql, statement.params)
                     except Exception as exc:
                         if is_environment_error(exc):
                             raise
@@ -519,6 +539,20 @@ class Store:
 
     async def _run(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+def _execute_atomic(conn: sqlite3.Connection, statements: Any) -> None:
+    """An `execute_atomic()` group inside the batch's transaction: all of it, or (it raises) none of it."""
+    conn.execute("SAVEPOINT atomic")
+    try:
+        for sql, params in statements:
+            conn.execute(sql, params)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO atomic")
+            conn.execute("RELEASE atomic")
+        raise
+    conn.execute("RELEASE atomic")
 
 
 def _rollback(conn: sqlite3.Connection, cause: BaseException) -> None:
