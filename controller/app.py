@@ -96,7 +96,7 @@ class Controller:
         self.recordings = RecordingService(config=config, ari=self.ari,
                                            index=RecordingIndex(self.store, self.clock.now),
                                            publish=self.events.publish)
-        self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
+        self.acd = AcdService(config=self.live, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
@@ -111,8 +111,8 @@ class Controller:
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
         self._resume_waiting_and_ivr_callers()
-        self.live.subscribe("ACD not-ready reasons", lambda _old, new: setattr(
-            self.acd.engine, "not_ready_reasons", tuple(new.acd.not_ready_reasons)))
+        self.admin.register_guard("queue", self.acd.queue_removal_refusal)
+        self.live.subscribe("queue_log and CDR agents", self.compat.configuration_changed)
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.sockets = SocketRegistry()
         self.access = AccessService(AccessRecords(self.store), self.audit, config.auth,
