@@ -80,11 +80,11 @@ async def in_state(process: ControllerProcess, agent_id: str, state: str, timeou
     await until(f"agent {agent_id} {state} (is {await check()})", reached, timeout)
 
 
-async def api_ok(process: ControllerProcess, method: str, path: str, token: str | None = None,
-                 **kwargs: Any) -> Any:
+async def api_ok(process: ControllerProcess, method: str, path: str, token: str | None = None, *,
+                 expect: int = 200, **kwargs: Any) -> Any:
     status, body = await (process.api(method, path, token=token, **kwargs) if token
                           else process.api(method, path, **kwargs))
-    assert status == 200, (method, path, status, body)
+    assert status == expect, (method, path, status, body)
     return body
 
 
@@ -119,7 +119,7 @@ async def test_an_agent_added_live_takes_the_next_call_and_one_removed_while_tal
     created = await api_ok(process, "PUT", "/api/config/agents/1006", json=AGENT_1006)
     assert [(c["op"], c["key"]) for c in created["changes"]] == [("add", "1006")]
     token = (await api_ok(process, "POST", "/api/tokens", json={"name": "desk-1006", "role": "agent",
-                                                                 "agent_id": "1006"}))["token"]
+                                                                 "agent_id": "1006"}, expect=201))["token"]
     await api_ok(process, "POST", "/api/agents/1006/login", token=token, json={"ready": False})
     await asyncio.sleep(1)
     assert visits(process)[1]["offers"] == []  # not ready: not offered
@@ -180,7 +180,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
     # A wrap-up changed while 1001 is in ACW: that ACW keeps its end (6 s), the next call's uses 2 s.
     assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
     await in_state(process, "1001", "acw")
-    general = await api_ok(process, "GET", "/api/config/queues/general")
+    general = (await api_ok(process, "GET", "/api/config/queues/general"))["value"]
     changed = await api_ok(process, "PUT", "/api/config/queues/general", json={**general, "wrapup_seconds": 2})
     assert [(c["op"], c["key"]) for c in changed["changes"]] == [("change", "general")]
 
@@ -201,6 +201,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
     # Removing the queue a caller waits in is refused, and changes nothing.
     spare = await api_ok(process, "GET", "/api/config/queues/spare")
     status, refused = await process.api("DELETE", "/api/config/queues/spare")
+    assert status == 409, refused
     assert (status, refused["error"]) == (409, "1 caller is waiting in queue spare: move them or wait until it is "
                                                "empty")
     assert await api_ok(process, "GET", "/api/config/queues/spare") == spare
