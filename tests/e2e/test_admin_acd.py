@@ -233,5 +233,15 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
     removed = await api_ok(process, "DELETE", "/api/config/queues/spare")
     assert [(c["op"], c["key"]) for c in removed["changes"]] == [("remove", "spare")]
     assert (await process.api("GET", "/api/queues/spare"))[0] == 404
+
+    # 1002 disabled while ready: logged out at once; neither the ACD nor their token lets them back in.
+    await in_state(process, "1002", "ready")
+    disabled = {**AGENT_1002, "skills": {"billing": 5}, "enabled": False}
+    await api_ok(process, "PUT", "/api/config/agents/1002", json=disabled)
+    await in_state(process, "1002", "logged_out", timeout=5)
+    status, refused = await process.api("POST", "/api/agents/1002/login", json={"ready": True})
+    assert (status, refused["error"]) == (409, "agent 1002 is disabled")
+    status, refused = await process.api("GET", "/api/agents/1002", token="demo-agent-1002-token")
+    assert (status, refused["error"]) == (403, "agent 1002 is disabled: ask a supervisor")
     for phone in (phone_1001, phone_1002):
         phone.kill()
