@@ -19,6 +19,7 @@ each such bucket can be the most urgent); one heap of timers with lazy invalidat
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -176,15 +177,20 @@ class AcdEngine:
         waiting = sum(1 for _ in queue.calls())
         if waiting:
             raise AcdError(waiting_refusal(name, waiting))
-        serving = sorted(a.settings.id for a in self._agents.values() if name in a.settings.queues)
+        serving = sorted(a.settings.id for a in self._agents.values() if name in a.settings.queues and not a.removed)
         if serving:
             raise AcdError(f"queue {name} is still served by agent{'s' if len(serving) > 1 else ''} "
                            f"{', '.join(serving)}")
+        out: list[Decision] = []
         for agent in self._agents.values():
+            if name in agent.settings.queues:  # removed, finishing a call: they leave the queue now
+                self._leave_queue(agent, queue, out)
+                queues = {q: penalty for q, penalty in agent.settings.queues.items() if q != name}
+                agent.settings = dataclasses.replace(agent.settings, queues=queues)
             if agent.current_queue == name:
                 agent.current_queue, agent.outbound_wrapup = None, queue.settings.wrapup_seconds
         del self._queues[name]
-        return []
+        return out
 
     def upsert_agent(self, settings: AgentSettings) -> list[Decision]:
         """Add an agent or change their settings (name, number, phone, skills, queues and penalties,

@@ -365,3 +365,17 @@ def test_not_ready_reasons_changed_apply_to_the_next_command_and_a_current_one_s
     acd.not_ready("x", "coaching")
     assert acd.agent("x").reason == "coaching"
     assert states(acd.ready("x")) == [("x", "ready")]
+
+
+def test_a_queue_served_only_by_a_removed_agent_finishing_a_call_can_go_and_the_agent_still_finishes() -> None:
+    acd, clock = engine(agents=1, wrapup_seconds=20)
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    acd.remove_agent("a1")
+    assert acd.remove_queue("q") == []  # a1 leaves it (the last one logged in: nobody waits, nothing overflows)
+    assert acd.agent("a1").state == "talking"
+    assert states(acd.call_ended("a1")) == [("a1", "acw")]  # the removed queue's wrap-up
+    clock.advance(20)
+    assert states(acd.tick()) == [("a1", "logged_out")]
+    assert acd.agents() == [] and acd.queues() == []
