@@ -8,6 +8,7 @@ so a reader always sees one consistent version, never half of a change.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,10 @@ class LiveConfig:
     def __init__(self, config: Config) -> None:
         self.current = config
         self._subscribers: list[tuple[str, Subscriber]] = []
+        #: Held by whoever derives a new Config from `current` until it has replaced it (the admin service, a
+        #: reload), so that two changes never start from the same `current` and one undo the other.
+        #: `replace()` does not take it.
+        self.lock = asyncio.Lock()
 
     def subscribe(self, name: str, on_change: Subscriber) -> None:
         """Call `on_change(old, new)` after each replacement, in the order of subscription. `name` says who

@@ -140,10 +140,11 @@ class _Loader:
         value = self.scalar(node)
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)  # DIDs and numbers written without quotes
+        if hint is str and isinstance(value, int | float) and not isinstance(value, bool) and self.source is not None:
+            return str(value)  # DIDs and numbers written without quotes (in a file; JSON says what it means)
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            self.fail(node, f"{what}: expected {_type_name(hint)}, got {_describe(node)}")
+            got = repr(value) if self.source is None and isinstance(node, yaml.ScalarNode) else _describe(node)
+            self.fail(node, f"{what}: expected {_type_name(hint)}, got {got}")
             return None
         return value
 

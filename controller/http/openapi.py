@@ -116,16 +116,19 @@ def operation(
     body_required: bool = True,
     path: dict[str, dict[str, Any]] | None = None,
     errors: dict[int, str] | None = None,
+    checked_body: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Describe a route and check its input against the description before the handler runs.
 
     `path`/`query`: parameter schemas (checked: a value that breaks one is a 400, never reaches the
     handler); `body`: the JSON body's schema (`body_required=False`: the body may be left out);
-    `errors`: the error statuses the route answers beyond 400/401/403/404, with when.
+    `errors`: the error statuses the route answers beyond 400/401/403/404, with when; `checked_body`: a looser
+    schema than `body` to check requests against, when the handler's own checks give better messages (422).
     """
     spec = Operation(summary, tag, body, query or {}, responses or {200: {"type": "object"}}, description,
                      body_required, path or {}, errors or {})
-    validator = jsonschema.Draft202012Validator(validation_schema(body)) if body is not None else None
+    validator = (jsonschema.Draft202012Validator(validation_schema(checked_body or body))
+                 if body is not None else None)
     parameter_validators = {(where, name): jsonschema.Draft202012Validator(schema)
                             for where, schemas in (("path", spec.path), ("query", spec.query))
                             for name, schema in schemas.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def service(store: Store, clock: Clock, *, tokens: list[TokenSettings] = SEED_TOKENS,

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from controller.plugins.admin.services import AdminRefused, AdminService
 from controller.reports.kpis import Standards
 from controller.settings import SettingsError, load_data_as, load_yaml_sections
 from controller.store.db import StatementFailed, Store
+from tests.unit.test_access import Clock
 
 FILE = Config(
     source="controller.yaml",
@@ -38,22 +37,6 @@ FILE = Config(
     standards=Standards(max_talk_seconds=300),
     dids={"4000": "main"},
     webhooks=[WebhookSettings("crm", "http://127.0.0.1:9/hook", "s3cret-value", types=["call.*"])])
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class Published:
@@ -96,7 +79,10 @@ def test_data_gets_the_file_loaders_checks_with_field_paths() -> None:
     with pytest.raises(SettingsError) as error:  # the dataclass's own check, as the file gives it
         load_data_as(WebhookSettings, {"name": "x", "url": "u", "secret": "s", "max_attempts": 101}, "webhooks[x]")
     assert error.value.problems == ["webhooks[x]: max_attempts: expected at most 100, got 101"]
-    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": 1006, "endpoint": "${HOME}",
+    with pytest.raises(SettingsError) as error:  # JSON says what it means: a number is not a string
+        load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": 1006, "endpoint": "e"}, "agents[1006]")
+    assert error.value.problems == ["agents[1006].number: expected a string, got 1006"]
+    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": "1006", "endpoint": "${HOME}",
                                           "enabled": False}, "agents[1006]")
     assert agent == AcdAgentConfig("1006", "Zhao", "1006", "${HOME}", enabled=False)  # no environment from a request
 
@@ -304,3 +290,35 @@ def test_the_document_has_the_files_layout() -> None:
                                                                                          "dids", "webhooks"))[0]
     assert replace(FILE, source="") == replace(loaded, source="", data_dir=FILE.data_dir)
     assert list(exported) == ["acd", "standards", "dids", "webhooks"]
+
+
+async def test_a_problem_the_file_already_had_does_not_block_other_changes(store: Store) -> None:
+    broken = replace(FILE, acd=replace(FILE.acd, agents=[*FILE.acd.agents, AcdAgentConfig(
+        "1003", "Zhang", "1003", "agent1003", queues={"sales": 0})]))  # no queue sales: the file's mistake
+    admin, _ = await admin_service(store, broken)
+    await admin.put("user:ops", "did", "4001", "main")
+    assert admin.live.current.dids == {"4000": "main", "4001": "main"}
+    with pytest.raises(AdminRefused) as refused:  # a new problem of the same sort is still refused
+        await admin.put("user:ops", "agent", "1004", {"name": "Sun", "number": "1004", "endpoint": "e",
+                                                      "queues": {"sales": 0}})
+    assert refused.value.problems == ["agents[1004].queues.sales: no queue 'sales' (queues: billing, general)"]
+
+
+async def test_a_failing_subscriber_does_not_keep_the_others_from_the_change(caplog: pytest.LogCaptureFixture) -> None:
+    live = LiveConfig(FILE)
+    told: list[str] = []
+
+    def failing(old: Config, new: Config) -> None:
+        raise RuntimeError("boom")
+
+    async def asynchronous(old: Config, new: Config) -> None:
+        told.append(f"async {old.dids} -> {new.dids}")
+
+    live.subscribe("failing", failing)
+    live.subscribe("async", asynchronous)
+    live.subscribe("plain", lambda old, new: told.append("plain"))
+    new = replace(FILE, dids={})
+    with caplog.at_level(logging.ERROR, "controller.config"):
+        await live.replace(new)
+    assert live.current is new and told == ["async {'4000': 'main'} -> {}", "plain"]
+    assert "live configuration: failing failed to apply the change" in caplog.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from controller.store.retention import DAY, RetentionJob
 NOW = 1_800_000_000.0
 OLD = NOW - 500 * DAY  # past the 400-day default
 RECENT = NOW - 10 * DAY
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def column(store: Store, sql: str) -> list[object]:

@@ -18,7 +18,7 @@ from controller.config import Role
 from controller.http.openapi import body_of, operation
 from controller.http.server import caller_of, roles
 from controller.plugins.admin.kinds import KINDS, Change, Kind
-from controller.plugins.admin.schemas import KEY, body_schema, item_schema
+from controller.plugins.admin.schemas import KEY, body_schema, checked_body_schema, item_schema
 from controller.plugins.admin.services import AdminRefused, AdminService
 
 TAG = "configuration"
@@ -117,7 +117,8 @@ def _kind_routes(admin: AdminService, kind: Kind) -> list[web.RouteDef]:
         @operation(f"Change the {kind.summary}" + (" (the fields given; the others keep their values)"
                                                    if kind.shape == "fields" else " (all of them: a field left out "
                                                    "gets its default)"),
-                   tag=TAG, body=body_schema(kind), responses={200: changed}, errors=ERRORS)
+                   tag=TAG, body=body_schema(kind), checked_body=checked_body_schema(kind), responses={200: changed},
+                   errors=ERRORS)
         @roles(*kind.writers)
         async def put_whole(request: web.Request) -> web.Response:
             body = body_of(request)
@@ -146,7 +147,8 @@ def _kind_routes(admin: AdminService, kind: Kind) -> list[web.RouteDef]:
 
     @operation(f"Create or replace one of the {kind.summary}: the body is the item as the document holds it "
                "(the key is the path's)" + (" or nothing" if kind.shape == "values" else ""), tag=TAG,
-               path={"key": KEY}, body=body_schema(kind), body_required=kind.shape != "values",
+               path={"key": KEY}, body=body_schema(kind), checked_body=checked_body_schema(kind),
+               body_required=kind.shape != "values",
                responses={200: {**changed, "properties": {**changed["properties"], "value": item}}}, errors=ERRORS)
     @roles(*kind.writers)
     async def put_item(request: web.Request) -> web.Response:

@@ -71,3 +71,13 @@ def _schema(kind: Kind, *, for_request: bool) -> dict[str, Any]:
     if for_request and schema.get("type") == "object" and not schema.get("required"):
         schema["minProperties"] = 1
     return schema
+
+
+def checked_body_schema(kind: Kind) -> dict[str, Any]:
+    """What the HTTP layer checks of a PUT's body: its shape only (an object with known keys, or a string). The
+    values are checked by the configuration file's loader, so that they get the file's messages (422)."""
+    schema = body_schema(kind)
+    if schema.get("type") != "object" or "properties" not in schema:
+        return schema
+    return {"type": "object", "additionalProperties": False, "minProperties": 1,
+            "properties": {name: {} for name in schema["properties"]}}

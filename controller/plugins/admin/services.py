@@ -10,7 +10,6 @@ previous one left.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -65,7 +64,6 @@ class AdminService:
         self.publish = publish
         self.guards: dict[str, list[Guard]] = {}
         self.checks: list[Check] = []
-        self._lock = asyncio.Lock()
 
     # -- hooks for other plugins --
 
@@ -111,7 +109,7 @@ class AdminService:
                         role: str | None = None) -> list[Change]:
         """Create or replace items of one kind in one change (e.g. several ACD settings)."""
         kind = self.kind(kind_name)
-        async with self._lock:
+        async with self.live.lock:
             current = self.live.current
             present = kind.items(current)
             problems: list[str] = []
@@ -126,7 +124,7 @@ class AdminService:
 
     async def delete(self, actor: str, kind_name: str, key: str, *, role: str | None = None) -> list[Change]:
         kind = self.kind(kind_name)
-        async with self._lock:
+        async with self.live.lock:
             current = self.live.current
             present = kind.items(current)
             if key not in present:
@@ -142,7 +140,7 @@ class AdminService:
         validated as one configuration, in one transaction. A managed section `source` leaves out stays as it
         is; other sections are ignored (each named in `notes`). `dry_run`: the changes it would make, nothing
         changed. Unchanged input: [] and nothing written."""
-        async with self._lock:
+        async with self.live.lock:
             current = self.live.current
             try:
                 if isinstance(source, str):
@@ -171,8 +169,10 @@ class AdminService:
         return new
 
     def check(self, old: Config, new: Config, changes: list[Change]) -> None:
-        """Refuse (AdminRefused) a change to `new` that is invalid (422) or that a live-state guard refuses (409)."""
-        problems = problems_of(new, self.checks)
+        """Refuse (AdminRefused) a change to `new` that adds a problem (422) or that a live-state guard refuses
+        (409)."""
+        existing = set(problems_of(old, self.checks))  # (a file's mistake must not block every later change)
+        problems = [problem for problem in problems_of(new, self.checks) if problem not in existing]
         if problems:
             raise AdminRefused(422, "invalid configuration", problems)
         for kind_name in dict.fromkeys(change.kind for change in changes):
