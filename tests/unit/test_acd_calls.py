@@ -515,3 +515,17 @@ async def test_removing_a_queue_a_caller_waits_in_is_refused_by_the_guard(rig: R
     assert rig.acd.queue_removal_refusal(config, without_sales) == \
         "1 caller is waiting in queue sales: move them or wait until it is empty"
     assert rig.acd.queue_removal_refusal(config, config) is None
+
+
+async def test_a_change_the_engine_refuses_is_logged_and_the_rest_applied(rig: Rig,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    config = rig.acd.config
+    renamed = [dataclasses.replace(agent, name="Renamed") for agent in config.acd.agents]
+    await rig.acd.live_config.replace(with_acd(config, queues=[], agents=[
+        dataclasses.replace(agent, queues={}) for agent in renamed]))  # the guard would have refused this
+    assert "the configuration change of queue sales was not applied: 1 caller is waiting in queue sales" in caplog.text
+    assert rig.acd.engine.queue_stats("sales").waiting == 1 and not rig.queued.done()  # the caller waits on
+    assert rig.acd.engine.agent("a2").name == "Renamed"
