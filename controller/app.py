@@ -120,6 +120,7 @@ class Controller:
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
                                     agent_refusal=self.acd.agent_refusal,
                                     demo=config.demo)
+        self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
@@ -281,6 +282,11 @@ class Controller:
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
         ]
+
+    async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
+        """An agent removed or disabled live: the open pages of their users and tokens are closed, with why."""
+        for agent_id in self.acd.agents_refused_now(old, new):
+            await self.access.close_agent_sockets(agent_id, self.acd.agent_refusal(agent_id) or "agent refused")
 
     def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
         """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.e2e.conftest import ControllerProcess, demo_config
@@ -130,8 +131,16 @@ async def test_an_agent_added_live_takes_the_next_call_and_one_removed_while_tal
     # 1006 goes not ready in their ACW; 1001, still talking, is removed live.
     await in_state(process, "1006", "acw")
     await api_ok(process, "POST", "/api/agents/1006/not_ready", token=token, json={"reason": "meal"})
-    removed = await api_ok(process, "DELETE", "/api/config/agents/1001")
-    assert [(c["op"], c["key"]) for c in removed["changes"]] == [("remove", "1001")]
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            process.url.replace("http", "ws") + "/ws", headers={"Authorization": "Bearer demo-agent-1001-token"}) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"  # 1001's toolbar, open
+        removed = await api_ok(process, "DELETE", "/api/config/agents/1001")
+        assert [(c["op"], c["key"]) for c in removed["changes"]] == [("remove", "1001")]
+        message = await ws.receive(timeout=5)
+        while message.type == aiohttp.WSMsgType.TEXT:  # events published before the close
+            message = await ws.receive(timeout=5)
+    assert (message.type, message.data, message.extra) == (
+        aiohttp.WSMsgType.CLOSE, 4001, "agent 1001 was removed from the configuration: ask a supervisor")
     assert await state_of(process, "1001")() == "talking"  # the call goes on
     status, refused = await process.api("GET", "/api/agents/1001", token="demo-agent-1001-token")
     assert status == 403, refused  # their agent token: a clear refusal

@@ -503,6 +503,8 @@ async def test_an_agent_removed_live_while_talking_ends_the_call_then_is_gone(ri
     disabled = with_acd(rig.acd.config, agents=agents)
     await rig.acd.live_config.replace(disabled)
     assert rig.acd.agent_refusal("a2") == "agent a2 is disabled: ask a supervisor"
+    assert AcdService.agents_refused_now(config, disabled) == ["a1", "a2"]  # removed, disabled
+    assert AcdService.agents_refused_now(disabled, config) == []
 
 
 async def test_removing_a_queue_a_caller_waits_in_is_refused_by_the_guard(rig: Rig) -> None:

@@ -144,6 +144,14 @@ class AccessService:
         return Identity(user.name, user.role, user.agent_id, credential=f"session:{session.id_hash}",  # type: ignore[arg-type]
                         csrf=session.csrf)
 
+    async def close_agent_sockets(self, agent_id: str, reason: str) -> int:
+        """Close the open WebSockets of the tokens and sessions acting as the agent (removed or disabled live):
+        their pages see why at once. How many were closed."""
+        credentials = [f"token:{token.id}" for token in self.tokens.values() if token.agent_id == agent_id]
+        credentials += [f"session:{session.id_hash}" for session in self.sessions.values()
+                        if (user := self.users.get(session.user_name)) is not None and user.agent_id == agent_id]
+        return sum([await self.sockets.close(credential, reason) for credential in credentials])
+
     # -- logins --
 
     async def login(self, name: str, password: str) -> tuple[str, SessionRecord, UserRecord]:

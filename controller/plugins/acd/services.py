@@ -216,6 +216,13 @@ class AcdService:
                 return waiting_refusal(name, waiting)
         return None
 
+    @staticmethod
+    def agents_refused_now(old: Config, new: Config) -> list[str]:
+        """The agents a change removed or disabled (their users and tokens are refused from now on)."""
+        before = {agent.id: agent for agent in old.acd.agents if agent.enabled}
+        after = {agent.id: agent for agent in new.acd.agents if agent.enabled}
+        return sorted(before.keys() - after.keys())
+
     def agent_refusal(self, agent_id: str) -> str | None:
         """Why an agent's user or token may not log in (None: it may): removed or disabled."""
         agent = self.agent_configs.get(agent_id)
