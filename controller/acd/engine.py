@@ -667,10 +667,15 @@ class AcdEngine:
         once if it ended during the restart); an agent on a call the new process resumes (`on_calls`: agent
         id -> that call) is still talking (or on hold) on it, with the original talk start; an agent who was
         on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
-        per state)."""
+        per state). An agent on a resumed call who is no longer configured (removed while talking) finishes
+        it as a removed agent does."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
+            if agent is None and agent_id in (on_calls or {}) and saved.get("state") is not None:
+                # removed from the configuration while on this call: they finish it (and its ACW), then go
+                agent = _Agent(AgentSettings(agent_id, "", "", saved.get("endpoint") or ""), removed=True)
+                self._agents[agent_id] = agent
             if agent is None or saved.get("state") is None:
                 continue
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from controller.acd.engine import AcdEngine, AcdError
+from controller.acd.engine import AcdEngine, AcdError, OnCall
 from controller.acd.model import AgentSettings, CallLeft, CancelOffer, Overflow, QueueSettings
 from controller.clock import FakeClock
 from tests.unit.test_acd_engine import engine
@@ -379,3 +379,21 @@ def test_a_queue_served_only_by_a_removed_agent_finishing_a_call_can_go_and_the_
     clock.advance(20)
     assert states(acd.tick()) == [("a1", "logged_out")]
     assert acd.agents() == [] and acd.queues() == []
+
+
+def test_an_agent_removed_while_talking_finishes_the_call_resumed_after_a_restart_then_goes() -> None:
+    acd, clock = engine(agents=2, wrapup_seconds=5)
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    acd.remove_agent("a1")
+    snapshot = acd.snapshot()
+    restarted = AcdEngine([QueueSettings("q", wrapup_seconds=5)], agents(("a2", {"q": 0})), clock)
+    restarted.restore(snapshot, {"a1": OnCall("c1", "q", clock.now())})
+    assert restarted.agent("a1").state == "talking" and restarted.leaving("a1")
+    assert states(restarted.call_ended("a1")) == [("a1", "acw")]
+    clock.advance(5)
+    assert states(restarted.tick()) == [("a1", "logged_out")]
+    assert not restarted.has_agent("a1")
+    restarted.restore(snapshot)  # not on a call: an unknown agent's saved state is ignored
+    assert not restarted.has_agent("a1")

@@ -549,7 +549,7 @@ class AcdCallControl:
         queue = self.acd.queue_configs.get(str(part.get("queue")))
         agent_id = str(part.get("agent_id"))
         talk_bridge = resumption.bridges.get(str(part.get("talk_bridge")))
-        if queue is None or agent_id not in self.acd.agent_configs or talk_bridge is None:
+        if queue is None or not self.acd.engine.has_agent(agent_id) or talk_bridge is None:
             resumption.notes.append(f"talk: {'bridge gone' if talk_bridge is None else 'queue or agent unknown'}")
             return None
         request = QueueRequest(queue.name, dict(part.get("skills") or {}), int(part.get("priority") or 0),
