@@ -41,6 +41,12 @@ async def test_a_not_ready_reason_added_live_is_usable_at_once_and_after_a_resta
     assert (entry["actor"], entry["role"], entry["target"], entry["before"], entry["after"]) == (
         "token:wallboard", "supervisor", "not_ready_reason:coaching", None, "coaching")
     assert {"kind": "not_ready_reason", "key": "coaching", "op": "add"} in await config_events(controller)
+    status, body = await controller.api("PUT", "/api/config/acd_settings", json={"center_name": "新热线"})
+    assert status == 200, body
+    status, entries = await controller.api("GET", "/api/audit?target=acd_setting:center_name")
+    (entry,) = entries["entries"]
+    assert (entry["actor"], entry["action"], entry["before"], entry["after"]) == (
+        "token:ops", "config.put", "演示热线", "新热线")
     status, document = await controller.api("GET", "/api/config", SUPERVISOR)
     assert status == 200 and "coaching" in document["acd"]["not_ready_reasons"]
 

@@ -24,8 +24,9 @@ from controller.plugins.admin.kinds import KINDS, document
 from controller.plugins.admin.services import AdminRefused, AdminService
 from controller.reports.kpis import Standards
 from controller.settings import SettingsError, load_data_as, load_yaml_sections
-from controller.store.db import StatementFailed, Store
+from controller.store.db import StatementFailed, Store, StoreUnavailable
 from tests.unit.test_access import Clock
+from tests.unit.test_store import disk_full
 
 FILE = Config(
     source="controller.yaml",
@@ -292,10 +293,13 @@ def test_the_document_has_the_files_layout() -> None:
     assert list(exported) == ["acd", "standards", "dids", "webhooks"]
 
 
-async def test_a_problem_the_file_already_had_does_not_block_other_changes(store: Store) -> None:
+async def test_a_problem_the_file_already_had_does_not_block_other_changes(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
     broken = replace(FILE, acd=replace(FILE.acd, agents=[*FILE.acd.agents, AcdAgentConfig(
         "1003", "Zhang", "1003", "agent1003", queues={"sales": 0})]))  # no queue sales: the file's mistake
-    admin, _ = await admin_service(store, broken)
+    with caplog.at_level(logging.WARNING, "controller.admin"):
+        admin, _ = await admin_service(store, broken)
+    assert "configuration: agents[1003].queues.sales: no queue 'sales'" in caplog.text  # said at start
     await admin.put("user:ops", "did", "4001", "main")
     assert admin.live.current.dids == {"4000": "main", "4001": "main"}
     with pytest.raises(AdminRefused) as refused:  # a new problem of the same sort is still refused
@@ -322,3 +326,16 @@ async def test_a_failing_subscriber_does_not_keep_the_others_from_the_change(cap
         await live.replace(new)
     assert live.current is new and told == ["async {'4000': 'main'} -> {}", "plain"]
     assert "live configuration: failing failed to apply the change" in caplog.text
+
+
+async def test_a_change_the_store_cannot_write_now_is_live_and_committed_later(store: Store) -> None:
+    admin, published = await admin_service(store)
+    await disk_full(store, True)
+    with pytest.raises(StoreUnavailable):  # the API answers 503 with why
+        await admin.put("user:ops", "standard_prompt", "terms", "x" * 6000)
+    assert admin.live.current.acd.standard_prompts["terms"] == "x" * 6000  # live follows what will be stored
+    assert published.events == [{"type": "config.changed", "kind": "standard_prompt", "key": "terms", "op": "add"}]
+    await disk_full(store, False)
+    assert await store._commit_pending()  # the writer's retry
+    assert ("standard_prompt", "terms", json.dumps("x" * 6000)) in await stored(store)
+    assert (await audit_rows(store))[0]["target"] == "standard_prompt:terms"

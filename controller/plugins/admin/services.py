@@ -213,7 +213,8 @@ class AdminService:
         return changes
 
     async def _made(self, new: Config, changes: list[Change]) -> None:
-        await self.live.replace(new)
+        # On the configuration as it is now: a reload of the file may have changed its other sections meanwhile.
+        await self.live.replace(replace(self.live.current, **{name: getattr(new, name) for name in MANAGED_SECTIONS}))
         for change in changes:
             log.info("configuration: %s %s %s", change.op, change.kind, change.key)
             if self.publish is not None:
@@ -225,8 +226,10 @@ class AdminService:
         """At start: an empty database is seeded from the file's managed sections; otherwise the database wins
         (a warning names the file's sections that differ) and becomes current."""
         if await self.seed_if_empty(file_config):
+            self._warn_problems(file_config)
             return
         stored = await self.load(file_config)
+        self._warn_problems(stored)
         from_file, from_database = document(file_config, masked=False), document(stored, masked=False)
         differing = [name for name in MANAGED_SECTIONS if from_file.get(name) != from_database.get(name)]
         if differing:
@@ -234,6 +237,11 @@ class AdminService:
                         "(README \"Administration (live configuration)\"); applying %s (POST /api/config/apply) "
                         "makes them the file's", ", ".join(differing), file_config.source or "the file")
         await self.live.replace(stored)
+
+    def _warn_problems(self, config: Config) -> None:
+        """What the configuration in use breaks (it was taken as it is; a change may not add to it)."""
+        for problem in problems_of(config, self.checks):
+            log.warning("configuration: %s", problem)
 
     async def seed_if_empty(self, config: Config) -> bool:
         """Seed an empty database (no item, never seeded) from `config`'s managed sections, in one transaction
