@@ -28,6 +28,15 @@ def finish_the_call(acd: AcdEngine, clock: FakeClock, state: str) -> None:
     clock.advance(10)  # queue q's wrap-up
 
 
+def a1_talking(agents: int = 1, **queue: object) -> tuple[AcdEngine, FakeClock]:
+    """Agent a1 talking on call c1 of queue q (the engine of test_acd_engine)."""
+    acd, clock = engine(agents=agents, **queue)
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "a1")
+    return acd, clock
+
+
 # -- agents -------------------------------------------------------------------------------------
 
 def test_a_new_agent_logs_in_and_takes_the_waiting_call_without_a_restart() -> None:
@@ -185,10 +194,7 @@ def test_a_removed_agent_whose_acw_is_ended_early_goes_and_its_acw_timer_is_harm
 
 
 def test_an_agent_removed_while_the_last_one_logged_in_overflows_the_queue_only_when_they_go() -> None:
-    acd, clock = engine(agents=1, wrapup_seconds=10, no_agents="overflow", overflow="voicemail")
-    acd.login("a1")
-    acd.enqueue("c1", "q")
-    acd.answered("c1", "a1")
+    acd, clock = a1_talking(wrapup_seconds=10, no_agents="overflow", overflow="voicemail")
     acd.remove_agent("a1")
     assert offers(acd.enqueue("c2", "q")) == []  # a1 still logged in (talking): c2 waits
     acd.call_ended("a1")
@@ -342,10 +348,7 @@ def test_a_queue_served_by_agents_cannot_be_removed_and_an_empty_one_can() -> No
 
 
 def test_an_agent_talking_on_a_removed_queues_call_keeps_its_wrap_up() -> None:
-    acd, clock = engine(agents=1, wrapup_seconds=20)
-    acd.login("a1")
-    acd.enqueue("c1", "q")
-    acd.answered("c1", "a1")
+    acd, clock = a1_talking(wrapup_seconds=20)
     acd.upsert_agent(AgentSettings("a1", "A", "1", "8001"))  # serves no queue now
     acd.remove_queue("q")
     assert states(acd.call_ended("a1")) == [("a1", "acw")]
@@ -368,10 +371,7 @@ def test_not_ready_reasons_changed_apply_to_the_next_command_and_a_current_one_s
 
 
 def test_a_queue_served_only_by_a_removed_agent_finishing_a_call_can_go_and_the_agent_still_finishes() -> None:
-    acd, clock = engine(agents=1, wrapup_seconds=20)
-    acd.login("a1")
-    acd.enqueue("c1", "q")
-    acd.answered("c1", "a1")
+    acd, clock = a1_talking(wrapup_seconds=20)
     acd.remove_agent("a1")
     assert acd.remove_queue("q") == []  # a1 leaves it (the last one logged in: nobody waits, nothing overflows)
     assert acd.agent("a1").state == "talking"
@@ -382,10 +382,7 @@ def test_a_queue_served_only_by_a_removed_agent_finishing_a_call_can_go_and_the_
 
 
 def test_an_agent_removed_while_talking_finishes_the_call_resumed_after_a_restart_then_goes() -> None:
-    acd, clock = engine(agents=2, wrapup_seconds=5)
-    acd.login("a1")
-    acd.enqueue("c1", "q")
-    acd.answered("c1", "a1")
+    acd, clock = a1_talking(agents=2, wrapup_seconds=5)
     acd.remove_agent("a1")
     snapshot = acd.snapshot()
     restarted = AcdEngine([QueueSettings("q", wrapup_seconds=5)], agents(("a2", {"q": 0})), clock)
