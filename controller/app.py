@@ -99,7 +99,7 @@ class Controller:
         self.recordings = RecordingService(config=config, ari=self.ari,
                                            index=RecordingIndex(self.store, self.clock.now),
                                            publish=self.events.publish)
-        self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
+        self.acd = AcdService(config=self.live, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
@@ -114,14 +114,16 @@ class Controller:
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
         self._resume_waiting_and_ivr_callers()
-        self.live.subscribe("ACD not-ready reasons", lambda _old, new: setattr(
-            self.acd.engine, "not_ready_reasons", tuple(new.acd.not_ready_reasons)))
+        self.admin.register_guard("queue", self.acd.queue_removal_refusal)
+        self.live.subscribe("queue_log and CDR agents", self.compat.configuration_changed)
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.sockets = SocketRegistry()
         self.access = AccessService(AccessRecords(self.store), self.audit, config.auth,
                                     now=time.time, sockets=self.sockets,
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
+                                    agent_refusal=self.acd.agent_refusal,
                                     demo=config.demo)
+        self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
@@ -219,9 +221,9 @@ class Controller:
         self.retention.settings = new.retention
         if self.customers is not None:
             self.customers.settings = new.customers
-        for service in (self.calls, self.recordings, self.ivr, self.acd):  # asterisk.*, ivr.no_flow, dialing, ...
-            if not isinstance(getattr(type(service), "config", None), property):  # else it reads the live one
-                service.config = new
+        # asterisk.*, ivr.no_flow, ...; the ACD reads the live configuration itself (`AcdService.config`).
+        for service in (self.calls, self.recordings, self.ivr):
+            service.config = new
 
     async def _reload_tls(self) -> None:
         """Certificate renewal: new connections get the files' certificate (README "HTTPS")."""
@@ -321,6 +323,11 @@ class Controller:
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
         ]
+
+    async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
+        """An agent removed or disabled live: the open pages of their users and tokens are closed, with why."""
+        for agent_id in self.acd.agents_refused_now(old, new):
+            await self.access.close_agent_sockets(agent_id, self.acd.agent_refusal(agent_id) or "agent refused")
 
     def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
         """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from controller.config import AuthSettings, TokenSettings, UserSettings
 from controller.http.server import Identity, SocketRegistry
 from controller.plugins.access.services import (
     DEMO_PASSWORDS,
     DEMO_TOKEN_HASHES,
+    LOGOUT_PATH,
     AccessRefused,
     AccessService,
     digest,
@@ -194,3 +197,27 @@ async def test_the_demo_credentials_work_only_in_demo_mode_even_once_stored(stor
     assert refused.value.status == 403 and "demo" in refused.value.message
     await production.change_password(ADMIN, "admin", "a-real-admin-password", None)
     await production.login("admin", "a-real-admin-password")
+
+
+async def test_an_agent_removed_or_disabled_live_cannot_log_in_nor_act_and_may_still_log_out(store: Store) -> None:
+    clock = Clock()
+    refusals: dict[str, str] = {}
+    access = await service(store, clock)
+    access.agent_refusal = refusals.get
+    token, _ = await access.create_token(ADMIN, "desk", "agent", "1001", None)
+
+    def request(path: str) -> web.Request:
+        return make_mocked_request("GET", path, headers={"Authorization": f"Bearer {token}"})
+
+    assert access.authenticate(request("/api/agents/1001")) is not None  # positive: still configured
+    await access.login("1001", "agent-password-1001")
+    refusals["1001"] = "agent 1001 was removed from the configuration: ask a supervisor"
+    with pytest.raises(web.HTTPForbidden) as forbidden:
+        access.authenticate(request("/api/agents/1001"))
+    assert forbidden.value.reason == refusals["1001"]
+    assert access.authenticate(request(LOGOUT_PATH)) is not None
+    with pytest.raises(AccessRefused) as refused:
+        await access.login("1001", "agent-password-1001")
+    assert (refused.value.status, refused.value.message) == (403, refusals["1001"])
+    entries = await AuditLog(store, clock).query(action="login.refused")
+    assert [entry["after"] for entry in entries] == [{"reason": refusals["1001"]}]

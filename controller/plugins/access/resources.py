@@ -10,7 +10,7 @@ from controller.config import USER_NAME_PATTERN
 from controller.http.list_query import list_query, list_window
 from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import SESSION_COOKIE, caller_of, json_error, public, roles
-from controller.plugins.access.services import USER_ROLES, AccessRefused, AccessService
+from controller.plugins.access.services import LOGOUT_PATH, USER_ROLES, AccessRefused, AccessService
 
 NAME = {"type": "string", "pattern": f"^{USER_NAME_PATTERN}(?!\\n)$"}
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
@@ -66,6 +66,7 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
                "the CSRF token state-changing requests repeat in X-CSRF-Token", tag="auth", body=LOGIN_BODY,
                responses={200: SESSION},
                errors={400: "bad input", 401: "wrong name or password",
+                       403: "the agent the user acts as was removed or disabled (or a demo password)",
                        423: "the account is locked after too many wrong passwords"})
     @public
     async def login(request: web.Request) -> web.Response:
@@ -193,7 +194,7 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
 
     return [
         web.post("/api/auth/login", login),
-        web.post("/api/auth/logout", logout),
+        web.post(LOGOUT_PATH, logout),
         web.get("/api/auth/me", me),
         web.get("/api/users", list_users),
         web.post("/api/users", create_user),

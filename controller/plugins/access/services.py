@@ -58,16 +58,23 @@ class AccessRefused(Exception):
         self.retry_after = retry_after
 
 
+#: The one request an agent user whose agent was removed may still make (see `AccessService.authenticate`).
+LOGOUT_PATH = "/api/auth/logout"
+
+
 class AccessService:
     def __init__(self, records: AccessRecords, audit: AuditLog, settings: AuthSettings, *,
                  now: Callable[[], float], sockets: SocketRegistry,
-                 agent_exists: Callable[[str], bool] = lambda agent_id: True, demo: bool = False) -> None:
+                 agent_exists: Callable[[str], bool] = lambda agent_id: True,
+                 agent_refusal: Callable[[str], str | None] = lambda agent_id: None, demo: bool = False) -> None:
         self.records = records
         self.audit = audit
         self.settings = settings
         self.now = now
         self.sockets = sockets
         self.agent_exists = agent_exists
+        # Why an agent user or token may not act now (its agent was removed or disabled live): None, it may.
+        self.agent_refusal = agent_refusal
         self.demo = demo  # demo mode: the demo's well-known tokens and passwords are accepted
         # OWASP's argon2id parameters (19 MiB, 2 passes): ~60 ms a hash here, so seeding and logins stay quick.
         self.hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -112,11 +119,16 @@ class AccessService:
     # -- authenticating requests (sync: on every request) --
 
     def authenticate(self, request: web.Request) -> Identity | None:
+        """Who the request comes from (None: nobody known). An agent user or token whose agent was removed
+        or disabled is refused (403 with the reason); ending its session is still allowed."""
         presented = token_from(request)
-        if presented:
-            return self.identify_token(presented)
         cookie = request.cookies.get(SESSION_COOKIE)
-        return self.identify_session(cookie) if cookie else None
+        identity = self.identify_token(presented) if presented else self.identify_session(cookie) if cookie else None
+        if identity is not None and identity.agent_id is not None and request.path != LOGOUT_PATH:
+            refusal = self.agent_refusal(identity.agent_id)
+            if refusal is not None:
+                raise web.HTTPForbidden(reason=refusal)
+        return identity
 
     def identify_token(self, presented: str) -> Identity | None:
         token = self.tokens.get(digest(presented))
@@ -171,6 +183,14 @@ class AccessService:
             await asyncio.sleep(min(IDLE_SWEEP_SECONDS, limit / 4) if limit else IDLE_SWEEP_SECONDS)
             await self.expire_idle_sessions()
 
+    async def close_agent_sockets(self, agent_id: str, reason: str) -> int:
+        """Close the open WebSockets of the tokens and sessions acting as the agent (removed or disabled live):
+        their pages see why at once. How many were closed."""
+        credentials = [f"token:{token.id}" for token in self.tokens.values() if token.agent_id == agent_id]
+        credentials += [f"session:{session.id_hash}" for session in self.sessions.values()
+                        if (user := self.users.get(session.user_name)) is not None and user.agent_id == agent_id]
+        return sum([await self.sockets.close(credential, reason) for credential in credentials])
+
     # -- logins --
 
     async def login(self, name: str, password: str) -> tuple[str, SessionRecord, UserRecord]:
@@ -205,6 +225,11 @@ class AccessService:
         if user.failures or user.locked_until is not None:
             user.failures, user.locked_until = 0, None
             await self.records.save_user(user)
+        refusal = self.agent_refusal(user.agent_id) if user.agent_id is not None else None
+        if refusal is not None:
+            self.audit.record(f"user:{name}", user.role, "login.refused", target=f"user:{name}",
+                              after={"reason": refusal}, status=403)
+            raise AccessRefused(403, refusal)
         if not self.demo and DEMO_PASSWORDS.get(name) == password:
             self.audit.record(f"user:{name}", user.role, "login.refused", target=f"user:{name}",
                               after={"reason": "demo password"}, status=403)
