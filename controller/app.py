@@ -122,8 +122,10 @@ class Controller:
                                     now=time.time, sockets=self.sockets,
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
                                     agent_refusal=self.acd.agent_refusal,
+                                    agent_request_refusal=self.acd.agent_request_refusal,
                                     demo=config.demo)
         self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
+        self.acd.refused_agent_gone_hooks.append(self._close_sockets_of_agent_gone)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
@@ -327,7 +329,14 @@ class Controller:
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
         """An agent removed or disabled live: the open pages of their users and tokens are closed, with why."""
         for agent_id in self.acd.agents_refused_now(old, new):
+            if (refusal := self.acd.agent_request_refusal(agent_id)) is not None:  # else: when their call is done
+                await self.access.close_agent_sockets(agent_id, refusal)
+
+    def _close_sockets_of_agent_gone(self, agent_id: str) -> None:
+        """A removed or disabled agent finished their call and was logged out: their pages close now."""
+        async def close() -> None:
             await self.access.close_agent_sockets(agent_id, self.acd.agent_refusal(agent_id) or "agent refused")
+        self.spawn(close())
 
     def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
         """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""

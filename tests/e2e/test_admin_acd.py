@@ -136,23 +136,27 @@ async def test_an_agent_added_live_takes_the_next_call_and_one_removed_while_tal
         assert (await ws.receive_json(timeout=5))["type"] == "hello"  # 1001's toolbar, open
         removed = await api_ok(process, "DELETE", "/api/config/agents/1001")
         assert [(c["op"], c["key"]) for c in removed["changes"]] == [("remove", "1001")]
-        message = await ws.receive(timeout=5)
-        while message.type == aiohttp.WSMsgType.TEXT:  # events published before the close
-            message = await ws.receive(timeout=5)
+        assert await state_of(process, "1001")() == "talking"  # the call goes on
+        # Finishing their call, they keep their toolbar: their token still works, their /ws stays open.
+        status, still = await process.api("GET", "/api/agents/1001", token="demo-agent-1001-token")
+        assert (status, still.get("state")) == (200, "talking"), still
+        third = Caller(ACD_DID, steps=[WaitForBye(60000)])
+        await third.start()
+
+        # 1001's call ends when their phone hangs up (16 s after answering), then their ACW, then they are gone
+        # and their toolbar is closed with why.
+        assert (await first.wait()).ok
+        message = await ws.receive(timeout=15)
+        while message.type == aiohttp.WSMsgType.TEXT:  # their events until the close (state changes)
+            message = await ws.receive(timeout=15)
     assert (message.type, message.data, message.extra) == (
         aiohttp.WSMsgType.CLOSE, 4001, "agent 1001 was removed from the configuration: ask a supervisor")
-    assert await state_of(process, "1001")() == "talking"  # the call goes on
-    status, refused = await process.api("GET", "/api/agents/1001", token="demo-agent-1001-token")
-    assert status == 403, refused  # their agent token: a clear refusal
-    assert refused["error"] == "agent 1001 was removed from the configuration: ask a supervisor"
-    third = Caller(ACD_DID, steps=[WaitForBye(60000)])
-    await third.start()
-
-    # 1001's call ends when their phone hangs up (16 s after answering), then their ACW, then they are gone.
-    assert (await first.wait()).ok
     gone = await until("agent 1001 gone", lambda: rows(
         process, "SELECT 1 FROM agent_states WHERE agent_id = '1001' AND state = 'logged_out'"), timeout=15)
     assert gone and (await process.api("GET", "/api/agents/1001"))[0] == 404
+    status, refused = await process.api("GET", "/api/agents/1001", token="demo-agent-1001-token")
+    assert status == 403, refused  # their agent token now: a clear refusal
+    assert refused["error"] == "agent 1001 was removed from the configuration: ask a supervisor"
     history = states(process, "1001")
     assert [(h["state"], h["previous"]) for h in history][-3:] == [("talking", "ringing"), ("acw", "talking"),
                                                                    ("logged_out", "acw")]

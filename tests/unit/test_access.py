@@ -203,7 +203,7 @@ async def test_an_agent_removed_or_disabled_live_cannot_log_in_nor_act_and_may_s
     clock = Clock()
     refusals: dict[str, str] = {}
     access = await service(store, clock)
-    access.agent_refusal = refusals.get
+    access.agent_refusal = access.agent_request_refusal = refusals.get
     token, _ = await access.create_token(ADMIN, "desk", "agent", "1001", None)
 
     def request(path: str) -> web.Request:

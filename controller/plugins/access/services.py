@@ -66,7 +66,8 @@ class AccessService:
     def __init__(self, records: AccessRecords, audit: AuditLog, settings: AuthSettings, *,
                  now: Callable[[], float], sockets: SocketRegistry,
                  agent_exists: Callable[[str], bool] = lambda agent_id: True,
-                 agent_refusal: Callable[[str], str | None] = lambda agent_id: None, demo: bool = False) -> None:
+                 agent_refusal: Callable[[str], str | None] = lambda agent_id: None,
+                 agent_request_refusal: Callable[[str], str | None] | None = None, demo: bool = False) -> None:
         self.records = records
         self.audit = audit
         self.settings = settings
@@ -74,7 +75,8 @@ class AccessService:
         self.sockets = sockets
         self.agent_exists = agent_exists
         # Why an agent user or token may not act now (its agent was removed or disabled live): None, it may.
-        self.agent_refusal = agent_refusal
+        self.agent_refusal = agent_refusal  # at login
+        self.agent_request_refusal = agent_request_refusal or agent_refusal  # on each request
         self.demo = demo  # demo mode: the demo's well-known tokens and passwords are accepted
         # OWASP's argon2id parameters (19 MiB, 2 passes): ~60 ms a hash here, so seeding and logins stay quick.
         self.hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -120,12 +122,12 @@ class AccessService:
 
     def authenticate(self, request: web.Request) -> Identity | None:
         """Who the request comes from (None: nobody known). An agent user or token whose agent was removed
-        or disabled is refused (403 with the reason); ending its session is still allowed."""
+        or disabled is refused (403 with the reason) once it has finished its call; logging out is always allowed."""
         presented = token_from(request)
         cookie = request.cookies.get(SESSION_COOKIE)
         identity = self.identify_token(presented) if presented else self.identify_session(cookie) if cookie else None
         if identity is not None and identity.agent_id is not None and request.path != LOGOUT_PATH:
-            refusal = self.agent_refusal(identity.agent_id)
+            refusal = self.agent_request_refusal(identity.agent_id)
             if refusal is not None:
                 raise web.HTTPForbidden(reason=refusal)
         return identity

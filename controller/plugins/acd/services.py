@@ -66,6 +66,8 @@ AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 
 #: How often the service standards (hold, ACW, talk, wait, service level) are checked.
 STANDARDS_CHECK_SECONDS = 1.0
+#: An agent removed or disabled in one of these states is finishing a call: their requests still work.
+FINISHING_STATES = frozenset({"ringing", "talking", "on_hold", "acw"})
 
 
 def start_of_day(now: float) -> float:
@@ -136,6 +138,8 @@ class AcdService:
         self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
         self.answering_channel: dict[str, str] = {}  # call id -> the agent leg answering it, for call.answered
         self._replan = asyncio.Event()
+        #: Called with the agent id when a removed or disabled agent is logged out (their call finished).
+        self.refused_agent_gone_hooks: list[Callable[[str], None]] = []
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
         self.outbound = AgentOutbound(self)
         self.queueing = AcdQueueing(self)
@@ -231,6 +235,14 @@ class AcdService:
         if not agent.enabled:
             return f"agent {agent_id} is disabled: ask a supervisor"
         return None
+
+    def agent_request_refusal(self, agent_id: str) -> str | None:
+        """Why an agent's user or token may not make a request: as `agent_refusal`, except while a removed or
+        disabled agent is still finishing their call (ringing, talking, on hold or in its ACW), so they can
+        hold, transfer, set the disposition and end the ACW from the toolbar."""
+        if self.engine.has_agent(agent_id) and self.engine.agent(agent_id).state in FINISHING_STATES:
+            return None
+        return self.agent_refusal(agent_id)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -354,6 +366,9 @@ class AcdService:
                                          decision.at)
                 self.publish("agent.state_changed", agent_id=decision.agent_id, state=decision.state,
                              previous=decision.previous, reason=decision.reason)
+                if decision.state == "logged_out" and self.agent_refusal(decision.agent_id) is not None:
+                    for hook in self.refused_agent_gone_hooks:  # a removed/disabled agent finished their call
+                        hook(decision.agent_id)
             elif isinstance(decision, CallLeft):
                 self._call_left(decision)
             else:
