@@ -10,7 +10,9 @@ Routing:
 - a queue's calls are served by effective priority (priority + one level per
   `priority_aging_seconds` waited: VIPs first, nobody starved), then by arrival;
 - an agent becoming ready takes the most urgent eligible call across all the queues it serves;
-- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy.
+- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy;
+- a queue's escalation steps (`controller.acd.routing`) widen who qualifies as a call waits: the
+  engine moves the call to each step at its time (a timer) and routes it again.
 
 Indexes keep a decision cheap with thousands of agents and calls: per queue, the ready agents;
 per queue and base priority, the waiting calls in arrival order (only the first eligible call of
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from controller.acd import estimates, routing
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
     AgentSettings,
@@ -47,7 +50,6 @@ from controller.clock import Clock
 __all__ = ["AcdEngine", "AcdError"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
-DEFAULT_HANDLE_TIME = 180.0
 
 
 class OnCall(NamedTuple):
@@ -83,6 +85,7 @@ class _Agent:
     outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
+    answers: routing.AnswerCounter = field(default_factory=routing.AnswerCounter)  # for fewest_calls
 
 
 @dataclass(slots=True)
@@ -97,6 +100,7 @@ class _Call:
     ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
     timer_token: int = 0  # announcements
     announce_at: float | None = None  # clock time of the next position announcement
+    step: int = -1  # the queue's escalation step in force (-1: none)
 
 
 @dataclass(slots=True)
@@ -107,7 +111,7 @@ class _Queue:
     ready: set[str] = field(default_factory=set)
     logged_in: set[str] = field(default_factory=set)
     buckets: dict[int, dict[str, _Call]] = field(default_factory=dict)  # base priority -> calls by arrival
-    handle_time: float = DEFAULT_HANDLE_TIME
+    talks: estimates.TalkHistory = field(default_factory=estimates.TalkHistory)  # for wait estimates
     offered: int = 0
     answered: int = 0
     answered_within_sl: int = 0
@@ -262,6 +266,10 @@ class AcdEngine:
             self._overflow(call, "no_agents", out)
             return out
         self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
+        if q.settings.escalation:
+            self._escalate_to(call, routing.step_at(q.settings.escalation, waited), out)
+            if call_id not in self._calls:
+                return out  # a step already passed sent it to its overflow target
         if route:
             self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
@@ -313,6 +321,7 @@ class AcdEngine:
         agent.current_queue = call.queue
         agent.calls_answered += 1
         agent.talk_started = self.clock.now()
+        self._count_answer(agent)
         self._set_state(agent, "talking", None, out)
         self._leave(call, "answered", agent_id, out)
         return out
@@ -419,6 +428,7 @@ class AcdEngine:
         target.current_call, target.current_queue = call_id, source.current_queue
         target.calls_answered += 1
         target.talk_started = self.clock.now()
+        self._count_answer(target)
         self._set_state(target, "talking", None, out)
         return out
 
@@ -448,7 +458,7 @@ class AcdEngine:
         wrapup = queue.settings.wrapup_seconds if queue else agent.outbound_wrapup
         agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
-            queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
+            queue.talks.add(now, now - agent.talk_started)
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
@@ -491,6 +501,12 @@ class AcdEngine:
                         self._schedule_announcement(call)
                     else:
                         self._announce(call, out)
+            elif kind == "escalate":
+                call = self._calls.get(key)
+                if call is not None and call.step + 1 == token:
+                    self._escalate_to(call, token, out)
+                    if call.call_id in self._calls and not call.ringing:
+                        self._route_call(call, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -553,8 +569,10 @@ class AcdEngine:
                 "calls_answered": agent.calls_answered, "online_before": agent.online_before,
                 "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
                 "acw_until": agent.acw_until if agent.state == "acw" else None,
+                "answers": [round(at, 3) for at in agent.answers.times],
             }
-        return {"version": 1, "agents": agents}
+        queues = {name: {"talks": q.talks.saved()} for name, q in self._queues.items() if q.talks.ended}
+        return {"version": 1, "agents": agents, "queues": queues}
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at
@@ -563,10 +581,14 @@ class AcdEngine:
         on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
         per state)."""
         out: list[Decision] = []
+        for name, saved_queue in dict(snapshot.get("queues", {})).items():
+            if name in self._queues:
+                self._queues[name].talks = estimates.TalkHistory(saved_queue.get("talks", []))
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
             if agent is None or saved.get("state") is None:
                 continue
+            agent.answers = routing.AnswerCounter(saved.get("answers", []))
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
@@ -731,12 +753,9 @@ class AcdEngine:
     def _eligible(self, agent: _Agent, call: _Call, queue: _Queue) -> bool:
         if agent.state != "ready" or agent.offered_call is not None:
             return False
-        skills = agent.settings.skills
-        for required in (queue.settings.skills, call.skills):
-            for skill, level in required.items():
-                if skills.get(skill, 0) < level:
-                    return False
-        return True
+        steps = queue.settings.escalation
+        return routing.qualifies(agent.settings, queue.settings, call.skills, steps[call.step] if call.step >= 0
+                                 else None)
 
     def _effective(self, call: _Call, queue: _Queue, now: float) -> int:
         aging = queue.settings.priority_aging_seconds
@@ -758,7 +777,14 @@ class AcdEngine:
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
         elif strategy == "fewest_calls":
-            chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
+            since = self.clock.now() - queue.settings.fewest_calls_window
+            chosen = [min(tier, key=lambda a: (a.answers.count_since(since), a.idle_since or 0.0, a.settings.id))]
+        elif strategy == "weighted_idle":
+            now = self.clock.now()
+            wanted = {**queue.settings.skills, **call.skills}
+            chosen = [min(tier, key=lambda a: (
+                -routing.weighted_idle_key(a.settings, wanted, now - (a.idle_since or now)),
+                a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
             wanted = {**queue.settings.skills, **call.skills}
             chosen = [min(tier, key=lambda a: (-sum(a.settings.skills.get(s, 0) for s in wanted),
@@ -813,9 +839,7 @@ class AcdEngine:
         mine = (-self._effective(call, queue, now), call.enqueued_at, call.seq)
         position = 1 + sum(1 for other in queue.calls() if not other.ringing and other is not call
                            and (-self._effective(other, queue, now), other.enqueued_at, other.seq) < mine)
-        agents = max(1, len(queue.logged_in))
-        estimate = position * queue.handle_time / agents if queue.logged_in else None
-        out.append(Announce(call.call_id, call.queue, position, estimate))
+        out.append(Announce(call.call_id, call.queue, position, self.estimated_wait(call.queue, position)))
         self._schedule_announcement(call)
 
     def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
@@ -846,4 +870,64 @@ class AcdEngine:
             return call.ringing.get(agent_id) == token
         if kind == "announce":
             return call.timer_token == token
+        if kind == "escalate":
+            return call.step + 1 == token
         return True
+
+    # -- escalation, answer counts and wait estimates (controller.acd.routing, controller.acd.estimates) ------
+
+    def _escalate_to(self, call: _Call, index: int, out: list[Decision]) -> None:
+        """Put the call at escalation step `index` and plan the next step; an overflow step sends the
+        call to its target (stopping any ring)."""
+        steps = self._queues[call.queue].settings.escalation
+        call.step = index
+        if index >= 0 and steps[index].overflow is not None:
+            for ringing_agent in list(call.ringing):
+                out.append(CancelOffer(call.call_id, ringing_agent, "escalation"))
+                self._release_offer(self._agents[ringing_agent], out)
+            call.ringing.clear()
+            out.append(Overflow(call.call_id, call.queue, steps[index].overflow, "escalation"))
+            self._leave(call, "overflowed", None, out)
+            return
+        if index + 1 < len(steps):
+            self._schedule(call.enqueued_at + steps[index + 1].after, "escalate", call.call_id, token=index + 1)
+
+    def _count_answer(self, agent: _Agent) -> None:
+        now = self.clock.now()
+        agent.answers.add(now)
+        window = max((self._queues[q].settings.fewest_calls_window for q in agent.settings.queues if q in self._queues),
+                     default=0.0)
+        agent.answers.forget_before(now - window)
+
+    def calls_answered_within(self, agent_id: str, seconds: float) -> int:
+        """Calls the agent answered in the last `seconds` (what `fewest_calls` counts), across logins."""
+        return self._agent(agent_id).answers.count_since(self.clock.now() - seconds)
+
+    def handle_time(self, queue: str) -> float:
+        """The queue's handle time: mean talk time over its estimate window, plus its wrap-up."""
+        q = self._queue(queue)
+        talk = q.talks.mean(self.clock.now(), q.settings.estimate_window)
+        return (estimates.DEFAULT_TALK_SECONDS if talk is None else talk) + q.settings.wrapup_seconds
+
+    def estimated_wait(self, queue: str, position: int) -> float | None:
+        """Seconds the caller at `position` of the queue should still wait (see `controller.acd.estimates`);
+        None when no agent serving the queue is available (logged in and not "not ready")."""
+        q = self._queue(queue)
+        now = self.clock.now()
+        handle = self.handle_time(queue)
+        talk = handle - q.settings.wrapup_seconds
+        free_in = []
+        for agent_id in q.logged_in:
+            agent = self._agents[agent_id]
+            if agent.state == "ready" and agent.offered_call is None:
+                free_in.append(0.0)
+            elif agent.state in ("ready", "ringing"):
+                free_in.append(handle)  # about to take the call it rings for
+            elif agent.state == "acw":
+                free_in.append(min(handle, max(0.0, (agent.acw_until or now) - now)))
+            elif agent.state in ("talking", "on_hold"):
+                wrapup = self._queues[agent.current_queue].settings.wrapup_seconds \
+                    if agent.current_queue in self._queues else 0.0
+                elapsed = now - (agent.talk_started or now)
+                free_in.append(min(handle, max(0.0, talk - elapsed) + wrapup))
+        return estimates.estimate_wait(position, free_in, handle)
