@@ -839,7 +839,8 @@ class AcdEngine:
         mine = (-self._effective(call, queue, now), call.enqueued_at, call.seq)
         position = 1 + sum(1 for other in queue.calls() if not other.ringing and other is not call
                            and (-self._effective(other, queue, now), other.enqueued_at, other.seq) < mine)
-        out.append(Announce(call.call_id, call.queue, position, self.estimated_wait(call.queue, position)))
+        out.append(Announce(call.call_id, call.queue, position,
+                            self.estimated_wait(call.queue, position, call.call_id)))
         self._schedule_announcement(call)
 
     def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
@@ -909,25 +910,45 @@ class AcdEngine:
         talk = q.talks.mean(self.clock.now(), q.settings.estimate_window)
         return (estimates.DEFAULT_TALK_SECONDS if talk is None else talk) + q.settings.wrapup_seconds
 
-    def estimated_wait(self, queue: str, position: int) -> float | None:
+    def estimated_wait(self, queue: str, position: int, call_id: str | None = None) -> float | None:
         """Seconds the caller at `position` of the queue should still wait (see `controller.acd.estimates`);
-        None when no agent serving the queue is available (logged in and not "not ready")."""
+        None when no agent serving the queue is available (logged in and not "not ready"). With `call_id`,
+        only the agents who qualify for that call count, each from when its escalation admits them."""
         q = self._queue(queue)
+        call = self._calls.get(call_id or "")
         now = self.clock.now()
         handle = self.handle_time(queue)
         talk = handle - q.settings.wrapup_seconds
         free_in = []
         for agent_id in q.logged_in:
             agent = self._agents[agent_id]
+            admitted = self._admitted_in(agent, call, q, now) if call is not None else 0.0
+            if admitted is None:
+                continue
             if agent.state == "ready" and agent.offered_call is None:
-                free_in.append(0.0)
+                free = 0.0
             elif agent.state in ("ready", "ringing"):
-                free_in.append(handle)  # about to take the call it rings for
+                free = handle  # about to take the call it rings for
             elif agent.state == "acw":
-                free_in.append(min(handle, max(0.0, (agent.acw_until or now) - now)))
+                free = min(handle, max(0.0, (agent.acw_until or now) - now))
             elif agent.state in ("talking", "on_hold"):
                 wrapup = self._queues[agent.current_queue].settings.wrapup_seconds \
                     if agent.current_queue in self._queues else 0.0
                 elapsed = now - (agent.talk_started or now)
-                free_in.append(min(handle, max(0.0, talk - elapsed) + wrapup))
+                free = min(handle, max(0.0, talk - elapsed) + wrapup)
+            else:
+                continue
+            free_in.append(max(free, admitted))
         return estimates.estimate_wait(position, free_in, handle)
+
+    def _admitted_in(self, agent: _Agent, call: _Call, queue: _Queue, now: float) -> float | None:
+        """Seconds until the call's escalation lets this agent take it (0: now; None: never)."""
+        steps = queue.settings.escalation
+        if not steps:
+            return 0.0 if routing.qualifies(agent.settings, queue.settings, call.skills, None) else None
+        for index in range(max(0, call.step), len(steps)):
+            if steps[index].overflow is not None:
+                return None
+            if routing.qualifies(agent.settings, queue.settings, call.skills, steps[index]):
+                return max(0.0, call.enqueued_at + steps[index].after - now)
+        return None

@@ -7,7 +7,7 @@ import pytest
 
 from controller.acd.engine import AcdEngine
 from controller.acd.estimates import TalkHistory, estimate_wait, wait_phrase
-from controller.acd.model import AgentSettings, Announce, QueueSettings
+from controller.acd.model import AgentSettings, Announce, EscalationStep, QueueSettings
 from controller.clock import FakeClock
 
 
@@ -88,3 +88,24 @@ def test_talk_times_survive_a_restart_so_the_estimate_does_not_start_over() -> N
     assert fresh.handle_time("q") == 140.0  # without the snapshot: the default talk time
     clock.advance(601)  # the measured call has left the window
     assert again.handle_time("q") == 140.0
+
+
+def test_an_agent_counts_from_when_the_call_s_escalation_admits_them() -> None:
+    """Guards: counting a ready junior as free now for a call only experts may take for 30 s."""
+    clock = FakeClock(1000.0)
+    steps = (EscalationStep(0, min_level=7), EscalationStep(30, min_level=1))
+    queue = QueueSettings("q", skills={"x": 1}, wrapup_seconds=20, announce_interval=30, no_agents="wait",
+                          escalation=steps)
+    acd = AcdEngine([queue], [AgentSettings(name, "", "", "", skills={"x": level}, queues={"q": 0})
+                              for name, level in (("expert", 9), ("junior", 2))], clock)
+    acd.login("expert")
+    acd.login("junior", ready=False)
+    acd.enqueue("c1", "q")
+    acd.answered("c1", "expert")  # the expert talks: free in a handle time (120 + 20 s)
+    acd.ready("junior")
+    clock.advance(5)
+    (announced,) = [d for d in acd.enqueue("c2", "q") if isinstance(d, Announce)]
+    assert announced.estimated_wait == 30.0  # the junior takes it when the second step comes
+    assert acd.estimated_wait("q", 1) == 0.0  # (a position alone: the junior is ready now)
+    clock.advance(5)
+    assert acd.estimated_wait("q", 1, "c2") == 25.0
