@@ -101,6 +101,22 @@ class DayResult:
         ready = sum(self.ready_seconds.get(a, 0.0) for a in names)
         return busy / (busy + ready) if busy + ready else None
 
+    def add(self, other: DayResult) -> None:
+        """Pool another day's result into this one (counts summed; waits, errors and agents' times pooled)."""
+        self.offered += other.offered
+        self.answered += other.answered
+        self.answered_within_sl += other.answered_within_sl
+        self.abandoned += other.abandoned
+        self.overflowed += other.overflowed
+        self.waits += other.waits
+        self.estimate_errors += other.estimate_errors
+        self.former_estimate_errors += other.former_estimate_errors
+        for mine, theirs in ((self.busy_seconds, other.busy_seconds), (self.ready_seconds, other.ready_seconds)):
+            for agent, seconds in theirs.items():
+                mine[agent] = mine.get(agent, 0.0) + seconds
+        for agent, count in other.calls_by_agent.items():
+            self.calls_by_agent[agent] = self.calls_by_agent.get(agent, 0) + count
+
     def as_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "offered": self.offered, "answered": self.answered,
                 "abandoned": self.abandoned, "overflowed": self.overflowed, "service_level": self.service_level,
@@ -268,11 +284,13 @@ class _Day:
                         self.result.former_estimate_errors.append(former - (now - at))
 
 
-def simulate(scenario: Scenario, strategy: str | None = None, label: str | None = None) -> DayResult:
-    """Run the day with the queue's strategy replaced by `strategy` (default: the queue's own)."""
-    result = _Day(scenario, strategy or scenario.queue.strategy).run()
-    if label:
-        result.strategy = label
+def simulate(scenario: Scenario, strategy: str | None = None, *, days: int = 1, label: str | None = None) -> DayResult:
+    """Run the day with the queue's strategy replaced by `strategy` (default: the queue's own); with
+    `days`, that many days (seeds from the scenario's on) pooled into one result."""
+    strategy = strategy or scenario.queue.strategy
+    result = DayResult(label or strategy)
+    for day in range(days):
+        result.add(_Day(replace(scenario, seed=scenario.seed + day), strategy).run())
     return result
 
 

@@ -15,31 +15,12 @@ import os
 import time
 
 from controller.acd.model import EscalationStep, Strategy
-from controller.acd.simulation import DayResult, default_scenario, estimate_lines, results_table, simulate
+from controller.acd.simulation import default_scenario, estimate_lines, results_table, simulate
 
 DAYS = int(os.environ.get("CCC_BENCH_DAYS", "3"))
 STRATEGIES: tuple[Strategy, ...] = ("longest_idle", "fewest_calls", "weighted_idle", "skills", "round_robin")
-#: Experts first, widening to every level after a minute (the README's example).
-ESCALATION = (EscalationStep(0, min_level=7), EscalationStep(20, min_level=4), EscalationStep(60, min_level=1))
-
-
-def merged(days: list[DayResult], label: str) -> DayResult:
-    """Several days' results as one (sums; waits, errors and agents' times pooled)."""
-    total = DayResult(label)
-    for day in days:
-        total.offered += day.offered
-        total.answered += day.answered
-        total.answered_within_sl += day.answered_within_sl
-        total.abandoned += day.abandoned
-        total.overflowed += day.overflowed
-        total.waits += day.waits
-        total.estimate_errors += day.estimate_errors
-        total.former_estimate_errors += day.former_estimate_errors
-        for agent, seconds in day.busy_seconds.items():
-            total.busy_seconds[agent] = total.busy_seconds.get(agent, 0.0) + seconds
-        for agent, seconds in day.ready_seconds.items():
-            total.ready_seconds[agent] = total.ready_seconds.get(agent, 0.0) + seconds
-    return total
+#: Regular agents and experts (level >= 5) first, juniors too after 10 s (as in demo/day-scenario.yaml).
+ESCALATION = (EscalationStep(0, min_level=5), EscalationStep(10))
 
 
 def main() -> None:
@@ -48,9 +29,7 @@ def main() -> None:
     variants.append(("longest_idle + escalation", "longest_idle", ESCALATION))
     results = []
     for label, strategy, escalation in variants:
-        days = [simulate(default_scenario(seed=seed, strategy=strategy, escalation=escalation), label=label)
-                for seed in range(1, DAYS + 1)]
-        results.append(merged(days, label))
+        results.append(simulate(default_scenario(strategy=strategy, escalation=escalation), days=DAYS, label=label))
     scenario = default_scenario()
     print(f"{DAYS} simulated day(s) per setting, {len(scenario.shifts)} agents,"
           f" ~{sum(scenario.calls_per_interval):.0f} calls a day")
