@@ -101,6 +101,7 @@ class _Call:
     timer_token: int = 0  # announcements
     announce_at: float | None = None  # clock time of the next position announcement
     step: int = -1  # the queue's escalation step in force (-1: none)
+    offered_at: float | None = None  # when its latest offer began (the ring measured for wait estimates)
 
 
 @dataclass(slots=True)
@@ -111,7 +112,8 @@ class _Queue:
     ready: set[str] = field(default_factory=set)
     logged_in: set[str] = field(default_factory=set)
     buckets: dict[int, dict[str, _Call]] = field(default_factory=dict)  # base priority -> calls by arrival
-    talks: estimates.TalkHistory = field(default_factory=estimates.TalkHistory)  # for wait estimates
+    talks: estimates.Durations = field(default_factory=estimates.Durations)  # for wait estimates
+    rings: estimates.Durations = field(default_factory=estimates.Durations)  # offer to answer, ditto
     offered: int = 0
     answered: int = 0
     answered_within_sl: int = 0
@@ -322,6 +324,8 @@ class AcdEngine:
         agent.calls_answered += 1
         agent.talk_started = self.clock.now()
         self._count_answer(agent)
+        if call.offered_at is not None:
+            self._queues[call.queue].rings.add(agent.talk_started, agent.talk_started - call.offered_at)
         self._set_state(agent, "talking", None, out)
         self._leave(call, "answered", agent_id, out)
         return out
@@ -367,6 +371,7 @@ class AcdEngine:
         agent.timer_token = next(self._tokens)  # ends a pending ACW
         self._set_state(agent, "ringing", None, out)
         started = self.clock.now() if ring_started is None else min(self.clock.now(), ring_started)
+        call.offered_at = started
         self._schedule(started + self._queues[call.queue].settings.ring_timeout, "ring_timeout", call_id, agent_id,
                        token)
         return out
@@ -571,7 +576,8 @@ class AcdEngine:
                 "acw_until": agent.acw_until if agent.state == "acw" else None,
                 "answers": [round(at, 3) for at in agent.answers.times],
             }
-        queues = {name: {"talks": q.talks.saved()} for name, q in self._queues.items() if q.talks.ended}
+        queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
+                  if q.talks.ended or q.rings.ended}
         return {"version": 1, "agents": agents, "queues": queues}
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
@@ -583,7 +589,8 @@ class AcdEngine:
         out: list[Decision] = []
         for name, saved_queue in dict(snapshot.get("queues", {})).items():
             if name in self._queues:
-                self._queues[name].talks = estimates.TalkHistory(saved_queue.get("talks", []))
+                self._queues[name].talks = estimates.Durations(saved_queue.get("talks", []))
+                self._queues[name].rings = estimates.Durations(saved_queue.get("rings", []))
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
             if agent is None or saved.get("state") is None:
@@ -827,6 +834,7 @@ class AcdEngine:
             # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
             queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
+        call.offered_at = self.clock.now()
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))
         self._schedule(self.clock.now() + ring_timeout, "ring_timeout", call.call_id, agent.settings.id, token)
@@ -935,11 +943,14 @@ class AcdEngine:
                 wrapup = self._queues[agent.current_queue].settings.wrapup_seconds \
                     if agent.current_queue in self._queues else 0.0
                 elapsed = now - (agent.talk_started or now)
-                free = min(handle, max(0.0, talk - elapsed) + wrapup)
+                free = min(handle, max(estimates.MIN_REMAINING_TALK * talk, talk - elapsed) + wrapup)
             else:
                 continue
             free_in.append(max(free, admitted))
-        return estimates.estimate_wait(position, free_in, handle)
+        estimate = estimates.estimate_wait(position, free_in, handle)
+        if estimate is None:
+            return None
+        return estimate + (q.rings.mean(now, q.settings.estimate_window) or 0.0)
 
     def _admitted_in(self, agent: _Agent, call: _Call, queue: _Queue, now: float) -> float | None:
         """Seconds until the call's escalation lets this agent take it (0: now; None: never)."""

@@ -40,6 +40,7 @@ from controller.clock import FakeClock
 __all__ = ["DayResult", "Scenario", "Shift", "default_scenario", "estimate_lines", "results_table", "simulate"]
 
 BUSY_STATES = ("ringing", "talking", "on_hold", "acw")
+LONG_WAIT = 30.0  # the estimates' error is also given for the announcements followed by a wait this long
 DAY_START = 1_800_000_000.0  # the fake clock's origin (any fixed moment; only differences matter)
 
 
@@ -78,8 +79,10 @@ class DayResult:
     busy_seconds: dict[str, float] = field(default_factory=dict)  # per agent: ringing, talking, hold, ACW
     ready_seconds: dict[str, float] = field(default_factory=dict)  # per agent: ready, waiting for a call
     calls_by_agent: dict[str, int] = field(default_factory=dict)
-    estimate_errors: list[float] = field(default_factory=list)  # announced estimate - actual wait, seconds
-    former_estimate_errors: list[float] = field(default_factory=list)  # the same, for the former formula
+    # (announced estimate, the wait that followed), seconds, of the callers then answered; and the same for
+    # the former formula
+    estimates: list[tuple[float, float]] = field(default_factory=list)
+    former_estimates: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def service_level(self) -> float | None:
@@ -109,8 +112,8 @@ class DayResult:
         self.abandoned += other.abandoned
         self.overflowed += other.overflowed
         self.waits += other.waits
-        self.estimate_errors += other.estimate_errors
-        self.former_estimate_errors += other.former_estimate_errors
+        self.estimates += other.estimates
+        self.former_estimates += other.former_estimates
         for mine, theirs in ((self.busy_seconds, other.busy_seconds), (self.ready_seconds, other.ready_seconds)):
             for agent, seconds in theirs.items():
                 mine[agent] = mine.get(agent, 0.0) + seconds
@@ -123,8 +126,10 @@ class DayResult:
                 "asa_seconds": self.asa, "abandon_rate": self.abandon_rate, "occupancy": self.occupancy(),
                 "calls_by_agent": dict(self.calls_by_agent),
                 "occupancy_by_agent": {a: self.occupancy([a]) for a in self.busy_seconds},
-                "estimate_error": error_summary(self.estimate_errors),
-                "former_estimate_error": error_summary(self.former_estimate_errors)}
+                "estimate_error": error_summary(self.estimates),
+                "estimate_error_waits_30s": error_summary(self.estimates, LONG_WAIT),
+                "former_estimate_error": error_summary(self.former_estimates),
+                "former_estimate_error_waits_30s": error_summary(self.former_estimates, LONG_WAIT)}
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -133,8 +138,10 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def error_summary(errors: Sequence[float]) -> dict[str, float] | None:
-    """Absolute errors' median and 90th percentile, and the mean signed error (bias), in seconds."""
+def error_summary(pairs: Sequence[tuple[float, float]], min_wait: float = 0.0) -> dict[str, float] | None:
+    """Of (estimate, actual wait) pairs whose wait was at least `min_wait`: the absolute errors' median and
+    90th percentile, and the mean signed error (bias: above 0, estimates too long), in seconds."""
+    errors = [estimate - actual for estimate, actual in pairs if actual >= min_wait]
     if not errors:
         return None
     absolute = [abs(e) for e in errors]
@@ -279,9 +286,9 @@ class _Day:
                 self.result.waits.append(decision.wait_seconds)
                 self.result.calls_by_agent[decision.agent_id] = self.result.calls_by_agent.get(decision.agent_id, 0) + 1
                 for at, estimate, former in announced:
-                    self.result.estimate_errors.append(estimate - (now - at))
+                    self.result.estimates.append((estimate, now - at))
                     if former is not None:
-                        self.result.former_estimate_errors.append(former - (now - at))
+                        self.result.former_estimates.append((former, now - at))
 
 
 def simulate(scenario: Scenario, strategy: str | None = None, *, days: int = 1, label: str | None = None) -> DayResult:
@@ -339,13 +346,16 @@ def results_table(results: Sequence[DayResult], service_level_seconds: float) ->
 def estimate_lines(result: DayResult) -> str:
     """The announced wait estimates against the waits that followed (absolute error, seconds)."""
     lines = []
-    for label, errors in (("wait estimate", result.estimate_errors),
-                          ("former estimate (position x handle time / logged-in agents)",
-                           result.former_estimate_errors)):
-        summary = error_summary(errors)
+    for label, pairs in (("wait estimate", result.estimates),
+                         ("former (position x handle time / logged-in agents)", result.former_estimates)):
+        summary, long = error_summary(pairs), error_summary(pairs, LONG_WAIT)
         if summary is None:
             lines.append(f"{label}: no announcement followed by an answer")
             continue
-        lines.append(f"{label}: error median {summary['median_abs']:.1f} s, p90 {summary['p90_abs']:.1f} s,"
-                     f" bias {summary['bias']:+.1f} s over {summary['count']:.0f} announcements")
+        line = (f"{label}: error median {summary['median_abs']:.1f} s, p90 {summary['p90_abs']:.1f} s,"
+                f" bias {summary['bias']:+.1f} s ({summary['count']:.0f} announcements)")
+        if long is not None:
+            line += (f"; waits of {LONG_WAIT:g} s or more: median {long['median_abs']:.1f} s,"
+                     f" p90 {long['p90_abs']:.1f} s, bias {long['bias']:+.1f} s ({long['count']:.0f})")
+        lines.append(line)
     return "\n".join(lines)

@@ -173,7 +173,7 @@ def test_views_after_a_scripted_hour() -> None:
         "a2": {"state": "not_ready", "reason": "login", "since": 1005.0, "endpoint": "8002", "logged_in_at": 1005.0,
                "idle_since": None, "calls_answered": 0, "online_before": 0.0, "seconds_by_state": {}, "queue": None,
                "acw_until": None, "answers": []}},
-        "queues": {"q": {"talks": [[1040.0, 25.0]]}}}
+        "queues": {"q": {"talks": [[1040.0, 25.0]], "rings": [[1015.0, 5.0]]}}}
     clock.advance(10)  # 1050: the wrap-up ends and a1 takes c2
     assert acd.tick() == [AgentStateChanged("a1", "ready", None, "acw", 1050.0),
                           AgentStateChanged("a1", "ringing", None, "ready", 1050.0),

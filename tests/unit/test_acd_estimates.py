@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller.acd.engine import AcdEngine
-from controller.acd.estimates import TalkHistory, estimate_wait, wait_phrase
+from controller.acd.estimates import Durations, estimate_wait, wait_phrase
 from controller.acd.model import AgentSettings, Announce, EscalationStep, QueueSettings
 from controller.clock import FakeClock
 
@@ -36,7 +36,7 @@ def test_estimate_takes_the_pth_free_agent_then_a_handle_time_per_round() -> Non
 
 
 def test_talk_history_forgets_calls_older_than_the_window() -> None:
-    history = TalkHistory([(100.0, 60.0), (50.0, 200.0)])
+    history = Durations([(100.0, 60.0), (50.0, 200.0)])
     assert history.mean(150.0, 120) == 130.0
     assert history.mean(200.0, 120) == 60.0  # the call ended at 50 is out of the window
     assert history.saved() == [[100.0, 60.0]]
@@ -61,10 +61,10 @@ def test_the_estimate_counts_only_available_agents_and_where_each_is_in_its_call
     clock.advance(90)
     acd.call_ended("a1")  # talked 90 s; wrap-up 20 s: free in 20 s
     assert acd.handle_time("q") == 110.0
-    clock.advance(10)  # a1 free in 10 s; a2 has talked 100 s of a mean 90: free after its wrap-up, 20 s
+    clock.advance(10)  # a1 free in 10 s; a2 has talked 100 s of a mean 90: a fifth of that more, then wrap-up
     announced = [d for d in acd.enqueue("w1", "q") + acd.enqueue("w2", "q") + acd.enqueue("w3", "q")
                  if isinstance(d, Announce)]
-    assert [(a.position, a.estimated_wait) for a in announced] == [(1, 10.0), (2, 20.0), (3, 120.0)]
+    assert [(a.position, a.estimated_wait) for a in announced] == [(1, 10.0), (2, 18.0 + 20.0), (3, 120.0)]
 
 
 def test_talk_times_survive_a_restart_so_the_estimate_does_not_start_over() -> None:
@@ -79,11 +79,14 @@ def test_talk_times_survive_a_restart_so_the_estimate_does_not_start_over() -> N
     acd.not_ready("a1", "meal")
     acd.ready("a2")
     acd.enqueue("c2", "q")
-    acd.answered("c2", "a2")
+    clock.advance(4)
+    acd.answered("c2", "a2")  # rang 4 s
     assert acd.handle_time("q") == 60.0  # 40 s talk + 20 s wrap-up (not the 120 s default)
     again = engine(clock)
     again.restore(acd.snapshot())
     assert again.handle_time("q") == 60.0
+    again.ready("a1")  # free now: the wait is the mean ring, (0 + 4) / 2 s
+    assert again.estimated_wait("q", 1) == 2.0
     fresh = engine(clock)
     assert fresh.handle_time("q") == 140.0  # without the snapshot: the default talk time
     clock.advance(601)  # the measured call has left the window
