@@ -70,7 +70,7 @@ def estimate_wait(position: int, free_in: Sequence[float], handle_time: float) -
     if not free_in or position < 1:
         return None
     rounds, index = divmod(position - 1, len(free_in))
-    return sorted(max(0.0, t) for t in free_in)[index] + rounds * max(0.0, handle_time)
+    return sorted(max(0.0, t) for t in free_in)[index] + rounds * handle_time
 
 
 def wait_phrase(seconds: float, language: str) -> str:

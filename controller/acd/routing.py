@@ -25,9 +25,9 @@ def step_at(steps: Sequence[EscalationStep], waited: float) -> int:
 
 def qualifies(agent: AgentSettings, queue: QueueSettings, call_skills: Mapping[str, int],
               step: EscalationStep | None) -> bool:
-    """The agent has every skill the queue and the call require, at the level the step asks (or as
-    configured), and serves the queue at a penalty tier the step allows."""
-    if step is not None and step.max_penalty is not None and agent.queues.get(queue.name, 0) > step.max_penalty:
+    """The agent (who serves the queue) has every skill the queue and the call require, at the level the
+    step asks (or as configured), and serves the queue at a penalty tier the step allows."""
+    if step is not None and step.max_penalty is not None and agent.queues[queue.name] > step.max_penalty:
         return False
     skills = agent.skills
     relaxed = step.min_level if step is not None else None

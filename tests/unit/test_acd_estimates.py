@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controller.acd.engine import AcdEngine
-from controller.acd.estimates import Durations, estimate_wait, wait_phrase
+from controller.acd.estimates import MAX_TALKS, Durations, estimate_wait, wait_phrase
 from controller.acd.model import AgentSettings, Announce, EscalationStep, QueueSettings
 from controller.clock import FakeClock
 
@@ -20,6 +20,7 @@ from controller.clock import FakeClock
     (170, "大约3分钟", "about 3 minutes"),
     (569, "大约9分钟", "about 9 minutes"),
     (600, "大约10分钟", "about 10 minutes"),
+    (636, "大约10分钟", "about 10 minutes"),  # 10.6 minutes: to 5 minutes already
     (23 * 60, "大约25分钟", "about 25 minutes"),  # past 10 minutes: to 5 minutes
     (62 * 60, "大约60分钟", "about 60 minutes"),
 ])
@@ -38,9 +39,19 @@ def test_estimate_takes_the_pth_free_agent_then_a_handle_time_per_round() -> Non
 def test_talk_history_forgets_calls_older_than_the_window() -> None:
     history = Durations([(100.0, 60.0), (50.0, 200.0)])
     assert history.mean(150.0, 120) == 130.0
-    assert history.mean(200.0, 120) == 60.0  # the call ended at 50 is out of the window
+    assert history.mean(170.0, 120) == 130.0  # the call ended at 50 is exactly at the window's edge: in
+    assert history.mean(200.0, 120) == 60.0  # now it is out
     assert history.saved() == [[100.0, 60.0]]
     assert history.mean(300.0, 120) is None
+    history.add(400.123456, 61.987654)
+    assert history.saved() == [[400.123, 61.988]]
+
+
+def test_talk_history_keeps_the_latest_talks_only() -> None:
+    history = Durations([(float(n), 10.0) for n in range(MAX_TALKS)] + [(-1.0, 1000.0)])
+    assert len(history.ended) == MAX_TALKS and history.mean(MAX_TALKS, 10_000) == 10.0  # the oldest one left
+    history.add(MAX_TALKS + 1.0, 10.0 + MAX_TALKS)
+    assert len(history.ended) == MAX_TALKS and history.ended[0][0] == 1.0
 
 
 def engine(clock: FakeClock, agents: int = 2) -> AcdEngine:

@@ -16,7 +16,7 @@ from controller.acd.model import (
     Overflow,
     QueueSettings,
 )
-from controller.acd.routing import qualifies, step_at, weighted_idle_key
+from controller.acd.routing import AnswerCounter, qualifies, step_at, weighted_idle_key
 from controller.clock import FakeClock
 from tests.unit.test_acd_engine_edges import offers, states
 
@@ -200,6 +200,10 @@ def test_weighted_idle_gives_the_better_agent_more_calls_but_not_all() -> None:
     assert offers(acd.enqueue("c2", "q")) == [("c2", "junior")]
     assert weighted_idle_key(AgentSettings("a", "", "", "", skills={"x": 8}), {"x": 1}, 10) == 80
     assert weighted_idle_key(AgentSettings("a", "", "", "", skills={}), {}, 10) == 10  # no skill wanted: idle
+    # the mean level of the skills wanted (one the agent lacks counts 0); under a second idle counts too
+    assert weighted_idle_key(AgentSettings("a", "", "", "", skills={"x": 8}), {"x": 1, "y": 1}, 10) == 40
+    assert weighted_idle_key(AgentSettings("a", "", "", "", skills={"x": 6}), {"x": 1}, 0.5) == 3
+    assert weighted_idle_key(AgentSettings("a", "", "", "", skills={}), {"x": 1}, 10) == pytest.approx(1)
 
 
 def test_the_skills_strategy_still_picks_the_most_skilled_and_longest_idle_ignores_level() -> None:
@@ -240,6 +244,15 @@ def test_fewest_calls_counts_over_the_window_not_since_login() -> None:
     clock.advance(3600 - 600)  # busy's two calls are now more than an hour old; fresh's is not
     assert acd.calls_answered_within("busy", 3600) == 0
     assert offers(acd.enqueue("c2", "q")) == [("c2", "busy")]
+
+
+def test_the_answer_counter_counts_the_window_s_first_second_in() -> None:
+    counter = AnswerCounter([1000.0])
+    counter.add(4600.0)
+    counter.forget_before(4600.0 - 3600)
+    assert counter.count_since(1000.0) == 2 and counter.count_since(1000.5) == 1
+    counter.forget_before(1000.5)
+    assert counter.count_since(0) == 1
 
 
 def test_fewest_calls_counts_survive_a_restart() -> None:
