@@ -933,9 +933,9 @@ class AcdEngine:
             admitted = self._admitted_in(agent, call, q, now) if call is not None else 0.0
             if admitted is None:
                 continue
-            if agent.state == "ready" and agent.offered_call is None:
+            if agent.state == "ready":
                 free = 0.0
-            elif agent.state in ("ready", "ringing"):
+            elif agent.state == "ringing":
                 free = handle  # about to take the call it rings for
             elif agent.state == "acw":
                 free = min(handle, max(0.0, (agent.acw_until or now) - now))
