@@ -7,6 +7,7 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -238,12 +239,41 @@ def require_skill_levels(skills: dict[str, int]) -> None:
             raise ValueError(f"skills.{skill}: expected a level from 1 to 10, got {level!r}")
 
 
+OVERFLOW_TARGET_PATTERN = r"(queue|node):[A-Za-z0-9._-]+|voicemail|callback"
+
+
+@dataclass(frozen=True)
+class EscalationStepConfig:
+    """One step of a queue's timed relaxation (README "Routing"): from `after` seconds of a call's wait,
+    who may take it; or, with `overflow`, where the call goes instead."""
+
+    after: float
+    min_level: int | None = None  # every required skill at this level or above (None: as configured)
+    max_penalty: int | None = None  # only agents serving the queue at this penalty or lower (None: all)
+    overflow: str | None = None  # queue:NAME | voicemail | callback | node:ID: the call leaves the queue
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.after <= 86_400:
+            raise ValueError(f"after: expected seconds from 0 to 86400, got {self.after!r}")
+        if self.min_level is not None and not 1 <= self.min_level <= 10:
+            raise ValueError(f"min_level: expected a skill level from 1 to 10, got {self.min_level!r}")
+        if self.max_penalty is not None and self.max_penalty < 0:
+            raise ValueError(f"max_penalty: expected a penalty of 0 or more, got {self.max_penalty!r}")
+        if self.overflow is not None:
+            if not re.fullmatch(OVERFLOW_TARGET_PATTERN, self.overflow):
+                raise ValueError(f"overflow: expected queue:NAME, node:ID, voicemail or callback,"
+                                 f" got {self.overflow!r}")
+            if self.min_level is not None or self.max_penalty is not None:
+                raise ValueError("overflow: a step that overflows the call has no min_level or max_penalty")
+
+
 @dataclass(frozen=True)
 class AcdQueueConfig:
     """One ACD queue (see README "ACD"); the routing engine gets these as `QueueSettings`."""
 
     name: str
-    strategy: Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all"] = "longest_idle"
+    strategy: Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all",
+                      "weighted_idle"] = "longest_idle"
     skills: dict[str, int] = field(default_factory=dict)  # required skill -> minimum level (1-10)
     wrapup_seconds: float = 60.0  # after-call work (ACW) after each call; 0: ready at once
     ring_timeout: float = 15.0  # ring an agent this long, then RONA
@@ -258,9 +288,25 @@ class AcdQueueConfig:
     recording: Literal["always", "never", "on_demand"] = "on_demand"
     title: str = ""  # shown on the wallboard
     category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
+    # Timed relaxation (README "Routing"): steps by `after` seconds waited, the first at 0.
+    escalation: list[EscalationStepConfig] = field(default_factory=list)
+    fewest_calls_window: float = 3600.0  # `fewest_calls` counts each agent's answers this far back (seconds)
+    estimate_window: float = 1800.0  # wait estimates use the talk times of calls ended this far back (seconds)
 
     def __post_init__(self) -> None:
         require_skill_levels(self.skills)
+        require_positive(self, "fewest_calls_window", "estimate_window")
+        steps = [step for step in self.escalation if step is not None]  # None: a step with its own problem
+        if steps and steps[0].after != 0:
+            raise ValueError(f"escalation: the first step is the rule from the start (after: 0), got after:"
+                             f" {steps[0].after:g}")
+        for earlier, later in itertools.pairwise(steps):
+            if later.after <= earlier.after:
+                raise ValueError(f"escalation: steps go in order of `after`, each later than the one before"
+                                 f" ({later.after:g} s after {earlier.after:g} s)")
+            if earlier.overflow is not None:
+                raise ValueError(f"escalation: the step after: {earlier.after:g} overflows the call, so it must be"
+                                 f" the last")
 
 
 @dataclass(frozen=True)
@@ -291,6 +337,20 @@ class AcdSettings:
     outbound_wrapup_seconds: float = 0.0
     # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
     standard_prompts: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = {queue.name for queue in self.queues if queue is not None}
+        for queue in self.queues:
+            for step in (queue.escalation if queue is not None else []):
+                if step is None:
+                    continue
+                target = (step.overflow or "").removeprefix("queue:")
+                if step.overflow and step.overflow.startswith("queue:") and target not in names:
+                    raise ValueError(f"queues: {queue.name}: escalation step after: {step.after:g} overflows to"
+                                     f" unknown queue {target!r}")
+                if target == queue.name:
+                    raise ValueError(f"queues: {queue.name}: escalation step after: {step.after:g} overflows to"
+                                     f" the queue itself")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ Routing:
 - a queue's calls are served by effective priority (priority + one level per
   `priority_aging_seconds` waited: VIPs first, nobody starved), then by arrival;
 - an agent becoming ready takes the most urgent eligible call across all the queues it serves;
-- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy.
+- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy;
+- a queue's escalation steps (`controller.acd.routing`) widen who qualifies as a call waits: the
+  engine moves the call to each step at its time (a timer) and routes it again.
 
 Indexes keep a decision cheap with thousands of agents and calls: per queue, the ready agents;
 per queue and base priority, the waiting calls in arrival order (only the first eligible call of
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from controller.acd import estimates, routing
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
     AgentSettings,
@@ -48,7 +51,6 @@ from controller.clock import Clock
 __all__ = ["AcdEngine", "AcdError", "waiting_refusal"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
-DEFAULT_HANDLE_TIME = 180.0
 
 
 def waiting_refusal(queue: str, waiting: int) -> str:
@@ -91,6 +93,7 @@ class _Agent:
     removed: bool = False  # removed from the configuration: forgotten once their call and its ACW are over
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
+    answers: routing.AnswerCounter = field(default_factory=routing.AnswerCounter)  # for fewest_calls
 
 
 @dataclass(slots=True)
@@ -105,6 +108,8 @@ class _Call:
     ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
     timer_token: int = 0  # announcements
     announce_at: float | None = None  # clock time of the next position announcement
+    step: int = -1  # the queue's escalation step in force (-1: none)
+    offered_at: float | None = None  # when its latest offer began (the ring measured for wait estimates)
 
 
 @dataclass(slots=True)
@@ -115,7 +120,8 @@ class _Queue:
     ready: set[str] = field(default_factory=set)
     logged_in: set[str] = field(default_factory=set)
     buckets: dict[int, dict[str, _Call]] = field(default_factory=dict)  # base priority -> calls by arrival
-    handle_time: float = DEFAULT_HANDLE_TIME
+    talks: estimates.Durations = field(default_factory=estimates.Durations)  # for wait estimates
+    rings: estimates.Durations = field(default_factory=estimates.Durations)  # offer to answer, ditto
     offered: int = 0
     answered: int = 0
     answered_within_sl: int = 0
@@ -357,6 +363,10 @@ class AcdEngine:
             self._overflow(call, "no_agents", out)
             return out
         self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
+        if q.settings.escalation:
+            self._escalate_to(call, routing.step_at(q.settings.escalation, waited), out)
+            if call_id not in self._calls:
+                return out  # a step already passed sent it to its overflow target
         if route:
             self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
@@ -408,6 +418,9 @@ class AcdEngine:
         agent.current_queue = call.queue
         agent.calls_answered += 1
         agent.talk_started = self.clock.now()
+        self._count_answer(agent)
+        if call.offered_at is not None:
+            self._queues[call.queue].rings.add(agent.talk_started, agent.talk_started - call.offered_at)
         self._set_state(agent, "talking", None, out)
         self._leave(call, "answered", agent_id, out)
         return out
@@ -455,6 +468,7 @@ class AcdEngine:
         agent.timer_token = next(self._tokens)  # ends a pending ACW
         self._set_state(agent, "ringing", None, out)
         started = self.clock.now() if ring_started is None else min(self.clock.now(), ring_started)
+        call.offered_at = started
         self._schedule(started + self._queues[call.queue].settings.ring_timeout, "ring_timeout", call_id, agent_id,
                        token)
         return out
@@ -518,6 +532,7 @@ class AcdEngine:
         target.current_call, target.current_queue = call_id, source.current_queue
         target.calls_answered += 1
         target.talk_started = self.clock.now()
+        self._count_answer(target)
         self._set_state(target, "talking", None, out)
         return out
 
@@ -547,7 +562,7 @@ class AcdEngine:
         wrapup = queue.settings.wrapup_seconds if queue else agent.outbound_wrapup
         agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
-            queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
+            queue.talks.add(now, now - agent.talk_started)
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
@@ -590,6 +605,12 @@ class AcdEngine:
                         self._schedule_announcement(call)
                     else:
                         self._announce(call, out)
+            elif kind == "escalate":
+                call = self._calls.get(key)
+                if call is not None and call.step + 1 == token:
+                    self._escalate_to(call, token, out)
+                    if call.call_id in self._calls and not call.ringing:
+                        self._route_call(call, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -659,8 +680,11 @@ class AcdEngine:
                 "calls_answered": agent.calls_answered, "online_before": agent.online_before,
                 "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
                 "acw_until": agent.acw_until if agent.state == "acw" else None,
+                "answers": [round(at, 3) for at in agent.answers.times],
             }
-        return {"version": 1, "agents": agents}
+        queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
+                  if q.talks.ended or q.rings.ended}
+        return {"version": 1, "agents": agents, "queues": queues}
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at
@@ -670,6 +694,10 @@ class AcdEngine:
         per state). An agent on a resumed call who is no longer configured (removed while talking) finishes
         it as a removed agent does."""
         out: list[Decision] = []
+        for name, saved_queue in dict(snapshot.get("queues", {})).items():
+            if name in self._queues:
+                self._queues[name].talks = estimates.Durations(saved_queue.get("talks", []))
+                self._queues[name].rings = estimates.Durations(saved_queue.get("rings", []))
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
             if agent is None and agent_id in (on_calls or {}) and saved.get("state") is not None:
@@ -678,6 +706,7 @@ class AcdEngine:
                 self._agents[agent_id] = agent
             if agent is None or saved.get("state") is None:
                 continue
+            agent.answers = routing.AnswerCounter(saved.get("answers", []))
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
@@ -892,12 +921,9 @@ class AcdEngine:
     def _eligible(self, agent: _Agent, call: _Call, queue: _Queue) -> bool:
         if agent.state != "ready" or agent.offered_call is not None:
             return False
-        skills = agent.settings.skills
-        for required in (queue.settings.skills, call.skills):
-            for skill, level in required.items():
-                if skills.get(skill, 0) < level:
-                    return False
-        return True
+        steps = queue.settings.escalation
+        return routing.qualifies(agent.settings, queue.settings, call.skills, steps[call.step] if call.step >= 0
+                                 else None)
 
     def _effective(self, call: _Call, queue: _Queue, now: float) -> int:
         aging = queue.settings.priority_aging_seconds
@@ -919,7 +945,14 @@ class AcdEngine:
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
         elif strategy == "fewest_calls":
-            chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
+            since = self.clock.now() - queue.settings.fewest_calls_window
+            chosen = [min(tier, key=lambda a: (a.answers.count_since(since), a.idle_since or 0.0, a.settings.id))]
+        elif strategy == "weighted_idle":
+            now = self.clock.now()
+            wanted = {**queue.settings.skills, **call.skills}
+            chosen = [min(tier, key=lambda a: (
+                -routing.weighted_idle_key(a.settings, wanted, now - (a.idle_since or now)),
+                a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
             wanted = {**queue.settings.skills, **call.skills}
             chosen = [min(tier, key=lambda a: (-sum(a.settings.skills.get(s, 0) for s in wanted),
@@ -962,6 +995,7 @@ class AcdEngine:
             # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
             queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
+        call.offered_at = self.clock.now()
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))
         self._schedule(self.clock.now() + ring_timeout, "ring_timeout", call.call_id, agent.settings.id, token)
@@ -974,9 +1008,8 @@ class AcdEngine:
         mine = (-self._effective(call, queue, now), call.enqueued_at, call.seq)
         position = 1 + sum(1 for other in queue.calls() if not other.ringing and other is not call
                            and (-self._effective(other, queue, now), other.enqueued_at, other.seq) < mine)
-        agents = max(1, len(queue.logged_in))
-        estimate = position * queue.handle_time / agents if queue.logged_in else None
-        out.append(Announce(call.call_id, call.queue, position, estimate))
+        out.append(Announce(call.call_id, call.queue, position,
+                            self.estimated_wait(call.queue, position, call.call_id)))
         self._schedule_announcement(call)
 
     def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
@@ -1007,4 +1040,87 @@ class AcdEngine:
             return call.ringing.get(agent_id) == token
         if kind == "announce":
             return call.timer_token == token
+        if kind == "escalate":
+            return call.step + 1 == token
         return True
+
+    # -- escalation, answer counts and wait estimates (controller.acd.routing, controller.acd.estimates) ------
+
+    def _escalate_to(self, call: _Call, index: int, out: list[Decision]) -> None:
+        """Put the call at escalation step `index` and plan the next step; an overflow step sends the
+        call to its target (stopping any ring)."""
+        steps = self._queues[call.queue].settings.escalation
+        call.step = index
+        if index >= 0 and steps[index].overflow is not None:
+            for ringing_agent in list(call.ringing):
+                out.append(CancelOffer(call.call_id, ringing_agent, "escalation"))
+                self._release_offer(self._agents[ringing_agent], out)
+            call.ringing.clear()
+            out.append(Overflow(call.call_id, call.queue, steps[index].overflow, "escalation"))
+            self._leave(call, "overflowed", None, out)
+            return
+        if index + 1 < len(steps):
+            self._schedule(call.enqueued_at + steps[index + 1].after, "escalate", call.call_id, token=index + 1)
+
+    def _count_answer(self, agent: _Agent) -> None:
+        now = self.clock.now()
+        agent.answers.add(now)
+        window = max((self._queues[q].settings.fewest_calls_window for q in agent.settings.queues if q in self._queues),
+                     default=0.0)
+        agent.answers.forget_before(now - window)
+
+    def calls_answered_within(self, agent_id: str, seconds: float) -> int:
+        """Calls the agent answered in the last `seconds` (what `fewest_calls` counts), across logins."""
+        return self._agent(agent_id).answers.count_since(self.clock.now() - seconds)
+
+    def handle_time(self, queue: str) -> float:
+        """The queue's handle time: mean talk time over its estimate window, plus its wrap-up."""
+        q = self._queue(queue)
+        talk = q.talks.mean(self.clock.now(), q.settings.estimate_window)
+        return (estimates.DEFAULT_TALK_SECONDS if talk is None else talk) + q.settings.wrapup_seconds
+
+    def estimated_wait(self, queue: str, position: int, call_id: str | None = None) -> float | None:
+        """Seconds the caller at `position` of the queue should still wait (see `controller.acd.estimates`);
+        None when no agent serving the queue is available (logged in and not "not ready"). With `call_id`,
+        only the agents who qualify for that call count, each from when its escalation admits them."""
+        q = self._queue(queue)
+        call = self._calls.get(call_id or "")
+        now = self.clock.now()
+        handle = self.handle_time(queue)
+        talk = handle - q.settings.wrapup_seconds
+        free_in = []
+        for agent_id in q.logged_in:
+            agent = self._agents[agent_id]
+            admitted = self._admitted_in(agent, call, q, now) if call is not None else 0.0
+            if admitted is None:
+                continue
+            if agent.state == "ready":
+                free = 0.0
+            elif agent.state == "ringing":
+                free = handle  # about to take the call it rings for
+            elif agent.state == "acw":
+                free = min(handle, max(0.0, (agent.acw_until or now) - now))
+            elif agent.state in ("talking", "on_hold"):
+                wrapup = self._queues[agent.current_queue].settings.wrapup_seconds \
+                    if agent.current_queue in self._queues else 0.0
+                elapsed = now - (agent.talk_started or now)
+                free = min(handle, max(estimates.MIN_REMAINING_TALK * talk, talk - elapsed) + wrapup)
+            else:
+                continue
+            free_in.append(max(free, admitted))
+        estimate = estimates.estimate_wait(position, free_in, handle)
+        if estimate is None:
+            return None
+        return estimate + (q.rings.mean(now, q.settings.estimate_window) or 0.0)
+
+    def _admitted_in(self, agent: _Agent, call: _Call, queue: _Queue, now: float) -> float | None:
+        """Seconds until the call's escalation lets this agent take it (0: now; None: never)."""
+        steps = queue.settings.escalation
+        if not steps:
+            return 0.0 if routing.qualifies(agent.settings, queue.settings, call.skills, None) else None
+        for index in range(max(0, call.step), len(steps)):
+            if steps[index].overflow is not None:
+                return None
+            if routing.qualifies(agent.settings, queue.settings, call.skills, steps[index]):
+                return max(0.0, call.enqueued_at + steps[index].after - now)
+        return None

@@ -33,6 +33,7 @@ from controller.acd.model import (
     CallLeft,
     CancelOffer,
     Decision,
+    EscalationStep,
     Offer,
     Overflow,
     QueueSettings,
@@ -86,7 +87,10 @@ def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
         name=queue.name, strategy=queue.strategy, skills=dict(queue.skills), wrapup_seconds=queue.wrapup_seconds,
         ring_timeout=queue.ring_timeout, max_wait=queue.max_wait, overflow=queue.overflow,
         announce_interval=queue.announce_interval, service_level_seconds=queue.service_level_seconds,
-        no_agents=queue.no_agents, priority_aging_seconds=queue.priority_aging_seconds)
+        no_agents=queue.no_agents, priority_aging_seconds=queue.priority_aging_seconds,
+        escalation=tuple(EscalationStep(step.after, step.min_level, step.max_penalty, step.overflow)
+                         for step in queue.escalation),
+        fewest_calls_window=queue.fewest_calls_window, estimate_window=queue.estimate_window)
 
 
 def agent_settings(agent: AcdAgentConfig) -> AgentSettings:

@@ -37,7 +37,7 @@ MAX_BACKLOG = 1 << 20
 DEVICE_STATE = {"ready": 1, "not_ready": 1, "acw": 1, "talking": 2, "on_hold": 8, "ringing": 6, "logged_out": 5}
 #: Our strategies as app_queue names them.
 STRATEGY = {"longest_idle": "leastrecent", "fewest_calls": "fewestcalls", "round_robin": "rrmemory",
-            "ring_all": "ringall", "skills": "linear"}
+            "ring_all": "ringall", "skills": "linear", "weighted_idle": "wrandom"}
 COMPLETE_REASON = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent", "BLINDTRANSFER": "transfer",
                    "ATTENDEDTRANSFER": "transfer"}
 
