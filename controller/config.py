@@ -7,6 +7,7 @@ Every section has safe defaults: everything listens on loopback, nothing is expo
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -170,12 +171,17 @@ class AuthSettings:
     """Logins to the pages (README "Users and roles")."""
 
     session_hours: float = 12.0  # a session cookie is valid this long after the login
+    # A session not used for this long ends (its next request gets 401, its WebSockets are closed); every
+    # request extends it. 0: sessions end only after session_hours.
+    idle_minutes: float = 30.0
     max_failures: int = 5  # wrong passwords in a row before the account is locked
     lockout_seconds: float = 900.0  # how long a locked account refuses every login
     min_password_length: int = 10
 
     def __post_init__(self) -> None:
         require_positive(self, "session_hours", "max_failures", "lockout_seconds", "min_password_length")
+        if self.idle_minutes < 0:
+            raise ValueError(f"idle_minutes: expected 0 (no idle timeout) or more, got {self.idle_minutes!r}")
 
 
 @dataclass(frozen=True)
@@ -226,12 +232,48 @@ class IvrSettings:
     no_flow: Literal["fallback", "hangup"] = "fallback"
 
 
+def require_skill_levels(skills: dict[str, int]) -> None:
+    """Skill levels go from 1 to 10, as in the IVR flows' queue nodes (a __post_init__ check)."""
+    for skill, level in skills.items():
+        if not 1 <= level <= 10:
+            raise ValueError(f"skills.{skill}: expected a level from 1 to 10, got {level!r}")
+
+
+OVERFLOW_TARGET_PATTERN = r"(queue|node):[A-Za-z0-9._-]+|voicemail|callback"
+
+
+@dataclass(frozen=True)
+class EscalationStepConfig:
+    """One step of a queue's timed relaxation (README "Routing"): from `after` seconds of a call's wait,
+    who may take it; or, with `overflow`, where the call goes instead."""
+
+    after: float
+    min_level: int | None = None  # every required skill at this level or above (None: as configured)
+    max_penalty: int | None = None  # only agents serving the queue at this penalty or lower (None: all)
+    overflow: str | None = None  # queue:NAME | voicemail | callback | node:ID: the call leaves the queue
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.after <= 86_400:
+            raise ValueError(f"after: expected seconds from 0 to 86400, got {self.after!r}")
+        if self.min_level is not None and not 1 <= self.min_level <= 10:
+            raise ValueError(f"min_level: expected a skill level from 1 to 10, got {self.min_level!r}")
+        if self.max_penalty is not None and self.max_penalty < 0:
+            raise ValueError(f"max_penalty: expected a penalty of 0 or more, got {self.max_penalty!r}")
+        if self.overflow is not None:
+            if not re.fullmatch(OVERFLOW_TARGET_PATTERN, self.overflow):
+                raise ValueError(f"overflow: expected queue:NAME, node:ID, voicemail or callback,"
+                                 f" got {self.overflow!r}")
+            if self.min_level is not None or self.max_penalty is not None:
+                raise ValueError("overflow: a step that overflows the call has no min_level or max_penalty")
+
+
 @dataclass(frozen=True)
 class AcdQueueConfig:
     """One ACD queue (see README "ACD"); the routing engine gets these as `QueueSettings`."""
 
     name: str
-    strategy: Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all"] = "longest_idle"
+    strategy: Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all",
+                      "weighted_idle"] = "longest_idle"
     skills: dict[str, int] = field(default_factory=dict)  # required skill -> minimum level (1-10)
     wrapup_seconds: float = 60.0  # after-call work (ACW) after each call; 0: ready at once
     ring_timeout: float = 15.0  # ring an agent this long, then RONA
@@ -246,6 +288,25 @@ class AcdQueueConfig:
     recording: Literal["always", "never", "on_demand"] = "on_demand"
     title: str = ""  # shown on the wallboard
     category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
+    # Timed relaxation (README "Routing"): steps by `after` seconds waited, the first at 0.
+    escalation: list[EscalationStepConfig] = field(default_factory=list)
+    fewest_calls_window: float = 3600.0  # `fewest_calls` counts each agent's answers this far back (seconds)
+    estimate_window: float = 1800.0  # wait estimates use the talk times of calls ended this far back (seconds)
+
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
+        require_positive(self, "fewest_calls_window", "estimate_window")
+        steps = [step for step in self.escalation if step is not None]  # None: a step with its own problem
+        if steps and steps[0].after != 0:
+            raise ValueError(f"escalation: the first step is the rule from the start (after: 0), got after:"
+                             f" {steps[0].after:g}")
+        for earlier, later in itertools.pairwise(steps):
+            if later.after <= earlier.after:
+                raise ValueError(f"escalation: steps go in order of `after`, each later than the one before"
+                                 f" ({later.after:g} s after {earlier.after:g} s)")
+            if earlier.overflow is not None:
+                raise ValueError(f"escalation: the step after: {earlier.after:g} overflows the call, so it must be"
+                                 f" the last")
 
 
 @dataclass(frozen=True)
@@ -258,6 +319,9 @@ class AcdAgentConfig:
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
     caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
     enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
+
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
 
 
 @dataclass(frozen=True)
@@ -273,6 +337,20 @@ class AcdSettings:
     outbound_wrapup_seconds: float = 0.0
     # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
     standard_prompts: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = {queue.name for queue in self.queues if queue is not None}
+        for queue in self.queues:
+            for step in (queue.escalation if queue is not None else []):
+                if step is None:
+                    continue
+                target = (step.overflow or "").removeprefix("queue:")
+                if step.overflow and step.overflow.startswith("queue:") and target not in names:
+                    raise ValueError(f"queues: {queue.name}: escalation step after: {step.after:g} overflows to"
+                                     f" unknown queue {target!r}")
+                if target == queue.name:
+                    raise ValueError(f"queues: {queue.name}: escalation step after: {step.after:g} overflows to"
+                                     f" the queue itself")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ Routing:
 - a queue's calls are served by effective priority (priority + one level per
   `priority_aging_seconds` waited: VIPs first, nobody starved), then by arrival;
 - an agent becoming ready takes the most urgent eligible call across all the queues it serves;
-- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy.
+- a call is given to an agent of the lowest penalty tier, chosen by the queue's strategy;
+- a queue's escalation steps (`controller.acd.routing`) widen who qualifies as a call waits: the
+  engine moves the call to each step at its time (a timer) and routes it again.
 
 Indexes keep a decision cheap with thousands of agents and calls: per queue, the ready agents;
 per queue and base priority, the waiting calls in arrival order (only the first eligible call of
@@ -19,6 +21,7 @@ each such bucket can be the most urgent); one heap of timers with lazy invalidat
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -26,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from controller.acd import estimates, routing
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
     AgentSettings,
@@ -44,10 +48,15 @@ from controller.acd.model import (
 )
 from controller.clock import Clock
 
-__all__ = ["AcdEngine", "AcdError"]
+__all__ = ["AcdEngine", "AcdError", "waiting_refusal"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
-DEFAULT_HANDLE_TIME = 180.0
+
+
+def waiting_refusal(queue: str, waiting: int) -> str:
+    """Why a queue with callers in it (waiting or ringing an agent) cannot be removed."""
+    callers = "1 caller is" if waiting == 1 else f"{waiting} callers are"
+    return f"{callers} waiting in queue {queue}: move them or wait until it is empty"
 
 
 class OnCall(NamedTuple):
@@ -80,9 +89,11 @@ class _Agent:
     timer_token: int = 0  # ACW end
     acw_until: float | None = None  # when the current wrap-up ends (kept in the snapshot)
     resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
-    outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
+    outbound_wrapup: float = 0.0  # ACW after the agent's current call when it has no queue (outbound; queue removed)
+    removed: bool = False  # removed from the configuration: forgotten once their call and its ACW are over
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
+    answers: routing.AnswerCounter = field(default_factory=routing.AnswerCounter)  # for fewest_calls
 
 
 @dataclass(slots=True)
@@ -97,6 +108,8 @@ class _Call:
     ringing: dict[str, int] = field(default_factory=dict)  # agent id -> offer token
     timer_token: int = 0  # announcements
     announce_at: float | None = None  # clock time of the next position announcement
+    step: int = -1  # the queue's escalation step in force (-1: none)
+    offered_at: float | None = None  # when its latest offer began (the ring measured for wait estimates)
 
 
 @dataclass(slots=True)
@@ -107,7 +120,8 @@ class _Queue:
     ready: set[str] = field(default_factory=set)
     logged_in: set[str] = field(default_factory=set)
     buckets: dict[int, dict[str, _Call]] = field(default_factory=dict)  # base priority -> calls by arrival
-    handle_time: float = DEFAULT_HANDLE_TIME
+    talks: estimates.Durations = field(default_factory=estimates.Durations)  # for wait estimates
+    rings: estimates.Durations = field(default_factory=estimates.Durations)  # offer to answer, ditto
     offered: int = 0
     answered: int = 0
     answered_within_sl: int = 0
@@ -137,17 +151,111 @@ class AcdEngine:
         self.not_ready_reasons = tuple(not_ready_reasons)
         self._queues = {q.name: _Queue(q) for q in queues}
         self._agents: dict[str, _Agent] = {}
-        for settings in agents:
-            unknown = [q for q in settings.queues if q not in self._queues]
-            if unknown:
-                raise AcdError(f"agent {settings.id}: unknown queue {unknown[0]!r}")
-            self._agents[settings.id] = _Agent(settings, endpoint=settings.endpoint)
-            for queue in settings.queues:
-                self._queues[queue].agent_order.append(settings.id)
         self._calls: dict[str, _Call] = {}
         self._timers: list[tuple[float, int, str, str, str, int]] = []  # at, seq, kind, key, agent, token
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
+        for settings in agents:
+            self.upsert_agent(settings)
+
+    # -- live configuration: queues, agents and not-ready reasons changed while calls go on ------------
+
+    def upsert_queue(self, settings: QueueSettings) -> list[Decision]:
+        """Add a queue or change its settings. The next decision uses them; what is already scheduled
+        keeps its time (an agent's running ACW, a waiting call's maximum wait, a ringing phone's
+        timeout, the next position announcement). Waiting calls are routed again at once (their
+        required skills may have changed), and they overflow when the queue now says `no_agents:
+        overflow` and nobody serving it is logged in."""
+        out: list[Decision] = []
+        queue = self._queues.get(settings.name)
+        if queue is None:
+            self._queues[settings.name] = _Queue(settings)
+            return out
+        queue.settings = settings
+        self._overflow_if_unattended(queue, out)
+        out.extend(self.route_waiting())
+        return out
+
+    def remove_queue(self, name: str) -> list[Decision]:
+        """Remove a queue nobody waits in and no agent serves. An agent talking on one of its calls keeps
+        the queue's wrap-up for that call."""
+        queue = self._queue(name)
+        waiting = sum(1 for _ in queue.calls())
+        if waiting:
+            raise AcdError(waiting_refusal(name, waiting))
+        serving = sorted(a.settings.id for a in self._agents.values() if name in a.settings.queues and not a.removed)
+        if serving:
+            raise AcdError(f"queue {name} is still served by agent{'s' if len(serving) > 1 else ''} "
+                           f"{', '.join(serving)}")
+        out: list[Decision] = []
+        for agent in self._agents.values():
+            if name in agent.settings.queues:  # removed, finishing a call: they leave the queue now
+                self._leave_queue(agent, queue, out)
+                queues = {q: penalty for q, penalty in agent.settings.queues.items() if q != name}
+                agent.settings = dataclasses.replace(agent.settings, queues=queues)
+            if agent.current_queue == name:
+                agent.current_queue, agent.outbound_wrapup = None, queue.settings.wrapup_seconds
+        del self._queues[name]
+        return out
+
+    def upsert_agent(self, settings: AgentSettings) -> list[Decision]:
+        """Add an agent or change their settings (name, number, phone, skills, queues and penalties,
+        enabled). The next routing decision uses them: a ready agent takes a waiting call they now
+        qualify for at once. A phone chosen at login stays; the default one follows the change.
+
+        Disabling an agent logged in: ready or not ready, they are logged out at once; ringing, talking,
+        on hold or in ACW, they finish that call and its ACW (no new offers meanwhile), then are logged
+        out. A disabled agent cannot log in. Enabling again (or a new `upsert_agent` of a removed agent
+        still on a call) cancels that."""
+        unknown = [q for q in settings.queues if q not in self._queues]
+        if unknown:
+            raise AcdError(f"agent {settings.id}: unknown queue {unknown[0]!r}")
+        out: list[Decision] = []
+        agent = self._agents.get(settings.id)
+        if agent is None:
+            self._agents[settings.id] = _Agent(settings, endpoint=settings.endpoint)
+            for name in settings.queues:
+                self._queues[name].agent_order.append(settings.id)
+            return out
+        old = agent.settings
+        agent.settings, agent.removed = settings, False
+        if agent.endpoint == old.endpoint or agent.state == "logged_out":
+            agent.endpoint = settings.endpoint
+        for name in [q for q in old.queues if q not in settings.queues]:
+            left = self._queues.get(name)
+            if left is not None:
+                self._leave_queue(agent, left, out)
+        for name in [q for q in settings.queues if q not in old.queues]:
+            joined = self._queues[name]
+            joined.agent_order.append(settings.id)
+            if agent.state != "logged_out":
+                joined.logged_in.add(settings.id)
+            if agent.state == "ready":
+                joined.ready.add(settings.id)
+        if self._leaving(agent):
+            if agent.state in ("ready", "not_ready"):
+                self._sign_out(agent, out)
+        elif agent.state == "ready" and agent.offered_call is None:
+            self._route_agent(agent, out)
+        return out
+
+    def remove_agent(self, agent_id: str) -> list[Decision]:
+        """Remove an agent: logged out (or ready, or not ready) they are forgotten at once; ringing,
+        talking, on hold or in ACW they finish that call and its ACW first (no new offers meanwhile)."""
+        agent = self._agent(agent_id)
+        agent.removed = True
+        out: list[Decision] = []
+        if agent.state in ("logged_out", "ready", "not_ready"):
+            self._sign_out(agent, out)
+        return out
+
+    def set_not_ready_reasons(self, reasons: Sequence[str]) -> None:
+        """The reasons agents may give from now on; an agent already not ready keeps theirs."""
+        self.not_ready_reasons = tuple(reasons)
+
+    def leaving(self, agent_id: str) -> bool:
+        """Whether the agent is disabled or removed (finishing a call first when still logged in)."""
+        return self._leaving(self._agent(agent_id))
 
     # -- agent commands ------------------------------------------------------------------------------
 
@@ -155,6 +263,8 @@ class AcdEngine:
         agent = self._agent(agent_id)
         if agent.state != "logged_out":
             raise AcdError(f"agent {agent_id} is already logged in ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled")
         if endpoint is not None and not endpoint.strip():
             raise AcdError("the phone (endpoint) must not be empty")
         out: list[Decision] = []
@@ -196,16 +306,7 @@ class AcdEngine:
         if agent.state in ("ringing", "talking", "on_hold"):
             raise AcdError(f"agent {agent_id} cannot log out while {agent.state}")
         out: list[Decision] = []
-        now = self.clock.now()
-        self._set_state(agent, "logged_out", None, out)
-        agent.online_before += now - (agent.logged_in_at or now)
-        agent.logged_in_at = None
-        for name in agent.settings.queues:
-            queue = self._queues[name]
-            queue.logged_in.discard(agent_id)
-            if not queue.logged_in and queue.settings.no_agents == "overflow":
-                for call in [c for c in queue.calls() if not c.ringing]:
-                    self._overflow(call, "no_agents", out)
+        self._sign_out(agent, out)
         return out
 
     def end_acw(self, agent_id: str) -> list[Decision]:
@@ -262,6 +363,10 @@ class AcdEngine:
             self._overflow(call, "no_agents", out)
             return out
         self._schedule(now + max(0.0, q.settings.max_wait - max(0.0, waited)), "max_wait", call_id)
+        if q.settings.escalation:
+            self._escalate_to(call, routing.step_at(q.settings.escalation, waited), out)
+            if call_id not in self._calls:
+                return out  # a step already passed sent it to its overflow target
         if route:
             self._route_call(call, out)
         if not call.ringing and call_id in self._calls:
@@ -313,6 +418,9 @@ class AcdEngine:
         agent.current_queue = call.queue
         agent.calls_answered += 1
         agent.talk_started = self.clock.now()
+        self._count_answer(agent)
+        if call.offered_at is not None:
+            self._queues[call.queue].rings.add(agent.talk_started, agent.talk_started - call.offered_at)
         self._set_state(agent, "talking", None, out)
         self._leave(call, "answered", agent_id, out)
         return out
@@ -330,6 +438,8 @@ class AcdEngine:
             raise AcdError(f"call {call_id} already rings agent {agent_id}")
         if agent.state not in ("ready", "not_ready", "acw"):
             raise AcdError(f"agent {agent_id} cannot take a call now ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled: no new calls")
         out: list[Decision] = []
         others = list(call.ringing)
         call.ringing.clear()
@@ -358,6 +468,7 @@ class AcdEngine:
         agent.timer_token = next(self._tokens)  # ends a pending ACW
         self._set_state(agent, "ringing", None, out)
         started = self.clock.now() if ring_started is None else min(self.clock.now(), ring_started)
+        call.offered_at = started
         self._schedule(started + self._queues[call.queue].settings.ring_timeout, "ring_timeout", call_id, agent_id,
                        token)
         return out
@@ -380,6 +491,8 @@ class AcdEngine:
         agent = self._agent(agent_id)
         if agent.state not in ("ready", "not_ready", "acw"):
             raise AcdError(f"agent {agent_id} cannot place a call now ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled: no new calls")
         out: list[Decision] = []
         agent.resume_reason = agent.reason if agent.state == "not_ready" else None
         agent.timer_token = next(self._tokens)  # a pending end of ACW no longer applies
@@ -419,6 +532,7 @@ class AcdEngine:
         target.current_call, target.current_queue = call_id, source.current_queue
         target.calls_answered += 1
         target.talk_started = self.clock.now()
+        self._count_answer(target)
         self._set_state(target, "talking", None, out)
         return out
 
@@ -448,7 +562,7 @@ class AcdEngine:
         wrapup = queue.settings.wrapup_seconds if queue else agent.outbound_wrapup
         agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
-            queue.handle_time = 0.8 * queue.handle_time + 0.2 * (now - agent.talk_started + wrapup)
+            queue.talks.add(now, now - agent.talk_started)
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
@@ -473,8 +587,8 @@ class AcdEngine:
                     out.append(CancelOffer(key, agent_id, "ring_timeout"))
                     self._rona(call, agent_id, out)
             elif kind == "acw_end":
-                agent = self._agents[key]
-                if agent.state == "acw" and agent.timer_token == token:
+                agent = self._agents.get(key)
+                if agent is not None and agent.state == "acw" and agent.timer_token == token:
                     self._after_acw(agent, out)
             elif kind == "max_wait":
                 call = self._calls.get(key)
@@ -491,6 +605,12 @@ class AcdEngine:
                         self._schedule_announcement(call)
                     else:
                         self._announce(call, out)
+            elif kind == "escalate":
+                call = self._calls.get(key)
+                if call is not None and call.step + 1 == token:
+                    self._escalate_to(call, token, out)
+                    if call.call_id in self._calls and not call.ringing:
+                        self._route_call(call, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -511,6 +631,13 @@ class AcdEngine:
         return AgentView(settings.id, settings.name, settings.number, agent.state, agent.reason, agent.since,
                          agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
                          agent.current_call or agent.offered_call, online, seconds)
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
+    def has_agent(self, agent_id: str) -> bool:
+        """Whether the engine knows the agent (a removed one until their call and its ACW are over)."""
+        return agent_id in self._agents
 
     def agents(self) -> list[AgentView]:
         return [self.agent(agent_id) for agent_id in self._agents]
@@ -553,20 +680,33 @@ class AcdEngine:
                 "calls_answered": agent.calls_answered, "online_before": agent.online_before,
                 "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
                 "acw_until": agent.acw_until if agent.state == "acw" else None,
+                "answers": [round(at, 3) for at in agent.answers.times],
             }
-        return {"version": 1, "agents": agents}
+        queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
+                  if q.talks.ended or q.rings.ended}
+        return {"version": 1, "agents": agents, "queues": queues}
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at
         once if it ended during the restart); an agent on a call the new process resumes (`on_calls`: agent
         id -> that call) is still talking (or on hold) on it, with the original talk start; an agent who was
         on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
-        per state)."""
+        per state). An agent on a resumed call who is no longer configured (removed while talking) finishes
+        it as a removed agent does."""
         out: list[Decision] = []
+        for name, saved_queue in dict(snapshot.get("queues", {})).items():
+            if name in self._queues:
+                self._queues[name].talks = estimates.Durations(saved_queue.get("talks", []))
+                self._queues[name].rings = estimates.Durations(saved_queue.get("rings", []))
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
+            if agent is None and agent_id in (on_calls or {}) and saved.get("state") is not None:
+                # removed from the configuration while on this call: they finish it (and its ACW), then go
+                agent = _Agent(AgentSettings(agent_id, "", "", saved.get("endpoint") or ""), removed=True)
+                self._agents[agent_id] = agent
             if agent is None or saved.get("state") is None:
                 continue
+            agent.answers = routing.AnswerCounter(saved.get("answers", []))
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
             agent.idle_since = saved.get("idle_since")
             agent.calls_answered = int(saved.get("calls_answered", 0))
@@ -601,6 +741,9 @@ class AcdEngine:
                 self._start_acw_timer(agent, self.clock.now() + wrapup)
             else:
                 self._become_ready(agent, out)
+        for agent in list(self._agents.values()):
+            if self._leaving(agent) and agent.state in ("ready", "not_ready"):
+                self._sign_out(agent, out)  # disabled while no process ran
         return out
 
     def count_earlier(self, queue: str, left: Iterable[tuple[str, float]]) -> None:
@@ -648,6 +791,9 @@ class AcdEngine:
         return call
 
     def _set_state(self, agent: _Agent, state: AgentState, reason: str | None, out: list[Decision]) -> None:
+        if state in ("ready", "not_ready") and self._leaving(agent):
+            self._sign_out(agent, out)  # a disabled or removed agent's call and ACW are over: they go
+            return
         now = self.clock.now()
         previous = agent.state
         if agent.since is not None and previous != "logged_out":
@@ -663,6 +809,50 @@ class AcdEngine:
             else:
                 ready.discard(agent.settings.id)
         out.append(AgentStateChanged(agent.settings.id, state, reason, previous, now))
+
+    @staticmethod
+    def _leaving(agent: _Agent) -> bool:
+        return agent.removed or not agent.settings.enabled
+
+    def _sign_out(self, agent: _Agent, out: list[Decision]) -> None:
+        """Log the agent out (a removed agent is then forgotten); a queue left without anyone logged in
+        overflows its waiting calls when it says so."""
+        agent_id = agent.settings.id
+        if agent.state != "logged_out":
+            now = self.clock.now()
+            self._set_state(agent, "logged_out", None, out)
+            agent.online_before += now - (agent.logged_in_at or now)
+            agent.logged_in_at = None
+            for name in agent.settings.queues:
+                queue = self._queues[name]
+                queue.logged_in.discard(agent_id)
+                self._overflow_if_unattended(queue, out)
+        if agent.removed:
+            for name in list(agent.settings.queues):
+                self._leave_queue(agent, self._queues[name], out)
+            del self._agents[agent_id]
+
+    def _leave_queue(self, agent: _Agent, queue: _Queue, out: list[Decision]) -> None:
+        """The agent no longer serves the queue (the round robin goes on after the same colleague)."""
+        agent_id = agent.settings.id
+        if agent_id in queue.agent_order:
+            order = queue.agent_order
+            last = order[queue.last_offered] if 0 <= queue.last_offered < len(order) else None
+            position = order.index(agent_id)
+            order.remove(agent_id)
+            if last == agent_id:
+                queue.last_offered = position - 1  # the next one is the colleague after them
+            elif last is not None:
+                queue.last_offered = order.index(last)
+        queue.ready.discard(agent_id)
+        if agent_id in queue.logged_in:
+            queue.logged_in.discard(agent_id)
+            self._overflow_if_unattended(queue, out)
+
+    def _overflow_if_unattended(self, queue: _Queue, out: list[Decision]) -> None:
+        if not queue.logged_in and queue.settings.no_agents == "overflow":
+            for call in [c for c in queue.calls() if not c.ringing]:
+                self._overflow(call, "no_agents", out)
 
     def _after_acw(self, agent: _Agent, out: list[Decision]) -> None:
         """The end of wrap-up: ready, or not ready again for an agent who placed a call from not ready."""
@@ -731,12 +921,9 @@ class AcdEngine:
     def _eligible(self, agent: _Agent, call: _Call, queue: _Queue) -> bool:
         if agent.state != "ready" or agent.offered_call is not None:
             return False
-        skills = agent.settings.skills
-        for required in (queue.settings.skills, call.skills):
-            for skill, level in required.items():
-                if skills.get(skill, 0) < level:
-                    return False
-        return True
+        steps = queue.settings.escalation
+        return routing.qualifies(agent.settings, queue.settings, call.skills, steps[call.step] if call.step >= 0
+                                 else None)
 
     def _effective(self, call: _Call, queue: _Queue, now: float) -> int:
         aging = queue.settings.priority_aging_seconds
@@ -758,7 +945,14 @@ class AcdEngine:
             size = len(queue.agent_order)
             chosen = [min(tier, key=lambda a: (order[a.settings.id] - queue.last_offered - 1) % size)]
         elif strategy == "fewest_calls":
-            chosen = [min(tier, key=lambda a: (a.calls_answered, a.idle_since or 0.0, a.settings.id))]
+            since = self.clock.now() - queue.settings.fewest_calls_window
+            chosen = [min(tier, key=lambda a: (a.answers.count_since(since), a.idle_since or 0.0, a.settings.id))]
+        elif strategy == "weighted_idle":
+            now = self.clock.now()
+            wanted = {**queue.settings.skills, **call.skills}
+            chosen = [min(tier, key=lambda a: (
+                -routing.weighted_idle_key(a.settings, wanted, now - (a.idle_since or now)),
+                a.idle_since or 0.0, a.settings.id))]
         elif strategy == "skills":
             wanted = {**queue.settings.skills, **call.skills}
             chosen = [min(tier, key=lambda a: (-sum(a.settings.skills.get(s, 0) for s in wanted),
@@ -801,6 +995,7 @@ class AcdEngine:
             # however the call reached the agent (chosen, or taken on becoming ready), the rotation goes on after them
             queue.last_offered = queue.agent_order.index(agent.settings.id)
         self._set_state(agent, "ringing", None, out)
+        call.offered_at = self.clock.now()
         ring_timeout = queue.settings.ring_timeout
         out.append(Offer(call.call_id, agent.settings.id, agent.endpoint, call.queue, ring_timeout))
         self._schedule(self.clock.now() + ring_timeout, "ring_timeout", call.call_id, agent.settings.id, token)
@@ -813,9 +1008,8 @@ class AcdEngine:
         mine = (-self._effective(call, queue, now), call.enqueued_at, call.seq)
         position = 1 + sum(1 for other in queue.calls() if not other.ringing and other is not call
                            and (-self._effective(other, queue, now), other.enqueued_at, other.seq) < mine)
-        agents = max(1, len(queue.logged_in))
-        estimate = position * queue.handle_time / agents if queue.logged_in else None
-        out.append(Announce(call.call_id, call.queue, position, estimate))
+        out.append(Announce(call.call_id, call.queue, position,
+                            self.estimated_wait(call.queue, position, call.call_id)))
         self._schedule_announcement(call)
 
     def _schedule_announcement(self, call: _Call, at: float | None = None) -> None:
@@ -837,8 +1031,8 @@ class AcdEngine:
     def _timer_live(self, timer: tuple[float, int, str, str, str, int]) -> bool:
         _, _, kind, key, agent_id, token = timer
         if kind == "acw_end":
-            agent = self._agents[key]
-            return agent.state == "acw" and agent.timer_token == token
+            agent = self._agents.get(key)
+            return agent is not None and agent.state == "acw" and agent.timer_token == token
         call = self._calls.get(key)
         if call is None:
             return False
@@ -846,4 +1040,87 @@ class AcdEngine:
             return call.ringing.get(agent_id) == token
         if kind == "announce":
             return call.timer_token == token
+        if kind == "escalate":
+            return call.step + 1 == token
         return True
+
+    # -- escalation, answer counts and wait estimates (controller.acd.routing, controller.acd.estimates) ------
+
+    def _escalate_to(self, call: _Call, index: int, out: list[Decision]) -> None:
+        """Put the call at escalation step `index` and plan the next step; an overflow step sends the
+        call to its target (stopping any ring)."""
+        steps = self._queues[call.queue].settings.escalation
+        call.step = index
+        if index >= 0 and steps[index].overflow is not None:
+            for ringing_agent in list(call.ringing):
+                out.append(CancelOffer(call.call_id, ringing_agent, "escalation"))
+                self._release_offer(self._agents[ringing_agent], out)
+            call.ringing.clear()
+            out.append(Overflow(call.call_id, call.queue, steps[index].overflow, "escalation"))
+            self._leave(call, "overflowed", None, out)
+            return
+        if index + 1 < len(steps):
+            self._schedule(call.enqueued_at + steps[index + 1].after, "escalate", call.call_id, token=index + 1)
+
+    def _count_answer(self, agent: _Agent) -> None:
+        now = self.clock.now()
+        agent.answers.add(now)
+        window = max((self._queues[q].settings.fewest_calls_window for q in agent.settings.queues if q in self._queues),
+                     default=0.0)
+        agent.answers.forget_before(now - window)
+
+    def calls_answered_within(self, agent_id: str, seconds: float) -> int:
+        """Calls the agent answered in the last `seconds` (what `fewest_calls` counts), across logins."""
+        return self._agent(agent_id).answers.count_since(self.clock.now() - seconds)
+
+    def handle_time(self, queue: str) -> float:
+        """The queue's handle time: mean talk time over its estimate window, plus its wrap-up."""
+        q = self._queue(queue)
+        talk = q.talks.mean(self.clock.now(), q.settings.estimate_window)
+        return (estimates.DEFAULT_TALK_SECONDS if talk is None else talk) + q.settings.wrapup_seconds
+
+    def estimated_wait(self, queue: str, position: int, call_id: str | None = None) -> float | None:
+        """Seconds the caller at `position` of the queue should still wait (see `controller.acd.estimates`);
+        None when no agent serving the queue is available (logged in and not "not ready"). With `call_id`,
+        only the agents who qualify for that call count, each from when its escalation admits them."""
+        q = self._queue(queue)
+        call = self._calls.get(call_id or "")
+        now = self.clock.now()
+        handle = self.handle_time(queue)
+        talk = handle - q.settings.wrapup_seconds
+        free_in = []
+        for agent_id in q.logged_in:
+            agent = self._agents[agent_id]
+            admitted = self._admitted_in(agent, call, q, now) if call is not None else 0.0
+            if admitted is None:
+                continue
+            if agent.state == "ready":
+                free = 0.0
+            elif agent.state == "ringing":
+                free = handle  # about to take the call it rings for
+            elif agent.state == "acw":
+                free = min(handle, max(0.0, (agent.acw_until or now) - now))
+            elif agent.state in ("talking", "on_hold"):
+                wrapup = self._queues[agent.current_queue].settings.wrapup_seconds \
+                    if agent.current_queue in self._queues else 0.0
+                elapsed = now - (agent.talk_started or now)
+                free = min(handle, max(estimates.MIN_REMAINING_TALK * talk, talk - elapsed) + wrapup)
+            else:
+                continue
+            free_in.append(max(free, admitted))
+        estimate = estimates.estimate_wait(position, free_in, handle)
+        if estimate is None:
+            return None
+        return estimate + (q.rings.mean(now, q.settings.estimate_window) or 0.0)
+
+    def _admitted_in(self, agent: _Agent, call: _Call, queue: _Queue, now: float) -> float | None:
+        """Seconds until the call's escalation lets this agent take it (0: now; None: never)."""
+        steps = queue.settings.escalation
+        if not steps:
+            return 0.0 if routing.qualifies(agent.settings, queue.settings, call.skills, None) else None
+        for index in range(max(0, call.step), len(steps)):
+            if steps[index].overflow is not None:
+                return None
+            if routing.qualifies(agent.settings, queue.settings, call.skills, steps[index]):
+                return max(0.0, call.enqueued_at + steps[index].after - now)
+        return None

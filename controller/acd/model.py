@@ -11,8 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AgentState = Literal["logged_out", "ready", "not_ready", "ringing", "talking", "on_hold", "acw"]
-Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all"]
+Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all", "weighted_idle"]
 DEFAULT_NOT_READY_REASONS = ("meal", "meeting", "training", "restroom", "helping", "no_answer", "login")
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """From `after` seconds of a call's wait: who may take it (see `controller.acd.routing`).
+
+    `min_level`: every required skill (the queue's and the call's) needs at least this level (None: the
+    levels as configured); `max_penalty`: only agents serving the queue at this penalty tier or a better
+    one (None: every tier); `overflow`: the call leaves the queue for this target instead."""
+
+    after: float
+    min_level: int | None = None
+    max_penalty: int | None = None
+    overflow: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,9 @@ class QueueSettings:
     service_level_seconds: float = 20.0
     no_agents: Literal["wait", "overflow"] = "overflow"  # when no agent serving the queue is logged in
     priority_aging_seconds: float = 60.0  # each this many seconds waited adds 1 to a call's effective priority
+    escalation: tuple[EscalationStep, ...] = ()  # timed relaxation, by `after`; empty = the same rules all along
+    fewest_calls_window: float = 3600.0  # `fewest_calls` counts the calls each agent answered this long back
+    estimate_window: float = 1800.0  # wait estimates use the talk times of calls ended this long back
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +55,7 @@ class AgentSettings:
     endpoint: str  # default phone, e.g. "8001"
     skills: Mapping[str, int] = field(default_factory=dict)
     queues: Mapping[str, int] = field(default_factory=dict)  # queue -> penalty (0 best; lower tiers first)
+    enabled: bool = True  # a disabled agent cannot log in; one logged in finishes their call, then is logged out
 
 
 # -- decisions ------------------------------------------------------------------------------------
@@ -79,7 +97,7 @@ class Overflow:
     call_id: str
     queue: str
     target: str | None
-    reason: Literal["max_wait", "no_agents"]
+    reason: Literal["max_wait", "no_agents", "escalation"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ ACCESS: dict[str, str] = {
     # IVR, reports
     "GET /api/flows": STAFF,
     "POST /api/flows/reload": "admin",
+    "POST /api/config/reload": "admin",
     "GET /api/reports": STAFF,
     # CTI
     "GET /ws": ALL,

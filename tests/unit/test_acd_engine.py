@@ -67,7 +67,7 @@ def test_priority_with_aging_and_announcements() -> None:
     acd, clock = engine(agents=1, priority_aging_seconds=60, announce_interval=30)
     acd.login("a1", ready=False)
     first = acd.enqueue("old", "q")
-    assert [d for d in first if isinstance(d, Announce)] == [Announce("old", "q", 1, 180.0)]
+    assert [d for d in first if isinstance(d, Announce)] == [Announce("old", "q", 1, None)]  # a1 not ready
     clock.advance(130)  # old has aged two levels
     acd.enqueue("vip", "q", priority=2)
     assert acd.call("vip").position == 2  # type: ignore[union-attr]  # equal priority: arrival order wins

@@ -256,8 +256,10 @@ def test_next_deadline_skips_stale_timers_and_keeps_live_ones() -> None:
 
 
 def test_the_estimated_wait_learns_from_handled_calls_including_transferred_ones() -> None:
-    """An announced estimate = position × handle time / agents; the handle time moves 20 % toward
-    each handled call's talk + wrap-up (from the answer, also for the colleague of a transfer)."""
+    """An announced estimate counts the available agents only (a not-ready one is not), each free at
+    a known time (in wrap-up: when it ends), then once per handle time = the mean talk time of the
+    calls ended in the window (from the answer, also the colleague's of a transfer) + the wrap-up; plus
+    the mean ring (offer to answer) of the window."""
     clock = FakeClock(1000.0)
     acd = AcdEngine([QueueSettings("q", wrapup_seconds=10, announce_interval=30, no_agents="wait")],
                     agents(("a1", {"q": 0}), ("a2", {"q": 0})), clock)
@@ -267,8 +269,9 @@ def test_the_estimated_wait_learns_from_handled_calls_including_transferred_ones
     clock.advance(5)
     acd.answered("c1", "a1")
     clock.advance(100)
-    acd.call_ended("a1")  # 0.8 × 180 + 0.2 × (100 + 10) = 166
-    assert [d for d in acd.enqueue("c2", "q") if isinstance(d, Announce)] == [Announce("c2", "q", 1, 83.0)]
+    acd.call_ended("a1")  # talked 100 s; wrap-up until 10 s from now; a2 (not ready) is not counted
+    # a1 is free in 10 s; the one ring so far lasted 5 s
+    assert [d for d in acd.enqueue("c2", "q") if isinstance(d, Announce)] == [Announce("c2", "q", 1, 15.0)]
     acd.end_acw("a1")
     acd.answered("c2", "a1")
     acd.ready("a2")
@@ -279,12 +282,14 @@ def test_the_estimated_wait_learns_from_handled_calls_including_transferred_ones
     acd.transfer_answered("c2", "a1", "a2")
     assert acd.agent("a2").calls_answered == 1
     clock.advance(50)
-    acd.call_ended("a2")  # 0.8 × 166 + 0.2 × (50 + 10) = 144.8
+    acd.call_ended("a2")  # a2 talked 50 s
     acd.not_ready("a2", "meal")
-    acd.call_ended("a1")  # a1 talked 53 s: 0.8 × 144.8 + 0.2 × (53 + 10) = 128.44
-    acd.not_ready("a1", "meal")
+    acd.call_ended("a1")  # a1 talked 53 s: mean talk (100 + 50 + 53) / 3, handle time that + 10
+    assert acd.handle_time("q") == pytest.approx(203 / 3 + 10)
     assert [(d.position, d.estimated_wait) for d in acd.enqueue("c3", "q") if isinstance(d, Announce)] == \
-        [(1, pytest.approx(64.22))]
+        [(1, 12.5)]  # a1's wrap-up ends in 10 s; rings of 5 s and 0 s (c2, answered at once)
+    assert [(d.position, d.estimated_wait) for d in acd.enqueue("c4", "q") if isinstance(d, Announce)] == \
+        [(2, pytest.approx(10 + 203 / 3 + 10 + 2.5))]  # then a1 once more, a handle time later
 
 
 def test_transfer_answered_needs_the_transfer_to_be_ringing_that_agent() -> None:

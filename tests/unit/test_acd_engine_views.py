@@ -169,10 +169,11 @@ def test_views_after_a_scripted_hour() -> None:
         "a1": {"state": "acw", "reason": None, "since": 1040.0, "endpoint": "8101", "logged_in_at": 1000.0,
                "idle_since": 1000.0, "calls_answered": 1, "online_before": 0.0,
                "seconds_by_state": {"ready": 10.0, "ringing": 5.0, "talking": 25.0}, "queue": None,
-               "acw_until": 1050.0},
+               "acw_until": 1050.0, "answers": [1015.0]},
         "a2": {"state": "not_ready", "reason": "login", "since": 1005.0, "endpoint": "8002", "logged_in_at": 1005.0,
                "idle_since": None, "calls_answered": 0, "online_before": 0.0, "seconds_by_state": {}, "queue": None,
-               "acw_until": None}}}
+               "acw_until": None, "answers": []}},
+        "queues": {"q": {"talks": [[1040.0, 25.0]], "rings": [[1015.0, 5.0]]}}}
     clock.advance(10)  # 1050: the wrap-up ends and a1 takes c2
     assert acd.tick() == [AgentStateChanged("a1", "ready", None, "acw", 1050.0),
                           AgentStateChanged("a1", "ringing", None, "ready", 1050.0),
@@ -200,14 +201,16 @@ def test_announcements_give_position_and_estimated_wait() -> None:
     assert acd.enqueue("c0", "q") == [Announce("c0", "q", 1, None)]  # nobody logged in: no estimate
     acd.login("a1", ready=False)
     acd.login("a2", ready=False)
-    assert acd.enqueue("c1", "q", priority=5) == [Announce("c1", "q", 1, 90.0)]  # ahead of c0: 1 × 180 / 2
+    # Logged in but not ready: nobody available, no estimate (not one counting agents who take no calls).
+    assert acd.enqueue("c1", "q", priority=5) == [Announce("c1", "q", 1, None)]
     clock.advance(29)
     assert acd.tick() == []
     clock.advance(1)
-    assert acd.tick() == [Announce("c0", "q", 2, 180.0), Announce("c1", "q", 1, 90.0)]
+    assert acd.tick() == [Announce("c0", "q", 2, None), Announce("c1", "q", 1, None)]
     acd.ready("a1")  # c1 rings a1: its announcements pause, c0 moves up
     clock.advance(30)
-    assert acd.tick() == [Announce("c0", "q", 1, 90.0)]
+    # a1 is free after c1 (a handle time: the default talk 120 s + wrap-up 60 s)
+    assert acd.tick() == [Announce("c0", "q", 1, 180.0)]
 
 
 def test_no_agents_overflow_at_enqueue_and_when_the_last_agent_logs_out() -> None:
@@ -433,8 +436,8 @@ def test_calls_of_the_same_moment_keep_their_arrival_order_everywhere() -> None:
                      QueueSettings("q2", announce_interval=30, no_agents="wait")],
                     [AgentSettings("a1", "", "", "8001", queues={"q1": 0, "q2": 0})], clock)
     acd.login("a1", ready=False)
-    assert acd.enqueue("first", "q2") == [Announce("first", "q2", 1, 180.0)]
-    assert acd.enqueue("second", "q2") == [Announce("second", "q2", 2, 360.0)]  # same moment: behind the first
+    assert acd.enqueue("first", "q2") == [Announce("first", "q2", 1, None)]  # nobody available: no estimate
+    assert acd.enqueue("second", "q2") == [Announce("second", "q2", 2, None)]  # same moment: behind the first
     acd.enqueue("other", "q1")  # same moment, the agent's first-listed queue
     assert offers(acd.ready("a1")) == [("first", "a1")]
 

@@ -26,6 +26,34 @@ BAD_CONFIGS = {
     "zero takeover": ("guard:\n  takeover_timeout: 0\n", 2, "takeover_timeout: expected a number above 0"),
     "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 3,
                                    "check_interval: must not be longer than takeover_timeout"),
+    "agent skill level 11": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: e,\n"
+                             "       skills: {general: 11}}\n", 3,
+                             "skills.general: expected a level from 1 to 10, got 11"),
+    "queue skill level 0": ("acd:\n  queues:\n    - {name: q, skills: {general: 0}}\n", 3,
+                            "skills.general: expected a level from 1 to 10, got 0"),
+    "escalation level": ("acd:\n  queues:\n    - name: q\n      escalation:\n        - {after: 0, min_level: 12}\n",
+                         5, "min_level: expected a skill level from 1 to 10, got 12"),
+    "escalation first step": ("acd:\n  queues:\n    - name: q\n      escalation:\n        - {after: 5, min_level: 7}\n",
+                              5, "escalation: the first step is the rule from the start (after: 0), got after: 5"),
+    "escalation order": ("acd:\n  queues:\n    - name: q\n      escalation:\n        - {after: 0, min_level: 7}\n"
+                         "        - {after: 60, min_level: 4}\n        - {after: 20, min_level: 1}\n",
+                         5, "each later than the one before (20 s after 60 s)"),
+    "escalation overflow not last": ("acd:\n  queues:\n    - name: q\n      escalation:\n        - {after: 0}\n"
+                                     "        - {after: 60, overflow: voicemail}\n        - {after: 90}\n",
+                                     5, "the step after: 60 overflows the call, so it must be the last"),
+    "escalation overflow target": ("acd:\n  queues:\n    - name: q\n      escalation:\n"
+                                   "        - {after: 0, overflow: 'team b'}\n",
+                                   5, "overflow: expected queue:NAME, node:ID, voicemail or callback, got 'team b'"),
+    "escalation overflow with level": ("acd:\n  queues:\n    - name: q\n      escalation:\n"
+                                       "        - {after: 0, overflow: voicemail, min_level: 3}\n",
+                                       5, "a step that overflows the call has no min_level or max_penalty"),
+    "escalation unknown queue": ("acd:\n  queues:\n    - name: q\n      escalation:\n"
+                                 "        - {after: 0}\n        - {after: 120, overflow: 'queue:nowhere'}\n",
+                                 3, "queues: q: escalation step after: 120 overflows to unknown queue 'nowhere'"),
+    "escalation key": ("acd:\n  queues:\n    - name: q\n      escalation:\n        - {after: 0, level: 3}\n",
+                       5, "unknown key 'level' (expected one of: after, max_penalty, min_level, overflow)"),
+    "fewest calls window": ("acd:\n  queues:\n    - name: q\n      fewest_calls_window: 0\n", 4,
+                            "fewest_calls_window: expected a number above 0"),
 }
 
 
@@ -192,3 +220,28 @@ def test_the_demo_finds_the_sandbox_without_ccc_sandbox_root(monkeypatch: pytest
     assert config.asterisk.recordings_dir == "/home/user/.cache/ccc-sandbox/root/var/spool/asterisk/recording"
     monkeypatch.setenv("CCC_SANDBOX_ROOT", "/r")
     assert load_config(REPO / "demo" / "controller.yaml").asterisk.sounds_dir == "/r/usr/share/asterisk/sounds"
+
+
+def test_escalation_steps_and_strategies_load_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text("""acd:
+  queues:
+    - name: support
+      strategy: weighted_idle
+      skills: {support: 1}
+      escalation:
+        - {after: 0, min_level: 7, max_penalty: 0}
+        - {after: 20, min_level: 4}
+        - {after: 60, min_level: 1}
+        - {after: 120, overflow: "queue:backup"}
+    - name: backup
+      strategy: fewest_calls
+      fewest_calls_window: 1800
+""")
+    from controller.acd.model import EscalationStep
+    from controller.plugins.acd.services import queue_settings
+    support, backup = (queue_settings(q) for q in load_config(path).acd.queues)
+    assert support.strategy == "weighted_idle" and support.escalation == (
+        EscalationStep(0, 7, 0), EscalationStep(20, 4), EscalationStep(60, 1),
+        EscalationStep(120, overflow="queue:backup"))
+    assert backup.fewest_calls_window == 1800 and backup.escalation == () and backup.estimate_window == 1800

@@ -457,7 +457,7 @@ async def test_a_session_websocket_must_come_from_this_servers_pages(sessions: C
 
 async def test_revoked_and_expired_tokens_are_401_and_a_real_session_needs_csrf(store: Store) -> None:
     clock = [1_800_000_000.0]
-    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(),
+    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(idle_minutes=0),
                            now=lambda: clock[0], sockets=SocketRegistry())
     await access.open([], [UserSettings("ann", "ann-password-0123456789", "supervisor")])
     admin = Identity("root", "admin", credential="token:0")

@@ -92,7 +92,7 @@ async def test_standards_change_the_next_check_and_reports(rig: Rig) -> None:  #
     assert alerts() == []  # within max_talk_seconds (180 by default)
     reports = ReportService(config=rig.acd.config, store=None, acd=rig.acd, clock=rig.clock)  # type: ignore[arg-type]
     config = rig.acd.config
-    rig.acd.apply_standards(config, standards_and_prompts(config, {}, max_talk_seconds=60))
+    await rig.acd.live_config.replace(standards_and_prompts(config, {}, max_talk_seconds=60))
     rig.acd.check_standards()
     assert alerts() == [("talk", 60)]
     assert reports.standards.max_talk_seconds == 60
@@ -108,11 +108,11 @@ async def test_the_next_play_uses_the_prompt_as_changed_and_a_removed_one_is_ref
     rig.acd.media_for = media_for
     await rig.connect()
     config = rig.acd.config
-    rig.acd.apply_standards(config, standards_and_prompts(config, {"fees": "免收手续费。", "hours": "sound:hours"}))
+    await rig.acd.live_config.replace(standards_and_prompts(config, {"fees": "免收手续费。", "hours": "sound:hours"}))
     assert (await (await rig.command("play", target="fees")))["played"] == "fees"
     assert (await (await rig.command("play", target="hours")))["played"] == "hours"
     assert played == [Prompt("tts", "免收手续费。", "zh"), Prompt("sound", "hours", "zh")]
-    rig.acd.apply_standards(config, standards_and_prompts(config, {"hours": "sound:hours"}))
+    await rig.acd.live_config.replace(standards_and_prompts(config, {"hours": "sound:hours"}))
     with pytest.raises(AcdError, match="no standard prompt 'fees' \\(configured: hours\\)"):
         await (await rig.command("play", target="fees"))
 
@@ -120,7 +120,7 @@ async def test_the_next_play_uses_the_prompt_as_changed_and_a_removed_one_is_ref
 async def test_playing_a_prompt_that_is_not_administered_answers_404(rig: Rig) -> None:  # noqa: F811
     await rig.connect()
     config = rig.acd.config
-    rig.acd.apply_standards(config, standards_and_prompts(config, {"hours": "sound:hours"}))
+    await rig.acd.live_config.replace(standards_and_prompts(config, {"hours": "sound:hours"}))
     tokens = [TokenSettings("sup", "sup-token", "supervisor")]
     app = build_app(tokens, acd_resources.routes(rig.acd, is_live=lambda call_id: call_id == "C1"))
     async with TestClient(TestServer(app)) as client:
@@ -148,7 +148,7 @@ async def test_the_controller_wires_the_appliers_and_the_retention_jobs_webhook_
         assert controller.retention.webhooks == ["erp"] and list(controller.webhooks.webhooks) == ["erp"]
         assert controller.webhooks.webhooks["erp"].secret == "s2"
         assert controller.ivr.flow_for_did("300") == "support"
-        assert controller.acd.monitor.standards.max_talk_seconds == 60
+        assert controller.acd.standards.max_talk_seconds == 60
         assert controller.acd.standard_prompts == {"hours": "sound:hours"}
         assert controller.ivr.did_problems in controller.admin.checks
     finally:

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.engine import AcdError
+from controller.acd.estimates import wait_phrase
 from controller.acd.model import (
     Announce,
     Overflow,
@@ -156,10 +157,9 @@ class AcdQueueing:
         else:
             text = f"There {'is' if ahead == 1 else 'are'} {ahead} caller{'' if ahead == 1 else 's'} ahead of you." \
                 if ahead else "You are next in line."
-        if waiting.queue.announce_wait_time and announce.estimated_wait:
-            minutes = max(1, round(announce.estimated_wait / 60))
-            text += f"，预计等待{minutes}分钟" if zh else f" Your estimated wait is {minutes} minute" \
-                                                      f"{'' if minutes == 1 else 's'}."
+        if waiting.queue.announce_wait_time and announce.estimated_wait is not None:
+            phrase = wait_phrase(announce.estimated_wait, "zh" if zh else "en")
+            text += f"，预计等待{phrase}" if zh else f" Your estimated wait is {phrase}."
         text += "，请稍候。" if zh else " Please hold."
         session.records.event(session.call_id, "announcement", position=announce.position, text=text)
         await self.acd.announce_to_caller(session, Prompt("tts", text, "zh" if zh else "en"),

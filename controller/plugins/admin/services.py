@@ -234,8 +234,8 @@ class AdminService:
         differing = [name for name in MANAGED_SECTIONS if from_file.get(name) != from_database.get(name)]
         if differing:
             log.warning("the configuration file's %s differ from the database, which wins since the file seeded it "
-                        "(README \"Administration (live configuration)\"); applying %s (POST /api/config/apply) "
-                        "makes them the file's", ", ".join(differing), file_config.source or "the file")
+                        "(README \"Administration (live configuration)\"); `ccctl config apply %s` "
+                        "makes them the file's", ", ".join(differing), file_config.source or "FILE")
         await self.live.replace(stored)
 
     def _warn_problems(self, config: Config) -> None:

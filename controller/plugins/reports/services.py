@@ -42,7 +42,7 @@ class ReportService:
 
     @property
     def complaint_queues(self) -> set[str]:
-        """The queues of category `complaint` as they are now."""
+        """The queues whose category is complaint, as configured now (live configuration)."""
         return {q.name for q in self.acd.queue_configs.values() if q.category == "complaint"}
 
     async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
@@ -62,6 +62,7 @@ class ReportService:
                 for row in rows]
 
     async def call_facts(self, start: float, end: float) -> list[CallFact]:
+        complaints = self.complaint_queues
         visits = await self.store.fetchall(
             "SELECT * FROM queue_calls WHERE enqueued_at >= ? AND enqueued_at < ? AND outcome IS NOT NULL"
             " ORDER BY id", (start, end))
@@ -76,7 +77,6 @@ class ReportService:
         # A call's callback and survey belong to its last visit only (a transferred call has two
         # visits, one survey): totals count them once.
         last_visit = {row["call_id"]: row["id"] for row in visits}
-        complaint_queues = self.complaint_queues
         for row in visits:
             extra = extras[row["call_id"]]
             last = last_visit[row["call_id"]] == row["id"]
@@ -92,7 +92,7 @@ class ReportService:
                 talk_seconds=max(0.0, talk), hold_seconds=sum(holds), acw_seconds=acw.get(row["id"], 0.0),
                 transfers=transfers, callback_requested=last and extra["callback_requested"],
                 callback_completed=last and extra["callback_completed"],
-                survey_score=extra["survey"] if last else None, complaint=row["queue"] in complaint_queues))
+                survey_score=extra["survey"] if last else None, complaint=row["queue"] in complaints))
         for row in ivr_only:
             extra = extras[row["call_id"]]
             facts.append(CallFact(
