@@ -60,6 +60,9 @@ from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
+from controller.plugins.wfm import resources as wfm_resources
+from controller.plugins.wfm.services import WfmService
+from controller.plugins.wfm.state_persistor import ShiftRecords
 from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
@@ -113,6 +116,7 @@ class Controller:
                                     demo=config.demo)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
+        self.wfm = WfmService(config=config, reports=self.reports, shifts=ShiftRecords(self.store, self.clock.now))
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
@@ -264,6 +268,7 @@ class Controller:
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
             *report_resources.routes(self.reports),
+            *wfm_resources.routes(self.wfm),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),

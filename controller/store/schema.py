@@ -207,4 +207,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_at ON audit_log(at);
     CREATE INDEX audit_log_actor ON audit_log(actor, at);
     """,
+    # 10: agents' schedules (workforce management): shifts and the activities inside them
+    """
+    CREATE TABLE agent_shifts (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        start REAL NOT NULL,
+        end REAL NOT NULL,
+        activity TEXT NOT NULL,             -- work | break | meal | training | meeting | off
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX agent_shifts_agent ON agent_shifts(agent_id, start);
+    CREATE INDEX agent_shifts_start ON agent_shifts(start, end);
+    """,
 ]
