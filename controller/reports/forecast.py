@@ -20,6 +20,7 @@ Days are local days (the controller's time zone).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -197,11 +198,16 @@ def fit(history: History, calendar: HolidayCalendar, *, upto: int | None = None,
         notes.append(f"no trend: fewer than {TREND_MIN_DAYS} days of history")
     if "holiday" not in columns:
         notes.append("no holiday in the history: holidays are forecast like Sundays")
+    if days < len(columns) + 3:  # too few days for each weekday's own effect: workdays and rest days only
+        columns = [name for name in columns if name in ("const", "rest")]
+        notes.append("few days of history: one level for workdays, one for rest days")
     coefficients = np.zeros(len(columns))
     if daily.sum() > 0:
         design = np.array([[row[name] for name in columns] for row in rows])
         # Poisson GLM: counts, a log link (multiplicative weekday and holiday effects, exponential trend).
-        result = sm.GLM(daily, design, family=sm.families.Poisson()).fit()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (near-)perfect fits of tiny histories: the estimates are still usable
+            result = sm.GLM(daily, design, family=sm.families.Poisson()).fit()
         coefficients = np.asarray(result.params, dtype=float)
         if not np.all(np.isfinite(coefficients)):
             columns, coefficients = [], np.zeros(0)

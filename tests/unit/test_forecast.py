@@ -1,0 +1,212 @@
+"""Forecasts (a generated history with known seasonality, holidays, the store's own records) and staffing plans."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.clock import FakeClock
+from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config, WfmSettings
+from controller.plugins.acd.services import AcdService
+from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.reports.services import ReportService
+from controller.plugins.wfm.services import Targets, WfmService, staffing_row
+from controller.plugins.wfm.state_persistor import ShiftRecords
+from controller.reports import erlang, forecast
+from controller.store.db import Store
+
+WEEKDAY_FACTOR = (1.0, 0.95, 0.9, 0.9, 0.85, 0.5, 0.4)  # Monday … Sunday
+GROWTH_PER_DAY = 0.002
+NO_HOLIDAYS = forecast.HolidayCalendar("")
+
+
+def day_shape(slot: int, slots: int) -> float:
+    """Open 08:00–20:00, a midday peak: the known time-of-day seasonality."""
+    hour = slot * 24 / slots
+    return 0.0 if hour < 8 or hour >= 20 else 1 + math.sin((hour - 8) / 12 * math.pi)
+
+
+def expected_calls(day_index: int, day: date, slot: int, slots: int, per_day: float) -> float:
+    norm = sum(day_shape(s, slots) for s in range(slots))
+    return per_day * WEEKDAY_FACTOR[day.weekday()] * (1 + GROWTH_PER_DAY * day_index) * day_shape(slot, slots) / norm
+
+
+def generate(first: date, days: int, per_day: float, slots: int = 48, seed: int = 7,
+             factor: dict[date, float] | None = None) -> list[forecast.Visit]:
+    """Poisson arrivals at the known rates; 90 % answered with exponential handle times (mean 200 s)."""
+    rng = np.random.default_rng(seed)
+    visits = []
+    length = 86400 / slots
+    for index in range(days):
+        day = first + timedelta(index)
+        midnight = datetime(day.year, day.month, day.day).timestamp()
+        for slot in range(slots):
+            rate = expected_calls(index, day, slot, slots, per_day) * (factor or {}).get(day, 1.0)
+            for offset in rng.uniform(0, length, rng.poisson(rate)):
+                handle = float(rng.exponential(200)) if rng.random() < 0.9 else None
+                visits.append(forecast.Visit(midnight + slot * length + offset, handle))
+    return visits
+
+
+def test_a_generated_history_s_weekly_and_daily_seasonality_and_trend_are_recovered() -> None:
+    """Stated error: against the true rates of the week after 9 weeks of history, the interval forecasts'
+    MAPE is under 10 % (intervals expecting ≥ 1 call) and every day's total is within 5 %."""
+    first, days, slots = date(2026, 8, 3), 63, 48
+    history = forecast.History(generate(first, days, 800), first_day=first, days=days, interval_minutes=30)
+    model = forecast.fit(history, NO_HOLIDAYS)
+    assert "trend" in model.columns
+    errors = []
+    for index in range(days, days + 7):
+        day = first + timedelta(index)
+        rows = model.predict_day(day)
+        truth = [expected_calls(index, day, slot, slots, 800) for slot in range(slots)]
+        errors += [abs(row.calls - true) / true for row, true in zip(rows, truth, strict=True) if true >= 1]
+        assert sum(row.calls for row in rows) == pytest.approx(sum(truth), rel=0.05), day
+        assert all(row.calls < 0.5 for row, true in zip(rows, truth, strict=True) if true == 0)  # closed at night
+        assert rows[0].start == datetime(day.year, day.month, day.day).timestamp()
+    assert float(np.mean(errors)) < 0.10
+    # Handle time: the generated mean (200 s) within 5 % at a busy interval.
+    assert model.predict_day(first + timedelta(days))[28].aht_seconds == pytest.approx(200, rel=0.05)
+    # Held-out accuracy is measured against the noisy actuals: per day close, per interval Poisson noise.
+    accuracy = forecast.accuracy(history, NO_HOLIDAYS, 7)
+    assert accuracy.daily_mape is not None and accuracy.daily_mape < 0.06
+    assert accuracy.interval_mape is not None and accuracy.interval_mape < 0.3
+    assert accuracy.intervals_compared > 100
+
+
+def test_holidays_and_make_up_workdays_follow_the_china_calendar() -> None:
+    """2026's Spring Festival (Feb 15–23 off) and its make-up workdays (Sat Feb 14 and Sat Feb 28, 调休)."""
+    calendar = forecast.HolidayCalendar("CN")
+    assert calendar.is_workday(date(2026, 2, 14)) and not calendar.is_workday(date(2026, 2, 17))
+    assert calendar.is_holiday(date(2026, 2, 17)) and not calendar.is_holiday(date(2026, 2, 21 - 7))
+    assert forecast.profile_class(date(2026, 2, 28), calendar) == "wd0"  # a Saturday that is a workday
+    first, days = date(2025, 12, 1), 84  # the history holds New Year (Jan 1–3) and a 调休 Sunday (Jan 4)
+
+    def level(day: date) -> float:
+        """Holidays at a quarter of a Monday; a make-up workday like a Monday; other days as usual."""
+        target = 0.25 if calendar.is_holiday(day) else 1.0 if calendar.is_workday(day) and day.weekday() >= 5 \
+            else WEEKDAY_FACTOR[day.weekday()]
+        return target / WEEKDAY_FACTOR[day.weekday()]
+    factors = {first + timedelta(i): level(first + timedelta(i)) for i in range(days)}
+    history = forecast.History(generate(first, days, 600, factor=factors), first_day=first, days=days,
+                               interval_minutes=30)
+    model = forecast.fit(history, calendar)
+    assert "holiday" in model.columns
+    workday, holiday = model.daily_calls(date(2026, 2, 24)), model.daily_calls(date(2026, 2, 17))
+    saturday, make_up = model.daily_calls(date(2026, 3, 7)), model.daily_calls(date(2026, 2, 28))
+    assert holiday < saturday < workday  # a Tuesday in the Spring Festival is quieter than an ordinary Saturday
+    assert make_up == pytest.approx(model.daily_calls(date(2026, 3, 2)), rel=0.05)  # 调休 Saturday ≈ Monday
+    assert make_up > 1.5 * saturday
+    # Without a calendar the same Saturday is just a Saturday.
+    plain = forecast.fit(history, NO_HOLIDAYS)
+    assert plain.daily_calls(date(2026, 2, 28)) == pytest.approx(plain.daily_calls(date(2026, 3, 7)), rel=0.05)
+
+
+def test_an_empty_or_short_history_gives_a_forecast_not_an_error() -> None:
+    first = date(2026, 11, 2)
+    empty = forecast.fit(forecast.History([], first_day=first, days=7, interval_minutes=15), NO_HOLIDAYS)
+    rows = empty.predict_day(first + timedelta(7))
+    assert len(rows) == 96 and all(row.calls == 0 and row.aht_seconds == 180 for row in rows)
+    short = forecast.History(generate(first, 3, 300), first_day=first, days=3, interval_minutes=60)
+    model = forecast.fit(short, NO_HOLIDAYS)
+    assert "trend" not in model.columns and any("trend" in note for note in model.notes)
+    assert sum(row.calls for row in model.predict_day(first + timedelta(3))) > 100
+    with pytest.raises(ValueError):
+        forecast.History([], first_day=first, days=7, interval_minutes=20)
+
+
+# -- staffing ------------------------------------------------------------------------------------------
+
+def test_the_plan_s_agents_match_the_published_erlang_c_tables() -> None:
+    """Call Centre Helper's Erlang C table (100 calls per 30 min, AHT 180 s, 80/20: 13 agents reach 79.56 %,
+    14 reach 88.84 %) and Westbay Engineers' worked example (360 calls per 30 min, 240 s, 15 s: 55 agents
+    reach 84.59 %, 54 do not reach 80 %)."""
+    targets = Targets(0.8, 20, 0.3, None)
+    row = staffing_row(forecast.IntervalForecast(0.0, 100, 180), 30, targets)
+    assert row["agents"] == 14 and row["service_level"] == pytest.approx(0.8884, abs=5e-5)
+    assert row["scheduled_agents"] == 20  # 14 / (1 − 0.3)
+    assert "abandon_rate" in row and row["abandon_rate"] is None
+    westbay = staffing_row(forecast.IntervalForecast(0.0, 360, 240), 30, Targets(0.8, 15, 0.0, None))
+    assert erlang.achieved(55, calls=360, aht_seconds=240, answer_within_seconds=15).service_level == \
+        pytest.approx(0.8459, abs=5e-5)
+    assert westbay["agents"] <= 55 and westbay["scheduled_agents"] == westbay["agents"]
+    assert erlang.achieved(westbay["agents"] - 1, calls=360, aht_seconds=240,
+                           answer_within_seconds=15).service_level < 0.8
+    quiet = staffing_row(forecast.IntervalForecast(0.0, 0.01, 180), 30, targets)
+    assert quiet["agents"] == 0 and quiet["service_level"] is None
+
+
+def test_erlang_a_tends_to_erlang_c_and_its_two_routes_to_abandonment_agree() -> None:
+    # Callers who never give up: Erlang A is Erlang C (the published 10-erlang table above, 13 agents).
+    patient = erlang.achieved_with_abandonment(13, calls=100, aht_seconds=180, patience_seconds=1e7)
+    assert patient.probability_of_waiting == pytest.approx(0.2853, abs=5e-4)
+    assert patient.service_level == pytest.approx(0.7956, abs=5e-4)
+    assert patient.asa_seconds == pytest.approx(17.1, abs=0.1)
+    # Answered sooner or later (the tagged caller's chain at t → ∞) = 1 − abandonment (θ·Lq/λ, the
+    # stationary chain): two independent computations of the same number.
+    for agents in (8, 10, 12):
+        eventually = erlang.achieved_with_abandonment(agents, calls=100, aht_seconds=180, patience_seconds=120,
+                                                      answer_within_seconds=1e5)
+        assert eventually.abandon_rate is not None
+        assert eventually.service_level == pytest.approx(1 - eventually.abandon_rate, abs=1e-9)
+    # Impatient callers: fewer agents reach the target, and the plan says how many hang up.
+    needed_a = erlang.agents_needed(calls=100, aht_seconds=180, patience_seconds=120)
+    assert needed_a.agents == 12 and needed_a.service_level >= 0.8
+    assert erlang.achieved_with_abandonment(11, calls=100, aht_seconds=180, patience_seconds=120).service_level < 0.8
+    assert erlang.agents_needed(calls=100, aht_seconds=180).agents == 14
+    row = staffing_row(forecast.IntervalForecast(0.0, 100, 180), 30, Targets(0.8, 20, 0.0, 120))
+    assert row["agents"] == 12 and 0 < row["abandon_rate"] < 0.1
+    # Traffic beyond the agents is stable with abandonment (Erlang C would say: unbounded).
+    overload = erlang.achieved_with_abandonment(8, calls=100, aht_seconds=180, patience_seconds=120)
+    assert 0 < overload.service_level < 0.8 and overload.abandon_rate is not None and overload.abandon_rate > 0.1
+    with pytest.raises(ValueError):
+        erlang.achieved_with_abandonment(5, calls=100, aht_seconds=180, patience_seconds=0)
+
+
+# -- the store's own records ------------------------------------------------------------------------------
+
+async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None:
+    """Two weeks of queue visits written the way the ACD writes them (AcdRecords): 09:00–09:30 busy on workdays,
+    quiet at weekends; the plan for the next Monday forecasts the busy half hour and staffs it."""
+    first = date(2026, 11, 2)  # a Monday
+    clock = FakeClock(datetime(2026, 11, 16, 8, 0).timestamp())
+    store = Store(tmp_path / "controller.sqlite3")
+    await store.open()
+    config = Config(acd=AcdSettings(queues=[AcdQueueConfig(name="general")], agents=[
+        AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
+        wfm=WfmSettings(history_days=14, holdout_days=2, holidays=""))
+    records = AcdRecords(store, clock.now)
+    acd = AcdService(config=config, clock=clock, records=records, publish=lambda *a, **k: None,
+                     media_for=None)  # type: ignore[arg-type]
+    reports = ReportService(config=config, store=store, acd=acd, clock=clock)
+    wfm = WfmService(config=config, reports=reports, shifts=ShiftRecords(store, clock.now))
+    now = clock.now()
+    for index in range(14):
+        day = first + timedelta(index)
+        calls = 20 if day.weekday() < 5 else 2
+        for number in range(calls):
+            at = datetime(day.year, day.month, day.day, 9, 0).timestamp() + number * 60
+            call_id = f"c{index}-{number}"
+            clock._now = at  # the writers stamp rows with the clock
+            records.enqueued(call_id, "general", 0)
+            clock._now = at + 10
+            records.left(call_id, "answered", 10.0, "1001")
+            clock._now = at + 250
+            records.talk_ended(call_id)
+    clock._now = now
+    await store.flush()
+    plan = await wfm.plan("general", first_day=date(2026, 11, 16), days=1, interval_minutes=30)
+    rows = {datetime.fromtimestamp(row["start"]).strftime("%H:%M"): row for row in plan["rows"]}
+    assert rows["09:00"]["calls"] == pytest.approx(20, rel=0.1)
+    assert rows["09:00"]["aht_seconds"] == pytest.approx(240, rel=0.05)  # talk 240 s, no ACW recorded
+    assert rows["09:00"]["agents"] == erlang.agents_needed(calls=rows["09:00"]["calls"],
+                                                           aht_seconds=rows["09:00"]["aht_seconds"]).agents
+    assert rows["09:00"]["scheduled_agents"] == erlang.scheduled(rows["09:00"]["agents"], 0.3)
+    assert rows["03:00"]["calls"] < 0.5 and rows["03:00"]["agents"] == 0
+    assert plan["accuracy"]["holdout_days"] == 2 and plan["accuracy"]["daily_mape"] is not None
+    assert plan["targets"]["service_level_target"] == 0.8 and plan["targets"]["answer_within_seconds"] == 20
+    await store.close()
