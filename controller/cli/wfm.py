@@ -1,4 +1,5 @@
-"""Workforce management: `ccctl forecast` (staffing plan), `ccctl intraday`, `ccctl shifts`, `ccctl adherence`."""
+"""Workforce management: `ccctl forecast` (staffing plan), `ccctl intraday`, `ccctl shifts import` (and list,
+delete), `ccctl adherence`."""
 
 from __future__ import annotations
 
