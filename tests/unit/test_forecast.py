@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -210,3 +211,13 @@ async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None
     assert plan["accuracy"]["holdout_days"] == 2 and plan["accuracy"]["daily_mape"] is not None
     assert plan["targets"]["service_level_target"] == 0.8 and plan["targets"]["answer_within_seconds"] == 20
     await store.close()
+
+
+def test_ccctl_erlang_with_patience_is_erlang_a(capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main as cli
+
+    assert cli.main(["erlang", "--calls", "100", "--aht", "180", "--patience", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "needed: 12" in out and "hang up while waiting" in out
+    assert cli.main(["erlang", "--calls", "100", "--aht", "180", "--agents", "10", "--patience", "120", "--json"]) == 0
+    assert 0.1 < json.loads(capsys.readouterr().out)["abandon_rate"] < 0.2
