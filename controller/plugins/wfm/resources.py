@@ -11,7 +11,8 @@ from controller.http.server import caller_of, json_error, roles
 from controller.plugins.wfm.schedules import ACTIVITIES, ScheduleError, Shift, parse_csv
 from controller.plugins.wfm.services import MAX_PLAN_DAYS, UnknownQueue, WfmService
 
-DAY = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}(?!\\n)$", "description": "YYYY-MM-DD (local)"}
+DAY = {"type": "string", "pattern": "^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(?!\\n)$",
+       "description": "YYYY-MM-DD (local), 2000 to 2100"}
 QUEUE = {"type": "string", "minLength": 1, "maxLength": 64}
 INTERVAL = {"type": "integer", "enum": [15, 30, 60], "description": "minutes (default: wfm.interval_minutes)"}
 TIME = {"type": "number", "minimum": 0, "maximum": 1e11}
@@ -29,7 +30,11 @@ ADHERENCE = {"type": "object", "required": ["agents"], "properties": {"agents": 
 
 
 def _day(text: str | None, default: date) -> date:
-    return date.fromisoformat(text) if text else default
+    """A YYYY-MM-DD day from 2000 to 2100 (ValueError otherwise: the calendar and history need a real date)."""
+    day = date.fromisoformat(text) if text else default
+    if not 2000 <= day.year <= 2100:
+        raise ValueError("a day from 2000 to 2100")
+    return day
 
 
 def routes(wfm: WfmService) -> list[web.RouteDef]:
@@ -38,16 +43,14 @@ def routes(wfm: WfmService) -> list[web.RouteDef]:
                " forecast's accuracy on held-out days", tag="wfm",
                query={"queue": QUEUE, "days": {"type": "integer", "minimum": 1, "maximum": MAX_PLAN_DAYS},
                       "interval": INTERVAL, "start": {**DAY, "description": "first day (default: today)"}},
-               responses={200: PLAN}, errors={404: "no such queue"})
+               responses={200: PLAN}, errors={404: "no such queue"}, required_query=("queue",))
     @roles("supervisor")
     async def plan(request: web.Request) -> web.Response:
         query = request.query
-        if "queue" not in query:
-            return json_error(400, "query parameter queue is required")
         try:
             first = _day(query.get("start"), wfm.today())
         except ValueError:
-            return json_error(400, "start: not a date (YYYY-MM-DD)")
+            return json_error(400, "start: not a date from 2000 to 2100 (YYYY-MM-DD)")
         try:
             body = await wfm.plan(query["queue"], first_day=first, days=int(query.get("days", 1)),
                                   interval_minutes=int(query.get("interval", wfm.settings.interval_minutes)))
@@ -58,16 +61,14 @@ def routes(wfm: WfmService) -> list[web.RouteDef]:
     @operation("Intraday view: per interval of a day, forecast against actual calls and AHT, agents needed,"
                " scheduled on shift and staffed (on the phones)", tag="wfm",
                query={"queue": QUEUE, "day": {**DAY, "description": "default: today"}, "interval": INTERVAL},
-               responses={200: PLAN}, errors={404: "no such queue"})
+               responses={200: PLAN}, errors={404: "no such queue"}, required_query=("queue",))
     @roles("supervisor")
     async def intraday(request: web.Request) -> web.Response:
         query = request.query
-        if "queue" not in query:
-            return json_error(400, "query parameter queue is required")
         try:
             day = _day(query.get("day"), wfm.today())
         except ValueError:
-            return json_error(400, "day: not a date (YYYY-MM-DD)")
+            return json_error(400, "day: not a date from 2000 to 2100 (YYYY-MM-DD)")
         try:
             body = await wfm.intraday(query["queue"], day,
                                       int(query.get("interval", wfm.settings.interval_minutes)))
