@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -38,6 +40,20 @@ def _day(text: str | None, default: date) -> date:
 
 
 def routes(wfm: WfmService) -> list[web.RouteDef]:
+    async def for_day(request: web.Request, parameter: str,
+                      view: Callable[[str, date, int], Awaitable[dict[str, Any]]]) -> web.Response:
+        """A queue's view of a day (the `parameter` query, default today) at the requested interval."""
+        query = request.query
+        try:
+            day = _day(query.get(parameter), wfm.today())
+        except ValueError:
+            return json_error(400, f"{parameter}: not a date from 2000 to 2100 (YYYY-MM-DD)")
+        try:
+            body = await view(query["queue"], day, int(query.get("interval", wfm.settings.interval_minutes)))
+        except UnknownQueue as exc:
+            return json_error(404, str(exc))
+        return web.json_response(body)
+
     @operation("Staffing plan: per interval, forecast calls and AHT from the store's history, agents needed"
                " (Erlang C, or Erlang A with the queue's patience) and to schedule (shrinkage), with the"
                " forecast's accuracy on held-out days", tag="wfm",
@@ -46,17 +62,9 @@ def routes(wfm: WfmService) -> list[web.RouteDef]:
                responses={200: PLAN}, errors={404: "no such queue"}, required_query=("queue",))
     @roles("supervisor")
     async def plan(request: web.Request) -> web.Response:
-        query = request.query
-        try:
-            first = _day(query.get("start"), wfm.today())
-        except ValueError:
-            return json_error(400, "start: not a date from 2000 to 2100 (YYYY-MM-DD)")
-        try:
-            body = await wfm.plan(query["queue"], first_day=first, days=int(query.get("days", 1)),
-                                  interval_minutes=int(query.get("interval", wfm.settings.interval_minutes)))
-        except UnknownQueue as exc:
-            return json_error(404, str(exc))
-        return web.json_response(body)
+        days = int(request.query.get("days", 1))
+        return await for_day(request, "start", lambda queue, day, interval: wfm.plan(
+            queue, first_day=day, days=days, interval_minutes=interval))
 
     @operation("Intraday view: per interval of a day, forecast against actual calls and AHT, agents needed,"
                " scheduled on shift and staffed (on the phones)", tag="wfm",
@@ -64,17 +72,7 @@ def routes(wfm: WfmService) -> list[web.RouteDef]:
                responses={200: PLAN}, errors={404: "no such queue"}, required_query=("queue",))
     @roles("supervisor")
     async def intraday(request: web.Request) -> web.Response:
-        query = request.query
-        try:
-            day = _day(query.get("day"), wfm.today())
-        except ValueError:
-            return json_error(400, "day: not a date from 2000 to 2100 (YYYY-MM-DD)")
-        try:
-            body = await wfm.intraday(query["queue"], day,
-                                      int(query.get("interval", wfm.settings.interval_minutes)))
-        except UnknownQueue as exc:
-            return json_error(404, str(exc))
-        return web.json_response(body)
+        return await for_day(request, "day", wfm.intraday)
 
     @operation("Agents' shifts overlapping a period", tag="wfm",
                query={"from": {**TIME, "description": "epoch seconds (default: today 00:00)"},
