@@ -171,7 +171,7 @@ def test_erlang_a_tends_to_erlang_c_and_its_two_routes_to_abandonment_agree() ->
 # -- the store's own records ------------------------------------------------------------------------------
 
 async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None:
-    """Two weeks of queue visits written the way the ACD writes them (AcdRecords): 09:00–09:30 busy on workdays,
+    """Two weeks of queue visits and ACW written the way the ACD writes them (AcdRecords): 09:00–09:30 busy on workdays,
     quiet at weekends; the plan for the next Monday forecasts the busy half hour and staffs it."""
     first = date(2026, 11, 2)  # a Monday
     clock = FakeClock(datetime(2026, 11, 16, 8, 0).timestamp())
@@ -198,12 +198,14 @@ async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None
             records.left(call_id, "answered", 10.0, "1001")
             clock._now = at + 250
             records.talk_ended(call_id)
+            records.agent_state("1001", "acw", None, "talking", at + 250)  # 30 s of after-call work
+            records.agent_state("1001", "ready", None, "acw", at + 280)
     clock._now = now
     await store.flush()
     plan = await wfm.plan("general", first_day=date(2026, 11, 16), days=1, interval_minutes=30)
     rows = {datetime.fromtimestamp(row["start"]).strftime("%H:%M"): row for row in plan["rows"]}
     assert rows["09:00"]["calls"] == pytest.approx(20, rel=0.1)
-    assert rows["09:00"]["aht_seconds"] == pytest.approx(240, rel=0.05)  # talk 240 s, no ACW recorded
+    assert rows["09:00"]["aht_seconds"] == pytest.approx(270, rel=0.02)  # talk 240 s + ACW 30 s
     assert rows["09:00"]["agents"] == erlang.agents_needed(calls=rows["09:00"]["calls"],
                                                            aht_seconds=rows["09:00"]["aht_seconds"]).agents
     assert rows["09:00"]["scheduled_agents"] == erlang.scheduled(rows["09:00"]["agents"], 0.3)
