@@ -15,6 +15,7 @@ from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Confi
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.reports.services import ReportService
+from controller.plugins.wfm.schedules import ScheduleError, Shift
 from controller.plugins.wfm.services import Targets, WfmService, staffing_row
 from controller.plugins.wfm.state_persistor import ShiftRecords
 from controller.reports import erlang, forecast
@@ -170,9 +171,10 @@ def test_erlang_a_tends_to_erlang_c_and_its_two_routes_to_abandonment_agree() ->
 
 # -- the store's own records ------------------------------------------------------------------------------
 
-async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None:
-    """Two weeks of queue visits and ACW written the way the ACD writes them (AcdRecords): 09:00–09:30 busy on workdays,
-    quiet at weekends; the plan for the next Monday forecasts the busy half hour and staffs it."""
+async def test_a_plan_and_the_intraday_view_from_the_store_s_own_records(tmp_path: Path) -> None:
+    """Two weeks of queue visits and ACW written the way the ACD writes them (AcdRecords): 09:00–09:30 busy on
+    workdays, quiet at weekends; the plan for the next Monday forecasts the busy half hour and staffs it, and
+    that Monday's intraday view puts the forecast next to the actual calls, the shift and the agent's states."""
     first = date(2026, 11, 2)  # a Monday
     clock = FakeClock(datetime(2026, 11, 16, 8, 0).timestamp())
     store = Store(tmp_path / "controller.sqlite3")
@@ -212,6 +214,34 @@ async def test_a_plan_from_the_store_s_own_queue_records(tmp_path: Path) -> None
     assert rows["03:00"]["calls"] < 0.5 and rows["03:00"]["agents"] == 0
     assert plan["accuracy"]["holdout_days"] == 2 and plan["accuracy"]["daily_mape"] is not None
     assert plan["targets"]["service_level_target"] == 0.8 and plan["targets"]["answer_within_seconds"] == 20
+
+    # The day itself, by noon: 5 calls at 09:00–09:04, the agent on a 08:00–17:00 shift, on the phones (ready)
+    # 09:00–09:15 only (logged out since Sunday evening).
+    monday = datetime(2026, 11, 16).timestamp()
+    records.agent_state("1001", "logged_out", None, "ready", monday - 4 * 3600)
+    records.agent_state("1001", "ready", None, "logged_out", monday + 9 * 3600)
+    records.agent_state("1001", "not_ready", "meal", "ready", monday + 9.25 * 3600)
+    for number in range(5):
+        clock._now = monday + 9 * 3600 + number * 60
+        records.enqueued(f"today-{number}", "general", 0)
+        clock._now += 5
+        records.left(f"today-{number}", "answered", 5.0, "1001")
+        clock._now += 200
+        records.talk_ended(f"today-{number}")
+    clock._now = monday + 12 * 3600
+    await wfm.add_shifts([Shift("1001", monday + 8 * 3600, monday + 17 * 3600, "work")], "test")
+    with pytest.raises(ScheduleError, match="no agent '1009'"):
+        await wfm.add_shifts([Shift("1009", monday, monday + 3600)], "test")
+    day = await wfm.intraday("general", date(2026, 11, 16), 30)
+    by_time = {datetime.fromtimestamp(row["start"]).strftime("%H:%M"): row for row in day["rows"]}
+    nine = by_time["09:00"]
+    assert nine["calls"] == rows["09:00"]["calls"] and nine["agents"] == rows["09:00"]["agents"]  # the plan's
+    assert nine["actual_calls"] == 5 and nine["actual_aht_seconds"] == pytest.approx(200, abs=0.5)
+    assert nine["staffed"] == 0.5 and nine["scheduled_on_shift"] == 1
+    assert by_time["08:30"]["staffed"] == 0 and by_time["08:30"]["actual_calls"] == 0
+    assert by_time["07:30"]["scheduled_on_shift"] == 0 and by_time["16:30"]["scheduled_on_shift"] == 1
+    assert by_time["13:00"]["actual_calls"] is None and by_time["13:00"]["staffed"] is None  # not yet
+    assert [s.agent_id for _, s in await wfm.shifts.between(monday, monday + 86400)] == ["1001"]
     await store.close()
 
 
