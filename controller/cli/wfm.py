@@ -47,7 +47,7 @@ def _plan_header(d: dict[str, Any]) -> list[str]:
 
 def plan_table(d: dict[str, Any]) -> str:
     rows = [[_clock(r["start"]), r["calls"], r["aht_seconds"], r["agents"], r["scheduled_agents"],
-             _percent(r["service_level"])] for r in d["rows"] if r["calls"] or not d.get("busy_only")]
+             _percent(r["service_level"])] for r in d["rows"] if r["agents"] or not d.get("busy_only")]
     total = sum(r["calls"] for r in d["rows"])
     table = render_table(["interval", "calls", "AHT s", "agents", "schedule", "SL"], rows)
     return "\n".join([*_plan_header(d), table, f"total forecast calls: {total:.1f}"])
@@ -134,7 +134,7 @@ def register(sub: Any) -> None:
     fc.add_argument("--days", type=int, default=1, help="days ahead, from --start (default 1)")
     fc.add_argument("--start", help="first day, YYYY-MM-DD (default: today)")
     fc.add_argument("--interval", type=int, choices=[15, 30, 60], help="minutes (default: wfm.interval_minutes)")
-    fc.add_argument("--busy-only", action="store_true", help="table: leave out intervals with no forecast calls")
+    fc.add_argument("--busy-only", action="store_true", help="table: leave out the intervals that need nobody")
     fc.add_argument("--format", choices=["table", "csv", "json"], default="table")
     fc.add_argument("--json", action="store_true", help="same as --format json")
     fc.set_defaults(func=cmd_forecast)

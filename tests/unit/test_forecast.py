@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.cli.wfm import intraday_table, plan_table
 from controller.clock import FakeClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config, WfmSettings
 from controller.plugins.acd.services import AcdService
@@ -242,6 +243,18 @@ async def test_a_plan_and_the_intraday_view_from_the_store_s_own_records(tmp_pat
     assert by_time["07:30"]["scheduled_on_shift"] == 0 and by_time["16:30"]["scheduled_on_shift"] == 1
     assert by_time["13:00"]["actual_calls"] is None and by_time["13:00"]["staffed"] is None  # not yet
     assert [s.agent_id for _, s in await wfm.shifts.between(monday, monday + 86400)] == ["1001"]
+    # What `ccctl forecast` and `ccctl intraday` print from these answers.
+    text = plan_table({**plan, "busy_only": True})
+    assert "queue general: 1 day(s) from 2026-11-16, 30-minute intervals, learnt from 14 days" in text
+    assert "Erlang C: 80% answered within 20 s, shrinkage 30%" in text and "MAPE" in text
+    busy_line = next(line for line in text.splitlines() if line.startswith("11-16 09:00"))
+    assert busy_line.split()[2:] == [f"{rows['09:00']['calls']:.2f}", f"{rows['09:00']['aht_seconds']:.2f}",
+                                     str(rows["09:00"]["agents"]), str(rows["09:00"]["scheduled_agents"]),
+                                     f"{100 * rows['09:00']['service_level']:.1f}%"]
+    assert "11-16 03:00" not in text  # --busy-only
+    nine_line = next(line for line in intraday_table(day).splitlines() if line.startswith("11-16 09:00"))
+    assert nine_line.split()[2:] == [f"{nine['calls']:.2f}", "5", f"{nine['aht_seconds']:.2f}", "200.00",
+                                     str(nine["agents"]), "1", "0.50"]
     await store.close()
 
 
