@@ -21,10 +21,17 @@ import pytest
 from controller.reports import erlang
 from tests.browser import Browser
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config
+from tests.e2e.test_call_control import wait_for_state
+from tests.e2e.test_ivr_acd import ACD_DID, flows_dir
+from tests.sipp import Caller, Pause, Phone
 
 pytestmark = pytest.mark.e2e
 SUPERVISOR_TOKEN = "demo-supervisor-token"
 WFM = {"history_days": 14, "holdout_days": 2, "holidays": "CN", "adherence_grace_seconds": 1}
+QUEUE = {"name": "general", "wrapup_seconds": 2, "ring_timeout": 4, "max_wait": 60, "announce_interval": 0,
+         "announce_agent_number": False, "no_agents": "wait"}
+AGENTS = [{"id": agent, "name": name, "number": agent, "endpoint": f"800{agent[-1]}", "queues": {"general": 0}}
+          for agent, name in (("1001", "王芳"), ("1002", "李娜"), ("1003", "张伟"))]
 
 
 def ccctl(process: ControllerProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,7 +41,9 @@ def ccctl(process: ControllerProcess, *args: str, stdin: str | None = None) -> s
 
 @pytest.fixture
 async def wfm_controller(fresh_asterisk: Path, tmp_path: Path) -> Any:
-    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, wfm=WFM))
+    config = demo_config(tmp_path, wfm=WFM, ivr={"flows_dir": str(flows_dir(tmp_path, "always"))},
+                         acd={"queues": [QUEUE], "agents": AGENTS})
+    process = ControllerProcess(tmp_path / "data", config=config)
     await process.start()
     try:
         yield process
@@ -110,6 +119,22 @@ async def test_an_agent_on_shift_but_logged_out_is_out_of_adherence_until_ready(
         assert ready["state"] == "ready" and ready["out_since"] is None
         await wallboard.wait_for(f"document.querySelector('{cell}').dataset.adherence === 'in'")
         assert "OUT" not in await wallboard.text(cell)
+
+    # Talking to a caller from the queue is on the phones too; the intraday view counts the call.
+    phone = Phone(15001, answer_after_ms=300)
+    await phone.start()
+    caller = asyncio.create_task(Caller(ACD_DID, steps=[Pause(5000)]).run())
+    await wait_for_state(process, "1001", "talking")
+    talking = await adherence_of(process, "1001")
+    assert (talking["status"], talking["state"]) == ("in", "talking")
+    assert (await caller).ok
+    await wait_for_state(process, "1001", "ready")
+    intraday = json.loads((await asyncio.to_thread(ccctl, process, "intraday", "--queue", "general", "--json")).stdout)
+    (current,) = [r for r in intraday["rows"] if r["start"] <= time.time() < r["start"] + 1800]
+    assert current["actual_calls"] == 1 and current["actual_aht_seconds"] > 2, current
+    assert current["scheduled_on_shift"] == 1  # 1001 (1003's shift starts in an hour)
+    table = await asyncio.to_thread(ccctl, process, "intraday", "--queue", "general")
+    assert table.returncode == 0 and "forecast" in table.stdout and "on shift" in table.stdout
 
     # The adherence report: 1001's scheduled time so far, only part of it in adherence.
     status, report = await process.api("GET", "/api/reports/adherence", token=SUPERVISOR_TOKEN,
