@@ -99,6 +99,18 @@ async def test_an_agent_on_shift_but_logged_out_is_out_of_adherence_until_ready(
     # … while 1003 (shift later today, logged out) is in adherence, and 1002 (no shift) is not judged.
     assert (await adherence_of(process, "1003"))["status"] == "in"
     assert (await adherence_of(process, "1002"))["status"] == "unscheduled"
+    # A shift entered as JSON (1002 at a meeting now: logged out is as scheduled), then deleted again.
+    status, body = await process.api("POST", "/api/shifts", token=SUPERVISOR_TOKEN, json={"shifts": [
+        {"agent_id": "1002", "start": now - 60, "end": now + 3600, "activity": "meeting"}]})
+    assert (status, body) == (201, {"added": 1})
+    meeting = await adherence_of(process, "1002")
+    assert (meeting["status"], meeting["scheduled"]) == ("in", "meeting")
+    listing = await asyncio.to_thread(ccctl, process, "shifts", "list", "--agent", "1002", "--json")
+    (shift,) = json.loads(listing.stdout)["shifts"]
+    deleted = await asyncio.to_thread(ccctl, process, "shifts", "delete", str(shift["id"]))
+    assert deleted.returncode == 0 and f"shift {shift['id']} deleted" in deleted.stdout
+    assert (await adherence_of(process, "1002"))["status"] == "unscheduled"
+    assert (await process.api("DELETE", f"/api/shifts/{shift['id']}"))[0] == 404  # gone
     async with Browser() as browser:
         wallboard = await browser.open(f"{process.url}/wallboard?token={SUPERVISOR_TOKEN}&lang=en")
         cell = '#agents tr[data-agent="1001"] td.adherence'
