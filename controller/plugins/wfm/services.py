@@ -94,11 +94,15 @@ class WfmService:
                        self.settings.shrinkage, self.settings.patience_seconds.get(queue))
 
     async def history(self, queue: str, first_day: date, days: int, interval_minutes: int) -> forecast.History:
+        """The queue's offered calls and handle times per interval (counted in a thread: weeks of calls)."""
         facts = await self.reports.call_facts(local_midnight(first_day), local_midnight(first_day + timedelta(days)))
-        visits = [forecast.Visit(fact.offered_at, fact.talk_seconds + fact.hold_seconds + fact.acw_seconds
-                                 if fact.outcome == "answered" else None)
-                  for fact in facts if fact.queue == queue]
-        return forecast.History(visits, first_day=first_day, days=days, interval_minutes=interval_minutes)
+
+        def count() -> forecast.History:
+            visits = [forecast.Visit(fact.offered_at, fact.talk_seconds + fact.hold_seconds + fact.acw_seconds
+                                     if fact.outcome == "answered" else None)
+                      for fact in facts if fact.queue == queue]
+            return forecast.History(visits, first_day=first_day, days=days, interval_minutes=interval_minutes)
+        return await asyncio.to_thread(count)
 
     async def model(self, queue: str, first_forecast_day: date,
                     interval_minutes: int) -> tuple[forecast.Model, forecast.Accuracy]:
