@@ -3,6 +3,7 @@
 History comes from the reports' own facts (`ReportService.call_facts`: one per queue visit, handle
 time = talk + hold + ACW, the README's AHT), so a forecast learns from the same numbers the KPIs show.
 Models are fitted in a thread (statsmodels) and kept per (queue, first day, interval) until the day changes.
+(A plan for tomorrow learns from today only as far as today had gone at the day's first plan.)
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class WfmService:
         self.acd = reports.acd
         self.shifts = shifts
         self.calendar = forecast.HolidayCalendar(self.settings.holidays)
-        self._models: dict[tuple[str, date, int], tuple[forecast.Model, forecast.Accuracy]] = {}
+        # (queue, first forecast day, interval, today) -> fitted model: a history reaching today changes all day,
+        # so a model of a future day is fitted again each day (and every plan after a restart).
+        self._models: dict[tuple[str, date, int, date], tuple[forecast.Model, forecast.Accuracy]] = {}
 
     def now(self) -> float:
         return self.reports.clock.now()
@@ -107,7 +110,7 @@ class WfmService:
     async def model(self, queue: str, first_forecast_day: date,
                     interval_minutes: int) -> tuple[forecast.Model, forecast.Accuracy]:
         """The model learnt from the `history_days` before `first_forecast_day`, and its held-out accuracy."""
-        key = (queue, first_forecast_day, interval_minutes)
+        key = (queue, first_forecast_day, interval_minutes, self.today())
         if key not in self._models:
             days = self.settings.history_days
             history = await self.history(queue, first_forecast_day - timedelta(days), days, interval_minutes)
