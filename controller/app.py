@@ -66,6 +66,9 @@ from controller.plugins.reload import resources as reload_resources
 from controller.plugins.reload.services import ConfigReloader
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
+from controller.plugins.wfm import resources as wfm_resources
+from controller.plugins.wfm.services import WfmService
+from controller.plugins.wfm.state_persistor import ShiftRecords
 from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
@@ -128,6 +131,7 @@ class Controller:
         self.acd.refused_agent_gone_hooks.append(self._close_sockets_of_agent_gone)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
+        self.wfm = WfmService(config=config, reports=self.reports, shifts=ShiftRecords(self.store, self.clock.now))
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
@@ -318,6 +322,7 @@ class Controller:
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
+            *wfm_resources.routes(self.wfm),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),

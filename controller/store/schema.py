@@ -224,4 +224,18 @@ MIGRATIONS: list[str] = [
         value TEXT
     );
     """,
+    # 11: agents' schedules (workforce management): shifts and the activities inside them
+    """
+    CREATE TABLE agent_shifts (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        start REAL NOT NULL,
+        end REAL NOT NULL,
+        activity TEXT NOT NULL,             -- work | break | meal | training | meeting | off
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX agent_shifts_agent ON agent_shifts(agent_id, start);
+    CREATE INDEX agent_shifts_start ON agent_shifts(start, end);
+    """,
 ]
