@@ -229,13 +229,13 @@ MIGRATIONS: list[str] = [
     CREATE TABLE agent_shifts (
         id INTEGER PRIMARY KEY,
         agent_id TEXT NOT NULL,
-        start REAL NOT NULL,
-        end REAL NOT NULL,
+        starts_at REAL NOT NULL,            -- (not `start`/`end`: END is reserved in PostgreSQL)
+        ends_at REAL NOT NULL,
         activity TEXT NOT NULL,             -- work | break | meal | training | meeting | off
         created_at REAL NOT NULL,
         created_by TEXT NOT NULL DEFAULT ''
     );
-    CREATE INDEX agent_shifts_agent ON agent_shifts(agent_id, start);
-    CREATE INDEX agent_shifts_start ON agent_shifts(start, end);
+    CREATE INDEX agent_shifts_agent ON agent_shifts(agent_id, starts_at);
+    CREATE INDEX agent_shifts_start ON agent_shifts(starts_at, ends_at);
     """,
 ]

@@ -1,4 +1,4 @@
-"""Agents' shifts in the store (table agent_shifts, migration 10)."""
+"""Agents' shifts in the store (table agent_shifts, migration 11)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class ShiftRecords:
         """Store checked shifts (`schedules.check`), and wait until they are committed."""
         now = self._now()
         await self._store.executemany(
-            "INSERT INTO agent_shifts (agent_id, start, end, activity, created_at, created_by)"
+            "INSERT INTO agent_shifts (agent_id, starts_at, ends_at, activity, created_at, created_by)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(s.agent_id, s.start, s.end, s.activity, now, created_by) for s in shifts])
 
@@ -31,10 +31,10 @@ class ShiftRecords:
     async def between(self, start: float, end: float, agent_id: str | None = None) -> list[tuple[int, Shift]]:
         """The shifts overlapping [start, end), by agent and start."""
         await self._store.flush()
-        sql = "SELECT id, agent_id, start, end, activity FROM agent_shifts WHERE start < ? AND end > ?"
+        sql = "SELECT id, agent_id, starts_at, ends_at, activity FROM agent_shifts WHERE starts_at < ? AND ends_at > ?"
         params: list[object] = [end, start]
         if agent_id is not None:
             sql += " AND agent_id = ?"
             params.append(agent_id)
-        rows = await self._store.fetchall(sql + " ORDER BY agent_id, start, id", params)
-        return [(row["id"], Shift(row["agent_id"], row["start"], row["end"], row["activity"])) for row in rows]
+        rows = await self._store.fetchall(sql + " ORDER BY agent_id, starts_at, id", params)
+        return [(row["id"], Shift(row["agent_id"], row["starts_at"], row["ends_at"], row["activity"])) for row in rows]
