@@ -1,6 +1,11 @@
-"""The store's schema, as numbered migrations (PRAGMA user_version counts how many have run).
+"""The store's schema, as numbered migrations, run at start on either engine (SQLite's `PRAGMA
+user_version`, PostgreSQL's `schema_version` table count how many have run).
 
-Append a new string to add tables or columns; never edit one that has shipped.
+Append a new string to add tables or columns; never edit one that has shipped. Write it in the SQL both
+engines take: SQLite's type names INTEGER, REAL, TEXT, BLOB and `INTEGER PRIMARY KEY` for a generated id
+(on PostgreSQL they become BIGINT, DOUBLE PRECISION, TEXT, BYTEA and an identity column); plain CREATE
+TABLE / CREATE INDEX / ALTER TABLE ADD COLUMN; no PRAGMA, no `INSERT OR ...` (use ON CONFLICT), no
+SQLite-only functions. tests/unit/test_store_engines.py runs every migration on both engines.
 """
 
 from __future__ import annotations
@@ -206,5 +211,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_log_at ON audit_log(at);
     CREATE INDEX audit_log_actor ON audit_log(actor, at);
+    """,
+    # 10: retention deletes dispositions by time (PostgreSQL has no rowid to take the oldest by)
+    """
+    CREATE INDEX dispositions_at ON dispositions(at);
     """,
 ]
