@@ -16,6 +16,7 @@ from controller.media.prompts import PromptRenderer, prompt_key
 from controller.settings import SettingsError
 from controller.store.db import Store
 from controller.store.retention import DAY, RetentionJob
+from tests.conftest import StoreTarget
 
 NOW = 1_800_000_000.0
 OLD = NOW - 500 * DAY  # past the 400-day default
@@ -23,8 +24,9 @@ RECENT = NOW - 10 * DAY
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
+async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
+    """On each engine (tests/conftest.py)."""
+    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await store.open()
     yield store
     await store.close()

@@ -1,0 +1,71 @@
+"""Which store engines the tests run on, and the PostgreSQL server they use.
+
+`--store-engines sqlite,postgresql` (or CCC_TEST_ENGINES) chooses; both by default. A test that takes
+the `engine` fixture runs once per chosen engine; `store_target(engine)` gives it what `Store()` takes.
+PostgreSQL is started once per session (tests/pg_server.py) when a chosen test needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.pg_server import PostgresServer
+
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-engines", default=os.environ.get("CCC_TEST_ENGINES", ",".join(ENGINES)),
+                     help="store engines the store's tests run on: sqlite, postgresql or both (default: both)")
+
+
+def chosen_engines(config: pytest.Config) -> list[str]:
+    chosen = [name.strip() for name in str(config.getoption("--store-engines")).split(",") if name.strip()]
+    unknown = set(chosen) - set(ENGINES)
+    if unknown or not chosen:
+        raise pytest.UsageError(f"--store-engines: expected sqlite and/or postgresql, got {sorted(unknown)}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", chosen_engines(metafunc.config))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (started on first use, stopped and removed at the end)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """What `Store()` takes for one test: a SQLite file or a fresh PostgreSQL database."""
+
+    engine: str
+    target: Path | str
+    password: str
+    spill_dir: Path
+
+    def kwargs(self) -> dict[str, object]:
+        return {"password": self.password, "spill_dir": self.spill_dir}
+
+
+@pytest.fixture
+def store_target(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreTarget:
+    if engine == "sqlite":
+        return StoreTarget(engine, tmp_path / "s.sqlite3", "", tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return StoreTarget(engine, server.new_database(), server.password, tmp_path)
