@@ -2,6 +2,8 @@
 
 `--store-engines sqlite,postgresql` (or CCC_TEST_ENGINES) chooses; both by default. A test that takes
 the `engine` fixture runs once per chosen engine; `store_target(engine)` gives it what `Store()` takes.
+An end-to-end test marked `both_engines` runs its controller once per chosen engine (`store_env`, in
+tests/e2e/conftest.py); the other end-to-end tests use SQLite, to keep the suite's time.
 PostgreSQL is started once per session (tests/pg_server.py) when a chosen test needs it.
 """
 
@@ -35,6 +37,8 @@ def chosen_engines(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         metafunc.parametrize("engine", chosen_engines(metafunc.config))
+    if "store_env" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("store_env", chosen_engines(metafunc.config), indirect=True)
 
 
 @pytest.fixture(scope="session")
