@@ -111,6 +111,9 @@ class Store:
             self.path = Path(spill_dir if spill_dir is not None else ".") / "postgresql-store"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._opened = False
+        # A batch whose COMMIT broke with the connection: its last ticket and the statements rejected in it
+        # (PostgreSQL; the next try asks the server whether it landed before writing it again).
+        self._uncertain: tuple[int, dict[int, tuple[_Statement, StatementFailed]]] | None = None
         self._pending: list[_Statement] = []
         self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
@@ -399,6 +402,19 @@ class Store:
         (raised)."""
         engine = self.engine
         rejected: dict[int, tuple[_Statement, StatementFailed]] = {}
+        carried = 0  # of `rejected`: statements of a landed earlier try
+        if self._uncertain is not None:
+            last_ticket, rejected_then = self._uncertain
+            if engine.commit_landed():  # (raises while the server cannot tell: the batch stays queued)
+                rejected.update(rejected_then)
+                carried = len(rejected_then)
+                landed = sum(1 for statement in batch if statement.ticket <= last_ticket)
+                self.writes += landed - len(rejected_then)
+                self.commits += 1
+                batch = batch[landed:]
+            self._uncertain = None
+            if not batch:
+                return list(rejected.values())
         if engine.in_transaction():  # left over from a failure whose rollback failed too
             _rollback(engine, RuntimeError("a transaction left open"))
         while True:
@@ -422,9 +438,11 @@ class Store:
                     continue
                 engine.commit()
             except BaseException as exc:
+                if engine.commit_uncertain():
+                    self._uncertain = (batch[-1].ticket, rejected)
                 _rollback(engine, exc)
                 raise
-            self.writes += len(batch) - len(rejected)
+            self.writes += len(batch) - (len(rejected) - carried)
             self.commits += 1
             return list(rejected.values())
 

@@ -103,6 +103,8 @@ class Engine(Protocol):
     def open(self, migrations: Sequence[str]) -> None: ...
     def begin(self) -> None: ...
     def commit(self) -> None: ...
+    def commit_uncertain(self) -> bool: ...
+    def commit_landed(self) -> bool: ...
     def rollback(self) -> None: ...
     def execute(self, sql: str, params: Params) -> None: ...
     def query(self, sql: str, params: Params) -> list[Row]: ...
@@ -150,6 +152,13 @@ class SqliteEngine:
 
     def commit(self) -> None:
         self._require().execute("COMMIT")
+
+    def commit_uncertain(self) -> bool:
+        """A local file: a failed COMMIT did not happen."""
+        return False
+
+    def commit_landed(self) -> bool:
+        return False
 
     def rollback(self) -> None:
         self._require().execute("ROLLBACK")
@@ -296,6 +305,7 @@ class PostgresEngine:
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self.conn: psycopg.Connection[Any] | None = None
+        self._committing_xid: str | None = None  # the transaction a broken COMMIT was for
 
     @property
     def where(self) -> str:
@@ -365,7 +375,35 @@ class PostgresEngine:
         self._require().execute("BEGIN")
 
     def commit(self) -> None:
-        self._require().execute("COMMIT")
+        """COMMIT, noting the transaction's id first: when the connection breaks during COMMIT, whether it
+        happened is asked of the server afterwards (`commit_landed`), so the batch is neither lost nor
+        written twice."""
+        conn = self._require()
+        row = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+        self._committing_xid = str(row[0]) if row else None
+        conn.execute("COMMIT")
+        self._committing_xid = None
+
+    def commit_uncertain(self) -> bool:
+        """The last COMMIT failed with the connection: the server may have committed it."""
+        return self._committing_xid is not None and (self.conn is None or self.conn.closed or self.conn.broken)
+
+    def commit_landed(self) -> bool:
+        """Whether the uncertain COMMIT happened (asked on a new connection); raises a retryable error while
+        the server cannot answer or the transaction is still being committed."""
+        import psycopg
+
+        xid = self._committing_xid
+        if xid is None:
+            return False
+        row = self._require().execute("SELECT pg_xact_status($1::xid8)", (xid,)).fetchone()
+        status = row[0] if row else None
+        if status == "in progress":
+            raise psycopg.OperationalError("the server is still committing the last batch")
+        self._committing_xid = None
+        log.warning("store: the connection broke during a commit; the server says it %s",
+                    "happened" if status == "committed" else "did not happen")
+        return status == "committed"
 
     def rollback(self) -> None:
         if self.conn is not None and not self.conn.closed and not self.conn.broken:

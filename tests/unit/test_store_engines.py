@@ -181,3 +181,54 @@ async def test_postgresql_errors_are_told_apart_by_the_server_s_own_codes(pg: Po
         await store.fetchall("SELECT pg_sleep(5)")
     assert time.monotonic() - started < 4
     await store.close()
+
+
+class _CommitAnswerLost:
+    """The store's connection, except that right after the server committed, the connection is cut (by the
+    server: pg_terminate_backend), so the client never hears that the COMMIT succeeded."""
+
+    def __init__(self, conn: Any, server: PostgresServer) -> None:
+        self._conn = conn
+        self._server = server
+        self.cut = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        result = self._conn.execute(sql, *args)
+        if sql == "COMMIT" and not self.cut:
+            self.cut = True
+            with self._server.admin(self._conn.info.dbname) as admin:  # type: ignore[attr-defined]
+                admin.execute("SELECT pg_terminate_backend(%s)", (self._conn.info.backend_pid,))
+            self._conn.execute("SELECT 1")  # raises: the connection is gone
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_commit_whose_answer_was_lost_is_neither_lost_nor_written_twice(
+        pg: PostgresServer, tmp_path: Any, landed: bool) -> None:
+    store = await pg_store(pg, pg.new_database(), tmp_path)
+    assert isinstance(store.engine, PostgresEngine) and store.engine.conn is not None
+    proxy = _CommitAnswerLost(store.engine.conn, pg)
+    if landed:
+        store.engine.conn = proxy
+    else:  # the negative twin: the connection is cut before COMMIT (nothing landed)
+        with pg.admin(store.engine.conn.info.dbname) as admin:  # type: ignore[attr-defined]
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.engine.conn.info.backend_pid,))
+    store.write("INSERT INTO call_events (call_id, at, kind) VALUES (?, ?, ?)", ("c", NOW, "1"))
+    store.write("INSERT INTO call_events (call_id, at, kind) VALUES (?, ?, ?)", ("c", NOW, None))  # rejected
+    store.write("INSERT INTO call_events (call_id, at, kind) VALUES (?, ?, ?)", ("c", NOW, "2"))
+    with pytest.raises(StoreUnavailable):
+        await store.flush()
+    assert proxy.cut is landed
+    store.write("INSERT INTO call_events (call_id, at, kind) VALUES (?, ?, ?)", ("c", NOW, "3"))
+    writer = asyncio.create_task(store.run_writer())  # the next try asks the server about the broken COMMIT
+    async with asyncio.timeout(10):
+        while store._pending or store._committing:
+            await asyncio.sleep(0.02)
+    writer.cancel()
+    kinds = [row["kind"] for row in await store.fetchall("SELECT kind FROM call_events ORDER BY id")]
+    assert kinds == ["1", "2", "3"]
+    assert store.rejected == 1 and store.writes == 3
+    await store.close()
