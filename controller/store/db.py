@@ -417,11 +417,21 @@ class Store:
                 return list(rejected.values())
         if engine.in_transaction():  # left over from a failure whose rollback failed too
             _rollback(engine, RuntimeError("a transaction left open"))
+        pipelined = engine.pipelines  # all at once (one round trip) until a statement fails
         while True:
             engine.begin()
             try:
                 restart = False
-                for statement in batch:
+                if pipelined:
+                    try:
+                        engine.execute_all([(statement.sql, statement.params) for statement in batch])
+                    except Exception as exc:
+                        if engine.is_environment_error(exc):
+                            raise
+                        _rollback(engine, exc)  # one of them is wrong: find it, one by one
+                        pipelined = False
+                        continue
+                for statement in batch if not pipelined else ():
                     if statement.ticket in rejected:
                         continue
                     try:
