@@ -232,3 +232,17 @@ async def test_a_commit_whose_answer_was_lost_is_neither_lost_nor_written_twice(
     assert kinds == ["1", "2", "3"]
     assert store.rejected == 1 and store.writes == 3
     await store.close()
+
+
+async def test_the_url_s_own_options_are_kept_beside_the_store_s_timeouts(pg: PostgresServer, tmp_path: Any) -> None:
+    """A site keeping the tables in a schema of its own (`options=-c search_path=...` in the URL)."""
+    url = pg.new_database()
+    with pg.admin(url.rsplit("/", 1)[1]) as admin:  # type: ignore[attr-defined]
+        admin.execute("CREATE SCHEMA ccc")
+    store = await pg_store(pg, f"{url}?options=-c%20search_path%3Dccc", tmp_path)
+    row = await store.fetchone("SELECT current_setting('search_path') AS path,"
+                               " current_setting('statement_timeout') AS timeout")
+    assert row is not None and (row["path"], row["timeout"]) == ("ccc", "2s")
+    tables = await store.fetchall("SELECT table_schema FROM information_schema.tables WHERE table_name = 'calls'")
+    assert [t["table_schema"] for t in tables] == ["ccc"]
+    await store.close()
