@@ -330,14 +330,17 @@ class PostgresEngine:
 
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         # libpq's timeouts bound every network call: connecting, each statement on the server, and a
-        # peer that stops answering (TCP keepalives and the user timeout notice a cut-off host).
+        # peer that stops answering (TCP keepalives and the user timeout notice a cut-off host). The
+        # URL's own `options` (e.g. a search_path) are kept, ours added after them.
         timeout_ms = int(self.statement_timeout * 1000)
+        own_options = str(conninfo_to_dict(self.url).get("options", ""))
         settings: dict[str, Any] = {
             "connect_timeout": max(1, math.ceil(self.connect_timeout)),
-            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}"
-                       f" -c idle_in_transaction_session_timeout={timeout_ms * 2}",
+            "options": f"{own_options} -c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}"
+                       f" -c idle_in_transaction_session_timeout={timeout_ms * 2}".strip(),
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
             "tcp_user_timeout": timeout_ms,
             "application_name": "ccc-controller",

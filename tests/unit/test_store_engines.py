@@ -246,3 +246,22 @@ async def test_the_url_s_own_options_are_kept_beside_the_store_s_timeouts(pg: Po
     tables = await store.fetchall("SELECT table_schema FROM information_schema.tables WHERE table_name = 'calls'")
     assert [t["table_schema"] for t in tables] == ["ccc"]
     await store.close()
+
+
+async def test_a_server_that_cannot_be_used_at_start_is_refused_with_where_and_why(pg: PostgresServer,
+                                                                                    tmp_path: Any) -> None:
+    from controller.store.db import StoreNotWritable
+
+    url = pg.new_database()
+    wrong = Store(url, password="not-the-password", spill_dir=tmp_path)
+    with pytest.raises(StoreNotWritable) as refused:
+        await wrong.open()
+    assert "password authentication failed" in str(refused.value) and "not-the-password" not in str(refused.value)
+    assert f"127.0.0.1:{pg.port}" in str(refused.value)
+    gone = Store(f"postgresql://ccc@127.0.0.1:{pg.port + 1}/x", password=pg.password, spill_dir=tmp_path,
+                 connect_timeout=1)
+    with pytest.raises(StoreNotWritable, match="cannot open the store"):
+        await gone.open()
+    right = Store(url, password=pg.password, spill_dir=tmp_path)  # the positive twin
+    await right.open()
+    await right.close()
