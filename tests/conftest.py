@@ -66,10 +66,15 @@ class StoreTarget:
     def kwargs(self) -> dict[str, object]:
         return {"password": self.password, "spill_dir": self.spill_dir}
 
+    @classmethod
+    def sqlite(cls, folder: Path) -> StoreTarget:
+        """SQLite only (a test about something else than the store)."""
+        return cls("sqlite", folder / "s.sqlite3", "", folder)
+
 
 @pytest.fixture
 def store_target(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreTarget:
     if engine == "sqlite":
-        return StoreTarget(engine, tmp_path / "s.sqlite3", "", tmp_path)
+        return StoreTarget.sqlite(tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres")
     return StoreTarget(engine, server.new_database(), server.password, tmp_path)
