@@ -358,12 +358,17 @@ class PostgresEngine:
         try:
             conn = self._connect()
             with conn.transaction():
+                # A migration on a big table, or waiting for another controller's, takes what it takes.
+                conn.execute("SET LOCAL statement_timeout = 0")
+                conn.execute("SET LOCAL lock_timeout = 0")
                 conn.execute("SELECT pg_advisory_xact_lock($1)", (PG_MIGRATION_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 row = conn.execute("SELECT version FROM schema_version").fetchone()
                 version = int(row[0]) if row else 0
                 if row is None:
                     conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+                if version < len(migrations):
+                    log.info("store: migrating the schema from version %d to %d", version, len(migrations))
                 for number, script in enumerate(migrations[version:], start=version + 1):
                     for statement in split_statements(script):
                         conn.execute(to_postgresql(statement))

@@ -265,3 +265,16 @@ async def test_a_server_that_cannot_be_used_at_start_is_refused_with_where_and_w
     right = Store(url, password=pg.password, spill_dir=tmp_path)  # the positive twin
     await right.open()
     await right.close()
+
+
+async def test_migrations_are_not_cut_by_the_statement_timeout(pg: PostgresServer, tmp_path: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration on a big table may take longer than a call's statement may: it is given the time."""
+    slow = [*MIGRATIONS, "CREATE TABLE slow AS SELECT 1 AS n FROM pg_sleep(1.5)"]
+    monkeypatch.setattr(db, "MIGRATIONS", slow)
+    store = Store(pg.new_database(), password=pg.password, spill_dir=tmp_path, statement_timeout=0.5)
+    await store.open()
+    assert await schema_version(store) == len(slow)
+    with pytest.raises(StoreUnavailable):  # the store's own statements still have their limit
+        await store.fetchall("SELECT pg_sleep(1.5)")
+    await store.close()
