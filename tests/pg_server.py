@@ -66,11 +66,19 @@ class PostgresServer:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth=scram-sha-256",
                   f"--pwfile={password_file}", "-E", "UTF8", "--no-locale", "--no-sync")
         password_file.unlink()
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server (again, after `halt()`: same data, same port)."""
         options = [f"-p {self.port}", "-h 127.0.0.1", f"-k {self.dir}", "-c max_connections=200"]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
                   "-o", " ".join(options), "-w", "-t", "60", "start")
+
+    def halt(self) -> None:
+        """Stop the server, its clients' connections cut (a database server going down)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         """Without the password: it goes to the store on its own (`password`), as in production."""
@@ -96,7 +104,9 @@ class PostgresServer:
             return ""
 
     def stop(self) -> None:
+        """Stop the server and remove its data."""
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self.halt()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
