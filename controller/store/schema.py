@@ -5,7 +5,9 @@ Append a new string to add tables or columns; never edit one that has shipped. W
 engines take: SQLite's type names INTEGER, REAL, TEXT, BLOB and `INTEGER PRIMARY KEY` for a generated id
 (on PostgreSQL they become BIGINT, DOUBLE PRECISION, TEXT, BYTEA and an identity column); plain CREATE
 TABLE / CREATE INDEX / ALTER TABLE ADD COLUMN; no PRAGMA, no `INSERT OR ...` (use ON CONFLICT), no
-SQLite-only functions. tests/unit/test_store_engines.py runs every migration on both engines.
+SQLite-only functions. A generated id is never also given explicitly in an INSERT (PostgreSQL's identity
+would not move past it); a table whose key the code chooses declares it so (`seq INTEGER PRIMARY KEY` is
+fine when every INSERT gives it). tests/unit/test_store_engines.py runs every migration on both engines.
 """
 
 from __future__ import annotations
