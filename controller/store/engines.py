@@ -47,8 +47,9 @@ SQLITE_ENVIRONMENT_ERRORS = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15})
 #: I/O), internal error (XX), invalid transaction state (25: e.g. a read-only standby).
 PG_ENVIRONMENT_CLASSES = frozenset({"08", "25", "40", "53", "55", "57", "58", "XX"})
 #: ... and single SQLSTATEs outside those classes: no privilege on a table (an operator fixes it, like
-#: SQLite's read-only file), too many connections.
-PG_ENVIRONMENT_STATES = frozenset({"42501", "53300"})
+#: SQLite's read-only file). A statement cancelled by `statement_timeout` (57014) is retried too: on a
+#: busy server the next try succeeds.
+PG_ENVIRONMENT_STATES = frozenset({"42501"})
 #: Serialises schema migrations between controllers sharing one PostgreSQL database ("ccc-schema").
 PG_MIGRATION_LOCK = 0x6363632D736368
 
