@@ -42,8 +42,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (started on first use, stopped and removed at the end)."""
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (started on first use, stopped and removed at the end); the tests
+    that need it are skipped when `--store-engines` leaves PostgreSQL out."""
+    if "postgresql" not in chosen_engines(request.config):
+        pytest.skip("PostgreSQL is not among --store-engines")
     server = PostgresServer()
     try:
         server.start()
