@@ -31,6 +31,8 @@ from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
 from controller.instance import EXIT_ANOTHER_CONTROLLER
+from controller.live_config import LiveConfig
+from controller.logs import setup_logging
 from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
@@ -38,6 +40,8 @@ from controller.plugins.access.state_persistor import AccessRecords, AuditLog
 from controller.plugins.acd import resources as acd_resources
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.admin import resources as admin_resources
+from controller.plugins.admin.services import AdminService
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
 from controller.plugins.ami import resources as ami_resources
@@ -58,6 +62,8 @@ from controller.plugins.metrics import resources as metrics_resources
 from controller.plugins.recordings import resources as recording_resources
 from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
+from controller.plugins.reload import resources as reload_resources
+from controller.plugins.reload.services import ConfigReloader
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
 from controller.store.db import Store, StoreError
@@ -71,7 +77,8 @@ STOP_FLUSH_SECONDS = 5.0
 
 class Controller:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config
+        self.config = config  # as the file says; the managed sections as they are now: self.live.current
+        self.live = LiveConfig(config)
         self.clock = clock or SystemClock()
         self.started_at = time.time()
         self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
@@ -82,6 +89,8 @@ class Controller:
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
         self.events = EventBus(self.store, self.clock.now)
+        self.audit = AuditLog(self.store, time.time)
+        self.admin = AdminService(self.store, self.live, self.audit, time.time, publish=self.events.publish)
         self.webhooks = WebhookNotifier([Webhook.from_config(entry) for entry in config.webhooks], self.events,
                                         self.store, self._http)
         self.compat = CompatService(config, self.store, self.events)  # queue_log and CDRs for Asterisk tools
@@ -92,7 +101,7 @@ class Controller:
         self.recordings = RecordingService(config=config, ari=self.ari,
                                            index=RecordingIndex(self.store, self.clock.now),
                                            publish=self.events.publish)
-        self.acd = AcdService(config=config, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
+        self.acd = AcdService(config=self.live, clock=self.clock, records=AcdRecords(self.store, self.clock.now),
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
@@ -107,12 +116,16 @@ class Controller:
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
         self._resume_waiting_and_ivr_callers()
+        self.admin.register_guard("queue", self.acd.queue_removal_refusal)
+        self.live.subscribe("queue_log and CDR agents", self.compat.configuration_changed)
         self.calls.phone_call_handler = self.acd.outbound.phone_call
         self.sockets = SocketRegistry()
-        self.access = AccessService(AccessRecords(self.store), AuditLog(self.store, time.time), config.auth,
+        self.access = AccessService(AccessRecords(self.store), self.audit, config.auth,
                                     now=time.time, sockets=self.sockets,
                                     agent_exists=lambda agent_id: agent_id in self.acd.agent_configs,
+                                    agent_refusal=self.acd.agent_refusal,
                                     demo=config.demo)
+        self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
@@ -130,7 +143,12 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
-        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self.ivr.reload, self._reload_tls]
+        # After the configuration file and the flows, on each reload (SIGHUP, POST /api/config/reload).
+        self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self._reload_tls]
+        self.reloader = ConfigReloader(config.source, self.live)
+        self._reload_lock = asyncio.Lock()
+        self.customers: CustomerDirectory | None = None  # needs the HTTP client: built in run()
+        self.live.subscribe("settings from the file", self._follow_file_settings)
         self.metric_sources: list[metrics_resources.MetricSource] = [metrics_resources.controller_metrics(self),
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr),
@@ -173,9 +191,41 @@ class Controller:
         os._exit(EXIT_ANOTHER_CONTROLLER)
 
     def reload(self) -> None:
-        """SIGHUP: reload what can change without a restart (IVR flows; plugins add theirs)."""
+        """SIGHUP: as `reload_everything` (its report is logged)."""
         if self._tasks is not None:
-            self.spawn(self._run_reload_hooks())
+            self.spawn(self._reload_on_signal())
+
+    async def _reload_on_signal(self) -> None:
+        try:
+            await self.reload_everything()
+        except Exception:  # never end the TaskGroup that carries the calls
+            log.exception("reload failed; what was live stays live")
+
+    async def reload_everything(self) -> dict[str, Any]:
+        """Reload means reload (README "Reloading the configuration"): the configuration file (every setting
+        that can change without a restart goes live; the report names the others), then the IVR flows, then
+        the certificate. A file with any problem changes nothing, flows included."""
+        async with self._reload_lock:
+            report = await self.reloader.reload()
+            if report.problems:
+                return {"ok": False, "errors": report.problems, "configuration": report.as_dict(),
+                        "flows": sorted(self.ivr.repository.snapshot.flows)}
+            flows = await self.ivr.reload()
+            await self._run_reload_hooks()
+            return {**flows, "configuration": report.as_dict()}
+
+    def _follow_file_settings(self, old: Config, new: Config) -> None:
+        """Services that copied a setting of the file at start take the live one (`plugins/reload/services.py`
+        says which settings can change; the others keep their running values in `new`)."""
+        if new.logging != old.logging:
+            setup_logging(new.logging.level, new.logging.format, new.logging.show_caller_numbers)
+        self.access.settings = new.auth
+        self.retention.settings = new.retention
+        if self.customers is not None:
+            self.customers.settings = new.customers
+        # asterisk.*, ivr.no_flow, ...; the ACD reads the live configuration itself (`AcdService.config`).
+        for service in (self.calls, self.recordings, self.ivr):
+            service.config = new
 
     async def _reload_tls(self) -> None:
         """Certificate renewal: new connections get the files' certificate (README "HTTPS")."""
@@ -262,9 +312,11 @@ class Controller:
             web.get("/healthz", healthz),
             web.get("/api/status", status),
             *access_resources.routes(self.access, secure_cookies=self.tls is not None),
+            *admin_resources.routes(self.admin),
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
             *ivr_resources.routes(self.ivr),
+            *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
@@ -273,6 +325,11 @@ class Controller:
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
         ]
+
+    async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
+        """An agent removed or disabled live: the open pages of their users and tokens are closed, with why."""
+        for agent_id in self.acd.agents_refused_now(old, new):
+            await self.access.close_agent_sockets(agent_id, self.acd.agent_refusal(agent_id) or "agent refused")
 
     def _audit_subject(self, request: web.Request) -> dict[str, Any] | None:
         """An agent's state, for the audit log's before and after of a request on /api/agents/{agent_id}/…"""
@@ -294,12 +351,13 @@ class Controller:
         await self.store.open()
         await self.events.open()
         await self.access.open(self.config.tokens, self.config.users)
+        await self.admin.open(self.config)  # the database's managed sections become current (or the file seeds it)
         await self.compat.open()
         self.ivr.load()
         await self.acd.restore()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        customers = CustomerDirectory(self.config.customers, self.http_client)
+        self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
         agi_settings = self.config.agi
         self.agi_server = FastAgiServer(header_timeout=agi_settings.header_timeout,
                                         command_timeout=agi_settings.command_timeout,
@@ -329,6 +387,7 @@ class Controller:
                 retention = tasks.create_task(self.recordings.run())
                 data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
+                idle_sessions = tasks.create_task(self.access.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -342,6 +401,7 @@ class Controller:
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
+                idle_sessions.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

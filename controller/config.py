@@ -170,12 +170,17 @@ class AuthSettings:
     """Logins to the pages (README "Users and roles")."""
 
     session_hours: float = 12.0  # a session cookie is valid this long after the login
+    # A session not used for this long ends (its next request gets 401, its WebSockets are closed); every
+    # request extends it. 0: sessions end only after session_hours.
+    idle_minutes: float = 30.0
     max_failures: int = 5  # wrong passwords in a row before the account is locked
     lockout_seconds: float = 900.0  # how long a locked account refuses every login
     min_password_length: int = 10
 
     def __post_init__(self) -> None:
         require_positive(self, "session_hours", "max_failures", "lockout_seconds", "min_password_length")
+        if self.idle_minutes < 0:
+            raise ValueError(f"idle_minutes: expected 0 (no idle timeout) or more, got {self.idle_minutes!r}")
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,13 @@ class IvrSettings:
     no_flow: Literal["fallback", "hangup"] = "fallback"
 
 
+def require_skill_levels(skills: dict[str, int]) -> None:
+    """Skill levels go from 1 to 10, as in the IVR flows' queue nodes (a __post_init__ check)."""
+    for skill, level in skills.items():
+        if not 1 <= level <= 10:
+            raise ValueError(f"skills.{skill}: expected a level from 1 to 10, got {level!r}")
+
+
 @dataclass(frozen=True)
 class AcdQueueConfig:
     """One ACD queue (see README "ACD"); the routing engine gets these as `QueueSettings`."""
@@ -247,6 +259,9 @@ class AcdQueueConfig:
     title: str = ""  # shown on the wallboard
     category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
 
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
+
 
 @dataclass(frozen=True)
 class AcdAgentConfig:
@@ -257,6 +272,10 @@ class AcdAgentConfig:
     skills: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)  # queue -> penalty (0 first)
     caller_id: str = ""  # the number customers see on this agent's outbound calls (else acd.outbound_caller_id)
+    enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
+
+    def __post_init__(self) -> None:
+        require_skill_levels(self.skills)
 
 
 @dataclass(frozen=True)

@@ -74,17 +74,21 @@ def _expand(value: str, position: int, *, nested: bool) -> tuple[str, int]:
 
 
 class _Loader:
-    def __init__(self, source: str) -> None:
+    """`source`: the file the nodes come from (messages start with `file:line:column`); None for data that
+    came from elsewhere (an API request: messages are `field.path: message`, and `${VAR}` is not expanded,
+    so a request cannot read the controller's environment)."""
+
+    def __init__(self, source: str | None) -> None:
         self.source = source
         self.problems: list[str] = []
 
     def fail(self, node: yaml.Node, message: str) -> None:
-        self.problems.append(f"{_where(self.source, node)}: {message}")
+        self.problems.append(message if self.source is None else f"{_where(self.source, node)}: {message}")
 
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return None
-        if "${" in node.value:
+        if "${" in node.value and self.source is not None:
             expanded = expand_env(node.value)
             # An unquoted `${PORT:-8080}` becomes the integer 8080; a quoted one stays a string.
             return yaml.safe_load(expanded) if node.style is None and expanded else expanded
@@ -136,10 +140,11 @@ class _Loader:
         value = self.scalar(node)
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)  # DIDs and numbers written without quotes
+        if hint is str and isinstance(value, int | float) and not isinstance(value, bool) and self.source is not None:
+            return str(value)  # DIDs and numbers written without quotes (in a file; JSON says what it means)
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            self.fail(node, f"{what}: expected {_type_name(hint)}, got {_describe(node)}")
+            got = repr(value) if self.source is None and isinstance(node, yaml.ScalarNode) else _describe(node)
+            self.fail(node, f"{what}: expected {_type_name(hint)}, got {got}")
             return None
         return value
 
@@ -200,8 +205,7 @@ def _describe(node: yaml.Node) -> str:
     return repr(node.value)
 
 
-def load_yaml_as(cls: type[T], text: str, source: str) -> T:
-    """Parse `text` (from file `source`) into an instance of dataclass `cls`, or raise SettingsError."""
+def _compose(text: str, source: str, if_empty: str) -> yaml.Node:
     try:
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -209,12 +213,57 @@ def load_yaml_as(cls: type[T], text: str, source: str) -> T:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise SettingsError([f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
     if node is None:
-        raise SettingsError([f"{source}:1:1: the file is empty"])
+        raise SettingsError([f"{source}:1:1: {if_empty}"])
+    return node
+
+
+def load_yaml_as(cls: type[T], text: str, source: str) -> T:
+    """Parse `text` (from file `source`) into an instance of dataclass `cls`, or raise SettingsError."""
+    node = _compose(text, source, "the file is empty")
     loader = _Loader(source)
     result = loader.dataclass(node, cls, "")
     if loader.problems:
         raise SettingsError(loader.problems)
     return result
+
+
+def load_yaml_sections(cls: type[T], text: str, source: str,
+                       sections: typing.Collection[str]) -> tuple[T, list[str], list[str]]:
+    """Only the top-level keys `sections` of the YAML `text` (e.g. the managed sections of a whole
+    controller.yaml), loaded as dataclass `cls` (the others get their defaults): the instance, the
+    sections present and the other top-level keys, which were ignored. Raises SettingsError
+    (`file:line:column: message`)."""
+    node = _compose(text, source, "the document is empty")
+    if not isinstance(node, yaml.MappingNode):
+        raise SettingsError([f"{_where(source, node)}: expected a mapping of sections"])
+    loader = _Loader(source)
+    kept = [(key, value) for key, value in node.value if loader.scalar(key) in sections]
+    present = [str(loader.scalar(key)) for key, _ in kept]
+    ignored = [str(loader.scalar(key)) for key, _ in node.value if loader.scalar(key) not in sections]
+    part = yaml.MappingNode(node.tag, kept, node.start_mark, node.end_mark, node.flow_style)
+    result = loader.dataclass(part, cls, "")
+    if loader.problems:
+        raise SettingsError(loader.problems)
+    return result, present, ignored
+
+
+def load_data_as(cls: type[T], data: Any, what: str) -> T:
+    """JSON-like `data` (e.g. an API request's body) as `cls` (a dataclass, or a type such as `str`), with the
+    configuration file's rules; raises SettingsError whose messages are `field.path: message`, the path
+    starting at `what` (e.g. `agents[1006].skills.billing: expected an integer, got 'x'`)."""
+    representer = yaml.representer.SafeRepresenter(sort_keys=False)
+    try:
+        node = representer.represent_data(data)
+    except yaml.representer.RepresenterError as exc:
+        raise SettingsError([f"{what or 'body'}: {exc}"]) from exc
+    loader = _Loader(None)
+    if dataclasses.is_dataclass(cls):
+        result = loader.dataclass(node, cls, what)
+    else:
+        result = loader.convert(node, cls, what or "body")
+    if loader.problems:
+        raise SettingsError(loader.problems)
+    return typing.cast(T, result)
 
 
 def load_file_as(cls: type[T], path: str | Path) -> T:

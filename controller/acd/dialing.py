@@ -35,10 +35,23 @@ class RateLimiter:
         self.per_seconds = per_seconds
         self.clock = clock
         self._events: dict[str, deque[float]] = {}
+        self._settings: Callable[[], DialingSettings] | None = None
+
+    @classmethod
+    def following(cls, settings: Callable[[], DialingSettings]) -> RateLimiter:
+        """A limiter whose limit is `settings()`'s `rate_limit_calls` per `rate_limit_seconds`, read at each
+        event (a reloaded configuration changes it)."""
+        current = settings()
+        limiter = cls(current.rate_limit_calls, current.rate_limit_seconds)
+        limiter._settings = settings
+        return limiter
 
     def acquire(self, key: str) -> float | None:
         """Count one event for `key`; when over the limit, count nothing and return the seconds until
         one is allowed again."""
+        if self._settings is not None:
+            current = self._settings()
+            self.limit, self.per_seconds = current.rate_limit_calls, current.rate_limit_seconds
         now = self.clock()
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - self.per_seconds:

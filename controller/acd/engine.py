@@ -19,6 +19,7 @@ each such bucket can be the most urgent); one heap of timers with lazy invalidat
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -44,10 +45,16 @@ from controller.acd.model import (
 )
 from controller.clock import Clock
 
-__all__ = ["AcdEngine", "AcdError"]
+__all__ = ["AcdEngine", "AcdError", "waiting_refusal"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
 DEFAULT_HANDLE_TIME = 180.0
+
+
+def waiting_refusal(queue: str, waiting: int) -> str:
+    """Why a queue with callers in it (waiting or ringing an agent) cannot be removed."""
+    callers = "1 caller is" if waiting == 1 else f"{waiting} callers are"
+    return f"{callers} waiting in queue {queue}: move them or wait until it is empty"
 
 
 class OnCall(NamedTuple):
@@ -80,7 +87,8 @@ class _Agent:
     timer_token: int = 0  # ACW end
     acw_until: float | None = None  # when the current wrap-up ends (kept in the snapshot)
     resume_reason: str | None = None  # not-ready reason to go back to after an outbound call
-    outbound_wrapup: float = 0.0  # ACW after the agent's current outbound call
+    outbound_wrapup: float = 0.0  # ACW after the agent's current call when it has no queue (outbound; queue removed)
+    removed: bool = False  # removed from the configuration: forgotten once their call and its ACW are over
     online_before: float = 0.0  # online seconds of earlier sessions
     seconds_by_state: dict[str, float] = field(default_factory=dict)
 
@@ -137,17 +145,111 @@ class AcdEngine:
         self.not_ready_reasons = tuple(not_ready_reasons)
         self._queues = {q.name: _Queue(q) for q in queues}
         self._agents: dict[str, _Agent] = {}
-        for settings in agents:
-            unknown = [q for q in settings.queues if q not in self._queues]
-            if unknown:
-                raise AcdError(f"agent {settings.id}: unknown queue {unknown[0]!r}")
-            self._agents[settings.id] = _Agent(settings, endpoint=settings.endpoint)
-            for queue in settings.queues:
-                self._queues[queue].agent_order.append(settings.id)
         self._calls: dict[str, _Call] = {}
         self._timers: list[tuple[float, int, str, str, str, int]] = []  # at, seq, kind, key, agent, token
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
+        for settings in agents:
+            self.upsert_agent(settings)
+
+    # -- live configuration: queues, agents and not-ready reasons changed while calls go on ------------
+
+    def upsert_queue(self, settings: QueueSettings) -> list[Decision]:
+        """Add a queue or change its settings. The next decision uses them; what is already scheduled
+        keeps its time (an agent's running ACW, a waiting call's maximum wait, a ringing phone's
+        timeout, the next position announcement). Waiting calls are routed again at once (their
+        required skills may have changed), and they overflow when the queue now says `no_agents:
+        overflow` and nobody serving it is logged in."""
+        out: list[Decision] = []
+        queue = self._queues.get(settings.name)
+        if queue is None:
+            self._queues[settings.name] = _Queue(settings)
+            return out
+        queue.settings = settings
+        self._overflow_if_unattended(queue, out)
+        out.extend(self.route_waiting())
+        return out
+
+    def remove_queue(self, name: str) -> list[Decision]:
+        """Remove a queue nobody waits in and no agent serves. An agent talking on one of its calls keeps
+        the queue's wrap-up for that call."""
+        queue = self._queue(name)
+        waiting = sum(1 for _ in queue.calls())
+        if waiting:
+            raise AcdError(waiting_refusal(name, waiting))
+        serving = sorted(a.settings.id for a in self._agents.values() if name in a.settings.queues and not a.removed)
+        if serving:
+            raise AcdError(f"queue {name} is still served by agent{'s' if len(serving) > 1 else ''} "
+                           f"{', '.join(serving)}")
+        out: list[Decision] = []
+        for agent in self._agents.values():
+            if name in agent.settings.queues:  # removed, finishing a call: they leave the queue now
+                self._leave_queue(agent, queue, out)
+                queues = {q: penalty for q, penalty in agent.settings.queues.items() if q != name}
+                agent.settings = dataclasses.replace(agent.settings, queues=queues)
+            if agent.current_queue == name:
+                agent.current_queue, agent.outbound_wrapup = None, queue.settings.wrapup_seconds
+        del self._queues[name]
+        return out
+
+    def upsert_agent(self, settings: AgentSettings) -> list[Decision]:
+        """Add an agent or change their settings (name, number, phone, skills, queues and penalties,
+        enabled). The next routing decision uses them: a ready agent takes a waiting call they now
+        qualify for at once. A phone chosen at login stays; the default one follows the change.
+
+        Disabling an agent logged in: ready or not ready, they are logged out at once; ringing, talking,
+        on hold or in ACW, they finish that call and its ACW (no new offers meanwhile), then are logged
+        out. A disabled agent cannot log in. Enabling again (or a new `upsert_agent` of a removed agent
+        still on a call) cancels that."""
+        unknown = [q for q in settings.queues if q not in self._queues]
+        if unknown:
+            raise AcdError(f"agent {settings.id}: unknown queue {unknown[0]!r}")
+        out: list[Decision] = []
+        agent = self._agents.get(settings.id)
+        if agent is None:
+            self._agents[settings.id] = _Agent(settings, endpoint=settings.endpoint)
+            for name in settings.queues:
+                self._queues[name].agent_order.append(settings.id)
+            return out
+        old = agent.settings
+        agent.settings, agent.removed = settings, False
+        if agent.endpoint == old.endpoint or agent.state == "logged_out":
+            agent.endpoint = settings.endpoint
+        for name in [q for q in old.queues if q not in settings.queues]:
+            left = self._queues.get(name)
+            if left is not None:
+                self._leave_queue(agent, left, out)
+        for name in [q for q in settings.queues if q not in old.queues]:
+            joined = self._queues[name]
+            joined.agent_order.append(settings.id)
+            if agent.state != "logged_out":
+                joined.logged_in.add(settings.id)
+            if agent.state == "ready":
+                joined.ready.add(settings.id)
+        if self._leaving(agent):
+            if agent.state in ("ready", "not_ready"):
+                self._sign_out(agent, out)
+        elif agent.state == "ready" and agent.offered_call is None:
+            self._route_agent(agent, out)
+        return out
+
+    def remove_agent(self, agent_id: str) -> list[Decision]:
+        """Remove an agent: logged out (or ready, or not ready) they are forgotten at once; ringing,
+        talking, on hold or in ACW they finish that call and its ACW first (no new offers meanwhile)."""
+        agent = self._agent(agent_id)
+        agent.removed = True
+        out: list[Decision] = []
+        if agent.state in ("logged_out", "ready", "not_ready"):
+            self._sign_out(agent, out)
+        return out
+
+    def set_not_ready_reasons(self, reasons: Sequence[str]) -> None:
+        """The reasons agents may give from now on; an agent already not ready keeps theirs."""
+        self.not_ready_reasons = tuple(reasons)
+
+    def leaving(self, agent_id: str) -> bool:
+        """Whether the agent is disabled or removed (finishing a call first when still logged in)."""
+        return self._leaving(self._agent(agent_id))
 
     # -- agent commands ------------------------------------------------------------------------------
 
@@ -155,6 +257,8 @@ class AcdEngine:
         agent = self._agent(agent_id)
         if agent.state != "logged_out":
             raise AcdError(f"agent {agent_id} is already logged in ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled")
         if endpoint is not None and not endpoint.strip():
             raise AcdError("the phone (endpoint) must not be empty")
         out: list[Decision] = []
@@ -196,16 +300,7 @@ class AcdEngine:
         if agent.state in ("ringing", "talking", "on_hold"):
             raise AcdError(f"agent {agent_id} cannot log out while {agent.state}")
         out: list[Decision] = []
-        now = self.clock.now()
-        self._set_state(agent, "logged_out", None, out)
-        agent.online_before += now - (agent.logged_in_at or now)
-        agent.logged_in_at = None
-        for name in agent.settings.queues:
-            queue = self._queues[name]
-            queue.logged_in.discard(agent_id)
-            if not queue.logged_in and queue.settings.no_agents == "overflow":
-                for call in [c for c in queue.calls() if not c.ringing]:
-                    self._overflow(call, "no_agents", out)
+        self._sign_out(agent, out)
         return out
 
     def end_acw(self, agent_id: str) -> list[Decision]:
@@ -330,6 +425,8 @@ class AcdEngine:
             raise AcdError(f"call {call_id} already rings agent {agent_id}")
         if agent.state not in ("ready", "not_ready", "acw"):
             raise AcdError(f"agent {agent_id} cannot take a call now ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled: no new calls")
         out: list[Decision] = []
         others = list(call.ringing)
         call.ringing.clear()
@@ -380,6 +477,8 @@ class AcdEngine:
         agent = self._agent(agent_id)
         if agent.state not in ("ready", "not_ready", "acw"):
             raise AcdError(f"agent {agent_id} cannot place a call now ({agent.state})")
+        if self._leaving(agent):
+            raise AcdError(f"agent {agent_id} is disabled: no new calls")
         out: list[Decision] = []
         agent.resume_reason = agent.reason if agent.state == "not_ready" else None
         agent.timer_token = next(self._tokens)  # a pending end of ACW no longer applies
@@ -473,8 +572,8 @@ class AcdEngine:
                     out.append(CancelOffer(key, agent_id, "ring_timeout"))
                     self._rona(call, agent_id, out)
             elif kind == "acw_end":
-                agent = self._agents[key]
-                if agent.state == "acw" and agent.timer_token == token:
+                agent = self._agents.get(key)
+                if agent is not None and agent.state == "acw" and agent.timer_token == token:
                     self._after_acw(agent, out)
             elif kind == "max_wait":
                 call = self._calls.get(key)
@@ -511,6 +610,13 @@ class AcdEngine:
         return AgentView(settings.id, settings.name, settings.number, agent.state, agent.reason, agent.since,
                          agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
                          agent.current_call or agent.offered_call, online, seconds)
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
+    def has_agent(self, agent_id: str) -> bool:
+        """Whether the engine knows the agent (a removed one until their call and its ACW are over)."""
+        return agent_id in self._agents
 
     def agents(self) -> list[AgentView]:
         return [self.agent(agent_id) for agent_id in self._agents]
@@ -561,10 +667,15 @@ class AcdEngine:
         once if it ended during the restart); an agent on a call the new process resumes (`on_calls`: agent
         id -> that call) is still talking (or on hold) on it, with the original talk start; an agent who was
         on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
-        per state)."""
+        per state). An agent on a resumed call who is no longer configured (removed while talking) finishes
+        it as a removed agent does."""
         out: list[Decision] = []
         for agent_id, saved in dict(snapshot.get("agents", {})).items():
             agent = self._agents.get(agent_id)
+            if agent is None and agent_id in (on_calls or {}) and saved.get("state") is not None:
+                # removed from the configuration while on this call: they finish it (and its ACW), then go
+                agent = _Agent(AgentSettings(agent_id, "", "", saved.get("endpoint") or ""), removed=True)
+                self._agents[agent_id] = agent
             if agent is None or saved.get("state") is None:
                 continue
             agent.endpoint = saved.get("endpoint") or agent.settings.endpoint
@@ -601,6 +712,9 @@ class AcdEngine:
                 self._start_acw_timer(agent, self.clock.now() + wrapup)
             else:
                 self._become_ready(agent, out)
+        for agent in list(self._agents.values()):
+            if self._leaving(agent) and agent.state in ("ready", "not_ready"):
+                self._sign_out(agent, out)  # disabled while no process ran
         return out
 
     def count_earlier(self, queue: str, left: Iterable[tuple[str, float]]) -> None:
@@ -648,6 +762,9 @@ class AcdEngine:
         return call
 
     def _set_state(self, agent: _Agent, state: AgentState, reason: str | None, out: list[Decision]) -> None:
+        if state in ("ready", "not_ready") and self._leaving(agent):
+            self._sign_out(agent, out)  # a disabled or removed agent's call and ACW are over: they go
+            return
         now = self.clock.now()
         previous = agent.state
         if agent.since is not None and previous != "logged_out":
@@ -663,6 +780,50 @@ class AcdEngine:
             else:
                 ready.discard(agent.settings.id)
         out.append(AgentStateChanged(agent.settings.id, state, reason, previous, now))
+
+    @staticmethod
+    def _leaving(agent: _Agent) -> bool:
+        return agent.removed or not agent.settings.enabled
+
+    def _sign_out(self, agent: _Agent, out: list[Decision]) -> None:
+        """Log the agent out (a removed agent is then forgotten); a queue left without anyone logged in
+        overflows its waiting calls when it says so."""
+        agent_id = agent.settings.id
+        if agent.state != "logged_out":
+            now = self.clock.now()
+            self._set_state(agent, "logged_out", None, out)
+            agent.online_before += now - (agent.logged_in_at or now)
+            agent.logged_in_at = None
+            for name in agent.settings.queues:
+                queue = self._queues[name]
+                queue.logged_in.discard(agent_id)
+                self._overflow_if_unattended(queue, out)
+        if agent.removed:
+            for name in list(agent.settings.queues):
+                self._leave_queue(agent, self._queues[name], out)
+            del self._agents[agent_id]
+
+    def _leave_queue(self, agent: _Agent, queue: _Queue, out: list[Decision]) -> None:
+        """The agent no longer serves the queue (the round robin goes on after the same colleague)."""
+        agent_id = agent.settings.id
+        if agent_id in queue.agent_order:
+            order = queue.agent_order
+            last = order[queue.last_offered] if 0 <= queue.last_offered < len(order) else None
+            position = order.index(agent_id)
+            order.remove(agent_id)
+            if last == agent_id:
+                queue.last_offered = position - 1  # the next one is the colleague after them
+            elif last is not None:
+                queue.last_offered = order.index(last)
+        queue.ready.discard(agent_id)
+        if agent_id in queue.logged_in:
+            queue.logged_in.discard(agent_id)
+            self._overflow_if_unattended(queue, out)
+
+    def _overflow_if_unattended(self, queue: _Queue, out: list[Decision]) -> None:
+        if not queue.logged_in and queue.settings.no_agents == "overflow":
+            for call in [c for c in queue.calls() if not c.ringing]:
+                self._overflow(call, "no_agents", out)
 
     def _after_acw(self, agent: _Agent, out: list[Decision]) -> None:
         """The end of wrap-up: ready, or not ready again for an agent who placed a call from not ready."""
@@ -837,8 +998,8 @@ class AcdEngine:
     def _timer_live(self, timer: tuple[float, int, str, str, str, int]) -> bool:
         _, _, kind, key, agent_id, token = timer
         if kind == "acw_end":
-            agent = self._agents[key]
-            return agent.state == "acw" and agent.timer_token == token
+            agent = self._agents.get(key)
+            return agent is not None and agent.state == "acw" and agent.timer_token == token
         call = self._calls.get(key)
         if call is None:
             return False

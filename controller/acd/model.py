@@ -38,6 +38,7 @@ class AgentSettings:
     endpoint: str  # default phone, e.g. "8001"
     skills: Mapping[str, int] = field(default_factory=dict)
     queues: Mapping[str, int] = field(default_factory=dict)  # queue -> penalty (0 best; lower tiers first)
+    enabled: bool = True  # a disabled agent cannot log in; one logged in finishes their call, then is logged out
 
 
 # -- decisions ------------------------------------------------------------------------------------

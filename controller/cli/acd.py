@@ -1,4 +1,5 @@
-"""Agent and queue commands: `ccctl agent login|ready|pause|end-acw|logout ID`, `ccctl agents`, `ccctl queues`."""
+"""Agent and queue commands: `ccctl agent login|ready|pause|end-acw|logout ID`, `ccctl agents`, `ccctl queues`
+(and their configuration: controller/cli/managed.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 from controller.cli.main import api, emit
+from controller.cli.managed import AGENTS, QUEUES, add_item_actions
 from controller.cli.table import render_table
 
 
@@ -78,8 +80,12 @@ def register(sub: Any) -> None:
             action.add_argument("--not-ready", action="store_true", help="log in not ready")
         if name == "pause":
             action.add_argument("--reason", required=True, help="meal, meeting, training, restroom, helping, …")
-    for name, func, help_text in (("agents", cmd_agents, "agents and their states"),
-                                  ("queues", cmd_queues, "queues: waiting, longest wait, agents, service level")):
+    for name, func, help_text, kind in (
+            ("agents", cmd_agents, "agents and their states; add|edit|disable|enable|remove|list: configure them",
+             AGENTS),
+            ("queues", cmd_queues, "queues: waiting, longest wait, agents, service level; add|edit|remove|list: "
+                                   "configure them", QUEUES)):
         command = sub.add_parser(name, help=help_text)
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
+        add_item_actions(command, kind)

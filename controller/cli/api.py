@@ -15,10 +15,11 @@ class ApiUnavailable(Exception):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+        self.problems = problems or []  # a 422's `problems`: each `field.path: message` or `file:line:column: …`
 
 
 class ControllerApi:
@@ -27,7 +28,9 @@ class ControllerApi:
         self.token = token or os.environ.get("CCC_TOKEN") or "demo-admin-token"
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.url + path, data=data, method=method,
@@ -38,22 +41,22 @@ class ControllerApi:
                 return json.loads(text) if text else None
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")
+            problems = None
             try:
                 payload = json.loads(text)
                 if exc.code == 503 and path == "/healthz":
                     return payload  # degraded is an answer, not an error
                 message = payload.get("error", text)
-            except ValueError:
+                problems = payload.get("problems")
+            except (ValueError, AttributeError):
                 message = text
-            raise ApiError(exc.code, message) from exc
+            raise ApiError(exc.code, message, problems) from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiUnavailable(f"cannot reach the controller at {self.url}: {reason}") from exc
 
     def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        if query:
-            path += "?" + urllib.parse.urlencode(query)
-        return self.request("GET", path)
+        return self.request("GET", path, query=query)
 
     def download(self, path: str) -> bytes:
         """A binary resource (a recording's audio)."""

@@ -105,19 +105,10 @@ def flow_time_zone(flow: Flow) -> str:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from controller.cli.api import ApiError
-    from controller.cli.main import api, emit
+    """The configuration file, the flows and the certificate, as SIGHUP (`ccctl config reload`)."""
+    from controller.cli.config import cmd_reload as reload_everything
 
-    try:
-        result = api(args).post("/api/flows/reload")
-    except ApiError as exc:
-        if exc.status != 422:
-            raise
-        print("reload refused; the previous flows stay live:", file=sys.stderr)
-        for line in exc.message.splitlines():
-            print(line, file=sys.stderr)
-        return 1
-    return emit(args, result, lambda r: f"reloaded: {', '.join(r['flows']) or 'no flows'}")
+    return reload_everything(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -175,7 +166,8 @@ def register(sub: Any) -> None:
     sim.add_argument("--overflow-target", help="with --queue-result overflow: voicemail, callback, node:ID")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_simulate)
-    reload = actions.add_parser("reload", help="reload the controller's flows (refused if any is invalid)")
+    reload = actions.add_parser("reload", help="re-read the configuration file and the flows, as SIGHUP "
+                                               "(refused, nothing changed, if any is invalid)")
     reload.add_argument("--json", action="store_true")
     reload.set_defaults(func=cmd_reload)
     listing = actions.add_parser("list", help="the flows live in the controller")

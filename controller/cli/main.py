@@ -195,7 +195,7 @@ def _plugins() -> list[Callable[[Any], None]]:
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
                         "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks",
-                        "controller.cli.access"):
+                        "controller.cli.access", "controller.cli.config"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:
@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccctl: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:
-        print(f"ccctl: {exc.message} (HTTP {exc.status})", file=sys.stderr)
+        if exc.problems:  # one line each, as the configuration file's checks give them
+            print(f"ccctl: refused (HTTP {exc.status}), nothing was changed:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+        else:
+            print(f"ccctl: {exc.message} (HTTP {exc.status})", file=sys.stderr)
         return 1
 
 

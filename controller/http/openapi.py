@@ -52,6 +52,19 @@ NUMBER_PATTERN = "^\\+?[0-9]{3,20}(?!\\n)$"
 CALL_CONFLICT = {409: "the call is live but not in a state for this command (the message says why)"}
 
 
+def validation_schema(schema: Any) -> Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema: `nullable: true` (which JSON Schema does not know) becomes
+    "this, or null"."""
+    if isinstance(schema, list):
+        return [validation_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: validation_schema(value) if key != "properties" else
+                 {name: validation_schema(item) for name, item in value.items()}
+                 for key, value in schema.items() if key != "nullable"}
+    return {"anyOf": [converted, {"type": "null"}]} if schema.get("nullable") else converted
+
+
 def _parameter_value(text: str, schema: dict[str, Any]) -> Any:
     """A path or query parameter's text as the JSON type its schema declares (ValueError when it is not one)."""
     kind = schema.get("type", "string")
@@ -103,16 +116,19 @@ def operation(
     body_required: bool = True,
     path: dict[str, dict[str, Any]] | None = None,
     errors: dict[int, str] | None = None,
+    checked_body: dict[str, Any] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Describe a route and check its input against the description before the handler runs.
 
     `path`/`query`: parameter schemas (checked: a value that breaks one is a 400, never reaches the
     handler); `body`: the JSON body's schema (`body_required=False`: the body may be left out);
-    `errors`: the error statuses the route answers beyond 400/401/403/404, with when.
+    `errors`: the error statuses the route answers beyond 400/401/403/404, with when; `checked_body`: a looser
+    schema than `body` to check requests against, when the handler's own checks give better messages (422).
     """
     spec = Operation(summary, tag, body, query or {}, responses or {200: {"type": "object"}}, description,
                      body_required, path or {}, errors or {})
-    validator = jsonschema.Draft202012Validator(body) if body is not None else None
+    validator = (jsonschema.Draft202012Validator(validation_schema(checked_body or body))
+                 if body is not None else None)
     parameter_validators = {(where, name): jsonschema.Draft202012Validator(schema)
                             for where, schemas in (("path", spec.path), ("query", spec.query))
                             for name, schema in schemas.items()}

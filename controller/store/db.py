@@ -60,6 +60,11 @@ SPILL_RESERVE_BYTES = 4 * 1024 * 1024
 ENVIRONMENT_ERRORS = SQLITE_ENVIRONMENT_ERRORS
 
 
+#: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
+#: pairs. A comment: SQLite itself would run it as nothing.
+ATOMIC = "-- atomic group"
+
+
 class StoreError(Exception):
     """Something the store could not do."""
 
@@ -343,6 +348,18 @@ class Store:
         if errors:
             raise errors[0]
 
+    async def execute_atomic(self, statements: Sequence[tuple[str, Params]]) -> None:
+        """Write statements that belong together (a change and its audit row) and wait until they are
+        committed: all of them or, when one can never succeed, none (StatementFailed). Queued in order with
+        the other writes; StoreUnavailable as for `execute()` (they stay queued, together)."""
+        groups = [[sql, list(params) if not isinstance(params, dict) else params] for sql, params in statements]
+        try:
+            for _sql, params in groups:
+                check_params(params)
+        except OutOfRange as exc:
+            raise ValueOutOfRange(str(exc)) from None
+        await self.execute(ATOMIC, groups)
+
     async def _commit_pending(self) -> bool:
         """Commit what has queued; False when the commit failed (the batch is queued again, in front,
         in order). Shielded: a cancelled caller neither loses the batch nor lets a second commit
@@ -424,7 +441,7 @@ class Store:
                 restart = False
                 if pipelined:
                     try:
-                        engine.execute_all([(statement.sql, statement.params) for statement in batch])
+                        engine.execute_all(_pipelined(batch))
                     except Exception as exc:
                         if engine.is_environment_error(exc):
                             raise
@@ -435,7 +452,10 @@ class Store:
                     if statement.ticket in rejected:
                         continue
                     try:
-                        engine.execute(statement.sql, statement.params)
+                        if statement.sql == ATOMIC:
+                            _execute_atomic(engine, statement.params)
+                        else:
+                            engine.execute(statement.sql, statement.params)
                     except Exception as exc:
                         if engine.is_environment_error(exc):
                             raise
@@ -572,6 +592,33 @@ class Store:
 
     async def _run(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+def _execute_atomic(engine: Engine, statements: Any) -> None:
+    """An `execute_atomic()` group inside the batch's transaction: all of it, or (it raises) none of it."""
+    engine.execute("SAVEPOINT atomic", ())
+    try:
+        for sql, params in statements:
+            engine.execute(sql, params)
+    except BaseException:
+        if engine.in_transaction():  # (on PostgreSQL, also when the failure aborted the transaction)
+            engine.execute("ROLLBACK TO atomic", ())
+            engine.execute("RELEASE atomic", ())
+        raise
+    engine.execute("RELEASE atomic", ())
+
+
+def _pipelined(batch: list[_Statement]) -> list[tuple[str, Params]]:
+    """The batch as plain statements for `Engine.execute_all` (a group between its savepoint's lines)."""
+    statements: list[tuple[str, Params]] = []
+    for statement in batch:
+        if statement.sql == ATOMIC:
+            pairs: Any = statement.params  # [sql, params] pairs (`execute_atomic`)
+            statements += [("SAVEPOINT atomic", ()), *((str(sql), params) for sql, params in pairs),
+                           ("RELEASE atomic", ())]
+        else:
+            statements.append((statement.sql, statement.params))
+    return statements
 
 
 def _rollback(engine: Engine, cause: BaseException) -> None:

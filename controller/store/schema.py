@@ -214,7 +214,24 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_log_at ON audit_log(at);
     CREATE INDEX audit_log_actor ON audit_log(actor, at);
     """,
-    # 10: retention deletes dispositions by time (PostgreSQL has no rowid to take the oldest by)
+    # 10: the managed configuration (README "Administration (live configuration)"): agents, queues, not-ready
+    # reasons, standard prompts, ACD settings, service standards, DIDs, webhooks, one row per item
+    """
+    CREATE TABLE admin_items (
+        kind TEXT NOT NULL,                 -- agent | queue | not_ready_reason | standard_prompt | acd_setting | ...
+        key TEXT NOT NULL,                  -- the item's key within its kind (agent id, queue name, DID, ...)
+        data TEXT NOT NULL,                 -- JSON: the item as the configuration file writes it
+        position INTEGER NOT NULL DEFAULT 0,  -- its place in its section (the file's order; new ones last)
+        updated_at REAL NOT NULL,
+        updated_by TEXT NOT NULL,           -- the audit log's actor (user:NAME, token:NAME, config-file)
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE admin_meta (
+        name TEXT PRIMARY KEY,              -- seeded_at: when the configuration file seeded admin_items
+        value TEXT
+    );
+    """,
+    # 11: retention deletes dispositions by time (PostgreSQL has no rowid to take the oldest by)
     """
     CREATE INDEX dispositions_at ON dispositions(at);
     """,

@@ -54,7 +54,9 @@ async def test_tail_shows_the_live_events(controller: ControllerProcess) -> None
                                      ["status", "--json"], ["agents"], ["queues", "--json"],
                                      ["agent", "ready", "1001"], ["report"], ["report", "--json"],
                                      ["recordings", "list"], ["recordings", "show", "1"], ["flows", "reload"],
-                                     ["audit"]])
+                                     ["audit"], ["config", "export"], ["config", "reload"], ["agents", "list"],
+                                     ["agents", "add", "1009", "--name", "x"], ["queues", "edit", "general",
+                                                                                "--wrapup", "3"]])
 def test_commands_fail_clearly_when_the_controller_is_down(command: list[str], tmp_path: Path) -> None:
     result = ccctl(*command)
     assert result.returncode == 2

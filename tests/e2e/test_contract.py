@@ -72,6 +72,7 @@ ACCESS: dict[str, str] = {
     # IVR, reports
     "GET /api/flows": STAFF,
     "POST /api/flows/reload": "admin",
+    "POST /api/config/reload": "admin",
     "GET /api/reports": STAFF,
     # CTI
     "GET /ws": ALL,
@@ -93,6 +94,21 @@ ACCESS: dict[str, str] = {
     "POST /api/tokens": "admin",
     "DELETE /api/tokens/{token_id}": "admin",
     "GET /api/audit": "admin supervisor",
+    # the managed configuration (README "Administration (live configuration)"): supervisors run the floor
+    # (agents, queues, reasons, prompts, standards); DIDs, webhooks, ACD settings and whole documents are admins'
+    "GET /api/config": "admin supervisor integration",
+    "POST /api/config/apply": "admin",
+    **{f"{method} /api/config/{plural}{item}": allowed
+       for plural, writers in (("queues", "admin supervisor"), ("agents", "admin supervisor"),
+                               ("not_ready_reasons", "admin supervisor"), ("standard_prompts", "admin supervisor"),
+                               ("dids", "admin"), ("webhooks", "admin"))
+       for method, item, allowed in (("GET", "", "admin supervisor integration"),
+                                     ("GET", "/{key}", "admin supervisor integration"),
+                                     ("PUT", "/{key}", writers), ("DELETE", "/{key}", writers))},
+    "GET /api/config/standards": "admin supervisor integration",
+    "PUT /api/config/standards": "admin supervisor",
+    "GET /api/config/acd_settings": "admin supervisor integration",
+    "PUT /api/config/acd_settings": "admin",
 }
 
 TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
@@ -100,7 +116,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: Path parameters: the agent's own id (so an allowed agent is not refused for ownership), ids that
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
-              "recording_id": "999999", "name": "nope-hook", "token_id": "999999"}
+              "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key"}
 
 
 def concrete(template: str) -> str:

@@ -171,6 +171,34 @@ async def test_five_wrong_passwords_lock_the_account_for_the_configured_time(
     assert locked["before"] == {"failures": 4}
 
 
+async def test_a_page_session_unused_for_idle_minutes_ends_and_its_websocket_closes(
+        fresh_asterisk: Path, tmp_path: Path) -> None:
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, auth={"idle_minutes": 0.05}))  # 3 s
+    await process.start()
+    idle, busy = Browserish(process.url), Browserish(process.url)
+    try:
+        assert (await idle.login("1001", AGENT_PASSWORD))[0] == 200
+        assert (await busy.login("1002", "demo-1002-pass"))[0] == 200
+        async with idle.http.ws_connect(process.url.replace("http", "ws") + "/ws",
+                                        headers={"Origin": process.url}) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            for _ in range(6):  # 6 s in all: the busy page is used every second, so it lasts
+                await asyncio.sleep(1)
+                assert (await busy.request("GET", "/api/agents/1002"))[0] == 200
+            message = await ws.receive(timeout=1)  # the idle session's socket was closed meanwhile
+            assert (message.type, message.data, message.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "session idle")
+        assert (await idle.request("GET", "/api/agents/1001"))[0] == 401
+        assert (await busy.request("GET", "/api/agents/1002"))[0] == 200
+        assert (await idle.login("1001", AGENT_PASSWORD))[0] == 200  # logging in again works
+        assert (await idle.request("GET", "/api/agents/1001"))[0] == 200
+    finally:
+        await idle.close()
+        await busy.close()
+        process.terminate()
+    ended = [e for e in await_audit_rows(process) if e["action"] == "session.idle"]
+    assert [e["actor"] for e in ended] == ["user:1001"]
+
+
 def await_audit_rows(process: ControllerProcess) -> list[dict[str, Any]]:
     """The audit log read from the database file (after the controller stopped)."""
     return [{**row, "before": json.loads(row["before"] or "null"), "after": json.loads(row["after"] or "null")}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from controller.config import AuthSettings, TokenSettings, UserSettings
 from controller.http.server import Identity, SocketRegistry
 from controller.plugins.access.services import (
     DEMO_PASSWORDS,
     DEMO_TOKEN_HASHES,
+    LOGOUT_PATH,
     AccessRefused,
     AccessService,
     digest,
@@ -21,6 +23,7 @@ from controller.store.db import Store
 
 SEED_TOKENS = [TokenSettings("ops", "admin-token-0123456789abcdef", "admin")]
 SEED_USERS = [UserSettings("1001", "agent-password-1001", "agent", "1001")]
+NO_IDLE_TIMEOUT = AuthSettings(lockout_seconds=60, idle_minutes=0)
 ADMIN = Identity("ops", "admin", credential="token:1")
 
 
@@ -32,17 +35,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def service(store: Store, clock: Clock, *, tokens: list[TokenSettings] = SEED_TOKENS,
-                  users: list[UserSettings] = SEED_USERS, demo: bool = False) -> AccessService:
-    access = AccessService(AccessRecords(store), AuditLog(store, clock), AuthSettings(lockout_seconds=60),
+                  users: list[UserSettings] = SEED_USERS, demo: bool = False,
+                  settings: AuthSettings = NO_IDLE_TIMEOUT) -> AccessService:
+    access = AccessService(AccessRecords(store), AuditLog(store, clock), settings,
                            now=clock, sockets=SocketRegistry(), agent_exists=lambda agent_id: agent_id == "1001",
                            demo=demo)
     await access.open(tokens, users)
@@ -115,6 +111,37 @@ async def test_sessions_survive_a_restart_and_end_with_a_password_reset(store: S
     assert short.value.status == 400
 
 
+async def test_a_session_unused_for_idle_minutes_ends_and_each_use_extends_it(store: Store) -> None:
+    clock = Clock()
+    access = await service(store, clock, settings=AuthSettings(idle_minutes=30))
+    cookie, session, _ = await access.login("1001", "agent-password-1001")
+    kept_cookie, kept, _ = await access.login("1001", "agent-password-1001")  # a second page, used all along
+    for _ in range(3):  # 87 minutes in all, never 30 without a use
+        clock.now += 29 * 60
+        assert access.identify_session(cookie) is not None and access.identify_session(kept_cookie) is not None
+    assert await access.expire_idle_sessions() == []
+    clock.now += 29 * 60
+    assert access.identify_session(kept_cookie) is not None
+    clock.now += 60
+    assert access.identify_session(cookie) is None  # 30 minutes unused: refused at once
+    assert await access.expire_idle_sessions() == ["1001"]  # and ended (its WebSockets closed)
+    assert session.id_hash not in access.sessions and kept.id_hash in access.sessions
+    restarted = await service(store, clock, settings=AuthSettings(idle_minutes=30))
+    assert restarted.identify_session(cookie) is None and restarted.identify_session(kept_cookie) is not None
+    entries = await access.audit.query(action="session.idle")
+    assert [(e["actor"], e["after"]) for e in entries] == [("user:1001", {"idle_minutes": 30})]
+
+
+async def test_idle_minutes_0_means_no_idle_timeout(store: Store) -> None:
+    clock = Clock()
+    access = await service(store, clock, settings=AuthSettings(idle_minutes=0))
+    cookie, _, _ = await access.login("1001", "agent-password-1001")
+    clock.now += 11 * 3600
+    assert await access.expire_idle_sessions() == [] and access.identify_session(cookie) is not None
+    with pytest.raises(ValueError, match="idle_minutes"):
+        AuthSettings(idle_minutes=-1)
+
+
 def test_secrets_never_reach_the_audit_log() -> None:
     assert redacted({"password": "x", "nested": [{"token": "y", "name": "n"}]}) == {
         "password": "***", "nested": [{"token": "***", "name": "n"}]}
@@ -170,3 +197,27 @@ async def test_the_demo_credentials_work_only_in_demo_mode_even_once_stored(stor
     assert refused.value.status == 403 and "demo" in refused.value.message
     await production.change_password(ADMIN, "admin", "a-real-admin-password", None)
     await production.login("admin", "a-real-admin-password")
+
+
+async def test_an_agent_removed_or_disabled_live_cannot_log_in_nor_act_and_may_still_log_out(store: Store) -> None:
+    clock = Clock()
+    refusals: dict[str, str] = {}
+    access = await service(store, clock)
+    access.agent_refusal = refusals.get
+    token, _ = await access.create_token(ADMIN, "desk", "agent", "1001", None)
+
+    def request(path: str) -> web.Request:
+        return make_mocked_request("GET", path, headers={"Authorization": f"Bearer {token}"})
+
+    assert access.authenticate(request("/api/agents/1001")) is not None  # positive: still configured
+    await access.login("1001", "agent-password-1001")
+    refusals["1001"] = "agent 1001 was removed from the configuration: ask a supervisor"
+    with pytest.raises(web.HTTPForbidden) as forbidden:
+        access.authenticate(request("/api/agents/1001"))
+    assert forbidden.value.reason == refusals["1001"]
+    assert access.authenticate(request(LOGOUT_PATH)) is not None
+    with pytest.raises(AccessRefused) as refused:
+        await access.login("1001", "agent-password-1001")
+    assert (refused.value.status, refused.value.message) == (403, refusals["1001"])
+    entries = await AuditLog(store, clock).query(action="login.refused")
+    assert [entry["after"] for entry in entries] == [{"reason": refusals["1001"]}]

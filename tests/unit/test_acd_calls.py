@@ -10,6 +10,7 @@ The end-to-end tests (tests/e2e) cover the same features on the real Asterisk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -464,3 +465,69 @@ def test_the_day_of_the_live_counters_runs_from_local_midnight_to_the_next() -> 
     start, end = start_of_day(now), next_day(now)
     assert start <= now < end and 23 * 3600 <= end - start <= 25 * 3600  # a DST day is 23 or 25 h long
     assert start_of_day(end) == end and next_day(start) == end
+
+
+# -- live configuration (README "Administration (live configuration)") ------------------------------
+
+def with_acd(config: Config, **changes: Any) -> Config:
+    return dataclasses.replace(config, acd=dataclasses.replace(config.acd, **changes))
+
+
+async def test_a_waiting_caller_rings_an_agent_added_live_and_the_queue_change_reaches_the_call(rig: Rig) -> None:
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.ari.originated == []
+    config = rig.acd.config
+    new_agent = AcdAgentConfig(id="1006", name="New", number="1006", endpoint="8006", queues={"sales": 0})
+    louder = dataclasses.replace(config.acd.queues[0], announce_agent_number=True)
+    await rig.acd.live_config.replace(with_acd(config, agents=[*config.acd.agents, new_agent], queues=[louder]))
+    assert rig.acd.calls["C1"].queue.announce_agent_number  # the call reads its queue as configured now
+    assert rig.acd.agent_refusal("1006") is None
+    rig.acd.command("login", "1006")
+    await settle()
+    assert rig.ari.originated[-1][1] == "PJSIP/8006" and rig.agent("1006") == ("ringing", None)
+
+
+async def test_an_agent_removed_live_while_talking_ends_the_call_then_is_gone(rig: Rig) -> None:
+    await rig.connect()
+    config = rig.acd.config
+    await rig.acd.live_config.replace(with_acd(config, agents=[a for a in config.acd.agents if a.id != "a1"]))
+    assert rig.agent("a1") == ("talking", None)  # the call goes on
+    assert rig.acd.agent_refusal("a1") == "agent a1 was removed from the configuration: ask a supervisor"
+    assert "a1" not in rig.acd.agent_configs
+    rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))
+    await settle()
+    assert not rig.acd.engine.has_agent("a1")  # wrap-up 0: forgotten once the call is over
+    agents = [dataclasses.replace(agent, enabled=False) for agent in rig.acd.config.acd.agents]
+    disabled = with_acd(rig.acd.config, agents=agents)
+    await rig.acd.live_config.replace(disabled)
+    assert rig.acd.agent_refusal("a2") == "agent a2 is disabled: ask a supervisor"
+    assert AcdService.agents_refused_now(config, disabled) == ["a1", "a2"]  # removed, disabled
+    assert AcdService.agents_refused_now(disabled, config) == []
+
+
+async def test_removing_a_queue_a_caller_waits_in_is_refused_by_the_guard(rig: Rig) -> None:
+    config = rig.acd.config
+    without_sales = with_acd(config, queues=[], agents=[])
+    assert rig.acd.queue_removal_refusal(config, without_sales) is None  # positive: nobody waits yet
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.acd.queue_removal_refusal(config, without_sales) == \
+        "1 caller is waiting in queue sales: move them or wait until it is empty"
+    assert rig.acd.queue_removal_refusal(config, config) is None
+
+
+async def test_a_change_the_engine_refuses_is_logged_and_the_rest_applied(rig: Rig,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    config = rig.acd.config
+    renamed = [dataclasses.replace(agent, name="Renamed") for agent in config.acd.agents]
+    await rig.acd.live_config.replace(with_acd(config, queues=[], agents=[
+        dataclasses.replace(agent, queues={}) for agent in renamed]))  # the guard would have refused this
+    assert "the configuration change of queue sales was not applied: 1 caller is waiting in queue sales" in caplog.text
+    assert rig.acd.engine.queue_stats("sales").waiting == 1 and not rig.queued.done()  # the caller waits on
+    assert rig.acd.engine.agent("a2").name == "Renamed"

@@ -24,6 +24,11 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+def needs_subcommand(parser: argparse.ArgumentParser) -> bool:
+    """A group such as `ccctl flows`; `ccctl agents` runs alone too (its sub-commands are optional)."""
+    return any(isinstance(action, argparse._SubParsersAction) and action.required for action in parser._actions)
+
+
 def unknown_command(words: list[str]) -> str | None:
     """None when `ccctl <words>` names an existing command (extra words are arguments), else the
     first word that is not one."""
@@ -35,7 +40,7 @@ def unknown_command(words: list[str]) -> str | None:
         if word not in choices:
             return word
         parser = choices[word]
-    return None if not subcommands(parser) else "(a command group without its command)"
+    return "(a command group without its command)" if needs_subcommand(parser) else None
 
 
 PROSE = {"talks"}  # "ccctl talks to the controller": a sentence about ccctl, not a command

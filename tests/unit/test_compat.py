@@ -250,7 +250,8 @@ async def test_ami_endpoint_logins_actions_and_events(tmp_path: Path) -> None:
     config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
         AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
         compat=CompatSettings(ami_port=port, ami_users={"wallboard": "s3cret"}))
-    server = AmiServer(config, SimpleNamespace(queue_configs={}))  # type: ignore[arg-type]
+    acd = SimpleNamespace(queue_configs={}, agent_configs={agent.id: agent for agent in config.acd.agents})
+    server = AmiServer(config, acd)  # type: ignore[arg-type]
     await server.serve()
     try:
         anonymous = Ami(port=port)
@@ -335,4 +336,20 @@ async def test_lines_of_events_not_written_before_a_crash_are_written_at_restart
     assert [line.split("|")[4] for line in lines] == ["QUEUESTART", "ENTERQUEUE", "CONNECT", "COMPLETECALLER",
                                                       "QUEUESTART", "ADDMEMBER"]
     assert lines[2].split("|")[5:] == ["0", "", "0"]  # holdtime from ENTERQUEUE, replayed for its state
+    await store.close()
+
+
+async def test_agents_added_or_changed_live_get_queue_log_members_and_cdr_phones(tmp_path: Path) -> None:
+    kept = AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})
+    config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[kept]))
+    store = Store(tmp_path / "controller.sqlite3")
+    await store.open()
+    service = CompatService(config, store, EventBus(store, time.time))
+    added = AcdAgentConfig(id="1006", name="N", number="1006", endpoint="8006", queues={"general": 0, "vip": 1})
+    moved = AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8009", queues={"vip": 0})
+    service.configuration_changed(config, Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[moved, added])))
+    assert service.formatter.agent_queues == {"1001": ["vip"], "1006": ["general", "vip"]}
+    assert service.agent_endpoints == {"1001": "8009", "1006": "8006"}
+    service.configuration_changed(config, Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[moved])))
+    assert "1006" in service.formatter.agent_queues  # a removed agent's last events still name their queues
     await store.close()

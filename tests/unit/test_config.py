@@ -29,6 +29,11 @@ BAD_CONFIGS = {
     "store url": ("store:\n  url: mysql://db/ccc\n", 2, "url: expected a postgresql://user@host:port/database URL"),
     "store timeout": ("store:\n  url: postgresql://db/ccc\n  statement_timeout: 0\n", 3,
                       "statement_timeout: expected seconds from 0 to 3600"),
+    "agent skill level 11": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: e,\n"
+                             "       skills: {general: 11}}\n", 3,
+                             "skills.general: expected a level from 1 to 10, got 11"),
+    "queue skill level 0": ("acd:\n  queues:\n    - {name: q, skills: {general: 0}}\n", 3,
+                            "skills.general: expected a level from 1 to 10, got 0"),
 }
 
 

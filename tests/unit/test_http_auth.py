@@ -455,17 +455,9 @@ async def test_a_session_websocket_must_come_from_this_servers_pages(sessions: C
 
 # -- the access service's answers through the middleware: revoked and expired tokens, sessions --
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def test_revoked_and_expired_tokens_are_401_and_a_real_session_needs_csrf(store: Store) -> None:
     clock = [1_800_000_000.0]
-    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(),
+    access = AccessService(AccessRecords(store), AuditLog(store, lambda: clock[0]), AuthSettings(idle_minutes=0),
                            now=lambda: clock[0], sockets=SocketRegistry())
     await access.open([], [UserSettings("ann", "ann-password-0123456789", "supervisor")])
     admin = Identity("root", "admin", credential="token:0")

@@ -311,3 +311,22 @@ async def test_the_api_answers_503_while_the_store_fails_and_400_for_a_number_ou
         assert response.status == 400 and "since: expected an integer from 0" in (await response.json())["error"]
         response = await client.get("/since", params={"since": "5"})  # the positive twin
         assert response.status == 200
+
+
+async def test_a_group_waiting_for_a_failing_database_is_saved_and_committed_whole_at_the_next_start(
+        store: Store, store_target: StoreTarget, outage: Outage) -> None:
+    await outage.start(store)
+    group = [("INSERT INTO t (n, pad) VALUES (?, ?)", (n, BIG)) for n in (1, 2)]
+    with pytest.raises(StoreUnavailable):
+        await store.execute_atomic(group)  # kept: "don't write it again"
+    await store.close(retry_seconds=0.1)
+    assert "atomic group" in store.spill_path.read_text()
+    await outage.stop(store)
+
+    again = new_store(store_target)
+    await again.open()
+    assert await numbers(again) == [1, 2]
+    with pytest.raises(StatementFailed):  # and a group with a statement that can never succeed: none of it
+        await again.execute_atomic([("INSERT INTO t (n) VALUES (3)", ()), ("INSERT INTO t (n) VALUES (NULL)", ())])
+    assert await numbers(again) == [1, 2]
+    await again.close()

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from controller.plugins.access.state_persistor import AccessRecords, UserRecord
+from controller.plugins.access.state_persistor import AccessRecords, AuditLog, UserRecord
 from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.admin.state_persistor import AdminRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.recordings.state_persistor import RecordingIndex
 from controller.store import db
-from controller.store.db import Store, StoreUnavailable
+from controller.store.db import StatementFailed, Store, StoreUnavailable
 from controller.store.engines import PostgresEngine, split_statements, to_postgresql
 from controller.store.schema import MIGRATIONS
 from tests.conftest import StoreTarget
@@ -106,6 +107,22 @@ async def test_the_plugins_sql_answers_the_same_on_both_engines(store: Store) ->
     live.save("c1", "queue", {"queue": "sales"})
     live.save("c1", "queue", {"queue": "support"})
     assert (await live.load_all())["c1"]["queue"] == {"queue": "support"}
+
+    admin = AdminRecords(store)
+    assert await admin.is_empty()
+    audit = AuditLog(store, lambda: NOW)
+    await store.execute_atomic([admin.put("queue", "sales", {"name": "sales"}, 0, NOW, "user:ann"),
+                                admin.put("queue", "sales", {"name": "sales", "weight": 2}, 1, NOW, "user:ann"),
+                                admin.mark_seeded(NOW), admin.mark_seeded(NOW + 1),
+                                audit.statement("user:ann", "admin", "config.put", target="queue/sales")])
+    assert [(r.key, r.data, r.position) for r in await admin.rows()] == [("sales", {"name": "sales", "weight": 2}, 1)]
+    assert not await admin.is_empty()
+    audit.record("user:ann", "admin", "token.create")
+    assert [e["action"] for e in await audit.query(action="config.")] == ["config.put"]  # a prefix, not LIKE
+    with pytest.raises(StatementFailed):  # a group with a statement that can never succeed: none of it
+        await store.execute_atomic([admin.delete("queue", "sales"), (
+            "INSERT INTO admin_items (kind, key, data, updated_at, updated_by) VALUES ('q', 'k', NULL, 0, 'a')", ())])
+    assert [r.key for r in await admin.rows()] == ["sales"]
 
 
 def test_statements_are_rewritten_for_postgresql_outside_literals_only() -> None:

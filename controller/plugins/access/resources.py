@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from controller.config import USER_NAME_PATTERN
+from controller.http.list_query import list_query, list_window
 from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import SESSION_COOKIE, caller_of, json_error, public, roles
-from controller.plugins.access.services import USER_ROLES, AccessRefused, AccessService
+from controller.plugins.access.services import LOGOUT_PATH, USER_ROLES, AccessRefused, AccessService
 
 NAME = {"type": "string", "pattern": f"^{USER_NAME_PATTERN}(?!\\n)$"}
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
@@ -39,11 +40,9 @@ TOKEN_BODY = {"type": "object", "additionalProperties": False, "required": ["nam
                                                     "description": "the token fails this long after its creation"
                                                                    " (none: it never expires)"}}}
 TOKEN_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-TIME = {"type": "number", "minimum": 0, "maximum": 1e11}
 AUDIT_QUERY: dict[str, dict[str, Any]] = {"actor": {"type": "string", "description": "user:NAME or token:NAME"},
                "action": {"type": "string", "description": "an action or its prefix, e.g. login or token."},
-               "target": {"type": "string"}, "from": TIME, "to": TIME,
-               "limit": {"type": "integer", "minimum": 1, "maximum": 1000}}
+               "target": {"type": "string"}, **list_query()}
 AUDIT_ENTRY = {"type": "object", "required": ["id", "at", "actor", "action", "target", "before", "after", "status"]}
 
 
@@ -67,6 +66,7 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
                "the CSRF token state-changing requests repeat in X-CSRF-Token", tag="auth", body=LOGIN_BODY,
                responses={200: SESSION},
                errors={400: "bad input", 401: "wrong name or password",
+                       403: "the agent the user acts as was removed or disabled (or a demo password)",
                        423: "the account is locked after too many wrong passwords"})
     @public
     async def login(request: web.Request) -> web.Response:
@@ -186,16 +186,15 @@ def routes(access: AccessService, *, secure_cookies: bool) -> list[web.RouteDef]
                                                                               "items": AUDIT_ENTRY}}}})
     @roles("supervisor")
     async def audit(request: web.Request) -> web.Response:
-        query = request.query
-        number = {key: float(query[key]) for key in ("from", "to") if key in query}
+        query, window = request.query, list_window(request)
         entries = await access.audit.query(actor=query.get("actor"), action=query.get("action"),
-                                           target=query.get("target"), since=number.get("from"),
-                                           until=number.get("to"), limit=int(query.get("limit", 100)))
+                                           target=query.get("target"), since=window.start,
+                                           until=window.end, limit=window.limit)
         return web.json_response({"entries": entries})
 
     return [
         web.post("/api/auth/login", login),
-        web.post("/api/auth/logout", logout),
+        web.post(LOGOUT_PATH, logout),
         web.get("/api/auth/me", me),
         web.get("/api/users", list_users),
         web.post("/api/users", create_user),

@@ -32,6 +32,8 @@ log = logging.getLogger("controller.access")
 
 USER_ROLES: tuple[Role, ...] = ("agent", "supervisor", "admin")
 TOKEN_PREFIX = "ccc_"
+#: The longest pause between two looks for idle sessions (shorter when `auth.idle_minutes` is short).
+IDLE_SWEEP_SECONDS = 30.0
 
 
 def digest(secret: str) -> str:
@@ -56,22 +58,32 @@ class AccessRefused(Exception):
         self.retry_after = retry_after
 
 
+#: The one request an agent user whose agent was removed may still make (see `AccessService.authenticate`).
+LOGOUT_PATH = "/api/auth/logout"
+
+
 class AccessService:
     def __init__(self, records: AccessRecords, audit: AuditLog, settings: AuthSettings, *,
                  now: Callable[[], float], sockets: SocketRegistry,
-                 agent_exists: Callable[[str], bool] = lambda agent_id: True, demo: bool = False) -> None:
+                 agent_exists: Callable[[str], bool] = lambda agent_id: True,
+                 agent_refusal: Callable[[str], str | None] = lambda agent_id: None, demo: bool = False) -> None:
         self.records = records
         self.audit = audit
         self.settings = settings
         self.now = now
         self.sockets = sockets
         self.agent_exists = agent_exists
+        # Why an agent user or token may not act now (its agent was removed or disabled live): None, it may.
+        self.agent_refusal = agent_refusal
         self.demo = demo  # demo mode: the demo's well-known tokens and passwords are accepted
         # OWASP's argon2id parameters (19 MiB, 2 passes): ~60 ms a hash here, so seeding and logins stay quick.
         self.hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
         self.users: dict[str, UserRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}  # by hash
         self.sessions: dict[str, SessionRecord] = {}  # by hash of the cookie
+        # When each session was last used (memory only: a restart counts as a use, so a session may
+        # outlive `idle_minutes` by the time the controller was down, never by more).
+        self.last_used: dict[str, float] = {}
         self._dummy_hash = ""  # verified against for an unknown name, so it takes as long as a known one
 
     async def open(self, seed_tokens: list[TokenSettings], seed_users: list[UserSettings]) -> None:
@@ -87,6 +99,7 @@ class AccessService:
         now = self.now()
         live = await self.records.sessions()
         self.sessions = {s.id_hash: s for s in live if s.expires_at > now and s.user_name in self.users}
+        self.last_used = dict.fromkeys(self.sessions, now)
         await self.records.delete_sessions([s.id_hash for s in live if s.id_hash not in self.sessions])
         self._dummy_hash = await asyncio.to_thread(self.hasher.hash, secrets.token_hex(16))
 
@@ -106,11 +119,16 @@ class AccessService:
     # -- authenticating requests (sync: on every request) --
 
     def authenticate(self, request: web.Request) -> Identity | None:
+        """Who the request comes from (None: nobody known). An agent user or token whose agent was removed
+        or disabled is refused (403 with the reason); ending its session is still allowed."""
         presented = token_from(request)
-        if presented:
-            return self.identify_token(presented)
         cookie = request.cookies.get(SESSION_COOKIE)
-        return self.identify_session(cookie) if cookie else None
+        identity = self.identify_token(presented) if presented else self.identify_session(cookie) if cookie else None
+        if identity is not None and identity.agent_id is not None and request.path != LOGOUT_PATH:
+            refusal = self.agent_refusal(identity.agent_id)
+            if refusal is not None:
+                raise web.HTTPForbidden(reason=refusal)
+        return identity
 
     def identify_token(self, presented: str) -> Identity | None:
         token = self.tokens.get(digest(presented))
@@ -123,14 +141,55 @@ class AccessService:
         return Identity(token.name, token.role, token.agent_id, credential=f"token:{token.id}")  # type: ignore[arg-type]
 
     def identify_session(self, cookie: str) -> Identity | None:
+        """The session's user; using it extends its idle time. An idle one is refused here and ended (its
+        WebSockets closed) by the next `expire_idle_sessions`."""
         session = self.sessions.get(digest(cookie))
-        if session is None or session.expires_at <= self.now():
+        now = self.now()
+        if session is None or session.expires_at <= now or self._is_idle(session.id_hash, now):
             return None
         user = self.users.get(session.user_name)
         if user is None:
             return None
+        self.last_used[session.id_hash] = now
         return Identity(user.name, user.role, user.agent_id, credential=f"session:{session.id_hash}",  # type: ignore[arg-type]
                         csrf=session.csrf)
+
+    def _idle_limit(self) -> float | None:
+        """Seconds of no use that end a session (None: no idle timeout). Read at each use: a reload changes it."""
+        return self.settings.idle_minutes * 60 if self.settings.idle_minutes > 0 else None
+
+    def _is_idle(self, id_hash: str, now: float) -> bool:
+        limit = self._idle_limit()
+        return limit is not None and now - self.last_used.get(id_hash, now) >= limit
+
+    async def expire_idle_sessions(self) -> list[str]:
+        """End the sessions unused for `auth.idle_minutes` (their WebSockets are closed); their users' names."""
+        now = self.now()
+        idle = [session for id_hash, session in self.sessions.items() if self._is_idle(id_hash, now)]
+        if idle:
+            await self._end_sessions([session.id_hash for session in idle], "session idle")
+            for session in idle:
+                user = self.users.get(session.user_name)
+                self.audit.record(f"user:{session.user_name}", user.role if user else None, "session.idle",
+                                  target=f"user:{session.user_name}",
+                                  after={"idle_minutes": self.settings.idle_minutes})
+            log.info("ended %d session(s) idle for %g minutes", len(idle), self.settings.idle_minutes)
+        return [session.user_name for session in idle]
+
+    async def run(self) -> None:
+        """End idle sessions as they become idle, so their open WebSockets close without waiting for a request."""
+        while True:
+            limit = self._idle_limit()
+            await asyncio.sleep(min(IDLE_SWEEP_SECONDS, limit / 4) if limit else IDLE_SWEEP_SECONDS)
+            await self.expire_idle_sessions()
+
+    async def close_agent_sockets(self, agent_id: str, reason: str) -> int:
+        """Close the open WebSockets of the tokens and sessions acting as the agent (removed or disabled live):
+        their pages see why at once. How many were closed."""
+        credentials = [f"token:{token.id}" for token in self.tokens.values() if token.agent_id == agent_id]
+        credentials += [f"session:{session.id_hash}" for session in self.sessions.values()
+                        if (user := self.users.get(session.user_name)) is not None and user.agent_id == agent_id]
+        return sum([await self.sockets.close(credential, reason) for credential in credentials])
 
     # -- logins --
 
@@ -166,6 +225,11 @@ class AccessService:
         if user.failures or user.locked_until is not None:
             user.failures, user.locked_until = 0, None
             await self.records.save_user(user)
+        refusal = self.agent_refusal(user.agent_id) if user.agent_id is not None else None
+        if refusal is not None:
+            self.audit.record(f"user:{name}", user.role, "login.refused", target=f"user:{name}",
+                              after={"reason": refusal}, status=403)
+            raise AccessRefused(403, refusal)
         if not self.demo and DEMO_PASSWORDS.get(name) == password:
             self.audit.record(f"user:{name}", user.role, "login.refused", target=f"user:{name}",
                               after={"reason": "demo password"}, status=403)
@@ -177,6 +241,7 @@ class AccessService:
                                 now + self.settings.session_hours * 3600)
         await self.records.add_session(session)
         self.sessions[session.id_hash] = session
+        self.last_used[session.id_hash] = now
         self.audit.record(f"user:{name}", user.role, "login", target=f"user:{name}", status=200)
         return cookie, session, user
 
@@ -202,6 +267,7 @@ class AccessService:
     async def _end_sessions(self, id_hashes: list[str], reason: str) -> None:
         for id_hash in id_hashes:
             self.sessions.pop(id_hash, None)
+            self.last_used.pop(id_hash, None)
             await self.sockets.close(f"session:{id_hash}", reason)
         await self.records.delete_sessions(id_hashes)
 

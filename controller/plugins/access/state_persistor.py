@@ -81,12 +81,18 @@ class AuditLog:
 
     def record(self, actor: str, role: str | None, action: str, *, target: str | None = None,
                before: Any = None, after: Any = None, status: int | None = None) -> None:
-        self._store.write(
-            "INSERT INTO audit_log (at, actor, role, action, target, before, after, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._now(), actor, role, action, target,
-             None if before is None else json.dumps(redacted(before), ensure_ascii=False),
-             None if after is None else json.dumps(redacted(after), ensure_ascii=False), status))
+        self._store.write(*self.statement(actor, role, action, target=target, before=before, after=after,
+                                          status=status))
+
+    def statement(self, actor: str, role: str | None, action: str, *, target: str | None = None,
+                  before: Any = None, after: Any = None, status: int | None = None) -> tuple[str, tuple[Any, ...]]:
+        """The row `record()` writes, as a statement to commit together with the change it describes
+        (`Store.execute_atomic`)."""
+        return ("INSERT INTO audit_log (at, actor, role, action, target, before, after, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._now(), actor, role, action, target,
+                 None if before is None else json.dumps(redacted(before), ensure_ascii=False),
+                 None if after is None else json.dumps(redacted(after), ensure_ascii=False), status))
 
     async def query(self, *, actor: str | None = None, action: str | None = None, target: str | None = None,
                     since: float | None = None, until: float | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -549,7 +549,7 @@ class AcdCallControl:
         queue = self.acd.queue_configs.get(str(part.get("queue")))
         agent_id = str(part.get("agent_id"))
         talk_bridge = resumption.bridges.get(str(part.get("talk_bridge")))
-        if queue is None or agent_id not in self.acd.agent_configs or talk_bridge is None:
+        if queue is None or not self.acd.engine.has_agent(agent_id) or talk_bridge is None:
             resumption.notes.append(f"talk: {'bridge gone' if talk_bridge is None else 'queue or agent unknown'}")
             return None
         request = QueueRequest(queue.name, dict(part.get("skills") or {}), int(part.get("priority") or 0),
@@ -639,7 +639,7 @@ class AcdCallControl:
                 with contextlib.suppress(AriError):
                     await ari.destroy_bridge(bridge_id)
         agent_id = str(part.get("agent_id"))
-        if agent_id in self.acd.agent_configs and self.acd.engine.agent(agent_id).current_call == call_id:
+        if self.acd.engine.has_agent(agent_id) and self.acd.engine.agent(agent_id).current_call == call_id:
             self.acd.records.talk_ended(call_id)
             with contextlib.suppress(AcdError):
                 self.acd.apply(self.acd.engine.call_ended(agent_id))

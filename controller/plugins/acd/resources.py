@@ -77,6 +77,8 @@ def as_json(view: Any) -> dict[str, Any]:
 
 
 def agent_json(acd: AcdService, agent_id: str) -> dict[str, Any]:
+    if not acd.engine.has_agent(agent_id):  # removed: their call and its ACW are over
+        return {"id": agent_id, "state": "logged_out", "removed": True}
     view = as_json(acd.engine.agent(agent_id))
     config = acd.agent_configs.get(agent_id)
     if config is not None:
@@ -95,7 +97,7 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
 
 def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef]:
     """The ACD's routes; `is_live(call_id)`: whether a call with that id is up (else commands answer 404)."""
-    dial_limiter = RateLimiter(acd.config.dialing.rate_limit_calls, acd.config.dialing.rate_limit_seconds)
+    dial_limiter = RateLimiter.following(lambda: acd.config.dialing)
 
     def refuse_dial(request: web.Request, number: str) -> web.Response | None:
         """403 when the dialing policy refuses the number, 429 when this token dialled too often; None: go on."""
@@ -114,7 +116,7 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         identity = caller_of(request)
         if identity.role == "agent" and identity.agent_id != agent_id:
             raise web.HTTPForbidden(reason="an agent's token may act only on its own agent")
-        if agent_id not in acd.agent_configs:
+        if not acd.engine.has_agent(agent_id):  # a removed agent is known until their call and its ACW are over
             raise web.HTTPNotFound(reason=f"no agent {agent_id!r}")
         return agent_id
 
@@ -130,7 +132,8 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
     @roles("agent", "supervisor", "integration")
     async def list_agents(request: web.Request) -> web.Response:
         identity = caller_of(request)
-        ids = [identity.agent_id] if identity.role == "agent" and identity.agent_id else list(acd.agent_configs)
+        ids = ([identity.agent_id] if identity.role == "agent" and identity.agent_id
+               else [view.id for view in acd.engine.agents()])
         return web.json_response({"agents": [agent_json(acd, agent_id) for agent_id in ids if agent_id]})
 
     @operation("The agents' directory (通讯录): name, number (工号) and state of every agent, for a"

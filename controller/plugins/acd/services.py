@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.acd.alerts import StandardsMonitor
-from controller.acd.engine import AcdEngine, AcdError, OnCall
+from controller.acd.engine import AcdEngine, AcdError, OnCall, waiting_refusal
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
@@ -41,6 +42,7 @@ from controller.clock import Clock
 from controller.config import AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.live_config import LiveConfig
 from controller.logs import mask_number
 from controller.lookup import caller_region
 from controller.media.say import say_digits
@@ -87,22 +89,43 @@ def queue_settings(queue: AcdQueueConfig) -> QueueSettings:
 
 def agent_settings(agent: AcdAgentConfig) -> AgentSettings:
     return AgentSettings(id=agent.id, name=agent.name, number=agent.number, endpoint=agent.endpoint,
-                         skills=dict(agent.skills), queues=dict(agent.queues))
+                         skills=dict(agent.skills), queues=dict(agent.queues), enabled=agent.enabled)
+
+
+class _ByName:
+    """The live configuration's queues and agents by name/id, rebuilt when the configuration is replaced."""
+
+    def __init__(self, live: LiveConfig) -> None:
+        self._live = live
+        self._seen: Config | None = None
+        self.queues: dict[str, AcdQueueConfig] = {}
+        self.agents: dict[str, AcdAgentConfig] = {}
+
+    def current(self) -> _ByName:
+        config = self._live.current
+        if config is not self._seen:
+            self.queues = {queue.name: queue for queue in config.acd.queues}
+            self.agents = {agent.id: agent for agent in config.acd.agents}
+            self._seen = config
+        return self
 
 
 class AcdService:
-    def __init__(self, *, config: Config, clock: Clock, records: AcdRecords, publish: Publish,
+    def __init__(self, *, config: Config | LiveConfig, clock: Clock, records: AcdRecords, publish: Publish,
                  media_for: MediaFor, originate: Originate | None = None,
                  recordings: RecordingService | None = None) -> None:
-        self.config = config
+        # Queues, agents, not-ready reasons and the acd settings are live (README "Administration (live
+        # configuration)"): read from `live_config.current` when deciding, never copied at start.
+        self.live_config = config if isinstance(config, LiveConfig) else LiveConfig(config)
+        self.live_config.subscribe("acd", self.configuration_changed)
+        self._by_name = _ByName(self.live_config)
+        config = self.live_config.current
         self.clock = clock
         self.records = records
         self.publish = publish
         self.media_for = media_for
         self.originate = originate
         self.recordings = recordings
-        self.queue_configs = {queue.name: queue for queue in config.acd.queues}
-        self.agent_configs = {agent.id: agent for agent in config.acd.agents}
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
                                 [agent_settings(a) for a in config.acd.agents], clock,
                                 not_ready_reasons=tuple(config.acd.not_ready_reasons))
@@ -126,6 +149,88 @@ class AcdService:
         # flow; by default a transfer to a queue is served, anything else ends the call (see below).
         self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
         self._restored_on_calls: dict[str, str] = {}  # agent id -> the call they were restored talking on
+        self._warming: set[asyncio.Task[None]] = set()
+
+    @property
+    def config(self) -> Config:
+        """The configuration as it is now (managed sections live)."""
+        return self.live_config.current
+
+    @property
+    def queue_configs(self) -> dict[str, AcdQueueConfig]:
+        """The queues as configured now, by name."""
+        return self._by_name.current().queues
+
+    @property
+    def agent_configs(self) -> dict[str, AcdAgentConfig]:
+        """The agents as configured now, by id (a removed agent finishing a call is only in the engine)."""
+        return self._by_name.current().agents
+
+    # -- live configuration ---------------------------------------------------------------------------
+
+    def configuration_changed(self, old: Config, new: Config) -> None:
+        """Turn the difference between two configurations into engine commands: queues added or changed
+        first, then agents added, changed or removed, then queues removed (the admin service's checks
+        made sure nobody waits in them and no agent names them). Live calls are never disturbed: see
+        `AcdEngine.upsert_agent`, `remove_agent`, `upsert_queue`."""
+        before, after = old.acd, new.acd
+        old_queues = {queue.name: queue for queue in before.queues}
+        new_queues = {queue.name: queue for queue in after.queues}
+        old_agents = {agent.id: agent for agent in before.agents}
+        new_agents = {agent.id: agent for agent in after.agents}
+        decisions: list[Decision] = []
+        engine = self.engine
+        changes: list[tuple[str, Callable[[], list[Decision]]]] = [
+            *((f"queue {name}", functools.partial(engine.upsert_queue, queue_settings(queue)))
+              for name, queue in new_queues.items() if old_queues.get(name) != queue),
+            *((f"agent {agent_id}", functools.partial(engine.upsert_agent, agent_settings(agent)))
+              for agent_id, agent in new_agents.items() if old_agents.get(agent_id) != agent),
+            *((f"agent {agent_id}", functools.partial(engine.remove_agent, agent_id))
+              for agent_id in old_agents.keys() - new_agents.keys()),
+            *((f"queue {name}", functools.partial(engine.remove_queue, name))
+              for name in old_queues.keys() - new_queues.keys()),
+        ]
+        for what, change in changes:
+            try:
+                decisions.extend(change())
+            except AcdError as exc:  # the admin service's checks should have refused this change
+                log.error("ACD: the configuration change of %s was not applied: %s", what, exc)
+        if before.not_ready_reasons != after.not_ready_reasons:
+            self.engine.set_not_ready_reasons(after.not_ready_reasons)
+        for waiting in self.calls.values():  # announcements, recording policy, ring timeout of transfers
+            waiting.queue = new_queues.get(waiting.queue.name, waiting.queue)
+        self.apply(decisions)
+        changed = [agent for agent_id, agent in new_agents.items() if old_agents.get(agent_id) != agent
+                   or before.center_name != after.center_name]
+        if changed:
+            task = asyncio.get_running_loop().create_task(self.warm_prompts(changed))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
+
+    def queue_removal_refusal(self, old: Config, new: Config) -> str | None:
+        """The admin service's guard (409): a queue with callers waiting (or ringing an agent) cannot be
+        removed; None when the change removes no such queue."""
+        removed = {queue.name for queue in old.acd.queues} - {queue.name for queue in new.acd.queues}
+        for name in sorted(removed):
+            if self.engine.has_queue(name) and (waiting := self.engine.queue_stats(name).waiting):
+                return waiting_refusal(name, waiting)
+        return None
+
+    @staticmethod
+    def agents_refused_now(old: Config, new: Config) -> list[str]:
+        """The agents a change removed or disabled (their users and tokens are refused from now on)."""
+        before = {agent.id: agent for agent in old.acd.agents if agent.enabled}
+        after = {agent.id: agent for agent in new.acd.agents if agent.enabled}
+        return sorted(before.keys() - after.keys())
+
+    def agent_refusal(self, agent_id: str) -> str | None:
+        """Why an agent's user or token may not log in (None: it may): removed or disabled."""
+        agent = self.agent_configs.get(agent_id)
+        if agent is None:
+            return f"agent {agent_id} was removed from the configuration: ask a supervisor"
+        if not agent.enabled:
+            return f"agent {agent_id} is disabled: ask a supervisor"
+        return None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -182,12 +287,13 @@ class AcdService:
             tasks.create_task(self.warm_prompts())
             tasks.create_task(self._new_day_at_midnight())
 
-    async def warm_prompts(self) -> None:
+    async def warm_prompts(self, agents: list[AcdAgentConfig] | None = None) -> None:
         """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
-        text to speech."""
-        prompts = [self.agent_number_prompt(agent, language) for agent in self.agent_configs.values()
+        text to speech. `agents`: only theirs (added or changed live)."""
+        prompts = [self.agent_number_prompt(agent, language)
+                   for agent in (self.agent_configs.values() if agents is None else agents)
                    for language in ("zh", "en")]
-        for prompt in [*prompts, *self.outbound.prompts()]:
+        for prompt in [*prompts, *(self.outbound.prompts() if agents is None else [])]:
             with contextlib.suppress(Exception):
                 await self.media_for(prompt)
 
@@ -235,7 +341,7 @@ class AcdService:
         if action not in handlers:
             raise AcdError(f"unknown agent command {action!r}")
         self.apply(handlers[action](agent_id, **arguments))
-        return self.engine.agent(agent_id)
+        return self.engine.agent(agent_id) if self.engine.has_agent(agent_id) else None  # None: removed, gone now
 
     # -- decisions ---------------------------------------------------------------------------------
 

@@ -69,8 +69,6 @@ class AmiServer:
     def __init__(self, config: Config, acd: AcdService) -> None:
         self.settings: CompatSettings = config.compat
         self.acd = acd
-        self.endpoints = {agent.id: agent.endpoint for agent in config.acd.agents}
-        self.agent_queues = {agent.id: dict(agent.queues) for agent in config.acd.agents}
         self.agent_format = config.compat.queue_log.agent_format
         self._sessions: set[_Session] = set()
         self._callers: dict[str, str] = {}
@@ -180,6 +178,16 @@ class AmiServer:
         session.send([("Event", complete), *ids, ("EventList", "Complete"), ("ListItems", str(len(items)))])
 
     # -- state, as app_queue reports it --------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """The agents' phones as configured now (live configuration)."""
+        return {agent.id: agent.endpoint for agent in self.acd.agent_configs.values()}
+
+    @property
+    def agent_queues(self) -> dict[str, dict[str, int]]:
+        """Each agent's queues and penalties as configured now (live configuration)."""
+        return {agent.id: dict(agent.queues) for agent in self.acd.agent_configs.values()}
 
     def member_name(self, agent_id: str) -> str:
         return self.agent_format.format(id=agent_id)

@@ -107,6 +107,7 @@ class CompatService:
                                            agent_format=settings.queue_log.agent_format,
                                            log_caller_id=settings.queue_log.log_caller_id)
         self.agent_endpoints = {agent.id: agent.endpoint for agent in config.acd.agents}
+        # kept up to date by `configuration_changed` (a removed agent keeps their entries: their last events)
         self._lines: list[QueueLogEntry] = []
         self._ended: list[str] = []
         self._bus = bus
@@ -120,6 +121,12 @@ class CompatService:
         self._formatting = settings.queue_log.enabled or settings.ami_port > 0
         if self._formatting or settings.cdr.enabled:
             bus.listeners.append(self._on_event)
+
+    def configuration_changed(self, _old: Config, new: Config) -> None:
+        """Agents added or changed live: their queues (queue_log member lines) and phones (CDR channels)."""
+        for agent in new.acd.agents:
+            self.formatter.agent_queues[agent.id] = list(agent.queues)
+            self.agent_endpoints[agent.id] = agent.endpoint
 
     @property
     def enabled(self) -> bool:

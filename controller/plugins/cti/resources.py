@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from controller.http.list_query import list_query, list_window
 from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import Identity, caller_of, json_error, roles, track_socket
 from controller.plugins.cti.notifier import WebhookNotifier
@@ -24,7 +25,7 @@ from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter, Sub
 
 #: Events per page when a WebSocket client catches up, and the bounds of `limit` on /api/events.
 REPLAY_PAGE = 1_000
-LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 10_000, 1_000
+LIMIT_MAX, LIMIT_DEFAULT = 10_000, 1_000
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
@@ -70,15 +71,6 @@ def _since(request: web.Request, bus: EventBus) -> int | None:
     return since
 
 
-def _limit(request: web.Request) -> int:
-    value = request.query.get("limit")
-    if value is None:
-        return LIMIT_DEFAULT
-    if not _DIGITS.fullmatch(value) or not LIMIT_MIN <= int(value) <= LIMIT_MAX:
-        raise web.HTTPBadRequest(reason=f"limit must be an integer from {LIMIT_MIN} to {LIMIT_MAX}")
-    return int(value)
-
-
 def _webhook_name(request: web.Request, webhooks: WebhookNotifier) -> str:
     name = request.match_info["name"]
     if not webhooks.has(name):
@@ -121,9 +113,8 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
 
     @operation("Events after a sequence number, oldest first (polling)", tag="cti",
                query={**FILTER_QUERY,
-                      "limit": {"type": "integer", "minimum": LIMIT_MIN, "maximum": LIMIT_MAX,
-                                "default": LIMIT_DEFAULT,
-                                "description": f"events scanned per page ({LIMIT_MIN}–{LIMIT_MAX})"}},
+                      **list_query(window=False, limit_max=LIMIT_MAX, limit_default=LIMIT_DEFAULT,
+                                   limit_description=f"events scanned per page (1–{LIMIT_MAX})")},
                responses={200: EVENTS_PAGE},
                description="`last_seq` is the last sequence number scanned (pass it as the next `since` to page on; "
                            "filtered-out events count as scanned); `newest_seq` the newest event. "
@@ -132,7 +123,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
     async def poll(request: web.Request) -> web.Response:
         event_filter = scoped_filter(request, caller_of(request))
         since = _since(request, bus) or 0
-        scanned = await bus.since(since, _limit(request))
+        scanned = await bus.since(since, list_window(request, limit_default=LIMIT_DEFAULT).limit)
         events = [e.as_dict() for e in scanned if event_filter.matches(e)]
         return web.json_response({"events": events, "last_seq": scanned[-1].seq if scanned else since,
                                   "newest_seq": bus.last_seq})
@@ -161,15 +152,13 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
         return web.json_response({"webhook": name, "replaying_from": since + 1})
 
     @operation("A webhook's dead letters: events its receiver refused for good (4xx), oldest first",
-               tag="webhooks", query={"limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+               tag="webhooks", query=list_query(window=False),
                responses={200: DEAD_LETTERS})
     @roles("integration")
     async def dead_letters(request: web.Request) -> web.Response:
         name = _webhook_name(request, webhooks)
-        value = request.query.get("limit", "100")
-        if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= 1000:
-            return json_error(400, "limit must be an integer from 1 to 1000")
-        return web.json_response({"webhook": name, "dead_letters": await webhooks.dead_letters(name, int(value))})
+        limit = list_window(request).limit
+        return web.json_response({"webhook": name, "dead_letters": await webhooks.dead_letters(name, limit)})
 
     @operation("Deliver a webhook's dead letters again (all, or the given `seqs`), before its next events",
                tag="webhooks", body=DEAD_REPLAY_BODY, body_required=False,

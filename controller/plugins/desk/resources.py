@@ -1,4 +1,4 @@
-"""The agent toolbar and the supervisor wallboard: plain pages served by the controller.
+"""The agent toolbar, the supervisor wallboard and the admin page: plain pages served by the controller.
 
 The pages hold no data and need no token to load; everything they show comes from the API and
 the /ws event stream with the token the user types in (kept in the browser's session storage),
@@ -14,8 +14,8 @@ from aiohttp import web
 from controller.http.server import page
 
 STATIC = Path(__file__).with_name("static")
-FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "desk.js": "text/javascript",
-         "desk.css": "text/css"}
+FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html": "text/html",
+         "desk.js": "text/javascript", "admin.js": "text/javascript", "desk.css": "text/css"}
 
 
 def routes() -> list[web.RouteDef]:
@@ -40,4 +40,9 @@ def routes() -> list[web.RouteDef]:
     async def wallboard(request: web.Request) -> web.StreamResponse:
         return redirect(request, "wallboard.html")
 
-    return [web.get("/desk/{name}", static), web.get("/toolbar", toolbar), web.get("/wallboard", wallboard)]
+    @page
+    async def admin(request: web.Request) -> web.StreamResponse:
+        return redirect(request, "admin.html")
+
+    return [web.get("/desk/{name}", static), web.get("/toolbar", toolbar), web.get("/wallboard", wallboard),
+            web.get("/admin", admin)]

@@ -1,4 +1,4 @@
-"""HTTP resources for the IVR: the flows that are live, and reloading them."""
+"""HTTP resources for the IVR: the flows that are live (reloading them: controller/plugins/reload/)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from aiohttp import web
 from controller.http.openapi import operation
 from controller.http.server import roles
 from controller.plugins.ivr.services import IvrService
-
-RELOAD_RESULT = {"type": "object", "required": ["ok", "errors", "flows"],
-                 "properties": {"ok": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "string"}},
-                                "flows": {"type": "array", "items": {"type": "string"}}}}
 
 
 def routes(ivr: IvrService) -> list[web.RouteDef]:
@@ -21,14 +17,4 @@ def routes(ivr: IvrService) -> list[web.RouteDef]:
         return web.json_response({"flows": ivr.flows(), "loaded_at": ivr.repository.loaded_at,
                                   "reloads": ivr.repository.version})
 
-    @operation("Reload the flows from disk (refused, old flows kept, when any file is invalid)", tag="ivr",
-               responses={200: RELOAD_RESULT, 422: RELOAD_RESULT},
-               description="Calls in progress finish on the version they started with; new calls get the new one.")
-    @roles()
-    async def reload_flows(request: web.Request) -> web.Response:
-        result = await ivr.reload()
-        if not result["ok"]:
-            result["error"] = "\n".join(result["errors"])
-        return web.json_response(result, status=200 if result["ok"] else 422)
-
-    return [web.get("/api/flows", list_flows), web.post("/api/flows/reload", reload_flows)]
+    return [web.get("/api/flows", list_flows)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from controller.http.list_query import list_query, list_window
 from controller.http.openapi import MAX_ID, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
@@ -92,23 +93,17 @@ def routes(recordings: RecordingService, calls: CallsService, current_call_of: C
 
     @operation("Search the recordings index", tag="recordings",
                query={"call_id": {"type": "string"}, "agent": {"type": "string"}, "caller": {"type": "string"},
-                      "queue": {"type": "string"}, "from": {"type": "number"}, "to": {"type": "number"},
-                      "limit": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                      "queue": {"type": "string"}, **list_query()},
                responses={200: {"type": "object", "required": ["recordings"]}})
     @roles("agent", "supervisor", "integration")
     async def search(request: web.Request) -> web.Response:
         query = request.query
         identity = caller_of(request)
         agent = identity.agent_id if identity.role == "agent" else query.get("agent")
-        try:
-            start = float(query["from"]) if "from" in query else None
-            end = float(query["to"]) if "to" in query else None
-            limit = int(query.get("limit", "100"))
-        except ValueError:
-            return json_error(400, "from and to are epoch seconds, limit an integer")
+        window = list_window(request)
         rows = await recordings.index.search(call_id=query.get("call_id"), agent_id=agent, caller=query.get("caller"),
-                                             queue=query.get("queue"), start=start, end=end,
-                                             limit=max(1, min(limit, 1000)))
+                                             queue=query.get("queue"), start=window.start, end=window.end,
+                                             limit=window.limit)
         return web.json_response({"recordings": rows})
 
     async def visible(request: web.Request) -> dict[str, object]:

@@ -35,7 +35,11 @@ class ReportService:
         self.acd = acd
         self.clock = clock
         self.standards = acd.standards
-        self.complaint_queues = {q.name for q in config.acd.queues if q.category == "complaint"}
+
+    @property
+    def complaint_queues(self) -> set[str]:
+        """The queues whose category is complaint, as configured now (live configuration)."""
+        return {q.name for q in self.acd.queue_configs.values() if q.category == "complaint"}
 
     async def report(self, *, start: float, end: float, interval_minutes: int | None, by: str) -> list[KpiRow]:
         calls = await self.call_facts(start, end)
@@ -54,6 +58,7 @@ class ReportService:
                 for row in rows]
 
     async def call_facts(self, start: float, end: float) -> list[CallFact]:
+        complaints = self.complaint_queues
         visits = await self.store.fetchall(
             "SELECT * FROM queue_calls WHERE enqueued_at >= ? AND enqueued_at < ? AND outcome IS NOT NULL"
             " ORDER BY id", (start, end))
@@ -83,7 +88,7 @@ class ReportService:
                 talk_seconds=max(0.0, talk), hold_seconds=sum(holds), acw_seconds=acw.get(row["id"], 0.0),
                 transfers=transfers, callback_requested=last and extra["callback_requested"],
                 callback_completed=last and extra["callback_completed"],
-                survey_score=extra["survey"] if last else None, complaint=row["queue"] in self.complaint_queues))
+                survey_score=extra["survey"] if last else None, complaint=row["queue"] in complaints))
         for row in ivr_only:
             extra = extras[row["call_id"]]
             facts.append(CallFact(

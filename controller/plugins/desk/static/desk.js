@@ -54,15 +54,20 @@ class Desk {
     document.title = this.t("title");
   }
   error(message) { const el = document.getElementById("error"); if (el) el.textContent = message || ""; }
-  async api(method, path, body) {
+  // A refusal is shown under the page (unless `quiet`: the caller shows it, e.g. next to a form) and thrown
+  // as an Error carrying the HTTP status and the answer (its `problems`, for a 422).
+  async api(method, path, body, {quiet = false} = {}) {
     const headers = {"Content-Type": "application/json"};
     if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
     else headers["X-CSRF-Token"] = this.csrf;
     const response = await fetch(path, {method, headers, credentials: "same-origin",
                                         body: body === undefined ? undefined : JSON.stringify(body)});
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); throw new Error(data.error); }
-    this.error("");
+    if (!response.ok) {
+      if (!quiet) this.error(data.error || `HTTP ${response.status}`);
+      throw Object.assign(new Error(data.error || `HTTP ${response.status}`), {status: response.status, data});
+    }
+    if (!quiet) this.error("");
     return data;
   }
   // The live events; reconnects and resumes from the last sequence number it saw.
