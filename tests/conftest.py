@@ -10,12 +10,13 @@ PostgreSQL is started once per session (tests/pg_server.py) when a chosen test n
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from controller.store.db import Store
 from tests.pg_server import PostgresServer
 
 ENGINES = ("sqlite", "postgresql")
@@ -81,3 +82,12 @@ def store_target(engine: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         return StoreTarget.sqlite(tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres")
     return StoreTarget(engine, server.new_database(), server.password, tmp_path)
+
+
+@pytest.fixture
+async def engine_store(store_target: StoreTarget) -> AsyncIterator[Store]:
+    """An open store on each chosen engine (no writer task: writes are committed when awaited)."""
+    store = Store(store_target.target, password=store_target.password, spill_dir=store_target.spill_dir)
+    await store.open()
+    yield store
+    await store.close(retry_seconds=0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,9 @@ from tests.conftest import StoreTarget
 
 
 @pytest.fixture
-async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
+def store(engine_store: Store) -> Store:
     """On each store engine (tests/conftest.py)."""
-    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
-    await store.open()
-    yield store
-    await store.close(retry_seconds=0)
+    return engine_store
 
 
 async def test_parts_are_saved_replaced_and_dropped(store: Store) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from controller.media.prompts import PromptRenderer, prompt_key
 from controller.settings import SettingsError
 from controller.store.db import Store
 from controller.store.retention import DAY, RetentionJob
-from tests.conftest import StoreTarget
 
 NOW = 1_800_000_000.0
 OLD = NOW - 500 * DAY  # past the 400-day default
@@ -24,12 +22,9 @@ RECENT = NOW - 10 * DAY
 
 
 @pytest.fixture
-async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
-    """On each engine (tests/conftest.py)."""
-    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
-    await store.open()
-    yield store
-    await store.close()
+def store(engine_store: Store) -> Store:
+    """On each store engine (tests/conftest.py)."""
+    return engine_store
 
 
 async def column(store: Store, sql: str) -> list[object]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,11 +33,9 @@ def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
-    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
-    await store.open()
-    yield store
-    await store.close(retry_seconds=0)
+def store(engine_store: Store) -> Store:
+    """On each store engine (tests/conftest.py)."""
+    return engine_store
 
 
 async def schema_version(store: Store) -> int:
