@@ -86,7 +86,9 @@ class Controller:
         self.started_at = time.time()
         self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
                              request_timeout=config.ari.request_timeout, pool_size=config.ari.pool_size)
-        self.store = Store(config.database_path)
+        store = config.store
+        self.store = Store(store.url or config.database_path, password=store.password, spill_dir=config.data_path,
+                           connect_timeout=store.connect_timeout, statement_timeout=store.statement_timeout)
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
         self.events = EventBus(self.store, self.clock.now)

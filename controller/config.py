@@ -380,6 +380,26 @@ class WfmSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where the records are kept. Empty `url`: the SQLite file in data_dir (the default, one box).
+    A `postgresql://user@host:port/database` URL: PostgreSQL (README "Deploying with PostgreSQL"),
+    the password from `password` (e.g. `${CCC_STORE_PASSWORD}`) or libpq's own PGPASSWORD / ~/.pgpass."""
+
+    url: str = ""
+    password: str = ""
+    connect_timeout: float = 5.0  # seconds to reach the server (each try; a failed try is retried)
+    statement_timeout: float = 30.0  # seconds a statement (or a lock it waits for) may take on the server
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("url: expected a postgresql://user@host:port/database URL, or empty for SQLite"
+                             " in data_dir")
+        for name in ("connect_timeout", "statement_timeout"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: expected seconds from 0 to 3600, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How long records are kept, in days (0: forever); an hourly job deletes older ones in small chunks.
     See README "Data retention". Call recordings have their own `asterisk.recordings_retention_days`."""
@@ -476,6 +496,7 @@ class Config:
     standards: Standards = field(default_factory=Standards)
     webhooks: list[WebhookSettings] = field(default_factory=list)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)  # SQLite in data_dir, or PostgreSQL
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False

@@ -96,12 +96,14 @@ def store_line(store: dict[str, Any] | None) -> str:
     """`ok`, or DEGRADED with since when, why and what waits (the controller still serves calls)."""
     if not store:
         return "?"
+    engine = f"{store['engine']}, " if store.get("engine") else ""
     if store.get("status") == "ok":
-        return f"ok ({store.get('pending', 0)} statements pending)"
+        return f"ok ({engine}{store.get('pending', 0)} statements pending)"
     since = store.get("failing_since")
     when = f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
-    return (f"DEGRADED{when}: {store.get('last_error')}; {store.get('pending', 0)} statements kept and retried"
-            " (calls are still served)")
+    on = f" ({store['engine']})" if store.get("engine") else ""
+    return (f"DEGRADED{when}{on}: {store.get('last_error')}; {store.get('pending', 0)} statements kept and"
+            " retried (calls are still served)")
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ import aiohttp
 from controller.config import WebhookSettings
 from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
 from controller.store.db import Store
+from controller.store.engines import upsert
 
 log = logging.getLogger("controller.webhooks")
 
@@ -71,6 +72,10 @@ class Failure:
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
+
+#: A failed delivery being retried (its row replaced: a `delivered_at` of an earlier send is cleared).
+_RETRYING = upsert("webhook_deliveries", ("webhook", "seq", "attempts", "last_error", "state", "failed_at"),
+                   ("webhook", "seq"), clear=("delivered_at",))
 
 class WebhookNotifier:
     def __init__(self, webhooks: list[Webhook], bus: EventBus, store: Store,
@@ -117,8 +122,7 @@ class WebhookNotifier:
             raise ValueError(f"since={since} is not between 0 and the newest event ({self._bus.last_seq})")
         self._cursor[name] = since
         self._generation[name] += 1
-        await self._store.execute("INSERT OR REPLACE INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)",
-                                  (name, since))
+        await self._store.execute(upsert("webhook_cursor", ("webhook", "delivered_seq"), ("webhook",)), (name, since))
         self._wake[name].set()
 
     async def dead_letters(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -267,10 +271,8 @@ class WebhookNotifier:
                 return "dead"
             self._retrying[hook.name] = {"seq": event.seq, "attempts": attempts, "last_error": failure.error}
             # A dead letter sent again stays `requeued` while retried, so a restart still finds it.
-            self._store.write(
-                "INSERT OR REPLACE INTO webhook_deliveries (webhook, seq, attempts, last_error, state, failed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (hook.name, event.seq, attempts, failure.error,
-                                               "requeued" if requeued else "retrying", time.time()))
+            self._store.write(_RETRYING, (hook.name, event.seq, attempts, failure.error,
+                                          "requeued" if requeued else "retrying", time.time()))
             if attempts == 1 or attempts % 10 == 0:
                 log.warning("webhook %s: event %d not delivered (%s); retrying", hook.name, event.seq, failure.error)
             await self._pause(delay)
