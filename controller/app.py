@@ -66,6 +66,9 @@ from controller.plugins.reload import resources as reload_resources
 from controller.plugins.reload.services import ConfigReloader
 from controller.plugins.reports import resources as report_resources
 from controller.plugins.reports.services import ReportService
+from controller.plugins.wfm import resources as wfm_resources
+from controller.plugins.wfm.services import WfmService
+from controller.plugins.wfm.state_persistor import ShiftRecords
 from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
@@ -83,7 +86,9 @@ class Controller:
         self.started_at = time.time()
         self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
                              request_timeout=config.ari.request_timeout, pool_size=config.ari.pool_size)
-        self.store = Store(config.database_path)
+        store = config.store
+        self.store = Store(store.url or config.database_path, password=store.password, spill_dir=config.data_path,
+                           connect_timeout=store.connect_timeout, statement_timeout=store.statement_timeout)
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
         self.events = EventBus(self.store, self.clock.now)
@@ -128,6 +133,7 @@ class Controller:
         self.acd.refused_agent_gone_hooks.append(self._close_sockets_of_agent_gone)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
+        self.wfm = WfmService(config=config, reports=self.reports, shifts=ShiftRecords(self.store, self.clock.now))
         self._follow_dids_webhooks_standards_prompts()
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
@@ -330,6 +336,7 @@ class Controller:
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
+            *wfm_resources.routes(self.wfm),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),

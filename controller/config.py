@@ -354,6 +354,52 @@ class AcdSettings:
 
 
 @dataclass(frozen=True)
+class WfmSettings:
+    """Forecasting, staffing and adherence (README "Forecasting and staffing", "Schedules and adherence")."""
+
+    interval_minutes: int = 30  # the plan's interval: 15, 30 or 60
+    history_days: int = 56  # forecasts learn from this many days before the first forecast day
+    holdout_days: int = 7  # accuracy (MAPE): the model refitted without these last days forecasts them
+    holidays: str = "CN"  # the holiday calendar's country (ISO code, `holidays` library); "" for none
+    shrinkage: float = 0.3  # share of paid time off the phones (breaks, training, absence)
+    patience_seconds: dict[str, float] = field(default_factory=dict)  # queue -> callers' mean patience: Erlang A
+    default_aht_seconds: float = 180.0  # handle time forecast for a queue with no answered call yet
+    adherence_grace_seconds: float = 300.0  # a state differing from the schedule this long is out of adherence
+
+    def __post_init__(self) -> None:
+        if self.interval_minutes not in (15, 30, 60):
+            raise ValueError(f"interval_minutes: expected 15, 30 or 60, got {self.interval_minutes!r}")
+        if not 1 <= self.history_days <= 3660 or not 0 <= self.holdout_days < self.history_days:
+            raise ValueError("history_days: 1 to 3660; holdout_days: 0 to fewer than history_days")
+        if not 0 <= self.shrinkage < 1:
+            raise ValueError(f"shrinkage: expected a fraction from 0 to below 1 (e.g. 0.3), got {self.shrinkage!r}")
+        if any(not 0 < value <= 86400 for value in self.patience_seconds.values()):
+            raise ValueError("patience_seconds: each queue's mean patience is from 0 (excluded) to 86400 seconds")
+        if not 0 < self.default_aht_seconds <= 86400 or not 0 <= self.adherence_grace_seconds <= 86400:
+            raise ValueError("default_aht_seconds: 0 (excluded) to 86400; adherence_grace_seconds: 0 to 86400")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the records are kept. Empty `url`: the SQLite file in data_dir (the default, one box).
+    A `postgresql://user@host:port/database` URL: PostgreSQL (README "Deploying with PostgreSQL"),
+    the password from `password` (e.g. `${CCC_STORE_PASSWORD}`) or libpq's own PGPASSWORD / ~/.pgpass."""
+
+    url: str = ""
+    password: str = ""
+    connect_timeout: float = 5.0  # seconds to reach the server (each try; a failed try is retried)
+    statement_timeout: float = 30.0  # seconds a statement (or a lock it waits for) may take on the server
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("url: expected a postgresql://user@host:port/database URL, or empty for SQLite"
+                             " in data_dir")
+        for name in ("connect_timeout", "statement_timeout"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: expected seconds from 0 to 3600, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How long records are kept, in days (0: forever); an hourly job deletes older ones in small chunks.
     See README "Data retention". Call recordings have their own `asterisk.recordings_retention_days`."""
@@ -450,11 +496,13 @@ class Config:
     standards: Standards = field(default_factory=Standards)
     webhooks: list[WebhookSettings] = field(default_factory=list)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)  # SQLite in data_dir, or PostgreSQL
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False
     dialing: DialingSettings = field(default_factory=DialingSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)  # queue_log, CDRs, AMI events
+    wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 

@@ -96,12 +96,14 @@ def store_line(store: dict[str, Any] | None) -> str:
     """`ok`, or DEGRADED with since when, why and what waits (the controller still serves calls)."""
     if not store:
         return "?"
+    engine = f"{store['engine']}, " if store.get("engine") else ""
     if store.get("status") == "ok":
-        return f"ok ({store.get('pending', 0)} statements pending)"
+        return f"ok ({engine}{store.get('pending', 0)} statements pending)"
     since = store.get("failing_since")
     when = f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
-    return (f"DEGRADED{when}: {store.get('last_error')}; {store.get('pending', 0)} statements kept and retried"
-            " (calls are still served)")
+    on = f" ({store['engine']})" if store.get("engine") else ""
+    return (f"DEGRADED{when}{on}: {store.get('last_error')}; {store.get('pending', 0)} statements kept and"
+            " retried (calls are still served)")
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -193,7 +195,8 @@ def _plugins() -> list[Callable[[Any], None]]:
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
                         "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks",
-                        "controller.cli.access", "controller.cli.config", "controller.cli.simulate"):
+                        "controller.cli.access", "controller.cli.config", "controller.cli.simulate",
+                        "controller.cli.wfm"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

@@ -1,4 +1,5 @@
-"""Managers' numbers: `ccctl report` (KPIs from the controller) and `ccctl erlang` (staffing, offline)."""
+"""Managers' numbers: `ccctl report` (KPIs from the controller) and `ccctl erlang` (staffing, offline;
+Erlang A with --patience)."""
 
 from __future__ import annotations
 
@@ -106,14 +107,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_erlang(args: argparse.Namespace) -> int:
     try:
-        if args.agents:
+        if args.agents and args.patience:
+            result = erlang.achieved_with_abandonment(args.agents, calls=args.calls, aht_seconds=args.aht,
+                                                      patience_seconds=args.patience, interval_minutes=args.interval,
+                                                      answer_within_seconds=args.within)
+        elif args.agents:
             result = erlang.achieved(args.agents, calls=args.calls, aht_seconds=args.aht,
                                      interval_minutes=args.interval, answer_within_seconds=args.within)
         else:
             result = erlang.agents_needed(calls=args.calls, aht_seconds=args.aht, interval_minutes=args.interval,
                                           target_service_level=args.target / 100, answer_within_seconds=args.within,
                                           max_occupancy=args.max_occupancy / 100 if args.max_occupancy else None,
-                                          target_asa_seconds=args.asa)
+                                          target_asa_seconds=args.asa, patience_seconds=args.patience)
         schedule = erlang.scheduled(result.agents, args.shrinkage / 100)
     except ValueError as exc:
         print(f"ccctl erlang: {exc}", file=sys.stderr)
@@ -132,6 +137,9 @@ def cmd_erlang(args: argparse.Namespace) -> int:
             f"probability of waiting {100 * d['probability_of_waiting']:.1f}%, ASA {asa},"
             f" occupancy {100 * d['occupancy']:.1f}%",
         ]
+        if d.get("abandon_rate") is not None:
+            lines.append(f"Erlang A: {100 * d['abandon_rate']:.1f}% of callers hang up while waiting"
+                         f" (mean patience {args.patience:g} s; ASA is the mean wait of all callers)")
         return "\n".join(lines)
 
     return emit(args, data, text)
@@ -160,5 +168,7 @@ def register(sub: Any) -> None:
     calc.add_argument("--max-occupancy", type=float, help="also keep occupancy at or under this percent")
     calc.add_argument("--shrinkage", type=float, default=0, help="percent of paid time off the phones (default 0)")
     calc.add_argument("--agents", type=int, help="instead: what this many agents achieve")
+    calc.add_argument("--patience", type=float,
+                      help="callers' mean patience, seconds: Erlang A (abandonment) instead of Erlang C")
     calc.add_argument("--json", action="store_true")
     calc.set_defaults(func=cmd_erlang)

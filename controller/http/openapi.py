@@ -37,6 +37,7 @@ class Operation:
     body_required: bool = True
     path: dict[str, dict[str, Any]] = field(default_factory=dict)  # path parameter -> schema (default: string)
     errors: dict[int, str] = field(default_factory=dict)  # further error statuses -> when they happen
+    required_query: tuple[str, ...] = ()  # query parameters a request must give
 
 
 ERROR_SCHEMA = {"type": "object", "required": ["error", "status"],
@@ -93,6 +94,8 @@ def _parameter_error(request: web.Request, spec: Operation,
     for (where, name), validator in validators.items():
         source = request.match_info if where == "path" else request.query
         if name not in source:
+            if where == "query" and name in spec.required_query:
+                return f"query parameter {name} is required"
             continue
         schema = (spec.path if where == "path" else spec.query)[name]
         try:
@@ -117,16 +120,18 @@ def operation(
     path: dict[str, dict[str, Any]] | None = None,
     errors: dict[int, str] | None = None,
     checked_body: dict[str, Any] | None = None,
+    required_query: tuple[str, ...] = (),
 ) -> Callable[[Handler], Handler]:
     """Describe a route and check its input against the description before the handler runs.
 
     `path`/`query`: parameter schemas (checked: a value that breaks one is a 400, never reaches the
     handler); `body`: the JSON body's schema (`body_required=False`: the body may be left out);
     `errors`: the error statuses the route answers beyond 400/401/403/404, with when; `checked_body`: a looser
-    schema than `body` to check requests against, when the handler's own checks give better messages (422).
+    schema than `body` to check requests against, when the handler's own checks give better messages (422);
+    `required_query`: the query parameters that must be given (a 400 names the missing one).
     """
     spec = Operation(summary, tag, body, query or {}, responses or {200: {"type": "object"}}, description,
-                     body_required, path or {}, errors or {})
+                     body_required, path or {}, errors or {}, required_query)
     validator = (jsonschema.Draft202012Validator(validation_schema(checked_body or body))
                  if body is not None else None)
     parameter_validators = {(where, name): jsonschema.Draft202012Validator(schema)
@@ -200,7 +205,7 @@ def openapi_document(routes: Iterable[web.AbstractRouteDef]) -> dict[str, Any]:
                       for name in _PATH_PARAM.findall(route.path)]
         errors: dict[int, str] = {}
         if spec:
-            parameters += [{"name": name, "in": "query", "required": False, "schema": schema}
+            parameters += [{"name": name, "in": "query", "required": name in spec.required_query, "schema": schema}
                            for name, schema in spec.query.items()]
             if spec.body is not None:
                 entry["requestBody"] = {"required": spec.body_required,

@@ -1,6 +1,7 @@
-"""The embedded store: SQLite in the data directory, used from one dedicated thread.
+"""The store: SQLite in the data directory (the default) or PostgreSQL (`store: url:`), used from one
+dedicated thread. `controller.store.engines` holds what differs between the two engines.
 
-SQLite calls block, so none of them run on the event loop: every statement goes to a single
+Database calls block, so none of them run on the event loop: every statement goes to a single
 worker thread (which also keeps the connection single-threaded). Writes are batched: `write()`
 queues a statement and returns at once; the writer commits whatever has queued in one
 transaction, so a burst of calls costs one fsync rather than hundreds. `execute()` and `flush()`
@@ -10,11 +11,12 @@ call that reports success). WAL mode lets readers run while the writer commits.
 Failures are of two kinds and handled apart:
 - a statement that can never succeed (a value out of range, a constraint, an SQL error) fails
   alone: it is logged, reported to whoever `execute()`s it, and the rest of its batch commits;
-- the database cannot be written now (disk full, I/O error, read-only files): the whole batch
+- the database cannot be written now (disk full, I/O error, read-only files, the PostgreSQL server
+  unreachable or restarting: the connection is opened again at the next try): the whole batch
   stays queued, in order, and is retried with backoff; `health()` says the store is degraded,
   `flush()` raises `StoreUnavailable` at once, and reads still answer from what is committed.
   On `close()` what still cannot be committed is saved to a spill file next to the database
-  (JSON lines, 0600) and replayed on the next start.
+  (PostgreSQL: in the data directory) (JSON lines, 0600) and replayed on the next start.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from controller.store.bounds import OutOfRange, check_params
+from controller.store.engines import (
+    SQLITE_ENVIRONMENT_ERRORS,
+    Dialect,
+    Engine,
+    OpenFailed,
+    PostgresEngine,
+    Row,
+    SqliteEngine,
+    engine_for,
+)
 from controller.store.schema import MIGRATIONS
 
 log = logging.getLogger("controller.store")
@@ -45,10 +57,7 @@ RETRY_SECONDS = (0.5, 10.0)
 CLOSE_RETRY_SECONDS = 10.0
 #: Disk space kept in `<db>.reserve` so that the spill file can still be written when the disk is full.
 SPILL_RESERVE_BYTES = 4 * 1024 * 1024
-#: SQLite result codes (primary, `errorcode & 0xff`) that say the database cannot be used now,
-#: not that the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT,
-#: FULL, CANTOPEN, PROTOCOL. A batch failing with one of these is kept and retried.
-ENVIRONMENT_ERRORS = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15})
+ENVIRONMENT_ERRORS = SQLITE_ENVIRONMENT_ERRORS
 
 
 #: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
@@ -85,10 +94,9 @@ class _Statement(NamedTuple):  # a tuple: cheap, one is made per write
 
 
 def is_environment_error(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be used now (retry later) rather than that the
-    statement is wrong (never retry)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in ENVIRONMENT_ERRORS
+    """Whether a SQLite error says the database cannot be used now (retry later) rather than that the
+    statement is wrong (never retry). (Each engine answers for its own errors: `Engine.is_environment_error`.)"""
+    return SqliteEngine.is_environment_error(exc)
 
 
 def statement_kind(sql: str) -> str:
@@ -97,10 +105,20 @@ def statement_kind(sql: str) -> str:
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, target: Path | str, *, password: str = "", spill_dir: Path | str | None = None,
+                 connect_timeout: float = 5.0, statement_timeout: float = 30.0) -> None:
+        """`target`: a SQLite file, or a `postgresql://` URL (then the spill file goes to `spill_dir`)."""
+        self.engine: Engine = engine_for(target, password=password, connect_timeout=connect_timeout,
+                                         statement_timeout=statement_timeout)
+        if isinstance(self.engine, SqliteEngine):
+            self.path = self.engine.path
+        else:
+            self.path = Path(spill_dir if spill_dir is not None else ".") / "postgresql-store"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._conn: sqlite3.Connection | None = None
+        self._opened = False
+        # A batch whose COMMIT broke with the connection: its last ticket and the statements rejected in it
+        # (PostgreSQL; the next try asks the server whether it landed before writing it again).
+        self._uncertain: tuple[int, dict[int, tuple[_Statement, StatementFailed]]] | None = None
         self._pending: list[_Statement] = []
         self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
@@ -122,6 +140,15 @@ class Store:
         self.spilled = 0
 
     @property
+    def dialect(self) -> Dialect:
+        """SQL fragments that differ between the engines (reading JSON text columns)."""
+        return self.engine.dialect
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.dialect.name
+
+    @property
     def reserve_path(self) -> Path:
         """Space set aside at open and given up to write the spill file when the disk is full."""
         return self.path.with_name(self.path.name + ".reserve")
@@ -135,6 +162,7 @@ class Store:
 
     async def open(self) -> None:
         spilled = await self._run(self._open_sync)
+        self._opened = True
         for sql, params in spilled:
             self._queue(sql, params)
         if spilled:
@@ -143,28 +171,26 @@ class Store:
                         len(spilled), self.spill_path)
 
     def _open_sync(self) -> list[tuple[str, Params]]:
-        memory = self.path == Path(":memory:")
-        if not memory:
+        sqlite = isinstance(self.engine, SqliteEngine)
+        memory = sqlite and self.path == Path(":memory:")
+        if sqlite and not memory:
             self._check_writable()
+        elif not sqlite:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreNotWritable(f"cannot create {self.path.parent} for the store's spill file:"
+                                       f" {exc.strerror}") from exc
         try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-                log.info("store schema migrated to version %d", number)
-        except sqlite3.Error as exc:
-            raise StoreNotWritable(f"cannot open the store {self.path}: {exc}") from exc
-        self._conn = conn
+            self.engine.open(MIGRATIONS)
+        except OpenFailed as exc:
+            raise StoreNotWritable(str(exc)) from exc.__cause__
         if memory:
             return []
-        for file in self._files():  # -wal and -shm hold callers' numbers too
-            with contextlib.suppress(FileNotFoundError):
-                file.chmod(0o600)
+        if sqlite:
+            for file in self._files():  # -wal and -shm hold callers' numbers too
+                with contextlib.suppress(FileNotFoundError):
+                    file.chmod(0o600)
         statements = self._read_spill()
         self._reserve_space()
         return statements
@@ -233,16 +259,14 @@ class Store:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (CLOSE_RETRY_SECONDS if retry_seconds is None else retry_seconds)
         delay = RETRY_SECONDS[0] / 2
-        while self._conn is not None and not await self._commit_pending() and loop.time() < deadline:
+        while self._opened and not await self._commit_pending() and loop.time() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, RETRY_SECONDS[1])
         if self._pending:
             unsaved, self._pending = self._pending, []
             await self._run(self._spill_sync, unsaved)
         self._closed = True
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await self._run(conn.close)
+        await self._run(self.engine.close)
         self._executor.shutdown(wait=True)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -391,37 +415,64 @@ class Store:
 
     def _commit_sync(self, batch: list[_Statement]) -> list[tuple[_Statement, StatementFailed]]:
         """One transaction for the batch. A statement that fails on its own is left out (returned);
-        an error of the database itself (disk full, I/O, read-only) aborts the batch (raised)."""
-        conn = self._require()
+        an error of the database itself (disk full, I/O, read-only, connection lost) aborts the batch
+        (raised)."""
+        engine = self.engine
         rejected: dict[int, tuple[_Statement, StatementFailed]] = {}
-        if conn.in_transaction:  # left over from a failure whose rollback failed too
-            _rollback(conn, RuntimeError("a transaction left open"))
+        carried = 0  # of `rejected`: statements of a landed earlier try
+        if self._uncertain is not None:
+            last_ticket, rejected_then = self._uncertain
+            if engine.commit_landed():  # (raises while the server cannot tell: the batch stays queued)
+                rejected.update(rejected_then)
+                carried = len(rejected_then)
+                landed = sum(1 for statement in batch if statement.ticket <= last_ticket)
+                self.writes += landed - len(rejected_then)
+                self.commits += 1
+                batch = batch[landed:]
+            self._uncertain = None
+            if not batch:
+                return list(rejected.values())
+        if engine.in_transaction():  # left over from a failure whose rollback failed too
+            _rollback(engine, RuntimeError("a transaction left open"))
+        pipelined = engine.pipelines  # all at once (one round trip) until a statement fails
         while True:
-            conn.execute("BEGIN")
+            engine.begin()
             try:
                 restart = False
-                for statement in batch:
+                if pipelined:
+                    try:
+                        engine.execute_all(_pipelined(batch))
+                    except Exception as exc:
+                        if engine.is_environment_error(exc):
+                            raise
+                        _rollback(engine, exc)  # one of them is wrong: find it, one by one
+                        pipelined = False
+                        continue
+                for statement in batch if not pipelined else ():
                     if statement.ticket in rejected:
                         continue
                     try:
                         if statement.sql == ATOMIC:
-                            _execute_atomic(conn, statement.params)
+                            _execute_atomic(engine, statement.params)
                         else:
-                            conn.execute(statement.sql, statement.params)
+                            engine.execute(statement.sql, statement.params)
                     except Exception as exc:
-                        if is_environment_error(exc):
+                        if engine.is_environment_error(exc):
                             raise
                         rejected[statement.ticket] = (statement, StatementFailed(f"{type(exc).__name__}: {exc}"))
-                        if not conn.in_transaction:  # the error ended the transaction: do the rest again
+                        if engine.transaction_failed():  # the error ended the transaction: do the rest again
+                            _rollback(engine, exc)
                             restart = True
                             break
                 if restart:
                     continue
-                conn.execute("COMMIT")
+                engine.commit()
             except BaseException as exc:
-                _rollback(conn, exc)
+                if engine.commit_uncertain():
+                    self._uncertain = (batch[-1].ticket, rejected)
+                _rollback(engine, exc)
                 raise
-            self.writes += len(batch) - len(rejected)
+            self.writes += len(batch) - (len(rejected) - carried)
             self.commits += 1
             return list(rejected.values())
 
@@ -488,7 +539,7 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows of a query, after committing what was written before (read your own writes). When the
         store cannot commit now, the query still answers from what is committed."""
         with contextlib.suppress(StoreUnavailable):
@@ -498,9 +549,9 @@ class Store:
         except OutOfRange as exc:
             raise ValueOutOfRange(str(exc)) from None
         try:
-            rows: list[sqlite3.Row] = await self._run(lambda: self._require().execute(sql, params).fetchall())
-        except sqlite3.Error as exc:
-            if not is_environment_error(exc):
+            rows: list[Row] = await self._run(self.engine.query, sql, params)
+        except Exception as exc:
+            if not self.engine.is_environment_error(exc):
                 raise
             self.read_failures += 1
             if self._read_error is None:
@@ -510,7 +561,7 @@ class Store:
         self._read_error = None
         return rows
 
-    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
@@ -521,6 +572,7 @@ class Store:
         degraded = self._failing_since is not None or self._read_error is not None
         return {
             "status": "degraded" if degraded else "ok",
+            "engine": self.engine_name,
             "pending": len(self._pending) + self._committing,
             "failing_since": self._failing_since,
             "last_error": self._last_error or self._read_error,
@@ -532,37 +584,51 @@ class Store:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _require(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("store is not open")
-        return self._conn
+    def _require(self) -> Any:
+        """The engine's connection (for tests and tools that reach under the store)."""
+        if isinstance(self.engine, SqliteEngine | PostgresEngine) and self.engine.conn is not None:
+            return self.engine.conn
+        raise RuntimeError("store is not open")
 
     async def _run(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
 
-def _execute_atomic(conn: sqlite3.Connection, statements: Any) -> None:
+def _execute_atomic(engine: Engine, statements: Any) -> None:
     """An `execute_atomic()` group inside the batch's transaction: all of it, or (it raises) none of it."""
-    conn.execute("SAVEPOINT atomic")
+    engine.execute("SAVEPOINT atomic", ())
     try:
         for sql, params in statements:
-            conn.execute(sql, params)
+            engine.execute(sql, params)
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK TO atomic")
-            conn.execute("RELEASE atomic")
+        if engine.in_transaction():  # (on PostgreSQL, also when the failure aborted the transaction)
+            engine.execute("ROLLBACK TO atomic", ())
+            engine.execute("RELEASE atomic", ())
         raise
-    conn.execute("RELEASE atomic")
+    engine.execute("RELEASE atomic", ())
 
 
-def _rollback(conn: sqlite3.Connection, cause: BaseException) -> None:
+def _pipelined(batch: list[_Statement]) -> list[tuple[str, Params]]:
+    """The batch as plain statements for `Engine.execute_all` (a group between its savepoint's lines)."""
+    statements: list[tuple[str, Params]] = []
+    for statement in batch:
+        if statement.sql == ATOMIC:
+            pairs: Any = statement.params  # [sql, params] pairs (`execute_atomic`)
+            statements += [("SAVEPOINT atomic", ()), *((str(sql), params) for sql, params in pairs),
+                           ("RELEASE atomic", ())]
+        else:
+            statements.append((statement.sql, statement.params))
+    return statements
+
+
+def _rollback(engine: Engine, cause: BaseException) -> None:
     """Roll back what is left of a failed transaction without hiding why it failed (SQLite may have
-    rolled it back itself, e.g. on disk full: then there is nothing to roll back)."""
-    if not conn.in_transaction:
+    rolled it back itself, e.g. on disk full; a lost connection has none left: nothing to roll back)."""
+    if not engine.in_transaction():
         return
     try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
+        engine.rollback()
+    except Exception as exc:
         log.error("store: rollback after %s failed too: %s", type(cause).__name__, exc)
 
 

@@ -33,13 +33,14 @@ class _Rule:
     time_column: str
     setting: str  # the RetentionSettings field with the days
     condition: str = ""
-    indexed: bool = True  # an index on time_column; else rows are taken oldest rowid first
+    indexed: bool = True  # an index on time_column; else rows are taken oldest `key` first
+    key: str = "id"  # the primary key (an integer growing in time order where not indexed)
 
 
 RULES = (
-    _Rule("calls", "started_at", "calls_days", "ended_at IS NOT NULL"),
+    _Rule("calls", "started_at", "calls_days", "ended_at IS NOT NULL", key="call_id"),
     _Rule("queue_calls", "enqueued_at", "calls_days", "left_at IS NOT NULL"),
-    _Rule("dispositions", "at", "calls_days", indexed=False),
+    _Rule("dispositions", "at", "calls_days", key="call_id"),
     _Rule("call_events", "at", "call_events_days", indexed=False),
     _Rule("agent_states", "at", "agent_states_days",
           "EXISTS (SELECT 1 FROM agent_states later WHERE later.agent_id = agent_states.agent_id"
@@ -49,7 +50,7 @@ RULES = (
     # operator may still replay). `{webhooks}` is the list of their names.
     _Rule("cti_events", "at", "cti_events_days",
           "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
-          " AND d.seq = cti_events.seq AND {undelivered})"),
+          " AND d.seq = cti_events.seq AND d.state <> 'delivered')", key="seq"),
 )
 
 
@@ -91,20 +92,13 @@ class RetentionJob:
             if rule.table == "cti_events":
                 params = (await self._delivered_everywhere(), *self.webhooks)
                 marks = ",".join("?" * len(self.webhooks)) or "NULL"
-                condition = rule.condition.replace("{webhooks}", marks)
-                rule = replace(rule, condition=condition.replace("{undelivered}", await self._undelivered()))
+                rule = replace(rule, condition=rule.condition.replace("{webhooks}", marks))
             removed[rule.table] = await self._purge_table(rule, now - days * DAY, params)
         if self.purge_tts is not None and self.settings.tts_cache_days > 0:
             removed["tts_cache"] = await self.purge_tts(now - self.settings.tts_cache_days * DAY)
         for what, count in removed.items():
             self.deleted[what] = self.deleted.get(what, 0) + count
         return removed
-
-    async def _undelivered(self) -> str:
-        """How a delivery row says the event is not delivered: by its `state` (dead letters) where the
-        table has one, else by no `delivered_at`."""
-        columns = {row["name"] for row in await self.store.fetchall("PRAGMA table_info(webhook_deliveries)")}
-        return "d.state <> 'delivered'" if "state" in columns else "d.delivered_at IS NULL"
 
     async def _delivered_everywhere(self) -> int:
         """The highest sequence number every configured webhook has delivered (all of them, with none)."""
@@ -123,29 +117,29 @@ class RetentionJob:
         chunk = self.settings.chunk_rows
         total = 0
         while True:
-            rowids = await self._next_chunk(rule, cutoff, params, chunk)
-            if rowids:
-                marks = ",".join("?" * len(rowids))
-                await self.store.execute(f"DELETE FROM {rule.table} WHERE rowid IN ({marks})", rowids)
-                total += len(rowids)
-            if len(rowids) < chunk:
+            keys = await self._next_chunk(rule, cutoff, params, chunk)
+            if keys:
+                marks = ",".join("?" * len(keys))
+                await self.store.execute(f"DELETE FROM {rule.table} WHERE {rule.key} IN ({marks})", keys)
+                total += len(keys)
+            if len(keys) < chunk:
                 return total
             await asyncio.sleep(self.pause_seconds)  # let the calls' writes through
 
-    async def _next_chunk(self, rule: _Rule, cutoff: float, params: tuple[Any, ...], chunk: int) -> list[int]:
+    async def _next_chunk(self, rule: _Rule, cutoff: float, params: tuple[Any, ...], chunk: int) -> list[Any]:
         condition = f" AND {rule.condition}" if rule.condition else ""
         if rule.indexed:
             rows = await self.store.fetchall(
-                f"SELECT rowid FROM {rule.table} WHERE {rule.time_column} < ?{condition}"
+                f"SELECT {rule.key} FROM {rule.table} WHERE {rule.time_column} < ?{condition}"
                 f" ORDER BY {rule.time_column} LIMIT ?", (cutoff, *params, chunk))
-            return [int(row[0]) for row in rows]
-        # No index on the time: rows are written in time order, so take the oldest rowids up to the
+            return [row[0] for row in rows]
+        # No index on the time: rows are written in time order, so take the oldest keys up to the
         # first one that is still to be kept (bounded work per chunk, no scan of the whole table).
         rows = await self.store.fetchall(
-            f"SELECT rowid, {rule.time_column} FROM {rule.table} ORDER BY rowid LIMIT ?", (chunk,))
-        rowids: list[int] = []
+            f"SELECT {rule.key}, {rule.time_column} FROM {rule.table} ORDER BY {rule.key} LIMIT ?", (chunk,))
+        keys: list[Any] = []
         for row in rows:
             if row[1] >= cutoff:
                 break
-            rowids.append(int(row[0]))
-        return rowids  # fewer than a chunk when a row to keep was reached: the table is done
+            keys.append(row[0])
+        return keys  # fewer than a chunk when a row to keep was reached: the table is done

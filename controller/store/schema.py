@@ -1,6 +1,13 @@
-"""The store's schema, as numbered migrations (PRAGMA user_version counts how many have run).
+"""The store's schema, as numbered migrations, run at start on either engine (SQLite's `PRAGMA
+user_version`, PostgreSQL's `schema_version` table count how many have run).
 
-Append a new string to add tables or columns; never edit one that has shipped.
+Append a new string to add tables or columns; never edit one that has shipped. Write it in the SQL both
+engines take: SQLite's type names INTEGER, REAL, TEXT, BLOB and `INTEGER PRIMARY KEY` for a generated id
+(on PostgreSQL they become BIGINT, DOUBLE PRECISION, TEXT, BYTEA and an identity column); plain CREATE
+TABLE / CREATE INDEX / ALTER TABLE ADD COLUMN; no PRAGMA, no `INSERT OR ...` (use ON CONFLICT), no
+SQLite-only functions. A generated id is never also given explicitly in an INSERT (PostgreSQL's identity
+would not move past it); a table whose key the code chooses declares it so (`seq INTEGER PRIMARY KEY` is
+fine when every INSERT gives it). tests/unit/test_store_engines.py runs every migration on both engines.
 """
 
 from __future__ import annotations
@@ -223,5 +230,23 @@ MIGRATIONS: list[str] = [
         name TEXT PRIMARY KEY,              -- seeded_at: when the configuration file seeded admin_items
         value TEXT
     );
+    """,
+    # 11: agents' schedules (workforce management): shifts and the activities inside them
+    """
+    CREATE TABLE agent_shifts (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        starts_at REAL NOT NULL,            -- (not `start`/`end`: END is reserved in PostgreSQL)
+        ends_at REAL NOT NULL,
+        activity TEXT NOT NULL,             -- work | break | meal | training | meeting | off
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX agent_shifts_agent ON agent_shifts(agent_id, starts_at);
+    CREATE INDEX agent_shifts_start ON agent_shifts(starts_at, ends_at);
+    """,
+    # 12: retention deletes dispositions by time (PostgreSQL has no rowid to take the oldest by)
+    """
+    CREATE INDEX dispositions_at ON dispositions(at);
     """,
 ]

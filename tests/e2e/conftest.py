@@ -14,6 +14,7 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -128,7 +129,24 @@ class ControllerProcess:
 
     @property
     def db(self) -> Path:
+        """The SQLite store (when the controller runs on PostgreSQL, `rows()` reads its database)."""
         return self.data_dir / "controller.sqlite3"
+
+    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """What a query (`?` placeholders) returns from the controller's store, whichever engine it runs on."""
+        url = self.env.get("CCC_STORE_URL")
+        if not url:
+            with contextlib.closing(sqlite3.connect(self.db)) as db:
+                db.row_factory = sqlite3.Row
+                return [dict(row) for row in db.execute(sql, params)]
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from controller.store.engines import to_postgresql
+
+        with psycopg.connect(url, password=self.env.get("CCC_STORE_PASSWORD", ""), connect_timeout=5,
+                             cursor_factory=psycopg.RawCursor, row_factory=dict_row) as conn:
+            return list(conn.execute(to_postgresql(sql), params).fetchall())
 
     async def start(self, wait: bool = True) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -234,8 +252,19 @@ async def fresh_asterisk(asterisk: Path) -> AsyncIterator[Path]:
 
 
 @pytest.fixture
-async def controller(fresh_asterisk: Path, tmp_path: Path) -> AsyncIterator[ControllerProcess]:
-    process = ControllerProcess(tmp_path / "data")
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The controller's store: SQLite in its data directory, or, for a test marked `both_engines` (run once
+    per engine, tests/conftest.py), a fresh database on the session's PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return {}
+    server = request.getfixturevalue("postgres")
+    return {"CCC_STORE_URL": server.new_database("e2e"), "CCC_STORE_PASSWORD": server.password}
+
+
+@pytest.fixture
+async def controller(fresh_asterisk: Path, tmp_path: Path,
+                     store_env: dict[str, str]) -> AsyncIterator[ControllerProcess]:
+    process = ControllerProcess(tmp_path / "data", env=store_env)
     await process.start()
     try:
         yield process

@@ -74,6 +74,14 @@ ACCESS: dict[str, str] = {
     "POST /api/flows/reload": "admin",
     "POST /api/config/reload": "admin",
     "GET /api/reports": STAFF,
+    # workforce management (README "Forecasting and staffing", "Schedules and adherence"): supervisors
+    "GET /api/forecast": "admin supervisor",
+    "GET /api/intraday": "admin supervisor",
+    "GET /api/shifts": "admin supervisor",
+    "POST /api/shifts": "admin supervisor",
+    "DELETE /api/shifts/{shift_id}": "admin supervisor",
+    "GET /api/adherence": "admin supervisor",
+    "GET /api/reports/adherence": "admin supervisor",
     # CTI
     "GET /ws": ALL,
     "GET /api/events": ALL,
@@ -116,7 +124,8 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: Path parameters: the agent's own id (so an allowed agent is not refused for ownership), ids that
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
-              "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key"}
+              "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
+              "shift_id": "999999"}
 
 
 def concrete(template: str) -> str:

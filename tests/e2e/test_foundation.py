@@ -41,6 +41,7 @@ async def stasis_channels() -> list[dict]:  # type: ignore[type-arg]
     return [c for c in await ari_get("/channels") if c["dialplan"]["app_name"] == "Stasis"]
 
 
+@pytest.mark.both_engines
 async def test_first_call_is_answered_greeted_and_recorded(controller: ControllerProcess) -> None:
     result = await Caller(UNROUTED_DID, caller="13800138000", steps=[Pause(2500)]).run()
     assert result.ok, result.output + result.errors
@@ -58,6 +59,12 @@ async def test_first_call_is_answered_greeted_and_recorded(controller: Controlle
     assert playbacks and playbacks[0]["media"] == ["sound:ccc/welcome"]
     # The caller's number never reaches the log in clear.
     assert "13800138000" not in controller.log.read_text()
+    # The record went to the engine this run chose (a PostgreSQL run leaves no SQLite file behind).
+    on_postgresql = bool(controller.env.get("CCC_STORE_URL"))
+    status = await controller.status()
+    assert status is not None and status["store"]["engine"] == ("postgresql" if on_postgresql else "sqlite")
+    assert controller.db.exists() is not on_postgresql
+    assert [r["call_id"] for r in controller.rows("SELECT call_id FROM calls")] == [record["call_id"]]
 
 
 async def test_hotline_call_is_answered_by_its_flow_and_recorded(controller: ControllerProcess) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import shutil
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -48,12 +47,13 @@ def flows_dir(tmp_path: Path, hours: str) -> Path:
     return target
 
 
-async def start_controller(tmp_path: Path, *, hours: str = "always", **queue: Any) -> ControllerProcess:
+async def start_controller(tmp_path: Path, *, hours: str = "always", env: dict[str, str] | None = None,
+                           **queue: Any) -> ControllerProcess:
     general = {"name": "general", "wrapup_seconds": 2, "ring_timeout": 4, "max_wait": 60, "announce_interval": 0,
                "no_agents": "wait", **queue}
     config = demo_config(tmp_path, ivr={"flows_dir": str(flows_dir(tmp_path, hours))},
                          acd={"center_name": "演示热线", "queues": [general], "agents": AGENTS})
-    process = ControllerProcess(tmp_path / "data", config=config)
+    process = ControllerProcess(tmp_path / "data", config=config, env=env)
     await process.start()
     return process
 
@@ -68,9 +68,7 @@ async def stop_after() -> AsyncIterator[list[ControllerProcess]]:
 
 
 def rows(process: ControllerProcess, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with sqlite3.connect(process.db) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute(sql, params)]
+    return process.rows(sql, *params)
 
 
 async def events_of(process: ControllerProcess, call_id: str) -> list[dict[str, Any]]:
@@ -142,9 +140,10 @@ async def test_after_hours_voicemail_is_stored(fresh_asterisk: Path, demo_backen
     assert recording.exists()  # the SIPp caller sends no audio: a WAV header and no samples
 
 
-async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tmp_path: Path,
+@pytest.mark.both_engines
+async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tmp_path: Path, store_env: dict[str, str],
                                                         stop_after: list[ControllerProcess]) -> None:
-    process = await start_controller(tmp_path)
+    process = await start_controller(tmp_path, env=store_env)
     stop_after.append(process)
     # Agents stay on the line past the agent-number announcement (about 4 s) before hanging up.
     phones = [Phone(15001, answer_after_ms=300, hold_ms=7000, calls=2),

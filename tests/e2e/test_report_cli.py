@@ -40,7 +40,8 @@ def ccctl(url: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, cwd=REPO, timeout=30)
 
 
-async def test_report_json_matches_the_calls(fresh_asterisk: Path, tmp_path: Path,
+@pytest.mark.both_engines
+async def test_report_json_matches_the_calls(fresh_asterisk: Path, tmp_path: Path, store_env: dict[str, str],
                                              stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     flows = flows_dir(tmp_path, "always")
     for index, text in enumerate(FLOWS.split("---\n")):
@@ -53,7 +54,7 @@ async def test_report_json_matches_the_calls(fresh_asterisk: Path, tmp_path: Pat
                          acd={"queues": [{"name": "general", **queue}, {"name": "orders", **queue},
                                          {"name": "complaints", "category": "complaint", **queue}],
                               "agents": agents})
-    process = ControllerProcess(tmp_path / "data", config=config)
+    process = ControllerProcess(tmp_path / "data", config=config, env=store_env)
     await process.start()
     stop_after.append(process)
     phones = [Phone(15001, answer_after_ms=300, hold_ms=3000, calls=2),

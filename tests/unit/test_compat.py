@@ -24,6 +24,7 @@ from controller.plugins.compat.services import CompatError, CompatService, cdr_c
 from controller.plugins.cti.services import CtiEvent, EventBus
 from controller.store.db import Store
 from tests.ami_client import Ami
+from tests.conftest import StoreTarget
 
 T0 = 1_790_000_000.0
 
@@ -179,11 +180,11 @@ def test_cdr_of_an_answered_recorded_and_transferred_call() -> None:
     assert (abandoned.queue, abandoned.agent, abandoned.dstchannel) == ("general", "", "")
 
 
-async def test_service_writes_the_file_the_table_and_one_cdr(tmp_path: Path) -> None:
+async def test_service_writes_the_file_the_table_and_one_cdr(tmp_path: Path, store_target: StoreTarget) -> None:
     config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
         AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
         compat=CompatSettings(queue_log=QueueLogSettings(enabled=True), cdr=CdrSettings(enabled=True)))
-    store = Store(tmp_path / "controller.sqlite3")
+    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await store.open()
     bus = EventBus(store, time.time)
     await bus.open()
@@ -281,11 +282,12 @@ async def test_ami_endpoint_logins_actions_and_events(tmp_path: Path) -> None:
         server.close()
 
 
-async def test_lines_of_events_not_written_before_a_crash_are_written_at_restart(tmp_path: Path) -> None:
+async def test_lines_of_events_not_written_before_a_crash_are_written_at_restart(
+        tmp_path: Path, store_target: StoreTarget) -> None:
     config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
         AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
         compat=CompatSettings(queue_log=QueueLogSettings(enabled=True)))
-    store = Store(tmp_path / "controller.sqlite3")
+    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await store.open()
     bus = EventBus(store, time.time)
     await bus.open()

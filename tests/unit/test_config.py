@@ -26,6 +26,9 @@ BAD_CONFIGS = {
     "zero takeover": ("guard:\n  takeover_timeout: 0\n", 2, "takeover_timeout: expected a number above 0"),
     "check slower than takeover": ("guard:\n  takeover_timeout: 2\n  check_interval: 5\n", 3,
                                    "check_interval: must not be longer than takeover_timeout"),
+    "store url": ("store:\n  url: mysql://db/ccc\n", 2, "url: expected a postgresql://user@host:port/database URL"),
+    "store timeout": ("store:\n  url: postgresql://db/ccc\n  statement_timeout: 0\n", 3,
+                      "statement_timeout: expected seconds from 0 to 3600"),
     "agent skill level 11": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: e,\n"
                              "       skills: {general: 11}}\n", 3,
                              "skills.general: expected a level from 1 to 10, got 11"),
@@ -66,6 +69,15 @@ def test_mistakes_name_the_file_line_and_what_was_expected(case: str, tmp_path: 
         load_config(path)
     problems = "\n".join(raised.value.problems)
     assert f"{path}:{line}:" in problems and message in problems, problems
+
+
+def test_the_store_is_sqlite_in_data_dir_unless_a_postgresql_url_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config(REPO / "demo" / "controller.yaml").store.url == ""  # the default: SQLite in data_dir
+    monkeypatch.setenv("CCC_STORE_URL", "postgresql://ccc@db:5432/ccc")
+    monkeypatch.setenv("CCC_STORE_PASSWORD", "s3cret")
+    store = load_config(REPO / "demo" / "controller.yaml").store
+    assert (store.url, store.password) == ("postgresql://ccc@db:5432/ccc", "s3cret")
 
 
 def test_the_guard_asks_the_controller_of_the_same_file(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
 from controller.store import db
 from controller.store.db import Store
+from tests.conftest import StoreTarget
 
 TOKENS = [TokenSettings("ops", "admin-token", "admin"), TokenSettings("crm", "crm-token", "integration"),
           TokenSettings("a1", "agent-1001-token", "agent", "1001")]
@@ -35,8 +36,8 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 class Running:
     """A store with its writer and a bus with its committer, as the controller runs them."""
 
-    def __init__(self, path: Path, **bus_options: Any) -> None:
-        self.store = Store(path)
+    def __init__(self, target: StoreTarget, **bus_options: Any) -> None:
+        self.store = Store(target.target, **target.kwargs())  # type: ignore[arg-type]
         self.bus = EventBus(self.store, time.time, **bus_options)
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -63,7 +64,8 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    system = await Running(tmp_path / "s.sqlite3").start()
+    """On SQLite (the tests taking `store_target` run on both engines: tests/conftest.py)."""
+    system = await Running(StoreTarget.sqlite(tmp_path)).start()
     yield system
     await system.stop()
 
@@ -148,7 +150,7 @@ async def test_an_event_the_store_did_not_apply_is_written_again(running: Runnin
     assert len(await running.store.fetchall("SELECT seq FROM cti_events")) == 3
 
 
-async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(tmp_path: Path,
+async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(store_target: StoreTarget,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[int, str | None] = {}
 
@@ -158,7 +160,7 @@ async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(tmp_pat
             seen[event.seq] = event.call_id
         bus.listeners.append(record)
 
-    first = await Running(tmp_path / "s.sqlite3").start()
+    first = await Running(store_target).start()
     watch(first.bus)
     publish_calls(first.bus, 4, prefix="before")
     await until(lambda: first.bus.last_seq == 4)
@@ -167,7 +169,7 @@ async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(tmp_pat
     await until(lambda: first.bus.commit_failures >= 1)
     await first.crash()
 
-    second = await Running(tmp_path / "s.sqlite3").start()
+    second = await Running(store_target).start()
     watch(second.bus)
     assert second.bus.last_seq == 4
     publish_calls(second.bus, 2, prefix="after")
@@ -176,9 +178,9 @@ async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(tmp_pat
     assert seen == {1: "before0", 2: "before1", 3: "before2", 4: "before3", 5: "after0", 6: "after1"}
 
 
-async def test_beyond_the_bound_new_events_are_refused_without_a_gap(tmp_path: Path,
+async def test_beyond_the_bound_new_events_are_refused_without_a_gap(store_target: StoreTarget,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    system = await Running(tmp_path / "s.sqlite3", max_unpersisted=3).start()
+    system = await Running(store_target, max_unpersisted=3).start()
     failures = fail_commits(system.store, monkeypatch, 3)
     events = [system.bus.publish("call.held", call_id=f"c{n}") for n in range(5)]
     assert [e.seq if e else None for e in events] == [1, 2, 3, None, None] and system.bus.dropped == 2
@@ -215,7 +217,8 @@ async def client(running: Running) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def test_websocket_since_pages_through_a_long_backlog_then_goes_live(tmp_path: Path) -> None:
-    system = await Running(tmp_path / "s.sqlite3", recent=500).start()  # most of the backlog is read from the store
+    # Most of the backlog is read from the store.
+    system = await Running(StoreTarget.sqlite(tmp_path), recent=500).start()
     publish_calls(system.bus, 25_000)
     await until(lambda: system.bus.last_seq == 25_000, timeout=60)
     server = TestServer(build_app(TOKENS, resources.routes(system.bus, WebhookNotifier([], system.bus,
@@ -288,10 +291,10 @@ async def test_an_agent_polls_its_own_calls_end_and_not_a_colleagues_call(runnin
 
 
 async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_written_again(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping cancels the store's writer: a commit still queued for its thread may never run. The bus,
     cancelled while waiting for that commit, writes its events again and waits for them to be committed."""
-    system = await Running(tmp_path / "s.sqlite3").start()
+    system = await Running(store_target).start()
     never = asyncio.get_running_loop().create_future()
 
     async def lost_commit() -> None:
@@ -303,7 +306,7 @@ async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_writte
     await until(lambda: system.bus._written_through == 3)
     monkeypatch.undo()  # the store works again (the commit above was lost, not failing)
     await system.stop()  # cancels the bus, then the writer, then closes the store
-    reopened = Store(tmp_path / "s.sqlite3")
+    reopened = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await reopened.open()
     rows = await reopened.fetchall("SELECT seq FROM cti_events ORDER BY seq")
     assert [row["seq"] for row in rows] == [1, 2, 3]

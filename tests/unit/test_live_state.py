@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +17,13 @@ from controller.plugins.calls.services import CallsService, Resumption
 from controller.plugins.calls.session import CallSession
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.store.db import Store
+from tests.conftest import StoreTarget
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close(retry_seconds=0)
+def store(engine_store: Store) -> Store:
+    """On each store engine (tests/conftest.py)."""
+    return engine_store
 
 
 async def test_parts_are_saved_replaced_and_dropped(store: Store) -> None:
@@ -46,12 +43,12 @@ async def test_parts_are_saved_replaced_and_dropped(store: Store) -> None:
     assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1", "did": "4000"}}}
 
 
-async def test_the_picture_survives_a_new_process(tmp_path: Path) -> None:
-    first = Store(tmp_path / "s.sqlite3")
+async def test_the_picture_survives_a_new_process(store_target: StoreTarget) -> None:
+    first = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await first.open()
     LiveCallState(first, lambda: 1.0).save("c1", "queue", {"queue": "sales", "enqueued_at": 12.5})
     await first.close(retry_seconds=0)
-    second = Store(tmp_path / "s.sqlite3")
+    second = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await second.open()
     try:
         assert await LiveCallState(second, lambda: 2.0).load_all() == {"c1": {"queue": {"queue": "sales",

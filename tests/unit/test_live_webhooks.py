@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -22,6 +21,7 @@ from controller.plugins.cti import services
 from controller.plugins.cti.notifier import Webhook
 from controller.plugins.cti.services import EventFilter
 from controller.store import db
+from tests.conftest import StoreTarget
 from tests.unit import test_webhooks as webhook_tests
 
 
@@ -59,10 +59,10 @@ def hook(name: str, receiver: Receiver, secret: str = "s1", types: tuple[str, ..
 
 
 class System(webhook_tests.System):
-    def __init__(self, tmp_path: Path, webhooks: list[Webhook]) -> None:
-        super().__init__(tmp_path, webhook_tests.Receiver(), 3, webhooks)
+    def __init__(self, target: StoreTarget, webhooks: list[Webhook]) -> None:
+        super().__init__(target, webhook_tests.Receiver(), 3, webhooks)
 
-    async def publish(self, count: int) -> int:
+    async def publish_and_wait(self, count: int) -> int:
         """Publish `count` events and wait until they are published; returns the last seq."""
         for n in range(count):
             self.bus.publish("call.held", call_id=f"c{n}")
@@ -96,13 +96,13 @@ async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
 
 
 @pytest.fixture
-async def make_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeSystem]:
+async def make_system(store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeSystem]:
     monkeypatch.setattr(db, "RETRY_SECONDS", (0.02, 0.1))
     monkeypatch.setattr(services, "RETRY_SECONDS", (0.02, 0.1))
     started: list[System] = []
 
     async def make(webhooks: list[Webhook]) -> System:
-        started.append(await System(tmp_path, webhooks).start())
+        started.append(await System(store_target, webhooks).start())
         await until(lambda: all(hook.name in started[-1].notifier._cursor for hook in webhooks))  # workers ready
         return started[-1]
 
@@ -115,10 +115,10 @@ async def test_a_webhook_added_live_gets_the_events_from_then_on(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, added = receivers
     system = await make_system([hook("crm", crm)])
-    before = await system.publish(2)
+    before = await system.publish_and_wait(2)
     await until(lambda: crm.seqs == [1, 2])
     await system.notifier.apply([hook("crm", crm), hook("erp", added)])
-    await system.publish(2)
+    await system.publish_and_wait(2)
     await until(lambda: len(added.got) == 2 and len(crm.got) == 4)
     assert added.seqs == [before + 1, before + 2]  # nothing from before it was added
     assert [ok for _, ok in added.got] == [True, True]
@@ -130,10 +130,10 @@ async def test_a_changed_url_and_secret_are_used_for_the_next_delivery(
     old, new = receivers
     new.secret = "s2"
     system = await make_system([hook("crm", old)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: old.seqs == [1])
     await system.notifier.apply([Webhook("crm", new.url, "s2", EventFilter(), timeout=2, max_attempts=3)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: new.seqs == [2])
     assert new.got == [(2, True)]  # signed with the new secret
     assert old.seqs == [1]  # positive above: the old URL gets nothing more
@@ -144,7 +144,7 @@ async def test_an_event_being_retried_goes_to_the_new_url(
     down, fixed = receivers
     down.status = 503
     system = await make_system([hook("crm", down)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: len(down.got) >= 2)  # retried
     await system.notifier.apply([hook("crm", fixed)])
     await until(lambda: fixed.seqs == [1])
@@ -156,13 +156,13 @@ async def test_a_removed_webhook_stops_and_its_delivery_state_is_dropped(
     kept, removed = receivers
     removed.status = 503  # it has a retry in progress when it is removed
     system = await make_system([hook("crm", kept), hook("erp", removed)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: len(removed.got) >= 2 and kept.seqs == [1])
     assert await system.rows("webhook_deliveries", "erp") == 1
     async with asyncio.timeout(5):  # its worker is stopped, not waited for
         await system.notifier.apply([hook("crm", kept)])
     attempts = len(removed.got)
-    await system.publish(2)
+    await system.publish_and_wait(2)
     await until(lambda: kept.seqs == [1, 2, 3])  # the positive check: events still flow
     await asyncio.sleep(0.2)  # several backoffs of the removed one
     assert len(removed.got) == attempts
@@ -175,24 +175,24 @@ async def test_added_again_it_starts_from_then_not_from_its_old_cursor(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, _ = receivers
     system = await make_system([hook("crm", crm)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: crm.seqs == [1])
     await system.notifier.apply([])
-    missed = await system.publish(2)
+    missed = await system.publish_and_wait(2)
     await system.notifier.apply([hook("crm", crm)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: len(crm.got) == 2)
     assert crm.seqs == [1, missed + 1]
 
 
-async def test_a_webhook_added_before_run_starts_with_it(tmp_path: Path, receivers: Pair) -> None:
+async def test_a_webhook_added_before_run_starts_with_it(store_target: StoreTarget, receivers: Pair) -> None:
     crm, _ = receivers
-    system = System(tmp_path, [])
+    system = System(store_target, [])
     await system.open()
     await system.notifier.apply([hook("crm", crm)])  # e.g. the database's webhooks replacing the file's at start
     system.run()
     try:
-        await system.publish(1)
+        await system.publish_and_wait(1)
         await until(lambda: crm.seqs == [1])
     finally:
         await system.stop()
@@ -205,7 +205,7 @@ async def test_an_unchanged_apply_changes_nothing(
     worker = system.notifier._workers["crm"]
     await system.notifier.apply([hook("crm", crm)])
     assert system.notifier._workers["crm"] is worker
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: crm.seqs == [1])
 
 
@@ -214,11 +214,11 @@ async def test_a_webhook_added_then_removed_live_stops(
     crm, added = receivers
     system = await make_system([hook("crm", crm)])
     await system.notifier.apply([hook("crm", crm), hook("erp", added)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: added.seqs == [1] and crm.seqs == [1])
     async with asyncio.timeout(5):
         await system.notifier.apply([hook("crm", crm)])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: crm.seqs == [1, 2])
     await asyncio.sleep(0.1)
     assert added.seqs == [1]
@@ -231,7 +231,7 @@ async def test_a_changed_filter_is_used_for_the_next_events(
         make_system: MakeSystem, receivers: Pair) -> None:
     crm, _ = receivers
     system = await make_system([hook("crm", crm, types=("call.held",))])
-    await system.publish(1)
+    await system.publish_and_wait(1)
     await until(lambda: crm.seqs == [1])
     await system.notifier.apply([hook("crm", crm, types=("agent.*",))])
     system.bus.publish("call.held", call_id="c1")

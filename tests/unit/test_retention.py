@@ -21,6 +21,12 @@ OLD = NOW - 500 * DAY  # past the 400-day default
 RECENT = NOW - 10 * DAY
 
 
+@pytest.fixture
+def store(engine_store: Store) -> Store:
+    """On each store engine (tests/conftest.py)."""
+    return engine_store
+
+
 async def column(store: Store, sql: str) -> list[object]:
     return [row[0] for row in await store.fetchall(sql)]
 

@@ -34,7 +34,7 @@ seen = {}
 PAD = "x" * 2000
 
 def fill():
-    with open(d / "filler", "wb") as f:
+    with open(d / "filler", "wb", buffering=0) as f:  # unbuffered: a close never retries a failed write
         try:
             while True:
                 f.write(b"\\0" * 65536)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,7 @@ from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus, EventFilter
 from controller.store import db
 from controller.store.db import Store
+from tests.conftest import StoreTarget
 
 TOKENS = [TokenSettings("crm", "crm-token", "integration"), TokenSettings("a1", "agent-token", "agent", "1001")]
 CRM = {"Authorization": "Bearer crm-token"}
@@ -62,10 +62,10 @@ class Receiver:
 
 
 class System:
-    def __init__(self, tmp_path: Path, receiver: Receiver, max_attempts: int,
+    def __init__(self, target: StoreTarget, receiver: Receiver, max_attempts: int,
                  webhooks: list[Webhook] | None = None) -> None:
         """One webhook `crm` to `receiver`, or `webhooks`."""
-        self.store = Store(tmp_path / "s.sqlite3")
+        self.store = Store(target.target, **target.kwargs())  # type: ignore[arg-type]
         self.bus = EventBus(self.store, time.time)
         self.receiver = receiver
         self.http: aiohttp.ClientSession | None = None
@@ -113,10 +113,12 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def system(tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[System]:
+async def system(store_target: StoreTarget, receiver: Receiver,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[System]:
+    """On each store engine (tests/conftest.py)."""
     monkeypatch.setattr(db, "RETRY_SECONDS", (0.02, 0.1))
     monkeypatch.setattr(services, "RETRY_SECONDS", (0.02, 0.1))
-    running = await System(tmp_path, receiver, max_attempts=3).start()
+    running = await System(store_target, receiver, max_attempts=3).start()
     yield running
     await running.stop()
 

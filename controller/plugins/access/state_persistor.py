@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.store.db import Store
+from controller.store.engines import upsert
 
 #: Body fields never written to the audit log (their value is replaced).
 SECRET_FIELDS = frozenset({"password", "current_password", "token", "secret"})
@@ -67,6 +68,9 @@ def redacted(value: Any) -> Any:
         return [redacted(item) for item in value]
     return value
 
+
+_SAVE_USER = upsert("users", ("name", "role", "agent_id", "password_hash", "failures", "locked_until", "created_at",
+                              "password_changed_at"), ("name",))
 
 class AuditLog:
     """Who changed what, when, before and after. `record()` queues the row (the store batches it)."""
@@ -142,8 +146,7 @@ class AccessRecords:
 
     async def save_user(self, user: UserRecord) -> None:
         await self._store.execute(
-            "INSERT OR REPLACE INTO users (name, role, agent_id, password_hash, failures, locked_until, created_at,"
-            " password_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _SAVE_USER,
             (user.name, user.role, user.agent_id, user.password_hash, user.failures, user.locked_until,
              user.created_at, user.password_changed_at))
 

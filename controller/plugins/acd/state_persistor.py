@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.store.db import Store
+from controller.store.engines import upsert
 
 
 class AcdRecords:
@@ -63,8 +64,8 @@ class AcdRecords:
                           (agent_id, at, state, reason, previous))
 
     def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        self._store.write("INSERT OR REPLACE INTO acd_snapshot (id, saved_at, snapshot) VALUES (1, ?, ?)",
-                          (self._now(), json.dumps(snapshot, ensure_ascii=False)))
+        self._store.write(upsert("acd_snapshot", ("id", "saved_at", "snapshot"), ("id",)),
+                          (1, self._now(), json.dumps(snapshot, ensure_ascii=False)))
 
     async def load_snapshot(self) -> dict[str, Any] | None:
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.store.db import Params, Store
+from controller.store.engines import upsert
 
 SEEDED_AT = "seeded_at"
 Statement = tuple[str, Params]
@@ -52,4 +53,4 @@ class AdminRecords:
 
     @staticmethod
     def mark_seeded(at: float) -> Statement:
-        return "INSERT OR REPLACE INTO admin_meta (name, value) VALUES (?, ?)", (SEEDED_AT, repr(at))
+        return upsert("admin_meta", ("name", "value"), ("name",)), (SEEDED_AT, repr(at))

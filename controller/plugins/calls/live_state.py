@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.store.db import Store, StoreUnavailable
+from controller.store.engines import upsert
 
 log = logging.getLogger("controller.calls.live")
 
@@ -25,6 +26,8 @@ PARTS = ("call", "recording", "talk", "ring", "queue", "ivr")
 LiveCalls = dict[str, dict[str, dict[str, Any]]]
 
 
+_SAVE = upsert("live_calls", ("call_id", "part", "data", "updated_at"), ("call_id", "part"))
+
 class LiveCallState:
     def __init__(self, store: Store, now: Callable[[], float]) -> None:
         self._store = store
@@ -33,7 +36,7 @@ class LiveCallState:
     def save(self, call_id: str, part: str, data: dict[str, Any]) -> None:
         """Replace the call's `part` with `data` (JSON-serialisable)."""
         self._store.write(
-            "INSERT OR REPLACE INTO live_calls (call_id, part, data, updated_at) VALUES (?, ?, ?, ?)",
+            _SAVE,
             (call_id, part, json.dumps(data, ensure_ascii=False, default=str), self._now()))
 
     def drop(self, call_id: str, part: str | None = None) -> None:

@@ -16,8 +16,8 @@ class CallRecords:
 
     def started(self, call_id: str, channel_id: str, *, direction: str, caller: str, did: str) -> None:
         self._store.write(
-            "INSERT OR IGNORE INTO calls (call_id, channel_id, direction, caller, did, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
             (call_id, channel_id, direction, caller, did, self._now()),
         )
 
@@ -81,9 +81,9 @@ class CallRecords:
         and the disposition left by the agent."""
         rows = await self._store.fetchall(
             "SELECT c.call_id, c.direction, c.started_at, c.answered_at, c.ended_at, c.end_reason, c.flow,"
-            " (SELECT group_concat(q.agent_id) FROM queue_calls q WHERE q.call_id = c.call_id"
+            " (SELECT string_agg(q.agent_id, ',') FROM queue_calls q WHERE q.call_id = c.call_id"
             "  AND q.outcome = 'answered') AS agents,"
-            " (SELECT group_concat(q.queue) FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
+            " (SELECT string_agg(q.queue, ',') FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
             " d.disposition, d.notes"
             " FROM calls c LEFT JOIN dispositions d ON d.call_id = c.call_id"
             f" WHERE {_WITH_NUMBER} AND c.started_at < ? ORDER BY c.started_at DESC LIMIT ?",
@@ -95,11 +95,12 @@ class CallRecords:
         """Whether the agent talked with this number: answered its call from a queue, or placed a call to it
         that the customer answered. What lets an agent see its history: a call that only rang the agent,
         or a number dialled that never picked up, unlocks nothing."""
+        json = self._store.dialect.json_text
         row = await self._store.fetchone(
             f"SELECT 1 FROM calls c WHERE {_WITH_NUMBER} AND (EXISTS (SELECT 1 FROM queue_calls q"
             " WHERE q.call_id = c.call_id AND q.agent_id = ? AND q.outcome = 'answered')"
             " OR EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.call_id AND e.kind = 'customer_dialled'"
-            " AND json_extract(e.detail, '$.agent_id') = ? AND json_extract(e.detail, '$.status') = 'ANSWER'))"
+            f" AND {json('e.detail', 'agent_id')} = ? AND {json('e.detail', 'status')} = 'ANSWER'))"
             " LIMIT 1", (number, number, agent_id, agent_id))
         return row is not None
 
@@ -115,7 +116,7 @@ class CallRecords:
         """Agents who answered the call (any of its queue visits) or placed it (click-to-dial)."""
         rows = await self._store.fetchall(
             "SELECT agent_id FROM queue_calls WHERE call_id = ? AND agent_id IS NOT NULL"
-            " UNION SELECT json_extract(detail, '$.agent_id') FROM call_events"
+            f" UNION SELECT {self._store.dialect.json_text('detail', 'agent_id')} FROM call_events"
             " WHERE call_id = ? AND kind = 'customer_dialled'", (call_id, call_id))
         return {row["agent_id"] for row in rows if row["agent_id"]}
 

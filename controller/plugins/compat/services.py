@@ -28,6 +28,7 @@ from controller.plugins.compat.cdr import Cdr, build_cdr
 from controller.plugins.compat.queue_log import QueueLogEntry, QueueLogFormatter
 from controller.plugins.cti.services import CtiEvent, EventBus
 from controller.store.db import Store
+from controller.store.engines import upsert
 
 log = logging.getLogger("controller.compat")
 RETRY_SECONDS = 5.0
@@ -183,7 +184,7 @@ class CompatService:
         row = await self._store.fetchone("SELECT seq FROM compat_cursor WHERE name = 'compat'")
         upto = self._start_seq  # the events after it are written live
         if row is None:  # first start with the feature on: from now
-            self._store.write("INSERT OR REPLACE INTO compat_cursor (name, seq) VALUES ('compat', ?)", (upto,))
+            self._store.write(upsert("compat_cursor", ("name", "seq"), ("name",)), ("compat", upto))
             return
         cursor = int(row["seq"])
         if cursor >= upto:
@@ -219,7 +220,7 @@ class CompatService:
             cdrs = [cdr for call_id in ended if (cdr := await self._cdr(call_id)) is not None]
             written = await self._write_cdrs(cdrs) and written
         if written and seen:
-            self._store.write("UPDATE compat_cursor SET seq = MAX(seq, ?) WHERE name = 'compat'", (seen,))
+            self._store.write("UPDATE compat_cursor SET seq = ? WHERE name = 'compat' AND seq < ?", (seen, seen))
 
     async def _write_queue_log(self, entries: list[QueueLogEntry]) -> bool:
         if self.queue_log_file is not None:
@@ -251,8 +252,7 @@ class CompatService:
     async def _write_cdrs(self, cdrs: list[Cdr]) -> bool:
         if self.settings.cdr.table:
             columns = Cdr.columns()
-            sql = (f"INSERT OR REPLACE INTO cdr ({', '.join(_quoted(c) for c in columns)})"
-                   f" VALUES ({', '.join('?' * len(columns))})")
+            sql = upsert("cdr", columns, ("uniqueid",))
             for cdr in cdrs:
                 self._store.write(sql, cdr.values())
         if self.cdr_file is not None and cdrs:
@@ -276,10 +276,6 @@ class CompatService:
         return {"queue_log": str(self.queue_log_file) if self.queue_log_file else None,
                 "cdr": str(self.cdr_file) if self.cdr_file else None,
                 "queue_log_lines": self.lines_written, "cdrs": self.cdrs_written}
-
-
-def _quoted(column: str) -> str:
-    return f'"{column}"' if column == "end" else column
 
 
 def _events(rows: Iterable[Any]) -> Iterable[CtiEvent]:

@@ -42,6 +42,7 @@ import aiohttp
 from controller.config import WebhookSettings
 from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
 from controller.store.db import Store
+from controller.store.engines import upsert
 
 log = logging.getLogger("controller.webhooks")
 
@@ -78,6 +79,10 @@ class Failure:
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
+
+#: A failed delivery being retried (its row replaced: a `delivered_at` of an earlier send is cleared).
+_RETRYING = upsert("webhook_deliveries", ("webhook", "seq", "attempts", "last_error", "state", "failed_at"),
+                   ("webhook", "seq"), clear=("delivered_at",))
 
 class WebhookNotifier:
     def __init__(self, webhooks: list[Webhook], bus: EventBus, store: Store,
@@ -125,8 +130,8 @@ class WebhookNotifier:
         for name, hook in wanted.items():
             if name not in self.webhooks:
                 # From now on: its cursor is written before any event published after this can be missed.
-                await self._store.execute("INSERT OR IGNORE INTO webhook_cursor (webhook, delivered_seq)"
-                                          " VALUES (?, ?)", (name, self._bus.last_seq))
+                await self._store.execute("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)"
+                                          " ON CONFLICT (webhook) DO NOTHING", (name, self._bus.last_seq))
                 self._add(hook)
                 log.info("webhook %s added: events from seq %d on", name, self._bus.last_seq + 1)
             elif self.webhooks[name] != hook:
@@ -167,8 +172,7 @@ class WebhookNotifier:
             raise ValueError(f"since={since} is not between 0 and the newest event ({self._bus.last_seq})")
         self._cursor[name] = since
         self._generation[name] += 1
-        await self._store.execute("INSERT OR REPLACE INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)",
-                                  (name, since))
+        await self._store.execute(upsert("webhook_cursor", ("webhook", "delivered_seq"), ("webhook",)), (name, since))
         self._wake[name].set()
 
     async def dead_letters(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -325,10 +329,8 @@ class WebhookNotifier:
                 return "dead"
             self._retrying[hook.name] = {"seq": event.seq, "attempts": attempts, "last_error": failure.error}
             # A dead letter sent again stays `requeued` while retried, so a restart still finds it.
-            self._store.write(
-                "INSERT OR REPLACE INTO webhook_deliveries (webhook, seq, attempts, last_error, state, failed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (hook.name, event.seq, attempts, failure.error,
-                                               "requeued" if requeued else "retrying", time.time()))
+            self._store.write(_RETRYING, (hook.name, event.seq, attempts, failure.error,
+                                          "requeued" if requeued else "retrying", time.time()))
             if attempts == 1 or attempts % 10 == 0:
                 log.warning("webhook %s: event %d not delivered (%s); retrying", hook.name, event.seq, failure.error)
             await self._pause(delay)

@@ -78,8 +78,8 @@ RETRY_SECONDS = (0.2, 5.0)
 FINAL_COMMIT_SECONDS = 5.0
 #: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).
 _CALLS_REMEMBERED = 10_000
-_INSERT = ("INSERT OR IGNORE INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING")
 
 
 class EventBus:
@@ -170,7 +170,7 @@ class EventBus:
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
             if self._unpersisted:
-                # Written again (INSERT OR IGNORE): a commit cancelled with this task may never have run.
+                # Written again (ON CONFLICT DO NOTHING): a commit cancelled with this task may never have run.
                 # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
                 # then the closing store tries once more).
                 # (`_persist` reads the rows back: the store's flush() does not wait for a batch in flight.)
@@ -208,7 +208,7 @@ class EventBus:
         self.commit_failures += 1
         log.error("CTI: the store committed only %s of events %d-%d; writing them again",
                   row["n"] if row is not None else 0, first, last)
-        self._written_through = first - 1  # INSERT OR IGNORE: the rows that exist stay as they are
+        self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
         return False
 
     def _fan_out(self, event: CtiEvent) -> None:

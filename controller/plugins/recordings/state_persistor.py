@@ -61,7 +61,7 @@ class RecordingIndex:
                 where.append(f"{column} = ?")
                 params.append(value)
         if agent_id is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(agents) WHERE value = ?)")
+            where.append(self._store.dialect.json_array_has("agents"))
             params.append(agent_id)
         if start is not None:
             where.append("started_at >= ?")

@@ -15,6 +15,7 @@ how stored records become `CallFact`s and `AgentStateSpan`s:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -127,17 +128,31 @@ class ReportService:
         return extras
 
     async def _acw_after_talk(self, visits: list[dict[str, Any]]) -> dict[int, float]:
-        """ACW seconds per answered visit: the agent's `acw` state that began when the talk ended."""
+        """ACW seconds per answered visit: the agent's `acw` state that began when the talk ended.
+
+        One query per agent (their state changes across the visits, and the one change after), not per
+        visit: weeks of history for a forecast are tens of thousands of visits."""
         result: dict[int, float] = {}
+        by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for visit in visits:
-            if visit["outcome"] != "answered" or not visit["talk_ended_at"] or not visit["agent_id"]:
-                continue
+            if visit["outcome"] == "answered" and visit["talk_ended_at"] and visit["agent_id"]:
+                by_agent[visit["agent_id"]].append(visit)
+        for agent_id, answered in by_agent.items():
+            first = min(visit["talk_ended_at"] for visit in answered) - 1.0
+            last = max(visit["talk_ended_at"] for visit in answered) - 1.0
             rows = await self.store.fetchall(
-                "SELECT at, state FROM agent_states WHERE agent_id = ? AND at >= ? ORDER BY at, id LIMIT 2",
-                (visit["agent_id"], visit["talk_ended_at"] - 1.0))
-            if rows and rows[0]["state"] == "acw":
-                until = rows[1]["at"] if len(rows) > 1 else self.clock.now()
-                result[visit["id"]] = max(0.0, until - rows[0]["at"])
+                "SELECT at, state FROM agent_states WHERE agent_id = ? AND at >= ? AND at <= ? ORDER BY at, id",
+                (agent_id, first, last + 1.0))
+            rows += await self.store.fetchall(
+                "SELECT at, state FROM agent_states WHERE agent_id = ? AND at > ? ORDER BY at, id LIMIT 1",
+                (agent_id, last + 1.0))
+            times = [row["at"] for row in rows]
+            for visit in answered:
+                # The first state change at or after the talk's end (less a second), as a query per visit would find.
+                index = bisect.bisect_left(times, visit["talk_ended_at"] - 1.0)
+                if index < len(rows) and rows[index]["state"] == "acw":
+                    until = rows[index + 1]["at"] if index + 1 < len(rows) else self.clock.now()
+                    result[visit["id"]] = max(0.0, until - rows[index]["at"])
         return result
 
     async def agent_spans(self, start: float, end: float) -> list[AgentStateSpan]:
