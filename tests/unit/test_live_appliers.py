@@ -42,7 +42,7 @@ def ivr_service(tmp_path: Path, dids: dict[str, str] | None = None) -> IvrServic
 
     config = Config(ivr=IvrSettings(flows_dir=str(flows(tmp_path))), dids=dids or {})
     service = IvrService(config=config, clock=FakeClock(), store=None, publish=print,  # type: ignore[arg-type]
-                         media_for=unused, http=unused, enqueue=None, fallback=unused)
+                         media_for=unused, http=unused, enqueue=None, fallback=unused)  # type: ignore[arg-type]
     assert service.load() == []
     return service
 
@@ -88,7 +88,10 @@ async def test_standards_change_the_next_check_and_reports(rig: Rig) -> None:  #
     await rig.connect()
     rig.clock.advance(100)
     rig.acd.check_standards()
-    alerts = lambda: [(e["kind"], e["threshold"]) for e in published if e["type"] == "alert.raised"]  # noqa: E731
+
+    def alerts() -> list[tuple[str, float]]:
+        return [(e["kind"], e["threshold"]) for e in published if e["type"] == "alert.raised"]
+
     assert alerts() == []  # within max_talk_seconds (180 by default)
     reports = ReportService(config=rig.acd.config, store=None, acd=rig.acd, clock=rig.clock)  # type: ignore[arg-type]
     config = rig.acd.config

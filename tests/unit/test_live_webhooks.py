@@ -102,7 +102,8 @@ async def make_system(store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch
     started: list[System] = []
 
     async def make(webhooks: list[Webhook]) -> System:
-        started.append(await System(store_target, webhooks).start())
+        started.append(System(store_target, webhooks))
+        await started[-1].start()
         await until(lambda: all(hook.name in started[-1].notifier._cursor for hook in webhooks))  # workers ready
         return started[-1]
 
