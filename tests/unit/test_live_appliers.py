@@ -156,3 +156,21 @@ async def test_the_controller_wires_the_appliers_and_the_retention_jobs_webhook_
         assert controller.ivr.did_problems in controller.admin.checks
     finally:
         await controller.store.close()
+
+
+def test_a_reload_that_drops_a_live_dids_flow_is_refused_and_says_where_the_did_is_set(tmp_path: Path) -> None:
+    config_file = tmp_path / "controller.yaml"
+    config_file.write_text('dids:\n  "300": sales\n')
+    (tmp_path / "flows").mkdir()
+    repository = FlowRepository(flows(tmp_path / "flows"), did_overrides={"300": "sales"},
+                                config_source=str(config_file))
+    assert repository.load().ok
+    repository.set_did_overrides({"300": "sales", "400": "support"})  # 400: set through the API
+    (tmp_path / "flows" / "support.yaml").unlink()
+    (tmp_path / "flows" / "sales.yaml").unlink()
+    result = repository.reload()
+    assert [str(error) for error in result.errors] == [
+        f"{config_file}:2:10: dids: 300 goes to flow 'sales', which does not exist (loaded: none)",
+        "live configuration (/api/config/dids):1:1: dids: 400 goes to flow 'support', which does not exist"
+        " (loaded: none)"]
+    assert repository.flow_for_did("400").id == "support"  # type: ignore[union-attr]  # the live flows stay
