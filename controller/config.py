@@ -431,6 +431,8 @@ class Config:
                 problems.append(f"tokens: {token.name!r} uses a demo token")
             elif len(token.token) < MIN_TOKEN_LENGTH:
                 problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        if self.softphone.enabled and self.softphone.secret.startswith("demo-"):
+            problems.append("softphone: the secret is the demo's (it derives every agent's SIP password)")
         for user in self.users:
             if user.password.startswith("demo-"):
                 problems.append(f"users: {user.name!r} uses a demo password")
