@@ -8,17 +8,20 @@ WEBRTC_ARGS); the caller plays SIPp's speech capture until the agent hangs up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.browser import WEBRTC_ARGS, Browser, Page
-from tests.e2e.conftest import ControllerProcess, sandbox
+from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, sandbox
 from tests.e2e.test_call_control import start, wait_for_state
 from tests.e2e.test_desk import AGENT_PASSWORD, DESK_DID, DESK_FLOW, SCREENSHOTS, assert_chinese_is_drawn
 from tests.e2e.test_ivr_acd import rows, stop_after  # noqa: F401 (fixture)
@@ -81,6 +84,20 @@ async def page_audio(page: Page) -> dict[str, Any]:
       });
       return out;
     })()"""))
+
+
+async def dtmf_on(channel_prefix: str, count: int) -> list[str]:
+    """The first `count` DTMF digits Asterisk receives on a channel whose name starts with the prefix."""
+    digits: list[str] = []
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.ws_connect(
+            "ws://127.0.0.1:8088/ari/events?app=ccc-webrtc-test&subscribeAll=true") as ws:
+        async for message in ws:
+            event = json.loads(message.data)
+            if event.get("type") == "ChannelDtmfReceived" and event["channel"]["name"].startswith(channel_prefix):
+                digits.append(event["digit"])
+                if len(digits) == count:
+                    break
+    return digits
 
 
 async def phone_status(page: Page, status: str, timeout: float = 15) -> None:
@@ -160,8 +177,13 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
         assert await toolbar.evaluate("phone.session.isMuted().audio") is True
         await toolbar.click("#phone-unmute")
         assert await toolbar.evaluate("phone.session.isMuted().audio") is False
+        dtmf_heard = asyncio.ensure_future(dtmf_on(f"PJSIP/{ENDPOINT}-", 2))
+        await asyncio.sleep(0.5)  # subscribed before the keys go
         await toolbar.fill("#dtmf", "1#")
         await toolbar.click("#dtmf-send")
+        # Asterisk gets the keys (RFC 4733) on the browser's leg: an ARI application subscribed to everything.
+        digits = await asyncio.wait_for(dtmf_heard, 10)
+        assert digits == ["1", "#"], digits
         await toolbar.click("#hold")
         await wait_for_state(process, "1001", "on_hold")
         await toolbar.click("#resume")
