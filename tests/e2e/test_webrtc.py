@@ -116,12 +116,17 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
     # The phone's details only for the agent's own session: not without one, not for a user who is no agent.
     assert (await process.api("GET", "/api/me/phone", token=""))[0] == 401
     assert (await process.api("GET", "/api/me/phone"))[0] == 403  # the admin token: no agent, no phone
+    # Asterisk's endpoints from the agents as they are now (admin only), with the passwords the pages get.
+    status, sections = await process.api("GET", "/api/softphone/pjsip")
+    assert status == 200 and all(f"[webrtc-{a}](webrtc-endpoint)" in sections for a in ("1001", "1002"))
+    assert (await process.api("GET", "/api/softphone/pjsip", token="demo-agent-1001-token"))[0] == 403
     session = Browserish(process.url)
     try:
         assert (await session.login("1001", AGENT_PASSWORD))[0] == 200
         status, mine = await session.request("GET", "/api/me/phone")
         assert status == 200 and mine["endpoint"] == ENDPOINT and mine["uri"] == f"sip:{ENDPOINT}@127.0.0.1"
         assert mine["websocket_url"] == "ws://127.0.0.1:8088/ws" and len(mine["password"]) == 32
+        assert f"password = {mine['password']}" in sections.split("[webrtc-1002]")[0]
     finally:
         await session.close()
 

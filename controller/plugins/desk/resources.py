@@ -7,6 +7,7 @@ so the usual roles apply: an agent's token sees and drives only that agent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from aiohttp import web
 from controller.config import SoftphoneSettings
 from controller.http.openapi import operation
 from controller.http.server import caller_of, json_error, page, roles
-from controller.plugins.desk.services import phone_for
+from controller.plugins.desk.services import phone_for, render_pjsip
 
 STATIC = Path(__file__).with_name("static")
 FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html": "text/html",
@@ -60,7 +61,8 @@ def routes() -> list[web.RouteDef]:
             web.get("/wallboard", wallboard), web.get("/admin", admin)]
 
 
-def api_routes(settings: SoftphoneSettings) -> list[web.RouteDef]:
+def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]]) -> list[web.RouteDef]:
+    """`agent_ids`: the agents as they are now (the managed configuration), for Asterisk's endpoints."""
     @operation("The browser phone of the agent this session is: SIP URI, WebSocket URL, SIP password", tag="auth",
                responses={200: PHONE}, errors={404: "no browser phone here (softphone.enabled is false)",
                                                 403: "not an agent"})
@@ -73,4 +75,14 @@ def api_routes(settings: SoftphoneSettings) -> list[web.RouteDef]:
             return json_error(403, "only an agent has a browser phone")
         return web.json_response(phone_for(settings, identity.agent_id), headers={"Cache-Control": "no-store"})
 
-    return [web.get("/api/me/phone", my_phone)]
+    @operation("Every agent's WebRTC endpoint as pjsip.conf sections (for /etc/asterisk/pjsip_webrtc.conf)",
+               tag="auth", responses={200: {"type": "string"}},
+               errors={404: "no browser phone here (softphone.enabled is false)"})
+    @roles("admin")
+    async def pjsip_sections(request: web.Request) -> web.Response:
+        if not settings.enabled:
+            return json_error(404, "no browser phone: softphone.enabled is false in the configuration")
+        return web.Response(text=render_pjsip(settings, agent_ids()), content_type="text/plain",
+                            headers={"Cache-Control": "no-store"})
+
+    return [web.get("/api/me/phone", my_phone), web.get("/api/softphone/pjsip", pjsip_sections)]
