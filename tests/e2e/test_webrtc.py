@@ -117,7 +117,9 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
     assert (await process.api("GET", "/api/me/phone", token=""))[0] == 401
     assert (await process.api("GET", "/api/me/phone"))[0] == 403  # the admin token: no agent, no phone
     # Asterisk's endpoints from the agents as they are now (admin only), with the passwords the pages get.
-    status, sections = await process.api("GET", "/api/softphone/pjsip")
+    status, body = await process.api("GET", "/api/softphone/pjsip")
+    sections = body["pjsip_webrtc_conf"]
+    assert body["agents"] == ["1001", "1002"]
     assert status == 200 and all(f"[webrtc-{a}](webrtc-endpoint)" in sections for a in ("1001", "1002"))
     assert (await process.api("GET", "/api/softphone/pjsip", token="demo-agent-1001-token"))[0] == 403
     session = Browserish(process.url)
@@ -170,6 +172,8 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
             " s.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived > 100"
             " && r.totalAudioEnergy > 0) ok = r.packetsReceived; }); return ok; })()", timeout=20)
         assert heard > 100
+        assert await toolbar.evaluate("document.querySelector('#phone-audio').srcObject.getAudioTracks().length") == 1
+        assert await toolbar.evaluate("document.querySelector('#phone-audio').paused") is False  # it plays
         audio = await page_audio(toolbar)
         assert audio["sent"] > 100 and audio["energy"] > 0, audio
         agent_leg, caller_leg = channel_stats(f"{ENDPOINT}-"), channel_stats("loopback-trunk-")
@@ -203,8 +207,11 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
         assert await toolbar.text("#error") == ""
 
         # English, after a reload (the language switch): the page's phone registers again by itself.
-        await toolbar.click("#lang")
-        await toolbar.wait_for("document.documentElement.lang === 'en' && document.readyState === 'complete'")
+        # What the 中文/English link does: the choice kept, the page opened again without ?lang.
+        await toolbar.evaluate("localStorage.setItem('ccc.lang', 'en'); window.cccBeforeReload = true; true")
+        await toolbar.send("Page.navigate", url=f"{process.url}/toolbar?agent=1001")
+        await toolbar.wait_for("window.cccBeforeReload === undefined && document.readyState === 'complete'")
+        assert await toolbar.evaluate("document.documentElement.lang") == "en"
         await phone_status(toolbar, "registered")
         assert await toolbar.text("#phone-status") == "registered"
         await toolbar.screenshot(SCREENSHOTS / "toolbar-phone-registered-en.png")

@@ -76,13 +76,16 @@ def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]]) 
         return web.json_response(phone_for(settings, identity.agent_id), headers={"Cache-Control": "no-store"})
 
     @operation("Every agent's WebRTC endpoint as pjsip.conf sections (for /etc/asterisk/pjsip_webrtc.conf)",
-               tag="auth", responses={200: {"type": "string"}},
+               tag="auth", responses={200: {"type": "object", "required": ["agents", "pjsip_webrtc_conf"],
+                                            "properties": {"agents": {"type": "array", "items": {"type": "string"}},
+                                                           "pjsip_webrtc_conf": {"type": "string"}}}},
                errors={404: "no browser phone here (softphone.enabled is false)"})
     @roles("admin")
     async def pjsip_sections(request: web.Request) -> web.Response:
         if not settings.enabled:
             return json_error(404, "no browser phone: softphone.enabled is false in the configuration")
-        return web.Response(text=render_pjsip(settings, agent_ids()), content_type="text/plain",
-                            headers={"Cache-Control": "no-store"})
+        agents = agent_ids()
+        return web.json_response({"agents": agents, "pjsip_webrtc_conf": render_pjsip(settings, agents)},
+                                 headers={"Cache-Control": "no-store"})
 
     return [web.get("/api/me/phone", my_phone), web.get("/api/softphone/pjsip", pjsip_sections)]
