@@ -73,14 +73,16 @@ def _count(text: str) -> int:
 
 
 async def page_audio(page: Page) -> dict[str, Any]:
-    """The page's own RTP figures: packets in and out, and the energy of what it received."""
+    """The page's own RTP figures: packets in and out, the energy of what it received and of what its
+    (fake) microphone gave it to send."""
     return dict(await page.evaluate("""(async () => {
       const stats = await phone.session.connection.getStats();
-      const out = {received: 0, sent: 0, energy: 0};
+      const out = {received: 0, sent: 0, energy: 0, microphone: 0};
       stats.forEach((s) => {
         if (s.type === "inbound-rtp" && s.kind === "audio") { out.received = s.packetsReceived;
                                                               out.energy = s.totalAudioEnergy || 0; }
         if (s.type === "outbound-rtp" && s.kind === "audio") out.sent = s.packetsSent;
+        if (s.type === "media-source" && s.kind === "audio") out.microphone = s.totalAudioEnergy || 0;
       });
       return out;
     })()"""))
@@ -175,7 +177,7 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
         assert await toolbar.evaluate("document.querySelector('#phone-audio').srcObject.getAudioTracks().length") == 1
         assert await toolbar.evaluate("document.querySelector('#phone-audio').paused") is False  # it plays
         audio = await page_audio(toolbar)
-        assert audio["sent"] > 100 and audio["energy"] > 0, audio
+        assert audio["sent"] > 100 and audio["energy"] > 0 and audio["microphone"] > 0, audio
         agent_leg, caller_leg = channel_stats(f"{ENDPOINT}-"), channel_stats("loopback-trunk-")
         assert agent_leg["rx"] > 100 and agent_leg["tx"] > 100, agent_leg  # from and to the browser
         assert caller_leg["rx"] > 100 and caller_leg["tx"] > 100, caller_leg  # from and to the caller
