@@ -340,6 +340,8 @@ class Controller:
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
+            *desk_resources.api_routes(self.config.softphone, lambda: [
+                agent.id for agent in self.acd.agent_configs.values() if agent.enabled]),
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),

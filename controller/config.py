@@ -474,6 +474,30 @@ class CompatSettings:
 
 
 @dataclass(frozen=True)
+class SoftphoneSettings:
+    """The browser phone (README "Browser phone (WebRTC)"): each agent's WebRTC endpoint on Asterisk and
+    how the toolbar reaches it. The per-agent SIP password is derived from `secret` (HMAC), so the
+    controller and the rendered pjsip configuration agree without storing a password anywhere."""
+
+    enabled: bool = False
+    websocket_url: str = ""  # Asterisk's SIP WebSocket as the browser reaches it: wss://pbx.example.cn:8089/ws
+    sip_domain: str = ""  # the host of the agents' SIP URIs (default: the WebSocket URL's host)
+    endpoint: str = "webrtc-{agent}"  # the agent's WebRTC endpoint name ({agent}: the agent id)
+    secret: str = ""  # HMAC key for the per-agent SIP passwords; at least 16 characters
+    ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs for the browser (README: NAT)
+    turn_username: str = ""
+    turn_password: str = ""
+
+    def __post_init__(self) -> None:
+        if "{agent}" not in self.endpoint:
+            raise ValueError(f"endpoint: must contain {{agent}}, got {self.endpoint!r}")
+        if self.enabled and not self.websocket_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"websocket_url: expected ws://… or wss://…, got {self.websocket_url!r}")
+        if self.enabled and len(self.secret) < 16:
+            raise ValueError("secret: at least 16 characters (it derives every agent's SIP password)")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -503,6 +527,7 @@ class Config:
     dialing: DialingSettings = field(default_factory=DialingSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)  # queue_log, CDRs, AMI events
     wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
+    softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)  # the browser phone (WebRTC)
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 
@@ -514,6 +539,8 @@ class Config:
                 problems.append(f"tokens: {token.name!r} uses a demo token")
             elif len(token.token) < MIN_TOKEN_LENGTH:
                 problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        if self.softphone.enabled and self.softphone.secret.startswith("demo-"):
+            problems.append("softphone: the secret is the demo's (it derives every agent's SIP password)")
         for user in self.users:
             if user.password.startswith("demo-"):
                 problems.append(f"users: {user.name!r} uses a demo password")

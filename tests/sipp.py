@@ -64,6 +64,14 @@ class WaitForBye:
     timeout_ms: int = 60_000
 
 
+@dataclass(frozen=True)
+class TalkUntilBye:
+    """Talk (SIPp's 7-second A-law speech capture, again and again, each copy's RTP after the previous one's)
+    until the far end hangs up, for at most `rounds` captures; the call then offers A-law."""
+
+    rounds: int = 8
+
+
 _NAMES = {"*": "star", "#": "pound"}
 
 _SDP = """v=0
@@ -198,11 +206,13 @@ def _moved_captures() -> Path:
     return Path(tempfile.mkdtemp(prefix="ccc-dtmf-"))
 
 
-def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
-                 refused: bool = False) -> str:
+def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye | TalkUntilBye], *,
+                 auth: bool = False, refused: bool = False) -> str:
     """A caller's scenario; `auth`: a phone answering Asterisk's challenge (401) with its password
     (-au/-ap); `refused`: the call is expected to be turned down with an error status (no steps)."""
     sdp = _indent(_SDP, 6)
+    if any(isinstance(step, TalkUntilBye) for step in steps):
+        sdp = sdp.replace("RTP/AVP 0 101", "RTP/AVP 8 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
     cseq = 2 if auth else 1
     head = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ccc caller">\n'
     if auth:
@@ -248,6 +258,17 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
                              f'  <pause milliseconds="{step.gap_ms}"/>\n')
         elif isinstance(step, WaitForBye):
             parts.append(_ANSWER_BYE.format(timeout=step.timeout_ms))
+            ends_with_their_bye = True
+        elif isinstance(step, TalkUntilBye):
+            speech = (-1, -1)
+            for round_ in range(step.rounds):
+                pcap, speech = _pcap_after(Path(SPEECH_PCAP), speech)
+                last = round_ == step.rounds - 1
+                parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+                             f'  <recv request="BYE" timeout="{60_000 if last else 7_000}"'
+                             + ('/>\n' if last else f' ontimeout="talk{round_ + 1}" next="talked"/>\n'
+                                f'  <label id="talk{round_ + 1}"/>\n'))
+            parts.append('  <label id="talked"/>\n' + _ANSWER_BYE.split("\n", 1)[1])
             ends_with_their_bye = True
     if not ends_with_their_bye:
         parts.append(_BYE)
@@ -418,7 +439,7 @@ async def _port_free(port: int, *, within: float) -> bool:
 class Caller(_Sipp):
     """A caller dialling `did` from `caller` and doing `steps`, then hanging up (unless WaitForBye)."""
 
-    def __init__(self, did: str, *, caller: str = "13800138000", steps: list[Pause | Dtmf | WaitForBye],
+    def __init__(self, did: str, *, caller: str = "13800138000", steps: list[Pause | Dtmf | WaitForBye | TalkUntilBye],
                  calls: int = 1, rate: float | None = None, timeout_s: int = 120) -> None:
         sip_port, media_port = _next_ports()
         extra = [ASTERISK]

@@ -102,6 +102,9 @@ ACCESS: dict[str, str] = {
     "POST /api/tokens": "admin",
     "DELETE /api/tokens/{token_id}": "admin",
     "GET /api/audit": "admin supervisor",
+    # the browser phone (README "Browser phone (WebRTC)"): an agent's own SIP credentials; Asterisk's sections
+    "GET /api/me/phone": "admin agent",  # an admin is let through the role check, then refused: no agent
+    "GET /api/softphone/pjsip": "admin",
     # the managed configuration (README "Administration (live configuration)"): supervisors run the floor
     # (agents, queues, reasons, prompts, standards); DIDs, webhooks, ACD settings and whole documents are admins'
     "GET /api/config": "admin supervisor integration",
