@@ -193,7 +193,7 @@ def _plugins() -> list[Callable[[Any], None]]:
     for module_name in ("controller.cli.flows", "controller.cli.doctor", "controller.cli.deploy",
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
                         "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks",
-                        "controller.cli.access", "controller.cli.config"):
+                        "controller.cli.access", "controller.cli.config", "controller.cli.tasks"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:
