@@ -206,7 +206,7 @@ async def test_a_follow_up_task_is_due_one_working_day_later_raises_its_alert_wh
     assert task["due_at"] == pytest.approx(working_days_later(task["created_at"], 1, "Asia/Shanghai"))
     assert task["due_at"] - task["created_at"] >= 86400 - 1
     assert (await shared.api("POST", "/api/tasks", token=AGENT_1001,
-                             json={"title": "x", "call_id": "no-such-call"}))[0] == 422
+                             json={"title": "x", "call_id": "no-such-call"}))[0] == 404
 
     # One for the queue, due in 3 s: reminded at once (1 minute ahead), then overdue.
     status, soon = await shared.api("POST", "/api/tasks", token=SUPERVISOR,

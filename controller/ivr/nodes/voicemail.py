@@ -28,8 +28,9 @@ class VoicemailNode(Node):
         result = await ctx.port.record(RecordSpec("voicemail", max_seconds=self["max_seconds"],
                                                   silence_seconds=self["silence_seconds"], beep=self["beep"]))
         ctx.set("voicemail_recording", result.name)
-        await ctx.port.save_record("voicemail", {"recording": result.name, "duration": result.duration,
-                                                 "reason": result.reason, "flow": ctx.flow_id,
-                                                 "queue": ctx.render(self["queue"]) if self["queue"] else None})
+        record = {"recording": result.name, "duration": result.duration, "reason": result.reason, "flow": ctx.flow_id}
+        if self["queue"]:
+            record["queue"] = ctx.render(self["queue"])  # whose inbox (default: the last queue visited)
+        await ctx.port.save_record("voicemail", record)
         await self.play(ctx, self["done_prompt"])
         return self["next"]  # type: ignore[no-any-return]

@@ -23,7 +23,8 @@ from controller.plugins.inbox.services import InboxError, InboxService, Viewer
 ITEM_ERRORS = {409: "not possible now: the item is done, its caller's number is unknown, or the agent's phone"
                     " cannot place the call"}
 TASK_ERRORS = {409: "the task is already closed"}
-CREATE_ERRORS = {422: "no such agent, queue or call"}
+CREATE_ERRORS = {404: "no such agent, queue or call",
+                 409: "no agent named: a token that is not an agent's must name `agent_id` (or a `queue`)"}
 
 
 def routes(inbox: InboxService, *, agent_queues: Callable[[str], list[str] | None],
@@ -56,9 +57,9 @@ def routes(inbox: InboxService, *, agent_queues: Callable[[str], list[str] | Non
                 raise web.HTTPForbidden(reason="an agent's token may act only for its own agent")
             return str(identity.agent_id)
         if named is None:
-            raise web.HTTPUnprocessableEntity(reason="agent_id: required unless an agent's token is used")
+            raise web.HTTPConflict(reason="agent_id: required unless an agent's token is used")
         if agent_queues(named) is None:
-            raise web.HTTPUnprocessableEntity(reason=f"no agent {named!r}")
+            raise web.HTTPNotFound(reason=f"no agent {named!r}")
         return named
 
     @operation("The inbox: callers' messages (voicemail) for the agent and their queues (supervisors: all),"
@@ -161,18 +162,16 @@ def routes(inbox: InboxService, *, agent_queues: Callable[[str], list[str] | Non
         body = body_of(request)
         identity = caller_of(request)
         agent_id, queue = body.get("agent_id"), body.get("queue")
-        if agent_id is not None and queue is not None:
-            return json_error(422, "give agent_id or queue, not both")
         if agent_id is None and queue is None:
             if identity.role != "agent":
-                return json_error(422, "agent_id or queue: required unless an agent's token is used")
+                return json_error(409, "agent_id or queue: required unless an agent's token is used")
             agent_id = identity.agent_id
         if agent_id is not None and agent_queues(agent_id) is None:
-            return json_error(422, f"no agent {agent_id!r}")
+            return json_error(404, f"no agent {agent_id!r}")
         if queue is not None and not queue_exists(queue):
-            return json_error(422, f"no queue {queue!r}")
+            return json_error(404, f"no queue {queue!r}")
         if body.get("call_id") is not None and not await call_exists(body["call_id"]):
-            return json_error(422, "no call with that id")
+            return json_error(404, "no call with that id")
         task = await inbox.create_task(title=body["title"], created_by=actor(request), call_id=body.get("call_id"),
                                        agent_id=agent_id, queue=queue, due_at=body.get("due_at"))
         return web.json_response(task, status=201)

@@ -28,6 +28,7 @@ TASK: dict[str, Any] = {"type": "object", "required": ["id", "title", "due_at", 
 TASKS = {"type": "object", "required": ["tasks"], "properties": {"tasks": {"type": "array", "items": TASK}}}
 TASK_BODY = {
     "type": "object", "additionalProperties": False, "required": ["title"],
+    "not": {"required": ["agent_id", "queue"]},  # for an agent or a queue, not both
     "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 500, "description": "what is to be done"},
         "call_id": {"type": "string", "minLength": 1, "maxLength": 64, "description": "the call it follows up"},
