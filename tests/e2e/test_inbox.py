@@ -238,3 +238,45 @@ async def test_a_follow_up_task_is_due_one_working_day_later_raises_its_alert_wh
     assert counts == {"open": 0, "overdue": 0}
     listing = await asyncio.to_thread(ccctl, "tasks", "list", "--status", "closed", url=shared.url)
     assert listing.returncode == 0 and "发送资费单" in listing.stdout, listing.stderr
+
+
+async def test_the_toolbar_plays_a_message_closes_it_and_a_task_with_notes(shared: ControllerProcess) -> None:
+    """Headless Chromium: agent 1001 signs in on the toolbar, plays the open message (the <audio> element decodes the
+    WAV served through the API with the session cookie), marks it done with a note, and closes a task."""
+    from tests.browser import Browser
+
+    open_items = [i for i in await inbox_of(shared, AGENT_1001) if i["status"] == "new"]
+    if not open_items:  # run on its own: leave a message first
+        assert (await Caller(VOICEMAIL_DID, caller=CALLER, steps=[Pause(1500), Speak(ms=9000),
+                                                                    WaitForBye(15000)]).run()).ok
+        open_items = await until("a message", lambda: inbox_of(shared, AGENT_1001))
+    item = open_items[0]
+    status, task = await shared.api("POST", "/api/tasks", token=AGENT_1001, json={"title": "寄送发票"})
+    assert status == 201, task
+    async with Browser() as browser:
+        toolbar = await browser.open(f"{shared.url}/toolbar?agent=1001&lang=zh")
+        await toolbar.fill("#password", "demo-1001-pass")
+        await toolbar.click("#login")
+        row = f'#inbox li[data-item="{item["id"]}"]'
+        await toolbar.wait_for(f"document.querySelector('{row}') !== null")
+        assert item["caller"] in await toolbar.text(row)
+        # Pressing play, as a person does (a user gesture: the autoplay policy refuses a script's play()).
+        player = f"document.querySelector('{row} audio')"
+        pressed = await toolbar.send("Runtime.evaluate", expression=f"{player}.play().then(() => 'playing', String)",
+                                     userGesture=True, awaitPromise=True, returnByValue=True)
+        assert pressed["result"].get("value") == "playing", pressed
+        played = await toolbar.wait_for(f"(a => a.currentTime > 1 && a.duration)({player})")
+        assert played >= 3, played
+        await toolbar.fill(f"{row} .note", "已回电")
+        await toolbar.click(f"{row} .done")
+        await toolbar.wait_for(f"document.querySelector('{row}') === null")
+        task_row = f'#tasks li[data-task="{task["id"]}"]'
+        await toolbar.wait_for(f"document.querySelector('{task_row}') !== null")
+        await toolbar.fill(f"{task_row} .note", "已寄出")
+        await toolbar.click(f"{task_row} .close")
+        await toolbar.wait_for(f"document.querySelector('{task_row}') === null")
+        assert await toolbar.text("#error") == ""
+    _, done = await shared.api("GET", f"/api/inbox/{item['id']}", token=SUPERVISOR)
+    assert (done["status"], done["note"], done["done_by"]) == ("done", "已回电", "1001")
+    _, closed = await shared.api("GET", f"/api/tasks/{task['id']}", token=SUPERVISOR)
+    assert (closed["status"], closed["note"]) == ("closed", "已寄出")
