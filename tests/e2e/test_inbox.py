@@ -12,9 +12,9 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import sandbox
@@ -22,6 +22,7 @@ import sandbox
 from controller.plugins.inbox.workdays import working_days_later
 from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.e2e.test_cli import ccctl
+from tests.e2e.test_guard import wait_for
 from tests.sipp import Caller, Pause, Phone, Speak, WaitForBye
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +51,6 @@ AGENTS = [
     {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"general": 0}},
     {"id": "1004", "name": "刘洋", "number": "1004", "endpoint": "8004", "queues": {"orders": 0}},
 ]
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,6 @@ def shared(asterisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 MAILBOX = sandbox.ROOT / "var/spool/asterisk/voicemail/ccc/hotline"
-
-
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def events(process: ControllerProcess, prefix: str) -> list[dict[str, Any]]:
@@ -123,7 +113,7 @@ async def test_a_voicemail_left_in_a_flow_is_heard_called_back_and_closed_by_the
 
     async def flow_item() -> dict[str, Any] | None:
         return next((i for i in await inbox_of(shared, AGENT_1001) if i["call_id"]), None)
-    item = await until("the message in agent 1001's inbox", flow_item)
+    item = await wait_for("the message in agent 1001's inbox", flow_item)
     assert (item["caller"], item["queue"], item["status"], item["kind"]) == (CALLER, "general", "new", "voicemail")
     assert item["duration"] >= 5 and item["data"]["flow"] == "vmtest"
     assert [i["id"] for i in await inbox_of(shared, AGENT_1002)] == [item["id"]]  # the queue's other agent too
@@ -176,7 +166,7 @@ async def test_a_message_left_on_the_fallback_route_reaches_the_queues_inbox(sha
     before = {i["id"] for i in await inbox_of(shared, AGENT_1001)}
     caller = Caller(NO_FLOW_DID, caller="13900139001", steps=[Pause(7000), Speak(ms=8000), Pause(1000)])
     await caller.start()
-    channel = await until("the caller on the fallback route", lambda: _channel_in("ccc-fallback"), timeout=15)
+    channel = await wait_for("the caller on the fallback route", lambda: _channel_in("ccc-fallback"), timeout=15)
     # Skip the minute every agent phone rings (Queue) and go to the route's mailbox, as after a ring-no-answer.
     await asyncio.to_thread(sandbox.cli, f"channel redirect {channel['name']} ccc-fallback,{NO_FLOW_DID},voicemail")
     result = await caller.wait()
@@ -184,7 +174,7 @@ async def test_a_message_left_on_the_fallback_route_reaches_the_queues_inbox(sha
 
     async def fallback_item() -> dict[str, Any] | None:
         return next((i for i in await inbox_of(shared, AGENT_1001) if i["id"] not in before), None)
-    item = await until("the fallback message in agent 1001's inbox", fallback_item)
+    item = await wait_for("the fallback message in agent 1001's inbox", fallback_item)
     assert (item["caller"], item["queue"], item["call_id"], item["data"]["route"]) == (
         "13900139001", "general", None, "fallback")
     assert item["duration"] >= 3
@@ -197,7 +187,7 @@ async def test_a_follow_up_task_is_due_one_working_day_later_raises_its_alert_wh
         shared: ControllerProcess) -> None:
     if not await shared.call_records():  # run on its own: a call to follow up first
         assert (await Caller(VOICEMAIL_DID, caller=CALLER, steps=[Pause(1000)]).run()).ok
-    call_id = (await until("a call record", shared.call_records))[0]["call_id"]
+    call_id = (await wait_for("a call record", shared.call_records))[0]["call_id"]
     orders_agent = await agent_token(shared, "1004")
     status, task = await shared.api("POST", "/api/tasks", token=AGENT_1001,
                                     json={"title": "回访: 账单疑问", "call_id": call_id})
@@ -216,7 +206,7 @@ async def test_a_follow_up_task_is_due_one_working_day_later_raises_its_alert_wh
 
     async def overdue_alert() -> dict[str, Any] | None:
         return next((e for e in events(shared, "alert.raised") if e["data"]["subject"] == soon["id"]), None)
-    alert = await until("the overdue alert", overdue_alert, timeout=15)
+    alert = await wait_for("the overdue alert", overdue_alert, timeout=15)
     assert alert["data"]["kind"] == "task_overdue" and alert["queue"] == "general"
     reminders = [e for e in events(shared, "task.reminder") if e["data"]["task_id"] == soon["id"]]
     assert len(reminders) == 1 and reminders[0]["seq"] < alert["seq"]
@@ -249,7 +239,7 @@ async def test_the_toolbar_plays_a_message_closes_it_and_a_task_with_notes(share
     if not open_items:  # run on its own: leave a message first
         assert (await Caller(VOICEMAIL_DID, caller=CALLER, steps=[Pause(1500), Speak(ms=9000),
                                                                     WaitForBye(15000)]).run()).ok
-        open_items = await until("a message", lambda: inbox_of(shared, AGENT_1001))
+        open_items = await wait_for("a message", lambda: inbox_of(shared, AGENT_1001))
     item = open_items[0]
     status, task = await shared.api("POST", "/api/tasks", token=AGENT_1001, json={"title": "寄送发票"})
     assert status == 201, task

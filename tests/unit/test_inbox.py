@@ -16,7 +16,7 @@ import pytest
 
 from controller.clock import FakeClock
 from controller.config import InboxSettings
-from controller.plugins.inbox.services import InboxService, Viewer, caller_number
+from controller.plugins.inbox.services import InboxError, InboxService, Viewer, caller_number
 from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.inbox.workdays import working_days_later
 from controller.store.db import Store
@@ -172,3 +172,32 @@ def test_caller_numbers_from_app_voicemail() -> None:
     assert caller_number('"Zhang" <13800138000>') == "13800138000"
     assert caller_number("13800138000") == "13800138000"
     assert caller_number("<unknown>") == ""
+
+
+async def test_call_back_links_the_call_and_retention_removes_old_messages(harness: Harness, tmp_path: Path) -> None:
+    leave_message(Path(harness.settings.fallback_mailbox_dir), 0, "1758886200-00000000")
+    await harness.service.import_fallback_mailbox()
+    (item,) = await harness.service.records.items(agent_id=None, queues=None)
+    dialled: list[tuple[str, str]] = []
+
+    async def click_to_dial(agent_id: str, number: str) -> dict[str, Any]:
+        dialled.append((agent_id, number))
+        return {"call_id": "out-1", "agent_id": agent_id, "state": "ringing_agent"}
+    harness.service.click_to_dial = click_to_dial
+    called = await harness.service.call_back(item, "1002")
+    assert dialled == [("1002", "13800138000")]
+    assert (called["status"], called["callback_call_id"], called["agent_id"]) == ("called_back", "out-1", "1002")
+    done = await harness.service.done(called, "1002", "ok", "1002")
+    with pytest.raises(InboxError):
+        await harness.service.call_back(done, "1002")
+    assert dialled == [("1002", "13800138000")]  # a done item is not dialled again
+    report = await harness.service.report(0, harness.clock.now() + 1)
+    assert [(r["queue"], r["messages"], r["answered"]) for r in report["voicemail"]] == [("general", 1, 1)]
+
+    harness.settings = InboxSettings(fallback_mailbox_dir=harness.settings.fallback_mailbox_dir, retention_days=30)
+    assert await harness.service.apply_retention() == 0  # the message is from 2025-09-26: not yet 30 days old
+    harness.clock.advance(40 * 86400)
+    assert await harness.service.apply_retention() == 1
+    await harness.store.flush()
+    assert not Path(item["file"]).exists()
+    assert await harness.service.records.items(agent_id=None, queues=None) == []
