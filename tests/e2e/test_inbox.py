@@ -130,6 +130,17 @@ async def test_a_voicemail_left_in_a_flow_is_heard_called_back_and_closed_by_the
     (new,) = [e for e in events(shared, "voicemail.new") if e["data"]["item_id"] == item["id"]]
     assert new["queue"] == "general" and CALLER not in json.dumps(new)
 
+    # Assigned to 1001 by a supervisor: 1001's now, no longer in the queue's other agent's inbox.
+    assert (await shared.api("POST", f"/api/inbox/{item['id']}/assign", token=AGENT_1002,
+                             json={"agent_id": "1001"}))[0] == 403  # an agent takes items only for themselves
+    status, assigned = await shared.api("POST", f"/api/inbox/{item['id']}/assign", token=SUPERVISOR,
+                                        json={"agent_id": "1001"})
+    assert status == 200 and (assigned["status"], assigned["agent_id"]) == ("assigned", "1001"), assigned
+    assert [i["id"] for i in await inbox_of(shared, AGENT_1001)] == [item["id"]]
+    assert await inbox_of(shared, AGENT_1002) == []
+    (taken,) = [e for e in events(shared, "voicemail.assigned") if e["data"]["item_id"] == item["id"]]
+    assert taken["agent_id"] == "1001" and taken["data"]["assigned_by"] == "wallboard"
+
     # Called back with click-to-dial: the agent's phone rings, then the caller's (behind the loopback trunk).
     agent_phone = Phone(15001, answer_after_ms=300)
     customer = Phone(5090, answer_after_ms=500, hold_ms=2000)
