@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from controller import __version__
+from controller.acd.engine import AcdError
 from controller.ari.client import AriClient
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError
@@ -56,6 +57,9 @@ from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
+from controller.plugins.inbox import resources as inbox_resources
+from controller.plugins.inbox.services import InboxError, InboxService
+from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
@@ -150,6 +154,7 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
+        self.inbox = self._inbox()
         # After the configuration file and the flows, on each reload (SIGHUP, POST /api/config/reload).
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self._reload_tls]
         self.reloader = ConfigReloader(config.source, self.live)
@@ -160,6 +165,25 @@ class Controller:
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr),
                                                                      self.compat.metrics]
+
+    def _inbox(self) -> InboxService:
+        """Voicemail as work and follow-up tasks (README "Voicemail inbox", "Follow-up tasks")."""
+        inbox = InboxService(settings=lambda: self.live.current.inbox, records=InboxRecords(self.store, self.clock.now),
+                             now=self.clock.now, publish=self.events.publish,
+                             recordings_dir=lambda: self.live.current.asterisk.recordings_dir,
+                             data_dir=self.config.data_path)
+
+        async def click_to_dial(agent_id: str, number: str) -> dict[str, Any]:
+            try:
+                return await self.acd.click_to_dial(agent_id, number)
+            except AcdError as exc:
+                raise InboxError(str(exc)) from exc
+        inbox.click_to_dial = click_to_dial
+        return inbox
+
+    def _agent_queues(self, agent_id: str) -> list[str] | None:
+        agent = self.acd.agent_configs.get(agent_id)
+        return None if agent is None else list(agent.queues)
 
     def _resume_waiting_and_ivr_callers(self) -> None:
         """Waiting callers (and rings) and callers in a flow of a previous process go on (issue 13)."""
@@ -345,6 +369,9 @@ class Controller:
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
+            *inbox_resources.routes(self.inbox, agent_queues=self._agent_queues,
+                                    queue_exists=lambda name: name in self.acd.queue_configs,
+                                    call_exists=self.inbox.records.call_exists),
         ]
 
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
@@ -416,6 +443,7 @@ class Controller:
                 data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
                 idle_sessions = tasks.create_task(self.access.run())
+                inbox = tasks.create_task(self.inbox.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -430,6 +458,7 @@ class Controller:
                 retention.cancel()
                 data_retention.cancel()
                 idle_sessions.cancel()
+                inbox.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

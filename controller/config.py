@@ -423,6 +423,32 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class InboxSettings:
+    """Voicemail as work and follow-up tasks (README "Voicemail inbox", "Follow-up tasks")."""
+
+    # app_voicemail's mailbox of the fallback route as the controller sees it (voicemail.conf [ccc] hotline):
+    # its messages are imported into the inbox (and removed from the mailbox) while the controller runs.
+    fallback_mailbox_dir: str = "/var/spool/asterisk/voicemail/ccc/hotline"
+    fallback_queue: str = ""  # the queue whose inbox gets fallback messages ("": supervisors only)
+    default_queue: str = ""  # a flow's message left outside any queue visit, with no `queue:` on its node
+    poll_seconds: float = 2.0  # how often new messages are imported and task reminders checked
+    retention_days: float = 0.0  # messages' audio and rows older than this are deleted (0: kept forever)
+    timezone: str = "Asia/Shanghai"  # working days and "one working day later" are counted here
+    task_due_working_days: int = 1  # a task's default due time: this many working days later (domain.md)
+    task_reminder_minutes: float = 60.0  # task.reminder this long before the due time (0: none)
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.poll_seconds <= 3600:
+            raise ValueError(f"poll_seconds: expected 0.1 to 3600, got {self.poll_seconds!r}")
+        if not 0 <= self.retention_days <= 36500:
+            raise ValueError(f"retention_days: expected 0 (keep forever) to 36500, got {self.retention_days!r}")
+        if not 0 <= self.task_due_working_days <= 30:
+            raise ValueError(f"task_due_working_days: expected 0 to 30, got {self.task_due_working_days!r}")
+        if not 0 <= self.task_reminder_minutes <= 10080:
+            raise ValueError(f"task_reminder_minutes: expected 0 to 10080, got {self.task_reminder_minutes!r}")
+
+
+@dataclass(frozen=True)
 class QueueLogSettings:
     """app_queue's queue_log, written by the controller (see README "Existing Asterisk tools")."""
 
@@ -528,6 +554,7 @@ class Config:
     compat: CompatSettings = field(default_factory=CompatSettings)  # queue_log, CDRs, AMI events
     wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
     softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)  # the browser phone (WebRTC)
+    inbox: InboxSettings = field(default_factory=InboxSettings)  # voicemail inbox, follow-up tasks
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 

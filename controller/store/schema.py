@@ -249,4 +249,52 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX dispositions_at ON dispositions(at);
     """,
+    # 13: voicemail (and fax) as work: inbox items for a queue or a person; follow-up tasks (工单) from calls
+    """
+    CREATE TABLE inbox_items (
+        id TEXT PRIMARY KEY,                -- chosen by the controller (hex)
+        kind TEXT NOT NULL,                 -- voicemail | fax
+        source TEXT NOT NULL UNIQUE,        -- flow:<ivr_records id> | fallback:<app_voicemail msg_id>: imported once
+        call_id TEXT,
+        caller TEXT NOT NULL DEFAULT '',
+        did TEXT NOT NULL DEFAULT '',
+        queue TEXT,
+        agent_id TEXT,                      -- the person it is addressed or assigned to
+        created_at REAL NOT NULL,
+        duration REAL,
+        file TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',    -- JSON: the IVR data of the call, the flow
+        status TEXT NOT NULL DEFAULT 'new', -- new | assigned | called_back | done
+        assigned_at REAL,
+        callback_call_id TEXT,
+        called_back_at REAL,
+        done_at REAL,
+        done_by TEXT,
+        note TEXT,
+        deleted_at REAL                     -- retention removed the file
+    );
+    CREATE INDEX inbox_items_created ON inbox_items(created_at);
+    CREATE INDEX inbox_items_queue ON inbox_items(queue, status);
+    CREATE TABLE inbox_cursor (
+        name TEXT PRIMARY KEY,              -- flow_voicemail: the last ivr_records id imported
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE follow_up_tasks (
+        id TEXT PRIMARY KEY,
+        call_id TEXT,
+        title TEXT NOT NULL,
+        created_by TEXT NOT NULL,           -- the agent (or token/user) who created it
+        created_at REAL NOT NULL,
+        agent_id TEXT,                      -- for whom: an agent, or
+        queue TEXT,                         -- a queue (any of its agents)
+        due_at REAL NOT NULL,
+        reminded_at REAL,
+        overdue_at REAL,                    -- when the overdue alert was raised
+        status TEXT NOT NULL DEFAULT 'open',  -- open | closed
+        closed_at REAL,
+        closed_by TEXT,
+        note TEXT
+    );
+    CREATE INDEX follow_up_tasks_open ON follow_up_tasks(status, due_at);
+    """,
 ]

@@ -69,6 +69,19 @@ ACCESS: dict[str, str] = {
     "GET /api/recordings": ALL,
     "GET /api/recordings/{recording_id}": ALL,
     "GET /api/recordings/{recording_id}/audio": ALL,
+    # the inbox (voicemail as work) and follow-up tasks: agents see their own and their queues'
+    "GET /api/inbox": ALL,
+    "GET /api/inbox/report": STAFF,
+    "GET /api/inbox/{item_id}": ALL,
+    "GET /api/inbox/{item_id}/audio": ALL,
+    "POST /api/inbox/{item_id}/assign": ALL,
+    "POST /api/inbox/{item_id}/callback": ALL,
+    "POST /api/inbox/{item_id}/done": ALL,
+    "GET /api/tasks": ALL,
+    "POST /api/tasks": ALL,
+    "GET /api/tasks/counts": ALL,
+    "GET /api/tasks/{task_id}": ALL,
+    "POST /api/tasks/{task_id}/close": ALL,
     # IVR, reports
     "GET /api/flows": STAFF,
     "POST /api/flows/reload": "admin",
@@ -128,7 +141,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
-              "shift_id": "999999"}
+              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32}
 
 
 def concrete(template: str) -> str:
