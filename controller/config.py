@@ -19,6 +19,8 @@ from controller.settings import INTERNAL, load_file_as, require_positive
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 USER_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+AGENT_ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+ENDPOINT_PATTERN = r"[A-Za-z0-9._/-]{1,80}"
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,9 @@ class AcdQueueConfig:
 
     def __post_init__(self) -> None:
         require_skill_levels(self.skills)
+        # Names are in URLs, reports and app_queue's `|`-separated queue_log: letters (Chinese too), digits, . _ -
+        if not re.fullmatch(r"[\w.-]{1,64}", self.name):
+            raise ValueError(f"name: expected 1-64 letters, digits, '.', '_' or '-', got {self.name!r}")
         require_positive(self, "fewest_calls_window", "estimate_window")
         steps = [step for step in self.escalation if step is not None]  # None: a step with its own problem
         if steps and steps[0].after != 0:
@@ -321,6 +326,17 @@ class AcdAgentConfig:
     enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
 
     def __post_init__(self) -> None:
+        # The id is in URLs and the number is said digit by digit; the endpoint and caller id go into dial
+        # strings, where a stray `&` or `,` would dial something else: each is checked for what it is.
+        if not re.fullmatch(AGENT_ID_PATTERN, self.id):
+            raise ValueError(f"id: expected 1-64 letters, digits, '.', '_' or '-', got {self.id!r}")
+        if not re.fullmatch(r"[0-9]{1,16}", self.number):
+            raise ValueError(f"number: expected the agent's number (工号), 1-16 digits, got {self.number!r}")
+        if not re.fullmatch(ENDPOINT_PATTERN, self.endpoint):
+            raise ValueError(f"endpoint: expected a PJSIP endpoint name (letters, digits, '.', '_', '-', '/'), "
+                             f"got {self.endpoint!r}")
+        if self.caller_id and not re.fullmatch(r"\+?[0-9]{1,20}", self.caller_id):
+            raise ValueError(f"caller_id: expected a number (digits, optionally after +), got {self.caller_id!r}")
         require_skill_levels(self.skills)
 
 

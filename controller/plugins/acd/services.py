@@ -306,10 +306,11 @@ class AcdService:
     async def warm_prompts(self, agents: list[AcdAgentConfig] | None = None) -> None:
         """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
         text to speech. `agents`: only theirs (added or changed live)."""
-        prompts = [self.agent_number_prompt(agent, language)
-                   for agent in (self.agent_configs.values() if agents is None else agents)
-                   for language in ("zh", "en")]
-        for prompt in [*prompts, *(self.outbound.prompts() if agents is None else [])]:
+        for agent in self.agent_configs.values() if agents is None else agents:
+            for language in ("zh", "en"):
+                with contextlib.suppress(Exception):  # rendered again when needed, and a failure logged then
+                    await self.media_for(self.agent_number_prompt(agent, language))
+        for prompt in self.outbound.prompts() if agents is None else []:
             with contextlib.suppress(Exception):
                 await self.media_for(prompt)
 
