@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from controller.acd.workdays import parse_hours
 from controller.reports.kpis import Standards
 from controller.settings import INTERNAL, load_file_as, require_positive
 
@@ -258,9 +259,20 @@ class AcdQueueConfig:
     recording: Literal["always", "never", "on_demand"] = "on_demand"
     title: str = ""  # shown on the wallboard
     category: Literal["", "inquiry", "billing", "order", "complaint", "suggestion", "sales"] = ""  # for reports
+    # Callbacks (README "Callbacks"): virtual hold is offered once the estimated wait reaches
+    # `callback_offer_after` seconds (0: never); the caller's place stays in the queue.
+    callback_offer_after: float = 0.0
+    callback_order: Literal["agent_first", "customer_first"] = "agent_first"
+    callback_retries: int = 2  # more attempts after a busy / unanswered / failed one
+    callback_retry_seconds: float = 300.0  # between attempts
+    callback_caller_id: str = ""  # the number the customer sees (else acd.outbound_caller_id)
+    business_hours: str = "09:00-18:00"  # scheduled callbacks are due within these, on working days
 
     def __post_init__(self) -> None:
         require_skill_levels(self.skills)
+        if self.callback_retries < 0 or self.callback_retry_seconds < 0 or self.callback_offer_after < 0:
+            raise ValueError(f"queue {self.name}: callback_* settings must not be negative")
+        parse_hours(self.business_hours)
 
 
 @dataclass(frozen=True)
