@@ -189,7 +189,9 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         if name not in acd.queue_configs:
             return json_error(404, f"no queue {name!r}")
         body = queue_json(acd, name)
-        body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
+        # A callback (virtual hold, README "Callbacks") waits like the others, with no caller on the line.
+        body["calls"] = [as_json(view) | {"callback": bool(acd.callbacks and acd.callbacks.owns(view.call_id))}
+                         for view in acd.engine.waiting(name)]
         return web.json_response(body)
 
     async def call_command(request: web.Request, action: str, target: str | None = None,
