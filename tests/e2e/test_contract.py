@@ -42,6 +42,10 @@ ACCESS: dict[str, str] = {
     # queues: an agent sees the list, not the waiting callers
     "GET /api/queues": ALL,
     "GET /api/queues/{queue}": STAFF,
+    # callbacks: an agent sees its queues' and its own personal ones (README "Callbacks")
+    "GET /api/callbacks": ALL,
+    "POST /api/callbacks": ALL,
+    "POST /api/callbacks/{callback_id}/done": ALL,
     # calls
     "GET /api/calls": STAFF,
     "GET /api/calls/{call_id}": STAFF,
