@@ -62,6 +62,13 @@ def due_time(now: float, when: str, hours: str) -> float:
     """A callback's due time (epoch seconds) for the caller's or agent's choice `when`:
     "asap" (now, or the next opening), "next_morning" (the next working day's opening), or an ISO
     local time "2026-10-09T10:00" (moved to the next business time if outside)."""
+    try:
+        return _due_time(now, when, hours)
+    except OverflowError as exc:  # a date past year 9999
+        raise ValueError(f"no time {when!r} can be due") from exc
+
+
+def _due_time(now: float, when: str, hours: str) -> float:
     current = datetime.datetime.fromtimestamp(now)
     if when == "asap":
         chosen = next_business_time(current, hours)

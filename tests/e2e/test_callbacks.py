@@ -192,3 +192,41 @@ async def _callbacks_with(process: ControllerProcess, status: str) -> list[dict[
 
 async def _declined_offers(process: ControllerProcess) -> list[dict[str, Any]]:
     return [event for event in events(process, "callback.offered") if not event["accepted"]]
+
+
+async def test_customer_first_reserves_the_agent_dials_the_customer_then_rings_the_agent(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    process = ControllerProcess(tmp_path / "data", config=config(tmp_path, callback_offer_after=150,
+                                                                 callback_order="customer_first"))
+    stop_after.append(process)
+    await process.start()
+    status, body = await process.api("POST", "/api/agents/1001/login", json={"ready": False})
+    assert status == 200, body
+    keeper = Caller(DID, caller="13900139002", steps=TAKE_THE_OFFER)
+    await keeper.start()
+    (callback,) = await until(lambda: _callbacks_with(process, "waiting"), 40, "the callback booked")
+    await keeper.wait()
+    customer = Phone(5090, answer_after_ms=1500)  # answers, stays until the controller hangs up
+    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=2000, timeout_s=60)
+    await customer.start()
+    await agent_phone.start()
+    status, body = await process.api("POST", "/api/agents/1001/ready")
+    assert status == 200, body
+    result = await agent_phone.wait()
+    assert result.ok, result.output + result.errors
+    result = await customer.wait()
+    assert result.ok, result.output + result.errors
+    (done,) = await until(lambda: _callbacks_with(process, "connected"), 10, "the callback connected")
+    assert (done["id"], done["attempts"]) == (callback["id"], 1), done
+    (dialing,) = events(process, "callback.dialing")
+    (connected,) = events(process, "callback.connected")
+    assert dialing["order"] == "customer_first"
+    # The agent was reserved (talking on the callback) before the customer was dialled; the customer's
+    # leg is the call that rang the agent's phone once it answered.
+    talking = [e for e in events(process, "agent.state_changed") if e["state"] == "talking"]
+    assert talking and talking[0]["at"] <= dialing["at"], talking
+    customer_calls = rows(process, "SELECT * FROM calls WHERE direction = 'outbound' AND did = ?", "13900139002")
+    assert len(customer_calls) == 1 and customer_calls[0]["answered_at"] <= connected["at"], customer_calls
+    assert connected["call_id"] == customer_calls[0]["call_id"]
+    ringing = [e for e in events(process, "call.ringing") if e["agent_id"] == "1001"]
+    assert ringing and ringing[0]["screen_pop"]["callback"] is True

@@ -40,6 +40,9 @@ def test_an_ordinary_weekend_is_skipped_and_a_time_inside_hours_is_kept() -> Non
     assert local(due_time(at("2025-09-30T12:00"), "2025-10-03T10:00", HOURS)) == "2025-10-09T09:00"
 
 
-def test_bad_hours_are_refused() -> None:
+def test_bad_hours_and_times_are_refused() -> None:
     with pytest.raises(ValueError):
         next_business_time(datetime.datetime(2025, 11, 12, 10), "18:00-09:00")
+    for when in ("9999-12-31T23:00", "tomorrow", ""):
+        with pytest.raises(ValueError):
+            due_time(at("2025-11-12T10:15"), when, HOURS)
