@@ -228,5 +228,11 @@ async def test_customer_first_reserves_the_agent_dials_the_customer_then_rings_t
     customer_calls = rows(process, "SELECT * FROM calls WHERE direction = 'outbound' AND did = ?", "13900139002")
     assert len(customer_calls) == 1 and customer_calls[0]["answered_at"] <= connected["at"], customer_calls
     assert connected["call_id"] == customer_calls[0]["call_id"]
+    # That call is the customer's channel: the agent was its leg (rung after the customer answered), not the
+    # other way round as agent-first does.
+    record = await process.call_record(connected["call_id"])
+    kinds = [e["kind"] for e in record["events"]]
+    assert "callback" in kinds and "customer_dialled" not in kinds, kinds
+    assert [e["leg"] for e in record["events"] if e["kind"] == "leg_ended"] == ["agent"], record["events"]
     ringing = [e for e in events(process, "call.ringing") if e["agent_id"] == "1001"]
     assert ringing and ringing[0]["screen_pop"]["callback"] is True
