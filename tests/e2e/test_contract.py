@@ -120,7 +120,8 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: Path parameters: the agent's own id (so an allowed agent is not refused for ownership), ids that
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
-              "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key"}
+              "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
+              "callback_id": "999999"}
 
 
 def concrete(template: str) -> str:
