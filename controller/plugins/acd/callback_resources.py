@@ -18,6 +18,7 @@ from controller.http.server import caller_of, json_error, roles
 from controller.plugins.acd.callbacks import CallbackService
 
 NAME = "^[A-Za-z0-9_.-]{1,40}(?!\\n)$"
+WHEN = "^(asap|next_morning|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2})(?!\\n)$"
 CALLBACK = {"type": "object", "required": ["id", "status", "queue"],
             "properties": {"id": {"type": "integer"}, "status": {"type": "string"}, "queue": {"type": "string"},
                            "origin": {"type": "string"}, "attempts": {"type": "integer"}}}
@@ -26,7 +27,7 @@ SCHEDULE_BODY = {
     "properties": {
         "queue": {"type": "string", "pattern": NAME},
         "number": {"type": "string", "pattern": NUMBER_PATTERN, "description": "the customer's number"},
-        "when": {"type": "string", "minLength": 3, "maxLength": 40,
+        "when": {"type": "string", "pattern": WHEN,
                  "description": "asap, next_morning, or a local time 2026-10-09T10:00; moved into the queue's"
                                 " business_hours on a working day of the Chinese calendar (调休 included)"},
         "agent_id": {"type": "string", "pattern": NAME,
@@ -63,7 +64,7 @@ def routes(callbacks: CallbackService) -> list[web.RouteDef]:
 
     @operation("Schedule a callback (after a call: \"call back tomorrow 10:00\"), for the queue or one agent",
                tag="callbacks", body=SCHEDULE_BODY, responses={201: CALLBACK},
-               errors={422: "no such queue or agent, or a time that cannot be read",
+               errors={422: "a time that is not a real date (2026-02-30T10:00)",
                        409: "the dialing policy refuses the number (dialing.allowed_prefixes/denied_prefixes)"})
     @roles("agent", "supervisor", "integration")
     async def schedule(request: web.Request) -> web.Response:
@@ -77,6 +78,9 @@ def routes(callbacks: CallbackService) -> list[web.RouteDef]:
         refusal = number_refusal(acd.config.dialing, body["number"])
         if refusal is not None:
             return json_error(409, f"this number may not be dialled: {refusal}")
+        if body["queue"] not in acd.queue_configs or (agent_id is not None and agent_id not in acd.agent_configs):
+            return json_error(404, f"no queue {body['queue']!r}" if body["queue"] not in acd.queue_configs
+                              else f"no agent {agent_id!r}")
         try:
             callback = callbacks.schedule(queue=body["queue"], number=body["number"], when=body["when"],
                                           agent_id=agent_id, call_id=body.get("call_id"))
