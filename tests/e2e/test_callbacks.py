@@ -115,6 +115,8 @@ async def test_a_virtual_callback_keeps_its_place_across_a_restart_and_is_connec
     visits = rows(second, "SELECT * FROM queue_calls WHERE outcome = 'answered' ORDER BY answered_at")
     by_call = {r["call_id"]: r["caller"] for r in rows(second, "SELECT call_id, caller FROM calls")}
     assert [by_call[v["call_id"]] for v in visits] == [*ahead, "13900139000", "13700137000"], visits
+    (kept,) = rows(second, "SELECT end_reason FROM calls WHERE call_id = ?", callback["call_id"])
+    assert kept["end_reason"] == "callback_requested", kept  # their own call ended; the callback goes on
     (done,) = await callbacks(second, "connected")
     assert (done["attempts"], done["outcome"]) == (1, "answered") and done["connected_at"], done
     # Agent-first: the agent's phone rang with the screen pop saying "callback", then the customer was dialled.

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from controller.lookup import caller_region, is_phone_number
 from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import CUSTOMER_RING_SECONDS, NUMBER
 from controller.plugins.acd.callback_records import CallbackRecords
+from controller.plugins.acd.stasis import AcdWake
 from controller.plugins.calls.legs import Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
 
@@ -108,7 +110,7 @@ class CallbackService:
         self.acd = acd
         self.records = records
         self.callbacks: dict[str, Callback] = {}  # engine key -> the open callbacks
-        self._offered: set[str] = set()  # calls already offered a callback (once per visit)
+        self._offered: weakref.WeakSet[QueueCall] = weakref.WeakSet()  # visits offered a callback (once each)
         self._tasks: set[asyncio.Task[None]] = set()
         acd.callbacks = self
 
@@ -163,9 +165,9 @@ class CallbackService:
         visit). True when they took it: the caller has been hung up, their engine call stays queued."""
         queue, session = waiting.queue, waiting.session
         if (not queue.callback_offer_after or estimated_wait is None or estimated_wait < queue.callback_offer_after
-                or session.call_id in self._offered or waiting.offer_pending()):
+                or waiting in self._offered or waiting.offer_pending()):
             return False
-        self._offered.add(session.call_id)
+        self._offered.add(waiting)
         number = await self._ask_number(waiting)
         view = self.acd.engine.call(session.call_id)
         if number is None or view is None or waiting.offer_pending():
@@ -196,11 +198,11 @@ class CallbackService:
         """The offer: 1 = this number, 2 = another (ended with #); None when the caller did not take it or
         the number may not be dialled (they are told and stay in line)."""
         session = waiting.session
-        key = await self._collect(session, "offer", max_digits=1)
+        key = await self._collect(waiting, "offer", max_digits=1)
         if key == "1" and is_phone_number(session.caller):
             number = session.caller
         elif key in ("1", "2"):
-            number = await self._collect(session, "number", max_digits=21, terminator="#")
+            number = await self._collect(waiting, "number", max_digits=21, terminator="#")
         else:
             return None
         if not NUMBER.fullmatch(number) or number_refusal(self.acd.config.dialing, number) is not None:
@@ -216,8 +218,10 @@ class CallbackService:
         with contextlib.suppress(TtsError):
             await session.play([await self.acd.media_for(self._prompt(session, name))])
 
-    async def _collect(self, session: CallSession, name: str, *, max_digits: int, terminator: str = "") -> str:
-        """Play a prompt (a key interrupts it), then keys until `max_digits`, the terminator, or a pause."""
+    async def _collect(self, waiting: QueueCall, name: str, *, max_digits: int, terminator: str = "") -> str:
+        """Play a prompt (a key interrupts it), then keys until `max_digits`, the terminator, or a pause; an agent
+        free meanwhile ends it at once (the caller is connected rather than kept answering)."""
+        session = waiting.session
         session.dtmf.clear()  # keys pressed before the offer do not answer it
         try:
             media = await self.acd.media_for(self._prompt(session, name))
@@ -226,8 +230,10 @@ class CallbackService:
             return ""
         digits = await session.play([media], barge_in=True) or ""
         while len(digits) < max_digits and not (terminator and digits.endswith(terminator)):
+            if waiting.offer_pending():
+                return ""
             if not session.dtmf:
-                await session.wait_for(lambda event: bool(session.dtmf), KEY_TIMEOUT)
+                await session.wait_for(lambda event: bool(session.dtmf) or isinstance(event, AcdWake), KEY_TIMEOUT)
             if not session.dtmf:
                 break
             digits += session.dtmf.pop(0)
