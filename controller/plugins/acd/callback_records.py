@@ -77,11 +77,11 @@ class CallbackRecords:
             "SELECT * FROM callbacks WHERE requested_at >= ? AND requested_at < ? ORDER BY id", (since, until))
         return [_row(row) for row in rows]
 
-    async def ivr_requests(self) -> list[dict[str, Any]]:
-        """Callback requests the IVR's callback node left (open ivr_records rows)."""
+    async def ivr_requests(self, since: float) -> list[dict[str, Any]]:
+        """Callback requests the IVR's callback node left since `since` (open ivr_records rows)."""
         rows = await self._store.fetchall(
             "SELECT id, call_id, caller, created_at, payload FROM ivr_records WHERE kind = 'callback'"
-            " AND status = 'open' ORDER BY id")
+            " AND status = 'open' AND created_at >= ? ORDER BY id", (since,))
         return [{**dict(row), "payload": json.loads(row["payload"] or "{}")} for row in rows]
 
     def ivr_request_taken(self, record_id: int, status: str) -> None:

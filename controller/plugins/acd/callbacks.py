@@ -60,6 +60,8 @@ log = logging.getLogger("controller.acd.callbacks")
 TICK_SECONDS = 1.0
 #: Seconds the caller has for each key of the offer.
 KEY_TIMEOUT = 6.0
+#: The IVR's callback requests taken over: those of the last two days.
+IVR_REQUESTS_KEPT_SECONDS = 2 * 86400.0
 #: Callbacks that are still to be served (the others are history).
 OPEN = ("waiting", "serving", "scheduled", "retry")
 #: Q.850 causes of a customer's phone that did not answer, as outcomes.
@@ -278,7 +280,9 @@ class CallbackService:
 
     async def take_ivr_requests(self) -> None:
         """The IVR's `callback` node left requests (ivr_records): each becomes a scheduled callback."""
-        for request in await self.records.ivr_requests():
+        # Requests older than that were left before callbacks were dialled (an upgrade): never dialled this late.
+        since = self.acd.clock.now() - IVR_REQUESTS_KEPT_SECONDS
+        for request in await self.records.ivr_requests(since):
             payload = request["payload"]
             queue = str(payload.get("queue") or next(iter(self.acd.queue_configs), ""))
             settings = self.acd.queue_configs.get(queue)
