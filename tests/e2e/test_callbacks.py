@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,19 @@ async def test_a_busy_customer_is_retried_at_the_interval_then_listed_for_a_pers
     row = next(r for r in report["rows"] if r.get("queue") == "general")
     assert (row["callback_offers"], row["callback_accepted"], row["callback_connected"],
             row["callback_attempts"]) == (1, 1, 0, 2), row
+
+    # An agent's token: sees its queue's callbacks, books one for itself, not a personal one for a colleague.
+    agent = "demo-agent-1001-token"
+    status, body = await process.api("GET", "/api/callbacks", token=agent)
+    assert status == 200 and [c["id"] for c in body["callbacks"]] == [callback["id"]], body
+    booking = {"queue": "general", "number": "13900139001", "when": "next_morning"}
+    status, body = await process.api("POST", "/api/callbacks", token=agent, json={**booking, "agent_id": "1002"})
+    assert status == 403, body
+    status, body = await process.api("POST", "/api/callbacks", token=agent, json={**booking, "agent_id": "1001"})
+    assert status == 201 and body["status"] == "scheduled" and body["due_at"] > time.time(), body
+    status, body = await process.api("POST", "/api/callbacks", json={**booking, "number": "0012025550100"})
+    assert status == 409, body  # the dialing policy
+    assert len(await callbacks(process, "scheduled")) == 1
     agent_phone.kill()
     customer.kill()
 
