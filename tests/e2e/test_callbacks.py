@@ -87,6 +87,8 @@ async def test_a_virtual_callback_keeps_its_place_across_a_restart_and_is_connec
     waiting = await until(lambda: _count(first, 5), 15, "five in the queue")
     assert [c["callback"] for c in waiting] == [False, False, False, True, False], waiting
     assert waiting[3]["call_id"] == callback["call_id"]
+    status, body = await first.api("GET", "/api/queues")
+    assert status == 200 and (body["queues"][0]["waiting"], body["queues"][0]["callbacks_waiting"]) == (5, 1), body
     # The later caller (position 5) is offered too, and stays on the line (no key): a declined offer.
     declined = await until(lambda: _declined_offers(first), 40, "the later caller's offer declined")
     assert [e["call_id"] for e in events(first, "callback.offered")] == [callback["call_id"], declined[0]["call_id"]]

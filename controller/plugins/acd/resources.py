@@ -90,6 +90,9 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
     stats["name"] = name
     config = acd.queue_configs.get(name)
     stats["title"] = config.title if config else ""
+    # Of the waiting calls, the callbacks keeping their place with no caller on the line (README "Callbacks").
+    stats["callbacks_waiting"] = sum(1 for view in acd.engine.waiting(name)
+                                     if acd.callbacks is not None and acd.callbacks.owns(view.call_id))
     return stats
 
 
