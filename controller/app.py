@@ -38,7 +38,10 @@ from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
 from controller.plugins.access.state_persistor import AccessRecords, AuditLog
+from controller.plugins.acd import callback_resources
 from controller.plugins.acd import resources as acd_resources
+from controller.plugins.acd.callback_records import CallbackRecords
+from controller.plugins.acd.callbacks import CallbackService
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.admin import resources as admin_resources
@@ -112,6 +115,7 @@ class Controller:
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.callbacks = CallbackService(self.acd, CallbackRecords(self.store, self.clock.now))
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)
         self.recordings.picture = self.calls.live
@@ -357,6 +361,7 @@ class Controller:
             *admin_resources.routes(self.admin),
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
+            *callback_resources.routes(self.callbacks),
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),

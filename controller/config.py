@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from controller.acd.workdays import parse_hours
 from controller.reports.kpis import Standards
 from controller.settings import INTERNAL, load_file_as, require_positive
 
@@ -294,6 +295,14 @@ class AcdQueueConfig:
     escalation: list[EscalationStepConfig] = field(default_factory=list)
     fewest_calls_window: float = 3600.0  # `fewest_calls` counts each agent's answers this far back (seconds)
     estimate_window: float = 1800.0  # wait estimates use the talk times of calls ended this far back (seconds)
+    # Callbacks (README "Callbacks"): virtual hold is offered once the estimated wait reaches
+    # `callback_offer_after` seconds (0: never); the caller's place stays in the queue.
+    callback_offer_after: float = 0.0
+    callback_order: Literal["agent_first", "customer_first"] = "agent_first"
+    callback_retries: int = 2  # more attempts after a busy / unanswered / failed one
+    callback_retry_seconds: float = 300.0  # between attempts
+    callback_caller_id: str = ""  # the number the customer sees (else acd.outbound_caller_id)
+    business_hours: str = "09:00-18:00"  # scheduled callbacks are due within these, on working days
 
     def __post_init__(self) -> None:
         require_skill_levels(self.skills)
@@ -301,6 +310,9 @@ class AcdQueueConfig:
         if not re.fullmatch(r"[\w.-]{1,64}", self.name):
             raise ValueError(f"name: expected 1-64 letters, digits, '.', '_' or '-', got {self.name!r}")
         require_positive(self, "fewest_calls_window", "estimate_window")
+        if self.callback_retries < 0 or self.callback_retry_seconds < 0 or self.callback_offer_after < 0:
+            raise ValueError(f"queue {self.name}: callback_* settings must not be negative")
+        parse_hours(self.business_hours)
         steps = [step for step in self.escalation if step is not None]  # None: a step with its own problem
         if steps and steps[0].after != 0:
             raise ValueError(f"escalation: the first step is the rule from the start (after: 0), got after:"

@@ -20,7 +20,8 @@ from controller.reports import erlang
 TABLE_COLUMNS = [("offered", "offered"), ("answered", "answered"), ("abandoned", "abandoned"),
                  ("answer_rate", "接通率"), ("abandon_rate", "放弃率"), ("service_level", "SL"),
                  ("asa", "ASA s"), ("att", "talk s"), ("avg_hold", "hold s"), ("avg_acw", "ACW s"),
-                 ("aht", "AHT s"), ("one_stop_rate", "一站式"), ("survey_avg", "满意度"), ("occupancy", "occupancy")]
+                 ("aht", "AHT s"), ("one_stop_rate", "一站式"), ("survey_avg", "满意度"), ("occupancy", "occupancy"),
+                 ("callback_offers", "回拨提供"), ("callback_connected", "回拨接通")]
 RATES = {"answer_rate", "abandon_rate", "service_level", "one_stop_rate", "occupancy", "transfer_rate",
          "complaint_rate"}
 

@@ -297,4 +297,29 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX follow_up_tasks_open ON follow_up_tasks(status, due_at);
     """,
+    # 14: callbacks (README "Callbacks"): virtual hold (the caller's place kept in the queue) and scheduled ones;
+    # a declined offer is a row too (for the KPIs); the row is what a restarted controller queues again
+    """
+    CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,              -- the caller's call (virtual hold) or the call it was asked on
+        origin TEXT NOT NULL,               -- virtual_hold | ivr | agent
+        queue TEXT NOT NULL,
+        number TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 0,
+        agent_id TEXT,                      -- a personal callback: only this agent takes it
+        status TEXT NOT NULL,               -- declined|scheduled|waiting|serving|retry|connected|failed|done
+        requested_at REAL NOT NULL,
+        enqueued_at REAL,                   -- its place in the queue: the original time (kept over retries, restarts)
+        due_at REAL,                        -- scheduled, or the next retry
+        attempts INTEGER NOT NULL DEFAULT 0,
+        connected_at REAL,
+        outcome TEXT,                       -- the last attempt: answered | busy | no_answer | failed | max_wait ...
+        data TEXT NOT NULL DEFAULT '{}',    -- JSON: the IVR data for the screen pop
+        note TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX callbacks_status ON callbacks(status, due_at);
+    CREATE INDEX callbacks_requested ON callbacks(requested_at);
+    """,
 ]

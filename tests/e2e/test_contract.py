@@ -42,6 +42,10 @@ ACCESS: dict[str, str] = {
     # queues: an agent sees the list, not the waiting callers
     "GET /api/queues": ALL,
     "GET /api/queues/{queue}": STAFF,
+    # callbacks: an agent sees its queues' and its own personal ones (README "Callbacks")
+    "GET /api/callbacks": ALL,
+    "POST /api/callbacks": ALL,
+    "POST /api/callbacks/{callback_id}/done": ALL,
     # calls
     "GET /api/calls": STAFF,
     "GET /api/calls/{call_id}": STAFF,
@@ -141,7 +145,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
-              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32}
+              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999"}
 
 
 def concrete(template: str) -> str:

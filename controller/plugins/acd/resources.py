@@ -92,6 +92,9 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
     stats["name"] = name
     config = acd.queue_configs.get(name)
     stats["title"] = config.title if config else ""
+    # Of the waiting calls, the callbacks keeping their place with no caller on the line (README "Callbacks").
+    stats["callbacks_waiting"] = sum(1 for view in acd.engine.waiting(name)
+                                     if acd.callbacks is not None and acd.callbacks.owns(view.call_id))
     return stats
 
 
@@ -192,7 +195,9 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         if name not in acd.queue_configs:
             return json_error(404, f"no queue {name!r}")
         body = queue_json(acd, name)
-        body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
+        # A callback (virtual hold, README "Callbacks") waits like the others, with no caller on the line.
+        body["calls"] = [as_json(view) | {"callback": bool(acd.callbacks and acd.callbacks.owns(view.call_id))}
+                         for view in acd.engine.waiting(name)]
         return web.json_response(body)
 
     async def call_command(request: web.Request, action: str, target: str | None = None,

@@ -50,6 +50,7 @@ from controller.media.say import say_digits
 from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.call_control import AcdCallControl
+from controller.plugins.acd.callbacks import CallbackService
 from controller.plugins.acd.queue_resume import QueueResume
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
@@ -158,6 +159,7 @@ class AcdService:
         self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
         self._restored_on_calls: dict[str, str] = {}  # agent id -> the call they were restored talking on
         self._warming: set[asyncio.Task[None]] = set()
+        self.callbacks: CallbackService | None = None  # set by CallbackService (README "Callbacks")
 
     @property
     def config(self) -> Config:
@@ -262,6 +264,8 @@ class AcdService:
             self._restored_on_calls = {agent_id: on_call.call_id for agent_id, on_call in on_calls.items()}
             log.info("ACD: restored %d agents' states", sum(1 for a in self.engine.agents()
                                                                if a.state != "logged_out"))
+        if self.callbacks is not None:
+            await self.callbacks.restore()
 
     async def release_unresumed(self, *_: object) -> None:
         """After the resume (a clean-up hook of the calls plugin): an agent restored on a call that no
@@ -302,6 +306,8 @@ class AcdService:
             tasks.create_task(self._watch_standards())
             tasks.create_task(self.warm_prompts())
             tasks.create_task(self._new_day_at_midnight())
+            if self.callbacks is not None:
+                tasks.create_task(self.callbacks.run())
 
     async def warm_prompts(self, agents: list[AcdAgentConfig] | None = None) -> None:
         """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
@@ -399,6 +405,8 @@ class AcdService:
                     if isinstance(decision, CancelOffer) and decision.reason in ("ring_timeout", "picked_up"):
                         self.queueing.ring_timed_out(waiting, decision.agent_id, decision.reason)
                     waiting.signal(decision)
+                elif self.callbacks is not None:
+                    self.callbacks.signal(decision)  # a callback: a queued call with no caller channel
                 if isinstance(decision, Offer):
                     self._publish_ringing(decision)
                 elif isinstance(decision, Announce):
@@ -438,7 +446,8 @@ class AcdService:
 
     def _publish_ringing(self, offer: Offer) -> None:
         waiting = self.calls.get(offer.call_id)
-        pop = self.screen_pop(waiting.session, offer.queue, waiting.history) if waiting else {}
+        pop = self.screen_pop(waiting.session, offer.queue, waiting.history) if waiting \
+            else self.callbacks.screen_pop(offer.call_id, offer.queue) if self.callbacks else {}
         self.publish("call.ringing", call_id=offer.call_id, agent_id=offer.agent_id, queue=offer.queue,
                      endpoint=offer.endpoint, screen_pop=pop)
 
