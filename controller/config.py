@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from controller.acd.workdays import parse_hours
 from controller.reports.kpis import Standards
 from controller.settings import INTERNAL, load_file_as, require_positive
+from controller.workdays import parse_hours
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sandbox
 
-from controller.plugins.inbox.workdays import working_days_later
+from controller.workdays import working_days_later
 from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
 from tests.e2e.test_cli import ccctl
 from tests.e2e.test_guard import wait_for

@@ -18,8 +18,8 @@ from controller.clock import FakeClock
 from controller.config import InboxSettings
 from controller.plugins.inbox.services import InboxError, InboxService, Viewer, caller_number
 from controller.plugins.inbox.state_persistor import InboxRecords
-from controller.plugins.inbox.workdays import working_days_later
 from controller.store.db import Store
+from controller.workdays import working_days_later
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: The Friday evening before National Day 2025: the 27th (Saturday) is a day off, the 28th (Sunday) a make-up

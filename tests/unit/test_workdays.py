@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from controller.acd.workdays import due_time, is_working_day, next_business_time
+from controller.workdays import due_time, is_working_day, next_business_time
 
 HOURS = "09:00-18:00"
 

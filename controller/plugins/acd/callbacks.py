@@ -8,7 +8,7 @@ whose adapter here has no caller channel:
   `callback_offer_after` offers a callback (1: this number, 2: another, checked by the dialing policy).
   On yes the caller hangs up and their engine call stays where it is, under their call id.
 - **Scheduled**: the IVR's `callback` node (a time the caller picked) or an agent (API) books one; when due
-  (business hours, working days of the Chinese calendar: `controller.acd.workdays`) it is queued at its
+  (business hours, working days of the Chinese calendar: `controller.workdays`) it is queued at its
   due time. A personal one (for one agent) is queued with a skill nobody has and picked up (抢接) for
   that agent when they are ready.
 - **Serving**: when the engine offers it to an agent, `agent_first` rings the agent's phone (the screen pop
@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.dialing import number_refusal
 from controller.acd.engine import AcdError
 from controller.acd.model import CancelOffer, Decision, Offer, Overflow
-from controller.acd.workdays import due_time
 from controller.ari.errors import AriError
 from controller.config import AcdQueueConfig
 from controller.ivr.flow import screen_pop_data
@@ -49,6 +48,7 @@ from controller.plugins.acd.callback_records import CallbackRecords
 from controller.plugins.acd.stasis import AcdWake
 from controller.plugins.calls.legs import Leg, connect_and_talk
 from controller.plugins.calls.session import CallSession
+from controller.workdays import due_time
 
 if TYPE_CHECKING:
     from controller.plugins.acd.services import AcdService

@@ -27,7 +27,7 @@ from controller.config import InboxSettings
 from controller.logs import mask_number
 from controller.plugins.inbox.notifier import InboxNotifier
 from controller.plugins.inbox.state_persistor import InboxRecords
-from controller.plugins.inbox.workdays import working_days_later
+from controller.workdays import working_days_later
 
 log = logging.getLogger("controller.inbox")
 

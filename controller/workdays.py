@@ -1,4 +1,5 @@
-"""Working days and business hours for callbacks' due times (pure: no I/O, the clock is an argument).
+"""Working days and business hours: callbacks' and follow-up tasks' due times (pure: no I/O, the clock is an
+argument).
 
 The Chinese calendar comes from the `holidays` library: public holidays (春节, 国庆 …) are days off,
 and the make-up workdays (调休) it lists — a Saturday or Sunday worked in exchange — are working days.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import holidays
 
@@ -80,3 +82,17 @@ def _due_time(now: float, when: str, hours: str) -> float:
             asked = asked.astimezone().replace(tzinfo=None)
         chosen = next_business_time(max(asked, current), hours)
     return chosen.timestamp()
+
+
+def working_days_later(moment: float, days: int, timezone: str) -> float:
+    """The same time of day `days` working days after `moment` (epoch seconds) in `timezone`: the standard's
+    "respond within 1 working day". A moment on a day off counts from that day's time on the next working day."""
+    zone = ZoneInfo(timezone)
+    local = datetime.datetime.fromtimestamp(moment, zone)
+    day = local.date()
+    remaining = days
+    while remaining > 0 or not is_working_day(day):
+        day += datetime.timedelta(days=1)
+        if is_working_day(day):
+            remaining -= 1
+    return datetime.datetime.combine(day, local.time().replace(tzinfo=None), zone).timestamp()
