@@ -82,6 +82,18 @@ ACCESS: dict[str, str] = {
     "DELETE /api/shifts/{shift_id}": "admin supervisor",
     "GET /api/adherence": "admin supervisor",
     "GET /api/reports/adherence": "admin supervisor",
+    # outbound campaigns (README "Outbound campaigns"): supervisors; agents give their contacts' dispositions
+    "GET /api/campaigns": "admin supervisor",
+    "POST /api/campaigns": "admin supervisor",
+    "GET /api/campaigns/{name}": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts": "admin supervisor",
+    "GET /api/campaigns/{name}/contacts": "admin supervisor",
+    "POST /api/campaigns/{name}/start": "admin supervisor",
+    "POST /api/campaigns/{name}/pause": "admin supervisor",
+    "POST /api/campaigns/{name}/stop": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts/{contact_no}/disposition": "admin supervisor agent",
+    "GET /api/dnc": "admin supervisor",
+    "POST /api/dnc": "admin supervisor",
     # CTI
     "GET /ws": ALL,
     "GET /api/events": ALL,
