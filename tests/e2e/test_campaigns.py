@@ -1,0 +1,209 @@
+"""Outbound campaigns on the real Asterisk (README "Outbound campaigns"): a small progressive campaign whose
+customers sit behind the loopback trunk (one SIPp UAS on 127.0.0.1:5090 that answers, is busy, does not
+answer or rejects, by the number it is called on) and two SIPp agent phones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import test_ivr_acd
+from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.sipp import _ANSWER_BYE, _SDP, Phone, _indent, _next_ports, _Sipp
+
+pytestmark = pytest.mark.e2e
+stop_after = test_ivr_acd.stop_after  # the fixture
+rows = test_ivr_acd.rows
+
+AGENTS = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}},
+          {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"general": 0}}]
+#: The customer's behaviour is the 7th digit of their number: 1 answers, 2 busy (486), 3 never answers,
+#: 4 rejects (603).
+BEHAVIOURS = {"1": "answers", "2": "busy", "3": "no_answer", "4": "rejects"}
+MIX = {"1": 5, "2": 3, "3": 2, "4": 1}
+RING_SECONDS = 6.0
+RETRY_SECONDS = 5.0
+CUSTOMER_RING_MS = 800
+
+_REPLY = """  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      {cseq}
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+#: The answer to a CANCELled INVITE: its CSeq is the INVITE's, not the CANCEL's.
+TERMINATED = _REPLY.format(status="487 Request Terminated", cseq="CSeq: [$invite_cseq] INVITE")
+
+
+def number(behaviour: str, index: int) -> str:
+    return f"138001{behaviour}38{index:02d}"
+
+
+def customers_scenario() -> str:
+    """One UAS for every customer: what it does depends on the number in the INVITE's request line."""
+    branches = "".join(f'      <ereg regexp="INVITE sip:\\+86138001{digit}" search_in="msg" check_it="false"'
+                       f' assign_to="{name}"/>\n' for digit, name in (("2", "busy"), ("3", "silent"), ("4", "reject")))
+    sdp = _indent(_SDP, 6)
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ccc customers">
+  <recv request="INVITE" crlf="true" rrs="true">
+    <action>
+{branches}      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+{_REPLY.format(status="180 Ringing", cseq="[last_CSeq:]")}  <nop next="busy" test="busy"/>
+  <nop next="silent" test="silent"/>
+  <nop next="reject" test="reject"/>
+  <pause milliseconds="{CUSTOMER_RING_MS}"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+{_ANSWER_BYE.format(timeout=120_000)}  <nop next="end"/>
+  <label id="busy"/>
+  <pause milliseconds="300"/>
+{_REPLY.format(status="486 Busy Here", cseq="[last_CSeq:]")}  <recv request="ACK" next="end"/>
+  <label id="reject"/>
+  <pause milliseconds="300"/>
+{_REPLY.format(status="603 Decline", cseq="[last_CSeq:]")}  <recv request="ACK" next="end"/>
+  <label id="silent"/>
+  <recv request="CANCEL" timeout="120000"/>
+{_REPLY.format(status="200 OK", cseq="[last_CSeq:]")}{TERMINATED}  <recv request="ACK"/>
+  <label id="end"/>
+</scenario>
+"""
+
+
+class Customers(_Sipp):
+    def __init__(self, calls: int) -> None:
+        _, media_port = _next_ports()
+        super().__init__(customers_scenario(), 5090, media_port, calls=calls, timeout_s=300)
+
+
+def config(tmp_path: Path) -> Path:
+    general = {"name": "general", "wrapup_seconds": 1, "ring_timeout": 10, "max_wait": 600, "announce_interval": 120,
+               "no_agents": "wait", "announce_agent_number": False}
+    return demo_config(tmp_path, acd={"center_name": "演示热线", "queues": [general], "agents": AGENTS})
+
+
+def campaign_events(process: ControllerProcess, kind: str) -> list[dict[str, Any]]:
+    return [{**json.loads(row["data"]), "at": row["at"], "agent_id": row["agent_id"], "call_id": row["call_id"]}
+            for row in rows(process, "SELECT * FROM cti_events WHERE type = ? ORDER BY seq", kind)]
+
+
+async def until_finished(process: ControllerProcess, name: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        status, body = await process.api("GET", f"/api/campaigns/{name}")
+        assert status == 200, body
+        if body["status"] == "finished" or time.monotonic() > deadline:
+            return dict(body)
+        await asyncio.sleep(0.5)
+
+
+async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and_the_ring_limit(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    process = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(process)
+    await process.start()
+    contacts = [(number(digit, index), f"客户{digit}{index}", BEHAVIOURS[digit])
+                for digit, count in MIX.items() for index in range(count)]
+    dnc_number = number("1", 9)  # would answer; on the global do-not-call list
+    csv_text = "number,name,plan\n" + "".join(f"{n},{name},{kind}\n" for n, name, kind in contacts) \
+        + f"{dnc_number},勿扰,dnc\n" + f"{contacts[0][0]},重复,dup\n" + "12345,坏号,bad\n"
+
+    status, body = await process.api("POST", "/api/campaigns", json={
+        "name": "spring", "mode": "progressive", "agents": ["1001", "1002"], "hours": "00:00-23:59",
+        "allow_holidays": True, "ring_seconds": RING_SECONDS, "max_attempts": 2, "wrapup_seconds": 1,
+        "retry_seconds": {"busy": RETRY_SECONDS, "no_answer": RETRY_SECONDS, "rejected": RETRY_SECONDS}})
+    assert status == 201, body
+    status, body = await process.api("POST", "/api/campaigns/spring/contacts", json={"csv": csv_text})
+    assert status == 200, body
+    assert body["imported"] == 12
+    assert [(d["line"], d["first_line"]) for d in body["duplicates"]] == [(14, 2)]
+    assert [i["number"] for i in body["invalid"]] == ["12345"]
+    status, body = await process.api("POST", "/api/dnc", json={"numbers": [dnc_number], "reason": "asked"})
+    assert status == 201 and body["added"] == ["+86" + dnc_number], body
+
+    answered = MIX["1"]
+    customers = Customers(calls=answered + 2 * (MIX["2"] + MIX["3"] + MIX["4"]))
+    phones = [Phone(15001, answer_after_ms=300, hold_ms=2000, calls=answered, timeout_s=240),
+              Phone(15002, answer_after_ms=300, hold_ms=2000, calls=answered, timeout_s=240)]
+    await customers.start()
+    for phone in phones:
+        await phone.start()
+    for agent_id in ("1001", "1002"):
+        status, body = await process.api("POST", f"/api/agents/{agent_id}/login", json={"ready": True})
+        assert status == 200, body
+    status, body = await process.api("POST", "/api/campaigns/spring/start")
+    assert status == 200 and body["status"] == "running", body
+
+    done = await until_finished(process, "spring", 180)
+    customers.kill()
+    for phone in phones:
+        phone.kill()
+    assert done["status"] == "finished", done
+    status, listing = await process.api("GET", "/api/campaigns/spring/contacts")
+    final = {c["number"]: c for c in listing["contacts"]}
+    expected = {"answers": ("done", 1, "answered"), "busy": ("failed", 2, "busy"),
+                "no_answer": ("failed", 2, "no_answer"), "rejects": ("failed", 2, "rejected")}
+    for customer, _, kind in contacts:
+        contact = final["+86" + customer]
+        assert (contact["status"], contact["attempts"], contact["last_outcome"]) == expected[kind], contact
+    dnc_contact = final["+86" + dnc_number]
+    assert (dnc_contact["status"], dnc_contact["attempts"]) == ("dnc", 0), dnc_contact
+
+    attempts = rows(process, "SELECT * FROM campaign_attempts WHERE campaign = 'spring' ORDER BY started_at")
+    numbers_by_no = {c["contact_no"]: c["number"] for c in listing["contacts"]}
+    dialled = [numbers_by_no[a["contact_no"]] for a in attempts]
+    assert len(attempts) == 17 and "+86" + dnc_number not in dialled  # the DNC number never dialled
+    assert all(a["ended_at"] is not None for a in attempts)
+    # The ring limit: an unanswered customer's attempt ends at ring_seconds.
+    silent = [a for a in attempts if a["outcome"] == "no_answer"]
+    assert len(silent) == 4
+    assert all(RING_SECONDS - 0.5 <= a["ended_at"] - a["started_at"] <= RING_SECONDS + 3 for a in silent), silent
+    # Retries after the configured delay.
+    by_contact: dict[int, list[dict[str, Any]]] = {}
+    for attempt in attempts:
+        by_contact.setdefault(attempt["contact_no"], []).append(attempt)
+    retried = [a for a in by_contact.values() if len(a) == 2]
+    assert len(retried) == 6
+    assert all(second["started_at"] - first["ended_at"] >= RETRY_SECONDS - 0.1 for first, second in retried)
+    # Answered customers were connected to the agent reserved for them, with the screen pop.
+    connecting = campaign_events(process, "campaign.connecting")
+    assert len(connecting) == answered
+    assert {e["agent_id"] for e in connecting} <= {"1001", "1002"}
+    pops = {e["screen_pop"]["number"]: e["screen_pop"] for e in connecting}
+    assert set(pops) == {"+86" + n for n, _, kind in contacts if kind == "answers"}
+    assert all(p["fields"] == {"plan": "answers"} and p["name"].startswith("客户1") for p in pops.values())
+    for attempt in attempts:
+        if attempt["outcome"] == "answered":
+            assert attempt["agent_id"] in ("1001", "1002") and attempt["answered_at"], attempt
+    stats = done["stats"]
+    assert (stats["dialed"], stats["answered"], stats["abandoned"], stats["left"]) == (17, answered, 0, 0), stats
