@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import test_ivr_acd
-from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config
 from tests.sipp import _ANSWER_BYE, _SDP, Phone, _indent, _next_ports, _Sipp
 
 pytestmark = pytest.mark.e2e
@@ -138,13 +140,17 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
     csv_text = "number,name,plan\n" + "".join(f"{n},{name},{kind}\n" for n, name, kind in contacts) \
         + f"{dnc_number},勿扰,dnc\n" + f"{contacts[0][0]},重复,dup\n" + "12345,坏号,bad\n"
 
-    status, body = await process.api("POST", "/api/campaigns", json={
-        "name": "spring", "mode": "progressive", "agents": ["1001", "1002"], "hours": "00:00-23:59",
-        "allow_holidays": True, "ring_seconds": RING_SECONDS, "max_attempts": 2, "wrapup_seconds": 1,
-        "retry_seconds": {"busy": RETRY_SECONDS, "no_answer": RETRY_SECONDS, "rejected": RETRY_SECONDS}})
-    assert status == 201, body
-    status, body = await process.api("POST", "/api/campaigns/spring/contacts", json={"csv": csv_text})
-    assert status == 200, body
+    settings = tmp_path / "spring.json"
+    settings.write_text(json.dumps({
+        "mode": "progressive", "hours": "00:00-23:59", "allow_holidays": True, "ring_seconds": RING_SECONDS,
+        "max_attempts": 2, "wrapup_seconds": 1,
+        "retry_seconds": {"busy": RETRY_SECONDS, "no_answer": RETRY_SECONDS, "rejected": RETRY_SECONDS}}))
+    created = await ccctl(process, "campaign", "create", "spring", "--settings", str(settings), "--agents", "1001,1002")
+    assert "campaign spring (progressive): draft" in created, created
+    contacts_file = tmp_path / "spring.csv"
+    contacts_file.write_text(csv_text, encoding="utf-8")
+    imported = await ccctl(process, "campaign", "import", "spring", str(contacts_file), "--json")
+    body = json.loads(imported)
     assert body["imported"] == 12
     assert [(d["line"], d["first_line"]) for d in body["duplicates"]] == [(14, 2)]
     assert [i["number"] for i in body["invalid"]] == ["12345"]
@@ -152,7 +158,7 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
     assert status == 201 and body["added"] == ["+86" + dnc_number], body
 
     answered = MIX["1"]
-    customers = Customers(calls=answered + 2 * (MIX["2"] + MIX["3"] + MIX["4"]))
+    customers = Customers(calls=40)  # more than the 17 attempts expected: an extra dial would be answered
     phones = [Phone(15001, answer_after_ms=300, hold_ms=2000, calls=answered, timeout_s=240),
               Phone(15002, answer_after_ms=300, hold_ms=2000, calls=answered, timeout_s=240)]
     await customers.start()
@@ -161,8 +167,7 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
     for agent_id in ("1001", "1002"):
         status, body = await process.api("POST", f"/api/agents/{agent_id}/login", json={"ready": True})
         assert status == 200, body
-    status, body = await process.api("POST", "/api/campaigns/spring/start")
-    assert status == 200 and body["status"] == "running", body
+    assert "spring (progressive): running" in await ccctl(process, "campaign", "start", "spring")
 
     done = await until_finished(process, "spring", 180)
     customers.kill()
@@ -171,13 +176,13 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
     assert done["status"] == "finished", done
     status, listing = await process.api("GET", "/api/campaigns/spring/contacts")
     final = {c["number"]: c for c in listing["contacts"]}
+    dnc_contact = final["+86" + dnc_number]
+    assert (dnc_contact["status"], dnc_contact["attempts"]) == ("dnc", 0), dnc_contact
     expected = {"answers": ("done", 1, "answered"), "busy": ("failed", 2, "busy"),
                 "no_answer": ("failed", 2, "no_answer"), "rejects": ("failed", 2, "rejected")}
     for customer, _, kind in contacts:
         contact = final["+86" + customer]
         assert (contact["status"], contact["attempts"], contact["last_outcome"]) == expected[kind], contact
-    dnc_contact = final["+86" + dnc_number]
-    assert (dnc_contact["status"], dnc_contact["attempts"]) == ("dnc", 0), dnc_contact
 
     attempts = rows(process, "SELECT * FROM campaign_attempts WHERE campaign = 'spring' ORDER BY started_at")
     numbers_by_no = {c["contact_no"]: c["number"] for c in listing["contacts"]}
@@ -207,3 +212,16 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
             assert attempt["agent_id"] in ("1001", "1002") and attempt["answered_at"], attempt
     stats = done["stats"]
     assert (stats["dialed"], stats["answered"], stats["abandoned"], stats["left"]) == (17, answered, 0, 0), stats
+    shown = await ccctl(process, "campaign", "stats", "spring")
+    assert "finished" in shown and "dialed 17, answered 5, abandoned 0" in shown, shown
+    status, body = await process.api("POST", "/api/campaigns/spring/start")  # finished: a clear refusal
+    assert status == 409 and "finished" in body["error"], body
+
+
+async def ccctl(process: ControllerProcess, *args: str) -> str:
+    """`ccctl` against the test's controller (in a thread: it blocks); its output, checked it succeeded."""
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "controller.cli.main", "--url", process.url,
+                                                    "--token", ADMIN_TOKEN, *args],
+                                   capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
