@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e import test_ivr_acd
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config
-from tests.sipp import _ANSWER_BYE, _SDP, Phone, _indent, _next_ports, _Sipp
+from tests.sipp import Phone, _next_ports, _Sipp, uas_scenario
 
 pytestmark = pytest.mark.e2e
 stop_after = test_ivr_acd.stop_after  # the fixture
@@ -56,38 +56,25 @@ def number(behaviour: str, index: int) -> str:
 
 
 def customers_scenario() -> str:
-    """One UAS for every customer: what it does depends on the number in the INVITE's request line."""
+    """One UAS for every customer: what it does depends on the number in the INVITE's request line. The
+    answering phone of tests/sipp.py, with branches to a busy, a declining and a silent customer."""
     branches = "".join(f'      <ereg regexp="INVITE sip:\\+86138001{digit}" search_in="msg" check_it="false"'
                        f' assign_to="{name}"/>\n' for digit, name in (("2", "busy"), ("3", "silent"), ("4", "reject")))
-    sdp = _indent(_SDP, 6)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ccc customers">
-  <recv request="INVITE" crlf="true" rrs="true">
+    answering = uas_scenario(CUSTOMER_RING_MS)
+    invite = '  <recv request="INVITE" crlf="true" rrs="true"/>\n'
+    ringing_end = answering.index("  </send>\n") + len("  </send>\n")  # after the 180 Ringing
+    assert answering.count(invite) == 1 and answering.endswith("</scenario>\n")
+    head = answering[:ringing_end].replace(invite, f"""  <recv request="INVITE" crlf="true" rrs="true">
     <action>
 {branches}      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
     </action>
   </recv>
-{_REPLY.format(status="180 Ringing", cseq="[last_CSeq:]")}  <nop next="busy" test="busy"/>
+""")
+    answer = answering[ringing_end:-len("</scenario>\n")]
+    return head + f"""  <nop next="busy" test="busy"/>
   <nop next="silent" test="silent"/>
   <nop next="reject" test="reject"/>
-  <pause milliseconds="{CUSTOMER_RING_MS}"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-{sdp}
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-{_ANSWER_BYE.format(timeout=120_000)}  <nop next="end"/>
+{answer}  <nop next="end"/>
   <label id="busy"/>
   <pause milliseconds="300"/>
 {_REPLY.format(status="486 Busy Here", cseq="[last_CSeq:]")}  <recv request="ACK" next="end"/>
@@ -216,6 +203,18 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
     assert "finished" in shown and "dialed 17, answered 5, abandoned 0" in shown, shown
     status, body = await process.api("POST", "/api/campaigns/spring/start")  # finished: a clear refusal
     assert status == 409 and "finished" in body["error"], body
+
+    # Dispositions after the calls: "do not call me" closes the contact and lists the number for the campaign;
+    # an unknown disposition is refused and changes nothing.
+    first = final["+86" + contacts[0][0]]
+    path = f"/api/campaigns/spring/contacts/{first['contact_no']}/disposition"
+    status, body = await process.api("POST", path, json={"disposition": "maybe"})
+    assert status == 400, body
+    status, body = await process.api("POST", path, token="demo-agent-1001-token", json={"disposition": "do_not_call"})
+    assert status == 200 and (body["status"], body["disposition"]) == ("dnc", "do_not_call"), body
+    status, body = await process.api("GET", "/api/dnc")
+    assert {(n["number"], n["campaign"]) for n in body["numbers"]} == {
+        ("+86" + dnc_number, ""), (first["number"], "spring")}, body
 
 
 async def ccctl(process: ControllerProcess, *args: str) -> str:
