@@ -5,12 +5,14 @@ answer or rejects, by the number it is called on) and two SIPp agent phones."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -224,3 +226,51 @@ async def ccctl(process: ControllerProcess, *args: str) -> str:
                                    capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+async def test_no_call_outside_the_callees_calling_hours(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """Two customers, the same hours: in Shanghai they have not begun (not dialled, due at the opening);
+    two hours further east they have (dialled)."""
+    process = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(process)
+    await process.start()
+    shanghai = datetime.datetime.now(ZoneInfo("Asia/Shanghai"))
+    if shanghai.minute >= 58:  # the window below is one local hour: keep clear of its last minute
+        await asyncio.sleep(125)
+        shanghai = datetime.datetime.now(ZoneInfo("Asia/Shanghai"))
+    opens = (shanghai.hour + 2) % 24
+    status, body = await process.api("POST", "/api/campaigns", json={
+        "name": "east", "agents": ["1001"], "hours": f"{opens:02d}:00-{opens:02d}:59", "allow_holidays": True,
+        "max_attempts": 1})
+    assert status == 201, body
+    later, sooner = number("1", 1), number("2", 1)  # the second would be busy
+    status, body = await process.api("POST", "/api/campaigns/east/contacts", json={
+        "csv": f"number,name,timezone\n{later},上海,\n{sooner},东边,Etc/GMT-10\n"})
+    assert status == 200 and body["imported"] == 2, body
+    customers = Customers(calls=5)
+    await customers.start()
+    status, body = await process.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    status, body = await process.api("POST", "/api/campaigns/east/start")
+    assert status == 200, body
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, listing = await process.api("GET", "/api/campaigns/east/contacts")
+        by_number = {c["number"]: c for c in listing["contacts"]}
+        if by_number["+86" + sooner]["status"] == "failed":
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(2)  # ticks after the first dial: the other contact is still not called
+    customers.kill()
+    _, listing = await process.api("GET", "/api/campaigns/east/contacts")
+    by_number = {c["number"]: c for c in listing["contacts"]}
+    east, waiting = by_number["+86" + sooner], by_number["+86" + later]
+    assert (east["status"], east["attempts"], east["last_outcome"]) == ("failed", 1, "busy"), east
+    opening = datetime.datetime.combine(shanghai.date(), datetime.time(opens), shanghai.tzinfo)
+    if opening <= shanghai:
+        opening += datetime.timedelta(days=1)
+    assert (waiting["status"], waiting["attempts"]) == ("pending", 0), waiting
+    assert waiting["next_at"] == pytest.approx(opening.timestamp()), waiting
+    attempts = rows(process, "SELECT contact_no FROM campaign_attempts WHERE campaign = 'east'")
+    assert [a["contact_no"] for a in attempts] == [east["contact_no"]]
