@@ -27,12 +27,14 @@ rows = test_ivr_acd.rows
 AGENTS = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}},
           {"id": "1002", "name": "李娜", "number": "1002", "endpoint": "8002", "queues": {"general": 0}}]
 #: The customer's behaviour is the 7th digit of their number: 1 answers, 2 busy (486), 3 never answers,
-#: 4 rejects (603).
+#: 4 rejects (603), 5 answers slowly (SLOW_EXTRA_MS later).
 BEHAVIOURS = {"1": "answers", "2": "busy", "3": "no_answer", "4": "rejects"}
 MIX = {"1": 5, "2": 3, "3": 2, "4": 1}
 RING_SECONDS = 6.0
 RETRY_SECONDS = 5.0
 CUSTOMER_RING_MS = 800
+SLOW_EXTRA_MS = 4000
+BRANCHES = (("2", "busy"), ("3", "silent"), ("4", "reject"), ("5", "slow"))
 
 _REPLY = """  <send>
     <![CDATA[
@@ -61,7 +63,7 @@ def customers_scenario() -> str:
     """One UAS for every customer: what it does depends on the number in the INVITE's request line. The
     answering phone of tests/sipp.py, with branches to a busy, a declining and a silent customer."""
     branches = "".join(f'      <ereg regexp="INVITE sip:\\+86138001{digit}" search_in="msg" check_it="false"'
-                       f' assign_to="{name}"/>\n' for digit, name in (("2", "busy"), ("3", "silent"), ("4", "reject")))
+                       f' assign_to="{name}"/>\n' for digit, name in BRANCHES)
     answering = uas_scenario(CUSTOMER_RING_MS)
     invite = '  <recv request="INVITE" crlf="true" rrs="true"/>\n'
     ringing_end = answering.index("  </send>\n") + len("  </send>\n")  # after the 180 Ringing
@@ -76,6 +78,11 @@ def customers_scenario() -> str:
     return head + f"""  <nop next="busy" test="busy"/>
   <nop next="silent" test="silent"/>
   <nop next="reject" test="reject"/>
+  <nop next="slow" test="slow"/>
+  <nop next="answer"/>
+  <label id="slow"/>
+  <pause milliseconds="{SLOW_EXTRA_MS}"/>
+  <label id="answer"/>
 {answer}  <nop next="end"/>
   <label id="busy"/>
   <pause milliseconds="300"/>
@@ -274,3 +281,61 @@ async def test_no_call_outside_the_callees_calling_hours(
     assert waiting["next_at"] == pytest.approx(opening.timestamp()), waiting
     attempts = rows(process, "SELECT contact_no FROM campaign_attempts WHERE campaign = 'east'")
     assert [a["contact_no"] for a in attempts] == [east["contact_no"]]
+
+
+async def test_predictive_abandons_a_customer_with_no_free_agent_with_the_message_then_connects_them(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    """Predictive mode on Asterisk: the only agent goes not ready while their customer rings; the customer
+    answers to nobody, hears the short message and is counted abandoned; retried, they reach the agent."""
+    process = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(process)
+    await process.start()
+    status, body = await process.api("POST", "/api/campaigns", json={
+        "name": "guess", "mode": "predictive", "agents": ["1001"], "hours": "00:00-23:59", "allow_holidays": True,
+        "max_attempts": 2, "wrapup_seconds": 1, "retry_seconds": {"abandoned": RETRY_SECONDS}})
+    assert status == 201, body
+    slow = number("5", 1)
+    status, body = await process.api("POST", "/api/campaigns/guess/contacts",
+                                     json={"csv": f"number,name,plan\n{slow},慢,gold\n"})
+    assert status == 200 and body["imported"] == 1, body
+    customers = Customers(calls=4)
+    phone = Phone(15001, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=120)
+    await customers.start()
+    await phone.start()
+    status, body = await process.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    status, body = await process.api("POST", "/api/campaigns/guess/start")
+    assert status == 200, body
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _, shown = await process.api("GET", "/api/campaigns/guess")
+        if shown["stats"]["dialed"] >= 1:
+            break
+        await asyncio.sleep(0.1)
+    status, body = await process.api("POST", "/api/agents/1001/not_ready", json={"reason": "meeting"})
+    assert status == 200, body
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        _, shown = await process.api("GET", "/api/campaigns/guess")
+        if shown["stats"]["abandoned"] >= 1:
+            break
+        await asyncio.sleep(0.2)
+    assert shown["stats"]["abandoned"] == 1, shown
+    status, body = await process.api("POST", "/api/agents/1001/ready")
+    assert status == 200, body
+    done = await until_finished(process, "guess", 40)
+    customers.kill()
+    phone.kill()
+    assert done["status"] == "finished", done
+    attempts = rows(process, "SELECT * FROM campaign_attempts WHERE campaign = 'guess' ORDER BY started_at")
+    assert [a["outcome"] for a in attempts] == ["abandoned", "answered"], attempts
+    assert attempts[1]["started_at"] - attempts[0]["ended_at"] >= RETRY_SECONDS - 0.1
+    assert (attempts[0]["agent_id"], attempts[1]["agent_id"]) == (None, "1001")
+    played = rows(process, "SELECT detail FROM call_events WHERE call_id = ? AND kind = 'playback'",
+                  attempts[0]["call_id"])
+    assert [json.loads(p["detail"])["state"] for p in played] == ["done"], played  # the message, to its end
+    assert rows(process, "SELECT kind FROM call_events WHERE call_id = ? AND kind = 'playback'",
+                attempts[1]["call_id"]) == []  # the connected one heard no such message
+    stats = done["stats"]
+    assert (stats["dialed"], stats["answered"], stats["abandoned"]) == (2, 2, 1), stats
+    assert stats["abandon_rate"] == 0.5
