@@ -311,7 +311,11 @@ class CampaignService:
             queues.update(config.queues)
             if agent_id in campaign.holding:
                 continue  # ours: the pacing engine follows it through the attempt
-            view = self.acd.engine.agent(agent_id)
+            try:
+                view = self.acd.engine.agent(agent_id)
+            except AcdError:  # removed from the ACD live
+                campaign.pacing.agent_away(agent_id)
+                continue
             if view.state == "ready" and view.current_call is None:
                 campaign.pacing.agent_ready(agent_id)
             else:
