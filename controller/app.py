@@ -54,6 +54,9 @@ from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.campaigns import resources as campaign_resources
+from controller.plugins.campaigns.services import CampaignService
+from controller.plugins.campaigns.state_persistor import CampaignRecords
 from controller.plugins.compat.ami_server import AmiServer
 from controller.plugins.compat.services import CompatService
 from controller.plugins.cti import resources as cti_resources
@@ -143,6 +146,8 @@ class Controller:
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.wfm = WfmService(config=config, reports=self.reports, shifts=ShiftRecords(self.store, self.clock.now))
         self._follow_dids_webhooks_standards_prompts()
+        self.campaigns = CampaignService(acd=self.acd, records=CampaignRecords(self.store), clock=self.clock,
+                                         spawn=self.spawn)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
@@ -366,6 +371,7 @@ class Controller:
             *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
             *wfm_resources.routes(self.wfm),
+            *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
@@ -415,6 +421,7 @@ class Controller:
         await self.compat.open()
         self.ivr.load()
         await self.acd.restore()
+        await self.campaigns.load()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
@@ -449,6 +456,7 @@ class Controller:
                 compat = tasks.create_task(self.compat.run())
                 idle_sessions = tasks.create_task(self.access.run())
                 inbox = tasks.create_task(self.inbox.run())
+                dialer = tasks.create_task(self.campaigns.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -464,6 +472,7 @@ class Controller:
                 data_retention.cancel()
                 idle_sessions.cancel()
                 inbox.cancel()
+                dialer.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

@@ -1,30 +1,20 @@
 """Working days and business hours: callbacks' and follow-up tasks' due times (pure: no I/O, the clock is an
 argument).
 
-The Chinese calendar comes from the `holidays` library: public holidays (春节, 国庆 …) are days off,
-and the make-up workdays (调休) it lists — a Saturday or Sunday worked in exchange — are working days.
+The Chinese calendar comes from the `holidays` library (`controller.holiday_calendar`): public holidays
+(春节, 国庆 …) are days off, and the make-up workdays (调休) it lists — a Saturday or Sunday worked in
+exchange — are working days.
 """
 
 from __future__ import annotations
 
 import datetime
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
+from controller.holiday_calendar import is_working_day
 
 #: Days looked ahead for a working day (the longest break, Spring Festival, is 9 days).
 MAX_DAYS_AHEAD = 30
-
-
-@lru_cache(maxsize=8)
-def _calendar(year: int) -> holidays.HolidayBase:
-    return holidays.country_holidays("CN", years=[year - 1, year, year + 1])
-
-
-def is_working_day(day: datetime.date) -> bool:
-    """A weekday that is not a public holiday, or a make-up workday (调休) on a weekend."""
-    return bool(_calendar(day.year).is_working_day(day))
 
 
 def parse_hours(hours: str) -> tuple[datetime.time, datetime.time]:

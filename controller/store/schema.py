@@ -322,4 +322,50 @@ MIGRATIONS: list[str] = [
     CREATE INDEX callbacks_status ON callbacks(status, due_at);
     CREATE INDEX callbacks_requested ON callbacks(requested_at);
     """,
+    # 15: outbound campaigns (README "Outbound campaigns"): settings, contacts, attempts, do-not-call lists
+    """
+    CREATE TABLE campaigns (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,             -- JSON: controller.outbound.campaign.CampaignSettings
+        status TEXT NOT NULL,               -- draft | running | paused | stopped | finished
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE campaign_contacts (
+        campaign TEXT NOT NULL,
+        contact_no INTEGER NOT NULL,        -- chosen by the controller, per campaign
+        number TEXT NOT NULL,               -- E.164
+        name TEXT NOT NULL DEFAULT '',
+        region TEXT NOT NULL DEFAULT '',
+        zones TEXT NOT NULL DEFAULT '[]',   -- JSON: the callee's time zones
+        fields TEXT NOT NULL DEFAULT '{}',  -- JSON: custom fields (screen pop)
+        status TEXT NOT NULL,               -- pending | dialing | retry | done | failed | dnc
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL,                       -- when the next attempt is due
+        last_outcome TEXT,
+        disposition TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (campaign, contact_no)
+    );
+    CREATE INDEX campaign_contacts_due ON campaign_contacts(campaign, status, next_at);
+    CREATE TABLE campaign_attempts (
+        id INTEGER PRIMARY KEY,
+        campaign TEXT NOT NULL,
+        contact_no INTEGER NOT NULL,
+        call_id TEXT NOT NULL,
+        agent_id TEXT,
+        started_at REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL,
+        outcome TEXT                        -- answered | busy | no_answer | rejected | failed | abandoned
+    );
+    CREATE INDEX campaign_attempts_campaign ON campaign_attempts(campaign, started_at);
+    CREATE TABLE do_not_call (
+        number TEXT NOT NULL,               -- E.164
+        campaign TEXT NOT NULL,             -- '' for the global list
+        added_at REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (number, campaign)
+    );
+    """,
 ]

@@ -99,6 +99,18 @@ ACCESS: dict[str, str] = {
     "DELETE /api/shifts/{shift_id}": "admin supervisor",
     "GET /api/adherence": "admin supervisor",
     "GET /api/reports/adherence": "admin supervisor",
+    # outbound campaigns (README "Outbound campaigns"): supervisors; agents give their contacts' dispositions
+    "GET /api/campaigns": "admin supervisor",
+    "POST /api/campaigns": "admin supervisor",
+    "GET /api/campaigns/{name}": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts": "admin supervisor",
+    "GET /api/campaigns/{name}/contacts": "admin supervisor",
+    "POST /api/campaigns/{name}/start": "admin supervisor",
+    "POST /api/campaigns/{name}/pause": "admin supervisor",
+    "POST /api/campaigns/{name}/stop": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts/{contact_no}/disposition": "admin supervisor agent",
+    "GET /api/dnc": "admin supervisor",
+    "POST /api/dnc": "admin supervisor",
     # CTI
     "GET /ws": ALL,
     "GET /api/events": ALL,
@@ -145,7 +157,8 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
-              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999"}
+              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999",
+              "contact_no": "999999"}
 
 
 def concrete(template: str) -> str:

@@ -47,7 +47,7 @@ from controller.plugins.acd.agent_outbound import CUSTOMER_RING_SECONDS, NUMBER
 from controller.plugins.acd.callback_records import CallbackRecords
 from controller.plugins.acd.stasis import AcdWake
 from controller.plugins.calls.legs import Leg, connect_and_talk
-from controller.plugins.calls.session import CallSession
+from controller.plugins.calls.session import DIAL_OUTCOME_BY_CAUSE, CallSession
 from controller.workdays import due_time
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ IVR_REQUESTS_KEPT_SECONDS = 2 * 86400.0
 #: Callbacks that are still to be served (the others are history).
 OPEN = ("waiting", "serving", "scheduled", "retry")
 #: Q.850 causes of a customer's phone that did not answer, as outcomes.
-CAUSES = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+CAUSES = DIAL_OUTCOME_BY_CAUSE
 
 PROMPTS = {
     "offer": ("您可以保留排队位置并挂机等待回电：回拨本机号码请按1，回拨其他号码请按2，继续等待请不要按键。",
