@@ -404,6 +404,9 @@ class LeadershipSettings:
     """Active/standby controllers on one PostgreSQL store (README "Active/standby controllers"): one leads
     (a lease in the database, renewed every `renew_interval`), the others wait. Unused with SQLite."""
 
+    # Off: one controller, as with SQLite (it keeps serving calls while PostgreSQL is down). On: a controller
+    # that cannot renew its lease stops acting, so that a standby can take over without a split brain.
+    enabled: bool = False
     lease_seconds: float = 3.0  # a leader that cannot renew for this long is replaced
     renew_interval: float = 0.5  # how often the leader renews and a standby looks at the lease
     # Where this controller's API is reached, shown by the standbys (empty: http(s)://<host name>:<http.port>).

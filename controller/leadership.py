@@ -70,8 +70,16 @@ FENCE = "SELECT token FROM controller_lease WHERE id = 1 AND token = ? AND holde
 
 
 def uses_leadership(config: Config) -> bool:
-    """Active/standby applies to PostgreSQL stores; a SQLite store has one controller (the data directory's lock)."""
-    return is_url(config.store.url)
+    """Active/standby is on (`leadership.enabled`, which needs a PostgreSQL store: `leadership_problem`)."""
+    return config.leadership.enabled and is_url(config.store.url)
+
+
+def leadership_problem(config: Config) -> str | None:
+    """Why the configuration cannot run active/standby, if it asks for it."""
+    if config.leadership.enabled and not is_url(config.store.url):
+        return ("leadership.enabled: active/standby controllers share a PostgreSQL store; set store.url"
+                " (README \"Active/standby controllers\"), or turn leadership off")
+    return None
 
 
 def holder_id(settings: LeadershipSettings) -> str:

@@ -13,7 +13,7 @@ from controller import instance
 from controller.app import Controller
 from controller.config import MIN_TOKEN_LENGTH, Config, load_config
 from controller.http.server import start_http, tls_context
-from controller.leadership import Leadership, uses_leadership
+from controller.leadership import Leadership, leadership_problem, uses_leadership
 from controller.logs import setup_logging
 from controller.settings import SettingsError
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"set each token from the environment (e.g. CCC_ADMIN_TOKEN=$(openssl rand -hex 16)), at least "
               f"{MIN_TOKEN_LENGTH} characters; demo tokens are accepted only with `demo: true` (CCC_DEMO=true for "
               "demo/controller.yaml, as `make run` and the tests set)", file=sys.stderr)
+        return 2
+    if standby_problem := leadership_problem(config):
+        print(f"configuration errors:\n  {standby_problem}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a traceback on stderr, not silence

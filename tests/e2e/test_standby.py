@@ -36,7 +36,7 @@ from tests.sipp import Caller, Dtmf, Pause, Phone, WaitForBye
 pytestmark = pytest.mark.e2e
 stop_after = test_ivr_acd.stop_after  # the fixture: stops the controllers after the test, prints their logs
 
-LEASE = {"lease_seconds": 3.0, "renew_interval": 0.5}
+LEASE = {"enabled": True, "lease_seconds": 3.0, "renew_interval": 0.5}
 TAKEOVER_LIMIT = 5.0  # seconds, leader gone -> every call owned by the standby (issue 15)
 
 

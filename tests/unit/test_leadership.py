@@ -15,7 +15,7 @@ from controller.leadership import Leadership
 from controller.store.db import Store, StoreError
 from tests.pg_server import PostgresServer
 
-LEASE = LeadershipSettings(lease_seconds=1.2, renew_interval=0.2)
+LEASE = LeadershipSettings(enabled=True, lease_seconds=1.2, renew_interval=0.2)
 
 
 def config_for(postgres: PostgresServer, url: str, node: str) -> Config:
