@@ -31,7 +31,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -175,15 +175,9 @@ class Leadership:
             ended = engine.query(_TERMINATE, sessions_of_holder)[0]["n"]
             log.warning("the lease of %s expired with %d of its sessions left (its host cut off?): ended them",
                         holder, ended)
-        engine.begin()
-        try:
-            engine.execute("SET LOCAL lock_timeout = '2s'", ())
+        with _transaction(engine):
+            engine.execute("SET LOCAL lock_timeout = '2s'", ())  # behind a batch in flight, not forever
             taken = engine.query(_TAKE, (self.holder, self.url, self.settings.lease_seconds, token))
-            engine.commit()
-        except BaseException:
-            if engine.in_transaction():
-                engine.rollback()
-            raise
         if not taken:
             return None  # another standby was faster
         if holder:
@@ -194,16 +188,10 @@ class Leadership:
     def _prepare_sync(self) -> None:
         """Connect, and create the lease table when the database has none yet (under the migrations' lock)."""
         engine = self._engine
-        engine.begin()
-        try:
+        with _transaction(engine):
             engine.query("SELECT pg_advisory_xact_lock(?)", (PG_MIGRATION_LOCK,))
             engine.execute(_CREATE, ())
             engine.execute(_SEED, ())
-            engine.commit()
-        except BaseException:
-            if engine.in_transaction():
-                engine.rollback()
-            raise
 
     # -- leader -----------------------------------------------------------------------------------
 
@@ -297,6 +285,19 @@ class Leadership:
         app.router.add_get("/healthz", healthz)
         app.router.add_route("*", "/{tail:.*}", elsewhere)
         return app
+
+
+@contextlib.contextmanager
+def _transaction(engine: PostgresEngine) -> Iterator[None]:
+    """BEGIN ... COMMIT on the lease's connection; rolled back when the block raises."""
+    engine.begin()
+    try:
+        yield
+        engine.commit()
+    except BaseException:
+        if engine.in_transaction():
+            engine.rollback()
+        raise
 
 
 def _like_literal(text: str) -> str:
