@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +125,8 @@ class Leadership:
         self.seen = LeaseView()
         self.store_reachable = False
         self.on_lost = on_lost or _exit_deposed
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog: Watchdog | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.acquired_at: float | None = None  # monotonic
 
@@ -199,16 +201,22 @@ class Leadership:
         self.token = token
         self.acquired_at = time.monotonic()
         log.warning("leader now (lease token %d, %s); connecting to Asterisk", token, self.holder)
+        self._watchdog = Watchdog(self._expired)
         self._arm(sent_at)
+        self._watchdog.start()
         self._renewer = asyncio.get_running_loop().create_task(self._keep())
 
     def _arm(self, sent_at: float) -> None:
-        """Stop acting at `sent_at + lease - renew_interval` unless a later renewal succeeds first."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        loop = asyncio.get_running_loop()
+        """Stop acting at `sent_at + lease - renew_interval` unless a later renewal succeeds first. Twice: a
+        thread (a lagging event loop cannot delay it) and a timer on the loop (after a freeze, SIGSTOP or a
+        suspended VM, the loop runs an overdue timer before any task sees what arrived meanwhile)."""
         deadline = sent_at + self.settings.lease_seconds - self.settings.renew_interval
-        self._watchdog = loop.call_at(loop.time() + (deadline - time.monotonic()), self._expired)
+        if self._watchdog is not None:
+            self._watchdog.extend(deadline)
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + (deadline - time.monotonic()), self._expired)
 
     def _expired(self) -> None:
         self.lost(f"the lease could not be renewed for {self.settings.lease_seconds - self.settings.renew_interval}"
@@ -244,7 +252,9 @@ class Leadership:
     async def close(self) -> None:
         """A graceful stop: give the lease up, so a standby takes over without waiting for it to expire."""
         if self._watchdog is not None:
-            self._watchdog.cancel()
+            self._watchdog.stop()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
@@ -285,6 +295,36 @@ class Leadership:
         app.router.add_get("/healthz", healthz)
         app.router.add_route("*", "/{tail:.*}", elsewhere)
         return app
+
+
+class Watchdog(threading.Thread):
+    """Calls `on_expired` once the deadline passes without being extended. A thread, not a timer on the event
+    loop: a busy or lagging loop must not delay the leader's own stop past the moment a standby may take over."""
+
+    def __init__(self, on_expired: Callable[[], None]) -> None:
+        super().__init__(name="lease-watchdog", daemon=True)
+        self._on_expired = on_expired
+        self._deadline = float("inf")  # monotonic
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def extend(self, deadline: float) -> None:
+        with self._changed:
+            self._deadline = deadline
+            self._changed.notify()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+
+    def run(self) -> None:
+        with self._changed:
+            while not self._stopped and (remaining := self._deadline - time.monotonic()) > 0:
+                self._changed.wait(remaining)
+            if self._stopped:
+                return
+        self._on_expired()
 
 
 @contextlib.contextmanager

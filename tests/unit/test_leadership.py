@@ -89,7 +89,9 @@ async def test_a_deposed_leaders_writes_are_refused(postgres: PostgresServer, tm
         # Cut off: no renewal, and the watchdog that would end the process is silenced (a frozen host).
         assert old._renewer is not None and old._watchdog is not None
         old._renewer.cancel()
-        old._watchdog.cancel()
+        old._watchdog.stop()
+        assert old._timer is not None
+        old._timer.cancel()
         started = time.monotonic()
         new = await lead(config_for(postgres, url, "new"), new_lost)
         waited = time.monotonic() - started
