@@ -288,7 +288,8 @@ class Leadership:
             headers = {"Retry-After": str(max(1, round(self.settings.lease_seconds)))}
             if leader:
                 headers["X-CCC-Leader"] = leader
-            return web.json_response({"error": "standby: this controller does not lead; ask the leader",
+            where = f"the leader is at {leader}" if leader else "no leader is known yet"
+            return web.json_response({"error": f"standby: this controller does not lead; {where}",
                                       "leader": leader}, status=503, headers=headers)
 
         app = web.Application()

@@ -177,6 +177,8 @@ async def start_center(tmp_path: Path, postgres: PostgresServer, mix: Mix, stop_
     health = await until(leader_seen, 30, "the standby answering")
     assert health["leader"] == leader.url and health["store_reachable"], health
     status, body = await standby.api("GET", "/api/status")
+    assert (status, body["leader"]) == (503, leader.url) and leader.url in body["error"], body
+    status, body = await standby.api("GET", "/ws")  # the CTI stream too: only on the leader
     assert (status, body["leader"]) == (503, leader.url), body
     assert (await leader.health() or {}).get("ari_connected")  # the positive twin: the leader serves
 
