@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from controller.config import Config, LeadershipSettings, StoreSettings
-from controller.leadership import Leadership
+from controller.leadership import Leadership, leadership_problem, uses_leadership
 from controller.store.db import Store, StoreError
 from tests.pg_server import PostgresServer
 
@@ -139,3 +139,20 @@ async def test_a_leader_that_cannot_renew_stops_acting_before_its_lease_expires(
         assert not leader.is_leader
     finally:
         await leader.close()
+
+
+def test_active_standby_needs_a_postgresql_store() -> None:
+    on_sqlite = replace(Config(), leadership=replace(LEASE, enabled=True))
+    problem = leadership_problem(on_sqlite)
+    assert problem and "PostgreSQL" in problem and not uses_leadership(on_sqlite)
+    on_postgresql = replace(on_sqlite, store=StoreSettings(url="postgresql://ccc@db:5432/ccc"))
+    assert leadership_problem(on_postgresql) is None and uses_leadership(on_postgresql)
+    off = replace(on_postgresql, leadership=replace(LEASE, enabled=False))
+    assert leadership_problem(off) is None and not uses_leadership(off)  # one controller, as before
+
+
+@pytest.mark.parametrize("settings", [{"lease_seconds": 1.0, "renew_interval": 0.5}, {"renew_interval": 0.01},
+                                      {"advertise_url": "cc1:8080"}, {"node_name": "a b"}])
+def test_bad_lease_settings_are_refused(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        LeadershipSettings(**settings)
