@@ -333,3 +333,22 @@ async def test_a_deposed_leader_does_not_act(how: str, fresh_asterisk: Path, tmp
             leader.process.send_signal(signal.SIGCONT)
         center.kill_sipp()
         await proxy.close()
+
+
+async def test_a_leader_stopped_gracefully_hands_over_at_once(
+        fresh_asterisk: Path, tmp_path: Path, postgres: PostgresServer, stop_after: list[ControllerProcess]) -> None:
+    """SIGTERM (an upgrade, a planned switch-over): the leader leaves the calls in Asterisk, commits what they
+    wrote and gives the lease up; the standby takes over without waiting for the lease to expire."""
+    center = await start_center(tmp_path, postgres, SMALL, stop_after)
+    leader = center.leader
+    assert leader.process is not None
+    try:
+        gone_at = time.monotonic()
+        leader.process.send_signal(signal.SIGTERM)
+        took = await takeover_seconds(center, gone_at)
+        assert await asyncio.to_thread(leader.process.wait, 15) == 0
+        print(f"takeover after a graceful stop of the leader: {took:.2f} s")
+        assert took < LEASE["lease_seconds"], took
+        await check_nothing_lost(center)
+    finally:
+        center.kill_sipp()
