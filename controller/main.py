@@ -80,6 +80,10 @@ async def _stand_by(config: Config) -> Leadership | None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # (SIGHUP must not end a standby: `systemctl reload` reaches every host's unit.)
+    loop.add_signal_handler(signal.SIGHUP, lambda: logging.getLogger("controller").info(
+        "standing by: nothing to reload; the managed configuration is read from the store when this one leads,"
+        " the file's at its start (restart it after changing the file)"))
     http = config.http
     runner = await start_http(leadership.standby_app(), http.listen, http.port,
                               tls_context(http.tls_cert, http.tls_key) if http.tls else None)
