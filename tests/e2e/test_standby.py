@@ -7,7 +7,8 @@ waiting in the queue, in an IVR menu) the leader goes away:
 - cut off from PostgreSQL (a proxy between it and the server that stops passing bytes, the way a cut link
   does: nothing is refused, nothing arrives) while it still reaches Asterisk: it stops acting itself before
   its lease expires; the standby waits for the expiry, ends its sessions and takes over;
-- frozen (SIGSTOP) past its lease, then let go (SIGCONT): it must not act, it exits.
+- frozen (SIGSTOP) past its lease, then let go (SIGCONT): it must not act, it exits;
+- stopped gracefully (SIGTERM): it gives the lease up, the standby takes over at once.
 Every SIPp caller completes its scenario, agents keep their states, every call has one record, the CTI
 events' sequence numbers have no gap and no duplicate, and the takeover time (leader gone -> every call
 owned by the standby) is printed.
