@@ -32,6 +32,7 @@ from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
 from controller.http.server import SocketRegistry, build_app, public, reload_tls, roles, start_http, tls_context
 from controller.instance import EXIT_ANOTHER_CONTROLLER
+from controller.leadership import EXIT_DEPOSED, Leadership
 from controller.live_config import LiveConfig
 from controller.logs import setup_logging
 from controller.media.prompts import PromptRenderer
@@ -89,7 +90,7 @@ STOP_FLUSH_SECONDS = 5.0
 
 
 class Controller:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, leadership: Leadership | None = None) -> None:
         self.config = config  # as the file says; the managed sections as they are now: self.live.current
         self.live = LiveConfig(config)
         self.clock = clock or SystemClock()
@@ -97,8 +98,13 @@ class Controller:
         self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
                              request_timeout=config.ari.request_timeout, pool_size=config.ari.pool_size)
         store = config.store
+        # Active/standby (PostgreSQL): this process leads; its batches are fenced by the lease's token.
+        self.leadership = leadership
         self.store = Store(store.url or config.database_path, password=store.password, spill_dir=config.data_path,
-                           connect_timeout=store.connect_timeout, statement_timeout=store.statement_timeout)
+                           connect_timeout=store.connect_timeout, statement_timeout=store.statement_timeout,
+                           application_name=leadership.application_name if leadership else "ccc-controller")
+        if leadership is not None:
+            self.store.fence, self.store.on_deposed = leadership.fence, leadership.lost
         self.records = CallRecords(self.store, self.clock.now)
         self.dispatcher = Dispatcher(on_new_channel=self._on_new_channel)
         self.events = EventBus(self.store, self.clock.now)
@@ -239,7 +245,8 @@ class Controller:
                      "this controller stops without touching any call; run only one controller per "
                      "ARI application", self.config.ari.app)
         logging.shutdown()
-        os._exit(EXIT_ANOTHER_CONTROLLER)
+        # Active/standby: a standby took over (its leadership says so): start again, as a standby.
+        os._exit(EXIT_DEPOSED if self.leadership is not None else EXIT_ANOTHER_CONTROLLER)
 
     def reload(self) -> None:
         """SIGHUP: as `reload_everything` (its report is logged)."""
@@ -317,6 +324,7 @@ class Controller:
             "prompts_ready": self.ivr.prompts_ready,
             "flows": flows,
             "store": store,
+            **({"role": "leader"} if self.leadership is not None else {}),
         }
 
     async def asterisk_status(self) -> dict[str, Any]:
@@ -501,4 +509,6 @@ class Controller:
                 await self.ari.close()
             finally:
                 await self.store.close()  # whatever failed above, what was written is committed
+                if self.leadership is not None:  # given up: a standby takes over at once
+                    await self.leadership.close()
             log.info("controller stopped")

@@ -428,6 +428,32 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class LeadershipSettings:
+    """Active/standby controllers on one PostgreSQL store (README "Active/standby controllers"): one leads
+    (a lease in the database, renewed every `renew_interval`), the others wait. Unused with SQLite."""
+
+    # Off: one controller, as with SQLite (it keeps serving calls while PostgreSQL is down). On: a controller
+    # that cannot renew its lease stops acting, so that a standby can take over without a split brain.
+    enabled: bool = False
+    lease_seconds: float = 3.0  # a leader that cannot renew for this long is replaced
+    renew_interval: float = 0.5  # how often the leader renews and a standby looks at the lease
+    # Where this controller's API is reached, shown by the standbys (empty: http(s)://<host name>:<http.port>).
+    advertise_url: str = ""
+    node_name: str = ""  # names this controller in the lease and in PostgreSQL (empty: the host name)
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.renew_interval <= 60:
+            raise ValueError(f"renew_interval: expected seconds from 0.05 to 60, got {self.renew_interval!r}")
+        if not 3 * self.renew_interval <= self.lease_seconds <= 600:
+            raise ValueError(f"lease_seconds: expected at least 3 x renew_interval and at most 600 seconds,"
+                             f" got {self.lease_seconds!r}")
+        if self.advertise_url and not self.advertise_url.startswith(("http://", "https://")):
+            raise ValueError("advertise_url: expected an http:// or https:// URL")
+        if len(self.node_name) > 24 or any(not (c.isalnum() or c in "-_.") for c in self.node_name):
+            raise ValueError("node_name: expected at most 24 letters, digits, '-', '_' or '.'")
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How long records are kept, in days (0: forever); an hourly job deletes older ones in small chunks.
     See README "Data retention". Call recordings have their own `asterisk.recordings_retention_days`."""
@@ -575,6 +601,7 @@ class Config:
     webhooks: list[WebhookSettings] = field(default_factory=list)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     store: StoreSettings = field(default_factory=StoreSettings)  # SQLite in data_dir, or PostgreSQL
+    leadership: LeadershipSettings = field(default_factory=LeadershipSettings)  # active/standby (PostgreSQL)
     # The loopback demo (make run, the tests): allows the well-known demo tokens. demo/controller.yaml
     # reads it from CCC_DEMO, so a copy of that file refuses to start with them anywhere else.
     demo: bool = False

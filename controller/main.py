@@ -12,6 +12,8 @@ import sys
 from controller import instance
 from controller.app import Controller
 from controller.config import MIN_TOKEN_LENGTH, Config, load_config
+from controller.http.server import start_http, tls_context
+from controller.leadership import Leadership, leadership_problem, uses_leadership
 from controller.logs import setup_logging
 from controller.settings import SettingsError
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{MIN_TOKEN_LENGTH} characters; demo tokens are accepted only with `demo: true` (CCC_DEMO=true for "
               "demo/controller.yaml, as `make run` and the tests set)", file=sys.stderr)
         return 2
+    if standby_problem := leadership_problem(config):
+        print(f"configuration errors:\n  {standby_problem}", file=sys.stderr)
+        return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a traceback on stderr, not silence
     return asyncio.run(_run(config))
@@ -43,11 +48,18 @@ def main(argv: list[str] | None = None) -> int:
 async def _run(config: Config) -> int:
     try:
         _lock = instance.InstanceLock(config.lock_path).acquire()  # one controller per data directory, while we run
-        await instance.ensure_application_free(config)  # and per ARI application
+        leadership = await _stand_by(config) if uses_leadership(config) else None
+        if leadership is None and not uses_leadership(config):
+            await instance.ensure_application_free(config)  # and per ARI application (the lease says it otherwise)
     except instance.AnotherController as exc:
         print(f"ccc-controller: not starting: {exc}", file=sys.stderr)
         return instance.EXIT_ANOTHER_CONTROLLER
-    controller = Controller(config)
+    except OSError as exc:
+        logging.getLogger("controller").error("cannot start: %s", exc)
+        return 1
+    if uses_leadership(config) and leadership is None:
+        return 0  # stopped while standing by
+    controller = Controller(config, leadership=leadership)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.stop)
@@ -59,6 +71,30 @@ async def _run(config: Config) -> int:
         return 1
     return 0
 
+
+async def _stand_by(config: Config) -> Leadership | None:
+    """Active/standby (README "Active/standby controllers"): answer HTTP with where the leader is until this
+    process holds the lease; None when stopped (SIGTERM) meanwhile."""
+    leadership = Leadership(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # (SIGHUP must not end a standby: `systemctl reload` reaches every host's unit.)
+    loop.add_signal_handler(signal.SIGHUP, lambda: logging.getLogger("controller").info(
+        "standing by: nothing to reload; the managed configuration is read from the store when this one leads,"
+        " the file's at its start (restart it after changing the file)"))
+    http = config.http
+    runner = await start_http(leadership.standby_app(), http.listen, http.port,
+                              tls_context(http.tls_cert, http.tls_key) if http.tls else None)
+    logging.getLogger("controller").info("standing by (%s): the leader is watched in the store", leadership.holder)
+    try:
+        if await leadership.wait_until_leader(stop):
+            return leadership
+    finally:
+        await runner.cleanup()  # the leader's own API takes the port
+    await leadership.close()
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

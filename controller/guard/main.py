@@ -49,11 +49,12 @@ class Guard:
         self._stop.set()
 
     async def controller_healthy(self, http: aiohttp.ClientSession) -> bool:
-        """A controller answers /healthz and says it is connected to ARI (owns the application)."""
+        """A controller answers /healthz and says it is connected to ARI (owns the application), or is a
+        standby that reaches the store (it takes the application over within the lease, README
+        "Active/standby controllers": moving callers meanwhile would take them from the call center)."""
         try:
             async with http.get(self.config.health_url) as response:
-                body = await response.json(content_type=None)
-                return bool(response.status == 200 and isinstance(body, dict) and body.get("ari_connected"))
+                return controller_present(response.status, await response.json(content_type=None))
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
 
@@ -144,6 +145,15 @@ class Guard:
                     self.settings.takeover_timeout, stray.channel_id, fallback,
                     f" out of holding bridge {stray.queue_bridge}" if stray.queue_bridge else "")
         return True
+
+
+def controller_present(status: int, body: object) -> bool:
+    """Whether a /healthz answer says a controller owns the calls now or is about to (a standby)."""
+    if not isinstance(body, dict):
+        return False
+    if status == 200 and body.get("ari_connected"):
+        return True
+    return body.get("status") == "standby" and bool(body.get("store_reachable"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -83,6 +83,11 @@ class ValueOutOfRange(StatementFailed, OutOfRange):
     """A parameter was an integer SQLite cannot store (outside 64 bits)."""
 
 
+class Deposed(StoreError):
+    """Another controller holds the lease now (README "Active/standby controllers"): this one's batch was
+    refused in its own transaction (the fence), and this controller must stop acting."""
+
+
 class StoreNotWritable(StoreError, OSError):
     """At open: the database, its -wal/-shm files or their directory cannot be written."""
 
@@ -106,10 +111,15 @@ def statement_kind(sql: str) -> str:
 
 class Store:
     def __init__(self, target: Path | str, *, password: str = "", spill_dir: Path | str | None = None,
-                 connect_timeout: float = 5.0, statement_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 5.0, statement_timeout: float = 30.0,
+                 application_name: str = "ccc-controller") -> None:
         """`target`: a SQLite file, or a `postgresql://` URL (then the spill file goes to `spill_dir`)."""
         self.engine: Engine = engine_for(target, password=password, connect_timeout=connect_timeout,
-                                         statement_timeout=statement_timeout)
+                                         statement_timeout=statement_timeout, application_name=application_name)
+        # Active/standby (controller/leadership.py): a query run first in each batch's transaction that returns
+        # a row only while this controller holds the lease; no row: the batch is refused and `on_deposed` called.
+        self.fence: tuple[str, Params] | None = None
+        self.on_deposed: Callable[[str], None] | None = None
         if isinstance(self.engine, SqliteEngine):
             self.path = self.engine.path
         else:
@@ -374,6 +384,13 @@ class Store:
             self._committing = len(batch)
             try:
                 rejected = await self._run(self._commit_sync, batch)
+            except Deposed as exc:
+                self._pending[:0] = batch  # never committed by this process: the new leader has the truth
+                self._frozen = True
+                log.critical("store: %s; %d statements refused", exc, len(self._pending))
+                if self.on_deposed is not None:
+                    self.on_deposed(str(exc))
+                return False
             except Exception as exc:
                 self._pending[:0] = batch
                 self._note_commit_failure(exc)
@@ -438,6 +455,8 @@ class Store:
         while True:
             engine.begin()
             try:
+                if self.fence is not None and not engine.query(*self.fence):
+                    raise Deposed("another controller holds the lease: this one's writes are refused")
                 restart = False
                 if pipelined:
                     try:

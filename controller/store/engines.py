@@ -310,8 +310,9 @@ class PostgresEngine:
     pipelines = True
 
     def __init__(self, url: str, *, password: str = "", connect_timeout: float = 5.0,
-                 statement_timeout: float = 30.0) -> None:
+                 statement_timeout: float = 30.0, application_name: str = "ccc-controller") -> None:
         self.url = url
+        self.application_name = application_name  # a new leader ends a deposed one's sessions by it
         self.password = password
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
@@ -344,7 +345,7 @@ class PostgresEngine:
                        f" -c idle_in_transaction_session_timeout={timeout_ms * 2}".strip(),
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
             "tcp_user_timeout": timeout_ms,
-            "application_name": "ccc-controller",
+            "application_name": self.application_name,
         }
         if self.password:
             settings["password"] = self.password
@@ -518,12 +519,13 @@ _RESERVED = frozenset({"end", "user", "order", "group", "time"})
 
 
 def engine_for(target: Path | str, *, password: str = "", connect_timeout: float = 5.0,
-               statement_timeout: float = 30.0) -> SqliteEngine | PostgresEngine:
+               statement_timeout: float = 30.0,
+               application_name: str = "ccc-controller") -> SqliteEngine | PostgresEngine:
     """The engine for a SQLite path or a `postgresql://` URL."""
     text = os.fspath(target)
     if text.startswith(("postgresql://", "postgres://")):
         return PostgresEngine(text, password=password, connect_timeout=connect_timeout,
-                              statement_timeout=statement_timeout)
+                              statement_timeout=statement_timeout, application_name=application_name)
     return SqliteEngine(Path(text))
 
 

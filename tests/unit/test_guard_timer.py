@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from controller.config import Config, GuardSettings
-from controller.guard.main import Guard
+from controller.guard.main import Guard, controller_present
 
 TAKEOVER = 0.3
 
@@ -68,3 +68,14 @@ async def test_a_guard_started_without_a_controller_waits_the_full_timeout(guard
     assert guard.sweeps == 0
     await checks_for(guard, TAKEOVER * 0.8)
     assert guard.sweeps > 0
+
+
+@pytest.mark.parametrize(("status", "body", "present"), [
+    (200, {"status": "ok", "ari_connected": True}, True),
+    (503, {"status": "degraded", "ari_connected": False}, False),
+    (503, {"status": "standby", "ari_connected": False, "store_reachable": True}, True),  # taking over
+    (503, {"status": "standby", "ari_connected": False, "store_reachable": False}, False),  # cannot take over
+    (503, "standby", False),
+])
+def test_a_standby_that_reaches_the_store_counts_as_a_controller(status: int, body: object, present: bool) -> None:
+    assert controller_present(status, body) is present

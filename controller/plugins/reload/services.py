@@ -42,6 +42,7 @@ NEEDS_RESTART: dict[str, str] = {
     "demo": "demo mode decides at start which credentials are accepted",
     "auth.min_password_length": "the API's description of a password (OpenAPI) is built at start",
     "guard": "read by ccc-guard when it starts: restart the guard",
+    "leadership": "the lease is taken and renewed with the settings read at start",
 }
 #: Sections the database holds once it is seeded (README "Which source wins").
 MANAGED: dict[str, str] = {
