@@ -163,10 +163,12 @@ class CallbackService:
     # -- virtual hold: the offer to a waiting caller ------------------------------------------------------
 
     async def offer(self, waiting: QueueCall, estimated_wait: float | None) -> bool:
-        """Offer the waiting caller a callback when the estimated wait reaches the queue's threshold (once per
-        visit). True when they took it: the caller has been hung up, their engine call stays queued."""
+        """Offer the waiting caller a callback when the estimated wait reaches the queue's threshold, or when
+        there is no estimate because no agent is available to take the call (the wait is open-ended); once
+        per visit. True when they took it: the caller has been hung up, their engine call stays queued."""
         queue, session = waiting.queue, waiting.session
-        if (not queue.callback_offer_after or estimated_wait is None or estimated_wait < queue.callback_offer_after
+        short_wait = estimated_wait is not None and estimated_wait < queue.callback_offer_after
+        if (not queue.callback_offer_after or short_wait
                 or waiting in self._offered or waiting.offer_pending()):
             return False
         self._offered.add(waiting)
