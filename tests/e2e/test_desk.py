@@ -68,7 +68,8 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await assert_chinese_is_drawn(toolbar, "#desk", "toolbar-ready-zh")
         # No call: the call's buttons are not shown, and pressing one anyway sends nothing.
         assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [False] * 4
-        assert await toolbar.visible("#ready") and await toolbar.visible("#dial")
+        assert await toolbar.visible("#notready") and await toolbar.visible("#dial")
+        assert not await toolbar.visible("#ready") and not await toolbar.visible("#endacw")  # ready already
         await toolbar.evaluate("window.cccRequests = []; const realFetch = window.fetch;"
                                "window.fetch = (url, options) => { cccRequests.push(String(url));"
                                " return realFetch(url, options); }; true")
