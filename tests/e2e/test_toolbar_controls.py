@@ -17,8 +17,8 @@ from tests.browser import Browser, Page
 from tests.e2e.conftest import REPO, ControllerProcess, demo_config
 from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_desk import AGENT_PASSWORD, DESK_DID, DESK_FLOW, SCREENSHOTS
-from tests.e2e.test_ivr_acd import flows_dir, stop_after  # noqa: F401 (fixture)
-from tests.sipp import Caller, Pause, Phone
+from tests.e2e.test_ivr_acd import flows_dir, login, rows, stop_after  # noqa: F401 (fixture)
+from tests.sipp import Caller, Pause, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 HOLD_STANDARD = 2  # seconds: a short hold standard, so the timer turns red within the test
@@ -165,3 +165,59 @@ async def test_agent_holds_records_plays_a_prompt_and_consult_transfers_from_the
     assert status == 200 and len(found["recordings"]) == 1, found
     assert len(found["recordings"][0]["pauses"]) == 1, found  # paused once from the toolbar
     agent_phone.kill()
+
+
+async def test_agent_picks_up_a_colleagues_ringing_call_transfers_it_to_a_number_and_redials_from_history(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    process = await start(tmp_path)
+    stop_after.append(process)
+    away = Phone(15001, answer_after_ms=30000)        # 1001 is away from the desk: their phone just rings
+    picker_phone = Phone(15002, answer_after_ms=300, calls=2)  # 1002: the picked-up call, then a redial
+    customer = Phone(5090, answer_after_ms=300, hold_ms=2500, calls=2)  # behind the trunk: transfer, redial
+    for phone in (away, picker_phone, customer):
+        await phone.start()
+    await login(process, "1001")
+    async with Browser() as browser:
+        toolbar = await browser.open(f"{process.url}/toolbar?agent=1002&lang=en")
+        await toolbar.fill("#password", "demo-1002-pass")
+        await toolbar.click("#login")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+        assert not await toolbar.visible("#pickup-row")  # nobody's phone rings yet
+
+        caller = Caller(DESK_DID, caller="13800138000", steps=[WaitForBye(60000)])
+        await caller.start()
+        ringing = await wait_for_state(process, "1001", "ringing")
+        await toolbar.wait_for("document.querySelector('#pickups .pickup') !== null")
+        assert await toolbar.visible("#pickups .pickup")
+        assert await toolbar.evaluate("document.querySelector('#pickups .pickup').dataset.call") \
+            == ringing["current_call"]
+        assert "王芳 (1001)" in await toolbar.text("#pickups")
+        await toolbar.screenshot(SCREENSHOTS / "toolbar-controls-pickup-en.png")
+        await toolbar.click("#pickups .pickup")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
+        assert not await toolbar.visible("#pickup-row")
+        assert (await wait_for_state(process, "1001", "ready"))["current_call"] is None
+
+        # The transfer list: queues, then every colleague with their state (only a ready one can be chosen).
+        await toolbar.wait_for("[...document.querySelector('#queues').options].some((o) => o.value === 'agent:1001')")
+        colleague = await toolbar.evaluate(
+            "(() => { const o = [...document.querySelector('#queues').options].find((o) => o.value === 'agent:1001');"
+            " return {text: o.text, disabled: o.disabled}; })()")
+        assert colleague == {"text": "王芳 (1001) · ready", "disabled": False}, colleague
+        await toolbar.fill("#transfer-number", "13900139000")  # a number instead: blind transfer out
+        await toolbar.click("#transfer")
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'acw'", timeout=30)
+        assert await toolbar.text("#error") == ""
+        assert (await caller.wait()).ok
+
+        # Click-to-dial from the recent calls: the caller's number, dialled again.
+        await toolbar.wait_for("document.querySelector('#recent .redial[data-number=\"13800138000\"]') !== null")
+        await toolbar.click('#recent .redial[data-number="13800138000"]')
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
+        assert (await customer.wait()).ok
+    outbound = [r["did"] for r in rows(process, "SELECT did FROM calls WHERE direction = 'outbound'")]
+    assert "13800138000" in outbound, outbound
+    (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
+    assert visit["agent_id"] == "1002", visit
+    away.kill()
+    picker_phone.kill()
