@@ -66,6 +66,11 @@ async def played_prompt(process: ControllerProcess, call_id: str, timeout: float
     return seen
 
 
+UNNAMED = ("[...document.querySelectorAll('button, input, select')].filter((e) => e.getClientRects().length > 0"
+           " && !(e.getAttribute('aria-label') || (e.labels && e.labels.length) || e.textContent.trim()"
+           " || e.placeholder)).map((e) => e.id || e.outerHTML.slice(0, 80))")
+
+
 async def visible(page: Page, selectors: tuple[str, ...]) -> dict[str, bool]:
     return {selector: await page.visible(selector) for selector in selectors}
 
@@ -87,6 +92,7 @@ async def test_agent_holds_records_plays_a_prompt_and_consult_transfers_from_the
         reasons = await toolbar.evaluate("[...document.querySelector('#reasons').options].map((o) => o.value)")
         assert reasons == ["meal", "meeting", "coaching"]
         assert await toolbar.text("#shortcut-list") != ""
+        assert await toolbar.evaluate(UNNAMED) == []
         await toolbar.screenshot(SCREENSHOTS / "toolbar-controls-idle-zh.png")
 
         caller = Caller(DESK_DID, caller="13800138000", steps=[Pause(40000)])  # hangs up at the end
@@ -103,6 +109,7 @@ async def test_agent_holds_records_plays_a_prompt_and_consult_transfers_from_the
         shown = await visible(toolbar, CALL_CONTROLS)
         assert shown == {**dict.fromkeys(CALL_CONTROLS, True), "#resume": False}, shown
         await toolbar.wait_for("/^0:0[1-9]$/.test(document.querySelector('#talk-timer').textContent)")
+        assert await toolbar.evaluate(UNNAMED) == []  # every control shown has an accessible name
 
         # Hold by the keyboard shortcut (Alt+H): the hold timer runs, then turns red past the standard.
         await toolbar.evaluate("dispatchEvent(new KeyboardEvent('keydown', {key: 'h', code: 'KeyH', altKey: true}))")
