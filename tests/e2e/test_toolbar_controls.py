@@ -71,6 +71,17 @@ UNNAMED = ("[...document.querySelectorAll('button, input, select')].filter((e) =
            " || e.placeholder)).map((e) => e.id || e.outerHTML.slice(0, 80))")
 
 
+async def call_events(process: ControllerProcess, call_id: str, kind: str, timeout: float = 20) -> list[Any]:
+    """The call's events of one kind, once there is one (empty: none within the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in (await process.call_record(call_id))["events"] if e["kind"] == kind]
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    return []
+
+
 async def visible(page: Page, selectors: tuple[str, ...]) -> dict[str, bool]:
     return {selector: await page.visible(selector) for selector in selectors}
 
@@ -81,7 +92,8 @@ async def test_agent_holds_records_plays_a_prompt_and_consult_transfers_from_the
     stop_after.append(process)
     agent_phone = Phone(15001, answer_after_ms=300)   # until the controller hangs it up (consult complete)
     colleague = Phone(15002, answer_after_ms=300)     # 8002, consulted, then takes the caller until BYE
-    for phone in (agent_phone, colleague):
+    expert = Phone(15003, answer_after_ms=300)        # 8003, added to a conference, removed by the agent
+    for phone in (agent_phone, colleague, expert):
         await phone.start()
     async with Browser() as browser:
         toolbar = await browser.open(f"{process.url}/toolbar?agent=1001&lang=zh")
@@ -142,8 +154,17 @@ async def test_agent_holds_records_plays_a_prompt_and_consult_transfers_from_the
         assert played == {"standard_prompt": "fees", "playback": "done"}, played
         assert await toolbar.text("#error") == ""
 
-        # Consult the colleague on 8002, then complete the transfer.
+        # Conference: add an expert on 8003, then remove them (the caller and the agent talk on).
         await toolbar.evaluate("document.querySelector('#party-kind').value = 'phone'; true")
+        await toolbar.fill("#party", "8003")
+        await toolbar.click("#conference-add")
+        assert await call_events(process, call_id, "conference_joined")
+        await toolbar.click("#conference-remove")
+        assert await call_events(process, call_id, "conference_left")
+        assert (await expert.wait()).ok  # hung up by the controller
+        assert await toolbar.text("#error") == ""
+
+        # Consult the colleague on 8002, then complete the transfer.
         await toolbar.fill("#party", "8002")
         await toolbar.click("#consult")
         await toolbar.wait_for("!document.querySelector('#consult-complete').hidden", timeout=30)
