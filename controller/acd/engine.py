@@ -630,7 +630,9 @@ class AcdEngine:
         settings = agent.settings
         return AgentView(settings.id, settings.name, settings.number, agent.state, agent.reason, agent.since,
                          agent.endpoint, agent.logged_in_at, agent.idle_since, agent.calls_answered,
-                         agent.current_call or agent.offered_call, online, seconds)
+                         agent.current_call or agent.offered_call, online, seconds,
+                         talk_started=agent.talk_started if agent.current_call else None,
+                         acw_until=agent.acw_until if agent.state == "acw" else None)
 
     def has_queue(self, name: str) -> bool:
         return name in self._queues

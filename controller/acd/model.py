@@ -140,6 +140,8 @@ class AgentView:
     current_call: str | None  # the call ringing, talking or on hold with them
     online_seconds: float
     seconds_by_state: dict[str, float]
+    talk_started: float | None = None  # when the current call was answered (its talk timer counts from here)
+    acw_until: float | None = None  # in ACW: when the wrap-up ends (the toolbar's countdown)
 
 
 @dataclass(frozen=True, slots=True)

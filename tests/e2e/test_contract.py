@@ -33,6 +33,7 @@ ACCESS: dict[str, str] = {
     # agents: each agent its own
     "GET /api/agents": ALL,
     "GET /api/directory": ALL,
+    "GET /api/desk/options": ALL,
     "GET /api/agents/{agent_id}": ALL,
     "POST /api/agents/{agent_id}/login": ALL,
     "POST /api/agents/{agent_id}/ready": ALL,

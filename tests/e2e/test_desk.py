@@ -68,7 +68,8 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         await assert_chinese_is_drawn(toolbar, "#desk", "toolbar-ready-zh")
         # No call: the call's buttons are not shown, and pressing one anyway sends nothing.
         assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [False] * 4
-        assert await toolbar.visible("#ready") and await toolbar.visible("#dial")
+        assert await toolbar.visible("#notready") and await toolbar.visible("#dial")
+        assert not await toolbar.visible("#ready") and not await toolbar.visible("#endacw")  # ready already
         await toolbar.evaluate("window.cccRequests = []; const realFetch = window.fetch;"
                                "window.fetch = (url, options) => { cccRequests.push(String(url));"
                                " return realFetch(url, options); }; true")
@@ -102,7 +103,8 @@ async def test_agent_takes_a_call_on_the_toolbar_and_the_wallboard_follows(
         assert "北京" in await toolbar.text("#pop-region")
         assert await toolbar.text("#pop-data") == "account=A-1024"
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'talking'")
-        assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [True] * 4
+        # While talking: hold, transfer and hang up; resume only while on hold (a control shows when it applies).
+        assert [await toolbar.visible(b) for b in CALL_BUTTONS] == [True, False, True, True]
         await toolbar.screenshot(SCREENSHOTS / "toolbar-talking-zh.png")
         await wallboard.wait_for("document.querySelector('#agents tr[data-agent=\"1001\"] .state')"
                                  ".dataset.state === 'talking'")

@@ -161,7 +161,8 @@ def test_views_after_a_scripted_hour() -> None:
     assert acd.queue_stats("q") == QueueStats("q", 1, 67.0, 2, 0, 2, 1, 1, 0, 0, 1.0)
     assert acd.queue_stats("spare") == QueueStats("spare", 0, 0.0, 1, 0, 0, 0, 0, 0, 0, None)
     assert acd.agent("a1") == AgentView("a1", "Wang", "1001", "talking", None, 1015.0, "8101", 1000.0, 1000.0, 1,
-                                        "c1", 40.0, {"ready": 10.0, "ringing": 5.0, "talking": 25.0})
+                                        "c1", 40.0, {"ready": 10.0, "ringing": 5.0, "talking": 25.0},
+                                        talk_started=1015.0)
     assert acd.agent("a2") == AgentView("a2", "Li", "1002", "not_ready", "login", 1005.0, "8002", 1005.0, None, 0,
                                         None, 35.0, {"not_ready": 35.0})
     assert acd.call_ended("a1") == [AgentStateChanged("a1", "acw", None, "talking", 1040.0)]

@@ -23,6 +23,10 @@ AGENT = {"type": "object", "required": ["id", "state"],
          "properties": {"id": {"type": "string"}, "state": {"type": "string"},
                         "reason": {"type": "string", "nullable": True}}}
 QUEUE = {"type": "object", "required": ["name", "waiting"]}
+DESK_OPTIONS = {"type": "object", "required": ["not_ready_reasons", "standard_prompts", "max_hold_seconds"],
+                "properties": {"not_ready_reasons": {"type": "array", "items": {"type": "string"}},
+                               "standard_prompts": {"type": "array", "items": {"type": "string"}},
+                               "max_hold_seconds": {"type": "number"}, "max_acw_seconds": {"type": "number"}}}
 LOGIN_BODY = {"type": "object", "additionalProperties": False,
               "properties": {"phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$"},
                              "ready": {"type": "boolean"}}}
@@ -143,9 +147,21 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
                " toolbar's transfer list; no call data", tag="agents", responses={200: {"type": "object"}})
     @roles("agent", "supervisor", "integration")
     async def directory(request: web.Request) -> web.Response:
-        entries = [{"id": view.id, "name": view.name, "number": view.number, "state": view.state}
+        # A ringing colleague's call id, so a toolbar can pick it up (抢接): the id only, none of its data.
+        entries = [{"id": view.id, "name": view.name, "number": view.number, "state": view.state, "since": view.since,
+                    "ringing_call": view.current_call if view.state == "ringing" else None}
                    for view in acd.engine.agents()]
         return web.json_response({"agents": entries})
+
+    @operation("What an agent's toolbar offers now: the not-ready reasons, the standard prompts' names, the hold"
+               " and ACW standards (seconds)", tag="agents", responses={200: DESK_OPTIONS})
+    @roles("agent", "supervisor", "integration")
+    async def desk_options(request: web.Request) -> web.Response:
+        standards = acd.standards
+        return web.json_response({"not_ready_reasons": list(acd.engine.not_ready_reasons),
+                                  "standard_prompts": sorted(acd.standard_prompts),
+                                  "max_hold_seconds": standards.max_hold_seconds,
+                                  "max_acw_seconds": standards.max_acw_seconds})
 
     @operation("An agent's state", tag="agents", responses={200: AGENT})
     @roles("agent", "supervisor", "integration")
@@ -351,6 +367,7 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         web.post("/api/calls/{call_id}/transfer", transfer),
         web.get("/api/agents", list_agents),
         web.get("/api/directory", directory),
+        web.get("/api/desk/options", desk_options),
         web.get("/api/agents/{agent_id}", get_agent),
         web.post("/api/agents/{agent_id}/login", login),
         web.post("/api/agents/{agent_id}/ready", ready),
