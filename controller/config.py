@@ -16,6 +16,7 @@ from typing import Literal
 from controller.reports.kpis import Standards
 from controller.settings import INTERNAL, load_file_as, require_positive
 
+DEFAULT_NODE = "default"  # the name of the one node of a configuration without `nodes`
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 USER_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
@@ -40,6 +41,25 @@ class AmiSettings:
     port: int = 5038
     user: str = "ccc"
     secret: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """One Asterisk server of several (README "Several Asterisk servers"). Agents' phones on it are named
+    `<name>/<endpoint>`; the other nodes reach it over SIP at `sip_address` through the PJSIP trunk
+    `ccc-node-<name>` (`ccctl asterisk-conf nodes` writes it)."""
+
+    name: str
+    ari: AriSettings = field(default_factory=AriSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+    sip_address: str = "127.0.0.1:5060"  # host:port the other nodes send the trunk's INVITEs to
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(NODE_NAME_PATTERN, self.name):
+            raise ValueError(f"nodes: name {self.name!r}: letters, digits, '-' and '_' (at most 32)")
+
+
+NODE_NAME_PATTERN = r"[A-Za-z0-9_-]{1,32}"
 
 
 @dataclass(frozen=True)
@@ -478,6 +498,8 @@ class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    # Several Asterisk servers under this controller; empty: one node, "default", from `ari` and `ami`.
+    nodes: list[NodeSettings] = field(default_factory=list)
     guard: GuardSettings = field(default_factory=GuardSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
@@ -505,6 +527,19 @@ class Config:
     wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
+
+    def __post_init__(self) -> None:
+        names = [node.name for node in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"nodes: each name once (got {', '.join(names)})")
+        apps = {node.ari.app for node in self.nodes}
+        if len(apps) > 1:
+            raise ValueError(f"nodes: every node serves the same ARI application (got {', '.join(sorted(apps))})")
+
+    @property
+    def asterisk_nodes(self) -> list[NodeSettings]:
+        """The Asterisk servers: `nodes`, or the one given by `ari` and `ami` (named "default")."""
+        return self.nodes or [NodeSettings(DEFAULT_NODE, self.ari, self.ami)]
 
     def weak_tokens(self) -> list[str]:
         """Why each token would be unsafe outside the demo (a demo-* value, too short to guess hard)."""
@@ -556,6 +591,9 @@ def load_config(path: str | Path) -> Config:
 
     return replace(
         config,
+        # With several nodes, what reads `ari` (the application's name, timeouts) reads the first node's.
+        ari=config.nodes[0].ari if config.nodes else config.ari,
+        ami=config.nodes[0].ami if config.nodes else config.ami,
         source=str(path),
         data_dir=resolved(config.data_dir),
         ivr=replace(config.ivr, flows_dir=resolved(config.ivr.flows_dir)),

@@ -121,6 +121,7 @@ class EventStream:
                 log.warning("undecodable ARI event dropped")
                 continue
             self.events_received += 1
+            event.node = self._client.node
             if self.events_received % 64 == 1:  # sample the lag; computing it for every event is wasteful
                 self.last_lag = _event_lag(event, self._clock())
             if isinstance(event, ApplicationReplaced):
