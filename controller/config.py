@@ -529,10 +529,11 @@ class Config:
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 
     def __post_init__(self) -> None:
-        names = [node.name for node in self.nodes]
+        nodes = [node for node in self.nodes if isinstance(node, NodeSettings)]  # (a bad one is reported already)
+        names = [node.name for node in nodes]
         if len(set(names)) != len(names):
             raise ValueError(f"nodes: each name once (got {', '.join(names)})")
-        apps = {node.ari.app for node in self.nodes}
+        apps = {node.ari.app for node in nodes}
         if len(apps) > 1:
             raise ValueError(f"nodes: every node serves the same ARI application (got {', '.join(sorted(apps))})")
 
