@@ -7,6 +7,8 @@ Agents' phones are SIPp UAS on the node their endpoint names (`b/8002`: endpoint
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,6 +75,11 @@ def phone_on_b(port: int, **kwargs: Any) -> Phone:
     phone = Phone(port, **kwargs)
     phone.local_ip = B_ADDRESS
     return phone
+
+
+def ccctl(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", "--url", url, "--token", "demo-admin-token",
+                           *args], capture_output=True, text=True, timeout=60)
 
 
 async def ari_get(address: str, path: str) -> Any:
@@ -197,6 +204,12 @@ async def test_node_b_down_makes_its_agents_not_ready_ends_its_calls_and_leaves_
     assert health is not None and health["nodes"] == {"a": "up", "b": "down"}
     status, body = await process.api("GET", "/api/status")
     assert status == 200 and body["controller"]["nodes"]["b"]["down"] is True
+    assert body["asterisk"]["nodes"]["a"]["reachable"] and not body["asterisk"]["nodes"]["b"]["reachable"]
+    lines = ccctl(process.url, "status").stdout.splitlines()
+    assert any(line.startswith("node a ") and " up;" in line for line in lines), lines
+    assert any(line.startswith("node b ") and "DOWN since" in line for line in lines), lines
+    status, metrics = await process.api("GET", "/metrics")
+    assert 'ccc_node_up{node="a"} 1.0' in metrics and 'ccc_node_up{node="b"} 0.0' in metrics, metrics
 
     async def b_call_ended() -> list[dict[str, Any]]:
         return [r for r in await process.call_records() if r["ended_at"] and r["channel_id"].startswith(B_CHANNEL)]
