@@ -176,6 +176,7 @@ class Controller:
         self.calls.node_count, self.calls.node_names = len(nodes), list(nodes.by_name)
         self.acd.node_readopted = lambda name: name in self.calls.readopted_nodes
         self.acd.engine.phone_reachable = nodes.phone_reachable
+        self.acd.phone_at = nodes.dialing.split_phone
         nodes.on_down.append(self._node_down)
         nodes.on_up.append(lambda _name: self.acd.apply(self.acd.engine.phones_reachable_again()))
         assert nodes.default.stream is not None

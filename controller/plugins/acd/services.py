@@ -163,6 +163,8 @@ class AcdService:
         self._restored_call_nodes: dict[str, str] = {}  # call id -> its node (several Asterisk servers)
         # Whether a node's calls were reconciled since it connected (set by the application; one node: yes).
         self.node_readopted: Callable[[str], bool] = lambda _node: True
+        # The node and endpoint of an agent's phone (`b/8002` -> ("b", "8002")); one node: every phone is on it.
+        self.phone_at: Callable[[str], tuple[str, str]] = lambda endpoint: (DEFAULT_NODE, endpoint)
         self._warming: set[asyncio.Task[None]] = set()
 
     @property
