@@ -536,6 +536,13 @@ class Config:
         apps = {node.ari.app for node in nodes}
         if len(apps) > 1:
             raise ValueError(f"nodes: every node serves the same ARI application (got {', '.join(sorted(apps))})")
+        known = names or [DEFAULT_NODE]
+        agents = self.acd.agents if isinstance(self.acd, AcdSettings) else []  # (bad sections: reported already)
+        for agent in (agent for agent in agents if isinstance(agent, AcdAgentConfig)):
+            node, slash, _ = agent.endpoint.partition("/")
+            if slash and node not in known:
+                raise ValueError(f"acd.agents: {agent.id}: endpoint {agent.endpoint!r} names no node"
+                                 f" (nodes: {', '.join(known)}; write NODE/ENDPOINT, e.g. {known[-1]}/8001)")
 
     @property
     def asterisk_nodes(self) -> list[NodeSettings]:

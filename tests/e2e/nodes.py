@@ -144,9 +144,8 @@ def stop_root(root: Path, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def two_nodes(fresh_asterisk: Path) -> Iterator[TwoNodes]:
-    """Node a (the session's sandbox, with the trunk to b) and node b on 127.0.0.2, both running."""
+def set_up_two_nodes() -> TwoNodes:
+    """Node a (the running sandbox) gets the trunk to b; node b is installed and started (also for benches)."""
     etc = sandbox.ROOT / "etc/asterisk"
     pjsip = etc / "pjsip.conf"
     pjsip.write_text(pjsip.read_text().split("; Trunks from node a")[0])
@@ -157,7 +156,18 @@ def two_nodes(fresh_asterisk: Path) -> Iterator[TwoNodes]:
     nodes = TwoNodes(sandbox.ROOT, B_ROOT)
     nodes.start_b()
     nodes.b_cli("database deltree registrar")
-    yield nodes
+    return nodes
+
+
+def tear_down_two_nodes(nodes: TwoNodes) -> None:
     nodes.stop_b()
     sandbox.install()  # node a back to the sandbox's own configuration for the next tests
     sandbox.cli("core reload")
+
+
+@pytest.fixture
+def two_nodes(fresh_asterisk: Path) -> Iterator[TwoNodes]:
+    """Node a (the session's sandbox, with the trunk to b) and node b on 127.0.0.2, both running."""
+    nodes = set_up_two_nodes()
+    yield nodes
+    tear_down_two_nodes(nodes)

@@ -47,6 +47,8 @@ def test_a_nodes_list_is_read_from_the_file_and_its_first_node_is_ari(tmp_path: 
     ("nodes:\n  - {name: a}\n  - {name: a}\n", "each name once"),
     ("nodes:\n  - {name: 'a b'}\n", "letters, digits"),
     ("nodes:\n  - {name: a, ari: {app: x}}\n  - {name: b, ari: {app: y}}\n", "same ARI application"),
+    ("nodes:\n  - {name: a}\nacd:\n  agents:\n    - {id: '1', name: x, number: '1', endpoint: c/8001}\n",
+     "endpoint 'c/8001' names no node"),
 ])
 def test_bad_nodes_are_refused_with_a_clear_error(tmp_path: Path, yaml_text: str, problem: str) -> None:
     path = tmp_path / "controller.yaml"
