@@ -125,6 +125,8 @@ async def run() -> None:
         print(f"caller on a, phone on a: StasisStart -> bridged {ms(local)}")
         print(f"caller on a, phone on b (through the trunk): StasisStart -> bridged {ms(remote)}")
         print(f"cross-node cost: {(statistics.median(remote) - statistics.median(local)) * 1000:+.1f} ms (median)")
+        (events,) = process.rows("SELECT count(*) AS n FROM cti_events")
+        print(f"CTI events per queued call (agent logins and logouts included): {events['n'] / (2 * ROUNDS):.1f}")
     finally:
         process.terminate()
         tear_down_two_nodes(nodes)
