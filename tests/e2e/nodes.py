@@ -8,14 +8,11 @@ unique across nodes) and RTP range. Each gets the trunk to the other and the `cc
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,25 +107,15 @@ def install_b() -> None:
     (B_ROOT / "run/asterisk/asterisk.pid").unlink(missing_ok=True)
 
 
-def _ari_ready(url: str) -> bool:
-    token = base64.b64encode(f"{sandbox.ARI_USER}:{sandbox.ARI_PASSWORD}".encode()).decode()
-    request = urllib.request.Request(f"{url}/asterisk/info", headers={"Authorization": f"Basic {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def start_root(root: Path, ari_url: str, timeout: float = 60) -> None:
-    if _ari_ready(ari_url):
+    if sandbox._ari_ready(ari_url):
         return
     with (root.parent / "asterisk.console.log").open("ab") as console:
         subprocess.Popen(["chroot", str(root), "asterisk", "-f", "-n"], stdin=subprocess.DEVNULL, stdout=console,
                          stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _ari_ready(ari_url):
+        if sandbox._ari_ready(ari_url):
             subprocess.run(["chroot", str(root), "asterisk", "-rx", "core waitfullybooted"], capture_output=True,
                            timeout=30)
             return

@@ -10,28 +10,21 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.e2e import test_ivr_acd
 from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, demo_config
 from tests.e2e.nodes import B_ADDRESS, TwoNodes
 from tests.sipp import Caller, Phone, WaitForBye
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-ACD_DID = "4008005555"
-ACD_FLOW = f"""
-flow: acdtest
-language: zh
-dids: ["{ACD_DID}"]
-nodes:
-  queue: {{type: queue, queue: general, answered: bye, overflow: bye, otherwise: bye}}
-  bye: {{type: hangup}}
-"""
+ACD_DID, ACD_FLOW = test_ivr_acd.ACD_DID, test_ivr_acd.ACD_FLOW  # DID -> queue general
+stop_after = test_ivr_acd.stop_after  # the fixture that stops the test's controllers and prints their logs
 A_CHANNEL, B_CHANNEL = "ccc-sandbox-", "ccc-node-b-"  # inbound channel ids begin with their node's systemname
 
 
@@ -53,15 +46,6 @@ async def start(tmp_path: Path, nodes: TwoNodes, agents: list[dict[str, Any]]) -
     await process.start()
     nodes.sync_prompts()
     return process
-
-
-@pytest.fixture
-async def controllers() -> AsyncIterator[list[ControllerProcess]]:
-    processes: list[ControllerProcess] = []
-    yield processes
-    for process in processes:
-        process.terminate()
-        print(process.log.read_text()[-4000:])
 
 
 def caller_on_b(steps: list[Any]) -> Caller:
@@ -109,9 +93,9 @@ async def wait_for(check: Any, timeout: float, what: str) -> Any:
 
 
 async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node_b(
-        two_nodes: TwoNodes, tmp_path: Path, controllers: list[ControllerProcess]) -> None:
+        two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
     process = await start(tmp_path, two_nodes, [agent("1001", "b/8002")])
-    controllers.append(process)
+    stop_after.append(process)
     health = await process.health()
     assert health is not None and health["nodes"] == {"a": "up", "b": "up"}
     phone = phone_on_b(15002, answer_after_ms=300, hold_ms=12000)
@@ -145,9 +129,9 @@ async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node
 
 
 async def test_one_queue_serves_callers_of_both_nodes_in_arrival_order(
-        two_nodes: TwoNodes, tmp_path: Path, controllers: list[ControllerProcess]) -> None:
+        two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
     process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")])
-    controllers.append(process)
+    stop_after.append(process)
     phone = Phone(15001, answer_after_ms=300, hold_ms=2000, calls=3)
     await phone.start()
     callers = [caller_on_b([WaitForBye(40000)]), Caller(ACD_DID, steps=[WaitForBye(40000)]),
@@ -173,9 +157,9 @@ async def test_one_queue_serves_callers_of_both_nodes_in_arrival_order(
 
 
 async def test_node_b_down_makes_its_agents_not_ready_ends_its_calls_and_leaves_node_a_calls_alone(
-        two_nodes: TwoNodes, tmp_path: Path, controllers: list[ControllerProcess]) -> None:
+        two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
     process = await start(tmp_path, two_nodes, [agent("1001", "a/8001"), agent("1002", "b/8002", "other")])
-    controllers.append(process)
+    stop_after.append(process)
     phone_a = Phone(15001, answer_after_ms=300, hold_ms=15000)
     await phone_a.start()
     await login(process, "1001")
