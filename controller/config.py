@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from controller.reports.kpis import Standards
-from controller.settings import INTERNAL, load_file_as, require_positive
+from controller.settings import INTERNAL, SettingsError, load_file_as, require_positive
 
 DEFAULT_NODE = "default"  # the name of the one node of a configuration without `nodes`
 Role = Literal["agent", "supervisor", "admin", "integration"]
@@ -536,13 +536,18 @@ class Config:
         apps = {node.ari.app for node in nodes}
         if len(apps) > 1:
             raise ValueError(f"nodes: every node serves the same ARI application (got {', '.join(sorted(apps))})")
-        known = names or [DEFAULT_NODE]
-        agents = self.acd.agents if isinstance(self.acd, AcdSettings) else []  # (bad sections: reported already)
-        for agent in (agent for agent in agents if isinstance(agent, AcdAgentConfig)):
+
+    def phone_node_problems(self) -> list[str]:
+        """Agents' phones naming a node that is not configured (`c/8001` with nodes a and b): the file's
+        check (`load_config`) and the live administration's (`plugins/admin/validation.py`)."""
+        known = [node.name for node in self.asterisk_nodes]
+        problems = []
+        for agent in self.acd.agents:
             node, slash, _ = agent.endpoint.partition("/")
             if slash and node not in known:
-                raise ValueError(f"acd.agents: {agent.id}: endpoint {agent.endpoint!r} names no node"
-                                 f" (nodes: {', '.join(known)}; write NODE/ENDPOINT, e.g. {known[-1]}/8001)")
+                problems.append(f"agents[{agent.id}]: endpoint {agent.endpoint!r} names no node (nodes:"
+                                f" {', '.join(known)}; write NODE/ENDPOINT, e.g. {known[-1]}/8001)")
+        return problems
 
     @property
     def asterisk_nodes(self) -> list[NodeSettings]:
@@ -597,6 +602,8 @@ def load_config(path: str | Path) -> Config:
             return text
         return str(base / text)
 
+    if problems := config.phone_node_problems():
+        raise SettingsError([f"{path}: {problem}" for problem in problems])
     return replace(
         config,
         # With several nodes, what reads `ari` (the application's name, timeouts) reads the first node's.

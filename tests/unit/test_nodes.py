@@ -4,6 +4,7 @@ the ACD's agents on a node that is down (the real nodes: tests/e2e/test_multinod
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -48,13 +49,38 @@ def test_a_nodes_list_is_read_from_the_file_and_its_first_node_is_ari(tmp_path: 
     ("nodes:\n  - {name: 'a b'}\n", "letters, digits"),
     ("nodes:\n  - {name: a, ari: {app: x}}\n  - {name: b, ari: {app: y}}\n", "same ARI application"),
     ("nodes:\n  - {name: a}\nacd:\n  agents:\n    - {id: '1', name: x, number: '1', endpoint: c/8001}\n",
-     "endpoint 'c/8001' names no node"),
+     "endpoint 'c/8001' names no node \\(nodes: a;"),
 ])
 def test_bad_nodes_are_refused_with_a_clear_error(tmp_path: Path, yaml_text: str, problem: str) -> None:
     path = tmp_path / "controller.yaml"
     path.write_text(yaml_text)
     with pytest.raises(SettingsError, match=problem):
         load_config(path)
+
+
+async def test_a_live_change_naming_no_node_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    from controller.live_config import LiveConfig
+    from controller.plugins.access.state_persistor import AuditLog
+    from controller.plugins.admin.services import AdminRefused, AdminService
+    from controller.store.db import Store
+
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        live = LiveConfig(two_nodes())
+        admin = AdminService(store, live, AuditLog(store, time.time), time.time)
+        await admin.open(live.current)
+        agent = {"name": "x", "number": "9", "endpoint": "c/8001"}
+        with pytest.raises(AdminRefused) as refused:
+            await admin.put("test", "agent", "9", agent)
+        assert any("names no node" in problem for problem in refused.value.problems), refused.value.problems
+        assert live.current.acd.agents == []
+        assert await admin.put("test", "agent", "9", {**agent, "endpoint": "b/8001"})
+        assert [a.endpoint for a in live.current.acd.agents] == ["b/8001"]
+    finally:
+        writer.cancel()
+        await store.close()
 
 
 def test_a_phone_names_its_node_and_is_dialled_through_the_trunk_from_the_others() -> None:
