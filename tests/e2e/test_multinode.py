@@ -210,3 +210,40 @@ async def test_node_b_down_makes_its_agents_not_ready_ends_its_calls_and_leaves_
     async def b_agent_back() -> bool:
         return (await agent_state(process, "1002"))[0] == "ready"
     await wait_for(b_agent_back, 20, "agent 1002 ready again once node b is back")
+
+
+async def test_a_call_on_node_b_is_resumed_on_node_b_after_a_controller_restart(
+        two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
+    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")])
+    stop_after.append(process)
+    phone = Phone(15001, answer_after_ms=300, hold_ms=15000)  # on node a: the call crosses from b to a
+    await phone.start()
+    await login(process, "1001")
+    caller = caller_on_b([WaitForBye(40000)])
+    await caller.start()
+
+    async def talking() -> bool:
+        return (await agent_state(process, "1001"))[0] == "talking"
+    await wait_for(talking, 20, "agent 1001 talking")
+
+    async def talk_bridge_on_b() -> list[dict[str, Any]]:
+        return [b for b in await ari_get(B_ADDRESS, "/bridges") if b["id"].startswith("br-talk-")
+                and len(b["channels"]) == 2]
+    (bridge,) = await wait_for(talk_bridge_on_b, 12, "the talk bridge on node b")
+    await asyncio.sleep(0.5)  # the talk part is committed within milliseconds
+
+    process.kill()
+    again = ControllerProcess(process.data_dir, config=process.config)
+    await again.start()
+    stop_after.append(again)
+    # The new process takes the call over on node b: same bridge, same legs, the agent still talking on it.
+    (record,) = await again.call_records()
+    events = [e["kind"] for e in (await again.call_record(record["call_id"]))["events"]]
+    assert "resumed_by_new_process" in events, events
+    assert await agent_state(again, "1001") == ("talking", None)
+    bridges_now = {b["id"]: b["channels"] for b in await ari_get(B_ADDRESS, "/bridges")}
+    assert bridges_now.get(bridge["id"]) == bridge["channels"], bridges_now
+    assert (await phone.wait()).ok  # the phone hangs up at its time: the caller gets a BYE, not a drop
+    assert (await caller.wait()).ok
+    (record,) = await again.wait_for_records(1)
+    assert record["channel_id"].startswith(B_CHANNEL) and record["end_reason"] not in ("lost", "fallback", "node_down")
