@@ -216,10 +216,11 @@ async def test_a_call_on_node_b_is_resumed_on_node_b_after_a_controller_restart(
         two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
     process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")])
     stop_after.append(process)
-    phone = Phone(15001, answer_after_ms=300, hold_ms=15000)  # on node a: the call crosses from b to a
+    # On node a: the call crosses from b to a. The phone talks 30 s: time for the restart on a loaded machine.
+    phone = Phone(15001, answer_after_ms=300, hold_ms=30000)
     await phone.start()
     await login(process, "1001")
-    caller = caller_on_b([WaitForBye(40000)])
+    caller = caller_on_b([WaitForBye(60000)])
     await caller.start()
 
     async def talking() -> bool:
