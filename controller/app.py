@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from controller.leadership import EXIT_DEPOSED, Leadership
 from controller.live_config import LiveConfig
 from controller.logs import setup_logging
 from controller.media.prompts import PromptRenderer
+from controller.nodes import Nodes
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
 from controller.plugins.access.state_persistor import AccessRecords, AuditLog
@@ -95,8 +97,9 @@ class Controller:
         self.live = LiveConfig(config)
         self.clock = clock or SystemClock()
         self.started_at = time.time()
-        self.ari = AriClient(config.ari.url, config.ari.user, config.ari.password,
-                             request_timeout=config.ari.request_timeout, pool_size=config.ari.pool_size)
+        # The Asterisk servers (one without `nodes:`); `self.ari` is the first one's client.
+        self.nodes = Nodes(config)
+        self.ari = self.nodes.default.ari
         store = config.store
         # Active/standby (PostgreSQL): this process leads; its batches are fenced by the lease's token.
         self.leadership = leadership
@@ -154,9 +157,8 @@ class Controller:
         self._follow_dids_webhooks_standards_prompts()
         self.campaigns = CampaignService(acd=self.acd, records=CampaignRecords(self.store), clock=self.clock,
                                          spawn=self.spawn)
-        self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
-                                  on_connected=self.calls.readopt, on_replaced=self._application_replaced)
-        self.ami = AmiService(config.ami)
+        self.stream = self._wire_nodes()  # what reads "the" ARI stream reads the first node's
+        self.ami = self.nodes.default.ami
         # app_queue's AMI queue events and actions for wallboards (compat.ami_port; off by default).
         self.ami_server = AmiServer(config, self.acd) if config.compat.ami_port else None
         if self.ami_server is not None:
@@ -180,6 +182,34 @@ class Controller:
                                                                      metrics_resources.acd_metrics(self.acd),
                                                                      metrics_resources.ivr_metrics(self.ivr),
                                                                      self.compat.metrics]
+
+    def _wire_nodes(self) -> EventStream:
+        """Several Asterisk servers (controller/nodes.py): an event stream per node, each call on its node's
+        client, agents' phones on a node that is down not ready (phone_unreachable) until it is back."""
+        nodes = self.nodes
+        for node in nodes:
+            node.stream = EventStream(node.ari, self.config.ari.app, on_event=self.dispatcher.dispatch,
+                                      on_connected=functools.partial(self._node_connected, node.name),
+                                      on_disconnected=functools.partial(nodes.disconnected, node.name),
+                                      on_replaced=self._application_replaced)
+        self.calls.node_client = self.recordings.node_client = self.acd.node_client = nodes.client
+        self.calls.client_for_dial = nodes.client_for_dial
+        self.calls.node_count, self.calls.node_names = len(nodes), list(nodes.by_name)
+        self.acd.node_readopted = lambda name: name in self.calls.readopted_nodes
+        self.acd.engine.phone_reachable = nodes.phone_reachable
+        self.acd.phone_at = nodes.dialing.split_phone
+        nodes.on_down.append(self._node_down)
+        nodes.on_up.append(lambda _name: self.acd.apply(self.acd.engine.phones_reachable_again()))
+        assert nodes.default.stream is not None
+        return nodes.default.stream
+
+    async def _node_connected(self, name: str) -> None:
+        self.nodes.connected(name)
+        await self.calls.readopt(name)
+
+    def _node_down(self, name: str) -> None:
+        self.calls.node_lost(name)
+        self.acd.apply(self.acd.engine.phones_unreachable())
 
     def _inbox(self) -> InboxService:
         """Voicemail as work and follow-up tasks (README "Voicemail inbox", "Follow-up tasks")."""
@@ -306,17 +336,21 @@ class Controller:
                 log.exception("reload: %s failed; what was live stays live", getattr(hook, "__qualname__", hook))
 
     def health(self) -> dict[str, Any]:
-        connected = self.stream.connected.is_set()
+        # Several nodes: connected while any node is (it serves calls); degraded while any is not.
+        connected = any(node.connected for node in self.nodes)
+        every_node = all(node.connected for node in self.nodes)
         flows = self.ivr.status()
         store = self.store.health()
         return {
             # Degraded: no ARI, the flows failed to load at start-up (every call gets the fallback), or the
             # store cannot be written (calls are served; what they write is kept and retried).
-            "status": "ok" if connected and not (flows["errors"] and not flows["live"])
+            "status": "ok" if every_node and not (flows["errors"] and not flows["live"])
             and store["status"] == "ok" else "degraded",
             "version": __version__,
             "ari_connected": connected,
             "ari_connections": self.stream.connections,
+            "nodes": self.nodes.health(),
+            "calls_by_node": self.calls.counts_by_node(),
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "started_at": self.started_at,
             "active_calls": len(self.calls.active),
@@ -328,14 +362,23 @@ class Controller:
         }
 
     async def asterisk_status(self) -> dict[str, Any]:
-        """What only Asterisk knows: reachable, its version, channel counts."""
+        """What only Asterisk knows: reachable, its version, channel counts (the first node's; with several
+        nodes, each node's under `nodes`)."""
+        statuses = await asyncio.gather(*(self._node_status(node.ari, node.ami) for node in self.nodes))
+        status = dict(statuses[0])
+        if len(self.nodes) > 1:
+            status["nodes"] = dict(zip(self.nodes.by_name, statuses, strict=True))
+        return status
+
+    @staticmethod
+    async def _node_status(ari: AriClient, ami: AmiService) -> dict[str, Any]:
         try:
-            info = await self.ari.info()
+            info = await ari.info()
             status: dict[str, Any] = {"reachable": True, "version": info.get("system", {}).get("version")}
         except AriError as exc:
             status = {"reachable": False, "error": exc.message or f"HTTP {exc.status}"}
         try:
-            status["channels"] = await self.ami.channel_counts()
+            status["channels"] = await ami.channel_counts()
         except AmiUnavailable:
             status["channels"] = None
         return status
@@ -347,6 +390,7 @@ class Controller:
             # errors with their paths and the rest are in /api/status (authenticated).
             health = self.health()
             body = {key: health[key] for key in ("status", "ari_connected", "prompts_ready")}
+            body["nodes"] = {name: "up" if node["ari_connected"] else "down" for name, node in health["nodes"].items()}
             return web.json_response(body, status=200 if body["ari_connected"] else 503)
 
         @roles("supervisor", "integration")
@@ -430,7 +474,8 @@ class Controller:
         self.ivr.load()
         await self.acd.restore()
         await self.campaigns.load()
-        self.ari.open()
+        for node in self.nodes:
+            node.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
         agi_settings = self.config.agi
@@ -444,7 +489,7 @@ class Controller:
                    handover_timeout=agi_settings.handover_timeout).install(self.agi_server)
         agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
                if self.config.agi.enabled else None)
-        await self.ami.connect()
+        await asyncio.gather(*(node.ami.connect() for node in self.nodes))
         app = build_app(self.access.authenticate, self.routes(), audit=self.access.audit_request,
                         sockets=self.sockets, audit_subject=self._audit_subject)
         runner = await start_http(app, self.config.http.listen, self.config.http.port, self.tls)
@@ -455,7 +500,9 @@ class Controller:
                 self._tasks = tasks
                 writer = tasks.create_task(self.store.run_writer())
                 cti = tasks.create_task(self.events.run())
-                stream = tasks.create_task(self.stream.run())
+                streams = [tasks.create_task(node.stream.run()) for node in self.nodes if node.stream is not None]
+                for node in self.nodes:
+                    self.nodes.disconnected(node.name)  # a node that never connects is down after a while
                 notifier = tasks.create_task(self.webhooks.run())
                 acd_timer = tasks.create_task(self.acd.run())
                 prompts = tasks.create_task(self.ivr.run())
@@ -473,7 +520,8 @@ class Controller:
                 log.info("stopping: leaving %d live calls in Asterisk for the next process", len(self.calls.active))
                 self.calls.detach()
                 self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
-                stream.cancel()
+                for stream in streams:
+                    stream.cancel()
                 acd_timer.cancel()
                 prompts.cancel()
                 retention.cancel()
@@ -485,7 +533,8 @@ class Controller:
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()
                 self.store.freeze()
-                self.ari.detach()
+                for node in self.nodes:
+                    node.ari.detach()
                 for task in list(self._call_tasks):
                     task.cancel()
                 await asyncio.gather(*self._call_tasks, return_exceptions=True)
@@ -501,12 +550,14 @@ class Controller:
             try:
                 if agi is not None:
                     agi.close()
-                self.ami.close()
+                for node in self.nodes:
+                    node.ami.close()
                 if self.ami_server is not None:
                     self.ami_server.close()
                 await self.http_client.close()
                 await runner.cleanup()
-                await self.ari.close()
+                for node in self.nodes:
+                    await node.ari.close()
             finally:
                 await self.store.close()  # whatever failed above, what was written is committed
                 if self.leadership is not None:  # given up: a standby takes over at once

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from controller.reports.kpis import Standards
-from controller.settings import INTERNAL, load_file_as, require_positive
+from controller.settings import INTERNAL, SettingsError, load_file_as, require_positive
 from controller.workdays import parse_hours
 
+DEFAULT_NODE = "default"  # the name of the one node of a configuration without `nodes`
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 USER_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
@@ -43,6 +44,25 @@ class AmiSettings:
     port: int = 5038
     user: str = "ccc"
     secret: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """One Asterisk server of several (README "Several Asterisk servers"). Agents' phones on it are named
+    `<name>/<endpoint>`; the other nodes reach it over SIP at `sip_address` through the PJSIP trunk
+    `ccc-node-<name>` (`ccctl asterisk-conf nodes` writes it)."""
+
+    name: str
+    ari: AriSettings = field(default_factory=AriSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+    sip_address: str = "127.0.0.1:5060"  # host:port the other nodes send the trunk's INVITEs to
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(NODE_NAME_PATTERN, self.name):
+            raise ValueError(f"nodes: name {self.name!r}: letters, digits, '-' and '_' (at most 32)")
+
+
+NODE_NAME_PATTERN = r"[A-Za-z0-9_-]{1,32}"
 
 
 @dataclass(frozen=True)
@@ -582,6 +602,8 @@ class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    # Several Asterisk servers under this controller; empty: one node, "default", from `ari` and `ami`.
+    nodes: list[NodeSettings] = field(default_factory=list)
     guard: GuardSettings = field(default_factory=GuardSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
@@ -612,6 +634,32 @@ class Config:
     inbox: InboxSettings = field(default_factory=InboxSettings)  # voicemail inbox, follow-up tasks
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
+
+    def __post_init__(self) -> None:
+        nodes = [node for node in self.nodes if isinstance(node, NodeSettings)]  # (a bad one is reported already)
+        names = [node.name for node in nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"nodes: each name once (got {', '.join(names)})")
+        apps = {node.ari.app for node in nodes}
+        if len(apps) > 1:
+            raise ValueError(f"nodes: every node serves the same ARI application (got {', '.join(sorted(apps))})")
+
+    def phone_node_problems(self) -> list[str]:
+        """Agents' phones naming a node that is not configured (`c/8001` with nodes a and b): the file's
+        check (`load_config`) and the live administration's (`plugins/admin/validation.py`)."""
+        known = [node.name for node in self.asterisk_nodes]
+        problems = []
+        for agent in self.acd.agents:
+            node, slash, _ = agent.endpoint.partition("/")
+            if slash and node not in known:
+                problems.append(f"agents[{agent.id}]: endpoint {agent.endpoint!r} names no node (nodes:"
+                                f" {', '.join(known)}; write NODE/ENDPOINT, e.g. {known[-1]}/8001)")
+        return problems
+
+    @property
+    def asterisk_nodes(self) -> list[NodeSettings]:
+        """The Asterisk servers: `nodes`, or the one given by `ari` and `ami` (named "default")."""
+        return self.nodes or [NodeSettings(DEFAULT_NODE, self.ari, self.ami)]
 
     def weak_tokens(self) -> list[str]:
         """Why each token would be unsafe outside the demo (a demo-* value, too short to guess hard)."""
@@ -663,8 +711,13 @@ def load_config(path: str | Path) -> Config:
             return text
         return str(base / text)
 
+    if problems := config.phone_node_problems():
+        raise SettingsError([f"{path}: {problem}" for problem in problems])
     return replace(
         config,
+        # With several nodes, what reads `ari` (the application's name, timeouts) reads the first node's.
+        ari=config.nodes[0].ari if config.nodes else config.ari,
+        ami=config.nodes[0].ami if config.nodes else config.ami,
         source=str(path),
         data_dir=resolved(config.data_dir),
         ivr=replace(config.ivr, flows_dir=resolved(config.ivr.flows_dir)),

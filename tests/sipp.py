@@ -490,7 +490,7 @@ class Phone(_Sipp):
         while asyncio.get_running_loop().time() < deadline:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
                 try:
-                    probe.bind(("127.0.0.1", self.sip_port))
+                    probe.bind((self.local_ip, self.sip_port))
                 except OSError:
                     return  # SIPp holds the port
             if self.process is not None and self.process.returncode is not None:

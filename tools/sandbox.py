@@ -154,9 +154,9 @@ def _pid() -> int | None:
     return pid
 
 
-def _ari_ready() -> bool:
+def _ari_ready(url: str = ARI_URL) -> bool:
     token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
-    request = urllib.request.Request(f"{ARI_URL}/asterisk/info", headers={"Authorization": f"Basic {token}"})
+    request = urllib.request.Request(f"{url}/asterisk/info", headers={"Authorization": f"Basic {token}"})
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return bool(response.status == 200)

@@ -25,13 +25,14 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from controller.acd import estimates, routing
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
+    PHONE_UNREACHABLE,
     AgentSettings,
     AgentState,
     AgentStateChanged,
@@ -149,6 +150,9 @@ class AcdEngine:
                  not_ready_reasons: Sequence[str] = DEFAULT_NOT_READY_REASONS) -> None:
         self.clock = clock
         self.not_ready_reasons = tuple(not_ready_reasons)
+        # Whether a phone can be rung now (several Asterisk servers: false while its node is down). An agent
+        # who would become ready on an unreachable phone is not ready (`PHONE_UNREACHABLE`) instead.
+        self.phone_reachable: Callable[[str], bool] = lambda _endpoint: True
         self._queues = {q.name: _Queue(q) for q in queues}
         self._agents: dict[str, _Agent] = {}
         self._calls: dict[str, _Call] = {}
@@ -871,13 +875,37 @@ class AcdEngine:
 
     def _become_ready(self, agent: _Agent, out: list[Decision]) -> None:
         agent.idle_since = self.clock.now()
+        if not self.phone_reachable(agent.endpoint):
+            self._set_state(agent, "not_ready", PHONE_UNREACHABLE, out)
+            return
         self._set_state(agent, "ready", None, out)
         self._route_agent(agent, out)
+
+    def phones_unreachable(self) -> list[Decision]:
+        """Agents whose phones cannot be rung now (their node is down) and who are waiting for calls or
+        in after-call work become not ready (`PHONE_UNREACHABLE`); agents on a call end it first."""
+        out: list[Decision] = []
+        for agent in self._agents.values():
+            if agent.state in ("ready", "acw") and not self.phone_reachable(agent.endpoint):
+                self._set_state(agent, "not_ready", PHONE_UNREACHABLE, out)
+        return out
+
+    def phones_reachable_again(self) -> list[Decision]:
+        """Agents made not ready because their phone was unreachable, whose phone can be rung again, are
+        ready again (an agent who chose another state meanwhile keeps it)."""
+        out: list[Decision] = []
+        for agent in self._agents.values():
+            if agent.state == "not_ready" and agent.reason == PHONE_UNREACHABLE \
+                    and self.phone_reachable(agent.endpoint) and not self._leaving(agent):
+                self._become_ready(agent, out)
+        return out
 
     def _release_offer(self, agent: _Agent, out: list[Decision]) -> None:
         """An offer to the agent ended without the call (cancelled, answered elsewhere): ready again."""
         agent.offered_call = None
-        if agent.state == "ringing":
+        if agent.state == "ringing" and not self.phone_reachable(agent.endpoint):
+            self._set_state(agent, "not_ready", PHONE_UNREACHABLE, out)
+        elif agent.state == "ringing":
             self._set_state(agent, "ready", None, out)
             self._route_agent(agent, out)
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 AgentState = Literal["logged_out", "ready", "not_ready", "ringing", "talking", "on_hold", "acw"]
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "skills", "ring_all", "weighted_idle"]
 DEFAULT_NOT_READY_REASONS = ("meal", "meeting", "training", "restroom", "helping", "no_answer", "login")
+#: The controller's own not-ready reason for an agent whose phone's Asterisk node is down (not one to choose).
+PHONE_UNREACHABLE = "phone_unreachable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -67,8 +67,14 @@ class AriClient:
         *,
         request_timeout: float = 5.0,
         pool_size: int = 50,
+        node: str = "default",
+        dial_route: Callable[[str], str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The Asterisk server this client talks to (README "Several Asterisk servers"), and how a dial
+        # string naming a phone on another node is dialled from here (through the trunk between them).
+        self.node = node
+        self.dial_route: Callable[[str], str] = dial_route or (lambda dial: dial)
         self._auth = basic_auth_header(user, password)
         self._timeout = request_timeout
         self._pool_size = pool_size
@@ -308,7 +314,7 @@ class AriClient:
         result = await self.request(
             "channels.originate",
             {"channelId": channel_id},
-            {"endpoint": endpoint, "app": app, "appArgs": app_args, "callerId": caller_id,
+            {"endpoint": self.dial_route(endpoint), "app": app, "appArgs": app_args, "callerId": caller_id,
              "timeout": timeout, "originator": originator, "formats": formats},
             {"variables": dict(variables or {})},
         )
@@ -328,7 +334,7 @@ class AriClient:
         result = await self.request(
             "channels.create",
             None,
-            {"endpoint": endpoint, "app": app, "appArgs": app_args, "channelId": channel_id,
+            {"endpoint": self.dial_route(endpoint), "app": app, "appArgs": app_args, "channelId": channel_id,
              "originator": originator},
             {"variables": dict(variables or {})},
         )

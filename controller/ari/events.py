@@ -81,7 +81,8 @@ class EventStream:
                     self.connections += 1
                     self.connected.set()
                     delay = self._backoff_initial
-                    log.info("ARI event stream connected app=%s connection=%d", self.app, self.connections)
+                    log.info("ARI event stream connected app=%s node=%s connection=%d", self.app, self._client.node,
+                             self.connections)
                     tasks.create_task(self._run_on_connected())
                     replaced = await self._read(ws)
                     if replaced and self._on_replaced is not None:
@@ -94,11 +95,12 @@ class EventStream:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("ARI event stream unavailable: %s; retrying in %.1f s", type(exc).__name__, delay)
+                log.warning("ARI event stream unavailable (node %s): %s; retrying in %.1f s", self._client.node,
+                            type(exc).__name__, delay)
             finally:
                 if self.connected.is_set():
                     self.connected.clear()
-                    log.warning("ARI event stream disconnected")
+                    log.warning("ARI event stream disconnected (node %s)", self._client.node)
                     self._on_disconnected()
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(self._backoff_max, delay * 2)
@@ -121,6 +123,7 @@ class EventStream:
                 log.warning("undecodable ARI event dropped")
                 continue
             self.events_received += 1
+            event.node = self._client.node
             if self.events_received % 64 == 1:  # sample the lag; computing it for every event is wasteful
                 self.last_lag = _event_lag(event, self._clock())
             if isinstance(event, ApplicationReplaced):

@@ -124,6 +124,7 @@ class Event:
     timestamp: str
     application: str
     raw: dict[str, Any] = field(repr=False)
+    node: str = field(default="", repr=False)  # the Asterisk server it came from (set by its EventStream)
 
     #: ids this event concerns, most specific first; the dispatcher routes by them.
     def routing_ids(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import load_config
-from controller.deploy.render import SnippetValues, render_service_unit, write_snippets
+from controller.deploy.render import SnippetValues, render_node_trunks, render_service_unit, write_snippets
 from controller.settings import SettingsError
 
 
@@ -24,6 +24,21 @@ def cmd_render(args: argparse.Namespace) -> int:
         values = SnippetValues()
     for path in write_snippets(Path(args.out), values, repository_layout=args.repository_layout):
         print(path)
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """Print the trunks and dialplan one node needs to reach the others (README "Several Asterisk servers")."""
+    try:
+        parts = render_node_trunks(load_config(args.config), args.node)
+    except SettingsError as exc:
+        print("\n".join(exc.problems))
+        return 2
+    except ValueError as exc:
+        print(exc)
+        return 2
+    print(f"; --- pjsip.conf (add) ---\n{parts['pjsip.conf']}\n; --- dialplans/ccc-nodes.conf ---\n"
+          f"{parts['ccc-nodes.conf']}", end="")
     return 0
 
 
@@ -52,3 +67,8 @@ def register(sub: Any) -> None:
     render.add_argument("--repository-layout", action="store_true",
                         help="write into OUT/asterisk-conf and OUT/dialplans (regenerates the sandbox's files)")
     render.set_defaults(func=cmd_render)
+    nodes = actions.add_parser("nodes", help="print the PJSIP trunks and dialplan a node needs to reach the others")
+    nodes.add_argument("--config", default=os.environ.get("CCC_CONFIG"), required=not os.environ.get("CCC_CONFIG"),
+                       help="controller configuration with `nodes:`")
+    nodes.add_argument("--node", required=True, help="the node to render for")
+    nodes.set_defaults(func=cmd_nodes)

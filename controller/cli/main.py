@@ -86,10 +86,27 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"queues      {queues}",
             f"IVR flows   {flow_line}",
             f"store       {store_line(h.get('store'))}",
+            *node_lines(h.get("nodes") or {}, ast.get("nodes") or {}, h.get("calls_by_node") or {}),
         ])
 
     emit(args, status, text)
     return 0 if status["controller"]["ari_connected"] and status["asterisk"].get("reachable") else 1
+
+
+def node_lines(health: dict[str, Any], asterisk: dict[str, Any], calls: dict[str, int]) -> list[str]:
+    """Several Asterisk servers: one line per node (nothing for the one node of a configuration without
+    `nodes:`, which the lines above describe)."""
+    if len(health) < 2:
+        return []
+    lines = []
+    for name, node in health.items():
+        state = "up" if node.get("ari_connected") else "DOWN" if node.get("down") else "NOT CONNECTED"
+        if node.get("down_since"):
+            state += f" since {time.strftime('%H:%M:%S', time.localtime(node['down_since']))}"
+        version = (asterisk.get(name) or {}).get("version") or "?"
+        lines.append(f"node {name:<6} {state}; Asterisk {version}; {calls.get(name, 0)} calls;"
+                     f" went down {node.get('times_down', 0)} times")
+    return lines
 
 
 def store_line(store: dict[str, Any] | None) -> str:

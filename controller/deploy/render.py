@@ -103,3 +103,32 @@ def render_service_unit(venv: str = "/opt/ccc/venv", config: str = "/etc/ccc/con
     file of this install."""
     template = resources.files("controller.deploy").joinpath("templates", f"{unit}.service")
     return template.read_text(encoding="utf-8").replace("@@VENV@@", venv).replace("@@CONFIG@@", config)
+
+
+def render_node_trunks(config: Config, node: str) -> dict[str, str]:
+    """What node `node` needs to reach the other nodes' phones and to take their calls to its own phones
+    (README "Several Asterisk servers"): a PJSIP trunk `ccc-node-<other>` per other node (identified by
+    its address) and the `ccc-from-nodes` context that dials the phone a trunk call names. Returns
+    {"pjsip.conf": ..., "ccc-nodes.conf": ...} (the second goes with the dialplans)."""
+    from controller.nodes import TRUNK_PREFIX
+
+    names = [settings.name for settings in config.asterisk_nodes]
+    if node not in names:
+        raise ValueError(f"no node {node!r} in the configuration (nodes: {', '.join(names)})")
+    sections = [f"; Trunks from node {node} to the other nodes (ccctl asterisk-conf nodes --node {node})."]
+    for other in config.asterisk_nodes:
+        if other.name == node:
+            continue
+        name, host = f"{TRUNK_PREFIX}{other.name}", other.sip_address.rpartition(":")[0] or other.sip_address
+        sections.append(
+            f"[{name}]\ntype = aor\ncontact = sip:{other.sip_address}\nqualify_frequency = 0\n\n"
+            f"[{name}]\ntype = endpoint\ncontext = ccc-from-nodes\ndisallow = all\nallow = ulaw,alaw,gsm\n"
+            f"aors = {name}\ndirect_media = no\nrtp_symmetric = yes\n\n"
+            f"[{name}]\ntype = identify\nendpoint = {name}\nmatch = {host}\n")
+    dialplan = (
+        f"; Calls from the other nodes to a phone on node {node}: the request's user is the phone's endpoint.\n"
+        "[ccc-from-nodes]\n"
+        "exten => _[0-9A-Za-z]!,1,NoOp(call from another node to phone ${EXTEN})\n"
+        " same => n,Dial(PJSIP/${EXTEN},,)\n"
+        " same => n,Hangup()\n")
+    return {"pjsip.conf": "\n".join(sections), "ccc-nodes.conf": dialplan}

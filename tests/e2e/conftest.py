@@ -272,3 +272,7 @@ async def controller(fresh_asterisk: Path, tmp_path: Path,
         process.terminate()
         with contextlib.suppress(OSError):
             print(process.log.read_text()[-4000:])
+
+
+# Two Asterisk nodes (a on 127.0.0.1, b on 127.0.0.2) for tests of several Asterisk servers.
+from tests.e2e.nodes import two_nodes  # noqa: E402,F401

@@ -67,6 +67,8 @@ class SnoopingAri:
     """As Asterisk: POST /snoop answers before the snoop channel is in Stasis, and recording a channel
     that is not in Stasis yet answers 422."""
 
+    node = "default"
+
     def __init__(self) -> None:
         self.snooped: list[str] = []
         self.in_stasis: set[str] = set()

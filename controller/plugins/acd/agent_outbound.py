@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.dialing import number_refusal
 from controller.acd.engine import AcdError
 from controller.ari.errors import AriError
+from controller.config import DEFAULT_NODE
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
@@ -92,10 +93,11 @@ class AgentOutbound:
         agent = self.acd.agent_configs.get(agent_id)
         return (agent.caller_id if agent else "") or self.acd.config.acd.outbound_caller_id or None
 
-    def agent_on_phone(self, endpoint: str) -> str | None:
-        """The agent logged in on this phone, if any."""
+    def agent_on_phone(self, endpoint: str, node: str = DEFAULT_NODE) -> str | None:
+        """The agent logged in on this phone of this Asterisk node, if any."""
+        phone = (node, endpoint)
         return next((agent.id for agent in self.acd.engine.agents()
-                     if agent.endpoint == endpoint and agent.state != "logged_out"), None)
+                     if self.acd.phone_at(agent.endpoint) == phone and agent.state != "logged_out"), None)
 
     def _busy(self, agent_id: str, call_id: str) -> None:
         """The agent is on this outbound call now (AcdError when they cannot place one)."""
@@ -151,7 +153,7 @@ class AgentOutbound:
     async def phone_call(self, session: CallSession) -> None:
         """The call handler for a number dialled on a phone (`CallsService.phone_call_handler`)."""
         number, endpoint = session.did, endpoint_of(session.channel_name)
-        agent_id = self.agent_on_phone(endpoint)
+        agent_id = self.agent_on_phone(endpoint, session.ari.node)
         if session.stasis_args[1:2] == ["unknown"]:  # an internal number the dialplan found no phone for
             await self._refuse(session, "unknown_extension", agent_id, endpoint)
             return

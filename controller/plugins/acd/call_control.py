@@ -23,7 +23,7 @@ from controller.ari.errors import AriError
 from controller.ivr.port import CallerHangup, Language, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.stasis import Answered, CallControl, Monitor, QueueCall
 from controller.plugins.calls.legs import Bridge, Leg, start_snoop
-from controller.plugins.calls.services import CallHandler, Resumption
+from controller.plugins.calls.services import CallHandler, Resumption, stored_node
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingError
 
@@ -616,7 +616,7 @@ class AcdCallControl:
         (the agent alone in the bridge, parties, the supervisor), end the agent's part (ACW, talk time);
         the call's end reason: the caller hung up if the agent's leg was still up, else lost."""
         part = parts["talk"]
-        ari = self.acd.ari
+        ari = self.acd.node_client(stored_node(parts))  # the call's node
         agent_leg = str((part.get("agent_leg") or {}).get("channel_id"))
         agent_was_up = False
         legs = [agent_leg, *(p["channel_id"] for p in part.get("parties") or []),

@@ -30,7 +30,7 @@ from controller.ari.models import Bridge as AriBridge
 from controller.ivr.port import QueueRequest
 from controller.plugins.acd.call_control import adopt_bridge, adopt_leg
 from controller.plugins.acd.stasis import Answered, QueueCall
-from controller.plugins.calls.services import CallHandler, Resumption
+from controller.plugins.calls.services import CallHandler, Resumption, stored_node
 
 if TYPE_CHECKING:
     from controller.plugins.acd.services import AcdService
@@ -129,18 +129,19 @@ class QueueResume:
         saved = parts[QUEUE_PART]
         wait = max(0.0, self.acd.clock.now() - float(saved.get("enqueued_at") or self.acd.clock.now()))
         self.acd.records.resume_visit(call_id, list(saved.get("offers") or []))
-        if await self._still_up(str(parts.get("call", {}).get("channel_id") or "")):
+        if await self._still_up(stored_node(parts), str(parts.get("call", {}).get("channel_id") or "")):
             self.acd.records.left(call_id, "overflowed", wait, None, "fallback")
         else:
             self.acd.records.left(call_id, "abandoned", wait, None)
         self.acd.records.forget(call_id)
         return None  # the call's own end reason is the calls plugin's (lost, or fallback)
 
-    async def _still_up(self, channel_id: str) -> bool:
-        if not channel_id or self.acd.ari is None:
+    async def _still_up(self, node: str, channel_id: str) -> bool:
+        client = self.acd.node_client(node)
+        if not channel_id or client is None:
             return False
         try:
-            await self.acd.ari.channel(channel_id)
+            await client.channel(channel_id)
         except AriError:
             return False  # gone (404), or Asterisk does not answer: the caller is not ours to count
         return True

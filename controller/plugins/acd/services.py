@@ -40,7 +40,7 @@ from controller.acd.model import (
 )
 from controller.ari.client import AriClient
 from controller.clock import Clock
-from controller.config import AcdAgentConfig, AcdQueueConfig, Config
+from controller.config import DEFAULT_NODE, AcdAgentConfig, AcdQueueConfig, Config
 from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.live_config import LiveConfig
@@ -56,6 +56,7 @@ from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
+from controller.plugins.calls.services import stored_node
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingService
 from controller.reports.kpis import Standards
@@ -154,10 +155,17 @@ class AcdService:
         # (to clean up what is left of a call that ended while no process was there).
         self.live: LiveCallState | None = None
         self.ari: AriClient | None = None
+        # Several Asterisk servers: the ARI client of a node by name (set by the application).
+        self.node_client: Callable[[str], AriClient | None] = lambda _node: self.ari
         # What a resumed call does when its talk is over (the caller still here): the IVR may go on with the
         # flow; by default a transfer to a queue is served, anything else ends the call (see below).
         self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
         self._restored_on_calls: dict[str, str] = {}  # agent id -> the call they were restored talking on
+        self._restored_call_nodes: dict[str, str] = {}  # call id -> its node (several Asterisk servers)
+        # Whether a node's calls were reconciled since it connected (set by the application; one node: yes).
+        self.node_readopted: Callable[[str], bool] = lambda _node: True
+        # The node and endpoint of an agent's phone (`b/8002` -> ("b", "8002")); one node: every phone is on it.
+        self.phone_at: Callable[[str], tuple[str, str]] = lambda endpoint: (DEFAULT_NODE, endpoint)
         self._warming: set[asyncio.Task[None]] = set()
         self.callbacks: CallbackService | None = None  # set by CallbackService (README "Callbacks")
 
@@ -272,6 +280,9 @@ class AcdService:
         capability took over (it went to the fallback route, or its caller is gone) ends that call: ACW."""
         restored, self._restored_on_calls = self._restored_on_calls, {}
         for agent_id, call_id in restored.items():
+            if not self.node_readopted(self._restored_call_nodes.get(call_id, DEFAULT_NODE)):
+                self._restored_on_calls[agent_id] = call_id  # its node has not been reconciled yet
+                continue
             if call_id not in self.calls and self.engine.agent(agent_id).current_call == call_id:
                 log.warning("agent %s: call %s was not resumed; the agent's part of it ends", agent_id, call_id)
                 self.records.talk_ended(call_id)
@@ -285,6 +296,7 @@ class AcdService:
         for call_id, parts in (await self.live.load_all()).items():
             talk = parts.get("talk")
             if talk and talk.get("agent_id") and isinstance(talk.get("talk_started"), int | float):
+                self._restored_call_nodes[call_id] = stored_node(parts)
                 on_calls[str(talk["agent_id"])] = OnCall(call_id, talk.get("queue"), float(talk["talk_started"]),
                                                          on_hold=talk.get("held_since") is not None)
         return on_calls

@@ -54,7 +54,7 @@ def references(config: Config) -> list[str]:
     return problems
 
 
-BUILT_IN_CHECKS: tuple[Check, ...] = (duplicate_keys, references)
+BUILT_IN_CHECKS: tuple[Check, ...] = (duplicate_keys, references, Config.phone_node_problems)
 
 
 def problems_of(config: Config, checks: Iterable[Check]) -> list[str]:

@@ -25,7 +25,7 @@ from controller.ari.client import AriClient, new_id
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError, ChannelGone
 from controller.ari.models import Bridge, Channel, ChannelDestroyed, Event, StasisStart
-from controller.config import Config
+from controller.config import DEFAULT_NODE, Config
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
 from controller.plugins.calls.live_state import PARTS, LiveCallState
@@ -87,14 +87,14 @@ class _Originating:
     """An originated channel until it answers (it becomes a call session) or fails (`on_failed`)."""
 
     def __init__(self, calls: CallsService, channel_id: str, call_id: str, did: str, handler: CallHandler,
-                 on_failed: Callable[[int | None], None]) -> None:
+                 on_failed: Callable[[int | None], None], ari: AriClient) -> None:
         self.calls, self.channel_id, self.call_id, self.did = calls, channel_id, call_id, did
-        self.handler, self.on_failed = handler, on_failed
+        self.handler, self.on_failed, self.ari = handler, on_failed, ari
 
     def deliver(self, event: Event) -> None:
         if isinstance(event, StasisStart):
             session = self.calls._new_session(event.channel, did=self.did, direction="outbound",
-                                              call_id=self.call_id)
+                                              call_id=self.call_id, ari=self.ari)
             self.calls.spawn(self.calls._run(session, self.handler))
         elif isinstance(event, ChannelDestroyed):
             self.calls.dispatcher.release(self.channel_id)
@@ -122,7 +122,12 @@ class CallsService:
         publish: Publish,
     ) -> None:
         self.config = config
-        self.ari = ari
+        self.ari = ari  # the first node's client; a call uses its own node's (`session.ari`)
+        # Several Asterisk servers (controller/nodes.py): the client of a node by name, and the client a call
+        # that starts by ringing a dial string is originated on. One node: always `ari`.
+        self.node_client: Callable[[str], AriClient] = lambda _node: self.ari
+        self.client_for_dial: Callable[[str], AriClient] = lambda _dial: self.ari
+        self.node_count = 1
         self.dispatcher = dispatcher
         self.records = records
         self.spawn = spawn
@@ -142,6 +147,8 @@ class CallsService:
         self.closers: dict[str, Closer] = {}
         self.cleanups: list[Cleanup] = []
         self.resumed = 0
+        self.node_names: list[str] = [DEFAULT_NODE]
+        self.readopted_nodes: set[str] = set()  # nodes whose calls were reconciled since they (re)connected
         # Set on a graceful stop: calls are left in Asterisk for the next process (no fallback, no end record).
         self.detaching = False
 
@@ -166,9 +173,10 @@ class CallsService:
     def on_stasis_start(self, event: StasisStart) -> None:
         """A channel we do not own yet entered our application: an inbound call."""
         args = event.args
+        ari = self.node_client(event.node)
         if len(args) >= 2 and args[0] == PHONE_CALL_ARG:
             number = event.channel.dialplan_exten[:MAX_DIALLED]
-            session = self._new_session(event.channel, did=number, direction="outbound")
+            session = self._new_session(event.channel, did=number, direction="outbound", ari=ari)
             session.stasis_args = list(args)
             self.spawn(self._run(session, self.phone_call_handler))
             return
@@ -176,10 +184,10 @@ class CallsService:
             # A leg we originated and gave up on (a ring cancelled as it was answered, an originate
             # that timed out): its StasisStart came after we released it. Not a caller: hang it up.
             log.info("stray %s channel %s entered the application: hanging it up", args[0], event.channel.id)
-            self.spawn(self._hang_up_stray(event.channel.id))
+            self.spawn(self._hang_up_stray(ari, event.channel.id))
             return
         did = args[0] if args else event.channel.dialplan_exten
-        session = self._new_session(event.channel, did=did, direction="inbound")
+        session = self._new_session(event.channel, did=did, direction="inbound", ari=ari)
         for arg in args[1:]:
             if arg.startswith("flow="):
                 session.entry_flow = self._handed_over_flow(event.channel.id, arg.removeprefix("flow="))
@@ -201,9 +209,10 @@ class CallsService:
                     channel_id, flow[:60])
         return None
 
-    async def _hang_up_stray(self, channel_id: str) -> None:
+    @staticmethod
+    async def _hang_up_stray(ari: AriClient, channel_id: str) -> None:
         with contextlib.suppress(AriError):
-            await self.ari.hangup(channel_id)
+            await ari.hangup(channel_id)
 
     async def originate(self, endpoint: str, *, did: str, caller_id: str | None, timeout: float,
                         handler: CallHandler, on_failed: Callable[[int | None], None],
@@ -214,22 +223,24 @@ class CallsService:
         AriError means Asterisk refused to originate (nothing to clean up).
         """
         call_id, channel_id = call_id or uuid.uuid4().hex, new_id("out")
-        self.dispatcher.claim(channel_id, _Originating(self, channel_id, call_id, did, handler, on_failed))
+        ari = self.client_for_dial(endpoint)  # the phone's own node: the call's channel is there
+        self.dispatcher.claim(channel_id, _Originating(self, channel_id, call_id, did, handler, on_failed, ari))
         try:
-            await self.ari.originate(channel_id, endpoint, app=self.config.ari.app, app_args="outbound",
+            await ari.originate(channel_id, endpoint, app=self.config.ari.app, app_args="outbound",
                                      caller_id=caller_id, timeout=max(1, int(timeout)))
         except AriError:
             self.dispatcher.release(channel_id)
             raise
         return call_id
 
-    def _new_session(self, channel: Channel, *, did: str, direction: str, call_id: str | None = None) -> CallSession:
+    def _new_session(self, channel: Channel, *, did: str, direction: str, ari: AriClient,
+                     call_id: str | None = None) -> CallSession:
         session = CallSession(
             call_id=call_id or uuid.uuid4().hex,
             channel=channel,
             did=did,
             direction=direction,
-            ari=self.ari,
+            ari=ari,
             dispatcher=self.dispatcher,
             records=self.records,
             app_name=self.config.ari.app,
@@ -294,8 +305,8 @@ class CallsService:
 
     # -- after (re)connecting ---------------------------------------------------------------------
 
-    async def readopt(self) -> None:
-        """Run each time the event stream connects: reconcile our calls with what Asterisk has.
+    async def readopt(self, node: str = DEFAULT_NODE) -> None:
+        """Run each time a node's event stream connects: reconcile our calls on that node with what it has.
 
         - a call we are handling whose channel is gone hung up while we were disconnected: end it;
         - an outbound call still ringing (click-to-dial) failed if its channel is gone, answered if
@@ -306,25 +317,28 @@ class CallsService:
           channel is still there is resumed (`_resume_stored`); one whose caller is gone is closed;
         - a channel sitting in our application that nobody owns then (no stored picture): a caller goes
           to the fallback route, a leg or snoop is hung up; empty bridges of ours are removed;
-        - a record still open whose channel no longer exists is closed as lost.
+        - a record still open whose channel no longer exists (on any node) is closed as lost.
         """
-        channels = await self.ari.channels()
+        ari = self.node_client(node)
+        channels = await ari.channels()
         existing = {channel.id for channel in channels}
         owned = self.dispatcher.ids_by_owner()
         by_id = {channel.id: channel for channel in channels}
         for owner in owned:
-            if isinstance(owner, _Originating):
+            if isinstance(owner, _Originating) and owner.ari is ari:
                 owner.resync(by_id.get(owner.channel_id))  # click-to-dial: the agent's phone was ringing
         for session in list(self.active.values()):
+            if session.ari is not ari:
+                continue  # another node's call
             if session.channel_id in existing:
                 vanished = frozenset(i for i in owned.get(session, ()) if i not in existing)
                 session.deliver(Resync(type="Resync", timestamp="", application="", raw={}, vanished=vanished))
             else:
                 session.deliver(synthetic(ChannelLost))
-        bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
+        bridges = {bridge.id: bridge for bridge in await ari.bridges()}
         resumed: set[str] = set()
         try:
-            resumed = await self._resume_stored(by_id, bridges)
+            resumed = await self._resume_stored(ari, by_id, bridges)
         except Exception:  # e.g. the store cannot be read: the callers left in Stasis get the fallback below
             log.exception("the stored calls could not be resumed")
         orphans = []
@@ -334,23 +348,40 @@ class CallsService:
                 continue
             # (a resumed caller's task may have ended already: its channel is no orphan)
             if channel.id not in resumed and self.dispatcher.owner_of(channel.id) is None:
-                orphans.append(self._recover(channel, app_and_args[1]))
+                orphans.append(self._recover(ari, channel, app_and_args[1]))
         await asyncio.gather(*orphans)
-        await self._clean_up(by_id, bridges)
+        self.readopted_nodes.add(node)
+        await self._clean_up(ari, by_id, bridges)
+        if self.node_count > 1:
+            everywhere = await self._channels_on_every_node()
+            if everywhere is None:
+                return  # a node does not answer: its calls' records stay open until it is back
+            existing = everywhere
         for row in await self.records.open_calls():
             if row["channel_id"] not in existing and row["call_id"] not in self.active:
                 self.records.ended(row["call_id"], reason="lost")
 
-    async def _resume_stored(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> set[str]:
-        """Take over the stored calls nobody in this process handles (all of them after a start); returns
-        their caller channels."""
+    async def _channels_on_every_node(self) -> set[str] | None:
+        """The channel ids every node has now; None when one of them does not answer."""
+        existing: set[str] = set()
+        for node in self.node_names:
+            try:
+                existing.update(channel.id for channel in await self.node_client(node).channels())
+            except AriError:
+                return None
+        return existing
+
+    async def _resume_stored(self, ari: AriClient, channels: dict[str, Channel],
+                             bridges: dict[str, Bridge]) -> set[str]:
+        """Take over the stored calls of this node nobody in this process handles (all of them after a start);
+        returns their caller channels."""
         if self.live is None:
             return set()
         stored = await self.live.load_all()
         resumes = []
         taken: set[str] = set()
         for call_id, parts in stored.items():
-            if call_id in self.active:
+            if call_id in self.active or self.node_client(stored_node(parts)) is not ari:
                 continue
             call = parts.get("call")
             channel = channels.get(str(call.get("channel_id"))) if call else None
@@ -362,13 +393,14 @@ class CallsService:
                 resumes.append(self._close_stored(call_id, parts, "fallback"))
             else:
                 taken.add(channel.id)
-                resumes.append(self._resume_call(call_id, parts, call, channel, channels, bridges))
+                resumes.append(self._resume_call(ari, call_id, parts, call, channel, channels, bridges))
         await asyncio.gather(*resumes)
         return taken
 
-    async def _resume_call(self, call_id: str, parts: dict[str, dict[str, Any]], call: dict[str, Any],
-                           channel: Channel, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
-        session = self._resumed_session(call_id, call, channel)
+    async def _resume_call(self, ari: AriClient, call_id: str, parts: dict[str, dict[str, Any]],
+                           call: dict[str, Any], channel: Channel, channels: dict[str, Channel],
+                           bridges: dict[str, Bridge]) -> None:
+        session = self._resumed_session(ari, call_id, call, channel)
         resumption = Resumption(session, parts, channels, bridges)
         handler: CallHandler | None = None
         for part in PARTS[1:]:
@@ -390,21 +422,21 @@ class CallsService:
             if session.direction == "outbound":
                 # An agent's own call (its channel is the agent's phone): no fallback route for it.
                 log.warning("outbound call %s cannot be resumed (%s): hanging it up", call_id, reason)
-                handler = self._hang_up_handler(call_bridges)
+                handler = self._hang_up_handler(ari, call_bridges)
             else:
                 log.warning("call %s cannot be resumed (%s): sending it to the fallback route", call_id, reason)
-                handler = self._fallback_handler("resume-failed", call_bridges)
+                handler = self._fallback_handler(ari, "resume-failed", call_bridges)
         else:
             self.resumed += 1
             session.records.event(call_id, "resumed_by_new_process", parts=sorted(parts))
             log.info("call %s resumed (%s)", call_id, ", ".join(sorted(parts)))
         self.spawn(self._run(session, handler))
 
-    def _resumed_session(self, call_id: str, call: dict[str, Any], channel: Channel) -> CallSession:
+    def _resumed_session(self, ari: AriClient, call_id: str, call: dict[str, Any], channel: Channel) -> CallSession:
         """The session of a stored call, as it was: same call id, caller channel claimed (no new record)."""
         session = CallSession(
             call_id=call_id, channel=channel, did=str(call.get("did", "")),
-            direction=str(call.get("direction", "inbound")), ari=self.ari, dispatcher=self.dispatcher,
+            direction=str(call.get("direction", "inbound")), ari=ari, dispatcher=self.dispatcher,
             records=self.records, app_name=self.config.ari.app,
             fallback_context=self.config.asterisk.fallback_context)
         session.answered = bool(call.get("answered"))
@@ -418,28 +450,29 @@ class CallsService:
         session.persist = lambda: self.save_call(session)
         return session
 
-    def _fallback_handler(self, why: str, bridge_ids: list[str]) -> CallHandler:
+    def _fallback_handler(self, ari: AriClient, why: str, bridge_ids: list[str]) -> CallHandler:
         """Send the caller to the fallback route, then remove the call's bridges (named after the call)."""
         async def fallback(session: CallSession) -> None:
             try:
                 await session.to_fallback(why)
             finally:
-                await self._destroy_bridges(bridge_ids)
+                await self._destroy_bridges(ari, bridge_ids)
         return fallback
 
-    def _hang_up_handler(self, bridge_ids: list[str]) -> CallHandler:
+    def _hang_up_handler(self, ari: AriClient, bridge_ids: list[str]) -> CallHandler:
         async def hang_up(session: CallSession) -> None:
             session.end_reason = "lost"
             try:
                 await session.hangup()
             finally:
-                await self._destroy_bridges(bridge_ids)
+                await self._destroy_bridges(ari, bridge_ids)
         return hang_up
 
-    async def _destroy_bridges(self, bridge_ids: list[str]) -> None:
+    @staticmethod
+    async def _destroy_bridges(ari: AriClient, bridge_ids: list[str]) -> None:
         for bridge_id in bridge_ids:
             with contextlib.suppress(AriError):
-                await self.ari.destroy_bridge(bridge_id)
+                await ari.destroy_bridge(bridge_id)
 
     async def _close_stored(self, call_id: str, parts: dict[str, dict[str, Any]], known: str | None = None) -> None:
         """A stored call whose caller is gone (hung up while no process was there) or was sent to the fallback
@@ -460,15 +493,15 @@ class CallsService:
             self.live.drop(call_id)
         self.publish("call.ended", call_id=call_id, reason=reason, cause=None, cause_txt=None, duration=None)
 
-    async def _clean_up(self, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
+    async def _clean_up(self, ari: AriClient, channels: dict[str, Channel], bridges: dict[str, Bridge]) -> None:
         """What belongs to no live call: empty bridges of ours nobody claimed, then the plugins' hooks."""
         with contextlib.suppress(AriError):  # again: callers sent to the fallback route meanwhile left theirs
-            bridges = {bridge.id: bridge for bridge in await self.ari.bridges()}
+            bridges = {bridge.id: bridge for bridge in await ari.bridges()}
         for bridge in bridges.values():
             if bridge.id.startswith(OWN_BRIDGE_PREFIX) and not bridge.channels \
                     and self.dispatcher.owner_of(bridge.id) is None:
                 with contextlib.suppress(AriError):
-                    await self.ari.destroy_bridge(bridge.id)
+                    await ari.destroy_bridge(bridge.id)
                     log.info("removed empty bridge %s left by a previous process", bridge.id)
         for cleanup in self.cleanups:
             try:
@@ -476,14 +509,14 @@ class CallsService:
             except Exception:
                 log.exception("a clean-up after the resume failed")
 
-    async def _recover(self, channel: Channel, args: list[str]) -> None:
+    async def _recover(self, ari: AriClient, channel: Channel, args: list[str]) -> None:
         self.recovered += 1
         record = await self.records.by_channel(channel.id)
         did = args[0] if args else channel.dialplan_exten
         if not did.isdigit():
             # Not a caller (an agent leg or helper channel of the previous process): clean it up.
             with contextlib.suppress(ChannelGone):
-                await self.ari.hangup(channel.id)
+                await ari.hangup(channel.id)
             return
         call_id = record["call_id"] if record else uuid.uuid4().hex
         if record is None:
@@ -494,8 +527,8 @@ class CallsService:
         # channel has finished, so these may take as long as that prompt: wait for them.
         for attempt in range(1, RECOVERY_ATTEMPTS + 1):
             try:
-                await self.ari.set_var(channel.id, "CCC_FALLBACK", "recovered", timeout=RECOVERY_TIMEOUT)
-                await self.ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
+                await ari.set_var(channel.id, "CCC_FALLBACK", "recovered", timeout=RECOVERY_TIMEOUT)
+                await ari.continue_in_dialplan(channel.id, context=self.config.asterisk.fallback_context,
                                                     extension=did, priority=1, timeout=RECOVERY_TIMEOUT)
                 self.records.ended(call_id, reason="fallback")
                 return
@@ -509,7 +542,7 @@ class CallsService:
         # Never leave the caller in silence in an application that cannot serve them.
         log.error("call %s could not be sent to the fallback route: hanging it up", call_id)
         with contextlib.suppress(AriError):
-            await self.ari.hangup(channel.id)
+            await ari.hangup(channel.id)
         self.records.ended(call_id, reason="lost")
 
     # -- status -----------------------------------------------------------------------------------
@@ -517,13 +550,30 @@ class CallsService:
     def counts_by_state(self) -> dict[str, int]:
         return dict(Counter(session.state for session in self.active.values()))
 
+    def node_lost(self, node: str) -> None:
+        """Node `node` is down: its calls are gone with it (ended as `node_down`; other nodes' calls go on)."""
+        for session in list(self.active.values()):
+            if session.ari.node == node and not session.caller_gone:
+                session.end_reason = "node_down"
+                session.deliver(synthetic(ChannelLost))
+        self.readopted_nodes.discard(node)
+
+    def counts_by_node(self) -> dict[str, int]:
+        return dict(Counter(session.ari.node for session in self.active.values()))
+
     def detach(self) -> None:
         """On a graceful stop: leave every call in Asterisk as it is, for the next process to resume."""
         self.detaching = True
 
 
+def stored_node(parts: dict[str, dict[str, Any]]) -> str:
+    """The node a stored call is on (pictures written before nodes existed: the first node)."""
+    return str(parts.get("call", {}).get("node") or DEFAULT_NODE)
+
+
 def call_part(session: CallSession) -> dict[str, Any]:
     """The "call" part of the live-call picture."""
-    return {"channel_id": session.channel_id, "direction": session.direction, "did": session.did,
+    return {"channel_id": session.channel_id, "node": session.ari.node, "direction": session.direction,
+            "did": session.did,
             "started_at": time.time() - session.age(), "answered": session.answered, "phase": session.state,
             "data": session.data, "recording_policy": session.recording_policy}

@@ -28,6 +28,19 @@ class LiveCollector(Collector):
             yield from source()
 
 
+def node_metrics(app: Any) -> Iterable[Any]:
+    """Per Asterisk node (README "Several Asterisk servers"): up, calls, times it went down."""
+    up = GaugeMetricFamily("ccc_node_up", "1 while the node's ARI event stream is connected", labels=["node"])
+    down = CounterMetricFamily("ccc_node_down", "Times the node was declared down", labels=["node"])
+    calls = GaugeMetricFamily("ccc_node_calls", "Calls under the controller's control on the node", labels=["node"])
+    by_node = app.calls.counts_by_node()
+    for node in app.nodes:
+        up.add_metric([node.name], 1 if node.connected else 0)
+        down.add_metric([node.name], node.times_down)
+        calls.add_metric([node.name], by_node.get(node.name, 0))
+    yield from (up, down, calls)
+
+
 def controller_metrics(app: Any) -> MetricSource:
     """Metrics of the core: calls, the ARI event stream, the store, webhooks."""
 
@@ -46,6 +59,7 @@ def controller_metrics(app: Any) -> MetricSource:
                                 value=app.stream.last_lag or 0.0)
         yield CounterMetricFamily("ccc_ari_connections", "Times the event stream (re)connected",
                                   value=app.stream.connections)
+        yield from node_metrics(app)
         yield GaugeMetricFamily("ccc_webhook_backlog", "Events not yet delivered to webhooks",
                                 value=app.webhooks.backlog())
         yield CounterMetricFamily("ccc_webhook_failures", "Failed webhook delivery attempts",

@@ -27,10 +27,10 @@ from typing import Any
 
 from controller.ari.client import AriClient, new_id
 from controller.ari.errors import AriError
-from controller.config import Config
+from controller.config import DEFAULT_NODE, Config
 from controller.plugins.calls.legs import start_snoop
 from controller.plugins.calls.live_state import LiveCallState
-from controller.plugins.calls.services import CallHandler, Resumption
+from controller.plugins.calls.services import CallHandler, Resumption, stored_node
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.state_persistor import RecordingIndex
 
@@ -72,6 +72,7 @@ class LiveCallRecording:
     agents: list[str] = field(default_factory=list)
     pauses: list[list[float | None]] = field(default_factory=list)  # [start, end] seconds into the file
     queue: str | None = None
+    node: str = DEFAULT_NODE  # the Asterisk server the call and its snoop are on
 
     @property
     def paused(self) -> bool:
@@ -85,6 +86,7 @@ class RecordingService:
     def __init__(self, *, config: Config, ari: AriClient, index: RecordingIndex, publish: Publish) -> None:
         self.config = config
         self.ari = ari
+        self.node_client: Callable[[str], AriClient] = lambda _node: self.ari  # several nodes: set by the app
         self.index = index
         self.publish = publish
         self.live: dict[str, LiveCallRecording] = {}  # call id -> its recording
@@ -117,15 +119,15 @@ class RecordingService:
         session.dispatcher.claim(name, session)
         try:
             await start_snoop(session, session.channel_id, snoop_id, spy="both", app=self.config.ari.app)
-            await self.ari.record(snoop_id, name, fmt="wav", if_exists="overwrite")
+            await session.ari.record(snoop_id, name, fmt="wav", if_exists="overwrite")
         except AriError as exc:
             session.dispatcher.release(snoop_id)
             session.dispatcher.release(name)
             with contextlib.suppress(AriError):
-                await self.ari.hangup(snoop_id)
+                await session.ari.hangup(snoop_id)
             raise RecordingError(f"cannot record the call: {exc.message}") from exc
         recording = LiveCallRecording(name, session.call_id, snoop_id, time.monotonic(),
-                                      [agent_id] if agent_id else [], queue=queue)
+                                      [agent_id] if agent_id else [], queue=queue, node=session.ari.node)
         self.live[session.call_id] = recording
         self._save(recording)
         self.index.started(name=name, call_id=session.call_id, caller=session.caller, queue=queue,
@@ -146,7 +148,7 @@ class RecordingService:
         recording = self._live(call_id)
         if recording.paused:
             raise RecordingError("the recording is already paused")
-        await self.ari.request("recordings.mute", {"recordingName": recording.name})
+        await self.node_client(recording.node).request("recordings.mute", {"recordingName": recording.name})
         recording.pauses.append([recording.offset(), None])
         self.index.pauses(recording.name, recording.pauses)
         self._save(recording)
@@ -157,7 +159,7 @@ class RecordingService:
         recording = self._live(call_id)
         if not recording.paused:
             raise RecordingError("the recording is not paused")
-        await self.ari.request("recordings.unmute", {"recordingName": recording.name})
+        await self.node_client(recording.node).request("recordings.unmute", {"recordingName": recording.name})
         recording.pauses[-1][1] = recording.offset()
         self.index.pauses(recording.name, recording.pauses)
         self._save(recording)
@@ -173,9 +175,9 @@ class RecordingService:
         if recording.paused:
             recording.pauses[-1][1] = round(duration, 3)
         with contextlib.suppress(AriError):  # gone already when the caller hung up: the file is complete
-            await self.ari.stop_recording(recording.name)
+            await self.node_client(recording.node).stop_recording(recording.name)
         with contextlib.suppress(AriError):
-            await self.ari.hangup(recording.snoop_id)
+            await self.node_client(recording.node).hangup(recording.snoop_id)
         await self._restrict(self.file_of(recording.name))
         self.index.finished(recording.name, duration=duration, pauses=recording.pauses)
         if self.picture is not None:
@@ -202,7 +204,8 @@ class RecordingService:
         session.dispatcher.claim(name, session)
         recording = LiveCallRecording(name, session.call_id, snoop_id,
                                       time.monotonic() - max(0.0, time.time() - started_at),
-                                      list(part.get("agents") or []), pauses, queue=part.get("queue"))
+                                      list(part.get("agents") or []), pauses, queue=part.get("queue"),
+                                      node=session.ari.node)
         self.live[session.call_id] = recording
         session.on_finish.append(lambda: self.stop(session.call_id))
         log.info("call %s: recording %s goes on", session.call_id, name)
@@ -214,7 +217,7 @@ class RecordingService:
         snoop_id = part.get("snoop_id")
         if snoop_id:
             with contextlib.suppress(AriError):
-                await self.ari.hangup(str(snoop_id))
+                await self.node_client(stored_node(parts)).hangup(str(snoop_id))
         await self._finish_unattended(str(part.get("name")), float(part.get("started_at") or time.time()),
                                       [list(pause) for pause in part.get("pauses") or []])
         return None
