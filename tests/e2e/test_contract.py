@@ -74,6 +74,10 @@ ACCESS: dict[str, str] = {
     "GET /api/inbox/report": STAFF,
     "GET /api/inbox/{item_id}": ALL,
     "GET /api/inbox/{item_id}/audio": ALL,
+    "GET /api/inbox/{item_id}/document": ALL,
+    # faxes sent from the API (an agent sees its own)
+    "POST /api/faxes": ALL,
+    "GET /api/faxes/{fax_id}": ALL,
     "POST /api/inbox/{item_id}/assign": ALL,
     "POST /api/inbox/{item_id}/callback": ALL,
     "POST /api/inbox/{item_id}/done": ALL,
