@@ -41,6 +41,8 @@ async def pdf_to_fax_tiff(pdf: Path, tiff: Path, timeout: float, *, last_page: i
     await _run(["gs", "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-sDEVICE=tiffg3", "-r204x196", "-sPAPERSIZE=a4",
                 "-dFIXEDMEDIA", "-dPDFFitPage", f"-dLastPage={last_page}", f"-sOutputFile={partial}", str(pdf)],
                timeout)
+    if not partial.is_file():
+        raise ConversionError("gs made no pages of it")
     partial.replace(tiff)
 
 
