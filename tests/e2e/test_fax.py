@@ -24,12 +24,13 @@ import yaml
 
 from tests.e2e.conftest import REPO, ControllerProcess, demo_config
 from tests.e2e.test_guard import wait_for
+from tests.e2e.test_inbox import agent_token
 
 pytestmark = pytest.mark.e2e
 FAX_DID = "4008007001"
 REFUSING_DID = "4008007002"  # its flow hangs up at once: a fax to it fails
 SENDER_ID = "4008001234"
-AGENT_1001, AGENT_1004 = "demo-agent-1001-token", "demo-agent-1004-token"
+AGENT_1001 = "demo-agent-1001-token"
 FLOWS = {
     "faxin": f"""
 flow: faxin
@@ -117,6 +118,7 @@ async def sent_outcome(process: ControllerProcess, fax_id: str, token: str) -> d
 
 async def test_a_fax_sent_from_the_api_arrives_as_a_pdf_in_the_queues_inbox_and_is_recorded_as_sent(
         shared: ControllerProcess, tmp_path: Path) -> None:
+    orders_agent = await agent_token(shared, "1004")
     document = base64.b64encode(pdf_of_pages(tmp_path, 2)).decode()
     status, fax = await shared.api("POST", "/api/faxes", token=AGENT_1001,
                                    json={"number": FAX_DID, "document": document})
@@ -127,7 +129,7 @@ async def test_a_fax_sent_from_the_api_arrives_as_a_pdf_in_the_queues_inbox_and_
     assert (outcome["status"], outcome["fax_status"], outcome["pages_sent"], outcome["error"]) == (
         "sent", "SUCCESS", 2, None)
     assert [e["data"] for e in events(shared, "fax.sent")] == [{"fax_id": fax["id"], "pages": 2}]
-    status, _ = await shared.api("GET", f"/api/faxes/{fax['id']}", token=AGENT_1004)
+    status, _ = await shared.api("GET", f"/api/faxes/{fax['id']}", token=orders_agent)
     assert status == 404  # another agent's fax
 
     async def inbox_fax() -> dict[str, Any] | None:
@@ -137,20 +139,22 @@ async def test_a_fax_sent_from_the_api_arrives_as_a_pdf_in_the_queues_inbox_and_
     item = await wait_for("the fax in agent 1001's inbox", inbox_fax, timeout=30)
     assert (item["queue"], item["caller"], item["did"], item["status"]) == ("general", SENDER_ID, FAX_DID, "new")
     assert item["call_id"] and item["data"]["flow"] == "faxin" and item["data"]["pages"] == 2
-    status, body = await shared.api("GET", "/api/inbox", token=AGENT_1004)
+    status, body = await shared.api("GET", "/api/inbox", token=orders_agent)
     assert status == 200 and body["items"] == []  # not another queue's agent
 
     status, pdf, content_type = await fetch(shared, f"/api/inbox/{item['id']}/document", AGENT_1001)
     assert status == 200 and content_type == "application/pdf" and pdf.startswith(b"%PDF-")
     assert pdf_pages(pdf, tmp_path) == 2
     assert (await fetch(shared, f"/api/inbox/{item['id']}/document", None))[0] == 401
-    assert (await fetch(shared, f"/api/inbox/{item['id']}/document", AGENT_1004))[0] == 404
+    assert (await fetch(shared, f"/api/inbox/{item['id']}/document", orders_agent))[0] == 404
     assert (await fetch(shared, f"/api/inbox/{item['id']}/audio", AGENT_1001))[0] == 404  # a fax has no audio
     new = events(shared, "fax.new")
     assert [(e["queue"], e["call_id"], e["data"]) for e in new] == [
         ("general", item["call_id"], {"item_id": item["id"], "pages": 2})]
     assert SENDER_ID not in json.dumps(new)
-    assert not list(SPOOL.glob("*/*.t*"))  # the spool files are removed once imported
+    received_id = item["source"].removeprefix("fax:")
+    assert item["source"] == f"fax:{received_id}" and len(received_id) == 32
+    assert not list(SPOOL.glob(f"in/{received_id}.*")) and not list(SPOOL.glob(f"out/{fax['id']}.*"))  # removed
 
 
 async def test_a_fax_the_far_end_hangs_up_on_is_recorded_as_failed(shared: ControllerProcess, tmp_path: Path) -> None:

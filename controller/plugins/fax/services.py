@@ -1,8 +1,9 @@
 """Faxes as work (README "Fax"): received faxes become inbox items (PDF), faxes are sent from the API.
 
-Receiving: a flow's `fax` node hands the call to the dialplan (ccc-fax-receive: ReceiveFAX into the spool's in/);
-its h extension writes <id>.txt with the outcome. The poller converts each finished TIFF to a PDF in the data
-directory, adds the inbox item (source fax:<id>, imported once) and removes the spool files.
+Receiving: a flow's `fax` node hands the call to the dialplan (ccc-fax-receive: ReceiveFAX into the spool's
+in/<id>.tif). That channel was in Stasis, and Asterisk then refuses FILE() writes on it, so the dialplan cannot
+write an outcome: once the call's channel is gone, the poller counts the TIFF's pages, converts it to a PDF in
+the data directory, adds the inbox item (source fax:<id>, imported once) and removes the spool file.
 Sending: the PDF is converted to TIFF-F into the spool's out/, then a call is originated through the trunk into
 ccc-fax-send (SendFAX); the poller reads out/<id>.txt, or finds the call gone without one (not answered).
 Everything is in files and rows, so a fax that ends while the controller is down is picked up when it is back.
@@ -45,8 +46,8 @@ class FaxError(Exception):
 
 
 def read_outcome(text: str) -> dict[str, str] | None:
-    """The dialplan's outcome file (key=value lines), or None while it is not complete (no end=1)."""
-    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    """The dialplan's outcome file (key=value|key=value…), or None while it is not complete (no end=1)."""
+    fields = dict(part.split("=", 1) for part in re.split(r"[|\n]", text.strip()) if "=" in part)
     return fields if fields.get("end") == "1" else None
 
 
@@ -125,46 +126,44 @@ class FaxService:
     # -- receiving --------------------------------------------------------------------------------
 
     async def import_received(self) -> int:
-        names = await asyncio.to_thread(lambda: sorted(p.stem for p in (self.spool / "in").glob("*.txt")))
+        names = await asyncio.to_thread(lambda: sorted(p.stem for p in (self.spool / "in").glob("*.tif")))
         added = 0
         for fax_id in names:
             if not FAX_ID.fullmatch(fax_id):
                 continue
-            outcome = await self._outcome("in", fax_id)
-            if outcome is None:
-                continue
+            call = await self.records.received_call(fax_id)
+            if call is None or not await self._call_gone(fax_id, call["channel_id"]):
+                continue  # not yet on the record (the store is written behind), or still receiving
             try:
-                added += await self._import_received(fax_id, outcome)
+                added += await self._import_received(fax_id, call)
             except (OSError, ConversionError) as exc:
                 log.error("fax: cannot import received fax %s (%s); retrying", fax_id, exc)
         return added
 
-    async def _import_received(self, fax_id: str, outcome: dict[str, str]) -> int:
+    async def _import_received(self, fax_id: str, call: dict[str, Any]) -> int:
         tiff = self.spool / "in" / f"{fax_id}.tif"
-        pages = int(outcome.get("pages") or 0)
-        if pages == 0 or not await asyncio.to_thread(tiff.is_file):
-            log.warning("fax: received fax %s has no pages (status %s, %s)", fax_id, outcome.get("status"),
-                        outcome.get("error") or "no error given")
+        pages = tiff_pages(await asyncio.to_thread(tiff.read_bytes))
+        if pages == 0:
+            log.warning("fax: received fax %s has no pages (the sender gave up?)", fax_id)
+            self._gone_since.pop(fax_id, None)
             await asyncio.to_thread(self._remove, "in", fax_id)
             return 0
         pdf = self.inbox.files_dir / f"fax-{fax_id}.pdf"
         await asyncio.to_thread(pdf.parent.mkdir, parents=True, exist_ok=True)
         await tiff_to_pdf(tiff, pdf, self.settings.convert_timeout_seconds)
-        call = await self.records.received_call(fax_id) or {}
-        payload = call.get("payload", {})
-        queue = payload.get("queue") or call.get("last_queue") or self.inbox.settings.default_queue or None
+        payload = call["payload"]
+        queue = payload.get("queue") or call["last_queue"] or self.inbox.settings.default_queue or None
         item: dict[str, Any] = {
-                "id": uuid.uuid4().hex, "kind": "fax", "source": f"fax:{fax_id}", "call_id": call.get("call_id"),
-                "caller": call.get("caller") or "", "did": call.get("did") or "", "queue": queue, "agent_id": None,
-                "created_at": call.get("created_at") or self._now(), "duration": None, "file": str(pdf),
-                "data": {"flow": payload.get("flow"), "ivr": call.get("call_data", {}), "pages": pages,
-                         "fax_status": outcome.get("status"), "error": outcome.get("error") or None,
-                         "remote_station": outcome.get("remote_station") or None}}
+                "id": uuid.uuid4().hex, "kind": "fax", "source": f"fax:{fax_id}", "call_id": call["call_id"],
+                "caller": call["caller"] or "", "did": call["did"] or "", "queue": queue, "agent_id": None,
+                "created_at": call["created_at"], "duration": None, "file": str(pdf),
+                "data": {"flow": payload.get("flow"), "ivr": call["call_data"], "pages": pages}}
         added = await self.inbox.records.add_item(item)
         if added:
             log.info("fax: received %d pages from %s for %s", pages, mask_number(item["caller"]),
                      queue or "supervisors")
             self.notify.received(item, pages)
+        self._gone_since.pop(fax_id, None)
         await asyncio.to_thread(self._remove, "in", fax_id)
         return int(added)
 
@@ -225,14 +224,15 @@ class FaxService:
                 with contextlib.suppress(AriError):
                     await self._ari.hangup(self.channel_id(fax["id"]))
                 await self._finish(fax, {"status": "FAILED", "error": "timed out"})
-            elif await self._call_gone(fax["id"]):
+            elif await self._call_gone(fax["id"], self.channel_id(fax["id"])):
                 # Gone, and still no outcome: read once more (the h extension may have just written it).
                 await self._finish(fax, await self._outcome("out", fax["id"])
                                    or {"status": "FAILED", "error": "the call was not answered"})
 
-    async def _call_gone(self, fax_id: str) -> bool:
+    async def _call_gone(self, fax_id: str, channel_id: str) -> bool:
+        """True once the fax's channel has been gone for GONE_GRACE_SECONDS (its files are complete)."""
         try:
-            await self._ari.channel(self.channel_id(fax_id))
+            await self._ari.channel(channel_id)
         except ChannelGone:
             first = self._gone_since.setdefault(fax_id, self._now())
             return self._now() - first >= GONE_GRACE_SECONDS
