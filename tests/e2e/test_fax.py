@@ -157,6 +157,30 @@ async def test_a_fax_sent_from_the_api_arrives_as_a_pdf_in_the_queues_inbox_and_
     assert not list(SPOOL.glob(f"in/{received_id}.*")) and not list(SPOOL.glob(f"out/{fax['id']}.*"))  # removed
 
 
+async def test_the_toolbar_shows_the_received_fax_with_a_link_to_its_pdf(shared: ControllerProcess) -> None:
+    """Headless Chromium: agent 1001 signs in on the toolbar (zh), finds the fax (pages, no audio player) and its
+    link serves the PDF with the session cookie; then in English."""
+    from tests.browser import Browser
+
+    status, body = await shared.api("GET", "/api/inbox?status=open", token=AGENT_1001)
+    faxes = [item for item in body["items"] if item["kind"] == "fax"]
+    assert status == 200 and faxes, "run after the sending test: it leaves a received fax"
+    row = f'#inbox li[data-item="{faxes[0]["id"]}"]'
+    async with Browser() as browser:
+        for language, words in (("zh", "传真 2 页"), ("en", "Fax, 2 pages")):
+            toolbar = await browser.open(f"{shared.url}/toolbar?agent=1001&lang={language}")
+            await toolbar.fill("#password", "demo-1001-pass")
+            await toolbar.click("#login")
+            await toolbar.wait_for(f"document.querySelector('{row}') !== null")
+            assert words in await toolbar.text(row)
+            assert await toolbar.evaluate(f"document.querySelector('{row} audio') === null")
+            fetched = await toolbar.evaluate(
+                f"fetch(document.querySelector('{row} a.document').href).then(async r => [r.status,"
+                " r.headers.get('content-type'), (await r.text()).slice(0, 5)])")
+            assert fetched == [200, "application/pdf", "%PDF-"]
+            assert await toolbar.text("#error") == ""
+
+
 async def test_a_fax_the_far_end_hangs_up_on_is_recorded_as_failed(shared: ControllerProcess, tmp_path: Path) -> None:
     document = base64.b64encode(pdf_of_pages(tmp_path, 1)).decode()
     status, fax = await shared.api("POST", "/api/faxes", json={"number": REFUSING_DID, "document": document})
