@@ -145,7 +145,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
-              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32}
+              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "fax_id": "0" * 32}
 
 
 def concrete(template: str) -> str:
