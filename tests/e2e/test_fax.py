@@ -23,6 +23,7 @@ import sandbox
 import yaml
 
 from tests.e2e.conftest import REPO, ControllerProcess, demo_config
+from tests.e2e.test_cli import ccctl
 from tests.e2e.test_guard import wait_for
 from tests.e2e.test_inbox import agent_token
 
@@ -182,18 +183,23 @@ async def test_the_toolbar_shows_the_received_fax_with_a_link_to_its_pdf(shared:
 
 
 async def test_a_fax_the_far_end_hangs_up_on_is_recorded_as_failed(shared: ControllerProcess, tmp_path: Path) -> None:
-    document = base64.b64encode(pdf_of_pages(tmp_path, 1)).decode()
-    status, fax = await shared.api("POST", "/api/faxes", json={"number": REFUSING_DID, "document": document})
-    assert status == 202, fax
-    outcome = await sent_outcome(shared, fax["id"], "demo-supervisor-token")
-    assert outcome["status"] == "failed" and outcome["error"], outcome
-    assert [e["data"]["fax_id"] for e in events(shared, "fax.failed")] == [fax["id"]]
+    """Sent with `ccctl fax send --wait`: it waits for the outcome and exits 1 on failure."""
+    pdf_of_pages(tmp_path, 1)
+    sent = await asyncio.to_thread(ccctl, "fax", "send", str(tmp_path / "test-1.pdf"), REFUSING_DID, "--wait", "50",
+                                   "--json", url=shared.url)
+    assert sent.returncode == 1, sent.stdout + sent.stderr
+    outcome = json.loads(sent.stdout)
+    assert outcome["status"] == "failed" and outcome["error"] and outcome["number"] == REFUSING_DID, outcome
+    assert [e["data"]["fax_id"] for e in events(shared, "fax.failed")] == [outcome["id"]]
+    shown = await asyncio.to_thread(ccctl, "fax", "status", outcome["id"], url=shared.url)
+    assert shown.returncode == 0 and f"fax {outcome['id']}  to {REFUSING_DID}  1 pages  failed" in shown.stdout
 
 
 async def test_bad_faxes_are_refused_and_change_nothing(shared: ControllerProcess, tmp_path: Path) -> None:
     pdf = base64.b64encode(pdf_of_pages(tmp_path, 1)).decode()
     with sqlite3.connect(shared.db) as db:
         before = db.execute("SELECT COUNT(*) FROM faxes").fetchone()[0]
+    spool_before = set((SPOOL / "out").glob("*"))
     refused = [
         ({"number": "0085212345678", "document": pdf}, 403),  # international: the dialing policy denies it
         ({"number": FAX_DID, "document": base64.b64encode(b"GIF89a not a pdf at all").decode()}, 422),
@@ -206,7 +212,7 @@ async def test_bad_faxes_are_refused_and_change_nothing(shared: ControllerProces
         assert status == expected, answer
     with sqlite3.connect(shared.db) as db:
         assert db.execute("SELECT COUNT(*) FROM faxes").fetchone()[0] == before
-    assert not list((SPOOL / "out").glob("*"))
+    assert set((SPOOL / "out").glob("*")) == spool_before  # no PDF or TIFF left behind
     status, fax = await shared.api("POST", "/api/faxes", json={"number": REFUSING_DID, "document": pdf})
     assert status == 202, fax  # the same PDF to an allowed number is taken
     await sent_outcome(shared, fax["id"], "demo-supervisor-token")
