@@ -56,9 +56,9 @@ def tiff_pages(data: bytes) -> int:
     while offset and offset + 2 <= len(data) and offset not in seen:
         seen.add(offset)
         (entries,) = struct.unpack_from(order + "H", data, offset)
-        pages += 1
         following = offset + 2 + entries * 12
         if following + 4 > len(data):
-            break
+            break  # a directory cut short (a fax that broke off): not a page
+        pages += 1
         (offset,) = struct.unpack_from(order + "I", data, following)
     return pages
