@@ -7,7 +7,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
-                fonts-wqy-microhei baresip openssl postgresql nodejs npm
+                fonts-wqy-microhei baresip openssl postgresql nodejs npm \
+                libtiff-tools ghostscript poppler-utils
 STAMP := $(VENV)/.installed
 
 DESK_JS := controller/plugins/desk/static/vendor/jssip.min.js

@@ -66,6 +66,9 @@ from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
+from controller.plugins.fax import resources as fax_resources
+from controller.plugins.fax.services import FaxService
+from controller.plugins.fax.state_persistor import FaxRecords
 from controller.plugins.inbox import resources as inbox_resources
 from controller.plugins.inbox.services import InboxError, InboxService
 from controller.plugins.inbox.state_persistor import InboxRecords
@@ -172,6 +175,10 @@ class Controller:
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
         self.inbox = self._inbox()
+        self.faxes = FaxService(settings=lambda: self.live.current.fax, inbox=self.inbox,
+                                records=FaxRecords(self.store), ari=self.ari,
+                                trunk_dial=lambda: self.live.current.asterisk.trunk_dial,
+                                now=self.clock.now, publish=self.events.publish)
         # After the configuration file and the flows, on each reload (SIGHUP, POST /api/config/reload).
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self._reload_tls]
         self.reloader = ConfigReloader(config.source, self.live)
@@ -435,6 +442,7 @@ class Controller:
             *inbox_resources.routes(self.inbox, agent_queues=self._agent_queues,
                                     queue_exists=lambda name: name in self.acd.queue_configs,
                                     call_exists=self.inbox.records.call_exists),
+            *fax_resources.routes(self.faxes, dialing=lambda: self.live.current.dialing),
         ]
 
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
@@ -512,6 +520,7 @@ class Controller:
                 idle_sessions = tasks.create_task(self.access.run())
                 inbox = tasks.create_task(self.inbox.run())
                 dialer = tasks.create_task(self.campaigns.run())
+                faxes = tasks.create_task(self.faxes.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -529,6 +538,7 @@ class Controller:
                 idle_sessions.cancel()
                 inbox.cancel()
                 dialer.cancel()
+                faxes.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

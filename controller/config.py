@@ -598,6 +598,25 @@ class SoftphoneSettings:
 
 
 @dataclass(frozen=True)
+class FaxSettings:
+    """Faxes as work: received by a flow's `fax` node into a queue's inbox, sent from the API (README "Fax")."""
+
+    # Asterisk's fax spool as the controller sees it; the dialplan (dialplans/ccc-fax.conf) uses
+    # /var/spool/asterisk/ccc-fax inside Asterisk: in/ (ReceiveFAX's TIFFs) and out/ (SendFAX's TIFF-F).
+    spool_dir: str = "/var/spool/asterisk/ccc-fax"
+    max_document_bytes: int = 512 * 1024  # an uploaded PDF (sent base64 in JSON: the API takes 1 MiB requests)
+    max_pages: int = 30  # a PDF to send with more pages is refused
+    convert_timeout_seconds: float = 60.0  # tiff2pdf / ghostscript are stopped after this long
+    ring_timeout_seconds: int = 45  # the far end must answer within this
+    send_timeout_seconds: float = 900.0  # a send still going after this long is hung up and failed
+    caller_id: str = ""  # the caller id faxes are sent with ("": the trunk's)
+
+    def __post_init__(self) -> None:
+        require_positive(self, "max_document_bytes", "max_pages", "convert_timeout_seconds", "ring_timeout_seconds",
+                         "send_timeout_seconds")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -632,6 +651,7 @@ class Config:
     wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
     softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)  # the browser phone (WebRTC)
     inbox: InboxSettings = field(default_factory=InboxSettings)  # voicemail inbox, follow-up tasks
+    fax: FaxSettings = field(default_factory=FaxSettings)  # receiving and sending faxes
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 

@@ -320,6 +320,20 @@ class AriClient:
         )
         return Channel.parse(result)
 
+    async def originate_to_dialplan(
+        self, channel_id: str, endpoint: str, *, context: str, extension: str = "s", caller_id: str | None = None,
+        timeout: int = 30, variables: Mapping[str, str] | None = None,
+    ) -> Channel:
+        """Dial `endpoint` now; once answered, the channel runs the dialplan at context,extension,1."""
+        result = await self.request(
+            "channels.originate",
+            {"channelId": channel_id},
+            {"endpoint": endpoint, "context": context, "extension": extension, "priority": 1,
+             "callerId": caller_id, "timeout": timeout},
+            {"variables": dict(variables or {})},
+        )
+        return Channel.parse(result)
+
     async def create_channel(
         self,
         channel_id: str,

@@ -119,7 +119,7 @@ class TransferTarget:
 TransferResult = Literal["connected_then_ended", "no_answer", "busy", "failed"]
 
 
-RecordKind = Literal["voicemail", "callback", "survey"]
+RecordKind = Literal["voicemail", "callback", "survey", "fax"]
 
 
 class CallPort(Protocol):
@@ -150,6 +150,9 @@ class CallPort(Protocol):
     async def transfer(self, target: TransferTarget) -> TransferResult: ...
 
     async def hangup(self) -> None: ...
+
+    async def receive_fax(self, fax_id: str) -> None:
+        """Hand the call to the dialplan's fax receiver (ReceiveFAX), the fax named `fax_id`: the flow ends."""
 
     async def save_record(self, kind: RecordKind, payload: Mapping[str, Any]) -> None:
         """Store a voicemail / callback task / survey answer with the call's record."""

@@ -59,6 +59,7 @@ class SimulatedPort:
         self.saved: list[tuple[str, dict[str, Any]]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.hung_up = False
+        self.faxes_received: list[str] = []
         self._recordings = 0
 
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = False) -> PlayResult:
@@ -116,6 +117,9 @@ class SimulatedPort:
 
     async def hangup(self) -> None:
         self.hung_up = True
+
+    async def receive_fax(self, fax_id: str) -> None:
+        self.faxes_received.append(fax_id)
 
     async def save_record(self, kind: RecordKind, payload: Mapping[str, Any]) -> None:
         self.saved.append((kind, dict(payload)))

@@ -368,4 +368,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (number, campaign)
     );
     """,
+    # 16: faxes received (the inbox item has the document) and sent (the API), with their outcome
+    """
+    CREATE TABLE faxes (
+        id TEXT PRIMARY KEY,                -- chosen by the controller (hex); names the spool files
+        direction TEXT NOT NULL,            -- out (received faxes are inbox items of kind fax)
+        number TEXT NOT NULL,               -- the number dialled
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        pages INTEGER,                      -- of the document; pages_sent: what the far end took
+        status TEXT NOT NULL DEFAULT 'sending',  -- sending | sent | failed
+        pages_sent INTEGER,
+        fax_status TEXT,                    -- Asterisk's FAXSTATUS (SUCCESS | FAILED)
+        error TEXT,                         -- FAXERROR, or why the call did not connect
+        ended_at REAL
+    );
+    CREATE INDEX faxes_status ON faxes(status);
+    """,
 ]

@@ -79,6 +79,10 @@ ACCESS: dict[str, str] = {
     "GET /api/inbox/report": STAFF,
     "GET /api/inbox/{item_id}": ALL,
     "GET /api/inbox/{item_id}/audio": ALL,
+    "GET /api/inbox/{item_id}/document": ALL,
+    # faxes sent from the API (an agent sees its own)
+    "POST /api/faxes": ALL,
+    "GET /api/faxes/{fax_id}": ALL,
     "POST /api/inbox/{item_id}/assign": ALL,
     "POST /api/inbox/{item_id}/callback": ALL,
     "POST /api/inbox/{item_id}/done": ALL,
@@ -159,7 +163,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
               "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999",
-              "contact_no": "999999"}
+              "contact_no": "999999", "fax_id": "0" * 32}
 
 
 def concrete(template: str) -> str:

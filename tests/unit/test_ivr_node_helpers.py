@@ -59,14 +59,14 @@ def test_template_variables_walk_strings_lists_and_mappings() -> None:
 
 
 def test_the_registry_finds_every_node_type() -> None:
-    assert sorted(NODE_TYPES) == ["callback", "collect", "goto", "hangup", "http", "menu", "play", "queue", "region",
-                                  "schedule", "set", "survey", "switch", "transfer", "voicemail"]
+    assert sorted(NODE_TYPES) == ["callback", "collect", "fax", "goto", "hangup", "http", "menu", "play", "queue",
+                                  "region", "schedule", "set", "survey", "switch", "transfer", "voicemail"]
     assert "menu" in NODE_TYPES and "dance" not in NODE_TYPES and NODE_TYPES.get("dance") is None
     assert NODE_TYPES.get("dance", "nothing") == "nothing"
     assert NODE_TYPES["menu"].type == "menu" and NODE_TYPES.get("menu") is NODE_TYPES["menu"]
     assert all(issubclass(cls, Node) for cls in NODE_TYPES.values())
     waits = {name for name, cls in NODE_TYPES.items() if cls.waits}
-    assert waits == {"callback", "collect", "menu", "queue", "survey", "transfer", "voicemail"}
+    assert waits == {"callback", "collect", "fax", "menu", "queue", "survey", "transfer", "voicemail"}
 
 
 def test_routes_and_variables_of_a_node() -> None:
@@ -127,7 +127,7 @@ def test_discovery_finds_the_same_types_as_the_registry() -> None:
     from controller.ivr.nodes import _discover
 
     found = _discover()
-    assert found == dict(NODE_TYPES) and len(found) == 15
+    assert found == dict(NODE_TYPES) and len(found) == 16
     assert all(name == cls.type for name, cls in found.items())
 
 

@@ -334,13 +334,18 @@ class CallSession:
         if self.current_playback:
             with contextlib.suppress(AriError):
                 await self.ari.stop_playback(self.current_playback)
+        await self.to_dialplan(self.fallback_context, {"CCC_FALLBACK": why}, end_reason="fallback")
+
+    async def to_dialplan(self, context: str, variables: dict[str, str], *, end_reason: str) -> None:
+        """Hand the caller to a dialplan context (at the DID, priority 1) with these channel variables set."""
         try:
-            await self.ari.set_var(self.channel_id, "CCC_FALLBACK", why)
-            await self.ari.continue_in_dialplan(self.channel_id, context=self.fallback_context,
-                                                extension=self.did or "s", priority=1)
+            for name, value in variables.items():
+                await self.ari.set_var(self.channel_id, name, value)
+            await self.ari.continue_in_dialplan(self.channel_id, context=context, extension=self.did or "s",
+                                                priority=1)
         except ChannelGone:
             return
-        self.end_reason = "fallback"
+        self.end_reason = end_reason
         self.handed_off = True
 
     # -- end of call ------------------------------------------------------------------------------

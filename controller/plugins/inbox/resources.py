@@ -83,11 +83,23 @@ def routes(inbox: InboxService, *, agent_queues: Callable[[str], list[str] | Non
                errors={410: "the message's file is gone (retention or removed by hand)"})
     @roles("agent", "supervisor", "integration")
     async def audio(request: web.Request) -> web.StreamResponse:
+        return await item_file(request, "voicemail", "audio/wav")
+
+    @operation("A received fax's document (PDF)", tag="inbox", path=schemas.ITEM_ID,
+               responses={200: {"type": "string", "format": "binary"}},
+               errors={410: "the fax's file is gone (retention or removed by hand)"})
+    @roles("agent", "supervisor", "integration")
+    async def document(request: web.Request) -> web.StreamResponse:
+        return await item_file(request, "fax", "application/pdf")
+
+    async def item_file(request: web.Request, kind: str, content_type: str) -> web.StreamResponse:
         item = await item_of(request)
+        if item["kind"] != kind:
+            raise web.HTTPNotFound(reason=f"this item is not a {kind}")
         path = Path(item["file"])
         if not await asyncio.to_thread(path.is_file):
-            return json_error(410, "the message's file is gone")
-        return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
+            return json_error(410, "the item's file is gone")
+        return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "private, no-store"})
 
     @operation("Assign an item to an agent (an agent may take one for themselves)", tag="inbox",
                path=schemas.ITEM_ID, body=schemas.ASSIGN_BODY, responses={200: schemas.ITEM},
@@ -201,6 +213,7 @@ def routes(inbox: InboxService, *, agent_queues: Callable[[str], list[str] | Non
         web.get("/api/inbox/report", report),
         web.get("/api/inbox/{item_id}", get_item),
         web.get("/api/inbox/{item_id}/audio", audio),
+        web.get("/api/inbox/{item_id}/document", document),
         web.post("/api/inbox/{item_id}/assign", assign),
         web.post("/api/inbox/{item_id}/callback", call_back),
         web.post("/api/inbox/{item_id}/done", done),

@@ -33,6 +33,7 @@ from controller.plugins.calls.session import CallSession
 from controller.store.db import Store
 
 log = logging.getLogger("controller.ivr")
+FAX_RECEIVE_CONTEXT = "ccc-fax-receive"  # dialplans/ccc-fax.conf
 
 MediaFor = Callable[[Prompt], Awaitable[str]]
 HttpRequester = Callable[..., Awaitable[HttpResponse]]
@@ -184,6 +185,9 @@ class AriCallPort:
 
     async def hangup(self) -> None:
         await self.session.hangup()
+
+    async def receive_fax(self, fax_id: str) -> None:
+        await self.session.to_dialplan(FAX_RECEIVE_CONTEXT, {"CCC_FAX_ID": fax_id}, end_reason="fax")
 
     async def save_record(self, kind: RecordKind, payload: Mapping[str, Any]) -> None:
         data = json.dumps(dict(payload), ensure_ascii=False, default=str)
