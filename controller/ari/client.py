@@ -13,6 +13,7 @@ ari-py does not run on Python 3, so this is our own. Design points (see ../share
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,7 @@ class AriClient:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._detached = False
+        self.requests_sent: collections.Counter[str] = collections.Counter()  # by operation: what a call costs
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class AriClient:
     ) -> Any:
         """Run one operation from ENDPOINTS; returns decoded JSON (None for 204), or bytes if raw."""
         endpoint = ENDPOINTS[operation]
+        self.requests_sent[operation] += 1
         path = endpoint.path.format(**(path_params or {}))
         query = _query(params or {})
         unknown = {key for key, _ in query} - endpoint.params

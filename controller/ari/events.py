@@ -9,6 +9,7 @@ left in Stasis) runs as a separate task each time the connection comes up.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -57,6 +58,7 @@ class EventStream:
         self.connected = asyncio.Event()
         self.connections = 0  # how many times we connected (1 + reconnects)
         self.events_received = 0
+        self.events_by_type: collections.Counter[str] = collections.Counter()  # what Asterisk sends us
         self.last_lag: float | None = None
         self._clock = clock
 
@@ -121,6 +123,7 @@ class EventStream:
                 log.warning("undecodable ARI event dropped")
                 continue
             self.events_received += 1
+            self.events_by_type[event.type] += 1
             if self.events_received % 64 == 1:  # sample the lag; computing it for every event is wasteful
                 self.last_lag = _event_lag(event, self._clock())
             if isinstance(event, ApplicationReplaced):
