@@ -202,6 +202,11 @@ class AriClient:
         result: list[dict[str, Any]] = await self.request("applications.list")
         return result
 
+    async def filter_events(self, app: str, disallowed: Sequence[str]) -> None:
+        """Ask Asterisk not to send `app` these event types (ARI eventFilter, Asterisk 13.26+/16.3+)."""
+        await self.request("applications.filter", {"applicationName": app},
+                           body={"disallowed": [{"type": kind} for kind in disallowed]})
+
     # -- channels ---------------------------------------------------------------------------------
 
     async def channels(self) -> list[Channel]:

@@ -20,9 +20,19 @@ from datetime import datetime
 import aiohttp
 
 from controller.ari.client import AriClient
+from controller.ari.errors import AriError
 from controller.ari.models import ApplicationReplaced, Event, parse_event
 
 log = logging.getLogger("controller.ari.events")
+
+#: Event types Asterisk sends per call that no handler reads: turned off on connect (ARI eventFilter), so
+#: Asterisk writes and we parse and route about half as many events (README "Benchmarks"). A handler
+#: that starts using one must take it off this list (tests/unit/test_ari_event_filter.py checks).
+UNUSED_EVENT_TYPES: tuple[str, ...] = (
+    "ChannelVarset", "ChannelStateChange", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine",
+    "ChannelCreated", "ChannelEnteredBridge", "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed",
+    "BridgeVideoSourceChanged", "PlaybackStarted", "PlaybackContinuing", "RecordingStarted",
+)
 
 
 def _event_lag(event: Event, now: float) -> float | None:
@@ -84,6 +94,7 @@ class EventStream:
                     self.connected.set()
                     delay = self._backoff_initial
                     log.info("ARI event stream connected app=%s connection=%d", self.app, self.connections)
+                    await self._filter_events()
                     tasks.create_task(self._run_on_connected())
                     replaced = await self._read(ws)
                     if replaced and self._on_replaced is not None:
@@ -104,6 +115,13 @@ class EventStream:
                     self._on_disconnected()
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(self._backoff_max, delay * 2)
+
+    async def _filter_events(self) -> None:
+        """Turn off the event types no handler reads (a failure only costs the saving: events still flow)."""
+        try:
+            await self._client.filter_events(self.app, UNUSED_EVENT_TYPES)
+        except AriError as exc:
+            log.warning("ARI event filter not set (%s): receiving every event type", exc)
 
     async def _run_on_connected(self) -> None:
         try:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,7 @@ RATES = [int(r) for r in os.environ.get("CCC_BENCH_RATES", "5,10,20").split(",")
 SECONDS = float(os.environ.get("CCC_BENCH_SECONDS", "8"))
 AGENTS = int(os.environ.get("CCC_BENCH_AGENTS", "100"))
 QUEUES = int(os.environ.get("CCC_BENCH_QUEUES", "2"))
+PROFILE = os.environ.get("CCC_BENCH_PROFILE", "")  # a file: py-spy's folded stacks of the controller, all rates
 PHONE_PORT = 15001
 TALK_MS = 2000
 OURS_DID, APP_QUEUE_DID = "40080051{:02d}", "40080052{:02d}"  # per queue
@@ -238,12 +240,43 @@ async def cti_client(process: ControllerProcess, seen: list[int]) -> None:
             seen[0] += 1
 
 
+async def start_profiler(controller: ControllerProcess) -> asyncio.subprocess.Process | None:
+    """py-spy sampling the controller (README "Benchmarks": how to read the result), when asked for."""
+    if not PROFILE or controller.process is None:
+        return None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return await asyncio.create_subprocess_exec(
+        str(py_spy), "record", "--pid", str(controller.process.pid), "--format", "raw", "--rate", "200",
+        "--nonblocking", "--output", PROFILE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 15) -> None:
+    """The functions where the controller spends its samples: by own time, and controller code by inclusive time."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        samples = int(count)
+        total += samples
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            if "controller/" in frame:
+                inclusive[frame] += samples
+    print(f"profile: {total} samples (py-spy, 200 Hz, every thread, idle excluded)")
+    for title, counter in (("own time", own), ("inclusive, controller code", inclusive)):
+        print(f"  {title}:")
+        for frame, samples in counter.most_common(top):
+            print(f"    {samples * 100 / max(1, total):5.1f}%  {frame[:150]}")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
 
 
 def _top(counter: Counter[str], per: int) -> str:
-    return ", ".join(f"{name} {count / per:.1f}" for name, count in counter.most_common(6))
+    return ", ".join(f"{name} {count / per:.1f}" for name, count in counter.most_common(12))
 
 
 async def run() -> None:
@@ -272,8 +305,12 @@ async def run() -> None:
             for n in range(AGENTS):
                 status, body = await controller.api("POST", f"/api/agents/{5000 + n}/login", json={"ready": True})
                 assert status == 200, body
+            profiler = await start_profiler(controller)
             for rate in RATES:
                 results["controller"][rate] = await measure(OURS_DID, rate, asterisk_pid, latencies, controller)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                await profiler.wait()
         finally:
             cti.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
@@ -284,6 +321,8 @@ async def run() -> None:
         manager.close()
         remove_asterisk_config()
     print_table(results, cti_seen[0])
+    if PROFILE:
+        summarize_profile(Path(PROFILE))
 
 
 def print_table(results: dict[str, dict[int, Result]], cti_events: int) -> None:
