@@ -454,6 +454,7 @@ class Controller:
                 self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 stream.cancel()
                 acd_timer.cancel()
+                self.acd.flush_snapshot()  # the agents' last changes, before the store's final flush
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
