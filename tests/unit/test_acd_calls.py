@@ -559,3 +559,21 @@ async def test_agents_changes_close_together_share_one_snapshot_write_and_a_stop
     assert len(records.snapshots) == 2 and records.snapshots[1]["agents"]["a2"]["state"] == "not_ready"
     await asyncio.sleep(0.2)
     assert len(records.snapshots) == 2  # and the planned one is not written again
+
+
+async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destruction_alone(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARI's bridge DELETE takes its channels out: a remove request before it is one request per bridge wasted."""
+    removed: list[str] = []
+    remove = rig.ari.remove_from_bridge
+
+    async def counting_remove(bridge_id: str, channel_id: str) -> None:
+        removed.append(bridge_id)
+        await remove(bridge_id, channel_id)
+
+    monkeypatch.setattr(rig.ari, "remove_from_bridge", counting_remove)
+    leg = await rig.connect()  # through the holding bridge into the talk bridge
+    await rig.ari.hangup(leg)  # the agent hangs up
+    await settle()
+    assert rig.queued is not None and rig.queued.done()
+    assert rig.ari.bridges == {} and removed == []
