@@ -13,6 +13,7 @@ ari-py does not run on Python 3, so this is our own. Design points (see ../share
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -80,6 +81,7 @@ class AriClient:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._detached = False
+        self.requests_sent: collections.Counter[str] = collections.Counter()  # by operation: what a call costs
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class AriClient:
     ) -> Any:
         """Run one operation from ENDPOINTS; returns decoded JSON (None for 204), or bytes if raw."""
         endpoint = ENDPOINTS[operation]
+        self.requests_sent[operation] += 1
         path = endpoint.path.format(**(path_params or {}))
         query = _query(params or {})
         unknown = {key for key, _ in query} - endpoint.params
@@ -204,6 +207,11 @@ class AriClient:
     async def applications(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("applications.list")
         return result
+
+    async def filter_events(self, app: str, disallowed: Sequence[str]) -> None:
+        """Ask Asterisk not to send `app` these event types (ARI eventFilter, Asterisk 13.26+/16.3+)."""
+        await self.request("applications.filter", {"applicationName": app},
+                           body={"disallowed": [{"type": kind} for kind in disallowed]})
 
     # -- channels ---------------------------------------------------------------------------------
 

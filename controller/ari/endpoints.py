@@ -37,6 +37,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "applications.list": _ep("GET", "/applications"),
     "sounds.get": _ep("GET", "/sounds/{soundId}"),
     "applications.get": _ep("GET", "/applications/{applicationName}"),
+    "applications.filter": _ep("PUT", "/applications/{applicationName}/eventFilter", body=True),
     # channels
     "channels.list": _ep("GET", "/channels"),
     "channels.get": _ep("GET", "/channels/{channelId}"),

@@ -9,6 +9,7 @@ left in Stasis) runs as a separate task each time the connection comes up.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -19,9 +20,19 @@ from datetime import datetime
 import aiohttp
 
 from controller.ari.client import AriClient
+from controller.ari.errors import AriError
 from controller.ari.models import ApplicationReplaced, Event, parse_event
 
 log = logging.getLogger("controller.ari.events")
+
+#: Event types Asterisk sends per call that no handler reads: turned off on connect (ARI eventFilter), so
+#: Asterisk writes and we parse and route about half as many events (README "Benchmarks"). A handler
+#: that starts using one must take it off this list (tests/unit/test_ari_event_filter.py checks).
+UNUSED_EVENT_TYPES: tuple[str, ...] = (
+    "ChannelVarset", "ChannelStateChange", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine",
+    "ChannelCreated", "ChannelEnteredBridge", "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed",
+    "BridgeVideoSourceChanged", "PlaybackStarted", "PlaybackContinuing", "RecordingStarted",
+)
 
 
 def _event_lag(event: Event, now: float) -> float | None:
@@ -57,6 +68,7 @@ class EventStream:
         self.connected = asyncio.Event()
         self.connections = 0  # how many times we connected (1 + reconnects)
         self.events_received = 0
+        self.events_by_type: collections.Counter[str] = collections.Counter()  # what Asterisk sends us
         self.last_lag: float | None = None
         self._clock = clock
 
@@ -83,6 +95,7 @@ class EventStream:
                     delay = self._backoff_initial
                     log.info("ARI event stream connected app=%s node=%s connection=%d", self.app, self._client.node,
                              self.connections)
+                    await self._filter_events()
                     tasks.create_task(self._run_on_connected())
                     replaced = await self._read(ws)
                     if replaced and self._on_replaced is not None:
@@ -105,6 +118,13 @@ class EventStream:
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(self._backoff_max, delay * 2)
 
+    async def _filter_events(self) -> None:
+        """Turn off the event types no handler reads (a failure only costs the saving: events still flow)."""
+        try:
+            await self._client.filter_events(self.app, UNUSED_EVENT_TYPES)
+        except AriError as exc:
+            log.warning("ARI event filter not set (%s): receiving every event type", exc)
+
     async def _run_on_connected(self) -> None:
         try:
             await self._on_connected()
@@ -124,6 +144,7 @@ class EventStream:
                 continue
             self.events_received += 1
             event.node = self._client.node
+            self.events_by_type[event.type] += 1
             if self.events_received % 64 == 1:  # sample the lag; computing it for every event is wasteful
                 self.last_lag = _event_lag(event, self._clock())
             if isinstance(event, ApplicationReplaced):

@@ -531,3 +531,49 @@ async def test_a_change_the_engine_refuses_is_logged_and_the_rest_applied(rig: R
     assert "the configuration change of queue sales was not applied: 1 caller is waiting in queue sales" in caplog.text
     assert rig.acd.engine.queue_stats("sales").waiting == 1 and not rig.queued.done()  # the caller waits on
     assert rig.acd.engine.agent("a2").name == "Renamed"
+
+
+class CountingRecords(Records):
+    def __init__(self) -> None:
+        self.snapshots: list[dict[str, Any]] = []
+
+    def save_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.snapshots.append(snapshot)
+
+
+async def test_agents_changes_close_together_share_one_snapshot_write_and_a_stop_writes_the_last(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.plugins.acd.services.SNAPSHOT_COALESCE_SECONDS", 0.05)
+    rig.acd.flush_snapshot()  # the rig's own login
+    records = CountingRecords()
+    rig.acd.records = records  # type: ignore[assignment]
+    rig.acd.command("login", "a2")
+    rig.acd.command("ready", "a1")
+    rig.acd.command("ready", "a2")
+    assert records.snapshots == []  # not one write per change ...
+    await asyncio.sleep(0.2)
+    assert len(records.snapshots) == 1  # ... one for the three, with all of them in it
+    assert {records.snapshots[0]["agents"][a]["state"] for a in ("a1", "a2")} == {"ready"}
+    rig.acd.command("not_ready", "a2", reason="meeting")
+    rig.acd.flush_snapshot()  # a clean stop does not wait for the planned write
+    assert len(records.snapshots) == 2 and records.snapshots[1]["agents"]["a2"]["state"] == "not_ready"
+    await asyncio.sleep(0.2)
+    assert len(records.snapshots) == 2  # and the planned one is not written again
+
+
+async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destruction_alone(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARI's bridge DELETE takes its channels out: a remove request before it is one request per bridge wasted."""
+    removed: list[str] = []
+    remove = rig.ari.remove_from_bridge
+
+    async def counting_remove(bridge_id: str, channel_id: str) -> None:
+        removed.append(bridge_id)
+        await remove(bridge_id, channel_id)
+
+    monkeypatch.setattr(rig.ari, "remove_from_bridge", counting_remove)
+    leg = await rig.connect()  # through the holding bridge into the talk bridge
+    await rig.ari.hangup(leg)  # the agent hangs up
+    await settle()
+    assert rig.queued is not None and rig.queued.done()
+    assert rig.ari.bridges == {} and removed == []

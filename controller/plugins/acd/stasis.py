@@ -153,9 +153,7 @@ class QueueCall:
     async def unhold(self) -> None:
         if self.holding is not None:
             holding, self.holding = self.holding, None
-            with contextlib.suppress(AriError):
-                await holding.remove(self.session.channel_id)
-            await holding.destroy()
+            await holding.destroy()  # takes the caller out too (ARI): no separate remove request
 
     async def next_step(self, announce: Callable[[Announce], Awaitable[None]],
                         on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> Answered | LeftQueue:
@@ -292,9 +290,7 @@ class QueueCall:
             self.consult = None
             self.session.dtmf.clear()  # keys pressed at the agent must not answer the flow's next question
             self.talk_bridge = self.agent_leg = None
-            with contextlib.suppress(AriError):
-                await bridge.remove(self.session.channel_id)
-            await bridge.destroy()
+            await bridge.destroy()  # takes the caller out too (ARI): no separate remove request
 
     @staticmethod
     def _own_command(action: str) -> CallControl:

@@ -227,8 +227,6 @@ async def connect_and_talk(session: CallSession, leg: Leg) -> str:
         except CallerHangup:
             await leg.hangup()
             raise
-        with contextlib.suppress(ChannelGone, AriNotFound):
-            await bridge.remove(session.channel_id)
         return "leg_hangup"
     finally:
-        await bridge.destroy()
+        await bridge.destroy()  # takes the caller out too (ARI): no separate remove request

@@ -55,6 +55,14 @@ def controller_metrics(app: Any) -> MetricSource:
         yield GaugeMetricFamily("ccc_ari_connected", "1 when the ARI event stream is connected",
                                 value=1 if app.stream.connected.is_set() else 0)
         yield CounterMetricFamily("ccc_ari_events", "ARI events received", value=app.stream.events_received)
+        events = CounterMetricFamily("ccc_ari_events_by_type", "ARI events received, by type", labels=["type"])
+        for event_type, count in sorted(app.stream.events_by_type.items()):
+            events.add_metric([event_type], count)
+        yield events
+        requests = CounterMetricFamily("ccc_ari_requests", "ARI requests sent, by operation", labels=["operation"])
+        for operation, count in sorted(app.ari.requests_sent.items()):
+            requests.add_metric([operation], count)
+        yield requests
         yield GaugeMetricFamily("ccc_ari_event_lag_seconds", "Age of a recent ARI event when read (sampled)",
                                 value=app.stream.last_lag or 0.0)
         yield CounterMetricFamily("ccc_ari_connections", "Times the event stream (re)connected",
