@@ -38,14 +38,20 @@ run: deps venv sandbox
 stop:
 	$(PY) tools/run.py stop
 
+# The unit tests in one process, then the e2e tests in CCC_E2E_GROUPS parallel groups (default 3), each in a
+# network namespace with its own Asterisk copy (tools/e2e.py; serial when namespaces are unavailable).
+# Both halves always run; the exit status is non-zero when either fails.
 test: deps venv sandbox
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	@status=0; \
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests || status=1; \
+	$(PY) tools/e2e.py || status=1; \
+	exit $$status
 
 test-unit: venv
-	$(PY) -m pytest -q -m "not e2e" tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
 
 test-e2e: deps venv sandbox
-	$(PY) -m pytest -q -m e2e tests
+	$(PY) tools/e2e.py
 
 bench: deps venv sandbox
 	$(PY) -m tests.bench
