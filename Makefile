@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
-                fonts-wqy-microhei baresip openssl postgresql
+                fonts-wqy-microhei baresip openssl postgresql iproute2
 STAMP := $(VENV)/.installed
 
 .PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint mutate clean
