@@ -7,12 +7,14 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
-                fonts-wqy-microhei baresip openssl postgresql iproute2
+                fonts-wqy-microhei baresip openssl postgresql nodejs npm iproute2
 STAMP := $(VENV)/.installed
 
-.PHONY: all deps venv sandbox run stop test test-unit test-e2e bench lint mutate clean
+DESK_JS := controller/plugins/desk/static/vendor/jssip.min.js
 
-all: venv
+.PHONY: all deps venv desk-js sandbox run stop test test-unit test-e2e bench lint mutate clean
+
+all: venv desk-js
 
 deps:  ## Debian packages: what README "What make installs" lists, each with why
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -29,10 +31,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The browser phone's SIP library (JsSIP, pinned in package-lock.json), bundled into one file the controller
+# serves: npm ci from the lock, then esbuild (README "Browser phone (WebRTC)"). Nothing from a CDN at run time.
+$(DESK_JS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	npm run --silent build
+	@touch $@
+
+desk-js: $(DESK_JS)
+
 sandbox: deps venv  ## build the Asterisk 22 root (Debian sid, debootstrap) once; reused afterwards
 	$(PY) tools/sandbox.py ensure
 
-run: deps venv sandbox
+run: deps venv desk-js sandbox
 	$(PY) tools/run.py
 
 stop:
@@ -41,7 +52,7 @@ stop:
 # The unit tests in one process, then the e2e tests in CCC_E2E_GROUPS parallel groups (default 3), each in a
 # network namespace with its own Asterisk copy (tools/e2e.py; serial when namespaces are unavailable).
 # Both halves always run; the exit status is non-zero when either fails.
-test: deps venv sandbox
+test: deps venv desk-js sandbox
 	@status=0; \
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests || status=1; \
 	$(PY) tools/e2e.py || status=1; \
@@ -50,7 +61,7 @@ test: deps venv sandbox
 test-unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
 
-test-e2e: deps venv sandbox
+test-e2e: deps venv desk-js sandbox
 	$(PY) tools/e2e.py
 
 bench: deps venv sandbox
@@ -70,4 +81,4 @@ mutate: venv
 	nice -n 10 $(PY) tools/mutation.py run --jobs $(JOBS) $(if $(FAIL_UNDER),--fail-under $(FAIL_UNDER)) $(MODULES)
 
 clean:
-	rm -rf var mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var mutants node_modules controller/plugins/desk/static/vendor .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from controller import __version__
+from controller.acd.engine import AcdError
 from controller.ari.client import AriClient
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError
@@ -37,7 +38,10 @@ from controller.media.prompts import PromptRenderer
 from controller.plugins.access import resources as access_resources
 from controller.plugins.access.services import AccessService
 from controller.plugins.access.state_persistor import AccessRecords, AuditLog
+from controller.plugins.acd import callback_resources
 from controller.plugins.acd import resources as acd_resources
+from controller.plugins.acd.callback_records import CallbackRecords
+from controller.plugins.acd.callbacks import CallbackService
 from controller.plugins.acd.services import AcdService
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.admin import resources as admin_resources
@@ -50,12 +54,18 @@ from controller.plugins.calls import resources as calls_resources
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.state_persistor import CallRecords
+from controller.plugins.campaigns import resources as campaign_resources
+from controller.plugins.campaigns.services import CampaignService
+from controller.plugins.campaigns.state_persistor import CampaignRecords
 from controller.plugins.compat.ami_server import AmiServer
 from controller.plugins.compat.services import CompatService
 from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
+from controller.plugins.inbox import resources as inbox_resources
+from controller.plugins.inbox.services import InboxError, InboxService
+from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
@@ -108,6 +118,7 @@ class Controller:
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.callbacks = CallbackService(self.acd, CallbackRecords(self.store, self.clock.now))
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)
         self.recordings.picture = self.calls.live
@@ -134,6 +145,9 @@ class Controller:
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
         self.wfm = WfmService(config=config, reports=self.reports, shifts=ShiftRecords(self.store, self.clock.now))
+        self._follow_dids_webhooks_standards_prompts()
+        self.campaigns = CampaignService(acd=self.acd, records=CampaignRecords(self.store), clock=self.clock,
+                                         spawn=self.spawn)
         self.stream = EventStream(self.ari, config.ari.app, on_event=self.dispatcher.dispatch,
                                   on_connected=self.calls.readopt, on_replaced=self._application_replaced)
         self.ami = AmiService(config.ami)
@@ -149,6 +163,7 @@ class Controller:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
+        self.inbox = self._inbox()
         # After the configuration file and the flows, on each reload (SIGHUP, POST /api/config/reload).
         self.reload_hooks: list[Callable[[], Awaitable[object]]] = [self._reload_tls]
         self.reloader = ConfigReloader(config.source, self.live)
@@ -160,6 +175,25 @@ class Controller:
                                                                      metrics_resources.ivr_metrics(self.ivr),
                                                                      self.compat.metrics]
 
+    def _inbox(self) -> InboxService:
+        """Voicemail as work and follow-up tasks (README "Voicemail inbox", "Follow-up tasks")."""
+        inbox = InboxService(settings=lambda: self.live.current.inbox, records=InboxRecords(self.store, self.clock.now),
+                             now=self.clock.now, publish=self.events.publish,
+                             recordings_dir=lambda: self.live.current.asterisk.recordings_dir,
+                             data_dir=self.config.data_path)
+
+        async def click_to_dial(agent_id: str, number: str) -> dict[str, Any]:
+            try:
+                return await self.acd.click_to_dial(agent_id, number)
+            except AcdError as exc:
+                raise InboxError(str(exc)) from exc
+        inbox.click_to_dial = click_to_dial
+        return inbox
+
+    def _agent_queues(self, agent_id: str) -> list[str] | None:
+        agent = self.acd.agent_configs.get(agent_id)
+        return None if agent is None else list(agent.queues)
+
     def _resume_waiting_and_ivr_callers(self) -> None:
         """Waiting callers (and rings) and callers in a flow of a previous process go on (issue 13)."""
         self.ivr.live = self.calls.live
@@ -170,6 +204,17 @@ class Controller:
         async def route_after_resume(_channels: object, _bridges: object) -> None:
             self.acd.queue_resume.route_after_resume()
         self.calls.register_cleanup(route_after_resume)
+
+    def _follow_dids_webhooks_standards_prompts(self) -> None:
+        """These managed kinds take effect live (README "Administration (live configuration)"); the ACD reads
+        the service standards and standard prompts from the live configuration when it uses them."""
+        self.admin.register_check(self.ivr.did_problems)
+        self.live.subscribe("IVR DIDs", self.ivr.apply_dids)
+
+        async def apply_webhooks(_old: Config, new: Config) -> None:
+            await self.webhooks.apply([Webhook.from_config(entry) for entry in new.webhooks])
+            self.retention.webhooks = [hook.name for hook in new.webhooks]  # their undelivered events are kept
+        self.live.subscribe("webhooks", apply_webhooks)
 
     def _on_new_channel(self, event: Any) -> None:
         self.calls.on_stasis_start(event)
@@ -321,16 +366,23 @@ class Controller:
             *admin_resources.routes(self.admin),
             *calls_resources.routes(self.calls),
             *acd_resources.routes(self.acd, is_live=lambda call_id: call_id in self.calls.active),
+            *callback_resources.routes(self.callbacks),
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
             *report_resources.routes(self.reports),
             *wfm_resources.routes(self.wfm),
+            *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
+            *desk_resources.api_routes(self.config.softphone, lambda: [
+                agent.id for agent in self.acd.agent_configs.values() if agent.enabled]),
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
+            *inbox_resources.routes(self.inbox, agent_queues=self._agent_queues,
+                                    queue_exists=lambda name: name in self.acd.queue_configs,
+                                    call_exists=self.inbox.records.call_exists),
         ]
 
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
@@ -369,6 +421,7 @@ class Controller:
         await self.compat.open()
         self.ivr.load()
         await self.acd.restore()
+        await self.campaigns.load()
         self.ari.open()
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
@@ -402,6 +455,8 @@ class Controller:
                 data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
                 idle_sessions = tasks.create_task(self.access.run())
+                inbox = tasks.create_task(self.inbox.run())
+                dialer = tasks.create_task(self.campaigns.run())
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -416,6 +471,8 @@ class Controller:
                 retention.cancel()
                 data_retention.cancel()
                 idle_sessions.cancel()
+                inbox.cancel()
+                dialer.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

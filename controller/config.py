@@ -15,10 +15,13 @@ from typing import Literal
 
 from controller.reports.kpis import Standards
 from controller.settings import INTERNAL, load_file_as, require_positive
+from controller.workdays import parse_hours
 
 Role = Literal["agent", "supervisor", "admin", "integration"]
 MIN_TOKEN_LENGTH = 24  # e.g. `openssl rand -hex 16` gives 32
 USER_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+AGENT_ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+ENDPOINT_PATTERN = r"[A-Za-z0-9._/-]{1,80}"
 
 
 @dataclass(frozen=True)
@@ -292,10 +295,24 @@ class AcdQueueConfig:
     escalation: list[EscalationStepConfig] = field(default_factory=list)
     fewest_calls_window: float = 3600.0  # `fewest_calls` counts each agent's answers this far back (seconds)
     estimate_window: float = 1800.0  # wait estimates use the talk times of calls ended this far back (seconds)
+    # Callbacks (README "Callbacks"): virtual hold is offered once the estimated wait reaches
+    # `callback_offer_after` seconds (0: never); the caller's place stays in the queue.
+    callback_offer_after: float = 0.0
+    callback_order: Literal["agent_first", "customer_first"] = "agent_first"
+    callback_retries: int = 2  # more attempts after a busy / unanswered / failed one
+    callback_retry_seconds: float = 300.0  # between attempts
+    callback_caller_id: str = ""  # the number the customer sees (else acd.outbound_caller_id)
+    business_hours: str = "09:00-18:00"  # scheduled callbacks are due within these, on working days
 
     def __post_init__(self) -> None:
         require_skill_levels(self.skills)
+        # Names are in URLs, reports and app_queue's `|`-separated queue_log: letters (Chinese too), digits, . _ -
+        if not re.fullmatch(r"[\w.-]{1,64}", self.name):
+            raise ValueError(f"name: expected 1-64 letters, digits, '.', '_' or '-', got {self.name!r}")
         require_positive(self, "fewest_calls_window", "estimate_window")
+        if self.callback_retries < 0 or self.callback_retry_seconds < 0 or self.callback_offer_after < 0:
+            raise ValueError(f"queue {self.name}: callback_* settings must not be negative")
+        parse_hours(self.business_hours)
         steps = [step for step in self.escalation if step is not None]  # None: a step with its own problem
         if steps and steps[0].after != 0:
             raise ValueError(f"escalation: the first step is the rule from the start (after: 0), got after:"
@@ -321,6 +338,17 @@ class AcdAgentConfig:
     enabled: bool = True  # false: kept in the configuration but gets no calls and cannot log in
 
     def __post_init__(self) -> None:
+        # The id is in URLs and the number is said digit by digit; the endpoint and caller id go into dial
+        # strings, where a stray `&` or `,` would dial something else: each is checked for what it is.
+        if not re.fullmatch(AGENT_ID_PATTERN, self.id):
+            raise ValueError(f"id: expected 1-64 letters, digits, '.', '_' or '-', got {self.id!r}")
+        if not re.fullmatch(r"[0-9]{1,16}", self.number):
+            raise ValueError(f"number: expected the agent's number (工号), 1-16 digits, got {self.number!r}")
+        if not re.fullmatch(ENDPOINT_PATTERN, self.endpoint):
+            raise ValueError(f"endpoint: expected a PJSIP endpoint name (letters, digits, '.', '_', '-', '/'), "
+                             f"got {self.endpoint!r}")
+        if self.caller_id and not re.fullmatch(r"\+?[0-9]{1,20}", self.caller_id):
+            raise ValueError(f"caller_id: expected a number (digits, optionally after +), got {self.caller_id!r}")
         require_skill_levels(self.skills)
 
 
@@ -423,6 +451,32 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class InboxSettings:
+    """Voicemail as work and follow-up tasks (README "Voicemail inbox", "Follow-up tasks")."""
+
+    # app_voicemail's mailbox of the fallback route as the controller sees it (voicemail.conf [ccc] hotline):
+    # its messages are imported into the inbox (and removed from the mailbox) while the controller runs.
+    fallback_mailbox_dir: str = "/var/spool/asterisk/voicemail/ccc/hotline"
+    fallback_queue: str = ""  # the queue whose inbox gets fallback messages ("": supervisors only)
+    default_queue: str = ""  # a flow's message left outside any queue visit, with no `queue:` on its node
+    poll_seconds: float = 2.0  # how often new messages are imported and task reminders checked
+    retention_days: float = 0.0  # messages' audio and rows older than this are deleted (0: kept forever)
+    timezone: str = "Asia/Shanghai"  # working days and "one working day later" are counted here
+    task_due_working_days: int = 1  # a task's default due time: this many working days later (domain.md)
+    task_reminder_minutes: float = 60.0  # task.reminder this long before the due time (0: none)
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.poll_seconds <= 3600:
+            raise ValueError(f"poll_seconds: expected 0.1 to 3600, got {self.poll_seconds!r}")
+        if not 0 <= self.retention_days <= 36500:
+            raise ValueError(f"retention_days: expected 0 (keep forever) to 36500, got {self.retention_days!r}")
+        if not 0 <= self.task_due_working_days <= 30:
+            raise ValueError(f"task_due_working_days: expected 0 to 30, got {self.task_due_working_days!r}")
+        if not 0 <= self.task_reminder_minutes <= 10080:
+            raise ValueError(f"task_reminder_minutes: expected 0 to 10080, got {self.task_reminder_minutes!r}")
+
+
+@dataclass(frozen=True)
 class QueueLogSettings:
     """app_queue's queue_log, written by the controller (see README "Existing Asterisk tools")."""
 
@@ -474,6 +528,30 @@ class CompatSettings:
 
 
 @dataclass(frozen=True)
+class SoftphoneSettings:
+    """The browser phone (README "Browser phone (WebRTC)"): each agent's WebRTC endpoint on Asterisk and
+    how the toolbar reaches it. The per-agent SIP password is derived from `secret` (HMAC), so the
+    controller and the rendered pjsip configuration agree without storing a password anywhere."""
+
+    enabled: bool = False
+    websocket_url: str = ""  # Asterisk's SIP WebSocket as the browser reaches it: wss://pbx.example.cn:8089/ws
+    sip_domain: str = ""  # the host of the agents' SIP URIs (default: the WebSocket URL's host)
+    endpoint: str = "webrtc-{agent}"  # the agent's WebRTC endpoint name ({agent}: the agent id)
+    secret: str = ""  # HMAC key for the per-agent SIP passwords; at least 16 characters
+    ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs for the browser (README: NAT)
+    turn_username: str = ""
+    turn_password: str = ""
+
+    def __post_init__(self) -> None:
+        if "{agent}" not in self.endpoint:
+            raise ValueError(f"endpoint: must contain {{agent}}, got {self.endpoint!r}")
+        if self.enabled and not self.websocket_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"websocket_url: expected ws://… or wss://…, got {self.websocket_url!r}")
+        if self.enabled and len(self.secret) < 16:
+            raise ValueError("secret: at least 16 characters (it derives every agent's SIP password)")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "./var"
     ari: AriSettings = field(default_factory=AriSettings)
@@ -503,6 +581,8 @@ class Config:
     dialing: DialingSettings = field(default_factory=DialingSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)  # queue_log, CDRs, AMI events
     wfm: WfmSettings = field(default_factory=WfmSettings)  # forecasting, staffing, schedules and adherence
+    softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)  # the browser phone (WebRTC)
+    inbox: InboxSettings = field(default_factory=InboxSettings)  # voicemail inbox, follow-up tasks
 
     source: str = field(default="", metadata=INTERNAL)  # the file it was read from (set by `load_config`)
 
@@ -514,6 +594,8 @@ class Config:
                 problems.append(f"tokens: {token.name!r} uses a demo token")
             elif len(token.token) < MIN_TOKEN_LENGTH:
                 problems.append(f"tokens: {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters")
+        if self.softphone.enabled and self.softphone.secret.startswith("demo-"):
+            problems.append("softphone: the secret is the demo's (it derives every agent's SIP password)")
         for user in self.users:
             if user.password.startswith("demo-"):
                 problems.append(f"users: {user.name!r} uses a demo password")

@@ -110,8 +110,15 @@ class Page:
         return dict(await self.evaluate(f"{script}({json.dumps(selector)}, {json.dumps(text)})"))
 
 
+#: A browser phone's Chromium: a fake microphone (a beep) allowed without asking, remote audio played without a
+#: click, and WebRTC over the loopback (the tests' network namespace has nothing else).
+WEBRTC_ARGS = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+               "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection")
+
+
 class Browser:
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = extra_args
         self.port = _free_port()
         self.profile = tempfile.mkdtemp(prefix="ccc-chromium-")
         self.process: asyncio.subprocess.Process | None = None
@@ -120,7 +127,7 @@ class Browser:
     async def __aenter__(self) -> Browser:
         self.process = await asyncio.create_subprocess_exec(
             CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            f"--remote-debugging-port={self.port}", f"--user-data-dir={self.profile}", "about:blank",
+            f"--remote-debugging-port={self.port}", f"--user-data-dir={self.profile}", *self.extra_args, "about:blank",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

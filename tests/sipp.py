@@ -44,6 +44,13 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Speak:
+    """Talk: play SPEECH_PCAP (7 s of A-law speech; the call then offers A-law), e.g. to leave a message."""
+
+    ms: int = 7500
+
+
+@dataclass(frozen=True)
 class Dtmf:
     """Press keys, one RFC 2833 capture each, `gap_ms` apart (Asterisk needs ~1 s between digits).
 
@@ -63,6 +70,16 @@ class WaitForBye:
 
     timeout_ms: int = 60_000
 
+
+@dataclass(frozen=True)
+class TalkUntilBye:
+    """Talk (SIPp's 7-second A-law speech capture, again and again, each copy's RTP after the previous one's)
+    until the far end hangs up, for at most `rounds` captures; the call then offers A-law."""
+
+    rounds: int = 8
+
+
+CallerStep = Pause | Dtmf | WaitForBye | Speak | TalkUntilBye
 
 _NAMES = {"*": "star", "#": "pound"}
 
@@ -198,11 +215,13 @@ def _moved_captures() -> Path:
     return Path(tempfile.mkdtemp(prefix="ccc-dtmf-"))
 
 
-def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], *, auth: bool = False,
+def uac_scenario(did: str, caller: str, steps: list[CallerStep], *, auth: bool = False,
                  refused: bool = False) -> str:
     """A caller's scenario; `auth`: a phone answering Asterisk's challenge (401) with its password
     (-au/-ap); `refused`: the call is expected to be turned down with an error status (no steps)."""
     sdp = _indent(_SDP, 6)
+    if any(isinstance(step, TalkUntilBye | Speak) for step in steps):  # audio of their own: A-law
+        sdp = sdp.replace("RTP/AVP 0 101", "RTP/AVP 8 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
     cseq = 2 if auth else 1
     head = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="ccc caller">\n'
     if auth:
@@ -246,8 +265,22 @@ def uac_scenario(did: str, caller: str, steps: list[Pause | Dtmf | WaitForBye], 
                 pcap, last_rtp = _pcap_after(PCAP_DIR / f"dtmf_2833_{_NAMES.get(digit, digit)}.pcap", last_rtp)
                 parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
                              f'  <pause milliseconds="{step.gap_ms}"/>\n')
+        elif isinstance(step, Speak):
+            parts.append(f'  <nop><action><exec play_pcap_audio="{SPEECH_PCAP}"/></action></nop>\n'
+                         f'  <pause milliseconds="{step.ms}"/>\n')
         elif isinstance(step, WaitForBye):
             parts.append(_ANSWER_BYE.format(timeout=step.timeout_ms))
+            ends_with_their_bye = True
+        elif isinstance(step, TalkUntilBye):
+            speech = (-1, -1)
+            for round_ in range(step.rounds):
+                pcap, speech = _pcap_after(Path(SPEECH_PCAP), speech)
+                last = round_ == step.rounds - 1
+                parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+                             f'  <recv request="BYE" timeout="{60_000 if last else 7_000}"'
+                             + ('/>\n' if last else f' ontimeout="talk{round_ + 1}" next="talked"/>\n'
+                                f'  <label id="talk{round_ + 1}"/>\n'))
+            parts.append('  <label id="talked"/>\n' + _ANSWER_BYE.split("\n", 1)[1])
             ends_with_their_bye = True
     if not ends_with_their_bye:
         parts.append(_BYE)
@@ -418,7 +451,7 @@ async def _port_free(port: int, *, within: float) -> bool:
 class Caller(_Sipp):
     """A caller dialling `did` from `caller` and doing `steps`, then hanging up (unless WaitForBye)."""
 
-    def __init__(self, did: str, *, caller: str = "13800138000", steps: list[Pause | Dtmf | WaitForBye],
+    def __init__(self, did: str, *, caller: str = "13800138000", steps: list[CallerStep],
                  calls: int = 1, rate: float | None = None, timeout_s: int = 120) -> None:
         sip_port, media_port = _next_ports()
         extra = [ASTERISK]

@@ -32,7 +32,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from controller.config import load_config
 from controller.media.static import render_static_prompts
+from controller.plugins.desk.services import render_pjsip
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
@@ -95,6 +97,31 @@ def render_music_on_hold(moh_dir: Path) -> None:
     subprocess.run(args, check=True)
 
 
+def ensure_dtls_certificate() -> tuple[Path, Path]:
+    """A self-signed certificate for the WebRTC endpoints' DTLS-SRTP, made once with openssl and kept
+    beside the root (browsers check its fingerprint from the SDP, not a CA: README "Browser phone")."""
+    keys = SANDBOX_DIR / "keys"
+    cert, key = keys / "webrtc.crt", keys / "webrtc.key"
+    if not (cert.exists() and key.exists()):
+        keys.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "3650", "-subj", "/CN=ccc-asterisk-webrtc",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        key.chmod(0o600)
+    return cert, key
+
+
+def render_webrtc_endpoints(etc: Path) -> None:
+    """pjsip_webrtc.conf: the demo agents' browser phones, with the passwords the demo controller derives."""
+    config = load_config(REPO / "demo" / "controller.yaml")
+    cert, key = ensure_dtls_certificate()
+    (etc / "keys").mkdir(exist_ok=True)
+    shutil.copy2(cert, etc / "keys" / "webrtc.crt")
+    shutil.copy2(key, etc / "keys" / "webrtc.key")
+    agents = [agent.id for agent in config.acd.agents if agent.enabled]
+    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, agents))
+
+
 def install() -> None:
     """Put our configuration, dialplans, prompts and MoH into the root."""
     root = ensure_root()
@@ -107,6 +134,7 @@ def install() -> None:
     (etc / "dialplans").mkdir()
     for conf in (REPO / "dialplans").glob("*.conf"):
         shutil.copy2(conf, etc / "dialplans" / conf.name)
+    render_webrtc_endpoints(etc)
     # Without the host's own name in /etc/hosts Asterisk falls back to DNS look-ups of root
     # servers that time out on a closed network, and calls stall (see ../shared/harness.md).
     shutil.copy2("/etc/hosts", root / "etc/hosts")

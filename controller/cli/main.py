@@ -196,7 +196,7 @@ def _plugins() -> list[Callable[[Any], None]]:
                         "controller.cli.ops", "controller.cli.acd", "controller.cli.reports",
                         "controller.cli.recordings", "controller.cli.prompts", "controller.cli.webhooks",
                         "controller.cli.access", "controller.cli.config", "controller.cli.simulate",
-                        "controller.cli.wfm"):
+                        "controller.cli.wfm", "controller.cli.tasks", "controller.cli.campaigns"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ImportError:

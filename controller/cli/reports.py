@@ -20,7 +20,8 @@ from controller.reports import erlang
 TABLE_COLUMNS = [("offered", "offered"), ("answered", "answered"), ("abandoned", "abandoned"),
                  ("answer_rate", "接通率"), ("abandon_rate", "放弃率"), ("service_level", "SL"),
                  ("asa", "ASA s"), ("att", "talk s"), ("avg_hold", "hold s"), ("avg_acw", "ACW s"),
-                 ("aht", "AHT s"), ("one_stop_rate", "一站式"), ("survey_avg", "满意度"), ("occupancy", "occupancy")]
+                 ("aht", "AHT s"), ("one_stop_rate", "一站式"), ("survey_avg", "满意度"), ("occupancy", "occupancy"),
+                 ("callback_offers", "回拨提供"), ("callback_connected", "回拨接通")]
 RATES = {"answer_rate", "abandon_rate", "service_level", "one_stop_rate", "occupancy", "transfer_rate",
          "complaint_rate"}
 
@@ -95,14 +96,29 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "to": args.end if args.end is not None else time.time()}
     if args.interval:
         query["interval"] = args.interval
-    data = api(args).get("/api/reports", query)
+    client = api(args)
+    data = client.get("/api/reports", query)
+    # Voicemail response times (README "Voicemail inbox"), for the same period.
+    data["voicemail"] = client.get("/api/inbox/report", {"from": query["from"], "to": query["to"]})["voicemail"]
     if args.json or args.format == "json":
         args.json = True
         return emit(args, data, str)
     if args.format == "csv":
         sys.stdout.write(report_csv(data))
         return 0
-    return emit(args, data, report_table)
+    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]))
+
+
+def voicemail_table(rows: list[dict[str, Any]]) -> str:
+    """Messages by queue and their response time (arrival to call-back or done)."""
+    if not rows:
+        return "\n\nvoicemail: no messages"
+    table = render_table(["queue", "messages", "answered", "open", "avg response", "max response"],
+                         [[r["queue"] or "-", r["messages"], r["answered"], r["open"],
+                           "-" if r["avg_response_seconds"] is None else f"{r['avg_response_seconds']:.0f}s",
+                           "-" if r["max_response_seconds"] is None else f"{r['max_response_seconds']:.0f}s"]
+                          for r in rows])
+    return "\n\nvoicemail\n" + table
 
 
 def cmd_erlang(args: argparse.Namespace) -> int:

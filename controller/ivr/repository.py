@@ -27,6 +27,10 @@ class LoadResult:
         return not self.errors
 
 
+#: Where a DID of the live configuration that the file does not have is set (README "Administration").
+LIVE_DIDS = "live configuration (/api/config/dids)"
+
+
 class FlowRepository:
     def __init__(self, flows_dir: Path, sound_exists: SoundExists | None = None, *,
                  did_overrides: Mapping[str, str] | None = None, config_source: str = "") -> None:
@@ -59,15 +63,29 @@ class FlowRepository:
     reload = load
 
     def _override_errors(self, flow_ids: set[str]) -> list[FlowError]:
-        """A configured DID whose flow does not exist (any more) is an error of the configuration file."""
+        """A configured DID whose flow does not exist (any more): an error where the DID is set, the
+        configuration file's line, or the live configuration for a DID the file does not have."""
         missing = {did: flow_id for did, flow_id in self.did_overrides.items() if flow_id not in flow_ids}
         if not missing:
             return []
         marks = _did_marks(self.config_source)
         loaded = ", ".join(sorted(flow_ids)) or "none"
-        return [FlowError(self.config_source or "configuration", *marks.get(did, (1, 1)),
-                          f"dids: {did} goes to flow {flow_id!r}, which does not exist (loaded: {loaded})")
-                for did, flow_id in sorted(missing.items())]
+        return [FlowError(self.config_source or "configuration", *marks[did], message) if did in marks
+                else FlowError(LIVE_DIDS, 1, 1, message)
+                for did, flow_id in sorted(missing.items())
+                for message in [f"dids: {did} goes to flow {flow_id!r}, which does not exist (loaded: {loaded})"]]
+
+    def missing_flows(self, did_overrides: Mapping[str, str]) -> dict[str, str]:
+        """The DIDs of `did_overrides` whose flow is not live (DID -> flow id)."""
+        return {did: flow_id for did, flow_id in did_overrides.items() if flow_id not in self.snapshot.flows}
+
+    def set_did_overrides(self, did_overrides: Mapping[str, str]) -> None:
+        """Live DID mapping (the managed `dids`): the next call's flow follows it; a call already in a
+        flow keeps the snapshot it took. The administration refuses a DID whose flow is not live
+        (`missing_flows`); one that gets here anyway (flows that failed to load at start) has its calls
+        sent to the fallback route, as a DID with no flow."""
+        self.did_overrides = dict(did_overrides)
+        self.snapshot = flow_set(list(self.snapshot.flows.values()), self.did_overrides)
 
     def flow_for_did(self, did: str) -> Flow | None:
         return self.snapshot.flow_for_did(did)

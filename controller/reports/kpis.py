@@ -76,6 +76,18 @@ class AlertFact:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackFact:
+    """A callback offer (virtual hold) or booking, counted in the row of its queue and request time."""
+
+    requested_at: float
+    queue: str
+    offered: bool  # a virtual-hold offer (taken or not)
+    accepted: bool  # booked (from an offer, the IVR or an agent)
+    attempts: int
+    connect_seconds: float | None  # from the request to the connection, when connected
+
+
+@dataclass(frozen=True, slots=True)
 class Standards:
     service_level_seconds: float = 20.0
     service_level_target: float = 0.8
@@ -126,6 +138,13 @@ class KpiRow:
     one_stop_rate: float | None = None
     callbacks_requested: int = 0
     callbacks_completed: int = 0
+    # Callbacks (README "Callbacks"): virtual-hold offers, callbacks booked, connected, dial attempts, and the
+    # average time from the request to the connection.
+    callback_offers: int = 0
+    callback_accepted: int = 0
+    callback_connected: int = 0
+    callback_attempts: int = 0
+    callback_avg_connect_seconds: float | None = None
     surveys: int = 0
     survey_avg: float | None = None
     survey_distribution: dict[str, int] = field(default_factory=lambda: {str(n): 0 for n in range(1, 6)})
@@ -161,7 +180,7 @@ def compute_report(calls: Iterable[CallFact], spans: Iterable[AgentStateSpan], *
                    interval_minutes: int | None = None,
                    by: Literal["queue", "agent", "both", "total"] = "queue",
                    standards: Standards | None = None, tz: str = "Asia/Shanghai",
-                   alerts: Iterable[AlertFact] = ()) -> list[KpiRow]:
+                   alerts: Iterable[AlertFact] = (), callbacks: Iterable[CallbackFact] = ()) -> list[KpiRow]:
     if interval_minutes not in (None, 15, 30, 60):
         raise ValueError("interval must be 15, 30 or 60 minutes")
     standards = standards or Standards()
@@ -200,13 +219,30 @@ def compute_report(calls: Iterable[CallFact], spans: Iterable[AgentStateSpan], *
                alert.agent_id if by in ("agent", "both") else None)
         counts = alerts_by_key[key]
         counts[alert.kind] = counts.get(alert.kind, 0) + 1
-    keys = set(calls_by_key) | set(spans_by_key) | set(alerts_by_key)
+    callbacks_by_key: dict[tuple[float | None, str | None, str | None], list[CallbackFact]] = defaultdict(list)
+    if by in ("queue", "total"):
+        for callback in callbacks:
+            if start <= callback.requested_at < end:
+                key = (interval_start(callback.requested_at, interval_minutes, zone),
+                       callback.queue if by == "queue" else None, None)
+                callbacks_by_key[key].append(callback)
+    keys = set(calls_by_key) | set(spans_by_key) | set(alerts_by_key) | set(callbacks_by_key)
     rows = []
     for key in sorted(keys, key=lambda k: (k[0] or 0, k[1] or "", k[2] or "")):
         row = _row(key, calls_by_key.get(key, []), spans_by_key.get(key, []), standards)
         row.alerts = dict(alerts_by_key.get(key, {}))
+        _count_callbacks(row, callbacks_by_key.get(key, []))
         rows.append(row)
     return rows
+
+
+def _count_callbacks(row: KpiRow, callbacks: list[CallbackFact]) -> None:
+    connected = [c.connect_seconds for c in callbacks if c.connect_seconds is not None]
+    row.callback_offers = sum(1 for c in callbacks if c.offered)
+    row.callback_accepted = sum(1 for c in callbacks if c.accepted)
+    row.callback_connected = len(connected)
+    row.callback_attempts = sum(c.attempts for c in callbacks)
+    row.callback_avg_connect_seconds = round(sum(connected) / len(connected), 3) if connected else None
 
 
 def _row(key: tuple[float | None, str | None, str | None], calls: list[CallFact],

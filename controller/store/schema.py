@@ -249,4 +249,123 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX dispositions_at ON dispositions(at);
     """,
+    # 13: voicemail (and fax) as work: inbox items for a queue or a person; follow-up tasks (工单) from calls
+    """
+    CREATE TABLE inbox_items (
+        id TEXT PRIMARY KEY,                -- chosen by the controller (hex)
+        kind TEXT NOT NULL,                 -- voicemail | fax
+        source TEXT NOT NULL UNIQUE,        -- flow:<ivr_records id> | fallback:<app_voicemail msg_id>: imported once
+        call_id TEXT,
+        caller TEXT NOT NULL DEFAULT '',
+        did TEXT NOT NULL DEFAULT '',
+        queue TEXT,
+        agent_id TEXT,                      -- the person it is addressed or assigned to
+        created_at REAL NOT NULL,
+        duration REAL,
+        file TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',    -- JSON: the IVR data of the call, the flow
+        status TEXT NOT NULL DEFAULT 'new', -- new | assigned | called_back | done
+        assigned_at REAL,
+        callback_call_id TEXT,
+        called_back_at REAL,
+        done_at REAL,
+        done_by TEXT,
+        note TEXT,
+        deleted_at REAL                     -- retention removed the file
+    );
+    CREATE INDEX inbox_items_created ON inbox_items(created_at);
+    CREATE INDEX inbox_items_queue ON inbox_items(queue, status);
+    CREATE TABLE inbox_cursor (
+        name TEXT PRIMARY KEY,              -- flow_voicemail: the last ivr_records id imported
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE follow_up_tasks (
+        id TEXT PRIMARY KEY,
+        call_id TEXT,
+        title TEXT NOT NULL,
+        created_by TEXT NOT NULL,           -- the agent (or token/user) who created it
+        created_at REAL NOT NULL,
+        agent_id TEXT,                      -- for whom: an agent, or
+        queue TEXT,                         -- a queue (any of its agents)
+        due_at REAL NOT NULL,
+        reminded_at REAL,
+        overdue_at REAL,                    -- when the overdue alert was raised
+        status TEXT NOT NULL DEFAULT 'open',  -- open | closed
+        closed_at REAL,
+        closed_by TEXT,
+        note TEXT
+    );
+    CREATE INDEX follow_up_tasks_open ON follow_up_tasks(status, due_at);
+    """,
+    # 14: callbacks (README "Callbacks"): virtual hold (the caller's place kept in the queue) and scheduled ones;
+    # a declined offer is a row too (for the KPIs); the row is what a restarted controller queues again
+    """
+    CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,              -- the caller's call (virtual hold) or the call it was asked on
+        origin TEXT NOT NULL,               -- virtual_hold | ivr | agent
+        queue TEXT NOT NULL,
+        number TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 0,
+        agent_id TEXT,                      -- a personal callback: only this agent takes it
+        status TEXT NOT NULL,               -- declined|scheduled|waiting|serving|retry|connected|failed|done
+        requested_at REAL NOT NULL,
+        enqueued_at REAL,                   -- its place in the queue: the original time (kept over retries, restarts)
+        due_at REAL,                        -- scheduled, or the next retry
+        attempts INTEGER NOT NULL DEFAULT 0,
+        connected_at REAL,
+        outcome TEXT,                       -- the last attempt: answered | busy | no_answer | failed | max_wait ...
+        data TEXT NOT NULL DEFAULT '{}',    -- JSON: the IVR data for the screen pop
+        note TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX callbacks_status ON callbacks(status, due_at);
+    CREATE INDEX callbacks_requested ON callbacks(requested_at);
+    """,
+    # 15: outbound campaigns (README "Outbound campaigns"): settings, contacts, attempts, do-not-call lists
+    """
+    CREATE TABLE campaigns (
+        name TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,             -- JSON: controller.outbound.campaign.CampaignSettings
+        status TEXT NOT NULL,               -- draft | running | paused | stopped | finished
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE campaign_contacts (
+        campaign TEXT NOT NULL,
+        contact_no INTEGER NOT NULL,        -- chosen by the controller, per campaign
+        number TEXT NOT NULL,               -- E.164
+        name TEXT NOT NULL DEFAULT '',
+        region TEXT NOT NULL DEFAULT '',
+        zones TEXT NOT NULL DEFAULT '[]',   -- JSON: the callee's time zones
+        fields TEXT NOT NULL DEFAULT '{}',  -- JSON: custom fields (screen pop)
+        status TEXT NOT NULL,               -- pending | dialing | retry | done | failed | dnc
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL,                       -- when the next attempt is due
+        last_outcome TEXT,
+        disposition TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (campaign, contact_no)
+    );
+    CREATE INDEX campaign_contacts_due ON campaign_contacts(campaign, status, next_at);
+    CREATE TABLE campaign_attempts (
+        id INTEGER PRIMARY KEY,
+        campaign TEXT NOT NULL,
+        contact_no INTEGER NOT NULL,
+        call_id TEXT NOT NULL,
+        agent_id TEXT,
+        started_at REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL,
+        outcome TEXT                        -- answered | busy | no_answer | rejected | failed | abandoned
+    );
+    CREATE INDEX campaign_attempts_campaign ON campaign_attempts(campaign, started_at);
+    CREATE TABLE do_not_call (
+        number TEXT NOT NULL,               -- E.164
+        campaign TEXT NOT NULL,             -- '' for the global list
+        added_at REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (number, campaign)
+    );
+    """,
 ]

@@ -413,7 +413,7 @@ async def test_agent_plays_a_standard_recording_to_the_caller(
     call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
     path = f"/api/calls/{call_id}/play"
     status, body = await process.api("POST", path, json={"prompt": "nope"})
-    assert status == 409 and "fees" in body["error"]  # names the configured ones
+    assert status == 404 and "fees" in body["error"]  # names the configured ones
     status, body = await process.api("POST", path, json={"prompt": "fees"}, token="demo-agent-1001-token")
     assert (status, body["played"]) == (200, "fees"), body  # answers once the caller has heard it
     assert (await agent_state(process, "1001"))["state"] == "talking"  # and is with the agent again

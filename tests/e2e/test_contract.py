@@ -42,6 +42,10 @@ ACCESS: dict[str, str] = {
     # queues: an agent sees the list, not the waiting callers
     "GET /api/queues": ALL,
     "GET /api/queues/{queue}": STAFF,
+    # callbacks: an agent sees its queues' and its own personal ones (README "Callbacks")
+    "GET /api/callbacks": ALL,
+    "POST /api/callbacks": ALL,
+    "POST /api/callbacks/{callback_id}/done": ALL,
     # calls
     "GET /api/calls": STAFF,
     "GET /api/calls/{call_id}": STAFF,
@@ -69,6 +73,19 @@ ACCESS: dict[str, str] = {
     "GET /api/recordings": ALL,
     "GET /api/recordings/{recording_id}": ALL,
     "GET /api/recordings/{recording_id}/audio": ALL,
+    # the inbox (voicemail as work) and follow-up tasks: agents see their own and their queues'
+    "GET /api/inbox": ALL,
+    "GET /api/inbox/report": STAFF,
+    "GET /api/inbox/{item_id}": ALL,
+    "GET /api/inbox/{item_id}/audio": ALL,
+    "POST /api/inbox/{item_id}/assign": ALL,
+    "POST /api/inbox/{item_id}/callback": ALL,
+    "POST /api/inbox/{item_id}/done": ALL,
+    "GET /api/tasks": ALL,
+    "POST /api/tasks": ALL,
+    "GET /api/tasks/counts": ALL,
+    "GET /api/tasks/{task_id}": ALL,
+    "POST /api/tasks/{task_id}/close": ALL,
     # IVR, reports
     "GET /api/flows": STAFF,
     "POST /api/flows/reload": "admin",
@@ -82,6 +99,18 @@ ACCESS: dict[str, str] = {
     "DELETE /api/shifts/{shift_id}": "admin supervisor",
     "GET /api/adherence": "admin supervisor",
     "GET /api/reports/adherence": "admin supervisor",
+    # outbound campaigns (README "Outbound campaigns"): supervisors; agents give their contacts' dispositions
+    "GET /api/campaigns": "admin supervisor",
+    "POST /api/campaigns": "admin supervisor",
+    "GET /api/campaigns/{name}": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts": "admin supervisor",
+    "GET /api/campaigns/{name}/contacts": "admin supervisor",
+    "POST /api/campaigns/{name}/start": "admin supervisor",
+    "POST /api/campaigns/{name}/pause": "admin supervisor",
+    "POST /api/campaigns/{name}/stop": "admin supervisor",
+    "POST /api/campaigns/{name}/contacts/{contact_no}/disposition": "admin supervisor agent",
+    "GET /api/dnc": "admin supervisor",
+    "POST /api/dnc": "admin supervisor",
     # CTI
     "GET /ws": ALL,
     "GET /api/events": ALL,
@@ -102,6 +131,9 @@ ACCESS: dict[str, str] = {
     "POST /api/tokens": "admin",
     "DELETE /api/tokens/{token_id}": "admin",
     "GET /api/audit": "admin supervisor",
+    # the browser phone (README "Browser phone (WebRTC)"): an agent's own SIP credentials; Asterisk's sections
+    "GET /api/me/phone": "admin agent",  # an admin is let through the role check, then refused: no agent
+    "GET /api/softphone/pjsip": "admin",
     # the managed configuration (README "Administration (live configuration)"): supervisors run the floor
     # (agents, queues, reasons, prompts, standards); DIDs, webhooks, ACD settings and whole documents are admins'
     "GET /api/config": "admin supervisor integration",
@@ -125,7 +157,8 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 #: exist nowhere for the rest.
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
-              "shift_id": "999999"}
+              "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999",
+              "contact_no": "999999"}
 
 
 def concrete(template: str) -> str:

@@ -83,9 +83,14 @@ def test_data_gets_the_file_loaders_checks_with_field_paths() -> None:
     with pytest.raises(SettingsError) as error:  # JSON says what it means: a number is not a string
         load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": 1006, "endpoint": "e"}, "agents[1006]")
     assert error.value.problems == ["agents[1006].number: expected a string, got 1006"]
-    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": "1006", "endpoint": "${HOME}",
+    agent = load_data_as(AcdAgentConfig, {"id": "1006", "name": "${HOME}", "number": "1006", "endpoint": "e",
                                           "enabled": False}, "agents[1006]")
-    assert agent == AcdAgentConfig("1006", "Zhao", "1006", "${HOME}", enabled=False)  # no environment from a request
+    assert agent == AcdAgentConfig("1006", "${HOME}", "1006", "e", enabled=False)  # no environment from a request
+    with pytest.raises(SettingsError) as error:  # what goes into a dial string is checked for what it is
+        load_data_as(AcdAgentConfig, {"id": "1006", "name": "Zhao", "number": "1006", "endpoint": "8001&PJSIP/9"},
+                     "agents[1006]")
+    assert error.value.problems == ["agents[1006]: endpoint: expected a PJSIP endpoint name (letters, digits, "
+                                    "'.', '_', '-', '/'), got '8001&PJSIP/9'"]
 
 
 def test_a_yaml_text_loads_only_the_managed_sections_with_positions() -> None:

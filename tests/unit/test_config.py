@@ -29,6 +29,12 @@ BAD_CONFIGS = {
     "store url": ("store:\n  url: mysql://db/ccc\n", 2, "url: expected a postgresql://user@host:port/database URL"),
     "store timeout": ("store:\n  url: postgresql://db/ccc\n  statement_timeout: 0\n", 3,
                       "statement_timeout: expected seconds from 0 to 3600"),
+    "queue name with a separator": ("acd:\n  queues:\n    - {name: 'a|b'}\n", 3,
+                                    "name: expected 1-64 letters, digits, '.', '_' or '-', got 'a|b'"),
+    "agent number not digits": ("acd:\n  agents:\n    - {id: '1', name: a, number: 'x1', endpoint: e}\n", 3,
+                                "number: expected the agent's number (工号), 1-16 digits, got 'x1'"),
+    "agent endpoint dialing more": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: 'e&x'}\n", 3,
+                                    "endpoint: expected a PJSIP endpoint name"),
     "agent skill level 11": ("acd:\n  agents:\n    - {id: '1', name: a, number: '1', endpoint: e,\n"
                              "       skills: {general: 11}}\n", 3,
                              "skills.general: expected a level from 1 to 10, got 11"),

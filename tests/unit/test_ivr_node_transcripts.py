@@ -206,7 +206,7 @@ def booked(number: str, *, at: datetime = AT, minutes: float = 30) -> list[Entry
     due = at.timestamp() + 60 * minutes
     return [("emit", "ivr.input_collected", {"flow": "t", "node": "cb", "variable": "callback_number",
                                              "value": number}),
-            ("save", "callback", {"number": number, "due_at": due, "flow": "t"}),
+            ("save", "callback", {"number": number, "due_at": due, "flow": "t", "queue": "", "when": ""}),
             ("play", tts("done"), False), ("hangup",)]
 
 

@@ -223,6 +223,18 @@ nope: {type: hangup}
     assert visited[-1] == "nope" and sim.saved == []
 
 
+async def test_callback_the_caller_picks_the_time_and_the_queue_is_named(tmp_path: Path) -> None:
+    nodes = """
+cb: {type: callback, queue: general, when_prompt: ["尽快回电请按1，明天上午回电请按2"], next: booked}
+booked: {type: hangup}
+"""
+    _, sim, _ = await run(tmp_path, nodes, "1 2")
+    assert {key: sim.saved[0][1][key] for key in ("number", "queue", "when")} == \
+        {"number": "13800138000", "queue": "general", "when": "next_morning"}
+    _, sim, _ = await run(tmp_path, nodes, "1 1")
+    assert sim.saved[0][1]["when"] == "asap"
+
+
 async def test_survey_invalid_then_valid_and_no_answer(tmp_path: Path) -> None:
     nodes = """
 survey: {type: survey, retries: 2, next: bye}

@@ -34,7 +34,8 @@ seen = {}
 PAD = "x" * 2000
 
 def fill():
-    with open(d / "filler", "wb", buffering=0) as f:  # unbuffered: a close never retries a failed write
+    # Unbuffered: a buffered file would flush its tail at close and raise ENOSPC out of the `with`.
+    with open(d / "filler", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\\0" * 65536)

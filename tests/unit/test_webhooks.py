@@ -62,22 +62,31 @@ class Receiver:
 
 
 class System:
-    def __init__(self, target: StoreTarget, receiver: Receiver, max_attempts: int) -> None:
+    def __init__(self, target: StoreTarget, receiver: Receiver, max_attempts: int,
+                 webhooks: list[Webhook] | None = None) -> None:
+        """One webhook `crm` to `receiver`, or `webhooks`."""
         self.store = Store(target.target, **target.kwargs())  # type: ignore[arg-type]
         self.bus = EventBus(self.store, time.time)
         self.receiver = receiver
         self.http: aiohttp.ClientSession | None = None
-        self.notifier = WebhookNotifier(
-            [Webhook("crm", receiver.url, "secret", EventFilter(), timeout=2, max_attempts=max_attempts)],
-            self.bus, self.store, lambda: self.http, max_backoff=0.05, first_backoff=0.01)
+        if webhooks is None:
+            webhooks = [Webhook("crm", receiver.url, "secret", EventFilter(), timeout=2, max_attempts=max_attempts)]
+        self.notifier = WebhookNotifier(webhooks, self.bus, self.store, lambda: self.http,
+                                        max_backoff=0.05, first_backoff=0.01)
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> System:
+    async def open(self) -> None:
         await self.store.open()
         await self.bus.open()
         self.http = aiohttp.ClientSession()
+
+    def run(self) -> None:
         self.tasks = [asyncio.create_task(coro) for coro in (self.store.run_writer(), self.bus.run(),
                                                               self.notifier.run())]
+
+    async def start(self) -> System:
+        await self.open()
+        self.run()
         return self
 
     async def stop(self) -> None:

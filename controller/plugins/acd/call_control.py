@@ -454,10 +454,9 @@ class AcdCallControl:
     async def _play_standard(self, waiting: QueueCall, name: str) -> dict[str, object]:
         """Play a standard recording (fees, how to open an account…) to the caller only, on the agent's
         command; the caller is with the agent again when it ends (or when they press a key)."""
-        text = self.acd.config.acd.standard_prompts.get(name)
-        if text is None:
-            configured = ", ".join(self.acd.config.acd.standard_prompts)
-            raise AcdError(f"no standard prompt {name!r} (configured: {configured})")
+        text = self.acd.standard_prompts.get(name)
+        if text is None:  # removed between the request's check and now
+            raise AcdError(self.acd.no_standard_prompt(name))
         session = waiting.session
         language: Language = "en" if session.language.startswith("en") else "zh"
         prompt = Prompt("sound", text.removeprefix("sound:"), language) if text.startswith("sound:") \

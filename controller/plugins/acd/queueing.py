@@ -19,7 +19,7 @@ from controller.acd.model import (
     Overflow,
 )
 from controller.config import AcdQueueConfig
-from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.ivr.port import CallerHangup, Prompt, QueueOutcome, QueueRequest
 from controller.lookup import is_phone_number
 from controller.plugins.acd.stasis import LeftQueue, QueueCall
 from controller.plugins.calls.legs import DialOutcome, Leg
@@ -112,7 +112,8 @@ class AcdQueueing:
             return await self.acd.call_control.connect(waiting, step)
         except BaseException:
             # The caller hung up (or we failed, or are stopping): the call leaves the engine as abandoned.
-            if not waiting.left:
+            # (One who took a callback keeps their place: their engine call goes on without them.)
+            if not waiting.left and not (self.acd.callbacks and self.acd.callbacks.owns(session.call_id)):
                 with contextlib.suppress(AcdError):
                     self.acd.apply(self.acd.engine.abandon(session.call_id))
             raise
@@ -164,6 +165,8 @@ class AcdQueueing:
         session.records.event(session.call_id, "announcement", position=announce.position, text=text)
         await self.acd.announce_to_caller(session, Prompt("tts", text, "zh" if zh else "en"),
                                            unless=waiting.offer_pending)
+        if self.acd.callbacks is not None and await self.acd.callbacks.offer(waiting, announce.estimated_wait):
+            raise CallerHangup()  # they took a callback (virtual hold) and were hung up; their place stays
 
     def pickup(self, call_id: str, agent_id: str) -> dict[str, Any]:
         """抢接 (see `AcdEngine.pickup`); AcdError when the call is not waiting or the agent is busy."""

@@ -92,6 +92,9 @@ def queue_json(acd: AcdService, name: str) -> dict[str, Any]:
     stats["name"] = name
     config = acd.queue_configs.get(name)
     stats["title"] = config.title if config else ""
+    # Of the waiting calls, the callbacks keeping their place with no caller on the line (README "Callbacks").
+    stats["callbacks_waiting"] = sum(1 for view in acd.engine.waiting(name)
+                                     if acd.callbacks is not None and acd.callbacks.owns(view.call_id))
     return stats
 
 
@@ -192,7 +195,9 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         if name not in acd.queue_configs:
             return json_error(404, f"no queue {name!r}")
         body = queue_json(acd, name)
-        body["calls"] = [as_json(view) for view in acd.engine.waiting(name)]
+        # A callback (virtual hold, README "Callbacks") waits like the others, with no caller on the line.
+        body["calls"] = [as_json(view) | {"callback": bool(acd.callbacks and acd.callbacks.owns(view.call_id))}
+                         for view in acd.engine.waiting(name)]
         return web.json_response(body)
 
     async def call_command(request: web.Request, action: str, target: str | None = None,
@@ -306,10 +311,13 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
 
     @operation("Play a standard recording to the caller (fees, opening an account…); back to the agent after",
                tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT},
-               errors=COMMAND_ERRORS)
+               errors={**COMMAND_ERRORS, 404: "no live call with that id, or no standard prompt of that name"})
     @roles("agent", "supervisor", "integration")
     async def play(request: web.Request) -> web.Response:
-        return await call_command(request, "play", body_of(request)["prompt"])
+        name = body_of(request)["prompt"]
+        if name not in acd.standard_prompts:  # the prompts as administered now (README "Standard prompts")
+            return json_error(404, acd.no_standard_prompt(name))
+        return await call_command(request, "play", name)
 
     @operation("Attended transfer (咨询转接), step 1: the caller holds while the agent talks to the target",
                tag="calls", body=CONFERENCE_BODY, responses={200: CONTROL_RESULT},

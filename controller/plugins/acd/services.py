@@ -50,6 +50,7 @@ from controller.media.say import say_digits
 from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.call_control import AcdCallControl
+from controller.plugins.acd.callbacks import CallbackService
 from controller.plugins.acd.queue_resume import QueueResume
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
@@ -57,6 +58,7 @@ from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.session import CallSession
 from controller.plugins.recordings.services import RecordingService
+from controller.reports.kpis import Standards
 
 log = logging.getLogger("controller.acd")
 
@@ -135,8 +137,7 @@ class AcdService:
         self.engine = AcdEngine([queue_settings(q) for q in config.acd.queues],
                                 [agent_settings(a) for a in config.acd.agents], clock,
                                 not_ready_reasons=tuple(config.acd.not_ready_reasons))
-        self.standards = config.standards
-        self.monitor = StandardsMonitor(self.standards)
+        self.monitor = StandardsMonitor(config.standards)
         self.calls: dict[str, QueueCall] = {}
         self._overflow_targets: dict[str, str | None] = {}
         self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
@@ -158,6 +159,7 @@ class AcdService:
         self.after_resumed_talk: AfterTalk = self._end_after_resumed_talk
         self._restored_on_calls: dict[str, str] = {}  # agent id -> the call they were restored talking on
         self._warming: set[asyncio.Task[None]] = set()
+        self.callbacks: CallbackService | None = None  # set by CallbackService (README "Callbacks")
 
     @property
     def config(self) -> Config:
@@ -262,6 +264,8 @@ class AcdService:
             self._restored_on_calls = {agent_id: on_call.call_id for agent_id, on_call in on_calls.items()}
             log.info("ACD: restored %d agents' states", sum(1 for a in self.engine.agents()
                                                                if a.state != "logged_out"))
+        if self.callbacks is not None:
+            await self.callbacks.restore()
 
     async def release_unresumed(self, *_: object) -> None:
         """After the resume (a clean-up hook of the calls plugin): an agent restored on a call that no
@@ -302,14 +306,17 @@ class AcdService:
             tasks.create_task(self._watch_standards())
             tasks.create_task(self.warm_prompts())
             tasks.create_task(self._new_day_at_midnight())
+            if self.callbacks is not None:
+                tasks.create_task(self.callbacks.run())
 
     async def warm_prompts(self, agents: list[AcdAgentConfig] | None = None) -> None:
         """Render the agents' number announcements (and outbound refusals) ahead: nobody should wait for
         text to speech. `agents`: only theirs (added or changed live)."""
-        prompts = [self.agent_number_prompt(agent, language)
-                   for agent in (self.agent_configs.values() if agents is None else agents)
-                   for language in ("zh", "en")]
-        for prompt in [*prompts, *(self.outbound.prompts() if agents is None else [])]:
+        for agent in self.agent_configs.values() if agents is None else agents:
+            for language in ("zh", "en"):
+                with contextlib.suppress(Exception):  # rendered again when needed, and a failure logged then
+                    await self.media_for(self.agent_number_prompt(agent, language))
+        for prompt in self.outbound.prompts() if agents is None else []:
             with contextlib.suppress(Exception):
                 await self.media_for(prompt)
 
@@ -325,9 +332,23 @@ class AcdService:
             await asyncio.sleep(STANDARDS_CHECK_SECONDS)
             self.check_standards()
 
+    @property
+    def standards(self) -> Standards:
+        """The service standards as administered now: the next check, alert and report use them."""
+        return self.config.standards
+
+    @property
+    def standard_prompts(self) -> dict[str, str]:
+        """Name -> text or sound:NAME, as administered now: the next "play" command uses them."""
+        return self.config.acd.standard_prompts
+
+    def no_standard_prompt(self, name: str) -> str:
+        return f"no standard prompt {name!r} (configured: {', '.join(self.standard_prompts) or 'none'})"
+
     def check_standards(self) -> None:
         """Publish an `alert.raised` event for each standard newly broken (see `controller.acd.alerts`)."""
         engine = self.engine
+        self.monitor.standards = self.standards  # as administered now
         waiting = [call for queue in engine.queues() for call in engine.waiting(queue.name)]
         for alert in self.monitor.check(self.clock.now(), engine.agents(), waiting, engine.queues()):
             log.warning("standard broken: %s %s (%s > %s)", alert.kind, alert.subject, alert.value, alert.threshold)
@@ -384,6 +405,8 @@ class AcdService:
                     if isinstance(decision, CancelOffer) and decision.reason in ("ring_timeout", "picked_up"):
                         self.queueing.ring_timed_out(waiting, decision.agent_id, decision.reason)
                     waiting.signal(decision)
+                elif self.callbacks is not None:
+                    self.callbacks.signal(decision)  # a callback: a queued call with no caller channel
                 if isinstance(decision, Offer):
                     self._publish_ringing(decision)
                 elif isinstance(decision, Announce):
@@ -423,7 +446,8 @@ class AcdService:
 
     def _publish_ringing(self, offer: Offer) -> None:
         waiting = self.calls.get(offer.call_id)
-        pop = self.screen_pop(waiting.session, offer.queue, waiting.history) if waiting else {}
+        pop = self.screen_pop(waiting.session, offer.queue, waiting.history) if waiting \
+            else self.callbacks.screen_pop(offer.call_id, offer.queue) if self.callbacks else {}
         self.publish("call.ringing", call_id=offer.call_id, agent_id=offer.agent_id, queue=offer.queue,
                      endpoint=offer.endpoint, screen_pop=pop)
 

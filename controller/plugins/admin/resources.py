@@ -72,6 +72,9 @@ def routes(admin: AdminService) -> list[web.RouteDef]:
     @roles("admin")
     async def apply(request: web.Request) -> web.Response:
         body = body_of(request)
+        # What the HTTP layer audits of a dry run, a refused or an unchanged apply: not the text, which may hold
+        # webhook secrets (an applied change's items have their own rows, secrets masked).
+        request["body"] = {**body, "yaml": f"({len(body['yaml'])} characters, not kept: may hold secrets)"}
         dry_run = request.query.get("dry_run") == "true"
         identity = caller_of(request)
         notes: list[str] = []

@@ -44,6 +44,8 @@ Q850_CAUSES = {
 }
 
 #: The Q.850 cause Asterisk gives a channel hung up by ARI with each `reason` (channels.hangup).
+#: Q.850 causes of a dialled phone that did not answer, as the outcomes callbacks and campaigns retry on.
+DIAL_OUTCOME_BY_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 HANGUP_REASON_CAUSES = {
     "normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "answered_elsewhere": 26, "number_incomplete": 28,
     "normal_unspecified": 31, "congestion": 34, "failure": 38, "unallocated": 1, "codec_mismatch": 58,

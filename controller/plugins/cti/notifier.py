@@ -12,6 +12,13 @@ moves on:
 `replay(name, since)` moves the cursor back to send events again; the worker drops the page it
 was on rather than writing its own cursor over the operator's.
 
+Webhooks change live (`apply`, the administration's `webhooks:`): a new one gets what is published
+from the moment it is added; a changed URL, secret, filter or timeout is used from the next POST
+(an event being retried is retried to the new URL); a removed one stops at once (an unfinished POST
+to it is abandoned) and its delivery state — cursor, retries, dead letters — is dropped: the events
+themselves stay in the stream (`/api/events`) for their retention. Added again under the same name,
+it starts from the moment it is added, like any new webhook.
+
 Each POST carries `X-CCC-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
 `X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged. A crash in the instant
 between a receiver's answer and the cursor's commit sends that one event again: receivers
@@ -80,16 +87,20 @@ _RETRYING = upsert("webhook_deliveries", ("webhook", "seq", "attempts", "last_er
 class WebhookNotifier:
     def __init__(self, webhooks: list[Webhook], bus: EventBus, store: Store,
                  session_factory: Any, *, max_backoff: float = 60.0, first_backoff: float = 1.0) -> None:
-        self.webhooks = {hook.name: hook for hook in webhooks}
+        self.webhooks: dict[str, Webhook] = {}
         self._bus = bus
         self._store = store
         self._session_factory = session_factory  # returns the shared aiohttp.ClientSession
-        self._wake = {name: asyncio.Event() for name in self.webhooks}
+        self._wake: dict[str, asyncio.Event] = {}
         self._cursor: dict[str, int] = {}
-        self._generation = dict.fromkeys(self.webhooks, 0)  # bumped by replay(): the worker's page is stale
-        self._requeued = dict.fromkeys(self.webhooks, True)  # dead letters to send again (checked at start)
+        self._generation: dict[str, int] = {}  # bumped by replay(): the worker's page is stale
+        self._requeued: dict[str, bool] = {}  # dead letters to send again (checked at start)
         self._retrying: dict[str, dict[str, Any]] = {}  # name -> the event being retried and why
-        self.dead = dict.fromkeys(self.webhooks, 0)  # current dead letters per webhook (a metric)
+        self.dead: dict[str, int] = {}  # current dead letters per webhook (a metric)
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None  # while run() runs
+        for hook in webhooks:
+            self._add(hook)
         self.max_backoff = max_backoff
         self.first_backoff = first_backoff
         self.delivered = 0
@@ -100,6 +111,45 @@ class WebhookNotifier:
 
     def has(self, name: str) -> bool:
         return name in self.webhooks
+
+    def _add(self, hook: Webhook) -> None:
+        self.webhooks[hook.name] = hook
+        self._wake[hook.name] = asyncio.Event()
+        self._generation[hook.name] = 0
+        self._requeued[hook.name] = True
+        self.dead[hook.name] = 0
+        if self._group is not None:
+            self._workers[hook.name] = self._group.create_task(self._worker(hook.name))
+
+    async def apply(self, webhooks: list[Webhook]) -> None:
+        """Make `webhooks` the live set (see the module's docstring for what adding, changing and
+        removing one means)."""
+        wanted = {hook.name: hook for hook in webhooks}
+        for name in [name for name in self.webhooks if name not in wanted]:
+            await self._remove(name)
+        for name, hook in wanted.items():
+            if name not in self.webhooks:
+                # From now on: its cursor is written before any event published after this can be missed.
+                await self._store.execute("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES (?, ?)"
+                                          " ON CONFLICT (webhook) DO NOTHING", (name, self._bus.last_seq))
+                self._add(hook)
+                log.info("webhook %s added: events from seq %d on", name, self._bus.last_seq + 1)
+            elif self.webhooks[name] != hook:
+                self.webhooks[name] = hook  # the worker reads it before each POST
+                self._wake[name].set()  # a filter that now matches more: look at the stream again
+                log.info("webhook %s changed", name)
+
+    async def _remove(self, name: str) -> None:
+        worker = self._workers.pop(name, None)
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        del self.webhooks[name]
+        for state in (self._wake, self._cursor, self._generation, self._requeued, self._retrying, self.dead):
+            state.pop(name, None)
+        await self._store.execute("DELETE FROM webhook_deliveries WHERE webhook = ?", (name,))
+        await self._store.execute("DELETE FROM webhook_cursor WHERE webhook = ?", (name,))
+        log.info("webhook %s removed: its delivery state (cursor, retries, dead letters) is dropped", name)
 
     def _on_event(self, event: CtiEvent) -> None:
         for name, hook in self.webhooks.items():
@@ -163,12 +213,17 @@ class WebhookNotifier:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def run(self) -> None:
-        """One worker per webhook; run in the application's TaskGroup (returns once stopped)."""
-        if not self.webhooks:
-            return
-        async with asyncio.TaskGroup() as workers:
-            for name in self.webhooks:
-                workers.create_task(self._worker(name))
+        """One worker per webhook, also for those `apply` adds later; run in the application's TaskGroup
+        (returns once stopped)."""
+        try:
+            async with asyncio.TaskGroup() as workers:
+                self._group = workers
+                for name in self.webhooks:
+                    self._workers[name] = workers.create_task(self._worker(name))
+                await self._stopping.wait()
+        finally:
+            self._group = None
+            self._workers.clear()
 
     async def _load(self, name: str) -> None:
         row = await self._store.fetchone("SELECT delivered_seq FROM webhook_cursor WHERE webhook = ?", (name,))
@@ -216,6 +271,7 @@ class WebhookNotifier:
                 return
             if self._generation[name] != generation or self._requeued[name]:
                 return  # replayed meanwhile (the cursor moved back), or dead letters come first
+            hook = self.webhooks[name]  # as it is now: `apply` may have changed it during the last POST
             sent = hook.filter.matches(event)
             if sent:
                 if await self._deliver(hook, event) == "stopped":
@@ -246,14 +302,16 @@ class WebhookNotifier:
 
     async def _deliver(self, hook: Webhook, event: CtiEvent, *, requeued: bool = False) -> Outcome:
         """POST one event until the receiver takes it ("delivered"), refused it `max_attempts` times ("dead"),
-        or the notifier stops between two attempts ("stopped")."""
+        or the notifier stops between two attempts ("stopped"). Each attempt uses the webhook as it is
+        then (a URL or secret changed by `apply` is used from the next attempt)."""
         body = json.dumps(event.as_dict(), ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", "X-CCC-Event": event.type, "X-CCC-Seq": str(event.seq),
-                   "X-CCC-Timestamp": str(event.at), "X-CCC-Signature": signature(hook.secret, body)}
         delay = self.first_backoff
         attempts = 0
         while True:
             attempts += 1
+            hook = self.webhooks.get(hook.name, hook)
+            headers = {"Content-Type": "application/json", "X-CCC-Event": event.type, "X-CCC-Seq": str(event.seq),
+                       "X-CCC-Timestamp": str(event.at), "X-CCC-Signature": signature(hook.secret, body)}
             failure = await self._post(hook, body, headers)
             if failure is None:
                 self.delivered += 1

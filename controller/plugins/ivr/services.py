@@ -147,6 +147,24 @@ class IvrService:
     def flow_exists(self, flow_id: str) -> bool:
         return flow_id in self.repository.snapshot.flows
 
+    def did_problems(self, config: Config) -> list[str]:
+        """The administration's cross check: each DID of `config.dids` must name a live flow (not checked
+        before the flows were first read: the start applies the stored configuration before that)."""
+        if self.repository.loaded_at is None and not self.load_errors:
+            return []
+        missing = self.repository.missing_flows(config.dids)
+        loaded = ", ".join(sorted(self.repository.snapshot.flows)) or "none"
+        return [f"dids[{did}]: flow {flow_id!r} is not loaded (loaded: {loaded})"
+                for did, flow_id in sorted(missing.items())]
+
+    async def apply_dids(self, old: Config, new: Config) -> None:
+        """LiveConfig subscriber: the managed `dids` route the next calls (a call in a flow keeps its flow)."""
+        if new.dids == self.repository.did_overrides:
+            return
+        async with self._reload_lock:  # not in the middle of a reload, which builds its set with the DIDs
+            self.repository.set_did_overrides(new.dids)
+        log.info("IVR DIDs now: %s", ", ".join(f"{did}->{flow}" for did, flow in sorted(new.dids.items())) or "none")
+
     # -- a call -------------------------------------------------------------------------------------
 
     async def handle(self, session: CallSession) -> None:

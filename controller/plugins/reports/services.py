@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.reports.kpis import AgentStateSpan, AlertFact, CallFact, KpiRow, compute_report
+from controller.reports.kpis import AgentStateSpan, AlertFact, CallbackFact, CallFact, KpiRow, Standards, compute_report
 from controller.store.db import Store
 
 if TYPE_CHECKING:
@@ -35,7 +35,11 @@ class ReportService:
         self.store = store
         self.acd = acd
         self.clock = clock
-        self.standards = acd.standards
+
+    @property
+    def standards(self) -> Standards:
+        """The service standards as administered now (the ACD follows the live configuration)."""
+        return self.acd.standards
 
     @property
     def complaint_queues(self) -> set[str]:
@@ -46,10 +50,22 @@ class ReportService:
         calls = await self.call_facts(start, end)
         spans = await self.agent_spans(start, end)
         alerts = await self.alert_facts(start, end)
+        callbacks = await self.callback_facts(start, end)
         # A month of records is a lot of arithmetic: in a thread, so live calls keep their event loop.
         return await asyncio.to_thread(compute_report, calls, spans, start=start, end=end,
                                        interval_minutes=interval_minutes, by=by,  # type: ignore[arg-type]
-                                       standards=self.standards, alerts=alerts)
+                                       standards=self.standards, alerts=alerts, callbacks=callbacks)
+
+    async def callback_facts(self, start: float, end: float) -> list[CallbackFact]:
+        """Callback offers and bookings (the `callbacks` table, README "Callbacks")."""
+        rows = await self.store.fetchall(
+            "SELECT requested_at, queue, origin, status, attempts, connected_at FROM callbacks"
+            " WHERE requested_at >= ? AND requested_at < ?", (start, end))
+        return [CallbackFact(row["requested_at"], row["queue"], offered=row["origin"] == "virtual_hold",
+                             accepted=row["status"] != "declined", attempts=int(row["attempts"] or 0),
+                             connect_seconds=(row["connected_at"] - row["requested_at"]) if row["connected_at"]
+                             else None)
+                for row in rows]
 
     async def alert_facts(self, start: float, end: float) -> list[AlertFact]:
         rows = await self.store.fetchall(

@@ -1,0 +1,54 @@
+"""The browser phone's per-agent endpoints and SIP passwords (controller/plugins/desk/services.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.config import Config, SoftphoneSettings
+from controller.plugins.desk.services import endpoint_of, phone_for, render_pjsip, sip_password
+
+SETTINGS = SoftphoneSettings(enabled=True, websocket_url="wss://pbx.example.cn:8089/ws",
+                             secret="a-long-enough-secret-0123")
+
+
+def test_each_agent_has_its_own_password_derived_from_the_secret() -> None:
+    first, second = sip_password(SETTINGS, "webrtc-1001"), sip_password(SETTINGS, "webrtc-1002")
+    assert len(first) == 32 and first != second
+    assert sip_password(SETTINGS, "webrtc-1001") == first  # the same every time: nothing to store
+    other = SoftphoneSettings(enabled=True, websocket_url="ws://x/ws", secret="another-secret-0123456")
+    assert sip_password(other, "webrtc-1001") != first  # a new secret changes them all
+
+
+def test_the_page_gets_what_asterisk_is_configured_with() -> None:
+    phone = phone_for(SETTINGS, "1001")
+    assert phone["endpoint"] == endpoint_of(SETTINGS, "1001") == "webrtc-1001"
+    assert phone["uri"] == "sip:webrtc-1001@pbx.example.cn" and phone["websocket_url"] == SETTINGS.websocket_url
+    conf = render_pjsip(SETTINGS, ["1001", "1002"])
+    section = conf.split("[webrtc-1001](webrtc-endpoint)")[1].split("[webrtc-1002]")[0]
+    assert f"password = {phone['password']}" in section and "username = webrtc-1001" in section
+    assert "webrtc = yes" in conf and "dtls_cert_file = /etc/asterisk/keys/webrtc.crt" in conf
+    assert "max_contacts = 1" in section and "remove_existing = yes" in section
+
+
+def test_turn_credentials_go_only_with_turn_servers() -> None:
+    settings = SoftphoneSettings(enabled=True, websocket_url="wss://p/ws", secret="x" * 16,
+                                 ice_servers=["stun:s:3478", "turn:t:3478"], turn_username="u", turn_password="p")
+    assert phone_for(settings, "1")["ice_servers"] == [{"urls": "stun:s:3478"},
+                                                       {"urls": "turn:t:3478", "username": "u", "credential": "p"}]
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"websocket_url": "http://pbx/ws"}, "websocket_url"),
+    ({"secret": "short"}, "secret"),
+    ({"endpoint": "webrtc"}, "{agent}"),
+])
+def test_a_bad_setting_is_refused_with_its_name(fields: dict[str, str], problem: str) -> None:
+    values = {"enabled": True, "websocket_url": "ws://127.0.0.1:8088/ws", "secret": "x" * 16, **fields}
+    with pytest.raises(ValueError, match=problem.replace("{", r"\{").replace("}", r"\}")):
+        SoftphoneSettings(**values)  # type: ignore[arg-type]
+
+
+def test_the_demo_secret_counts_as_weak() -> None:
+    demo = SoftphoneSettings(enabled=True, websocket_url="ws://h/ws", secret="demo-webrtc-secret-x")
+    assert any("softphone" in p for p in Config(softphone=demo).weak_tokens())
+    assert not any("softphone" in p for p in Config(softphone=SETTINGS).weak_tokens())
