@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
-                fonts-wqy-microhei baresip openssl postgresql nodejs npm \
+                fonts-wqy-microhei baresip openssl postgresql nodejs npm iproute2 \
                 libtiff-tools ghostscript poppler-utils
 STAMP := $(VENV)/.installed
 
@@ -50,14 +50,20 @@ run: deps venv desk-js sandbox
 stop:
 	$(PY) tools/run.py stop
 
+# The unit tests in one process, then the e2e tests in CCC_E2E_GROUPS parallel groups (default 3), each in a
+# network namespace with its own Asterisk copy (tools/e2e.py; serial when namespaces are unavailable).
+# Both halves always run; the exit status is non-zero when either fails.
 test: deps venv desk-js sandbox
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	@status=0; \
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests || status=1; \
+	$(PY) tools/e2e.py || status=1; \
+	exit $$status
 
 test-unit: venv
-	$(PY) -m pytest -q -m "not e2e" tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" tests
 
 test-e2e: deps venv desk-js sandbox
-	$(PY) -m pytest -q -m e2e tests
+	$(PY) tools/e2e.py
 
 bench: deps venv sandbox
 	$(PY) -m tests.bench

@@ -37,6 +37,16 @@ ARI = "http://127.0.0.1:8088/ari"
 ARI_HEADERS = {"Authorization": "Basic " + base64.b64encode(b"ccc:ccc-demo-ari").decode()}
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is an e2e test, marked or not: `make test` runs the unit tests with
+    `-m "not e2e"` and these in parallel groups (tools/e2e.py) with `-m e2e`, so none falls between."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.e2e)
+
+
 def demo_config(tmp_path: Path, **sections: Any) -> Path:
     """The demo configuration with some top-level sections replaced, written to tmp_path."""
     config = yaml.safe_load((REPO / "demo" / "controller.yaml").read_text())

@@ -24,9 +24,20 @@ import sandbox
 pytestmark = pytest.mark.e2e
 
 
+def _network_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:  # gone meanwhile
+        return None
+
+
 def processes(pattern: str) -> list[str]:
+    """The processes matching `pattern` in this test's network namespace: the e2e groups (tools/e2e.py) and
+    other checkouts run the same programs at the same time, each in a namespace of its own."""
     result = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
-    return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+    ours = _network_namespace(os.getpid())
+    return [line for line in result.stdout.splitlines()
+            if "pgrep" not in line and _network_namespace(line.split()[0]) == ours]
 
 
 def _start_in_background(log_path: Path) -> subprocess.Popen[bytes]:

@@ -1,0 +1,46 @@
+"""tools/e2e.py: how the e2e files are split into groups, and what is read back from the groups' reports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+import e2e  # noqa: E402
+
+
+def files(*names: str) -> list[Path]:
+    return [REPO / "tests" / "e2e" / name for name in names]
+
+
+def test_longest_files_first_to_the_least_loaded_group() -> None:
+    durations = {f"tests/e2e/{n}": s for n, s in (("a.py", 100), ("b.py", 60), ("c.py", 50), ("d.py", 40),
+                                                  ("e.py", 10))}
+    groups = e2e.plan(files("a.py", "b.py", "c.py", "d.py", "e.py"), 2, durations)
+    assert [[f.name for f in g.files] for g in groups] == [["a.py", "d.py"], ["b.py", "c.py", "e.py"]]
+    assert [g.estimate for g in groups] == [140, 120]
+
+
+def test_a_file_not_recorded_counts_as_the_mean_and_no_group_is_empty() -> None:
+    durations = {"tests/e2e/a.py": 100.0, "tests/e2e/b.py": 20.0}
+    groups = e2e.plan(files("a.py", "b.py", "new.py"), 2, durations)
+    assert {f.name: g.number for g in groups for f in g.files} == {"a.py": 1, "new.py": 2, "b.py": 2}
+    assert groups[1].estimate == 80.0
+    assert len(e2e.plan(files("a.py"), 3, durations)) == 1  # more groups than files: one per file
+
+
+def test_failures_errors_and_seconds_per_file_from_the_groups_reports(tmp_path: Path) -> None:
+    report = tmp_path / "group-1.xml"
+    report.write_text("""<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.e2e.test_x" name="test_ok" time="2.5"/>
+<testcase classname="tests.e2e.test_x" name="test_bad[sqlite]" time="1.0"><failure message="boom"/></testcase>
+<testcase classname="tests.e2e.test_y.TestThing" name="test_setup" time="3.0"><error message="fixture"/></testcase>
+<testcase classname="tests.e2e.test_y.TestThing" name="test_skip" time="0.5"><skipped message="no"/></testcase>
+</testsuite></testsuites>""")
+    outcome, merged = e2e.read_junit([report, tmp_path / "group-2.xml"])  # group 2 crashed: no report
+    assert outcome.tests == 4 and outcome.skipped == 1
+    assert outcome.failed == ["tests.e2e.test_x::test_bad[sqlite]", "tests.e2e.test_y.TestThing::test_setup"]
+    assert outcome.seconds_by_file == {"tests/e2e/test_x.py": 3.5, "tests/e2e/test_y.py": 3.5}
+    assert len(merged.findall("testsuite")) == 1
