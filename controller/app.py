@@ -431,7 +431,7 @@ class Controller:
             *report_resources.routes(self.reports),
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
-            *ami_resources.routes(self.ami),
+            *ami_resources.routes(self.ami, self._is_browser_phone),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
             *desk_resources.api_routes(self.config.softphone, lambda: [
@@ -450,6 +450,11 @@ class Controller:
         for agent_id in self.acd.agents_refused_now(old, new):
             if (refusal := self.acd.agent_request_refusal(agent_id)) is not None:  # else: when their call is done
                 await self.access.close_agent_sockets(agent_id, refusal)
+
+    def _is_browser_phone(self, endpoint: str) -> bool:
+        """An agent's WebRTC endpoint (`softphone.endpoint`), which the trunk list leaves out."""
+        template = self.config.softphone.endpoint
+        return any(endpoint == template.format(agent=agent_id) for agent_id in self.acd.agent_configs)
 
     def _close_sockets_of_agent_gone(self, agent_id: str) -> None:
         """A removed or disabled agent finished their call and was logged out: their pages close now."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -113,8 +114,9 @@ class AmiService:
     async def reload_dialplan(self) -> list[str]:
         return await self.command("dialplan reload")
 
-    async def trunks(self) -> list[TrunkState]:
-        """PJSIP endpoints that are trunks (not 8xxx phones) and DAHDI spans."""
+    async def trunks(self, is_phone: Callable[[str], bool] = lambda name: False) -> list[TrunkState]:
+        """PJSIP endpoints that are trunks: not numbered phones (8001) nor what `is_phone` says is one (an
+        agent's browser phone, `webrtc-1001`)."""
         registrations: dict[str, str] = {}
         for item in _events(await self.action({"Action": "PJSIPShowRegistrationsOutbound"})):
             if item.get("Event") == "OutboundRegistrationDetail":
@@ -124,7 +126,7 @@ class AmiService:
             if item.get("Event") != "EndpointList":
                 continue
             name = item.get("ObjectName", "")
-            if name.isdigit():  # phones are numbered endpoints
+            if name.isdigit() or is_phone(name):  # phones: numbered endpoints, agents' browser phones
                 continue
             contacts = item.get("Contacts", "").rstrip(",")
             trunks.append(TrunkState(
