@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv procps debootstrap sip-tester espeak-ng sox libsox-fmt-base systemd chromium \
-                fonts-wqy-microhei baresip openssl postgresql nodejs npm iproute2 \
+                fonts-wqy-microhei baresip openssl postgresql iproute2 \
                 libtiff-tools ghostscript poppler-utils
 STAMP := $(VENV)/.installed
 
@@ -17,8 +17,13 @@ DESK_JS := controller/plugins/desk/static/vendor/jssip.min.js
 
 all: venv desk-js
 
+# Node.js and npm: Debian's packages only where no npm is on the PATH (a machine with NodeSource's nodejs,
+# which bundles npm, cannot install Debian's npm beside it).
+NODE_PACKAGES := nodejs npm
+
 deps:  ## Debian packages: what README "What make installs" lists, each with why
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing $(NODE_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -71,6 +71,8 @@ def test_readme_lists_every_package_make_installs() -> None:
     match = re.search(r"^APT_PACKAGES := ((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
     assert match, "no APT_PACKAGES in the Makefile"
     packages = match.group(1).replace("\\\n", " ").split()
+    node = re.search(r"^NODE_PACKAGES := (.*)$", makefile, re.MULTILINE)
+    packages += node.group(1).split() if node else []
     readme = (REPO / "README.md").read_text()
     section = readme.split("### What `make` installs", 1)[1].split("\n## ", 1)[0]
     assert "baresip" in packages and "chromium" in packages
