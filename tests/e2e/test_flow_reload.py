@@ -110,7 +110,8 @@ async def test_a_broken_flow_at_start_up_is_reported_and_calls_get_the_fallback_
     await process.start()
     stop_after.append(process)
     health = await process.health()
-    assert health == {"status": "degraded", "ari_connected": True, "prompts_ready": True}, health  # public: no paths
+    assert health == {"status": "degraded", "ari_connected": True, "prompts_ready": True,  # public: no paths
+                      "nodes": {"default": "up"}}, health
     details = await process.status()
     assert details is not None and (details["flows"]["live"], details["flows"]["errors"]) == (0, 1), details
     status = await asyncio.to_thread(ccctl, process.url, "status")

@@ -70,10 +70,12 @@ AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 
 #: How often the service standards (hold, ACW, talk, wait, service level) are checked.
 STANDARDS_CHECK_SECONDS = 1.0
-#: Agents' changes within this many seconds share one snapshot write: each write encodes every agent and
-#: the queues' recent talk times, so writing one per change made it the controller's largest cost per call
-#: (README "Benchmarks"). A crash loses at most this much; a clean stop writes the last one at once.
-SNAPSHOT_COALESCE_SECONDS = 0.25
+#: Agents' changes within this many seconds would share one snapshot write (each write encodes every agent
+#: and the queues' recent talk times: the controller's largest cost per call, README "Benchmarks"). 0: each
+#: change is written at once. Kept at 0: the live-call picture (a ring, a talk) is written at once, and a
+#: SIGKILL between the two left a ringing agent the snapshot did not know (tests/e2e/test_resume_waiting.py
+#: `test_a_ring_in_progress_at_a_sigkill_is_settled`). Coalescing needs the snapshot in the same store batch.
+SNAPSHOT_COALESCE_SECONDS = 0.0
 #: An agent removed or disabled in one of these states is finishing a call: their requests still work.
 FINISHING_STATES = frozenset({"ringing", "talking", "on_hold", "acw"})
 
@@ -435,6 +437,9 @@ class AcdService:
         self._replan.set()
 
     def _save_snapshot_soon(self) -> None:
+        if SNAPSHOT_COALESCE_SECONDS <= 0:
+            self.flush_snapshot()
+            return
         if self._snapshot_due is not None:
             return  # the write already planned will carry this change too
         try:
