@@ -64,8 +64,6 @@ KEY_TIMEOUT = 6.0
 IVR_REQUESTS_KEPT_SECONDS = 2 * 86400.0
 #: Callbacks that are still to be served (the others are history).
 OPEN = ("waiting", "serving", "scheduled", "retry")
-#: Q.850 causes of a customer's phone that did not answer, as outcomes.
-CAUSES = DIAL_OUTCOME_BY_CAUSE
 
 PROMPTS = {
     "offer": ("您可以保留排队位置并挂机等待回电：回拨本机号码请按1，回拨其他号码请按2，继续等待请不要按键。",
@@ -435,7 +433,7 @@ class CallbackService:
             self._customer_missed(callback, offer.agent_id, None)
 
     def _customer_missed(self, callback: Callback, agent_id: str, cause: int | None) -> None:
-        self._attempt_failed(callback, CAUSES.get(cause or 0, "failed"))
+        self._attempt_failed(callback, DIAL_OUTCOME_BY_CAUSE.get(cause or 0, "failed"))
         self._free(callback, agent_id)
 
     async def _customer_answered(self, session: CallSession, callback: Callback, offer: Offer) -> None:

@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("controller.campaigns")
 
 TICK_SECONDS = 0.5
-#: Q.850 causes of a customer's phone that did not answer, as outcomes.
-CAUSES = DIAL_OUTCOME_BY_CAUSE
 OPEN = ("pending", "retry", "dialing")
 #: The statuses a campaign can be set to from the API, and from which.
 TRANSITIONS = {"start": ({"draft", "paused", "stopped"}, "running"), "pause": ({"running"}, "paused"),
@@ -376,7 +374,7 @@ class CampaignService:
                 did=attempt.contact.number, caller_id=settings.caller_id or self.acd.config.acd.outbound_caller_id
                 or None, timeout=settings.ring_seconds, call_id=attempt.call_id,
                 handler=lambda session: self._answered(campaign, attempt, session),
-                on_failed=lambda cause: self._ended(campaign, attempt, CAUSES.get(cause or 0, "failed")))
+                on_failed=lambda cause: self._ended(campaign, attempt, DIAL_OUTCOME_BY_CAUSE.get(cause or 0, "failed")))
         except AriError as exc:
             log.warning("campaign %s: cannot dial contact %d: %s", campaign.name, attempt.contact.no, exc.message)
             self._ended(campaign, attempt, "failed")
