@@ -284,5 +284,18 @@ async def controller(fresh_asterisk: Path, tmp_path: Path,
             print(process.log.read_text()[-4000:])
 
 
+@contextlib.contextmanager
+def running_controller(folder: Path, config: Path) -> Iterator[ControllerProcess]:
+    """A controller shared by a module's tests (a module-scoped fixture is synchronous): started, then
+    stopped with the tail of its log printed."""
+    process = ControllerProcess(folder / "data", config=config)
+    asyncio.run(process.start())
+    try:
+        yield process
+    finally:
+        process.terminate()
+        print(process.log.read_text(errors="replace")[-4000:])
+
+
 # Two Asterisk nodes (a on 127.0.0.1, b on 127.0.0.2) for tests of several Asterisk servers.
 from tests.e2e.nodes import two_nodes  # noqa: E402,F401

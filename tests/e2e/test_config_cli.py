@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import ControllerProcess, demo_config
+from tests.e2e.conftest import ControllerProcess, demo_config, running_controller
 from tests.e2e.test_cli import ccctl
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +26,8 @@ NEWLY_DENIED = "13900139000"
 def shared(asterisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     """One controller for the module: each test works from what the previous ones left (it exports first)."""
     folder = tmp_path_factory.mktemp("config-cli")
-    process = ControllerProcess(folder / "data", config=demo_config(folder))
-    asyncio.run(process.start())
-    try:
+    with running_controller(folder, demo_config(folder)) as process:
         yield process
-    finally:
-        process.terminate()
-        print(process.log.read_text(errors="replace")[-4000:])
 
 
 def run(process: ControllerProcess, *args: str) -> Any:

@@ -22,7 +22,7 @@ import pytest
 import sandbox
 import yaml
 
-from tests.e2e.conftest import REPO, ControllerProcess, demo_config
+from tests.e2e.conftest import REPO, ControllerProcess, demo_config, running_controller
 from tests.e2e.test_cli import ccctl
 from tests.e2e.test_guard import wait_for
 from tests.e2e.test_inbox import agent_token
@@ -67,13 +67,8 @@ def shared(asterisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = demo_config(folder, ivr={"flows_dir": str(flows)}, acd={"queues": queues, "agents": AGENTS},
                          asterisk={**demo_asterisk, "trunk_dial": "PJSIP/loopback-trunk/sip:{number}@127.0.0.1:5060"},
                          fax={"spool_dir": str(SPOOL), "caller_id": SENDER_ID}, inbox={"poll_seconds": 0.5})
-    process = ControllerProcess(folder / "data", config=config)
-    asyncio.run(process.start())
-    try:
+    with running_controller(folder, config) as process:
         yield process
-    finally:
-        process.terminate()
-        print(process.log.read_text(errors="replace")[-4000:])
 
 
 SPOOL = sandbox.ROOT / "var/spool/asterisk/ccc-fax"

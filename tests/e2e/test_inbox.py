@@ -20,7 +20,7 @@ import pytest
 import sandbox
 
 from controller.workdays import working_days_later
-from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
+from tests.e2e.conftest import ControllerProcess, ari_get, demo_config, running_controller
 from tests.e2e.test_cli import ccctl
 from tests.e2e.test_guard import wait_for
 from tests.sipp import Caller, Pause, Phone, Speak, WaitForBye
@@ -64,13 +64,8 @@ def shared(asterisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = demo_config(folder, ivr={"flows_dir": str(flows)}, acd={"queues": queues, "agents": AGENTS},
                          inbox={"fallback_mailbox_dir": str(MAILBOX), "fallback_queue": "general",
                                 "poll_seconds": 0.5, "task_reminder_minutes": 1})
-    process = ControllerProcess(folder / "data", config=config)
-    asyncio.run(process.start())
-    try:
+    with running_controller(folder, config) as process:
         yield process
-    finally:
-        process.terminate()
-        print(process.log.read_text(errors="replace")[-4000:])
 
 
 MAILBOX = sandbox.ROOT / "var/spool/asterisk/voicemail/ccc/hotline"
