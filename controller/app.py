@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -89,6 +89,13 @@ from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
+
+
+class BackgroundService(Protocol):
+    """A plugin's long-running part (timers, pollers): runs until cancelled."""
+
+    async def run(self) -> None: ...
+
 
 #: How long a graceful stop waits for the store to commit what the live calls wrote.
 STOP_FLUSH_SECONDS = 5.0
@@ -478,6 +485,13 @@ class Controller:
         assert self.http_client is not None, "the controller is not running"
         return self.http_client
 
+    def _background_services(self) -> list[BackgroundService]:
+        """The plugins' timers and pollers: started once the event stream and the store's writer run, and
+        cancelled together when the controller stops, before the calls are let go. (The store's writer,
+        the CTI queue, webhooks and the queue_log/CDR writer are stopped one by one, in their own order.)"""
+        return [self.acd, self.ivr, self.recordings, self.retention, self.access, self.inbox, self.campaigns,
+                self.faxes]
+
     async def run(self) -> None:
         await self.store.open()
         await self.events.open()
@@ -517,15 +531,8 @@ class Controller:
                 for node in self.nodes:
                     self.nodes.disconnected(node.name)  # a node that never connects is down after a while
                 notifier = tasks.create_task(self.webhooks.run())
-                acd_timer = tasks.create_task(self.acd.run())
-                prompts = tasks.create_task(self.ivr.run())
-                retention = tasks.create_task(self.recordings.run())
-                data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
-                idle_sessions = tasks.create_task(self.access.run())
-                inbox = tasks.create_task(self.inbox.run())
-                dialer = tasks.create_task(self.campaigns.run())
-                faxes = tasks.create_task(self.faxes.run())
+                background = [tasks.create_task(service.run()) for service in self._background_services()]
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -536,15 +543,9 @@ class Controller:
                 self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 for stream in streams:
                     stream.cancel()
-                acd_timer.cancel()
+                for task in background:
+                    task.cancel()
                 self.acd.flush_snapshot()  # the agents' last changes, before the store's final flush
-                prompts.cancel()
-                retention.cancel()
-                data_retention.cancel()
-                idle_sessions.cancel()
-                inbox.cancel()
-                dialer.cancel()
-                faxes.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()
