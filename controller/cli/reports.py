@@ -100,13 +100,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = client.get("/api/reports", query)
     # Voicemail response times (README "Voicemail inbox"), for the same period.
     data["voicemail"] = client.get("/api/inbox/report", {"from": query["from"], "to": query["to"]})["voicemail"]
+    # Quality assurance by agent (README "Quality assurance"): scores given in the period.
+    data["qa"] = client.get("/api/qa/report", {"from": query["from"], "to": query["to"]})["agents"]
     if args.json or args.format == "json":
         args.json = True
         return emit(args, data, str)
     if args.format == "csv":
         sys.stdout.write(report_csv(data))
         return 0
-    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]))
+    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]) + qa_table(d["qa"]))
 
 
 def voicemail_table(rows: list[dict[str, Any]]) -> str:
@@ -119,6 +121,18 @@ def voicemail_table(rows: list[dict[str, Any]]) -> str:
                            "-" if r["max_response_seconds"] is None else f"{r['max_response_seconds']:.0f}s"]
                           for r in rows])
     return "\n\nvoicemail\n" + table
+
+
+def qa_table(rows: list[dict[str, Any]]) -> str:
+    """QA by agent: calls scored, average score, critical failures, the criterion with the lowest average."""
+    if not rows:
+        return "\n\nquality (QA): no scores"
+    table = render_table(
+        ["agent", "scored", "avg score", "critical failed", "lowest criterion"],
+        [[r["agent_id"], r["scored"], f"{r['average_score']:.1f}", r["critical_failed"],
+          "-" if r["lowest_criterion"] is None
+          else f"{r['lowest_criterion']['label']} ({r['lowest_criterion']['average_percent']:.0f}%)"] for r in rows])
+    return "\n\nquality (QA)\n" + table
 
 
 def cmd_erlang(args: argparse.Namespace) -> int:
