@@ -13,6 +13,7 @@ import pytest
 
 from tests.browser import Browser, Page
 from tests.e2e.conftest import ControllerProcess
+from tests.e2e.test_admin_page import sign_in as admin_sign_in
 from tests.e2e.test_call_control import start
 from tests.e2e.test_desk import SCREENSHOTS, assert_chinese_is_drawn
 from tests.e2e.test_ivr_acd import ACD_DID, login, stop_after  # noqa: F401 (fixture)
@@ -22,7 +23,6 @@ from tests.sipp import Caller, Phone, WaitForBye
 pytestmark = pytest.mark.e2e
 SUPERVISOR = "demo-supervisor-token"
 AGENT_1001, AGENT_1002 = "demo-agent-1001-token", "demo-agent-1002-token"
-PASSWORDS = {"supervisor": "demo-supervisor-pass", "1001": "demo-1001-pass"}
 FORM = {"title": "来电质检 Inbound", "criteria": [
     {"key": "greeting", "label": "Greeting 问候", "weight": 1, "max_points": 5},
     {"key": "solution", "label": "Solved the problem 解决问题", "weight": 3, "max_points": 10},
@@ -30,15 +30,7 @@ FORM = {"title": "来电质检 Inbound", "criteria": [
 
 
 async def sign_in(browser: Browser, controller: ControllerProcess, name: str, lang: str) -> Page:
-    page = await browser.open(f"{controller.url}/qa?lang={lang}")
-    await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
-    await page.wait_for("!document.querySelector('#signin').hidden")
-    await page.fill("#name", name)
-    await page.fill("#password", PASSWORDS[name])
-    await page.click("#login")
-    await page.wait_for("document.body.dataset.ready === 'true'")
-    assert await page.text("#error") == ""
-    return page
+    return await admin_sign_in(browser, controller, name, lang=lang, path="/qa")
 
 
 async def comment_at(page: Page, seconds: float, text: str) -> None:

@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from aiohttp import web
 
 from controller.config import Role
 from controller.http.list_query import TIME, list_query, list_window
 from controller.http.openapi import MAX_ID, body_of, operation
-from controller.http.server import caller_of, roles
+from controller.http.server import caller_of, json_problems, roles
 from controller.plugins.qa.schemas import (
     FORM,
     FORM_BODY,
@@ -37,11 +36,7 @@ INVALID = {422: "invalid: `problems` lists each as `field.path: message`; nothin
 
 
 def refusal(exc: QaRefused) -> web.Response:
-    body: dict[str, Any] = {"error": exc.message, "status": exc.status}
-    if exc.problems:
-        body["problems"] = exc.problems
-        body["error"] = f"{exc.message}: " + "; ".join(exc.problems[:5]) + ("; ..." if len(exc.problems) > 5 else "")
-    return web.json_response(body, status=exc.status)
+    return json_problems(exc.status, exc.message, exc.problems)
 
 
 def routes(qa: QaService) -> list[web.RouteDef]:
