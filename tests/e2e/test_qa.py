@@ -103,6 +103,29 @@ async def test_a_recording_is_scored_in_the_page_and_the_score_is_in_the_report_
         assert await page.text(f"#recordings-table tr[data-key='{recording['id']}'] .scored") == "✓"
         await page.screenshot(SCREENSHOTS / "qa-scored-en.png")
 
+        # The form changed on the page: a key given twice is refused (nothing changes); the fixed one with a new
+        # weight is version 2, and the score given on version 1 keeps it.
+        await page.click("#forms-table tr[data-key='inbound'] .edit")
+        await page.wait_for("document.querySelectorAll('#form-criteria tbody tr').length === 3")
+        second = "#form-criteria tbody tr:nth-child(2)"
+        await page.fill(f"{second} [name=key]", "greeting")
+        await page.click("#form-save")
+        problem = await page.wait_for("document.querySelector('#form-problems').textContent")
+        assert problem == "criteria[1].key: 'greeting' is given twice", problem
+        assert (await process.api("GET", "/api/qa/forms/inbound"))[1]["version"] == 1
+        await page.fill(f"{second} [name=key]", "solution")
+        await page.fill(f"{second} [name=weight]", "2")
+        await page.click("#form-save")
+        assert await page.wait_for("document.querySelector('#form-saved').dataset.version") == "2"
+        assert await page.text("#form-problems") == ""
+        await page.wait_for("document.querySelector(\"#forms-table tr[data-key='inbound'] .version\").textContent"
+                            " === '2'")
+        await page.evaluate("document.querySelector('#form-editor').scrollIntoView(); true")
+        await page.screenshot(SCREENSHOTS / "qa-form-edited-en.png")
+        _, form = await process.api("GET", "/api/qa/forms/inbound")
+        assert [(c["key"], c["weight"]) for c in form["criteria"]] == [("greeting", 1), ("solution", 2),
+                                                                       ("identity", 1)], form
+
         # The same page in Chinese (the session is the browser's): drawn with real glyphs.
         zh = await browser.open(f"{process.url}/qa?lang=zh")
         await zh.send("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
@@ -117,6 +140,7 @@ async def test_a_recording_is_scored_in_the_page_and_the_score_is_in_the_report_
     assert [(c["at"], c["text"]) for c in score["comments"]] == [(1.2, "friendly greeting"),
                                                                  (3.5, "did not give their name")]
     assert (score["recording_id"], score["call_id"]) == (recording["id"], recording["call_id"])
+    assert (score["form"]["version"], score["criteria"][1]["weight"]) == (1, 3)  # the version it was given on
 
     # The report: ccctl report's QA table (and its JSON), and the API.
     shown = await asyncio.to_thread(ccctl, process.url, "report", "--by", "agent")

@@ -94,6 +94,61 @@ async function save() {
   }
 }
 
+// ---- the forms: a table of each one's latest version, and an editor (a save is a new version) ----
+
+async function loadForms() {
+  forms = (await api("GET", "/api/qa/forms")).forms.filter((f) => !f.retired);
+  const chosen = $("#form").value;
+  $("#form").innerHTML = forms.map((f) => `<option value="${esc(f.name)}">${esc(f.title || f.name)} v${f.version}</option>`).join("");
+  if (forms.some((f) => f.name === chosen)) $("#form").value = chosen;
+  $("#forms-table tbody").innerHTML = forms.map((f) => `
+    <tr data-key="${esc(f.name)}"><td>${esc(f.name)}</td><td>${esc(f.title)}</td><td class="num version">${f.version}</td>
+      <td>${f.criteria.map((c) => esc(c.label)).join(" · ")}</td>
+      <td><button class="edit" data-t="edit">${esc(desk.t("edit"))}</button></td></tr>`).join("");
+  for (const row of document.querySelectorAll("#forms-table tbody tr")) {
+    $(".edit", row).onclick = () => editForm(forms.find((f) => f.name === row.dataset.key));
+  }
+}
+
+function criterionRow(c = {key: "", label: "", weight: 1, max_points: 5, critical: false}) {
+  const tr = document.createElement("tr");
+  tr.innerHTML = `<td><input name="key" size="10" value="${esc(c.key)}" aria-label="${esc(desk.t("key"))}"></td>
+    <td><input name="label" size="30" value="${esc(c.label)}" aria-label="${esc(desk.t("criterion"))}"></td>
+    <td><input name="weight" type="number" min="0.01" step="any" size="4" value="${esc(c.weight)}" aria-label="${esc(desk.t("weight"))}"></td>
+    <td><input name="max_points" type="number" min="1" max="100" size="4" value="${esc(c.max_points)}" aria-label="${esc(desk.t("max_points"))}"></td>
+    <td><input name="critical" type="checkbox" ${c.critical ? "checked" : ""} aria-label="${esc(desk.t("critical_short"))}"></td>
+    <td><button class="remove" aria-label="${esc(desk.t("remove"))}">×</button></td>`;
+  $(".remove", tr).onclick = () => tr.remove();
+  $("#form-criteria tbody").append(tr);
+}
+
+function editForm(form) {
+  $("#form-editor").open = true;
+  $("#form-name").value = form ? form.name : ""; $("#form-title").value = form ? form.title : "";
+  $("#form-criteria tbody").innerHTML = ""; $("#form-problems").innerHTML = ""; $("#form-saved").textContent = "";
+  for (const c of form ? form.criteria : [undefined]) criterionRow(c);
+}
+
+async function saveForm() {
+  const criteria = [...document.querySelectorAll("#form-criteria tbody tr")].map((tr) => ({
+    key: $("[name=key]", tr).value.trim(), label: $("[name=label]", tr).value.trim(),
+    weight: Number($("[name=weight]", tr).value), max_points: Number($("[name=max_points]", tr).value),
+    critical: $("[name=critical]", tr).checked}));
+  $("#form-problems").innerHTML = ""; $("#form-saved").textContent = "";
+  try {
+    const name = $("#form-name").value.trim();
+    const answer = await api("PUT", `/api/qa/forms/${encodeURIComponent(name)}`,
+                             {title: $("#form-title").value.trim(), criteria}, {quiet: true});
+    $("#form-saved").textContent = answer.changed ? `${desk.t("version_saved")} ${answer.form.version}` : desk.t("unchanged");
+    $("#form-saved").dataset.version = answer.form.version;
+    await loadForms();
+    if (recording !== null) drawCriteria();
+  } catch (error) {
+    const problems = (error.data && error.data.problems) || [error.message];
+    $("#form-problems").innerHTML = problems.map((p) => `<li>${esc(p)}</li>`).join("");
+  }
+}
+
 async function loadScores() {
   const {scores} = await api("GET", "/api/qa/scores?limit=200");
   $("#scores-table tbody").innerHTML = scores.map((s) => `
@@ -127,8 +182,7 @@ async function enter(user) {
   for (const el of document.querySelectorAll(".supervisor-only")) el.hidden = !isSupervisor() || el.id === "scoring";
   $("#scores h2").textContent = desk.t(isSupervisor() ? "scores" : "my_scores");
   if (isSupervisor()) {
-    forms = (await api("GET", "/api/qa/forms")).forms.filter((f) => !f.retired);
-    $("#form").innerHTML = forms.map((f) => `<option value="${esc(f.name)}">${esc(f.title || f.name)} v${f.version}</option>`).join("");
+    await loadForms();
     await loadRecordings();
   }
   await loadScores();
@@ -148,7 +202,10 @@ desk.translate({
        comment: "批注", comment_here: "在当前位置批注", summary: "总评", save: "保存", saved: "已保存，得分",
        scores: "质检评分", my_scores: "我的质检评分", scored_at: "评分时间", score: "得分", scorer: "评分人",
        open: "查看", detail: "评分详情", critical: "关键项：得 0 分则总分为 0", critical_failed: "关键项未通过",
-       remove: "删除"},
+       remove: "删除", forms: "质检表", form_name: "名称", form_title: "标题", version: "版本", criteria: "评分项",
+       edit: "编辑", form_edit: "新建或修改质检表（保存即生成新版本，已有评分保留原版本）", key: "代码",
+       max_points: "满分", critical_short: "关键项", add_criterion: "添加评分项", save_form: "保存质检表",
+       version_saved: "已保存为版本", unchanged: "没有变化"},
   en: {title: "Quality", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
        recordings: "Recordings", started: "Started", agent: "Agent", queue: "Queue", duration: "Length",
        scored: "Scored", score_it: "Score", scoring: "Scoring recording", form: "QA form", criterion: "Criterion",
@@ -156,7 +213,11 @@ desk.translate({
        summary: "Summary", save: "Save", saved: "Saved, score", scores: "QA scores", my_scores: "My QA scores",
        scored_at: "Scored", score: "Score", scorer: "Scorer", open: "Open", detail: "Score",
        critical: "critical: no points here make the score 0", critical_failed: "critical criterion failed",
-       remove: "Remove"},
+       remove: "Remove", forms: "QA forms", form_name: "Name", form_title: "Title", version: "Version",
+       criteria: "Criteria", edit: "Edit",
+       form_edit: "New or changed QA form (a save is a new version; existing scores keep theirs)", key: "Key",
+       max_points: "Max points", critical_short: "Critical", add_criterion: "Add criterion", save_form: "Save form",
+       version_saved: "Saved as version", unchanged: "No change"},
 });
 $("#login").onclick = signIn;
 $("#password").onkeydown = (e) => { if (e.key === "Enter") signIn(); };
@@ -165,6 +226,8 @@ $("#signout").onclick = async () => {
   location.reload();
 };
 $("#form").onchange = drawCriteria;
+$("#criterion-add").onclick = () => criterionRow();
+$("#form-save").onclick = saveForm;
 $("#comment-add").onclick = addComment;
 $("#comment-text").onkeydown = (e) => { if (e.key === "Enter") addComment(); };
 $("#save").onclick = save;
