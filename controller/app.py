@@ -137,7 +137,8 @@ class Controller:
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)
         self.recordings.picture = self.calls.live
-        self.qa = QaService(QaRecords(self.store), self.audit, self.recordings.index.get, time.time)
+        self.qa = QaService(QaRecords(self.store), self.audit, self.recordings.index.get, time.time,
+                            publish=self.events.publish)
         self.calls.register_resumer("recording", self.recordings.resume_recording, self.recordings.close_recording)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)

@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from controller.plugins.cti.schemas import event_schema
 from tests.browser import Browser, Page
 from tests.e2e.conftest import ControllerProcess
 from tests.e2e.test_admin_page import sign_in as admin_sign_in
@@ -164,9 +166,23 @@ async def test_a_recording_is_scored_in_the_page_and_the_score_is_in_the_report_
         assert await mine.evaluate(texts) == ["friendly greeting", "did not give their name"]
         await mine.wait_for("isFinite(document.querySelector('#detail-player').duration)")
         await assert_chinese_is_drawn(mine, "#panels", "qa-agent-scores-zh")
+        # A new score shows on the agent's open page at once (the qa.scored event): a critical criterion failed.
+        status, failed = await process.api("POST", "/api/qa/scores", token=SUPERVISOR, json={
+            "recording_id": recording["id"], "form": "inbound", "points": {"greeting": 5, "solution": 10,
+                                                                           "identity": 0}})
+        assert status == 201 and (failed["score"], failed["critical_failed"], failed["form"]["version"]) == \
+            (0.0, True, 2), failed
+        await mine.wait_for(f"!!document.querySelector(\"#scores-table tr[data-key='{failed['id']}'] .score.bad\")")
     # Another agent sees none of it (and agent 1001's token does).
     assert (await process.api("GET", "/api/qa/scores", token=AGENT_1002))[1]["scores"] == []
     assert (await process.api("GET", f"/api/qa/scores/{saved}", token=AGENT_1002))[0] == 403
     _, own = await process.api("GET", "/api/qa/scores", token=AGENT_1001)
-    assert [s["id"] for s in own["scores"]] == [saved]
+    assert [s["id"] for s in own["scores"]] == [failed["id"], saved]
+    # The event went to the agent scored (and supervisors), not to another agent.
+    _, theirs = await process.api("GET", "/api/events?since=0&types=qa.scored", token=AGENT_1001)
+    assert [(e["data"]["score_id"], e["agent_id"]) for e in theirs["events"]] == [(saved, "1001"),
+                                                                                  (failed["id"], "1001")]
+    assert (await process.api("GET", "/api/events?since=0&types=qa.scored", token=AGENT_1002))[1]["events"] == []
+    for event in theirs["events"]:
+        jsonschema.validate(event, event_schema("qa.scored"))  # as documented in events.yml
     assert (await process.api("GET", f"/api/qa/scores/{saved}", token=AGENT_1001))[0] == 200

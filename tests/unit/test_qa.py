@@ -58,6 +58,8 @@ def test_the_score_is_weighted_and_a_failed_critical_criterion_makes_it_zero() -
 
 
 async def test_a_changed_form_is_a_new_version_and_old_scores_keep_theirs(qa: QaService) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    qa.publish = lambda type_, **fields: events.append((type_, fields))
     form, changed = await qa.put_form("user:lead", "supervisor", "inbound", FORM)
     assert (form["version"], changed, form["criteria"][0]["critical"]) == (1, True, False)
     assert (await qa.put_form("user:lead", "supervisor", "inbound", FORM))[1] is False  # the same: no version
@@ -76,6 +78,8 @@ async def test_a_changed_form_is_a_new_version_and_old_scores_keep_theirs(qa: Qa
     again = await qa.get_score(first["id"])
     assert again is not None and again["score"] == 66.0 and again["criteria"][0]["weight"] == 1  # its version
     assert await audit_actions(qa) == ["qa.score", "qa.form.put", "qa.score", "qa.form.put"]
+    assert [(type_, fields["agent_id"], fields["score"]) for type_, fields in events] == [
+        ("qa.scored", "1001", 66.0), ("qa.scored", "1002", 44.4)]
 
 
 async def test_bad_forms_and_scores_are_refused_with_each_problem_and_change_nothing(qa: QaService) -> None:

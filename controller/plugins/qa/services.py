@@ -77,11 +77,12 @@ def points_problems(criteria: list[dict[str, Any]], points: dict[str, int]) -> l
 
 class QaService:
     def __init__(self, records: QaRecords, audit: AuditLog, recording: RecordingLookup,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], publish: Callable[..., object] = lambda *_a, **_k: None) -> None:
         self.records = records
         self.audit = audit
         self.recording = recording
         self.now = now
+        self.publish = publish  # CTI events (qa.scored)
 
     # -- forms ------------------------------------------------------------------------------------------
 
@@ -156,6 +157,9 @@ class QaService:
             self.audit.statement(actor, role, "qa.score", target=f"recording:{recording['id']}", before=None,
                                  after={"score_id": score["id"], "agent_id": agent_id, "score": value,
                                         "form": f"{form['name']} v{form['version']}"}, status=201)])
+        self.publish("qa.scored", call_id=score["call_id"], agent_id=agent_id, score_id=score["id"],
+                     recording_id=score["recording_id"], score=value, critical_failed=critical_failed,
+                     form=form["name"], form_version=form["version"])
         return public_score(score, form)
 
     async def scores(self, **filters: Any) -> list[dict[str, Any]]:

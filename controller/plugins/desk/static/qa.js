@@ -13,6 +13,7 @@ let me = null;
 let forms = [];
 let recording = null;  // the recording being scored
 let comments = [];  // [{at, text}] of the score being written
+let listening = false;  // the event stream is open
 
 async function api(method, path, body, options) {
   try { return await desk.api(method, path, body, options); } catch (error) {
@@ -187,6 +188,10 @@ async function enter(user) {
   }
   await loadScores();
   document.body.dataset.ready = "true";  // for the tests: everything is drawn once
+  if (listening) return;
+  listening = true;  // a new score (an agent: one of theirs) shows at once
+  desk.listen(() => { loadScores().catch(() => {}); if (isSupervisor()) loadRecordings().catch(() => {}); },
+              {types: "qa.scored"});
 }
 
 async function signIn() {
