@@ -19,7 +19,8 @@ FORM = {"title": "Inbound", "criteria": [
     {"key": "greeting", "label": "Greeting", "weight": 1, "max_points": 5},
     {"key": "solution", "label": "Solved the problem", "weight": 3, "max_points": 10},
     {"key": "identity", "label": "Checked the caller's identity", "weight": 1, "max_points": 1, "critical": True}]}
-RECORDINGS = {7: {"id": 7, "call_id": "call-7", "agents": ["1001", "1002"], "duration": 60.0}}
+RECORDINGS = {7: {"id": 7, "call_id": "call-7", "agents": ["1001", "1002"], "duration": 60.0, "deleted_at": None},
+              9: {"id": 9, "call_id": "call-9", "agents": ["1001"], "duration": 30.0, "deleted_at": 1.0}}
 
 
 class Clock:
@@ -100,6 +101,7 @@ async def test_bad_forms_and_scores_are_refused_with_each_problem_and_change_not
         "agent_id: '1003' is not an agent of this recording (1001, 1002)",
         "comments[0].at: 99.0 s is past the recording's end (62 s)"]
     for wrong, problem in (({"recording_id": 8}, "recording_id: no recording 8"),
+                           ({"recording_id": 9}, "recording_id: no recording 9"),  # deleted by retention
                            ({"form": "outbound"}, "form: no QA form 'outbound'")):
         with pytest.raises(QaRefused) as refused:
             await qa.score("user:lead", "supervisor", {**bad, **wrong})
@@ -132,3 +134,15 @@ async def test_the_report_gives_each_agent_their_count_average_and_lowest_criter
         {"agent_id": "1002", "scored": 1, "average_score": 100.0, "critical_failed": 0,
          "lowest_criterion": {"key": "greeting", "label": "Greeting", "average_percent": 100.0}}]
     assert await qa.report(qa.now(), qa.now() + 10) == []
+
+
+async def test_two_changes_of_a_form_at_once_make_one_version_and_a_conflict(qa: QaService) -> None:
+    await qa.put_form("user:lead", "supervisor", "inbound", FORM)
+    titles = [{**FORM, "title": f"Inbound {n}"} for n in (1, 2)]
+    answers = await asyncio.gather(*(qa.put_form("user:lead", "supervisor", "inbound", body) for body in titles),
+                                   return_exceptions=True)
+    refused = [answer for answer in answers if isinstance(answer, QaRefused)]
+    assert len(refused) == 1 and refused[0].status == 409, answers
+    latest = await qa.records.form("inbound")
+    assert latest is not None and latest["version"] == 2
+    assert await audit_actions(qa) == ["qa.form.put", "qa.form.put"]  # the refused change left no audit row

@@ -19,8 +19,9 @@ from typing import Any
 
 from controller.plugins.access.state_persistor import AuditLog
 from controller.plugins.qa.state_persistor import QaRecords
+from controller.store.db import StatementFailed
 
-#: A recording's index entry by id (None: no such recording, or deleted).
+#: A recording's index entry by id (None: no such recording; `deleted_at` set: removed by retention).
 RecordingLookup = Callable[[int], Awaitable[dict[str, Any] | None]]
 #: Comments may point a little past the indexed duration (its rounding, a file still being closed).
 OFFSET_SLACK_SECONDS = 2.0
@@ -99,12 +100,16 @@ class QaService:
             return latest, False
         version = 1 if latest is None else latest["version"] + 1
         at = self.now()
-        await self.records.commit([
-            QaRecords.put_form(name, version, definition, at, actor),
-            self.audit.statement(actor, role, "qa.form.put", target=f"qa_form:{name}",
-                                 before=None if latest is None else {"version": latest["version"],
-                                                                     "criteria": latest["criteria"]},
-                                 after={"version": version, **definition}, status=200)])
+        try:
+            await self.records.commit([
+                QaRecords.put_form(name, version, definition, at, actor),
+                self.audit.statement(actor, role, "qa.form.put", target=f"qa_form:{name}",
+                                     before=None if latest is None else {"version": latest["version"],
+                                                                         "criteria": latest["criteria"]},
+                                     after={"version": version, **definition}, status=200)])
+        except StatementFailed as exc:  # another change made this version first (the key is name and version)
+            raise QaRefused(409, f"the QA form {name!r} was changed at the same time: read it and try again") \
+                from exc
         form = await self.records.form(name, version)
         assert form is not None
         return form, True
@@ -130,7 +135,7 @@ class QaService:
         if form is None or form["retired"]:
             raise QaRefused(422, "invalid score", [f"form: no QA form {body['form']!r}"])
         recording = await self.recording(body["recording_id"])
-        if recording is None:
+        if recording is None or recording.get("deleted_at") is not None:  # retention removed its file
             raise QaRefused(422, "invalid score", [f"recording_id: no recording {body['recording_id']}"])
         agents = list(recording["agents"])
         agent_id = body.get("agent_id") or (agents[0] if agents else None)
