@@ -433,7 +433,7 @@ class Controller:
             *callback_resources.routes(self.callbacks),
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
-            *report_resources.routes(self.reports),
+            *report_resources.routes(self.reports, qa_figures=self.qa.report),
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami, self._is_browser_phone),

@@ -144,7 +144,7 @@ async def test_a_recording_is_scored_in_the_page_and_the_score_is_in_the_report_
     assert (score["recording_id"], score["call_id"]) == (recording["id"], recording["call_id"])
     assert (score["form"]["version"], score["criteria"][1]["weight"]) == (1, 3)  # the version it was given on
 
-    # The report: ccctl report's QA table (and its JSON), and the API.
+    # The report: ccctl report's QA table and its JSON (GET /api/reports answers `qa`), and GET /api/qa/report.
     shown = await asyncio.to_thread(ccctl, process.url, "report", "--by", "agent")
     assert shown.returncode == 0, shown.stderr
     qa_part = shown.stdout.split("quality (QA)", 1)[1]
@@ -154,6 +154,8 @@ async def test_a_recording_is_scored_in_the_page_and_the_score_is_in_the_report_
     assert data["qa"] == [{"agent_id": "1001", "scored": 1, "average_score": 66.0, "critical_failed": 0,
                            "lowest_criterion": {"key": "solution", "label": "Solved the problem 解决问题",
                                                 "average_percent": 50.0}}]
+    assert (await process.api("GET", "/api/qa/report", token=SUPERVISOR))[1]["agents"] == data["qa"]
+    assert (await process.api("GET", "/api/qa/report", token=AGENT_1001))[0] == 403  # the floor's figures
 
     # The agent sees their score and its comments on their page, and hears their recording there.
     async with Browser() as browser:
