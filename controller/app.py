@@ -75,6 +75,9 @@ from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
+from controller.plugins.qa import resources as qa_resources
+from controller.plugins.qa.services import QaService
+from controller.plugins.qa.state_persistor import QaRecords
 from controller.plugins.recordings import resources as recording_resources
 from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
@@ -141,6 +144,8 @@ class Controller:
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)
         self.recordings.picture = self.calls.live
+        self.qa = QaService(QaRecords(self.store), self.audit, self.recordings.index.get, time.time,
+                            publish=self.events.publish)
         self.calls.register_resumer("recording", self.recordings.resume_recording, self.recordings.close_recording)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)
@@ -435,7 +440,7 @@ class Controller:
             *callback_resources.routes(self.callbacks),
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
-            *report_resources.routes(self.reports),
+            *report_resources.routes(self.reports, qa_figures=self.qa.report),
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami, self._is_browser_phone),
@@ -450,6 +455,7 @@ class Controller:
                                     queue_exists=lambda name: name in self.acd.queue_configs,
                                     call_exists=self.inbox.records.call_exists),
             *fax_resources.routes(self.faxes, dialing=lambda: self.live.current.dialing),
+            *qa_resources.routes(self.qa),
         ]
 
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
