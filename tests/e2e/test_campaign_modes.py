@@ -11,10 +11,11 @@ whose behaviour is the 7th digit of the number it is called on: 1 a person (a sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,24 @@ async def offered(process: ControllerProcess, agent_id: str, *, within: float = 
         await asyncio.sleep(0.2)
 
 
-async def logged_in(process: ControllerProcess, *agents: str) -> None:
-    for agent_id in agents:
+@contextlib.asynccontextmanager
+async def customers_and_agent(process: ControllerProcess, folder: Path, *, calls: int, agent_id: str,
+                              phone_port: int) -> AsyncIterator[None]:
+    """The customers' UAS and the agent's phone (answers, talks 2 s, hangs up) running, the agent logged in
+    and ready; afterwards all stopped and the agent logged out (after the wrap-up), for the next test."""
+    customers = Customers(folder, calls=calls)
+    phone = Phone(phone_port, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=90)
+    await customers.start()
+    await phone.start()
+    try:
         status, body = await process.api("POST", f"/api/agents/{agent_id}/login", json={"ready": True})
         assert status == 200, body
-
-
-async def logged_out(process: ControllerProcess, *agents: str) -> None:
-    for agent_id in agents:
+        yield
+    finally:
+        customers.kill()
+        phone.kill()
         deadline = time.monotonic() + 15
-        while True:  # after the wrap-up
-            status, body = await process.api("POST", f"/api/agents/{agent_id}/logout")
-            if status == 200 or time.monotonic() > deadline:
-                assert status == 200, body
-                break
+        while (await process.api("POST", f"/api/agents/{agent_id}/logout"))[0] != 200 and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
 
 
@@ -164,12 +169,7 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
     await create(shared, "look", [first, second], mode="preview", agents=["1001"])
     status, body = await shared.api("GET", "/api/agents/1001/preview", token=AGENT_1001)
     assert status == 404, body  # nothing is offered before the campaign runs
-    customers = Customers(sipp_folder, calls=2)
-    phone = Phone(15001, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=60)
-    await customers.start()
-    await phone.start()
-    try:
-        await logged_in(shared, "1001")
+    async with customers_and_agent(shared, sipp_folder, calls=2, agent_id="1001", phone_port=15001):
         status, body = await shared.api("POST", "/api/campaigns/look/start")
         assert status == 200, body
         offer = await offered(shared, "1001")
@@ -192,9 +192,6 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
         assert status == 404, body  # dialled once: no offer left
         done = await until_finished(shared, "look", 40)
         assert done["status"] == "finished", done
-    finally:
-        customers.kill()
-        phone.kill()
     _, listing = await shared.api("GET", "/api/campaigns/look/contacts")
     final = {c["number"]: c for c in listing["contacts"]}
     assert (final["+86" + first]["status"], final["+86" + first]["attempts"]) == ("skipped", 0), final
@@ -210,7 +207,6 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
     assert ended == [(final["+86" + first]["contact_no"], "skipped"), (final["+86" + second]["contact_no"], "dialled")]
     connecting = [e for e in campaign_events(shared, "campaign.connecting") if e["campaign"] == "look"]
     assert [(e["agent_id"], e["call_id"]) for e in connecting] == [("1001", dialled["call_id"])]
-    await logged_out(shared, "1001")
 
 
 async def test_an_ivr_only_notification_whose_customer_presses_1_reaches_an_agent(
@@ -222,19 +218,11 @@ async def test_an_ivr_only_notification_whose_customer_presses_1_reaches_an_agen
     status, body = await shared.api("POST", "/api/campaigns/nomatch/start")
     assert status == 422 and "no-such-flow" in body["error"], body  # a flow that is not live: refused
     await create(shared, "parcel", [presses, listens], mode="ivr", flow="notice", ivr_lines=2)
-    customers = Customers(sipp_folder, calls=2)
-    phone = Phone(15002, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=60)
-    await customers.start()
-    await phone.start()
-    try:
-        await logged_in(shared, "1002")
+    async with customers_and_agent(shared, sipp_folder, calls=2, agent_id="1002", phone_port=15002):
         status, body = await shared.api("POST", "/api/campaigns/parcel/start")
         assert status == 200, body
         done = await until_finished(shared, "parcel", 60)
         assert done["status"] == "finished", done
-    finally:
-        customers.kill()
-        phone.kill()
     _, listing = await shared.api("GET", "/api/campaigns/parcel/contacts")
     final = {c["number"]: c for c in listing["contacts"]}
     assert (final["+86" + presses]["status"], final["+86" + presses]["last_outcome"]) == ("done", "transferred")
@@ -252,7 +240,6 @@ async def test_an_ivr_only_notification_whose_customer_presses_1_reaches_an_agen
     listened = attempts[final["+86" + listens]["contact_no"]]
     assert rows(shared, "SELECT * FROM cti_events WHERE type = 'call.answered' AND call_id = ?",
                 listened["call_id"]) == []
-    await logged_out(shared, "1002")
 
 
 async def test_amd_leaves_a_message_on_a_machine_and_passes_a_person_to_the_agent(
@@ -261,21 +248,13 @@ async def test_amd_leaves_a_message_on_a_machine_and_passes_a_person_to_the_agen
     await create(shared, "robots", [person, machine], agents=["1001"], amd="message",
                  amd_message="Hello, this is the parcel service. Please call us back.")
     await create(shared, "robots2", [machine_hung_up], agents=["1001"], amd="hangup")
-    customers = Customers(sipp_folder, calls=3)
-    phone = Phone(15001, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=90)
-    await customers.start()
-    await phone.start()
-    try:
-        await logged_in(shared, "1001")
+    async with customers_and_agent(shared, sipp_folder, calls=3, agent_id="1001", phone_port=15001):
         for name in ("robots", "robots2"):
             status, body = await shared.api("POST", f"/api/campaigns/{name}/start")
             assert status == 200, body
         for name in ("robots", "robots2"):
             done = await until_finished(shared, name, 90)
             assert done["status"] == "finished", done
-    finally:
-        customers.kill()
-        phone.kill()
     contacts = {}
     for name in ("robots", "robots2"):
         _, listing = await shared.api("GET", f"/api/campaigns/{name}/contacts")
@@ -296,4 +275,3 @@ async def test_amd_leaves_a_message_on_a_machine_and_passes_a_person_to_the_agen
     assert [json.loads(p["detail"])["state"] for p in played] == ["done"], played  # the message, to its end
     connecting = [e for e in campaign_events(shared, "campaign.connecting") if e["campaign"] == "robots"]
     assert [e["call_id"] for e in connecting] == [attempts[by_contact[person]]["call_id"]]  # only the person
-    await logged_out(shared, "1001")

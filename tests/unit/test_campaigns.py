@@ -102,6 +102,7 @@ def test_retries_per_outcome_and_the_attempt_limit() -> None:
     ({"mode": "turbo"}, "mode"), ({"hours": "21:00-09:00"}, "end before"), ({"ring_seconds": 300}, "ring_seconds"),
     ({"agents": []}, "agents"), ({"retry_seconds": {"sale": 5}}, "retry_seconds"), ({"colour": 1}, "unknown"),
     ({"name": "a b"}, "name"), ({"timezone": "Mars/Base"}, "timezone"), ({"mode": "ivr"}, "flow"),
+    ({"amd": "guess"}, "amd"), ({"amd": "message"}, "amd_message"), ({"ivr_lines": 0}, "ivr_lines"),
 ])
 def test_bad_settings_are_refused_with_a_reason(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -111,6 +112,12 @@ def test_bad_settings_are_refused_with_a_reason(values: dict[str, object], messa
 def test_default_ring_limit_is_six_rings_and_cap_three_percent() -> None:
     rules = settings()
     assert (rules.ring_seconds, rules.abandon_cap, rules.mode) == (30.0, 0.03, "progressive")
+    assert (rules.amd, rules.pacing().ivr_lines) == ("off", 10)  # no detection unless asked for
+
+
+def test_amd_and_ivr_lines_settings() -> None:
+    rules = settings(amd="message", amd_message="请回电。", ivr_lines=3, mode="ivr", flow="notice", agents=[])
+    assert (rules.amd, rules.amd_message, rules.pacing().ivr_lines) == ("message", "请回电。", 3)
 
 
 async def test_store_round_trip(store: Store) -> None:
