@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.browser import Browser
 from tests.e2e.conftest import ControllerProcess, demo_config, running_controller
 from tests.e2e.test_campaigns import AGENTS, campaign_events, rows, until_finished
+from tests.e2e.test_toolbar_controls import sign_in
 from tests.sipp import PCAP_DIR, Phone, _next_ports, _Sipp, audio_pcap, uas_scenario
 
 pytestmark = pytest.mark.e2e
@@ -144,16 +146,17 @@ async def offered(process: ControllerProcess, agent_id: str, *, within: float = 
 
 @contextlib.asynccontextmanager
 async def customers_and_agent(process: ControllerProcess, folder: Path, *, calls: int, agent_id: str,
-                              phone_port: int) -> AsyncIterator[None]:
+                              phone_port: int, log_in: bool = True) -> AsyncIterator[None]:
     """The customers' UAS and the agent's phone (answers, talks 2 s, hangs up) running, the agent logged in
-    and ready; afterwards all stopped and the agent logged out (after the wrap-up), for the next test."""
+    and ready (unless the test does it); afterwards all stopped and the agent logged out (after the wrap-up)."""
     customers = Customers(folder, calls=calls)
     phone = Phone(phone_port, answer_after_ms=300, hold_ms=2000, calls=1, timeout_s=90)
     await customers.start()
     await phone.start()
     try:
-        status, body = await process.api("POST", f"/api/agents/{agent_id}/login", json={"ready": True})
-        assert status == 200, body
+        if log_in:
+            status, body = await process.api("POST", f"/api/agents/{agent_id}/login", json={"ready": True})
+            assert status == 200, body
         yield
     finally:
         customers.kill()
@@ -165,16 +168,23 @@ async def customers_and_agent(process: ControllerProcess, folder: Path, *, calls
 
 async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_next(
         shared: ControllerProcess, sipp_folder: Path) -> None:
+    """The first contact is skipped on the agent's toolbar (headless Chromium), the second dialled by the API."""
     first, second = number(PERSON, 1), number(PERSON, 2)
     await create(shared, "look", [first, second], mode="preview", agents=["1001"])
     status, body = await shared.api("GET", "/api/agents/1001/preview", token=AGENT_1001)
     assert status == 404, body  # nothing is offered before the campaign runs
-    async with customers_and_agent(shared, sipp_folder, calls=2, agent_id="1001", phone_port=15001):
+    async with customers_and_agent(shared, sipp_folder, calls=2, agent_id="1001", phone_port=15001, log_in=False), \
+            Browser() as browser:
+        toolbar = await browser.open(f"{shared.url}/toolbar?agent=1001&lang=en")
+        await sign_in(toolbar)
+        assert not await toolbar.visible("#preview-row")
         status, body = await shared.api("POST", "/api/campaigns/look/start")
         assert status == 200, body
         offer = await offered(shared, "1001")
         assert (offer["campaign"], offer["screen_pop"]["number"]) == ("look", "+86" + first), offer
         assert offer["screen_pop"]["fields"] == {"plan": "p0"}, offer
+        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{first}')")
+        assert await toolbar.text("#preview-contact") == f"look · 客户0 · +86{first} · plan=p0"
         status, body = await shared.api("GET", "/api/agents/1002/preview", token=AGENT_1001)
         assert status == 403, body  # another agent's offer
         await asyncio.sleep(1.5)  # ticks later: the same contact, still offered once, and nothing dialled
@@ -182,19 +192,21 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
         assert again == offer
         assert [e for e in campaign_events(shared, "campaign.dialing") if e["campaign"] == "look"] == []
 
-        status, skipped = await shared.api("POST", "/api/agents/1001/preview/skip", token=AGENT_1001)
-        assert status == 200 and (skipped["status"], skipped["last_outcome"]) == ("skipped", "skipped"), skipped
+        await toolbar.click("#preview-skip")
+        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{second}')")
         offer = await offered(shared, "1001")
         assert offer["screen_pop"]["number"] == "+86" + second, offer
         status, dialled = await shared.api("POST", "/api/agents/1001/preview/dial", token=AGENT_1001)
         assert status == 202 and dialled["contact"]["status"] == "dialing", dialled
         status, body = await shared.api("POST", "/api/agents/1001/preview/dial", token=AGENT_1001)
         assert status == 404, body  # dialled once: no offer left
+        await toolbar.wait_for("document.querySelector('#preview-row').hidden")
         done = await until_finished(shared, "look", 40)
         assert done["status"] == "finished", done
     _, listing = await shared.api("GET", "/api/campaigns/look/contacts")
     final = {c["number"]: c for c in listing["contacts"]}
-    assert (final["+86" + first]["status"], final["+86" + first]["attempts"]) == ("skipped", 0), final
+    assert (final["+86" + first]["status"], final["+86" + first]["last_outcome"], final["+86" + first]["attempts"]) \
+        == ("skipped", "skipped", 0), final
     assert (final["+86" + second]["status"], final["+86" + second]["last_outcome"]) == ("done", "answered"), final
     attempts = rows(shared, "SELECT * FROM campaign_attempts WHERE campaign = 'look'")
     assert [(a["call_id"], a["agent_id"], a["outcome"]) for a in attempts] == [

@@ -79,6 +79,9 @@ class PreviewDesk:
         contact.status = offer.status_before  # _start moves it on to dialing
         call_id = self.service.place(campaign, offer.dial, contact)
         if call_id is None:  # the ACD refused the agent meanwhile: the contact is due again
+            contact.next_at = self.service.clock.now()
+            self.service.save_contact(campaign, contact)
+            self.service.notify.preview_ended(campaign.name, agent_id, contact.no, "withdrawn: agent busy")
             raise CampaignError(f"agent {agent_id} cannot place a call now")
         self.service.notify.preview_ended(campaign.name, agent_id, contact.no, "dialled", call_id)
         return {"call_id": call_id, "contact": contact.view()}
