@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 
 PERSON, MACHINE, PRESSES_1, LISTENS = "1", "6", "7", "8"
 AGENT_1001 = "demo-agent-1001-token"
+SUPERVISOR = "demo-supervisor-token"
 FLOW = """
 flow: notice
 language: en
@@ -135,9 +136,11 @@ async def create(process: ControllerProcess, name: str, numbers: list[str], **se
 
 
 async def offered(process: ControllerProcess, agent_id: str, *, within: float = 10) -> dict[str, Any]:
+    """The agent's offered contact, asked with their own token (1001) or a supervisor's."""
     deadline = time.monotonic() + within
+    token = AGENT_1001 if agent_id == "1001" else SUPERVISOR
     while True:
-        status, body = await process.api("GET", f"/api/agents/{agent_id}/preview", token=AGENT_1001)
+        status, body = await process.api("GET", f"/api/agents/{agent_id}/preview", token=token)
         if status == 200 or time.monotonic() > deadline:
             assert status == 200, body
             return dict(body)
@@ -166,11 +169,12 @@ async def customers_and_agent(process: ControllerProcess, folder: Path, *, calls
             await asyncio.sleep(0.3)
 
 
-async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_next(
+async def test_preview_each_agent_sees_their_own_contact_skips_one_and_dials_the_next(
         shared: ControllerProcess, sipp_folder: Path) -> None:
-    """The first contact is skipped on the agent's toolbar (headless Chromium), the second dialled by the API."""
+    """Two agents are offered two different contacts; 1002 logs out (their offer is withdrawn); 1001 skips
+    theirs on the toolbar (headless Chromium), is offered 1002's and dials it through the API."""
     first, second = number(PERSON, 1), number(PERSON, 2)
-    await create(shared, "look", [first, second], mode="preview", agents=["1001"])
+    await create(shared, "look", [first, second], mode="preview", agents=["1001", "1002"])
     status, body = await shared.api("GET", "/api/agents/1001/preview", token=AGENT_1001)
     assert status == 404, body  # nothing is offered before the campaign runs
     async with customers_and_agent(shared, sipp_folder, calls=2, agent_id="1001", phone_port=15001, log_in=False), \
@@ -178,24 +182,31 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
         toolbar = await browser.open(f"{shared.url}/toolbar?agent=1001&lang=en")
         await sign_in(toolbar)
         assert not await toolbar.visible("#preview-row")
+        status, body = await shared.api("POST", "/api/agents/1002/login", json={"ready": True})
+        assert status == 200, body
         status, body = await shared.api("POST", "/api/campaigns/look/start")
         assert status == 200, body
-        offer = await offered(shared, "1001")
-        assert (offer["campaign"], offer["screen_pop"]["number"]) == ("look", "+86" + first), offer
-        assert offer["screen_pop"]["fields"] == {"plan": "p0"}, offer
-        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{first}')")
-        assert await toolbar.text("#preview-contact") == f"look · 客户0 · +86{first} · plan=p0"
+        mine, theirs = await offered(shared, "1001"), await offered(shared, "1002")
+        numbers = {mine["screen_pop"]["number"], theirs["screen_pop"]["number"]}
+        assert numbers == {"+86" + first, "+86" + second}, (mine, theirs)  # a contact is claimed by one agent
+        index = 0 if mine["screen_pop"]["number"] == "+86" + first else 1
+        assert (mine["campaign"], mine["screen_pop"]["fields"]) == ("look", {"plan": f"p{index}"}), mine
+        shown = mine["screen_pop"]["number"]
+        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{shown}')")
+        assert await toolbar.text("#preview-contact") == f"look · 客户{index} · {shown} · plan=p{index}"
         status, body = await shared.api("GET", "/api/agents/1002/preview", token=AGENT_1001)
         assert status == 403, body  # another agent's offer
-        await asyncio.sleep(1.5)  # ticks later: the same contact, still offered once, and nothing dialled
-        again = await offered(shared, "1001")
-        assert again == offer
+        await asyncio.sleep(1.5)  # ticks later: the same contacts, still offered once each, and nothing dialled
+        assert (await offered(shared, "1001"), await offered(shared, "1002")) == (mine, theirs)
         assert [e for e in campaign_events(shared, "campaign.dialing") if e["campaign"] == "look"] == []
 
+        status, body = await shared.api("POST", "/api/agents/1002/logout")
+        assert status == 200, body
         await toolbar.click("#preview-skip")
-        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{second}')")
+        passed_on = theirs["screen_pop"]["number"]  # withdrawn from 1002, offered to 1001 next
+        await toolbar.wait_for(f"document.querySelector('#preview-contact').textContent.includes('{passed_on}')")
         offer = await offered(shared, "1001")
-        assert offer["screen_pop"]["number"] == "+86" + second, offer
+        assert offer["screen_pop"]["number"] == passed_on, offer
         status, dialled = await shared.api("POST", "/api/agents/1001/preview/dial", token=AGENT_1001)
         assert status == 202 and dialled["contact"]["status"] == "dialing", dialled
         status, body = await shared.api("POST", "/api/agents/1001/preview/dial", token=AGENT_1001)
@@ -205,18 +216,20 @@ async def test_preview_the_agent_sees_the_contact_then_skips_one_and_dials_the_n
         assert done["status"] == "finished", done
     _, listing = await shared.api("GET", "/api/campaigns/look/contacts")
     final = {c["number"]: c for c in listing["contacts"]}
-    assert (final["+86" + first]["status"], final["+86" + first]["last_outcome"], final["+86" + first]["attempts"]) \
-        == ("skipped", "skipped", 0), final
-    assert (final["+86" + second]["status"], final["+86" + second]["last_outcome"]) == ("done", "answered"), final
+    skipped, called = final[mine["screen_pop"]["number"]], final[passed_on]
+    assert (skipped["status"], skipped["last_outcome"], skipped["attempts"]) == ("skipped", "skipped", 0), final
+    assert (called["status"], called["last_outcome"], called["attempts"]) == ("done", "answered", 1), final
     attempts = rows(shared, "SELECT * FROM campaign_attempts WHERE campaign = 'look'")
     assert [(a["call_id"], a["agent_id"], a["outcome"]) for a in attempts] == [
         (dialled["call_id"], "1001", "answered")]
-    previews = [e for e in campaign_events(shared, "campaign.preview") if e["campaign"] == "look"]
-    assert [(e["agent_id"], e["screen_pop"]["number"]) for e in previews] == [
-        ("1001", "+86" + first), ("1001", "+86" + second)]  # each contact offered once
-    ended = [(e["contact_no"], e["how"]) for e in campaign_events(shared, "campaign.preview_ended")
-             if e["campaign"] == "look"]
-    assert ended == [(final["+86" + first]["contact_no"], "skipped"), (final["+86" + second]["contact_no"], "dialled")]
+    previews = sorted((e["agent_id"], e["screen_pop"]["number"])
+                      for e in campaign_events(shared, "campaign.preview") if e["campaign"] == "look")
+    assert previews == sorted([("1001", skipped["number"]), ("1002", passed_on), ("1001", passed_on)]), previews
+    ended = sorted((e["agent_id"], e["contact_no"], e["how"]) for e in campaign_events(
+        shared, "campaign.preview_ended") if e["campaign"] == "look")
+    assert ended == sorted([("1002", called["contact_no"], "withdrawn: agent logged out"),
+                            ("1001", skipped["contact_no"], "skipped"),
+                            ("1001", called["contact_no"], "dialled")]), ended
     connecting = [e for e in campaign_events(shared, "campaign.connecting") if e["campaign"] == "look"]
     assert [(e["agent_id"], e["call_id"]) for e in connecting] == [("1001", dialled["call_id"])]
 
