@@ -172,6 +172,7 @@ class Controller:
         self._follow_dids_webhooks_standards_prompts()
         self.campaigns = CampaignService(acd=self.acd, records=CampaignRecords(self.store), clock=self.clock,
                                          spawn=self.spawn)
+        self.campaigns.ivr = self.ivr  # IVR-only campaigns' flows
         self.stream = self._wire_nodes()  # what reads "the" ARI stream reads the first node's
         self.ami = self.nodes.default.ami
         # app_queue's AMI queue events and actions for wallboards (compat.ami_port; off by default).

@@ -123,6 +123,9 @@ ACCESS: dict[str, str] = {
     "POST /api/campaigns/{name}/pause": "admin supervisor",
     "POST /api/campaigns/{name}/stop": "admin supervisor",
     "POST /api/campaigns/{name}/contacts/{contact_no}/disposition": "admin supervisor agent",
+    "GET /api/agents/{agent_id}/preview": "admin supervisor agent",
+    "POST /api/agents/{agent_id}/preview/dial": "admin supervisor agent",
+    "POST /api/agents/{agent_id}/preview/skip": "admin supervisor agent",
     "GET /api/dnc": "admin supervisor",
     "POST /api/dnc": "admin supervisor",
     # CTI
