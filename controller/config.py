@@ -583,6 +583,7 @@ class SoftphoneSettings:
     websocket_url: str = ""  # Asterisk's SIP WebSocket as the browser reaches it: wss://pbx.example.cn:8089/ws
     sip_domain: str = ""  # the host of the agents' SIP URIs (default: the WebSocket URL's host)
     endpoint: str = "webrtc-{agent}"  # the agent's WebRTC endpoint name ({agent}: the agent id)
+    supervisor_endpoint: str = "webrtc-sup-{user}"  # a supervisor's or admin's ({user}: the user name)
     secret: str = ""  # HMAC key for the per-agent SIP passwords; at least 16 characters
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs for the browser (README: NAT)
     turn_username: str = ""
@@ -591,6 +592,8 @@ class SoftphoneSettings:
     def __post_init__(self) -> None:
         if "{agent}" not in self.endpoint:
             raise ValueError(f"endpoint: must contain {{agent}}, got {self.endpoint!r}")
+        if "{user}" not in self.supervisor_endpoint:
+            raise ValueError(f"supervisor_endpoint: must contain {{user}}, got {self.supervisor_endpoint!r}")
         if self.enabled and not self.websocket_url.startswith(("ws://", "wss://")):
             raise ValueError(f"websocket_url: expected ws://… or wss://…, got {self.websocket_url!r}")
         if self.enabled and len(self.secret) < 16:
