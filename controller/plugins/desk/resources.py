@@ -1,4 +1,4 @@
-"""The agent toolbar, the supervisor wallboard and the admin page: plain pages served by the controller.
+"""The agent toolbar, the supervisor wallboard and console, the admin page: plain pages served by the controller.
 
 The pages hold no data and need no token to load; everything they show comes from the API and
 the /ws event stream with the token the user types in (kept in the browser's session storage),
@@ -19,8 +19,9 @@ from controller.plugins.desk.services import endpoint_of, phone_for, render_pjsi
 
 STATIC = Path(__file__).with_name("static")
 FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html": "text/html",
-         "desk.js": "text/javascript", "admin.js": "text/javascript", "desk.css": "text/css",
-         "softphone.js": "text/javascript",
+         "console.html": "text/html", "desk.js": "text/javascript", "admin.js": "text/javascript",
+         "desk.css": "text/css", "console.css": "text/css", "softphone.js": "text/javascript",
+         "board.js": "text/javascript", "messages.js": "text/javascript",
          # JsSIP, bundled from the pinned npm package by `make` (npm ci; npm run build): README dependencies
          "vendor/jssip.min.js": "text/javascript"}
 PHONE = {"type": "object", "required": ["endpoint", "uri", "websocket_url", "password"],
@@ -57,8 +58,12 @@ def routes() -> list[web.RouteDef]:
     async def admin(request: web.Request) -> web.StreamResponse:
         return redirect(request, "admin.html")
 
+    @page
+    async def console(request: web.Request) -> web.StreamResponse:
+        return redirect(request, "console.html")
+
     return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static), web.get("/toolbar", toolbar),
-            web.get("/wallboard", wallboard), web.get("/admin", admin)]
+            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/console", console)]
 
 
 def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]],

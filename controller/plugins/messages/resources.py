@@ -18,7 +18,7 @@ USER_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}(?!\\n)$"}
 MESSAGE = {"type": "object", "required": ["id", "sender", "recipient", "text", "sent_at", "read_at"],
            "properties": {"id": {"type": "string"}, "sender": {"type": "string"}, "recipient": {"type": "string"},
                           "text": {"type": "string"}, "sent_at": {"type": "number"},
-                          "read_at": {"type": ["number", "null"]}}}
+                          "read_at": {"type": "number", "nullable": True}}}
 MESSAGES = {"type": "object", "required": ["messages", "unread"],
             "properties": {"messages": {"type": "array", "items": MESSAGE}, "unread": {"type": "integer"}}}
 SEND_BODY = {"type": "object", "additionalProperties": False, "required": ["to", "text"],
