@@ -124,7 +124,8 @@ async def test_a_supervisor_listens_whispers_barges_forces_not_ready_moves_a_cal
         await toolbar.wait_for(f"document.querySelector({stored!r})?.classList.contains('unread')")
         assert "上线后请回电" in await toolbar.text(f"{stored} .text")
         # An agent writes to supervisors and admins only, not to fellow agents.
-        recipients = await toolbar.evaluate("[...document.querySelectorAll('#msg-to option')].map((o) => o.value)")
+        recipients = await toolbar.evaluate(
+            "[...document.querySelectorAll('#messages .msg-to option')].map((o) => o.value)")
         assert SUPERVISOR in recipients and "1002" not in recipients, recipients
 
         console = await supervisor_browser.open(f"{process.url}/console?lang=zh")
@@ -141,23 +142,23 @@ async def test_a_supervisor_listens_whispers_barges_forces_not_ready_moves_a_cal
 
         # A live message from the console to the agent: on the toolbar at once, as text.
         await agent_action(console, "message")
-        assert await console.evaluate("document.querySelector('#msg-to').value") == "1001"
-        await console.fill("#msg-text", HOSTILE)
-        await console.click("#msg-send")
+        assert await console.evaluate("document.querySelector('#messages .msg-to').value") == "1001"
+        await console.fill("#messages .msg-text", HOSTILE)
+        await console.click("#messages .msg-send")
         await toolbar.wait_for(has_text("#messages li.unread .text", HOSTILE))
         assert await toolbar.evaluate("document.querySelector('#messages img') === null && window.pwned === undefined")
-        assert await toolbar.text("#unread") == "(2 条未读)"
+        assert await toolbar.text("#messages h2 .unread") == "(2 条未读)"
         await snapshot(toolbar, "toolbar-message-zh", "#messages")
         # Read by the agent: the console shows the receipt; the agent answers, the console shows it unread.
         for _ in range(2):
             await toolbar.click("#messages li.unread button[data-action=read]")
             await toolbar.wait_for("document.querySelectorAll('#messages li.unread').length < 2")
         await toolbar.wait_for("document.querySelectorAll('#messages li.unread').length === 0")
-        assert await toolbar.text("#unread") == ""
+        assert await toolbar.text("#messages h2 .unread") == ""
         await console.wait_for("document.querySelectorAll('#messages li.out .receipt').length === 2")
-        await toolbar.evaluate(f"document.querySelector('#msg-to').value = {SUPERVISOR!r}; true")
-        await toolbar.fill("#msg-text", "收到")
-        await toolbar.click("#msg-send")
+        await toolbar.evaluate(f"document.querySelector('#messages .msg-to').value = {SUPERVISOR!r}; true")
+        await toolbar.fill("#messages .msg-text", "收到")
+        await toolbar.click("#messages .msg-send")
         await console.wait_for(has_text("#messages li.unread .text", "收到"))
         await snapshot(console, "console-messages-zh", "#agents")
 

@@ -9,6 +9,15 @@ const BOARD_ADHERENCE = {zh: {in: "符合排班", out: "偏离排班", pending: 
                          en: {in: "in", out: "OUT", pending: "drifting", unscheduled: "-"}};
 const Board = {
   stateName(lang, state) { return BOARD_STATES[lang][state] || state.replace("_", " "); },
+  // The tables' heading rows (texts filled in by desk.translate); `extra`: the console's own headings.
+  queueHeader() {
+    return `<tr>${["queue", "waiting", "longest", "ready", "logged_in", "answered", "abandoned", "service_level"]
+      .map((key) => `<th data-t="${key}"></th>`).join("")}</tr>`;
+  },
+  agentHeader(extra = []) {
+    return `<tr>${["agent", "name", "state", "for", "calls", "adherence", ...extra]
+      .map((key) => `<th data-t="${key}"></th>`).join("")}</tr>`;
+  },
   // <tr> rows of the queues' table; `extra(q)`: more cells at the end of each row (the console's).
   queueRows(lang, queues, extra = () => "") {
     return queues.map((q) => {

@@ -3,9 +3,19 @@
 // write to) and a text box. The text is the sender's plain text: always drawn through esc(), never as HTML.
 "use strict";
 class Messages {
-  constructor(desk, elements) {
+  // `box`: an empty element that gets the heading, the recipient list, the text box and the list (built
+  // before the page's desk.translate(), which fills in their texts).
+  constructor(desk, box) {
     this.desk = desk;
-    this.el = elements;  // {list, unread, to, text, send}
+    box.innerHTML = `<h2><span data-t="messages"></span> <span class="unread" aria-live="polite"></span></h2>
+      <div class="row"><select class="msg-to" data-t-label="msg_to"></select>
+        <input class="msg-text" size="50" maxlength="1000" data-t-label="msg_text" data-t-placeholder="msg_text">
+        <button class="msg-send" data-t="send"></button></div>
+      <ul class="items messages"></ul>`;
+    const elements = {list: box.querySelector(".messages"), unread: box.querySelector(".unread"),
+                      to: box.querySelector(".msg-to"), text: box.querySelector(".msg-text"),
+                      send: box.querySelector(".msg-send")};
+    this.el = elements;
     this.me = null;
     this.contacts = [];
     elements.send.onclick = () => this.send();
