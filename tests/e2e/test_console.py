@@ -245,12 +245,14 @@ async def test_a_supervisor_listens_whispers_barges_forces_not_ready_moves_a_cal
         await console.wait_for("!!document.querySelector('#waiting tr[data-queue=\"general\"]')", timeout=20)
         call_id = await console.evaluate("document.querySelector('#waiting tr[data-queue=\"general\"]').dataset.call")
         await snapshot(console, "console-waiting-zh")
+        (before_move,) = (await process.api("GET", "/api/queues/general"))[1]["calls"]
         await console.evaluate("document.querySelector('#waiting tr[data-call] select').value = 'orders'; true")
         await console.click("#waiting tr[data-call] button[data-action=move]")
         moved_row = f'#waiting tr[data-call="{call_id}"]'
         await console.wait_for(f"document.querySelector({moved_row!r})?.dataset.queue === 'orders'")
         _, orders = await process.api("GET", "/api/queues/orders")
         assert [c["call_id"] for c in orders["calls"]] == [call_id]
+        assert orders["calls"][0]["waited"] >= before_move["waited"]  # the caller keeps their wait
         assert (await process.api("GET", "/api/queues/general"))[1]["calls"] == []
         # A bad move is refused and changes nothing.
         status, body = await process.api("POST", f"/api/calls/{call_id}/move", json={"queue": "orders"})
