@@ -484,11 +484,12 @@ class RetentionSettings:
     cti_events_days: float = 30.0  # the CTI stream (an event a webhook has not yet delivered is kept)
     tts_cache_days: float = 7.0  # rendered text-to-speech WAVs not played for this long
     audit_days: float = 730.0  # the audit log: who changed what (README "Audit log")
+    messages_days: float = 400.0  # internal messages between agents and supervisors (README "Supervisor console")
     chunk_rows: int = 500  # rows deleted per commit, so the job never holds the writer long
 
     def __post_init__(self) -> None:
         for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days",
-                     "audit_days"):
+                     "audit_days", "messages_days"):
             value = getattr(self, name)
             if not 0 <= value <= 36500:
                 raise ValueError(f"{name}: expected a number of days from 0 (keep forever) to 36500, got {value!r}")

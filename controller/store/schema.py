@@ -398,6 +398,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX internal_messages_recipient ON internal_messages(recipient, read_at);
     CREATE INDEX internal_messages_sender ON internal_messages(sender, sent_at);
+    CREATE INDEX internal_messages_sent ON internal_messages(sent_at);
     CREATE TABLE alert_acks (
         alert_seq INTEGER PRIMARY KEY,      -- the alert.raised event's sequence number (cti_events.seq)
         acknowledged_by TEXT NOT NULL,
