@@ -162,6 +162,11 @@ async def test_a_supervisor_listens_whispers_barges_forces_not_ready_moves_a_cal
         await console.wait_for(has_text("#messages li.unread .text", "收到"))
         await snapshot(console, "console-messages-zh", "#agents")
 
+        # No call: the agent's row offers no listen, whisper or barge (and the monitoring bar is hidden).
+        assert await console.evaluate(f"{AGENT_ROW}.querySelectorAll('button[data-action=listen],"
+                                      " button[data-action=whisper], button[data-action=barge]').length") == 0
+        assert not await console.visible("#monitor-box")
+        assert await console.visible("#agents button[data-action=not_ready]")  # what applies now is there
         # A caller through the IVR to the queue; the agent answers in their page.
         caller = Caller(DESK_DID, caller="13800138000", steps=[TalkUntilBye()])
         await caller.start()
@@ -237,6 +242,8 @@ async def test_a_supervisor_listens_whispers_barges_forces_not_ready_moves_a_cal
         assert forced["reason"] == reason
         await toolbar.wait_for("document.querySelector('#state').dataset.state === 'not_ready'")
         assert await toolbar.text("#state") == "示忙" and await toolbar.text("#reason") != ""
+        await agent_row_state(console, "not_ready")
+        assert "就餐" in await console.evaluate(f"{AGENT_ROW}.querySelector('.state').textContent")  # the reason's name
         await snapshot(toolbar, "toolbar-forced-not-ready-zh")
 
         # A caller waits (nobody ready in general); the supervisor moves the call to the orders queue.

@@ -35,7 +35,7 @@ const Board = {
     const now = Date.now() / 1000;
     return agents.map((a) => `<tr data-agent="${esc(a.id)}">
       <td>${esc(a.number || a.id)}</td><td>${esc(a.name)}</td>
-      <td class="state" data-state="${esc(a.state)}">${esc(Board.stateName(lang, a.state))}${a.reason ? " · " + esc(a.reason) : ""}</td>
+      <td class="state" data-state="${esc(a.state)}">${esc(Board.stateName(lang, a.state))}${a.reason ? " · " + esc(Board.texts[lang]["reason_" + a.reason] || a.reason) : ""}</td>
       <td class="num">${a.since ? mmss(now - a.since) : ""}</td><td class="num">${a.calls_answered}</td>
       ${Board.adherenceCell(lang, scheduled[a.id], now)}${extra(a)}</tr>`).join("");
   },
@@ -53,7 +53,9 @@ const Board = {
   texts: {
     zh: {queues: "队列", queue: "队列", waiting: "排队", longest: "最长等待", ready: "示闲坐席", logged_in: "签入坐席",
          answered: "接通", abandoned: "放弃", service_level: "服务水平", agents: "坐席", agent: "工号", name: "姓名",
-         state: "状态", for: "持续", calls: "接通数", adherence: "排班遵守", alerts: "告警"},
+         state: "状态", for: "持续", calls: "接通数", adherence: "排班遵守", alerts: "告警",
+         reason_meal: "就餐", reason_meeting: "会议", reason_training: "培训", reason_restroom: "休息",
+         reason_helping: "协助", reason_no_answer: "未接"},
     en: {queues: "Queues", queue: "Queue", waiting: "Waiting", longest: "Longest wait", ready: "Ready",
          logged_in: "Logged in", answered: "Answered", abandoned: "Abandoned", service_level: "Service level",
          agents: "Agents", agent: "Agent", name: "Name", state: "State", for: "For", calls: "Calls",
