@@ -1,4 +1,5 @@
-"""The agent toolbar, the supervisor wallboard and console, the admin page: plain pages served by the controller.
+"""The agent toolbar, the supervisor wallboard and console, the admin and QA pages: plain pages served by
+the controller.
 
 The pages hold no data and need no token to load; everything they show comes from the API and
 the /ws event stream with the token the user types in (kept in the browser's session storage),
@@ -22,6 +23,7 @@ FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html
          "console.html": "text/html", "desk.js": "text/javascript", "admin.js": "text/javascript",
          "desk.css": "text/css", "console.css": "text/css", "softphone.js": "text/javascript",
          "board.js": "text/javascript", "messages.js": "text/javascript",
+         "qa.html": "text/html", "qa.js": "text/javascript",
          # JsSIP, bundled from the pinned npm package by `make` (npm ci; npm run build): README dependencies
          "vendor/jssip.min.js": "text/javascript"}
 PHONE = {"type": "object", "required": ["endpoint", "uri", "websocket_url", "password"],
@@ -62,8 +64,13 @@ def routes() -> list[web.RouteDef]:
     async def console(request: web.Request) -> web.StreamResponse:
         return redirect(request, "console.html")
 
+    @page
+    async def quality(request: web.Request) -> web.StreamResponse:
+        return redirect(request, "qa.html")
+
     return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static), web.get("/toolbar", toolbar),
-            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/console", console)]
+            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/console", console),
+            web.get("/qa", quality)]
 
 
 def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]],
