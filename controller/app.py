@@ -51,6 +51,10 @@ from controller.plugins.admin import resources as admin_resources
 from controller.plugins.admin.services import AdminService
 from controller.plugins.agi.server import FastAgiServer
 from controller.plugins.agi.services import AgiService
+from controller.plugins.alerts import resources as alert_resources
+from controller.plugins.alerts.notifier import AlertNotifier
+from controller.plugins.alerts.services import AlertService
+from controller.plugins.alerts.state_persistor import AlertRecords
 from controller.plugins.ami import resources as ami_resources
 from controller.plugins.ami.services import AmiService, AmiUnavailable
 from controller.plugins.calls import resources as calls_resources
@@ -66,6 +70,7 @@ from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
+from controller.plugins.desk.services import browser_phones
 from controller.plugins.fax import resources as fax_resources
 from controller.plugins.fax.services import FaxService
 from controller.plugins.fax.state_persistor import FaxRecords
@@ -74,6 +79,10 @@ from controller.plugins.inbox.services import InboxError, InboxService
 from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
+from controller.plugins.messages import resources as message_resources
+from controller.plugins.messages.notifier import MessageNotifier
+from controller.plugins.messages.services import MessageService
+from controller.plugins.messages.state_persistor import MessageRecords
 from controller.plugins.metrics import resources as metrics_resources
 from controller.plugins.qa import resources as qa_resources
 from controller.plugins.qa.services import QaService
@@ -188,6 +197,9 @@ class Controller:
         self._stop = asyncio.Event()
         self.ivr.recordings = self.recordings
         self.inbox = self._inbox()
+        self.messages = MessageService(MessageRecords(self.store), MessageNotifier(self.events.publish),
+                                       users=self.access.user_list, now=self.clock.now)
+        self.alerts = AlertService(AlertRecords(self.store), AlertNotifier(self.events.publish), self.clock.now)
         self.faxes = FaxService(settings=lambda: self.live.current.fax, inbox=self.inbox,
                                 records=FaxRecords(self.store), ari=self.ari,
                                 trunk_dial=lambda: self.live.current.asterisk.trunk_dial,
@@ -447,8 +459,7 @@ class Controller:
             *ami_resources.routes(self.ami, self._is_browser_phone),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
-            *desk_resources.api_routes(self.config.softphone, lambda: [
-                agent.id for agent in self.acd.agent_configs.values() if agent.enabled]),
+            *desk_resources.api_routes(self.config.softphone, self._enabled_agents, self._supervisor_users),
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
@@ -456,6 +467,8 @@ class Controller:
                                     queue_exists=lambda name: name in self.acd.queue_configs,
                                     call_exists=self.inbox.records.call_exists),
             *fax_resources.routes(self.faxes, dialing=lambda: self.live.current.dialing),
+            *message_resources.routes(self.messages),
+            *alert_resources.routes(self.alerts),
             *qa_resources.routes(self.qa),
         ]
 
@@ -466,9 +479,16 @@ class Controller:
                 await self.access.close_agent_sockets(agent_id, refusal)
 
     def _is_browser_phone(self, endpoint: str) -> bool:
-        """An agent's WebRTC endpoint (`softphone.endpoint`), which the trunk list leaves out."""
-        template = self.config.softphone.endpoint
-        return any(endpoint == template.format(agent=agent_id) for agent_id in self.acd.agent_configs)
+        """An agent's or supervisor's WebRTC endpoint (`softphone.endpoint`, `softphone.supervisor_endpoint`),
+        which the trunk list leaves out."""
+        return endpoint in browser_phones(self.config.softphone, self.acd.agent_configs, self._supervisor_users())
+
+    def _enabled_agents(self) -> list[str]:
+        return [agent.id for agent in self.acd.agent_configs.values() if agent.enabled]
+
+    def _supervisor_users(self) -> list[str]:
+        """The users who get a supervisor's browser phone (supervisors and admins)."""
+        return [str(user["name"]) for user in self.access.user_list() if user["role"] in ("supervisor", "admin")]
 
     def _close_sockets_of_agent_gone(self, agent_id: str) -> None:
         """A removed or disabled agent finished their call and was logged out: their pages close now."""

@@ -484,11 +484,12 @@ class RetentionSettings:
     cti_events_days: float = 30.0  # the CTI stream (an event a webhook has not yet delivered is kept)
     tts_cache_days: float = 7.0  # rendered text-to-speech WAVs not played for this long
     audit_days: float = 730.0  # the audit log: who changed what (README "Audit log")
+    messages_days: float = 400.0  # internal messages between agents and supervisors (README "Supervisor console")
     chunk_rows: int = 500  # rows deleted per commit, so the job never holds the writer long
 
     def __post_init__(self) -> None:
         for name in ("calls_days", "call_events_days", "agent_states_days", "cti_events_days", "tts_cache_days",
-                     "audit_days"):
+                     "audit_days", "messages_days"):
             value = getattr(self, name)
             if not 0 <= value <= 36500:
                 raise ValueError(f"{name}: expected a number of days from 0 (keep forever) to 36500, got {value!r}")
@@ -583,6 +584,7 @@ class SoftphoneSettings:
     websocket_url: str = ""  # Asterisk's SIP WebSocket as the browser reaches it: wss://pbx.example.cn:8089/ws
     sip_domain: str = ""  # the host of the agents' SIP URIs (default: the WebSocket URL's host)
     endpoint: str = "webrtc-{agent}"  # the agent's WebRTC endpoint name ({agent}: the agent id)
+    supervisor_endpoint: str = "webrtc-sup-{user}"  # a supervisor's or admin's ({user}: the user name)
     secret: str = ""  # HMAC key for the per-agent SIP passwords; at least 16 characters
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs for the browser (README: NAT)
     turn_username: str = ""
@@ -591,6 +593,8 @@ class SoftphoneSettings:
     def __post_init__(self) -> None:
         if "{agent}" not in self.endpoint:
             raise ValueError(f"endpoint: must contain {{agent}}, got {self.endpoint!r}")
+        if "{user}" not in self.supervisor_endpoint:
+            raise ValueError(f"supervisor_endpoint: must contain {{user}}, got {self.supervisor_endpoint!r}")
         if self.enabled and not self.websocket_url.startswith(("ws://", "wss://")):
             raise ValueError(f"websocket_url: expected ws://… or wss://…, got {self.websocket_url!r}")
         if self.enabled and len(self.secret) < 16:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.media.static import render_static_prompts
-from controller.plugins.desk.services import render_pjsip
+from controller.plugins.desk.services import render_pjsip, seeded_supervisors
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
@@ -112,14 +112,15 @@ def ensure_dtls_certificate() -> tuple[Path, Path]:
 
 
 def render_webrtc_endpoints(etc: Path) -> None:
-    """pjsip_webrtc.conf: the demo agents' browser phones, with the passwords the demo controller derives."""
+    """pjsip_webrtc.conf: the demo agents' and supervisors' browser phones, with the passwords the demo
+    controller derives."""
     config = load_config(REPO / "demo" / "controller.yaml")
     cert, key = ensure_dtls_certificate()
     (etc / "keys").mkdir(exist_ok=True)
     shutil.copy2(cert, etc / "keys" / "webrtc.crt")
     shutil.copy2(key, etc / "keys" / "webrtc.key")
     agents = [agent.id for agent in config.acd.agents if agent.enabled]
-    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, agents))
+    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, agents, seeded_supervisors(config)))
 
 
 def install() -> None:

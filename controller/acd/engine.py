@@ -407,6 +407,22 @@ class AcdEngine:
         self._leave(call, "abandoned", None, out)
         return out
 
+    def move(self, call_id: str, queue: str) -> list[Decision]:
+        """A supervisor moves a waiting call to another queue: it leaves this one as overflowed (reason
+        "moved", any ringing stopped) and the caller's visit goes on in `queue`, keeping their wait."""
+        call = self._call(call_id)
+        self._queue(queue)
+        if queue == call.queue:
+            raise AcdError(f"call {call_id} is already in queue {queue!r}")
+        out: list[Decision] = []
+        for agent_id in list(call.ringing):
+            out.append(CancelOffer(call_id, agent_id, "moved"))
+            self._release_offer(self._agents[agent_id], out)
+        call.ringing.clear()
+        out.append(Overflow(call_id, call.queue, f"queue:{queue}", "moved"))
+        self._leave(call, "overflowed", None, out)
+        return out
+
     def answered(self, call_id: str, agent_id: str) -> list[Decision]:
         call = self._call(call_id)
         agent = self._agent(agent_id)

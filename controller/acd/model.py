@@ -99,7 +99,7 @@ class Overflow:
     call_id: str
     queue: str
     target: str | None
-    reason: Literal["max_wait", "no_agents", "escalation"]
+    reason: Literal["max_wait", "no_agents", "escalation", "moved"]
 
 
 @dataclass(frozen=True, slots=True)

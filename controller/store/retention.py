@@ -51,6 +51,9 @@ RULES = (
     _Rule("cti_events", "at", "cti_events_days",
           "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
           " AND d.seq = cti_events.seq AND d.state <> 'delivered')", key="seq"),
+    # An acknowledgement goes with the days of the alert it acknowledges (an alert.raised CTI event).
+    _Rule("alert_acks", "acknowledged_at", "cti_events_days", indexed=False, key="alert_seq"),
+    _Rule("internal_messages", "sent_at", "messages_days"),
 )
 
 

@@ -416,4 +416,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX qa_scores_scored ON qa_scores(scored_at);
     CREATE INDEX qa_scores_recording ON qa_scores(recording_id);
     """,
+    # 18: internal messages between agents and supervisors, and who acknowledged which alert (README
+    # "Supervisor console")
+    """
+    CREATE TABLE internal_messages (
+        id TEXT PRIMARY KEY,                -- chosen by the controller (hex)
+        sender TEXT NOT NULL,               -- user names
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        read_at REAL
+    );
+    CREATE INDEX internal_messages_recipient ON internal_messages(recipient, read_at);
+    CREATE INDEX internal_messages_sender ON internal_messages(sender, sent_at);
+    CREATE INDEX internal_messages_sent ON internal_messages(sent_at);
+    CREATE TABLE alert_acks (
+        alert_seq INTEGER PRIMARY KEY,      -- the alert.raised event's sequence number (cti_events.seq)
+        acknowledged_by TEXT NOT NULL,
+        acknowledged_at REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]

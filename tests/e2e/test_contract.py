@@ -149,7 +149,16 @@ ACCESS: dict[str, str] = {
     "DELETE /api/tokens/{token_id}": "admin",
     "GET /api/audit": "admin supervisor",
     # the browser phone (README "Browser phone (WebRTC)"): an agent's own SIP credentials; Asterisk's sections
-    "GET /api/me/phone": "admin agent",  # an admin is let through the role check, then refused: no agent
+    "GET /api/me/phone": "admin supervisor agent",  # a token other than an agent's is refused: no phone
+    # README "Supervisor console": internal messages between users (a token is refused after the role check),
+    # alerts acknowledged, a waiting call moved
+    "GET /api/messages": "admin supervisor agent",
+    "POST /api/messages": "admin supervisor agent",
+    "GET /api/messages/contacts": "admin supervisor agent",
+    "POST /api/messages/{message_id}/read": "admin supervisor agent",
+    "GET /api/alerts": "admin supervisor",
+    "POST /api/alerts/{alert_id}/acknowledge": "admin supervisor",
+    "POST /api/calls/{call_id}/move": "admin supervisor",
     "GET /api/softphone/pjsip": "admin",
     # the managed configuration (README "Administration (live configuration)"): supervisors run the floor
     # (agents, queues, reasons, prompts, standards); DIDs, webhooks, ACD settings and whole documents are admins'
@@ -175,7 +184,8 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
               "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999",
-              "contact_no": "999999", "fax_id": "0" * 32, "form": "nope-form", "score_id": "0" * 32}
+              "contact_no": "999999", "fax_id": "0" * 32, "message_id": "0" * 32, "alert_id": "999999",
+              "form": "nope-form", "score_id": "0" * 32}
 
 
 def concrete(template: str) -> str:

@@ -404,3 +404,24 @@ def test_a_requeued_caller_hears_announcements_on_the_same_beat() -> None:
     assert not [d for d in acd.tick() if isinstance(d, Announce)]
     clock.advance(1)
     assert [d.call_id for d in acd.tick() if isinstance(d, Announce)] == ["c"]
+
+
+def test_a_supervisor_moves_a_waiting_call_to_another_queue() -> None:
+    acd, clock = engine()
+    acd.upsert_queue(QueueSettings("vip"))
+    acd.login("a1")
+    acd.enqueue("c1", "q")  # rings a1
+    clock.advance(5)
+    moved = acd.move("c1", "vip")
+    assert CancelOffer("c1", "a1", "moved") in moved  # the ringing stops
+    assert Overflow("c1", "q", "queue:vip", "moved") in moved
+    assert [(d.outcome, d.wait_seconds) for d in moved if isinstance(d, CallLeft)] == [("overflowed", 5.0)]
+    assert acd.agent("a1").state == "ready" and acd.call("c1") is None
+    assert acd.queue_stats("q").waiting == 0
+    # Bad moves are refused and change nothing.
+    acd.enqueue("c2", "q")
+    for call_id, queue, problem in (("c2", "q", "already in queue"), ("c2", "nope", "unknown queue"),
+                                    ("c9", "vip", "not queued")):
+        with pytest.raises(AcdError, match=problem):
+            acd.move(call_id, queue)
+    assert acd.call("c2") is not None and acd.call("c2").queue == "q"  # type: ignore[union-attr]

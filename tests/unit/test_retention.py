@@ -43,6 +43,11 @@ async def test_old_records_go_and_what_must_survive_stays(store: Store) -> None:
         store.write("INSERT INTO agent_states (agent_id, at, state) VALUES (?, ?, 'ready')", (agent, at))
     for at in (NOW - 800 * DAY, NOW - 700 * DAY):  # the audit log is kept 730 days
         store.write("INSERT INTO audit_log (at, actor, action) VALUES (?, 'token:ops', 'token.create')", (at,))
+    for n, at in enumerate((OLD, RECENT)):  # internal messages: 400 days; an alert's acknowledgement: 30
+        store.write("INSERT INTO internal_messages (id, sender, recipient, text, sent_at) VALUES (?, 'boss', '1001',"
+                    " 'hi', ?)", (f"m{n}", at))
+        store.write("INSERT INTO alert_acks (alert_seq, acknowledged_by, acknowledged_at) VALUES (?, 'user:boss', ?)",
+                    (n + 1, at))
     await store.flush()
 
     removed = await RetentionJob(store, RetentionSettings()).purge(now=NOW)
@@ -55,8 +60,10 @@ async def test_old_records_go_and_what_must_survive_stays(store: Store) -> None:
     assert await column(store, "SELECT agent_id || '@' || CAST(at AS INT) FROM agent_states ORDER BY id") == [
         f"1001@{int(RECENT)}", f"1002@{int(OLD)}"]
     assert await column(store, "SELECT CAST(at AS INT) FROM audit_log") == [int(NOW - 700 * DAY)]
+    assert await column(store, "SELECT id FROM internal_messages") == ["m1"]
+    assert await column(store, "SELECT alert_seq FROM alert_acks") == [2]
     assert removed == {"calls": 1, "queue_calls": 1, "dispositions": 2, "call_events": 2, "agent_states": 2,
-                       "audit_log": 1, "cti_events": 0}
+                       "audit_log": 1, "cti_events": 0, "alert_acks": 1, "internal_messages": 1}
 
 
 async def test_cti_events_a_webhook_has_not_delivered_are_kept(store: Store) -> None:
@@ -94,7 +101,7 @@ async def test_deletes_in_chunks_each_its_own_commit(store: Store) -> None:
 async def test_zero_days_keeps_everything(store: Store) -> None:
     await store.execute("INSERT INTO call_events (call_id, at, kind) VALUES ('c', ?, 'dtmf')", (OLD,))
     settings = RetentionSettings(calls_days=0, call_events_days=0, agent_states_days=0, cti_events_days=0,
-                                 tts_cache_days=0, audit_days=0)
+                                 tts_cache_days=0, audit_days=0, messages_days=0)
     assert await RetentionJob(store, settings).purge(now=NOW) == {}
     assert await column(store, "SELECT count(*) FROM call_events") == [1]
 
@@ -138,7 +145,8 @@ async def test_the_tts_cache_keeps_what_is_used(tmp_path: Path) -> None:
     assert await renderer.media_for(used) == f"sound:ccc/tts/{used_file.stem}"  # a cache hit counts as a use
 
     job = RetentionJob(Store(tmp_path / "unused.sqlite3"), RetentionSettings(calls_days=0, call_events_days=0,
-                       agent_states_days=0, cti_events_days=0, audit_days=0), purge_tts=renderer.purge_cache)
+                       agent_states_days=0, cti_events_days=0, audit_days=0,
+                       messages_days=0), purge_tts=renderer.purge_cache)
     assert await job.purge() == {"tts_cache": 2}
     assert sorted(p.name for p in renderer.tts_dir.iterdir()) == sorted(["fresh.wav", used_file.name])
     assert (recorded / "studio.wav").exists()  # studio recordings are not a cache

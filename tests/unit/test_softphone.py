@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from controller.config import Config, SoftphoneSettings
-from controller.plugins.desk.services import endpoint_of, phone_for, render_pjsip, sip_password
+from controller.plugins.desk.services import (
+    endpoint_of,
+    phone_for,
+    render_pjsip,
+    sip_password,
+    supervisor_endpoint_of,
+)
 
 SETTINGS = SoftphoneSettings(enabled=True, websocket_url="wss://pbx.example.cn:8089/ws",
                              secret="a-long-enough-secret-0123")
@@ -20,8 +26,8 @@ def test_each_agent_has_its_own_password_derived_from_the_secret() -> None:
 
 
 def test_the_page_gets_what_asterisk_is_configured_with() -> None:
-    phone = phone_for(SETTINGS, "1001")
-    assert phone["endpoint"] == endpoint_of(SETTINGS, "1001") == "webrtc-1001"
+    phone = phone_for(SETTINGS, endpoint_of(SETTINGS, "1001"))
+    assert phone["endpoint"] == "webrtc-1001"
     assert phone["uri"] == "sip:webrtc-1001@pbx.example.cn" and phone["websocket_url"] == SETTINGS.websocket_url
     conf = render_pjsip(SETTINGS, ["1001", "1002"])
     section = conf.split("[webrtc-1001](webrtc-endpoint)")[1].split("[webrtc-1002]")[0]
@@ -30,10 +36,21 @@ def test_the_page_gets_what_asterisk_is_configured_with() -> None:
     assert "max_contacts = 1" in section and "remove_existing = yes" in section
 
 
+def test_a_supervisor_gets_an_endpoint_of_their_own_rendered_like_the_agents() -> None:
+    endpoint = supervisor_endpoint_of(SETTINGS, "lead.wang")
+    assert endpoint == "webrtc-sup-lead.wang"
+    phone = phone_for(SETTINGS, endpoint)
+    conf = render_pjsip(SETTINGS, ["1001"], ["lead.wang"])
+    section = conf.split("[webrtc-sup-lead.wang](webrtc-endpoint)")[1]
+    assert f"password = {phone['password']}" in section and 'callerid = "Supervisor lead.wang"' in section
+    assert phone["password"] != phone_for(SETTINGS, endpoint_of(SETTINGS, "1001"))["password"]
+    assert "[webrtc-1001](webrtc-endpoint)" in conf and "max_contacts = 1" in section
+
+
 def test_turn_credentials_go_only_with_turn_servers() -> None:
     settings = SoftphoneSettings(enabled=True, websocket_url="wss://p/ws", secret="x" * 16,
                                  ice_servers=["stun:s:3478", "turn:t:3478"], turn_username="u", turn_password="p")
-    assert phone_for(settings, "1")["ice_servers"] == [{"urls": "stun:s:3478"},
+    assert phone_for(settings, "webrtc-1")["ice_servers"] == [{"urls": "stun:s:3478"},
                                                        {"urls": "turn:t:3478", "username": "u", "credential": "p"}]
 
 
@@ -41,6 +58,7 @@ def test_turn_credentials_go_only_with_turn_servers() -> None:
     ({"websocket_url": "http://pbx/ws"}, "websocket_url"),
     ({"secret": "short"}, "secret"),
     ({"endpoint": "webrtc"}, "{agent}"),
+    ({"supervisor_endpoint": "webrtc-sup"}, "{user}"),
 ])
 def test_a_bad_setting_is_refused_with_its_name(fields: dict[str, str], problem: str) -> None:
     values = {"enabled": True, "websocket_url": "ws://127.0.0.1:8088/ws", "secret": "x" * 16, **fields}

@@ -45,7 +45,7 @@ DIAL_BODY = {"type": "object", "additionalProperties": False, "required": ["agen
                                        "description": "the customer's number, dialled through the trunk"}}}
 MONITOR_BODY = {"type": "object", "additionalProperties": False, "required": ["mode"],
                 "properties": {"mode": {"type": "string", "enum": ["listen", "whisper", "barge", "stop"]},
-                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$",
+                               "phone": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,80}(?!\\n)$",
                                          "description": "the supervisor's phone (endpoint), rung the first time"}}}
 PARTY = "^(number:\\+?[0-9]{3,20}|phone:[A-Za-z0-9_.-]{1,40})(?!\\n)$"
 CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": ["to"],
@@ -54,6 +54,9 @@ CONFERENCE_BODY = {"type": "object", "additionalProperties": False, "required": 
 PLAY_BODY = {"type": "object", "additionalProperties": False, "required": ["prompt"],
              "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 60,
                                        "description": "a name under acd.standard_prompts"}}}
+MOVE_BODY = {"type": "object", "additionalProperties": False, "required": ["queue"],
+             "properties": {"queue": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}(?!\\n)$",
+                                      "description": "the queue the call goes on waiting in"}}}
 PICKUP_BODY = {"type": "object", "additionalProperties": False, "required": ["agent_id"],
                "properties": {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40}}}
 CONTROL_RESULT = {"type": "object", "required": ["call_id", "state"],
@@ -325,6 +328,20 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         except AcdError as exc:
             return json_error(409, str(exc))
 
+    @operation("Move a waiting call to another queue (a supervisor's decision): it keeps its wait there",
+               tag="calls", body=MOVE_BODY, responses={200: CONTROL_RESULT},
+               errors={404: "no live call with that id",
+                       409: "the call is not waiting in a queue, is a callback, or is in that queue already"})
+    @roles("supervisor")
+    async def move(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        if not is_live(call_id):
+            return json_error(404, "no live call with that id")
+        try:
+            return web.json_response(acd.move(call_id, body_of(request)["queue"], by=caller_of(request).actor))
+        except AcdError as exc:
+            return json_error(409, str(exc))
+
     @operation("Play a standard recording to the caller (fees, opening an account…); back to the agent after",
                tag="calls", body=PLAY_BODY, responses={200: CONTROL_RESULT},
                errors={**COMMAND_ERRORS, 404: "no live call with that id, or no standard prompt of that name"})
@@ -358,6 +375,7 @@ def routes(acd: AcdService, is_live: Callable[[str], bool]) -> list[web.RouteDef
         web.post("/api/calls", dial),
         web.post("/api/calls/{call_id}/play", play),
         web.post("/api/calls/{call_id}/pickup", pickup),
+        web.post("/api/calls/{call_id}/move", move),
         web.post("/api/calls/{call_id}/conference", conference),
         web.post("/api/calls/{call_id}/conference/remove", conference_remove),
         web.post("/api/calls/{call_id}/monitor", monitor),

@@ -536,6 +536,18 @@ class AcdService:
         """抢接 (`AcdQueueing.pickup`)."""
         return self.queueing.pickup(call_id, agent_id)
 
+    def move(self, call_id: str, queue: str, *, by: str) -> dict[str, Any]:
+        """A supervisor moves a waiting call to another queue (`AcdEngine.move`): the caller keeps their
+        wait and goes on hearing the music; a callback (no caller on the line) keeps its queue."""
+        if self.callbacks is not None and self.callbacks.owns(call_id):
+            raise AcdError("a callback keeps the queue it was booked in")
+        view = self.engine.call(call_id)
+        if view is None or call_id not in self.calls:
+            raise AcdError(f"call {call_id} is not waiting in a queue")
+        self.apply(self.engine.move(call_id, queue))
+        self.calls[call_id].session.records.event(call_id, "moved", queue=view.queue, to=queue, by=by)
+        return {"call_id": call_id, "state": "moved", "queue": queue, "previous_queue": view.queue}
+
     async def control(self, call_id: str, action: str, *, target: str | None = None,
                       agent_id: str | None = None, timeout: float = 10.0,
                       options: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The agent toolbar, the supervisor wallboard, the admin and QA pages: plain pages served by the controller.
+"""The agent toolbar, the supervisor wallboard and console, the admin and QA pages: plain pages served by
+the controller.
 
 The pages hold no data and need no token to load; everything they show comes from the API and
 the /ws event stream with the token the user types in (kept in the browser's session storage),
@@ -15,13 +16,14 @@ from aiohttp import web
 from controller.config import SoftphoneSettings
 from controller.http.openapi import operation
 from controller.http.server import caller_of, json_error, page, roles
-from controller.plugins.desk.services import phone_for, render_pjsip
+from controller.plugins.desk.services import endpoint_of, phone_for, render_pjsip, supervisor_endpoint_of
 
 STATIC = Path(__file__).with_name("static")
 FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html": "text/html",
-         "desk.js": "text/javascript", "admin.js": "text/javascript", "desk.css": "text/css",
+         "console.html": "text/html", "desk.js": "text/javascript", "admin.js": "text/javascript",
+         "desk.css": "text/css", "console.css": "text/css", "softphone.js": "text/javascript",
+         "board.js": "text/javascript", "messages.js": "text/javascript",
          "qa.html": "text/html", "qa.js": "text/javascript",
-         "softphone.js": "text/javascript",
          # JsSIP, bundled from the pinned npm package by `make` (npm ci; npm run build): README dependencies
          "vendor/jssip.min.js": "text/javascript"}
 PHONE = {"type": "object", "required": ["endpoint", "uri", "websocket_url", "password"],
@@ -59,38 +61,54 @@ def routes() -> list[web.RouteDef]:
         return redirect(request, "admin.html")
 
     @page
+    async def console(request: web.Request) -> web.StreamResponse:
+        return redirect(request, "console.html")
+
+    @page
     async def quality(request: web.Request) -> web.StreamResponse:
         return redirect(request, "qa.html")
 
     return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static), web.get("/toolbar", toolbar),
-            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/qa", quality)]
+            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/console", console),
+            web.get("/qa", quality)]
 
 
-def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]]) -> list[web.RouteDef]:
-    """`agent_ids`: the agents as they are now (the managed configuration), for Asterisk's endpoints."""
-    @operation("The browser phone of the agent this session is: SIP URI, WebSocket URL, SIP password", tag="auth",
+def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]],
+               supervisors: Callable[[], list[str]]) -> list[web.RouteDef]:
+    """`agent_ids`, `supervisors`: the agents and the supervisor/admin users as they are now (the managed
+    configuration, the users), for Asterisk's endpoints."""
+    @operation("The browser phone of this session's user: SIP URI, WebSocket URL, SIP password (an agent's, or a"
+               " logged-in supervisor's or admin's for the console's listen, whisper and barge)", tag="auth",
                responses={200: PHONE}, errors={404: "no browser phone here (softphone.enabled is false)",
-                                                403: "not an agent"})
-    @roles("agent")
+                                                403: "neither an agent nor a logged-in supervisor or admin"})
+    @roles("agent", "supervisor")
     async def my_phone(request: web.Request) -> web.Response:
         identity = caller_of(request)
         if not settings.enabled:
             return json_error(404, "no browser phone: softphone.enabled is false in the configuration")
-        if identity.agent_id is None:
-            return json_error(403, "only an agent has a browser phone")
-        return web.json_response(phone_for(settings, identity.agent_id), headers={"Cache-Control": "no-store"})
+        if identity.agent_id is not None:
+            endpoint = endpoint_of(settings, identity.agent_id)
+        elif identity.role in ("supervisor", "admin") and identity.is_session:
+            endpoint = supervisor_endpoint_of(settings, identity.name)
+        else:
+            return json_error(403, "only an agent, or a supervisor or admin logged in with a password, has a"
+                                   " browser phone")
+        return web.json_response(phone_for(settings, endpoint), headers={"Cache-Control": "no-store"})
 
-    @operation("Every agent's WebRTC endpoint as pjsip.conf sections (for /etc/asterisk/pjsip_webrtc.conf)",
-               tag="auth", responses={200: {"type": "object", "required": ["agents", "pjsip_webrtc_conf"],
-                                            "properties": {"agents": {"type": "array", "items": {"type": "string"}},
-                                                           "pjsip_webrtc_conf": {"type": "string"}}}},
+    @operation("Every agent's and supervisor's WebRTC endpoint as pjsip.conf sections (for"
+               " /etc/asterisk/pjsip_webrtc.conf)", tag="auth",
+               responses={200: {"type": "object", "required": ["agents", "supervisors", "pjsip_webrtc_conf"],
+                                "properties": {"agents": {"type": "array", "items": {"type": "string"}},
+                                               "supervisors": {"type": "array", "items": {"type": "string"}},
+                                               "pjsip_webrtc_conf": {"type": "string"}}}},
                errors={404: "no browser phone here (softphone.enabled is false)"})
     @roles("admin")
     async def pjsip_sections(request: web.Request) -> web.Response:
         if not settings.enabled:
             return json_error(404, "no browser phone: softphone.enabled is false in the configuration")
-        agents = agent_ids()
-        return web.json_response({"agents": agents, "pjsip_webrtc_conf": render_pjsip(settings, agents)},
+        agents, users = agent_ids(), supervisors()
+        return web.json_response({"agents": agents, "supervisors": users,
+                                  "pjsip_webrtc_conf": render_pjsip(settings, agents, users)},
                                  headers={"Cache-Control": "no-store"})
 
     return [web.get("/api/me/phone", my_phone), web.get("/api/softphone/pjsip", pjsip_sections)]

@@ -6,7 +6,6 @@
 const desk = new Desk();
 desk.token = "";  // a token pasted into another page of this tab is not used here: the user logs in
 const $ = (selector, root = document) => root.querySelector(selector);
-const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 
 // The managed kinds, with their fields as controller.yaml spells them (shape: as GET /api/config/{kind} lists
 // them, see recordOf). Field types: text (the default),

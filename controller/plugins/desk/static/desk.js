@@ -2,6 +2,8 @@
 // the live event stream, zh/en text. A session is an HttpOnly cookie the page never sees; its CSRF token
 // is kept for the tab and sent as X-CSRF-Token with every request that changes something.
 "use strict";
+// Text from the API or a user into HTML: always through this (pages never insert such text as markup).
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 class Desk {
   constructor() {
     this.query = new URLSearchParams(location.search);

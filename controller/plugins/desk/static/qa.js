@@ -5,7 +5,6 @@
 const desk = new Desk();
 desk.token = "";  // sessions only: the user logs in with name and password
 const $ = (selector, root = document) => root.querySelector(selector);
-const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 const clock = (seconds) => `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
 const when = (epoch) => new Date(epoch * 1000).toLocaleString(desk.lang === "zh" ? "zh-CN" : "en-GB");
 
