@@ -66,6 +66,7 @@ from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
+from controller.plugins.desk.services import WebrtcEndpoints, phone_agents
 from controller.plugins.fax import resources as fax_resources
 from controller.plugins.fax.services import FaxService
 from controller.plugins.fax.state_persistor import FaxRecords
@@ -153,6 +154,11 @@ class Controller:
                                     agent_request_refusal=self.acd.agent_request_refusal,
                                     demo=config.demo)
         self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
+        # Asterisk's browser-phone endpoints follow the agents (softphone.pjsip_conf): README "Browser phone".
+        self.webrtc_endpoints = WebrtcEndpoints(
+            config.softphone, nodes=lambda: list(self.nodes.by_name),
+            reload=lambda name: self.nodes.client(name).reload_module("res_pjsip.so"))
+        self.live.subscribe("browser phones' endpoints", self._sync_browser_phones)
         self.acd.refused_agent_gone_hooks.append(self._close_sockets_of_agent_gone)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
@@ -213,6 +219,7 @@ class Controller:
     async def _node_connected(self, name: str) -> None:
         self.nodes.connected(name)
         await self.calls.readopt(name)
+        await self.webrtc_endpoints.node_connected(name)
 
     def _node_down(self, name: str) -> None:
         self.calls.node_lost(name)
@@ -434,8 +441,7 @@ class Controller:
             *ami_resources.routes(self.ami, self._is_browser_phone),
             *cti_resources.routes(self.events, self.webhooks),
             *metrics_resources.routes(self.metric_sources),
-            *desk_resources.api_routes(self.config.softphone, lambda: [
-                agent.id for agent in self.acd.agent_configs.values() if agent.enabled]),
+            *desk_resources.api_routes(self.config.softphone, lambda: phone_agents(self.live.current)),
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
@@ -450,6 +456,9 @@ class Controller:
         for agent_id in self.acd.agents_refused_now(old, new):
             if (refusal := self.acd.agent_request_refusal(agent_id)) is not None:  # else: when their call is done
                 await self.access.close_agent_sockets(agent_id, refusal)
+
+    async def _sync_browser_phones(self, old: Config, new: Config) -> None:
+        await self.webrtc_endpoints.sync(phone_agents(new))
 
     def _is_browser_phone(self, endpoint: str) -> bool:
         """An agent's WebRTC endpoint (`softphone.endpoint`), which the trunk list leaves out."""
@@ -489,6 +498,7 @@ class Controller:
         await self.campaigns.load()
         for node in self.nodes:
             node.ari.open()
+        await self.webrtc_endpoints.sync(phone_agents(self.live.current))  # the agents as the database has them
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
         agi_settings = self.config.agi

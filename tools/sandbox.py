@@ -34,7 +34,7 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.media.static import render_static_prompts
-from controller.plugins.desk.services import render_pjsip
+from controller.plugins.desk.services import phone_agents, render_pjsip
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
@@ -118,8 +118,7 @@ def render_webrtc_endpoints(etc: Path) -> None:
     (etc / "keys").mkdir(exist_ok=True)
     shutil.copy2(cert, etc / "keys" / "webrtc.crt")
     shutil.copy2(key, etc / "keys" / "webrtc.key")
-    agents = [agent.id for agent in config.acd.agents if agent.enabled]
-    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, agents))
+    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, phone_agents(config)))
 
 
 def install() -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.browser import WEBRTC_ARGS, Browser, Page
-from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, sandbox
+from tests.e2e.conftest import ARI_HEADERS, REPO, ControllerProcess, demo_config, sandbox
 from tests.e2e.test_call_control import start, wait_for_state
 from tests.e2e.test_desk import AGENT_PASSWORD, DESK_DID, DESK_FLOW, SCREENSHOTS, assert_chinese_is_drawn
 from tests.e2e.test_ivr_acd import rows, stop_after  # noqa: F401 (fixture)
@@ -30,6 +31,9 @@ from tests.sipp import Caller, TalkUntilBye
 
 pytestmark = pytest.mark.e2e  # needs Debian's chromium and `make desk-js` (JsSIP)
 ENDPOINT = "webrtc-1001"  # the demo's softphone.endpoint for agent 1001
+NEW_AGENT = {"name": "赵敏", "number": "1006", "endpoint": "8005", "skills": {}, "queues": {"general": 0},
+             "enabled": True}
+NEW_PASSWORD = "new-agent-1006-pass"
 
 
 @pytest.fixture
@@ -226,3 +230,46 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
 
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}
+
+
+async def test_an_agent_added_live_gets_a_browser_phone_without_a_restart(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """softphone.pjsip_conf: the controller rewrites Asterisk's pjsip_webrtc.conf and reloads res_pjsip (ARI)
+    when an agent is added or removed in the administration; the new agent's page registers at once."""
+    conf = fresh_asterisk / "etc/asterisk/pjsip_webrtc.conf"
+    softphone = {**yaml.safe_load((REPO / "demo/controller.yaml").read_text())["softphone"],
+                 "websocket_url": "ws://127.0.0.1:8088/ws", "secret": "demo-webrtc-secret-not-for-production",
+                 "pjsip_conf": str(conf)}
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, softphone=softphone))
+    await process.start()
+    stop_after.append(process)
+    assert "Unable to find object webrtc-1006" in sandbox.cli("pjsip show endpoint webrtc-1006")
+    assert "webrtc-1001" in sandbox.cli("pjsip show endpoint webrtc-1001")  # the others are there
+
+    status, body = await process.api("PUT", "/api/config/agents/1006", json=NEW_AGENT)
+    assert status == 200, body
+    status, body = await process.api("POST", "/api/users", json={"name": "1006", "role": "agent",
+                                                                   "agent_id": "1006", "password": NEW_PASSWORD})
+    assert status == 201, body
+    # Asterisk has the endpoint as soon as the change is answered, with the password the page gets.
+    assert "[webrtc-1006](webrtc-endpoint)" in conf.read_text()
+    assert re.search(r"Endpoint:\s+webrtc-1006", sandbox.cli("pjsip show endpoint webrtc-1006"))
+
+    async with Browser(*WEBRTC_ARGS) as browser:
+        toolbar = await browser.open(f"{process.url}/toolbar?agent=1006&lang=en")
+        await toolbar.evaluate("document.querySelector('#phone-choice').value = 'browser'; true")
+        await toolbar.fill("#password", NEW_PASSWORD)
+        await toolbar.click("#login")
+        await phone_status(toolbar, "registered")
+        assert await toolbar.text("#error") == ""
+        assert re.search(r"contact\s+: sip:\S+;transport=ws", sandbox.cli("pjsip show aor webrtc-1006"))
+        assert (await wait_for_state(process, "1006", "ready"))["endpoint"] == "webrtc-1006"
+        await toolbar.click("#logout")
+        await phone_status(toolbar, "off")
+
+    # Removed: the endpoint goes from Asterisk too (a phone left registered could be rung by nobody's ACD).
+    status, body = await process.api("DELETE", "/api/config/agents/1006")
+    assert status == 200, body
+    assert "webrtc-1006" not in conf.read_text()
+    assert "Unable to find object webrtc-1006" in sandbox.cli("pjsip show endpoint webrtc-1006")
+    assert "webrtc-1001" in sandbox.cli("pjsip show endpoint webrtc-1001")
