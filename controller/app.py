@@ -439,7 +439,7 @@ class Controller:
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami, self._is_browser_phone),
-            *cti_resources.routes(self.events, self.webhooks),
+            *cti_resources.routes(self.events, self.webhooks, agent_queues=self._agent_queues),
             *metrics_resources.routes(self.metric_sources),
             *desk_resources.api_routes(self.config.softphone, lambda: phone_agents(self.live.current)),
             *recording_resources.routes(self.recordings, self.calls,
