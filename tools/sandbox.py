@@ -111,6 +111,23 @@ def ensure_dtls_certificate() -> tuple[Path, Path]:
     return cert, key
 
 
+def ensure_tls_certificate() -> tuple[Path, Path]:
+    """The demo's TLS certificate for 127.0.0.1 and localhost (Asterisk's https/wss on 8089, and the controller's
+    HTTPS in the tests), self-signed, made once with openssl and kept beside the root. Browsers trust it only when
+    told to (the tests: Chromium's --ignore-certificate-errors-spki-list with this key's hash): README
+    "Browser phone (WebRTC)" says what production uses instead."""
+    keys = SANDBOX_DIR / "keys"
+    cert, key = keys / "tls.crt", keys / "tls.key"
+    if not (cert.exists() and key.exists()):
+        keys.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "825", "-subj", "/CN=ccc-demo-asterisk",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        key.chmod(0o600)
+    return cert, key
+
+
 def render_webrtc_endpoints(etc: Path) -> None:
     """pjsip_webrtc.conf: the demo agents' browser phones, with the passwords the demo controller derives."""
     config = load_config(REPO / "demo" / "controller.yaml")
@@ -118,6 +135,9 @@ def render_webrtc_endpoints(etc: Path) -> None:
     (etc / "keys").mkdir(exist_ok=True)
     shutil.copy2(cert, etc / "keys" / "webrtc.crt")
     shutil.copy2(key, etc / "keys" / "webrtc.key")
+    tls_cert, tls_key = ensure_tls_certificate()  # http.conf's TLS server: the browser phones' wss://
+    shutil.copy2(tls_cert, etc / "keys" / "asterisk.crt")
+    shutil.copy2(tls_key, etc / "keys" / "asterisk.key")
     (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, phone_agents(config)))
 
 

@@ -9,9 +9,12 @@ WEBRTC_ARGS); the caller plays SIPp's speech capture until the agent hangs up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import re
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +276,80 @@ async def test_an_agent_added_live_gets_a_browser_phone_without_a_restart(
     assert "webrtc-1006" not in conf.read_text()
     assert "Unable to find object webrtc-1006" in sandbox.cli("pjsip show endpoint webrtc-1006")
     assert "webrtc-1001" in sandbox.cli("pjsip show endpoint webrtc-1001")
+
+
+def spki_hash(cert: Path) -> str:
+    """base64(SHA-256(the certificate's public key)): what Chromium's --ignore-certificate-errors-spki-list
+    trusts, that one key and nothing else (the demo's self-signed certificate, as a company CA would be)."""
+    key = subprocess.run(["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], capture_output=True,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=key, capture_output=True,
+                         check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+async def test_over_tls_the_https_page_registers_its_phone_over_wss_and_answers_a_call(
+        media_interface: None, fresh_asterisk: Path, tmp_path: Path,
+        stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Production's transport: the toolbar served over HTTPS, the phone on Asterisk's TLS WebSocket (http.conf
+    tlsenable, 8089, pjsip's transport-wss), both with the certificate the sandbox made for 127.0.0.1."""
+    cert, key = sandbox.ensure_tls_certificate()
+    softphone = {**yaml.safe_load((REPO / "demo/controller.yaml").read_text())["softphone"],
+                 "websocket_url": "wss://127.0.0.1:8089/ws", "secret": "demo-webrtc-secret-not-for-production"}
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "desktest.yaml").write_text(DESK_FLOW)
+    queue = {"name": "general", "wrapup_seconds": 2, "ring_timeout": 15, "max_wait": 60, "announce_interval": 0,
+             "no_agents": "wait"}
+    agents = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}}]
+    config = demo_config(tmp_path, softphone=softphone, ivr={"flows_dir": str(tmp_path / "flows")},
+                         acd={"queues": [queue], "agents": agents},
+                         http={"listen": "127.0.0.1", "port": "${CCC_HTTP_PORT}", "tls_cert": str(cert),
+                               "tls_key": str(key)})
+    process = ControllerProcess(tmp_path / "data", config=config)
+    await process.start(wait=False)
+    stop_after.append(process)
+    https = process.url.replace("http://", "https://")
+    trusted = ssl.create_default_context(cafile=cert)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{https}/healthz", ssl=trusted) as response:
+                    if response.status == 200:
+                        break
+            await asyncio.sleep(0.2)
+        # Asterisk's TLS server answers with the sandbox's certificate (checked, not ignored).
+        async with http.get("https://127.0.0.1:8089/ari/asterisk/ping", ssl=trusted, headers=ARI_HEADERS) as response:
+            assert response.status == 200
+
+    async with Browser(*WEBRTC_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(cert)}") as browser:
+        toolbar = await browser.open(f"{https}/toolbar?agent=1001&lang=en")
+        assert await toolbar.evaluate("window.isSecureContext && location.protocol") == "https:"
+        await toolbar.evaluate("document.querySelector('#phone-choice').value = 'browser'; true")
+        await toolbar.fill("#password", AGENT_PASSWORD)
+        await toolbar.click("#login")
+        await phone_status(toolbar, "registered")
+        assert await toolbar.text("#error") == ""
+        # Registered through the TLS server: the page's SIP connection is to 8089 (JsSIP's Contact says
+        # transport=ws whatever the socket's scheme, so the socket is what shows it).
+        aor = sandbox.cli(f"pjsip show aor {ENDPOINT}")
+        assert re.search(r"contact\s+: sip:\S+@127\.0\.0\.1:\d+;transport=ws", aor), aor
+        tls = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :8089 )"], capture_output=True,
+                             text=True, check=True).stdout
+        assert tls.strip(), "no TLS connection to Asterisk's 8089"
+        assert await toolbar.evaluate("phone.info.websocket_url") == "wss://127.0.0.1:8089/ws"
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+
+        caller = Caller(DESK_DID, caller="13800138000", steps=[TalkUntilBye()])
+        await caller.start()
+        await phone_status(toolbar, "ringing")
+        await toolbar.click("#phone-answer")
+        await phone_status(toolbar, "in_call")
+        heard = await toolbar.wait_for(
+            "(async () => { const s = await phone.session.connection.getStats(); let ok = null;"
+            " s.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived > 50"
+            " && r.totalAudioEnergy > 0) ok = r.packetsReceived; }); return ok; })()", timeout=20)
+        assert heard > 50 and (await page_audio(toolbar))["sent"] > 50
+        await toolbar.screenshot(SCREENSHOTS / "toolbar-phone-wss-en.png")
+        await toolbar.click("#phone-hangup")
+        await phone_status(toolbar, "registered")
+        assert (await caller.wait()).ok
