@@ -70,7 +70,7 @@ from controller.plugins.cti import resources as cti_resources
 from controller.plugins.cti.notifier import Webhook, WebhookNotifier
 from controller.plugins.cti.services import EventBus
 from controller.plugins.desk import resources as desk_resources
-from controller.plugins.desk.services import browser_phones
+from controller.plugins.desk.services import WebrtcEndpoints, browser_phones, phone_agents
 from controller.plugins.fax import resources as fax_resources
 from controller.plugins.fax.services import FaxService
 from controller.plugins.fax.state_persistor import FaxRecords
@@ -174,6 +174,12 @@ class Controller:
                                     agent_request_refusal=self.acd.agent_request_refusal,
                                     demo=config.demo)
         self.live.subscribe("WebSockets of agents removed or disabled", self._close_refused_agents_sockets)
+        # Asterisk's browser-phone endpoints follow the agents (softphone.pjsip_conf): README "Browser phone".
+        self.webrtc_endpoints = WebrtcEndpoints(
+            config.softphone, nodes=lambda: list(self.nodes.by_name),
+            reload=lambda name: self.nodes.client(name).reload_module("res_pjsip.so"))
+        self.live.subscribe("browser phones' endpoints", self._sync_browser_phones)
+        self.access.on_users_changed = self._sync_browser_phones
         self.acd.refused_agent_gone_hooks.append(self._close_sockets_of_agent_gone)
         self.tls = tls_context(config.http.tls_cert, config.http.tls_key) if config.http.tls else None
         self.reports = ReportService(config=config, store=self.store, acd=self.acd, clock=self.clock)
@@ -238,6 +244,7 @@ class Controller:
     async def _node_connected(self, name: str) -> None:
         self.nodes.connected(name)
         await self.calls.readopt(name)
+        await self.webrtc_endpoints.node_connected(name)
 
     def _node_down(self, name: str) -> None:
         self.calls.node_lost(name)
@@ -457,7 +464,7 @@ class Controller:
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami, self._is_browser_phone),
-            *cti_resources.routes(self.events, self.webhooks),
+            *cti_resources.routes(self.events, self.webhooks, agent_queues=self._agent_queues),
             *metrics_resources.routes(self.metric_sources),
             *desk_resources.api_routes(self.config.softphone, self._enabled_agents, self._supervisor_users),
             *recording_resources.routes(self.recordings, self.calls,
@@ -477,6 +484,10 @@ class Controller:
         for agent_id in self.acd.agents_refused_now(old, new):
             if (refusal := self.acd.agent_request_refusal(agent_id)) is not None:  # else: when their call is done
                 await self.access.close_agent_sockets(agent_id, refusal)
+
+    async def _sync_browser_phones(self, old: Config | None = None, new: Config | None = None) -> None:
+        """pjsip_webrtc.conf for the enabled agents (`new`: as just changed) and the supervisor and admin users."""
+        await self.webrtc_endpoints.sync(phone_agents(new or self.live.current), self._supervisor_users())
 
     def _is_browser_phone(self, endpoint: str) -> bool:
         """An agent's or supervisor's WebRTC endpoint (`softphone.endpoint`, `softphone.supervisor_endpoint`),
@@ -530,6 +541,7 @@ class Controller:
         await self.campaigns.load()
         for node in self.nodes:
             node.ari.open()
+        await self._sync_browser_phones()  # the agents as the database has them, the users as they are
         self.http_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self.customers = customers = CustomerDirectory(self.live.current.customers, self.http_client)
         agi_settings = self.config.agi

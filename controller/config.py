@@ -589,6 +589,10 @@ class SoftphoneSettings:
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs for the browser (README: NAT)
     turn_username: str = ""
     turn_password: str = ""
+    # Where the controller keeps Asterisk's pjsip_webrtc.conf (as the controller sees the file, e.g.
+    # /etc/asterisk/pjsip_webrtc.conf with Asterisk on this machine): rewritten and res_pjsip reloaded
+    # through ARI whenever the agents change. "": the controller leaves the file alone (render it yourself).
+    pjsip_conf: str = ""
 
     def __post_init__(self) -> None:
         if "{agent}" not in self.endpoint:

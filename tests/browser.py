@@ -110,6 +110,100 @@ class Page:
         return dict(await self.evaluate(f"{script}({json.dumps(selector)}, {json.dumps(text)})"))
 
 
+    async def contrast_failures(self) -> list[dict[str, Any]]:
+        """WCAG 2 contrast of the text as drawn: for every visible element with text of its own (and every
+        visible input, select and placeholder), its computed colour over the background it sits on (the
+        ancestors' background colours composited over white), against 4.5:1, or 3:1 for large text (24 px,
+        or 18.66 px bold). Disabled controls are exempt (WCAG 1.4.3). Returns the failures."""
+        return list(await self.evaluate(_CONTRAST_AUDIT))
+
+    async def unlabelled_controls(self) -> list[str]:
+        """Visible controls without an accessible name: a button with no text, aria-label or title; an
+        input or select with no <label>, aria-label, aria-labelledby or title."""
+        return list(await self.evaluate(_LABEL_AUDIT))
+
+    async def controls_without_focus_ring(self, limit: int = 200) -> list[str]:
+        """Tabs through the page with the keyboard (as a person would) and lists the focused controls that show
+        no focus indicator (an outline of at least 2 px, or a box shadow). Returns [] once focus comes round."""
+        missing: list[str] = []
+        first = None
+        await self.evaluate("document.activeElement && document.activeElement.blur(); true")
+        for _ in range(limit):
+            for kind in ("rawKeyDown", "keyUp"):
+                await self.send("Input.dispatchKeyEvent", type=kind, key="Tab", code="Tab",
+                                windowsVirtualKeyCode=9, nativeVirtualKeyCode=9)
+            focused = await self.evaluate(_FOCUS_PROBE)
+            if focused is None:
+                continue
+            if focused["id"] == first:
+                break
+            first = first or focused["id"]
+            if not focused["ring"]:
+                missing.append(focused["id"])
+        return missing
+
+
+_CONTRAST_AUDIT = r"""(() => {
+  const parse = (c) => { const m = /rgba?\(([^)]+)\)/.exec(c || ""); if (!m) return null;
+    const p = m[1].split(/[\s,/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const background = (el) => { const layers = [];
+    for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]); };
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\s+/).join(".") : "");
+  const disabled = (el) => el.closest(":disabled, [aria-disabled=true]") !== null;
+  const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility === "visible";
+  const failures = [];
+  const check = (el, color, text) => {
+    const style = getComputedStyle(el), bg = background(el), fg = over(parse(color), bg);
+    const [a, b] = [lum(fg), lum(bg)], ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66);
+    const needed = large ? 3 : 4.5;
+    if (ratio < needed) failures.push({element: name(el), text: text.slice(0, 40), color, needed,
+      ratio: Math.round(ratio * 100) / 100, background: `rgb(${bg.slice(0, 3).map(Math.round).join(", ")})`});
+  };
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, el = node.parentElement, text = node.textContent.trim();
+    if (!text || !el || seen.has(el) || el.closest("script, style, option, select")) continue;
+    seen.add(el);
+    if (shown(el) && !disabled(el)) check(el, getComputedStyle(el).color, text);
+  }
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!shown(el) || disabled(el)) continue;
+    const value = el.tagName === "SELECT" ? (el.selectedOptions[0]?.textContent || "") : el.value;
+    if (value) check(el, getComputedStyle(el).color, value);
+    else if (el.placeholder) check(el, getComputedStyle(el, "::placeholder").color, el.placeholder);
+  }
+  return failures;
+})()"""
+
+_LABEL_AUDIT = r"""(() => [...document.querySelectorAll("button, input:not([type=hidden]), select, textarea")]
+  .filter((el) => el.getClientRects().length > 0)
+  .filter((el) => {
+    const own = (el.getAttribute("aria-label") || el.getAttribute("title") || "").trim();
+    const by = (el.getAttribute("aria-labelledby") || "").split(/\s+/).filter(Boolean)
+      .map((id) => document.getElementById(id)?.textContent || "").join("").trim();
+    const labels = [...(el.labels || [])].map((l) => l.textContent).join("").trim();
+    const text = el.tagName === "BUTTON" ? el.textContent.trim() : "";
+    return !(own || by || labels || text);
+  })
+  .map((el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.name ? `[name=${el.name}]` : "")))()"""
+
+_FOCUS_PROBE = r"""(() => { const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const style = getComputedStyle(el);
+  const ring = (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2) || style.boxShadow !== "none";
+  const id = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.name ? `[name=${el.name}]` : "") +
+    (el.dataset.tab ? `[data-tab=${el.dataset.tab}]` : "") + ":" + [...document.querySelectorAll("*")].indexOf(el);
+  return {id, ring}; })()"""
+
+
 #: A browser phone's Chromium: a fake microphone (a beep) allowed without asking, remote audio played without a
 #: click, and WebRTC over the loopback (the tests' network namespace has nothing else).
 WEBRTC_ARGS = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",

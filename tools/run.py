@@ -122,7 +122,8 @@ def _listening(port: int) -> bool:
 def run() -> int:
     VAR.mkdir(exist_ok=True)
     PID_FILE.write_text(str(os.getpid()))
-    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo"), "CCC_DEMO": "true"}
+    env = {**os.environ, "CCC_SANDBOX_ROOT": str(sandbox.ROOT), "CCC_DATA_DIR": str(VAR / "demo"), "CCC_DEMO": "true",
+           "CCC_WEBRTC_PJSIP_CONF": str(sandbox.ROOT / "etc/asterisk/pjsip_webrtc.conf")}
     children: list[Supervised] = []
     stopping = False
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from controller.config import load_config
 from controller.media.static import render_static_prompts
-from controller.plugins.desk.services import render_pjsip, seeded_supervisors
+from controller.plugins.desk.services import phone_agents, render_pjsip, seeded_supervisors
 
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX_DIR = Path(os.environ.get("CCC_SANDBOX_DIR", Path.home() / ".cache" / "ccc-sandbox"))
@@ -97,18 +97,31 @@ def render_music_on_hold(moh_dir: Path) -> None:
     subprocess.run(args, check=True)
 
 
-def ensure_dtls_certificate() -> tuple[Path, Path]:
-    """A self-signed certificate for the WebRTC endpoints' DTLS-SRTP, made once with openssl and kept
-    beside the root (browsers check its fingerprint from the SDP, not a CA: README "Browser phone")."""
+def _self_signed(name: str, subject: str, days: int, *extra: str) -> tuple[Path, Path]:
+    """An EC P-256 self-signed certificate and its key, made once with openssl and kept beside the root."""
     keys = SANDBOX_DIR / "keys"
-    cert, key = keys / "webrtc.crt", keys / "webrtc.key"
+    cert, key = keys / f"{name}.crt", keys / f"{name}.key"
     if not (cert.exists() and key.exists()):
         keys.mkdir(parents=True, exist_ok=True)
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "3650", "-subj", "/CN=ccc-asterisk-webrtc",
+                        "-nodes", "-days", str(days), "-subj", subject, *extra,
                         "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
         key.chmod(0o600)
     return cert, key
+
+
+def ensure_dtls_certificate() -> tuple[Path, Path]:
+    """The WebRTC endpoints' DTLS-SRTP certificate (browsers check its fingerprint from the SDP, not a CA:
+    README "Browser phone")."""
+    return _self_signed("webrtc", "/CN=ccc-asterisk-webrtc", 3650)
+
+
+def ensure_tls_certificate() -> tuple[Path, Path]:
+    """The demo's TLS certificate for 127.0.0.1 and localhost (Asterisk's https/wss on 8089, and the controller's
+    HTTPS in the tests). Browsers trust it only when told to (the tests: Chromium's
+    --ignore-certificate-errors-spki-list with this key's hash): README "Browser phone (WebRTC)" says what
+    production uses instead."""
+    return _self_signed("tls", "/CN=ccc-demo-asterisk", 825, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
 
 
 def render_webrtc_endpoints(etc: Path) -> None:
@@ -119,8 +132,11 @@ def render_webrtc_endpoints(etc: Path) -> None:
     (etc / "keys").mkdir(exist_ok=True)
     shutil.copy2(cert, etc / "keys" / "webrtc.crt")
     shutil.copy2(key, etc / "keys" / "webrtc.key")
-    agents = [agent.id for agent in config.acd.agents if agent.enabled]
-    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, agents, seeded_supervisors(config)))
+    tls_cert, tls_key = ensure_tls_certificate()  # http.conf's TLS server: the browser phones' wss://
+    shutil.copy2(tls_cert, etc / "keys" / "asterisk.crt")
+    shutil.copy2(tls_key, etc / "keys" / "asterisk.key")
+    (etc / "pjsip_webrtc.conf").write_text(render_pjsip(config.softphone, phone_agents(config),
+                                                        seeded_supervisors(config)))
 
 
 def install() -> None:

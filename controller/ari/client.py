@@ -204,6 +204,10 @@ class AriClient:
         result: list[dict[str, Any]] = await self.request("asterisk.modules")
         return result
 
+    async def reload_module(self, module: str) -> None:
+        """`module reload` of one module (res_pjsip.so re-reads pjsip.conf and what it includes)."""
+        await self.request("asterisk.reload_module", {"moduleName": module})
+
     async def applications(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("applications.list")
         return result

@@ -33,6 +33,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "asterisk.ping": _ep("GET", "/asterisk/ping"),
     "asterisk.modules": _ep("GET", "/asterisk/modules"),
     "asterisk.module": _ep("GET", "/asterisk/modules/{moduleName}"),
+    "asterisk.reload_module": _ep("PUT", "/asterisk/modules/{moduleName}"),
     "asterisk.get_global_var": _ep("GET", "/asterisk/variable", "variable"),
     "applications.list": _ep("GET", "/applications"),
     "sounds.get": _ep("GET", "/sounds/{soundId}"),

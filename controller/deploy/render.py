@@ -33,6 +33,8 @@ class SnippetValues:
     ari_password: str = "ccc-demo-ari"
     http_bind: str = "127.0.0.1"
     http_port: int = 8088
+    # http.conf's TLS server (the browser phones' wss://), "" for none; the demo's on the loopback.
+    http_tls_bind: str = "127.0.0.1:8089"
     ami_user: str = "ccc"
     ami_secret: str = "ccc-demo-ami"
     ami_bind: str = "127.0.0.1"
@@ -51,7 +53,8 @@ class SnippetValues:
         members = tuple(config.asterisk.phone_dial.replace("{endpoint}", phone) for phone in phones) if phones \
             else cls.fallback_members
         return cls(app=config.ari.app, ari_user=config.ari.user, ari_password=config.ari.password,
-                   http_bind=ari.hostname or "127.0.0.1", http_port=ari.port or 8088, ami_user=config.ami.user,
+                   http_bind=ari.hostname or "127.0.0.1", http_port=ari.port or 8088,
+                   http_tls_bind=tls_bind(config), ami_user=config.ami.user,
                    ami_secret=config.ami.secret, ami_bind=config.ami.host, ami_port=config.ami.port,
                    guard_ami_user=config.guard.ami_user, guard_ami_secret=config.guard.ami_secret,
                    guard_ari_user=config.guard.ari_user or config.ari.user,
@@ -59,11 +62,26 @@ class SnippetValues:
                    fallback_members=members)
 
 
+def tls_bind(config: Config) -> str:
+    """Where http.conf's TLS server listens: on every address, at the port of a wss:// softphone.websocket_url
+    (the agents' browsers reach it); "" (no TLS) otherwise."""
+    url = urlparse(config.softphone.websocket_url)
+    return f"0.0.0.0:{url.port or 443}" if config.softphone.enabled and url.scheme == "wss" else ""
+
+
+def _http_tls(bind: str) -> str:
+    """http.conf's TLS lines: on `bind`, or commented out (to fill in) when there is none."""
+    lines = ["tlsenable = yes", f"tlsbindaddr = {bind or '0.0.0.0:8089'}",
+             "tlscertfile = /etc/asterisk/keys/asterisk.crt", "tlsprivatekey = /etc/asterisk/keys/asterisk.key"]
+    return "\n".join(lines if bind else [f";{line}" for line in lines])
+
+
 def render(name: str, values: SnippetValues) -> str:
     template = resources.files("controller.deploy").joinpath("templates", name).read_text(encoding="utf-8")
     replacements = {
         "APP": values.app, "ARI_USER": values.ari_user, "ARI_PASSWORD": values.ari_password,
-        "HTTP_BIND": values.http_bind, "HTTP_PORT": str(values.http_port), "AMI_USER": values.ami_user,
+        "HTTP_BIND": values.http_bind, "HTTP_PORT": str(values.http_port), "HTTP_TLS": _http_tls(values.http_tls_bind),
+        "AMI_USER": values.ami_user,
         "AMI_SECRET": values.ami_secret, "AMI_BIND": values.ami_bind, "AMI_PORT": str(values.ami_port),
         "AMI_PERMIT": values.ami_permit, "GUARD_AMI_USER": values.guard_ami_user,
         "GUARD_AMI_SECRET": values.guard_ami_secret, "GUARD_ARI_USER": values.guard_ari_user,

@@ -76,7 +76,8 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
     assert before["agent"]["state"] == "talking" and len(before["recordings"]) == 1
 
     refused = [
-        ("GET", "/api/agents/1002", None), ("POST", "/api/agents/1002/login", {"ready": True}),
+        ("GET", "/api/agents/1002", None), ("GET", "/api/agents/1002/calls", None),
+        ("POST", "/api/agents/1002/login", {"ready": True}),
         ("POST", "/api/agents/1002/ready", None), ("POST", "/api/agents/1002/not_ready", {"reason": "meal"}),
         ("POST", "/api/agents/1002/end_acw", None), ("POST", "/api/agents/1002/logout", None),
         ("POST", "/api/calls", {"agent_id": "1002", "number": "13900139000"}),
@@ -126,7 +127,7 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
     (row,) = found["recordings"]
     assert row["duration"] >= 10  # recorded to the end: the stop was refused
     after_call = [("GET", f"/api/recordings/{row['id']}"), ("GET", f"/api/recordings/{row['id']}/audio"),
-                  ("GET", f"/api/numbers/{CALLER}/calls")]
+                  ("GET", f"/api/numbers/{CALLER}/calls"), ("GET", "/api/agents/1002/calls")]
     for method, path in after_call:
         assert await status_of(process, method, path, OTHER) == 403, path
         assert await status_of(process, method, path, OWNER) == 200, path

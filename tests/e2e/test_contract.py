@@ -52,6 +52,7 @@ ACCESS: dict[str, str] = {
     "GET /api/calls/{call_id}": STAFF,
     "POST /api/calls": ALL,
     "GET /api/numbers/{number}/calls": ALL,
+    "GET /api/agents/{agent_id}/calls": ALL,  # an agent: its own (test_toolbar_history.py)
     "POST /api/calls/{call_id}/disposition": ALL,
     "POST /api/calls/{call_id}/hold": ALL,
     "POST /api/calls/{call_id}/resume": ALL,

@@ -99,6 +99,13 @@ async def audio(process: ControllerProcess, item_id: str, token: str, **headers:
         return r.status, await r.read(), r.headers.get("Content-Type", "")
 
 
+async def new_messages_seen(process: ControllerProcess, token: str) -> list[str]:
+    """The items of the voicemail.new events this token's own event stream (GET /api/events) shows."""
+    status, page = await process.api("GET", "/api/events?types=voicemail.new&since=0", token=token)
+    assert status == 200, page
+    return [event["data"]["item_id"] for event in page["events"]]
+
+
 async def test_a_voicemail_left_in_a_flow_is_heard_called_back_and_closed_by_the_queues_agents(
         shared: ControllerProcess) -> None:
     orders_agent = await agent_token(shared, "1004")
@@ -124,6 +131,10 @@ async def test_a_voicemail_left_in_a_flow_is_heard_called_back_and_closed_by_the
     assert (await audio(shared, item["id"], orders_agent))[0] == 404
     (new,) = [e for e in events(shared, "voicemail.new") if e["data"]["item_id"] == item["id"]]
     assert new["queue"] == "general" and CALLER not in json.dumps(new)
+    # The queue's agents are told on their own event stream (the toolbar's messages panel reloads at once);
+    # another queue's agent is not.
+    assert item["id"] in await new_messages_seen(shared, AGENT_1001)
+    assert item["id"] not in await new_messages_seen(shared, orders_agent)
 
     # Assigned to 1001 by a supervisor: 1001's now, no longer in the queue's other agent's inbox.
     assert (await shared.api("POST", f"/api/inbox/{item['id']}/assign", token=AGENT_1002,

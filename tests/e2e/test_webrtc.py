@@ -9,9 +9,12 @@ WEBRTC_ARGS); the caller plays SIPp's speech capture until the agent hangs up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import re
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +22,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.browser import WEBRTC_ARGS, Browser, Page
-from tests.e2e.conftest import ARI_HEADERS, ControllerProcess, sandbox
+from tests.e2e.conftest import ARI_HEADERS, REPO, ControllerProcess, demo_config, sandbox
 from tests.e2e.test_call_control import start, wait_for_state
 from tests.e2e.test_desk import AGENT_PASSWORD, DESK_DID, DESK_FLOW, SCREENSHOTS, assert_chinese_is_drawn
 from tests.e2e.test_ivr_acd import rows, stop_after  # noqa: F401 (fixture)
@@ -30,6 +34,9 @@ from tests.sipp import Caller, TalkUntilBye
 
 pytestmark = pytest.mark.e2e  # needs Debian's chromium and `make desk-js` (JsSIP)
 ENDPOINT = "webrtc-1001"  # the demo's softphone.endpoint for agent 1001
+NEW_AGENT = {"name": "赵敏", "number": "1006", "endpoint": "8005", "skills": {}, "queues": {"general": 0},
+             "enabled": True}
+NEW_PASSWORD = "new-agent-1006-pass"
 
 
 @pytest.fixture
@@ -226,3 +233,133 @@ async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_bot
 
     (visit,) = rows(process, "SELECT queue, outcome, agent_id FROM queue_calls")
     assert visit == {"queue": "general", "outcome": "answered", "agent_id": "1001"}
+
+
+async def test_an_agent_added_live_gets_a_browser_phone_without_a_restart(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """softphone.pjsip_conf: the controller rewrites Asterisk's pjsip_webrtc.conf and reloads res_pjsip (ARI)
+    when an agent is added or removed in the administration; the new agent's page registers at once."""
+    conf = fresh_asterisk / "etc/asterisk/pjsip_webrtc.conf"
+    softphone = {**yaml.safe_load((REPO / "demo/controller.yaml").read_text())["softphone"],
+                 "websocket_url": "ws://127.0.0.1:8088/ws", "secret": "demo-webrtc-secret-not-for-production",
+                 "pjsip_conf": str(conf)}
+    process = ControllerProcess(tmp_path / "data", config=demo_config(tmp_path, softphone=softphone))
+    await process.start()
+    stop_after.append(process)
+    assert "Unable to find object webrtc-1006" in sandbox.cli("pjsip show endpoint webrtc-1006")
+    assert "webrtc-1001" in sandbox.cli("pjsip show endpoint webrtc-1001")  # the others are there
+
+    status, body = await process.api("PUT", "/api/config/agents/1006", json=NEW_AGENT)
+    assert status == 200, body
+    status, body = await process.api("POST", "/api/users", json={"name": "1006", "role": "agent",
+                                                                   "agent_id": "1006", "password": NEW_PASSWORD})
+    assert status == 201, body
+    # Asterisk has the endpoint as soon as the change is answered, with the password the page gets.
+    assert "[webrtc-1006](webrtc-endpoint)" in conf.read_text()
+    assert re.search(r"Endpoint:\s+webrtc-1006", sandbox.cli("pjsip show endpoint webrtc-1006"))
+
+    async with Browser(*WEBRTC_ARGS) as browser:
+        toolbar = await browser.open(f"{process.url}/toolbar?agent=1006&lang=en")
+        await toolbar.evaluate("document.querySelector('#phone-choice').value = 'browser'; true")
+        await toolbar.fill("#password", NEW_PASSWORD)
+        await toolbar.click("#login")
+        await phone_status(toolbar, "registered")
+        assert await toolbar.text("#error") == ""
+        assert re.search(r"contact\s+: sip:\S+;transport=ws", sandbox.cli("pjsip show aor webrtc-1006"))
+        assert (await wait_for_state(process, "1006", "ready"))["endpoint"] == "webrtc-1006"
+        await toolbar.click("#logout")
+        await phone_status(toolbar, "off")
+
+    # A supervisor user added (or removed) live gets (or loses) the console's browser phone the same way.
+    assert "Unable to find object webrtc-sup-lead2" in sandbox.cli("pjsip show endpoint webrtc-sup-lead2")
+    status, body = await process.api("POST", "/api/users", json={"name": "lead2", "role": "supervisor",
+                                                                   "password": "lead2-password-long"})
+    assert status == 201, body
+    assert re.search(r"Endpoint:\s+webrtc-sup-lead2", sandbox.cli("pjsip show endpoint webrtc-sup-lead2"))
+    status, body = await process.api("DELETE", "/api/users/lead2")
+    assert status == 200, body
+    assert "Unable to find object webrtc-sup-lead2" in sandbox.cli("pjsip show endpoint webrtc-sup-lead2")
+
+    # Removed: the endpoint goes from Asterisk too (a phone left registered could be rung by nobody's ACD).
+    status, body = await process.api("DELETE", "/api/config/agents/1006")
+    assert status == 200, body
+    assert "webrtc-1006" not in conf.read_text()
+    assert "Unable to find object webrtc-1006" in sandbox.cli("pjsip show endpoint webrtc-1006")
+    assert "webrtc-1001" in sandbox.cli("pjsip show endpoint webrtc-1001")
+
+
+def spki_hash(cert: Path) -> str:
+    """base64(SHA-256(the certificate's public key)): what Chromium's --ignore-certificate-errors-spki-list
+    trusts, that one key and nothing else (the demo's self-signed certificate, as a company CA would be)."""
+    key = subprocess.run(["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], capture_output=True,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=key, capture_output=True,
+                         check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+async def test_over_tls_the_https_page_registers_its_phone_over_wss_and_answers_a_call(
+        media_interface: None, fresh_asterisk: Path, tmp_path: Path,
+        stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Production's transport: the toolbar served over HTTPS, the phone on Asterisk's TLS WebSocket (http.conf
+    tlsenable, 8089, pjsip's transport-wss), both with the certificate the sandbox made for 127.0.0.1."""
+    cert, key = sandbox.ensure_tls_certificate()
+    softphone = {**yaml.safe_load((REPO / "demo/controller.yaml").read_text())["softphone"],
+                 "websocket_url": "wss://127.0.0.1:8089/ws", "secret": "demo-webrtc-secret-not-for-production"}
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "desktest.yaml").write_text(DESK_FLOW)
+    queue = {"name": "general", "wrapup_seconds": 2, "ring_timeout": 15, "max_wait": 60, "announce_interval": 0,
+             "no_agents": "wait"}
+    agents = [{"id": "1001", "name": "王芳", "number": "1001", "endpoint": "8001", "queues": {"general": 0}}]
+    config = demo_config(tmp_path, softphone=softphone, ivr={"flows_dir": str(tmp_path / "flows")},
+                         acd={"queues": [queue], "agents": agents},
+                         http={"listen": "127.0.0.1", "port": "${CCC_HTTP_PORT}", "tls_cert": str(cert),
+                               "tls_key": str(key)})
+    process = ControllerProcess(tmp_path / "data", config=config)
+    await process.start(wait=False)
+    stop_after.append(process)
+    https = process.url.replace("http://", "https://")
+    trusted = ssl.create_default_context(cafile=cert)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{https}/healthz", ssl=trusted) as response:
+                    if response.status == 200:
+                        break
+            await asyncio.sleep(0.2)
+        # Asterisk's TLS server answers with the sandbox's certificate (checked, not ignored).
+        async with http.get("https://127.0.0.1:8089/ari/asterisk/ping", ssl=trusted, headers=ARI_HEADERS) as response:
+            assert response.status == 200
+
+    async with Browser(*WEBRTC_ARGS, f"--ignore-certificate-errors-spki-list={spki_hash(cert)}") as browser:
+        toolbar = await browser.open(f"{https}/toolbar?agent=1001&lang=en")
+        assert await toolbar.evaluate("window.isSecureContext && location.protocol") == "https:"
+        await toolbar.evaluate("document.querySelector('#phone-choice').value = 'browser'; true")
+        await toolbar.fill("#password", AGENT_PASSWORD)
+        await toolbar.click("#login")
+        await phone_status(toolbar, "registered")
+        assert await toolbar.text("#error") == ""
+        # Registered through the TLS server: the page's SIP connection is to 8089 (JsSIP's Contact says
+        # transport=ws whatever the socket's scheme, so the socket is what shows it).
+        aor = sandbox.cli(f"pjsip show aor {ENDPOINT}")
+        assert re.search(r"contact\s+: sip:\S+@127\.0\.0\.1:\d+;transport=ws", aor), aor
+        tls = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :8089 )"], capture_output=True,
+                             text=True, check=True).stdout
+        assert tls.strip(), "no TLS connection to Asterisk's 8089"
+        assert await toolbar.evaluate("phone.info.websocket_url") == "wss://127.0.0.1:8089/ws"
+        await toolbar.wait_for("document.querySelector('#state').dataset.state === 'ready'")
+
+        caller = Caller(DESK_DID, caller="13800138000", steps=[TalkUntilBye()])
+        await caller.start()
+        await phone_status(toolbar, "ringing")
+        await toolbar.click("#phone-answer")
+        await phone_status(toolbar, "in_call")
+        heard = await toolbar.wait_for(
+            "(async () => { const s = await phone.session.connection.getStats(); let ok = null;"
+            " s.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived > 50"
+            " && r.totalAudioEnergy > 0) ok = r.packetsReceived; }); return ok; })()", timeout=20)
+        assert heard > 50 and (await page_audio(toolbar))["sent"] > 50
+        await toolbar.screenshot(SCREENSHOTS / "toolbar-phone-wss-en.png")
+        await toolbar.click("#phone-hangup")
+        await phone_status(toolbar, "registered")
+        assert (await caller.wait()).ok

@@ -18,7 +18,7 @@ from controller.config import TokenSettings
 from controller.http.server import build_app
 from controller.plugins.cti import resources, services
 from controller.plugins.cti.notifier import WebhookNotifier
-from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
+from controller.plugins.cti.services import AgentScope, CtiEvent, EventBus, EventFilter
 from controller.store import db
 from controller.store.db import Store
 from tests.conftest import StoreTarget
@@ -311,3 +311,31 @@ async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_writte
     rows = await reopened.fetchall("SELECT seq FROM cti_events ORDER BY seq")
     assert [row["seq"] for row in rows] == [1, 2, 3]
     await reopened.close()
+
+
+async def test_an_agent_sees_their_queues_new_messages_and_the_configuration_their_toolbar_shows(
+        running: Running) -> None:
+    bus = running.bus
+    bus.publish("voicemail.new", call_id="c1", agent_id=None, queue="general", item_id="1", kind="voicemail",
+                source="flow", duration=3.0)
+    bus.publish("voicemail.new", call_id="c2", agent_id=None, queue="orders", item_id="2", kind="voicemail",
+                source="flow", duration=3.0)
+    bus.publish("fax.new", call_id="c3", agent_id=None, queue="general", item_id="3", pages=1)
+    bus.publish("config.changed", kind="standard_prompt", key="fees", op="add")
+    bus.publish("config.changed", kind="did", key="4001", op="add")
+    bus.publish("config.changed", kind="agent", key="1001", op="change")
+    bus.publish("config.changed", kind="agent", key="1002", op="change")
+    bus.publish("config.changed", kind="queue", key="general", op="change")
+    bus.publish("config.changed", kind="queue", key="orders", op="change")
+    bus.publish("call.queued", call_id="c4", queue="general", priority=0, skills={}, position=1)
+    await until(lambda: bus.last_seq == 10)
+    queues = {"1001": ["general"]}
+    agent = EventFilter(scope=AgentScope("1001", queues.get))
+    seen = [(e.type, e.data.get("item_id") or e.data.get("key")) for e in await bus.since(0) if agent.matches(e)]
+    assert seen == [("voicemail.new", "1"), ("fax.new", "3"), ("config.changed", "fees"),
+                    ("config.changed", "1001"), ("config.changed", "general")]
+    queues["1001"] = ["general", "orders"]  # a queue added live counts at once
+    orders = [e for e in await bus.since(0) if e.queue == "orders" or e.data.get("key") == "orders"]
+    assert len(orders) == 2 and all(agent.matches(e) for e in orders)
+    gone = EventFilter(scope=AgentScope("1009", queues.get))  # no such agent (removed): no queue's work
+    assert [e.data["key"] for e in await bus.since(0) if gone.matches(e)] == ["fees"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.deploy.render import SNIPPETS, SnippetValues, render_all, write_snippets
+from controller.config import Config, SoftphoneSettings
+from controller.deploy.render import SNIPPETS, SnippetValues, render, render_all, write_snippets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,3 +29,12 @@ def test_render_uses_the_deployments_values(tmp_path: Path) -> None:
     assert "@@" not in "".join(texts.values())
     assert (tmp_path / "WHERE-THESE-GO.txt").exists()
     assert all(oct(path.stat().st_mode)[-3:] == "640" for path in written)
+
+
+def test_http_tls_follows_a_wss_websocket_url() -> None:
+    wss = Config(softphone=SoftphoneSettings(enabled=True, websocket_url="wss://pbx.example.cn:8443/ws",
+                                             secret="x" * 16))
+    text = render("http.conf", SnippetValues.from_config(wss))
+    assert "\ntlsenable = yes\ntlsbindaddr = 0.0.0.0:8443\n" in text
+    plain = Config(softphone=SoftphoneSettings(enabled=True, websocket_url="ws://127.0.0.1:8088/ws", secret="x" * 16))
+    assert "\n;tlsenable = yes\n" in render("http.conf", SnippetValues.from_config(plain))  # commented out

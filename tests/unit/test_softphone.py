@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
+from controller.ari.errors import AriUnavailable
 from controller.config import Config, SoftphoneSettings
 from controller.plugins.desk.services import (
+    WebrtcEndpoints,
     endpoint_of,
     phone_for,
     render_pjsip,
@@ -70,3 +75,36 @@ def test_the_demo_secret_counts_as_weak() -> None:
     demo = SoftphoneSettings(enabled=True, websocket_url="ws://h/ws", secret="demo-webrtc-secret-x")
     assert any("softphone" in p for p in Config(softphone=demo).weak_tokens())
     assert not any("softphone" in p for p in Config(softphone=SETTINGS).weak_tokens())
+
+
+async def test_the_endpoints_file_follows_the_agents_and_every_node_reloads_once_per_change(tmp_path: Path) -> None:
+    conf = tmp_path / "pjsip_webrtc.conf"
+    settings = dataclasses.replace(SETTINGS, pjsip_conf=str(conf))
+    reloads: list[str] = []
+    down = {"b"}
+
+    async def reload(node: str) -> None:
+        if node in down:
+            raise AriUnavailable("PUT", "/asterisk/modules/res_pjsip.so", 0, "connection refused")
+        reloads.append(node)
+
+    endpoints = WebrtcEndpoints(settings, nodes=lambda: ["a", "b"], reload=reload)
+    assert await endpoints.sync(["1001"]) is True
+    assert conf.read_text() == render_pjsip(settings, ["1001"]) and reloads == ["a"]
+    assert await endpoints.sync(["1001"]) is False and reloads == ["a"]  # nothing changed: no reload
+    assert await endpoints.sync(["1001", "1006"]) is True  # an agent added live
+    assert "[webrtc-1006](webrtc-endpoint)" in conf.read_text() and reloads == ["a", "a"]
+    down.clear()
+    await endpoints.node_connected("a")  # not stale: not reloaded again
+    await endpoints.node_connected("b")  # missed the changes while down: reloaded now, once
+    await endpoints.node_connected("b")
+    assert reloads == ["a", "a", "b"]
+    assert await endpoints.sync(["1006"]) is True and "[webrtc-1001]" not in conf.read_text()  # removed
+    assert conf.stat().st_mode & 0o077 == 0o040  # the SIP passwords: not for every local user
+
+
+async def test_without_a_file_setting_nothing_is_written(tmp_path: Path) -> None:
+    async def reload(node: str) -> None:
+        raise AssertionError("no reload without a file")
+    assert await WebrtcEndpoints(SETTINGS, nodes=lambda: ["a"], reload=reload).sync(["1001"]) is False
+    assert list(tmp_path.iterdir()) == []

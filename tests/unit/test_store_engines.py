@@ -84,6 +84,8 @@ async def test_the_plugins_sql_answers_the_same_on_both_engines(store: Store) ->
     assert not await calls.has_served("13912345678", "1009")  # the negative twin
     assert await calls.agents_of("c2") == {"1003"} and await calls.agents_of("c1") == {"1001", "1002"}
 
+    assert await calls.agent_calls("1009", since=0) == []
+
     recordings = RecordingIndex(store, lambda: NOW)
     recordings.started(name="r1", call_id="c1", caller="139", queue="sales", agents=["1001", "1002"], file="f",
                        reason="on_demand")
@@ -292,3 +294,41 @@ async def test_migrations_are_not_cut_by_the_statement_timeout(pg: PostgresServe
     with pytest.raises(StoreUnavailable):  # the store's own statements still have their limit
         await store.fetchall("SELECT pg_sleep(1.5)")
     await store.close()
+
+
+async def test_an_agents_own_calls_on_both_engines(store: Store) -> None:
+    now = [NOW]
+    calls, acd = CallRecords(store, lambda: now[0]), AcdRecords(store, lambda: now[0])
+    calls.started("in", "ch1", direction="inbound", caller="13912345678", did="4000")
+    acd.enqueued("in", "sales", 0)
+    now[0] += 10
+    acd.left("in", "answered", 10.0, "1001", None)  # 1001 answers after 10 s in the queue
+    now[0] += 65
+    acd.talk_ended("in")
+    calls.ended("in", reason="caller_hangup")
+    calls.disposition("in", agent_id="1001", disposition="resolved", notes="")
+    calls.started("out", "ch2", direction="outbound", caller="1001", did="13800138000")
+    now[0] += 4
+    calls.event("out", "customer_dialled", agent_id="1001", status="ANSWER")
+    now[0] += 30
+    calls.ended("out", reason="customer_hangup")
+    calls.started("busy", "ch3", direction="outbound", caller="1001", did="02088881234")
+    calls.event("busy", "customer_dialled", agent_id="1001", status="BUSY")
+    calls.ended("busy", reason="customer_busy")
+    calls.started("theirs", "ch4", direction="inbound", caller="13700137000", did="4000")  # a colleague's
+    acd.enqueued("theirs", "sales", 0)
+    acd.left("theirs", "answered", 1.0, "1002", None)
+    calls.started("missed", "ch5", direction="inbound", caller="13600136000", did="4000")  # offered, not taken
+    acd.enqueued("missed", "sales", 0)
+    acd.offer("missed", "1001", 8.0, "no_answer")
+    acd.left("missed", "abandoned", 9.0, None)
+    await store.flush()
+    mine = await calls.agent_calls("1001", since=NOW - 1)
+    assert [(c["call_id"], c["direction"], c["number"], c["answered"], c["talk_seconds"], c["end_reason"],
+             c["disposition"]) for c in mine] == [
+        ("busy", "outbound", "02088881234", False, None, "customer_busy", None),
+        ("out", "outbound", "13800138000", True, 30.0, "customer_hangup", None),
+        ("in", "inbound", "13912345678", True, 65.0, "caller_hangup", "resolved")]
+    assert [c["call_id"] for c in await calls.agent_calls("1002", since=NOW - 1)] == ["theirs"]
+    assert [c["call_id"] for c in await calls.agent_calls("1001", since=NOW - 1, limit=1)] == ["busy"]
+    assert await calls.agent_calls("1001", since=now[0] + 1) == []  # older than the window

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import argon2
@@ -87,6 +87,8 @@ class AccessService:
         # outlive `idle_minutes` by the time the controller was down, never by more).
         self.last_used: dict[str, float] = {}
         self._dummy_hash = ""  # verified against for an unknown name, so it takes as long as a known one
+        # Called after a user is created or deleted (supervisors' and admins' browser phones follow the users).
+        self.on_users_changed: Callable[[], Awaitable[object]] | None = None
 
     async def open(self, seed_tokens: list[TokenSettings], seed_users: list[UserSettings]) -> None:
         """Load users, tokens and sessions; an empty database is seeded from the configuration first
@@ -303,6 +305,8 @@ class AccessService:
         self.users[name] = user
         self.audit.record(actor.actor, actor.role, "user.create", target=f"user:{name}",
                           after=user.public(now), status=201)
+        if self.on_users_changed is not None:
+            await self.on_users_changed()
         return user
 
     async def delete_user(self, actor: Identity, name: str) -> None:
@@ -314,6 +318,8 @@ class AccessService:
         del self.users[name]
         self.audit.record(actor.actor, actor.role, "user.delete", target=f"user:{name}",
                           before=user.public(self.now()), status=200)
+        if self.on_users_changed is not None:
+            await self.on_users_changed()
 
     def _user(self, name: str) -> UserRecord:
         user = self.users.get(name)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from controller.http.openapi import NUMBER_PATTERN, body_of, operation
 from controller.http.server import caller_of, json_error, roles
 from controller.plugins.calls.services import CallsService
 
+AGENT_CALL = {"type": "object", "required": ["call_id", "direction", "number", "started_at", "talk_seconds"],
+              "properties": {"call_id": {"type": "string"},
+                             "direction": {"type": "string", "enum": ["inbound", "outbound"]},
+                             "number": {"type": "string", "description": "the caller, or the number dialled"},
+                             "started_at": {"type": "number"}, "ended_at": {"type": "number", "nullable": True},
+                             "answered": {"type": "boolean"}, "talk_seconds": {"type": "number", "nullable": True},
+                             "end_reason": {"type": "string", "nullable": True},
+                             "disposition": {"type": "string", "nullable": True}}}
 DISPOSITION_BODY = {"type": "object", "additionalProperties": False, "required": ["disposition"],
                     "properties": {"disposition": {"type": "string", "pattern": "^[a-z0-9_]{1,40}(?!\\n)$",
                                                    "description": "resolved, follow_up, complaint, …"},
@@ -46,6 +56,26 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
             return json_error(403, "an agent sees the history only of numbers they have served")
         return web.json_response({"number": number, "calls": await calls.records.history(number, limit=limit)})
 
+    @operation("An agent's own recent calls (通话记录), newest first: queue calls they answered and calls they placed,"
+               " with the number, talk time, how it ended and their disposition; an agent's token only its own",
+               tag="calls",
+               query={"limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "default 20"},
+                      "days": {"type": "integer", "minimum": 1, "maximum": 90, "description": "default 7"}},
+               responses={200: {"type": "object", "required": ["agent_id", "calls"],
+                                "properties": {"agent_id": {"type": "string"},
+                                               "calls": {"type": "array", "items": AGENT_CALL}}}},
+               errors={403: "an agent's token asking for another agent's calls"})
+    @roles("agent", "supervisor", "integration")
+    async def agent_calls(request: web.Request) -> web.Response:
+        agent_id = request.match_info["agent_id"]
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id != agent_id:
+            return json_error(403, "an agent sees only their own calls")
+        limit, days = int(request.query.get("limit", "20")), int(request.query.get("days", "7"))  # checked
+        await calls.records.flush()  # the call that just ended is in the list
+        found = await calls.records.agent_calls(agent_id, since=time.time() - days * 86400, limit=limit)
+        return web.json_response({"agent_id": agent_id, "calls": found}, headers={"Cache-Control": "no-store"})
+
     @operation("Set a call's disposition and notes (话后小结); an agent only for calls they handled",
                tag="calls", body=DISPOSITION_BODY, responses={200: {"type": "object"}})
     @roles("agent", "supervisor", "integration")
@@ -65,5 +95,5 @@ def routes(calls: CallsService) -> list[web.RouteDef]:
                                   "notes": body.get("notes", "")})
 
     return [web.get("/api/calls", list_calls), web.get("/api/calls/{call_id}", get_call),
-            web.get("/api/numbers/{number}/calls", history),
+            web.get("/api/numbers/{number}/calls", history), web.get("/api/agents/{agent_id}/calls", agent_calls),
             web.post("/api/calls/{call_id}/disposition", disposition)]

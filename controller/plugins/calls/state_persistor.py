@@ -104,6 +104,38 @@ class CallRecords:
             " LIMIT 1", (number, number, agent_id, agent_id))
         return row is not None
 
+    async def agent_calls(self, agent_id: str, *, since: float, limit: int = 20) -> list[dict[str, Any]]:
+        """The agent's own calls since `since`, newest first: queue calls they answered (a pickup included) and
+        calls they placed that reached the customer's dialling (click-to-dial, dialled on their phone), with
+        the number, when, talk seconds (from the agent's answer, or the customer's, to the end of their talk),
+        how it ended and the agent's disposition. The calls' index on started_at bounds the walk; each call's
+        queue visits and events are read by its id."""
+        json = self._store.dialect.json_text
+        mine = "q.call_id = c.call_id AND q.agent_id = ? AND q.outcome = 'answered'"
+        dialled = f"e.call_id = c.call_id AND e.kind = 'customer_dialled' AND {json('e.detail', 'agent_id')} = ?"
+        rows = await self._store.fetchall(
+            "SELECT c.call_id, c.direction, c.caller, c.did, c.started_at, c.ended_at, c.end_reason, d.disposition,"
+            f" (SELECT MAX(q.answered_at) FROM queue_calls q WHERE {mine}) AS agent_answered,"
+            f" (SELECT MAX(q.talk_ended_at) FROM queue_calls q WHERE {mine}) AS talk_ended,"
+            f" (SELECT MAX(e.at) FROM call_events e WHERE {dialled} AND {json('e.detail', 'status')} = 'ANSWER')"
+            " AS customer_answered"
+            " FROM calls c LEFT JOIN dispositions d ON d.call_id = c.call_id"
+            f" WHERE c.started_at >= ? AND (EXISTS (SELECT 1 FROM queue_calls q WHERE {mine})"
+            f" OR (c.direction = 'outbound' AND EXISTS (SELECT 1 FROM call_events e WHERE {dialled})))"
+            " ORDER BY c.started_at DESC LIMIT ?",
+            (agent_id, agent_id, agent_id, since, agent_id, agent_id, limit))
+        calls = []
+        for row in rows:
+            inbound = row["direction"] == "inbound"
+            talk_from = row["agent_answered"] if inbound else row["customer_answered"]
+            talk_to = (row["talk_ended"] if inbound else None) or row["ended_at"]
+            calls.append({"call_id": row["call_id"], "direction": row["direction"],
+                          "number": row["caller"] if inbound else row["did"], "started_at": row["started_at"],
+                          "ended_at": row["ended_at"], "answered": talk_from is not None,
+                          "talk_seconds": round(talk_to - talk_from, 1) if talk_from and talk_to else None,
+                          "end_reason": row["end_reason"], "disposition": row["disposition"]})
+        return calls
+
     def disposition(self, call_id: str, *, agent_id: str | None, disposition: str, notes: str) -> None:
         self._store.write(
             "INSERT INTO dispositions (call_id, at, agent_id, disposition, notes) VALUES (?, ?, ?, ?, ?)"

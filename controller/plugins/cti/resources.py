@@ -1,9 +1,9 @@
 """CTI over HTTP: the live event WebSocket (/ws), polling (/api/events), schemas, webhooks.
 
-An agent's token sees only events about that agent; supervisors, admins and integrations see
-all. A client resumes after a disconnect with ?since=<last seq it processed>: the events it
-missed are sent first (paged from the store, however many), then the live stream, with no gap
-or repeat.
+An agent's token sees events about that agent, its queues' new messages and faxes, and changes of the
+configuration its toolbar shows (AgentScope); supervisors, admins and integrations see all. A client
+resumes after a disconnect with ?since=<last seq it processed>: the events it missed are sent first
+(paged from the store, however many), then the live stream, with no gap or repeat.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,7 +22,7 @@ from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import Identity, caller_of, json_error, roles, track_socket
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
-from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter, Subscriber
+from controller.plugins.cti.services import AgentScope, CtiEvent, EventBus, EventFilter, Subscriber
 
 #: Events per page when a WebSocket client catches up, and the bounds of `limit` on /api/events.
 REPLAY_PAGE = 1_000
@@ -49,12 +50,13 @@ DEAD_REPLAY_BODY = {"type": "object", "additionalProperties": False,
                                             "description": "which dead letters (default: all of the webhook's)"}}}
 
 
-def scoped_filter(request: web.Request, identity: Identity) -> EventFilter:
-    """The subscriber's own filter, narrowed to its agent when the token is an agent's."""
+def scoped_filter(request: web.Request, identity: Identity,
+                  agent_queues: Callable[[str], Collection[str] | None]) -> EventFilter:
+    """The subscriber's own filter, narrowed to what its agent sees when the token is an agent's."""
     query = request.query
     wanted = EventFilter.parse(query.get("types"), query.get("queue"), query.get("agent"))
     if identity.role == "agent":
-        return EventFilter(wanted.types, wanted.queue, identity.agent_id or "-")
+        return EventFilter(wanted.types, wanted.queue, scope=AgentScope(identity.agent_id or "-", agent_queues))
     return wanted
 
 
@@ -78,7 +80,9 @@ def _webhook_name(request: web.Request, webhooks: WebhookNotifier) -> str:
     return name
 
 
-def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
+def routes(bus: EventBus, webhooks: WebhookNotifier,
+           agent_queues: Callable[[str], Collection[str] | None] = lambda _agent: None) -> list[web.RouteDef]:
+    """`agent_queues`: an agent's queues as they are now, for the queue's work an agent sees (AgentScope)."""
     @operation("The live event stream (WebSocket); ?since= replays what a client missed first", tag="cti",
                query={**FILTER_QUERY, "token": {"type": "string", "description": "for browsers (no headers)"}},
                responses={101: {"type": "object"}},
@@ -88,7 +92,7 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
     @roles("agent", "supervisor", "integration")
     async def websocket(request: web.Request) -> web.StreamResponse:
         identity = caller_of(request)
-        event_filter = scoped_filter(request, identity)
+        event_filter = scoped_filter(request, identity, agent_queues)
         since = _since(request, bus)
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
@@ -118,10 +122,11 @@ def routes(bus: EventBus, webhooks: WebhookNotifier) -> list[web.RouteDef]:
                responses={200: EVENTS_PAGE},
                description="`last_seq` is the last sequence number scanned (pass it as the next `since` to page on; "
                            "filtered-out events count as scanned); `newest_seq` the newest event. "
-                           "An agent's token sees only events about that agent.")
+                           "An agent's token sees events about that agent, its queues' new voicemails and faxes, and "
+                           "changes of the configuration its toolbar shows (README \"CTI\").")
     @roles("supervisor", "integration", "agent")
     async def poll(request: web.Request) -> web.Response:
-        event_filter = scoped_filter(request, caller_of(request))
+        event_filter = scoped_filter(request, caller_of(request), agent_queues)
         since = _since(request, bus) or 0
         scanned = await bus.since(since, list_window(request, limit_default=LIMIT_DEFAULT).limit)
         events = [e.as_dict() for e in scanned if event_filter.matches(e)]

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +42,43 @@ class CtiEvent:
                 "agent_id": self.agent_id, "queue": self.queue, "data": self.data}
 
 
+#: Events that name no agent but are work for every agent of their queue: a new message or fax in its inbox.
+QUEUE_WORK_EVENTS = frozenset({"voicemail.new", "fax.new"})
+#: Managed configuration every agent's toolbar shows (GET /api/desk/options): not-ready reasons, standard
+#: prompts, the hold and ACW standards. Their agent's own item and their queues' items concern them too.
+DESK_CONFIG_KINDS = frozenset({"not_ready_reason", "standard_prompt", "standards"})
+
+
+@dataclass(frozen=True)
+class AgentScope:
+    """What an agent's token or session sees: events about that agent, plus the few that name no agent but
+    concern them (README "CTI events": what an agent sees). `queues_of` answers the agent's queues as they
+    are now (None: no such agent), so a queue added to them live counts at once."""
+
+    agent_id: str
+    queues_of: Callable[[str], Collection[str] | None] = lambda _agent: None
+
+    def sees(self, event: CtiEvent) -> bool:
+        if event.agent_id is not None:
+            return event.agent_id == self.agent_id
+        if event.type in QUEUE_WORK_EVENTS:
+            return event.queue is not None and event.queue in (self.queues_of(self.agent_id) or ())
+        if event.type == "config.changed":
+            kind, key = event.data.get("kind"), event.data.get("key")
+            return (kind in DESK_CONFIG_KINDS or (kind == "agent" and key == self.agent_id)
+                    or (kind == "queue" and key in (self.queues_of(self.agent_id) or ())))
+        return False
+
+
 @dataclass(frozen=True)
 class EventFilter:
-    """Which events a subscriber wants: type patterns ("call.*"), a queue, an agent."""
+    """Which events a subscriber wants: type patterns ("call.*"), a queue, an agent; `scope`: an agent's own
+    view (instead of `agent_id`)."""
 
     types: tuple[str, ...] = ()
     queue: str | None = None
     agent_id: str | None = None
+    scope: AgentScope | None = None
 
     @classmethod
     def parse(cls, types: str | None, queue: str | None = None, agent_id: str | None = None) -> EventFilter:
@@ -62,6 +92,8 @@ class EventFilter:
             return False
         if self.queue is not None and event.queue != self.queue:
             return False
+        if self.scope is not None:
+            return self.scope.sees(event)
         return self.agent_id is None or event.agent_id == self.agent_id
 
 

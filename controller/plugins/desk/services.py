@@ -13,17 +13,24 @@ configuration, so nothing stores a password and rotating the secret (then re-ren
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
+import logging
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.ari.errors import AriError
 from controller.config import Config, SoftphoneSettings, load_config
 
 DTLS_CERT = "/etc/asterisk/keys/webrtc.crt"
 DTLS_KEY = "/etc/asterisk/keys/webrtc.key"
+
+log = logging.getLogger("controller.desk")
 
 
 def endpoint_of(settings: SoftphoneSettings, agent_id: str) -> str:
@@ -33,6 +40,11 @@ def endpoint_of(settings: SoftphoneSettings, agent_id: str) -> str:
 def supervisor_endpoint_of(settings: SoftphoneSettings, user: str) -> str:
     """A supervisor's or admin's browser phone (the console's listen, whisper and barge ring it)."""
     return settings.supervisor_endpoint.replace("{user}", user)
+
+
+def phone_agents(config: Config) -> list[str]:
+    """The agents who have a browser phone: the enabled ones (a disabled agent cannot log in)."""
+    return [agent.id for agent in config.acd.agents if agent.enabled]
 
 
 def sip_password(settings: SoftphoneSettings, endpoint: str) -> str:
@@ -112,6 +124,75 @@ def seeded_supervisors(config: Config) -> list[str]:
     return [user.name for user in config.users if user.role in ("supervisor", "admin")]
 
 
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Replace the file at once (a reload never reads half of it); False when it already says `text`."""
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.chmod(partial, 0o640)  # SIP passwords: not for every local user
+    partial.replace(path)
+    return True
+
+
+class WebrtcEndpoints:
+    """Keeps Asterisk's pjsip_webrtc.conf (`softphone.pjsip_conf`) in step with the agents, so an agent added,
+    enabled, disabled or removed live has (or no longer has) a browser phone without a restart: the file is
+    rewritten when it would change and res_pjsip reloaded on every Asterisk node through `reload(node)`.
+    A node that could not be reloaded (down, ARI refused) is reloaded when it connects again."""
+
+    def __init__(self, settings: SoftphoneSettings, nodes: Callable[[], Iterable[str]],
+                 reload: Callable[[str], Awaitable[None]]) -> None:
+        self.settings = settings
+        self._nodes = nodes
+        self._reload = reload
+        self._stale: set[str] = set()  # nodes whose res_pjsip has not read the file as it is now
+        self._lock = asyncio.Lock()  # one write and its reloads at a time, in the order of the changes
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled and bool(self.settings.pjsip_conf)
+
+    async def sync(self, agent_ids: Iterable[str], supervisors: Iterable[str] = ()) -> bool:
+        """Render for `agent_ids` (the enabled agents) and `supervisors` (the supervisor and admin users); True
+        when the file changed (then every node reloads)."""
+        if not self.enabled:
+            return False
+        text = render_pjsip(self.settings, list(agent_ids), list(supervisors))
+        async with self._lock:
+            path = Path(self.settings.pjsip_conf)
+            try:
+                changed = await asyncio.to_thread(_write_if_changed, path, text)
+            except OSError as exc:
+                log.error("browser phones: cannot write %s (%s): agents changed since keep their old endpoints",
+                          path, exc)
+                return False
+            if changed:
+                self._stale.update(self._nodes())
+            await self._reload_stale()
+            return changed
+
+    async def node_connected(self, node: str) -> None:
+        """A node (re)connected: reload it if it missed a change."""
+        if node in self._stale:
+            async with self._lock:
+                await self._reload_stale()
+
+    async def _reload_stale(self) -> None:
+        for node in sorted(self._stale):
+            try:
+                await self._reload(node)
+            except AriError as exc:  # the node down or refusing: retried when it connects
+                log.warning("browser phones: res_pjsip not reloaded on node %s (%s); again when it connects",
+                            node, exc)
+            else:
+                self._stale.discard(node)
+                log.info("browser phones: res_pjsip reloaded on node %s", node)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="the controller's configuration file")
@@ -122,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if not config.softphone.enabled:
         print("softphone.enabled is false in this configuration: nothing to render", file=sys.stderr)
         return 1
-    print(render_pjsip(config.softphone, [a.id for a in config.acd.agents if a.enabled],
-                       seeded_supervisors(config), cert=args.cert, key=args.key))
+    print(render_pjsip(config.softphone, phone_agents(config), seeded_supervisors(config), cert=args.cert,
+                       key=args.key))
     return 0
 
 
