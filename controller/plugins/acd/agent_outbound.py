@@ -57,6 +57,9 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
     "agent_busy": ("您当前的状态不能外呼。", "You cannot call out in your current state.", "busy"),
     "unavailable": ("外呼暂不可用。", "Outbound calls are not available.", "congestion"),
 }
+#: The dial status of a ring Asterisk ended itself, by its Q.850 cause; and the end reasons of the dial statuses.
+FAILED_BY_CAUSE = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER"}
+END_REASONS = {"NOANSWER": "no_answer", "TIMEOUT": "no_answer"}
 #: How a customer's phone that did not answer ends the agent's call (ARI hang-up reason).
 DIAL_FAILURES = {"BUSY": "busy", "NOANSWER": "no_answer", "TIMEOUT": "no_answer", "CHANUNAVAIL": "congestion",
                  "CONGESTION": "congestion"}
@@ -210,8 +213,11 @@ class AgentOutbound:
             session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=dialled.status,
                                   cause=dialled.cause)
             if not dialled.answered:
-                session.end_reason = f"customer_{dialled.status.lower()}"
-                await session.hangup(DIAL_FAILURES.get(dialled.status, "normal"))
+                # A ring Asterisk ended itself (the originate's timeout) says why by its cause only (19: no answer).
+                status = FAILED_BY_CAUSE.get(dialled.cause or 0, "FAILED") if dialled.status == "FAILED" \
+                    else dialled.status
+                session.end_reason = f"customer_{END_REASONS.get(status, status.lower())}"
+                await session.hangup(DIAL_FAILURES.get(status, "normal"))
                 return
             if answer_agent:
                 await session.answer()
