@@ -19,7 +19,7 @@ from tests.e2e.conftest import ControllerProcess, ari_get, demo_config, running_
 from tests.e2e.test_call_control import agent_state, wait_for_state
 from tests.e2e.test_consult import bridge_of
 from tests.e2e.test_recording import rms
-from tests.sipp import Phone
+from tests.sipp import Phone, PhoneCaller, WaitForBye
 
 pytestmark = pytest.mark.e2e
 AGENT_1001 = "demo-agent-1001-token"
@@ -41,14 +41,14 @@ def shared(asterisk: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield process
 
 
-async def talking_with_customer(call_id: str, agent_prefix: str) -> str:
-    """Once the agent (their channel's id starts with `agent_prefix`) and the customer are bridged: the
+async def talking_with_customer(call_id: str, customer_prefix: str) -> str:
+    """Once the agent and the customer (their channel's id starts with `customer_prefix`) are bridged: the
     customer's channel."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         for bridge in await ari_get("/bridges"):
             if bridge["name"] == call_id and len(bridge["channels"]) == 2:
-                (customer,) = [c for c in bridge["channels"] if not c.startswith(agent_prefix)]
+                (customer,) = [c for c in bridge["channels"] if c.startswith(customer_prefix)]
                 return str(customer)
         await asyncio.sleep(0.1)
     raise AssertionError(f"the agent and the customer were never bridged: {await ari_get('/bridges')}")
@@ -131,8 +131,7 @@ async def test_click_to_dial_is_held_recorded_and_consult_transferred_to_a_colle
                                      token=AGENT_1001)
     assert status == 202, body
     call_id = body["call_id"]
-    customer_channel = await talking_with_customer(call_id, "out-")  # click-to-dial rang the agent first
-    assert customer_channel.startswith("leg-customer-")
+    customer_channel = await talking_with_customer(call_id, "leg-customer-")  # the agent's phone rang first
     await control_the_call(process, call_id, customer_channel, agent_phone, colleague)
     assert (await customer.wait()).ok
     assert (await colleague.wait()).ok
@@ -161,8 +160,7 @@ async def test_a_campaign_call_is_held_recorded_and_consult_transferred_to_a_col
         await phone.start()
     assert (await process.api("POST", "/api/campaigns/control/start"))[0] == 200
     call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
-    customer_channel = await talking_with_customer(call_id, "leg-agent-")
-    assert customer_channel.startswith("out-")  # the campaign dials the customer first: the call's channel
+    customer_channel = await talking_with_customer(call_id, "out-")  # the campaign dials the customer first
     await control_the_call(process, call_id, customer_channel, agent_phone, colleague)
     _, shown = await process.api("GET", "/api/campaigns/control")
     assert shown["stats"]["agents_busy"] == 0, shown  # free for the campaign while the customer talks on
@@ -211,3 +209,27 @@ async def test_click_to_dial_rings_the_agent_and_the_customer_as_long_as_the_set
     assert (dialled["status"], dialled["cause"]) == ("FAILED", 19), dialled  # Asterisk ended the ring: no answer
     rang = dialled["at"] - record["answered_at"]
     assert RING_SECONDS - 0.5 <= rang <= RING_SECONDS + 3, (rang, json.dumps(record["events"]))
+
+
+async def test_a_number_dialled_on_the_agents_phone_is_held_and_resumed_as_an_inbound_call(
+        fresh_asterisk: Path, shared: ControllerProcess) -> None:
+    process = shared
+    customer = Phone(5090, answer_after_ms=500, hold_ms=6000)
+    await customer.start()
+    agent_phone = PhoneCaller("8001", CUSTOMER, steps=[WaitForBye(30000)])  # until the controller hangs up
+    await agent_phone.start()
+    call_id = (await wait_for_state(process, "1001", "talking"))["current_call"]
+    await talking_with_customer(call_id, "leg-customer-")
+    status, body = await process.api("POST", f"/api/calls/{call_id}/hold", token=AGENT_1001)
+    assert (status, body["state"]) == (200, "held"), body
+    assert (await agent_state(process, "1001"))["state"] == "on_hold"
+    await asyncio.sleep(0.5)
+    status, body = await process.api("POST", f"/api/calls/{call_id}/resume", token=AGENT_1001)
+    assert (status, body["state"]) == (200, "talking"), body
+    assert (await customer.wait()).ok
+    assert (await agent_phone.wait()).ok
+    await wait_for_state(process, "1001", "ready")
+    await process.wait_for_records(1)
+    record = await process.call_record(call_id)
+    assert [e["kind"] for e in record["events"] if e["kind"] in ("held", "resumed")] == ["held", "resumed"]
+    assert record["end_reason"] == "customer_hangup", record
