@@ -517,7 +517,7 @@ class Controller:
 
     def _queue_recording_policy(self, call_id: str) -> str | None:
         waiting = self.acd.calls.get(call_id)
-        return waiting.queue.recording if waiting is not None else None
+        return waiting.queue.recording if waiting is not None and waiting.queue is not None else None
 
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"

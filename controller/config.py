@@ -372,6 +372,11 @@ class AcdAgentConfig:
         require_skill_levels(self.skills)
 
 
+#: The ring timeouts of agents' outbound calls (acd.outbound_*_ring_seconds): a phone rung for less than 5 s
+#: is hardly heard, one rung for minutes is a line kept busy.
+MIN_RING_SECONDS, MAX_RING_SECONDS = 5.0, 120.0
+
+
 @dataclass(frozen=True)
 class AcdSettings:
     queues: list[AcdQueueConfig] = field(default_factory=list)
@@ -383,10 +388,19 @@ class AcdSettings:
     # Agents' outbound calls (click-to-dial, dialled on the phone) are checked against `dialing:`;
     # after-call work after each one (0: back as before the call).
     outbound_wrapup_seconds: float = 0.0
+    # How long click-to-dial rings the agent's phone, and how long the customer's phone rings on click-to-dial
+    # and on numbers dialled on a phone; centers hang up after 6 unanswered rings, about 30 s.
+    outbound_agent_ring_seconds: float = 30.0
+    outbound_customer_ring_seconds: float = 30.0
     # Standard recordings an agent plays to the caller on command (name -> text to speak, or sound:NAME).
     standard_prompts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("outbound_agent_ring_seconds", "outbound_customer_ring_seconds"):
+            seconds = getattr(self, name)
+            if not MIN_RING_SECONDS <= seconds <= MAX_RING_SECONDS:
+                raise ValueError(f"{name}: expected {MIN_RING_SECONDS:g} to {MAX_RING_SECONDS:g} seconds (30 s is about"
+                                 f" 6 rings), got {seconds!r}")
         names = {queue.name for queue in self.queues if queue is not None}
         for queue in self.queues:
             for step in (queue.escalation if queue is not None else []):

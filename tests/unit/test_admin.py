@@ -244,6 +244,12 @@ async def test_settings_and_singletons(store: Store) -> None:
     admin, _ = await admin_service(store)
     await admin.put_items("user:ops", "acd_setting", {"center_name": "热线", "outbound_wrapup_seconds": 10})
     assert (admin.live.current.acd.center_name, admin.live.current.acd.outbound_wrapup_seconds) == ("热线", 10.0)
+    await admin.put_items("user:ops", "acd_setting", {"outbound_agent_ring_seconds": 20})  # the next click-to-dial
+    assert admin.live.current.acd.outbound_agent_ring_seconds == 20.0
+    with pytest.raises(AdminRefused) as refused:
+        await admin.put_items("user:ops", "acd_setting", {"outbound_customer_ring_seconds": 2})
+    assert "outbound_customer_ring_seconds: expected 5 to 120 seconds" in refused.value.problems[0], refused.value
+    assert admin.live.current.acd.outbound_customer_ring_seconds == 30.0  # unchanged
     await admin.put("user:ops", "standards", "standards", {"max_talk_seconds": 200})
     assert admin.live.current.standards == Standards(max_talk_seconds=200)
     with pytest.raises(AdminRefused) as refused:

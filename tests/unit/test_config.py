@@ -63,7 +63,20 @@ BAD_CONFIGS = {
                        5, "unknown key 'level' (expected one of: after, max_penalty, min_level, overflow)"),
     "fewest calls window": ("acd:\n  queues:\n    - name: q\n      fewest_calls_window: 0\n", 4,
                             "fewest_calls_window: expected a number above 0"),
+    "click-to-dial agent ring": ("acd:\n  outbound_agent_ring_seconds: 2\n", 2,
+                                 "outbound_agent_ring_seconds: expected 5 to 120 seconds (30 s is about 6 rings)"),
+    "click-to-dial customer ring": ("acd:\n  outbound_customer_ring_seconds: 600\n", 2,
+                                    "outbound_customer_ring_seconds: expected 5 to 120 seconds"),
 }
+
+
+def test_click_to_dial_ring_timeouts_are_settings_of_30_seconds_by_default(tmp_path: Path) -> None:
+    acd = load_config(REPO / "demo" / "controller.yaml").acd
+    assert (acd.outbound_agent_ring_seconds, acd.outbound_customer_ring_seconds) == (30.0, 30.0)
+    path = tmp_path / "controller.yaml"
+    path.write_text("acd:\n  outbound_agent_ring_seconds: 20\n  outbound_customer_ring_seconds: 45\n")
+    acd = load_config(path).acd
+    assert (acd.outbound_agent_ring_seconds, acd.outbound_customer_ring_seconds) == (20.0, 45.0)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))

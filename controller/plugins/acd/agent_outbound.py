@@ -33,7 +33,7 @@ from controller.config import DEFAULT_NODE
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
-from controller.plugins.calls.legs import Leg, connect_and_talk
+from controller.plugins.calls.legs import Leg
 from controller.plugins.calls.session import CallSession
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ log = logging.getLogger("controller.acd")
 
 #: A number an agent may call: digits (a leading + allowed), 3 to 21 of them, as the API's pattern.
 NUMBER = re.compile(r"\+?[0-9]{3,21}")
-#: How long the customer's phone rings.
+#: How long the customer's phone rings on a callback (an agent's own call: `acd.outbound_customer_ring_seconds`).
 CUSTOMER_RING_SECONDS = 30.0
 
 #: Why a call dialled on a phone is refused: what the phone hears (zh, en), and the hang-up reason
@@ -57,6 +57,9 @@ REFUSALS: dict[str, tuple[str, str, str]] = {
     "agent_busy": ("您当前的状态不能外呼。", "You cannot call out in your current state.", "busy"),
     "unavailable": ("外呼暂不可用。", "Outbound calls are not available.", "congestion"),
 }
+#: The dial status of a ring Asterisk ended itself, by its Q.850 cause; and the end reasons of the dial statuses.
+FAILED_BY_CAUSE = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER"}
+END_REASONS = {"NOANSWER": "no_answer", "TIMEOUT": "no_answer"}
 #: How a customer's phone that did not answer ends the agent's call (ARI hang-up reason).
 DIAL_FAILURES = {"BUSY": "busy", "NOANSWER": "no_answer", "TIMEOUT": "no_answer", "CHANUNAVAIL": "congestion",
                  "CONGESTION": "congestion"}
@@ -112,9 +115,9 @@ class AgentOutbound:
 
     # -- click-to-dial: the agent's phone rings first, then the customer through the trunk -------------
 
-    async def click_to_dial(self, agent_id: str, number: str, *, ring_seconds: float = 30.0) -> dict[str, Any]:
-        """Ring the agent's phone; when they answer, dial `number` and connect them. AcdError when the
-        agent cannot place a call now (nothing changed then)."""
+    async def click_to_dial(self, agent_id: str, number: str) -> dict[str, Any]:
+        """Ring the agent's phone (`acd.outbound_agent_ring_seconds`); when they answer, dial `number` and
+        connect them. AcdError when the agent cannot place a call now (nothing changed then)."""
         acd = self.acd
         if agent_id not in acd.agent_configs:
             raise AcdError(f"no agent {agent_id!r}")
@@ -128,7 +131,7 @@ class AgentOutbound:
         self._busy(agent_id, call_id)
         try:
             await acd.originate(acd.config.asterisk.phone_dial.replace("{endpoint}", endpoint), did=number,
-                                caller_id=number, timeout=ring_seconds, call_id=call_id,
+                                caller_id=number, timeout=acd.config.acd.outbound_agent_ring_seconds, call_id=call_id,
                                 handler=lambda session: self._agent_answered(session, agent_id, number),
                                 on_failed=lambda cause: self._agent_did_not_answer(agent_id, call_id, cause))
         except AriError as exc:
@@ -197,29 +200,36 @@ class AgentOutbound:
 
     async def _call_customer(self, session: CallSession, agent_id: str, number: str, *, answer_agent: bool) -> None:
         """Dial the customer through the trunk and connect them with the agent's phone (the session's
-        channel); `answer_agent`: that channel is still ringing, answered when the customer answers."""
+        channel); `answer_agent`: that channel is still ringing, answered when the customer answers.
+
+        Once connected, the customer's channel is the call's own and the agent's phone a leg of it
+        (`CallSession.take_channel`): the call runs as an inbound one does (`AcdCallControl.serve_outbound`)."""
         session.state = "dialing"
         leg = Leg(session, self.acd.config.asterisk.trunk_dial.replace("{number}", number), purpose="customer",
-                  caller_id=self.caller_id(agent_id), ring_timeout=CUSTOMER_RING_SECONDS)
+                  caller_id=self.caller_id(agent_id), ring_timeout=self.acd.config.acd.outbound_customer_ring_seconds)
         self.acd.publish("call.dialing", call_id=session.call_id, agent_id=agent_id, number=number)
         try:
-            outcome = await leg.dial()
-            session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=outcome.status,
-                                  cause=outcome.cause)
-            if not outcome.answered:
-                session.end_reason = f"customer_{outcome.status.lower()}"
-                await session.hangup(DIAL_FAILURES.get(outcome.status, "normal"))
+            dialled = await leg.dial()
+            session.records.event(session.call_id, "customer_dialled", agent_id=agent_id, status=dialled.status,
+                                  cause=dialled.cause)
+            if not dialled.answered:
+                # A ring Asterisk ended itself (the originate's timeout) says why by its cause only (19: no answer).
+                status = FAILED_BY_CAUSE.get(dialled.cause or 0, "FAILED") if dialled.status == "FAILED" \
+                    else dialled.status
+                session.end_reason = f"customer_{END_REASONS.get(status, status.lower())}"
+                await session.hangup(DIAL_FAILURES.get(status, "normal"))
                 return
             if answer_agent:
                 await session.answer()
-            session.state = "talking"
-            session.records.event(session.call_id, "bridged", leg="customer")
             self.acd.publish("call.answered", call_id=session.call_id, agent_id=agent_id, queue=None,
                              wait=round(leg.ring_seconds(), 3))
-            await connect_and_talk(session, leg)
-            session.end_reason = session.end_reason or "customer_hangup"
+            phone = session.take_channel(leg.channel_id, caller=number, previous_as="agent")
+            leg = Leg.answered_channel(session, phone, purpose="agent")  # the customer's channel is the call's now
+            await self.acd.call_control.serve_outbound(session, agent_id, leg)
+            session.end_reason = session.end_reason or "agent_hangup"  # the agent (or whom they transferred to) left
         except CallerHangup:
-            session.end_reason = session.end_reason or "agent_hangup"  # the agent's phone hung up first
+            # The call's channel hung up: the agent's phone while the customer rang, the customer's afterwards.
+            session.end_reason = session.end_reason or ("customer_hangup" if leg.purpose == "agent" else "agent_hangup")
             raise
         finally:
             self._free(agent_id, session.call_id)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.engine import AcdError
@@ -41,9 +41,10 @@ class AcdCallControl:
         """The agent answered: they talk with the caller until one hangs up or the call is transferred.
         A transfer to a named agent hands the call over and the colleague's part runs the same way.
         `resumed`: the talk bridge of a call a previous process connected (see `resume_talk`)."""
-        if resumed is None:
+        if resumed is None and waiting.queue is not None:
             self.acd.records.offer(waiting.call_id, answered.agent_id, answered.leg.ring_seconds(), "answered")
-        queue_answer = resumed is None  # a colleague who takes a transfer is already talking in the engine
+        # A colleague who takes a transfer is already talking in the engine; so is the agent of an outbound call.
+        queue_answer = resumed is None and waiting.queue is not None
         try:
             while True:
                 transfer = await self._serve(waiting, answered, queue_answer=queue_answer, resumed=resumed)
@@ -57,6 +58,25 @@ class AcdCallControl:
         if transfer is not None:
             return QueueOutcome("transferred", agent_id=answered.agent_id, overflow_target=transfer)
         return QueueOutcome("answered_then_ended", agent_id=answered.agent_id)
+
+    async def serve_outbound(self, session: CallSession, agent_id: str, agent_leg: Leg, *,
+                             on_agent_done: Callable[[str], None] | None = None) -> QueueOutcome:
+        """An outbound call (click-to-dial, dialled on the phone, a campaign's) with the customer and the agent on
+        the line: the customer is the call's channel, as the caller of an inbound call is (see
+        `CallSession.take_channel`), the agent's phone a leg. They talk as on an inbound call, under the same
+        commands (hold, transfers, conference, monitoring, standard prompts, recording); a blind transfer to a
+        queue makes the customer wait there like an inbound caller. The agent was made busy before the dial
+        (`AcdEngine.outbound`); their part ends here: ACW or back as before, then `on_agent_done`."""
+        waiting = QueueCall(session, None, QueueRequest(""), phone_dial=self.acd.config.asterisk.phone_dial)
+        if on_agent_done is not None:
+            waiting.on_agent_done = on_agent_done
+        self.acd.calls[session.call_id] = waiting
+        try:
+            outcome = await self.connect(waiting, Answered(agent_id, agent_leg))
+        finally:
+            self.acd.calls.pop(session.call_id, None)
+        await self.acd.follow_queue_transfer(session, outcome, QueueRequest("", data=dict(session.data)))
+        return outcome
 
     async def _serve(self, waiting: QueueCall, answered: Answered, *, queue_answer: bool,
                      resumed: Bridge | None = None) -> str | None:
@@ -83,7 +103,7 @@ class AcdCallControl:
                 session.state = "talking"
                 session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
                 await waiting.unhold()
-                if waiting.queue.announce_agent_number and agent is not None:
+                if waiting.queue is not None and waiting.queue.announce_agent_number and agent is not None:
                     prompt = self.acd.agent_number_prompt(agent, session.language)
                     session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                     await self.acd.announce_to_caller(session, prompt)
@@ -114,7 +134,7 @@ class AcdCallControl:
             if self.acd.live is not None:
                 self.acd.live.drop(waiting.call_id, "talk")
             self.acd.publish("call.completed", call_id=session.call_id, agent_id=answered.agent_id,
-                             queue=waiting.queue.name, ended_by=ended_by)
+                             queue=waiting.queue_name, ended_by=ended_by)
 
     async def _record_by_policy(self, waiting: QueueCall, agent_id: str) -> None:
         """`recording: always` queues record from the first answer; a call already recording (e.g. after
@@ -122,9 +142,9 @@ class AcdCallControl:
         if self.acd.recordings is None or waiting.session.recording_policy == "never":
             return
         recording = self.acd.recordings.live.get(waiting.call_id)
-        if waiting.queue.recording == "always" or recording is not None:
+        if (waiting.queue is not None and waiting.queue.recording == "always") or recording is not None:
             try:
-                await self.acd.recordings.start(waiting.session, queue=waiting.queue.name, agent_id=agent_id,
+                await self.acd.recordings.start(waiting.session, queue=waiting.queue_name, agent_id=agent_id,
                                                 reason="queue_policy")
             except RecordingError as exc:
                 log.error("call %s: %s", waiting.call_id, exc)  # the call goes on, unrecorded
@@ -148,6 +168,8 @@ class AcdCallControl:
             raise PermissionError("an agent may control only their own calls")
         if action == "transfer":
             self._check_transfer_target(target)
+            if waiting.queue is None and (target or "").startswith("node:"):
+                raise AcdError("an outbound call has no IVR flow: transfer it to queue:, number:, phone: or agent:")
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
         waiting.session.deliver(CallControl(type="CallControl", timestamp="", application="", raw={},
                                             action=action, target=target, done=done, options=options,
@@ -335,12 +357,20 @@ class AcdCallControl:
                 await session.ari.bridge_stop_moh(talk.bridge_id)
         if not outcome.answered:
             session.records.event(session.call_id, "transfer_failed", to=target, status=outcome.status)
-            back = f"queue:{waiting.queue.name}"
-            return {"call_id": session.call_id, "state": "back_to_queue", "target": back}, back
+            return self._back_to_queue(waiting)
         await talk.add(party.channel_id)
         waiting.parties.append(party)
         session.records.event(session.call_id, "transfer_connected", to=target)
         return {"call_id": session.call_id, "state": "transferred", "target": target}, None
+
+    @staticmethod
+    def _back_to_queue(waiting: QueueCall) -> tuple[dict[str, object], str | None]:
+        """A transfer failed and nobody is with the caller any more: back to the queue they came from. An
+        outbound call has none: it ends (the talk is over with nobody left with the customer)."""
+        if waiting.queue is None:
+            return {"call_id": waiting.call_id, "state": "ended"}, None
+        back = f"queue:{waiting.queue.name}"
+        return {"call_id": waiting.call_id, "state": "back_to_queue", "target": back}, back
 
     async def _transfer_to_agent(self, waiting: QueueCall, to_agent: str, talk: Bridge,
                                  agent_leg: Leg) -> tuple[dict[str, object], str | None]:
@@ -354,15 +384,17 @@ class AcdCallControl:
             raise AcdError("a consultation or conference is in progress")
         target = f"agent:{to_agent}"
         endpoint = self.acd.engine.agent(to_agent).endpoint
+        ring_timeout = waiting.queue.ring_timeout if waiting.queue is not None \
+            else self.acd.config.acd.outbound_agent_ring_seconds
         colleague = Leg(session, self.dial_string(f"phone:{endpoint}"), purpose="agent",
-                        caller_id=session.caller or None, ring_timeout=waiting.queue.ring_timeout,
-                        variables={"CCC_CALL_ID": session.call_id, "CCC_QUEUE": waiting.queue.name})
+                        caller_id=session.caller or None, ring_timeout=ring_timeout,
+                        variables={"CCC_CALL_ID": session.call_id, "CCC_QUEUE": waiting.queue_name or ""})
         self.acd.apply(self.acd.engine.transfer_offer(session.call_id, from_agent, to_agent))
         try:
             if waiting.held_since is None:
                 await self.hold_caller(waiting, talk)
-            pop = self.acd.screen_pop(session, waiting.queue.name, waiting.history)
-            self.acd.publish("call.ringing", call_id=session.call_id, agent_id=to_agent, queue=waiting.queue.name,
+            pop = self.acd.screen_pop(session, waiting.queue_name or "", waiting.history)
+            self.acd.publish("call.ringing", call_id=session.call_id, agent_id=to_agent, queue=waiting.queue_name,
                              endpoint=endpoint, screen_pop={**pop, "transferred_by": from_agent})
             outcome = await colleague.dial()
         except BaseException:
@@ -376,8 +408,7 @@ class AcdCallControl:
                                                            "busy" if outcome.status == "BUSY" else "no_answer"))
             session.records.event(session.call_id, "transfer_failed", to=target, status=outcome.status)
             if agent_leg.gone or agent_leg.channel_id in session.ended_channels:
-                back = f"queue:{waiting.queue.name}"
-                return {"call_id": session.call_id, "state": "back_to_queue", "target": back}, back
+                return self._back_to_queue(waiting)
             await self.resume_caller(waiting, talk)
             return {"call_id": session.call_id, "state": "talking", "transfer": outcome.status.lower()}, None
         self.acd.apply(self.acd.engine.transfer_answered(session.call_id, from_agent, to_agent))
@@ -536,8 +567,9 @@ class AcdCallControl:
 
     def save_talk(self, waiting: QueueCall) -> None:
         """Persist where the connected call stands (after bridging and after every change)."""
+        # An outbound call (no queue) is not resumed after a restart: the next process hangs it up (README).
         if self.acd.live is not None and waiting.agent_id is not None and waiting.talk_bridge is not None \
-                and waiting.agent_leg is not None:
+                and waiting.agent_leg is not None and waiting.queue is not None:
             self.acd.live.save(waiting.call_id, "talk", talk_part(waiting, self.acd.clock.now()))
 
     async def resume_talk(self, resumption: Resumption) -> CallHandler | None:
@@ -655,8 +687,8 @@ def talk_part(waiting: QueueCall, now: float) -> dict[str, Any]:
     monitor = waiting.monitor
     held_since = None if waiting.held_since is None else now - (time.monotonic() - waiting.held_since)
     return {
-        "queue": waiting.queue.name, "priority": waiting.request.priority, "skills": dict(waiting.request.skills),
-        "data": dict(waiting.request.data), "agent_id": waiting.agent_id,
+        "queue": waiting.visited_queue.name, "priority": waiting.request.priority,
+        "skills": dict(waiting.request.skills), "data": dict(waiting.request.data), "agent_id": waiting.agent_id,
         "agent_leg": leg_part(waiting.agent_leg), "talk_bridge": waiting.talk_bridge.bridge_id,
         "talk_started": waiting.talk_started, "held_since": held_since,
         "holding_bridge": waiting.holding.bridge_id if waiting.holding is not None else None,
@@ -670,9 +702,8 @@ def talk_part(waiting: QueueCall, now: float) -> dict[str, Any]:
 
 def adopt_leg(session: CallSession, saved: dict[str, Any], alive: Mapping[str, object]) -> Leg:
     """A leg a previous process originated, as a `Leg` of the resumed call (claimed when still up)."""
-    leg = Leg(session, str(saved.get("endpoint") or ""), purpose=str(saved.get("purpose") or "agent"))
-    leg.channel_id = str(saved["channel_id"])
-    leg.answered = True
+    leg = Leg.answered_channel(session, str(saved["channel_id"]), purpose=str(saved.get("purpose") or "agent"),
+                               endpoint=str(saved.get("endpoint") or ""))
     if leg.channel_id in alive:
         session.dispatcher.claim(leg.channel_id, session)
     else:

@@ -164,7 +164,7 @@ class CallbackService:
         """Offer the waiting caller a callback when the estimated wait reaches the queue's threshold, or when
         there is no estimate because no agent is available to take the call (the wait is open-ended); once
         per visit. True when they took it: the caller has been hung up, their engine call stays queued."""
-        queue, session = waiting.queue, waiting.session
+        queue, session = waiting.visited_queue, waiting.session
         short_wait = estimated_wait is not None and estimated_wait < queue.callback_offer_after
         if (not queue.callback_offer_after or short_wait
                 or waiting in self._offered or waiting.offer_pending()):
@@ -193,8 +193,8 @@ class CallbackService:
     def _declined(self, waiting: QueueCall) -> int:
         """A declined offer is a row too (the KPIs count offers)."""
         now = self.acd.clock.now()
-        return self.records.create(call_id=waiting.call_id, origin="virtual_hold", queue=waiting.queue.name, number="",
-                            priority=waiting.request.priority, status="declined", requested_at=now)
+        return self.records.create(call_id=waiting.call_id, origin="virtual_hold", queue=waiting.visited_queue.name,
+                                   number="", priority=waiting.request.priority, status="declined", requested_at=now)
 
     async def _ask_number(self, waiting: QueueCall) -> str | None:
         """The offer: 1 = this number, 2 = another (ended with #); None when the caller did not take it or

@@ -56,7 +56,7 @@ class QueueResume:
             return
         request = waiting.request
         self.acd.live.save(waiting.call_id, QUEUE_PART, {
-            "queue": waiting.queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
+            "queue": waiting.visited_queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
             "priority": request.priority, "skills": dict(request.skills), "data": dict(request.data),
             "offers": self.acd.records.offers_of(waiting.call_id),
             "bridge": waiting.holding.bridge_id if waiting.holding is not None else None,

@@ -158,7 +158,7 @@ class AcdQueueing:
         else:
             text = f"There {'is' if ahead == 1 else 'are'} {ahead} caller{'' if ahead == 1 else 's'} ahead of you." \
                 if ahead else "You are next in line."
-        if waiting.queue.announce_wait_time and announce.estimated_wait is not None:
+        if waiting.visited_queue.announce_wait_time and announce.estimated_wait is not None:
             phrase = wait_phrase(announce.estimated_wait, "zh" if zh else "en")
             text += f"，预计等待{phrase}" if zh else f" Your estimated wait is {phrase}."
         text += "，请稍候。" if zh else " Please hold."

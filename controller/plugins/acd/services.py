@@ -223,7 +223,8 @@ class AcdService:
         if before.not_ready_reasons != after.not_ready_reasons:
             self.engine.set_not_ready_reasons(after.not_ready_reasons)
         for waiting in self.calls.values():  # announcements, recording policy, ring timeout of transfers
-            waiting.queue = new_queues.get(waiting.queue.name, waiting.queue)
+            if waiting.queue is not None:  # (an outbound call has none)
+                waiting.queue = new_queues.get(waiting.queue.name, waiting.queue)
         self.apply(decisions)
         changed = [agent for agent_id, agent in new_agents.items() if old_agents.get(agent_id) != agent
                    or before.center_name != after.center_name]
@@ -313,11 +314,16 @@ class AcdService:
                                       request: QueueRequest) -> None:
         """A resumed call's talk is over: a transfer to a queue is served there; otherwise the call ends (the
         flow that queued the caller belonged to the previous process)."""
+        await self.follow_queue_transfer(session, outcome, request)
+        await session.hangup()
+
+    async def follow_queue_transfer(self, session: CallSession, outcome: QueueOutcome, request: QueueRequest) -> None:
+        """A talk with no flow to go on with (resumed, outbound) ended in a blind transfer to a queue: the caller
+        waits there (with the request's skills, priority and data) until served or gone."""
         target = outcome.overflow_target or ""
         if outcome.result == "transferred" and target.startswith("queue:"):
             await self.enqueue(session, QueueRequest(target.removeprefix("queue:"), request.skills, request.priority,
                                                      request.data))
-        await session.hangup()
 
     async def run(self) -> None:
         """The engine's timer and the service-standards watch, until cancelled."""
@@ -525,6 +531,7 @@ class AcdService:
         self.records.talk_ended(waiting.call_id)
         with contextlib.suppress(AcdError):
             self.apply(self.engine.call_ended(agent_id))
+        waiting.on_agent_done(agent_id)
 
     # -- the capabilities: queueing, call control, outbound (their own modules) -----------------------
 
@@ -560,9 +567,9 @@ class AcdService:
 
     # -- agents' outbound calls (外呼): see `agent_outbound` -------------------------------------------------
 
-    async def click_to_dial(self, agent_id: str, number: str, *, ring_seconds: float = 30.0) -> dict[str, Any]:
+    async def click_to_dial(self, agent_id: str, number: str) -> dict[str, Any]:
         """Ring the agent's phone, then the customer (`AgentOutbound.click_to_dial`)."""
-        return await self.outbound.click_to_dial(agent_id, number, ring_seconds=ring_seconds)
+        return await self.outbound.click_to_dial(agent_id, number)
 
     def agent_number_prompt(self, agent: AcdAgentConfig, language: str) -> Prompt:
         """"您好，<center> <工号>号为您服务" (domain.md's greeting standard)."""

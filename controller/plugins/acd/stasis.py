@@ -85,9 +85,10 @@ class LeftQueue:
 
 
 class QueueCall:
-    """One caller's visit to a queue."""
+    """One caller's visit to a queue; or, with no queue, an outbound call connected to an agent (click-to-dial,
+    dialled on the phone, a campaign's): the customer is the caller, under the same commands."""
 
-    def __init__(self, session: CallSession, queue: AcdQueueConfig, request: QueueRequest, *,
+    def __init__(self, session: CallSession, queue: AcdQueueConfig | None, request: QueueRequest, *,
                  phone_dial: str) -> None:
         self.session = session
         self.queue = queue
@@ -119,10 +120,23 @@ class QueueCall:
         self.agent_leg: Leg | None = None
         self.talk_started: float | None = None
         self.on_talk_changed: Callable[[], None] = lambda: None
+        # Told the agent's id once their part of the call is over (ACW begins): a campaign frees the agent then.
+        self.on_agent_done: Callable[[str], None] = lambda _agent_id: None
 
     @property
     def call_id(self) -> str:
         return self.session.call_id
+
+    @property
+    def queue_name(self) -> str | None:
+        """The queue the caller came through; None for an outbound call."""
+        return self.queue.name if self.queue is not None else None
+
+    @property
+    def visited_queue(self) -> AcdQueueConfig:
+        """The queue of a queue visit (waiting, announcements, callbacks: only a queued caller has those)."""
+        assert self.queue is not None, "an outbound call is in no queue"
+        return self.queue
 
     def signal(self, decision: Decision) -> None:
         """A decision about this call from the engine: queue it and wake the call's task."""
@@ -214,7 +228,7 @@ class QueueCall:
         endpoint = self.phone_dial.replace("{endpoint}", offer.endpoint)
         leg = Leg(self.session, endpoint, purpose="agent", caller_id=self.session.caller or None,
                   ring_timeout=offer.ring_timeout + 2,  # the engine's own ring timeout fires first
-                  variables={"CCC_CALL_ID": self.call_id, "CCC_QUEUE": self.queue.name})
+                  variables={"CCC_CALL_ID": self.call_id, "CCC_QUEUE": self.queue_name or ""})
         self.legs[offer.agent_id] = leg
         failed = await leg.start()
         if failed is not None:

@@ -120,7 +120,11 @@ class AdminService:
                     problems += exc.problems
             if problems:
                 raise AdminRefused(422, f"invalid {kind.name}", problems)
-            return await self._change(actor, role, "config.put", current, kind.with_items(current, present))
+            try:
+                changed = kind.with_items(current, present)
+            except ValueError as exc:  # a check of the whole section (e.g. acd's ring timeouts): nothing changes
+                raise AdminRefused(422, f"invalid {kind.name}", [f"{'.'.join(kind.section)}: {exc}"]) from exc
+            return await self._change(actor, role, "config.put", current, changed)
 
     async def delete(self, actor: str, kind_name: str, key: str, *, role: str | None = None) -> list[Change]:
         kind = self.kind(kind_name)

@@ -54,6 +54,14 @@ class Leg:
         self.gone = False
         self.started_at = 0.0
 
+    @classmethod
+    def answered_channel(cls, session: CallSession, channel_id: str, *, purpose: str, endpoint: str = "") -> Leg:
+        """A channel of the call that is up already (not originated here) as one of its legs: the agent's phone
+        of an outbound call once the customer's channel is the call's own, a leg a previous process rang."""
+        leg = cls(session, endpoint, purpose=purpose)
+        leg.channel_id, leg.answered = channel_id, True
+        return leg
+
     def concerns(self, event: Event) -> bool:
         return self.channel_id in event.routing_ids()
 

@@ -131,6 +131,9 @@ class CallSession:
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
+        # What the call's other channels are when their id does not say it ("leg-agent-…" does): the agent's
+        # phone of an outbound call once the customer's channel is the call's own (`take_channel`).
+        self.leg_names: dict[str, str] = {}
         # Run when the call ends, before its record is closed (e.g. complete the recording's index row).
         self.on_finish: list[Callable[[], Awaitable[object]]] = []
         # Saves the call's part of the live-call picture (CallsService.save_call) after a change.
@@ -197,13 +200,28 @@ class CallSession:
     def _leg_hung_up(self, event: ChannelHangupRequest) -> None:
         """The other side's end on the record: which leg (agent, customer, transfer…), its Q.850 cause
         when it hung up itself, or that the controller ended it (a soft request carries no cause)."""
-        leg = event.channel.id.rpartition("-")[0].removeprefix("leg-")  # "leg-agent-3f2a…" -> "agent"
+        leg = self.leg_names.get(event.channel.id) \
+            or event.channel.id.rpartition("-")[0].removeprefix("leg-")  # "leg-agent-3f2a…" -> "agent"
         if event.soft:
             self.records.event(self.call_id, "leg_ended", leg=leg, by="controller")
         else:
             cause = event.cause or 16  # a BYE without a cause: normal clearing
             self.records.event(self.call_id, "leg_ended", leg=leg, by="far_end", cause=cause,
                                cause_txt=q850_text(cause))
+
+    def take_channel(self, channel_id: str, *, caller: str, previous_as: str) -> str:
+        """The call goes on with `channel_id`, one of its answered legs, as its own channel; the channel it had
+        so far becomes a leg (named `previous_as` in the records). Returns that channel's id.
+
+        An agent's own outbound call starts on the agent's phone; once the customer answers, the customer is
+        the call's channel as the caller of an inbound call is: the one held, recorded, transferred, whose
+        hang-up ends the call, while the agent may leave it (a transfer) as from an inbound call."""
+        previous, self.channel_id, self.caller = self.channel_id, channel_id, caller
+        self.leg_names[previous] = previous_as
+        if channel_id in self.ended_channels:  # it hung up just now: the call is over
+            self.hangup_requested = True
+        self.persist()
+        return previous
 
     async def next_event(self, timeout: float | None = None) -> Event | None:
         event = await self.inbox.get(timeout)

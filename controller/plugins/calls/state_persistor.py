@@ -145,11 +145,12 @@ class CallRecords:
         self.event(call_id, "disposition", agent_id=agent_id, disposition=disposition)
 
     async def agents_of(self, call_id: str) -> set[str]:
-        """Agents who answered the call (any of its queue visits) or placed it (click-to-dial)."""
+        """Agents who answered the call (any of its queue visits, a campaign's customer) or placed it
+        (click-to-dial)."""
         rows = await self._store.fetchall(
             "SELECT agent_id FROM queue_calls WHERE call_id = ? AND agent_id IS NOT NULL"
             f" UNION SELECT {self._store.dialect.json_text('detail', 'agent_id')} FROM call_events"
-            " WHERE call_id = ? AND kind = 'customer_dialled'", (call_id, call_id))
+            " WHERE call_id = ? AND kind IN ('customer_dialled', 'agent_answered')", (call_id, call_id))
         return {row["agent_id"] for row in rows if row["agent_id"]}
 
 

@@ -50,7 +50,7 @@ from controller.outbound.campaign import (
 )
 from controller.outbound.contacts import ImportResult, normalise, parse_csv
 from controller.outbound.pacing import MODES, Abandon, Connect, Dial, IvrOnly, PacingEngine
-from controller.plugins.calls.legs import Leg, connect_and_talk
+from controller.plugins.calls.legs import Leg
 from controller.plugins.calls.session import DIAL_OUTCOME_BY_CAUSE, CallSession
 from controller.plugins.campaigns.amd import AnsweringMachines
 from controller.plugins.campaigns.errors import CampaignError
@@ -429,13 +429,14 @@ class CampaignService:
             dialled = await leg.dial()
             if dialled.answered:
                 outcome = "answered"
-                session.records.event(session.call_id, "bridged", leg="agent")
-                await connect_and_talk(session, leg)
+                session.caller = attempt.contact.number  # (the channel shows our caller id): screen pops, transfers
+                # As an inbound call: hold, transfers, conference, recording… (README "Call control on outbound calls")
+                await self.acd.call_control.serve_outbound(session, agent_id, leg, on_agent_done=lambda _: (
+                    self._agent_done(campaign, agent_id, attempt.call_id)))
         except CallerHangup:
             pass
         finally:
-            campaign.pacing.finished(agent_id)
-            self._release(campaign, agent_id, attempt.call_id)
+            self._agent_done(campaign, agent_id, attempt.call_id)
             self._ended(campaign, attempt, "answered" if outcome == "answered" else "abandoned")
             await leg.hangup()
             await session.hangup()
@@ -454,6 +455,13 @@ class CampaignService:
                 self._release(campaign, attempt.agent_id, attempt.call_id)
             self._ended(campaign, attempt, "abandoned")
             await session.hangup()
+
+    def _agent_done(self, campaign: Campaign, agent_id: str, call_id: str) -> None:
+        """The agent's part of an answered customer's call is over (they hung up, or transferred the customer to
+        someone else): free for the pacing engine and the ACD at once, whoever the customer is still with."""
+        if campaign.holding.get(agent_id) == call_id:
+            campaign.pacing.finished(agent_id)
+        self._release(campaign, agent_id, call_id)
 
     def _release(self, campaign: Campaign, agent_id: str, call_id: str) -> None:
         """The agent's part is over: the ACD's wrap-up, then ready (once per call)."""

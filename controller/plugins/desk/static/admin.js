@@ -46,7 +46,8 @@ const KINDS = [
     {name: "max_acw_seconds", type: "number"}, {name: "max_hold_seconds", type: "number"},
     {name: "max_wait_seconds", type: "number"}]},
   {kind: "acd_settings", shape: "single", admin: true, fields: [
-    {name: "center_name"}, {name: "outbound_caller_id"}, {name: "outbound_wrapup_seconds", type: "number"}]},
+    {name: "center_name"}, {name: "outbound_caller_id"}, {name: "outbound_wrapup_seconds", type: "number"},
+    {name: "outbound_agent_ring_seconds", type: "number"}, {name: "outbound_customer_ring_seconds", type: "number"}]},
 ];
 const BY_KIND = Object.fromEntries(KINDS.map((k) => [k.kind, k]));
 const TABS = [...KINDS.map((k) => k.kind), "users", "tokens", "audit"];
@@ -484,6 +485,7 @@ desk.translate({
        f_short_abandon_seconds: "短时放弃(秒)", f_max_talk_seconds: "最长通话(秒)", f_max_acw_seconds: "最长话后(秒)",
        f_max_hold_seconds: "最长保持(秒)", f_max_wait_seconds: "最长排队(秒)", f_center_name: "中心名称",
        f_outbound_caller_id: "外呼显示号码", f_outbound_wrapup_seconds: "外呼话后处理(秒)",
+       f_outbound_agent_ring_seconds: "外呼坐席振铃(秒)", f_outbound_customer_ring_seconds: "外呼客户振铃(秒)",
        role: "角色", agent_id: "坐席 ID", locked: "已锁定", user_new: "新建用户", create: "创建",
        reset_password: "重置密码", new_password: "新密码", own_password: "修改我的密码", current_password: "当前密码",
        token_name: "名称", created: "创建时间", expires: "过期时间", revoked: "吊销时间", revoke: "吊销",
@@ -517,6 +519,7 @@ desk.translate({
        f_short_abandon_seconds: "Short abandon (s)", f_max_talk_seconds: "Max talk (s)", f_max_acw_seconds: "Max ACW (s)",
        f_max_hold_seconds: "Max hold (s)", f_max_wait_seconds: "Max wait (s)", f_center_name: "Center name",
        f_outbound_caller_id: "Outbound caller id", f_outbound_wrapup_seconds: "Outbound wrap-up (s)",
+       f_outbound_agent_ring_seconds: "Click-to-dial: agent's ring (s)", f_outbound_customer_ring_seconds: "Outbound: customer's ring (s)",
        role: "Role", agent_id: "Agent id", locked: "Locked", user_new: "New user", create: "Create",
        reset_password: "Reset password", new_password: "New password", own_password: "Change my password",
        current_password: "Current password", token_name: "Name", created: "Created", expires: "Expires",
