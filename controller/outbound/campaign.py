@@ -70,8 +70,10 @@ class CampaignSettings:
         return PacingSettings(mode=self.mode, abandon_cap=self.abandon_cap, ivr_lines=self.ivr_lines)
 
     def hours_range(self) -> tuple[datetime.time, datetime.time]:
+        """The daily window, its end excluded; `24:00` ends it at midnight (`00:00-24:00`: all day)."""
         start, _, end = self.hours.partition("-")
-        return datetime.time.fromisoformat(start.strip()), datetime.time.fromisoformat(end.strip())
+        last = datetime.time.max if end.strip() == "24:00" else datetime.time.fromisoformat(end.strip())
+        return datetime.time.fromisoformat(start.strip()), last
 
     def dates(self) -> tuple[datetime.date | None, datetime.date | None]:
         return (datetime.date.fromisoformat(self.start_date) if self.start_date else None,

@@ -127,7 +127,7 @@ def sipp_folder(tmp_path: Path) -> Path:
 
 async def create(process: ControllerProcess, name: str, numbers: list[str], **settings: Any) -> None:
     status, body = await process.api("POST", "/api/campaigns", json={
-        "name": name, "hours": "00:00-23:59", "allow_holidays": True, "max_attempts": 1, "wrapup_seconds": 1,
+        "name": name, "hours": "00:00-24:00", "allow_holidays": True, "max_attempts": 1, "wrapup_seconds": 1,
         **settings})
     assert status == 201, body
     status, body = await process.api("POST", f"/api/campaigns/{name}/contacts", json={
@@ -238,7 +238,7 @@ async def test_an_ivr_only_notification_whose_customer_presses_1_reaches_an_agen
         shared: ControllerProcess, sipp_folder: Path) -> None:
     presses, listens = number(PRESSES_1, 1), number(LISTENS, 1)
     status, body = await shared.api("POST", "/api/campaigns", json={
-        "name": "nomatch", "mode": "ivr", "flow": "no-such-flow", "hours": "00:00-23:59"})
+        "name": "nomatch", "mode": "ivr", "flow": "no-such-flow", "hours": "00:00-24:00"})
     assert status == 201, body
     status, body = await shared.api("POST", "/api/campaigns/nomatch/start")
     assert status == 422 and "no-such-flow" in body["error"], body  # a flow that is not live: refused

@@ -138,7 +138,7 @@ async def test_a_progressive_campaign_reaches_every_contact_with_retries_dnc_and
 
     settings = tmp_path / "spring.json"
     settings.write_text(json.dumps({
-        "mode": "progressive", "hours": "00:00-23:59", "allow_holidays": True, "ring_seconds": RING_SECONDS,
+        "mode": "progressive", "hours": "00:00-24:00", "allow_holidays": True, "ring_seconds": RING_SECONDS,
         "max_attempts": 2, "wrapup_seconds": 1,
         "retry_seconds": {"busy": RETRY_SECONDS, "no_answer": RETRY_SECONDS, "rejected": RETRY_SECONDS}}))
     created = await ccctl(process, "campaign", "create", "spring", "--settings", str(settings), "--agents", "1001,1002")
@@ -291,7 +291,7 @@ async def test_predictive_abandons_a_customer_with_no_free_agent_with_the_messag
     stop_after.append(process)
     await process.start()
     status, body = await process.api("POST", "/api/campaigns", json={
-        "name": "guess", "mode": "predictive", "agents": ["1001"], "hours": "00:00-23:59", "allow_holidays": True,
+        "name": "guess", "mode": "predictive", "agents": ["1001"], "hours": "00:00-24:00", "allow_holidays": True,
         "max_attempts": 2, "wrapup_seconds": 1, "retry_seconds": {"abandoned": RETRY_SECONDS}})
     assert status == 201, body
     slow = number("5", 1)

@@ -147,7 +147,7 @@ async def test_a_campaign_call_is_held_recorded_and_consult_transferred_to_a_col
         fresh_asterisk: Path, shared: ControllerProcess) -> None:
     process = shared
     status, body = await process.api("POST", "/api/campaigns", json={
-        "name": "control", "mode": "progressive", "agents": ["1001"], "hours": "00:00-23:59",
+        "name": "control", "mode": "progressive", "agents": ["1001"], "hours": "00:00-24:00",
         "allow_holidays": True, "max_attempts": 1, "wrapup_seconds": 1})
     assert status == 201, body
     status, body = await process.api("POST", "/api/campaigns/control/contacts",

@@ -73,6 +73,14 @@ def test_calling_hours_are_the_callees_local_time() -> None:
     assert calling_refusal(rules, at(NEW_YORK, 2026, 12, 2, 13, 0), both, "US") is None
 
 
+def test_hours_ending_at_24_00_cover_the_whole_day() -> None:
+    all_day = settings(hours="00:00-24:00")
+    assert calling_refusal(all_day, at(SHANGHAI, 2026, 12, 2, 23, 59, 30), [], "CN") is None
+    assert calling_refusal(all_day, at(SHANGHAI, 2026, 12, 3, 0, 0), [], "CN") is None
+    assert calling_refusal(settings(hours="00:00-23:59"), at(SHANGHAI, 2026, 12, 2, 23, 59, 30), [], "CN") \
+        == "outside_hours"  # the end is excluded
+
+
 def test_holidays_of_the_callees_region_are_skipped_unless_allowed() -> None:
     national_day = at(SHANGHAI, 2026, 10, 1, 10, 0)  # 国庆节
     assert calling_refusal(settings(), national_day, [], "CN") == "holiday"
