@@ -200,7 +200,7 @@ async function signIn() {
 }
 
 desk.translate({
-  zh: {title: "质检", user_name: "用户名", password: "密码", login: "登录", sign_out: "退出",
+  zh: {title: "质检", console: "班长台", user_name: "用户名", password: "密码", login: "登录", sign_out: "退出",
        recordings: "录音", started: "开始时间", agent: "坐席", queue: "队列", duration: "时长", scored: "已评分",
        score_it: "评分", scoring: "评分录音", form: "质检表", criterion: "评分项", weight: "权重", points: "得分",
        comment: "批注", comment_here: "在当前位置批注", summary: "总评", save: "保存", saved: "已保存，得分",
@@ -210,7 +210,7 @@ desk.translate({
        edit: "编辑", form_edit: "新建或修改质检表（保存即生成新版本，已有评分保留原版本）", key: "代码",
        max_points: "满分", critical_short: "关键项", add_criterion: "添加评分项", save_form: "保存质检表",
        version_saved: "已保存为版本", unchanged: "没有变化"},
-  en: {title: "Quality", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
+  en: {title: "Quality", console: "Supervisor console", user_name: "Name", password: "Password", login: "Log in", sign_out: "Log out",
        recordings: "Recordings", started: "Started", agent: "Agent", queue: "Queue", duration: "Length",
        scored: "Scored", score_it: "Score", scoring: "Scoring recording", form: "QA form", criterion: "Criterion",
        weight: "Weight", points: "Points", comment: "Comment", comment_here: "Comment at this point",
