@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.engine import AcdError
 from controller.ari.errors import AriError
 from controller.clock import Clock
+from controller.config import DEFAULT_NODE
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
@@ -297,6 +298,8 @@ class CampaignService:
             await asyncio.sleep(TICK_SECONDS)
 
     def tick(self, campaign: Campaign) -> None:
+        if not self.acd.node_readopted(DEFAULT_NODE):
+            return  # Asterisk not (re)connected and reconciled yet: the reconciliation would take a dial for lost
         self._sync_agents(campaign)
         for dial in campaign.pacing.plan():
             contact = self._next_contact(campaign)
