@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.browser import Browser
 from tests.e2e import test_ivr_acd
 from tests.e2e.conftest import ADMIN_TOKEN, ControllerProcess, demo_config
 from tests.sipp import Phone, _next_ports, _Sipp, uas_scenario
@@ -37,6 +38,7 @@ BEHAVIOURS = {"1": "answers", "2": "busy", "3": "no_answer", "4": "rejects"}
 #: refuses (an international number), 100 contacts.
 MIX = {"1": 40, "2": 20, "3": 15, "4": 15}
 DNC, OUT_OF_HOURS = 5, 4
+SUPERVISOR_TOKEN = "demo-supervisor-token"
 RING_SECONDS = 5.0
 RETRY_SECONDS = 5.0
 HOLD_MS = 1500  # an agent's talk
@@ -493,8 +495,21 @@ async def test_a_campaign_goes_on_after_a_sigterm_and_a_sigkill_with_calls_in_fl
     restarted_at = time.time()
     _, shown = await process.api("GET", "/api/campaigns/again")
     assert shown["status"] == "running", shown
+    before = len(rows(process, "SELECT id FROM campaign_attempts WHERE campaign = 'again'"))
+    assert shown["stats"]["dialed"] >= before  # the figures go on from the store's attempts
 
-    done = await until_finished(process, "again", 180)
+    # The wallboard: the campaign's live figures, counted from before the restarts, and going on.
+    async with Browser() as browser:
+        board = await browser.open(f"{process.url}/wallboard?token={SUPERVISOR_TOKEN}&lang=en")
+        row = '#campaigns tr[data-campaign="again"]'
+        dialed = f"Number(document.querySelector('{row} td.dialed')?.textContent)"
+        await board.wait_for(f"{dialed} >= {before}")
+        await board.wait_for(f"{dialed} > {before}", timeout=40)  # a dial of the new process, shown live
+        cells = await board.evaluate(f"[...document.querySelectorAll('{row} td')].map((td) => td.textContent)")
+        assert cells[0] == "again" and cells[1] == "running" and cells[7].endswith("/ 2"), cells
+        assert cells[4] == "0" and cells[5] == "0.0%", cells  # nobody abandoned
+        done = await until_finished(process, "again", 180)
+        await board.wait_for(f"document.querySelector('{row}') === null")  # finished: off the board
     on_the_wire = customers.dialled()
     customers.kill()
     for phone in phones:
