@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.engine import AcdError
 from controller.ari.errors import AriError
 from controller.clock import Clock
-from controller.config import DEFAULT_NODE
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
@@ -142,6 +141,8 @@ class CampaignService:
         self.dnc: dict[str, set[str]] = {"": set()}  # campaign ('' global) -> numbers
         self._spawn = spawn
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether the trunk's Asterisk node is connected and its calls reconciled (the application wires it).
+        self.dial_ready: Callable[[], bool] = lambda: True
 
     # -- setting up -----------------------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class CampaignService:
             await asyncio.sleep(TICK_SECONDS)
 
     def tick(self, campaign: Campaign) -> None:
-        if not self.acd.node_readopted(DEFAULT_NODE):
+        if not self.dial_ready():
             return  # Asterisk not (re)connected and reconciled yet: the reconciliation would take a dial for lost
         self._sync_agents(campaign)
         for dial in campaign.pacing.plan():
