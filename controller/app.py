@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -75,6 +75,9 @@ from controller.plugins.inbox.state_persistor import InboxRecords
 from controller.plugins.ivr import resources as ivr_resources
 from controller.plugins.ivr.services import IvrService
 from controller.plugins.metrics import resources as metrics_resources
+from controller.plugins.qa import resources as qa_resources
+from controller.plugins.qa.services import QaService
+from controller.plugins.qa.state_persistor import QaRecords
 from controller.plugins.recordings import resources as recording_resources
 from controller.plugins.recordings.services import RecordingService
 from controller.plugins.recordings.state_persistor import RecordingIndex
@@ -89,6 +92,13 @@ from controller.store.db import Store, StoreError
 from controller.store.retention import RetentionJob
 
 log = logging.getLogger("controller")
+
+
+class BackgroundService(Protocol):
+    """A plugin's long-running part (timers, pollers): runs until cancelled."""
+
+    async def run(self) -> None: ...
+
 
 #: How long a graceful stop waits for the store to commit what the live calls wrote.
 STOP_FLUSH_SECONDS = 5.0
@@ -134,6 +144,8 @@ class Controller:
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)
         self.recordings.picture = self.calls.live
+        self.qa = QaService(QaRecords(self.store), self.audit, self.recordings.index.get, time.time,
+                            publish=self.events.publish)
         self.calls.register_resumer("recording", self.recordings.resume_recording, self.recordings.close_recording)
         self.retention = RetentionJob(self.store, config.retention, webhooks=[hook.name for hook in config.webhooks],
                                       purge_tts=self.prompts.purge_cache)
@@ -160,6 +172,7 @@ class Controller:
         self._follow_dids_webhooks_standards_prompts()
         self.campaigns = CampaignService(acd=self.acd, records=CampaignRecords(self.store), clock=self.clock,
                                          spawn=self.spawn)
+        self.campaigns.ivr = self.ivr  # IVR-only campaigns' flows
         self.stream = self._wire_nodes()  # what reads "the" ARI stream reads the first node's
         self.ami = self.nodes.default.ami
         # app_queue's AMI queue events and actions for wallboards (compat.ami_port; off by default).
@@ -430,7 +443,7 @@ class Controller:
             *callback_resources.routes(self.callbacks),
             *ivr_resources.routes(self.ivr),
             *reload_resources.routes(self.reload_everything),
-            *report_resources.routes(self.reports),
+            *report_resources.routes(self.reports, qa_figures=self.qa.report),
             *wfm_resources.routes(self.wfm),
             *campaign_resources.routes(self.campaigns),
             *ami_resources.routes(self.ami, self._is_browser_phone),
@@ -445,6 +458,7 @@ class Controller:
                                     queue_exists=lambda name: name in self.acd.queue_configs,
                                     call_exists=self.inbox.records.call_exists),
             *fax_resources.routes(self.faxes, dialing=lambda: self.live.current.dialing),
+            *qa_resources.routes(self.qa),
         ]
 
     async def _close_refused_agents_sockets(self, old: Config, new: Config) -> None:
@@ -479,6 +493,13 @@ class Controller:
     def _http(self) -> aiohttp.ClientSession:
         assert self.http_client is not None, "the controller is not running"
         return self.http_client
+
+    def _background_services(self) -> list[BackgroundService]:
+        """The plugins' timers and pollers: started once the event stream and the store's writer run, and
+        cancelled together when the controller stops, before the calls are let go. (The store's writer,
+        the CTI queue, webhooks and the queue_log/CDR writer are stopped one by one, in their own order.)"""
+        return [self.acd, self.ivr, self.recordings, self.retention, self.access, self.inbox, self.campaigns,
+                self.faxes]
 
     async def run(self) -> None:
         await self.store.open()
@@ -519,15 +540,8 @@ class Controller:
                 for node in self.nodes:
                     self.nodes.disconnected(node.name)  # a node that never connects is down after a while
                 notifier = tasks.create_task(self.webhooks.run())
-                acd_timer = tasks.create_task(self.acd.run())
-                prompts = tasks.create_task(self.ivr.run())
-                retention = tasks.create_task(self.recordings.run())
-                data_retention = tasks.create_task(self.retention.run())
                 compat = tasks.create_task(self.compat.run())
-                idle_sessions = tasks.create_task(self.access.run())
-                inbox = tasks.create_task(self.inbox.run())
-                dialer = tasks.create_task(self.campaigns.run())
-                faxes = tasks.create_task(self.faxes.run())
+                background = [tasks.create_task(service.run()) for service in self._background_services()]
                 log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
                 await self._stop.wait()
                 # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
@@ -538,15 +552,9 @@ class Controller:
                 self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
                 for stream in streams:
                     stream.cancel()
-                acd_timer.cancel()
+                for task in background:
+                    task.cancel()
                 self.acd.flush_snapshot()  # the agents' last changes, before the store's final flush
-                prompts.cancel()
-                retention.cancel()
-                data_retention.cancel()
-                idle_sessions.cancel()
-                inbox.cancel()
-                dialer.cancel()
-                faxes.cancel()
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

@@ -503,3 +503,33 @@ class Phone(_Sipp):
         super().__init__(uas_scenario(answer_after_ms, reject=reject, hold_ms=hold_ms, talk=talk), sip_port,
                          media_port,
                          calls=calls, timeout_s=timeout_s)
+
+
+#: The RTP packets of `audio_pcap` captures: A-law, 30 ms each (SPEECH_PCAP's own packets, re-filled).
+_AUDIO_PACKET_BYTES = 240
+
+
+def audio_pcap(alaw: bytes, target: Path) -> Path:
+    """A capture SIPp's `play_pcap_audio` plays, carrying `alaw` (8 kHz A-law samples) as RTP: SPEECH_PCAP's
+    first packet's headers, with the payload, sequence numbers, timestamps and capture times of each 30 ms
+    packet filled in (the call must offer A-law: `uas_scenario(talk=True)`)."""
+    capture = Path(SPEECH_PCAP).read_bytes()
+    (rtp, udp), = _rtp_offsets(capture)[:1]
+    header_length = rtp + 12 - 24 - 16  # link, IP, UDP and RTP headers of the first packet
+    assert struct.unpack_from("<I", capture, 24 + 8)[0] == header_length + _AUDIO_PACKET_BYTES
+    first = bytearray(capture[24 + 16: 24 + 16 + header_length])
+    seconds, micros = struct.unpack_from("<II", capture, 24)
+    struct.pack_into(">H", first, udp - 24 - 16 + 6, 0)  # no UDP checksum (allowed over IPv4)
+    out = bytearray(capture[:24])
+    padded = alaw + b"\xd5" * (-len(alaw) % _AUDIO_PACKET_BYTES)  # A-law silence
+    for index in range(len(padded) // _AUDIO_PACKET_BYTES):
+        packet = bytearray(first)
+        seq, ts = struct.unpack_from(">HI", packet, rtp - 24 - 16 + 2)
+        struct.pack_into(">HI", packet, rtp - 24 - 16 + 2, (seq + index) & 0xFFFF,
+                         (ts + index * _AUDIO_PACKET_BYTES) & 0xFFFFFFFF)
+        at = seconds * 1_000_000 + micros + index * 30_000
+        length = header_length + _AUDIO_PACKET_BYTES
+        out += struct.pack("<IIII", at // 1_000_000, at % 1_000_000, length, length)
+        out += packet + padded[index * _AUDIO_PACKET_BYTES:(index + 1) * _AUDIO_PACKET_BYTES]
+    target.write_bytes(out)
+    return target

@@ -269,8 +269,6 @@ class ApplicationReplaced(Event):
     pass
 
 
-
-
 def _channel_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {"channel": Channel.parse(obj["channel"])} if isinstance(obj.get("channel"), dict) else {}
 

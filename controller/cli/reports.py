@@ -108,7 +108,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(report_csv(data))
         return 0
-    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"])
+    # QA by agent (README "Quality assurance") comes with the KPIs: scores given in the period.
+    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]) + qa_table(d.get("qa", []))
                 + campaign_table(d["campaigns"]))
 
 
@@ -139,6 +140,18 @@ def campaign_table(rows: list[dict[str, Any]]) -> str:
                       + f"\n{r['campaign']} attempts: " + ", ".join(f"{k} {v}" for k, v in r["by_outcome"].items())
                       for r in rows)
     return "\n\ncampaigns\n" + table + details
+
+
+def qa_table(rows: list[dict[str, Any]]) -> str:
+    """QA by agent: calls scored, average score, critical failures, the criterion with the lowest average."""
+    if not rows:
+        return "\n\nquality (QA): no scores"
+    table = render_table(
+        ["agent", "scored", "avg score", "critical failed", "lowest criterion"],
+        [[r["agent_id"], r["scored"], f"{r['average_score']:.1f}", r["critical_failed"],
+          "-" if r["lowest_criterion"] is None
+          else f"{r['lowest_criterion']['label']} ({r['lowest_criterion']['average_percent']:.0f}%)"] for r in rows])
+    return "\n\nquality (QA)\n" + table
 
 
 def cmd_erlang(args: argparse.Namespace) -> int:

@@ -131,6 +131,14 @@ def json_error(status: int, message: str, headers: Mapping[str, str] | None = No
     return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
+def json_problems(status: int, message: str, problems: list[str]) -> web.Response:
+    """A refusal with each problem as `field.path: message` (the first five also in `error`, for a person)."""
+    if not problems:
+        return json_error(status, message)
+    error = f"{message}: " + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+    return web.json_response({"error": error, "status": status, "problems": problems}, status=status)
+
+
 def token_from(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):

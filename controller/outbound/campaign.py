@@ -22,11 +22,18 @@ from typing import Any
 from controller.holiday_calendar import holiday_name
 from controller.outbound.pacing import MODES, Mode, PacingSettings
 
-__all__ = ["DISPOSITIONS", "OUTCOMES", "CampaignSettings", "calling_refusal", "next_calling_time",
-           "parse_settings", "retry_due"]
+__all__ = ["AMD_HANDLING", "DISPOSITIONS", "OUTCOMES", "REACHED_OUTCOMES", "CampaignSettings", "calling_refusal",
+           "next_calling_time", "parse_settings", "retry_due"]
 
-#: What an attempt can end as, before an agent's disposition.
-OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed", "machine", "abandoned")
+#: What an attempt can end as, before an agent's disposition (`interrupted`: in flight when the controller stopped).
+OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed", "machine", "abandoned", "completed",
+            "transferred", "hung_up", "machine_message", "skipped", "interrupted")
+#: Outcomes that reached the customer (or their machine, with a message left): the contact is done.
+#: IVR-only: `completed` (the flow ran to its end), `transferred` (pressed for a queue), `hung_up`.
+REACHED_OUTCOMES = ("answered", "completed", "transferred", "hung_up", "machine_message")
+#: What an answering machine gets (`amd`): no detection, hang up (retried as `machine`), a message after
+#: the beep (`amd_message`), or the agent as if a person answered.
+AMD_HANDLING = ("off", "hangup", "message", "agent")
 #: Retryable outcomes and dispositions, with their default delay (seconds).
 DEFAULT_RETRY_SECONDS: dict[str, float] = {"busy": 600.0, "no_answer": 1800.0, "rejected": 3600.0,
                                            "failed": 3600.0, "machine": 3600.0, "abandoned": 1800.0,
@@ -55,9 +62,12 @@ class CampaignSettings:
     retry_seconds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RETRY_SECONDS))
     abandon_cap: float = 0.03
     wrapup_seconds: float = 5.0
+    ivr_lines: int = 10  # ivr mode: customers dialled or in the flow at a time
+    amd: str = "off"  # answering-machine detection: one of AMD_HANDLING
+    amd_message: str = ""  # amd "message": said (text to speech) after the machine's beep
 
     def pacing(self) -> PacingSettings:
-        return PacingSettings(mode=self.mode, abandon_cap=self.abandon_cap)
+        return PacingSettings(mode=self.mode, abandon_cap=self.abandon_cap, ivr_lines=self.ivr_lines)
 
     def hours_range(self) -> tuple[datetime.time, datetime.time]:
         start, _, end = self.hours.partition("-")
@@ -122,6 +132,12 @@ def _check(settings: CampaignSettings) -> None:
         raise ValueError(f"retry_seconds: outcomes {', '.join(DEFAULT_RETRY_SECONDS)} with seconds >= 0 (not {bad})")
     if not 0 < settings.abandon_cap < 1:
         raise ValueError("abandon_cap: between 0 and 1 (0.03 is 3 %)")
+    if not 1 <= settings.ivr_lines <= 500:
+        raise ValueError("ivr_lines: 1 to 500")
+    if settings.amd not in AMD_HANDLING:
+        raise ValueError(f"amd: one of {', '.join(AMD_HANDLING)}")
+    if settings.amd == "message" and not settings.amd_message.strip():
+        raise ValueError("amd_message: the message left on answering machines (amd: message)")
 
 
 def _zones(settings: CampaignSettings, zones: Sequence[str]) -> list[zoneinfo.ZoneInfo]:

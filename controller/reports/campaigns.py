@@ -6,7 +6,9 @@ Definitions (README "Outbound campaigns", reports):
   answered (connected to an agent, or abandoned: answered with no agent for them); **connected**: answered
   and talked to an agent (outcome `answered`); **abandoned**: outcome `abandoned`;
 - **abandon rate**: abandoned / answered (the pacing engine's definition, its cap's);
-- **contact rate**: contacts reached (at least one connected attempt) / contacts dialled at least once;
+- **contact rate**: contacts reached (an attempt that reached the customer: connected to an agent, or an
+  IVR-only call completed, transferred or hung up by them, or a message left on their machine:
+  `REACHED_OUTCOMES`) / contacts dialled at least once;
 - **attempts per contact**: dialed / contacts dialled at least once;
 - **results**: contacts by final result: the agent's disposition when there is one, else the contact's
   status (`done`, `failed:<last outcome>`, `dnc`, or still open: `pending`, `retry`, `dialing`);
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from controller.outbound.campaign import REACHED_OUTCOMES
 
 #: A contact's statuses while it may still be dialled.
 OPEN_STATUSES = ("pending", "retry", "dialing")
@@ -128,7 +132,7 @@ def campaign_report(campaign: str, contacts: Iterable[ContactFact], attempts: It
     attempt_list = list(attempts)
     tally = Tally.from_attempts(attempt_list)
     dialled = {a.contact_no for a in attempt_list}
-    reached = {a.contact_no for a in attempt_list if a.outcome == "answered"}
+    reached = {a.contact_no for a in attempt_list if a.outcome in REACHED_OUTCOMES}
     talks = [a.talk_seconds for a in attempt_list if a.outcome == "answered"]
     results: dict[str, int] = {}
     for contact in contact_list:

@@ -385,4 +385,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX faxes_status ON faxes(status);
     """,
+    # 17: quality assurance (README "Quality assurance"): scoring forms, each change a new version (a score keeps
+    # the version it was given with), and the scores of recorded calls with comments at points of the recording
+    """
+    CREATE TABLE qa_forms (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,           -- 1, 2, ...: a changed form is a new version, old ones stay
+        definition TEXT NOT NULL,           -- JSON: {title, criteria: [{key, label, weight, max_points, critical}]}
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        retired_at REAL,                    -- set on the latest version when the form is removed: no new scores
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE qa_scores (
+        id TEXT PRIMARY KEY,                -- chosen by the controller (hex)
+        recording_id INTEGER NOT NULL,
+        call_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,             -- the agent scored
+        form TEXT NOT NULL,
+        form_version INTEGER NOT NULL,
+        scorer TEXT NOT NULL,               -- the actor (user:NAME, token:NAME)
+        scored_at REAL NOT NULL,
+        score REAL NOT NULL,                -- 0-100, weighted; 0 when a critical criterion got no points
+        critical_failed INTEGER NOT NULL DEFAULT 0,
+        points TEXT NOT NULL,               -- JSON: {criterion key: points}
+        comments TEXT NOT NULL DEFAULT '[]',  -- JSON: [{at: seconds into the recording, text}]
+        summary TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX qa_scores_agent ON qa_scores(agent_id, scored_at);
+    CREATE INDEX qa_scores_scored ON qa_scores(scored_at);
+    CREATE INDEX qa_scores_recording ON qa_scores(recording_id);
+    """,
 ]

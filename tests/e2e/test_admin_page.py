@@ -15,9 +15,10 @@ PASSWORDS = {"admin": "demo-admin-pass", "supervisor": "demo-supervisor-pass", "
 
 
 async def sign_in(browser: Browser, controller: ControllerProcess, name: str, tab: str = "agents",
-                  lang: str = "en") -> Page:
-    """Open the admin page, log in with a name and password; returns once every panel is drawn."""
-    page = await browser.open(f"{controller.url}/admin?lang={lang}#{tab}")
+                  lang: str = "en", path: str = "/admin") -> Page:
+    """Open the admin page (or another page with the same sign-in: /qa), log in with a name and password; returns
+    once every panel is drawn."""
+    page = await browser.open(f"{controller.url}{path}?lang={lang}#{tab}")
     await page.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     await page.wait_for("!document.querySelector('#signin').hidden")
     await page.fill("#name", name)

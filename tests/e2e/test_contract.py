@@ -74,6 +74,15 @@ ACCESS: dict[str, str] = {
     "GET /api/recordings": ALL,
     "GET /api/recordings/{recording_id}": ALL,
     "GET /api/recordings/{recording_id}/audio": ALL,
+    # quality assurance (README "Quality assurance"): supervisors score; agents read their own scores
+    "GET /api/qa/forms": ALL,
+    "GET /api/qa/forms/{form}": ALL,
+    "PUT /api/qa/forms/{form}": "admin supervisor",
+    "DELETE /api/qa/forms/{form}": "admin supervisor",
+    "POST /api/qa/scores": "admin supervisor",
+    "GET /api/qa/scores": ALL,
+    "GET /api/qa/scores/{score_id}": ALL,
+    "GET /api/qa/report": STAFF,
     # the inbox (voicemail as work) and follow-up tasks: agents see their own and their queues'
     "GET /api/inbox": ALL,
     "GET /api/inbox/report": STAFF,
@@ -115,6 +124,9 @@ ACCESS: dict[str, str] = {
     "POST /api/campaigns/{name}/pause": "admin supervisor",
     "POST /api/campaigns/{name}/stop": "admin supervisor",
     "POST /api/campaigns/{name}/contacts/{contact_no}/disposition": "admin supervisor agent",
+    "GET /api/agents/{agent_id}/preview": "admin supervisor agent",
+    "POST /api/agents/{agent_id}/preview/dial": "admin supervisor agent",
+    "POST /api/agents/{agent_id}/preview/skip": "admin supervisor agent",
     "GET /api/dnc": "admin supervisor",
     "POST /api/dnc": "admin supervisor",
     # CTI
@@ -164,7 +176,7 @@ TOKENS = {"admin": "demo-admin-token", "supervisor": "demo-supervisor-token",
 PARAMETERS = {"agent_id": "1001", "call_id": "nope-call", "number": "13800138000", "queue": "general",
               "recording_id": "999999", "name": "nope-hook", "token_id": "999999", "key": "nope-key",
               "shift_id": "999999", "item_id": "0" * 32, "task_id": "0" * 32, "callback_id": "999999",
-              "contact_no": "999999", "fax_id": "0" * 32}
+              "contact_no": "999999", "fax_id": "0" * 32, "form": "nope-form", "score_id": "0" * 32}
 
 
 def concrete(template: str) -> str:

@@ -4,10 +4,12 @@ their store (controller/plugins/campaigns/state_persistor.py)."""
 from __future__ import annotations
 
 import datetime
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from controller.clock import FakeClock
 from controller.outbound.campaign import (
     CampaignSettings,
     calling_refusal,
@@ -16,6 +18,7 @@ from controller.outbound.campaign import (
     retry_due,
 )
 from controller.outbound.contacts import parse_csv
+from controller.plugins.campaigns.services import CampaignService
 from controller.plugins.campaigns.state_persistor import CampaignRecords
 from controller.store.db import Store
 
@@ -102,6 +105,7 @@ def test_retries_per_outcome_and_the_attempt_limit() -> None:
     ({"mode": "turbo"}, "mode"), ({"hours": "21:00-09:00"}, "end before"), ({"ring_seconds": 300}, "ring_seconds"),
     ({"agents": []}, "agents"), ({"retry_seconds": {"sale": 5}}, "retry_seconds"), ({"colour": 1}, "unknown"),
     ({"name": "a b"}, "name"), ({"timezone": "Mars/Base"}, "timezone"), ({"mode": "ivr"}, "flow"),
+    ({"amd": "guess"}, "amd"), ({"amd": "message"}, "amd_message"), ({"ivr_lines": 0}, "ivr_lines"),
 ])
 def test_bad_settings_are_refused_with_a_reason(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -111,6 +115,12 @@ def test_bad_settings_are_refused_with_a_reason(values: dict[str, object], messa
 def test_default_ring_limit_is_six_rings_and_cap_three_percent() -> None:
     rules = settings()
     assert (rules.ring_seconds, rules.abandon_cap, rules.mode) == (30.0, 0.03, "progressive")
+    assert (rules.amd, rules.pacing().ivr_lines) == ("off", 10)  # no detection unless asked for
+
+
+def test_amd_and_ivr_lines_settings() -> None:
+    rules = settings(amd="message", amd_message="请回电。", ivr_lines=3, mode="ivr", flow="notice", agents=[])
+    assert (rules.amd, rules.amd_message, rules.pacing().ivr_lines) == ("message", "请回电。", 3)
 
 
 async def test_store_round_trip(store: Store) -> None:
@@ -134,3 +144,21 @@ async def test_store_round_trip(store: Store) -> None:
     await records.add_dnc(["+8613800138000"], "", "again", 6.0)  # an upsert: no duplicate
     assert [(r["number"], r["campaign"], r["reason"]) for r in await records.dnc()] == [
         ("+8613800138000", "", "again")]
+
+
+async def test_a_restart_makes_previewed_and_dialling_contacts_due_again(store: Store) -> None:
+    """A contact offered to an agent (preview) or being dialled when the controller stopped is due at once
+    after the restart: the offer and the call are gone with the old process."""
+    records = CampaignRecords(store)
+    await records.save_campaign("look", settings(name="look", mode="preview").as_dict(), "running", 1.0)
+    await records.add_contacts("look", 1, parse_csv(CSV, "CN").contacts[:3], 2.0)
+    for contact_no, status in ((1, "previewing"), (2, "dialing")):
+        records.save_contact("look", contact_no, status=status, attempts=contact_no - 1, next_at=None,
+                             last_outcome=None, disposition=None, at=3.0)
+    clock = FakeClock(1000.0)
+    service = CampaignService(acd=SimpleNamespace(publish=lambda *args, **kwargs: None),  # type: ignore[arg-type]
+                              records=records, clock=clock)
+    await service.load()
+    contacts = service.campaign("look").contacts
+    assert [(c.no, c.status, c.next_at) for c in contacts.values()] == [
+        (1, "retry", 1000.0), (2, "retry", 1000.0), (3, "pending", None)]

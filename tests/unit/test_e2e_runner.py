@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -44,3 +47,24 @@ def test_failures_errors_and_seconds_per_file_from_the_groups_reports(tmp_path: 
     assert outcome.failed == ["tests.e2e.test_x::test_bad[sqlite]", "tests.e2e.test_y.TestThing::test_setup"]
     assert outcome.seconds_by_file == {"tests/e2e/test_x.py": 3.5, "tests/e2e/test_y.py": 3.5}
     assert len(merged.findall("testsuite")) == 1
+
+
+def test_a_failed_test_is_named_for_its_rerun_as_pytest_names_it() -> None:
+    assert e2e.node_id("tests.e2e.test_x::test_bad[sqlite]") == "tests/e2e/test_x.py::test_bad[sqlite]"
+    assert e2e.node_id("tests.e2e.test_y.TestThing::test_setup") == "tests/e2e/test_y.py::TestThing::test_setup"
+
+
+def test_a_test_that_passes_alone_is_flaky_one_that_fails_again_is_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 0 if command[-1].endswith("test_flaky") else 1)
+
+    monkeypatch.setattr(e2e, "OUT", tmp_path)
+    monkeypatch.setattr(e2e.subprocess, "run", fake_run)
+    flaky, failed = e2e.rerun_alone(["tests.e2e.test_x::test_flaky", "tests.e2e.test_x::test_broken"], "ns-1", [])
+    assert flaky == ["tests.e2e.test_x::test_flaky"] and failed == ["tests.e2e.test_x::test_broken"]
+    assert [c[:2] for c in ran] == [[str(e2e.CCC_NS), "ns-1"]] * 2  # in a namespace, one test per pytest
+    assert [c[-1] for c in ran] == ["tests/e2e/test_x.py::test_flaky", "tests/e2e/test_x.py::test_broken"]

@@ -503,13 +503,6 @@ class AcdService:
     # -- the caller's side ----------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
     async def announce_to_caller(self, session: CallSession, prompt: Prompt,
                                   unless: Callable[[], bool] | None = None) -> None:
         """An announcement the call can go on without: when its speech cannot be rendered, it is skipped;
@@ -524,8 +517,6 @@ class AcdService:
         await session.play([media])
 
 
-
-
     def agent_done(self, waiting: QueueCall, agent_id: str) -> None:
         """The agent's part of the call is over (they hung up, or transferred it away while the caller
         stays with someone else): talk ends, ACW starts. Once per agent and call."""
@@ -534,25 +525,6 @@ class AcdService:
         self.records.talk_ended(waiting.call_id)
         with contextlib.suppress(AcdError):
             self.apply(self.engine.call_ended(agent_id))
-
-    # -- call control (agents' commands on their connected call) ------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
     # -- the capabilities: queueing, call control, outbound (their own modules) -----------------------
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from controller.config import Role
 from controller.http.openapi import body_of, operation
-from controller.http.server import caller_of, roles
+from controller.http.server import caller_of, json_problems, roles
 from controller.plugins.admin.kinds import KINDS, Change, Kind
 from controller.plugins.admin.schemas import KEY, body_schema, checked_body_schema, item_schema
 from controller.plugins.admin.services import AdminRefused, AdminService
@@ -41,11 +41,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def refusal(exc: AdminRefused) -> web.Response:
-    body: dict[str, Any] = {"error": exc.message, "status": exc.status}
-    if exc.problems:
-        body["problems"] = exc.problems
-        body["error"] = f"{exc.message}: " + "; ".join(exc.problems[:5]) + ("; ..." if len(exc.problems) > 5 else "")
-    return web.json_response(body, status=exc.status)
+    return json_problems(exc.status, exc.message, exc.problems)
 
 
 def answered(request: web.Request, changes: list[Change], body: dict[str, Any]) -> web.Response:

@@ -28,3 +28,17 @@ class CampaignNotifier:
                       next_at: float | None, agent_id: str | None) -> None:
         self._publish("campaign.attempt_ended", call_id=call_id, agent_id=agent_id, campaign=campaign,
                       contact_no=contact_no, outcome=outcome, status=status, next_at=next_at)
+
+    def preview(self, campaign: str, agent_id: str, screen_pop: dict[str, Any]) -> None:
+        """Preview mode: the agent's next contact, theirs until they dial or skip it."""
+        self._publish("campaign.preview", agent_id=agent_id, campaign=campaign, screen_pop=screen_pop)
+
+    def preview_ended(self, campaign: str, agent_id: str, contact_no: int, how: str,
+                      call_id: str | None = None) -> None:
+        self._publish("campaign.preview_ended", call_id=call_id, agent_id=agent_id, campaign=campaign,
+                      contact_no=contact_no, how=how)
+
+    def amd(self, campaign: str, call_id: str, contact_no: int, status: str, cause: str, handling: str,
+            agent_id: str | None) -> None:
+        self._publish("campaign.amd", call_id=call_id, agent_id=agent_id, campaign=campaign, contact_no=contact_no,
+                      status=status, cause=cause, handling=handling)

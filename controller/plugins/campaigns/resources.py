@@ -1,5 +1,5 @@
 """HTTP: outbound campaigns (README "Outbound campaigns"): create, import contacts, start, pause, stop,
-stats, dispositions, do-not-call lists."""
+stats, dispositions, do-not-call lists; an agent's previewed contact (dial or skip it)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from aiohttp import web
 
 from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import caller_of, json_error, roles
-from controller.plugins.campaigns.schemas import CAMPAIGN, CONTACTS, CREATE, DISPOSITION, DNC, NAME
-from controller.plugins.campaigns.services import CampaignError, CampaignService
+from controller.plugins.campaigns.errors import CampaignError
+from controller.plugins.campaigns.schemas import CAMPAIGN, CONTACTS, CREATE, DISPOSITION, DNC, NAME, PREVIEW
+from controller.plugins.campaigns.services import CampaignService
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PATH = {"name": NAME}
+AGENT_PATH = {"agent_id": {"type": "string", "minLength": 1, "maxLength": 40}}
 
 
 def routes(campaigns: CampaignService) -> list[web.RouteDef]:
@@ -112,6 +114,46 @@ def routes(campaigns: CampaignService) -> list[web.RouteDef]:
             return json_error(422 if exc.status == 400 else exc.status, str(exc))
         return web.json_response({"added": added}, status=201)
 
+    def own_agent(request: web.Request) -> str:
+        """The agent in the path, refused when an agent's token names another agent."""
+        agent_id = request.match_info["agent_id"]
+        identity = caller_of(request)
+        if identity.role == "agent" and identity.agent_id != agent_id:
+            raise web.HTTPForbidden(reason="an agent's token may act only on its own agent")
+        return agent_id
+
+    @operation("Preview mode: the contact offered to the agent (claimed for them; its screen pop)", tag="campaigns",
+               path=AGENT_PATH, responses={200: PREVIEW},
+               errors={404: "no contact is offered to the agent now"})
+    @roles("agent", "supervisor")
+    async def preview(request: web.Request) -> web.Response:
+        offered = campaigns.preview.current(own_agent(request))
+        if offered is None:
+            return json_error(404, "no contact is offered to this agent now")
+        return web.json_response(offered)
+
+    @operation("Preview mode: dial the offered contact (the agent's phone rings when the customer answers)",
+               tag="campaigns", path=AGENT_PATH,
+               responses={202: {"type": "object", "required": ["call_id", "contact"]}},
+               errors={404: "no contact is offered to the agent now",
+                       409: "the campaign is not running, or the agent cannot place a call now"})
+    @roles("agent", "supervisor")
+    async def preview_dial(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(campaigns.preview.dial(own_agent(request)), status=202)
+        except CampaignError as exc:
+            return json_error(exc.status, str(exc))
+
+    @operation("Preview mode: skip the offered contact (closed as skipped, never dialled); the next is offered",
+               tag="campaigns", path=AGENT_PATH, responses={200: {"type": "object"}},
+               errors={404: "no contact is offered to the agent now"})
+    @roles("agent", "supervisor")
+    async def preview_skip(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(campaigns.preview.skip(own_agent(request)))
+        except CampaignError as exc:
+            return json_error(exc.status, str(exc))
+
     return [web.get("/api/campaigns", list_campaigns), web.post("/api/campaigns", create),
             web.get("/api/campaigns/{name}", show),
             web.post("/api/campaigns/{name}/contacts", import_contacts),
@@ -119,4 +161,7 @@ def routes(campaigns: CampaignService) -> list[web.RouteDef]:
             *[web.post(f"/api/campaigns/{{name}}/{action}", transition(action)) for action in ("start", "pause",
                                                                                                "stop")],
             web.post("/api/campaigns/{name}/contacts/{contact_no}/disposition", disposition),
-            web.get("/api/dnc", list_dnc), web.post("/api/dnc", add_dnc)]
+            web.get("/api/dnc", list_dnc), web.post("/api/dnc", add_dnc),
+            web.get("/api/agents/{agent_id}/preview", preview),
+            web.post("/api/agents/{agent_id}/preview/dial", preview_dial),
+            web.post("/api/agents/{agent_id}/preview/skip", preview_skip)]

@@ -42,7 +42,8 @@ def close_in_flight(settings: CampaignSettings, contacts: Mapping[int, ContactSt
         if contact.attempts != rows_per_contact.get(contact.no, 0):
             contact.attempts = rows_per_contact.get(contact.no, 0)
             changed.add(contact.no)
-        if contact.status == "dialing" and contact.no not in open_attempts:  # its dial was never placed: due now
+        # An agent's preview (no call), or a dial never placed: due now.
+        if contact.status in ("dialing", "previewing") and contact.no not in open_attempts:
             contact.status, contact.next_at = "retry", now
             changed.add(contact.no)
     for contact_no, attempt in open_attempts.items():

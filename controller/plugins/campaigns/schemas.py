@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.outbound.campaign import DEFAULT_RETRY_SECONDS, DISPOSITIONS
+from controller.outbound.campaign import AMD_HANDLING, DEFAULT_RETRY_SECONDS, DISPOSITIONS
 from controller.outbound.pacing import MODES
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}(?!\\n)$"}
@@ -25,6 +25,10 @@ CREATE = {
                           "properties": {outcome: SECONDS for outcome in DEFAULT_RETRY_SECONDS}},
         "abandon_cap": {"type": "number", "minimum": 0.001, "maximum": 0.5},
         "wrapup_seconds": {"type": "number", "minimum": 0, "maximum": 3600},
+        "ivr_lines": {"type": "integer", "minimum": 1, "maximum": 500,
+                      "description": "ivr mode: customers dialled or in the flow at a time"},
+        "amd": {"enum": list(AMD_HANDLING), "description": "answering machines: hang up, leave a message, agent"},
+        "amd_message": {"type": "string", "maxLength": 500, "description": "amd message: said after the beep"},
     },
 }
 CONTACTS = {"type": "object", "additionalProperties": False, "required": ["csv"],
@@ -39,3 +43,4 @@ DNC = {"type": "object", "additionalProperties": False, "required": ["numbers"],
                       "campaign": {**NAME, "description": "the campaign's own list (default: the global one)"},
                       "reason": {"type": "string", "maxLength": 200}}}
 CAMPAIGN = {"type": "object", "required": ["name", "status", "settings", "stats"]}
+PREVIEW = {"type": "object", "required": ["campaign", "contact_no", "offered_at", "screen_pop"]}

@@ -41,6 +41,7 @@ from controller.logs import mask_number
 from controller.media.tts import TtsError
 from controller.outbound.campaign import (
     DISPOSITIONS,
+    REACHED_OUTCOMES,
     CampaignSettings,
     calling_refusal,
     next_calling_time,
@@ -49,10 +50,14 @@ from controller.outbound.campaign import (
 )
 from controller.outbound.contacts import ImportResult, normalise, parse_csv
 from controller.outbound.dialing import campaign_number_refusal
-from controller.outbound.pacing import Abandon, Connect, Dial, PacingEngine
+from controller.outbound.pacing import MODES, Abandon, Connect, Dial, IvrOnly, PacingEngine
 from controller.plugins.calls.legs import Leg, connect_and_talk
 from controller.plugins.calls.session import DIAL_OUTCOME_BY_CAUSE, CallSession
+from controller.plugins.campaigns.amd import AnsweringMachines
+from controller.plugins.campaigns.errors import CampaignError
+from controller.plugins.campaigns.ivr_only import IvrOnlyCalls
 from controller.plugins.campaigns.notifier import CampaignNotifier
+from controller.plugins.campaigns.preview import PreviewDesk
 from controller.plugins.campaigns.restart import INTERRUPTED, close_in_flight
 from controller.plugins.campaigns.state_persistor import CampaignRecords
 from controller.reports.campaigns import AttemptFact, Tally, live_figures
@@ -60,25 +65,20 @@ from controller.store.db import StoreUnavailable
 
 if TYPE_CHECKING:
     from controller.plugins.acd.services import AcdService
+    from controller.plugins.ivr.services import IvrService
+
+__all__ = ["Campaign", "CampaignError", "CampaignService", "ContactState"]
 
 log = logging.getLogger("controller.campaigns")
 
 TICK_SECONDS = 0.5
-OPEN = ("pending", "retry", "dialing")
+OPEN = ("pending", "retry", "dialing", "previewing")
 #: The statuses a campaign can be set to from the API, and from which.
 TRANSITIONS = {"start": ({"draft", "paused", "stopped"}, "running"), "pause": ({"running"}, "paused"),
                "stop": ({"running", "paused", "draft"}, "stopped")}
-#: Modes the runner places calls for on the real Asterisk (preview and IVR-only: the pacing engine only).
-RUNNABLE_MODES = ("progressive", "predictive")
+#: Modes the runner places calls for on the real Asterisk (preview: preview.py, IVR-only: ivr_only.py).
+RUNNABLE_MODES = MODES
 ABANDON_MESSAGE = ("您好，我们稍后再给您来电，再见。", "Hello, we will call you again later. Goodbye.")
-
-
-class CampaignError(ValueError):
-    """A request that cannot be done (the message says why); `status` is the HTTP status for it."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -143,6 +143,10 @@ class CampaignService:
         self._tasks: set[asyncio.Task[None]] = set()
         # Whether the trunk's Asterisk node is connected and its calls reconciled (the application wires it).
         self.dial_ready: Callable[[], bool] = lambda: True
+        self.ivr: IvrService | None = None  # runs IVR-only campaigns' flows (set by the app)
+        self.preview = PreviewDesk(self)
+        self.ivr_only = IvrOnlyCalls(self)
+        self.machines = AnsweringMachines(self)
 
     # -- setting up -----------------------------------------------------------------------------------
 
@@ -232,9 +236,12 @@ class CampaignService:
                                 f"{' and '.join(RUNNABLE_MODES)})", 422)
         if action == "start" and self.acd.originate is None:
             raise CampaignError("outbound calls are not available", 503)
+        if action == "start":
+            self.ivr_only.check_flow(campaign)
         campaign.status = status
         await self.records.save_campaign(name, campaign.settings.as_dict(), status, self.clock.now())
         if status != "running":
+            self.preview.withdraw(campaign, f"campaign {status}")
             for agent_id, call_id in list(campaign.holding.items()):  # reserved, not dialled yet: nothing
                 if call_id not in campaign.attempts:
                     campaign.holding.pop(agent_id)
@@ -302,12 +309,15 @@ class CampaignService:
         if not self.dial_ready():
             return  # Asterisk not (re)connected and reconciled yet: the reconciliation would take a dial for lost
         self._sync_agents(campaign)
+        self.preview.check_agents(campaign)
         for dial in campaign.pacing.plan():
             contact = self._next_contact(campaign)
             if contact is None:
                 campaign.pacing.cancel(dial.id)
-                continue
-            self._start(campaign, dial, contact)
+            elif campaign.settings.mode == "preview":
+                self.preview.offer(campaign, dial, contact)
+            else:
+                self._start(campaign, dial, contact)
         if not campaign.attempts and not any(c.status in OPEN for c in campaign.contacts.values()) and \
                 campaign.contacts:
             campaign.status = "finished"
@@ -366,6 +376,12 @@ class CampaignService:
             return contact
         return None
 
+    def place(self, campaign: Campaign, dial: Dial, contact: ContactState) -> str | None:
+        """Dial `contact` now (the call id; None when the ACD refused the reserved agent)."""
+        self._start(campaign, dial, contact)
+        attempt = next((a for a in campaign.attempts.values() if a.dial.id == dial.id), None)
+        return attempt.call_id if attempt is not None else None
+
     def _start(self, campaign: Campaign, dial: Dial, contact: ContactState) -> None:
         call_id = uuid.uuid4().hex
         if dial.agent_id is not None:
@@ -414,9 +430,14 @@ class CampaignService:
     async def _answered(self, campaign: Campaign, attempt: Attempt, session: CallSession) -> None:
         session.answered = True
         session.records.answered(session.call_id)
+        session.data.update({"campaign": campaign.name, "contact_no": attempt.contact.no})
+        if campaign.settings.amd != "off" and not await self.machines.screen(campaign, attempt, session):
+            return  # an answering machine, handled (or the customer hung up during the detection)
         attempt.answered = True
         decision = campaign.pacing.answered(attempt.dial.id)
-        session.data.update({"campaign": campaign.name, "contact_no": attempt.contact.no})
+        if isinstance(decision, IvrOnly):
+            await self.ivr_only.serve(campaign, attempt, session)
+            return
         if isinstance(decision, Connect) and decision.agent_id not in campaign.holding:
             try:  # predictive: the agent is taken now
                 self.acd.apply(self.acd.engine.outbound(decision.agent_id, attempt.call_id,
@@ -485,7 +506,7 @@ class CampaignService:
         now = self.clock.now()
         contact = campaign.contacts[attempt.contact.no]
         contact.last_outcome = outcome
-        if outcome == "answered":
+        if outcome in REACHED_OUTCOMES:
             contact.status, contact.next_at = "done", None
         else:
             due = retry_due(campaign.settings, now, outcome, contact.attempts)
@@ -497,6 +518,12 @@ class CampaignService:
                                   contact.next_at, attempt.agent_id)
         log.info("campaign %s: contact %d attempt %d: %s -> %s", campaign.name, contact.no, contact.attempts,
                  outcome, contact.status)
+
+    def save_contact(self, campaign: Campaign, contact: ContactState) -> None:
+        self._save(campaign, contact)
+
+    def end_attempt(self, campaign: Campaign, attempt: Attempt, outcome: str) -> None:
+        self._ended(campaign, attempt, outcome)
 
     def _save(self, campaign: Campaign, contact: ContactState) -> None:
         self.records.save_contact(campaign.name, contact.no, status=contact.status, attempts=contact.attempts,

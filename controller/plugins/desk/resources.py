@@ -1,4 +1,4 @@
-"""The agent toolbar, the supervisor wallboard and the admin page: plain pages served by the controller.
+"""The agent toolbar, the supervisor wallboard, the admin and QA pages: plain pages served by the controller.
 
 The pages hold no data and need no token to load; everything they show comes from the API and
 the /ws event stream with the token the user types in (kept in the browser's session storage),
@@ -20,6 +20,7 @@ from controller.plugins.desk.services import phone_for, render_pjsip
 STATIC = Path(__file__).with_name("static")
 FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html": "text/html",
          "desk.js": "text/javascript", "admin.js": "text/javascript", "desk.css": "text/css",
+         "qa.html": "text/html", "qa.js": "text/javascript",
          "softphone.js": "text/javascript",
          # JsSIP, bundled from the pinned npm package by `make` (npm ci; npm run build): README dependencies
          "vendor/jssip.min.js": "text/javascript"}
@@ -57,8 +58,12 @@ def routes() -> list[web.RouteDef]:
     async def admin(request: web.Request) -> web.StreamResponse:
         return redirect(request, "admin.html")
 
+    @page
+    async def quality(request: web.Request) -> web.StreamResponse:
+        return redirect(request, "qa.html")
+
     return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static), web.get("/toolbar", toolbar),
-            web.get("/wallboard", wallboard), web.get("/admin", admin)]
+            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/qa", quality)]
 
 
 def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]]) -> list[web.RouteDef]:

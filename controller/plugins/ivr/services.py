@@ -169,11 +169,16 @@ class IvrService:
 
     async def handle(self, session: CallSession) -> None:
         """The inbound handler: the caller's flow, or the default greeting and fallback."""
+        await self.serve(session)
+
+    async def serve(self, session: CallSession) -> FlowResult | None:
+        """Run the call's flow (`entry_flow`, else its DID's) and return how it went; None: no live flow
+        (the default greeting and fallback). Outbound campaigns' IVR-only calls come here too."""
         snapshot = self.repository.snapshot
         flow_id = session.entry_flow or self.flow_for_did(session.did)
         if flow_id is None or flow_id not in snapshot.flows:
             await self._fallback(session)
-            return
+            return None
         session.state = "ivr"
         session.records.set_flow(session.call_id, flow_id)
         region = caller_region(session.caller) if session.caller else None
@@ -190,6 +195,7 @@ class IvrService:
         self.flows_run += 1
         result = await run_flow(snapshot, flow_id, port, on_node=self._saver(session, snapshot))
         await self._after_flow(session, flow_id, result)
+        return result
 
     def _saver(self, session: CallSession, snapshot: FlowSet) -> NodeEntered:
         """Saves the "ivr" part of the live-call picture as each node starts: flow, its version, node, and

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -29,12 +31,18 @@ def period_of(request: web.Request, now: float) -> tuple[float, float]:
     return start, end
 
 
-def routes(reports: ReportService) -> list[web.RouteDef]:
+#: QA figures per agent for a period (README "Quality assurance"): `QaService.report`.
+QaFigures = Callable[[float, float], Awaitable[list[dict[str, Any]]]]
+
+
+def routes(reports: ReportService, qa_figures: QaFigures | None = None) -> list[web.RouteDef]:
     @operation("KPIs for a period (answer/abandon rate, service level, ASA, AHT, …; see docs/kpis.md)",
                tag="reports",
                query={**PERIOD, "interval": {"type": "integer", "enum": [15, 30, 60]},
                       "by": {"type": "string", "enum": list(BY)}},
-               responses={200: {"type": "object", "required": ["rows"]}})
+               responses={200: {"type": "object", "required": ["rows"],
+                                "properties": {"qa": {"type": "array", "items": {"type": "object"},
+                                                      "description": "QA by agent: scores given in the period"}}}})
     @roles("supervisor", "integration")
     async def report(request: web.Request) -> web.Response:
         query = request.query
@@ -53,8 +61,9 @@ def routes(reports: ReportService) -> list[web.RouteDef]:
             return json_error(400, "interval must be 15, 30 or 60 (minutes)")
         await reports.store.flush()
         rows = await reports.report(start=start, end=end, interval_minutes=interval, by=by)
+        qa = {"qa": await qa_figures(start, end)} if qa_figures is not None else {}
         return web.json_response({"rows": [row.as_dict() for row in rows], "start": start, "end": end,
-                                  "interval_minutes": interval, "by": by})
+                                  "interval_minutes": interval, "by": by, **qa})
 
     @operation("Outbound campaigns' figures for a period: contact rate, abandon rate, attempts per contact, results"
                " by disposition, talk time (README \"Outbound campaigns\")", tag="reports",
