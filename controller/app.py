@@ -234,6 +234,8 @@ class Controller:
         self.calls.client_for_dial = nodes.client_for_dial
         self.calls.node_count, self.calls.node_names = len(nodes), list(nodes.by_name)
         self.acd.node_readopted = lambda name: name in self.calls.readopted_nodes
+        self.campaigns.dial_ready = lambda: nodes.dialing.node_of_dial(
+            self.acd.config.asterisk.trunk_dial) in self.calls.readopted_nodes
         self.acd.engine.phone_reachable = nodes.phone_reachable
         self.acd.phone_at = nodes.dialing.split_phone
         nodes.on_down.append(self._node_down)

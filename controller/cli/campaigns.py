@@ -18,8 +18,9 @@ def stats_text(d: dict[str, Any]) -> str:
     return "\n".join([f"campaign {d['name']} ({d['settings']['mode']}): {d['status']}",
                       f"contacts {s['contacts']} ({states}); left {s['left']}",
                       f"dialed {s['dialed']}, answered {s['answered']}, abandoned {s['abandoned']}"
-                      f" ({100 * s['abandon_rate']:.1f}% over the window), lines {s['lines']},"
-                      f" agents ready {s['agents_ready']}, busy {s['agents_busy']}"])
+                      f" ({100 * s['abandon_rate']:.1f}%; {100 * s['abandon_rate_window']:.1f}% over the window),"
+                      f" connected {s['connected']}, in flight {s['in_flight']}, lines {s['lines']},"
+                      f" agents ready {s['agents_ready']}, busy {s['agents_busy']} of {s['agents']}"])
 
 
 def cmd_create(args: argparse.Namespace) -> int:

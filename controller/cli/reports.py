@@ -23,7 +23,7 @@ TABLE_COLUMNS = [("offered", "offered"), ("answered", "answered"), ("abandoned",
                  ("aht", "AHT s"), ("one_stop_rate", "一站式"), ("survey_avg", "满意度"), ("occupancy", "occupancy"),
                  ("callback_offers", "回拨提供"), ("callback_connected", "回拨接通")]
 RATES = {"answer_rate", "abandon_rate", "service_level", "one_stop_rate", "occupancy", "transfer_rate",
-         "complaint_rate"}
+         "complaint_rate", "contact_rate"}
 
 
 def parse_moment(text: str) -> float:
@@ -100,6 +100,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = client.get("/api/reports", query)
     # Voicemail response times (README "Voicemail inbox"), for the same period.
     data["voicemail"] = client.get("/api/inbox/report", {"from": query["from"], "to": query["to"]})["voicemail"]
+    # Outbound campaigns (README "Outbound campaigns"), the attempts placed in the same period.
+    data["campaigns"] = client.get("/api/reports/campaigns", {"from": query["from"], "to": query["to"]})["campaigns"]
     if args.json or args.format == "json":
         args.json = True
         return emit(args, data, str)
@@ -107,7 +109,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(report_csv(data))
         return 0
     # QA by agent (README "Quality assurance") comes with the KPIs: scores given in the period.
-    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]) + qa_table(d.get("qa", [])))
+    return emit(args, data, lambda d: report_table(d) + voicemail_table(d["voicemail"]) + qa_table(d.get("qa", []))
+                + campaign_table(d["campaigns"]))
 
 
 def voicemail_table(rows: list[dict[str, Any]]) -> str:
@@ -120,6 +123,23 @@ def voicemail_table(rows: list[dict[str, Any]]) -> str:
                            "-" if r["max_response_seconds"] is None else f"{r['max_response_seconds']:.0f}s"]
                           for r in rows])
     return "\n\nvoicemail\n" + table
+
+
+def campaign_table(rows: list[dict[str, Any]]) -> str:
+    """Campaigns' figures, then each one's results (by disposition, else final status) and outcomes."""
+    if not rows:
+        return "\n\ncampaigns: no calls placed"
+    table = render_table(
+        ["campaign", "contacts", "dialled", "reached", "left", "attempts", "answered", "connected", "abandoned",
+         "接通率 contact", "放弃率 abandon", "attempts/contact", "talk", "avg talk"],
+        [[r["campaign"], r["contacts"], r["contacts_dialled"], r["contacts_reached"], r["contacts_left"], r["dialed"],
+          r["answered"], r["connected"], r["abandoned"], _cell("contact_rate", r["contact_rate"]),
+          _cell("abandon_rate", r["abandon_rate"]), _cell("", r["attempts_per_contact"]), f"{r['talk_seconds']:.0f}s",
+          "-" if r["avg_talk_seconds"] is None else f"{r['avg_talk_seconds']:.0f}s"] for r in rows])
+    details = "".join(f"\n{r['campaign']} results: " + ", ".join(f"{k} {v}" for k, v in r["results"].items())
+                      + f"\n{r['campaign']} attempts: " + ", ".join(f"{k} {v}" for k, v in r["by_outcome"].items())
+                      for r in rows)
+    return "\n\ncampaigns\n" + table + details
 
 
 def qa_table(rows: list[dict[str, Any]]) -> str:

@@ -25,9 +25,9 @@ from controller.outbound.pacing import MODES, Mode, PacingSettings
 __all__ = ["AMD_HANDLING", "DISPOSITIONS", "OUTCOMES", "REACHED_OUTCOMES", "CampaignSettings", "calling_refusal",
            "next_calling_time", "parse_settings", "retry_due"]
 
-#: What an attempt can end as, before an agent's disposition.
+#: What an attempt can end as, before an agent's disposition (`interrupted`: in flight when the controller stopped).
 OUTCOMES = ("answered", "busy", "no_answer", "rejected", "failed", "machine", "abandoned", "completed",
-            "transferred", "hung_up", "machine_message", "skipped")
+            "transferred", "hung_up", "machine_message", "skipped", "interrupted")
 #: Outcomes that reached the customer (or their machine, with a message left): the contact is done.
 #: IVR-only: `completed` (the flow ran to its end), `transferred` (pressed for a queue), `hung_up`.
 REACHED_OUTCOMES = ("answered", "completed", "transferred", "hung_up", "machine_message")

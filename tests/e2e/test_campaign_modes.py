@@ -74,7 +74,7 @@ def customers_scenario(folder: Path) -> str:
     """The answering phone of tests/sipp.py (A-law), with a branch per behaviour after the ACK."""
     person = audio_pcap(spoken_alaw("Hello?", folder, before=0.6, after=6), folder / "person.pcap")
     machine = audio_pcap(spoken_alaw(MACHINE_GREETING, folder, before=0.3, after=5), folder / "machine.pcap")
-    branches = "".join(f'      <ereg regexp="INVITE sip:\\+86138001{digit}" search_in="msg" check_it="false"'
+    branches = "".join(f'      <ereg regexp="INVITE sip:(\\+86)?138001{digit}" search_in="msg" check_it="false"'
                        f' assign_to="{name}"/>\n'
                        for digit, name in ((PERSON, "person"), (MACHINE, "machine"), (PRESSES_1, "presses")))
     answering = uas_scenario(300, talk=True)

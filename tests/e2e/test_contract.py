@@ -106,6 +106,7 @@ ACCESS: dict[str, str] = {
     "POST /api/flows/reload": "admin",
     "POST /api/config/reload": "admin",
     "GET /api/reports": STAFF,
+    "GET /api/reports/campaigns": STAFF,
     # workforce management (README "Forecasting and staffing", "Schedules and adherence"): supervisors
     "GET /api/forecast": "admin supervisor",
     "GET /api/intraday": "admin supervisor",

@@ -20,7 +20,7 @@ plans, and reports back what Asterisk says:
   message and the attempt counts as abandoned (retried after the `abandoned` delay).
 
 Every transition is written to the store (campaign_contacts, campaign_attempts); a restarted controller
-reloads the campaigns and retries at once the attempts that were in flight.
+reloads the campaigns and closes the attempts that were in flight (`restart.py`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from controller.outbound.campaign import (
     retry_due,
 )
 from controller.outbound.contacts import ImportResult, normalise, parse_csv
+from controller.outbound.dialing import campaign_number_refusal
 from controller.outbound.pacing import MODES, Abandon, Connect, Dial, IvrOnly, PacingEngine
 from controller.plugins.calls.legs import Leg
 from controller.plugins.calls.session import DIAL_OUTCOME_BY_CAUSE, CallSession
@@ -57,7 +58,10 @@ from controller.plugins.campaigns.errors import CampaignError
 from controller.plugins.campaigns.ivr_only import IvrOnlyCalls
 from controller.plugins.campaigns.notifier import CampaignNotifier
 from controller.plugins.campaigns.preview import PreviewDesk
+from controller.plugins.campaigns.restart import INTERRUPTED, close_in_flight
 from controller.plugins.campaigns.state_persistor import CampaignRecords
+from controller.reports.campaigns import AttemptFact, Tally, live_figures
+from controller.store.db import StoreUnavailable
 
 if TYPE_CHECKING:
     from controller.plugins.acd.services import AcdService
@@ -80,7 +84,7 @@ ABANDON_MESSAGE = ("您好，我们稍后再给您来电，再见。", "Hello, w
 @dataclass
 class ContactState:
     no: int
-    number: str
+    number: str  # E.164
     name: str
     region: str
     zones: list[str]
@@ -119,6 +123,7 @@ class Campaign:
     contacts: dict[int, ContactState] = field(default_factory=dict)
     attempts: dict[str, Attempt] = field(default_factory=dict)  # call id -> the attempt in flight
     holding: dict[str, str] = field(default_factory=dict)  # agent -> call id: reserved or talking for us
+    tally: Tally = field(default_factory=Tally)  # attempts' figures since the campaign began (the store's)
 
     @property
     def name(self) -> str:
@@ -136,6 +141,8 @@ class CampaignService:
         self.dnc: dict[str, set[str]] = {"": set()}  # campaign ('' global) -> numbers
         self._spawn = spawn
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether the trunk's Asterisk node is connected and its calls reconciled (the application wires it).
+        self.dial_ready: Callable[[], bool] = lambda: True
         self.ivr: IvrService | None = None  # runs IVR-only campaigns' flows (set by the app)
         self.preview = PreviewDesk(self)
         self.ivr_only = IvrOnlyCalls(self)
@@ -154,9 +161,18 @@ class CampaignService:
                 contact = ContactState(item["contact_no"], item["number"], item["name"], item["region"],
                                        item["zones"], item["fields"], item["status"], item["attempts"],
                                        item["next_at"], item["last_outcome"], item["disposition"])
-                if contact.status in ("dialing", "previewing"):
-                    contact.status, contact.next_at = "retry", self.clock.now()
                 campaign.contacts[contact.no] = contact
+            attempts = await self.records.attempts(settings.name)
+            closed, changed = close_in_flight(settings, campaign.contacts, attempts, self.clock.now())
+            for call_id in closed:
+                self.records.attempt_ended(call_id, INTERRUPTED, self.clock.now())
+                log.warning("campaign %s: attempt %s was in flight at the restart: interrupted", settings.name,
+                            call_id)
+            for contact_no in changed:
+                self._save(campaign, campaign.contacts[contact_no])
+            campaign.tally = Tally.from_attempts(
+                AttemptFact(a["contact_no"], a["outcome"] or (INTERRUPTED if a["ended_at"] is None else None),
+                            a["answered_at"] is not None) for a in attempts)
             self.campaigns[settings.name] = campaign
 
     async def create(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -270,12 +286,12 @@ class CampaignService:
         by_status: dict[str, int] = {}
         for contact in campaign.contacts.values():
             by_status[contact.status] = by_status.get(contact.status, 0) + 1
-        pacing = campaign.pacing.stats()
+        pacing, tally = campaign.pacing.stats(), campaign.tally
         return {"contacts": len(campaign.contacts), "by_status": by_status,
-                "left": sum(by_status.get(s, 0) for s in OPEN), "dialed": pacing.dialed,
-                "answered": pacing.answered, "abandoned": pacing.abandoned,
-                "abandon_rate": round(pacing.abandon_rate, 4), "answer_rate": round(pacing.answer_rate, 4),
-                "lines": pacing.lines, "agents_ready": pacing.ready_agents, "agents_busy": len(campaign.holding)}
+                "left": sum(by_status.get(s, 0) for s in OPEN), **live_figures(tally),
+                "abandon_rate_window": round(pacing.abandon_rate, 4), "answer_rate": round(pacing.answer_rate, 4),
+                "lines": pacing.lines, "agents": len(campaign.settings.agents), "agents_ready": pacing.ready_agents,
+                "agents_busy": len(campaign.holding)}
 
     # -- the runner -----------------------------------------------------------------------------------
 
@@ -290,6 +306,8 @@ class CampaignService:
             await asyncio.sleep(TICK_SECONDS)
 
     def tick(self, campaign: Campaign) -> None:
+        if not self.dial_ready():
+            return  # Asterisk not (re)connected and reconciled yet: the reconciliation would take a dial for lost
         self._sync_agents(campaign)
         self.preview.check_agents(campaign)
         for dial in campaign.pacing.plan():
@@ -342,6 +360,12 @@ class CampaignService:
                 self._save(campaign, contact)
                 log.info("campaign %s: contact %d is on a do-not-call list: not dialled", campaign.name, contact.no)
                 continue
+            if campaign_number_refusal(self.acd.config.dialing, contact.number, campaign.settings.region)[1]:
+                contact.status, contact.last_outcome, contact.next_at = "failed", "not_allowed", None
+                self._save(campaign, contact)
+                log.info("campaign %s: contact %d: the dialing policy refuses the number (dialing.allowed_prefixes"
+                         "/denied_prefixes): not dialled", campaign.name, contact.no)
+                continue
             refusal = calling_refusal(campaign.settings, now, contact.zones, contact.region)
             if refusal is not None:
                 contact.next_at = next_calling_time(campaign.settings, now, contact.zones, contact.region)
@@ -374,6 +398,7 @@ class CampaignService:
         contact.attempts += 1
         attempt = Attempt(dial, contact, call_id, dial.agent_id, now)
         campaign.attempts[call_id] = attempt
+        campaign.tally.started()
         self._save(campaign, contact)
         self.records.attempt_started(campaign.name, contact.no, call_id, dial.agent_id, now)
         self.notify.dialing(campaign.name, call_id, contact.no, contact.attempts, dial.agent_id)
@@ -384,9 +409,16 @@ class CampaignService:
     async def _originate(self, campaign: Campaign, attempt: Attempt) -> None:
         assert self.acd.originate is not None
         settings = campaign.settings
+        try:  # the attempt's row is in the store before its call exists (a restart finds every call placed)
+            await self.records.flush()
+        except StoreUnavailable as exc:
+            log.warning("campaign %s: not dialling contact %d: %s", campaign.name, attempt.contact.no, exc)
+            self._ended(campaign, attempt, "failed")
+            return
+        dialled, _ = campaign_number_refusal(self.acd.config.dialing, attempt.contact.number, settings.region)
         try:
             await self.acd.originate(
-                self.acd.config.asterisk.trunk_dial.replace("{number}", attempt.contact.number),
+                self.acd.config.asterisk.trunk_dial.replace("{number}", dialled),
                 did=attempt.contact.number, caller_id=settings.caller_id or self.acd.config.acd.outbound_caller_id
                 or None, timeout=settings.ring_seconds, call_id=attempt.call_id,
                 handler=lambda session: self._answered(campaign, attempt, session),
@@ -488,6 +520,7 @@ class CampaignService:
             due = retry_due(campaign.settings, now, outcome, contact.attempts)
             contact.status, contact.next_at = ("retry", due) if due is not None else ("failed", None)
         self._save(campaign, contact)
+        campaign.tally.ended(outcome, attempt.answered)
         self.records.attempt_ended(attempt.call_id, outcome, now)
         self.notify.attempt_ended(campaign.name, attempt.call_id, contact.no, outcome, contact.status,
                                   contact.next_at, attempt.agent_id)

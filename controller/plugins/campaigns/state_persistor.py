@@ -55,6 +55,10 @@ class CampaignRecords:
             (campaign,))
         return [{**row, "zones": json.loads(row["zones"]), "fields": json.loads(row["fields"])} for row in rows]
 
+    async def flush(self) -> None:
+        """Wait until what was written so far is committed (StoreUnavailable when it cannot be now)."""
+        await self._store.flush()
+
     # -- attempts -------------------------------------------------------------------------------------
 
     def attempt_started(self, campaign: str, contact_no: int, call_id: str, agent_id: str | None, at: float) -> None:
