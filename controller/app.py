@@ -537,7 +537,6 @@ class Controller:
                 for stream in streams:
                     stream.cancel()
                 acd_timer.cancel()
-                self.acd.flush_snapshot()  # the agents' last changes, before the store's final flush
                 prompts.cancel()
                 retention.cancel()
                 data_retention.cancel()
