@@ -232,6 +232,17 @@ async def measure(did_pattern: str, rate: int, asterisk_pid: int, latencies: Lat
     return result
 
 
+async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) -> None:
+    """Wait until the process is idle (under `idle_share` of a core over a second): the controller renders the
+    agents' number announcements after its start (README "ACD"), which is not the calls' cost."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(1.0)
+        if cpu_seconds(pid) - before < idle_share:
+            return
+
+
 async def cti_client(process: ControllerProcess, seen: list[int]) -> None:
     """A CTI client reading every event (what a wallboard or CRM connector does)."""
     url = f"{process.url.replace('http', 'ws')}/ws?token={ADMIN_TOKEN}"
@@ -305,6 +316,8 @@ async def run() -> None:
             for n in range(AGENTS):
                 status, body = await controller.api("POST", f"/api/agents/{5000 + n}/login", json={"ready": True})
                 assert status == 200, body
+            assert controller.process is not None
+            await settled(controller.process.pid)
             profiler = await start_profiler(controller)
             for rate in RATES:
                 results["controller"][rate] = await measure(OURS_DID, rate, asterisk_pid, latencies, controller)

@@ -541,14 +541,14 @@ async def test_agents_changes_before_a_commit_share_one_snapshot_in_the_batch_of
     store = Store(tmp_path / "ccc.db")
     await store.open()
     records = AcdRecords(store, lambda: 0.0)
-    encoded: list[dict[str, Any]] = []
-    snapshot = rig.acd.engine.snapshot
+    encoded: list[str] = []
+    snapshot = rig.acd.engine.snapshot_json
 
-    def counted() -> dict[str, Any]:
+    def counted() -> str:
         encoded.append(snapshot())
         return encoded[-1]
 
-    rig.acd.engine.snapshot = counted  # type: ignore[method-assign]
+    rig.acd.engine.snapshot_json = counted  # type: ignore[method-assign]
     rig.acd.records = records
     live = LiveCallState(store, lambda: 0.0)
     rig.acd.command("login", "a2")

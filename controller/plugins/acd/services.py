@@ -428,7 +428,7 @@ class AcdService:
         if agents_changed:
             # Encoded once per store batch, in the batch of the live-call parts written with these changes
             # (each encoding covers every agent and the queues' recent talk times: README "Benchmarks").
-            self.records.save_snapshot_at_commit(self.engine.snapshot)
+            self.records.save_snapshot_at_commit(self.engine.snapshot_json)
         self._replan.set()
 
     def _call_left(self, left: CallLeft) -> None:

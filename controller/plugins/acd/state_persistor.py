@@ -66,14 +66,12 @@ class AcdRecords:
                           (agent_id, at, state, reason, previous))
 
     def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        self._store.write(*self._snapshot_statement(snapshot))
+        self._store.write(_SAVE_SNAPSHOT, (1, self._now(), json.dumps(snapshot, ensure_ascii=False)))
 
-    def save_snapshot_at_commit(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
-        """The snapshot, as `snapshot()` returns it when the store's next batch is cut, written in that batch."""
-        self._store.write_at_commit("acd_snapshot", lambda: self._snapshot_statement(snapshot()))
-
-    def _snapshot_statement(self, snapshot: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        return _SAVE_SNAPSHOT, (1, self._now(), json.dumps(snapshot, ensure_ascii=False))
+    def save_snapshot_at_commit(self, snapshot_json: Callable[[], str]) -> None:
+        """The snapshot, as `snapshot_json()` encodes it when the store's next batch is cut, written in that
+        batch."""
+        self._store.write_at_commit("acd_snapshot", lambda: (_SAVE_SNAPSHOT, (1, self._now(), snapshot_json())))
 
     async def load_snapshot(self) -> dict[str, Any] | None:
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")

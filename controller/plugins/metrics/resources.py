@@ -6,6 +6,7 @@ the hot path of a call. Gauges from other plugins (queues, agents) register a ca
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,6 +62,8 @@ def controller_metrics(app: Any) -> MetricSource:
             calls.add_metric([state], count)
         yield calls
         yield CounterMetricFamily("ccc_calls_started", "Calls the controller took", value=app.calls.calls_started)
+        yield GaugeMetricFamily("ccc_asyncio_tasks", "Tasks of the controller's event loop (a leak grows them)",
+                                value=len(asyncio.all_tasks()))
         yield CounterMetricFamily("ccc_calls_recovered", "Calls found left in Stasis and re-adopted",
                                   value=app.calls.recovered)
         yield GaugeMetricFamily("ccc_ari_connected", "1 when the ARI event stream is connected",
