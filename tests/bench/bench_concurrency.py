@@ -29,13 +29,13 @@ from panoramisk import Manager
 
 from tests.bench import bench_fullpath as fullpath
 from tests.bench.bench_calls import _sipp_count, cpu_seconds
-from tests.e2e.conftest import ControllerProcess, demo_config, hang_up_everything
+from tests.e2e.conftest import ControllerProcess, hang_up_everything
 from tests.sipp import Caller, Phone, WaitForBye
 
 CONCURRENT = int(os.environ.get("CCC_BENCH_CONCURRENT", "1000"))
 RAMP_RATE = float(os.environ.get("CCC_BENCH_RAMP_RATE", "50"))
 AGENTS = min(fullpath.AGENTS, int(os.environ.get("CCC_BENCH_CONCURRENCY_AGENTS", "50")))
-QUEUES = 2
+QUEUES = fullpath.QUEUES
 SOAK_MINUTES = float(os.environ.get("CCC_BENCH_SOAK_MINUTES", "10"))
 SOAK_RATE = float(os.environ.get("CCC_BENCH_SOAK_RATE", "2"))
 DID = "40080053{:02d}"
@@ -44,24 +44,7 @@ STARTED: list[Caller] = []  # SIPp callers, killed at the end whatever happens
 
 
 def controller_config(data: Path) -> Path:
-    flows = data / "flows"
-    flows.mkdir(parents=True)
-    for q in range(QUEUES):
-        (flows / f"wait{q}.yaml").write_text(f"""
-flow: wait{q}
-language: en
-dids: ["{DID.format(q)}"]
-nodes:
-  queue: {{type: queue, queue: wait{q}, answered: bye, otherwise: bye}}
-  bye: {{type: hangup}}
-""")
-    return demo_config(
-        data, ivr={"flows_dir": str(flows)},
-        acd={"queues": [{"name": f"wait{q}", "wrapup_seconds": 0, "announce_interval": 0, "max_wait": 3600,
-                         "announce_agent_number": False, "no_agents": "wait"} for q in range(QUEUES)],
-             "agents": [{"id": f"{5000 + n}", "name": f"Bench {n}", "number": f"{5000 + n}",
-                         "endpoint": fullpath.endpoint(n), "queues": {f"wait{n % QUEUES}": 0}}
-                        for n in range(AGENTS)]})
+    return fullpath.bench_config(data, "wait", DID, "", AGENTS, max_wait=3600)
 
 
 def open_files(pid: int) -> int:

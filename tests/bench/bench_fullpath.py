@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from panoramisk import Manager
@@ -113,26 +114,31 @@ def remove_asterisk_config() -> None:
 
 
 def controller_config(data: Path) -> Path:
+    nodes = """
+  menu: {type: menu, prompt: ["sound:silence/1"], options: {"1": account}, timeout: 5, retries: 1, default: bye}
+  account: {type: collect, prompt: ["sound:beep"], variable: account, min_digits: 2, max_digits: 2,
+            next: queue, failure: bye}"""
+    return bench_config(data, "bench", OURS_DID, nodes, AGENTS)
+
+
+def bench_config(data: Path, prefix: str, did_pattern: str, nodes_before_queue: str, agents: int,
+                 **queue_settings: Any) -> Path:
+    """QUEUES flows (`<prefix>N`, DID `did_pattern`: the given nodes, then queue `<prefix>N`, then hang-up),
+    their queues (wrap-up 0, no announcements) and `agents` agents on the bench's endpoints, agent n in queue
+    n % QUEUES, in a demo configuration."""
     flows = data / "flows"
     flows.mkdir(parents=True)
     for q in range(QUEUES):
-        (flows / f"bench{q}.yaml").write_text(f"""
-flow: bench{q}
-language: en
-dids: ["{OURS_DID.format(q)}"]
-nodes:
-  menu: {{type: menu, prompt: ["sound:silence/1"], options: {{"1": account}}, timeout: 5, retries: 1, default: bye}}
-  account: {{type: collect, prompt: ["sound:beep"], variable: account, min_digits: 2, max_digits: 2,
-            next: queue, failure: bye}}
-  queue: {{type: queue, queue: bench{q}, answered: bye, otherwise: bye}}
-  bye: {{type: hangup}}
-""")
+        (flows / f"{prefix}{q}.yaml").write_text(
+            f"flow: {prefix}{q}\nlanguage: en\ndids: [\"{did_pattern.format(q)}\"]\nnodes:{nodes_before_queue}\n"
+            f"  queue: {{type: queue, queue: {prefix}{q}, answered: bye, otherwise: bye}}\n  bye: {{type: hangup}}\n")
     return demo_config(
         data, ivr={"flows_dir": str(flows)},
-        acd={"queues": [{"name": f"bench{q}", "wrapup_seconds": 0, "announce_interval": 0,
-                         "announce_agent_number": False, "no_agents": "wait"} for q in range(QUEUES)],
+        acd={"queues": [{"name": f"{prefix}{q}", "wrapup_seconds": 0, "announce_interval": 0,
+                         "announce_agent_number": False, "no_agents": "wait", **queue_settings}
+                        for q in range(QUEUES)],
              "agents": [{"id": f"{5000 + n}", "name": f"Bench {n}", "number": f"{5000 + n}",
-                         "endpoint": endpoint(n), "queues": {f"bench{queue_of(n)}": 0}} for n in range(AGENTS)]})
+                         "endpoint": endpoint(n), "queues": {f"{prefix}{queue_of(n)}": 0}} for n in range(agents)]})
 
 
 @dataclass
