@@ -586,7 +586,6 @@ class Controller:
                     stream.cancel()
                 for task in background:
                     task.cancel()
-                self.acd.flush_snapshot()  # the agents' last changes, before the store's final flush
                 with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
                     async with asyncio.timeout(STOP_FLUSH_SECONDS):
                         await self.store.flush()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -692,6 +693,20 @@ class AcdEngine:
     # -- persistence ---------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
+                  if q.talks.ended or q.rings.ended}
+        return {"version": 1, "agents": self._agents_snapshot(), "queues": queues}
+
+    def snapshot_json(self) -> str:
+        """`snapshot()` as JSON text (what the store keeps), with each queue's recent durations encoded once
+        per change of them rather than once per agent change."""
+        queues = ",".join(f'{json.dumps(name, ensure_ascii=False)}:{{"talks":{q.talks.saved_json()},'
+                          f'"rings":{q.rings.saved_json()}}}'
+                          for name, q in self._queues.items() if q.talks.ended or q.rings.ended)
+        agents = json.dumps(self._agents_snapshot(), ensure_ascii=False)
+        return f'{{"version":1,"agents":{agents},"queues":{{{queues}}}}}'
+
+    def _agents_snapshot(self) -> dict[str, Any]:
         agents = {}
         for agent_id, agent in self._agents.items():
             if agent.state == "logged_out" and not agent.online_before:
@@ -704,9 +719,7 @@ class AcdEngine:
                 "acw_until": agent.acw_until if agent.state == "acw" else None,
                 "answers": [round(at, 3) for at in agent.answers.times],
             }
-        queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
-                  if q.talks.ended or q.rings.ended}
-        return {"version": 1, "agents": agents, "queues": queues}
+        return agents
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at

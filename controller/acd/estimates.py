@@ -21,6 +21,7 @@ The talk and ring times are kept in the engine's snapshot, so a restart does not
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -39,14 +40,16 @@ class Durations:
     """Recent durations (seconds) with when each ended: a queue's talk times, and its rings (from the offer
     to the answer)."""
 
-    __slots__ = ("ended",)
+    __slots__ = ("_json", "ended")
 
     def __init__(self, ended: Iterable[Sequence[float]] = ()) -> None:
         self.ended: deque[tuple[float, float]] = deque(
             sorted((float(at), float(seconds)) for at, seconds in ended), maxlen=MAX_TALKS)
+        self._json: str | None = None  # `saved()` as JSON, until the durations change
 
     def add(self, at: float, seconds: float) -> None:
         self.ended.append((at, max(0.0, seconds)))
+        self._json = None
 
     def mean(self, now: float, window: float) -> float | None:
         """The mean of the durations ended in the last `window` seconds (None: none)."""
@@ -58,9 +61,17 @@ class Durations:
     def forget_before(self, since: float) -> None:
         while self.ended and self.ended[0][0] < since:
             self.ended.popleft()
+            self._json = None
 
     def saved(self) -> list[list[float]]:
         return [[round(at, 3), round(seconds, 3)] for at, seconds in self.ended]
+
+    def saved_json(self) -> str:
+        """`saved()` as JSON, encoded again only when the durations changed (the snapshot written after every
+        agent change holds them: up to 500 pairs per queue)."""
+        if self._json is None:
+            self._json = json.dumps(self.saved())
+        return self._json
 
 
 def estimate_wait(position: int, free_in: Sequence[float], handle_time: float) -> float | None:

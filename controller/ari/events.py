@@ -9,6 +9,7 @@ left in Stasis) runs as a separate task each time the connection comes up.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import json
 import logging
@@ -35,11 +36,16 @@ UNUSED_EVENT_TYPES: tuple[str, ...] = (
 )
 
 
+#: Upper bounds (seconds) of the event lag histogram's buckets (`ccc_ari_event_lag_seconds`).
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 def _event_lag(event: Event, now: float) -> float | None:
-    """Seconds between Asterisk stamping the event and us reading it."""
+    """Seconds between Asterisk stamping the event ("2026-11-26T15:46:49.228+0000") and us reading it.
+    (`fromisoformat` takes under a microsecond, `strptime` about 60: this runs for every event.)"""
     try:
-        return now - datetime.strptime(event.timestamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except ValueError:
+        return now - datetime.fromisoformat(event.timestamp).timestamp()
+    except (ValueError, TypeError):
         return None
 
 
@@ -70,6 +76,8 @@ class EventStream:
         self.events_received = 0
         self.events_by_type: collections.Counter[str] = collections.Counter()  # what Asterisk sends us
         self.last_lag: float | None = None
+        self.lag_counts = [0] * (len(LAG_BUCKETS) + 1)  # events per LAG_BUCKETS bucket (the last: above them)
+        self.lag_sum = 0.0
         self._clock = clock
 
     def _ws_url(self) -> str:
@@ -145,8 +153,11 @@ class EventStream:
             self.events_received += 1
             event.node = self._client.node
             self.events_by_type[event.type] += 1
-            if self.events_received % 64 == 1:  # sample the lag; computing it for every event is wasteful
-                self.last_lag = _event_lag(event, self._clock())
+            lag = _event_lag(event, self._clock())
+            if lag is not None:
+                self.last_lag = lag
+                self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+                self.lag_sum += lag
             if isinstance(event, ApplicationReplaced):
                 log.error("ARI application %s was taken over by another connection", self.app)
                 return True

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy.sparse.linalg import expm_multiply
 
 #: More agents than this for one interval is a typing mistake, not a call center.
 MAX_AGENTS = 10_000
@@ -129,6 +127,9 @@ def _answered_within(ahead: NDArray[np.float64], drain: float, patience: float, 
     size = len(ahead)
     if seconds <= 0 or size == 0:
         return 0.0
+    from scipy import sparse  # here: ~40 MB at import, needed only by Erlang A (README "Benchmarks")
+    from scipy.sparse.linalg import expm_multiply
+
     served = size  # the absorbing "answered" state
     rows, cols, rates = [], [], []
     for m in range(size):

@@ -28,7 +28,6 @@ from functools import cached_property
 
 import holidays
 import numpy as np
-import statsmodels.api as sm
 from numpy.typing import NDArray
 
 #: Calls that weigh a day class's own time-of-day shape as much as the pooled shape.
@@ -203,6 +202,8 @@ def fit(history: History, calendar: HolidayCalendar, *, upto: int | None = None,
         notes.append("few days of history: one level for workdays, one for rest days")
     coefficients = np.zeros(len(columns))
     if daily.sum() > 0:
+        import statsmodels.api as sm  # here: ~150 MB and 1 s at import, needed only by a forecast (README "Benchmarks")
+
         design = np.array([[row[name] for name in columns] for row in rows])
         # Poisson GLM: counts, a log link (multiplicative weekday and holiday effects, exponential trend).
         with warnings.catch_warnings():

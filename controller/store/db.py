@@ -63,6 +63,12 @@ ENVIRONMENT_ERRORS = SQLITE_ENVIRONMENT_ERRORS
 #: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
 #: pairs. A comment: SQLite itself would run it as nothing.
 ATOMIC = "-- atomic group"
+#: The SQL of a queued placeholder for a statement built when its batch is cut (`write_at_commit`): its params
+#: are the key of the builder.
+AT_COMMIT = "-- built at commit"
+
+#: Builds a statement from the state of the moment: (sql, params).
+StatementBuilder = Callable[[], tuple[str, "Params"]]
 
 
 class StoreError(Exception):
@@ -130,6 +136,7 @@ class Store:
         # (PostgreSQL; the next try asks the server whether it landed before writing it again).
         self._uncertain: tuple[int, dict[int, tuple[_Statement, StatementFailed]]] | None = None
         self._pending: list[_Statement] = []
+        self._builders: dict[str, StatementBuilder] = {}  # `write_at_commit` keys with a placeholder queued
         self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
         self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
@@ -273,7 +280,7 @@ class Store:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, RETRY_SECONDS[1])
         if self._pending:
-            unsaved, self._pending = self._pending, []
+            unsaved, self._pending = self._built(self._pending), []
             await self._run(self._spill_sync, unsaved)
         self._closed = True
         await self._run(self.engine.close)
@@ -285,9 +292,50 @@ class Store:
         """Queue a statement; it is committed with the next batch (within milliseconds)."""
         self._write(sql, params)
 
+    def write_at_commit(self, key: str, build: StatementBuilder) -> None:
+        """Queue a statement whose parameters are taken when its batch is cut (on the event loop, just before
+        the batch goes to the writer thread): asked for many times before a commit, it is built and written
+        once, and it states what was true when every other statement of its transaction was written. For a
+        row that sums up state changed in many places (the ACD's agents' snapshot): it is committed in the
+        same transaction as the changes it must agree with, and costs one encoding per batch, not per change."""
+        if self._frozen:
+            return
+        if self._closed:
+            self._write(*build())
+            return
+        if key not in self._builders:
+            self._queue(AT_COMMIT, key)
+        self._builders[key] = build
+
+    def _built(self, statements: list[_Statement]) -> list[_Statement]:
+        """`statements` with their `write_at_commit` placeholders built now and moved to the end (with new
+        tickets: they state what is true after every other statement). A builder that fails is logged and
+        left out, as a statement that can never succeed."""
+        if not self._builders:
+            return statements
+        out, built = [], []
+        for statement in statements:
+            if statement.sql != AT_COMMIT:
+                out.append(statement)
+                continue
+            build = self._builders.pop(str(statement.params))
+            try:
+                sql, params = build()
+                check_params(params)
+            except Exception as exc:
+                self._reject(statement.ticket, f"built {statement.params}", StatementFailed(f"{exc!r}"))
+                continue
+            built.append((sql, params))
+        for sql, params in built:
+            self._last_ticket += 1
+            out.append(_Statement(self._last_ticket, sql, params))
+        return out
+
     def freeze(self) -> None:
         """From now on writes are dropped: on a graceful stop, once what the live calls wrote is flushed, the
-        ending call tasks must not write their end (the next process resumes those calls)."""
+        ending call tasks must not write their end (the next process resumes those calls). A statement
+        built at commit is built now, from the state before the stop."""
+        self._pending = self._built(self._pending)
         self._frozen = True
 
     def _write(self, sql: str, params: Params) -> int:
@@ -378,8 +426,11 @@ class Store:
 
     async def _commit_locked(self) -> bool:
         async with self._commit_lock:
-            batch, self._pending = self._pending, []
+            queued, self._pending = self._pending, []
+            batch = self._built(queued)
             if not batch:
+                if queued:  # only builders, and they failed
+                    self._done_ticket = max(self._done_ticket, self._pending_done_floor())
                 return True
             self._committing = len(batch)
             try:

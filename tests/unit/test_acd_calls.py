@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,9 +33,11 @@ from controller.clock import FakeClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService, next_day, start_of_day
+from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
-from controller.store.db import StoreUnavailable
+from controller.store.db import Store, StoreUnavailable
 
 CALLER = "caller"
 
@@ -533,32 +536,37 @@ async def test_a_change_the_engine_refuses_is_logged_and_the_rest_applied(rig: R
     assert rig.acd.engine.agent("a2").name == "Renamed"
 
 
-class CountingRecords(Records):
-    def __init__(self) -> None:
-        self.snapshots: list[dict[str, Any]] = []
+async def test_agents_changes_before_a_commit_share_one_snapshot_in_the_batch_of_their_live_parts(
+        rig: Rig, tmp_path: Path) -> None:
+    store = Store(tmp_path / "ccc.db")
+    await store.open()
+    records = AcdRecords(store, lambda: 0.0)
+    encoded: list[str] = []
+    snapshot = rig.acd.engine.snapshot_json
 
-    def save_snapshot(self, snapshot: dict[str, Any]) -> None:
-        self.snapshots.append(snapshot)
+    def counted() -> str:
+        encoded.append(snapshot())
+        return encoded[-1]
 
-
-async def test_agents_changes_close_together_share_one_snapshot_write_and_a_stop_writes_the_last(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("controller.plugins.acd.services.SNAPSHOT_COALESCE_SECONDS", 0.05)
-    rig.acd.flush_snapshot()  # the rig's own login
-    records = CountingRecords()
-    rig.acd.records = records  # type: ignore[assignment]
+    rig.acd.engine.snapshot_json = counted  # type: ignore[method-assign]
+    rig.acd.records = records
+    live = LiveCallState(store, lambda: 0.0)
     rig.acd.command("login", "a2")
     rig.acd.command("ready", "a1")
+    live.save("c1", "ring", {"agent_id": "a2"})  # a live part written with the agents' changes
     rig.acd.command("ready", "a2")
-    assert records.snapshots == []  # not one write per change ...
-    await asyncio.sleep(0.2)
-    assert len(records.snapshots) == 1  # ... one for the three, with all of them in it
-    assert {records.snapshots[0]["agents"][a]["state"] for a in ("a1", "a2")} == {"ready"}
+    assert encoded == []  # not one encoding per change ...
+    await store.flush()
+    assert len(encoded) == 1  # ... one for the batch, with all the changes in it, committed with the live part
+    saved = await records.load_snapshot()
+    assert saved is not None and {saved["agents"][a]["state"] for a in ("a1", "a2")} == {"ready"}
+    assert (await live.load_all())["c1"]["ring"] == {"agent_id": "a2"}
     rig.acd.command("not_ready", "a2", reason="meeting")
-    rig.acd.flush_snapshot()  # a clean stop does not wait for the planned write
-    assert len(records.snapshots) == 2 and records.snapshots[1]["agents"]["a2"]["state"] == "not_ready"
-    await asyncio.sleep(0.2)
-    assert len(records.snapshots) == 2  # and the planned one is not written again
+    store.freeze()  # a graceful stop: the change before it is built and saved
+    await store.flush()
+    saved = await records.load_snapshot()
+    assert saved is not None and saved["agents"]["a2"]["state"] == "not_ready" and len(encoded) == 2
+    await store.close()
 
 
 async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destruction_alone(

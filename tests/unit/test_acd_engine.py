@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controller.acd.engine import AcdEngine, AcdError, OnCall
@@ -156,6 +158,30 @@ def test_snapshot_restore() -> None:
     clock.advance(5)
     again.tick()
     assert again.agent("a1").state == "ready"
+
+
+def test_the_snapshots_json_is_the_snapshot_with_the_durations_encoded_again_only_when_they_change() -> None:
+    acd, clock = engine(wrapup_seconds=0)
+    acd.login("a1")
+    acd.enqueue("c1", "q")
+    clock.advance(2)
+    acd.answered("c1", "a1")
+    clock.advance(30)
+    acd.call_ended("a1")
+    assert json.loads(acd.snapshot_json()) == acd.snapshot()
+    talks = acd._queues["q"].talks
+    first = talks.saved_json()
+    assert talks.saved_json() is first  # unchanged: not encoded again
+    acd.enqueue("c2", "q")
+    acd.answered("c2", "a1")
+    clock.advance(10)
+    acd.call_ended("a1")  # a talk ended: its time is in the next snapshot
+    assert talks.saved_json() is not first
+    snapshot = json.loads(acd.snapshot_json())
+    assert snapshot == acd.snapshot() and [s for _, s in snapshot["queues"]["q"]["talks"]] == [30.0, 10.0]
+    talks.forget_before(clock.now() + 1)  # older than the window: forgotten, and so in the snapshot
+    snapshot = json.loads(acd.snapshot_json())
+    assert snapshot == acd.snapshot() and snapshot["queues"]["q"]["talks"] == []
 
 
 def test_restore_keeps_an_agent_talking_on_a_resumed_call() -> None:

@@ -330,3 +330,46 @@ async def test_a_group_waiting_for_a_failing_database_is_saved_and_committed_who
         await again.execute_atomic([("INSERT INTO t (n) VALUES (3)", ()), ("INSERT INTO t (n) VALUES (NULL)", ())])
     assert await numbers(again) == [1, 2]
     await again.close()
+
+
+async def test_a_statement_built_at_commit_is_built_once_per_batch_from_the_state_of_the_cut(store: Store) -> None:
+    state = {"n": 1}
+    builds: list[int] = []
+
+    def latest() -> tuple[str, tuple[Any, ...]]:
+        builds.append(state["n"])
+        return "INSERT INTO t (n) VALUES (?)", (state["n"] * 100,)
+
+    for n in (1, 2, 3):  # three changes before the batch is cut ...
+        state["n"] = n
+        store.write("INSERT INTO t (n) VALUES (?)", (n,))
+        store.write_at_commit("latest", latest)
+    assert builds == []
+    await store.flush()
+    assert builds == [3]  # ... one statement, built at the cut, with the state after all three
+    assert await numbers(store) == [1, 2, 3, 300]  # committed in the batch of the changes
+    await store.flush()
+    assert builds == [3]  # nothing asked for since: nothing built
+    state["n"] = 4
+    store.write_at_commit("latest", latest)
+    await store.flush()
+    assert await numbers(store) == [1, 2, 3, 300, 400]
+
+
+async def test_a_failing_builder_fails_alone_and_a_stopped_store_builds_before_freezing(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> tuple[str, tuple[Any, ...]]:
+        raise ValueError("no snapshot")
+
+    store.write_at_commit("broken", broken)
+    store.write("INSERT INTO t (n) VALUES (1)")
+    await store.flush()
+    assert await numbers(store) == [1]  # the other statement of its batch is stored
+    assert "statement not stored" in caplog.text and "no snapshot" in caplog.text
+    state = {"n": 2}
+    store.write_at_commit("latest", lambda: ("INSERT INTO t (n) VALUES (?)", (state["n"],)))
+    store.freeze()  # a graceful stop: what was asked for is built from the state before it ...
+    state["n"] = 3
+    store.write_at_commit("latest", lambda: ("INSERT INTO t (n) VALUES (?)", (state["n"],)))  # ... later: dropped
+    await store.flush()
+    assert await numbers(store) == [1, 2]

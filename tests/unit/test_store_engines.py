@@ -64,6 +64,23 @@ async def test_every_migration_runs_once_and_is_counted(store: Store, store_targ
     await again.close()
 
 
+async def test_a_numbers_history_is_its_newest_calls_of_both_directions_however_many_it_has(store: Store) -> None:
+    clock = iter(NOW + n for n in range(1000))
+    calls = CallRecords(store, lambda: next(clock))
+    for n in range(300):  # a switchboard: many calls in from it, a few out to it, interleaved
+        if n % 50 == 7:
+            calls.started(f"out{n}", f"cho{n}", direction="outbound", caller="1003", did="02088881234")
+        else:
+            calls.started(f"in{n}", f"chi{n}", direction="inbound", caller="02088881234", did="4000")
+        calls.started(f"other{n}", f"chx{n}", direction="inbound", caller="13912345678", did="4000")
+    await store.flush()
+    assert [h["call_id"] for h in await calls.history("02088881234", limit=4)] == ["in299", "in298", "in297", "in296"]
+    before = NOW + 2 * 258  # the clock ticks twice per n: out257 started at NOW + 514
+    assert [h["call_id"] for h in await calls.history("02088881234", limit=3, before=before)] == [
+        "out257", "in256", "in255"]  # both directions, newest first, before the given time
+    assert [h["call_id"] for h in await calls.history("13700137000")] == []  # a number never seen
+
+
 async def test_the_plugins_sql_answers_the_same_on_both_engines(store: Store) -> None:
     clock = iter(NOW + n for n in range(100))
     calls = CallRecords(store, lambda: next(clock))

@@ -70,12 +70,6 @@ AfterTalk = Callable[[CallSession, QueueOutcome, QueueRequest], Awaitable[None]]
 
 #: How often the service standards (hold, ACW, talk, wait, service level) are checked.
 STANDARDS_CHECK_SECONDS = 1.0
-#: Agents' changes within this many seconds would share one snapshot write (each write encodes every agent
-#: and the queues' recent talk times: the controller's largest cost per call, README "Benchmarks"). 0: each
-#: change is written at once. Kept at 0: the live-call picture (a ring, a talk) is written at once, and a
-#: SIGKILL between the two left a ringing agent the snapshot did not know (tests/e2e/test_resume_waiting.py
-#: `test_a_ring_in_progress_at_a_sigkill_is_settled`). Coalescing needs the snapshot in the same store batch.
-SNAPSHOT_COALESCE_SECONDS = 0.0
 #: An agent removed or disabled in one of these states is finishing a call: their requests still work.
 FINISHING_STATES = frozenset({"ringing", "talking", "on_hold", "acw"})
 
@@ -150,7 +144,6 @@ class AcdService:
         self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
         self.answering_channel: dict[str, str] = {}  # call id -> the agent leg answering it, for call.answered
         self._replan = asyncio.Event()
-        self._snapshot_due: asyncio.TimerHandle | None = None
         #: Called with the agent id when a removed or disabled agent is logged out (their call finished).
         self.refused_agent_gone_hooks: list[Callable[[str], None]] = []
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
@@ -269,9 +262,9 @@ class AcdService:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Bring agents back as they were before a restart (the snapshot is saved within
-        SNAPSHOT_COALESCE_SECONDS of every change); an agent on a call the live-call picture says is
-        connected stays talking on it (the call is resumed)."""
+        """Bring agents back as they were before a restart (the snapshot is committed with every store batch
+        that follows a change); an agent on a call the live-call picture says is connected stays talking on
+        it (the call is resumed)."""
         for queue, left in (await self.records.left_since(start_of_day(self.clock.now()))).items():
             self.engine.count_earlier(queue, left)  # the live counters cover the day, not this process
         snapshot = await self.records.load_snapshot()
@@ -439,28 +432,10 @@ class AcdService:
                     self.publish("call.position_changed", call_id=decision.call_id, queue=decision.queue,
                                  position=decision.position, estimated_wait=decision.estimated_wait)
         if agents_changed:
-            self._save_snapshot_soon()
+            # Encoded once per store batch, in the batch of the live-call parts written with these changes
+            # (each encoding covers every agent and the queues' recent talk times: README "Benchmarks").
+            self.records.save_snapshot_at_commit(self.engine.snapshot_json)
         self._replan.set()
-
-    def _save_snapshot_soon(self) -> None:
-        if SNAPSHOT_COALESCE_SECONDS <= 0:
-            self.flush_snapshot()
-            return
-        if self._snapshot_due is not None:
-            return  # the write already planned will carry this change too
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a synchronous caller): nothing to coalesce with
-            self.flush_snapshot()
-            return
-        self._snapshot_due = loop.call_later(SNAPSHOT_COALESCE_SECONDS, self.flush_snapshot)
-
-    def flush_snapshot(self) -> None:
-        """Write the agents' snapshot now (the planned write, if any, is no longer needed)."""
-        if self._snapshot_due is not None:
-            self._snapshot_due.cancel()
-            self._snapshot_due = None
-        self.records.save_snapshot(self.engine.snapshot())
 
     def _call_left(self, left: CallLeft) -> None:
         self.queue_resume.left(left.call_id)

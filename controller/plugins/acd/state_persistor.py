@@ -1,7 +1,9 @@
 """What the ACD writes to the store: queued calls, agent state changes, and the agent snapshot.
 
-The snapshot (`AcdEngine.snapshot()`) is rewritten on every agent state change, so a restarted
-controller comes back with the same agents logged in and in the same states.
+The snapshot (`AcdEngine.snapshot()`) is rewritten after agent state changes, so a restarted controller
+comes back with the same agents logged in and in the same states. It is built when the store's next batch
+is cut (`Store.write_at_commit`): once per transaction however many agents changed, and always in the same
+transaction as the live-call parts written with those changes (a SIGKILL cannot fall between them).
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ class AcdRecords:
                           (agent_id, at, state, reason, previous))
 
     def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        self._store.write(upsert("acd_snapshot", ("id", "saved_at", "snapshot"), ("id",)),
-                          (1, self._now(), json.dumps(snapshot, ensure_ascii=False)))
+        self._store.write(_SAVE_SNAPSHOT, (1, self._now(), json.dumps(snapshot, ensure_ascii=False)))
+
+    def save_snapshot_at_commit(self, snapshot_json: Callable[[], str]) -> None:
+        """The snapshot, as `snapshot_json()` encodes it when the store's next batch is cut, written in that
+        batch."""
+        self._store.write_at_commit("acd_snapshot", lambda: (_SAVE_SNAPSHOT, (1, self._now(), snapshot_json())))
 
     async def load_snapshot(self) -> dict[str, Any] | None:
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
@@ -95,5 +101,6 @@ class AcdRecords:
         return [dict(row) for row in rows]
 
 
+_SAVE_SNAPSHOT = upsert("acd_snapshot", ("id", "saved_at", "snapshot"), ("id",))
 # The queue visit in progress of a call (a call may visit several queues: overflow, transfer).
 _OPEN_VISIT = "id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?) AND call_id = ?"

@@ -6,14 +6,16 @@ the hot path of a call. Gauges from other plugins (queues, agents) register a ca
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from controller.ari.events import LAG_BUCKETS, EventStream
 from controller.http.server import roles
 
 MetricSource = Callable[[], Iterable[Any]]
@@ -41,6 +43,16 @@ def node_metrics(app: Any) -> Iterable[Any]:
     yield from (up, down, calls)
 
 
+def event_lag_histogram(stream: EventStream) -> HistogramMetricFamily:
+    """Every ARI event's age when read (Asterisk's timestamp to our read): its p99 is the event loop's lag."""
+    cumulative, buckets = 0, []
+    for bound, count in zip((*LAG_BUCKETS, float("inf")), stream.lag_counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    return HistogramMetricFamily("ccc_ari_event_lag_seconds", "Age of each ARI event when read",
+                                 buckets=buckets, sum_value=stream.lag_sum)
+
+
 def controller_metrics(app: Any) -> MetricSource:
     """Metrics of the core: calls, the ARI event stream, the store, webhooks."""
 
@@ -50,6 +62,8 @@ def controller_metrics(app: Any) -> MetricSource:
             calls.add_metric([state], count)
         yield calls
         yield CounterMetricFamily("ccc_calls_started", "Calls the controller took", value=app.calls.calls_started)
+        yield GaugeMetricFamily("ccc_asyncio_tasks", "Tasks of the controller's event loop (a leak grows them)",
+                                value=len(asyncio.all_tasks()))
         yield CounterMetricFamily("ccc_calls_recovered", "Calls found left in Stasis and re-adopted",
                                   value=app.calls.recovered)
         yield GaugeMetricFamily("ccc_ari_connected", "1 when the ARI event stream is connected",
@@ -63,8 +77,7 @@ def controller_metrics(app: Any) -> MetricSource:
         for operation, count in sorted(app.ari.requests_sent.items()):
             requests.add_metric([operation], count)
         yield requests
-        yield GaugeMetricFamily("ccc_ari_event_lag_seconds", "Age of a recent ARI event when read (sampled)",
-                                value=app.stream.last_lag or 0.0)
+        yield event_lag_histogram(app.stream)
         yield CounterMetricFamily("ccc_ari_connections", "Times the event stream (re)connected",
                                   value=app.stream.connections)
         yield from node_metrics(app)
