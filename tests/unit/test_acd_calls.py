@@ -20,9 +20,11 @@ import pytest
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriNotFound, ChannelGone
 from controller.ari.models import (
+    Bridge,
     Channel,
     ChannelDtmfReceived,
     ChannelHangupRequest,
+    ChannelLeftBridge,
     Event,
     Playback,
     PlaybackFinished,
@@ -70,6 +72,8 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
+        self.leaving: set[str] = set()  # channels taken out of a bridge whose ChannelLeftBridge is not sent yet
+        self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
     async def answer(self, channel_id: str) -> None:
         pass
@@ -77,6 +81,9 @@ class FakeAri:
     async def play(self, channel_id: str, media: Any, playback_id: str, lang: str | None = None) -> None:
         if channel_id not in self.channels:
             raise ChannelGone("POST", "/channels", 404, "gone")
+        if channel_id in self.leaving:  # as Asterisk: handed to the bridge it leaves, it never starts
+            self.never_started.append(playback_id)
+            return
         self.playing[playback_id] = channel_id
         if self.auto_finish:
             asyncio.get_running_loop().call_soon(self.finish, playback_id)
@@ -114,6 +121,19 @@ class FakeAri:
         for members in self.bridges.values():
             members.discard(channel_id)
 
+    def _left(self, bridge_id: str, channel_ids: set[str]) -> None:
+        """As Asterisk: the request is answered, the channels' ChannelLeftBridge follows a moment later."""
+        for channel_id in channel_ids:
+            event = ChannelLeftBridge("ChannelLeftBridge", "", "", {}, bridge=Bridge(bridge_id, "", (), {}),
+                                      channel=channel(channel_id))
+            self.leaving.add(channel_id)
+            asyncio.get_running_loop().call_soon(self._departed, event)
+
+    def _departed(self, event: ChannelLeftBridge) -> None:
+        assert event.channel is not None
+        self.leaving.discard(event.channel.id)
+        self.dispatcher.dispatch(event)
+
     async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> None:
         self.bridges[bridge_id] = set()
 
@@ -122,7 +142,8 @@ class FakeAri:
             raise ChannelGone("POST", "/bridges", 422, "Channel not found")
         if self.snooping.intersection(channel_ids):
             raise ChannelGone("POST", "/bridges", 422, "Channel not in Stasis application")
-        for members in self.bridges.values():
+        for other, members in self.bridges.items():
+            self._left(other, members.intersection(channel_ids))
             members.difference_update(channel_ids)
         self.bridges[bridge_id].update(channel_ids)
 
@@ -130,11 +151,12 @@ class FakeAri:
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
         self.bridges[bridge_id].discard(channel_id)
+        self._left(bridge_id, {channel_id})
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         if self.slow_destroy is not None:
             await self.slow_destroy.wait()
-        self.bridges.pop(bridge_id, None)
+        self._left(bridge_id, self.bridges.pop(bridge_id, set()))
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
         pass
@@ -317,6 +339,21 @@ async def test_a_command_sent_during_a_prompt_runs_when_the_prompt_ends(rig: Rig
         rig.ari.finish(playback_id)
     assert (await play)["played"] == "fees"
     assert (await hold)["state"] == "held" and rig.agent("a1") == ("on_hold", None)
+
+
+async def test_the_agent_number_is_announced_once_the_caller_has_left_the_holding_bridge(rig: Rig) -> None:
+    # The caller's holding bridge is destroyed when the agent answers; ARI answers before the channel has
+    # left it, and a playback asked for in that moment never starts: the call would wait for it for good.
+    queue = dataclasses.replace(rig.acd.config.acd.queues[0], announce_agent_number=True)
+    await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[queue]))
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    assert rig.ari.never_started == [] and rig.ari.bridge_of(CALLER) == {CALLER, leg}  # announced, then talking
+    hold = await rig.command("hold")
+    assert (await hold)["state"] == "held"
 
 
 async def test_keys_pressed_at_the_agent_do_not_answer_the_flows_next_question(rig: Rig) -> None:

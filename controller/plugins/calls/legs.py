@@ -186,6 +186,7 @@ class Bridge:
         self.kind = kind
         self.bridge_id = new_id(f"br-{purpose}")
         self.created = False
+        self.holds_caller = False  # the call's own channel was put in it (and not taken out yet)
 
     async def create(self) -> Bridge:
         self.session.dispatcher.claim(self.bridge_id, self.session)
@@ -195,10 +196,23 @@ class Bridge:
 
     async def add(self, *channel_ids: str, role: str | None = None) -> None:
         await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
+        if self.session.channel_id in channel_ids:
+            self.holds_caller = True
 
     async def remove(self, channel_id: str) -> None:
-        with contextlib.suppress(ChannelGone, AriNotFound):
+        try:
             await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
+        except (ChannelGone, AriNotFound):
+            return
+        if channel_id == self.session.channel_id:
+            self._caller_leaves()
+
+    def _caller_leaves(self) -> None:
+        """The caller is on the way out of this bridge: media on them waits until they are out
+        (`CallSession.out_of_bridges`)."""
+        if self.holds_caller:
+            self.holds_caller = False
+            self.session.leaving_bridges.add(self.bridge_id)
 
     async def destroy(self) -> None:
         """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
@@ -206,6 +220,7 @@ class Bridge:
             self.created = False
             try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
+                self._caller_leaves()
             except (AriNotFound, AriDetached):
                 pass
             except AriError as exc:
