@@ -192,7 +192,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
         await api_ok(process, "POST", f"/api/agents/{agent_id}/login", json={"ready": True})
 
     # A wrap-up changed while 1001 is in ACW: that ACW keeps its end (6 s), the next call's uses 2 s.
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     await in_state(process, "1001", "acw")
     general = (await api_ok(process, "GET", "/api/config/queues/general"))["value"]
     changed = await api_ok(process, "PUT", "/api/config/queues/general", json={**general, "wrapup_seconds": 2})
@@ -228,7 +228,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
 
     # The next call to general: 1001's ACW is the new 2 s.
     await in_state(process, "1001", "ready")
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     await in_state(process, "1001", "ready")
     history = states(process, "1001")
     wrapups = [after["at"] - acw["at"] for acw, after in itertools.pairwise(history) if acw["state"] == "acw"]
