@@ -687,6 +687,7 @@ def adopt_bridge(session: CallSession, bridge_id: str, kind: str, channels: Iter
     bridge = Bridge(session, kind=kind)
     bridge.bridge_id = bridge_id
     bridge.created = True
-    bridge.holds_caller = session.channel_id in channels
+    if session.channel_id in channels:
+        session.caller_bridge = bridge_id
     session.dispatcher.claim(bridge_id, session)
     return bridge

@@ -186,7 +186,6 @@ class Bridge:
         self.kind = kind
         self.bridge_id = new_id(f"br-{purpose}")
         self.created = False
-        self.holds_caller = False  # the call's own channel was put in it (and not taken out yet)
 
     async def create(self) -> Bridge:
         self.session.dispatcher.claim(self.bridge_id, self.session)
@@ -197,7 +196,7 @@ class Bridge:
     async def add(self, *channel_ids: str, role: str | None = None) -> None:
         await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
         if self.session.channel_id in channel_ids:
-            self.holds_caller = True
+            self.session.caller_bridge = self.bridge_id  # (out of any other: a channel is in one bridge at most)
 
     async def remove(self, channel_id: str) -> None:
         try:
@@ -210,8 +209,8 @@ class Bridge:
     def _caller_leaves(self) -> None:
         """The caller is on the way out of this bridge: media on them waits until they are out
         (`CallSession.out_of_bridges`)."""
-        if self.holds_caller:
-            self.holds_caller = False
+        if self.session.caller_bridge == self.bridge_id:
+            self.session.caller_bridge = None
             self.session.leaving_bridges.add(self.bridge_id)
 
     async def destroy(self) -> None:

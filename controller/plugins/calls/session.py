@@ -132,8 +132,9 @@ class CallSession:
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
         self.hung_up_by_us = False
         self.current_playback: str | None = None
-        # Bridges the caller's channel is being taken out of (destroyed, or the caller removed) until
-        # Asterisk says it left (ChannelLeftBridge): see `out_of_bridges`.
+        # The bridge the caller's channel was last put in (legs.Bridge), and the bridges it is being taken out
+        # of (destroyed, or the caller removed) until Asterisk says it left (ChannelLeftBridge): `out_of_bridges`.
+        self.caller_bridge: str | None = None
         self.leaving_bridges: set[str] = set()
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
