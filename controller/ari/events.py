@@ -30,7 +30,7 @@ log = logging.getLogger("controller.ari.events")
 #: that starts using one must take it off this list (tests/unit/test_ari_event_filter.py checks).
 UNUSED_EVENT_TYPES: tuple[str, ...] = (
     "ChannelVarset", "ChannelStateChange", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine",
-    "ChannelCreated", "ChannelEnteredBridge", "BridgeCreated", "BridgeDestroyed",
+    "ChannelCreated", "ChannelEnteredBridge", "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed",
     "BridgeVideoSourceChanged", "PlaybackStarted", "PlaybackContinuing", "RecordingStarted",
 )
 

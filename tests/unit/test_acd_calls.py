@@ -20,11 +20,9 @@ import pytest
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriNotFound, ChannelGone
 from controller.ari.models import (
-    Bridge,
     Channel,
     ChannelDtmfReceived,
     ChannelHangupRequest,
-    ChannelLeftBridge,
     Event,
     Playback,
     PlaybackFinished,
@@ -72,7 +70,7 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
-        self.leaving: set[str] = set()  # channels taken out of a bridge whose ChannelLeftBridge is not sent yet
+        self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
     async def answer(self, channel_id: str) -> None:
@@ -121,18 +119,10 @@ class FakeAri:
         for members in self.bridges.values():
             members.discard(channel_id)
 
-    def _left(self, bridge_id: str, channel_ids: set[str]) -> None:
-        """As Asterisk: the request is answered, the channels' ChannelLeftBridge follows a moment later."""
-        for channel_id in channel_ids:
-            event = ChannelLeftBridge("ChannelLeftBridge", "", "", {}, bridge=Bridge(bridge_id, "", (), {}),
-                                      channel=channel(channel_id))
-            self.leaving.add(channel_id)
-            asyncio.get_running_loop().call_soon(self._departed, event)
-
-    def _departed(self, event: ChannelLeftBridge) -> None:
-        assert event.channel is not None
-        self.leaving.discard(event.channel.id)
-        self.dispatcher.dispatch(event)
+    def _left(self, channel_ids: set[str]) -> None:
+        """As Asterisk after DELETE /bridges/{id}: answered at once, the channels depart a moment later."""
+        self.leaving.update(channel_ids)
+        asyncio.get_running_loop().call_soon(self.leaving.difference_update, channel_ids)
 
     async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> None:
         self.bridges[bridge_id] = set()
@@ -142,21 +132,19 @@ class FakeAri:
             raise ChannelGone("POST", "/bridges", 422, "Channel not found")
         if self.snooping.intersection(channel_ids):
             raise ChannelGone("POST", "/bridges", 422, "Channel not in Stasis application")
-        for other, members in self.bridges.items():
-            self._left(other, members.intersection(channel_ids))
+        for members in self.bridges.values():
             members.difference_update(channel_ids)
         self.bridges[bridge_id].update(channel_ids)
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
-        self.bridges[bridge_id].discard(channel_id)
-        self._left(bridge_id, {channel_id})
+        self.bridges[bridge_id].discard(channel_id)  # removeChannel answers once the channel is out
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         if self.slow_destroy is not None:
             await self.slow_destroy.wait()
-        self._left(bridge_id, self.bridges.pop(bridge_id, set()))
+        self._left(self.bridges.pop(bridge_id, set()))
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
         pass
@@ -342,8 +330,8 @@ async def test_a_command_sent_during_a_prompt_runs_when_the_prompt_ends(rig: Rig
 
 
 async def test_the_agent_number_is_announced_once_the_caller_has_left_the_holding_bridge(rig: Rig) -> None:
-    # The caller's holding bridge is destroyed when the agent answers; ARI answers before the channel has
-    # left it, and a playback asked for in that moment never starts: the call would wait for it for good.
+    # The caller leaves the holding bridge when the agent answers. ARI answers DELETE before the channel has
+    # left, and a playback asked for in that moment never starts: the call would wait for it for good.
     queue = dataclasses.replace(rig.acd.config.acd.queues[0], announce_agent_number=True)
     await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[queue]))
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
@@ -598,9 +586,10 @@ async def test_agents_changes_close_together_share_one_snapshot_write_and_a_stop
     assert len(records.snapshots) == 2  # and the planned one is not written again
 
 
-async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destruction_alone(
+async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ARI's bridge DELETE takes its channels out: a remove request before it is one request per bridge wasted."""
+    """ARI's bridge DELETE takes its channels out: a remove request before it is a request wasted, unless the
+    caller stays on the line (media for them may follow, and must wait until they are out: removeChannel)."""
     removed: list[str] = []
     remove = rig.ari.remove_from_bridge
 
@@ -609,8 +598,10 @@ async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destructi
         await remove(bridge_id, channel_id)
 
     monkeypatch.setattr(rig.ari, "remove_from_bridge", counting_remove)
-    leg = await rig.connect()  # through the holding bridge into the talk bridge
-    await rig.ari.hangup(leg)  # the agent hangs up
+    await rig.connect()  # through the holding bridge (the caller taken out first) into the talk bridge
+    assert [bridge.split("-")[1] for bridge in removed] == ["queue"]
+    rig.ari.vanish(CALLER)
+    rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))  # the caller hangs up
     await settle()
     assert rig.queued is not None and rig.queued.done()
-    assert rig.ari.bridges == {} and removed == []
+    assert rig.ari.bridges == {} and len(removed) == 1  # the talk bridge: destroyed, no remove

@@ -203,23 +203,21 @@ class Bridge:
             await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
         except (ChannelGone, AriNotFound):
             return
-        if channel_id == self.session.channel_id:
-            self._caller_leaves()
-
-    def _caller_leaves(self) -> None:
-        """The caller is on the way out of this bridge: media on them waits until they are out
-        (`CallSession.out_of_bridges`)."""
-        if self.session.caller_bridge == self.bridge_id:
+        if channel_id == self.session.channel_id and self.session.caller_bridge == self.bridge_id:
             self.session.caller_bridge = None
-            self.session.leaving_bridges.add(self.bridge_id)
 
     async def destroy(self) -> None:
         """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
         if self.created:
             self.created = False
+            if self.session.caller_bridge == self.bridge_id and not self.session.caller_gone:
+                # ARI answers DELETE before the caller's channel has left the bridge, and a playback asked for in
+                # that moment is handed to the bridge being left and never starts (no PlaybackFinished: the call
+                # waited for good). removeChannel answers once the channel is out: media may follow at once.
+                with contextlib.suppress(AriError):
+                    await self.remove(self.session.channel_id)
             try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
-                self._caller_leaves()
             except (AriNotFound, AriDetached):
                 pass
             except AriError as exc:

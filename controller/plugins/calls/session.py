@@ -25,7 +25,6 @@ from controller.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelHangupRequest,
-    ChannelLeftBridge,
     Event,
     PlaybackFinished,
     StasisEnd,
@@ -47,9 +46,6 @@ Q850_CAUSES = {
 #: The Q.850 cause Asterisk gives a channel hung up by ARI with each `reason` (channels.hangup).
 #: Q.850 causes of a dialled phone that did not answer, as the outcomes callbacks and campaigns retry on.
 DIAL_OUTCOME_BY_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
-#: How long media on the caller waits for their channel to leave a bridge we took them out of (see
-#: `CallSession.out_of_bridges`); it takes milliseconds, more only on a machine under heavy load.
-BRIDGE_LEAVE_TIMEOUT = 5.0
 HANGUP_REASON_CAUSES = {
     "normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "answered_elsewhere": 26, "number_incomplete": 28,
     "normal_unspecified": 31, "congestion": 34, "failure": 38, "unallocated": 1, "codec_mismatch": 58,
@@ -132,10 +128,7 @@ class CallSession:
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
         self.hung_up_by_us = False
         self.current_playback: str | None = None
-        # The bridge the caller's channel was last put in (legs.Bridge), and the bridges it is being taken out
-        # of (destroyed, or the caller removed) until Asterisk says it left (ChannelLeftBridge): `out_of_bridges`.
-        self.caller_bridge: str | None = None
-        self.leaving_bridges: set[str] = set()
+        self.caller_bridge: str | None = None  # the bridge the caller's channel is in (legs.Bridge)
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
@@ -170,11 +163,6 @@ class CallSession:
         """Book-keeping every event of this call goes through, whoever waits for it."""
         if isinstance(event, Resync):
             self.ended_channels.update(event.vanished - {self.channel_id})
-            self.leaving_bridges.clear()  # left long ago (a departure takes milliseconds); its event may be lost
-            return
-        if isinstance(event, ChannelLeftBridge):
-            if event.channel is not None and event.channel.id == self.channel_id:
-                self.leaving_bridges.discard(event.bridge.id)
             return
         if isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed) \
                 and event.channel.id != self.channel_id:
@@ -265,30 +253,12 @@ class CallSession:
         self.records.answered(self.call_id)
         self.persist()
 
-    async def out_of_bridges(self, timeout: float = BRIDGE_LEAVE_TIMEOUT) -> None:
-        """Wait until the caller's channel has left the bridges we took it out of (`leaving_bridges`).
-
-        ARI answers `DELETE /bridges/{id}` (or `removeChannel`) before the channel has left: its bridge
-        thread departs a moment later. A playback (or recording) asked for in between is handed to the
-        bridge the channel is leaving and never starts, so its PlaybackFinished never comes and the call
-        would wait for it for good (reproduced under load: the agent-number announcement after the
-        caller's holding bridge was destroyed). Media on the caller starts only once Asterisk has said
-        ChannelLeftBridge; other events meanwhile are dropped, as during a prompt."""
-        if not self.leaving_bridges:
-            return
-        await self.wait_for(lambda event: isinstance(event, ChannelLeftBridge) and not self.leaving_bridges, timeout)
-        if self.leaving_bridges:
-            log.warning("call %s: no ChannelLeftBridge for %s within %.0f s; going on", self.call_id,
-                        ", ".join(sorted(self.leaving_bridges)), timeout)
-            self.leaving_bridges.clear()
-
     async def play(self, media: Sequence[str], *, barge_in: bool = False, timeout: float = 900) -> str | None:
         """Play media URIs in order. With barge-in, a key stops it and is returned (and consumed)."""
         if barge_in and self.dtmf:
             return self.dtmf.pop(0)  # a key pressed ahead of the prompt answers it at once
         if not media:
             return None
-        await self.out_of_bridges()
         playback_id = new_id("pb")
         try:
             await self.ari.play(self.channel_id, media, playback_id, lang=self.language)

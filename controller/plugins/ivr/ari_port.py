@@ -125,7 +125,6 @@ class AriCallPort:
     async def record(self, spec: RecordSpec) -> RecordingResult:
         self._recordings += 1
         name = f"{spec.kind}-{self.call_id}-{self._recordings}"
-        await self.session.out_of_bridges()  # a recording asked for while leaving a bridge never starts either
         try:
             await self.session.ari.record(
                 self.session.channel_id, name, fmt="wav", max_duration=int(spec.max_seconds),
