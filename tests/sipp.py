@@ -66,7 +66,9 @@ class Dtmf:
 
 @dataclass(frozen=True)
 class WaitForBye:
-    """Stay on the line until the far end hangs up (then answer the BYE)."""
+    """Stay on the line until the far end hangs up (then answer the BYE). `timeout_ms` bounds a failing test,
+    it is not the expected wait: leave room for a loaded machine (CI runs three e2e groups on two cores),
+    about twice what the call should take, e.g. 60 s for a queue call (ring, agent-number announcement, talk)."""
 
     timeout_ms: int = 60_000
 

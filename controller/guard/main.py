@@ -97,12 +97,14 @@ class Guard:
         if healthy:
             self.last_seen = now
         if healthy != self.controller_up:
+            seen = "not seen since the guard started" if self.controller_up is None else "last seen up"
             self.controller_up = healthy
             if healthy:
                 log.info("controller is up")
             else:
-                log.warning("no controller owns ARI application %s; callers go to the fallback route in %.0f s",
-                            self.config.ari.app, self.settings.takeover_timeout - (now - self.last_seen))
+                log.warning("no controller owns ARI application %s (%s %.3f s ago); callers go to the fallback route"
+                            " in %.0f s", self.config.ari.app, seen, now - self.last_seen,
+                            self.settings.takeover_timeout - (now - self.last_seen))
         if not healthy and now - self.last_seen >= self.settings.takeover_timeout:
             await self.sweep()
 

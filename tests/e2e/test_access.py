@@ -157,7 +157,7 @@ async def test_a_call_of_a_never_flow_cannot_be_recorded_through_the_api(
     phone = Phone(15002, answer_after_ms=300, hold_ms=6000)
     await phone.start()
     await login(process, "1002")
-    caller = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(30000)])
+    caller = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(60_000)])
     await caller.start()
     call_id = (await wait_for_state(process, "1002", "talking"))["current_call"]
     for token in (OWNER, "demo-supervisor-token", "demo-admin-token"):
@@ -171,7 +171,7 @@ async def test_a_call_of_a_never_flow_cannot_be_recorded_through_the_api(
     assert (await process.api("POST", "/api/flows/reload"))[0] == 200
     await wait_for_state(process, "1002", "acw")
     assert (await process.api("POST", "/api/agents/1002/end_acw"))[0] == 200
-    second = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(30000)])
+    second = Caller(ACD_DID, caller=CALLER, steps=[WaitForBye(60_000)])
     await second.start()
     phone2 = Phone(15002, answer_after_ms=300, hold_ms=4000)
     await phone2.start()

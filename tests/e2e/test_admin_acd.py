@@ -192,7 +192,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
         await api_ok(process, "POST", f"/api/agents/{agent_id}/login", json={"ready": True})
 
     # A wrap-up changed while 1001 is in ACW: that ACW keeps its end (6 s), the next call's uses 2 s.
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     await in_state(process, "1001", "acw")
     general = (await api_ok(process, "GET", "/api/config/queues/general"))["value"]
     changed = await api_ok(process, "PUT", "/api/config/queues/general", json={**general, "wrapup_seconds": 2})
@@ -223,12 +223,12 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
 
     # 1002 gets the skill: the waiting call goes to them at once.
     await api_ok(process, "PUT", "/api/config/agents/1002", json={**AGENT_1002, "skills": {"billing": 5}})
-    await in_state(process, "1002", "talking", timeout=5)
+    await in_state(process, "1002", "talking", timeout=15)
     assert (await skilled.wait()).ok
 
     # The next call to general: 1001's ACW is the new 2 s.
     await in_state(process, "1001", "ready")
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     await in_state(process, "1001", "ready")
     history = states(process, "1001")
     wrapups = [after["at"] - acw["at"] for acw, after in itertools.pairwise(history) if acw["state"] == "acw"]
@@ -251,7 +251,7 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
     await in_state(process, "1002", "ready")
     disabled = {**AGENT_1002, "skills": {"billing": 5}, "enabled": False}
     await api_ok(process, "PUT", "/api/config/agents/1002", json=disabled)
-    await in_state(process, "1002", "logged_out", timeout=5)
+    await in_state(process, "1002", "logged_out", timeout=15)
     status, refused = await process.api("POST", "/api/agents/1002/login", json={"ready": True})
     assert (status, refused["error"]) == (409, "agent 1002 is disabled")
     status, refused = await process.api("GET", "/api/agents/1002", token="demo-agent-1002-token")

@@ -153,10 +153,10 @@ async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tm
     await login(process, "1001")
     await asyncio.sleep(0.2)
     await login(process, "1002")
-    first = Caller(ACD_DID, steps=[WaitForBye(30000)])
+    first = Caller(ACD_DID, steps=[WaitForBye(60_000)])
     await first.start()
     await asyncio.sleep(2.5)
-    second = Caller(ACD_DID, steps=[WaitForBye(30000)])
+    second = Caller(ACD_DID, steps=[WaitForBye(60_000)])
     await second.start()
     for result in (await first.wait(), await second.wait()):
         assert result.ok, result.errors
@@ -166,7 +166,7 @@ async def test_longest_idle_agent_number_acw_then_ready(fresh_asterisk: Path, tm
             break
         await asyncio.sleep(0.1)
     assert agent["state"] == "ready", agent
-    third = Caller(ACD_DID, steps=[WaitForBye(30000)])
+    third = Caller(ACD_DID, steps=[WaitForBye(60_000)])
     assert (await third.run()).ok
     visits = rows(process, "SELECT * FROM queue_calls ORDER BY id")
     assert [(v["agent_id"], v["outcome"]) for v in visits] == [("1001", "answered"), ("1002", "answered"),
@@ -202,7 +202,7 @@ async def test_rona_goes_to_the_next_agent(fresh_asterisk: Path, tmp_path: Path,
     await login(process, "1001")
     await asyncio.sleep(0.2)
     await login(process, "1002")
-    caller = Caller(ACD_DID, steps=[WaitForBye(30000)])
+    caller = Caller(ACD_DID, steps=[WaitForBye(60_000)])
     assert (await caller.run()).ok
     (visit,) = rows(process, "SELECT * FROM queue_calls")
     offers = json.loads(visit["offers"])
@@ -219,7 +219,7 @@ async def test_abandon_overflow_and_position_announcements(fresh_asterisk: Path,
     process = await start_controller(tmp_path, max_wait=8, overflow="voicemail", announce_interval=3)
     stop_after.append(process)
     await login(process, "1001", ready=False)
-    first = Caller(ACD_DID, steps=[WaitForBye(30000)])  # waits until the maximum wait: overflow
+    first = Caller(ACD_DID, steps=[WaitForBye(60_000)])  # waits until the maximum wait: overflow
     await first.start()
     await asyncio.sleep(1.5)
     second = Caller(ACD_DID, caller="13900139000", steps=[Pause(5000)])  # hangs up while waiting

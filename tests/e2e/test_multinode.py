@@ -101,7 +101,7 @@ async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node
     phone = phone_on_b(15002, answer_after_ms=300, hold_ms=12000)
     await phone.start()
     await login(process, "1001")
-    caller = Caller(ACD_DID, steps=[WaitForBye(30000)])
+    caller = Caller(ACD_DID, steps=[WaitForBye(60_000)])
     await caller.start()
 
     async def talking() -> bool:

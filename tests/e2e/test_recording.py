@@ -109,7 +109,7 @@ async def test_a_flow_that_records_always_records_from_the_start(
     agent_phone = Phone(15001, answer_after_ms=300, hold_ms=2000)
     await agent_phone.start()
     await login(process, "1001")
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     await process.wait_for_records(1)  # the recording's row is complete before the call's record is closed
     _, found = await process.api("GET", "/api/recordings")
     (row,) = found["recordings"]

@@ -76,7 +76,7 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
     stop_after.append(process)
     # Nothing moved: the same bridges hold the same two legs, every agent is talking on the same call.
     for agent in AGENTS:
-        view = await wait_for_state(process, agent["id"], "talking", timeout=5)
+        view = await wait_for_state(process, agent["id"], "talking", timeout=15)
         assert view["current_call"] == calls[agent["id"]]
     assert {b: c for b, c in (await our_bridges()).items() if b.startswith("br-talk-")} == talk_bridges
     status = await process.status()
@@ -184,7 +184,7 @@ async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Pa
     await process.start()
     stop_after.append(process)
     assert (await phone.wait()).ok  # its BYE came from the new process
-    await wait_for_state(process, "1001", "acw", timeout=5)
+    await wait_for_state(process, "1001", "acw", timeout=15)
     (record,) = rows(process, "SELECT end_reason, ended_at FROM calls WHERE call_id = ?", call_id)
     assert record["end_reason"] == "caller_hangup" and record["ended_at"] is not None, record
     (visit,) = rows(process, "SELECT outcome, talk_ended_at FROM queue_calls WHERE call_id = ?", call_id)

@@ -113,7 +113,7 @@ async def test_the_wait_estimate_uses_talk_times_measured_before_a_restart(
     quick = Phone(15001, answer_after_ms=300, hold_ms=3000)
     await quick.start()
     await login(first, "1001")
-    assert (await Caller(ACD_DID, steps=[WaitForBye(30000)]).run()).ok
+    assert (await Caller(ACD_DID, steps=[WaitForBye(60_000)]).run()).ok
     quick.kill()
     await agent_state(first, "1001", "ready")  # after the wrap-up: the snapshot holds the measured talk
     first.terminate()

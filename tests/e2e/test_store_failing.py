@@ -76,7 +76,7 @@ def queue_config(tmp_path: Path) -> Path:
 
 async def a_call_reaches_agent_1001(process: ControllerProcess, phone: Phone) -> None:
     """The caller has a number: its history is read before queueing (that read used to fail the call)."""
-    caller = Caller(ACD_DID, caller="13800138000", steps=[WaitForBye(30000)])
+    caller = Caller(ACD_DID, caller="13800138000", steps=[WaitForBye(60_000)])
     result = await caller.run()
     assert result.ok, result.errors
     assert (await phone.wait()).ok

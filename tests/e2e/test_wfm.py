@@ -127,7 +127,7 @@ async def test_an_agent_on_shift_but_logged_out_is_out_of_adherence_until_ready(
         # Ready: in adherence, in the API and on the wallboard.
         status, body = await process.api("POST", "/api/agents/1001/ready", json={})
         assert status == 200, body
-        ready = await wait_adherence(process, "1001", "in", timeout=5)
+        ready = await wait_adherence(process, "1001", "in", timeout=15)
         assert ready["state"] == "ready" and ready["out_since"] is None
         await wallboard.wait_for(f"document.querySelector('{cell}').dataset.adherence === 'in'")
         assert "OUT" not in await wallboard.text(cell)

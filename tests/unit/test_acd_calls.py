@@ -73,6 +73,8 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
+        self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
+        self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
     async def answer(self, channel_id: str) -> None:
         pass
@@ -80,6 +82,9 @@ class FakeAri:
     async def play(self, channel_id: str, media: Any, playback_id: str, lang: str | None = None) -> None:
         if channel_id not in self.channels:
             raise ChannelGone("POST", "/channels", 404, "gone")
+        if channel_id in self.leaving:  # as Asterisk: handed to the bridge it leaves, it never starts
+            self.never_started.append(playback_id)
+            return
         self.playing[playback_id] = channel_id
         if self.auto_finish:
             asyncio.get_running_loop().call_soon(self.finish, playback_id)
@@ -117,6 +122,11 @@ class FakeAri:
         for members in self.bridges.values():
             members.discard(channel_id)
 
+    def _left(self, channel_ids: set[str]) -> None:
+        """As Asterisk after DELETE /bridges/{id}: answered at once, the channels depart a moment later."""
+        self.leaving.update(channel_ids)
+        asyncio.get_running_loop().call_soon(self.leaving.difference_update, channel_ids)
+
     async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> None:
         self.bridges[bridge_id] = set()
 
@@ -132,12 +142,12 @@ class FakeAri:
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
-        self.bridges[bridge_id].discard(channel_id)
+        self.bridges[bridge_id].discard(channel_id)  # removeChannel answers once the channel is out
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         if self.slow_destroy is not None:
             await self.slow_destroy.wait()
-        self.bridges.pop(bridge_id, None)
+        self._left(self.bridges.pop(bridge_id, set()))
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
         pass
@@ -320,6 +330,21 @@ async def test_a_command_sent_during_a_prompt_runs_when_the_prompt_ends(rig: Rig
         rig.ari.finish(playback_id)
     assert (await play)["played"] == "fees"
     assert (await hold)["state"] == "held" and rig.agent("a1") == ("on_hold", None)
+
+
+async def test_the_agent_number_is_announced_once_the_caller_has_left_the_holding_bridge(rig: Rig) -> None:
+    # The caller leaves the holding bridge when the agent answers. ARI answers DELETE before the channel has
+    # left, and a playback asked for in that moment never starts: the call would wait for it for good.
+    queue = dataclasses.replace(rig.acd.config.acd.queues[0], announce_agent_number=True)
+    await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[queue]))
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    assert rig.ari.never_started == [] and rig.ari.bridge_of(CALLER) == {CALLER, leg}  # announced, then talking
+    hold = await rig.command("hold")
+    assert (await hold)["state"] == "held"
 
 
 async def test_keys_pressed_at_the_agent_do_not_answer_the_flows_next_question(rig: Rig) -> None:
@@ -569,9 +594,10 @@ async def test_agents_changes_before_a_commit_share_one_snapshot_in_the_batch_of
     await store.close()
 
 
-async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destruction_alone(
+async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ARI's bridge DELETE takes its channels out: a remove request before it is one request per bridge wasted."""
+    """ARI's bridge DELETE takes its channels out: a remove request before it is a request wasted, unless the
+    caller stays on the line (media for them may follow, and must wait until they are out: removeChannel)."""
     removed: list[str] = []
     remove = rig.ari.remove_from_bridge
 
@@ -580,8 +606,10 @@ async def test_the_caller_leaves_the_holding_and_talk_bridges_by_their_destructi
         await remove(bridge_id, channel_id)
 
     monkeypatch.setattr(rig.ari, "remove_from_bridge", counting_remove)
-    leg = await rig.connect()  # through the holding bridge into the talk bridge
-    await rig.ari.hangup(leg)  # the agent hangs up
+    await rig.connect()  # through the holding bridge (the caller taken out first) into the talk bridge
+    assert [bridge.split("-")[1] for bridge in removed] == ["queue"]
+    rig.ari.vanish(CALLER)
+    rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))  # the caller hangs up
     await settle()
     assert rig.queued is not None and rig.queued.done()
-    assert rig.ari.bridges == {} and removed == []
+    assert rig.ari.bridges == {} and len(removed) == 1  # the talk bridge: destroyed, no remove

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.engine import AcdError
@@ -588,7 +588,7 @@ class AcdCallControl:
         waiting = QueueCall(session, queue, request, phone_dial=self.acd.config.asterisk.phone_dial)
         alive = resumption.channels
         leg = adopt_leg(session, part["agent_leg"], alive)
-        talk = adopt_bridge(session, talk_bridge.id, "mixing")
+        talk = adopt_bridge(session, talk_bridge.id, "mixing", talk_bridge.channels)
         waiting.talk_started = float(part.get("talk_started") or self.acd.clock.now())
         waiting.parties = [adopt_leg(session, party, alive) for party in part.get("parties") or []
                            if party["channel_id"] in alive]
@@ -596,7 +596,7 @@ class AcdCallControl:
             waiting.consult = adopt_leg(session, part["consult"], alive)  # gone: the talk loop cancels it
         holding = resumption.bridges.get(str(part.get("holding_bridge")))
         if holding is not None and session.channel_id in holding.channels:
-            waiting.holding = adopt_bridge(session, holding.id, "holding")
+            waiting.holding = adopt_bridge(session, holding.id, "holding", holding.channels)
             held_for = max(0.0, self.acd.clock.now() - float(part.get("held_since") or self.acd.clock.now()))
             waiting.held_since = time.monotonic() - held_for
         elif holding is not None:
@@ -712,10 +712,13 @@ def adopt_leg(session: CallSession, saved: dict[str, Any], alive: Mapping[str, o
     return leg
 
 
-def adopt_bridge(session: CallSession, bridge_id: str, kind: str) -> Bridge:
-    """A bridge a previous process created, as a `Bridge` of the resumed call (claimed)."""
+def adopt_bridge(session: CallSession, bridge_id: str, kind: str, channels: Iterable[str] = ()) -> Bridge:
+    """A bridge a previous process created, as a `Bridge` of the resumed call (claimed); `channels`: the
+    ones Asterisk lists in it now."""
     bridge = Bridge(session, kind=kind)
     bridge.bridge_id = bridge_id
     bridge.created = True
+    if session.channel_id in channels:
+        session.caller_bridge = bridge_id
     session.dispatcher.claim(bridge_id, session)
     return bridge

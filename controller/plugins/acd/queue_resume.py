@@ -169,7 +169,7 @@ class QueueResume:
         else the queue node puts them on hold again."""
         bridge = bridges.get(bridge_id)
         if bridge is not None and waiting.session.channel_id in bridge.channels:
-            waiting.holding = adopt_bridge(waiting.session, bridge_id, "holding")
+            waiting.holding = adopt_bridge(waiting.session, bridge_id, "holding", bridge.channels)
 
     async def _settle_rings(self, waiting: QueueCall, legs: list[dict[str, Any]], resumption: Resumption) -> None:
         """Each agent phone that rang for the call when the process died: connect, keep ringing, or RONA.

@@ -203,15 +203,27 @@ class Bridge:
 
     async def add(self, *channel_ids: str, role: str | None = None) -> None:
         await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
+        if self.session.channel_id in channel_ids:
+            self.session.caller_bridge = self.bridge_id  # (out of any other: a channel is in one bridge at most)
 
     async def remove(self, channel_id: str) -> None:
-        with contextlib.suppress(ChannelGone, AriNotFound):
+        try:
             await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
+        except (ChannelGone, AriNotFound):
+            return
+        if channel_id == self.session.channel_id and self.session.caller_bridge == self.bridge_id:
+            self.session.caller_bridge = None
 
     async def destroy(self) -> None:
         """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
         if self.created:
             self.created = False
+            if self.session.caller_bridge == self.bridge_id and not self.session.caller_gone:
+                # ARI answers DELETE before the caller's channel has left the bridge, and a playback asked for in
+                # that moment is handed to the bridge being left and never starts (no PlaybackFinished: the call
+                # waited for good). removeChannel answers once the channel is out: media may follow at once.
+                with contextlib.suppress(AriError):
+                    await self.remove(self.session.channel_id)
             try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
             except (AriNotFound, AriDetached):

@@ -128,6 +128,7 @@ class CallSession:
         self.handed_off = False  # sent on to the dialplan (fallback): no longer ours to hang up
         self.hung_up_by_us = False
         self.current_playback: str | None = None
+        self.caller_bridge: str | None = None  # the bridge the caller's channel is in (legs.Bridge)
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
