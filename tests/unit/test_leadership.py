@@ -15,7 +15,8 @@ from controller.leadership import Leadership, leadership_problem, uses_leadershi
 from controller.store.db import Store, StoreError
 from tests.pg_server import PostgresServer
 
-LEASE = LeadershipSettings(enabled=True, lease_seconds=1.2, renew_interval=0.2)
+# 10 renewals a lease: a loaded CI machine may stall for a second
+LEASE = LeadershipSettings(enabled=True, lease_seconds=2.5, renew_interval=0.25)
 
 
 def config_for(postgres: PostgresServer, url: str, node: str) -> Config:
