@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,16 @@ def asterisk() -> Iterator[Path]:
 async def ari_get(path: str) -> Any:
     async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.get(ARI + path) as response:
         return await response.json()
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 15, interval: float = 0.1) -> Any:
+    """`check()`'s first truthy value, polled every `interval`; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := await check():
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout:g} s")
 
 
 async def hang_up_everything() -> None:

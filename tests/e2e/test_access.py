@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ControllerProcess, ari_get, demo_config
+from tests.e2e.conftest import ControllerProcess, ari_get, demo_config, wait_until
 from tests.e2e.test_call_control import wait_for_state
 from tests.e2e.test_ivr_acd import AGENTS, flows_dir, login, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
@@ -123,8 +123,13 @@ async def test_an_agent_token_cannot_act_on_a_colleague_or_their_call(
 
     assert (await caller.wait()).ok
     await wait_for_state(process, "1002", "acw")
-    _, found = await process.api("GET", f"/api/recordings?call_id={call_id}")
-    (row,) = found["recordings"]
+
+    async def finished() -> dict[str, Any] | None:  # the duration is known once Asterisk says it finished
+        _, found = await process.api("GET", f"/api/recordings?call_id={call_id}")
+        (row,) = found["recordings"]
+        return row if row["duration"] is not None else None
+
+    row = await wait_until(finished, timeout=20)
     assert row["duration"] >= 10  # recorded to the end: the stop was refused
     after_call = [("GET", f"/api/recordings/{row['id']}"), ("GET", f"/api/recordings/{row['id']}/audio"),
                   ("GET", f"/api/numbers/{CALLER}/calls"), ("GET", "/api/agents/1002/calls")]

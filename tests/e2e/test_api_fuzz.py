@@ -37,7 +37,7 @@ def fuzz(url: str, token: str, report: Path) -> subprocess.CompletedProcess[str]
          # resource to fetch back, and our auth is per role, not per object id.
          "--exclude-checks", "use_after_free,ensure_resource_availability",
          "--seed", str(SEED), "-n", str(EXAMPLES), "--workers", "1", "--phases", "examples,coverage,fuzzing",
-         "--request-timeout", "15", "--no-shrink", "--warnings", "off",
+         "--request-timeout", "60", "--no-shrink", "--warnings", "off",
          "--report", "junit", "--report-junit-path", str(report)],
         capture_output=True, text=True, timeout=240,
         cwd=report.parent)  # its cache (.schemathesis/, crashes it would replay) stays out of the repository

@@ -6,11 +6,10 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.e2e.conftest import REPO, ControllerProcess, ari_get, hang_up_everything
+from tests.e2e.conftest import REPO, ControllerProcess, ari_get, hang_up_everything, wait_until
 from tests.sipp import Caller, Pause
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -25,16 +24,6 @@ UNROUTED_DID = "4008000001"
 def ccctl(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "controller.cli.main", "--url", url, "--token", "demo-admin-token",
                            *args], capture_output=True, text=True, timeout=60)
-
-
-async def wait_until(predicate, timeout: float = 15, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 async def stasis_channels() -> list[dict]:  # type: ignore[type-arg]
