@@ -20,7 +20,7 @@ counts as the mean. Each group writes a JUnit XML and a log under var/e2e/; its 
 when it ends (every failure in full), then one summary of all groups, merged into var/e2e/junit.xml.
 The exit status is non-zero when any test failed or any group crashed or timed out.
 
-A failed test gets one more chance, alone, after the groups (`--reruns`, default up to 3 tests): 3 Asterisks
+A failed test gets one more chance, alone, after the groups (`--reruns`, default up to 5 tests): 3 Asterisks
 on 2 cores make timing waits miss now and then. A test that passes alone is reported as FLAKY (in the summary
 and var/e2e/flaky.txt, to be looked at: a flake may be a race in the controller) and does not fail the run; one
 that fails again fails it. More failures than that, or a crashed group, are never rerun.
@@ -261,8 +261,8 @@ def main() -> int:
                         help=f"after the run, write each file's measured time to {rel(DURATIONS)}")
     parser.add_argument("--timeout-min", type=float, default=float(os.environ.get("CCC_E2E_TIMEOUT_MIN", 60)),
                         help="stop a group running longer than this (default 60)")
-    parser.add_argument("--reruns", type=int, default=int(os.environ.get("CCC_E2E_RERUNS", 3)),
-                        help="failed tests rerun once alone, at most this many (env CCC_E2E_RERUNS, default 3)")
+    parser.add_argument("--reruns", type=int, default=int(os.environ.get("CCC_E2E_RERUNS", 5)),
+                        help="failed tests rerun once alone, at most this many (env CCC_E2E_RERUNS, default 5)")
     parser.add_argument("--prefix", default=os.environ.get("CCC_E2E_NS_PREFIX", "ccc-e2e-"),
                         help="namespace names: PREFIX1, PREFIX2, ... (env CCC_E2E_NS_PREFIX)")
     argv = sys.argv[1:]
