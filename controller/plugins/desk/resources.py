@@ -8,7 +8,7 @@ so the usual roles apply: an agent's token sees and drives only that agent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +26,9 @@ FILES = {"toolbar.html": "text/html", "wallboard.html": "text/html", "admin.html
          "qa.html": "text/html", "qa.js": "text/javascript",
          # JsSIP, bundled from the pinned npm package by `make` (npm ci; npm run build): README dependencies
          "vendor/jssip.min.js": "text/javascript"}
+#: The pages' short addresses (the page itself is served from /desk/, with the query kept).
+PAGES = {"/toolbar": "toolbar.html", "/wallboard": "wallboard.html", "/admin": "admin.html",
+         "/console": "console.html", "/qa": "qa.html"}
 PHONE = {"type": "object", "required": ["endpoint", "uri", "websocket_url", "password"],
          "properties": {"endpoint": {"type": "string"}, "uri": {"type": "string"},
                         "websocket_url": {"type": "string"}, "authorization_user": {"type": "string"},
@@ -44,33 +47,15 @@ def routes() -> list[web.RouteDef]:
                             headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY",
                                      "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
-    def redirect(request: web.Request, name: str) -> web.Response:
-        query = f"?{request.query_string}" if request.query_string else ""
-        return web.Response(status=302, headers={"Location": f"/desk/{name}{query}"})
+    def redirect_to(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @page
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            query = f"?{request.query_string}" if request.query_string else ""
+            return web.Response(status=302, headers={"Location": f"/desk/{name}{query}"})
+        return redirect
 
-    @page
-    async def toolbar(request: web.Request) -> web.StreamResponse:
-        return redirect(request, "toolbar.html")
-
-    @page
-    async def wallboard(request: web.Request) -> web.StreamResponse:
-        return redirect(request, "wallboard.html")
-
-    @page
-    async def admin(request: web.Request) -> web.StreamResponse:
-        return redirect(request, "admin.html")
-
-    @page
-    async def console(request: web.Request) -> web.StreamResponse:
-        return redirect(request, "console.html")
-
-    @page
-    async def quality(request: web.Request) -> web.StreamResponse:
-        return redirect(request, "qa.html")
-
-    return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static), web.get("/toolbar", toolbar),
-            web.get("/wallboard", wallboard), web.get("/admin", admin), web.get("/console", console),
-            web.get("/qa", quality)]
+    return [web.get("/desk/{name:[a-z]+/[a-z.]+|[a-z.]+}", static),
+            *(web.get(path, redirect_to(name)) for path, name in PAGES.items())]
 
 
 def api_routes(settings: SoftphoneSettings, agent_ids: Callable[[], list[str]],
