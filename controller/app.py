@@ -468,7 +468,8 @@ class Controller:
             *ami_resources.routes(self.ami, self._is_browser_phone),
             *cti_resources.routes(self.events, self.webhooks, agent_queues=self._agent_queues),
             *metrics_resources.routes(self.metric_sources),
-            *desk_resources.api_routes(self.config.softphone, self._enabled_agents, self._supervisor_users),
+            *desk_resources.api_routes(self.config.softphone, lambda: phone_agents(self.live.current),
+                                       self._supervisor_users),
             *recording_resources.routes(self.recordings, self.calls,
                                         lambda agent_id: self.acd.engine.agent(agent_id).current_call,
                                         self._queue_recording_policy),
@@ -495,9 +496,6 @@ class Controller:
         """An agent's or supervisor's WebRTC endpoint (`softphone.endpoint`, `softphone.supervisor_endpoint`),
         which the trunk list leaves out."""
         return endpoint in browser_phones(self.config.softphone, self.acd.agent_configs, self._supervisor_users())
-
-    def _enabled_agents(self) -> list[str]:
-        return [agent.id for agent in self.acd.agent_configs.values() if agent.enabled]
 
     def _supervisor_users(self) -> list[str]:
         """The users who get a supervisor's browser phone (supervisors and admins)."""
