@@ -114,9 +114,13 @@ def remove_asterisk_config() -> None:
 
 
 def controller_config(data: Path) -> Path:
+    # The same sound files app_queue's dialplan plays (a plain string would be text to speak: "sound colon
+    # silence slash one", 2 s of speech each key cut short). Named by their folder: the sandbox's sounds/en is
+    # a link into /etc/alternatives that resolves only inside the chroot, where the flow check cannot see it.
     nodes = """
-  menu: {type: menu, prompt: ["sound:silence/1"], options: {"1": account}, timeout: 5, retries: 1, default: bye}
-  account: {type: collect, prompt: ["sound:beep"], variable: account, min_digits: 2, max_digits: 2,
+  menu: {type: menu, prompt: [{sound: en_US_f_Allison/silence/1}], options: {"1": account}, timeout: 5, retries: 1,
+         default: bye}
+  account: {type: collect, prompt: [{sound: en_US_f_Allison/beep}], variable: account, min_digits: 2, max_digits: 2,
             next: queue, failure: bye}"""
     return bench_config(data, "bench", OURS_DID, nodes, AGENTS)
 
