@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.ivr.port import Prompt
-from controller.media.prompts import PromptRenderer, prompt_key
+from controller.media.prompts import RECHECK_SECONDS, PromptRenderer, prompt_key
 from controller.media.say import say_date, say_digits, say_money, say_number, say_time, verbalize
 from controller.media.tts import EspeakEngine, TtsError
 
@@ -88,15 +88,32 @@ async def test_espeak_renders_8khz_mono_once(tmp_path: Path) -> None:
 
 async def test_concurrent_requests_render_once_and_recordings_win(tmp_path: Path) -> None:
     engine = CountingEngine()
-    renderer = PromptRenderer(tmp_path, engine)
+    now = [1000.0]
+    renderer = PromptRenderer(tmp_path, engine, monotonic=lambda: now[0])
     results = await asyncio.gather(*(renderer.media_for(Prompt("tts", "请稍候", "zh")) for _ in range(5)))
     assert len(set(results)) == 1 and engine.calls == 1
     key = prompt_key("请稍候", "zh", engine.name)
     (tmp_path / "ccc" / "recorded").mkdir(parents=True)
     (tmp_path / "ccc" / "recorded" / f"{key}.wav").write_bytes(b"RIFF")
+    # Which file a text plays is looked up at most once per RECHECK_SECONDS (not twice per prompt of each call):
+    # the studio recording is played from the next look-up on.
+    now[0] += RECHECK_SECONDS - 0.5
+    assert await renderer.media_for(Prompt("tts", "请稍候", "zh")) == f"sound:ccc/tts/{key}"
+    now[0] += 1.0
     assert await renderer.media_for(Prompt("tts", "请稍候", "zh")) == f"sound:ccc/recorded/{key}"
     assert await renderer.media_for(Prompt("sound", "beep")) == "sound:beep"
     assert await renderer.media_for(Prompt("recording", "vm-1")) == "recording:vm-1"
+
+
+async def test_a_deleted_rendering_is_rendered_again_at_the_next_look_up(tmp_path: Path) -> None:
+    engine = CountingEngine()
+    now = [1000.0]
+    renderer = PromptRenderer(tmp_path, engine, monotonic=lambda: now[0])
+    media = await renderer.media_for(Prompt("tts", "您好", "zh"))
+    (tmp_path / "ccc" / "tts" / f"{media.removeprefix('sound:ccc/tts/')}.wav").unlink()  # e.g. by retention
+    now[0] += RECHECK_SECONDS
+    assert await renderer.media_for(Prompt("tts", "您好", "zh")) == media
+    assert engine.calls == 2 and (tmp_path / "ccc" / "tts" / f"{media.removeprefix('sound:ccc/tts/')}.wav").exists()
 
 
 async def test_engine_failure_is_a_tts_error_and_leaves_no_file(tmp_path: Path) -> None:
