@@ -21,6 +21,8 @@ SNIPPETS: dict[str, tuple[str, str]] = {
     "manager.conf": ("/etc/asterisk/manager.conf (merge the user section)", "asterisk-conf"),
     "queues.conf": ("/etc/asterisk/queues.conf (add the ccc-fallback queue)", "asterisk-conf"),
     "voicemail.conf": ("/etc/asterisk/voicemail.conf (add the [ccc] context)", "asterisk-conf"),
+    "stasis.conf": ("/etc/asterisk/stasis.conf (merge [declined_message_types]; restart Asterisk)", "asterisk-conf"),
+    "cdr.conf": ("/etc/asterisk/cdr.conf (unless the site keeps Asterisk's own CDRs)", "asterisk-conf"),
     "ccc-inbound.conf": ("/etc/asterisk/dialplans/ccc-inbound.conf, with "
                          '#include "dialplans/*.conf" in extensions.conf', "dialplans"),
 }

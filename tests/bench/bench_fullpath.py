@@ -47,6 +47,9 @@ SECONDS = float(os.environ.get("CCC_BENCH_SECONDS", "8"))
 AGENTS = int(os.environ.get("CCC_BENCH_AGENTS", "100"))
 QUEUES = int(os.environ.get("CCC_BENCH_QUEUES", "2"))
 PROFILE = os.environ.get("CCC_BENCH_PROFILE", "")  # a file: py-spy's folded stacks of the controller, all rates
+PERF = os.environ.get("CCC_BENCH_PERF", "")  # a path prefix: `perf record` of Asterisk per handler and rate
+# "1": count every AMI event per call by kind (VarSet by variable): what each path makes Asterisk publish
+AMI_EVENTS = os.environ.get("CCC_BENCH_AMI_EVENTS", "") == "1"
 PHONE_PORT = 15001
 TALK_MS = 2000
 OURS_DID, APP_QUEUE_DID = "40080051{:02d}", "40080052{:02d}"  # per queue
@@ -85,7 +88,7 @@ def asterisk_config() -> dict[str, str]:
                      f" same => n,Queue(bench{q},,,,60)\n same => n,Hangup()\n")
     # The demo's AMI user cannot read DTMF events: a user of the bench's own reads them.
     manager = "\n[bench]\nsecret = bench-ami\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n" \
-              "read = call,dtmf\nwrite =\n"
+              f"read = {'all' if AMI_EVENTS else 'call,dtmf'}\nwrite =\n"
     return {"pjsip_bench.conf": pjsip, "queues.conf+": queues, "dialplans/zz-bench.conf": dialplan,
             "manager.conf+": manager}
 
@@ -151,6 +154,11 @@ class Latencies:
 
     keys: dict[str, float] = field(default_factory=dict)  # caller's uniqueid -> time of its latest key
     values: list[float] = field(default_factory=list)
+    ami_events: Counter[str] = field(default_factory=Counter)  # with CCC_BENCH_AMI_EVENTS: every event by kind
+
+    def on_any(self, _manager: Manager, event: dict[str, str]) -> None:
+        kind = event.get("Event", "")
+        self.ami_events[f"VarSet {event.get('Variable', '')}" if kind == "VarSet" else kind] += 1
 
     def on_dtmf(self, _manager: Manager, event: dict[str, str]) -> None:
         if event.get("Direction") == "Received":
@@ -185,6 +193,8 @@ class Result:
     rss_mb: float | None = None
     requests: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
+    ami_events: Counter[str] = field(default_factory=Counter)
+    perf: dict[str, float] = field(default_factory=dict)  # with CCC_BENCH_PERF: Asterisk's perf stat counters
     load: float = 0.0
 
 
@@ -222,22 +232,56 @@ async def place_calls(did_pattern: str, rate: int) -> tuple[int, int]:
     return per_queue * QUEUES, failed
 
 
+async def start_asterisk_perf(asterisk_pid: int, name: str) -> list[asyncio.subprocess.Process]:
+    """`perf record` (samples) and `perf stat` (task-clock, context switches, system calls: counts that vary less
+    with the machine's load than CPU time) of Asterisk's threads while one handler's calls run, when asked for
+    (README "Benchmarks": `perf report -i <file> --sort dso,sym` reads the samples)."""
+    if not PERF:
+        return []
+    pid = str(asterisk_pid)
+    return [await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
+                                                 stderr=asyncio.subprocess.DEVNULL) for command in (
+        ("perf", "record", "-F", "499", "-g", "-p", pid, "-o", f"{PERF}-{name}.data"),
+        ("perf", "stat", "-x", ",", "-e", PERF_STAT_EVENTS, "-p", pid, "-o", f"{PERF}-{name}.stat"))]
+
+
+PERF_STAT_EVENTS = "task-clock,context-switches,raw_syscalls:sys_enter"
+
+
+def perf_stat_counts(name: str) -> dict[str, float]:
+    """The `perf stat -x ,` file's counters by event name."""
+    counts = {}
+    for line in Path(f"{PERF}-{name}.stat").read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in PERF_STAT_EVENTS.split(","):
+            with contextlib.suppress(ValueError):
+                counts[fields[2]] = float(fields[0])
+    return counts
+
+
 async def measure(did_pattern: str, rate: int, asterisk_pid: int, latencies: Latencies,
                   controller: ControllerProcess | None) -> Result:
     await hang_up_everything()
     await asyncio.sleep(1.0)
     latencies.keys.clear()
     latencies.values.clear()
+    latencies.ami_events.clear()
     pid = controller.process.pid if controller and controller.process else None
+    perf_name = f"{'controller' if controller else 'app_queue'}-{rate}"
+    perf = await start_asterisk_perf(asterisk_pid, perf_name)
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
     calls, failed = await place_calls(did_pattern, rate)
     await asyncio.sleep(1.5)
+    for process in perf:
+        process.send_signal(signal.SIGINT)  # perf writes its file on SIGINT
+        await process.wait()
     done = max(1, calls - failed)
     result = Result(calls, failed,
                     (cpu_seconds(pid) - before[1]) * 1000 / done if pid else None,
                     (cpu_seconds(asterisk_pid) - before[0]) * 1000 / done,
-                    latencies.percentile(50), latencies.percentile(99), load=os.getloadavg()[0])
+                    latencies.percentile(50), latencies.percentile(99), load=os.getloadavg()[0],
+                    ami_events=latencies.ami_events.copy(), perf=perf_stat_counts(perf_name) if perf else {})
     if controller and pid:
         result.rss_mb = rss_mb(pid)
         requests, events = await ari_counts(controller)
@@ -313,6 +357,8 @@ async def run() -> None:
     latencies = Latencies()
     manager.register_event("DTMFEnd", latencies.on_dtmf)
     manager.register_event("Newstate", latencies.on_newstate)
+    if AMI_EVENTS:
+        manager.register_event("*", latencies.on_any)
     await manager.connect()
     phone = Phone(PHONE_PORT, answer_after_ms=100, hold_ms=TALK_MS, calls=1_000_000, timeout_s=3600)
     results: dict[str, dict[int, Result]] = {"app_queue": {}, "controller": {}}
@@ -374,6 +420,20 @@ def print_table(results: dict[str, dict[int, Result]], cti_events: int) -> None:
         print(f"at {rate} calls/s, per call: ARI requests {_top(r.requests, done)}")
         print(f"{'':>{len(str(rate)) + 16}}ARI events {_top(r.events, done)}")
     print(f"CTI events read by the WebSocket client: {cti_events}")
+    for handler, by_rate in results.items():
+        for rate, r in by_rate.items():
+            if r.perf:
+                done = max(1, r.calls - r.failed)
+                print(f"{handler} at {rate} calls/s, Asterisk per call (perf stat): "
+                      f"{r.perf.get('task-clock', 0) / done:.1f} ms task-clock, "
+                      f"{r.perf.get('context-switches', 0) / done:.0f} context switches, "
+                      f"{r.perf.get('raw_syscalls:sys_enter', 0) / done:.0f} system calls")
+    if AMI_EVENTS:
+        for handler, by_rate in results.items():
+            for rate, r in by_rate.items():
+                done = max(1, r.calls - r.failed)
+                print(f"{handler} at {rate} calls/s, AMI events per call: {sum(r.ami_events.values()) / done:.1f}: "
+                      + ", ".join(f"{name} {count / done:.1f}" for name, count in r.ami_events.most_common(60)))
 
 
 def main() -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+from collections import Counter
+from typing import Any
 
+import aiohttp
 import pytest
+import sandbox  # tools/sandbox.py (conftest puts tools/ on the path)
 
 from controller.ari.events import UNUSED_EVENT_TYPES
-from tests.e2e.conftest import ControllerProcess, ari_get
+from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, wait_until
 from tests.sipp import Caller, Pause
 
 pytestmark = pytest.mark.e2e
@@ -34,3 +40,38 @@ async def test_the_controller_receives_the_events_it_reads_and_not_the_ones_it_i
     assert received.get("PlaybackFinished", 0) >= 1, received
     # ... and the ones no handler reads (Asterisk sets a dozen variables on such a call) do not.
     assert not set(received) & set(UNUSED_EVENT_TYPES), received
+
+
+async def test_asterisk_does_not_create_the_message_types_stasis_conf_declines(
+        controller: ControllerProcess) -> None:
+    """asterisk-conf/stasis.conf declines ChannelVarset (README "Configure Asterisk"): the application
+    filter above only stops Asterisk from writing an event it has already built, a declined type is never built.
+    A second application subscribed to everything sees the call's other channel events but no variable set,
+    although the inbound dialplan sets CCC_DID and Asterisk sets STASISSTATUS and the RTP statistics."""
+    seen: list[dict[str, Any]] = []
+    url = f"{ARI.replace('http', 'ws')}/events?app=ccc-probe&subscribeAll=true"
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.ws_connect(url) as ws:
+        async def read() -> None:
+            async for message in ws:
+                seen.append(json.loads(message.data))
+
+        async def hung_up() -> bool:
+            return any(event["type"] == "ChannelDestroyed" for event in seen)
+
+        reader = asyncio.create_task(read())
+        try:
+            result = await Caller(DID, steps=[Pause(2500)]).run()
+            assert result.ok, result.output + result.errors
+            await wait_until(hung_up)
+        finally:
+            reader.cancel()
+    types = Counter(event["type"] for event in seen)
+    # The call's channel was seen going through the dialplan (Set, then Stasis) and hanging up ...
+    dialplan_apps = {event["dialplan_app"] for event in seen if event["type"] == "ChannelDialplan"}
+    assert {"Set", "Stasis"} <= dialplan_apps, types
+    assert types["ChannelHangupRequest"] >= 1, types
+    # ... and not one variable set was published.
+    assert types["ChannelVarset"] == 0, types
+    # Asterisk's own CDR engine is off (asterisk-conf/cdr.conf): the controller writes the call records.
+    assert re.search(r"Logging:\s+Disabled", sandbox.cli("cdr show status")), sandbox.cli("cdr show status")
+
