@@ -50,7 +50,7 @@ from controller.acd.model import (
 )
 from controller.clock import Clock
 
-__all__ = ["AcdEngine", "AcdError", "waiting_refusal"]
+__all__ = ["AcdEngine", "AcdError", "UnsavedChanges", "waiting_refusal"]
 
 LOGGED_IN_STATES = {"ready", "not_ready", "ringing", "talking", "on_hold", "acw"}
 
@@ -68,6 +68,15 @@ class OnCall(NamedTuple):
     queue: str | None
     talk_started: float
     on_hold: bool = False
+
+
+class UnsavedChanges(NamedTuple):
+    """What changed since the store last took the engine's state (`AcdEngine.take_unsaved`), encoded as the
+    store keeps it: per agent their part of `snapshot()["agents"]` as JSON, per queue its recent talk and ring
+    durations as JSON; None: the agent or queue has nothing to keep any more (removed, or back to nothing)."""
+
+    agents: dict[str, str | None]
+    queues: dict[str, tuple[str, str] | None]
 
 
 class AcdError(Exception):
@@ -160,6 +169,10 @@ class AcdEngine:
         self._timers: list[tuple[float, int, str, str, str, int]] = []  # at, seq, kind, key, agent, token
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
+        # Changed since the store last took them (`take_unsaved`): only these are encoded and written at the
+        # next commit, not every agent (README "Benchmarks", third round).
+        self._unsaved_agents: set[str] = set()
+        self._unsaved_queues: set[str] = set()
         for settings in agents:
             self.upsert_agent(settings)
 
@@ -200,7 +213,9 @@ class AcdEngine:
                 agent.settings = dataclasses.replace(agent.settings, queues=queues)
             if agent.current_queue == name:
                 agent.current_queue, agent.outbound_wrapup = None, queue.settings.wrapup_seconds
+                self._unsaved_agents.add(agent.settings.id)
         del self._queues[name]
+        self._unsaved_queues.add(name)
         return out
 
     def upsert_agent(self, settings: AgentSettings) -> list[Decision]:
@@ -226,6 +241,7 @@ class AcdEngine:
         agent.settings, agent.removed = settings, False
         if agent.endpoint == old.endpoint or agent.state == "logged_out":
             agent.endpoint = settings.endpoint
+            self._unsaved_agents.add(settings.id)
         for name in [q for q in old.queues if q not in settings.queues]:
             left = self._queues.get(name)
             if left is not None:
@@ -442,6 +458,7 @@ class AcdEngine:
         self._count_answer(agent)
         if call.offered_at is not None:
             self._queues[call.queue].rings.add(agent.talk_started, agent.talk_started - call.offered_at)
+            self._unsaved_queues.add(call.queue)
         self._set_state(agent, "talking", None, out)
         self._leave(call, "answered", agent_id, out)
         return out
@@ -584,6 +601,7 @@ class AcdEngine:
         agent.outbound_wrapup = 0.0
         if queue is not None and agent.talk_started is not None:
             queue.talks.add(now, now - agent.talk_started)
+            self._unsaved_queues.add(queue.settings.name)
         agent.talk_started = None
         if wrapup > 0:
             self._set_state(agent, "acw", None, out)
@@ -693,33 +711,59 @@ class AcdEngine:
     # -- persistence ---------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        """Everything a restarted controller restores (`restore`): each agent's state and the day's figures, and
+        each queue's recent talk and ring durations. The store keeps it one row per agent and per queue, each
+        rewritten only when it changed (`take_unsaved`)."""
+        agents = {agent_id: saved for agent_id, agent in self._agents.items()
+                  if (saved := self._saved_agent(agent)) is not None}
         queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
                   if q.talks.ended or q.rings.ended}
-        return {"version": 1, "agents": self._agents_snapshot(), "queues": queues}
+        return {"version": 1, "agents": agents, "queues": queues}
 
-    def snapshot_json(self) -> str:
-        """`snapshot()` as JSON text (what the store keeps), with each queue's recent durations encoded once
-        per change of them rather than once per agent change."""
-        queues = ",".join(f'{json.dumps(name, ensure_ascii=False)}:{{"talks":{q.talks.saved_json()},'
-                          f'"rings":{q.rings.saved_json()}}}'
-                          for name, q in self._queues.items() if q.talks.ended or q.rings.ended)
-        agents = json.dumps(self._agents_snapshot(), ensure_ascii=False)
-        return f'{{"version":1,"agents":{agents},"queues":{{{queues}}}}}'
+    def has_unsaved(self) -> bool:
+        """Whether an agent or a queue changed since the store last took the changes (`take_unsaved`)."""
+        return bool(self._unsaved_agents or self._unsaved_queues)
 
-    def _agents_snapshot(self) -> dict[str, Any]:
-        agents = {}
-        for agent_id, agent in self._agents.items():
-            if agent.state == "logged_out" and not agent.online_before:
-                continue
-            agents[agent_id] = {
-                "state": agent.state, "reason": agent.reason, "since": agent.since, "endpoint": agent.endpoint,
-                "logged_in_at": agent.logged_in_at, "idle_since": agent.idle_since,
-                "calls_answered": agent.calls_answered, "online_before": agent.online_before,
-                "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
-                "acw_until": agent.acw_until if agent.state == "acw" else None,
-                "answers": [round(at, 3) for at in agent.answers.times],
-            }
-        return agents
+    def take_unsaved(self) -> UnsavedChanges:
+        """The agents and queues changed since the last call, encoded (see `UnsavedChanges`), and forgotten as
+        changed. Called when the store cuts a batch: the batch then holds them (a failed commit keeps its batch
+        and tries it again). When the encoding fails they stay changed."""
+        agent_ids, queue_names = self._unsaved_agents, self._unsaved_queues
+        self._unsaved_agents, self._unsaved_queues = set(), set()
+        try:
+            agents: dict[str, str | None] = {}
+            for agent_id in agent_ids:
+                agent = self._agents.get(agent_id)
+                saved = self._saved_agent(agent) if agent is not None else None
+                agents[agent_id] = None if saved is None else json.dumps(saved, ensure_ascii=False)
+            queues: dict[str, tuple[str, str] | None] = {}
+            for name in queue_names:
+                q = self._queues.get(name)
+                queues[name] = (q.talks.saved_json(), q.rings.saved_json()) \
+                    if q is not None and (q.talks.ended or q.rings.ended) else None
+        except BaseException:
+            self.keep_unsaved(agent_ids, queue_names)
+            raise
+        return UnsavedChanges(agents, queues)
+
+    def keep_unsaved(self, agent_ids: Iterable[str], queue_names: Iterable[str] = ()) -> None:
+        """Count agents and queues as changed again (their changes were taken but not written)."""
+        self._unsaved_agents.update(agent_ids)
+        self._unsaved_queues.update(queue_names)
+
+    @staticmethod
+    def _saved_agent(agent: _Agent) -> dict[str, Any] | None:
+        """The agent's part of the snapshot; None when there is nothing to keep (never logged in today)."""
+        if agent.state == "logged_out" and not agent.online_before:
+            return None
+        return {
+            "state": agent.state, "reason": agent.reason, "since": agent.since, "endpoint": agent.endpoint,
+            "logged_in_at": agent.logged_in_at, "idle_since": agent.idle_since,
+            "calls_answered": agent.calls_answered, "online_before": agent.online_before,
+            "seconds_by_state": dict(agent.seconds_by_state), "queue": agent.current_queue,
+            "acw_until": agent.acw_until if agent.state == "acw" else None,
+            "answers": [round(at, 3) for at in agent.answers.times],
+        }
 
     def restore(self, snapshot: Mapping[str, Any], on_calls: Mapping[str, OnCall] | None = None) -> list[Decision]:
         """After a restart: ready/not-ready agents as they were; an agent in ACW until their wrap-up ends (at
@@ -727,8 +771,10 @@ class AcdEngine:
         id -> that call) is still talking (or on hold) on it, with the original talk start; an agent who was
         on another call gets a fresh wrap-up. Agents logged out keep the day's figures (online time, time
         per state). An agent on a resumed call who is no longer configured (removed while talking) finishes
-        it as a removed agent does."""
+        it as a removed agent does. Every agent and queue saved is written again at the next commit (as this
+        process has them: an agent or queue no longer configured is deleted)."""
         out: list[Decision] = []
+        self.keep_unsaved(dict(snapshot.get("agents", {})), dict(snapshot.get("queues", {})))
         for name, saved_queue in dict(snapshot.get("queues", {})).items():
             if name in self._queues:
                 self._queues[name].talks = estimates.Durations(saved_queue.get("talks", []))
@@ -834,6 +880,7 @@ class AcdEngine:
         if agent.since is not None and previous != "logged_out":
             agent.seconds_by_state[previous] = agent.seconds_by_state.get(previous, 0.0) + now - agent.since
         agent.state, agent.reason, agent.since = state, reason, now
+        self._unsaved_agents.add(agent.settings.id)
         if state in ("ready", "not_ready", "logged_out"):
             agent.resume_reason = None  # the agent's own choice now, not the one before an outbound call
         is_ready = state == "ready"
@@ -866,6 +913,7 @@ class AcdEngine:
             for name in list(agent.settings.queues):
                 self._leave_queue(agent, self._queues[name], out)
             del self._agents[agent_id]
+            self._unsaved_agents.add(agent_id)  # their saved row goes
 
     def _leave_queue(self, agent: _Agent, queue: _Queue, out: list[Decision]) -> None:
         """The agent no longer serves the queue (the round robin goes on after the same colleague)."""
@@ -899,6 +947,7 @@ class AcdEngine:
     def _start_acw_timer(self, agent: _Agent, until: float) -> None:
         """End the agent's ACW at `until`; a new token makes any earlier ACW timer stale."""
         agent.acw_until = until
+        self._unsaved_agents.add(agent.settings.id)
         agent.timer_token = next(self._tokens)
         self._schedule(until, "acw_end", agent.settings.id, token=agent.timer_token)
 
@@ -1135,7 +1184,7 @@ class AcdEngine:
     def handle_time(self, queue: str) -> float:
         """The queue's handle time: mean talk time over its estimate window, plus its wrap-up."""
         q = self._queue(queue)
-        talk = q.talks.mean(self.clock.now(), q.settings.estimate_window)
+        talk = self._recent_mean(q, q.talks, self.clock.now())
         return (estimates.DEFAULT_TALK_SECONDS if talk is None else talk) + q.settings.wrapup_seconds
 
     def estimated_wait(self, queue: str, position: int, call_id: str | None = None) -> float | None:
@@ -1170,7 +1219,16 @@ class AcdEngine:
         estimate = estimates.estimate_wait(position, free_in, handle)
         if estimate is None:
             return None
-        return estimate + (q.rings.mean(now, q.settings.estimate_window) or 0.0)
+        return estimate + (self._recent_mean(q, q.rings, now) or 0.0)
+
+    def _recent_mean(self, queue: _Queue, durations: estimates.Durations, now: float) -> float | None:
+        """The mean of the queue's durations over its estimate window (older ones are forgotten: a change
+        the store is to take too)."""
+        kept = len(durations.ended)
+        mean = durations.mean(now, queue.settings.estimate_window)
+        if len(durations.ended) != kept:
+            self._unsaved_queues.add(queue.settings.name)
+        return mean
 
     def _admitted_in(self, agent: _Agent, call: _Call, queue: _Queue, now: float) -> float | None:
         """Seconds until the call's escalation lets this agent take it (0: now; None: never)."""

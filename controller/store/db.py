@@ -67,8 +67,8 @@ ATOMIC = "-- atomic group"
 #: are the key of the builder.
 AT_COMMIT = "-- built at commit"
 
-#: Builds a statement from the state of the moment: (sql, params).
-StatementBuilder = Callable[[], tuple[str, "Params"]]
+#: Builds statements from the state of the moment: [(sql, params), ...].
+StatementBuilder = Callable[[], Sequence[tuple[str, "Params"]]]
 
 
 class StoreError(Exception):
@@ -293,15 +293,17 @@ class Store:
         self._write(sql, params)
 
     def write_at_commit(self, key: str, build: StatementBuilder) -> None:
-        """Queue a statement whose parameters are taken when its batch is cut (on the event loop, just before
-        the batch goes to the writer thread): asked for many times before a commit, it is built and written
-        once, and it states what was true when every other statement of its transaction was written. For a
-        row that sums up state changed in many places (the ACD's agents' snapshot): it is committed in the
-        same transaction as the changes it must agree with, and costs one encoding per batch, not per change."""
+        """Queue statements built when their batch is cut (on the event loop, just before the batch goes to the
+        writer thread): asked for many times before a commit, they are built and written once, and they state
+        what was true when every other statement of their transaction was written. For rows that sum up state
+        changed in many places (the ACD's saved agents): they are committed in the same transaction as the
+        changes they must agree with, and cost one encoding per batch, not per change. A failed commit keeps
+        what was built with its batch and tries it again, like any statement."""
         if self._frozen:
             return
         if self._closed:
-            self._write(*build())
+            for sql, params in build():
+                self._write(sql, params)
             return
         if key not in self._builders:
             self._queue(AT_COMMIT, key)
@@ -310,22 +312,24 @@ class Store:
     def _built(self, statements: list[_Statement]) -> list[_Statement]:
         """`statements` with their `write_at_commit` placeholders built now and moved to the end (with new
         tickets: they state what is true after every other statement). A builder that fails is logged and
-        left out, as a statement that can never succeed."""
+        left out (all it built), as a statement that can never succeed."""
         if not self._builders:
             return statements
-        out, built = [], []
+        out: list[_Statement] = []
+        built: list[tuple[str, Params]] = []
         for statement in statements:
             if statement.sql != AT_COMMIT:
                 out.append(statement)
                 continue
             build = self._builders.pop(str(statement.params))
             try:
-                sql, params = build()
-                check_params(params)
+                made = list(build())
+                for _sql, params in made:
+                    check_params(params)
             except Exception as exc:
                 self._reject(statement.ticket, f"built {statement.params}", StatementFailed(f"{exc!r}"))
                 continue
-            built.append((sql, params))
+            built += made
         for sql, params in built:
             self._last_ticket += 1
             out.append(_Statement(self._last_ticket, sql, params))

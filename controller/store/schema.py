@@ -437,4 +437,19 @@ MIGRATIONS: list[str] = [
         note TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 19: the ACD's saved state one row per agent and per queue, each rewritten only when it changed (README
+    # "Benchmarks", third round); acd_snapshot's single row is read once more by a controller upgraded from it
+    """
+    CREATE TABLE acd_saved_agents (
+        agent_id TEXT PRIMARY KEY,
+        saved_at REAL NOT NULL,
+        snapshot TEXT NOT NULL              -- JSON: the agent's part of AcdEngine.snapshot()["agents"]
+    );
+    CREATE TABLE acd_saved_queues (
+        queue TEXT PRIMARY KEY,
+        saved_at REAL NOT NULL,
+        talks TEXT NOT NULL,                -- JSON: [[ended at, seconds], ...], the queue's recent talk times
+        rings TEXT NOT NULL                 -- JSON: the same for its rings (offer to answer)
+    );
+    """,
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from controller.acd.engine import UnsavedChanges
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriNotFound, ChannelGone
 from controller.ari.models import (
@@ -561,28 +562,29 @@ async def test_a_change_the_engine_refuses_is_logged_and_the_rest_applied(rig: R
     assert rig.acd.engine.agent("a2").name == "Renamed"
 
 
-async def test_agents_changes_before_a_commit_share_one_snapshot_in_the_batch_of_their_live_parts(
+async def test_agents_changes_before_a_commit_are_saved_once_in_the_batch_of_their_live_parts(
         rig: Rig, tmp_path: Path) -> None:
     store = Store(tmp_path / "ccc.db")
     await store.open()
     records = AcdRecords(store, lambda: 0.0)
-    encoded: list[str] = []
-    snapshot = rig.acd.engine.snapshot_json
+    taken: list[set[str]] = []
+    take_unsaved = rig.acd.engine.take_unsaved
 
-    def counted() -> str:
-        encoded.append(snapshot())
-        return encoded[-1]
+    def counted() -> UnsavedChanges:
+        changes = take_unsaved()
+        taken.append(set(changes.agents))
+        return changes
 
-    rig.acd.engine.snapshot_json = counted  # type: ignore[method-assign]
+    rig.acd.engine.take_unsaved = counted  # type: ignore[method-assign]
     rig.acd.records = records
     live = LiveCallState(store, lambda: 0.0)
     rig.acd.command("login", "a2")
     rig.acd.command("ready", "a1")
     live.save("c1", "ring", {"agent_id": "a2"})  # a live part written with the agents' changes
     rig.acd.command("ready", "a2")
-    assert encoded == []  # not one encoding per change ...
+    assert taken == []  # not one encoding per change ...
     await store.flush()
-    assert len(encoded) == 1  # ... one for the batch, with all the changes in it, committed with the live part
+    assert taken == [{"a1", "a2"}]  # ... one for the batch, with the agents changed, committed with the live part
     saved = await records.load_snapshot()
     assert saved is not None and {saved["agents"][a]["state"] for a in ("a1", "a2")} == {"ready"}
     assert (await live.load_all())["c1"]["ring"] == {"agent_id": "a2"}
@@ -590,7 +592,8 @@ async def test_agents_changes_before_a_commit_share_one_snapshot_in_the_batch_of
     store.freeze()  # a graceful stop: the change before it is built and saved
     await store.flush()
     saved = await records.load_snapshot()
-    assert saved is not None and saved["agents"]["a2"]["state"] == "not_ready" and len(encoded) == 2
+    assert saved is not None and saved["agents"]["a2"]["state"] == "not_ready"
+    assert taken[1:] == [{"a2"}]  # only the agent who changed
     await store.close()
 
 

@@ -160,28 +160,35 @@ def test_snapshot_restore() -> None:
     assert again.agent("a1").state == "ready"
 
 
-def test_the_snapshots_json_is_the_snapshot_with_the_durations_encoded_again_only_when_they_change() -> None:
-    acd, clock = engine(wrapup_seconds=0)
+def test_a_queues_saved_durations_are_encoded_again_only_when_they_change() -> None:
+    acd, clock = engine(wrapup_seconds=0, estimate_window=100)
     acd.login("a1")
     acd.enqueue("c1", "q")
     clock.advance(2)
     acd.answered("c1", "a1")
     clock.advance(30)
     acd.call_ended("a1")
-    assert json.loads(acd.snapshot_json()) == acd.snapshot()
+    talks_json, rings_json = acd.take_unsaved().queues["q"] or ("", "")
+    assert (json.loads(talks_json), json.loads(rings_json)) == (acd.snapshot()["queues"]["q"]["talks"],
+                                                               acd.snapshot()["queues"]["q"]["rings"])
     talks = acd._queues["q"].talks
-    first = talks.saved_json()
-    assert talks.saved_json() is first  # unchanged: not encoded again
+    assert talks.saved_json() is talks_json  # unchanged: not encoded again
+    acd.login("a2")
+    assert acd.take_unsaved().queues == {}  # the queue did not change: not written again
     acd.enqueue("c2", "q")
     acd.answered("c2", "a1")
     clock.advance(10)
-    acd.call_ended("a1")  # a talk ended: its time is in the next snapshot
-    assert talks.saved_json() is not first
-    snapshot = json.loads(acd.snapshot_json())
-    assert snapshot == acd.snapshot() and [s for _, s in snapshot["queues"]["q"]["talks"]] == [30.0, 10.0]
-    talks.forget_before(clock.now() + 1)  # older than the window: forgotten, and so in the snapshot
-    snapshot = json.loads(acd.snapshot_json())
-    assert snapshot == acd.snapshot() and snapshot["queues"]["q"]["talks"] == []
+    acd.call_ended("a1")  # a talk ended: its time is in the queue's next row
+    saved = acd.take_unsaved().queues["q"]
+    assert saved is not None and [s for _, s in json.loads(saved[0])] == [30.0, 10.0]
+    clock.advance(95)  # the first talk is older than the estimate window now
+    acd.estimated_wait("q", 1)  # forgotten when read: a change of the queue's row too
+    saved = acd.take_unsaved().queues["q"]
+    assert saved is not None and [s for _, s in json.loads(saved[0])] == [10.0]
+    assert json.loads(saved[0]) == acd.snapshot()["queues"]["q"]["talks"]
+    clock.advance(100)
+    acd.estimated_wait("q", 1)  # nothing recent left: the queue has nothing to keep, its row goes
+    assert acd.take_unsaved().queues == {"q": None} and "q" not in acd.snapshot()["queues"]
 
 
 def test_restore_keeps_an_agent_talking_on_a_resumed_call() -> None:

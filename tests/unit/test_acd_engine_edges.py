@@ -7,6 +7,7 @@ guards is named in the docstring.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable
 
@@ -25,6 +26,7 @@ from controller.acd.model import (
     QueueSettings,
 )
 from controller.clock import FakeClock
+from tests.unit.test_acd_saved_state import Rows
 
 
 def agents(*specs: tuple[str, dict[str, int]], skills: dict[str, int] | None = None) -> list[AgentSettings]:
@@ -483,8 +485,12 @@ def test_invariants_over_random_runs(seed: int) -> None:
             assert view.state in expected, (view, model.__dict__)
         waiting = sum(stats.waiting for stats in acd.queues())
         assert waiting == len(model.queued())
+        rows.acd = acd
+        rows.take()  # what a commit now writes: the rows of the agents and queues that changed ...
+        assert rows.saved == acd.snapshot()  # ... and the store then holds the whole snapshot
 
     later: list[str] = []
+    rows = Rows(acd)
     acw_since: dict[str, float] = {}
     overflow_reason: dict[str, str] = {}
     history: list[Decision] = []
@@ -578,9 +584,9 @@ def test_invariants_over_random_runs(seed: int) -> None:
             elif state[agent_id] == "logged_out":
                 run(acd.login(agent_id, ready=rng.random() < 0.5))
         elif action < 0.92 and not model.queued() and not model.transfers:
-            # A restart: a new engine restores the agents from the snapshot; calls in progress end
+            # A restart: a new engine restores the agents from the saved rows; calls in progress end
             # outside the controller's sight and their agents get a wrap-up.
-            snapshot = acd.snapshot()
+            snapshot = json.loads(json.dumps(rows.saved))
             acd = AcdEngine(queues, people, clock)
             model.talking.clear()
             model.on_hold.clear()

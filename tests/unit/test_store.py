@@ -51,8 +51,9 @@ async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
 class Outage:
     """The database cannot take writes for a while (see the module's docstring), then can again."""
 
-    def __init__(self, target: StoreTarget) -> None:
+    def __init__(self, target: StoreTarget, table: str = "t") -> None:
         self.target = target
+        self.table = table  # PostgreSQL: the table locked
         self.reason = "full" if target.engine == "sqlite" else "timeout"  # in the store's messages
         self._blocker: Any = None
 
@@ -64,7 +65,7 @@ class Outage:
 
         self._blocker = await asyncio.to_thread(psycopg.connect, str(self.target.target),
                                                 password=self.target.password, connect_timeout=5)
-        await asyncio.to_thread(self._blocker.execute, "LOCK TABLE t IN EXCLUSIVE MODE")  # reads still work
+        await asyncio.to_thread(self._blocker.execute, f"LOCK TABLE {self.table} IN EXCLUSIVE MODE")  # reads work
 
     async def stop(self, store: Store) -> None:
         if self.target.engine == "sqlite":
@@ -336,9 +337,9 @@ async def test_a_statement_built_at_commit_is_built_once_per_batch_from_the_stat
     state = {"n": 1}
     builds: list[int] = []
 
-    def latest() -> tuple[str, tuple[Any, ...]]:
+    def latest() -> list[tuple[str, tuple[Any, ...]]]:
         builds.append(state["n"])
-        return "INSERT INTO t (n) VALUES (?)", (state["n"] * 100,)
+        return [("INSERT INTO t (n) VALUES (?)", (state["n"] * 100,))]
 
     for n in (1, 2, 3):  # three changes before the batch is cut ...
         state["n"] = n
@@ -358,7 +359,7 @@ async def test_a_statement_built_at_commit_is_built_once_per_batch_from_the_stat
 
 async def test_a_failing_builder_fails_alone_and_a_stopped_store_builds_before_freezing(
         store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    def broken() -> tuple[str, tuple[Any, ...]]:
+    def broken() -> list[tuple[str, tuple[Any, ...]]]:
         raise ValueError("no snapshot")
 
     store.write_at_commit("broken", broken)
@@ -367,9 +368,9 @@ async def test_a_failing_builder_fails_alone_and_a_stopped_store_builds_before_f
     assert await numbers(store) == [1]  # the other statement of its batch is stored
     assert "statement not stored" in caplog.text and "no snapshot" in caplog.text
     state = {"n": 2}
-    store.write_at_commit("latest", lambda: ("INSERT INTO t (n) VALUES (?)", (state["n"],)))
+    store.write_at_commit("latest", lambda: [("INSERT INTO t (n) VALUES (?)", (state["n"],))])
     store.freeze()  # a graceful stop: what was asked for is built from the state before it ...
     state["n"] = 3
-    store.write_at_commit("latest", lambda: ("INSERT INTO t (n) VALUES (?)", (state["n"],)))  # ... later: dropped
+    store.write_at_commit("latest", lambda: [("INSERT INTO t (n) VALUES (?)", (state["n"],))])  # ... later: dropped
     await store.flush()
     assert await numbers(store) == [1, 2]

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from controller.acd.engine import AcdEngine
+from controller.acd.model import AgentSettings, QueueSettings
+from controller.clock import FakeClock
 from controller.plugins.access.state_persistor import AccessRecords, AuditLog, UserRecord
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.admin.state_persistor import AdminRecords
@@ -115,9 +118,13 @@ async def test_the_plugins_sql_answers_the_same_on_both_engines(store: Store) ->
     await access.save_user(UserRecord("ann", "supervisor", None, "hash2", 2, NOW + 60, NOW, NOW))  # replaced
     assert [(u.role, u.password_hash, u.failures) for u in await access.users()] == [("supervisor", "hash2", 2)]
 
-    acd.save_snapshot({"agents": 1})
-    acd.save_snapshot({"agents": 2})
-    assert await acd.load_snapshot() == {"agents": 2}
+    center = AcdEngine([QueueSettings("sales")], [AgentSettings("1001", "", "", "8001", queues={"sales": 0})],
+                       FakeClock(NOW))
+    for change in (lambda: center.login("1001"), lambda: center.not_ready("1001", "meal")):  # a row, then again
+        change()
+        acd.save_changes_at_commit(center.take_unsaved)
+        await store.flush()
+    assert await acd.load_snapshot() == center.snapshot()
 
     live = LiveCallState(store, lambda: NOW)
     live.save("c1", "queue", {"queue": "sales"})

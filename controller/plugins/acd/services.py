@@ -262,8 +262,8 @@ class AcdService:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Bring agents back as they were before a restart (the snapshot is committed with every store batch
-        that follows a change); an agent on a call the live-call picture says is connected stays talking on
+        """Bring agents back as they were before a restart (their saved rows are committed with every store
+        batch that follows a change); an agent on a call the live-call picture says is connected stays talking on
         it (the call is resumed)."""
         for queue, left in (await self.records.left_since(start_of_day(self.clock.now()))).items():
             self.engine.count_earlier(queue, left)  # the live counters cover the day, not this process
@@ -402,10 +402,8 @@ class AcdService:
     # -- decisions ---------------------------------------------------------------------------------
 
     def apply(self, decisions: list[Decision]) -> None:
-        agents_changed = False
         for decision in decisions:
             if isinstance(decision, AgentStateChanged):
-                agents_changed = True
                 self.records.agent_state(decision.agent_id, decision.state, decision.reason, decision.previous,
                                          decision.at)
                 self.publish("agent.state_changed", agent_id=decision.agent_id, state=decision.state,
@@ -431,10 +429,10 @@ class AcdService:
                 elif isinstance(decision, Announce):
                     self.publish("call.position_changed", call_id=decision.call_id, queue=decision.queue,
                                  position=decision.position, estimated_wait=decision.estimated_wait)
-        if agents_changed:
-            # Encoded once per store batch, in the batch of the live-call parts written with these changes
-            # (each encoding covers every agent and the queues' recent talk times: README "Benchmarks").
-            self.records.save_snapshot_at_commit(self.engine.snapshot_json)
+        if self.engine.has_unsaved():
+            # The agents and queues changed, encoded once per store batch, in the batch of the live-call parts
+            # written with these changes (README "Benchmarks").
+            self.records.save_changes_at_commit(self.engine.take_unsaved)
         self._replan.set()
 
     def _call_left(self, left: CallLeft) -> None:

@@ -1,18 +1,20 @@
-"""What the ACD writes to the store: queued calls, agent state changes, and the agent snapshot.
+"""What the ACD writes to the store: queued calls, agent state changes, and the engine's saved state.
 
-The snapshot (`AcdEngine.snapshot()`) is rewritten after agent state changes, so a restarted controller
-comes back with the same agents logged in and in the same states. It is built when the store's next batch
-is cut (`Store.write_at_commit`): once per transaction however many agents changed, and always in the same
-transaction as the live-call parts written with those changes (a SIGKILL cannot fall between them).
+The saved state (`AcdEngine.snapshot()`: what a restarted controller restores, so that it comes back with the
+same agents logged in and in the same states) is kept one row per agent and per queue. The rows of the agents
+and queues that changed are built when the store's next batch is cut (`Store.write_at_commit`): once per
+transaction however often they changed, only those (not every agent), and always in the same transaction as
+the live-call parts written with those changes (a SIGKILL cannot fall between them).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from controller.store.db import Store
+from controller.acd.engine import UnsavedChanges
+from controller.store.db import Params, Store
 from controller.store.engines import upsert
 
 
@@ -21,6 +23,7 @@ class AcdRecords:
         self._store = store
         self._now = now
         self._offers: dict[str, list[dict[str, Any]]] = {}  # call_id -> offers of the queue visit in progress
+        self._upgraded = False  # restored from the former single snapshot row: it goes with the first rows
 
     def enqueued(self, call_id: str, queue: str, priority: int) -> None:
         self._offers[call_id] = []
@@ -65,17 +68,39 @@ class AcdRecords:
         self._store.write("INSERT INTO agent_states (agent_id, at, state, reason, previous) VALUES (?, ?, ?, ?, ?)",
                           (agent_id, at, state, reason, previous))
 
-    def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        self._store.write(_SAVE_SNAPSHOT, (1, self._now(), json.dumps(snapshot, ensure_ascii=False)))
+    def save_changes_at_commit(self, take_unsaved: Callable[[], UnsavedChanges]) -> None:
+        """The agents and queues changed since the last batch, as `take_unsaved()` encodes them when the store's
+        next batch is cut, written in that batch: a row each, or its row deleted when there is nothing to keep
+        (an agent removed). Asked for many times before a commit, it is built once."""
+        self._store.write_at_commit("acd_saved", lambda: self._saved_rows(take_unsaved()))
 
-    def save_snapshot_at_commit(self, snapshot_json: Callable[[], str]) -> None:
-        """The snapshot, as `snapshot_json()` encodes it when the store's next batch is cut, written in that
-        batch."""
-        self._store.write_at_commit("acd_snapshot", lambda: (_SAVE_SNAPSHOT, (1, self._now(), snapshot_json())))
+    def _saved_rows(self, changes: UnsavedChanges) -> list[tuple[str, Params]]:
+        now = self._now()
+        statements: list[tuple[str, Params]] = [
+            (_SAVE_AGENT, (agent_id, now, saved)) if saved is not None else (_DELETE_AGENT, (agent_id,))
+            for agent_id, saved in changes.agents.items()]
+        statements += [(_SAVE_QUEUE, (queue, now, *saved)) if saved is not None else (_DELETE_QUEUE, (queue,))
+                       for queue, saved in changes.queues.items()]
+        if self._upgraded:  # the rows written now replace it (`restore` counted every agent in it as changed)
+            statements.append(("DELETE FROM acd_snapshot", ()))
+            self._upgraded = False
+        return statements
 
     async def load_snapshot(self) -> dict[str, Any] | None:
+        """What `AcdEngine.restore` takes, from the rows of the agents and queues; from the former single
+        snapshot row when there are none yet (a controller upgraded while calls were live: the next batch
+        writes the rows and deletes that one). None: nothing saved."""
+        agents = await self._store.fetchall("SELECT agent_id, snapshot FROM acd_saved_agents")
+        queues = await self._store.fetchall("SELECT queue, talks, rings FROM acd_saved_queues")
+        if agents or queues:
+            return {"version": 1, "agents": {row["agent_id"]: json.loads(row["snapshot"]) for row in agents},
+                    "queues": {row["queue"]: {"talks": json.loads(row["talks"]), "rings": json.loads(row["rings"])}
+                               for row in queues}}
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
-        return dict(json.loads(row["snapshot"])) if row else None
+        if row is None:
+            return None
+        self._upgraded = True
+        return dict(json.loads(row["snapshot"]))
 
     async def left_since(self, since: float) -> dict[str, list[tuple[str, float]]]:
         """Queue visits that ended, enqueued since `since`: queue -> [(outcome, wait seconds)]."""
@@ -101,6 +126,9 @@ class AcdRecords:
         return [dict(row) for row in rows]
 
 
-_SAVE_SNAPSHOT = upsert("acd_snapshot", ("id", "saved_at", "snapshot"), ("id",))
+_SAVE_AGENT = upsert("acd_saved_agents", ("agent_id", "saved_at", "snapshot"), ("agent_id",))
+_DELETE_AGENT = "DELETE FROM acd_saved_agents WHERE agent_id = ?"
+_SAVE_QUEUE = upsert("acd_saved_queues", ("queue", "saved_at", "talks", "rings"), ("queue",))
+_DELETE_QUEUE = "DELETE FROM acd_saved_queues WHERE queue = ?"
 # The queue visit in progress of a call (a call may visit several queues: overflow, transfer).
 _OPEN_VISIT = "id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?) AND call_id = ?"
