@@ -301,7 +301,7 @@ class Controller:
         if self._tasks is None:
             coro.close()
             raise RuntimeError("controller is not running")
-        task = self._tasks.create_task(coro)
+        task = self._tasks.create_task(_contained(coro))
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
 
@@ -618,3 +618,12 @@ class Controller:
                 if self.leadership is not None:  # given up: a standby takes over at once
                     await self.leadership.close()
             log.info("controller stopped")
+
+
+async def _contained(coro: Coroutine[Any, Any, None]) -> None:
+    """A call's task, whose failure is logged and ends that call only: an exception escaping into the
+    controller's TaskGroup would cancel every other task, stopping the controller with all its live calls."""
+    try:
+        await coro
+    except Exception:
+        log.exception("a call's task failed; the other calls go on")

@@ -19,7 +19,7 @@ from typing import Any
 
 from controller.ari.client import AriClient, new_id
 from controller.ari.dispatcher import Dispatcher, Inbox
-from controller.ari.errors import AriError, AriNotFound, ChannelGone
+from controller.ari.errors import AriDetached, AriError, AriNotFound, AriUnavailable, ChannelGone
 from controller.ari.models import (
     Channel,
     ChannelDestroyed,
@@ -43,9 +43,11 @@ Q850_CAUSES = {
     38: "Network out of order", 41: "Temporary failure", 127: "Interworking, unspecified",
 }
 
-#: The Q.850 cause Asterisk gives a channel hung up by ARI with each `reason` (channels.hangup).
+#: Seconds between the tries to hang up a call's caller at its end while ARI does not answer.
+HANGUP_RETRY_DELAYS = (1.0, 2.0, 4.0)
 #: Q.850 causes of a dialled phone that did not answer, as the outcomes callbacks and campaigns retry on.
 DIAL_OUTCOME_BY_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+#: The Q.850 cause Asterisk gives a channel hung up by ARI with each `reason` (channels.hangup).
 HANGUP_REASON_CAUSES = {
     "normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "answered_elsewhere": 26, "number_incomplete": 28,
     "normal_unspecified": 31, "congestion": 34, "failure": 38, "unallocated": 1, "codec_mismatch": 58,
@@ -344,6 +346,22 @@ class CallSession:
                 self.hangup_cause, self.hangup_cause_txt = cause, q850_text(cause)  # what our BYE carries
         self.hung_up_by_us = True  # one DELETE per call (a failed one is tried again at finish)
 
+    async def _hang_up_at_end(self) -> None:
+        """Hang the caller up as the call ends, retried while Asterisk does not answer (an overloaded Asterisk
+        times ARI requests out): a call that ends must not stay in Stasis, nor may its failure end others."""
+        for delay in (*HANGUP_RETRY_DELAYS, None):
+            try:
+                await self.hangup()
+                return
+            except AriUnavailable as exc:
+                if isinstance(exc, AriDetached) or delay is None:
+                    log.warning("call %s: the caller's channel could not be hung up: %s", self.call_id, exc)
+                    return
+                await asyncio.sleep(delay)
+            except AriError as exc:  # refused (not a timeout): trying again would get the same answer
+                log.warning("call %s: the caller's channel could not be hung up: %s", self.call_id, exc)
+                return
+
     async def to_fallback(self, why: str) -> None:
         """Hand the caller back to the dialplan's fallback route (agents ring, then voicemail)."""
         if self.caller_gone:
@@ -378,7 +396,7 @@ class CallSession:
                 except Exception:  # one failing hook must not keep the call's record open
                     log.exception("call %s: end-of-call hook failed", self.call_id)
             if not self.caller_gone:
-                await self.hangup()
+                await self._hang_up_at_end()
             if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):
                 # Wait for StasisEnd: the last event of the channel we receive, once it is really gone
                 # (ChannelDestroyed, with the channel's cause, comes only when it hangs up in Stasis).
