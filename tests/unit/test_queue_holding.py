@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from controller.ari.models import Bridge as AriBridge
 from controller.config import AcdQueueConfig
 from controller.ivr.port import QueueRequest
 from controller.plugins.acd.holding import holding_bridge_id
+from controller.plugins.calls.services import Resumption
 from controller.plugins.calls.session import CallSession
 from tests.unit.test_acd_calls import (
     CALLER,
@@ -108,3 +110,33 @@ async def test_the_music_follows_the_queues_class_and_a_removed_queues_idle_brid
     await asyncio.gather(rig.queued, return_exceptions=True)
     await settle()
     assert rig.ari.bridges == {}
+
+
+async def test_a_waiting_caller_taken_over_after_a_restart_stays_in_the_queues_bridge(rig: Rig) -> None:  # noqa: F811
+    """A new process adopts the bridge the caller waits in (no request: the music plays on), and knows it for the
+    next callers; a per-call holding bridge of an earlier version is left for the queue's, then destroyed."""
+    rig.acd.command("logout", "a1")
+    rig.ari.bridges[SALES] = {CALLER}  # made by the previous process
+    await rig.acd.queue_resume.resume(stored_waiting(rig, SALES, (CALLER,)))
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.ari.created == [] and rig.acd.calls["C1"].waiting_in == SALES and rig.ari.bridges == {SALES: {CALLER}}
+    later = another_caller(rig, "C2")
+    assert await rig.acd.holding.join(later, "sales") == SALES and rig.ari.created == []
+    # An earlier version's bridge of the call's own.
+    own = "br-queue-" + "0" * 32
+    resumed = another_caller(rig, "C3")
+    rig.ari.bridges[own] = {resumed.channel_id}
+    await rig.acd.queue_resume.resume(stored_waiting(rig, own, (resumed.channel_id,), resumed))
+    third = asyncio.create_task(rig.acd.enqueue(resumed, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.ari.bridges == {SALES: {CALLER, later.channel_id, resumed.channel_id}}, rig.ari.bridges
+    third.cancel()
+    await asyncio.gather(third, return_exceptions=True)
+
+
+def stored_waiting(rig: Rig, bridge_id: str, channels: tuple[str, ...],  # noqa: F811
+                   session: CallSession | None = None) -> Resumption:
+    session = session or rig.session
+    parts = {"queue": {"queue": "sales", "bridge": bridge_id, "enqueued_at": rig.clock.now()}, "ivr": {}}
+    return Resumption(session, parts, {}, {bridge_id: AriBridge(bridge_id, "holding", channels, {"name": bridge_id})})
