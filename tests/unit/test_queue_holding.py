@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
+
 from controller.ari.models import Bridge as AriBridge
 from controller.config import AcdQueueConfig
 from controller.ivr.port import QueueRequest
@@ -140,3 +142,11 @@ def stored_waiting(rig: Rig, bridge_id: str, channels: tuple[str, ...],  # noqa:
     session = session or rig.session
     parts = {"queue": {"queue": "sales", "bridge": bridge_id, "enqueued_at": rig.clock.now()}, "ivr": {}}
     return Resumption(session, parts, {}, {bridge_id: AriBridge(bridge_id, "holding", channels, {"name": bridge_id})})
+
+
+def test_a_queues_music_class_must_be_a_class_name() -> None:
+    assert AcdQueueConfig(name="sales", moh_class="ccc-tune_2").moh_class == "ccc-tune_2"
+    assert AcdQueueConfig(name="sales").moh_class == ""  # the Asterisk-wide class
+    for bad in ("jazz;rock", "a b", "x" * 81):
+        with pytest.raises(ValueError, match=r"moh_class: expected a musiconhold\.conf class"):
+            AcdQueueConfig(name="sales", moh_class=bad)
