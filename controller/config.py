@@ -305,6 +305,7 @@ class AcdQueueConfig:
     announce_interval: float = 30.0  # position / wait announcements (0: music only)
     announce_wait_time: bool = True
     announce_agent_number: bool = True  # "工号 1001 为您服务" before the bridge
+    moh_class: str = ""  # the music on hold its callers hear (musiconhold.conf); empty: `asterisk.moh_class`
     service_level_seconds: float = 20.0
     no_agents: Literal["wait", "overflow"] = "overflow"  # when nobody serving the queue is logged in
     priority_aging_seconds: float = 60.0  # one priority level per this many seconds waited
@@ -330,6 +331,9 @@ class AcdQueueConfig:
         if not re.fullmatch(r"[\w.-]{1,64}", self.name):
             raise ValueError(f"name: expected 1-64 letters, digits, '.', '_' or '-', got {self.name!r}")
         require_positive(self, "fewest_calls_window", "estimate_window")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{0,80}", self.moh_class):
+            raise ValueError(f"moh_class: expected a musiconhold.conf class (letters, digits, '.', '_', '-'),"
+                             f" got {self.moh_class!r}")
         if self.callback_retries < 0 or self.callback_retry_seconds < 0 or self.callback_offer_after < 0:
             raise ValueError(f"queue {self.name}: callback_* settings must not be negative")
         parse_hours(self.business_hours)

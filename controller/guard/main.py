@@ -119,8 +119,9 @@ class Guard:
             self._ari_failing = True
             return 0
         self._ari_failing = False
-        # An emptied holding bridge stays for the next controller to remove: the guard's ARI user only
-        # reads, and AMI BridgeDestroy on a Stasis bridge leaks a reference in Asterisk 22.10.
+        # A queue's holding bridge stays (emptied, or with callers the next sweeps move) for the next controller
+        # to use or remove: the guard's ARI user only reads, and AMI BridgeDestroy on a Stasis bridge leaks a
+        # reference in Asterisk 22.10.
         moved = 0
         for stray in strays(channels, bridges, self.config.ari.app):
             if await self._redirect(stray):

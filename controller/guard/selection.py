@@ -3,12 +3,14 @@
 A channel moves when all of these hold:
 - it sits in Stasis of our application, with a caller's arguments (the DID: digits). Agent and
   party legs (`leg,<call>`), snoops, click-to-dial channels and anything else stay;
-- it is in no bridge (the IVR, or between two steps), or only in a queue's holding bridge
-  (`br-queue-*`, music on hold);
-- and its call (the holding bridge's name is the call id) has nobody in another bridge: a caller
-  on hold or in a consultation also sits in a `br-queue-*` bridge, while the agent is still in the
-  call's talk bridge (or with the consulted party).
-Callers in a talk bridge (`br-talk-*`), or any bridge that is not a queue's, stay where they are.
+- it is in no bridge (the IVR, or between two steps), or only in a holding bridge: a queue's
+  (`br-queue-*`, shared by the queue's waiting callers, music on hold) or a call's own (`br-hold-*`,
+  the caller of a connected call on hold or in a consultation);
+- and its call has nobody in another bridge. Our bridges are named after their call, but for the
+  queues' shared ones (their name is their id): a caller in one of those is waiting, nobody else is
+  on their call. A caller on hold or in a consultation sits in their call's `br-hold-*` bridge
+  while the agent is still in the call's talk bridge (or with the consulted party): they stay.
+Callers in a talk bridge (`br-talk-*`), or any bridge that is not a holding one, stay where they are.
 An agent leg that answered but was never bridged (the controller died in between) keeps nobody
 waiting: the caller moves, the leg is left alone (the agent hears silence and hangs up).
 """
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 
 from controller.ari.models import Bridge, Channel
 
-#: The holding bridge a caller waits in (controller/plugins/acd/stasis.py `QueueCall.hold`).
-QUEUE_BRIDGE_PREFIX = "br-queue-"
+#: Holding bridges: a queue's shared one (controller/plugins/acd/holding.py; a per-call `br-queue-<hex>` before),
+#: and a connected call's own while the agent holds it (controller/plugins/acd/stasis.py `QueueCall.hold`).
+HOLDING_BRIDGE_PREFIXES = ("br-queue-", "br-hold-")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Stray:
     channel_id: str
     channel_name: str  # AMI addresses channels by name
     did: str  # the fallback route's extension
-    queue_bridge: str | None  # the holding bridge it waited in (left, empty, for the next controller)
+    queue_bridge: str | None  # the holding bridge it waited in (left for the next controller)
 
 
 def _call_of(bridge: Bridge) -> str:
@@ -44,14 +47,14 @@ def strays(channels: list[Channel], bridges: list[Bridge], app: str) -> list[Str
             bridges_of.setdefault(channel_id, []).append(bridge)
     # Calls someone is still talking on: a person in a bridge that is not a queue's.
     busy_calls = {_call_of(bridge) for bridge in bridges
-                  if not bridge.id.startswith(QUEUE_BRIDGE_PREFIX) and bridge.channels}
+                  if not bridge.id.startswith(HOLDING_BRIDGE_PREFIXES) and bridge.channels}
     found = []
     for channel in channels:
         args = _stasis_args(channel, app)
         if not args or not args[0].isdigit():
             continue  # not in our application, or not a caller
         in_bridges = bridges_of.get(channel.id, [])
-        if any(not bridge.id.startswith(QUEUE_BRIDGE_PREFIX) for bridge in in_bridges):
+        if any(not bridge.id.startswith(HOLDING_BRIDGE_PREFIXES) for bridge in in_bridges):
             continue  # talking (or monitored, conferenced...): never touched
         if any(_call_of(bridge) in busy_calls for bridge in in_bridges):
             continue  # on hold or in a consultation: the agent is still on the call

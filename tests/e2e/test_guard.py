@@ -110,7 +110,7 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
         return None
 
     bridge = await wait_for("the caller talks to agent 1001", talk_bridge)
-    # A second conversation, on hold: the caller waits in a holding bridge of the call (br-queue-*) with
+    # A second conversation, on hold: the caller waits in a holding bridge of the call (br-hold-*) with
     # music, while agent 1002's leg stays in the call's talk bridge. A talking call too: never touched.
     held_phone = Phone(15002, answer_after_ms=300)
     await held_phone.start()
@@ -177,10 +177,11 @@ async def test_guard_moves_waiting_and_ivr_callers_after_the_takeover_timeout_an
         assert after[number]["id"] == before[number]["id"]
         variable = await ari_get(f"/channels/{after[number]['id']}/variable?variable=CCC_FALLBACK")
         assert variable["value"] == "no-controller"
-    # The waiting caller left its holding bridge (empty now, for the next controller to remove); the
-    # held caller is still in its own.
-    holding = {b["name"]: b["channels"] for b in await ari_get("/bridges") if b["id"].startswith("br-queue-")}
-    assert holding.pop(held_call) == [before[HELD]["id"]] and list(holding.values()) == [[]], holding
+    # The waiting caller left the queue's holding bridge (empty now, for the next controller); the held
+    # caller is still in their call's own.
+    holding = {b["name"]: b["channels"] for b in await ari_get("/bridges") if b["id"].startswith("br-hold-")}
+    assert holding == {held_call: [before[HELD]["id"]]}, holding
+    assert [b["channels"] for b in await ari_get("/bridges") if b["id"].startswith("br-queue-")] == [[]]
     # The talking pair: still in Stasis, still in the same bridge together, nobody got a BYE.
     await asyncio.sleep(2)
     still = {b["id"]: b for b in await ari_get("/bridges")}

@@ -114,6 +114,9 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
     await menu_caller.start()
     await until(lambda: waiting_calls_count(first, CALLERS), 20, "ten callers waiting")
     await until(lambda: menu_entered(first), 10, "the menu caller in the menu")
+    # The ten wait together in the queue's one holding bridge (music on hold), not in a bridge each.
+    held = await until(lambda: holding_bridges(numbers), 10, "the callers in the queue's holding bridge")
+    assert len(held) == 1 and len(next(iter(held.values()))) == CALLERS, held
     await asyncio.sleep(0.5)  # the last transitions reach the store (batched writer)
     stopped_at = time.time()
 
@@ -127,6 +130,7 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
     second = await started_again(first, stop_after)
     waiting = await until(lambda: waiting_calls_count(second, CALLERS), 10, "the ten callers back in the queue")
     seen_at, resumed_in = time.time(), time.monotonic() - started
+    assert await holding_bridges(numbers) == held  # taken over as it was: same bridge, nobody moved
     # Their places: arrival order, and waits counted from the first enqueue (spanning the restart).
     first_enqueues = {v["call_id"]: v["enqueued_at"] for v in queue_visits(second)}
     assert [call["call_id"] for call in waiting] == list(first_enqueues)
@@ -172,9 +176,21 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
     assert status == 200, report
     row = next(r for r in report["rows"] if r.get("queue") == "general")
     assert (row["answered"], row["abandoned"], row["short_abandons"]) == (CALLERS, 0, 0), row
-    assert not [b for b in await ari_get("/bridges") if b["id"].startswith("br-") and not b["channels"]]
+    # No bridge of a call is left; the queue's holding bridge stays for the next callers.
+    bridges = await ari_get("/bridges")
+    assert [b["id"] for b in bridges if b["id"].startswith("br-")] == list(held), bridges
+    assert not [b for b in bridges if b["name"] in by_call], bridges
     print(f"resumed {CALLERS} waiting callers and 1 menu caller in {resumed_in:.2f} s after the process start")
     phone.kill()
+
+
+async def holding_bridges(numbers: list[str]) -> dict[str, set[str]] | None:
+    """The holding bridges (br-queue-*) the callers of these numbers are in, with those callers' channels; None
+    until each of them is in one."""
+    channels = {c["id"] for c in await ari_get("/channels") if c["caller"]["number"] in numbers}
+    found = {b["id"]: set(b["channels"]) & channels for b in await ari_get("/bridges")
+             if b["id"].startswith("br-queue-") and set(b["channels"]) & channels}
+    return found if len(channels) == len(numbers) and sum(map(len, found.values())) == len(numbers) else None
 
 
 async def waiting_calls_count(process: ControllerProcess, count: int) -> list[dict[str, Any]] | None:

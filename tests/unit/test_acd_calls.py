@@ -20,7 +20,7 @@ import pytest
 
 from controller.acd.engine import UnsavedChanges
 from controller.ari.dispatcher import Dispatcher
-from controller.ari.errors import AriNotFound, ChannelGone
+from controller.ari.errors import AriConflict, AriNotFound, ChannelGone
 from controller.ari.models import (
     Channel,
     ChannelDtmfReceived,
@@ -65,8 +65,13 @@ class Records:
 
 
 class FakeAri:
+    node = "default"
+
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
+        self.created: list[str] = []  # bridges asked to be created, in order
+        self.moh: dict[str, str | None] = {}  # bridge id -> music on hold class playing
+        self.slow_create: asyncio.Event | None = None  # when set: creating a bridge waits for it
         self.channels = {CALLER}
         self.bridges: dict[str, set[str]] = {}
         self.originated: list[tuple[str, str]] = []  # (channel id, endpoint)
@@ -74,6 +79,7 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
+        self.slow_remove: asyncio.Event | None = None  # when set: removing a channel from a bridge waits for it
         self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
@@ -129,9 +135,16 @@ class FakeAri:
         asyncio.get_running_loop().call_soon(self.leaving.difference_update, channel_ids)
 
     async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> None:
+        if self.slow_create is not None:
+            await self.slow_create.wait()
+        self.created.append(bridge_id)
+        if bridge_id in self.bridges:
+            raise AriConflict("POST", f"/bridges/{bridge_id}", 409, f"Bridge with id '{bridge_id}' already exists")
         self.bridges[bridge_id] = set()
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str], role: str | None = None) -> None:
+        if bridge_id not in self.bridges:
+            raise AriNotFound("POST", f"/bridges/{bridge_id}/addChannel", 404, "Bridge not found")
         if any(c not in self.channels for c in channel_ids):
             raise ChannelGone("POST", "/bridges", 422, "Channel not found")
         if self.snooping.intersection(channel_ids):
@@ -141,6 +154,8 @@ class FakeAri:
         self.bridges[bridge_id].update(channel_ids)
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        if self.slow_remove is not None:
+            await self.slow_remove.wait()
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
         self.bridges[bridge_id].discard(channel_id)  # removeChannel answers once the channel is out
@@ -149,9 +164,12 @@ class FakeAri:
         if self.slow_destroy is not None:
             await self.slow_destroy.wait()
         self._left(self.bridges.pop(bridge_id, set()))
+        self.moh.pop(bridge_id, None)
 
     async def bridge_start_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
-        pass
+        if bridge_id not in self.bridges:
+            raise AriNotFound("POST", f"/bridges/{bridge_id}/moh", 404, "Bridge not found")
+        self.moh[bridge_id] = moh_class
 
     async def bridge_stop_moh(self, bridge_id: str) -> None:
         pass
@@ -280,7 +298,7 @@ async def test_during_a_consultation_other_commands_wait_and_hanging_up_complete
 
 
 async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_connected(rig: Rig) -> None:
-    rig.ari.slow_destroy = asyncio.Event()  # a busy Asterisk: the caller's holding bridge goes slowly
+    rig.ari.slow_remove = asyncio.Event()  # a busy Asterisk: the caller leaves the holding bridge slowly
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
     await settle()
     rig.answer(rig.ari.last_leg())
@@ -288,7 +306,7 @@ async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_c
     assert rig.agent("a1") == ("talking", None)  # what the agent's desk (and the API) shows now
     hold = await rig.command("hold")
     assert not hold.done()  # not refused ("not connected to an agent"): it waits for the call
-    rig.ari.slow_destroy.set()
+    rig.ari.slow_remove.set()
     assert (await hold)["state"] == "held"
 
 
@@ -615,4 +633,5 @@ async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
     rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))  # the caller hangs up
     await settle()
     assert rig.queued is not None and rig.queued.done()
-    assert rig.ari.bridges == {} and len(removed) == 1  # the talk bridge: destroyed, no remove
+    # The talk bridge: destroyed, no remove. The queue's holding bridge stays, empty, for the next caller.
+    assert rig.ari.bridges == {removed[0]: set()} and len(removed) == 1

@@ -38,7 +38,7 @@ def test_agent_legs_helpers_and_other_applications_stay() -> None:
 
 def test_caller_on_hold_or_consulting_stays_while_the_agent_is_on_the_call() -> None:
     caller = channel("caller", "ccc,4008005555")
-    holding = bridge("br-queue-1", "call-1", "caller")
+    holding = bridge("br-hold-1", "call-1", "caller")  # the call's own holding bridge
     # On hold: the agent's leg is still in the call's talk bridge.
     assert moved([caller, channel("agent", "ccc,leg,call-1")],
                  [holding, bridge("br-talk-1", "call-1", "agent")]) == []
@@ -57,3 +57,15 @@ def test_a_caller_in_any_bridge_that_is_not_a_queue_stays() -> None:
     caller = channel("caller", "ccc,4008005555")
     assert moved([caller], [bridge("br-monitor-1", "call-1", "caller")]) == []
     assert moved([caller], [bridge("someone-elses", "", "caller")]) == []
+
+
+def test_callers_waiting_in_a_queues_shared_holding_bridge_move_whatever_their_calls() -> None:
+    """A queue's holding bridge holds all its waiting callers and is named after no call: each of them moves,
+    while a caller on hold in their call's own holding bridge, with the agent in the talk bridge, stays."""
+    shared = "br-queue-sales-0f51644ffe"
+    channels = [channel("w1", "ccc,4008005555"), channel("w2", "ccc,4008005555"), channel("held", "ccc,4008005555"),
+                channel("agent", "ccc,leg,call-h")]
+    bridges = [Bridge.parse({"id": shared, "name": shared, "bridge_type": "holding", "channels": ["w1", "w2"]}),
+               bridge("br-hold-2", "call-h", "held"), bridge("br-talk-2", "call-h", "agent")]
+    assert [(s.channel_id, s.queue_bridge) for s in strays(channels, bridges, "ccc")] == [
+        ("w1", shared), ("w2", shared)]

@@ -29,6 +29,7 @@ from controller.ari.errors import AriError
 from controller.ari.models import Bridge as AriBridge
 from controller.ivr.port import QueueRequest
 from controller.plugins.acd.call_control import adopt_bridge, adopt_leg
+from controller.plugins.acd.holding import holding_bridge_id
 from controller.plugins.acd.stasis import Answered, QueueCall
 from controller.plugins.calls.services import CallHandler, Resumption, stored_node
 
@@ -59,7 +60,7 @@ class QueueResume:
             "queue": waiting.visited_queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
             "priority": request.priority, "skills": dict(request.skills), "data": dict(request.data),
             "offers": self.acd.records.offers_of(waiting.call_id),
-            "bridge": waiting.holding.bridge_id if waiting.holding is not None else None,
+            "bridge": waiting.waiting_in,
             "next_announcement": self.acd.engine.next_announcement(waiting.call_id)})
 
     def save_ring(self, waiting: QueueCall) -> None:
@@ -165,11 +166,17 @@ class QueueResume:
             await waiting.unhold()
 
     def _adopt_holding(self, waiting: QueueCall, bridge_id: str, bridges: dict[str, AriBridge]) -> None:
-        """Keep the caller in the holding bridge (music on hold goes on) when Asterisk still has them there;
-        else the queue node puts them on hold again."""
+        """Keep the caller in the queue's holding bridge (music on hold goes on) when Asterisk still has them there;
+        else the queue node puts them in it again (created anew if Asterisk lost it). A holding bridge of the
+        call's own (an earlier version's) is taken over until the queue node has moved the caller out of it."""
         bridge = bridges.get(bridge_id)
-        if bridge is not None and waiting.session.channel_id in bridge.channels:
-            waiting.holding = adopt_bridge(waiting.session, bridge_id, "holding", bridge.channels)
+        session = waiting.session
+        if bridge is None or session.channel_id not in bridge.channels:
+            return
+        if bridge_id == holding_bridge_id(session.app_name, session.ari.node, waiting.visited_queue.name):
+            waiting.adopt_waiting(self.acd.holding, bridge_id, bridge.channels)
+        else:
+            waiting.holding = adopt_bridge(session, bridge_id, "holding", bridge.channels)
 
     async def _settle_rings(self, waiting: QueueCall, legs: list[dict[str, Any]], resumption: Resumption) -> None:
         """Each agent phone that rang for the call when the process died: connect, keep ringing, or RONA.

@@ -88,7 +88,7 @@ class AcdQueueing:
         try:
             if resumed is None:
                 await session.answer()
-                await waiting.hold(self.acd.config.asterisk.moh_class)
+                await waiting.wait(self.acd.holding)
                 if is_phone_number(session.caller):  # "anonymous" or "x&y" would pool strangers' calls
                     waiting.history = await self._caller_history(session)
                 decisions = self.acd.engine.enqueue(session.call_id, queue.name, priority=request.priority,
@@ -99,8 +99,9 @@ class AcdQueueing:
                                  priority=request.priority, skills=dict(request.skills),
                                  position=view.position if view else 0)
                 self.acd.apply(decisions)
-            elif waiting.holding is None and waiting.answered_meanwhile is None:
-                await waiting.hold(self.acd.config.asterisk.moh_class)  # its holding bridge was gone
+            elif waiting.waiting_in is None and waiting.answered_meanwhile is None:
+                await waiting.wait(self.acd.holding)  # its holding bridge was gone (or was the caller's own)
+                await waiting.drop_own_holding()
             self.acd.queue_resume.save(waiting)
             if waiting.answered_meanwhile is not None:
                 return await self.acd.call_control.connect(waiting, waiting.answered_meanwhile)

@@ -21,7 +21,7 @@ import contextlib
 import datetime
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from controller.acd.alerts import StandardsMonitor
@@ -51,6 +51,7 @@ from controller.media.tts import TtsError
 from controller.plugins.acd.agent_outbound import AgentOutbound
 from controller.plugins.acd.call_control import AcdCallControl
 from controller.plugins.acd.callbacks import CallbackService
+from controller.plugins.acd.holding import QueueHolding
 from controller.plugins.acd.queue_resume import QueueResume
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
@@ -147,6 +148,8 @@ class AcdService:
         #: Called with the agent id when a removed or disabled agent is logged out (their call finished).
         self.refused_agent_gone_hooks: list[Callable[[str], None]] = []
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
+        # The queues' shared holding bridges (one per queue and node), with each queue's music on hold.
+        self.holding = QueueHolding(self.moh_class_of, lambda name: name in self.queue_configs)
         self.outbound = AgentOutbound(self)
         self.queueing = AcdQueueing(self)
         self.queue_resume = QueueResume(self)  # waiting callers and rings taken over after a restart
@@ -166,7 +169,7 @@ class AcdService:
         self.node_readopted: Callable[[str], bool] = lambda _node: True
         # The node and endpoint of an agent's phone (`b/8002` -> ("b", "8002")); one node: every phone is on it.
         self.phone_at: Callable[[str], tuple[str, str]] = lambda endpoint: (DEFAULT_NODE, endpoint)
-        self._warming: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # tasks kept until done (prompts, holding bridges)
         self.callbacks: CallbackService | None = None  # set by CallbackService (README "Callbacks")
 
     @property
@@ -178,6 +181,12 @@ class AcdService:
     def queue_configs(self) -> dict[str, AcdQueueConfig]:
         """The queues as configured now, by name."""
         return self._by_name.current().queues
+
+    def moh_class_of(self, queue: str, config: Config | None = None) -> str:
+        """The music-on-hold class a queue's callers hear (the queue's own, else `asterisk.moh_class`)."""
+        config = config or self.config
+        own = next((q.moh_class for q in config.acd.queues if q.name == queue), "")
+        return own or config.asterisk.moh_class
 
     @property
     def agent_configs(self) -> dict[str, AcdAgentConfig]:
@@ -219,12 +228,25 @@ class AcdService:
             if waiting.queue is not None:  # (an outbound call has none)
                 waiting.queue = new_queues.get(waiting.queue.name, waiting.queue)
         self.apply(decisions)
+        self._follow_holding_bridges(old, new)
         changed = [agent for agent_id, agent in new_agents.items() if old_agents.get(agent_id) != agent
                    or before.center_name != after.center_name]
         if changed:
-            task = asyncio.get_running_loop().create_task(self.warm_prompts(changed))
-            self._warming.add(task)
-            task.add_done_callback(self._warming.discard)
+            self._in_background(self.warm_prompts(changed))
+
+    def _follow_holding_bridges(self, old: Config, new: Config) -> None:
+        """The queues' holding bridges play a changed music-on-hold class; a removed queue's idle one goes."""
+        removed = {queue.name for queue in old.acd.queues} - {queue.name for queue in new.acd.queues}
+        changes = [self.holding.queue_removed(name) for name in removed]
+        changes += [self.holding.music_changed(queue.name) for queue in new.acd.queues
+                    if self.moh_class_of(queue.name, old) != self.moh_class_of(queue.name, new)]
+        for change in changes:
+            self._in_background(change)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def queue_removal_refusal(self, old: Config, new: Config) -> str | None:
         """The admin service's guard (409): a queue with callers waiting (or ringing an agent) cannot be

@@ -3,7 +3,8 @@
 The routing engine decides; this runs the decisions on the caller's channel, inside the call's own
 task so that every ARI event of the call (and of the agent legs it rings) is handled in order:
 
-- the caller waits in a holding bridge with music on hold and hears position announcements;
+- the caller waits in their queue's shared holding bridge with music on hold (`holding.QueueHolding`) and hears
+  position announcements (played to their channel alone);
 - an `Offer` rings the agent's phone (an originated leg, caller's number shown);
 - the first leg that answers gets the call; a leg that fails or rings out is reported back to the
   engine (RONA), which routes the call again;
@@ -29,6 +30,7 @@ from controller.ari.errors import AriError, AriNotFound, ChannelGone
 from controller.ari.models import Event, StasisStart
 from controller.config import AcdQueueConfig
 from controller.ivr.port import CallerHangup, QueueRequest
+from controller.plugins.acd.holding import QueueHolding
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
 from controller.plugins.calls.session import CallSession, Command, Resync, synthetic
 
@@ -96,7 +98,9 @@ class QueueCall:
         self.phone_dial = phone_dial
         self.signals: deque[Decision] = deque()
         self.legs: dict[str, Leg] = {}  # agent id -> leg ringing
-        self.holding: Bridge | None = None
+        self.waiting_in: str | None = None  # the queue's shared holding bridge the caller waits in
+        self._shared: QueueHolding | None = None
+        self.holding: Bridge | None = None  # the call's own holding bridge while the agent holds it
         self.announcing = False
         self.left = False  # the engine has said how the visit ended (CallLeft)
         self.agent_id: str | None = None  # once an agent answered
@@ -155,19 +159,38 @@ class QueueCall:
 
     # -- waiting ----------------------------------------------------------------------------------
 
+    async def wait(self, shared: QueueHolding) -> None:
+        """The caller waits in their queue's shared holding bridge (music on hold)."""
+        self._shared = shared
+        self.waiting_in = await shared.join(self.session, self.visited_queue.name)
+
+    def adopt_waiting(self, shared: QueueHolding, bridge_id: str, channels: tuple[str, ...] | list[str]) -> None:
+        """After a restart: the caller still waits in the queue's shared holding bridge (its music plays on)."""
+        shared.adopt(self.session, bridge_id, self.visited_queue.name, channels)
+        self._shared, self.waiting_in = shared, bridge_id
+
     async def hold(self, moh_class: str) -> None:
-        """Put the caller in a holding bridge of their own, with music on hold."""
-        self.holding = await Bridge(self.session, kind="holding", purpose="queue").create()
+        """Put the caller of a connected call on hold: a holding bridge of the call's own, with music on hold."""
+        self.holding = await Bridge(self.session, kind="holding", purpose="hold").create()
         await self.holding.add(self.session.channel_id, role="participant")
         try:
             await self.session.ari.bridge_start_moh(self.holding.bridge_id, moh_class)
         except AriError:
             log.warning("call %s: no music on hold class %r", self.call_id, moh_class)
 
-    async def unhold(self) -> None:
+    async def drop_own_holding(self) -> None:
+        """Destroy the call's own holding bridge, if any (an agent's hold; or one an earlier version waited the caller
+        in), taking a caller still in it out first (`Bridge.destroy`)."""
         if self.holding is not None:
             holding, self.holding = self.holding, None
-            await holding.destroy()  # takes the caller out too (ARI): no separate remove request
+            await holding.destroy()
+
+    async def unhold(self) -> None:
+        """Out of the queue's holding bridge (removeChannel: media may follow at once), or the call's own."""
+        if self.waiting_in is not None and self._shared is not None:
+            bridge_id, self.waiting_in = self.waiting_in, None
+            await self._shared.leave(self.session, bridge_id)
+        await self.drop_own_holding()  # (destroy takes a caller who hung up out too: no separate remove request)
 
     async def next_step(self, announce: Callable[[Announce], Awaitable[None]],
                         on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> Answered | LeftQueue:

@@ -1,0 +1,197 @@
+"""The queues' shared holding bridges: callers wait in one holding bridge per queue and Asterisk node, with the
+queue's music on hold, instead of a bridge and a music announcer channel each (1,000 waiting callers were
+2,275 channels and 2,900 threads in Asterisk that way).
+
+A waiting caller costs two ARI requests: addChannel (role participant) when they start waiting, removeChannel when
+they are connected or leave the queue. The bridge
+
+- has a deterministic id (`holding_bridge_id`: the queue's name made safe, and a hash of application, node and
+  queue), so a new process (restart, SIGKILL, a standby taking over) adopts it with its callers (`adopt`) and a
+  second one is never made; its name is its id, never a call id or a caller's number;
+- is created on first use, music on hold started; callers who arrive meanwhile await that one creation;
+- is created again when it is gone (Asterisk restarted, or the bridge was destroyed): an add answered 404
+  forgets it, creates it and tries once more;
+- follows its queue's music-on-hold class when that changes live (`music_changed`), and is destroyed once its
+  queue is removed and nobody waits in it (`queue_removed`, `leave`).
+
+Position announcements go to one caller's channel (`CallSession.play`), which Asterisk plays to that channel
+alone while it stays in the bridge. The guard (controller/guard/selection.py) takes anyone in such a bridge for
+a waiting caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.ari.client import AriClient
+from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriConflict, AriDetached, AriError, AriNotFound, ChannelGone
+from controller.ari.models import Event
+from controller.plugins.calls.session import CallSession
+
+log = logging.getLogger("controller.acd")
+
+#: The ids of the queues' holding bridges start so (the guard's and the README's `br-queue-*`).
+HOLDING_PREFIX = "br-queue-"
+
+
+def holding_bridge_id(app: str, node: str, queue: str) -> str:
+    """`br-queue-<queue, safe>-<hash>`: the same for a queue on a node whichever process asks. The hash keeps
+    names apart that differ only in characters made safe (Chinese names), and applications sharing an Asterisk."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", queue)[:40]
+    digest = hashlib.sha256(f"{app}\0{node}\0{queue}".encode()).hexdigest()[:10]
+    return f"{HOLDING_PREFIX}{safe}-{digest}"
+
+
+@dataclass
+class SharedBridge:
+    """A queue's holding bridge on one node, as this process knows it."""
+
+    bridge_id: str
+    queue: str
+    ari: AriClient
+    dispatcher: Dispatcher
+    moh_class: str
+    members: set[str] = field(default_factory=set)  # caller channels this process put (or found) in it
+
+
+class QueueHolding:
+    """Every shared holding bridge of this process, by id (see the module's doc)."""
+
+    def __init__(self, moh_class_of: Callable[[str], str], queue_exists: Callable[[str], bool]) -> None:
+        self._moh_class_of = moh_class_of  # a queue's music-on-hold class now
+        self._queue_exists = queue_exists
+        self._bridges: dict[str, SharedBridge] = {}
+        self._creating: dict[str, asyncio.Task[SharedBridge]] = {}
+        self.created = 0  # bridges this process created (again, after one vanished, too)
+
+    def deliver(self, event: Event) -> None:
+        """Claimed in the dispatcher (so the clean-up after a restart keeps the bridge while it is empty); its
+        own events are not needed (the callers' channel events go to their calls)."""
+
+    def bridges(self) -> list[SharedBridge]:
+        return list(self._bridges.values())
+
+    async def join(self, session: CallSession, queue: str) -> str:
+        """Put the caller in the queue's holding bridge on their node (created if need be); returns its id."""
+        bridge_id = holding_bridge_id(session.app_name, session.ari.node, queue)
+        for attempt in (1, 2):
+            bridge = await self._ready(session.ari, session.dispatcher, bridge_id, queue)
+            try:
+                await session.ari.add_to_bridge(bridge_id, [session.channel_id], role="participant")
+            except AriNotFound:
+                if attempt == 2:
+                    raise
+                log.warning("holding bridge %s of queue %s is gone (Asterisk restarted?): creating it again",
+                            bridge_id, queue)
+                if self._bridges.get(bridge_id) is bridge:
+                    del self._bridges[bridge_id]
+                continue
+            bridge.members.add(session.channel_id)
+            session.caller_bridge = bridge_id
+            return bridge_id
+        raise AssertionError("unreachable")
+
+    async def leave(self, session: CallSession, bridge_id: str) -> None:
+        """Take the caller out. removeChannel answers once the channel is out, so media asked for next (the agent's
+        number) plays; a caller who hung up has left by themselves (no request)."""
+        bridge = self._bridges.get(bridge_id)
+        if bridge is not None:
+            bridge.members.discard(session.channel_id)
+        if not session.caller_gone:
+            try:
+                await session.ari.remove_from_bridge(bridge_id, session.channel_id)
+            except (ChannelGone, AriNotFound, AriDetached):
+                pass
+            except AriError as exc:
+                log.warning("call %s: leaving holding bridge %s failed: %s", session.call_id, bridge_id, exc)
+        if session.caller_bridge == bridge_id:
+            session.caller_bridge = None
+        if bridge is not None and not bridge.members and not self._queue_exists(bridge.queue):
+            await self._destroy(bridge)
+
+    def adopt(self, session: CallSession, bridge_id: str, queue: str, channels: tuple[str, ...] | list[str]) -> None:
+        """A caller a previous process left waiting in the bridge (it plays on): known from now on."""
+        bridge = self._bridges.get(bridge_id)
+        if bridge is None:
+            bridge = SharedBridge(bridge_id, queue, session.ari, session.dispatcher, self._moh_class_of(queue))
+            self._bridges[bridge_id] = bridge
+            session.dispatcher.claim(bridge_id, self)
+        bridge.members.add(session.channel_id)
+        if session.channel_id in channels:
+            session.caller_bridge = bridge_id
+
+    async def music_changed(self, queue: str) -> None:
+        """The queue's music-on-hold class changed: its bridges play the new one (POST /moh changes the class)."""
+        moh_class = self._moh_class_of(queue)
+        for bridge in [b for b in self._bridges.values() if b.queue == queue and b.moh_class != moh_class]:
+            try:
+                await bridge.ari.bridge_start_moh(bridge.bridge_id, moh_class)
+                bridge.moh_class = moh_class
+                log.info("holding bridge %s of queue %s: music on hold class %r", bridge.bridge_id, queue, moh_class)
+            except AriNotFound:
+                self._bridges.pop(bridge.bridge_id, None)  # gone: the next caller creates it with the new class
+            except AriError as exc:
+                log.warning("holding bridge %s: music on hold class %r not set: %s", bridge.bridge_id, moh_class, exc)
+
+    async def queue_removed(self, queue: str) -> None:
+        """The queue is gone: its idle bridges are destroyed (one still in use goes when its last caller leaves)."""
+        for bridge in [b for b in self._bridges.values() if b.queue == queue and not b.members]:
+            await self._destroy(bridge)
+
+    async def _ready(self, ari: AriClient, dispatcher: Dispatcher, bridge_id: str, queue: str) -> SharedBridge:
+        """The bridge, once it exists: created here, or by the creation already in flight."""
+        known = self._bridges.get(bridge_id)
+        if known is not None:
+            return known
+        creating = self._creating.get(bridge_id)
+        if creating is None:
+            creating = asyncio.get_running_loop().create_task(self._create(ari, dispatcher, bridge_id, queue))
+            self._creating[bridge_id] = creating
+            creating.add_done_callback(lambda task: self._created(bridge_id, task))
+        # Shielded: a caller hanging up (their task cancelled) does not cancel it for the others.
+        return await asyncio.shield(creating)
+
+    def _created(self, bridge_id: str, task: asyncio.Task[SharedBridge]) -> None:
+        if self._creating.get(bridge_id) is task:
+            del self._creating[bridge_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller awaiting it got it already
+
+    async def _create(self, ari: AriClient, dispatcher: Dispatcher, bridge_id: str, queue: str) -> SharedBridge:
+        moh_class = self._moh_class_of(queue)
+        dispatcher.claim(bridge_id, self)
+        try:
+            await ari.create_bridge(bridge_id, "holding", name=bridge_id)
+        except AriConflict:
+            pass  # a previous process made it, and nobody it held was resumed into it: ours all the same
+        except BaseException:
+            dispatcher.release(bridge_id)
+            raise
+        try:
+            await ari.bridge_start_moh(bridge_id, moh_class)
+        except AriNotFound:
+            dispatcher.release(bridge_id)  # gone at once: the caller's add finds it missing too
+            raise
+        except AriError as exc:
+            log.warning("holding bridge %s of queue %s: no music on hold class %r: %s", bridge_id, queue, moh_class,
+                        exc)
+        self.created += 1
+        log.info("holding bridge %s of queue %s created (music on hold class %r)", bridge_id, queue, moh_class)
+        bridge = SharedBridge(bridge_id, queue, ari, dispatcher, moh_class)
+        self._bridges[bridge_id] = bridge
+        return bridge
+
+    async def _destroy(self, bridge: SharedBridge) -> None:
+        if self._bridges.get(bridge.bridge_id) is bridge:
+            del self._bridges[bridge.bridge_id]
+        with contextlib.suppress(AriError):
+            await bridge.ari.destroy_bridge(bridge.bridge_id)
+        bridge.dispatcher.release(bridge.bridge_id)
+        log.info("holding bridge %s of removed queue %s destroyed", bridge.bridge_id, bridge.queue)
