@@ -181,6 +181,7 @@ class Result:
     rss_mb: float | None = None
     requests: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
+    store: Counter[str] = field(default_factory=Counter)  # statements, commits, CTI events (the controller's)
     load: float = 0.0
 
 
@@ -200,6 +201,21 @@ async def ari_counts(process: ControllerProcess) -> tuple[Counter[str], Counter[
         elif match := re.match(r'ccc_ari_events_by_type_total\{type="([^"]+)"\} ([0-9.e+]+)', line):
             events[match.group(1)] = int(float(match.group(2)))
     return requests, events
+
+
+#: The controller's store and CTI counters read from /metrics: what each call writes and publishes.
+STORE_COUNTERS = {"ccc_store_writes": "statements", "ccc_store_commits": "commits", "ccc_cti_events": "CTI events"}
+
+
+async def store_counts(process: ControllerProcess) -> Counter[str]:
+    status, text = await process.api("GET", "/metrics")
+    assert status == 200, text
+    counts: Counter[str] = Counter()
+    for line in str(text).splitlines():
+        name, _, value = line.partition(" ")
+        if name.removesuffix("_total") in STORE_COUNTERS:
+            counts[STORE_COUNTERS[name.removesuffix("_total")]] = int(float(value))
+    return counts
 
 
 async def place_calls(did_pattern: str, rate: int) -> tuple[int, int]:
@@ -227,6 +243,7 @@ async def measure(did_pattern: str, rate: int, asterisk_pid: int, latencies: Lat
     pid = controller.process.pid if controller and controller.process else None
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
+    store_before = await store_counts(controller) if controller else Counter()
     calls, failed = await place_calls(did_pattern, rate)
     await asyncio.sleep(1.5)
     done = max(1, calls - failed)
@@ -239,6 +256,7 @@ async def measure(did_pattern: str, rate: int, asterisk_pid: int, latencies: Lat
         requests, events = await ari_counts(controller)
         result.requests = requests - counts_before[0]
         result.events = events - counts_before[1]
+        result.store = await store_counts(controller) - store_before
     return result
 
 
@@ -369,6 +387,7 @@ def print_table(results: dict[str, dict[int, Result]], cti_events: int) -> None:
         done = max(1, r.calls - r.failed)
         print(f"at {rate} calls/s, per call: ARI requests {_top(r.requests, done)}")
         print(f"{'':>{len(str(rate)) + 16}}ARI events {_top(r.events, done)}")
+        print(f"{'':>{len(str(rate)) + 16}}store and CTI {_top(r.store, done)}")
     print(f"CTI events read by the WebSocket client: {cti_events}")
 
 
