@@ -302,6 +302,7 @@ async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_writte
         await never
 
     monkeypatch.setattr(system.store, "flush", lost_commit)
+    monkeypatch.setattr(system.store, "committed", lost_commit)
     publish_calls(system.bus, 3)
     await until(lambda: system.bus._written_through == 3)
     monkeypatch.undo()  # the store works again (the commit above was lost, not failing)

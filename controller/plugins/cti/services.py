@@ -227,9 +227,11 @@ class EventBus:
         self._write(batch)
         first, last = batch[0].seq, batch[-1].seq
         try:
-            await self._store.flush()
+            # Committed with the other writes of the moment (one transaction for many calls' changes when
+            # busy), then counted without committing what others wrote meanwhile.
+            await self._store.committed()
             row = await self._store.fetchone("SELECT COUNT(*) AS n FROM cti_events WHERE seq BETWEEN ? AND ?",
-                                             (first, last))
+                                             (first, last), flush=False)
         except Exception as exc:
             self.commit_failures += 1
             log.error("CTI: events %d-%d not committed yet (%s); %d events wait, nothing is published meanwhile",
