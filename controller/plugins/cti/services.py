@@ -183,6 +183,10 @@ class EventBus:
         self._assigned += 1
         event = CtiEvent(self._assigned, type_, round(self._now(), 3), call_id, agent_id, queue, data)
         self._unpersisted.append(event)
+        if event.seq == self._written_through + 1:  # (else `run` writes it, after the ones to write again)
+            # Queued now, with the caller's own writes of the moment: the event is committed in the same
+            # transaction as the change it reports (a call record's end and its `call.ended`).
+            self._write((event,))
         self._wake.set()
         return event
 
@@ -232,7 +236,7 @@ class EventBus:
                 with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
                     subscriber.queue.put_nowait(None)
 
-    def _write(self, events: list[CtiEvent]) -> None:
+    def _write(self, events: Iterable[CtiEvent]) -> None:
         for event in events:
             if event.seq > self._written_through:
                 self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
