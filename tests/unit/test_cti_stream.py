@@ -369,3 +369,15 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
     row = await running.store.fetchone("SELECT data FROM cti_events WHERE seq = 1")
     assert row is not None and json.loads(row["data"]) == {"note": "客户 \"VIP\""}
 
+
+
+async def test_an_event_commits_with_the_change_it_reports(running: Running) -> None:
+    """Queued to the store when published: the commit that stores a call's end stores its `call.ended` too."""
+    running.store.write("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
+                        " VALUES ('c1', 'ch1', 'inbound', '', '', 0)")
+    running.bus.publish("call.ended", call_id="c1", reason="caller_hangup")
+    batch = [statement.sql for statement in running.store._pending]  # what the next commit takes, as of now
+    assert len(batch) == 2 and "cti_events" in batch[1], batch
+    await running.store.flush()
+    rows = await running.store.fetchall("SELECT type, call_id FROM cti_events", flush=False)
+    assert [(row["type"], row["call_id"]) for row in rows] == [("call.ended", "c1")]

@@ -409,12 +409,16 @@ async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
     writer = asyncio.create_task(store.run_writer())
     try:
-        commits = store.commits
-        for n in (2, 3):
-            store.write("INSERT INTO t (n) VALUES (?)", (n,))
+        store.write("INSERT INTO t (n) VALUES (?)", (2,))
         await store.committed()
-        assert store.commits == commits + 1  # the writer's one commit, none of its own
-        assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3]
+        commits = store.commits  # the writer is busy now: the next writes are grouped
+        store.write("INSERT INTO t (n) VALUES (?)", (3,))
+        waiting = asyncio.create_task(store.committed())
+        await asyncio.sleep(db.GROUP_SECONDS / 4)
+        store.write("INSERT INTO t (n) VALUES (?)", (4,))
+        await waiting
+        assert store.commits == commits + 1  # 3 and 4 in the writer's one commit: none of committed()'s own
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3, 4]
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
