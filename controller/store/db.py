@@ -55,7 +55,7 @@ Params = Sequence[Any] | dict[str, Any]
 RETRY_SECONDS = (0.5, 10.0)
 #: While writes keep coming, the writer starts a commit at most once per this many seconds, so a busy
 #: controller commits many calls' changes in one transaction (and builds the `write_at_commit` statements
-#: once for them) instead of one transaction per event: at 20 calls/s, 8-11 commits per call became 3-4
+#: once for them) instead of one transaction per event: at 10-20 calls/s, 8-11 commits per call became 4-5
 #: (README "Benchmarks", third round). An idle store commits a write at once. `flush()` and `execute()`
 #: never wait for it. The price: a SIGKILL may lose up to this much more of the last writes.
 GROUP_SECONDS = 0.01
@@ -455,53 +455,53 @@ class Store:
         """Commit what has queued; False when the commit failed (the batch is queued again, in front,
         in order). Shielded: a cancelled caller neither loses the batch nor lets a second commit
         overtake it."""
-        return await asyncio.shield(asyncio.ensure_future(self._commit_locked()))
+        return await asyncio.shield(asyncio.ensure_future(self._commit_signalled()))
 
-    async def _commit_locked(self) -> bool:
+    async def _commit_signalled(self) -> bool:
+        """`_commit_locked`, then `committed()`'s waiters are woken (whether it worked or not)."""
         try:
-            async with self._commit_lock:
-                return await self._commit_batch()
+            return await self._commit_locked()
         finally:
             ended, self._commit_ended = self._commit_ended, asyncio.Event()
             ended.set()
 
-    async def _commit_batch(self) -> bool:
-        """The commit itself (under the commit lock)."""
-        queued, self._pending = self._pending, []
-        batch = self._built(queued)
-        if not batch:
-            if queued:  # only builders, and they failed
-                self._done_ticket = max(self._done_ticket, self._pending_done_floor())
+    async def _commit_locked(self) -> bool:
+        async with self._commit_lock:
+            queued, self._pending = self._pending, []
+            batch = self._built(queued)
+            if not batch:
+                if queued:  # only builders, and they failed
+                    self._done_ticket = max(self._done_ticket, self._pending_done_floor())
+                return True
+            self._committing = len(batch)
+            try:
+                rejected = await self._run(self._commit_sync, batch)
+            except Deposed as exc:
+                self._pending[:0] = batch  # never committed by this process: the new leader has the truth
+                self._frozen = True
+                log.critical("store: %s; %d statements refused", exc, len(self._pending))
+                if self.on_deposed is not None:
+                    self.on_deposed(str(exc))
+                return False
+            except Exception as exc:
+                self._pending[:0] = batch
+                self._note_commit_failure(exc)
+                return False
+            finally:
+                self._committing = 0
+            self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
+            for statement, error in rejected:
+                self._reject(statement.ticket, statement.sql, error)
+            if self._failing_since is not None:
+                log.warning("store: commits work again after %.0f s; %d statements committed",
+                            time.time() - self._failing_since, len(batch) - len(rejected))
+                self._failing_since = None
+                self._last_error = None
+            if self._spill_until and self._done_ticket >= self._spill_until:
+                self._spill_until = 0
+                await self._run(self.spill_path.unlink, True)
+                log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
             return True
-        self._committing = len(batch)
-        try:
-            rejected = await self._run(self._commit_sync, batch)
-        except Deposed as exc:
-            self._pending[:0] = batch  # never committed by this process: the new leader has the truth
-            self._frozen = True
-            log.critical("store: %s; %d statements refused", exc, len(self._pending))
-            if self.on_deposed is not None:
-                self.on_deposed(str(exc))
-            return False
-        except Exception as exc:
-            self._pending[:0] = batch
-            self._note_commit_failure(exc)
-            return False
-        finally:
-            self._committing = 0
-        self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
-        for statement, error in rejected:
-            self._reject(statement.ticket, statement.sql, error)
-        if self._failing_since is not None:
-            log.warning("store: commits work again after %.0f s; %d statements committed",
-                        time.time() - self._failing_since, len(batch) - len(rejected))
-            self._failing_since = None
-            self._last_error = None
-        if self._spill_until and self._done_ticket >= self._spill_until:
-            self._spill_until = 0
-            await self._run(self.spill_path.unlink, True)
-            log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
-        return True
 
     def _pending_done_floor(self) -> int:
         """Rejected-before-queueing tickets between the batch and the next pending statement are done."""
