@@ -422,3 +422,12 @@ async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_read_without_flush_answers_what_is_committed_and_commits_nothing(store: Store) -> None:
+    await store.execute("INSERT INTO t (n) VALUES (?)", (1,))
+    commits = store.commits
+    store.write("INSERT INTO t (n) VALUES (?)", (2,))
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
+    assert store.commits == commits
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t")] == [1, 2]  # read your own writes
