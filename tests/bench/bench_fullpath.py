@@ -309,6 +309,7 @@ class Result:
     events: Counter[str] = field(default_factory=Counter)
     ami_events: Counter[str] = field(default_factory=Counter)
     perf: dict[str, float] = field(default_factory=dict)  # with CCC_BENCH_PERF: Asterisk's perf stat counters
+    store: Counter[str] = field(default_factory=Counter)  # statements, commits, CTI events (the controller's)
     load: float = 0.0
     left_behind: int = 0  # channels still up after the rate's calls ended, hung up by the bench
 
@@ -333,6 +334,21 @@ async def ari_counts(process: ControllerProcess) -> tuple[Counter[str], Counter[
         elif match := re.match(r'ccc_ari_events_by_type_total\{type="([^"]+)"\} ([0-9.e+]+)', line):
             events[match.group(1)] = int(float(match.group(2)))
     return requests, events
+
+
+#: The controller's store and CTI counters read from /metrics: what each call writes and publishes.
+STORE_COUNTERS = {"ccc_store_writes": "statements", "ccc_store_commits": "commits", "ccc_cti_events": "CTI events"}
+
+
+async def store_counts(process: ControllerProcess) -> Counter[str]:
+    status, text = await process.api("GET", "/metrics")
+    assert status == 200, text
+    counts: Counter[str] = Counter()
+    for line in str(text).splitlines():
+        name, _, value = line.partition(" ")
+        if name.removesuffix("_total") in STORE_COUNTERS:
+            counts[STORE_COUNTERS[name.removesuffix("_total")]] = int(float(value))
+    return counts
 
 
 async def place_calls(setup: Setup, did_pattern: str, rate: int) -> tuple[int, int]:
@@ -416,6 +432,7 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
     perf = await start_asterisk_perf(asterisk_pid, perf_name)
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
+    store_before = await store_counts(controller) if controller else Counter()
     calls, failed = await place_calls(setup, did_pattern, rate)
     await asyncio.sleep(1.5)
     for process in perf:
@@ -433,6 +450,7 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
         requests, events = await ari_counts(controller)
         result.requests = requests - counts_before[0]
         result.events = events - counts_before[1]
+        result.store = await store_counts(controller) - store_before
     return result
 
 
@@ -615,6 +633,7 @@ def print_table(out: SetupResults) -> None:
         done = max(1, r.calls - r.failed)
         print(f"at {rate} calls/s, per call: ARI requests {_top(r.requests, done)}")
         print(f"{'':>{len(str(rate)) + 16}}ARI events {_top(r.events, done)}")
+        print(f"{'':>{len(str(rate)) + 16}}store and CTI {_top(r.store, done)}")
     print(f"CTI events read by the WebSocket client: {out.cti_events}", flush=True)
     for handler, by_rate in (("app_queue", out.app_queue), ("controller", out.controller)):
         for rate, r in by_rate.items():

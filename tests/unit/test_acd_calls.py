@@ -635,3 +635,17 @@ async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
     assert rig.queued is not None and rig.queued.done()
     # The talk bridge: destroyed, no remove. The queue's holding bridge stays, empty, for the next caller.
     assert rig.ari.bridges == {removed[0]: set()} and len(removed) == 1
+
+
+async def test_the_screen_pops_history_is_read_as_committed_without_forcing_a_commit(rig: Rig) -> None:
+    """A commit forced by this read was one per queued call (README "Benchmarks", third round)."""
+    flushes: list[Any] = []
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            flushes.append(kwargs.get("flush", True))
+            return []
+
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    await rig.connect()
+    assert flushes == [False]

@@ -302,6 +302,7 @@ async def test_events_whose_commit_was_lost_as_the_controller_stopped_are_writte
         await never
 
     monkeypatch.setattr(system.store, "flush", lost_commit)
+    monkeypatch.setattr(system.store, "committed", lost_commit)
     publish_calls(system.bus, 3)
     await until(lambda: system.bus._written_through == 3)
     monkeypatch.undo()  # the store works again (the commit above was lost, not failing)
@@ -339,3 +340,44 @@ async def test_an_agent_sees_their_queues_new_messages_and_the_configuration_the
     assert len(orders) == 2 and all(agent.matches(e) for e in orders)
     gone = EventFilter(scope=AgentScope("1009", queues.get))  # no such agent (removed): no queue's work
     assert [e.data["key"] for e in await bus.since(0) if gone.matches(e)] == ["fees"]
+
+
+async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_it_was_published(
+        running: Running, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three clients, one JSON encoding of the event's data (the store's text) and one of its envelope; each
+    client reads the event as published (non-ASCII text kept)."""
+    sockets = [await client.ws_connect(f"/ws?token={token}")
+               for token in ("admin-token", "crm-token", "agent-1001-token")]
+    for ws in sockets:
+        assert (await ws.receive_json())["type"] == "hello"
+    encodings: list[Any] = []
+    real_dumps = json.dumps
+
+    def counting_dumps(value: Any, **options: Any) -> str:
+        encodings.append(value)
+        return real_dumps(value, **options)
+
+    monkeypatch.setattr(services.json, "dumps", counting_dumps)
+    running.bus.publish("call.held", call_id="c1", agent_id="1001", queue="售后", note="客户 \"VIP\"")
+    received = [await asyncio.wait_for(ws.receive_json(), 10) for ws in sockets]
+    expected = {"seq": 1, "type": "call.held", "at": received[0]["at"], "call_id": "c1", "agent_id": "1001",
+                "queue": "售后", "data": {"note": "客户 \"VIP\""}}
+    assert received == [expected] * 3
+    assert len(encodings) == 2, encodings  # the data once (stored and sent), the envelope once
+    for ws in sockets:
+        await ws.close()
+    row = await running.store.fetchone("SELECT data FROM cti_events WHERE seq = 1")
+    assert row is not None and json.loads(row["data"]) == {"note": "客户 \"VIP\""}
+
+
+
+async def test_an_event_commits_with_the_change_it_reports(running: Running) -> None:
+    """Queued to the store when published: the commit that stores a call's end stores its `call.ended` too."""
+    running.store.write("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
+                        " VALUES ('c1', 'ch1', 'inbound', '', '', 0)")
+    running.bus.publish("call.ended", call_id="c1", reason="caller_hangup")
+    batch = [statement.sql for statement in running.store._pending]  # what the next commit takes, as of now
+    assert len(batch) == 2 and "cti_events" in batch[1], batch
+    await running.store.flush()
+    rows = await running.store.fetchall("SELECT type, call_id FROM cti_events", flush=False)
+    assert [(row["type"], row["call_id"]) for row in rows] == [("call.ended", "c1")]

@@ -374,3 +374,61 @@ async def test_a_failing_builder_fails_alone_and_a_stopped_store_builds_before_f
     store.write_at_commit("latest", lambda: [("INSERT INTO t (n) VALUES (?)", (state["n"],))])  # ... later: dropped
     await store.flush()
     assert await numbers(store) == [1, 2]
+
+
+async def test_a_busy_writer_groups_the_writes_of_the_moment_and_an_idle_one_commits_at_once(store: Store) -> None:
+    """Writes arriving every millisecond (a busy controller's events) go in one transaction per GROUP_SECONDS,
+    not one each; a lone write is committed at once. Either way every write is committed, in order."""
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        commits = store.commits
+        store.write("INSERT INTO t (n) VALUES (?)", (0,))
+        async with asyncio.timeout(db.GROUP_SECONDS / 2 + 0.5):
+            while store.commits == commits:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(db.GROUP_SECONDS * 2)  # idle again
+        commits = store.commits
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for n in range(1, 41):
+            store.write("INSERT INTO t (n) VALUES (?)", (n,))
+            await asyncio.sleep(0.001)
+        elapsed = loop.time() - started
+        await store.committed()
+        grouped = store.commits - commits
+        assert 1 <= grouped <= elapsed / db.GROUP_SECONDS + 2, f"{grouped} commits for 40 writes in {elapsed:.3f} s"
+        rows = await store.fetchall("SELECT n FROM t ORDER BY id")
+        assert [row["n"] for row in rows] == list(range(41))
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_a_writer(store: Store) -> None:
+    store.write("INSERT INTO t (n) VALUES (?)", (1,))
+    await store.committed()  # no writer running: it commits them itself (after a short wait)
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        store.write("INSERT INTO t (n) VALUES (?)", (2,))
+        await store.committed()
+        commits = store.commits  # the writer is busy now: the next writes are grouped
+        store.write("INSERT INTO t (n) VALUES (?)", (3,))
+        waiting = asyncio.create_task(store.committed())
+        await asyncio.sleep(db.GROUP_SECONDS / 4)
+        store.write("INSERT INTO t (n) VALUES (?)", (4,))
+        await waiting
+        assert store.commits == commits + 1  # 3 and 4 in the writer's one commit: none of committed()'s own
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3, 4]
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_read_without_flush_answers_what_is_committed_and_commits_nothing(store: Store) -> None:
+    await store.execute("INSERT INTO t (n) VALUES (?)", (1,))
+    commits = store.commits
+    store.write("INSERT INTO t (n) VALUES (?)", (2,))
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
+    assert store.commits == commits
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t")] == [1, 2]  # read your own writes

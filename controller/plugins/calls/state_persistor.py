@@ -76,9 +76,11 @@ class CallRecords:
             " end_reason, hangup_cause FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
 
-    async def history(self, number: str, *, limit: int = 10, before: float | None = None) -> list[dict[str, Any]]:
+    async def history(self, number: str, *, limit: int = 10, before: float | None = None,
+                      flush: bool = True) -> list[dict[str, Any]]:
         """A number's recent calls, newest first (inbound from it, outbound to it), with who answered
-        and the disposition left by the agent."""
+        and the disposition left by the agent. `flush=False`: as committed now (the writes of the last few
+        ms may be missing), without forcing a commit of its own (`Store.fetchall`)."""
         # The newest `limit` of each direction straight from its index (calls_caller, calls_did), then the
         # newest `limit` of those: a number with thousands of calls (a switchboard, withheld numbers) costs no
         # more than any other (an OR over both indexes sorted every matching call: 4 ms at 600 calls).
@@ -96,7 +98,7 @@ class CallRecords:
             "  ORDER BY started_at DESC LIMIT ?) AS recent"
             " JOIN calls c ON c.call_id = recent.call_id LEFT JOIN dispositions d ON d.call_id = c.call_id"
             " ORDER BY c.started_at DESC",
-            (number, before, limit, number, before, limit, limit))
+            (number, before, limit, number, before, limit, limit), flush=flush)
         return [{**dict(row), "agents": (row["agents"] or "").split(",") if row["agents"] else [],
                  "queues": (row["queues"] or "").split(",") if row["queues"] else []} for row in rows]
 

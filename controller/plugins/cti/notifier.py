@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -304,7 +303,7 @@ class WebhookNotifier:
         """POST one event until the receiver takes it ("delivered"), refused it `max_attempts` times ("dead"),
         or the notifier stops between two attempts ("stopped"). Each attempt uses the webhook as it is
         then (a URL or secret changed by `apply` is used from the next attempt)."""
-        body = json.dumps(event.as_dict(), ensure_ascii=False).encode()
+        body = event.as_json().encode()
         delay = self.first_backoff
         attempts = 0
         while True:

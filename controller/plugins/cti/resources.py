@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Callable, Collection
 from typing import Any
@@ -197,7 +196,13 @@ async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscrib
 
     async def send(event: CtiEvent) -> None:
         if event_filter.matches(event):
-            await ws.send_str(json.dumps(event.as_dict(), ensure_ascii=False))
+            await ws.send_str(event.as_json())  # encoded once for all subscribers
+
+    def client_left(_reader: asyncio.Task[None]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # (a full queue: the loop below sees `reader.done()`)
+            subscriber.queue.put_nowait(None)
+
+    reader.add_done_callback(client_left)  # wakes the wait below: no second waiter per event
 
     catching_up = last < bus.last_seq
     while not (ws.closed or reader.done() or subscriber.closed):
@@ -213,14 +218,9 @@ async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscrib
                 if len(page) < REPLAY_PAGE:
                     break
             continue
-        getter = asyncio.ensure_future(subscriber.queue.get())
-        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if getter not in done:
-            getter.cancel()
-            return
-        live: CtiEvent | None = getter.result()
+        live = await subscriber.queue.get()
         if live is None:
-            return  # the controller is stopping
+            return  # the controller is stopping, or the client left
         if live.seq <= last:
             continue  # already sent from a page
         if live.seq != last + 1:

@@ -36,10 +36,28 @@ class CtiEvent:
     agent_id: str | None
     queue: str | None
     data: dict[str, Any]
+    #: `data` as JSON text (the store's column): given when read from the store, else encoded on first use.
+    data_json: str | None = field(default=None, compare=False, repr=False)
+    _json: str | None = field(default=None, init=False, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "at": self.at, "call_id": self.call_id,
                 "agent_id": self.agent_id, "queue": self.queue, "data": self.data}
+
+    def data_text(self) -> str:
+        """`data` as JSON, encoded once (for the store, and inside `as_json`)."""
+        if self.data_json is None:
+            object.__setattr__(self, "data_json", json.dumps(self.data, ensure_ascii=False, default=str))
+        return self.data_json  # type: ignore[return-value]
+
+    def as_json(self) -> str:
+        """`as_dict()` as JSON text, what the WebSocket and webhooks send: encoded once for every subscriber
+        and webhook, its data being the text written to the store."""
+        if self._json is None:
+            head = json.dumps({"seq": self.seq, "type": self.type, "at": self.at, "call_id": self.call_id,
+                               "agent_id": self.agent_id, "queue": self.queue}, ensure_ascii=False)
+            object.__setattr__(self, "_json", f'{head[:-1]}, "data": {self.data_text()}}}')
+        return self._json  # type: ignore[return-value]
 
 
 #: Events that name no agent but are work for every agent of their queue: a new message or fax in its inbox.
@@ -165,6 +183,10 @@ class EventBus:
         self._assigned += 1
         event = CtiEvent(self._assigned, type_, round(self._now(), 3), call_id, agent_id, queue, data)
         self._unpersisted.append(event)
+        if event.seq == self._written_through + 1:  # (else `run` writes it, after the ones to write again)
+            # Queued now, with the caller's own writes of the moment: the event is committed in the same
+            # transaction as the change it reports (a call record's end and its `call.ended`).
+            self._write((event,))
         self._wake.set()
         return event
 
@@ -214,11 +236,11 @@ class EventBus:
                 with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
                     subscriber.queue.put_nowait(None)
 
-    def _write(self, events: list[CtiEvent]) -> None:
+    def _write(self, events: Iterable[CtiEvent]) -> None:
         for event in events:
             if event.seq > self._written_through:
                 self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
-                                            event.queue, json.dumps(event.data, ensure_ascii=False, default=str)))
+                                            event.queue, event.data_text()))
                 self._written_through = event.seq
 
     async def _persist(self, batch: list[CtiEvent]) -> bool:
@@ -227,9 +249,11 @@ class EventBus:
         self._write(batch)
         first, last = batch[0].seq, batch[-1].seq
         try:
-            await self._store.flush()
+            # Committed with the other writes of the moment (one transaction for many calls' changes when
+            # busy), then counted without committing what others wrote meanwhile.
+            await self._store.committed()
             row = await self._store.fetchone("SELECT COUNT(*) AS n FROM cti_events WHERE seq BETWEEN ? AND ?",
-                                             (first, last))
+                                             (first, last), flush=False)
         except Exception as exc:
             self.commit_failures += 1
             log.error("CTI: events %d-%d not committed yet (%s); %d events wait, nothing is published meanwhile",
@@ -279,4 +303,4 @@ class EventBus:
 def _from_rows(rows: Iterable[Any]) -> Iterable[CtiEvent]:
     for row in rows:
         yield CtiEvent(row["seq"], row["type"], row["at"], row["call_id"], row["agent_id"], row["queue"],
-                       json.loads(row["data"]))
+                       json.loads(row["data"]), row["data"])
