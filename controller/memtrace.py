@@ -70,6 +70,7 @@ class MemoryTrace:
         self._previous_rss = 0
         self._previous_at = time.monotonic()
         self._running: asyncio.Task[Path] | None = None
+        self._reports = 0
 
     def start(self) -> None:
         """Trace from now on; the baseline the first report compares to is taken here."""
@@ -109,7 +110,8 @@ class MemoryTrace:
             lines += [f"    {line}" for line in stat.traceback.format()]
         lines += ["", f"== the {TOP} kinds of objects (tracked by the garbage collector) that grew most =="]
         lines += [f"{count:+8d}  now {objects[name]:8d}  {name}" for name, count in grown_types]
-        path = self.data_dir / f"tracemalloc-{stamp}.txt"
+        self._reports += 1
+        path = self.data_dir / f"tracemalloc-{stamp}-{self._reports}.txt"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         top = by_line[0] if by_line else None
         log.warning("tracemalloc: traced %.1f MiB, %s since the previous snapshot, RSS %.1f MiB; most grown: %s; "
