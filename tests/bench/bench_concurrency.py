@@ -119,6 +119,7 @@ async def concurrency(controller: ControllerProcess, rings: Rings) -> None:
     assert controller.process is not None
     pid = controller.process.pid
     idle_rss, idle_text = fullpath.rss_mb(pid), await metrics(controller)
+    await trace_report(controller)  # with CCC_TRACEMALLOC: the next report is what the waiting calls hold
     per_queue = CONCURRENT // QUEUES
     callers = [Caller(DID.format(q), steps=[WaitForBye(timeout_ms=900_000)], calls=per_queue,
                       rate=RAMP_RATE / QUEUES, timeout_s=1200) for q in range(QUEUES)]
@@ -135,6 +136,7 @@ async def concurrency(controller: ControllerProcess, rings: Rings) -> None:
     await asyncio.sleep(5.0)  # every call waiting, music playing
     text = await metrics(controller)
     rss, files, tasks = fullpath.rss_mb(pid), open_files(pid), metric(text, "ccc_asyncio_tasks")
+    await trace_report(controller)
     cpu = cpu_seconds(pid) - cpu_before
     p99, events = lag_quantile(idle_text, text, 0.99)
     p50, _ = lag_quantile(idle_text, text, 0.50)
@@ -182,11 +184,25 @@ def slope_per_minute(samples: list[dict[str, float]], key: str) -> float:
     return sum((s["minute"] - mean_t) * (s[key] - mean_v) for s in samples) / spread if spread else float("nan")
 
 
+async def trace_report(controller: ControllerProcess) -> None:
+    """With CCC_TRACEMALLOC, have the controller write a report of what grew since the previous one, and wait
+    until it is written (the first one in a worker thread would ignore a second signal meanwhile)."""
+    if not TRACING:
+        return
+    assert controller.process is not None
+    written = controller.log.read_text().count("tracemalloc: traced")
+    os.kill(controller.process.pid, signal.SIGUSR2)
+
+    async def done() -> bool:
+        return controller.log.read_text().count("tracemalloc: traced") > written
+
+    await until(done, 120, "the tracemalloc report")
+
+
 async def soak_sample(controller: ControllerProcess, label: str, minute: float = 0.0) -> dict[str, float]:
     assert controller.process is not None
     pid = controller.process.pid
-    if TRACING:
-        os.kill(pid, signal.SIGUSR2)  # a tracemalloc report of what grew since the previous sample
+    await trace_report(controller)
     text = await metrics(controller)
     sample = {"minute": minute, "rss_mb": fullpath.rss_mb(pid), "tasks": metric(text, "ccc_asyncio_tasks"),
               "files": float(open_files(pid)), "calls": sum(float(n) for n in re.findall(
@@ -230,7 +246,6 @@ async def soak(controller: ControllerProcess, minutes: float) -> None:
           f"{idle_after['tasks'] - idle_before['tasks']:+.0f}, open files "
           f"{idle_after['files'] - idle_before['files']:+.0f}")
     if TRACING:
-        await asyncio.sleep(5.0)  # the last report is written in the controller's worker thread
         reports = sorted(controller.data_dir.glob("tracemalloc-*.txt"))
         print(f"  tracemalloc: {len(reports)} reports in {controller.data_dir}")
 
