@@ -17,6 +17,7 @@ from controller.config import MIN_TOKEN_LENGTH, Config, load_config
 from controller.http.server import start_http, tls_context
 from controller.leadership import Leadership, leadership_problem, uses_leadership
 from controller.logs import setup_logging
+from controller.memtrace import MemoryTrace, frames_from_environment, not_tracing
 from controller.settings import SettingsError
 
 
@@ -42,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     if standby_problem := leadership_problem(config):
         print(f"configuration errors:\n  {standby_problem}", file=sys.stderr)
         return 2
+    try:
+        trace_frames = frames_from_environment()
+    except ValueError as exc:
+        print(f"ccc-controller: {exc}", file=sys.stderr)
+        return 2
     setup_logging(config.logging.level, config.logging.format, config.logging.show_caller_numbers)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a traceback on stderr, not silence
+    memory_trace = MemoryTrace(trace_frames, config.data_path) if trace_frames else None
+    if memory_trace is not None:
+        memory_trace.start()
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(config))
+        return runner.run(_run(config, memory_trace))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -57,7 +66,10 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(config: Config) -> int:
+async def _run(config: Config, memory_trace: MemoryTrace | None = None) -> int:
+    # SIGUSR2: an allocation report with CCC_TRACEMALLOC (README "Memory growth: tracemalloc"), else a hint
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR2, memory_trace.on_signal if memory_trace is not None else not_tracing)
     try:
         _lock = instance.InstanceLock(config.lock_path).acquire()  # one controller per data directory, while we run
         leadership = await _stand_by(config) if uses_leadership(config) else None

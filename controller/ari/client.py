@@ -177,8 +177,11 @@ class AriClient:
         on_channel = path.startswith("/channels/") and not path.startswith("/channels/create")
         if on_channel and (status == 404 or (status in (409, 412, 422) and "not in stasis" in message.lower())):
             return ChannelGone(method, path, status, message)
-        if status in (400, 422) and "channel not found" in message.lower():
-            # Adding a channel that hung up meanwhile to a bridge: the channel is gone, not our request.
+        if status in (400, 422) and ("channel not found" in message.lower()
+                                     or (path.startswith("/bridges/") and "channel not in stasis" in message.lower())):
+            # Adding a channel that hung up meanwhile to a bridge: the channel is gone, not our request. Between its
+            # StasisEnd and its end Asterisk answers 422 "Channel not in Stasis application" (an agent's phone that
+            # hung up just after answering, the controller slow to bridge it: the flow failed at its queue node).
             return ChannelGone(method, path, status, message)
         if status == 400:
             return AriBadRequest(method, path, status, message)

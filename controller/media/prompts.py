@@ -66,8 +66,12 @@ class PromptRenderer:
         return self._last_used.get(key, 0.0) >= since
 
     async def purge_cache(self, cutoff: float) -> int:
-        """Retention: delete cached prompts neither written nor used since `cutoff` (a Unix time)."""
-        return await asyncio.to_thread(purge_tts_cache, self.tts_dir, cutoff, self.used_since)
+        """Retention: delete cached prompts neither written nor used since `cutoff` (a Unix time), and forget
+        the uses before it (a prompt with a per-call value, a balance or a number read back, is one key per call:
+        remembered for good, they grew the process by every such call)."""
+        removed = await asyncio.to_thread(purge_tts_cache, self.tts_dir, cutoff, self.used_since)
+        self._last_used = {key: used for key, used in self._last_used.items() if used >= cutoff}
+        return removed
 
     async def _note_use(self, key: str) -> None:
         """Remember the use and refresh the file's time (once a day), so retention sees it used even

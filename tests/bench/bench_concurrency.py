@@ -8,8 +8,12 @@
    ringing (p50/p99/max), and to the last waiting call answered.
 2. **Soak**: calls at a steady rate (`CCC_BENCH_SOAK_RATE`, 2 calls/s) for `CCC_BENCH_SOAK_MINUTES` (10; or
    `--minutes N` when run as `python -m tests.bench.bench_concurrency`): queue, agent answers, 1 s of talk.
-   Printed: RSS, asyncio tasks, open files and store backlog at the start, every minute and at the end, and
-   idle before against idle after (what a leak would grow).
+   Printed: RSS, asyncio tasks, open files and store backlog at the start, every `CCC_BENCH_SOAK_SAMPLE_SECONDS`
+   (60) and at the end, idle before against idle after (what a leak would grow), and the RSS's slope in MB per
+   minute after `CCC_BENCH_SOAK_WARMUP_MINUTES` (2) of warm-up (least squares over the samples). With
+   `CCC_TRACEMALLOC=<frames>` in the environment the controller traces its allocations and the soak sends it
+   SIGUSR2 at each sample: its `tracemalloc-*.txt` reports (what grew between two samples) are left in the data
+   directory printed.
 
 Agents' endpoints and phones as in bench_fullpath (one SIPp phone answers for every endpoint).
 """
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +43,11 @@ AGENTS = min(fullpath.AGENTS, int(os.environ.get("CCC_BENCH_CONCURRENCY_AGENTS",
 QUEUES = fullpath.QUEUES
 SOAK_MINUTES = float(os.environ.get("CCC_BENCH_SOAK_MINUTES", "10"))
 SOAK_RATE = float(os.environ.get("CCC_BENCH_SOAK_RATE", "2"))
+SOAK_SAMPLE_SECONDS = float(os.environ.get("CCC_BENCH_SOAK_SAMPLE_SECONDS", "60"))
+# What fills up in the first minutes (bounded caches: the CTI events kept for replays, the last 500 talk and ring
+# times per queue) is left out of the slope.
+SOAK_WARMUP_MINUTES = float(os.environ.get("CCC_BENCH_SOAK_WARMUP_MINUTES", "2"))
+TRACING = bool(os.environ.get("CCC_TRACEMALLOC"))  # the controller inherits it (controller/memtrace.py)
 DID = "40080053{:02d}"
 TALK_MS = 1000
 STARTED: list[Caller] = []  # SIPp callers, killed at the end whatever happens
@@ -109,6 +119,7 @@ async def concurrency(controller: ControllerProcess, rings: Rings) -> None:
     assert controller.process is not None
     pid = controller.process.pid
     idle_rss, idle_text = fullpath.rss_mb(pid), await metrics(controller)
+    await trace_report(controller)  # with CCC_TRACEMALLOC: the next report is what the waiting calls hold
     per_queue = CONCURRENT // QUEUES
     callers = [Caller(DID.format(q), steps=[WaitForBye(timeout_ms=900_000)], calls=per_queue,
                       rate=RAMP_RATE / QUEUES, timeout_s=1200) for q in range(QUEUES)]
@@ -125,6 +136,7 @@ async def concurrency(controller: ControllerProcess, rings: Rings) -> None:
     await asyncio.sleep(5.0)  # every call waiting, music playing
     text = await metrics(controller)
     rss, files, tasks = fullpath.rss_mb(pid), open_files(pid), metric(text, "ccc_asyncio_tasks")
+    await trace_report(controller)
     cpu = cpu_seconds(pid) - cpu_before
     p99, events = lag_quantile(idle_text, text, 0.99)
     p50, _ = lag_quantile(idle_text, text, 0.50)
@@ -162,11 +174,37 @@ async def concurrency(controller: ControllerProcess, rings: Rings) -> None:
           f"answered after {drained:.1f} s; failed calls {failed}")
 
 
-async def soak_sample(controller: ControllerProcess, label: str) -> dict[str, float]:
+def slope_per_minute(samples: list[dict[str, float]], key: str) -> float:
+    """The least-squares slope of `key` against the samples' `minute` (nan with fewer than two samples)."""
+    if len(samples) < 2:
+        return float("nan")
+    mean_t = sum(s["minute"] for s in samples) / len(samples)
+    mean_v = sum(s[key] for s in samples) / len(samples)
+    spread = sum((s["minute"] - mean_t) ** 2 for s in samples)
+    return sum((s["minute"] - mean_t) * (s[key] - mean_v) for s in samples) / spread if spread else float("nan")
+
+
+async def trace_report(controller: ControllerProcess) -> None:
+    """With CCC_TRACEMALLOC, have the controller write a report of what grew since the previous one, and wait
+    until it is written (the first one in a worker thread would ignore a second signal meanwhile)."""
+    if not TRACING:
+        return
+    assert controller.process is not None
+    written = controller.log.read_text().count("tracemalloc: traced")
+    os.kill(controller.process.pid, signal.SIGUSR2)
+
+    async def done() -> bool:
+        return controller.log.read_text().count("tracemalloc: traced") > written
+
+    await until(done, 120, "the tracemalloc report")
+
+
+async def soak_sample(controller: ControllerProcess, label: str, minute: float = 0.0) -> dict[str, float]:
     assert controller.process is not None
     pid = controller.process.pid
+    await trace_report(controller)
     text = await metrics(controller)
-    sample = {"rss_mb": fullpath.rss_mb(pid), "tasks": metric(text, "ccc_asyncio_tasks"),
+    sample = {"minute": minute, "rss_mb": fullpath.rss_mb(pid), "tasks": metric(text, "ccc_asyncio_tasks"),
               "files": float(open_files(pid)), "calls": sum(float(n) for n in re.findall(
                   r"^ccc_calls\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)),
               "store_pending": metric(text, "ccc_store_pending")}
@@ -191,20 +229,25 @@ async def soak(controller: ControllerProcess, minutes: float) -> None:
     started = time.monotonic()
     samples = []
     while caller.process is not None and caller.process.returncode is None:
-        with_calls = await soak_sample(controller, f"{(time.monotonic() - started) / 60:.1f} min")
-        samples.append(with_calls)
+        minute = (time.monotonic() - started) / 60
+        samples.append(await soak_sample(controller, f"{minute:.1f} min", minute))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(caller.process.wait()), timeout=60.0)
+            await asyncio.wait_for(asyncio.shield(caller.process.wait()), timeout=SOAK_SAMPLE_SECONDS)
     result = await caller.wait()
     failed = _sipp_count(result.output, "Failed call")
     await asyncio.sleep(3.0)
     idle_after = await soak_sample(controller, "idle after")
-    first, last = samples[min(1, len(samples) - 1)], samples[-1]  # (the first minute warms caches up)
-    print(f"  failed calls {failed} of {calls}; from the first minute to the end: RSS "
-          f"{last['rss_mb'] - first['rss_mb']:+.1f} MB; idle before -> idle after: RSS "
+    warm = [sample for sample in samples if sample["minute"] >= SOAK_WARMUP_MINUTES] or samples[-1:]
+    first, last = warm[0], warm[-1]
+    print(f"  failed calls {failed} of {calls}; after {SOAK_WARMUP_MINUTES:g} min of warm-up: RSS "
+          f"{last['rss_mb'] - first['rss_mb']:+.1f} MB, slope {slope_per_minute(warm, 'rss_mb'):+.2f} MB/min "
+          f"({len(warm)} samples); idle before -> idle after: RSS "
           f"{idle_after['rss_mb'] - idle_before['rss_mb']:+.1f} MB, tasks "
           f"{idle_after['tasks'] - idle_before['tasks']:+.0f}, open files "
           f"{idle_after['files'] - idle_before['files']:+.0f}")
+    if TRACING:
+        reports = sorted(controller.data_dir.glob("tracemalloc-*.txt"))
+        print(f"  tracemalloc: {len(reports)} reports in {controller.data_dir}")
 
 
 async def run(minutes: float) -> None:

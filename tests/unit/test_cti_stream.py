@@ -4,9 +4,11 @@ or repeat across a crash or a failing store; the WebSocket and polling pages; th
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -381,3 +383,64 @@ async def test_an_event_commits_with_the_change_it_reports(running: Running) -> 
     await running.store.flush()
     rows = await running.store.fetchall("SELECT type, call_id FROM cti_events", flush=False)
     assert [(row["type"], row["call_id"]) for row in rows] == [("call.ended", "c1")]
+
+# -- memory: what the bus keeps for replays stays bounded ---------------------------------------------------------
+
+
+def publish_a_queued_call(bus: EventBus, call_id: str) -> None:
+    """The events of one call through a menu and a queue, its ringing event carrying a screen pop with the caller's
+    last six calls (as the ACD publishes it)."""
+    history = [{"call_id": f"{call_id}-before-{n}", "direction": "inbound", "started_at": 1.7e9 + n,
+                "answered_at": 1.7e9 + n + 9, "ended_at": 1.7e9 + n + 60, "end_reason": "agent_hangup",
+                "flow": "main", "agents": ["5001"], "queues": ["sales"], "disposition": "sale", "notes": "call back"}
+               for n in range(6)]
+    bus.publish("ivr.node_entered", call_id=call_id, flow="main", node="menu", type="menu")
+    bus.publish("call.queued", call_id=call_id, queue="sales", position=1)
+    bus.publish("call.ringing", call_id=call_id, agent_id="5001", queue="sales", endpoint="PJSIP/5001",
+                screen_pop={"caller": "13812348000", "did": "4008005300", "queue": "sales", "region": None,
+                            "tier": None, "data": {"account": "12345678"}, "history": history})
+    bus.publish("call.answered", call_id=call_id, agent_id="5001", queue="sales", wait=2.5)
+    bus.publish("call.completed", call_id=call_id, agent_id="5001", queue="sales", ended_by="agent")
+    bus.publish("call.ended", call_id=call_id, reason="agent_hangup", cause=16, cause_txt=None, duration=12.0)
+
+
+async def test_the_events_kept_for_replays_stop_growing_and_older_ones_come_from_the_store(
+        running: Running) -> None:
+    # The soak's RSS grew ~12 kB a call for 10 minutes: 20,000 events (with their screen pops) were kept in memory.
+    bus = running.bus
+
+    async def run_calls(first: int, count: int) -> int:
+        """Traced memory after `count` more calls, once every event is committed and published."""
+        for n in range(first, first + count):
+            publish_a_queued_call(bus, f"call{n}")
+            if n % 100 == 99:
+                await until(lambda: bus.unpersisted == 0, timeout=30)
+        await until(lambda: bus.unpersisted == 0, timeout=30)
+        await running.store.flush()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+    tracemalloc.start()
+    try:
+        await run_calls(0, 300)  # warm-up: the bus's bounds are reached (the store's statements cached)
+        warm = await run_calls(300, 300)
+        after = await run_calls(600, 1200)
+    finally:
+        tracemalloc.stop()
+    assert after - warm < 200_000, f"{(after - warm) / 1200:.0f} bytes kept per call"
+    # What is forgotten from memory is still there for a replay: the first events from the store, the newest from
+    # memory (the store is not asked for them).
+    assert [event.seq for event in await bus.since(0, limit=3)] == [1, 2, 3]
+    newest = bus.last_seq
+    reads = 0
+    real_fetchall = running.store.fetchall
+
+    async def counting_fetchall(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_fetchall(*args, **kwargs)
+
+    running.store.fetchall = counting_fetchall  # type: ignore[method-assign]
+    replayed = await bus.since(newest - 48)  # the last 8 calls
+    assert [event.seq for event in replayed] == list(range(newest - 47, newest + 1)) and reads == 0
+    assert replayed[2].type == "call.ringing" and len(replayed[2].data["screen_pop"]["history"]) == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import wave
 from pathlib import Path
 
@@ -143,3 +144,22 @@ async def test_text_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: Pat
     await EspeakEngine().render("--help", "en", help_out)  # an option that writes no WAV at all
     with wave.open(str(help_out)) as wav:
         assert wav.getnframes() > 0
+
+
+class InstantEngine(CountingEngine):
+    async def render(self, text: str, language: str, out_path: Path) -> None:
+        out_path.write_bytes(b"RIFF")
+
+
+async def test_retention_forgets_the_uses_of_prompts_it_no_longer_keeps(tmp_path: Path) -> None:
+    # A prompt with a per-call value (a balance read back) is one cache key per call: each use was remembered for good.
+    renderer = PromptRenderer(tmp_path, InstantEngine())
+    for n in range(200):
+        await renderer.media_for(Prompt("money", f"{n}.50", "en"))
+    cutoff = time.time()
+    kept = await renderer.media_for(Prompt("money", "7.50", "en"))  # used again after the cutoff
+    removed = await renderer.purge_cache(cutoff)
+    key = kept.removeprefix("sound:ccc/tts/")
+    assert len(renderer._last_used) == 1 and renderer.used_since(key, cutoff)
+    # Every file was written before the cutoff: all go but the one used since, which stays with its use.
+    assert removed == 199 and [path.stem for path in renderer.tts_dir.iterdir()] == [key]

@@ -128,18 +128,27 @@ RETRY_SECONDS = (0.2, 5.0)
 FINAL_COMMIT_SECONDS = 5.0
 #: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).
 _CALLS_REMEMBERED = 10_000
+#: The newest published events kept in memory for `since` (webhooks and clients a little behind); older ones are
+#: read from the store. Bounded by number and by the size of their data's JSON: a ringing call's event carries the
+#: screen pop (the caller's last calls), 30 times a hold's; 20,000 events kept ~25 MB, still growing after a
+#: 10-minute soak (README "Benchmarks", third round).
+RECENT_EVENTS = 5_000
+RECENT_BYTES = 500_000
 _INSERT = ("INSERT INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING")
 
 
 class EventBus:
-    def __init__(self, store: Store, now: Callable[[], float], recent: int = 20_000,
-                 max_unpersisted: int = 100_000, batch: int = 2_000) -> None:
+    def __init__(self, store: Store, now: Callable[[], float], recent: int = RECENT_EVENTS,
+                 recent_bytes: int = RECENT_BYTES, max_unpersisted: int = 100_000, batch: int = 2_000) -> None:
         self._store = store
         self._now = now
         self._assigned = 0  # the newest number handed out (maybe not committed yet)
         self._published_seq = 0  # the newest number committed and fanned out
-        self._recent: deque[CtiEvent] = deque(maxlen=recent)
+        self._recent: deque[tuple[CtiEvent, int]] = deque()  # (event, its data's JSON size), oldest first
+        self._recent_bytes = 0
+        self._recent_bounds = (recent, recent_bytes)
+        self._encoded_sizes: dict[int, int] = {}  # seq -> its data's JSON size, from written until published
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
         self._wake = asyncio.Event()
@@ -239,8 +248,10 @@ class EventBus:
     def _write(self, events: Iterable[CtiEvent]) -> None:
         for event in events:
             if event.seq > self._written_through:
+                data = event.data_text()  # encoded once: the store, every client and webhook
                 self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
-                                            event.queue, event.data_text()))
+                                            event.queue, data))
+                self._encoded_sizes[event.seq] = len(data)
                 self._written_through = event.seq
 
     async def _persist(self, batch: list[CtiEvent]) -> bool:
@@ -268,7 +279,7 @@ class EventBus:
         return False
 
     def _fan_out(self, event: CtiEvent) -> None:
-        self._recent.append(event)
+        self._remember(event)
         self._published_seq = event.seq
         self.published += 1
         for subscriber in list(self._subscribers):
@@ -281,6 +292,15 @@ class EventBus:
         for listener in self.listeners:
             listener(event)
 
+    def _remember(self, event: CtiEvent) -> None:
+        """Keep the event for `since`, forgetting the oldest beyond either bound (the store has them)."""
+        size = self._encoded_sizes.pop(event.seq, 0)
+        self._recent.append((event, size))
+        self._recent_bytes += size
+        most, most_bytes = self._recent_bounds
+        while len(self._recent) > 1 and (len(self._recent) > most or self._recent_bytes > most_bytes):
+            self._recent_bytes -= self._recent.popleft()[1]
+
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber()
         self._subscribers.add(subscriber)
@@ -292,8 +312,8 @@ class EventBus:
     async def since(self, seq: int, limit: int = 10_000) -> list[CtiEvent]:
         """Published events after `seq`, oldest first, at most `limit` (from memory when recent enough,
         else from the store)."""
-        if self._recent and self._recent[0].seq <= seq + 1:
-            return [event for event in self._recent if event.seq > seq][:limit]
+        if self._recent and self._recent[0][0].seq <= seq + 1:
+            return [event for event, _ in self._recent if event.seq > seq][:limit]
         rows = await self._store.fetchall(
             "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq > ? AND seq <= ?"
             " ORDER BY seq LIMIT ?", (seq, self._published_seq, limit))
