@@ -100,6 +100,8 @@ def controller_metrics(app: Any) -> MetricSource:
         yield CounterMetricFamily("ccc_cti_commit_failures", "Failed commits of CTI events (retried)",
                                   value=app.events.commit_failures)
         yield CounterMetricFamily("ccc_store_writes", "Statements committed to the store", value=app.store.writes)
+        yield CounterMetricFamily("ccc_store_commits", "Transactions committed to the store (batches of writes)",
+                                  value=app.store.commits)
         store = app.store.health()
         yield GaugeMetricFamily("ccc_store_ok", "1 when the store commits and reads, 0 when degraded",
                                 value=1 if store["status"] == "ok" else 0)
