@@ -312,6 +312,7 @@ class Result:
     store: Counter[str] = field(default_factory=Counter)  # statements, commits, CTI events (the controller's)
     load: float = 0.0
     left_behind: int = 0  # channels still up after the rate's calls ended, hung up by the bench
+    window_s: float = 0.0  # wall-clock seconds over which the CPU was measured (calls placed, then 1.5 s)
 
     @property
     def total_ms(self) -> float:
@@ -433,8 +434,10 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
     store_before = await store_counts(controller) if controller else Counter()
+    started = time.monotonic()
     calls, failed = await place_calls(setup, did_pattern, rate)
     await asyncio.sleep(1.5)
+    window_s = time.monotonic() - started
     for process in perf:
         process.send_signal(signal.SIGINT)  # perf writes its file on SIGINT
         await process.wait()
@@ -444,7 +447,7 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
                     (cpu_seconds(asterisk_pid) - before[0]) * 1000 / done,
                     latencies.percentile(50), latencies.percentile(99), latencies.offered_rate(),
                     load=os.getloadavg()[0], left_behind=left, ami_events=latencies.ami_events.copy(),
-                    perf=perf_stat_counts(perf_name) if perf else {})
+                    perf=perf_stat_counts(perf_name) if perf else {}, window_s=window_s)
     if controller and pid and controller.process and controller.process.poll() is None:
         result.rss_mb = rss_mb(pid)
         requests, events = await ari_counts(controller)
@@ -463,6 +466,13 @@ async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) ->
         await asyncio.sleep(1.0)
         if cpu_seconds(pid) - before < idle_share:
             return
+
+
+async def idle_cpu_ms_per_s(pid: int, seconds: float = 5.0) -> float:
+    """The process's CPU over `seconds` with nothing to do (agents logged in, no call): its cost per unit of time."""
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(pid) - before) * 1000 / seconds
 
 
 async def cti_client(process: ControllerProcess, seen: list[int]) -> None:
@@ -519,6 +529,7 @@ class SetupResults:
     cti_events: int = 0
     reload_s: float = 0.0
     controller_exit: str = ""  # why the controller's rates stopped early
+    idle_ms_per_s: float | None = None  # the controller's CPU idle, agents logged in (ms per second)
 
 
 async def run_setup(setup: Setup, asterisk_pid: int) -> SetupResults:
@@ -555,6 +566,7 @@ async def run_setup(setup: Setup, asterisk_pid: int) -> SetupResults:
                 assert status == 200, body
             assert controller.process is not None
             await settled(controller.process.pid)
+            out.idle_ms_per_s = await idle_cpu_ms_per_s(controller.process.pid)
             profiler = await start_profiler(controller, profile_path(setup))
             for rate in RATES:
                 if controller.process.poll() is not None:  # a crash under load: report it, go on with the next setup
@@ -635,6 +647,13 @@ def print_table(out: SetupResults) -> None:
         print(f"{'':>{len(str(rate)) + 16}}ARI events {_top(r.events, done)}")
         print(f"{'':>{len(str(rate)) + 16}}store and CTI {_top(r.store, done)}")
     print(f"CTI events read by the WebSocket client: {out.cti_events}", flush=True)
+    if out.idle_ms_per_s is not None:
+        print(f"controller CPU idle ({setup.agents} agents logged in, no call): {out.idle_ms_per_s:.1f} ms per second")
+    for rate, r in out.controller.items():
+        if r.controller_ms is not None and r.window_s:
+            done = max(1, r.calls - r.failed)
+            print(f"at {rate} calls/s: controller CPU {r.controller_ms * done / r.window_s:.0f} ms per second over"
+                  f" {r.window_s:.1f} s")
     for handler, by_rate in (("app_queue", out.app_queue), ("controller", out.controller)):
         for rate, r in by_rate.items():
             done = max(1, r.calls - r.failed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
@@ -189,6 +190,10 @@ async def test_metrics_and_api_authentication(controller: ControllerProcess) -> 
     assert "ccc_ari_connected 1.0" in text
     assert "ccc_calls_started_total 1.0" in text
     assert "ccc_webhook_backlog 0.0" in text
+    commits = re.search(r"^ccc_store_commits_total ([0-9.e+]+)$", text, re.M)
+    writes = re.search(r"^ccc_store_writes_total ([0-9.e+]+)$", text, re.M)
+    assert commits and writes, text
+    assert 1 <= float(commits.group(1)) <= float(writes.group(1)), text  # the call's records: committed, batched
     assert (await controller.api("GET", "/metrics", token="nope"))[0] == 401
     assert (await controller.api("GET", "/metrics", token="demo-agent-1001-token"))[0] == 403
     assert (await controller.api("GET", "/api/calls", token="demo-agent-1001-token"))[0] == 403
