@@ -3,6 +3,8 @@ and said honestly."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controller.acd.engine import AcdEngine
@@ -123,3 +125,18 @@ def test_an_agent_counts_from_when_the_call_s_escalation_admits_them() -> None:
     assert acd.estimated_wait("q", 1) == 0.0  # (a position alone: the junior is ready now)
     clock.advance(5)
     assert acd.estimated_wait("q", 1, "c2") == 25.0
+
+
+def test_the_saved_json_is_the_saved_durations_as_they_change() -> None:
+    """Built from pairs encoded as they came: it must read back as `saved()` after adds, the cap and forgetting."""
+    history = Durations([(3.0, 1.23456), (1.0, 2.0)])
+    assert json.loads(history.saved_json()) == history.saved() == [[1.0, 2.0], [3.0, 1.235]]
+    for n in range(MAX_TALKS + 20):
+        history.add(10.0 + n, n / 7)
+    history.add(10_000.0, -5.0)  # a clock step back: kept as 0
+    assert len(history.saved()) == MAX_TALKS
+    assert json.loads(history.saved_json()) == history.saved()
+    history.forget_before(10.0 + MAX_TALKS)
+    assert json.loads(history.saved_json()) == history.saved() and history.saved()[-1] == [10_000.0, 0.0]
+    history.forget_before(20_000.0)
+    assert history.saved_json() == "[]" and history.saved() == []
