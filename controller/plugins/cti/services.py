@@ -148,7 +148,6 @@ class EventBus:
         self._recent: deque[tuple[CtiEvent, int]] = deque()  # (event, its data's JSON size), oldest first
         self._recent_bytes = 0
         self._recent_bounds = (recent, recent_bytes)
-        self._encoded_sizes: dict[int, int] = {}  # seq -> its data's JSON size, from written until published
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
         self._wake = asyncio.Event()
@@ -248,10 +247,9 @@ class EventBus:
     def _write(self, events: Iterable[CtiEvent]) -> None:
         for event in events:
             if event.seq > self._written_through:
-                data = event.data_text()  # encoded once: the store, every client and webhook
+                # encoded once: the store, every client and webhook
                 self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
-                                            event.queue, data))
-                self._encoded_sizes[event.seq] = len(data)
+                                            event.queue, event.data_text()))
                 self._written_through = event.seq
 
     async def _persist(self, batch: list[CtiEvent]) -> bool:
@@ -294,7 +292,7 @@ class EventBus:
 
     def _remember(self, event: CtiEvent) -> None:
         """Keep the event for `since`, forgetting the oldest beyond either bound (the store has them)."""
-        size = self._encoded_sizes.pop(event.seq, 0)
+        size = len(event.data_text())  # (encoded when written to the store: not again)
         self._recent.append((event, size))
         self._recent_bytes += size
         most, most_bytes = self._recent_bounds
