@@ -306,6 +306,28 @@ class Store:
         """Queue a statement; it is committed with the next batch (within milliseconds)."""
         self._write(sql, params)
 
+    def write_watched(self, sql: str, params: Params = ()) -> int | None:
+        """`write()`, returning the statement's ticket for `outcome()`: a caller that must know whether its
+        statement was stored learns it without reading it back. None: it was not queued (the store is frozen
+        for a stop, or closed: it went to the spill file), so it is not committed."""
+        if self._frozen or self._closed:
+            self._write(sql, params)
+            return None
+        self._watched[self._last_ticket + 1] = None  # (`_write` gives it the next ticket)
+        return self._write(sql, params)
+
+    def outcome(self, ticket: int) -> bool | None:
+        """What became of a `write_watched()` statement: None while not committed yet, then True (committed) or
+        False (rejected: it can never be stored), after which the ticket is forgotten. Once `committed()` has
+        returned, every statement written before the call has its answer."""
+        if ticket > self._done_ticket:
+            return None
+        return self._watched.pop(ticket, None) is None
+
+    def forget(self, ticket: int) -> None:
+        """Stop watching a `write_watched()` statement whose outcome will not be asked (it is written again)."""
+        self._watched.pop(ticket, None)
+
     def write_at_commit(self, key: str, build: StatementBuilder) -> None:
         """Queue statements built when their batch is cut (on the event loop, just before the batch goes to the
         writer thread): asked for many times before a commit, they are built and written once, and they state

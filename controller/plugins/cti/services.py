@@ -150,6 +150,7 @@ class EventBus:
         self._recent_bounds = (recent, recent_bytes)
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
+        self._tickets: dict[int, int | None] = {}  # seq -> the store's ticket of its row (None: not queued)
         self._wake = asyncio.Event()
         self._subscribers: set[Subscriber] = set()
         self._call_agent: dict[str, str] = {}  # call id -> the agent it was last offered to / with
@@ -235,7 +236,6 @@ class EventBus:
                 # Written again (ON CONFLICT DO NOTHING): a commit cancelled with this task may never have run.
                 # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
                 # then the closing store tries once more).
-                # (`_persist` reads the rows back: the store's flush() does not wait for a batch in flight.)
                 self._written_through = min(self._written_through, self._unpersisted[0].seq - 1)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._persist(list(self._unpersisted)), FINAL_COMMIT_SECONDS)
@@ -247,32 +247,36 @@ class EventBus:
     def _write(self, events: Iterable[CtiEvent]) -> None:
         for event in events:
             if event.seq > self._written_through:
+                if (earlier := self._tickets.get(event.seq)) is not None:
+                    self._store.forget(earlier)  # written again: only the new statement's outcome counts
                 # encoded once: the store, every client and webhook
-                self._store.write(_INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id,
-                                            event.queue, event.data_text()))
+                self._tickets[event.seq] = self._store.write_watched(
+                    _INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id, event.queue,
+                              event.data_text()))
                 self._written_through = event.seq
 
     async def _persist(self, batch: list[CtiEvent]) -> bool:
-        """True once every event of the batch is committed (checked by reading back how many rows exist,
-        so a statement the store could not apply is never taken for committed)."""
+        """True once every event of the batch is committed: the store says what became of each row's statement
+        (`Store.outcome`), so a statement it rejected, or never queued, is not taken for committed."""
         self._write(batch)
         first, last = batch[0].seq, batch[-1].seq
         try:
-            # Committed with the other writes of the moment (one transaction for many calls' changes when
-            # busy), then counted without committing what others wrote meanwhile.
+            # Committed with the other writes of the moment (one transaction for many calls' changes when busy).
             await self._store.committed()
-            row = await self._store.fetchone("SELECT COUNT(*) AS n FROM cti_events WHERE seq BETWEEN ? AND ?",
-                                             (first, last), flush=False)
         except Exception as exc:
             self.commit_failures += 1
             log.error("CTI: events %d-%d not committed yet (%s); %d events wait, nothing is published meanwhile",
                       first, last, exc, len(self._unpersisted))
             return False
-        if row is not None and int(row["n"]) == len(batch):
+        tickets = [self._tickets.pop(event.seq, None) for event in batch]
+        stored = sum(ticket is not None and self._store.outcome(ticket) is True for ticket in tickets)
+        if stored == len(batch):
             return True
+        for ticket in tickets:  # (a statement still pending, if any: its outcome is not asked any more)
+            if ticket is not None:
+                self._store.forget(ticket)
         self.commit_failures += 1
-        log.error("CTI: the store committed only %s of events %d-%d; writing them again",
-                  row["n"] if row is not None else 0, first, last)
+        log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
         self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
         return False
 
