@@ -402,6 +402,37 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
 
 
 
+async def test_events_committed_together_go_to_each_client_in_one_corked_send_in_order_and_filtered(
+        running: Running, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The events of one commit are written to a client together (TCP_CORK: one segment, not one send each), in
+    order, each client's filter applied: an agent's token gets only its own."""
+    sockets = {token: await client.ws_connect(f"/ws?token={token}") for token in ("admin-token", "agent-1001-token")}
+    for ws in sockets.values():
+        assert (await ws.receive_json())["type"] == "hello"
+    corked: list[Any] = []
+    real_corked = resources._corked
+
+    def counting_corked(sock: Any) -> Any:
+        corked.append(sock)
+        return real_corked(sock)
+
+    monkeypatch.setattr(resources, "_corked", counting_corked)
+    for n in range(3):  # queued together: one commit, one fan-out
+        running.bus.publish("call.held", call_id=f"mine{n}", agent_id="1001")
+        running.bus.publish("call.held", call_id=f"theirs{n}", agent_id="1002")
+
+    async def read(ws: Any, count: int) -> list[str]:
+        return [(await asyncio.wait_for(ws.receive_json(), 10))["call_id"] for _ in range(count)]
+
+    assert await read(sockets["admin-token"], 6) == ["mine0", "theirs0", "mine1", "theirs1", "mine2", "theirs2"]
+    assert await read(sockets["agent-1001-token"], 3) == ["mine0", "mine1", "mine2"]
+    assert len(corked) == 2 and all(sock is not None for sock in corked)  # one send per client for the six
+    running.bus.publish("call.held", call_id="mine3", agent_id="1001")  # the next event: nothing of 1002 before it
+    assert await read(sockets["agent-1001-token"], 1) == ["mine3"]
+    for ws in sockets.values():
+        await ws.close()
+
+
 async def test_an_event_commits_with_the_change_it_reports(running: Running) -> None:
     """Queued to the store when published: the commit that stores a call's end stores its `call.ended` too."""
     running.store.write("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
