@@ -246,3 +246,28 @@ async def test_stopping_lets_the_post_in_flight_finish_and_commits_its_cursor(sy
         await notifier
     assert receiver.accepted == [1]  # and sends nothing more: the next process goes on from the cursor
     assert await cursor_of(system) == 1
+
+
+async def test_a_delivered_events_cursor_rides_in_the_stores_grouped_commit(system: System, receiver: Receiver,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each delivery's cursor is queued, not committed on its own (it was a commit per event); it is committed
+    all the same, only after the receiver took the event, and a restart goes on from it."""
+    await until(lambda: "crm" in system.notifier._cursor)
+    system.publish(1)
+    await until(lambda: receiver.accepted == [1])  # the worker has loaded its state (reads that flush)
+    forced: list[int] = []
+    real_flush = system.store.flush
+
+    async def counting_flush() -> None:
+        forced.append(system.store._last_ticket)
+        await real_flush()
+
+    monkeypatch.setattr(system.store, "flush", counting_flush)
+    system.publish(10)
+    await until(lambda: len(receiver.accepted) == 11)
+    assert receiver.accepted == list(range(1, 12)) and forced == []
+    monkeypatch.undo()
+    await until(lambda: system.notifier._cursor["crm"] == 11)
+    await system.store.committed()
+    row = await system.store.fetchone("SELECT delivered_seq FROM webhook_cursor WHERE webhook = 'crm'", flush=False)
+    assert row is not None and row["delivered_seq"] == 11

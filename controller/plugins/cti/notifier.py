@@ -20,9 +20,9 @@ themselves stay in the stream (`/api/events`) for their retention. Added again u
 it starts from the moment it is added, like any new webhook.
 
 Each POST carries `X-CCC-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
-`X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged. A crash in the instant
-between a receiver's answer and the cursor's commit sends that one event again: receivers
-de-duplicate by `X-CCC-Seq`.
+`X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged. The cursor is written once
+the receiver took the event and committed with the store's next grouped commit (within milliseconds): a
+crash in between sends the events of that instant again: receivers de-duplicate by `X-CCC-Seq`.
 """
 
 from __future__ import annotations
@@ -278,11 +278,10 @@ class WebhookNotifier:
                 if self._generation[name] != generation:
                     return  # do not write over the replayed cursor
             self._cursor[name] = event.seq
-            cursor = ("UPDATE webhook_cursor SET delivered_seq = ? WHERE webhook = ?", (event.seq, name))
-            if sent:
-                await self._store.execute(*cursor)  # committed before the next POST: a restart does not repeat it
-            else:
-                self._store.write(*cursor)
+            # Queued after the receiver took the event (never before: at least once), committed with the store's
+            # next grouped commit rather than one commit of its own per event (a webhook's events went one commit
+            # each); a crash in between sends the events of those few milliseconds again (de-duplicated by seq).
+            self._store.write("UPDATE webhook_cursor SET delivered_seq = ? WHERE webhook = ?", (event.seq, name))
 
     async def _send_requeued(self, hook: Webhook) -> None:
         self._requeued[hook.name] = False
