@@ -6,7 +6,8 @@ clients (aiohttp, permessage-deflate negotiated as browsers do) run in a child p
 events of a full-path call (its `call.ringing` carries a screen pop with the caller's last six calls). Two paces:
 - spread: one event every 4 ms (what 10-20 calls/s look like: each event is committed and sent on its own);
 - burst: a call's 15 events at once, every 40 ms (what a busy controller commits in one transaction).
-Each is run with 0, 1 and 10 clients; the cost of a client is the difference with 0 clients.
+Each is run with 0, 1 and 10 clients (the cost of a client is the difference with 0 clients), then with one
+webhook (a receiver in the child process answering 204) and no client.
 
     .venv/bin/python -m tests.bench bench_cti          (CCC_BENCH_CTI_CALLS: calls per run, default 200)
 """
@@ -29,12 +30,13 @@ from aiohttp import web
 from controller.config import TokenSettings
 from controller.http.server import build_app
 from controller.plugins.cti import resources
-from controller.plugins.cti.notifier import WebhookNotifier
-from controller.plugins.cti.services import EventBus
+from controller.plugins.cti.notifier import Webhook, WebhookNotifier
+from controller.plugins.cti.services import EventBus, EventFilter
 from controller.store.db import Store
 
 CALLS = int(os.environ.get("CCC_BENCH_CTI_CALLS", "200"))
 CLIENTS = tuple(int(n) for n in os.environ.get("CCC_BENCH_CTI_CLIENTS", "0,1,10").split(","))
+WEBHOOK = os.environ.get("CCC_BENCH_CTI_WEBHOOK", "1") == "1"
 PACES = os.environ.get("CCC_BENCH_CTI_PACES", "spread,burst").split(",")
 TOKEN = "bench-token"
 HISTORY = [{"call_id": f"before-{n}", "direction": "inbound", "started_at": 1.7e9 + n, "answered_at": 1.7e9 + n + 9,
@@ -90,6 +92,30 @@ async def run_clients(url: str, clients: int, expect: int) -> None:
             await ws.close()
 
 
+async def run_receiver(expect: int) -> None:
+    """The child process as a webhook receiver: prints "ready <port>", then "done" after `expect` POSTs."""
+    received = 0
+    done = asyncio.Event()
+
+    async def take(request: web.Request) -> web.Response:
+        nonlocal received
+        await request.read()
+        received += 1
+        if received >= expect:
+            done.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(f"ready {runner.addresses[0][1]}", flush=True)
+    await done.wait()
+    print("done", flush=True)
+    await runner.cleanup()
+
+
 class Measured(NamedTuple):
     cpu_us: float  # per event: the process (event loop and store thread)
     loop_us: float  # per event: the event loop's thread alone
@@ -97,9 +123,9 @@ class Measured(NamedTuple):
     seconds: float
 
 
-async def measure(folder: Path, clients: int, burst: bool) -> Measured:
-    """Per event, publish to delivered to every client."""
-    store = Store(folder / f"bench-{clients}-{burst}.sqlite3")
+async def measure(folder: Path, clients: int, burst: bool, webhook: bool = False) -> Measured:
+    """Per event, publish to delivered to every client (or, `webhook`, POSTed to one webhook)."""
+    store = Store(folder / f"bench-{clients}-{burst}-{webhook}.sqlite3")
     await store.open()
     store_calls = 0
     run_on_store_thread = store._run
@@ -112,16 +138,26 @@ async def measure(folder: Path, clients: int, burst: bool) -> Measured:
     store._run = counted  # type: ignore[method-assign]
     bus = EventBus(store, time.time)
     await bus.open()
-    tasks = [asyncio.create_task(store.run_writer()), asyncio.create_task(bus.run())]
-    app = build_app([TokenSettings("bench", TOKEN, "integration")],
-                    resources.routes(bus, WebhookNotifier([], bus, store, lambda: None)))
+    http = aiohttp.ClientSession()
+    events = CALLS * 15
+    child = None
+    hooks = []
+    if webhook:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bench.bench_cti", "--receiver", "1", "--expect", str(events),
+            stdout=asyncio.subprocess.PIPE)
+        assert child.stdout is not None
+        ready = (await child.stdout.readline()).split()
+        hooks = [Webhook("bench", f"http://127.0.0.1:{int(ready[1])}/hook", "secret", EventFilter())]
+    notifier = WebhookNotifier(hooks, bus, store, lambda: http)
+    tasks = [asyncio.create_task(store.run_writer()), asyncio.create_task(bus.run()),
+             asyncio.create_task(notifier.run())]
+    app = build_app([TokenSettings("bench", TOKEN, "integration")], resources.routes(bus, notifier))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    events = CALLS * 15
-    child = None
     try:
         if clients:
             child = await asyncio.create_subprocess_exec(
@@ -152,10 +188,12 @@ async def measure(folder: Path, clients: int, burst: bool) -> Measured:
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
             await child.wait()
+        notifier.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+        await http.close()
         await store.close()
     return measured
 
@@ -173,6 +211,10 @@ async def run() -> None:
                 print(f"{pace:<20} {clients:>2} clients: {got.cpu_us:6.1f} µs CPU per event ({got.loop_us:6.1f} on the"
                       f" event loop){per_client}; {got.store_calls:.2f} store-thread jobs per event;"
                       f" {got.seconds:.1f} s")
+            if WEBHOOK:
+                got = await measure(Path(folder), 0, burst, webhook=True)
+                print(f"{pace:<20} 1 webhook:  {got.cpu_us:6.1f} µs CPU per event ({got.loop_us:6.1f} on the"
+                      f" event loop); {got.store_calls:.2f} store-thread jobs per event; {got.seconds:.1f} s")
 
 
 def main() -> None:
@@ -181,11 +223,14 @@ def main() -> None:
 
 def client_main(argv: list[str]) -> None:
     options: dict[str, Any] = dict(zip(argv[::2], argv[1::2], strict=True))
-    uvloop.run(run_clients(options["--url"], int(options["--clients"]), int(options["--expect"])))
+    if "--receiver" in options:
+        uvloop.run(run_receiver(int(options["--expect"])))
+    else:
+        uvloop.run(run_clients(options["--url"], int(options["--clients"]), int(options["--expect"])))
 
 
 if __name__ == "__main__":
-    if "--clients" in sys.argv:
+    if "--clients" in sys.argv or "--receiver" in sys.argv:
         client_main(sys.argv[1:])
     else:
         main()
