@@ -195,8 +195,8 @@ class WebhookNotifier:
         return requeued
 
     def stop(self) -> None:
-        """Let each worker finish the POST it has in flight (and commit its cursor), then return: a POST
-        cut off after the receiver took it would be sent again by the next process."""
+        """Let each worker finish the POST it has in flight (and queue its cursor, committed as the store
+        closes), then return: a POST cut off after the receiver took it would be sent again by the next process."""
         self._stopping.set()
         for wake in self._wake.values():
             wake.set()
