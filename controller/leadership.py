@@ -147,7 +147,7 @@ class Leadership:
         while not stop.is_set():
             started = time.monotonic()
             try:
-                taken = await self._run(self._try_take_sync)
+                taken: tuple[int, float] | None = await self._run(self._try_take_sync)
                 self.store_reachable = True
             except Exception as exc:  # the server unreachable: try again (still a standby)
                 if self.store_reachable or self.seen.read_at == 0:
@@ -155,14 +155,16 @@ class Leadership:
                 self.store_reachable = False
                 taken = None
             if taken is not None:
-                self._became_leader(taken, started)
+                self._became_leader(*taken)
                 return True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.monotonic() - started)))
         return False
 
-    def _try_take_sync(self) -> int | None:
-        """One look at the lease; the new token when this process took it."""
+    def _try_take_sync(self) -> tuple[int, float] | None:
+        """One look at the lease; when this process took it, the new token and when the taking transaction was
+        sent (monotonic): the database counts the lease from that transaction's start, not from the look's
+        first query (a slow look must not eat the new leader's lease: it would stop at once)."""
         engine = self._engine
         if engine.conn is None:
             self._prepare_sync()
@@ -177,6 +179,7 @@ class Leadership:
             ended = engine.query(_TERMINATE, sessions_of_holder)[0]["n"]
             log.warning("the lease of %s expired with %d of its sessions left (its host cut off?): ended them",
                         holder, ended)
+        sent_at = time.monotonic()
         with _transaction(engine):
             engine.execute("SET LOCAL lock_timeout = '2s'", ())  # behind a batch in flight, not forever
             taken = engine.query(_TAKE, (self.holder, self.url, self.settings.lease_seconds, token))
@@ -185,7 +188,7 @@ class Leadership:
         if holder:
             log.warning("took the lease over from %s (%s)", holder,
                         "its lease expired" if expired else "its process is gone")
-        return int(taken[0]["token"])
+        return int(taken[0]["token"]), sent_at
 
     def _prepare_sync(self) -> None:
         """Connect, and create the lease table when the database has none yet (under the migrations' lock)."""

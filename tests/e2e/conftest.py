@@ -133,6 +133,23 @@ async def hang_up_everything() -> None:
                 pass
 
 
+async def hang_up_then_kill(processes: list[sipp._Sipp], within: float = 2.0) -> None:
+    """End the calls left in Asterisk while a test's SIPp processes still run (they answer the BYEs), give
+    them `within` seconds to finish, then kill the ones left.
+
+    Killed first, a phone leaves Asterisk's BYE unanswered, and Asterisk sends it again to that port for 32 s
+    (SIP timer F). The next test's phone on the same port takes the stray BYE for a call of its own, which
+    uses up one call of its `-m` budget: it then stops after its first call, and that test's last caller
+    waits for an agent who never answers (one failed test failing the next)."""
+    await hang_up_everything()
+    running = [process.process.wait() for process in processes
+               if process.process is not None and process.process.returncode is None]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*running), within)
+    for process in processes:
+        process.kill()
+
+
 class ControllerProcess:
     """The controller as a subprocess, with its own data directory and HTTP port."""
 

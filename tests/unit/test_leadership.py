@@ -73,6 +73,29 @@ async def test_a_standby_waits_while_the_leader_renews(postgres: PostgresServer)
         await standby.close()
 
 
+async def test_a_slow_look_at_the_lease_does_not_eat_the_new_leaders_lease(postgres: PostgresServer) -> None:
+    """A loaded standby's look (the lease read, the old holder's sessions counted or ended) may take longer than
+    a lease: the database counts the new lease from the taking transaction, so must the new leader. Counted
+    from the look's first query, its deadline had passed when it took over: it stopped at once, with nobody
+    leading (seen in test_standby on a loaded machine: "leader now" and "leadership lost" in one ms)."""
+    url = postgres.new_database("lease")
+    lost = Lost()
+    leadership = Leadership(config_for(postgres, url, "slow"), on_lost=lost)
+    read = leadership._engine.query
+
+    def slow_read(sql: str, params: Any) -> Any:
+        if sql.startswith("SELECT holder"):
+            time.sleep(LEASE.lease_seconds)  # longer than lease_seconds - renew_interval
+        return read(sql, params)
+    leadership._engine.query = slow_read  # type: ignore[method-assign]
+    try:
+        assert await asyncio.wait_for(leadership.wait_until_leader(asyncio.Event()), 15)
+        await asyncio.sleep(LEASE.renew_interval * 4)  # a few renewals
+        assert leadership.is_leader and not lost.why, lost.why
+    finally:
+        await leadership.close()
+
+
 async def test_a_deposed_leaders_writes_are_refused(postgres: PostgresServer, tmp_path: Any) -> None:
     """The leader stops renewing (its host cut off, as far as the database can tell); the standby waits for the
     lease to expire, ends the old leader's sessions and takes over; the old leader's next batch is refused."""
