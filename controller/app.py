@@ -117,7 +117,7 @@ def tune_gc_after_start_up() -> None:
       still freed by reference counting);
     - the youngest generation is collected after GC_YOUNGEST_THRESHOLD net allocations instead of 700: at 60
       calls/s that was ~16 passes a second over objects that nearly all outlived them (a call's), ~0.4 ms of
-      CPU per call with the middle and full passes they led to; now ~0.1 ms, each pass ≤ ~5 ms."""
+      CPU per call with the middle and full passes they led to; now ~0.1 ms, each pass ≤ ~10 ms."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNGEST_THRESHOLD, *gc.get_threshold()[1:])
