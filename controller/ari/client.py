@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import collections
 import json
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,13 +31,14 @@ from controller.ari.errors import (
     ChannelGone,
 )
 from controller.ari.models import Bridge, Channel, LiveRecording, Playback
+from controller.ids import unique_hex
 
 QueryValue = str | int | float | bool | Sequence[str] | None
 
 
 def new_id(prefix: str) -> str:
     """A client-chosen ARI object id, e.g. "pb-3f2a…"; the prefix tells what it is in logs."""
-    return f"{prefix}-{uuid.uuid4().hex}"
+    return f"{prefix}-{unique_hex()}"
 
 
 def basic_auth_header(user: str, password: str) -> str:

@@ -459,3 +459,25 @@ def test_a_restart_gives_half_a_second_of_wrap_up_too() -> None:
                     [AgentSettings("a1", "", "", "8001", queues={"q": 0})], clock)
     acd.restore({"agents": {"a1": {"state": "talking", "queue": "q"}}})
     assert acd.agent("a1").state == "acw" and acd.next_deadline() == 1000.5
+
+
+def test_a_calls_own_view_is_its_view_in_the_whole_queue() -> None:
+    """`call(id)` counts the calls ahead instead of sorting the queue: the same position and fields as `waiting`
+    gives, with priorities, aging (a lower priority that waited overtakes), equal arrival times, a call that
+    waited before (restored ahead of later arrivals) and one ringing."""
+    clock = FakeClock(1000.0)
+    acd = AcdEngine([QueueSettings("q", priority_aging_seconds=10, announce_interval=0, no_agents="wait",
+                                   ring_timeout=600)],
+                    [AgentSettings("a1", "Wang", "1001", "8001", queues={"q": 0})], clock)
+    acd.enqueue("old-low", "q", priority=0)
+    clock.advance(25)  # old-low ages two levels: as urgent as p2, and earlier
+    for call_id, priority in (("p1-a", 1), ("p1-b", 1), ("p2", 2), ("p0", 0)):
+        acd.enqueue(call_id, "q", priority=priority)  # p1-a and p1-b: the same time, arrival order decides
+    acd.enqueue("waited-before", "q", priority=1, waited=100)  # aged ten levels: the most urgent
+    acd.login("a1")  # rings it
+    clock.advance(3)
+    views = acd.waiting("q")
+    assert [view.call_id for view in views] == ["waited-before", "old-low", "p2", "p1-a", "p1-b", "p0"]
+    assert views[0].state == "ringing"
+    assert [acd.call(view.call_id) for view in views] == views
+    assert acd.call("nobody") is None

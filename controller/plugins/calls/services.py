@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError, ChannelGone
 from controller.ari.models import Bridge, Channel, ChannelDestroyed, Event, StasisStart
 from controller.config import DEFAULT_NODE, Config
+from controller.ids import unique_hex
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
 from controller.plugins.calls.live_state import PARTS, LiveCallState
@@ -222,7 +222,7 @@ class CallsService:
         Returns the call id at once. `on_failed(cause)` runs if the channel never answers; an
         AriError means Asterisk refused to originate (nothing to clean up).
         """
-        call_id, channel_id = call_id or uuid.uuid4().hex, new_id("out")
+        call_id, channel_id = call_id or unique_hex(), new_id("out")
         ari = self.client_for_dial(endpoint)  # the phone's own node: the call's channel is there
         self.dispatcher.claim(channel_id, _Originating(self, channel_id, call_id, did, handler, on_failed, ari))
         try:
@@ -236,7 +236,7 @@ class CallsService:
     def _new_session(self, channel: Channel, *, did: str, direction: str, ari: AriClient,
                      call_id: str | None = None) -> CallSession:
         session = CallSession(
-            call_id=call_id or uuid.uuid4().hex,
+            call_id=call_id or unique_hex(),
             channel=channel,
             did=did,
             direction=direction,
@@ -518,7 +518,7 @@ class CallsService:
             with contextlib.suppress(ChannelGone):
                 await ari.hangup(channel.id)
             return
-        call_id = record["call_id"] if record else uuid.uuid4().hex
+        call_id = record["call_id"] if record else unique_hex()
         if record is None:
             self.records.started(call_id, channel.id, direction="inbound", caller=channel.caller_number, did=did)
         log.warning("call %s left in Stasis by a previous controller: sending it to the fallback route", call_id)
