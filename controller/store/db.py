@@ -32,6 +32,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,6 +68,9 @@ CLOSE_RETRY_SECONDS = 10.0
 #: Disk space kept in `<db>.reserve` so that the spill file can still be written when the disk is full.
 SPILL_RESERVE_BYTES = 4 * 1024 * 1024
 ENVIRONMENT_ERRORS = SQLITE_ENVIRONMENT_ERRORS
+#: Distinct statements counted by `Store.writes_by_kind`; beyond, "(other)" (statements built with values in their
+#: text would otherwise grow the count without bound).
+WRITTEN_KINDS = 500
 
 
 #: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
@@ -161,11 +165,18 @@ class Store:
         self._last_error: str | None = None
         self._read_error: str | None = None
         self.writes = 0
+        self.written: Counter[str] = Counter()  # statements committed by SQL text (`writes_by_kind`)
         self.commits = 0
         self.commit_failures = 0
         self.rejected = 0  # statements that could never succeed and were not stored
         self.read_failures = 0
         self.spilled = 0
+
+    @property
+    def round_trips(self) -> int:
+        """Jobs handed to the store's thread so far (commits, reads, ...): each costs a wake-up of the thread and
+        one of the event loop."""
+        return self._thread.jobs
 
     @property
     def dialect(self) -> Dialect:
@@ -590,7 +601,23 @@ class Store:
                 raise
             self.writes += len(batch) - (len(rejected) - carried)
             self.commits += 1
+            self._count_written(batch, rejected)
             return list(rejected.values())
+
+    def _count_written(self, batch: list[_Statement], rejected: dict[int, Any]) -> None:
+        written = self.written
+        for statement in batch:
+            if statement.ticket not in rejected:
+                sql = statement.sql if statement.sql in written or len(written) < WRITTEN_KINDS else "(other)"
+                written[sql] += 1
+
+    def writes_by_kind(self) -> dict[str, int]:
+        """Statements committed so far by kind (`statement_kind`: what they do and to which table, no values):
+        what a call costs the store, for /metrics and the benchmarks."""
+        kinds: Counter[str] = Counter()
+        for sql, count in list(self.written.items()):
+            kinds[statement_kind(sql)] += count
+        return dict(kinds)
 
     # -- the spill file ---------------------------------------------------------------------------
 
@@ -730,6 +757,7 @@ class StoreThread:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.jobs = 0  # handed over so far
 
     def run(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Hand `func(*args)` to the thread: the future of its outcome. RuntimeError once stopped."""
@@ -737,6 +765,7 @@ class StoreThread:
             raise RuntimeError("the store's thread is stopped: the store is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        self.jobs += 1
         if self._thread is None:
             # A daemon: a store never closed does not hold the interpreter at exit (its uncommitted statements are
             # lost then anyway; SQLite rolls back a transaction cut short).

@@ -121,3 +121,22 @@ async def test_a_closed_store_has_no_thread_left_and_refuses_reads(tmp_path: Pat
     assert not worker.is_alive()
     with pytest.raises(RuntimeError):
         await store.fetchall("SELECT n FROM t", flush=False)
+
+
+async def test_the_store_counts_its_round_trips_and_its_committed_statements_by_kind(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    await store.open()
+    try:
+        await store.execute("CREATE TABLE t (n INTEGER CHECK (n < 10))")
+        trips = store.round_trips
+        for n in (1, 2, 11):  # 11: refused by the CHECK, not committed
+            store.write("INSERT INTO t (n) VALUES (?)", (n,))
+        store.write("UPDATE t SET n = n + 1 WHERE n = ?", (1,))
+        await store.flush()
+        await store.fetchall("SELECT n FROM t", flush=False)
+        assert store.round_trips - trips == 2  # one commit, one read
+        kinds = store.writes_by_kind()
+        assert kinds["INSERT INTO t"] == 2
+        assert kinds["UPDATE t SET n = n + 1 WHERE n = ?"] == 1
+    finally:
+        await store.close()
