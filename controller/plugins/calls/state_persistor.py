@@ -85,11 +85,12 @@ class CallRecords:
         # newest `limit` of those: a number with thousands of calls (a switchboard, withheld numbers) costs no
         # more than any other (an OR over both indexes sorted every matching call: 4 ms at 600 calls).
         before = before if before is not None else float("inf")
+        string_agg = self._store.dialect.string_agg
         rows = await self._store.fetchall(
             "SELECT c.call_id, c.direction, c.started_at, c.answered_at, c.ended_at, c.end_reason, c.flow,"
-            " (SELECT string_agg(q.agent_id, ',') FROM queue_calls q WHERE q.call_id = c.call_id"
+            f" (SELECT {string_agg}(q.agent_id, ',') FROM queue_calls q WHERE q.call_id = c.call_id"
             "  AND q.outcome = 'answered') AS agents,"
-            " (SELECT string_agg(q.queue, ',') FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
+            f" (SELECT {string_agg}(q.queue, ',') FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
             " d.disposition, d.notes"
             " FROM (SELECT * FROM (SELECT call_id, started_at FROM calls WHERE direction = 'inbound' AND caller = ?"
             "   AND started_at < ? ORDER BY started_at DESC LIMIT ?) AS inbound"
