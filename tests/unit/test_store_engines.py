@@ -373,3 +373,17 @@ async def test_a_callers_history_aggregates_in_sqlite_itself(store: Store, monke
 
 def _python_aggregate_used(*_args: Any) -> None:
     raise AssertionError("the Python string_agg ran")
+
+
+async def test_a_finished_call_gets_its_data_and_its_end_unless_it_has_one(store: Store) -> None:
+    calls = CallRecords(store, lambda: NOW)
+    for call_id in ("open", "lost"):
+        calls.started(call_id, f"ch-{call_id}", direction="inbound", caller="13912345678", did="4000")
+    calls.ended("lost", reason="lost", at=NOW - 5)  # its end written first (a restart found it gone)
+    calls.finished("open", {"tier": "gold"}, reason="caller_hangup", cause=16, cause_txt="Normal Clearing")
+    calls.finished("lost", {"tier": "silver"}, reason="caller_hangup", cause=None, cause_txt=None)
+    await store.flush()
+    ended = {c: (r["data"], r["ended_at"], r["end_reason"], r["hangup_cause"], r["hangup_cause_txt"])
+             for c in ("open", "lost") if (r := await calls.get(c)) is not None}
+    assert ended == {"open": ({"tier": "gold"}, NOW, "caller_hangup", 16, "Normal Clearing"),
+                     "lost": ({"tier": "silver"}, NOW - 5, "lost", None, None)}
