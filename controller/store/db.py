@@ -28,10 +28,12 @@ import errno
 import json
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -66,6 +68,9 @@ CLOSE_RETRY_SECONDS = 10.0
 #: Disk space kept in `<db>.reserve` so that the spill file can still be written when the disk is full.
 SPILL_RESERVE_BYTES = 4 * 1024 * 1024
 ENVIRONMENT_ERRORS = SQLITE_ENVIRONMENT_ERRORS
+#: Distinct statements counted by `Store.writes_by_kind`; beyond, "(other)" (statements built with values in their
+#: text would otherwise grow the count without bound).
+WRITTEN_KINDS = 500
 
 
 #: The SQL of a queued statement that is a group of statements (`execute_atomic`): its params are [sql, params]
@@ -138,7 +143,7 @@ class Store:
             self.path = self.engine.path
         else:
             self.path = Path(spill_dir if spill_dir is not None else ".") / "postgresql-store"
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._thread = StoreThread()
         self._opened = False
         # A batch whose COMMIT broke with the connection: its last ticket and the statements rejected in it
         # (PostgreSQL; the next try asks the server whether it landed before writing it again).
@@ -160,11 +165,18 @@ class Store:
         self._last_error: str | None = None
         self._read_error: str | None = None
         self.writes = 0
+        self.written: Counter[str] = Counter()  # statements committed by SQL text (`writes_by_kind`)
         self.commits = 0
         self.commit_failures = 0
         self.rejected = 0  # statements that could never succeed and were not stored
         self.read_failures = 0
         self.spilled = 0
+
+    @property
+    def round_trips(self) -> int:
+        """Jobs handed to the store's thread so far (commits, reads, ...): each costs a wake-up of the thread and
+        one of the event loop."""
+        return self._thread.jobs
 
     @property
     def dialect(self) -> Dialect:
@@ -298,7 +310,7 @@ class Store:
             await self._run(self._spill_sync, unsaved)
         self._closed = True
         await self._run(self.engine.close)
-        self._executor.shutdown(wait=True)
+        await self._thread.stop()
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -611,7 +623,23 @@ class Store:
                 raise
             self.writes += len(batch) - (len(rejected) - carried)
             self.commits += 1
+            self._count_written(batch, rejected)
             return list(rejected.values())
+
+    def _count_written(self, batch: list[_Statement], rejected: dict[int, Any]) -> None:
+        written = self.written
+        for statement in batch:
+            if statement.ticket not in rejected:
+                sql = statement.sql if statement.sql in written or len(written) < WRITTEN_KINDS else "(other)"
+                written[sql] += 1
+
+    def writes_by_kind(self) -> dict[str, int]:
+        """Statements committed so far by kind (`statement_kind`: what they do and to which table, no values):
+        what a call costs the store, for /metrics and the benchmarks."""
+        kinds: Counter[str] = Counter()
+        for sql, count in list(self.written.items()):
+            kinds[statement_kind(sql)] += count
+        return dict(kinds)
 
     # -- the spill file ---------------------------------------------------------------------------
 
@@ -730,7 +758,83 @@ class Store:
         raise RuntimeError("store is not open")
 
     async def _run(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        return await self._thread.run(func, *args)
+
+
+#: A job for the store's thread: the function, its arguments, the future its outcome completes and that future's loop.
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class StoreThread:
+    """The store's one thread: runs the functions handed to it one at a time, in the order handed, and completes
+    each one's asyncio future on its loop (result or exception). `loop.run_in_executor` did this with a
+    concurrent.futures Future per call (a Condition and its RLock, a work item, the executor's locks, a second
+    future chained to the asyncio one): ~2x the Python work of a queue and one `call_soon_threadsafe` per job,
+    tens of round trips per call (README "Benchmarks", third round, second session). Started at the first job; a
+    job still running when its awaiting task is cancelled runs to its end (its outcome is dropped), as in an
+    executor."""
+
+    def __init__(self, name: str = "store") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self.jobs = 0  # handed over so far
+
+    def run(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Hand `func(*args)` to the thread: the future of its outcome. RuntimeError once stopped."""
+        if self._stopped:
+            raise RuntimeError("the store's thread is stopped: the store is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.jobs += 1
+        if self._thread is None:
+            # A daemon: a store never closed does not hold the interpreter at exit (its uncommitted statements are
+            # lost then anyway; SQLite rolls back a transaction cut short).
+            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put((func, args, future, loop))
+        return future
+
+    async def stop(self) -> None:
+        """Stop taking jobs; returns when those handed over before are done and the thread has ended."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        self._jobs.put((_nothing, (), ended, loop))
+        self._jobs.put(None)
+        await ended
+        self._thread.join()  # (it has only `None` left to read: no wait on the loop)
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while (job := jobs.get()) is not None:
+            func, args, future, loop = job
+            try:
+                outcome: tuple[Callable[..., None], Any] = (_succeed, func(*args))
+            except BaseException as exc:  # (as an executor does: the awaiting task gets it, whatever it is)
+                outcome = (_fail, exc)
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(outcome[0], future, outcome[1])
+            del job, func, args, future, loop, outcome  # hold no result nor error while asleep
+
+
+def _nothing() -> None:
+    return None
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # (cancelled: its task stopped waiting)
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():  # (a future refuses StopIteration)
+        future.set_exception(RuntimeError(repr(exc)) if isinstance(exc, StopIteration) else exc)
 
 
 def _execute_atomic(engine: Engine, statements: Any) -> None:

@@ -70,6 +70,9 @@ class Dialect:
     """SQL fragments with no spelling common to both engines (SQLite's is the default)."""
 
     name = "sqlite"
+    #: `string_agg(value, separator)`: SQLite's built-in before 3.44 is group_concat (the same, in C; a Python
+    #: aggregate is registered under the standard name for older SQLite, but runs Python for each row).
+    string_agg = "group_concat"
 
     def json_text(self, column: str, key: str) -> str:
         """The text of a top-level key of a JSON object stored in a TEXT column."""
@@ -82,6 +85,7 @@ class Dialect:
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    string_agg = "string_agg"
 
     def json_text(self, column: str, key: str) -> str:
         return f"({column}::jsonb ->> '{_plain_key(key)}')"

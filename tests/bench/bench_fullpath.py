@@ -338,7 +338,8 @@ async def ari_counts(process: ControllerProcess) -> tuple[Counter[str], Counter[
 
 
 #: The controller's store and CTI counters read from /metrics: what each call writes and publishes.
-STORE_COUNTERS = {"ccc_store_writes": "statements", "ccc_store_commits": "commits", "ccc_cti_events": "CTI events"}
+STORE_COUNTERS = {"ccc_store_writes": "statements", "ccc_store_commits": "commits", "ccc_cti_events": "CTI events",
+                  "ccc_store_round_trips": "store round trips"}
 
 
 async def store_counts(process: ControllerProcess) -> Counter[str]:
@@ -346,10 +347,16 @@ async def store_counts(process: ControllerProcess) -> Counter[str]:
     assert status == 200, text
     counts: Counter[str] = Counter()
     for line in str(text).splitlines():
-        name, _, value = line.partition(" ")
+        name, _, value = line.rpartition(" ")
         if name.removesuffix("_total") in STORE_COUNTERS:
             counts[STORE_COUNTERS[name.removesuffix("_total")]] = int(float(value))
+        elif match := re.match(r'ccc_store_writes_by_kind_total\{kind="(.*)"\}$', name):
+            counts[f"{STORE_KIND}{match.group(1)}"] = int(float(value))
     return counts
+
+
+#: The prefix of a statement kind's count in `store_counts` (`ccc_store_writes_by_kind`).
+STORE_KIND = "store: "
 
 
 async def place_calls(setup: Setup, did_pattern: str, rate: int) -> tuple[int, int]:
@@ -612,8 +619,8 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
 
 
-def _top(counter: Counter[str], per: int) -> str:
-    return ", ".join(f"{name} {count / per:.1f}" for name, count in counter.most_common(12))
+def _top(counter: Counter[str], per: int, most: int = 12) -> str:
+    return ", ".join(f"{name} {count / per:.1f}" for name, count in counter.most_common(most))
 
 
 def print_table(out: SetupResults) -> None:
@@ -645,7 +652,11 @@ def print_table(out: SetupResults) -> None:
         done = max(1, r.calls - r.failed)
         print(f"at {rate} calls/s, per call: ARI requests {_top(r.requests, done)}")
         print(f"{'':>{len(str(rate)) + 16}}ARI events {_top(r.events, done)}")
-        print(f"{'':>{len(str(rate)) + 16}}store and CTI {_top(r.store, done)}")
+        totals = Counter({name: n for name, n in r.store.items() if not name.startswith(STORE_KIND)})
+        print(f"{'':>{len(str(rate)) + 16}}store and CTI {_top(totals, done)}")
+        kinds = Counter({name.removeprefix(STORE_KIND): n for name, n in r.store.items()
+                         if name.startswith(STORE_KIND)})
+        print(f"{'':>{len(str(rate)) + 16}}store statements by kind {_top(kinds, done, 30)}")
     print(f"CTI events read by the WebSocket client: {out.cti_events}", flush=True)
     if out.idle_ms_per_s is not None:
         print(f"controller CPU idle ({setup.agents} agents logged in, no call): {out.idle_ms_per_s:.1f} ms per second")

@@ -24,7 +24,7 @@ class Records:
     def __init__(self) -> None:
         self.ended_calls: list[str] = []
 
-    def ended(self, call_id: str, **kwargs: Any) -> None:
+    def finished(self, call_id: str, data: dict[str, Any], **kwargs: Any) -> None:
         self.ended_calls.append(call_id)
 
     def __getattr__(self, name: str) -> Any:

@@ -43,6 +43,35 @@ async def test_parts_are_saved_replaced_and_dropped(store: Store) -> None:
     assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1", "did": "4000"}}}
 
 
+async def test_a_part_changed_several_times_before_a_commit_is_written_once_as_it_stands(store: Store) -> None:
+    """Between two commits, each part costs one statement (its last word), and the order of the words on one
+    call holds: a part saved before the call ended is gone with it; one saved after it ended stays."""
+    live = LiveCallState(store, lambda: 1.0)
+    live.save("c1", "call", {"channel_id": "ch1"})
+    await store.flush()
+    writes = store.writes
+    live.save("c1", "ring", {"legs": ["a1"]})
+    live.save("c1", "queue", {"queue": "sales"})
+    live.drop("c1", "ring")
+    live.drop("c1", "queue")
+    live.drop("c1", "ring")  # (the answer: the visit's parts go, twice for the ring)
+    live.save("c1", "talk", {"agent_id": "a1"})
+    live.save("c1", "call", {"channel_id": "ch1", "state": "talking"})
+    live.save("c2", "call", {"channel_id": "ch2"})
+    live.drop("c2")  # ended before its first commit
+    live.drop("c3")
+    live.save("c3", "call", {"channel_id": "ch3"})  # (a new call of that id after its end)
+    await store.flush()
+    assert store.writes - writes == 7  # c1: ring, queue, talk, call; c2: its delete; c3: its delete, then call
+    assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1", "state": "talking"},
+                                            "talk": {"agent_id": "a1"}},
+                                     "c3": {"call": {"channel_id": "ch3"}}}
+    live.save("c1", "recording", {"id": "r1"})
+    live.drop("c1")  # the call ended: whatever its parts were to become
+    await store.flush()
+    assert await live.load_all() == {"c3": {"call": {"channel_id": "ch3"}}}
+
+
 async def test_the_picture_survives_a_new_process(store_target: StoreTarget) -> None:
     first = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
     await first.open()

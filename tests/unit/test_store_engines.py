@@ -20,7 +20,7 @@ from controller.plugins.admin.state_persistor import AdminRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.recordings.state_persistor import RecordingIndex
-from controller.store import db
+from controller.store import db, engines
 from controller.store.db import StatementFailed, Store, StoreUnavailable
 from controller.store.engines import PostgresEngine, split_statements, to_postgresql
 from controller.store.schema import MIGRATIONS
@@ -356,3 +356,34 @@ async def test_an_agents_own_calls_on_both_engines(store: Store) -> None:
     assert [c["call_id"] for c in await calls.agent_calls("1002", since=NOW - 1)] == ["theirs"]
     assert [c["call_id"] for c in await calls.agent_calls("1001", since=NOW - 1, limit=1)] == ["busy"]
     assert await calls.agent_calls("1001", since=now[0] + 1) == []  # older than the window
+
+
+async def test_a_callers_history_aggregates_in_sqlite_itself(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history read at each enqueue (the agent's screen pop) uses the engine's own aggregate: on SQLite
+    before 3.44 group_concat, not the Python `string_agg` registered for other SQL (Python per row)."""
+    monkeypatch.setattr(engines._StringAgg, "step", _python_aggregate_used)
+    calls, acd = CallRecords(store, lambda: NOW), AcdRecords(store, lambda: NOW)
+    calls.started("c1", "ch1", direction="inbound", caller="13912345678", did="4000")
+    acd.enqueued("c1", "sales", 0)
+    acd.left("c1", "answered", 3.0, "1001", None)
+    await store.flush()
+    history = await calls.history("13912345678")
+    assert [(h["call_id"], h["agents"], h["queues"]) for h in history] == [("c1", ["1001"], ["sales"])]
+
+
+def _python_aggregate_used(*_args: Any) -> None:
+    raise AssertionError("the Python string_agg ran")
+
+
+async def test_a_finished_call_gets_its_data_and_its_end_unless_it_has_one(store: Store) -> None:
+    calls = CallRecords(store, lambda: NOW)
+    for call_id in ("open", "lost"):
+        calls.started(call_id, f"ch-{call_id}", direction="inbound", caller="13912345678", did="4000")
+    calls.ended("lost", reason="lost", at=NOW - 5)  # its end written first (a restart found it gone)
+    calls.finished("open", {"tier": "gold"}, reason="caller_hangup", cause=16, cause_txt="Normal Clearing")
+    calls.finished("lost", {"tier": "silver"}, reason="caller_hangup", cause=None, cause_txt=None)
+    await store.flush()
+    ended = {c: (r["data"], r["ended_at"], r["end_reason"], r["hangup_cause"], r["hangup_cause_txt"])
+             for c in ("open", "lost") if (r := await calls.get(c)) is not None}
+    assert ended == {"open": ({"tier": "gold"}, NOW, "caller_hangup", 16, "Normal Clearing"),
+                     "lost": ({"tier": "silver"}, NOW - 5, "lost", None, None)}

@@ -407,7 +407,7 @@ class CallSession:
         finally:
             self.state = "ended"
             reason = self.end_reason or ("lost" if self.lost else "caller_hangup")
-            self.records.set_data(self.call_id, self.data)
-            self.records.ended(self.call_id, reason=reason, cause=self.hangup_cause, cause_txt=self.hangup_cause_txt)
+            self.records.finished(self.call_id, self.data, reason=reason, cause=self.hangup_cause,
+                                  cause_txt=self.hangup_cause_txt)
             self.dispatcher.release(self.channel_id)
             log.info("call %s ended: %s (cause %s)", self.call_id, reason, self.hangup_cause)

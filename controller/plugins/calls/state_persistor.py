@@ -28,10 +28,6 @@ class CallRecords:
     def set_flow(self, call_id: str, flow: str) -> None:
         self._store.write("UPDATE calls SET flow = ? WHERE call_id = ?", (flow, call_id))
 
-    def set_data(self, call_id: str, data: dict[str, Any]) -> None:
-        self._store.write("UPDATE calls SET data = ? WHERE call_id = ?",
-                          (json.dumps(data, ensure_ascii=False, default=str), call_id))
-
     def event(self, call_id: str, kind: str, /, **detail: Any) -> None:
         self._store.write(
             "INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
@@ -45,6 +41,17 @@ class CallRecords:
             " WHERE call_id = ? AND ended_at IS NULL",
             (at if at is not None else self._now(), reason, cause, cause_txt, call_id),
         )
+
+    def finished(self, call_id: str, data: dict[str, Any], *, reason: str, cause: int | None = None,
+                 cause_txt: str | None = None) -> None:
+        """The call's task is over: its data as it ends, and its end (as `ended`: unless already written, e.g.
+        "lost"), in one statement (they were two for every call)."""
+        self._store.write(
+            "UPDATE calls SET data = ?, end_reason = CASE WHEN ended_at IS NULL THEN ? ELSE end_reason END,"
+            " hangup_cause = CASE WHEN ended_at IS NULL THEN ? ELSE hangup_cause END,"
+            " hangup_cause_txt = CASE WHEN ended_at IS NULL THEN ? ELSE hangup_cause_txt END,"
+            " ended_at = COALESCE(ended_at, ?) WHERE call_id = ?",
+            (json.dumps(data, ensure_ascii=False, default=str), reason, cause, cause_txt, self._now(), call_id))
 
     async def flush(self) -> None:
         """Wait until the writes queued so far are in the store (reads right after a change)."""
@@ -85,11 +92,12 @@ class CallRecords:
         # newest `limit` of those: a number with thousands of calls (a switchboard, withheld numbers) costs no
         # more than any other (an OR over both indexes sorted every matching call: 4 ms at 600 calls).
         before = before if before is not None else float("inf")
+        string_agg = self._store.dialect.string_agg
         rows = await self._store.fetchall(
             "SELECT c.call_id, c.direction, c.started_at, c.answered_at, c.ended_at, c.end_reason, c.flow,"
-            " (SELECT string_agg(q.agent_id, ',') FROM queue_calls q WHERE q.call_id = c.call_id"
+            f" (SELECT {string_agg}(q.agent_id, ',') FROM queue_calls q WHERE q.call_id = c.call_id"
             "  AND q.outcome = 'answered') AS agents,"
-            " (SELECT string_agg(q.queue, ',') FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
+            f" (SELECT {string_agg}(q.queue, ',') FROM queue_calls q WHERE q.call_id = c.call_id) AS queues,"
             " d.disposition, d.notes"
             " FROM (SELECT * FROM (SELECT call_id, started_at FROM calls WHERE direction = 'inbound' AND caller = ?"
             "   AND started_at < ? ORDER BY started_at DESC LIMIT ?) AS inbound"

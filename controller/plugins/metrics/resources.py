@@ -101,6 +101,13 @@ def controller_metrics(app: Any) -> MetricSource:
                                   value=app.events.commit_failures)
         yield CounterMetricFamily("ccc_store_writes", "Statements committed to the store", value=app.store.writes)
         yield CounterMetricFamily("ccc_store_commits", "Transactions committed to the store", value=app.store.commits)
+        by_kind = CounterMetricFamily("ccc_store_writes_by_kind", "Statements committed to the store, by what they do"
+                                      " (statement and table)", labels=["kind"])
+        for kind, count in sorted(app.store.writes_by_kind().items()):
+            by_kind.add_metric([kind], count)
+        yield by_kind
+        yield CounterMetricFamily("ccc_store_round_trips", "Jobs handed to the store's thread (commits, reads)",
+                                  value=app.store.round_trips)
         store = app.store.health()
         yield GaugeMetricFamily("ccc_store_ok", "1 when the store commits and reads, 0 when degraded",
                                 value=1 if store["status"] == "ok" else 0)
