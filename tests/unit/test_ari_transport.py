@@ -272,6 +272,7 @@ def test_a_request_times_out_and_its_connection_is_dropped(run: Runner) -> None:
             _, body = await pool.request("GET", "/ari/channels/next", None, 2)
             assert json.loads(body) == {"target": "/ari/channels/next"}
             assert server.requests[-1].connection == 2
+            assert pool.open_connections == 1  # the late one was closed, not left to hold a place in the bound
             await pool.close()
             never.set()
     run(scenario())
