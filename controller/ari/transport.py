@@ -252,7 +252,7 @@ class HttpPool:
                         if handed is not None:
                             self._release(handed, True, loop)
                         else:
-                            self._wake_one()
+                            self._hand_over(None)
                     raise
                 if connection is not None:
                     return connection
@@ -267,7 +267,7 @@ class HttpPool:
                 lambda: _Connection(self), self.host, self.port, ssl=self._ssl)
         except BaseException:
             self._opening -= 1
-            self._wake_one()
+            self._hand_over(None)
             raise
         self._opening -= 1
         connection.transport = transport  # uvloop may call connection_made only after this returns
@@ -281,12 +281,8 @@ class HttpPool:
         if not keep_alive or not connection.usable():
             connection.close()  # connection_lost frees its place in the bound
             return
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(connection)
-                return
+        if self._hand_over(connection):
+            return
         connection.idle_since = loop.time()
         self._idle.append(connection)
         if self._sweeper is None:
@@ -308,15 +304,17 @@ class HttpPool:
             self._all.discard(connection)
             if connection in self._idle:
                 self._idle.remove(connection)
-            self._wake_one()
+            self._hand_over(None)
 
-    def _wake_one(self) -> None:
+    def _hand_over(self, connection: _Connection | None) -> bool:
+        """Give the first waiter still waiting a connection, or (None) a free place in the bound."""
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(connection)
+                return True
+        return False
 
 
 def _check_header(name: str, value: str) -> None:
