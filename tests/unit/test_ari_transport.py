@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,10 +67,11 @@ class FakeServer:
     open_now: int = 0
     most_open: int = 0
     closed_by_client: int = 0  # connections on which the server read EOF between requests
+    tls: ssl.SSLContext | None = None
     _server: asyncio.Server | None = None
 
     async def __aenter__(self) -> FakeServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -370,6 +374,32 @@ def test_stray_or_malformed_answers_drop_the_connection(run: Runner) -> None:
             assert await pool.request("DELETE", "/ari/x/next", None, 5) == (204, b"")
             assert server.requests[-1].connection == 3
             await pool.close()
+    run(scenario())
+
+
+@RUNNERS
+def test_https_is_spoken_with_the_servers_certificate_checked(run: Runner, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ari",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def scenario() -> None:
+        async with FakeServer(ok, tls=server_side) as server:
+            trusting = HttpPool("127.0.0.1", server.port, headers={}, size=2, idle_timeout=10,
+                                ssl_context=ssl.create_default_context(cafile=str(cert)))
+            for _ in range(2):
+                assert await trusting.request("DELETE", "/ari/bridges/b1", None, 5) == (204, b"")
+            assert server.connections == 1
+            await trusting.close()
+            untrusting = HttpPool("127.0.0.1", server.port, headers={}, size=2, idle_timeout=10,
+                                  ssl_context=ssl.create_default_context())
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await untrusting.request("DELETE", "/ari/bridges/b1", None, 5)
+            assert len(server.requests) == 2
+            await untrusting.close()
     run(scenario())
 
 
