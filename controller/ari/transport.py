@@ -162,6 +162,7 @@ class HttpPool:
         self._opening = 0  # connections being connected (counted in the bound with the open ones)
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False  # close() was called: a connection that finishes its request is not kept
 
     @property
     def open_connections(self) -> int:
@@ -211,6 +212,7 @@ class HttpPool:
 
     async def close(self) -> None:
         """Close every connection (a request in flight fails with ConnectionClosed) and wake the waiters."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -278,7 +280,7 @@ class HttpPool:
         return connection
 
     def _release(self, connection: _Connection, keep_alive: bool, loop: asyncio.AbstractEventLoop) -> None:
-        if not keep_alive or not connection.usable():
+        if not keep_alive or self._closed or not connection.usable():
             connection.close()  # connection_lost frees its place in the bound
             return
         if self._hand_over(connection):

@@ -535,3 +535,28 @@ def test_a_raw_download_returns_the_bytes(run: Runner) -> None:
             assert await ari.stored_recording_file("ccc/rec 1") == audio
             assert server.requests[0].target == "/ari/recordings/stored/ccc%2Frec%201/file"
     run(scenario())
+
+
+@RUNNERS
+def test_closing_the_client_ends_its_requests_and_it_opens_again_on_use(run: Runner) -> None:
+    async def scenario() -> None:
+        async def first_slow(request: Request) -> bytes:
+            if request.target == "/ari/channels/c1/answer":
+                await asyncio.sleep(5)
+            return answer(204)
+
+        async with FakeServer(first_slow) as server:
+            ari = client_for(server, pool_size=1)
+            ari.open()
+            in_flight = asyncio.ensure_future(ari.answer("c1"))
+            waiting = asyncio.ensure_future(ari.answer("c2"))  # beyond the pool's bound of 1
+            await wait_until(lambda: len(server.requests) == 1)
+            await ari.close()
+            for request in (in_flight, waiting):
+                with pytest.raises(AriUnavailable):
+                    async with asyncio.timeout(1):  # at once, not at their 5 s timeout
+                        await request
+            await ari.answer("c3")  # a new pool
+            assert [r.target for r in server.requests] == ["/ari/channels/c1/answer", "/ari/channels/c3/answer"]
+            await ari.close()
+    run(scenario())
