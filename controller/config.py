@@ -32,7 +32,7 @@ class AriSettings:
     password: str = ""
     app: str = "ccc"  # the Stasis application name the dialplan hands calls to
     request_timeout: float = 5.0
-    pool_size: int = 50  # keep below http.conf sessionlimit
+    pool_size: int = 50  # REST connections; + the WebSocket's session (8 at most): below http.conf sessionlimit (100)
 
     def __post_init__(self) -> None:
         require_positive(self, "request_timeout", "pool_size")
