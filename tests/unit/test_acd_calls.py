@@ -79,7 +79,6 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
-        self.slow_remove: asyncio.Event | None = None  # when set: removing a channel from a bridge waits for it
         self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
@@ -154,8 +153,6 @@ class FakeAri:
         self.bridges[bridge_id].update(channel_ids)
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        if self.slow_remove is not None:
-            await self.slow_remove.wait()
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
         self.bridges[bridge_id].discard(channel_id)  # removeChannel answers once the channel is out
@@ -298,15 +295,15 @@ async def test_during_a_consultation_other_commands_wait_and_hanging_up_complete
 
 
 async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_connected(rig: Rig) -> None:
-    rig.ari.slow_remove = asyncio.Event()  # a busy Asterisk: the caller leaves the holding bridge slowly
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
     await settle()
+    rig.ari.slow_create = asyncio.Event()  # a busy Asterisk: the talk bridge is made slowly
     rig.answer(rig.ari.last_leg())
     await settle()
     assert rig.agent("a1") == ("talking", None)  # what the agent's desk (and the API) shows now
     hold = await rig.command("hold")
     assert not hold.done()  # not refused ("not connected to an agent"): it waits for the call
-    rig.ari.slow_remove.set()
+    rig.ari.slow_create.set()
     assert (await hold)["state"] == "held"
 
 

@@ -236,8 +236,7 @@ class AcdCallControl:
         if waiting.held_since is not None:
             raise AcdError("the call is already on hold")
         self.acd.apply(self.acd.engine.hold(agent_id))
-        await bridge.remove(session.channel_id)
-        await waiting.hold(self.acd.config.asterisk.moh_class)
+        await waiting.hold(self.acd.config.asterisk.moh_class)  # (addChannel takes the caller out of the talk first)
         waiting.held_since = time.monotonic()
         session.state = "held"
         session.records.event(session.call_id, "held", agent_id=agent_id)
@@ -248,8 +247,8 @@ class AcdCallControl:
         if waiting.held_since is None:
             raise AcdError("the call is not on hold")
         held_for = self.record_resume(waiting)
-        await waiting.unhold()
-        await bridge.add(waiting.session.channel_id)
+        await bridge.add(waiting.session.channel_id)  # out of the holding bridge by the same request
+        await waiting.unhold(moved=True)
         self.save_talk(waiting)
         return held_for
 
