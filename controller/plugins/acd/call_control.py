@@ -148,7 +148,7 @@ class AcdCallControl:
         if recordings is not None and self._records_by_policy(waiting):
             try:
                 await recordings.start(waiting.session, queue=waiting.queue_name, agent_id=agent_id,
-                                                reason="queue_policy")
+                                       reason="queue_policy")
             except RecordingError as exc:
                 log.error("call %s: %s", waiting.call_id, exc)  # the call goes on, unrecorded
 
