@@ -688,3 +688,16 @@ async def test_the_screen_pops_history_is_read_as_committed_without_forcing_a_co
     rig.session.records = HistoryRecords()  # type: ignore[assignment]
     await rig.connect()
     assert flushes == [False]
+
+
+async def test_hold_and_resume_move_the_caller_by_add_channel_alone(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into the call's holding bridge and back to the talk: addChannel takes the caller out of the bridge they are
+    in (as Asterisk does for a Stasis bridge), so neither needs a removeChannel."""
+    leg = await rig.connect()
+    removed = count_removes(rig, monkeypatch)
+    assert (await (await rig.command("hold")))["state"] == "held"
+    (hold,) = [bridge_id for bridge_id in rig.ari.bridges if bridge_id.startswith("br-hold-")]
+    assert rig.ari.bridges[hold] == {CALLER} and rig.ari.bridge_of(leg) == {leg}  # the agent alone in the talk
+    assert (await (await rig.command("resume")))["state"] == "talking"
+    assert rig.ari.bridge_of(CALLER) == {CALLER, leg} and hold not in rig.ari.bridges  # the holding bridge is gone
+    assert removed == []
