@@ -96,6 +96,9 @@ class QueueRequest:
     skills: Mapping[str, int] = field(default_factory=dict)  # skill -> minimum level
     priority: int = 0  # higher goes first (customer tier)
     data: Mapping[str, Any] = field(default_factory=dict)  # call data for the screen pop
+    # The flow hangs the caller up, with nothing played, once their talk with an agent is over (the queue node's
+    # `answered` route): the talk bridge is destroyed without taking them out of it first (`Bridge.destroy`).
+    hangs_up_after: bool = False
 
 
 # answered_then_ended: an agent took the call and hung up, the caller is still here (survey next).

@@ -83,7 +83,7 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
     flow = flows.flows[flow_id]
     port.language = flow.language  # type: ignore[assignment]
     ctx = Context(port, flow.id, {**builtin_variables(port, flow.id), **flow.variables, **(variables or {})},
-                  flow.language)
+                  flow.language, nodes=flow.nodes)
     ctx.variables["language"] = flow.language
     ctx.attempts_used = attempts_used if start_node is not None else 0
     chosen = (variables or {}).get("language")
@@ -112,7 +112,7 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
                 raise RuntimeError(f"{MAX_QUICK_STEPS} nodes in a row without waiting for the caller (a loop?)")
             if isinstance(following, Jump):
                 flow = flows.flows[following.flow]
-                ctx.flow_id = flow.id
+                ctx.flow_id, ctx.nodes = flow.id, flow.nodes
                 ctx.set("language", flow.language)  # a subflow speaks its own language
                 node_id = following.node or flow.start
             else:

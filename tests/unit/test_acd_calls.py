@@ -79,7 +79,6 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
-        self.slow_remove: asyncio.Event | None = None  # when set: removing a channel from a bridge waits for it
         self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
@@ -154,8 +153,6 @@ class FakeAri:
         self.bridges[bridge_id].update(channel_ids)
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        if self.slow_remove is not None:
-            await self.slow_remove.wait()
         if channel_id not in self.bridges.get(bridge_id, set()):
             raise AriNotFound("POST", "/bridges", 422, "not in bridge")
         self.bridges[bridge_id].discard(channel_id)  # removeChannel answers once the channel is out
@@ -298,15 +295,15 @@ async def test_during_a_consultation_other_commands_wait_and_hanging_up_complete
 
 
 async def test_a_command_sent_as_soon_as_the_agent_talks_runs_once_the_call_is_connected(rig: Rig) -> None:
-    rig.ari.slow_remove = asyncio.Event()  # a busy Asterisk: the caller leaves the holding bridge slowly
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
     await settle()
+    rig.ari.slow_create = asyncio.Event()  # a busy Asterisk: the talk bridge is made slowly
     rig.answer(rig.ari.last_leg())
     await settle()
     assert rig.agent("a1") == ("talking", None)  # what the agent's desk (and the API) shows now
     hold = await rig.command("hold")
     assert not hold.done()  # not refused ("not connected to an agent"): it waits for the call
-    rig.ari.slow_remove.set()
+    rig.ari.slow_create.set()
     assert (await hold)["state"] == "held"
 
 
@@ -615,26 +612,68 @@ async def test_agents_changes_before_a_commit_are_saved_once_in_the_batch_of_the
     await store.close()
 
 
-async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
-        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ARI's bridge DELETE takes its channels out: a remove request before it is a request wasted, unless the
-    caller stays on the line (media for them may follow, and must wait until they are out: removeChannel)."""
+def count_removes(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of bridge (queue, talk, hold…) the caller is removed from, in order, from now on."""
     removed: list[str] = []
     remove = rig.ari.remove_from_bridge
 
     async def counting_remove(bridge_id: str, channel_id: str) -> None:
-        removed.append(bridge_id)
+        removed.append(bridge_id.split("-")[1])
         await remove(bridge_id, channel_id)
 
     monkeypatch.setattr(rig.ari, "remove_from_bridge", counting_remove)
-    await rig.connect()  # through the holding bridge (the caller taken out first) into the talk bridge
-    assert [bridge.split("-")[1] for bridge in removed] == ["queue"]
+    return removed
+
+
+def holding_bridge(rig: Rig) -> str:
+    (bridge_id,) = [bridge_id for bridge_id in rig.ari.bridges if bridge_id.startswith("br-queue-")]
+    return bridge_id
+
+
+async def test_a_caller_who_hung_up_leaves_a_bridge_by_its_destruction_alone(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARI's bridge DELETE takes its channels out: a remove request before it is a request wasted, unless the
+    caller stays on the line (media for them may follow, and must wait until they are out: removeChannel)."""
+    removed = count_removes(rig, monkeypatch)
+    await rig.connect()  # straight from the holding bridge into the talk bridge (addChannel takes them out)
     rig.ari.vanish(CALLER)
     rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))  # the caller hangs up
     await settle()
     assert rig.queued is not None and rig.queued.done()
     # The talk bridge: destroyed, no remove. The queue's holding bridge stays, empty, for the next caller.
-    assert rig.ari.bridges == {removed[0]: set()} and len(removed) == 1
+    assert rig.ari.bridges == {holding_bridge(rig): set()} and removed == []
+
+
+@pytest.mark.parametrize("hangs_up_after", [False, True])
+async def test_the_caller_is_removed_from_the_talk_bridge_only_when_the_flow_plays_something_next(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, hangs_up_after: bool) -> None:
+    """From the hold into the talk with no removeChannel (addChannel departs the Stasis bridge a channel is in
+    first). After the talk the caller is taken out before the bridge is destroyed, so the flow's next prompt
+    starts (DELETE answers before they are out: a prompt asked for then never would), unless the flow hangs
+    them up next with nothing played (`QueueRequest.hangs_up_after`)."""
+    removed = count_removes(rig, monkeypatch)
+    prompted: list[str | None] = []
+
+    async def visit_then_next_node() -> QueueOutcome:
+        outcome = await rig.acd.enqueue(rig.session, QueueRequest("sales", hangs_up_after=hangs_up_after))
+        if not hangs_up_after:
+            prompted.append(await rig.session.play(["sound:thanks"]))  # at once, as the flow's next node does
+        return outcome
+
+    rig.queued = asyncio.create_task(visit_then_next_node())
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    assert rig.ari.bridge_of(CALLER) == {CALLER, leg} and rig.ari.bridges[holding_bridge(rig)] == set()
+    assert removed == []
+    await rig.ari.hangup(leg)  # the agent hangs up
+    await settle(200)
+    assert removed == ([] if hangs_up_after else ["talk"])
+    assert rig.ari.never_started == [] and rig.queued.done()  # (a prompt that never starts is waited for)
+    assert rig.queued.result().result == "answered_then_ended"
+    assert prompted == ([] if hangs_up_after else [None])
+    assert rig.ari.bridges == {holding_bridge(rig): set()}  # the talk bridge is gone either way
 
 
 async def test_the_screen_pops_history_is_read_as_committed_without_forcing_a_commit(rig: Rig) -> None:
@@ -649,3 +688,16 @@ async def test_the_screen_pops_history_is_read_as_committed_without_forcing_a_co
     rig.session.records = HistoryRecords()  # type: ignore[assignment]
     await rig.connect()
     assert flushes == [False]
+
+
+async def test_hold_and_resume_move_the_caller_by_add_channel_alone(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into the call's holding bridge and back to the talk: addChannel takes the caller out of the bridge they are
+    in (as Asterisk does for a Stasis bridge), so neither needs a removeChannel."""
+    leg = await rig.connect()
+    removed = count_removes(rig, monkeypatch)
+    assert (await (await rig.command("hold")))["state"] == "held"
+    (hold,) = [bridge_id for bridge_id in rig.ari.bridges if bridge_id.startswith("br-hold-")]
+    assert rig.ari.bridges[hold] == {CALLER} and rig.ari.bridge_of(leg) == {leg}  # the agent alone in the talk
+    assert (await (await rig.command("resume")))["state"] == "talking"
+    assert rig.ari.bridge_of(CALLER) == {CALLER, leg} and hold not in rig.ari.bridges  # the holding bridge is gone
+    assert removed == []

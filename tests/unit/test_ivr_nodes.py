@@ -190,6 +190,27 @@ other: {type: hangup}
     assert variables["queue_result"] == result
 
 
+@pytest.mark.parametrize(("after_talk", "hangs_up_after"), [
+    ("answered: bye", True),                 # a hang-up with nothing played
+    ("otherwise: bye", True),                # (the route of a talk that ended, when `answered` is not given)
+    ("answered: goodbye", False),            # a hang-up with a closing prompt
+    ("answered: thanks", False),             # a prompt, then the hang-up
+])
+async def test_the_queue_tells_the_acd_whether_the_call_ends_with_nothing_played_after_the_talk(
+        tmp_path: Path, after_talk: str, hangs_up_after: bool) -> None:
+    """So that the talk bridge can be destroyed with the caller in it (no removeChannel first: nothing is played)."""
+    routes = after_talk if after_talk.startswith("otherwise") else f"{after_talk}, otherwise: other"
+    _, sim, _ = await run(tmp_path, f"""
+queue: {{type: queue, queue: general, {routes}, timeout: goodbye, no_agents: thanks, overflow: other,
+        unavailable: bye}}
+bye: {{type: hangup}}
+goodbye: {{type: hangup, prompt: ["再见"]}}
+thanks: {{type: play, prompts: ["谢谢"], next: bye}}
+other: {{type: hangup}}
+""", queue_result="answered_then_ended")
+    assert sim.queued[0].hangs_up_after is hangs_up_after
+
+
 async def test_an_agent_can_transfer_the_caller_back_to_a_node(tmp_path: Path) -> None:
     visited, _, _ = await run(tmp_path, """
 queue: {type: queue, queue: general, answered: bye, otherwise: menu_again}

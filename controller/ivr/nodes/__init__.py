@@ -72,6 +72,7 @@ class Context:
     # after them. `on_attempt_failed(n)` is told each failed attempt (the live-call picture keeps it).
     attempts_used: int = 0
     on_attempt_failed: Callable[[int], None] | None = None
+    nodes: Mapping[str, Node] = field(default_factory=dict)  # the running flow's, by id (where a route leads)
 
     def attempts(self, retries: int) -> range:
         """The attempts a node with `retries` has left (all of them, except on a resumed call's first node)."""
@@ -198,6 +199,10 @@ class Node:
 
     def check(self, report: Report) -> None:
         """Checks beyond the parameter kinds (report.error(path, message))."""
+
+    def hangs_up_at_once(self) -> bool:
+        """Whether running the node ends the call before anything is played to the caller."""
+        return False
 
     # -- running -------------------------------------------------------------------------------------
 

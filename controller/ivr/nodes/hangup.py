@@ -9,6 +9,9 @@ class HangupNode(Node):
     type = "hangup"
     params = {"prompt": Param("prompts")}
 
+    def hangs_up_at_once(self) -> bool:
+        return not self["prompt"]
+
     async def run(self, ctx: Context) -> Next:
         await self.play(ctx, self["prompt"])
         ctx.ended = "hangup"

@@ -55,7 +55,9 @@ class QueueNode(Node):
     async def run(self, ctx: Context) -> Next:
         names = self["data"] if self["data"] is not None else [n for n in ctx.variables if n != "now"]
         data = {str(n): expr.lookup(ctx.shareable_variables(), str(n)) for n in names}
-        request = QueueRequest(ctx.render(self["queue"]), dict(self["skills"]), self._priority(ctx), data)
+        after_talk = ctx.nodes.get(self["answered"] or self["otherwise"])
+        request = QueueRequest(ctx.render(self["queue"]), dict(self["skills"]), self._priority(ctx), data,
+                               hangs_up_after=after_talk is not None and after_talk.hangs_up_at_once())
         return self.after(ctx, await ctx.port.enqueue(request))
 
     def after(self, ctx: Context, outcome: QueueOutcome) -> Next:

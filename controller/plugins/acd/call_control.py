@@ -102,8 +102,13 @@ class AcdCallControl:
                 waiting.talk_started = self.acd.clock.now()
                 session.state = "talking"
                 session.records.event(session.call_id, "agent_answered", agent_id=answered.agent_id)
-                await waiting.unhold()
-                if waiting.queue is not None and waiting.queue.announce_agent_number and agent is not None:
+                announce = waiting.queue is not None and waiting.queue.announce_agent_number and agent is not None
+                if announce or self._records_by_policy(waiting):
+                    # Out of the hold music first: for the announcement (removeChannel answers once the caller is
+                    # out, so it plays), or so the recording starts without it. Else the caller goes straight from
+                    # the hold into the talk bridge (`QueueCall.talk`).
+                    await waiting.unhold()
+                if announce and agent is not None:
                     prompt = self.acd.agent_number_prompt(agent, session.language)
                     session.records.event(session.call_id, "announcement", agent_id=agent.id, text=prompt.value)
                     await self.acd.announce_to_caller(session, prompt)
@@ -139,15 +144,20 @@ class AcdCallControl:
     async def _record_by_policy(self, waiting: QueueCall, agent_id: str) -> None:
         """`recording: always` queues record from the first answer; a call already recording (e.g. after
         a transfer) goes on in the same file with this agent added."""
-        if self.acd.recordings is None or waiting.session.recording_policy == "never":
-            return
-        recording = self.acd.recordings.live.get(waiting.call_id)
-        if (waiting.queue is not None and waiting.queue.recording == "always") or recording is not None:
+        recordings = self.acd.recordings
+        if recordings is not None and self._records_by_policy(waiting):
             try:
-                await self.acd.recordings.start(waiting.session, queue=waiting.queue_name, agent_id=agent_id,
-                                                reason="queue_policy")
+                await recordings.start(waiting.session, queue=waiting.queue_name, agent_id=agent_id,
+                                       reason="queue_policy")
             except RecordingError as exc:
                 log.error("call %s: %s", waiting.call_id, exc)  # the call goes on, unrecorded
+
+    def _records_by_policy(self, waiting: QueueCall) -> bool:
+        """Whether the agent's part is recorded from its start (`_record_by_policy`)."""
+        if self.acd.recordings is None or waiting.session.recording_policy == "never":
+            return False
+        return (waiting.queue is not None and waiting.queue.recording == "always") \
+            or waiting.call_id in self.acd.recordings.live
 
     async def control(self, call_id: str, action: str, *, target: str | None = None,
                       agent_id: str | None = None, timeout: float = 10.0,
@@ -226,8 +236,7 @@ class AcdCallControl:
         if waiting.held_since is not None:
             raise AcdError("the call is already on hold")
         self.acd.apply(self.acd.engine.hold(agent_id))
-        await bridge.remove(session.channel_id)
-        await waiting.hold(self.acd.config.asterisk.moh_class)
+        await waiting.hold(self.acd.config.asterisk.moh_class)  # (addChannel takes the caller out of the talk first)
         waiting.held_since = time.monotonic()
         session.state = "held"
         session.records.event(session.call_id, "held", agent_id=agent_id)
@@ -238,8 +247,8 @@ class AcdCallControl:
         if waiting.held_since is None:
             raise AcdError("the call is not on hold")
         held_for = self.record_resume(waiting)
-        await waiting.unhold()
-        await bridge.add(waiting.session.channel_id)
+        await bridge.add(waiting.session.channel_id)  # out of the holding bridge by the same request
+        await waiting.unhold(moved=True)
         self.save_talk(waiting)
         return held_for
 

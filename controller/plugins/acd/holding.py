@@ -2,8 +2,10 @@
 queue's music on hold, instead of a bridge and a music announcer channel each (1,000 waiting callers were
 2,275 channels and 2,900 threads in Asterisk that way).
 
-A waiting caller costs two ARI requests: addChannel (role participant) when they start waiting, removeChannel when
-they are connected or leave the queue. The bridge
+A waiting caller costs one ARI request, addChannel (role participant) when they start waiting, and a second,
+removeChannel, when they leave it for media (the agent's number, the flow's next prompt) or for nothing (a caller
+sent on to the dialplan). A caller connected straight to their agent costs no second one: addChannel to the talk
+bridge takes them out of this one first (`leave(moved=True)`). The bridge
 
 - has a deterministic id (`holding_bridge_id`: the queue's name made safe, and a hash of application, node and
   queue), so a new process (restart, SIGKILL, a standby taking over) adopts it with its callers (`adopt`) and a
@@ -98,13 +100,17 @@ class QueueHolding:
             return bridge_id
         raise AssertionError("unreachable")
 
-    async def leave(self, session: CallSession, bridge_id: str) -> None:
+    async def leave(self, session: CallSession, bridge_id: str, *, moved: bool = False) -> None:
         """Take the caller out. removeChannel answers once the channel is out, so media asked for next (the agent's
-        number) plays; a caller who hung up has left by themselves (no request)."""
+        number) plays; a caller who hung up has left by themselves (no request).
+
+        `moved`: the caller is in another bridge already. ARI's addChannel on a channel in a Stasis bridge departs
+        that bridge before adding it (Asterisk's res/stasis/control.c, `control_swap_channel_in_bridge`), and
+        answers once the channel is in the new one: only the book-keeping is left here (no request)."""
         bridge = self._bridges.get(bridge_id)
         if bridge is not None:
             bridge.members.discard(session.channel_id)
-        if not session.caller_gone:
+        if not session.caller_gone and not moved:
             try:
                 await session.ari.remove_from_bridge(bridge_id, session.channel_id)
             except (ChannelGone, AriNotFound, AriDetached):

@@ -9,6 +9,7 @@ the engine and the shared state stay in `services.AcdService`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ class AcdQueueing:
                 return outcome
             # An overflowed caller keeps their wait in the next queue; a transferred one starts anew.
             waited = session.age() if outcome.result == "overflow" else 0.0
-            request = QueueRequest(target.removeprefix("queue:"), request.skills, request.priority, request.data)
+            request = dataclasses.replace(request, queue=target.removeprefix("queue:"))
         return outcome
 
     async def _caller_history(self, session: CallSession) -> list[dict[str, Any]]:

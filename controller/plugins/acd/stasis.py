@@ -185,12 +185,14 @@ class QueueCall:
             holding, self.holding = self.holding, None
             await holding.destroy()
 
-    async def unhold(self) -> None:
-        """Out of the queue's holding bridge (removeChannel: media may follow at once), or the call's own."""
+    async def unhold(self, *, moved: bool = False) -> None:
+        """Out of the queue's holding bridge (removeChannel: media may follow at once), or the call's own.
+        `moved`: addChannel has just put the caller in another bridge, which took them out of the holding bridge
+        (`QueueHolding.leave`): no removeChannel."""
         if self.waiting_in is not None and self._shared is not None:
             bridge_id, self.waiting_in = self.waiting_in, None
-            await self._shared.leave(self.session, bridge_id)
-        await self.drop_own_holding()  # (destroy takes a caller who hung up out too: no separate remove request)
+            await self._shared.leave(self.session, bridge_id, moved=moved)
+        await self.drop_own_holding()  # (destroy takes a caller who hung up, or was moved, out too: no remove)
 
     async def next_step(self, announce: Callable[[Announce], Awaitable[None]],
                         on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> Answered | LeftQueue:
@@ -280,19 +282,26 @@ class QueueCall:
         Commands for the call (`CallControl`) run here, between the call's events; returns the
         target when the agent transferred the call away, else None. `resumed`: the talk bridge a
         previous process made, which already holds the call's channels (nothing is touched).
+
+        A caller still in a holding bridge (the queue's: nothing was played to them since the agent answered; or
+        the call's own: a transfer to a colleague) goes straight from it into the talk bridge: addChannel takes
+        them out of it first.
         """
         if resumed is None and leg.channel_id in self.session.ended_channels:
             return None  # the agent hung up while the caller heard the announcement
         bridge = resumed or await Bridge(self.session, purpose="talk").create()
         self.talk_bridge, self.agent_leg = bridge, leg
+        media_follows = True  # after the talk: taken out of its bridge before it is destroyed (`Bridge.destroy`)
         try:
             if resumed is None:
                 try:
-                    await bridge.add(self.session.channel_id, leg.channel_id)
+                    # The agent first: when their channel is gone, Asterisk refuses before it has moved the caller.
+                    await bridge.add(leg.channel_id, self.session.channel_id)
                 except (ChannelGone, AriNotFound):
                     if self.session.caller_gone:
                         raise CallerHangup() from None
                     return None  # the agent hung up during the announcement
+                await self.unhold(moved=True)
                 self.session.records.event(self.call_id, "bridged", leg=leg.purpose)
                 self.on_talk_changed()
             try:
@@ -314,6 +323,8 @@ class QueueCall:
                         target = await control(event, bridge, leg)
                         if target is not None:
                             return target
+                # Everyone left the caller: the flow's `answered` route comes next, which may end the call at once.
+                media_follows = not self.request.hangs_up_after
             except CallerHangup:
                 for other in (leg, *self.parties, *([self.consult] if self.consult else [])):
                     await other.hangup()
@@ -327,7 +338,7 @@ class QueueCall:
             self.consult = None
             self.session.dtmf.clear()  # keys pressed at the agent must not answer the flow's next question
             self.talk_bridge = self.agent_leg = None
-            await bridge.destroy()  # takes the caller out too (ARI): no separate remove request
+            await bridge.destroy(media_follows=media_follows)
 
     @staticmethod
     def _own_command(action: str) -> CallControl:

@@ -214,16 +214,21 @@ class Bridge:
         if channel_id == self.session.channel_id and self.session.caller_bridge == self.bridge_id:
             self.session.caller_bridge = None
 
-    async def destroy(self) -> None:
-        """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised."""
+    async def destroy(self, *, media_follows: bool = True) -> None:
+        """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised.
+
+        `media_follows=False`: the caller is hung up next, with nothing played to them (the flow says so), so a
+        caller still in the bridge is left in it: DELETE takes them out."""
         if self.created:
             self.created = False
-            if self.session.caller_bridge == self.bridge_id and not self.session.caller_gone:
+            if self.session.caller_bridge == self.bridge_id and not self.session.caller_gone and media_follows:
                 # ARI answers DELETE before the caller's channel has left the bridge, and a playback asked for in
                 # that moment is handed to the bridge being left and never starts (no PlaybackFinished: the call
                 # waited for good). removeChannel answers once the channel is out: media may follow at once.
                 with contextlib.suppress(AriError):
                     await self.remove(self.session.channel_id)
+            if self.session.caller_bridge == self.bridge_id:
+                self.session.caller_bridge = None
             try:
                 await self.session.ari.destroy_bridge(self.bridge_id)
             except (AriNotFound, AriDetached):
