@@ -40,9 +40,12 @@ class CtiEvent:
     data_json: str | None = field(default=None, compare=False, repr=False)
     _json: str | None = field(default=None, init=False, compare=False, repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def _envelope(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "at": self.at, "call_id": self.call_id,
-                "agent_id": self.agent_id, "queue": self.queue, "data": self.data}
+                "agent_id": self.agent_id, "queue": self.queue}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self._envelope(), "data": self.data}
 
     def data_text(self) -> str:
         """`data` as JSON, encoded once (for the store, and inside `as_json`)."""
@@ -54,8 +57,7 @@ class CtiEvent:
         """`as_dict()` as JSON text, what the WebSocket and webhooks send: encoded once for every subscriber
         and webhook, its data being the text written to the store."""
         if self._json is None:
-            head = json.dumps({"seq": self.seq, "type": self.type, "at": self.at, "call_id": self.call_id,
-                               "agent_id": self.agent_id, "queue": self.queue}, ensure_ascii=False)
+            head = json.dumps(self._envelope(), ensure_ascii=False)
             object.__setattr__(self, "_json", f'{head[:-1]}, "data": {self.data_text()}}}')
         return self._json  # type: ignore[return-value]
 
