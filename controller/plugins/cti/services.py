@@ -147,8 +147,8 @@ class EventBus:
         self._now = now
         self._assigned = 0  # the newest number handed out (maybe not committed yet)
         self._published_seq = 0  # the newest number committed and fanned out
-        self._recent: deque[tuple[CtiEvent, int]] = deque()  # (event, its data's JSON size), oldest first
-        self._recent_bytes = 0
+        self._recent: deque[CtiEvent] = deque()  # oldest first
+        self._recent_bytes = 0  # the size of their data's JSON (`data_text`, kept on each event)
         self._recent_bounds = (recent, recent_bytes)
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
@@ -298,12 +298,11 @@ class EventBus:
 
     def _remember(self, event: CtiEvent) -> None:
         """Keep the event for `since`, forgetting the oldest beyond either bound (the store has them)."""
-        size = len(event.data_text())  # (encoded when written to the store: not again)
-        self._recent.append((event, size))
-        self._recent_bytes += size
+        self._recent.append(event)
+        self._recent_bytes += len(event.data_text())  # (encoded when written to the store: not again)
         most, most_bytes = self._recent_bounds
         while len(self._recent) > 1 and (len(self._recent) > most or self._recent_bytes > most_bytes):
-            self._recent_bytes -= self._recent.popleft()[1]
+            self._recent_bytes -= len(self._recent.popleft().data_text())
 
     def subscribe(self) -> Subscriber:
         subscriber = Subscriber()
@@ -316,8 +315,8 @@ class EventBus:
     async def since(self, seq: int, limit: int = 10_000) -> list[CtiEvent]:
         """Published events after `seq`, oldest first, at most `limit` (from memory when recent enough,
         else from the store)."""
-        if self._recent and self._recent[0][0].seq <= seq + 1:
-            return [event for event, _ in self._recent if event.seq > seq][:limit]
+        if self._recent and self._recent[0].seq <= seq + 1:
+            return [event for event in self._recent if event.seq > seq][:limit]
         rows = await self._store.fetchall(
             "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq > ? AND seq <= ?"
             " ORDER BY seq LIMIT ?", (seq, self._published_seq, limit))
