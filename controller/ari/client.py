@@ -179,8 +179,7 @@ class AriClient:
         if path_params:
             path = path.format(**{key: _escape(str(value)) for key, value in path_params.items()})
         query = _query(params) if params else []
-        if query and not {key for key, _ in query} <= endpoint.params:
-            unknown = {key for key, _ in query} - endpoint.params
+        if query and (unknown := {key for key, _ in query} - endpoint.params):
             raise ValueError(f"{operation}: parameters not in the ARI description: {sorted(unknown)}")
         if body is not None and not endpoint.body:
             raise ValueError(f"{operation} takes no body")
