@@ -23,13 +23,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from controller.acd.dialing import number_refusal
 from controller.acd.engine import AcdError
 from controller.ari.errors import AriError
 from controller.config import DEFAULT_NODE
+from controller.ids import unique_hex
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
@@ -127,7 +127,7 @@ class AgentOutbound:
             raise AcdError("the number is not valid" if error == "invalid_number"
                            else "calls to that number are not allowed (dialing.allowed_prefixes/denied_prefixes)")
         endpoint = acd.engine.agent(agent_id).endpoint or acd.agent_configs[agent_id].endpoint
-        call_id = uuid.uuid4().hex
+        call_id = unique_hex()
         self._busy(agent_id, call_id)
         try:
             await acd.originate(acd.config.asterisk.phone_dial.replace("{endpoint}", endpoint), did=number,

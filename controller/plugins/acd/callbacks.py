@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from controller.acd.engine import AcdError
 from controller.acd.model import CancelOffer, Decision, Offer, Overflow
 from controller.ari.errors import AriError
 from controller.config import AcdQueueConfig
+from controller.ids import unique_hex
 from controller.ivr.flow import screen_pop_data
 from controller.ivr.port import CallerHangup, Prompt
 from controller.lookup import caller_region, is_phone_number
@@ -364,7 +364,7 @@ class CallbackService:
         endpoint = self.acd.config.asterisk.phone_dial.replace("{endpoint}", offer.endpoint)
         try:
             await self.acd.originate(endpoint, did=callback.number, caller_id=callback.number,
-                                     timeout=offer.ring_timeout, call_id=uuid.uuid4().hex,
+                                     timeout=offer.ring_timeout, call_id=unique_hex(),
                                      handler=lambda session: self._agent_answered(session, callback, offer.agent_id),
                                      on_failed=lambda _cause: self._agent_missed(callback, offer.agent_id))
         except AriError as exc:
@@ -425,7 +425,7 @@ class CallbackService:
         self._dialing(callback, offer.agent_id, None)
         try:
             await self.acd.originate(self._trunk(callback), did=callback.number, caller_id=self._caller_id(callback),
-                                     timeout=CUSTOMER_RING_SECONDS, call_id=uuid.uuid4().hex,
+                                     timeout=CUSTOMER_RING_SECONDS, call_id=unique_hex(),
                                      handler=lambda session: self._customer_answered(session, callback, offer),
                                      on_failed=lambda cause: self._customer_missed(callback, offer.agent_id, cause))
         except AriError as exc:

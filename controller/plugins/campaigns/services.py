@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from controller.acd.engine import AcdError
 from controller.ari.errors import AriError
 from controller.clock import Clock
+from controller.ids import unique_hex
 from controller.ivr.port import CallerHangup, Prompt
 from controller.logs import mask_number
 from controller.media.tts import TtsError
@@ -383,7 +383,7 @@ class CampaignService:
         return attempt.call_id if attempt is not None else None
 
     def _start(self, campaign: Campaign, dial: Dial, contact: ContactState) -> None:
-        call_id = uuid.uuid4().hex
+        call_id = unique_hex()
         if dial.agent_id is not None:
             try:  # reserved: busy on this outbound call in the ACD, offered no queue call
                 self.acd.apply(self.acd.engine.outbound(dial.agent_id, call_id,
