@@ -1051,11 +1051,25 @@ class AcdEngine:
     def _route_call(self, call: _Call, out: list[Decision]) -> None:
         """Offer a call that is waiting to the agent(s) the queue's strategy picks, if any is free."""
         queue = self._queues[call.queue]
-        candidates = [self._agents[a] for a in queue.ready if self._eligible(self._agents[a], call, queue)]
-        if not candidates:
+        agents, name, settings = self._agents, call.queue, queue.settings
+        step = settings.escalation[call.step] if call.step >= 0 else None
+        # What `_eligible` checks, in one pass over the queue's ready agents that keeps the best tier only (the
+        # scan grows with them: no function call per agent); with no step nor skill to meet, all qualify.
+        everyone_qualifies = step is None and not settings.skills and not call.skills
+        tier: list[_Agent] = []
+        best_tier = 0
+        for agent_id in queue.ready:
+            agent = agents[agent_id]
+            if agent.state != "ready" or agent.offered_call is not None or not (
+                    everyone_qualifies or routing.qualifies(agent.settings, settings, call.skills, step)):
+                continue
+            penalty = agent.settings.queues[name]
+            if not tier or penalty < best_tier:
+                best_tier, tier = penalty, [agent]
+            elif penalty == best_tier:
+                tier.append(agent)
+        if not tier:
             return
-        best_tier = min(c.settings.queues[call.queue] for c in candidates)
-        tier = [c for c in candidates if c.settings.queues[call.queue] == best_tier]
         strategy = queue.settings.strategy
         if strategy == "ring_all":
             chosen = sorted(tier, key=lambda a: (a.idle_since or 0.0, a.settings.id))

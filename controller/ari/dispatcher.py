@@ -10,6 +10,8 @@ order Asterisk sent them.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -24,28 +26,71 @@ class EventSink(Protocol):
 
 
 class Inbox:
-    """An owner's ordered queue of events; `get` waits with an optional timeout."""
+    """An owner's ordered queue of events; `get` waits with an optional timeout.
+
+    Not an asyncio.Queue and asyncio.timeout: every event of every call passes here, and those cost ~20 Python
+    calls per event (getters' bookkeeping, a timeout context that reschedules and looks up the current task,
+    each lookup of the running loop a getpid() on Python 3.11); here a waiter is one future, its deadline one
+    timer (`loop.call_at`). Like asyncio.Queue, several tasks may wait at once: each event wakes the first."""
+
+    __slots__ = ("_events", "_waiters")
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._events: collections.deque[Event] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
 
     def deliver(self, event: Event) -> None:
-        self._queue.put_nowait(event)
+        self._events.append(event)
+        self._wake_next()
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when `timeout` seconds pass first."""
-        if timeout is None:
-            return await self._queue.get()
-        if timeout <= 0:
-            return self._queue.get_nowait() if not self._queue.empty() else None
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._queue.get()
-        except TimeoutError:
+        events = self._events
+        if events:
+            return events.popleft()
+        if timeout is not None and timeout <= 0:
             return None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not events:
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self._waiters.append(waiter)
+            expiry = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+            try:
+                woken = await waiter  # True: an event came; False: the deadline passed
+            except BaseException:  # cancelled: an event this waiter was woken for goes to the next one
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next()
+                else:
+                    self._discard(waiter)
+                raise
+            finally:
+                if expiry is not None:
+                    expiry.cancel()
+            if not woken:
+                self._discard(waiter)
+                return events.popleft() if events else None
+        return events.popleft()
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._events)
+
+    def _wake_next(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+
+    def _discard(self, waiter: asyncio.Future[bool]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Dispatcher:

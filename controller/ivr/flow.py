@@ -42,9 +42,18 @@ SoundExists = Callable[[str, str], bool]
 BUILTIN_VARIABLES = {"caller", "did", "call_id", "language", "now", "today", "time", "weekday", "region", "flow"}
 
 
+_PLAIN_TYPES = (str, int, float, bool)
+
+
 def is_plain(value: Any) -> bool:
     """A value that goes as is into a call's record, CTI events and the screen pop."""
-    return isinstance(value, str | int | float | bool) or value is None
+    return value is None or isinstance(value, _PLAIN_TYPES)
+
+
+def plain_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables whose values are plain (`is_plain`), in one comprehension: the IVR keeps them at every node
+    a call enters (no function call per variable)."""
+    return {name: value for name, value in variables.items() if value is None or isinstance(value, _PLAIN_TYPES)}
 
 
 def screen_pop_data(variables: Mapping[str, Any]) -> dict[str, Any]:

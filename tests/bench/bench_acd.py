@@ -81,6 +81,28 @@ def main() -> None:
           f"{(time.perf_counter() - started) / ticks * 1e6:>10.1f} µs/op")
     print(f"offers made: {len(offers)} of {SAMPLES} ready agents; engine memory at {WAITING} waiting calls:"
           f" {memory / 1e6:.1f} MB")
+    bench_arrivals()
+
+
+def bench_arrivals() -> None:
+    """The full-path bench's routing: a call arrives while the agents of its queue are ready (100 agents in 2
+    queues, 500 in 20): the engine picks among the ready agents of the queue; each call is then abandoned, so
+    the agents are all ready again for the next."""
+    for agents, queues in ((100, 2), (500, 20)):
+        clock = FakeClock(1_800_000_000.0)
+        engine = AcdEngine([QueueSettings(name=f"q{i}", wrapup_seconds=0, max_wait=86_400, announce_interval=0)
+                            for i in range(queues)],
+                           [AgentSettings(id=f"a{i}", name="", number=str(i), endpoint=f"e{i}",
+                                          queues={f"q{i % queues}": 0}) for i in range(agents)], clock)
+        for i in range(agents):
+            engine.login(f"a{i}")
+            clock.advance(0.01)
+        operations: list[tuple[str, tuple[object, ...]]] = []
+        for n in range(SAMPLES):
+            operations += [("enqueue", (f"arrival{n}", f"q{n % queues}")), ("abandon", (f"arrival{n}",))]
+        offers = [d for d in timed(f"call arrives, {agents // queues} ready (+ abandon)", operations, engine)
+                  if isinstance(d, Offer)]
+        assert len(offers) == SAMPLES, len(offers)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from controller.ari.models import (
     PlaybackFinished,
     StasisStart,
 )
-from controller.clock import FakeClock
+from controller.clock import FakeClock, SystemClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
 from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService, next_day, start_of_day
@@ -701,3 +702,41 @@ async def test_hold_and_resume_move_the_caller_by_add_channel_alone(rig: Rig, mo
     assert (await (await rig.command("resume")))["state"] == "talking"
     assert rig.ari.bridge_of(CALLER) == {CALLER, leg} and hold not in rig.ari.bridges  # the holding bridge is gone
     assert removed == []
+
+
+async def test_the_engines_timer_takes_an_offer_back_at_its_ring_timeout_with_nothing_else_happening() -> None:
+    """The ACD's timer task wakes at the engine's next deadline by itself (one loop timer per wait), and a replan
+    meanwhile moves it to the new deadline: here a ring timeout of 0.3 s on the real clock, nobody answering."""
+    queue = AcdQueueConfig(name="sales", ring_timeout=0.3, announce_interval=0, wrapup_seconds=0,
+                           announce_agent_number=False, no_agents="wait")
+    config = Config(acd=AcdSettings(queues=[queue], agents=[
+        AcdAgentConfig(id="a1", name="", number="1001", endpoint="8001", queues={"sales": 0})]))
+    dispatcher = Dispatcher(lambda event: None)
+    ari = FakeAri(dispatcher)
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    acd = AcdService(config=config, clock=SystemClock(), records=Records(), publish=lambda *a, **k: None,  # type: ignore[arg-type]
+                     media_for=media_for)
+    session = CallSession(call_id="C1", channel=channel(CALLER), did="100", direction="inbound",
+                          ari=ari, dispatcher=dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    dispatcher.claim(CALLER, session)
+    timer = asyncio.create_task(acd._run_timer())
+    await settle()
+    acd.command("login", "a1")  # a replan: the timer had no deadline, now it waits for none still
+    queued = asyncio.create_task(acd.enqueue(session, QueueRequest("sales", {}, 0, {})))
+    try:
+        await settle()
+        assert acd.engine.agent("a1").state == "ringing"  # the offer's ring timeout is the timer's deadline now
+        started = time.monotonic()
+        while acd.engine.agent("a1").state == "ringing" and time.monotonic() - started < 3.0:
+            await asyncio.sleep(0.02)
+        assert (acd.engine.agent("a1").state, acd.engine.agent("a1").reason) == ("not_ready", "no_answer")
+        assert 0.25 <= time.monotonic() - started < 2.0
+        assert not queued.done()  # the caller waits on
+    finally:
+        for task in (queued, timer):
+            task.cancel()
+        await asyncio.gather(queued, timer, return_exceptions=True)

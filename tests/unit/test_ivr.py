@@ -9,7 +9,7 @@ import pytest
 
 from controller.cli.main import main
 from controller.ivr import expr
-from controller.ivr.flow import flow_set, load_flows, screen_pop_data
+from controller.ivr.flow import flow_set, is_plain, load_flows, plain_variables, screen_pop_data
 from controller.ivr.repository import FlowRepository
 from controller.ivr.simulator import SimulatedPort, simulate
 
@@ -151,6 +151,15 @@ def test_screen_pop_data_keeps_the_flows_own_values_only() -> None:
                  "region": {"province": "北京市", "city": "北京市"}, "menu_choice": "0", "tier": "vip",
                  "balance": 12.5, "order": {"id": 7}, "agent_id": None}
     assert screen_pop_data(variables) == {"menu_choice": "0", "tier": "vip", "balance": 12.5, "agent_id": None}
+
+
+def test_the_plain_variables_a_call_keeps_are_those_is_plain_accepts() -> None:
+    """What the IVR saves at each node and keeps in the call's data: strings, numbers, booleans and None;
+    structured values (an HTTP node's answer, the region) stay out."""
+    variables = {"digits": "12", "count": 3, "balance": 12.5, "vip": True, "agent_id": None,
+                 "order": {"id": 7}, "items": [1, 2], "pair": (1, 2), "raw": b"x"}
+    assert plain_variables(variables) == {"digits": "12", "count": 3, "balance": 12.5, "vip": True, "agent_id": None}
+    assert plain_variables(variables) == {name: value for name, value in variables.items() if is_plain(value)}
 
 
 def simulate_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:

@@ -3,6 +3,7 @@ answers as phonenumbers' own dict, at a fraction of the memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.lookup import PrefixTable
+from controller.lookup import PrefixTable, caller_region
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,3 +62,11 @@ def test_without_a_usable_cache_the_whole_data_is_used_and_regions_still_answer(
                          timeout=180, check=True)
     assert run.stdout.split() == ["dict", "江苏省常州市"]
     assert "whole geocoding data is used" in run.stderr
+
+
+def test_a_regions_dict_has_every_field_as_dataclasses_asdict_gives_it() -> None:
+    """CallerRegion.as_dict is written out (it runs twice per call): a field added to the class must be in it."""
+    region = caller_region("13912345678")
+    assert region.description  # a real answer, not UNKNOWN
+    assert region.as_dict() == dataclasses.asdict(region)
+    assert list(region.as_dict()) == [field.name for field in dataclasses.fields(region)]

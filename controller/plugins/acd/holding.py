@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -43,9 +44,11 @@ log = logging.getLogger("controller.acd")
 HOLDING_PREFIX = "br-queue-"
 
 
+@functools.lru_cache(maxsize=1024)
 def holding_bridge_id(app: str, node: str, queue: str) -> str:
     """`br-queue-<queue, safe>-<hash>`: the same for a queue on a node whichever process asks. The hash keeps
-    names apart that differ only in characters made safe (Chinese names), and applications sharing an Asterisk."""
+    names apart that differ only in characters made safe (Chinese names), and applications sharing an Asterisk.
+    Cached: each queued call asks (a regular expression and a SHA-256 each time otherwise)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", queue)[:40]
     digest = hashlib.sha256(f"{app}\0{node}\0{queue}".encode()).hexdigest()[:10]
     return f"{HOLDING_PREFIX}{safe}-{digest}"

@@ -398,13 +398,18 @@ class AcdService:
 
     async def _run_timer(self) -> None:
         """Call `engine.tick()` whenever the engine has something due."""
+        loop = asyncio.get_running_loop()
         while True:
             deadline = self.engine.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
             self._replan.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._replan.wait()
+            # The deadline sets the same event a replan sets: a timer, not an asyncio.timeout context per wait.
+            due = None if deadline is None else loop.call_later(max(0.0, deadline - self.clock.now()),
+                                                                self._replan.set)
+            try:
+                await self._replan.wait()
+            finally:
+                if due is not None:
+                    due.cancel()
             self.apply(self.engine.tick())
 
     # -- agent commands -------------------------------------------------------------------------------

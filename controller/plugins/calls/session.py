@@ -242,12 +242,13 @@ class CallSession:
             if match(kept):
                 self._commands.remove(kept)
                 return kept
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        # The running loop is looked up only for a wait with a timeout (on Python 3.11 each lookup is a getpid()).
+        loop_time = None if timeout is None else asyncio.get_running_loop().time
+        deadline = None if loop_time is None or timeout is None else loop_time() + timeout
         while True:
             if self.caller_gone:
                 raise CallerHangup()
-            remaining = None if deadline is None else deadline - loop.time()
+            remaining = None if loop_time is None or deadline is None else deadline - loop_time()
             if remaining is not None and remaining <= 0:
                 return None
             event = await self.next_event(remaining)

@@ -19,7 +19,7 @@ import aiohttp
 
 from controller.clock import Clock
 from controller.config import Config
-from controller.ivr.flow import FlowSet, is_plain, static_prompts
+from controller.ivr.flow import FlowSet, plain_variables, static_prompts
 from controller.ivr.nodes.queue import QueueNode
 from controller.ivr.port import HttpResponse, Prompt, QueueOutcome, QueueRequest
 from controller.ivr.repository import FlowRepository, LoadResult
@@ -205,7 +205,7 @@ class IvrService:
                 flow = snapshot.flows.get(flow_id)
                 self.live.save(session.call_id, "ivr", {
                     "flow": flow_id, "version": flow.version if flow else "", "node": node, "attempts": attempts,
-                    "variables": {k: v for k, v in variables.items() if is_plain(v)}})
+                    "variables": plain_variables(variables)})
         return save
 
     async def resume(self, resumption: Resumption) -> CallHandler | None:
@@ -257,7 +257,7 @@ class IvrService:
 
     async def _after_flow(self, session: CallSession, flow_id: str, result: FlowResult) -> None:
         """The flow has ended: keep its variables, record how, and never leave the caller in silence."""
-        session.data.update({k: v for k, v in result.variables.items() if is_plain(v)})
+        session.data.update(plain_variables(result.variables))
         self._overflow_went(session, result.ended)  # the flow ended right after the queue overflowed
         session.records.event(session.call_id, "flow_ended", flow=flow_id, ended=result.ended, error=result.error,
                               visited=list(result.visited))
