@@ -395,6 +395,8 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
                 "queue": "售后", "data": {"note": "客户 \"VIP\""}}
     assert received == [expected] * 3
     assert len(encodings) == 2, encodings  # the data once (stored and sent), the envelope once
+    assert sum(value == {"note": "客户 \"VIP\""} for value in encodings) == 1  # (not again inside the envelope)
+    assert not any("data" in value for value in encodings), encodings
     for ws in sockets:
         await ws.close()
     row = await running.store.fetchone("SELECT data FROM cti_events WHERE seq = 1")
