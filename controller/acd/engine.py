@@ -24,12 +24,12 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from controller import jsontext
 from controller.acd import estimates, routing
 from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
@@ -742,7 +742,7 @@ class AcdEngine:
             for agent_id in agent_ids:
                 agent = self._agents.get(agent_id)
                 saved = self._saved_agent(agent) if agent is not None else None
-                agents[agent_id] = None if saved is None else json.dumps(saved, ensure_ascii=False)
+                agents[agent_id] = None if saved is None else jsontext.dumps(saved)
             queues: dict[str, tuple[str, str] | None] = {}
             for name in queue_names:
                 q = self._queues.get(name)

@@ -21,10 +21,11 @@ The talk and ring times are kept in the engine's snapshot, so a restart does not
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
+
+from controller import jsontext
 
 __all__ = ["DEFAULT_TALK_SECONDS", "Durations", "estimate_wait", "wait_phrase"]
 
@@ -75,7 +76,7 @@ class Durations:
 
 
 def _pair_json(at: float, seconds: float) -> str:
-    return json.dumps([round(at, 3), round(seconds, 3)])
+    return jsontext.dumps([round(at, 3), round(seconds, 3)])
 
 
 def estimate_wait(position: int, free_in: Sequence[float], handle_time: float) -> float | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import json
 import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import yarl
 
+from controller import jsontext
 from controller.ari.endpoints import ENDPOINTS
 from controller.ari.errors import (
     AriBadRequest,
@@ -197,13 +197,13 @@ class AriClient:
             assert pool is not None
         try:
             status, payload = await pool.request(endpoint.method, target,
-                                                 None if body is None else json.dumps(body).encode(),
+                                                 None if body is None else jsontext.dumps(body).encode(),
                                                  timeout or self._timeout)
         except (OSError, TransportError) as exc:  # refused, reset, closed, timed out (TimeoutError is an OSError)
             raise AriUnavailable(endpoint.method, path, 0, f"{type(exc).__name__}: {exc}") from exc
         if status >= 400:
             raise self._error(endpoint.method, path, status, payload.decode(errors="replace"))
-        return json.loads(payload) if payload and status != 204 else None
+        return jsontext.loads(payload) if payload and status != 204 else None
 
     async def _download(self, method: str, path: str, target: str, timeout: float) -> bytes:
         """A raw answer (a recording's file, possibly large) through aiohttp, which streams it in."""
@@ -219,7 +219,7 @@ class AriClient:
     @staticmethod
     def _error(method: str, path: str, status: int, text: str) -> AriError:
         try:
-            message = str(json.loads(text).get("message", text))
+            message = str(jsontext.loads(text).get("message", text))
         except (ValueError, AttributeError):
             message = text.strip()[:200]
         on_channel = path.startswith("/channels/") and not path.startswith("/channels/create")

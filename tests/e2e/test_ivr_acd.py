@@ -136,6 +136,9 @@ async def test_after_hours_voicemail_is_stored(fresh_asterisk: Path, demo_backen
     (voicemail,) = rows(process, "SELECT * FROM ivr_records WHERE kind = 'voicemail'")
     payload = json.loads(voicemail["payload"])
     assert voicemail["call_id"] == record["call_id"]
+    # The record's payload is the call event's detail, one text (encoded once for both).
+    assert [e["detail"] for e in rows(process, "SELECT detail FROM call_events WHERE kind = 'voicemail'")] \
+        == [voicemail["payload"]]
     recording = fresh_asterisk / "var/spool/asterisk/recording" / f"{payload['recording']}.wav"
     assert recording.exists()  # the SIPp caller sends no audio: a WAV header and no samples
 

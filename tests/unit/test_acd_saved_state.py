@@ -144,7 +144,7 @@ def test_changes_whose_encoding_fails_stay_unsaved(monkeypatch: pytest.MonkeyPat
         raise ValueError("cannot encode")
 
     with monkeypatch.context() as patched:
-        patched.setattr(engine_module.json, "dumps", refuse)
+        patched.setattr(engine_module.jsontext, "dumps", refuse)
         with pytest.raises(ValueError, match="cannot encode"):
             acd.take_unsaved()
     assert acd.has_unsaved()

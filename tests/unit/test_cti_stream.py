@@ -382,19 +382,21 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
     for ws in sockets:
         assert (await ws.receive_json())["type"] == "hello"
     encodings: list[Any] = []
-    real_dumps = json.dumps
+    real_dumps = services.jsontext.dumps
 
-    def counting_dumps(value: Any, **options: Any) -> str:
+    def counting_dumps(value: Any) -> str:
         encodings.append(value)
-        return real_dumps(value, **options)
+        return real_dumps(value)
 
-    monkeypatch.setattr(services.json, "dumps", counting_dumps)
+    monkeypatch.setattr(services.jsontext, "dumps", counting_dumps)
     running.bus.publish("call.held", call_id="c1", agent_id="1001", queue="售后", note="客户 \"VIP\"")
     received = [await asyncio.wait_for(ws.receive_json(), 10) for ws in sockets]
     expected = {"seq": 1, "type": "call.held", "at": received[0]["at"], "call_id": "c1", "agent_id": "1001",
                 "queue": "售后", "data": {"note": "客户 \"VIP\""}}
     assert received == [expected] * 3
     assert len(encodings) == 2, encodings  # the data once (stored and sent), the envelope once
+    assert sum(value == {"note": "客户 \"VIP\""} for value in encodings) == 1  # (not again inside the envelope)
+    assert not any("data" in value for value in encodings), encodings
     for ws in sockets:
         await ws.close()
     row = await running.store.fetchone("SELECT data FROM cti_events WHERE seq = 1")

@@ -78,8 +78,11 @@ NOT_READY_BODY = {"type": "object", "additionalProperties": False, "required": [
 
 
 def as_json(view: Any) -> dict[str, Any]:
+    """An engine's view as a JSON object. The views are fresh snapshots of plain values: their fields as they are
+    (dataclasses.asdict deep-copied each one: ~50 us per agent, and an agent's command reads it 3 times: the
+    audit's before and after, the answer)."""
     if dataclasses.is_dataclass(view) and not isinstance(view, type):
-        return {key: value for key, value in dataclasses.asdict(view).items()}
+        return {field.name: getattr(view, field.name) for field in dataclasses.fields(view)}
     return dict(view)
 
 

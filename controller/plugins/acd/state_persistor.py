@@ -9,10 +9,10 @@ the live-call parts written with those changes (a SIGKILL cannot fall between th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+from controller import jsontext
 from controller.acd.engine import UnsavedChanges
 from controller.store.db import Params, Store
 from controller.store.engines import upsert
@@ -44,7 +44,7 @@ class AcdRecords:
         offers.append({"agent_id": agent_id, "at": round(self._now() - ring_seconds, 3),
                        "ring_seconds": round(ring_seconds, 3), "result": result})
         self._store.write(f"UPDATE queue_calls SET offers = ? WHERE {_OPEN_VISIT}",
-                          (json.dumps(offers), call_id, call_id))
+                          (jsontext.dumps(offers), call_id, call_id))
 
     def left(self, call_id: str, outcome: str, wait_seconds: float, agent_id: str | None,
              overflow_target: str | None = None) -> None:
@@ -93,14 +93,14 @@ class AcdRecords:
         agents = await self._store.fetchall("SELECT agent_id, snapshot FROM acd_saved_agents")
         queues = await self._store.fetchall("SELECT queue, talks, rings FROM acd_saved_queues")
         if agents or queues:
-            return {"version": 1, "agents": {row["agent_id"]: json.loads(row["snapshot"]) for row in agents},
-                    "queues": {row["queue"]: {"talks": json.loads(row["talks"]), "rings": json.loads(row["rings"])}
-                               for row in queues}}
+            return {"version": 1, "agents": {row["agent_id"]: jsontext.loads(row["snapshot"]) for row in agents},
+                    "queues": {row["queue"]: {"talks": jsontext.loads(row["talks"]),
+                                              "rings": jsontext.loads(row["rings"])} for row in queues}}
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
         if row is None:
             return None
         self._upgraded = True
-        return dict(json.loads(row["snapshot"]))
+        return dict(jsontext.loads(row["snapshot"]))
 
     async def left_since(self, since: float) -> dict[str, list[tuple[str, float]]]:
         """Queue visits that ended, enqueued since `since`: queue -> [(outcome, wait seconds)]."""

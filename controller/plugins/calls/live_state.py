@@ -15,11 +15,11 @@ costs fewer statements (README "Benchmarks", third round, second session).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from controller import jsontext
 from controller.store.db import Params, Store, StoreUnavailable
 from controller.store.engines import upsert
 
@@ -48,7 +48,7 @@ class LiveCallState:
     def save(self, call_id: str, part: str, data: dict[str, Any]) -> None:
         """Replace the call's `part` with `data` (JSON-serialisable; encoded now, as it is now)."""
         self._unwritten.setdefault(call_id, {})[part] = (
-            _SAVE, (call_id, part, json.dumps(data, ensure_ascii=False, default=str), self._now()))
+            _SAVE, (call_id, part, jsontext.dumps(data), self._now()))
         self._store.write_at_commit(self._batch_key, self._take_unwritten)
 
     def drop(self, call_id: str, part: str | None = None) -> None:
@@ -74,7 +74,7 @@ class LiveCallState:
         calls: LiveCalls = {}
         for row in rows:
             try:
-                data = json.loads(row["data"])
+                data = jsontext.loads(row["data"])
             except ValueError:
                 log.error("call %s: stored %s part is unreadable: ignored", row["call_id"], row["part"])
                 continue

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+from controller import jsontext
 from controller.store.db import Store
 
 
@@ -29,10 +29,12 @@ class CallRecords:
         self._store.write("UPDATE calls SET flow = ? WHERE call_id = ?", (flow, call_id))
 
     def event(self, call_id: str, kind: str, /, **detail: Any) -> None:
-        self._store.write(
-            "INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-            (call_id, self._now(), kind, json.dumps(detail, ensure_ascii=False, default=str)),
-        )
+        self.event_text(call_id, kind, jsontext.dumps(detail))
+
+    def event_text(self, call_id: str, kind: str, detail: str) -> None:
+        """`event` with its detail already JSON text (an object's): the text stored elsewhere too, encoded once."""
+        self._store.write("INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                          (call_id, self._now(), kind, detail))
 
     def ended(self, call_id: str, *, reason: str, cause: int | None = None, cause_txt: str | None = None,
               at: float | None = None) -> None:
@@ -51,7 +53,7 @@ class CallRecords:
             " hangup_cause = CASE WHEN ended_at IS NULL THEN ? ELSE hangup_cause END,"
             " hangup_cause_txt = CASE WHEN ended_at IS NULL THEN ? ELSE hangup_cause_txt END,"
             " ended_at = COALESCE(ended_at, ?) WHERE call_id = ?",
-            (json.dumps(data, ensure_ascii=False, default=str), reason, cause, cause_txt, self._now(), call_id))
+            (jsontext.dumps(data), reason, cause, cause_txt, self._now(), call_id))
 
     async def flush(self) -> None:
         """Wait until the writes queued so far are in the store (reads right after a change)."""
@@ -62,10 +64,10 @@ class CallRecords:
         if row is None:
             return None
         record = dict(row)
-        record["data"] = json.loads(record["data"] or "{}")
+        record["data"] = jsontext.loads(record["data"] or "{}")
         events = await self._store.fetchall(
             "SELECT at, kind, detail FROM call_events WHERE call_id = ? ORDER BY id", (call_id,))
-        record["events"] = [{"at": e["at"], "kind": e["kind"], **json.loads(e["detail"])} for e in events]
+        record["events"] = [{"at": e["at"], "kind": e["kind"], **jsontext.loads(e["detail"])} for e in events]
         return record
 
     async def by_channel(self, channel_id: str) -> dict[str, Any] | None:

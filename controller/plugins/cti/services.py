@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller import jsontext
 from controller.plugins.cti.schemas import EVENT_TYPES
 from controller.store.db import Store
 
@@ -50,15 +50,15 @@ class CtiEvent:
     def data_text(self) -> str:
         """`data` as JSON, encoded once (for the store, and inside `as_json`)."""
         if self.data_json is None:
-            object.__setattr__(self, "data_json", json.dumps(self.data, ensure_ascii=False, default=str))
+            object.__setattr__(self, "data_json", jsontext.dumps(self.data))
         return self.data_json  # type: ignore[return-value]
 
     def as_json(self) -> str:
         """`as_dict()` as JSON text, what the WebSocket and webhooks send: encoded once for every subscriber
         and webhook, its data being the text written to the store."""
         if self._json is None:
-            head = json.dumps(self._envelope(), ensure_ascii=False)
-            object.__setattr__(self, "_json", f'{head[:-1]}, "data": {self.data_text()}}}')
+            head = jsontext.dumps(self._envelope())
+            object.__setattr__(self, "_json", f'{head[:-1]},"data":{self.data_text()}}}')
         return self._json  # type: ignore[return-value]
 
 
@@ -326,4 +326,4 @@ class EventBus:
 def _from_rows(rows: Iterable[Any]) -> Iterable[CtiEvent]:
     for row in rows:
         yield CtiEvent(row["seq"], row["type"], row["at"], row["call_id"], row["agent_id"], row["queue"],
-                       json.loads(row["data"]), row["data"])
+                       jsontext.loads(row["data"]), row["data"])

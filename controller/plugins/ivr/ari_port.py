@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from controller import jsontext
 from controller.ari.errors import AriError, ChannelGone
 from controller.ari.models import ChannelDtmfReceived, Event, RecordingFailed, RecordingFinished
 from controller.clock import Clock
@@ -190,11 +190,11 @@ class AriCallPort:
         await self.session.to_dialplan(FAX_RECEIVE_CONTEXT, {"CCC_FAX_ID": fax_id}, end_reason="fax")
 
     async def save_record(self, kind: RecordKind, payload: Mapping[str, Any]) -> None:
-        data = json.dumps(dict(payload), ensure_ascii=False, default=str)
+        data = jsontext.dumps(dict(payload))  # the record's payload and its call event's detail: encoded once
         self._store.write(
             "INSERT INTO ivr_records (call_id, kind, created_at, caller, did, payload) VALUES (?, ?, ?, ?, ?, ?)",
             (self.call_id, kind, self.clock.now(), self.caller, self.did, data))
-        self.session.records.event(self.call_id, kind, **dict(payload))
+        self.session.records.event_text(self.call_id, kind, data)
 
     def emit(self, event: str, **fields: Any) -> None:
         self._emit(self.session, event, fields)
