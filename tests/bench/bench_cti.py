@@ -1,12 +1,12 @@
 """The CTI bus's CPU per event, publish → committed → delivered to every WebSocket client (README "Benchmarks").
 
 The bus, its SQLite store (a temporary file) and the /ws endpoint run here on uvloop, as in the controller; the
-clients (aiohttp, permessage-deflate negotiated as browsers do) run in a child process, so this process's CPU
+clients (aiohttp) run in a child process, so this process's CPU
 (`time.process_time`: the event loop and the store's thread) is the controller's side only. A "call" is the 15
 events of a full-path call (its `call.ringing` carries a screen pop with the caller's last six calls). Two paces:
 - spread: one event every 4 ms (what 10-20 calls/s look like: each event is committed and sent on its own);
 - burst: a call's 15 events at once, every 40 ms (what a busy controller commits in one transaction).
-Each is run with 0, 1 and 10 clients (the cost of a client is the difference with 0 clients), then with one
+Each is run with 0, 1, 10 and 100 clients (the cost of a client is the difference with 0 clients), then with one
 webhook (a receiver in the child process answering 204) and no client.
 
     .venv/bin/python -m tests.bench bench_cti          (CCC_BENCH_CTI_CALLS: calls per run, default 200)
@@ -35,7 +35,7 @@ from controller.plugins.cti.services import EventBus, EventFilter
 from controller.store.db import Store
 
 CALLS = int(os.environ.get("CCC_BENCH_CTI_CALLS", "200"))
-CLIENTS = tuple(int(n) for n in os.environ.get("CCC_BENCH_CTI_CLIENTS", "0,1,10").split(","))
+CLIENTS = tuple(int(n) for n in os.environ.get("CCC_BENCH_CTI_CLIENTS", "0,1,10,100").split(","))
 WEBHOOK = os.environ.get("CCC_BENCH_CTI_WEBHOOK", "1") == "1"
 PACES = os.environ.get("CCC_BENCH_CTI_PACES", "spread,burst").split(",")
 TOKEN = "bench-token"

@@ -9,11 +9,13 @@ import json
 import sqlite3
 import time
 import tracemalloc
+from asyncio import selector_events
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
 from controller.config import TokenSettings
@@ -404,35 +406,145 @@ async def test_an_event_is_encoded_once_for_every_websocket_client_and_reads_as_
 
 
 
-async def test_events_committed_together_go_to_each_client_in_one_corked_send_in_order_and_filtered(
+class ServerFrames:
+    """What the server writes to its connections' transports (the test loop's selector transports): each write's
+    bytes. A server's frames are not masked (a client's are), so a write starting with an unmasked text frame is
+    the server's."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writes: list[bytes] = []
+        real_write = selector_events._SelectorSocketTransport.write  # type: ignore[attr-defined]
+        frames = self
+
+        def write(transport: Any, data: Any) -> None:
+            chunk = bytes(data)
+            if len(chunk) > 1 and chunk[0] == 0x81 and not chunk[1] & 0x80:
+                frames.writes.append(chunk)
+            real_write(transport, data)
+
+        monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", write)  # type: ignore[attr-defined]
+
+
+async def read_call_ids(ws: Any, count: int) -> list[str]:
+    return [(await asyncio.wait_for(ws.receive_json(), 10))["call_id"] for _ in range(count)]
+
+
+async def test_events_committed_together_go_to_each_client_in_one_write_in_order_and_filtered(
         running: Running, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The events of one commit are written to a client together (TCP_CORK: one segment, not one send each), in
-    order, each client's filter applied: an agent's token gets only its own."""
+    """The events of one commit are written to a client in one write (not one per event), in order, each client's
+    filter applied: an agent's token gets only its own, and each event is framed once for both clients."""
     sockets = {token: await client.ws_connect(f"/ws?token={token}") for token in ("admin-token", "agent-1001-token")}
     for ws in sockets.values():
         assert (await ws.receive_json())["type"] == "hello"
-    corked: list[Any] = []
-    real_corked = resources._corked
+    frames = ServerFrames(monkeypatch)
+    framed: list[str] = []
+    real_frame = resources.text_frame
 
-    def counting_corked(sock: Any) -> Any:
-        corked.append(sock)
-        return real_corked(sock)
+    def counting_frame(text: str) -> bytes:
+        framed.append(json.loads(text)["call_id"])
+        return real_frame(text)
 
-    monkeypatch.setattr(resources, "_corked", counting_corked)
+    monkeypatch.setattr(resources, "text_frame", counting_frame)
     for n in range(3):  # queued together: one commit, one fan-out
         running.bus.publish("call.held", call_id=f"mine{n}", agent_id="1001")
         running.bus.publish("call.held", call_id=f"theirs{n}", agent_id="1002")
-
-    async def read(ws: Any, count: int) -> list[str]:
-        return [(await asyncio.wait_for(ws.receive_json(), 10))["call_id"] for _ in range(count)]
-
-    assert await read(sockets["admin-token"], 6) == ["mine0", "theirs0", "mine1", "theirs1", "mine2", "theirs2"]
-    assert await read(sockets["agent-1001-token"], 3) == ["mine0", "mine1", "mine2"]
-    assert len(corked) == 2 and all(sock is not None for sock in corked)  # one send per client for the six
+    assert await read_call_ids(sockets["admin-token"], 6) == ["mine0", "theirs0", "mine1", "theirs1", "mine2",
+                                                                "theirs2"]
+    assert await read_call_ids(sockets["agent-1001-token"], 3) == ["mine0", "mine1", "mine2"]
+    assert len(frames.writes) == 2, frames.writes  # one write per client for the six
+    assert sorted(framed) == ["mine0", "mine1", "mine2", "theirs0", "theirs1", "theirs2"]  # each framed once
     running.bus.publish("call.held", call_id="mine3", agent_id="1001")  # the next event: nothing of 1002 before it
-    assert await read(sockets["agent-1001-token"], 1) == ["mine3"]
+    assert await read_call_ids(sockets["agent-1001-token"], 1) == ["mine3"]
     for ws in sockets.values():
         await ws.close()
+
+
+async def test_a_burst_of_events_arrives_complete_and_in_order_in_a_few_writes(
+        running: Running, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = await client.ws_connect("/ws?token=crm-token")
+    assert (await ws.receive_json())["type"] == "hello"
+    frames = ServerFrames(monkeypatch)
+    for burst in range(4):  # four commits of 150 events (a call's 15 events, ten calls at once)
+        publish_calls(running.bus, 150, prefix=f"b{burst}-")
+        await until(lambda burst=burst: running.bus.last_seq == 150 * (burst + 1))  # type: ignore[misc]
+    seqs = [(await asyncio.wait_for(ws.receive_json(), 10))["seq"] for _ in range(600)]
+    assert seqs == list(range(1, 601))
+    assert 1 <= len(frames.writes) <= 4, len(frames.writes)  # (was 600: one per event)
+    assert b"".join(frames.writes).count(b'"type": "call.held"') == 600
+    await ws.close()
+
+
+async def test_a_client_that_does_not_read_holds_a_bounded_backlog_then_catches_up_from_the_store(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client whose connection is full has at most LIVE_BACKLOG frames held for it (5,000, here 20); beyond it
+    they are dropped and, once it reads again, it gets every event from the store, in order, with no gap or
+    repeat, then the live stream. A client reading meanwhile is not held up."""
+    monkeypatch.setattr(resources, "LIVE_BACKLOG", 20)
+    bus = running.bus
+    fan_out = resources.WsFanOut(bus)
+    notifier = WebhookNotifier([], bus, running.store, lambda: None)
+    async with TestClient(TestServer(build_app(TOKENS, resources.routes(bus, notifier, fan_out=fan_out)))) as http:
+        slow = await http.ws_connect("/ws?token=crm-token")  # aiohttp stops reading once 64 kB wait unread
+        reading = await http.ws_connect("/ws?token=admin-token")
+        for ws in (slow, reading):
+            assert (await ws.receive_json())["type"] == "hello"
+        read_live: list[int] = []
+
+        async def read_along() -> None:
+            while True:
+                read_live.append((await reading.receive_json())["seq"])
+
+        reader = asyncio.create_task(read_along())
+        note = "x" * 20_000
+        held: list[int] = []
+        async with asyncio.timeout(60):
+            while not fan_out.fell_behind:  # until the kernel's buffers and then the backlog are full
+                events = [bus.publish("call.held", call_id="c", note=note) for _ in range(10)]
+                await until(lambda events=events: bus.last_seq == events[-1].seq)  # type: ignore[misc]
+                await asyncio.sleep(0.01)
+                held.append(max(len(client.frames) for client in fan_out.clients))
+        assert 10 <= max(held) <= 20 and fan_out.fell_behind == 1
+        assert len(held) > 10  # (it took more than the kernel's buffers)
+        newest = [bus.publish("call.held", call_id=f"live{n}") for n in range(5)][-1].seq  # type: ignore[union-attr]
+        await until(lambda: bus.last_seq == newest)
+        seqs: list[int] = []
+        async with asyncio.timeout(60):
+            while not seqs or seqs[-1] < newest:
+                seqs.append((await slow.receive_json())["seq"])
+            await until(lambda: len(read_live) >= newest)
+        reader.cancel()
+        assert seqs == list(range(1, newest + 1)) and read_live[:newest] == seqs
+        for ws in (slow, reading):
+            await ws.close()
+
+
+async def test_a_client_offering_permessage_deflate_reads_plain_frames(running: Running,
+                                                                        client: TestClient[Any, Any]) -> None:
+    """Compression is not negotiated (a frame's bytes are shared by every client): a client that offers it (as
+    browsers do) reads every event as published."""
+    ws = await client.ws_connect("/ws?token=crm-token", compress=15)
+    assert (await ws.receive_json())["type"] == "hello"
+    assert ws.compress == 0 and "Sec-WebSocket-Extensions" not in ws._response.headers
+    running.bus.publish("call.held", call_id="c1", queue="售后", note="客户 \"VIP\"" * 100)
+    running.bus.publish("call.resumed", call_id="c1", held_for=2.5)
+    first, second = [await asyncio.wait_for(ws.receive_json(), 10) for _ in range(2)]
+    assert first["data"] == {"note": "客户 \"VIP\"" * 100} and first["queue"] == "售后"
+    assert (second["seq"], second["type"], second["data"]) == (2, "call.resumed", {"held_for": 2.5})
+    await ws.close()
+
+
+async def test_stopping_closes_each_stream_going_away_after_its_events(tmp_path: Path) -> None:
+    system = await Running(StoreTarget.sqlite(tmp_path)).start()
+    notifier = WebhookNotifier([], system.bus, system.store, lambda: None)
+    async with TestClient(TestServer(build_app(TOKENS, resources.routes(system.bus, notifier)))) as http:
+        ws = await http.ws_connect("/ws?token=crm-token")
+        assert (await ws.receive_json())["type"] == "hello"
+        publish_calls(system.bus, 3)
+        await until(lambda: system.bus.last_seq == 3)
+        await system.stop()
+        received = [await asyncio.wait_for(ws.receive(), 10) for _ in range(4)]
+        assert [json.loads(message.data)["seq"] for message in received[:3]] == [1, 2, 3]
+        assert received[3].type == WSMsgType.CLOSE and received[3].data == 1001
 
 
 async def test_an_event_commits_with_the_change_it_reports(running: Running) -> None:

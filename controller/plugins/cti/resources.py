@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
-import socket
-from collections.abc import Callable, Collection, Iterable, Iterator
+import struct
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -28,6 +29,7 @@ from controller.plugins.cti.services import AgentScope, CtiEvent, EventBus, Even
 REPLAY_PAGE = 1_000
 LIMIT_MAX, LIMIT_DEFAULT = 10_000, 1_000
 _DIGITS = re.compile(r"[0-9]{1,19}")
+log = logging.getLogger("controller.cti")
 
 SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 FILTER_QUERY: dict[str, dict[str, Any]] = {
@@ -81,8 +83,11 @@ def _webhook_name(request: web.Request, webhooks: WebhookNotifier) -> str:
 
 
 def routes(bus: EventBus, webhooks: WebhookNotifier,
-           agent_queues: Callable[[str], Collection[str] | None] = lambda _agent: None) -> list[web.RouteDef]:
+           agent_queues: Callable[[str], Collection[str] | None] = lambda _agent: None,
+           fan_out: WsFanOut | None = None) -> list[web.RouteDef]:
     """`agent_queues`: an agent's queues as they are now, for the queue's work an agent sees (AgentScope)."""
+    fan_out = fan_out or WsFanOut(bus)
+
     @operation("The live event stream (WebSocket); ?since= replays what a client missed first", tag="cti",
                query={**FILTER_QUERY, "token": {"type": "string", "description": "for browsers (no headers)"}},
                responses={101: {"type": "object"}},
@@ -94,23 +99,27 @@ def routes(bus: EventBus, webhooks: WebhookNotifier,
         identity = caller_of(request)
         event_filter = scoped_filter(request, identity, agent_queues)
         since = _since(request, bus)
-        ws = web.WebSocketResponse(heartbeat=20)
-        await ws.prepare(request)
+        # No permessage-deflate: one frame's bytes go to every client (and no compressor is kept per connection).
+        ws = web.WebSocketResponse(heartbeat=20, compress=False)
+        drain = (await ws.prepare(request)).drain
         track_socket(request, ws)  # closed when its token or session is revoked
-        subscriber = bus.subscribe()  # before the replay, so nothing published meanwhile is missed
+        transport = request.transport
+        if transport is None or ws.compress:  # (lost meanwhile; compression is never negotiated)
+            return ws
+        reader = asyncio.create_task(_drain_client(ws))
+        client = _Client(ws, request, transport, event_filter, 0, reader)
+        fan_out.join(client)  # before the replay, so nothing published meanwhile is missed
         hello_seq = bus.last_seq
-        start = hello_seq if since is None else since  # without since: everything after the hello's seq
+        client.last = client.written = hello_seq if since is None else since  # without since: after the hello
         try:
             await ws.send_json({"type": "hello", "seq": hello_seq, "role": identity.role})
-            reader = asyncio.create_task(_drain_client(ws))
-            try:
-                await _stream(bus, ws, subscriber, event_filter, start, reader, _corkable(request.transport))
-            finally:
-                reader.cancel()
-            if subscriber.closed:
+            await _serve(client, bus, drain)
+            if client.ended and not ws.closed:
+                client.flush()  # (the frames held before the stop, if the connection was full meanwhile)
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"controller stopping: resume with since")
         finally:
-            bus.unsubscribe(subscriber)
+            reader.cancel()
+            fan_out.leave(client)
             with contextlib.suppress(ConnectionError):
                 await ws.close()
         return ws
@@ -186,84 +195,184 @@ def routes(bus: EventBus, webhooks: WebhookNotifier,
     ]
 
 
-async def _stream(bus: EventBus, ws: web.WebSocketResponse, subscriber: Subscriber, event_filter: EventFilter,
-                  last: int, reader: asyncio.Task[None], sock: socket.socket | None = None) -> None:
-    """Send every event after `last`: pages from the store until caught up, then the live queue.
+#: Frames a client's live stream holds while its connection's send buffer is full: as many events as a bus
+#: subscriber's queue holds. Beyond it they are dropped and the client catches up from the store once it reads.
+LIVE_BACKLOG = 5_000
 
-    The subscriber was registered before the first page, so an event published meanwhile is either
-    in a page or in the queue (both is skipped by its number). A client too slow for the live queue
-    (it overflowed) catches up from the store again the same way. The live events that queued while
-    the client's task waited (those of one commit, when busy) are sent together, as one TCP segment
-    (`_corked`, when `sock` is given), rather than one socket send each.
-    """
 
-    async def send(events: Iterable[CtiEvent]) -> None:
-        frames = [event.as_json() for event in events if event_filter.matches(event)]  # encoded once for all
-        with _corked(sock) if sock is not None and len(frames) > 1 else contextlib.nullcontext():
-            for frame in frames:
-                await ws.send_str(frame)
+def text_frame(text: str) -> bytes:
+    """`text` as one WebSocket text frame as a server sends it (RFC 6455 5.2: final, opcode 1, not masked)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65_536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
-    def client_left(_reader: asyncio.Task[None]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):  # (a full queue: the loop below sees `reader.done()`)
-            subscriber.queue.put_nowait(None)
 
-    reader.add_done_callback(client_left)  # wakes the wait below: no second waiter per event
+class _Client:
+    """One /ws connection's stream: what it wants, the last event handled for it, the frames held for it.
 
-    catching_up = last < bus.last_seq
-    while not (ws.closed or reader.done() or subscriber.closed):
-        if catching_up or subscriber.overflowed:
-            catching_up = subscriber.overflowed = False
-            while not subscriber.queue.empty():  # all of it is in the pages read below
-                subscriber.queue.get_nowait()
-            while not ws.closed:
-                page = await bus.since(last, REPLAY_PAGE)
-                await send(page)
-                if page:
-                    last = page[-1].seq
-                if len(page) < REPLAY_PAGE:
-                    break
-            continue
-        queued = [await subscriber.queue.get()]
-        while not subscriber.queue.empty():
-            queued.append(subscriber.queue.get_nowait())
-        live: list[CtiEvent] = []
-        ended = False
-        for event in queued:
-            if event is None:
-                ended = True  # the controller is stopping, or the client left
-                break
-            if event.seq <= last:
-                continue  # already sent from a page
-            if event.seq != last + 1:
-                catching_up = True  # never leave a hole: read it (and what follows) from the store
-                break
-            last = event.seq
-            live.append(event)
-        await send(live)
-        if ended:
+    `live`: the fan-out frames its events (else its task is catching up from the store). `written`: every event up
+    to it was written or filtered out; a client falling behind starts again after it. Its data frames are written
+    to the connection's transport directly: the WebSocketResponse negotiates no compression (so aiohttp's writer
+    keeps no state about data frames) and writes its own control frames (pong, ping, close) whole, each in one
+    write; nothing is written once the response is closed (the close frame is the last)."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, transport: asyncio.Transport,
+                 event_filter: EventFilter, last: int, reader: asyncio.Task[None]) -> None:
+        self.ws, self.transport, self.protocol = ws, transport, request.protocol
+        self.filter, self.reader = event_filter, reader
+        self.last = self.written = last
+        self.live = self.ended = False
+        self.frames: list[bytes] = []
+        self.woken = asyncio.Event()
+        reader.add_done_callback(lambda _reader: self.woken.set())
+
+    def gone(self) -> bool:
+        """The connection is closed or closing: nothing more is written to it."""
+        return self.ws.closed or self.reader.done() or self.transport.is_closing()
+
+    def flush(self) -> None:
+        """Write the frames held, in one write; while the connection's send buffer is full, its task writes them
+        once it drains (at most LIVE_BACKLOG are held: `hold`)."""
+        if not self.frames:
+            self.written = self.last
+        elif self.gone():
+            self.frames.clear()
+            self.woken.set()
+        elif self.protocol.writing_paused:
+            self.woken.set()
+        else:
+            self.transport.write(self.frames[0] if len(self.frames) == 1 else b"".join(self.frames))
+            self.frames.clear()
+            self.written = self.last
+
+    def hold(self, frame: bytes) -> bool:
+        """Hold a frame for the next flush; False when that was one too many (the client fell behind)."""
+        self.frames.append(frame)
+        if len(self.frames) > LIVE_BACKLOG:
+            self.fall_behind()
+            return False
+        return True
+
+    def fall_behind(self) -> None:
+        """Drop what is held: the client's task catches up from the store, after the last event written."""
+        self.live = False
+        self.frames.clear()
+        self.last = self.written
+        self.woken.set()
+
+
+class WsFanOut:
+    """The live stream of every /ws client, from one bus subscription and one task: each event is framed once
+    (if any client wants it) and the same bytes are held for every client whose filter matches; the frames held
+    for a client in one turn of the loop (one commit's events) leave in one write."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self.clients: set[_Client] = set()
+        self._subscriber: Subscriber | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.fell_behind = 0  # clients whose held frames went beyond LIVE_BACKLOG (they caught up from the store)
+
+    def join(self, client: _Client) -> None:
+        """Before the client's replay (or its hello's seq is read): nothing published from now on is missed."""
+        if self._stopped:
+            client.ended = True
             return
+        self.clients.add(client)
+        if self._subscriber is None:
+            self._subscriber = self._bus.subscribe()
+            self._task = asyncio.get_running_loop().create_task(self._run(self._subscriber))
+
+    def leave(self, client: _Client) -> None:
+        self.clients.discard(client)
+        if not self.clients and self._subscriber is not None and self._task is not None:
+            self._bus.unsubscribe(self._subscriber)
+            self._task.cancel()
+            self._subscriber = self._task = None
+
+    async def _run(self, subscriber: Subscriber) -> None:
+        queue = subscriber.queue
+        while True:
+            events = [await queue.get()]
+            while not queue.empty():
+                events.append(queue.get_nowait())
+            if subscriber.overflowed:  # this task fell behind the bus (the loop was held): every client catches up
+                subscriber.overflowed = False
+                for client in self.clients:
+                    client.fall_behind()
+            else:
+                try:
+                    self._deliver([event for event in events if event is not None])
+                except Exception:
+                    log.exception("CTI: the /ws fan-out failed; every client catches up from the store")
+                    for client in self.clients:
+                        client.fall_behind()
+            if subscriber.closed:  # the controller is stopping: the clients resume with since from the next process
+                self._stopped = True
+                for client in self.clients:
+                    client.ended = True
+                    client.woken.set()
+                return
+
+    def _deliver(self, events: list[CtiEvent]) -> None:
+        clients = [client for client in self.clients if client.live]
+        for event in events:
+            frame = None
+            for client in clients:
+                if not client.live or event.seq <= client.last:
+                    continue  # catching up, or the event was in its replay
+                if event.seq != client.last + 1:
+                    client.fall_behind()  # never leave a hole: read it (and what follows) from the store
+                    continue
+                client.last = event.seq
+                if client.filter.matches(event):
+                    if frame is None:
+                        frame = text_frame(event.as_json())
+                    if not client.hold(frame):
+                        self.fell_behind += 1
+        for client in clients:
+            if client.live:
+                client.flush()
 
 
-def _corkable(transport: asyncio.BaseTransport | None) -> socket.socket | None:
-    """The connection's TCP socket when its sends can be held (TCP_CORK: Linux), else None."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or not hasattr(socket, "TCP_CORK") or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    return sock  # type: ignore[no-any-return]
-
-
-@contextlib.contextmanager
-def _corked(sock: socket.socket) -> Iterator[None]:
-    """Hold the socket's sends while several frames are written, then send them as one segment: each loopback send
-    costs ~10-20 µs of kernel time. (aiohttp writes each frame to the transport at once, and has no call for
-    several frames.)"""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+async def _serve(client: _Client, bus: EventBus, drain: Callable[[], Awaitable[None]]) -> None:
+    """The client's own task: catch up from the store while it is behind (a `since`, or frames it could not
+    take), and write the live frames held while the connection's send buffer was full."""
     try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):  # (closed meanwhile)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        while not (client.ended or client.gone()):
+            client.woken.clear()
+            if not client.live:
+                await _catch_up(client, bus, drain)
+            elif client.frames:
+                await drain()  # (at once unless the connection's send buffer is still full)
+                client.flush()
+            else:
+                await client.woken.wait()
+    except ConnectionError:
+        return  # lost while waiting for the connection to drain
+
+
+async def _catch_up(client: _Client, bus: EventBus, drain: Callable[[], Awaitable[None]]) -> None:
+    """Send every event after `client.last`, a page per write, then hand the client to the live fan-out: nothing
+    newer is published at that moment (no await in between), so the fan-out's next event for it is the one after
+    its last. Pages come from the store when the client is far behind, however many."""
+    while not (client.ended or client.gone()):
+        page = await bus.since(client.last, REPLAY_PAGE)
+        frames = [text_frame(event.as_json()) for event in page if client.filter.matches(event)]
+        if page:
+            client.last = page[-1].seq
+        if frames and not client.gone():
+            client.transport.write(b"".join(frames))
+        client.written = client.last
+        if len(page) < REPLAY_PAGE and client.last >= bus.last_seq:
+            client.live = True
+            return
+        await drain()
 
 
 async def _drain_client(ws: web.WebSocketResponse) -> None:
