@@ -109,8 +109,9 @@ class WebSocket(asyncio.Protocol):
         """From now on each complete text message is handed to `on_text` as it comes (never concurrently)."""
         self._on_text = on_text
         early, self._early = self._early, []
+        ended_before = self._stopped  # what came before the end is still handed over
         for payload in early:
-            if self._stopped:
+            if self._stopped and not ended_before:  # `on_text` closed it: nothing after is read
                 break
             on_text(payload)
 
