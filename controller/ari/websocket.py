@@ -225,6 +225,7 @@ class WebSocket(asyncio.Protocol):
     def _frames(self, data: bytes) -> None:
         """Parse and handle every complete frame of `data`; keep the incomplete rest for the next bytes."""
         position, end = 0, len(data)
+        on_text = self._on_text
         while not self._stopped:
             available = end - position
             if available < 2:
@@ -239,7 +240,7 @@ class WebSocket(asyncio.Protocol):
                 if available < 4:
                     self._needed = 4
                     break
-                length, head = int.from_bytes(data[position + 2:position + 4]), 4
+                length, head = data[position + 2] << 8 | data[position + 3], 4
             elif length == 127:
                 if available < 10:
                     self._needed = 10
@@ -253,8 +254,8 @@ class WebSocket(asyncio.Protocol):
                 break
             start = position + head
             position = start + length
-            if first == 0x81:  # a whole text message: the common case
-                self._deliver(data[start:position])
+            if first == 0x81 and on_text is not None and not self._fragmented_opcode:  # the common case
+                on_text(data[start:position])
             else:
                 self._frame(first, data[start:position])
         else:
