@@ -3,7 +3,8 @@
 Reading never waits on handling: each event is parsed and handed to `on_event`, which must not
 block (the dispatcher only puts it in the owner's inbox). Asterisk drops a WebSocket reader that
 falls 100 ms behind, so nothing slow may run in this loop. `on_connected` (re-adoption of calls
-left in Stasis) runs as a separate task each time the connection comes up.
+left in Stasis) runs as a separate task each time the connection comes up. The WebSocket is our own
+client (websocket.py): each event is handled from its `data_received`, with no task or queue in between.
 """
 
 from __future__ import annotations
