@@ -152,10 +152,9 @@ class HttpPool:
         self.size = size
         self.idle_timeout = idle_timeout
         self._ssl = ssl_context
-        host_header = host if ":" not in host else f"[{host}]"  # an IPv6 literal
-        fixed = {"Host": f"{host_header}:{port}", **headers}
+        fixed = {"Host": host_header(host, port), **headers}
         for name, value in fixed.items():
-            _check_header(name, value)
+            check_header(name, value)
         self._fixed_head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._idle: list[_Connection] = []  # the most recently used last: taken first, so the others age out
         self._all: set[_Connection] = set()
@@ -176,8 +175,7 @@ class HttpPool:
         """Send `method target` (an origin-form target, already percent-encoded) with a JSON body, if any."""
         if method == "HEAD":
             raise ValueError("HEAD is not supported (its answer's framing differs)")
-        if not (target.isascii() and target.isprintable()) or " " in target or not target.startswith("/"):
-            raise ValueError(f"not a percent-encoded request target: {target!r}")
+        check_target(target)
         head = f"{method} {target} HTTP/1.1\r\n{self._fixed_head}"
         if body is not None:
             data = f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
@@ -319,7 +317,19 @@ class HttpPool:
         return False
 
 
-def _check_header(name: str, value: str) -> None:
+def check_target(target: str) -> None:
+    """Refuse a request target that is not origin-form and percent-encoded (it would break the request line)."""
+    if not (target.isascii() and target.isprintable()) or " " in target or not target.startswith("/"):
+        raise ValueError(f"not a percent-encoded request target: {target!r}")
+
+
+def host_header(host: str, port: int) -> str:
+    """The value of the Host header (an IPv6 literal in brackets)."""
+    return f"{host if ':' not in host else f'[{host}]'}:{port}"
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a header that would break the request's head (CR, LF, non-ASCII, a bad name)."""
     for text in (name, value):
         if not text.isascii() or not text.isprintable():
             raise ValueError(f"header {name!r}: not printable ASCII")

@@ -6,6 +6,11 @@
   (`time.process_time`), so the server's work is not counted;
 - events: one WebSocket message's text → `json.loads` → `parse_event`, for the event types of the full-path
   call (with Asterisk 22's fields), and the same decode with orjson when it is installed;
+- the event stream: a stand-in for Asterisk's events WebSocket in a child process sends the full-path call's
+  events (each frame its own write, 4 per ms, as Asterisk writes them one by one), read by our client
+  (controller/ari/websocket.py, what EventStream uses), by aiohttp's `ws_connect(heartbeat=10)` (EventStream's
+  client until 2026-11-26) and by `websockets`' asyncio client when it is installed; each hands the text to the
+  same `json.loads` + `parse_event` + `_event_lag`: the difference is the WebSocket client's CPU per event;
 - routing: `Dispatcher.dispatch` into a call's `Inbox` and the call's task taking it out (`Inbox.get` with
   and without a timeout);
 - prompts: `PromptRenderer.media_for` of a text prompt already rendered (what each prompt of each call asks).
@@ -16,8 +21,10 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -28,14 +35,17 @@ from typing import Any
 
 import uvloop
 
+from controller.ari import websocket
 from controller.ari.client import AriClient
 from controller.ari.dispatcher import Dispatcher, Inbox
+from controller.ari.events import _event_lag
 from controller.ari.models import Event, parse_event
 from controller.ivr.port import Prompt
 from controller.media.prompts import PromptRenderer, prompt_key
 
 REQUESTS = int(os.environ.get("CCC_BENCH_ARI_REQUESTS", "3000"))
 EVENTS = int(os.environ.get("CCC_BENCH_ARI_EVENTS", "20000"))
+STREAMED = int(os.environ.get("CCC_BENCH_ARI_STREAMED", "8000"))  # events per round of the event stream bench
 
 #: A stand-in for Asterisk's HTTP server: answers each request on a kept-alive connection with Asterisk's headers.
 SERVER = r'''
@@ -93,6 +103,50 @@ EVENT_MIX: list[tuple[int, dict[str, Any]]] = [
     (2, {"type": "StasisEnd", "channel": _CHANNEL, **_STAMP}),
     (1, {"type": "ChannelDestroyed", "cause": 16, "cause_txt": "Normal Clearing", "channel": _CHANNEL, **_STAMP}),
 ]
+
+
+#: A stand-in for Asterisk's events WebSocket: accepts the upgrade of GET /events?count=N, then sends N frames
+#: (the lines of its standard input, in turn), each its own write, 4 per millisecond (all at once with burst=1);
+#: ignores what the client sends.
+WS_SERVER = r'''
+import asyncio, base64, hashlib, struct, sys, time
+MESSAGES = [line.rstrip("\n").encode() for line in sys.stdin]
+FRAMES = [struct.pack("!BBH", 0x81, 126, len(m)) + m if len(m) > 125 else bytes((0x81, len(m))) + m
+          for m in MESSAGES]
+
+class Events(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer, self.streaming = transport, b"", False
+    def data_received(self, data):
+        if self.streaming:
+            return
+        self.buffer += data
+        if b"\r\n\r\n" not in self.buffer:
+            return
+        self.streaming = True
+        head = self.buffer.decode("latin-1")
+        count = int(head.split("count=", 1)[1].split(" ", 1)[0].split("&", 1)[0])
+        self.per_ms = count if "burst=1" in head else 4
+        key = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                   if line.lower().startswith("sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        asyncio.get_running_loop().create_task(self.stream(count))
+    async def stream(self, count):
+        sent = 0
+        while sent < count and not self.transport.is_closing():
+            for _ in range(min(self.per_ms, count - sent)):
+                self.transport.write(FRAMES[sent % len(FRAMES)])
+                sent += 1
+            await asyncio.sleep(0.001)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Events, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+'''
 
 
 def cpu_us(run: Callable[[], Any], count: int) -> float:
@@ -176,6 +230,102 @@ def decode_only(loads: Callable[[str], Any], messages: list[str], rounds: int) -
     return run
 
 
+class EventSink:
+    """What EventStream does with each message's text (decode, parse, lag), counting them until `expected`."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def text(self, message: str | bytes) -> None:
+        event = parse_event(json.loads(message))
+        _event_lag(event, time.time())
+        self.count += 1
+        if self.count == self.expected and not self.done.done():
+            self.done.set_result(None)
+
+
+async def stream_ours(port: int, count: int, burst: bool) -> None:
+    sink = EventSink(count)
+    socket = await websocket.connect("127.0.0.1", port, f"/events?count={count}&burst={int(burst)}", headers={},
+                                     timeout=5)
+    socket.start(lambda message: sink.text(message.decode()))
+    await sink.done
+    socket.close()
+
+
+async def stream_aiohttp(port: int, count: int, burst: bool) -> None:
+    import aiohttp
+
+    sink = EventSink(count)
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"ws://127.0.0.1:{port}/events?count={count}&burst={int(burst)}", heartbeat=10.0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0), max_msg_size=16 * 1024 * 1024) as ws:
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                sink.text(message.data)
+                if sink.count == count:
+                    break
+
+
+async def stream_websockets(port: int, count: int, burst: bool) -> None:
+    from websockets.asyncio.client import connect
+
+    sink = EventSink(count)
+    async with connect(f"ws://127.0.0.1:{port}/events?count={count}&burst={int(burst)}", ping_interval=10.0,
+                       ping_timeout=5.0, compression=None, max_size=16 * 1024 * 1024) as ws:
+        async for message in ws:
+            sink.text(message)
+            if sink.count == count:
+                break
+
+
+def bench_event_stream(port: int) -> None:
+    clients: list[tuple[str, Callable[[int, int, bool], Awaitable[None]]]] = [
+        ("ours (controller/ari/websocket.py)", stream_ours), ("aiohttp ws_connect(heartbeat=10)", stream_aiohttp)]
+    try:
+        import websockets
+        clients.append((f"websockets {websockets.__version__} (asyncio)", stream_websockets))
+    except ImportError:
+        print("  (websockets not installed: no comparison)")
+
+    async def run(client: Callable[[int, int, bool], Awaitable[None]], burst: bool) -> float:
+        await client(port, 200, burst)  # warm
+        return await measure_async(lambda: client(port, STREAMED, burst), STREAMED)
+
+    async def calls(client: Callable[[int, int, bool], Awaitable[None]]) -> float:
+        """Function calls per event (cProfile's count, beyond the sink's own): steady where CPU time is not."""
+        profile = cProfile.Profile()
+        profile.enable()
+        await client(port, STREAMED, False)
+        profile.disable()
+        return float(pstats.Stats(profile).total_calls) / STREAMED - sink_calls  # type: ignore[attr-defined]
+
+    decode = EVENTS // 4
+    messages = [json.dumps(obj) for count, obj in EVENT_MIX for _ in range(count)]
+    baseline = cpu_us(lambda: [parse_event(json.loads(messages[n % len(messages)])) for n in range(decode)], decode)
+    sink_calls = calls_per_sink_text(messages)
+    print(f"  µs CPU per event, 4 per ms / all at once, with json.loads + parse_event ({baseline:4.1f} of it);"
+          f" function calls per event beside the {sink_calls:.0f} of decoding:")
+    for name, client in clients:
+        print(f"  {name:40s} {uvloop.run(run(client, False)):5.1f} / {uvloop.run(run(client, True)):5.1f}"
+              f"   {uvloop.run(calls(client)):5.1f} calls")
+
+
+def calls_per_sink_text(messages: list[str]) -> float:
+    async def run() -> float:
+        sink = EventSink(len(messages))
+        profile = cProfile.Profile()
+        profile.enable()
+        for message in messages:
+            sink.text(message)
+        profile.disable()
+        return float(pstats.Stats(profile).total_calls) / len(messages)  # type: ignore[attr-defined]
+
+    return uvloop.run(run())
+
+
 def bench_routing() -> None:
     events = [parse_event(obj) for count, obj in EVENT_MIX for _ in range(count)]
 
@@ -253,6 +403,19 @@ def main() -> None:
     finally:
         server.kill()
         server.wait()
+    messages = "".join(json.dumps(obj) + "\n" for count, obj in EVENT_MIX for _ in range(count))
+    ws_server = subprocess.Popen([sys.executable, "-c", WS_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+    try:
+        assert ws_server.stdin is not None and ws_server.stdout is not None
+        ws_server.stdin.write(messages)
+        ws_server.stdin.close()
+        port = int(ws_server.stdout.readline())
+        print(f"ARI event stream from a stand-in WebSocket server ({STREAMED} events per round, best of 3):")
+        bench_event_stream(port)
+    finally:
+        ws_server.kill()
+        ws_server.wait()
     print("ARI events (the full-path call's mix):")
     bench_events()
     bench_routing()
