@@ -8,8 +8,9 @@ ari-py does not run on Python 3, so this is our own. Design points (see ../share
   Swagger description Asterisk ships;
 - the REST requests go through `transport.HttpPool` (lean keep-alive HTTP/1.1, a few µs of CPU each instead of
   aiohttp's 65-95): its pool stays well below http.conf's `sessionlimit`, and idle connections are closed before
-  Asterisk's 15 s keep-alive would drop them under us. The event WebSocket and recordings' downloads (`raw`)
-  stay on aiohttp (`session`), whose connector is kept small so that both together stay below the limit.
+  Asterisk's 15 s keep-alive would drop them under us. Recordings' downloads (`raw`) stay on aiohttp
+  (`session`), whose connector is kept small so that both together stay below the limit; the event WebSocket
+  is our own client (`websocket.py`, one connection).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from controller.ids import unique_hex
 
 QueryValue = str | int | float | bool | Sequence[str] | None
 
-#: Connections of the aiohttp session beside the REST pool: the event WebSocket and recordings' downloads.
+#: Connections of the aiohttp session beside the REST pool: recordings' downloads.
 SESSION_CONNECTIONS = 8
 #: Idle REST connections are closed after this, before Asterisk's keep-alive (http.conf, 15 s) drops them.
 KEEPALIVE_TIMEOUT = 10.0
@@ -145,7 +146,7 @@ class AriClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """An aiohttp session with the auth header, for the event WebSocket and recordings' downloads (the REST
+        """An aiohttp session with the auth header, for recordings' downloads (the REST
         requests have their own pool); at most SESSION_CONNECTIONS connections."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=SESSION_CONNECTIONS, keepalive_timeout=KEEPALIVE_TIMEOUT)

@@ -13,7 +13,6 @@ import asyncio
 import bisect
 import collections
 import functools
-import json
 import logging
 import random
 import ssl
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
+from controller import jsontext
 from controller.ari import websocket
 from controller.ari.client import AriClient
 from controller.ari.errors import AriError
@@ -170,7 +170,7 @@ class EventStream:
     def _handle(self, socket: websocket.WebSocket, message: bytes) -> None:
         """One text message from the socket, in the order Asterisk sent them (called from its data_received)."""
         try:
-            event = parse_event(json.loads(message.decode()))
+            event = parse_event(jsontext.loads(message))
         except ValueError:  # not UTF-8, not JSON, not an event object
             log.warning("undecodable ARI event dropped")
             return
