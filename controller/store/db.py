@@ -319,7 +319,8 @@ class Store:
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, sql: str, params: Params = ()) -> None:
-        """Queue a statement; it is committed with the next batch (within milliseconds)."""
+        """Queue a statement; it is committed with the next batch (BATCH_WINDOW_SECONDS after the
+        oldest write not yet committed, plus the commit)."""
         self._write(sql, params)
 
     def write_watched(self, sql: str, params: Params = ()) -> int | None:
