@@ -59,9 +59,10 @@ RETRY_SECONDS = (0.5, 10.0)
 #: The writer cuts a batch this long after its first write (the oldest statement not yet committed), so the events
 #: of the next few ms go in the same transaction: a call's ~59 statements come with ~15 ARI events spread over its
 #: life, and an idle store that committed each write at once made one commit per event at 10 calls/s (~7 per call,
-#: each ~23 WAL page writes, ~6 file locks and a hand-off to the store's thread and back, and a CTI flush to each
-#: /ws client); a busy store that started a commit at most every 10 ms made ~2 at 80 calls/s. Measured with
-#: bench_fullpath at 10 calls/s (README "Benchmarks", third round, third session): 10 / 20 / 30 / 50 ms. Nothing
+#: each ~23 pwrite64 for ~11 WAL frames, ~6 file locks, a hand-off to the store's thread and back, and a CTI flush
+#: to each /ws client); a busy store that started a commit at most every 10 ms made ~2 at 80 calls/s. bench_fullpath at
+#: 10 calls/s (README "Benchmarks", third round, third session), window 10 / 20 / 30 / 50 ms: 4.4 / 3.0 / 2.4 / 1.8
+#: commits per call (7.0 before); 20 ms takes most of it for the smallest delay and loss bound. Nothing
 #: waits for it but the CTI stream (`committed()`: its events are published up to this much later): `flush()`,
 #: `execute()` and reads that flush commit at once; the call path (key -> queue -> ringing) waits for no commit.
 #: The price: a SIGKILL may lose up to this much (plus the commit under way) of the last writes.
