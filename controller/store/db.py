@@ -4,9 +4,10 @@ dedicated thread. `controller.store.engines` holds what differs between the two 
 Database calls block, so none of them run on the event loop: every statement goes to a single
 worker thread (which also keeps the connection single-threaded). Writes are batched: `write()`
 queues a statement and returns at once; the writer commits whatever has queued in one
-transaction, so a burst of calls costs one fsync rather than hundreds. `execute()` and `flush()`
-wait until the data is committed, for the places that must not continue before (e.g. an API
-call that reports success). WAL mode lets readers run while the writer commits.
+transaction a few ms after the first of them (BATCH_WINDOW_SECONDS), so a call's events, or a burst
+of calls, cost one commit rather than one each. `execute()` and `flush()` commit at once and wait
+until the data is committed, for the places that must not continue before (e.g. an API call that
+reports success). WAL mode lets readers run while the writer commits.
 
 Failures are of two kinds and handled apart:
 - a statement that can never succeed (a value out of range, a constraint, an SQL error) fails
@@ -55,13 +56,19 @@ log = logging.getLogger("controller.store")
 Params = Sequence[Any] | dict[str, Any]
 #: A failed commit is retried after the first delay, doubling up to the second.
 RETRY_SECONDS = (0.5, 10.0)
-#: While writes keep coming, the writer starts a commit at most once per this many seconds, so a busy
-#: controller commits many calls' changes in one transaction (and builds the `write_at_commit` statements
-#: once for them) instead of one transaction per event: at 10-20 calls/s, 8-11 commits per call became 4-5
-#: (README "Benchmarks", third round). An idle store commits a write at once. `flush()` and `execute()`
-#: never wait for it. The price: a SIGKILL may lose up to this much more of the last writes.
-GROUP_SECONDS = 0.01
-#: How long `committed()` waits for the writer's commit before committing itself (no writer running).
+#: The writer cuts a batch this long after its first write (the oldest statement not yet committed), so the events
+#: of the next few ms go in the same transaction: a call's ~59 statements come with ~15 ARI events spread over its
+#: life, and an idle store that committed each write at once made one commit per event at 10 calls/s (~7 per call,
+#: each ~23 pwrite64 for ~11 WAL frames, ~6 file locks, a hand-off to the store's thread and back, and a CTI flush
+#: to each /ws client); a busy store that started a commit at most every 10 ms made ~2 at 80 calls/s. bench_fullpath at
+#: 10 calls/s (README "Benchmarks", third round, third session), window 10 / 20 / 30 / 50 ms: 4.4 / 3.0 / 2.4 / 1.8
+#: commits per call (7.0 before); 20 ms takes most of it for the smallest delay and loss bound. Nothing
+#: waits for it but the CTI stream (`committed()`: its events are published up to this much later): `flush()`,
+#: `execute()` and reads that flush commit at once; the call path (key -> queue -> ringing) waits for no commit.
+#: The price: a SIGKILL may lose up to this much (plus the commit under way) of the last writes.
+BATCH_WINDOW_SECONDS = 0.02
+#: How long `committed()` waits for the writer's commit before committing itself (no writer running); longer than
+#: BATCH_WINDOW_SECONDS, or it would commit each batch itself.
 COMMITTED_FALLBACK_SECONDS = 0.2
 #: On close, a failing commit is retried this long before the statements go to the spill file.
 CLOSE_RETRY_SECONDS = 10.0
@@ -157,7 +164,7 @@ class Store:
         self._commit_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._commit_ended = asyncio.Event()  # set (and replaced) after each commit, done or failed
-        self._last_commit_start = float("-inf")  # the writer's, on the loop's clock
+        self._first_pending_at = 0.0  # time.monotonic() of the oldest write not yet taken by a commit
         self._closed = False
         self._frozen = False  # a graceful stop: writes are dropped (see freeze)
         self._spill_until = 0  # statements replayed from the spill file end at this ticket
@@ -280,13 +287,11 @@ class Store:
         fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped.
         `close()` commits (or saves) what is left after it is cancelled."""
         delay = RETRY_SECONDS[0]
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            if (wait := self._last_commit_start + GROUP_SECONDS - loop.time()) > 0:
-                await asyncio.sleep(wait)  # busy: the writes of the next few ms go in the same transaction
+            if (wait := self._first_pending_at + BATCH_WINDOW_SECONDS - time.monotonic()) > 0:
+                await asyncio.sleep(wait)  # the writes of the next few ms go in the same transaction
             self._wake.clear()
-            self._last_commit_start = loop.time()
             if await self._commit_pending():
                 delay = RETRY_SECONDS[0]
                 continue
@@ -315,7 +320,8 @@ class Store:
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, sql: str, params: Params = ()) -> None:
-        """Queue a statement; it is committed with the next batch (within milliseconds)."""
+        """Queue a statement; it is committed with the next batch (BATCH_WINDOW_SECONDS after the
+        oldest write not yet committed, plus the commit)."""
         self._write(sql, params)
 
     def write_watched(self, sql: str, params: Params = ()) -> int | None:
@@ -406,6 +412,8 @@ class Store:
         return self._queue(sql, params)
 
     def _queue(self, sql: str, params: Params) -> int:
+        if not self._pending:
+            self._first_pending_at = time.monotonic()  # the writer cuts the batch BATCH_WINDOW_SECONDS after it
         self._last_ticket += 1
         self._pending.append(_Statement(self._last_ticket, sql, params))
         self._wake.set()
@@ -439,7 +447,7 @@ class Store:
 
     async def committed(self) -> None:
         """Wait until everything written so far is committed, by the writer's next commit (grouped with the
-        other writes of the moment: see GROUP_SECONDS) rather than by a commit of its own as `flush()` does.
+        other writes of the moment: see BATCH_WINDOW_SECONDS) rather than by a commit of its own as `flush()` does.
         Raises StoreUnavailable as `flush()`. For a caller that must not go on before its writes are stored
         but need not hurry them (the CTI stream publishes its events once committed)."""
         target = self._last_ticket

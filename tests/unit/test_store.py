@@ -376,50 +376,71 @@ async def test_a_failing_builder_fails_alone_and_a_stopped_store_builds_before_f
     assert await numbers(store) == [1, 2]
 
 
-async def test_a_busy_writer_groups_the_writes_of_the_moment_and_an_idle_one_commits_at_once(store: Store) -> None:
-    """Writes arriving every millisecond (a busy controller's events) go in one transaction per GROUP_SECONDS,
-    not one each; a lone write is committed at once. Either way every write is committed, in order."""
+async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes spread over less than BATCH_WINDOW_SECONDS after the first one (a call's ARI events at a low call
+    rate, each with its statements) go in one transaction, not one each, and nothing is committed before the
+    window ends; later writes start a new window. Every write is committed, in order."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 1.0)  # long against the scheduler's jitter on a busy machine
+    monkeypatch.setattr(db, "COMMITTED_FALLBACK_SECONDS", 5.0)  # (committed() waits for the writer, not its own)
     writer = asyncio.create_task(store.run_writer())
     try:
-        commits = store.commits
-        store.write("INSERT INTO t (n) VALUES (?)", (0,))
-        async with asyncio.timeout(db.GROUP_SECONDS / 2 + 0.5):
-            while store.commits == commits:
-                await asyncio.sleep(0.001)
-        await asyncio.sleep(db.GROUP_SECONDS * 2)  # idle again
-        commits = store.commits
         loop = asyncio.get_running_loop()
+        commits = store.commits
         started = loop.time()
-        for n in range(1, 41):
+        for n in range(10):  # over ~0.1 s, a tenth of the window
             store.write("INSERT INTO t (n) VALUES (?)", (n,))
-            await asyncio.sleep(0.001)
-        elapsed = loop.time() - started
+            await asyncio.sleep(0.01)
+        assert store.commits == commits  # still collecting
+        assert await store.fetchall("SELECT n FROM t", flush=False) == []
         await store.committed()
-        grouped = store.commits - commits
-        assert 1 <= grouped <= elapsed / db.GROUP_SECONDS + 2, f"{grouped} commits for 40 writes in {elapsed:.3f} s"
-        rows = await store.fetchall("SELECT n FROM t ORDER BY id")
-        assert [row["n"] for row in rows] == list(range(41))
+        assert store.commits == commits + 1, f"{store.commits - commits} commits for 10 writes in one window"
+        assert loop.time() - started >= 1.0 - 0.01  # (the loop's clock may be coarser than time.monotonic)
+        store.write("INSERT INTO t (n) VALUES (?)", (10,))  # the next window
+        await store.committed()
+        assert store.commits == commits + 2
+        rows = await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)
+        assert [row["n"] for row in rows] == list(range(11))
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
 
 
-async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_a_writer(store: Store) -> None:
+async def test_flush_execute_and_reads_of_ones_own_writes_do_not_wait_for_the_window(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 30.0)
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        async with asyncio.timeout(10):  # far below the window
+            store.write("INSERT INTO t (n) VALUES (?)", (1,))
+            await store.flush()
+            await store.execute("INSERT INTO t (n) VALUES (?)", (2,))
+            store.write("INSERT INTO t (n) VALUES (?)", (3,))
+            assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id")] == [1, 2, 3]
+            store.write("INSERT INTO t (n) VALUES (?)", (4,))
+            await store.execute_atomic([("INSERT INTO t (n) VALUES (?)", (5,))])
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [1, 2, 3, 4, 5]
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_a_writer(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.write("INSERT INTO t (n) VALUES (?)", (1,))
     await store.committed()  # no writer running: it commits them itself (after a short wait)
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.1)  # (below COMMITTED_FALLBACK_SECONDS)
     writer = asyncio.create_task(store.run_writer())
     try:
+        commits = store.commits
         store.write("INSERT INTO t (n) VALUES (?)", (2,))
-        await store.committed()
-        commits = store.commits  # the writer is busy now: the next writes are grouped
-        store.write("INSERT INTO t (n) VALUES (?)", (3,))
         waiting = asyncio.create_task(store.committed())
-        await asyncio.sleep(db.GROUP_SECONDS / 4)
-        store.write("INSERT INTO t (n) VALUES (?)", (4,))
+        await asyncio.sleep(0.02)
+        store.write("INSERT INTO t (n) VALUES (?)", (3,))
         await waiting
-        assert store.commits == commits + 1  # 3 and 4 in the writer's one commit: none of committed()'s own
-        assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3, 4]
+        assert store.commits == commits + 1  # 2 and 3 in the writer's one commit: none of committed()'s own
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3]
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)

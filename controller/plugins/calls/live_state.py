@@ -3,8 +3,8 @@
 One row per call and part in `live_calls`; each capability owns its part(s) and writes them on every
 transition ("call": calls plugin, "ivr": IVR, "queue"/"ring": ACD queueing, "talk": ACD call control,
 "recording": recordings). Writes go through the store's batched writer, which commits within
-milliseconds: a SIGKILL loses at most the last batch. Asterisk is the truth for media, this picture
-the truth for intent (see /work/coord/RESUME.md and the calls plugin's `readopt`).
+about 20 ms (`BATCH_WINDOW_SECONDS`): a SIGKILL loses at most the last batch. Asterisk is the truth
+for media, this picture the truth for intent (see /work/coord/RESUME.md and the calls plugin's `readopt`).
 
 A part saved or dropped several times before the store's next batch is cut is written once, as it stands then
 (`Store.write_at_commit`): the batch that would have carried every change carries the last one, so what a

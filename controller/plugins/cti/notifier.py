@@ -21,7 +21,7 @@ it starts from the moment it is added, like any new webhook.
 
 Each POST carries `X-CCC-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
 `X-CCC-Event`, `X-CCC-Seq` and `X-CCC-Timestamp`. Secrets are never logged. The cursor is written once
-the receiver took the event and committed with the store's next grouped commit (within milliseconds): a
+the receiver took the event and committed with the store's next grouped commit (within about 20 ms): a
 crash in between sends the events of that instant again: receivers de-duplicate by `X-CCC-Seq`.
 """
 
