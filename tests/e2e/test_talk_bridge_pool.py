@@ -5,7 +5,6 @@ Checked at each step through ARI's own listing of the bridges: who is in which b
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, wait_until
-from tests.e2e.test_bridge_moves import ari_requests
+from tests.e2e.test_bridge_moves import ari_requests, pool_settled, talk_bridges
 from tests.e2e.test_resume_waiting import QUEUE_DID, config, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Pause, Phone, WaitForBye
 
@@ -21,21 +20,6 @@ pytestmark = pytest.mark.e2e
 
 #: Another ARI application on the same Asterisk, which puts a channel of its own into our talk bridge.
 FOREIGN_APP = "ccc-pool-intruder"
-
-
-async def pool_state(controller: ControllerProcess) -> dict[str, int]:
-    """The pool's figures from /metrics: idle, draining, taken_created, taken_reused."""
-    status, text = await controller.api("GET", "/metrics")
-    assert status == 200, text
-    found = {f"taken_{source}": int(float(n)) for source, n in
-             re.findall(r'ccc_talk_bridges_taken_total\{source="([a-z]+)"\} ([0-9.e+]+)', str(text))}
-    found |= {state: int(float(n)) for state, n in
-              re.findall(r'ccc_talk_bridges\{state="([a-z]+)"\} ([0-9.e+]+)', str(text))}
-    return found
-
-
-async def talk_bridges() -> dict[str, set[str]]:
-    return {b["id"]: set(b["channels"]) for b in await ari_get("/bridges") if b["id"].startswith("br-talk-")}
 
 
 async def caller_channel(number: str) -> str | None:
@@ -47,15 +31,6 @@ async def bridge_of(number: str) -> tuple[str, set[str]] | None:
     channel = await caller_channel(number)
     return next(((bridge_id, members) for bridge_id, members in (await talk_bridges()).items()
                  if channel in members and len(members) >= 2), None)
-
-
-async def pool_settled(controller: ControllerProcess) -> dict[str, Any] | None:
-    """Once nothing drains: the pool's figures and the talk bridges, each empty and idle (none leaked)."""
-    state = await pool_state(controller)
-    bridges = await talk_bridges()
-    if state["draining"] or any(bridges.values()) or len(bridges) != state["idle"]:
-        return None
-    return {"state": state, "idle": set(bridges)}
 
 
 async def one_talk(controller: ControllerProcess, number: str, steps: list[Any]) -> tuple[str, set[str], Caller]:
