@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ControllerProcess, ari_get, wait_until
+from tests.e2e.conftest import ControllerProcess, ari_get, pool_settled, wait_until
 from tests.e2e.test_resume_waiting import QUEUE_DID, TALK_DID, config, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
 
@@ -29,30 +29,6 @@ async def ari_requests(controller: ControllerProcess) -> Counter[str]:
     assert status == 200, text
     return Counter({operation: int(float(count)) for operation, count in
                     re.findall(r'ccc_ari_requests_total\{operation="([^"]+)"\} ([0-9.e+]+)', str(text))})
-
-
-async def pool_state(controller: ControllerProcess) -> dict[str, int]:
-    """The pool's figures from /metrics: idle, draining, taken_created, taken_reused."""
-    status, text = await controller.api("GET", "/metrics")
-    assert status == 200, text
-    found = {f"taken_{source}": int(float(n)) for source, n in
-             re.findall(r'ccc_talk_bridges_taken_total\{source="([a-z]+)"\} ([0-9.e+]+)', str(text))}
-    found |= {state: int(float(n)) for state, n in
-              re.findall(r'ccc_talk_bridges\{state="([a-z]+)"\} ([0-9.e+]+)', str(text))}
-    return found
-
-
-async def talk_bridges() -> dict[str, set[str]]:
-    return {b["id"]: set(b["channels"]) for b in await ari_get("/bridges") if b["id"].startswith("br-talk-")}
-
-
-async def pool_settled(controller: ControllerProcess) -> dict[str, Any] | None:
-    """Once nothing drains: the pool's figures and the talk bridges, each empty and idle (none leaked)."""
-    state = await pool_state(controller)
-    bridges = await talk_bridges()
-    if state["draining"] or any(bridges.values()) or len(bridges) != state["idle"]:
-        return None
-    return {"state": state, "idle": set(bridges)}
 
 
 async def talking(number: str) -> tuple[str, dict[str, list[str]]] | None:

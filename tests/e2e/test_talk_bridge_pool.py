@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, wait_until
-from tests.e2e.test_bridge_moves import ari_requests, pool_settled, talk_bridges
+from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, pool_settled, talk_bridges, wait_until
+from tests.e2e.test_bridge_moves import ari_requests
 from tests.e2e.test_resume_waiting import QUEUE_DID, config, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Pause, Phone, WaitForBye
 
