@@ -369,7 +369,11 @@ class QueueCall:
                 raise
         await bridge.destroy()
         bridge = self.talk_bridge = await Bridge(self.session, purpose="talk").create()
-        await bridge.add(leg.channel_id, self.session.channel_id)
+        try:
+            await bridge.add(leg.channel_id, self.session.channel_id)
+        except BaseException:
+            await bridge.destroy()
+            raise
         return bridge
 
     @staticmethod
