@@ -207,6 +207,9 @@ class TalkBridgePool:
             return
         self.dispatcher.claim(lease.bridge_id, self)
         self._unconfirmed.setdefault(ari, []).append(lease.bridge_id)
+        self._confirm_later(ari)
+
+    def _confirm_later(self, ari: AriClient) -> None:
         if ari not in self._confirming:
             self._confirming.add(ari)
             asyncio.get_running_loop().call_later(CONFIRM_SECONDS, self.spawn, self._confirm(ari))
@@ -237,9 +240,8 @@ class TalkBridgePool:
                 self.spawn(self._destroy_now(ari, bridge_id))
         if idle:
             self._shrink_later()
-        if self._unconfirmed[ari] and ari not in self._confirming:
-            self._confirming.add(ari)
-            asyncio.get_running_loop().call_later(CONFIRM_SECONDS, self.spawn, self._confirm(ari))
+        if self._unconfirmed[ari]:
+            self._confirm_later(ari)
 
     def _drained_too_long(self, lease: Lease) -> None:
         log.warning("talk bridge %s: %d channel(s) not known out of it %.0f s after its call: destroyed",
