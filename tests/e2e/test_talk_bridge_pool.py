@@ -23,7 +23,9 @@ FOREIGN_APP = "ccc-pool-intruder"
 
 
 async def caller_channel(number: str) -> str | None:
-    return next((c["id"] for c in await ari_get("/channels") if c["caller"]["number"] == number), None)
+    """The caller's channel (the agent's leg shows the caller's number too)."""
+    return next((c["id"] for c in await ari_get("/channels")
+                 if c["caller"]["number"] == number and not c["id"].startswith("leg-")), None)
 
 
 async def bridge_of(number: str) -> tuple[str, set[str]] | None:
@@ -66,7 +68,7 @@ async def test_consecutive_calls_to_one_agent_reuse_a_bridge_and_never_meet(
         second, members, caller = await one_talk(controller, "13900139012", [WaitForBye(30_000)])
         second_caller = await caller_channel("13900139012")
         assert second in settled["idle"], (second, settled)
-        assert members == {second_caller, *(members - {second_caller})} and len(members) == 2, members
+        assert second_caller in members and len(members) == 2, members
         (second_leg,) = members - {second_caller}
         assert second_leg.startswith("leg-agent-") and second_leg != first_leg, members
         assert all(first_caller not in channels and first_leg not in channels
