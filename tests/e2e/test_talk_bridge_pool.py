@@ -135,3 +135,36 @@ async def test_a_bridge_left_with_a_channel_in_it_is_not_reused(
     finally:
         agent_phone.kill()
         stranger.kill()
+
+
+async def test_an_idle_bridge_asterisk_no_longer_has_is_replaced_and_the_call_connects(
+        fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
+    """Idle bridges destroyed behind the pool's back (no reconnect tells it): the next call's addChannel answers
+    404, the call goes on in a new bridge, the stale one is forgotten without a request."""
+    controller = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(controller)
+    await controller.start()
+    status, body = await controller.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    phone = Phone(15001, answer_after_ms=300, hold_ms=1500, calls=2, timeout_s=60)
+    await phone.start()
+    try:
+        _, _, caller = await one_talk(controller, "13900139031", [WaitForBye(30_000)])
+        assert (await caller.wait()).ok
+        await controller.wait_for_records(1)
+        stale = (await wait_until(lambda: pool_settled(controller), timeout=10))["idle"]
+        async with aiohttp.ClientSession(headers=ARI_HEADERS) as http:
+            for bridge_id in stale:
+                async with http.delete(f"{ARI}/bridges/{bridge_id}") as response:
+                    assert response.status == 204, await response.text()
+        before = await ari_requests(controller)
+        second, members, caller = await one_talk(controller, "13900139032", [WaitForBye(30_000)])
+        assert second not in stale and len(members) == 2, (second, members)
+        assert (await caller.wait()).ok
+        await controller.wait_for_records(2)
+        requests = await ari_requests(controller) - before
+    finally:
+        phone.kill()
+    assert requests["bridges.destroy"] == 0, requests  # the stale one is forgotten, not deleted
+    settled = await wait_until(lambda: pool_settled(controller), timeout=10)
+    assert second in settled["idle"] and not settled["idle"] & stale, settled

@@ -360,15 +360,18 @@ class QueueCall:
     async def _bridge_caller_with(self, bridge: Bridge, leg: Leg) -> Bridge:
         """Add the agent, then the caller to the talk bridge (when the agent's channel is gone, Asterisk refuses
         before it has moved the caller); returns the bridge they are in. An idle bridge of the pool that Asterisk
-        no longer has (404) is replaced by a new one once."""
+        no longer has (404) is forgotten and replaced by a new one of the pool, once."""
         try:
             await bridge.add(leg.channel_id, self.session.channel_id)
             return bridge
         except AriNotFound:
-            if bridge.lease is None:
+            if bridge.lease is None or bridge.pool is None:
                 raise
-        await bridge.destroy()
-        bridge = self.talk_bridge = await Bridge(self.session, purpose="talk").create()
+            pool = bridge.pool
+            pool.drop(bridge.lease)  # gone: nothing to destroy
+            self.session.dispatcher.release(bridge.bridge_id)
+            bridge.created, bridge.lease = False, None
+        bridge = self.talk_bridge = await Bridge.from_pool(self.session, pool, fresh=True)
         try:
             await bridge.add(leg.channel_id, self.session.channel_id)
         except BaseException:

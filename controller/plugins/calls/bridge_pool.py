@@ -105,11 +105,12 @@ class TalkBridgePool:
 
     # -- a call's side ------------------------------------------------------------------------------
 
-    async def take(self, session: CallSession) -> Lease:
-        """An empty mixing bridge for the call (claimed for its session): an idle one, else created now."""
+    async def take(self, session: CallSession, *, fresh: bool = False) -> Lease:
+        """An empty mixing bridge for the call (claimed for its session): an idle one, else (or `fresh`) created
+        now."""
         node = session.ari
         idle = self._idle.get(node)
-        if idle:
+        if idle and not fresh:
             bridge_id = idle.pop().bridge_id
             self.reused += 1
             self.dispatcher.claim(bridge_id, session)
@@ -176,16 +177,7 @@ class TalkBridgePool:
                 lease.spoiled = True
                 if lease.drain is not None:
                     self._destroy(lease)
-        kept = []
-        for idle in self._idle.get(ari, []):
-            bridge = bridges.get(idle.bridge_id)
-            if bridge is not None and not bridge.channels:
-                kept.append(idle)
-                continue
-            self.dispatcher.release(idle.bridge_id)
-            if bridge is not None:
-                self.spawn(self._destroy_now(ari, idle.bridge_id))
-        self._idle[ari] = kept
+        self._idle[ari] = [idle for idle in self._idle.get(ari, []) if self._still_idle(ari, idle.bridge_id, bridges)]
         for bridge in bridges.values():
             if bridge.id.startswith(TALK_BRIDGE_PREFIX) and bridge.channels \
                     and self.dispatcher.owner_of(bridge.id) is None:
@@ -218,15 +210,20 @@ class TalkBridgePool:
     async def _confirm(self, ari: AriClient) -> None:
         """List the node's bridges: the drained ones it shows empty go idle, any other is destroyed."""
         judged, self._unconfirmed[ari] = self._unconfirmed.get(ari, []), []
+        asked = time.monotonic()
         try:
             bridges = {bridge.id: bridge for bridge in await ari.bridges()}
         except AriError as exc:
             log.warning("talk bridge pool: listing the bridges failed (%s): %d drained bridge(s) destroyed", exc,
                         len(judged))
-            bridges = {}
+            bridges = None
         finally:
             self._confirming.discard(ari)
         idle = self._idle.setdefault(ari, [])
+        if bridges is not None:  # the idle ones the listing should show (idle before it): gone ones forgotten
+            idle[:] = [i for i in idle if i.since >= asked or self._still_idle(ari, i.bridge_id, bridges)]
+        else:
+            bridges = {}
         for bridge_id in judged:
             if self.dispatcher.owner_of(bridge_id) is not self:
                 continue  # (reconciled meanwhile)
@@ -291,6 +288,16 @@ class TalkBridgePool:
             return
         idle.append(_Idle(bridge_id, ari, time.monotonic()))
         self._shrink_later()
+
+    def _still_idle(self, ari: AriClient, bridge_id: str, bridges: dict[str, AriBridge]) -> bool:
+        """Whether an idle bridge is still in Asterisk, empty; if not, it is dropped (destroyed if it is there)."""
+        bridge = bridges.get(bridge_id)
+        if bridge is not None and not bridge.channels:
+            return True
+        self.dispatcher.release(bridge_id)
+        if bridge is not None:
+            self.spawn(self._destroy_now(ari, bridge_id))
+        return False
 
     def _shrink_later(self) -> None:
         if self._shrink_timer is None:

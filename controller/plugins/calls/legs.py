@@ -200,9 +200,9 @@ class Bridge:
         self.lease: Lease | None = None
 
     @classmethod
-    async def from_pool(cls, session: CallSession, pool: TalkBridgePool) -> Bridge:
-        """A talk bridge taken from the pool (created only when none is idle)."""
-        lease = await pool.take(session)
+    async def from_pool(cls, session: CallSession, pool: TalkBridgePool, *, fresh: bool = False) -> Bridge:
+        """A talk bridge taken from the pool (created only when none is idle, or `fresh`)."""
+        lease = await pool.take(session, fresh=fresh)
         bridge = cls(session)
         bridge.bridge_id, bridge.created, bridge.pool, bridge.lease = lease.bridge_id, True, pool, lease
         return bridge
