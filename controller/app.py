@@ -167,6 +167,7 @@ class Controller:
                               publish=self.events.publish, media_for=self.prompts.media_for,
                               originate=self.calls.originate, recordings=self.recordings)
         self.acd.live, self.acd.ari = self.calls.live, self.ari
+        self.acd.talk_bridges = self.calls.talk_bridges
         self.callbacks = CallbackService(self.acd, CallbackRecords(self.store, self.clock.now))
         self.calls.register_resumer("talk", self.acd.call_control.resume_talk, self.acd.call_control.close_talk)
         self.calls.register_cleanup(self.acd.release_unresumed)

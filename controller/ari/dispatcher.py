@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from controller.ari.models import Event, StasisStart
+from controller.ari.models import ChannelDestroyed, Event, StasisEnd, StasisStart
 
 log = logging.getLogger("controller.ari.dispatcher")
 
@@ -98,6 +98,9 @@ class Dispatcher:
         self._owners: dict[str, EventSink] = {}
         self._on_new_channel = on_new_channel
         self.unrouted = 0
+        # Told every channel's StasisEnd and ChannelDestroyed before it is routed, whoever owns the channel: the
+        # talk bridge pool learns from them that a channel has left every bridge (res_stasis departs it first).
+        self.end_watcher: Callable[[StasisEnd | ChannelDestroyed], None] | None = None
 
     def claim(self, object_id: str, owner: EventSink) -> None:
         self._owners[object_id] = owner
@@ -119,6 +122,8 @@ class Dispatcher:
         return grouped
 
     def dispatch(self, event: Event) -> None:
+        if self.end_watcher is not None and isinstance(event, StasisEnd | ChannelDestroyed):
+            self.end_watcher(event)
         for object_id in event.routing_ids():
             owner = self._owners.get(object_id)
             if owner is not None:

@@ -6,10 +6,13 @@ A channel moves when all of these hold:
 - it is in no bridge (the IVR, or between two steps), or only in a holding bridge: a queue's
   (`br-queue-*`, shared by the queue's waiting callers, music on hold) or a call's own (`br-hold-*`,
   the caller of a connected call on hold or in a consultation);
-- and its call has nobody in another bridge. Our bridges are named after their call, but for the
-  queues' shared ones (their name is their id): a caller in one of those is waiting, nobody else is
-  on their call. A caller on hold or in a consultation sits in their call's `br-hold-*` bridge
-  while the agent is still in the call's talk bridge (or with the consulted party): they stay.
+- and its call has nobody in another bridge. A call's own holding bridge is named after the call; the
+  queues' shared ones are named by their id (a caller in one of those is waiting, nobody else is on their
+  call); talk bridges come from a pool and cannot be named after the call they serve, so a call is busy when
+  one of its legs (`leg,<call>`: the agent, a consulted or conference party) is in a bridge that is not a
+  holding one (or that bridge is named after it, as talk bridges were before the pool). A caller on hold or in
+  a consultation sits in their call's `br-hold-*` bridge while the agent is still in the call's talk bridge
+  (or with the consulted party): they stay.
 Callers in a talk bridge (`br-talk-*`), or any bridge that is not a holding one, stay where they are.
 An agent leg that answered but was never bridged (the controller died in between) keeps nobody
 waiting: the caller moves, the leg is left alone (the agent hears silence and hangs up).
@@ -45,9 +48,12 @@ def strays(channels: list[Channel], bridges: list[Bridge], app: str) -> list[Str
     for bridge in bridges:
         for channel_id in bridge.channels:
             bridges_of.setdefault(channel_id, []).append(bridge)
-    # Calls someone is still talking on: a person in a bridge that is not a queue's.
-    busy_calls = {_call_of(bridge) for bridge in bridges
-                  if not bridge.id.startswith(HOLDING_BRIDGE_PREFIXES) and bridge.channels}
+    # Calls someone is still talking on: a person in a bridge that is not a holding one (a leg of the call in it).
+    call_of_leg = {channel.id: args[1] for channel in channels
+                   if (args := _stasis_args(channel, app)) and len(args) > 1 and args[0] == "leg"}
+    talking = [bridge for bridge in bridges if not bridge.id.startswith(HOLDING_BRIDGE_PREFIXES) and bridge.channels]
+    busy_calls = {_call_of(bridge) for bridge in talking} | {
+        call_of_leg[channel_id] for bridge in talking for channel_id in bridge.channels if channel_id in call_of_leg}
     found = []
     for channel in channels:
         args = _stasis_args(channel, app)

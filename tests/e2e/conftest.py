@@ -12,6 +12,7 @@ import base64
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -326,3 +327,27 @@ def running_controller(folder: Path, config: Path) -> Iterator[ControllerProcess
 
 # Two Asterisk nodes (a on 127.0.0.1, b on 127.0.0.2) for tests of several Asterisk servers.
 from tests.e2e.nodes import two_nodes  # noqa: E402,F401
+
+
+async def pool_state(controller: ControllerProcess) -> dict[str, int]:
+    """The pool's figures from /metrics: idle, draining, taken_created, taken_reused."""
+    status, text = await controller.api("GET", "/metrics")
+    assert status == 200, text
+    found = {f"taken_{source}": int(float(n)) for source, n in
+             re.findall(r'ccc_talk_bridges_taken_total\{source="([a-z]+)"\} ([0-9.e+]+)', str(text))}
+    found |= {state: int(float(n)) for state, n in
+              re.findall(r'ccc_talk_bridges\{state="([a-z]+)"\} ([0-9.e+]+)', str(text))}
+    return found
+
+
+async def talk_bridges() -> dict[str, set[str]]:
+    return {b["id"]: set(b["channels"]) for b in await ari_get("/bridges") if b["id"].startswith("br-talk-")}
+
+
+async def pool_settled(controller: ControllerProcess) -> dict[str, Any] | None:
+    """Once nothing drains: the pool's figures and the talk bridges, each empty and idle (none leaked)."""
+    state = await pool_state(controller)
+    bridges = await talk_bridges()
+    if state["draining"] or any(bridges.values()) or len(bridges) != state["idle"]:
+        return None
+    return {"state": state, "idle": set(bridges)}

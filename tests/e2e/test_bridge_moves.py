@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ControllerProcess, ari_get, wait_until
+from tests.e2e.conftest import ControllerProcess, ari_get, pool_settled, wait_until
 from tests.e2e.test_resume_waiting import QUEUE_DID, TALK_DID, config, stop_after  # noqa: F401 (fixture)
 from tests.sipp import Caller, Phone, WaitForBye
 
@@ -65,8 +65,12 @@ async def one_call(controller: ControllerProcess, did: str, number: str, hold_ms
         events = list((await controller.call_record(record["call_id"]))["events"])
     finally:
         phone.kill()
-    # No bridge of the call is left; the queue's holding bridge stays, empty.
-    bridges = [(b["id"].split("-")[1], b["channels"]) for b in await ari_get("/bridges") if b["id"].startswith("br-")]
+    # No bridge of the call is left but the talk bridge, empty and idle in the pool (with the one made ahead); the
+    # queue's holding bridge stays, empty.
+    settled = await wait_until(lambda: pool_settled(controller), timeout=10)
+    assert settled["state"]["idle"] == 2, settled
+    bridges = [(b["id"].split("-")[1], b["channels"]) for b in await ari_get("/bridges")
+               if b["id"].startswith("br-") and b["id"] not in settled["idle"]]
     assert bridges == [("queue", [])], bridges
     return requests, during_talk, events
 
@@ -80,13 +84,15 @@ async def test_a_caller_moves_from_the_hold_into_the_talk_and_is_hung_up_with_no
     requests, (caller_channel, bridges), events = await one_call(controller, QUEUE_DID, "13900139001", 2000)
     # Asterisk took the caller out of the holding bridge when addChannel put them in the talk bridge.
     (holding,) = [members for bridge_id, members in bridges.items() if bridge_id.startswith("br-queue-")]
-    (talk,) = [members for bridge_id, members in bridges.items() if bridge_id.startswith("br-talk-")]
+    (talk,) = [members for bridge_id, members in bridges.items() if bridge_id.startswith("br-talk-") and members]
     assert caller_channel not in holding and caller_channel in talk and len(talk) == 2, bridges
     assert [e["kind"] for e in events if e["kind"] in ("agent_answered", "bridged")] == ["agent_answered", "bridged"]
     assert requests["bridges.remove_channel"] == 0, requests
     assert requests["bridges.add_channel"] == 2, requests  # into the holding bridge, then caller and agent talk
-    assert (requests["bridges.create"], requests["bridges.destroy"], requests["channels.hangup"]) == (2, 1, 1), \
-        requests  # the holding bridge (made for the first caller) and the talk bridge; the caller hung up
+    # The holding bridge (made for the first caller), the talk bridge (the pool was empty) and one more made ahead for
+    # the next call; none destroyed (the talk bridge went back to the pool); the caller hung up.
+    assert (requests["bridges.create"], requests["bridges.destroy"], requests["channels.hangup"]) == (3, 0, 1), \
+        requests
 
 
 async def test_media_between_and_after_the_bridges_plays_because_the_caller_is_removed_first(

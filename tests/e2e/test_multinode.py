@@ -111,8 +111,8 @@ async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node
     # node b has the phone's call from the trunk and no bridge of ours.
     # (The queue's holding bridge, shared by its waiting callers, stays on node a, empty, for the next caller.)
     async def talk_bridge_on_a() -> list[dict[str, Any]]:
-        bridges = [b for b in await ari_get("127.0.0.1", "/bridges")
-                   if b["id"].startswith("br-") and not b["id"].startswith("br-queue-")]
+        bridges = [b for b in await ari_get("127.0.0.1", "/bridges")  # (not the pool's idle talk bridges)
+                   if b["id"].startswith("br-") and not b["id"].startswith("br-queue-") and b["channels"]]
         return bridges if any(len(b["channels"]) == 2 for b in bridges) else []
     a_bridges = await wait_for(talk_bridge_on_a, 12, "the talk bridge on node a (after the agent-number prompt)")
     assert len(a_bridges) == 1, a_bridges

@@ -47,7 +47,8 @@ async def talking_with_customer(call_id: str, customer_prefix: str) -> str:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         for bridge in await ari_get("/bridges"):
-            if bridge["name"] == call_id and len(bridge["channels"]) == 2:
+            if bridge["id"].startswith("br-talk-") and len(bridge["channels"]) == 2 \
+                    and any(c.startswith(customer_prefix) for c in bridge["channels"]):  # (pooled: named after no call)
                 (customer,) = [c for c in bridge["channels"] if c.startswith(customer_prefix)]
                 return str(customer)
         await asyncio.sleep(0.1)

@@ -69,3 +69,14 @@ def test_callers_waiting_in_a_queues_shared_holding_bridge_move_whatever_their_c
                bridge("br-hold-2", "call-h", "held"), bridge("br-talk-2", "call-h", "agent")]
     assert [(s.channel_id, s.queue_bridge) for s in strays(channels, bridges, "ccc")] == [
         ("w1", shared), ("w2", shared)]
+
+
+def test_a_pooled_talk_bridge_keeps_the_held_caller_by_the_legs_in_it() -> None:
+    """Talk bridges come from a pool: named after no call. The agent's leg (`leg,<call>`) in one says the call is
+    still busy: its caller on hold stays; another call's leg there does not keep them."""
+    caller = channel("caller", "ccc,4008005555")
+    holding = bridge("br-hold-1", "call-1", "caller")
+    assert moved([caller, channel("agent", "ccc,leg,call-1")],
+                 [holding, bridge("br-talk-1", "talk-pool", "agent")]) == []
+    assert moved([caller, channel("agent", "ccc,leg,call-2")],
+                 [holding, bridge("br-talk-1", "talk-pool", "agent")]) == ["caller"]

@@ -118,7 +118,7 @@ class AcdCallControl:
                 await self._record_by_policy(waiting, answered.agent_id)
             session.persist()
             transfer = await waiting.talk(answered.leg, lambda command, bridge, leg: self._run_control(
-                waiting, command, bridge, leg), resumed=resumed)
+                waiting, command, bridge, leg), resumed=resumed, pool=self.acd.talk_bridges)
             if transfer is not None or waiting.handover is not None:
                 ended_by = "transfer"
             return transfer
@@ -355,6 +355,7 @@ class AcdCallControl:
         session = waiting.session
         await agent_leg.hangup()
         waiting.on_agent_left()
+        talk.spoil()  # music on hold in it: not given to another call afterwards
         with contextlib.suppress(AriError):
             await session.ari.bridge_start_moh(talk.bridge_id, self.acd.config.asterisk.moh_class)
         party = Leg(session, self.dial_string(target), purpose="transfer", caller_id=session.caller or None,

@@ -56,6 +56,7 @@ from controller.plugins.acd.queue_resume import QueueResume
 from controller.plugins.acd.queueing import AcdQueueing
 from controller.plugins.acd.stasis import QueueCall
 from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.calls.bridge_pool import TalkBridgePool
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import stored_node
 from controller.plugins.calls.session import CallSession
@@ -150,6 +151,8 @@ class AcdService:
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
         # The queues' shared holding bridges (one per queue and node), with each queue's music on hold.
         self.holding = QueueHolding(self.moh_class_of, lambda name: name in self.queue_configs)
+        # Where connected calls take their talk bridges from (the calls plugin's pool; None: one created per call).
+        self.talk_bridges: TalkBridgePool | None = None
         self.outbound = AgentOutbound(self)
         self.queueing = AcdQueueing(self)
         self.queue_resume = QueueResume(self)  # waiting callers and rings taken over after a restart

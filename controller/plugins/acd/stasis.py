@@ -31,6 +31,7 @@ from controller.ari.models import Event, StasisStart
 from controller.config import AcdQueueConfig
 from controller.ivr.port import CallerHangup, QueueRequest
 from controller.plugins.acd.holding import QueueHolding
+from controller.plugins.calls.bridge_pool import TalkBridgePool
 from controller.plugins.calls.legs import Bridge, DialOutcome, Leg
 from controller.plugins.calls.session import CallSession, Command, Resync, synthetic
 
@@ -274,7 +275,8 @@ class QueueCall:
 
     # -- connected ----------------------------------------------------------------------------------
 
-    async def talk(self, leg: Leg, control: ControlHandler, resumed: Bridge | None = None) -> str | None:
+    async def talk(self, leg: Leg, control: ControlHandler, resumed: Bridge | None = None,
+                   pool: TalkBridgePool | None = None) -> str | None:
         """Bridge the caller with the agent until the caller is alone again (CallerHangup when the
         caller hung up). Conference parties (`parties`) may join and leave: the call goes on while
         anyone is still with the caller, whoever leaves first.
@@ -286,17 +288,21 @@ class QueueCall:
         A caller still in a holding bridge (the queue's: nothing was played to them since the agent answered; or
         the call's own: a transfer to a colleague) goes straight from it into the talk bridge: addChannel takes
         them out of it first.
+
+        `pool`: the talk bridge comes from it and goes back to it when the talk ends cleanly (the caller hung up,
+        everyone else left, or a transfer took the call on); otherwise it is destroyed. A resumed bridge is
+        destroyed at the end too (`TalkBridgePool`).
         """
         if resumed is None and leg.channel_id in self.session.ended_channels:
             return None  # the agent hung up while the caller heard the announcement
-        bridge = resumed or await Bridge(self.session, purpose="talk").create()
+        bridge = resumed or await self._talk_bridge(pool)
         self.talk_bridge, self.agent_leg = bridge, leg
         media_follows = True  # after the talk: taken out of its bridge before it is destroyed (`Bridge.destroy`)
+        ended_cleanly = False  # returned, or the caller hung up: a pooled bridge may go back to the pool
         try:
             if resumed is None:
                 try:
-                    # The agent first: when their channel is gone, Asterisk refuses before it has moved the caller.
-                    await bridge.add(leg.channel_id, self.session.channel_id)
+                    bridge = await self._bridge_caller_with(bridge, leg)
                 except (ChannelGone, AriNotFound):
                     if self.session.caller_gone:
                         raise CallerHangup() from None
@@ -322,6 +328,7 @@ class QueueCall:
                     if isinstance(event, CallControl):
                         target = await control(event, bridge, leg)
                         if target is not None:
+                            ended_cleanly = True
                             return target
                 # Everyone left the caller: the flow's `answered` route comes next, which may end the call at once.
                 media_follows = not self.request.hangs_up_after
@@ -329,7 +336,9 @@ class QueueCall:
                 for other in (leg, *self.parties, *([self.consult] if self.consult else [])):
                     await other.hangup()
                 self.consult = None
+                ended_cleanly = True
                 raise
+            ended_cleanly = True
             return None
         finally:
             for party in (*self.parties, *([self.consult] if self.consult else [])):
@@ -338,7 +347,37 @@ class QueueCall:
             self.consult = None
             self.session.dtmf.clear()  # keys pressed at the agent must not answer the flow's next question
             self.talk_bridge = self.agent_leg = None
-            await bridge.destroy(media_follows=media_follows)
+            if ended_cleanly:
+                await bridge.end(media_follows=media_follows)
+            else:
+                await bridge.destroy(media_follows=media_follows)
+
+    async def _talk_bridge(self, pool: TalkBridgePool | None) -> Bridge:
+        if pool is None:
+            return await Bridge(self.session, purpose="talk").create()
+        return await Bridge.from_pool(self.session, pool)
+
+    async def _bridge_caller_with(self, bridge: Bridge, leg: Leg) -> Bridge:
+        """Add the agent, then the caller to the talk bridge (when the agent's channel is gone, Asterisk refuses
+        before it has moved the caller); returns the bridge they are in. An idle bridge of the pool that Asterisk
+        no longer has (404) is forgotten and replaced by a new one of the pool, once."""
+        try:
+            await bridge.add(leg.channel_id, self.session.channel_id)
+            return bridge
+        except AriNotFound:
+            if bridge.lease is None or bridge.pool is None:
+                raise
+            pool = bridge.pool
+            pool.drop(bridge.lease)  # gone: nothing to destroy
+            self.session.dispatcher.release(bridge.bridge_id)
+            bridge.created, bridge.lease = False, None
+        bridge = self.talk_bridge = await Bridge.from_pool(self.session, pool, fresh=True)
+        try:
+            await bridge.add(leg.channel_id, self.session.channel_id)
+        except BaseException:
+            await bridge.destroy()
+            raise
+        return bridge
 
     @staticmethod
     def _own_command(action: str) -> CallControl:

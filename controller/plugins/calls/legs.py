@@ -25,6 +25,7 @@ from controller.ari.models import (
     StasisStart,
 )
 from controller.ivr.port import CallerHangup
+from controller.plugins.calls.bridge_pool import Lease, TalkBridgePool
 from controller.plugins.calls.session import CallSession
 
 log = logging.getLogger("controller.calls")
@@ -194,6 +195,22 @@ class Bridge:
         self.kind = kind
         self.bridge_id = new_id(f"br-{purpose}")
         self.created = False
+        # Taken from the talk bridge pool: given back at the end, not destroyed (`end`).
+        self.pool: TalkBridgePool | None = None
+        self.lease: Lease | None = None
+
+    @classmethod
+    async def from_pool(cls, session: CallSession, pool: TalkBridgePool, *, fresh: bool = False) -> Bridge:
+        """A talk bridge taken from the pool (created only when none is idle, or `fresh`)."""
+        lease = await pool.take(session, fresh=fresh)
+        bridge = cls(session)
+        bridge.bridge_id, bridge.created, bridge.pool, bridge.lease = lease.bridge_id, True, pool, lease
+        return bridge
+
+    def spoil(self) -> None:
+        """The call used the bridge for more than talking (e.g. music on hold): destroyed at its end, not reused."""
+        if self.lease is not None:
+            self.lease.spoiled = True
 
     async def create(self) -> Bridge:
         self.session.dispatcher.claim(self.bridge_id, self.session)
@@ -202,7 +219,13 @@ class Bridge:
         return self
 
     async def add(self, *channel_ids: str, role: str | None = None) -> None:
-        await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
+        try:
+            await self.session.ari.add_to_bridge(self.bridge_id, list(channel_ids), role=role)
+        except BaseException:
+            self.spoil()  # some may have entered: never reused
+            raise
+        if self.lease is not None and self.pool is not None:
+            self.pool.joined(self.lease, channel_ids)
         if self.session.channel_id in channel_ids:
             self.session.caller_bridge = self.bridge_id  # (out of any other: a channel is in one bridge at most)
 
@@ -211,8 +234,32 @@ class Bridge:
             await self.session.ari.remove_from_bridge(self.bridge_id, channel_id)
         except (ChannelGone, AriNotFound):
             return
+        except BaseException:
+            self.spoil()
+            raise
+        if self.lease is not None and self.pool is not None:
+            self.pool.left(self.lease, channel_id)
         if channel_id == self.session.channel_id and self.session.caller_bridge == self.bridge_id:
             self.session.caller_bridge = None
+
+    async def end(self, *, media_follows: bool = True) -> None:
+        """The call's talk in the bridge is over and ended cleanly: a pooled bridge goes back to the pool (the
+        caller taken out first unless `media_follows` is False; the others leave as they hang up), else it is
+        destroyed (`destroy`)."""
+        lease, pool = self.lease, self.pool
+        if lease is None or pool is None or not self.created or lease.spoiled:
+            await self.destroy(media_follows=media_follows)
+            return
+        caller = self.session.channel_id
+        if self.session.caller_bridge != self.bridge_id:
+            pool.left(lease, caller)  # moved to another bridge by an addChannel Asterisk answered
+        elif media_follows and not self.session.caller_gone:
+            with contextlib.suppress(AriError):  # (a failure spoils it)
+                await self.remove(caller)
+        if self.session.caller_bridge == self.bridge_id:
+            self.session.caller_bridge = None  # (still in it: leaves as it hangs up, the pool waits for that)
+        self.created, self.lease = False, None
+        pool.give_back(lease)
 
     async def destroy(self, *, media_follows: bool = True) -> None:
         """Destroy the bridge. Cleanup must go on whatever ARI answers: an error is logged, not raised.
@@ -221,6 +268,9 @@ class Bridge:
         caller still in the bridge is left in it: DELETE takes them out."""
         if self.created:
             self.created = False
+            if self.lease is not None and self.pool is not None:  # a pooled bridge not given back (`end`)
+                self.pool.drop(self.lease)
+                self.lease = None
             if self.session.caller_bridge == self.bridge_id and not self.session.caller_gone and media_follows:
                 # ARI answers DELETE before the caller's channel has left the bridge, and a playback asked for in
                 # that moment is handed to the bridge being left and never starts (no PlaybackFinished: the call

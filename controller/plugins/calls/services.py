@@ -28,6 +28,7 @@ from controller.config import DEFAULT_NODE, Config
 from controller.ids import unique_hex
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
+from controller.plugins.calls.bridge_pool import TalkBridgePool
 from controller.plugins.calls.live_state import PARTS, LiveCallState
 from controller.plugins.calls.session import CallSession, ChannelLost, Resync, synthetic
 from controller.plugins.calls.state_persistor import CallRecords
@@ -133,6 +134,8 @@ class CallsService:
         self.spawn = spawn
         self.publish = publish
         self.active: dict[str, CallSession] = {}
+        # Idle talk bridges for connected calls (taken and given back by the ACD; reconciled at each readopt).
+        self.talk_bridges = TalkBridgePool(dispatcher, spawn)
         self.inbound_handler: CallHandler = self.greeting_then_fallback
         # Numbers dialled on an agent's phone: the ACD installs its handler (agents' outbound calls).
         self.phone_call_handler: CallHandler = self.refuse_phone_call
@@ -497,6 +500,7 @@ class CallsService:
         """What belongs to no live call: empty bridges of ours nobody claimed, then the plugins' hooks."""
         with contextlib.suppress(AriError):  # again: callers sent to the fallback route meanwhile left theirs
             bridges = {bridge.id: bridge for bridge in await ari.bridges()}
+        self.talk_bridges.reconcile(ari, bridges)  # (claims the idle ones it keeps and the ones it drains)
         for bridge in bridges.values():
             if bridge.id.startswith(OWN_BRIDGE_PREFIX) and not bridge.channels \
                     and self.dispatcher.owner_of(bridge.id) is None:

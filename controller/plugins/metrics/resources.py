@@ -66,6 +66,17 @@ def controller_metrics(app: Any) -> MetricSource:
                                 value=len(asyncio.all_tasks()))
         yield CounterMetricFamily("ccc_calls_recovered", "Calls found left in Stasis and re-adopted",
                                   value=app.calls.recovered)
+        pool = app.calls.talk_bridges
+        bridges = GaugeMetricFamily("ccc_talk_bridges", "Talk bridges of the pool not in a call's hands, by state",
+                                    labels=["state"])
+        bridges.add_metric(["idle"], pool.idle_count())
+        bridges.add_metric(["draining"], pool.draining_count())
+        yield bridges
+        taken = CounterMetricFamily("ccc_talk_bridges_taken", "Talk bridges taken by calls, by where they came from",
+                                    labels=["source"])
+        taken.add_metric(["created"], pool.taken_new)
+        taken.add_metric(["reused"], pool.reused)
+        yield taken
         yield GaugeMetricFamily("ccc_ari_connected", "1 when the ARI event stream is connected",
                                 value=1 if app.stream.connected.is_set() else 0)
         yield CounterMetricFamily("ccc_ari_events", "ARI events received", value=app.stream.events_received)
