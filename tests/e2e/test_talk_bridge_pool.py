@@ -35,6 +35,19 @@ async def bridge_of(number: str) -> tuple[str, set[str]] | None:
                  if channel in members and len(members) >= 2), None)
 
 
+async def agent_1001_ready(tmp_path: Path, stop_after: list[ControllerProcess], *, hold_ms: int,  # noqa: F811
+                           ) -> tuple[ControllerProcess, Phone]:
+    """A controller whose flow hangs up once the call is answered, agent 1001 ready on a phone taking 2 calls."""
+    controller = ControllerProcess(tmp_path / "data", config=config(tmp_path))
+    stop_after.append(controller)
+    await controller.start()
+    status, body = await controller.api("POST", "/api/agents/1001/login", json={"ready": True})
+    assert status == 200, body
+    phone = Phone(15001, answer_after_ms=300, hold_ms=hold_ms, calls=2, timeout_s=60)
+    await phone.start()
+    return controller, phone
+
+
 async def one_talk(controller: ControllerProcess, number: str, steps: list[Any]) -> tuple[str, set[str], Caller]:
     caller = Caller(QUEUE_DID, caller=number, steps=steps)
     await caller.start()
@@ -44,13 +57,7 @@ async def one_talk(controller: ControllerProcess, number: str, steps: list[Any])
 
 async def test_consecutive_calls_to_one_agent_reuse_a_bridge_and_never_meet(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
-    controller = ControllerProcess(tmp_path / "data", config=config(tmp_path))  # answered: the flow hangs up
-    stop_after.append(controller)
-    await controller.start()
-    status, body = await controller.api("POST", "/api/agents/1001/login", json={"ready": True})
-    assert status == 200, body
-    phone = Phone(15001, answer_after_ms=300, hold_ms=1500, calls=2, timeout_s=60)
-    await phone.start()
+    controller, phone = await agent_1001_ready(tmp_path, stop_after, hold_ms=1500)
     try:
         # Call 1: its talk bridge holds exactly its caller and the agent's leg.
         first, members, caller = await one_talk(controller, "13900139011", [WaitForBye(30_000)])
@@ -90,14 +97,8 @@ async def test_a_bridge_left_with_a_channel_in_it_is_not_reused(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """A channel the call never added (another application's) is in the talk bridge when the call ends: the
     listing that confirms a bridge empty sees it; the bridge is destroyed, the next caller gets another one."""
-    controller = ControllerProcess(tmp_path / "data", config=config(tmp_path))
-    stop_after.append(controller)
-    await controller.start()
-    status, body = await controller.api("POST", "/api/agents/1001/login", json={"ready": True})
-    assert status == 200, body
-    agent_phone = Phone(15001, answer_after_ms=300, hold_ms=3000, calls=2, timeout_s=60)
+    controller, agent_phone = await agent_1001_ready(tmp_path, stop_after, hold_ms=3000)
     stranger = Phone(15002, answer_after_ms=200, timeout_s=60)  # 8002: stays until it gets a BYE
-    await agent_phone.start()
     await stranger.start()
     url = f"{ARI.replace('http', 'ws')}/events?app={FOREIGN_APP}"
     try:
@@ -141,13 +142,7 @@ async def test_an_idle_bridge_asterisk_no_longer_has_is_replaced_and_the_call_co
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """Idle bridges destroyed behind the pool's back (no reconnect tells it): the next call's addChannel answers
     404, the call goes on in a new bridge, the stale one is forgotten without a request."""
-    controller = ControllerProcess(tmp_path / "data", config=config(tmp_path))
-    stop_after.append(controller)
-    await controller.start()
-    status, body = await controller.api("POST", "/api/agents/1001/login", json={"ready": True})
-    assert status == 200, body
-    phone = Phone(15001, answer_after_ms=300, hold_ms=1500, calls=2, timeout_s=60)
-    await phone.start()
+    controller, phone = await agent_1001_ready(tmp_path, stop_after, hold_ms=1500)
     try:
         _, _, caller = await one_talk(controller, "13900139031", [WaitForBye(30_000)])
         assert (await caller.wait()).ok
