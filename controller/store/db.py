@@ -186,6 +186,12 @@ class Store:
         return self._thread.jobs
 
     @property
+    def frozen(self) -> bool:
+        """A graceful stop froze the store (`freeze()`): what was queued before is still committed, new writes
+        are dropped."""
+        return self._frozen
+
+    @property
     def dialect(self) -> Dialect:
         """SQL fragments that differ between the engines (reading JSON text columns)."""
         return self.engine.dialect

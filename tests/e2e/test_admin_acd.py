@@ -126,7 +126,9 @@ async def test_an_agent_added_live_takes_the_next_call_and_one_removed_while_tal
     assert visits(process)[1]["offers"] == []  # not ready: not offered
     await api_ok(process, "POST", "/api/agents/1006/ready", token=token)
     await in_state(process, "1006", "talking")
-    assert visits(process)[1]["agent_id"] == "1006" and await state_of(process, "1001")() == "talking"
+    # (the visit's row is the store's: committed within its batch window after the state the API shows)
+    await until("the waiting call answered by 1006", lambda: visits(process)[1]["agent_id"] == "1006", timeout=5)
+    assert await state_of(process, "1001")() == "talking"
 
     # 1006 goes not ready in their ACW; 1001, still talking, is removed live.
     await in_state(process, "1006", "acw")

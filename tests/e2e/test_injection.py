@@ -254,7 +254,7 @@ nodes:
     await asyncio.sleep(1.5)  # the store commits in batches
     process.terminate()
     stored = b"".join(path.read_bytes() for path in process.data_dir.glob("controller.sqlite3*"))
-    assert b'"value": "12"' in stored and b'"value": "***"' in stored  # the inputs were stored, the PIN masked
+    assert b'"value":"12"' in stored and b'"value":"***"' in stored  # stored (compact JSON), the PIN masked
     assert PIN.encode() not in stored
     log = process.log.read_text()
     assert record["call_id"] in log and PIN not in log

@@ -234,7 +234,9 @@ class EventBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
-            if self._unpersisted:
+            # (A frozen store, a graceful stop: the events were queued to it when published, before it froze, and
+            # it commits them as it closes; a write now would be dropped and reported as not stored.)
+            if self._unpersisted and not self._store.frozen:
                 # Written again (ON CONFLICT DO NOTHING): a commit cancelled with this task may never have run.
                 # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
                 # then the closing store tries once more).

@@ -43,8 +43,9 @@ class FaxRecords:
             "SELECT r.call_id, c.channel_id, r.created_at, r.caller, r.did, r.payload, c.data AS call_data,"
             " (SELECT q.queue FROM queue_calls q WHERE q.call_id = r.call_id ORDER BY q.enqueued_at DESC LIMIT 1)"
             " AS last_queue FROM ivr_records r LEFT JOIN calls c ON c.call_id = r.call_id"
-            " WHERE r.kind = 'fax' AND r.payload LIKE ? AND c.channel_id IS NOT NULL",
-            (f'%"fax_id": "{fax_id}"%',))
+            " WHERE r.kind = 'fax' AND (r.payload LIKE ? OR r.payload LIKE ?) AND c.channel_id IS NOT NULL",
+            # the payload's JSON text: compact since controller.jsontext, with spaces in rows written before
+            (f'%"fax_id":"{fax_id}"%', f'%"fax_id": "{fax_id}"%'))
         if row is None:
             return None
         record = dict(row)
