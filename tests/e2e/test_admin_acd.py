@@ -235,7 +235,8 @@ async def test_queue_changes_live_wrap_up_and_skills_and_a_queue_with_a_caller_i
     history = states(process, "1001")
     wrapups = [after["at"] - acw["at"] for acw, after in itertools.pairwise(history) if acw["state"] == "acw"]
     assert len(wrapups) == 2, history
-    assert 6.0 <= wrapups[0] < 8.0 and 2.0 <= wrapups[1] < 4.0, wrapups
+    # (each `at` is read when its row is written, a few µs apart from the engine's own clock: 5.99996 was seen)
+    assert 5.99 <= wrapups[0] < 8.0 and 1.99 <= wrapups[1] < 4.0, wrapups
     by_queue = {v["queue"]: v for v in visits(process)}
     assert by_queue["skilled"]["offers"] == [("1002", "answered")]
 
