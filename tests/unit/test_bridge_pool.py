@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from controller.ari.dispatcher import Dispatcher
+from controller.ari.errors import AriUnavailable
 from controller.ari.models import Bridge, parse_event
 from controller.plugins.calls import bridge_pool
 from controller.plugins.calls.bridge_pool import TalkBridgePool
@@ -21,6 +22,7 @@ class FakeAri:
     def __init__(self) -> None:
         self.bridges_now: dict[str, list[str]] = {}
         self.sent: list[tuple[str, str]] = []
+        self.listing_fails = False
 
     async def create_bridge(self, bridge_id: str, bridge_type: str = "mixing", name: str = "") -> None:
         self.sent.append(("create", bridge_id))
@@ -32,6 +34,8 @@ class FakeAri:
 
     async def bridges(self) -> list[Bridge]:
         self.sent.append(("list", ""))
+        if self.listing_fails:
+            raise AriUnavailable("GET", "/bridges", 0, "Asterisk away")
         return [Bridge.parse({"id": b, "channels": c}) for b, c in self.bridges_now.items()]
 
 
@@ -106,6 +110,18 @@ async def test_a_bridge_the_listing_shows_with_a_channel_is_destroyed_not_reused
     pool.give_back(lease)
     await asyncio.sleep(0.1)
     assert ("destroy", lease.bridge_id) in ari.sent and pool.idle_count() == 0
+
+
+async def test_a_drained_bridge_whose_listing_failed_is_destroyed_not_forgotten(fast: None) -> None:
+    pool, dispatcher, ari, owner, _ = make_pool()
+    lease = await pool.take(owner)  # type: ignore[arg-type]
+    pool.joined(lease, ("caller",))
+    dispatcher.dispatch(stasis_end("caller"))
+    ari.listing_fails = True  # e.g. Asterisk restarting: its bridges cannot be confirmed empty
+    pool.give_back(lease)
+    await asyncio.sleep(0.1)
+    assert ("list", "") in ari.sent and ("destroy", lease.bridge_id) in ari.sent
+    assert (pool.idle_count(), pool.draining_count()) == (0, 0) and dispatcher.owner_of(lease.bridge_id) is None
 
 
 async def test_a_spoiled_bridge_is_destroyed_when_given_back(fast: None) -> None:

@@ -74,8 +74,7 @@ class Lease:
 @dataclass(slots=True)
 class _Idle:
     bridge_id: str
-    ari: AriClient
-    since: float
+    since: float  # time.monotonic() when it went idle
 
 
 class TalkBridgePool:
@@ -115,13 +114,7 @@ class TalkBridgePool:
             self.reused += 1
             self.dispatcher.claim(bridge_id, session)
         else:
-            bridge_id = new_id("br-talk")
-            self.dispatcher.claim(bridge_id, session)
-            try:
-                await node.create_bridge(bridge_id, "mixing", name=POOL_BRIDGE_NAME)
-            except BaseException:
-                self.dispatcher.release(bridge_id)
-                raise
+            bridge_id = await self._create(node, session)
             self.taken_new += 1
         lease = self._leases[bridge_id] = Lease(bridge_id, node)
         if len(self._idle.get(node, ())) < MIN_IDLE and node not in self._topping_up:
@@ -211,30 +204,31 @@ class TalkBridgePool:
         """List the node's bridges: the drained ones it shows empty go idle, any other is destroyed."""
         judged, self._unconfirmed[ari] = self._unconfirmed.get(ari, []), []
         asked = time.monotonic()
+        bridges: dict[str, AriBridge] = {}
         try:
             bridges = {bridge.id: bridge for bridge in await ari.bridges()}
+            listed = True
         except AriError as exc:
             log.warning("talk bridge pool: listing the bridges failed (%s): %d drained bridge(s) destroyed", exc,
                         len(judged))
-            bridges = None
+            listed = False
         finally:
             self._confirming.discard(ari)
         idle = self._idle.setdefault(ari, [])
-        if bridges is not None:  # the idle ones the listing should show (idle before it): gone ones forgotten
+        if listed:  # the idle ones the listing should show (idle before it): gone ones forgotten
             idle[:] = [i for i in idle if i.since >= asked or self._still_idle(ari, i.bridge_id, bridges)]
-        else:
-            bridges = {}
         for bridge_id in judged:
             if self.dispatcher.owner_of(bridge_id) is not self:
                 continue  # (reconciled meanwhile)
             bridge = bridges.get(bridge_id)
             if bridge is not None and not bridge.channels:
-                idle.append(_Idle(bridge_id, ari, time.monotonic()))
+                idle.append(_Idle(bridge_id, time.monotonic()))
                 continue
             self.dispatcher.release(bridge_id)
             if bridge is not None:
                 log.warning("talk bridge %s still held %s after its call: destroyed, not reused", bridge_id,
                             ", ".join(bridge.channels))
+            if bridge is not None or not listed:  # (gone from a listing that worked: nothing to destroy)
                 self.spawn(self._destroy_now(ari, bridge_id))
         if idle:
             self._shrink_later()
@@ -269,14 +263,22 @@ class TalkBridgePool:
         except AriError as exc:  # gone already, or Asterisk away: the next resume's clean-up removes it
             log.debug("talk bridge %s: destroy failed: %s", bridge_id, exc)
 
-    async def _top_up(self, ari: AriClient) -> None:
-        """Create one idle bridge ahead, off the call path."""
+    async def _create(self, ari: AriClient, owner: CallSession | TalkBridgePool) -> str:
+        """A new pooled mixing bridge, claimed for `owner` (released again if Asterisk does not make it)."""
         bridge_id = new_id("br-talk")
-        self.dispatcher.claim(bridge_id, self)
+        self.dispatcher.claim(bridge_id, owner)
         try:
             await ari.create_bridge(bridge_id, "mixing", name=POOL_BRIDGE_NAME)
-        except AriError as exc:
+        except BaseException:
             self.dispatcher.release(bridge_id)
+            raise
+        return bridge_id
+
+    async def _top_up(self, ari: AriClient) -> None:
+        """Create one idle bridge ahead, off the call path."""
+        try:
+            bridge_id = await self._create(ari, self)
+        except AriError as exc:
             log.debug("talk bridge pool: creating one ahead failed: %s", exc)
             return
         finally:
@@ -286,7 +288,7 @@ class TalkBridgePool:
             self.dispatcher.release(bridge_id)
             self.spawn(self._destroy_now(ari, bridge_id))
             return
-        idle.append(_Idle(bridge_id, ari, time.monotonic()))
+        idle.append(_Idle(bridge_id, time.monotonic()))
         self._shrink_later()
 
     def _still_idle(self, ari: AriClient, bridge_id: str, bridges: dict[str, AriBridge]) -> bool:
@@ -307,10 +309,10 @@ class TalkBridgePool:
         """Destroy the bridges idle longer than IDLE_SECONDS (the least recently used first), down to MIN_IDLE."""
         self._shrink_timer = None
         oldest = time.monotonic() - IDLE_SECONDS
-        for idle in self._idle.values():
+        for ari, idle in self._idle.items():
             while len(idle) > MIN_IDLE and idle[0].since < oldest:
                 stale = idle.pop(0)
                 self.dispatcher.release(stale.bridge_id)
-                self.spawn(self._destroy_now(stale.ari, stale.bridge_id))
+                self.spawn(self._destroy_now(ari, stale.bridge_id))
         if self.idle_count() > 0:
             self._shrink_later()
