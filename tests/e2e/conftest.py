@@ -109,6 +109,22 @@ async def ari_get(path: str) -> Any:
         return await response.json()
 
 
+@contextlib.asynccontextmanager
+async def channel_events(app: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """The event stream of a second ARI application that hears every channel (a test's own observer).
+
+    Subscribed to `channel:` (all channels), not with `subscribeAll=true`: that also subscribes the application
+    to every device's state, and an application with device-state subscriptions that disconnects while a state
+    change is on its way can deadlock Asterisk's ARI (asterisk/asterisk#2170, open): every WebSocket after it,
+    the controller's too, then hangs in its handshake. CI hit it once, after test_ari_event_filter's probe."""
+    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.ws_connect(
+            f"{ARI.replace('http', 'ws')}/events?app={app}&subscribeAll=false") as ws:
+        async with http.post(f"{ARI}/applications/{app}/subscription",
+                             params={"eventSource": "channel:"}) as response:
+            assert response.status == 200, await response.text()
+        yield ws
+
+
 async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 15, interval: float = 0.1) -> Any:
     """`check()`'s first truthy value, polled every `interval`; AssertionError after `timeout` seconds."""
     deadline = time.monotonic() + timeout

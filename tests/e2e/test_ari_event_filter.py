@@ -8,12 +8,11 @@ import re
 from collections import Counter
 from typing import Any
 
-import aiohttp
 import pytest
 import sandbox  # tools/sandbox.py (conftest puts tools/ on the path)
 
 from controller.ari.events import UNUSED_EVENT_TYPES
-from tests.e2e.conftest import ARI, ARI_HEADERS, ControllerProcess, ari_get, wait_until
+from tests.e2e.conftest import ControllerProcess, ari_get, channel_events, wait_until
 from tests.sipp import Caller, Pause
 
 pytestmark = pytest.mark.e2e
@@ -46,11 +45,10 @@ async def test_asterisk_does_not_create_the_message_types_stasis_conf_declines(
         controller: ControllerProcess) -> None:
     """asterisk-conf/stasis.conf declines ChannelVarset (README "Configure Asterisk"): the application
     filter above only stops Asterisk from writing an event it has already built, a declined type is never built.
-    A second application subscribed to everything sees the call's other channel events but no variable set,
+    A second application subscribed to every channel sees the call's other channel events but no variable set,
     although the inbound dialplan sets CCC_DID and Asterisk sets STASISSTATUS and the RTP statistics."""
     seen: list[dict[str, Any]] = []
-    url = f"{ARI.replace('http', 'ws')}/events?app=ccc-probe&subscribeAll=true"
-    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.ws_connect(url) as ws:
+    async with channel_events("ccc-probe") as ws:
         async def read() -> None:
             async for message in ws:
                 seen.append(json.loads(message.data))

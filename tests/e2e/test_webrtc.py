@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.browser import WEBRTC_ARGS, Browser, Page
-from tests.e2e.conftest import ARI_HEADERS, REPO, ControllerProcess, demo_config, sandbox
+from tests.e2e.conftest import ARI_HEADERS, REPO, ControllerProcess, channel_events, demo_config, sandbox
 from tests.e2e.test_call_control import start, wait_for_state
 from tests.e2e.test_desk import AGENT_PASSWORD, DESK_DID, DESK_FLOW, SCREENSHOTS, assert_chinese_is_drawn
 from tests.e2e.test_ivr_acd import rows, stop_after  # noqa: F401 (fixture)
@@ -98,8 +98,7 @@ async def page_audio(page: Page) -> dict[str, Any]:
 async def dtmf_on(channel_prefix: str, count: int) -> list[str]:
     """The first `count` DTMF digits Asterisk receives on a channel whose name starts with the prefix."""
     digits: list[str] = []
-    async with aiohttp.ClientSession(headers=ARI_HEADERS) as http, http.ws_connect(
-            "ws://127.0.0.1:8088/ari/events?app=ccc-webrtc-test&subscribeAll=true") as ws:
+    async with channel_events("ccc-webrtc-test") as ws:
         async for message in ws:
             event = json.loads(message.data)
             if event.get("type") == "ChannelDtmfReceived" and event["channel"]["name"].startswith(channel_prefix):
