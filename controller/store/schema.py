@@ -452,4 +452,14 @@ MIGRATIONS: list[str] = [
         rings TEXT NOT NULL                 -- JSON: the same for its rings (offer to answer)
     );
     """,
+    # 20: the live-call picture one row per call, every part in it (README "Benchmarks", third round, fourth session):
+    # written once per batch in which any of its parts changed, where a row per part cost ~12 statements per call.
+    # live_calls' rows (a controller upgraded while calls were live) are read once more, then moved here.
+    """
+    CREATE TABLE live_call_pictures (
+        call_id TEXT PRIMARY KEY,
+        parts TEXT NOT NULL,                -- JSON: part name -> its data, owned by the part's capability
+        updated_at REAL NOT NULL
+    );
+    """,
 ]

@@ -102,8 +102,8 @@ async def test_a_call_left_in_stasis_by_a_killed_controller_is_resumed_or_reache
     channels = await stasis_channels()  # Asterisk keeps them in Stasis, in silence
     assert len(channels) == 2
     with sqlite3.connect(controller.db) as db:  # the lost call's picture is gone (e.g. a restored backup)
-        assert db.execute("SELECT COUNT(*) FROM live_calls WHERE call_id = ?", (lost_call,)).fetchone()[0] > 0
-        db.execute("DELETE FROM live_calls WHERE call_id = ?", (lost_call,))
+        assert db.execute("SELECT COUNT(*) FROM live_call_pictures WHERE call_id = ?", (lost_call,)).fetchone()[0] > 0
+        db.execute("DELETE FROM live_call_pictures WHERE call_id = ?", (lost_call,))
     await controller.start()
     moved = await wait_until(lambda: _channel_in_context("ccc-fallback"))
     still = [c["id"] for c in await stasis_channels()]
@@ -178,7 +178,7 @@ async def test_graceful_stop_leaves_live_calls_in_asterisk(controller: Controlle
     assert await _channel_in_context("ccc-fallback") is None
     with sqlite3.connect(controller.db) as db:
         assert db.execute("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetchone()[0] == 1
-        assert db.execute("SELECT COUNT(*) FROM live_calls WHERE part = 'call'").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM live_call_pictures WHERE json_extract(parts, '$.call') IS NOT NULL").fetchone()[0] == 1
     caller.kill()
 
 

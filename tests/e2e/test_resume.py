@@ -150,7 +150,7 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
         assert json.loads(ended[0]["data"])["reason"] != "lost"
         (record,) = rows(process, "SELECT ended_at, end_reason FROM calls WHERE call_id = ?", call_id)
         assert record["ended_at"] is not None and record["end_reason"] != "lost", record
-    assert rows(process, "SELECT * FROM live_calls") == []
+    assert rows(process, "SELECT * FROM live_call_pictures") == []
     assert not [b for b, channels in (await our_bridges()).items() if not channels]
     print(f"{how}: the new process was healthy {took:.2f} s after its start")
 
@@ -192,7 +192,7 @@ async def test_a_recorded_call_is_one_file_across_a_restart(fresh_asterisk: Path
     wav = Path(row["file"])
     seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
     assert 10.5 <= seconds <= 14 and abs(seconds - row["duration"]) <= 1.0, (seconds, row)
-    assert rows(process, "SELECT * FROM live_calls") == []
+    assert rows(process, "SELECT * FROM live_call_pictures") == []
 
 
 async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Path, tmp_path: Path,
@@ -223,7 +223,7 @@ async def test_a_caller_who_hangs_up_while_no_controller_runs(fresh_asterisk: Pa
     (visit,) = rows(process, "SELECT outcome, talk_ended_at FROM queue_calls WHERE call_id = ?", call_id)
     assert visit["outcome"] == "answered" and visit["talk_ended_at"] is not None, visit
     assert len(rows(process, "SELECT seq FROM cti_events WHERE type = 'call.ended' AND call_id = ?", call_id)) == 1
-    assert rows(process, "SELECT * FROM live_calls") == []
+    assert rows(process, "SELECT * FROM live_call_pictures") == []
     assert await our_bridges() == {}
 
 
@@ -284,7 +284,7 @@ async def test_a_consultation_and_a_listening_supervisor_go_on_across_a_restart(
     kinds = [e["kind"] for e in (await process.call_record(first))["events"]
              if e["kind"] in ("consult", "transfer", "held", "resumed")]
     assert kinds == ["held", "consult", "resumed", "transfer"]
-    assert rows(process, "SELECT * FROM live_calls") == []
+    assert rows(process, "SELECT * FROM live_call_pictures") == []
     assert not [b for b, channels in (await our_bridges()).items() if not channels]
 
 

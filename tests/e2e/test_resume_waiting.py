@@ -245,7 +245,8 @@ async def test_a_ring_in_progress_at_a_sigkill_is_settled(answer_after_ms: int, 
 
 
 async def part_saved(process: ControllerProcess, part: str) -> bool:
-    return bool(rows(process, "SELECT 1 FROM live_calls WHERE part = ?", part))
+    return bool(rows(process, "SELECT 1 FROM live_call_pictures WHERE json_extract(parts, '$.' || ?) IS NOT NULL",
+                     part))
 
 
 async def one_call_to_a_ready_agent(tmp_path: Path, stop_after: list[ControllerProcess], did: str,

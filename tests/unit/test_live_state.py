@@ -43,9 +43,10 @@ async def test_parts_are_saved_replaced_and_dropped(store: Store) -> None:
     assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1", "did": "4000"}}}
 
 
-async def test_a_part_changed_several_times_before_a_commit_is_written_once_as_it_stands(store: Store) -> None:
-    """Between two commits, each part costs one statement (its last word), and the order of the words on one
-    call holds: a part saved before the call ended is gone with it; one saved after it ended stays."""
+async def test_a_call_changed_several_times_before_a_commit_is_one_statement_as_it_stands(store: Store) -> None:
+    """Between two commits a call costs one statement whatever changed in it (a row per part cost one per part),
+    and the order of the words on one call holds: a part saved before the call ended is gone with it; one saved
+    after it ended stays."""
     live = LiveCallState(store, lambda: 1.0)
     live.save("c1", "call", {"channel_id": "ch1"})
     await store.flush()
@@ -62,7 +63,7 @@ async def test_a_part_changed_several_times_before_a_commit_is_written_once_as_i
     live.drop("c3")
     live.save("c3", "call", {"channel_id": "ch3"})  # (a new call of that id after its end)
     await store.flush()
-    assert store.writes - writes == 7  # c1: ring, queue, talk, call; c2: its delete; c3: its delete, then call
+    assert store.writes - writes == 3  # c1's row, c2's delete, c3's row
     assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1", "state": "talking"},
                                             "talk": {"agent_id": "a1"}},
                                      "c3": {"call": {"channel_id": "ch3"}}}
@@ -70,6 +71,77 @@ async def test_a_part_changed_several_times_before_a_commit_is_written_once_as_i
     live.drop("c1")  # the call ended: whatever its parts were to become
     await store.flush()
     assert await live.load_all() == {"c3": {"call": {"channel_id": "ch3"}}}
+
+
+async def test_a_part_saved_as_it_is_or_dropped_when_absent_writes_nothing(store: Store) -> None:
+    live = LiveCallState(store, lambda: 1.0)
+    live.save("c1", "call", {"channel_id": "ch1", "phase": "ivr"})
+    live.save("c1", "ivr", {"node": "menu"})
+    await store.flush()
+    writes = store.writes
+    live.save("c1", "call", {"phase": "ivr", "channel_id": "ch1"})  # the same object (keys in another order: no)
+    live.save("c1", "call", {"channel_id": "ch1", "phase": "ivr"})
+    live.drop("c1", "ring")
+    live.drop("c2", "queue")
+    await store.flush()
+    assert store.writes - writes == 1  # the first of them only (its text differs)
+    writes = store.writes
+    live.save("c1", "ivr", {"node": "menu"})
+    live.drop("c1", "talk")
+    await store.flush()
+    assert store.writes == writes
+    live.save("c1", "ivr", {"node": "queue"})  # a real change still goes
+    await store.flush()
+    assert store.writes - writes == 1
+    assert await live.load_all() == {"c1": {"call": {"phase": "ivr", "channel_id": "ch1"},
+                                            "ivr": {"node": "queue"}}}
+    with pytest.raises(ValueError, match="unknown live-call part"):
+        live.save("c1", "bogus", {})
+
+
+async def test_a_resumed_call_keeps_the_parts_it_does_not_save_again(store_target: StoreTarget) -> None:
+    """The next process holds the calls it read: saving one part of a resumed call (a row per call) keeps the
+    others the previous process stored."""
+    first = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
+    await first.open()
+    previous = LiveCallState(first, lambda: 1.0)
+    previous.save("c1", "call", {"channel_id": "ch1"})
+    previous.save("c1", "talk", {"agent_id": "a1"})
+    previous.save("c1", "recording", {"id": "r1"})
+    await first.close(retry_seconds=0)
+    second = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
+    await second.open()
+    try:
+        live = LiveCallState(second, lambda: 2.0)
+        assert set((await live.load_all())["c1"]) == {"call", "talk", "recording"}
+        live.save("c1", "talk", {"agent_id": "a1", "held": True})
+        live.drop("c1", "recording")
+        await second.flush()
+        assert await LiveCallState(second, lambda: 3.0).load_all() == {
+            "c1": {"call": {"channel_id": "ch1"}, "talk": {"agent_id": "a1", "held": True}}}
+        live.drop("c1", "call")
+        live.drop("c1", "talk")  # no part left: no row
+        await second.flush()
+        assert await second.fetchall("SELECT * FROM live_call_pictures") == []
+    finally:
+        await second.close(retry_seconds=0)
+
+
+async def test_rows_of_a_controller_before_the_upgrade_are_resumed_and_moved(store: Store) -> None:
+    """A row per call and part (`live_calls`, before schema 20): read as they are, then written as the calls' rows
+    in one transaction with their delete."""
+    await store.execute_atomic([
+        ("INSERT INTO live_calls (call_id, part, data, updated_at) VALUES (?, ?, ?, 1)", params)
+        for params in (("c1", "call", '{"channel_id": "ch1"}'), ("c1", "queue", '{"queue": "sales"}'),
+                       ("c2", "call", '{"channel_id": "ch2"}'), ("c2", "ivr", "{bad"))])
+    live = LiveCallState(store, lambda: 1.0)
+    expected = {"c1": {"call": {"channel_id": "ch1"}, "queue": {"queue": "sales"}},
+                "c2": {"call": {"channel_id": "ch2"}}}
+    assert await live.load_all() == expected
+    await store.flush()
+    assert await store.fetchall("SELECT * FROM live_calls") == []
+    assert len(await store.fetchall("SELECT * FROM live_call_pictures")) == 2
+    assert await LiveCallState(store, lambda: 2.0).load_all() == expected
 
 
 async def test_the_picture_survives_a_new_process(store_target: StoreTarget) -> None:
@@ -89,9 +161,11 @@ async def test_the_picture_survives_a_new_process(store_target: StoreTarget) -> 
 async def test_an_unreadable_part_is_left_out(store: Store) -> None:
     live = LiveCallState(store, lambda: 1.0)
     live.save("c1", "call", {"channel_id": "ch1"})
-    await store.execute("INSERT INTO live_calls (call_id, part, data, updated_at) VALUES ('c1', 'ivr', '{bad', 1)")
-    await store.execute("INSERT INTO live_calls (call_id, part, data, updated_at) VALUES ('c2', 'ivr', '[1]', 1)")
-    assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1"}}}
+    await store.flush()
+    await store.execute("INSERT INTO live_call_pictures (call_id, parts, updated_at) VALUES ('c2', '{bad', 1)")
+    await store.execute("INSERT INTO live_call_pictures (call_id, parts, updated_at) VALUES ('c3', ?, 1)",
+                        ('{"call": {"channel_id": "ch3"}, "ivr": [1]}',))
+    assert await live.load_all() == {"c1": {"call": {"channel_id": "ch1"}}, "c3": {"call": {"channel_id": "ch3"}}}
 
 
 async def test_a_frozen_store_drops_writes(store: Store) -> None:

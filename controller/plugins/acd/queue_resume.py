@@ -56,8 +56,8 @@ class QueueResume:
         if self.acd.live is None or view is None:
             return
         request = waiting.request
-        self.acd.live.save(waiting.call_id, QUEUE_PART, {
-            "queue": waiting.visited_queue.name, "enqueued_at": self.acd.clock.now() - view.waited,
+        self.acd.live.save(waiting.call_id, QUEUE_PART, {  # (enqueued_at to the ms: as the call part's started_at)
+            "queue": waiting.visited_queue.name, "enqueued_at": round(self.acd.clock.now() - view.waited, 3),
             "priority": request.priority, "skills": dict(request.skills), "data": dict(request.data),
             "offers": self.acd.records.offers_of(waiting.call_id),
             "bridge": waiting.waiting_in,

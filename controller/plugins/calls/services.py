@@ -579,5 +579,6 @@ def call_part(session: CallSession) -> dict[str, Any]:
     """The "call" part of the live-call picture."""
     return {"channel_id": session.channel_id, "node": session.ari.node, "direction": session.direction,
             "did": session.did,
-            "started_at": time.time() - session.age(), "answered": session.answered, "phase": session.state,
+            # (to the ms: computed again at each save, it would differ by µs and make an unchanged part a change)
+            "started_at": round(time.time() - session.age(), 3), "answered": session.answered, "phase": session.state,
             "data": session.data, "recording_policy": session.recording_policy}
