@@ -72,11 +72,11 @@ class OnCall(NamedTuple):
 
 class UnsavedChanges(NamedTuple):
     """What changed since the store last took the engine's state (`AcdEngine.take_unsaved`), encoded as the
-    store keeps it: per agent their part of `snapshot()["agents"]` as JSON, per queue its recent talk and ring
-    durations as JSON; None: the agent or queue has nothing to keep any more (removed, or back to nothing)."""
+    store keeps it: per agent their part of `snapshot()["agents"]` as JSON (None: nothing to keep any more,
+    removed), per queue what to do with its talk and ring durations (None: the queue was removed)."""
 
     agents: dict[str, str | None]
-    queues: dict[str, tuple[str, str] | None]
+    queues: dict[str, tuple[estimates.DurationChanges, estimates.DurationChanges] | None]
 
 
 class AcdError(Exception):
@@ -719,8 +719,8 @@ class AcdEngine:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a restarted controller restores (`restore`): each agent's state and the day's figures, and
-        each queue's recent talk and ring durations. The store keeps it one row per agent and per queue, each
-        rewritten only when it changed (`take_unsaved`)."""
+        each queue's recent talk and ring durations. The store keeps it one row per agent, rewritten only when it
+        changed, and one row per duration (`take_unsaved`)."""
         agents = {agent_id: saved for agent_id, agent in self._agents.items()
                   if (saved := self._saved_agent(agent)) is not None}
         queues = {name: {"talks": q.talks.saved(), "rings": q.rings.saved()} for name, q in self._queues.items()
@@ -743,14 +743,20 @@ class AcdEngine:
                 agent = self._agents.get(agent_id)
                 saved = self._saved_agent(agent) if agent is not None else None
                 agents[agent_id] = None if saved is None else jsontext.dumps(saved)
-            queues: dict[str, tuple[str, str] | None] = {}
-            for name in queue_names:
-                q = self._queues.get(name)
-                queues[name] = (q.talks.saved_json(), q.rings.saved_json()) \
-                    if q is not None and (q.talks.ended or q.rings.ended) else None
         except BaseException:
             self.keep_unsaved(agent_ids, queue_names)
             raise
+        queues: dict[str, tuple[estimates.DurationChanges, estimates.DurationChanges] | None] = {}
+        for name in queue_names:
+            q = self._queues.get(name)
+            if q is None:  # removed
+                queues[name] = None
+                continue
+            talks, rings = q.talks.take_changes(), q.rings.take_changes()
+            if not (q.talks.ended or q.rings.ended):  # nothing recent left: all of its rows go
+                queues[name] = None
+            elif talks.added or rings.added or talks.forget_before is not None or rings.forget_before is not None:
+                queues[name] = (talks, rings)
         return UnsavedChanges(agents, queues)
 
     def keep_unsaved(self, agent_ids: Iterable[str], queue_names: Iterable[str] = ()) -> None:

@@ -24,36 +24,53 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
-from controller import jsontext
-
-__all__ = ["DEFAULT_TALK_SECONDS", "Durations", "estimate_wait", "wait_phrase"]
+__all__ = ["DEFAULT_TALK_SECONDS", "DurationChanges", "Durations", "estimate_wait", "wait_phrase"]
 
 DEFAULT_TALK_SECONDS = 120.0  # before any call was measured (the standards' average talk time is ≤ 3 min)
 MAX_TALKS = 500  # talk times kept per queue (the most recent), bounding the work per estimate
+#: Durations forgotten (too old, or beyond MAX_TALKS) the store may keep before one statement deletes them.
+FORGET_AFTER = MAX_TALKS
 #: A call that has already lasted longer than the mean still has this share of the mean to go. Chosen with the
 #: day's simulation (log-normal talk times, coefficient of variation 0.8): 0 underestimates long waits by
 #: ~18 s on average, 0.35 overestimates them by ~35 s; 0.2 gives the lowest 90th-percentile error.
 MIN_REMAINING_TALK = 0.2
 
 
+class DurationChanges(NamedTuple):
+    """What the store is to do with a queue's durations of one kind (`Durations.take_changes`): add `added`
+    ([(ended at, seconds)], rounded as saved), then forget those that ended before `forget_before` (None: none)."""
+
+    added: list[tuple[float, float]]
+    forget_before: float | None
+
+
 class Durations:
     """Recent durations (seconds) with when each ended: a queue's talk times, and its rings (from the offer
-    to the answer)."""
+    to the answer).
 
-    __slots__ = ("_texts", "ended")
+    The store keeps them one row per duration (`acd_queue_durations`): a duration added is one small row, where
+    the whole list (up to 2 x 500 pairs, ~25 kB, ~7 pages) was rewritten for each. Durations forgotten here (too
+    old, or beyond MAX_TALKS) are deleted from the store once FORGET_AFTER of them piled up (or none is left),
+    one statement for them all: the store holds at most about MAX_TALKS + FORGET_AFTER rows per queue and kind,
+    and a restart keeps the most recent MAX_TALKS of them (the others are forgotten again)."""
+
+    __slots__ = ("_added", "_forgotten", "_forgotten_until", "ended")
 
     def __init__(self, ended: Iterable[Sequence[float]] = ()) -> None:
-        self.ended: deque[tuple[float, float]] = deque(
-            sorted((float(at), float(seconds)) for at, seconds in ended), maxlen=MAX_TALKS)
-        # Each pair as JSON, encoded once when it comes: the saved state is their join (a call's end changes two
-        # queues' lists of up to 500 pairs; encoding them all again was ~7 % of the controller's CPU per call).
-        self._texts: deque[str] = deque((_pair_json(at, seconds) for at, seconds in self.ended), maxlen=MAX_TALKS)
+        pairs = sorted((float(at), float(seconds)) for at, seconds in ended)
+        self.ended: deque[tuple[float, float]] = deque(pairs, maxlen=MAX_TALKS)
+        self._added: list[tuple[float, float]] = []  # since the store last took the changes
+        self._forgotten = len(pairs) - len(self.ended)  # here, and maybe still stored
+        self._forgotten_until = pairs[self._forgotten - 1][0] if self._forgotten else -math.inf
 
     def add(self, at: float, seconds: float) -> None:
         seconds = max(0.0, seconds)
+        if len(self.ended) == MAX_TALKS:
+            self._forget(self.ended[0][0])
         self.ended.append((at, seconds))
-        self._texts.append(_pair_json(at, seconds))
+        self._added.append((round(at, 3), round(seconds, 3)))
 
     def mean(self, now: float, window: float) -> float | None:
         """The mean of the durations ended in the last `window` seconds (None: none)."""
@@ -64,19 +81,26 @@ class Durations:
 
     def forget_before(self, since: float) -> None:
         while self.ended and self.ended[0][0] < since:
-            self.ended.popleft()
-            self._texts.popleft()
+            self._forget(self.ended.popleft()[0])
+
+    def _forget(self, at: float) -> None:
+        self._forgotten += 1
+        self._forgotten_until = max(self._forgotten_until, at)
 
     def saved(self) -> list[list[float]]:
         return [[round(at, 3), round(seconds, 3)] for at, seconds in self.ended]
 
-    def saved_json(self) -> str:
-        """`saved()` as JSON, from the pairs encoded as they came (the saved state holds up to 500 per queue)."""
-        return "[" + ", ".join(self._texts) + "]"
-
-
-def _pair_json(at: float, seconds: float) -> str:
-    return jsontext.dumps([round(at, 3), round(seconds, 3)])
+    def take_changes(self) -> DurationChanges:
+        """What the store is to do since it last took them (see the class's doc), and forget it was to."""
+        added, self._added = self._added, []
+        forget_before: float | None = None
+        if self._forgotten and not self.ended:  # (all of them: every stored one ended by then)
+            forget_before = round(self._forgotten_until, 3) + 1.0
+        elif self._forgotten >= FORGET_AFTER:  # (rounded as stored: the oldest kept one stays)
+            forget_before = round(self.ended[0][0], 3)
+        if forget_before is not None:
+            self._forgotten, self._forgotten_until = 0, -math.inf
+        return DurationChanges(added, forget_before)
 
 
 def estimate_wait(position: int, free_in: Sequence[float], handle_time: float) -> float | None:

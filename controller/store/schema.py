@@ -462,4 +462,15 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 21: a queue's recent talk and ring durations one row each (README "Benchmarks", third round, fourth session):
+    # a duration added is a small row, where acd_saved_queues' ~25 kB row was rewritten for each; the forgotten
+    # ones are deleted in bulk (`estimates.Durations`). acd_saved_queues' rows are read once more, then moved here.
+    """
+    CREATE TABLE acd_queue_durations (
+        queue TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- talk | ring (offer to answer)
+        ended_at REAL NOT NULL,
+        seconds REAL NOT NULL
+    );
+    """,
 ]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from controller.acd.engine import AcdEngine, AcdError, OnCall
+from controller.acd.estimates import DurationChanges
 from controller.acd.model import (
     AgentSettings,
     AgentStateChanged,
@@ -160,7 +159,9 @@ def test_snapshot_restore() -> None:
     assert again.agent("a1").state == "ready"
 
 
-def test_a_queues_saved_durations_are_written_again_only_when_they_change() -> None:
+def test_a_queues_saved_durations_are_written_as_they_come_and_go() -> None:
+    """Each duration is added once (a row each, not the queue's whole list again); a queue with nothing recent
+    left has all its rows deleted."""
     acd, clock = engine(wrapup_seconds=0, estimate_window=100)
     acd.login("a1")
     acd.enqueue("c1", "q")
@@ -168,24 +169,27 @@ def test_a_queues_saved_durations_are_written_again_only_when_they_change() -> N
     acd.answered("c1", "a1")
     clock.advance(30)
     acd.call_ended("a1")
-    talks_json, rings_json = acd.take_unsaved().queues["q"] or ("", "")
-    assert (json.loads(talks_json), json.loads(rings_json)) == (acd.snapshot()["queues"]["q"]["talks"],
-                                                               acd.snapshot()["queues"]["q"]["rings"])
+    saved = acd.take_unsaved().queues["q"]
+    assert saved is not None
+    talks, rings = saved
+    assert ([list(pair) for pair in talks.added], [list(pair) for pair in rings.added]) == (
+        acd.snapshot()["queues"]["q"]["talks"], acd.snapshot()["queues"]["q"]["rings"])
     acd.login("a2")
-    assert acd.take_unsaved().queues == {}  # the queue did not change: not written again
+    assert acd.take_unsaved().queues == {}  # the queue did not change: nothing to write
     acd.enqueue("c2", "q")
     acd.answered("c2", "a1")
     clock.advance(10)
-    acd.call_ended("a1")  # a talk ended: its time is in the queue's next row
+    acd.call_ended("a1")  # a talk ended: that one duration is added
     saved = acd.take_unsaved().queues["q"]
-    assert saved is not None and [s for _, s in json.loads(saved[0])] == [30.0, 10.0]
+    assert saved is not None and [s for _, s in saved[0].added] == [10.0] and saved[0].forget_before is None
     clock.advance(95)  # the first talk is older than the estimate window now
-    acd.estimated_wait("q", 1)  # forgotten when read: a change of the queue's row too
+    acd.estimated_wait("q", 1)  # forgotten when read: a talk's row stays until enough of them pile up, ...
     saved = acd.take_unsaved().queues["q"]
-    assert saved is not None and [s for _, s in json.loads(saved[0])] == [10.0]
-    assert json.loads(saved[0]) == acd.snapshot()["queues"]["q"]["talks"]
+    assert saved is not None and saved[0] == DurationChanges([], None)
+    assert saved[1].added == [] and saved[1].forget_before is not None  # ... the rings' go: none is left
+    assert acd.snapshot()["queues"]["q"] == {"talks": [[clock.now() - 95, 10.0]], "rings": []}
     clock.advance(100)
-    acd.estimated_wait("q", 1)  # nothing recent left: the queue has nothing to keep, its row goes
+    acd.estimated_wait("q", 1)  # nothing recent left: the queue has nothing to keep, its rows go
     assert acd.take_unsaved().queues == {"q": None} and "q" not in acd.snapshot()["queues"]
 
 

@@ -3,12 +3,10 @@ and said honestly."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from controller.acd.engine import AcdEngine
-from controller.acd.estimates import MAX_TALKS, Durations, estimate_wait, wait_phrase
+from controller.acd.estimates import FORGET_AFTER, MAX_TALKS, DurationChanges, Durations, estimate_wait, wait_phrase
 from controller.acd.model import AgentSettings, Announce, EscalationStep, QueueSettings
 from controller.clock import FakeClock
 
@@ -127,16 +125,46 @@ def test_an_agent_counts_from_when_the_call_s_escalation_admits_them() -> None:
     assert acd.estimated_wait("q", 1, "c2") == 25.0
 
 
-def test_the_saved_json_is_the_saved_durations_as_they_change() -> None:
-    """Built from pairs encoded as they came: it must read back as `saved()` after adds, the cap and forgetting."""
+def apply(rows: list[tuple[float, float]], history: Durations) -> list[tuple[float, float]]:
+    """The store's rows of one queue and kind after writing `history`'s changes as `AcdRecords` does."""
+    changes = history.take_changes()
+    rows = rows + changes.added
+    if changes.forget_before is not None:
+        rows = [row for row in rows if row[0] >= changes.forget_before]
+    return rows
+
+
+def test_the_stored_durations_restore_what_is_kept_and_stay_bounded() -> None:
+    """A duration added is one row; the forgotten ones are deleted once FORGET_AFTER piled up, or when none is
+    left; what a restart restores from the rows is always what is kept here."""
     history = Durations([(3.0, 1.23456), (1.0, 2.0)])
-    assert json.loads(history.saved_json()) == history.saved() == [[1.0, 2.0], [3.0, 1.235]]
-    for n in range(MAX_TALKS + 20):
+    assert history.take_changes() == DurationChanges([], None)  # restored: stored already
+    rows = [(1.0, 2.0), (3.0, 1.235)]
+    history.add(4.00049, 2.5)
+    assert history.take_changes() == DurationChanges([(4.0, 2.5)], None)  # (rounded as saved)
+    assert history.take_changes() == DurationChanges([], None)  # taken: not again
+    rows.append((4.0, 2.5))
+    most = 0
+    for n in range(3 * MAX_TALKS):
         history.add(10.0 + n, n / 7)
+        if n % 7 == 0:  # (a batch now and then)
+            rows = apply(rows, history)
+            most = max(most, len(rows))
+            assert Durations(rows).saved() == history.saved()
     history.add(10_000.0, -5.0)  # a clock step back: kept as 0
-    assert len(history.saved()) == MAX_TALKS
-    assert json.loads(history.saved_json()) == history.saved()
-    history.forget_before(10.0 + MAX_TALKS)
-    assert json.loads(history.saved_json()) == history.saved() and history.saved()[-1] == [10_000.0, 0.0]
-    history.forget_before(20_000.0)
-    assert history.saved_json() == "[]" and history.saved() == []
+    rows = apply(rows, history)
+    assert Durations(rows).saved() == history.saved() and len(history.saved()) == MAX_TALKS
+    assert most <= MAX_TALKS + FORGET_AFTER + 7
+    history.forget_before(9_000.0)  # all but the last
+    rows = apply(rows, history)
+    assert Durations(rows).saved() == history.saved() == [[10_000.0, 0.0]]
+    history.forget_before(20_000.0)  # none left: every row goes
+    assert apply(rows, history) == [] and history.saved() == []
+    few = Durations([(1.0, 1.0), (2.0, 1.0), (3.0, 1.0)])
+    few.forget_before(2.0)  # one forgotten: its row stays until FORGET_AFTER pile up (restored, forgotten again)
+    assert few.take_changes() == DurationChanges([], None)
+    restored = Durations([(float(n), 1.0) for n in range(MAX_TALKS + 3)])  # more rows than kept: forgotten too
+    restored.forget_before(MAX_TALKS + FORGET_AFTER)
+    assert restored.take_changes().forget_before is not None
+
+

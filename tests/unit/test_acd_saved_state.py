@@ -51,11 +51,15 @@ class Rows:
                 self.saved["agents"].pop(agent_id, None)
             else:
                 self.saved["agents"][agent_id] = json.loads(text)
-        for queue, texts in changes.queues.items():
-            if texts is None:
+        for queue, durations in changes.queues.items():
+            if durations is None:
                 self.saved["queues"].pop(queue, None)
-            else:
-                self.saved["queues"][queue] = {"talks": json.loads(texts[0]), "rings": json.loads(texts[1])}
+                continue
+            saved = self.saved["queues"].setdefault(queue, {"talks": [], "rings": []})
+            for kind, change in zip(("talks", "rings"), durations, strict=True):
+                saved[kind] += [list(pair) for pair in change.added]
+                if change.forget_before is not None:
+                    saved[kind] = [pair for pair in saved[kind] if pair[0] >= change.forget_before]
         return changes
 
 
@@ -268,3 +272,75 @@ async def test_changes_whose_commit_fails_are_written_once_the_store_can(store_t
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         await store.close(retry_seconds=0)
+
+
+async def test_a_duration_is_one_small_row_and_a_restart_restores_the_kept_ones(engine_store: Store) -> None:
+    """A call's talk adds one row to its queue's durations (the queue's whole list was rewritten before: ~25 kB
+    with 2 x 500 pairs); the rows restore what the engine keeps, also once durations were forgotten."""
+    store = engine_store
+    clock = FakeClock(1_800_000_000.0)
+    acd = center(clock)
+    records = AcdRecords(store, clock.now)
+    acd.login("a0")
+    for n in range(engine_module.estimates.MAX_TALKS + 5):  # past the cap: the oldest are forgotten
+        acd.enqueue(f"c{n}", "q")
+        clock.advance(1)
+        acd.answered(f"c{n}", "a0")
+        clock.advance(10)
+        acd.call_ended("a0")
+        clock.advance(5)
+        acd.tick()  # (the wrap-up ends)
+        records.save_changes_at_commit(acd.take_unsaved)
+        if n % 50 == 0:
+            await store.flush()
+    await store.flush()
+    written = dict(store.written)
+    acd.enqueue("last", "q")
+    clock.advance(1)
+    acd.answered("last", "a0")
+    clock.advance(10)
+    acd.call_ended("a0")
+    records.save_changes_at_commit(acd.take_unsaved)
+    await store.flush()
+    statements = {sql: count - written.get(sql, 0) for sql, count in store.written.items()
+                  if count != written.get(sql, 0)}
+    assert sorted(statements.items()) == sorted({
+        "INSERT INTO acd_queue_durations (queue, kind, ended_at, seconds) VALUES (?, ?, ?, ?)": 2,  # ring, talk
+        next(sql for sql in statements if "acd_saved_agents" in sql): 1}.items())
+    stored = await store.fetchall("SELECT COUNT(*) AS n FROM acd_queue_durations WHERE kind = 'talk'")
+    assert stored[0]["n"] > engine_module.estimates.MAX_TALKS  # (the forgotten ones go in bulk, later)
+    loaded = await AcdRecords(store, clock.now).load_snapshot()
+    assert loaded is not None
+    again = center(clock)
+    again.restore(loaded)
+    assert again.snapshot()["queues"] == acd.snapshot()["queues"]
+    assert len(acd.snapshot()["queues"]["q"]["talks"]) == engine_module.estimates.MAX_TALKS
+
+
+async def test_a_controller_upgraded_from_a_row_per_queue_resumes_from_it_and_moves_it(engine_store: Store) -> None:
+    store = engine_store
+    clock = FakeClock(1_800_000_000.0)
+    before = center(clock)
+    before.login("a0")
+    before.enqueue("c1", "q")
+    clock.advance(3)
+    before.answered("c1", "a0")
+    clock.advance(40)
+    before.call_ended("a0")
+    old = before.snapshot()
+    # what a controller before schema 21 left: its queue's durations as one row
+    await store.execute("INSERT INTO acd_saved_queues (queue, saved_at, talks, rings) VALUES (?, ?, ?, ?)",
+                        ("q", clock.now(), json.dumps(old["queues"]["q"]["talks"]),
+                         json.dumps(old["queues"]["q"]["rings"])))
+    await store.execute("INSERT INTO acd_saved_queues (queue, saved_at, talks, rings) VALUES (?, ?, ?, ?)",
+                        ("gone", clock.now(), "[[1.0, 2.0]]", "[]"))  # a queue no longer configured
+    records = AcdRecords(store, clock.now)
+    snapshot = await records.load_snapshot()
+    assert snapshot is not None and snapshot["queues"]["q"] == old["queues"]["q"]
+    after = center(clock)
+    after.restore(snapshot)
+    records.save_changes_at_commit(after.take_unsaved)
+    await store.flush()
+    assert await store.fetchall("SELECT queue FROM acd_saved_queues") == []  # moved, in one batch
+    again = await AcdRecords(store, clock.now).load_snapshot()
+    assert again is not None and again["queues"] == {"q": old["queues"]["q"]}

@@ -24,6 +24,7 @@ class AcdRecords:
         self._now = now
         self._offers: dict[str, list[dict[str, Any]]] = {}  # call_id -> offers of the queue visit in progress
         self._upgraded = False  # restored from the former single snapshot row: it goes with the first rows
+        self._moved: list[tuple[str, Params]] = []  # durations read from a former format, for the next batch
 
     def enqueued(self, call_id: str, queue: str, priority: int) -> None:
         self._offers[call_id] = []
@@ -70,8 +71,9 @@ class AcdRecords:
 
     def save_changes_at_commit(self, take_unsaved: Callable[[], UnsavedChanges]) -> None:
         """The agents and queues changed since the last batch, as `take_unsaved()` encodes them when the store's
-        next batch is cut, written in that batch: a row each, or its row deleted when there is nothing to keep
-        (an agent removed). Asked for many times before a commit, it is built once."""
+        next batch is cut, written in that batch: an agent's row, or its row deleted when there is nothing to keep
+        (an agent removed); a queue's durations added and forgotten. Asked for many times before a commit, it is
+        built once."""
         self._store.write_at_commit("acd_saved", lambda: self._saved_rows(take_unsaved()))
 
     def _saved_rows(self, changes: UnsavedChanges) -> list[tuple[str, Params]]:
@@ -79,28 +81,56 @@ class AcdRecords:
         statements: list[tuple[str, Params]] = [
             (_SAVE_AGENT, (agent_id, now, saved)) if saved is not None else (_DELETE_AGENT, (agent_id,))
             for agent_id, saved in changes.agents.items()]
-        statements += [(_SAVE_QUEUE, (queue, now, *saved)) if saved is not None else (_DELETE_QUEUE, (queue,))
-                       for queue, saved in changes.queues.items()]
+        statements += self._moved  # (before what changed since: a queue removed meanwhile loses them)
+        self._moved = []
+        for queue, durations in changes.queues.items():
+            if durations is None:
+                statements.append((_DELETE_DURATIONS, (queue,)))
+                continue
+            for kind, change in zip(_KINDS, durations, strict=True):
+                statements += [(_ADD_DURATION, (queue, kind, at, seconds)) for at, seconds in change.added]
+                if change.forget_before is not None:
+                    statements.append((_FORGET_DURATIONS, (queue, kind, change.forget_before)))
         if self._upgraded:  # the rows written now replace it (`restore` counted every agent in it as changed)
             statements.append(("DELETE FROM acd_snapshot", ()))
             self._upgraded = False
         return statements
 
     async def load_snapshot(self) -> dict[str, Any] | None:
-        """What `AcdEngine.restore` takes, from the rows of the agents and queues; from the former single
-        snapshot row when there are none yet (a controller upgraded while calls were live: the next batch
-        writes the rows and deletes that one). None: nothing saved."""
+        """What `AcdEngine.restore` takes, from the rows of the agents and of the queues' durations; from the
+        former rows of those (a controller upgraded while calls were live: the next batch moves them), or the
+        former single snapshot row when there are none yet. None: nothing saved."""
         agents = await self._store.fetchall("SELECT agent_id, snapshot FROM acd_saved_agents")
-        queues = await self._store.fetchall("SELECT queue, talks, rings FROM acd_saved_queues")
+        rows = await self._store.fetchall(
+            "SELECT queue, kind, ended_at, seconds FROM acd_queue_durations ORDER BY ended_at", flush=False)
+        queues: dict[str, dict[str, list[list[float]]]] = {}
+        for duration in rows:
+            queues.setdefault(duration["queue"], {"talks": [], "rings": []})[f"{duration['kind']}s"].append(
+                [duration["ended_at"], duration["seconds"]])
+        former = await self._store.fetchall("SELECT queue, talks, rings FROM acd_saved_queues", flush=False)
+        if former:
+            moved = {saved["queue"]: {"talks": jsontext.loads(saved["talks"]), "rings": jsontext.loads(saved["rings"])}
+                     for saved in former if saved["queue"] not in queues}
+            self._move(moved, "DELETE FROM acd_saved_queues")
+            queues.update(moved)
         if agents or queues:
             return {"version": 1, "agents": {row["agent_id"]: jsontext.loads(row["snapshot"]) for row in agents},
-                    "queues": {row["queue"]: {"talks": jsontext.loads(row["talks"]),
-                                              "rings": jsontext.loads(row["rings"])} for row in queues}}
+                    "queues": queues}
         row = await self._store.fetchone("SELECT snapshot FROM acd_snapshot WHERE id = 1")
         if row is None:
             return None
         self._upgraded = True
-        return dict(jsontext.loads(row["snapshot"]))
+        snapshot = dict(jsontext.loads(row["snapshot"]))
+        self._move(dict(snapshot.get("queues") or {}), None)
+        return snapshot
+
+    def _move(self, queues: dict[str, Any], delete: str | None) -> None:
+        """Durations read from a former format, written as rows by the next batch (with `delete`, their source)."""
+        self._moved = [(_ADD_DURATION, (queue, kind, round(float(at), 3), round(float(seconds), 3)))
+                       for queue, saved in queues.items() for kind in _KINDS
+                       for at, seconds in saved.get(f"{kind}s") or ()]
+        if delete is not None:
+            self._moved.append((delete, ()))
 
     async def left_since(self, since: float) -> dict[str, list[tuple[str, float]]]:
         """Queue visits that ended, enqueued since `since`: queue -> [(outcome, wait seconds)]."""
@@ -128,7 +158,9 @@ class AcdRecords:
 
 _SAVE_AGENT = upsert("acd_saved_agents", ("agent_id", "saved_at", "snapshot"), ("agent_id",))
 _DELETE_AGENT = "DELETE FROM acd_saved_agents WHERE agent_id = ?"
-_SAVE_QUEUE = upsert("acd_saved_queues", ("queue", "saved_at", "talks", "rings"), ("queue",))
-_DELETE_QUEUE = "DELETE FROM acd_saved_queues WHERE queue = ?"
+_KINDS = ("talk", "ring")  # (a queue's durations: its "talks" and "rings" in the snapshot)
+_ADD_DURATION = "INSERT INTO acd_queue_durations (queue, kind, ended_at, seconds) VALUES (?, ?, ?, ?)"
+_FORGET_DURATIONS = "DELETE FROM acd_queue_durations WHERE queue = ? AND kind = ? AND ended_at < ?"
+_DELETE_DURATIONS = "DELETE FROM acd_queue_durations WHERE queue = ?"
 # The queue visit in progress of a call (a call may visit several queues: overflow, transfer).
 _OPEN_VISIT = "id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?) AND call_id = ?"
