@@ -40,17 +40,24 @@ async def our_bridges() -> dict[str, list[str]]:
 
 def as_before_migration_19(db: Path) -> None:
     """The store as a controller before migration 19 leaves it: the ACD's saved state (agents, queues' durations)
-    in the single acd_snapshot row, rewritten whole at each commit, and schema version 18."""
+    in the single acd_snapshot row, rewritten whole at each commit, the live-call picture one row per call and part
+    (`live_calls`, before migration 20), and schema version 18."""
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         agents = {agent_id: json.loads(saved) for agent_id, saved in
                   conn.execute("SELECT agent_id, snapshot FROM acd_saved_agents")}
-        queues = {queue: {"talks": json.loads(talks), "rings": json.loads(rings)} for queue, talks, rings in
-                  conn.execute("SELECT queue, talks, rings FROM acd_saved_queues")}
-        assert agents, "no agent saved"
+        queues: dict[str, dict[str, list[list[float]]]] = {}
+        for queue, kind, ended_at, seconds in conn.execute(
+                "SELECT queue, kind, ended_at, seconds FROM acd_queue_durations ORDER BY ended_at"):
+            queues.setdefault(queue, {"talks": [], "rings": []})[f"{kind}s"].append([ended_at, seconds])
+        pictures = list(conn.execute("SELECT call_id, parts, updated_at FROM live_call_pictures"))
+        assert agents and queues and pictures, "nothing saved"
         conn.execute("INSERT INTO acd_snapshot (id, saved_at, snapshot) VALUES (1, ?, ?)",
                      (time.time(), json.dumps({"version": 1, "agents": agents, "queues": queues})))
-        conn.execute("DROP TABLE acd_saved_agents")
-        conn.execute("DROP TABLE acd_saved_queues")
+        conn.executemany("INSERT INTO live_calls (call_id, part, data, updated_at) VALUES (?, ?, ?, ?)",
+                         [(call_id, part, json.dumps(data), updated_at) for call_id, parts, updated_at in pictures
+                          for part, data in json.loads(parts).items()])
+        for table in ("acd_saved_agents", "acd_saved_queues", "live_call_pictures", "acd_queue_durations"):
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("PRAGMA user_version = 18")
 
 
@@ -112,6 +119,9 @@ async def test_talking_calls_survive_a_restart(fresh_asterisk: Path, tmp_path: P
         saved = {row["agent_id"]: json.loads(row["snapshot"])["state"]
                  for row in rows(process, "SELECT agent_id, snapshot FROM acd_saved_agents")}
         assert saved == dict.fromkeys(calls, "talking"), saved
+        assert rows(process, "SELECT * FROM live_calls") == []  # moved: a row per call
+        assert len(rows(process, "SELECT * FROM live_call_pictures")) == 3
+        assert len(rows(process, "SELECT * FROM acd_queue_durations WHERE kind = 'ring'")) == 3  # the answers'
     status = await process.status()
     assert status is not None and status["active_calls"] == 3, status
     # The live counters cover the day, not the process: the 3 calls answered before the restart count.
