@@ -274,6 +274,15 @@ async def test_changes_whose_commit_fails_are_written_once_the_store_can(store_t
         await store.close(retry_seconds=0)
 
 
+def a_call(acd: AcdEngine, clock: FakeClock, call_id: str, ring: float, talk: float) -> None:
+    """A call to queue q that rings agent a0 (the only one ready) `ring` seconds, then talks `talk` seconds."""
+    acd.enqueue(call_id, "q")
+    clock.advance(ring)
+    acd.answered(call_id, "a0")
+    clock.advance(talk)
+    acd.call_ended("a0")
+
+
 async def test_a_duration_is_one_small_row_and_a_restart_restores_the_kept_ones(engine_store: Store) -> None:
     """A call's talk adds one row to its queue's durations (the queue's whole list was rewritten before: ~25 kB
     with 2 x 500 pairs); the rows restore what the engine keeps, also once durations were forgotten."""
@@ -283,11 +292,7 @@ async def test_a_duration_is_one_small_row_and_a_restart_restores_the_kept_ones(
     records = AcdRecords(store, clock.now)
     acd.login("a0")
     for n in range(engine_module.estimates.MAX_TALKS + 5):  # past the cap: the oldest are forgotten
-        acd.enqueue(f"c{n}", "q")
-        clock.advance(1)
-        acd.answered(f"c{n}", "a0")
-        clock.advance(10)
-        acd.call_ended("a0")
+        a_call(acd, clock, f"c{n}", ring=1, talk=10)
         clock.advance(5)
         acd.tick()  # (the wrap-up ends)
         records.save_changes_at_commit(acd.take_unsaved)
@@ -295,11 +300,7 @@ async def test_a_duration_is_one_small_row_and_a_restart_restores_the_kept_ones(
             await store.flush()
     await store.flush()
     written = dict(store.written)
-    acd.enqueue("last", "q")
-    clock.advance(1)
-    acd.answered("last", "a0")
-    clock.advance(10)
-    acd.call_ended("a0")
+    a_call(acd, clock, "last", ring=1, talk=10)
     records.save_changes_at_commit(acd.take_unsaved)
     await store.flush()
     statements = {sql: count - written.get(sql, 0) for sql, count in store.written.items()
@@ -322,11 +323,7 @@ async def test_a_controller_upgraded_from_a_row_per_queue_resumes_from_it_and_mo
     clock = FakeClock(1_800_000_000.0)
     before = center(clock)
     before.login("a0")
-    before.enqueue("c1", "q")
-    clock.advance(3)
-    before.answered("c1", "a0")
-    clock.advance(40)
-    before.call_ended("a0")
+    a_call(before, clock, "c1", ring=3, talk=40)
     old = before.snapshot()
     # what a controller before schema 21 left: its queue's durations as one row
     await store.execute("INSERT INTO acd_saved_queues (queue, saved_at, talks, rings) VALUES (?, ?, ?, ?)",
