@@ -164,7 +164,8 @@ async def test_an_agent_added_live_takes_the_next_call_and_one_removed_while_tal
                                                                    ("logged_out", "acw")]
     talk, acw, out = history[-3:]
     assert acw["at"] - talk["at"] >= 15.0  # the removal did not cut the call short
-    assert 3.0 <= out["at"] - acw["at"] < 5.0  # and the ACW lasted its wrap-up
+    # and the ACW lasted its wrap-up (each `at` is read when its row is written: 2.9999945 was seen, as below)
+    assert 2.99 <= out["at"] - acw["at"] < 5.0
     first_visit, _, third_visit = visits(process)
     assert (first_visit["agent_id"], first_visit["outcome"]) == ("1001", "answered")
     assert third_visit["offers"] == [] and third_visit["outcome"] is None  # 1001 got no offer meanwhile
