@@ -9,8 +9,8 @@ picture the truth for intent (see /work/coord/RESUME.md and the calls plugin's `
 This process holds each live call's parts, encoded; a call whose parts changed is written once when the store's
 next batch is cut (`Store.write_at_commit`), as it stands then: its row, or its row's delete when no part is
 left (it ended). A part saved as it is already, or dropped when it is not there, writes nothing. A row per part
-cost ~12 statements per full-path call (its parts saved and dropped one by one over ~5 batches), a row per call
-~5 (README "Benchmarks", third round, fourth session); what a SIGKILL can lose is unchanged.
+cost ~12.5 statements per full-path call at 10 calls/s (its parts saved and dropped one by one over ~5 batches), a
+row per call ~5.7 (README "Benchmarks", third round, fourth session); what a SIGKILL can lose is unchanged.
 """
 
 from __future__ import annotations
