@@ -178,7 +178,8 @@ async def test_graceful_stop_leaves_live_calls_in_asterisk(controller: Controlle
     assert await _channel_in_context("ccc-fallback") is None
     with sqlite3.connect(controller.db) as db:
         assert db.execute("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetchone()[0] == 1
-        assert db.execute("SELECT COUNT(*) FROM live_call_pictures WHERE json_extract(parts, '$.call') IS NOT NULL").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM live_call_pictures WHERE json_extract(parts, '$.call') IS NOT NULL"
+                          ).fetchone()[0] == 1
     caller.kill()
 
 
