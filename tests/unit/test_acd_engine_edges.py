@@ -26,7 +26,7 @@ from controller.acd.model import (
     QueueSettings,
 )
 from controller.clock import FakeClock
-from tests.unit.test_acd_saved_state import Rows
+from tests.unit.test_acd_saved_state import Rows, as_stored
 
 
 def agents(*specs: tuple[str, dict[str, int]], skills: dict[str, int] | None = None) -> list[AgentSettings]:
@@ -487,7 +487,7 @@ def test_invariants_over_random_runs(seed: int) -> None:
         assert waiting == len(model.queued())
         rows.acd = acd
         rows.take()  # what a commit now writes: the rows of the agents and queues that changed ...
-        assert rows.saved == acd.snapshot()  # ... and the store then holds the whole snapshot
+        assert rows.saved == as_stored(acd.snapshot())  # ... and the store then holds the whole snapshot
 
     later: list[str] = []
     rows = Rows(acd)

@@ -60,7 +60,15 @@ class Rows:
                 saved[kind] += [list(pair) for pair in change.added]
                 if change.forget_before is not None:
                     saved[kind] = [pair for pair in saved[kind] if pair[0] >= change.forget_before]
+                saved[kind].sort()  # (rows have no order: a restart reads them back sorted)
         return changes
+
+
+def as_stored(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """`snapshot` with each queue's durations sorted, as its rows read back: durations that ended at the same time
+    come back in any order (the engine keeps them in the order they came)."""
+    return {**snapshot, "queues": {name: {kind: sorted(pairs) for kind, pairs in durations.items()}
+                                   for name, durations in snapshot["queues"].items()}}
 
 
 # -- the engine: what changed ------------------------------------------------------------------------------
