@@ -348,6 +348,16 @@ class Store:
             return None
         return self._watched.pop(ticket, None) is None
 
+    def stored(self, tickets: Iterable[int | None]) -> int:
+        """How many of these `write_watched()` statements were committed (a None was never queued), asked once
+        `committed()` has returned: `outcome()` for a batch in one call. Every ticket is forgotten."""
+        done, watched = self._done_ticket, self._watched
+        count = 0
+        for ticket in tickets:
+            if ticket is not None and watched.pop(ticket, None) is None and ticket <= done:
+                count += 1
+        return count
+
     def forget(self, ticket: int) -> None:
         """Stop watching a `write_watched()` statement whose outcome will not be asked (it is written again)."""
         self._watched.pop(ticket, None)
@@ -420,9 +430,10 @@ class Store:
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending:
             self._first_pending_at = time.monotonic()  # the writer cuts the batch BATCH_WINDOW_SECONDS after it
+            # The writer clears its wake just before taking everything pending: woken once per batch, not per write.
+            self._wake.set()
         self._last_ticket += 1
         self._pending.append(_Statement(self._last_ticket, sql, params))
-        self._wake.set()
         return self._last_ticket
 
     def _queue_done(self) -> int:
