@@ -7,8 +7,8 @@ round, third session). The text is what `json.dumps(obj, ensure_ascii=False, def
 - datetimes, dates, UUIDs, dataclasses and enums are encoded by orjson itself (ISO 8601 with a "T", the dataclass
   as an object, the enum's value) where the standard library's `default=str` gave their `str()`;
 - what orjson refuses (an integer beyond 64 bits, a dict key that is not a str/int/float/bool/None) falls back to
-  the standard library, so nothing that encoded before fails now. NaN and infinities become null (the standard
-  library wrote NaN/Infinity, which is not JSON and which no other reader accepts).
+  the standard library (compact too), so nothing that encoded before fails now. NaN and infinities become null (the
+  standard library wrote NaN/Infinity, which is not JSON and which no other reader accepts).
 `loads` reads both, and text written before (NaN included) through the standard library when orjson refuses it.
 """
 
@@ -27,7 +27,17 @@ def dumps(obj: Any) -> str:
     try:
         return orjson.dumps(obj, default=str, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:
-        return json.dumps(obj, ensure_ascii=False, default=str)
+        return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def dumps_with_last(obj: dict[str, Any]) -> tuple[str, str]:
+    """`dumps(obj)` and, from the same encoding, the text of its last member's value (a CTI event as it goes out,
+    and its `data` as it is stored). The members before the last must be scalars (numbers, strings, booleans,
+    null) with keys other than the last one's: the last key then shows in the text only where it is that key
+    (a string's text holds no `"` unescaped, and a string value is never followed by `:`)."""
+    key = next(reversed(obj))
+    text = dumps(obj)
+    return text, text[text.index(f'"{key}":') + len(key) + 3:-1]
 
 
 def loads(text: str | bytes) -> Any:

@@ -325,20 +325,15 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def write(self, sql: str, params: Params = ()) -> None:
-        """Queue a statement; it is committed with the next batch (BATCH_WINDOW_SECONDS after the
-        oldest write not yet committed, plus the commit)."""
-        self._write(sql, params)
-
     def write_watched(self, sql: str, params: Params = ()) -> int | None:
         """`write()`, returning the statement's ticket for `outcome()`: a caller that must know whether its
         statement was stored learns it without reading it back. None: it was not queued (the store is frozen
         for a stop, or closed: it went to the spill file), so it is not committed."""
         if self._frozen or self._closed:
-            self._write(sql, params)
+            self.write(sql, params)
             return None
-        self._watched[self._last_ticket + 1] = None  # (`_write` gives it the next ticket)
-        return self._write(sql, params)
+        self._watched[self._last_ticket + 1] = None  # (`write` gives it the next ticket)
+        return self.write(sql, params)
 
     def outcome(self, ticket: int) -> bool | None:
         """What became of a `write_watched()` statement: None while not committed yet, then True (committed) or
@@ -347,6 +342,16 @@ class Store:
         if ticket > self._done_ticket:
             return None
         return self._watched.pop(ticket, None) is None
+
+    def stored(self, tickets: Iterable[int | None]) -> int:
+        """How many of these `write_watched()` statements were committed (a None was never queued), asked once
+        `committed()` has returned: `outcome()` for a batch in one call. Every ticket is forgotten."""
+        done, watched = self._done_ticket, self._watched
+        count = 0
+        for ticket in tickets:
+            if ticket is not None and watched.pop(ticket, None) is None and ticket <= done:
+                count += 1
+        return count
 
     def forget(self, ticket: int) -> None:
         """Stop watching a `write_watched()` statement whose outcome will not be asked (it is written again)."""
@@ -363,7 +368,7 @@ class Store:
             return
         if self._closed:
             for sql, params in build():
-                self._write(sql, params)
+                self.write(sql, params)
             return
         if key not in self._builders:
             self._queue(AT_COMMIT, key)
@@ -402,7 +407,9 @@ class Store:
         self._pending = self._built(self._pending)
         self._frozen = True
 
-    def _write(self, sql: str, params: Params) -> int:
+    def write(self, sql: str, params: Params = ()) -> int:
+        """Queue a statement; it is committed with the next batch (BATCH_WINDOW_SECONDS after the
+        oldest write not yet committed, plus the commit). Returns its ticket (`write_watched`, `executemany`)."""
         if self._frozen:
             return self._last_ticket
         if self._closed:
@@ -420,9 +427,10 @@ class Store:
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending:
             self._first_pending_at = time.monotonic()  # the writer cuts the batch BATCH_WINDOW_SECONDS after it
+            # The writer clears its wake just before taking everything pending: woken once per batch, not per write.
+            self._wake.set()
         self._last_ticket += 1
         self._pending.append(_Statement(self._last_ticket, sql, params))
-        self._wake.set()
         return self._last_ticket
 
     def _queue_done(self) -> int:
@@ -480,7 +488,7 @@ class Store:
         tickets = []
         for params in rows:
             self._watched[self._last_ticket + 1] = None
-            tickets.append(self._write(sql, params))
+            tickets.append(self.write(sql, params))
         try:
             if any(ticket > self._done_ticket and self._watched.get(ticket) is None for ticket in tickets):
                 await self.flush()  # (a statement refused at once is not waited for)

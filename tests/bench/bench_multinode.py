@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from controller.plugins.cti.resources import WsFanOut
 from controller.plugins.cti.services import CtiEvent, EventBus, EventFilter
 from tests.e2e.conftest import REPO, ControllerProcess, demo_config
 from tests.sipp import Caller, Phone, WaitForBye
@@ -41,35 +41,38 @@ nodes:
 """
 
 
+class _Toolbar:
+    """An agent toolbar's /ws connection as the fan-out sees it (resources._Client), writing nowhere."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.filter = EventFilter.parse(None, agent_id=agent_id)
+        self.live, self.last, self.frames, self.written = True, 0, [], 0
+
+    def flush(self) -> None:
+        self.frames.clear()
+        self.written = self.last
+
+    def fall_behind(self) -> None:
+        raise AssertionError("a toolbar fell behind")
+
+
 async def fan_out_cost(subscribers: int, events: int = 200) -> float:
-    """CPU milliseconds to hand one CTI event to `subscribers` agent toolbars (each /ws reader wakes, filters
-    on its agent and encodes the few that match): the controller's per-event cost at that many agents."""
+    """CPU milliseconds to hand one CTI event to `subscribers` agent toolbars (the /ws fan-out filters each event
+    for every client and frames it once for those it matches): the controller's per-event cost at that many
+    agents."""
     bus = EventBus(None, time.time)  # type: ignore[arg-type]  # _fan_out touches no store
-    filters = [EventFilter.parse(None, agent_id=f"{n:04d}") for n in range(subscribers)]
-    subs = [bus.subscribe() for _ in filters]
-    delivered = 0
-
-    async def reader(subscriber: Any, wanted: EventFilter) -> None:
-        nonlocal delivered
-        while (event := await subscriber.queue.get()) is not None:
-            if wanted.matches(event):
-                json.dumps(event.as_dict())
-            delivered += 1
-
-    tasks = [asyncio.create_task(reader(sub, wanted)) for sub, wanted in zip(subs, filters, strict=True)]
-    await asyncio.sleep(0)
+    fan_out = WsFanOut(bus)
+    fan_out.clients = {_Toolbar(f"{n:04d}") for n in range(subscribers)}  # type: ignore[misc]
+    bus.listeners.append(fan_out._deliver)
     started = time.process_time()
     for seq in range(1, events + 1):
-        bus._fan_out(CtiEvent(seq, "agent.state_changed", time.time(), None, f"{seq % subscribers:04d}", None,
-                              {"state": "ready"}))
-        await asyncio.sleep(0)  # the readers run between events, as they do live
-    while delivered < events * subscribers:
-        await asyncio.sleep(0)
-    spent = time.process_time() - started
-    for sub in subs:
-        sub.queue.put_nowait(None)
-    await asyncio.gather(*tasks)
-    return spent / events * 1000
+        data = {"state": "ready"}
+        agent = f"{seq % subscribers:04d}"
+        text = json.dumps({"seq": seq, "type": "agent.state_changed", "at": time.time(), "call_id": None,
+                           "agent_id": agent, "queue": None, "data": data})
+        bus._fan_out([CtiEvent(seq, "agent.state_changed", time.time(), None, agent, None, data, text=text)])
+        await asyncio.sleep(0)  # other tasks run between events, as they do live
+    return (time.process_time() - started) / events * 1000
 
 
 def ms(values: list[float]) -> str:

@@ -312,7 +312,7 @@ async def test_lines_of_events_not_written_before_a_crash_are_written_at_restart
         assert [line.split("|")[4] for line in await written(2)] == ["QUEUESTART", "ENTERQUEUE"]
         await asyncio.sleep(0.1)
         # The controller dies: these events are in the store, their lines never written.
-        bus.listeners.remove(before._on_event)
+        bus.listeners.remove(before._on_events)
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         bus.publish("call.answered", call_id="c1", agent_id="1001", queue="general", wait=3.0)

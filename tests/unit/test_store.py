@@ -380,9 +380,13 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes spread over less than BATCH_WINDOW_SECONDS after the first one (a call's ARI events at a low call
     rate, each with its statements) go in one transaction, not one each, and nothing is committed before the
-    window ends; later writes start a new window. Every write is committed, in order."""
+    window ends; later writes start a new window. Every write is committed, in order. The writer is woken by the
+    window's first write only (it was woken by every write: ~58 a call)."""
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 1.0)  # long against the scheduler's jitter on a busy machine
     monkeypatch.setattr(db, "COMMITTED_FALLBACK_SECONDS", 5.0)  # (committed() waits for the writer, not its own)
+    wakes: list[None] = []
+    real_set = store._wake.set
+    monkeypatch.setattr(store._wake, "set", lambda: (wakes.append(None), real_set())[1])
     writer = asyncio.create_task(store.run_writer())
     try:
         loop = asyncio.get_running_loop()
@@ -392,13 +396,14 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
             store.write("INSERT INTO t (n) VALUES (?)", (n,))
             await asyncio.sleep(0.01)
         assert store.commits == commits  # still collecting
+        assert len(wakes) == 1
         assert await store.fetchall("SELECT n FROM t", flush=False) == []
         await store.committed()
         assert store.commits == commits + 1, f"{store.commits - commits} commits for 10 writes in one window"
         assert loop.time() - started >= 1.0 - 0.01  # (the loop's clock may be coarser than time.monotonic)
         store.write("INSERT INTO t (n) VALUES (?)", (10,))  # the next window
         await store.committed()
-        assert store.commits == commits + 2
+        assert store.commits == commits + 2 and len(wakes) == 2
         rows = await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)
         assert [row["n"] for row in rows] == list(range(11))
     finally:
@@ -453,3 +458,23 @@ async def test_a_read_without_flush_answers_what_is_committed_and_commits_nothin
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
     assert store.commits == commits
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t")] == [1, 2]  # read your own writes
+
+
+async def test_queueing_a_statement_costs_four_python_calls(store: Store) -> None:
+    """`write` is on every statement's path (~58 a call): the method itself, the parameters' check, the queueing and
+    the statement's tuple. It was seven: a `_write` under `write`, an ABC's isinstance in the check, a wake of the
+    writer per statement."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for n in range(100):
+        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    python_calls = sum(counts[1] for (path, _line, name), counts in stats.items()
+                       if path != "~" and name != "disable")  # ("~": functions written in C)
+    assert python_calls <= 4 * 100 + 1, python_calls  # (+1: the window's first write wakes the writer)
+    await store.flush()
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id")] == list(range(100))

@@ -31,3 +31,15 @@ async def test_a_statement_written_to_a_frozen_store_has_no_ticket(engine_store:
     before = engine_store.write_watched("INSERT INTO t (n) VALUES (?)", (1,))
     engine_store.freeze()
     assert before is not None and engine_store.write_watched("INSERT INTO t (n) VALUES (?)", (2,)) is None
+
+
+async def test_the_outcomes_of_a_batch_of_watched_statements_in_one_call(engine_store: Store) -> None:
+    """`stored`: how many of a batch's tickets were committed (what the CTI bus asks per commit), each forgotten."""
+    store = engine_store
+    await store.execute("CREATE TABLE t (n INTEGER NOT NULL)")
+    tickets = [store.write_watched("INSERT INTO t (n) VALUES (?)", (n,)) for n in (1, None, 3)]  # (NULL: refused)
+    assert store.stored(tickets) == 0 and not store._watched  # not committed yet: not counted (and forgotten)
+    tickets = [store.write_watched("INSERT INTO t (n) VALUES (?)", (n,)) for n in (4, None, 6)]
+    await store.committed()
+    assert store.stored([*tickets, None]) == 2 and not store._watched  # None: a statement never queued
+    assert sorted(row["n"] for row in await store.fetchall("SELECT n FROM t")) == [1, 3, 4, 6]

@@ -8,6 +8,8 @@ from typing import Any
 from controller import jsontext
 from controller.store.db import Store
 
+_INSERT_EVENT = "INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+
 
 class CallRecords:
     def __init__(self, store: Store, now: Callable[[], float]) -> None:
@@ -29,12 +31,11 @@ class CallRecords:
         self._store.write("UPDATE calls SET flow = ? WHERE call_id = ?", (flow, call_id))
 
     def event(self, call_id: str, kind: str, /, **detail: Any) -> None:
-        self.event_text(call_id, kind, jsontext.dumps(detail))
+        self._store.write(_INSERT_EVENT, (call_id, self._now(), kind, jsontext.dumps(detail)))  # (~15 a call)
 
     def event_text(self, call_id: str, kind: str, detail: str) -> None:
         """`event` with its detail already JSON text (an object's): the text stored elsewhere too, encoded once."""
-        self._store.write("INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                          (call_id, self._now(), kind, detail))
+        self._store.write(_INSERT_EVENT, (call_id, self._now(), kind, detail))
 
     def ended(self, call_id: str, *, reason: str, cause: int | None = None, cause_txt: str | None = None,
               at: float | None = None) -> None:

@@ -120,7 +120,7 @@ class CompatService:
         # The AMI endpoint's events are made from the queue_log entries too.
         self._formatting = settings.queue_log.enabled or settings.ami_port > 0
         if self._formatting or settings.cdr.enabled:
-            bus.listeners.append(self._on_event)
+            bus.listeners.append(self._on_events)
 
     def configuration_changed(self, _old: Config, new: Config) -> None:
         """Agents added or changed live: their queues (queue_log member lines) and phones (CDR channels)."""
@@ -142,6 +142,10 @@ class CompatService:
         if self.settings.queue_log.enabled:  # as Asterisk's logger does when it starts: tools see restarts
             self._lines.append(QueueLogEntry(time.time(), "NONE", "NONE", "NONE", "QUEUESTART", ("",)))
             self._wake.set()
+
+    def _on_events(self, events: list[CtiEvent]) -> None:
+        for event in events:
+            self._on_event(event)
 
     def _on_event(self, event: CtiEvent) -> None:
         self._seen_seq = event.seq

@@ -106,7 +106,7 @@ class WebhookNotifier:
         self.failures = 0
         self.dead_lettered = 0
         self._stopping = asyncio.Event()
-        bus.listeners.append(self._on_event)
+        bus.listeners.append(self._on_events)
 
     def has(self, name: str) -> bool:
         return name in self.webhooks
@@ -150,9 +150,9 @@ class WebhookNotifier:
         await self._store.execute("DELETE FROM webhook_cursor WHERE webhook = ?", (name,))
         log.info("webhook %s removed: its delivery state (cursor, retries, dead letters) is dropped", name)
 
-    def _on_event(self, event: CtiEvent) -> None:
+    def _on_events(self, events: list[CtiEvent]) -> None:
         for name, hook in self.webhooks.items():
-            if hook.filter.matches(event):
+            if any(hook.filter.matches(event) for event in events):
                 self._wake[name].set()
 
     def backlog(self) -> int:

@@ -23,7 +23,7 @@ from controller.http.openapi import MAX_ID, body_of, operation
 from controller.http.server import Identity, caller_of, json_error, roles, track_socket
 from controller.plugins.cti.notifier import WebhookNotifier
 from controller.plugins.cti.schemas import all_schemas
-from controller.plugins.cti.services import AgentScope, CtiEvent, EventBus, EventFilter, Subscriber
+from controller.plugins.cti.services import AgentScope, CtiEvent, EventBus, EventFilter
 
 #: Events per page when a WebSocket client catches up, and the bounds of `limit` on /api/events.
 REPLAY_PAGE = 1_000
@@ -195,8 +195,8 @@ def routes(bus: EventBus, webhooks: WebhookNotifier,
     ]
 
 
-#: Frames a client's live stream holds while its connection's send buffer is full: as many events as a bus
-#: subscriber's queue holds. Beyond it they are dropped and the client catches up from the store once it reads.
+#: Frames a client's live stream holds while its connection's send buffer is full. Beyond it they are dropped and
+#: the client catches up from the store once it reads.
 LIVE_BACKLOG = 5_000
 
 
@@ -236,7 +236,7 @@ class _Client:
 
     def flush(self) -> None:
         """Write the frames held, in one write; while the connection's send buffer is full, its task writes them
-        once it drains (at most LIVE_BACKLOG are held: `hold`)."""
+        once it drains (at most LIVE_BACKLOG are held: `WsFanOut._frame`)."""
         if not self.frames:
             self.written = self.last
         elif self.gone():
@@ -249,14 +249,6 @@ class _Client:
             self.frames.clear()
             self.written = self.last
 
-    def hold(self, frame: bytes) -> bool:
-        """Hold a frame for the next flush; False when that was one too many (the client fell behind)."""
-        self.frames.append(frame)
-        if len(self.frames) > LIVE_BACKLOG:
-            self.fall_behind()
-            return False
-        return True
-
     def fall_behind(self) -> None:
         """Drop what is held: the client's task catches up from the store, after the last event written."""
         self.live = False
@@ -266,60 +258,49 @@ class _Client:
 
 
 class WsFanOut:
-    """The live stream of every /ws client, from one bus subscription and one task: each event is framed once
-    (if any client wants it) and the same bytes are held for every client whose filter matches; the frames held
-    for a client in one turn of the loop (one commit's events) leave in one write."""
+    """The live stream of every /ws client, a listener of the bus: each committed batch is handed to it before
+    anything newer is published (no queue, no task of its own); each event is framed once (if any client wants
+    it) and the same bytes are held for every client whose filter matches; the frames held for a client in one
+    batch leave in one write."""
 
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
         self.clients: set[_Client] = set()
-        self._subscriber: Subscriber | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._listening = False
         self.fell_behind = 0  # clients whose held frames went beyond LIVE_BACKLOG (they caught up from the store)
+        bus.stop_listeners.append(self._stopped)
 
     def join(self, client: _Client) -> None:
         """Before the client's replay (or its hello's seq is read): nothing published from now on is missed."""
-        if self._stopped:
+        if self._bus.stopped:
             client.ended = True
             return
         self.clients.add(client)
-        if self._subscriber is None:
-            self._subscriber = self._bus.subscribe()
-            self._task = asyncio.get_running_loop().create_task(self._run(self._subscriber))
+        if not self._listening:
+            self._bus.listeners.append(self._deliver)
+            self._listening = True
 
     def leave(self, client: _Client) -> None:
         self.clients.discard(client)
-        if not self.clients and self._subscriber is not None and self._task is not None:
-            self._bus.unsubscribe(self._subscriber)
-            self._task.cancel()
-            self._subscriber = self._task = None
+        if not self.clients and self._listening:
+            self._bus.listeners.remove(self._deliver)
+            self._listening = False
 
-    async def _run(self, subscriber: Subscriber) -> None:
-        queue = subscriber.queue
-        while True:
-            events = [await queue.get()]
-            while not queue.empty():
-                events.append(queue.get_nowait())
-            if subscriber.overflowed:  # this task fell behind the bus (the loop was held): every client catches up
-                subscriber.overflowed = False
-                for client in self.clients:
-                    client.fall_behind()
-            else:
-                try:
-                    self._deliver([event for event in events if event is not None])
-                except Exception:
-                    log.exception("CTI: the /ws fan-out failed; every client catches up from the store")
-                    for client in self.clients:
-                        client.fall_behind()
-            if subscriber.closed:  # the controller is stopping: the clients resume with since from the next process
-                self._stopped = True
-                for client in self.clients:
-                    client.ended = True
-                    client.woken.set()
-                return
+    def _stopped(self) -> None:
+        """The controller is stopping: the clients resume with since from the next process."""
+        for client in self.clients:
+            client.ended = True
+            client.woken.set()
 
     def _deliver(self, events: list[CtiEvent]) -> None:
+        try:
+            self._frame(events)
+        except Exception:
+            log.exception("CTI: the /ws fan-out failed; every client catches up from the store")
+            for client in self.clients:
+                client.fall_behind()
+
+    def _frame(self, events: list[CtiEvent]) -> None:
         clients = [client for client in self.clients if client.live]
         for event in events:
             frame = None
@@ -332,8 +313,10 @@ class WsFanOut:
                 client.last = event.seq
                 if client.filter.matches(event):
                     if frame is None:
-                        frame = text_frame(event.as_json())
-                    if not client.hold(frame):
+                        frame = text_frame(event.text or event.as_json())  # (a published event has its text)
+                    client.frames.append(frame)  # held for the flush below (inline: once per event and client)
+                    if len(client.frames) > LIVE_BACKLOG:
+                        client.fall_behind()
                         self.fell_behind += 1
         for client in clients:
             if client.live:

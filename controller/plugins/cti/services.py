@@ -1,8 +1,8 @@
 """The CTI event stream: every call and agent event, numbered, persisted, then fanned out.
 
 `publish()` gives each event the next sequence number and queues it; `run()` commits queued events
-to the store in batches and only then hands them, in order, to live subscribers (/ws) and
-listeners (webhooks). So a sequence number that anyone has seen is in the store: after a crash
+to the store in batches and only then hands them, in order, to its listeners (the /ws fan-out,
+webhooks, queue_log and CDRs). So a sequence number that anyone has seen is in the store: after a crash
 the stream continues from the store's newest number, and no number ever goes out twice for two
 different events, nor is one skipped. While the store fails, events wait in memory (bounded by
 `max_unpersisted`; beyond it new events are refused and counted, never given a number) and go
@@ -38,7 +38,9 @@ class CtiEvent:
     data: dict[str, Any]
     #: `data` as JSON text (the store's column): given when read from the store, else encoded on first use.
     data_json: str | None = field(default=None, compare=False, repr=False)
-    _json: str | None = field(default=None, init=False, compare=False, repr=False)
+    #: The whole event as JSON text (what the WebSocket and webhooks send): given when published (one encoding
+    #: for it and the stored `data`: `EventBus.publish`), else built on first use around `data_json`.
+    text: str | None = field(default=None, compare=False, repr=False)
 
     def _envelope(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "at": self.at, "call_id": self.call_id,
@@ -48,18 +50,18 @@ class CtiEvent:
         return {**self._envelope(), "data": self.data}
 
     def data_text(self) -> str:
-        """`data` as JSON, encoded once (for the store, and inside `as_json`)."""
+        """`data` as JSON (for the store), encoded once."""
         if self.data_json is None:
             object.__setattr__(self, "data_json", jsontext.dumps(self.data))
         return self.data_json  # type: ignore[return-value]
 
     def as_json(self) -> str:
         """`as_dict()` as JSON text, what the WebSocket and webhooks send: encoded once for every subscriber
-        and webhook, its data being the text written to the store."""
-        if self._json is None:
+        and webhook; an event read from the store is built around its data's stored text."""
+        if self.text is None:
             head = jsontext.dumps(self._envelope())
-            object.__setattr__(self, "_json", f'{head[:-1]},"data":{self.data_text()}}}')
-        return self._json  # type: ignore[return-value]
+            object.__setattr__(self, "text", f'{head[:-1]},"data":{self.data_text()}}}')
+        return self.text  # type: ignore[return-value]
 
 
 #: Events that name no agent but are work for every agent of their queue: a new message or fax in its inbox.
@@ -117,12 +119,9 @@ class EventFilter:
         return self.agent_id is None or event.agent_id == self.agent_id
 
 
-@dataclass(eq=False)
-class Subscriber:
-    queue: asyncio.Queue[CtiEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
-    overflowed: bool = False
-    closed: bool = False  # the stream stopped (the controller is stopping): a None is queued to wake the reader
-
+#: What hears the stream: each batch of committed events, in order, as it is published (the /ws fan-out, webhooks,
+#: queue_log and CDRs). Called on the event loop, before anything newer is published: it must not block or raise.
+Listener = Callable[[list[CtiEvent]], None]
 
 #: A failed commit of events is tried again after the first delay, doubling up to the second.
 RETRY_SECONDS = (0.2, 5.0)
@@ -131,11 +130,12 @@ FINAL_COMMIT_SECONDS = 5.0
 #: Calls whose agent is remembered for their `call.ended` (a bound for calls that never end cleanly).
 _CALLS_REMEMBERED = 10_000
 #: The newest published events kept in memory for `since` (webhooks and clients a little behind); older ones are
-#: read from the store. Bounded by number and by the size of their data's JSON: a ringing call's event carries the
+#: read from the store. Bounded by number and by the size of their JSON text: a ringing call's event carries the
 #: screen pop (the caller's last calls), 30 times a hold's; 20,000 events kept ~25 MB, still growing after a
-#: 10-minute soak (README "Benchmarks", third round).
+#: 10-minute soak (README "Benchmarks", third round). (The bytes were their data's until 2026-11-27, when an event
+#: kept both texts; it keeps only the whole event's now: about as many events in less memory.)
 RECENT_EVENTS = 5_000
-RECENT_BYTES = 500_000
+RECENT_BYTES = 700_000
 _INSERT = ("INSERT INTO cti_events (seq, at, type, call_id, agent_id, queue, data)"
            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING")
 
@@ -148,15 +148,17 @@ class EventBus:
         self._assigned = 0  # the newest number handed out (maybe not committed yet)
         self._published_seq = 0  # the newest number committed and fanned out
         self._recent: deque[CtiEvent] = deque()  # oldest first
-        self._recent_bytes = 0  # the size of their data's JSON (`data_text`, kept on each event)
+        self._recent_bytes = 0  # the size of their JSON text (`CtiEvent.text`)
         self._recent_bounds = (recent, recent_bytes)
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
         self._tickets: dict[int, int | None] = {}  # seq -> the store's ticket of its row (None: not queued)
         self._wake = asyncio.Event()
-        self._subscribers: set[Subscriber] = set()
         self._call_agent: dict[str, str] = {}  # call id -> the agent it was last offered to / with
-        self.listeners: list[Callable[[CtiEvent], None]] = []
+        self.listeners: list[Listener] = []
+        #: Called once the stream has stopped (the controller is stopping): nothing more is published.
+        self.stop_listeners: list[Callable[[], None]] = []
+        self.stopped = False
         self.max_unpersisted = max_unpersisted
         self.batch = batch
         self.published = 0
@@ -180,7 +182,7 @@ class EventBus:
 
     def publish(self, type_: str, *, call_id: str | None = None, agent_id: str | None = None,
                 queue: str | None = None, **data: Any) -> CtiEvent | None:
-        """Number an event and queue it for the store; subscribers get it once it is committed.
+        """Number an event and queue it for the store; listeners get it once it is committed.
         None when it was refused because the store has been failing for too long."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"undocumented event type {type_!r}: add it to events.yml")
@@ -190,21 +192,28 @@ class EventBus:
                 log.error("CTI: %d events wait for the store (failing); %d new events refused so far",
                           len(self._unpersisted), self.dropped)
             return None
-        agent_id = self._agent_of(type_, call_id, agent_id)
-        self._assigned += 1
-        event = CtiEvent(self._assigned, type_, round(self._now(), 3), call_id, agent_id, queue, data)
+        if call_id is not None and (agent_id is not None or type_ == "call.ended"):
+            agent_id = self._agent_of(type_, call_id, agent_id)
+        seq = self._assigned = self._assigned + 1
+        at = round(self._now(), 3)
+        # One encoding: the text every client and webhook gets, and within it the data's text for the store.
+        text, data_json = jsontext.dumps_with_last({"seq": seq, "type": type_, "at": at, "call_id": call_id,
+                                                    "agent_id": agent_id, "queue": queue, "data": data})
+        event = CtiEvent(seq, type_, at, call_id, agent_id, queue, data, text=text)
+        if not self._unpersisted:
+            self._wake.set()  # (`run` waits only when none is queued)
         self._unpersisted.append(event)
-        if event.seq == self._written_through + 1:  # (else `run` writes it, after the ones to write again)
+        if seq == self._written_through + 1:  # (else `run` writes it, after the ones to write again)
             # Queued now, with the caller's own writes of the moment: the event is committed in the same
             # transaction as the change it reports (a call record's end and its `call.ended`).
-            self._write((event,))
-        self._wake.set()
+            self._tickets[seq] = self._store.write_watched(
+                _INSERT, (seq, at, type_, call_id, agent_id, queue, data_json))
+            self._written_through = seq
         return event
 
-    def _agent_of(self, type_: str, call_id: str | None, agent_id: str | None) -> str | None:
-        """`call.ended` concerns the agent the call was last with, so that agent's token receives it."""
-        if call_id is None:
-            return agent_id
+    def _agent_of(self, type_: str, call_id: str, agent_id: str | None) -> str | None:
+        """`call.ended` concerns the agent the call was last with, so that agent's token receives it (asked for
+        a call's events that name an agent, and its `call.ended`)."""
         if type_ == "call.ended":
             remembered = self._call_agent.pop(call_id, None)
             return agent_id or remembered
@@ -217,43 +226,46 @@ class EventBus:
 
     async def run(self) -> None:
         """Commit queued events in batches and fan them out in order; run in the application's TaskGroup.
-        Cancelled, it hands what is still queued to the store (committed when the store closes) and ends
-        every subscriber's stream (clients resume with `since` from the next process)."""
+        Cancelled, it hands what is still queued to the store (committed when the store closes) and tells the
+        stop listeners (the /ws fan-out ends every client's stream: they resume with `since` from the next
+        process)."""
         delay = RETRY_SECONDS[0]
+        unpersisted = self._unpersisted
         try:
             while True:
-                if not self._unpersisted:
+                if not unpersisted:
                     self._wake.clear()
                     await self._wake.wait()
-                batch = [self._unpersisted[i] for i in range(min(self.batch, len(self._unpersisted)))]
+                batch = list(unpersisted) if len(unpersisted) <= self.batch else \
+                    [unpersisted[i] for i in range(self.batch)]
                 if await self._persist(batch):
                     delay = RETRY_SECONDS[0]
                     for _ in batch:
-                        self._fan_out(self._unpersisted.popleft())
+                        unpersisted.popleft()
+                    self._fan_out(batch)
                     continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
             # (A frozen store, a graceful stop: the events were queued to it when published, before it froze, and
             # it commits them as it closes; a write now would be dropped and reported as not stored.)
-            if self._unpersisted and not self._store.frozen:
+            if unpersisted and not self._store.frozen:
                 # Written again (ON CONFLICT DO NOTHING): a commit cancelled with this task may never have run.
                 # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
                 # then the closing store tries once more).
-                self._written_through = min(self._written_through, self._unpersisted[0].seq - 1)
+                self._written_through = min(self._written_through, unpersisted[0].seq - 1)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._persist(list(self._unpersisted)), FINAL_COMMIT_SECONDS)
-            for subscriber in list(self._subscribers):
-                subscriber.closed = True
-                with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes its reader anyway
-                    subscriber.queue.put_nowait(None)
+                    await asyncio.wait_for(self._persist(list(unpersisted)), FINAL_COMMIT_SECONDS)
+            self.stopped = True
+            for listener in self.stop_listeners:
+                listener()
 
     def _write(self, events: Iterable[CtiEvent]) -> None:
+        """Queue the rows of events not queued yet (written again after a failed or refused commit)."""
         for event in events:
             if event.seq > self._written_through:
                 if (earlier := self._tickets.get(event.seq)) is not None:
                     self._store.forget(earlier)  # written again: only the new statement's outcome counts
-                # encoded once: the store, every client and webhook
                 self._tickets[event.seq] = self._store.write_watched(
                     _INSERT, (event.seq, event.at, event.type, event.call_id, event.agent_id, event.queue,
                               event.data_text()))
@@ -261,9 +273,10 @@ class EventBus:
 
     async def _persist(self, batch: list[CtiEvent]) -> bool:
         """True once every event of the batch is committed: the store says what became of each row's statement
-        (`Store.outcome`), so a statement it rejected, or never queued, is not taken for committed."""
-        self._write(batch)
+        (`Store.stored`), so a statement it rejected, or never queued, is not taken for committed."""
         first, last = batch[0].seq, batch[-1].seq
+        if last > self._written_through:
+            self._write(batch)
         try:
             # Committed with the other writes of the moment (one transaction for many calls' changes when busy).
             await self._store.committed()
@@ -272,47 +285,31 @@ class EventBus:
             log.error("CTI: events %d-%d not committed yet (%s); %d events wait, nothing is published meanwhile",
                       first, last, exc, len(self._unpersisted))
             return False
-        tickets = [self._tickets.pop(event.seq, None) for event in batch]
-        stored = sum(ticket is not None and self._store.outcome(ticket) is True for ticket in tickets)
+        pop = self._tickets.pop
+        stored = self._store.stored([pop(seq, None) for seq in range(first, last + 1)])
         if stored == len(batch):
             return True
-        for ticket in tickets:  # (a statement still pending, if any: its outcome is not asked any more)
-            if ticket is not None:
-                self._store.forget(ticket)
         self.commit_failures += 1
         log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
         self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
         return False
 
-    def _fan_out(self, event: CtiEvent) -> None:
-        self._remember(event)
-        self._published_seq = event.seq
-        self.published += 1
-        for subscriber in list(self._subscribers):
-            if subscriber.overflowed:
-                continue
-            try:
-                subscriber.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                subscriber.overflowed = True  # the reader catches up from the store
-        for listener in self.listeners:
-            listener(event)
-
-    def _remember(self, event: CtiEvent) -> None:
-        """Keep the event for `since`, forgetting the oldest beyond either bound (the store has them)."""
-        self._recent.append(event)
-        self._recent_bytes += len(event.data_text())  # (encoded when written to the store: not again)
+    def _fan_out(self, batch: list[CtiEvent]) -> None:
+        """Publish a committed batch: kept for `since` (the oldest forgotten beyond either bound: the store has
+        them), then handed to every listener."""
+        recent = self._recent
+        size = self._recent_bytes
+        for event in batch:
+            recent.append(event)
+            size += len(event.text or "")
         most, most_bytes = self._recent_bounds
-        while len(self._recent) > 1 and (len(self._recent) > most or self._recent_bytes > most_bytes):
-            self._recent_bytes -= len(self._recent.popleft().data_text())
-
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber()
-        self._subscribers.add(subscriber)
-        return subscriber
-
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        while len(recent) > 1 and (len(recent) > most or size > most_bytes):
+            size -= len(recent.popleft().text or "")
+        self._recent_bytes = size
+        self._published_seq = batch[-1].seq
+        self.published += len(batch)
+        for listener in self.listeners:
+            listener(batch)
 
     async def since(self, seq: int, limit: int = 10_000) -> list[CtiEvent]:
         """Published events after `seq`, oldest first, at most `limit` (from memory when recent enough,
