@@ -41,7 +41,13 @@ class Inbox:
 
     def deliver(self, event: Event) -> None:
         self._events.append(event)
-        self._wake_next()
+        waiters = self._waiters
+        if waiters:  # most often the call's task waits: wake it here, without a call to _wake_next
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+            else:
+                self._wake_next()
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when `timeout` seconds pass first."""
@@ -93,6 +99,10 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+#: The events `Dispatcher.end_watcher` is told (by class: ARI's event classes have no subclasses).
+_CHANNEL_ENDS = frozenset({StasisEnd, ChannelDestroyed})
+
+
 class Dispatcher:
     def __init__(self, on_new_channel: Callable[[StasisStart], None]) -> None:
         self._owners: dict[str, EventSink] = {}
@@ -122,8 +132,8 @@ class Dispatcher:
         return grouped
 
     def dispatch(self, event: Event) -> None:
-        if self.end_watcher is not None and isinstance(event, StasisEnd | ChannelDestroyed):
-            self.end_watcher(event)
+        if self.end_watcher is not None and event.__class__ in _CHANNEL_ENDS:
+            self.end_watcher(event)  # type: ignore[arg-type]
         for object_id in event.routing_ids():
             owner = self._owners.get(object_id)
             if owner is not None:

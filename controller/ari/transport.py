@@ -187,9 +187,11 @@ class HttpPool:
         deadline = loop.time() + timeout
         retry = method in IDEMPOTENT_METHODS
         while True:
-            connection = self._take_idle(loop) or await self._acquire(loop, deadline)
-            if not connection.usable():
-                continue  # closed while it was handed over to us: nothing was sent on it, any method may go on
+            connection = self._take_idle(loop)  # usable: checked there
+            if connection is None:
+                connection = await self._acquire(loop, deadline)
+                if not connection.usable():
+                    continue  # closed while it was handed over to us: nothing was sent on it, any method may go on
             answer: asyncio.Future[tuple[int, bytes, bool]] = loop.create_future()
             expiry = loop.call_at(deadline, _expire, answer)
             try:
@@ -281,7 +283,7 @@ class HttpPool:
         if not keep_alive or self._closed or not connection.usable():
             connection.close()  # connection_lost frees its place in the bound
             return
-        if self._hand_over(connection):
+        if self._waiters and self._hand_over(connection):
             return
         connection.idle_since = loop.time()
         self._idle.append(connection)

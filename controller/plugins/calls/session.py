@@ -76,6 +76,10 @@ class ChannelLost(Event):
     """Synthetic: after a reconnect the caller's channel no longer exists (hung up meanwhile)."""
 
 
+#: The events `CallSession._observe` books; the others (most of a call's) pass it with one isinstance.
+_OBSERVED = (Resync, ChannelHangupRequest, StasisEnd, ChannelDestroyed, ChannelDtmfReceived, ChannelLost)
+
+
 def q850_text(cause: int) -> str:
     return Q850_CAUSES.get(cause, f"cause {cause}")
 
@@ -112,6 +116,8 @@ class CallSession:
         self.app_name = app_name
         self.fallback_context = fallback_context
         self.inbox = Inbox()
+        # The dispatcher hands each event of the call straight to the inbox (no method of ours in between).
+        self.deliver: Callable[[Event], None] = self.inbox.deliver
         self.dtmf: list[str] = []  # digits pressed and not consumed yet (type-ahead)
         self._commands: list[Command] = []  # commands that came while the call waited for something else
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
@@ -156,9 +162,6 @@ class CallSession:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def deliver(self, event: Event) -> None:
-        self.inbox.deliver(event)
-
     @property
     def caller_gone(self) -> bool:
         """True once the caller is no longer ours: hung up, lost, or handed to the dialplan."""
@@ -166,6 +169,8 @@ class CallSession:
 
     def _observe(self, event: Event) -> None:
         """Book-keeping every event of this call goes through, whoever waits for it."""
+        if not isinstance(event, _OBSERVED):  # a playback's end, a dial's progress, a command: one test
+            return
         if isinstance(event, Resync):
             self.ended_channels.update(event.vanished - {self.channel_id})
             return
@@ -245,15 +250,15 @@ class CallSession:
         # The running loop is looked up only for a wait with a timeout (on Python 3.11 each lookup is a getpid()).
         loop_time = None if timeout is None else asyncio.get_running_loop().time
         deadline = None if loop_time is None or timeout is None else loop_time() + timeout
-        while True:
-            if self.caller_gone:
-                raise CallerHangup()
+        inbox = self.inbox
+        while True:  # the caller is here: checked above, then after each event (nothing else runs in between)
             remaining = None if loop_time is None or deadline is None else deadline - loop_time()
             if remaining is not None and remaining <= 0:
                 return None
-            event = await self.next_event(remaining)
+            event = await inbox.get(remaining)  # next_event's work, written out: this runs for every event
             if event is None:
                 return None
+            self._observe(event)
             if self.caller_gone:
                 raise CallerHangup()
             if match(event):
