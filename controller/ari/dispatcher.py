@@ -33,11 +33,20 @@ class Inbox:
     each lookup of the running loop a getpid() on Python 3.11); here a waiter is one future, its deadline one
     timer (`loop.call_at`). Like asyncio.Queue, several tasks may wait at once: each event wakes the first."""
 
-    __slots__ = ("_events", "_waiters")
+    __slots__ = ("_events", "_loop", "_waiters")
 
     def __init__(self) -> None:
         self._events: collections.deque[Event] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop of the task that waits here, looked up once: on Python 3.11 each lookup is a getpid()
+        system call, and a call's task waits here for each of its events (an inbox serves one loop)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def deliver(self, event: Event) -> None:
         self._events.append(event)
@@ -56,7 +65,7 @@ class Inbox:
             return events.popleft()
         if timeout is not None and timeout <= 0:
             return None
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self.loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not events:
             waiter: asyncio.Future[bool] = loop.create_future()

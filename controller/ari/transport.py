@@ -162,6 +162,7 @@ class HttpPool:
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False  # close() was called: a connection that finishes its request is not kept
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its connections live in
 
     @property
     def open_connections(self) -> int:
@@ -183,7 +184,9 @@ class HttpPool:
             data = f"{head}Content-Length: 0\r\n\r\n".encode()
         else:
             data = f"{head}\r\n".encode()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # looked up once (on Python 3.11 each lookup is a getpid() system call); close() forgets it
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         retry = method in IDEMPOTENT_METHODS
         while True:
@@ -213,6 +216,7 @@ class HttpPool:
     async def close(self) -> None:
         """Close every connection (a request in flight fails with ConnectionClosed) and wake the waiters."""
         self._closed = True
+        self._loop = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

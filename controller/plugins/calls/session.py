@@ -247,10 +247,10 @@ class CallSession:
             if match(kept):
                 self._commands.remove(kept)
                 return kept
-        # The running loop is looked up only for a wait with a timeout (on Python 3.11 each lookup is a getpid()).
-        loop_time = None if timeout is None else asyncio.get_running_loop().time
-        deadline = None if loop_time is None or timeout is None else loop_time() + timeout
         inbox = self.inbox
+        # The running loop as the inbox knows it (on Python 3.11 each lookup is a getpid()).
+        loop_time = None if timeout is None else inbox.loop().time
+        deadline = None if loop_time is None or timeout is None else loop_time() + timeout
         while True:  # the caller is here: checked above, then after each event (nothing else runs in between)
             remaining = None if loop_time is None or deadline is None else deadline - loop_time()
             if remaining is not None and remaining <= 0:
