@@ -260,7 +260,8 @@ class PlaybackEvent(Event):
     playback: Playback = field(default=None)  # type: ignore[assignment]
 
     def routing_ids(self) -> tuple[str, ...]:
-        return (self.playback.id, self.playback.target_id)
+        playback = self.playback
+        return (playback.id, playback.target_uri.partition(":")[2])  # target_id's work, without its two calls
 
 
 @dataclass(slots=True)
@@ -335,9 +336,11 @@ def _destroyed(obj: dict[str, Any], kind: str, stamp: str, app: str) -> Event:
                             _str(obj, "cause_txt"))
 
 
-def _channel_event(cls: type[ChannelEvent]) -> Callable[[dict[str, Any], str, str, str], Event]:
+def _one_object(cls: Callable[..., Event], key: str, parse_object: Callable[[Any], object]
+                ) -> Callable[[dict[str, Any], str, str, str], Event]:
+    """The parser of an event type whose one field is the object under `key` (a channel, a playback…)."""
     def parse(obj: dict[str, Any], kind: str, stamp: str, app: str) -> Event:
-        return cls(kind, stamp, app, obj, "", Channel.parse(obj["channel"]))
+        return cls(kind, stamp, app, obj, "", parse_object(obj[key]))
     return parse
 
 
@@ -351,18 +354,6 @@ def _bridge_event(cls: type[BridgeEvent]) -> Callable[[dict[str, Any], str, str,
     def parse(obj: dict[str, Any], kind: str, stamp: str, app: str) -> Event:
         channel = obj.get("channel")
         return cls(kind, stamp, app, obj, "", Bridge.parse(obj["bridge"]), Channel.parse(channel) if channel else None)
-    return parse
-
-
-def _playback_event(cls: type[PlaybackEvent]) -> Callable[[dict[str, Any], str, str, str], Event]:
-    def parse(obj: dict[str, Any], kind: str, stamp: str, app: str) -> Event:
-        return cls(kind, stamp, app, obj, "", Playback.parse(obj["playback"]))
-    return parse
-
-
-def _recording_event(cls: type[RecordingEvent]) -> Callable[[dict[str, Any], str, str, str], Event]:
-    def parse(obj: dict[str, Any], kind: str, stamp: str, app: str) -> Event:
-        return cls(kind, stamp, app, obj, "", LiveRecording.parse(obj["recording"]))
     return parse
 
 
@@ -382,17 +373,17 @@ _PARSERS: dict[str, Callable[[dict[str, Any], str, str, str], Event]] = {
     "ChannelDtmfReceived": _dtmf,
     "ChannelHangupRequest": _hangup_request,
     "ChannelDestroyed": _destroyed,
-    "StasisEnd": _channel_event(StasisEnd),
-    "ChannelStateChange": _channel_event(ChannelStateChange),
+    "StasisEnd": _one_object(StasisEnd, "channel", Channel.parse),
+    "ChannelStateChange": _one_object(ChannelStateChange, "channel", Channel.parse),
     "ChannelVarset": _varset,
     "ChannelEnteredBridge": _bridge_event(ChannelEnteredBridge),
     "ChannelLeftBridge": _bridge_event(ChannelLeftBridge),
     "BridgeDestroyed": _bridge_event(BridgeDestroyed),
-    "PlaybackStarted": _playback_event(PlaybackStarted),
-    "PlaybackFinished": _playback_event(PlaybackFinished),
-    "RecordingStarted": _recording_event(RecordingStarted),
-    "RecordingFinished": _recording_event(RecordingFinished),
-    "RecordingFailed": _recording_event(RecordingFailed),
+    "PlaybackStarted": _one_object(PlaybackStarted, "playback", Playback.parse),
+    "PlaybackFinished": _one_object(PlaybackFinished, "playback", Playback.parse),
+    "RecordingStarted": _one_object(RecordingStarted, "recording", LiveRecording.parse),
+    "RecordingFinished": _one_object(RecordingFinished, "recording", LiveRecording.parse),
+    "RecordingFailed": _one_object(RecordingFailed, "recording", LiveRecording.parse),
     "Dial": _dial,
     "ApplicationReplaced": _application_replaced,
 }

@@ -77,6 +77,12 @@ def test_a_channel_field_that_is_missing_or_not_a_string_is_empty(broken: dict[s
     assert channel.stasis_app_and_args() is None
 
 
+def test_a_full_channel_with_a_field_that_is_not_a_string() -> None:
+    channel = Channel.parse(CHANNEL | {"id": 17, "caller": {"name": None, "number": "13800138000"}})
+    assert (channel.id, channel.caller_name, channel.caller_number, channel.name) == (
+        "", "", "13800138000", "PJSIP/trunk-0000007b")
+
+
 def test_the_events_of_a_call() -> None:
     start = parse_event(message("StasisStart", args=["4008005100", "x"], channel=CHANNEL))
     assert type(start) is StasisStart and start.args == ["4008005100", "x"] and start.replace_channel is None
@@ -166,6 +172,9 @@ def test_application_replaced_and_unknown_types() -> None:
     message("ChannelDtmfReceived", digit="1", duration_ms="long", channel=CHANNEL),
     message("ChannelDestroyed", cause="x", channel=CHANNEL),
     message("RecordingFinished", recording=None),
+    message("StasisStart", args=["x"]),  # no channel
+    message("ChannelHangupRequest", cause=16, channel="1764170000.123"),
+    message("Dial", peer=CHANNEL, caller=["x"]),
 ])
 def test_a_malformed_known_event_becomes_a_generic_one(obj: dict[str, Any]) -> None:
     """Nothing is routed on it (no ids), the stream goes on, and what came is kept in `raw`."""
