@@ -14,6 +14,7 @@ import pytest
 from controller.ari.dispatcher import Dispatcher
 from controller.ari.models import Event, PlaybackFinished, parse_event
 from controller.ivr.port import CallerHangup
+from controller.plugins.calls import session as session_module
 from controller.plugins.calls.session import CallSession
 from tests.unit.test_ari_models import CHANNEL, message
 from tests.unit.test_call_end import Records, UnansweringAri, session_with
@@ -84,3 +85,22 @@ async def test_a_wait_times_out_and_the_callers_end_is_booked_from_stasis_end_an
     assert await session.next_event(0) is not None and session.left_stasis and not session.destroyed
     assert await session.next_event(0) is not None and session.destroyed
     assert (session.hangup_cause, session.hangup_cause_txt) == (21, "Call Rejected")
+
+
+async def test_a_calls_end_waits_for_its_stasis_end_at_most_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "STASIS_END_WAIT", 0.3)
+    loop = asyncio.get_running_loop()
+    session, dispatcher = call()
+    session.ari.session = None  # type: ignore[attr-defined]  # the hang-up's StasisEnd never comes
+    started = loop.time()
+    await asyncio.wait_for(session.finish(), 2)
+    assert 0.25 <= loop.time() - started < 1.5 and session.state == "ended"
+    assert session.records.ended_calls == ["C1"]  # type: ignore[attr-defined]
+
+    session, dispatcher = call()
+    session.ari.session = None  # type: ignore[attr-defined]
+    caller = CHANNEL | {"id": session.channel_id}
+    loop.call_later(0.05, lambda: dispatched(dispatcher, "StasisEnd", channel=caller))
+    started = loop.time()
+    await asyncio.wait_for(session.finish(), 2)
+    assert loop.time() - started < 0.25 and session.left_stasis  # the StasisEnd ended the wait at once

@@ -43,6 +43,8 @@ Q850_CAUSES = {
     38: "Network out of order", 41: "Temporary failure", 127: "Interworking, unspecified",
 }
 
+#: Seconds a call's end waits for its channel's StasisEnd after hanging it up (then the record is closed anyway).
+STASIS_END_WAIT = 2.0
 #: Seconds between the tries to hang up a call's caller at its end while ARI does not answer.
 HANGUP_RETRY_DELAYS = (1.0, 2.0, 4.0)
 #: Q.850 causes of a dialled phone that did not answer, as the outcomes callbacks and campaigns retry on.
@@ -406,10 +408,13 @@ class CallSession:
             if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):
                 # Wait for StasisEnd: the last event of the channel we receive, once it is really gone
                 # (ChannelDestroyed, with the channel's cause, comes only when it hangs up in Stasis).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2.0):
-                        while not (self.left_stasis or self.destroyed or self.lost):
-                            await self.next_event()
+                # (A deadline and the inbox's own timer, not an asyncio.timeout context: this runs for most calls.)
+                loop_time = self.inbox.loop().time
+                deadline = loop_time() + STASIS_END_WAIT
+                while not (self.left_stasis or self.destroyed or self.lost):
+                    remaining = deadline - loop_time()
+                    if remaining <= 0 or await self.next_event(remaining) is None:
+                        break
         finally:
             self.state = "ended"
             reason = self.end_reason or ("lost" if self.lost else "caller_hangup")
