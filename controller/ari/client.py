@@ -69,18 +69,33 @@ def _escape(text: str) -> str:
     return text if _PLAIN(text) else quote(text, safe=":@,")
 
 
-def _query(params: Mapping[str, QueryValue]) -> list[tuple[str, str]]:
-    query: list[tuple[str, str]] = []
+def _query_text(params: Mapping[str, QueryValue], allowed: frozenset[str]) -> str:
+    """"key=value&…" of the parameters that are not None (a bool as true/false, a sequence as the key repeated),
+    each value percent-encoded; a ValueError naming every key `allowed` does not hold. The keys need no encoding:
+    they are ARI's parameter names (endpoints.py), and any other is refused. One pass, without a call per plain
+    value: this runs for every request."""
+    text = ""
+    unknown: list[str] = []
     for key, value in params.items():
         if value is None:
             continue
-        if isinstance(value, bool):
-            query.append((key, "true" if value else "false"))
+        if key not in allowed:
+            unknown.append(key)
+            continue
+        if value.__class__ is str:
+            pass
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
         elif isinstance(value, str | int | float):
-            query.append((key, str(value)))
-        else:
-            query.extend((key, item) for item in value)  # repeated parameter (e.g. several media)
-    return query
+            value = str(value)
+        else:  # a repeated parameter (e.g. several media)
+            for item in value:
+                text += f"&{key}={item if _PLAIN(item) else _escape(item)}"
+            continue
+        text += f"&{key}={value if _PLAIN(value) else _escape(value)}"
+    if unknown:
+        raise ValueError(f"parameters not in the ARI description: {sorted(unknown)}")
+    return text[1:]
 
 
 class AriClient:
@@ -178,17 +193,20 @@ class AriClient:
         self.requests_sent[operation] += 1
         path = endpoint.path
         if path_params:
-            path = path.format(**{key: _escape(str(value)) for key, value in path_params.items()})
-        query = _query(params) if params else []
-        if query and (unknown := {key for key, _ in query} - endpoint.params):
-            raise ValueError(f"{operation}: parameters not in the ARI description: {sorted(unknown)}")
+            escaped = {}
+            for key, value in path_params.items():
+                value = value if value.__class__ is str else str(value)
+                escaped[key] = value if _PLAIN(value) else _escape(value)  # an id we chose is plain: no call
+            path = path.format_map(escaped)
+        try:
+            query = _query_text(params, endpoint.params) if params else ""
+        except ValueError as exc:
+            raise ValueError(f"{operation}: {exc}") from None
         if body is not None and not endpoint.body:
             raise ValueError(f"{operation} takes no body")
         if self._detached:
             raise AriDetached(endpoint.method, path, 0, "detached: the controller is stopping")
-        target = self._base_path + path
-        if query:
-            target += "?" + "&".join([f"{_escape(key)}={_escape(value)}" for key, value in query])
+        target = f"{self._base_path}{path}?{query}" if query else self._base_path + path
         if raw:
             return await self._download(endpoint.method, path, target, timeout or self._timeout)
         pool = self._pool

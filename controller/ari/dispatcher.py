@@ -33,15 +33,30 @@ class Inbox:
     each lookup of the running loop a getpid() on Python 3.11); here a waiter is one future, its deadline one
     timer (`loop.call_at`). Like asyncio.Queue, several tasks may wait at once: each event wakes the first."""
 
-    __slots__ = ("_events", "_waiters")
+    __slots__ = ("_events", "_loop", "_waiters")
 
     def __init__(self) -> None:
         self._events: collections.deque[Event] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop of the task that waits here, looked up once: on Python 3.11 each lookup is a getpid()
+        system call, and a call's task waits here for each of its events (an inbox serves one loop)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def deliver(self, event: Event) -> None:
         self._events.append(event)
-        self._wake_next()
+        waiters = self._waiters
+        if waiters:  # most often the call's task waits: wake it here, without a call to _wake_next
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+            else:
+                self._wake_next()
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when `timeout` seconds pass first."""
@@ -50,7 +65,7 @@ class Inbox:
             return events.popleft()
         if timeout is not None and timeout <= 0:
             return None
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self.loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not events:
             waiter: asyncio.Future[bool] = loop.create_future()
@@ -93,6 +108,10 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+#: The events `Dispatcher.end_watcher` is told (by class: ARI's event classes have no subclasses).
+_CHANNEL_ENDS = frozenset({StasisEnd, ChannelDestroyed})
+
+
 class Dispatcher:
     def __init__(self, on_new_channel: Callable[[StasisStart], None]) -> None:
         self._owners: dict[str, EventSink] = {}
@@ -122,8 +141,8 @@ class Dispatcher:
         return grouped
 
     def dispatch(self, event: Event) -> None:
-        if self.end_watcher is not None and isinstance(event, StasisEnd | ChannelDestroyed):
-            self.end_watcher(event)
+        if self.end_watcher is not None and event.__class__ in _CHANNEL_ENDS:
+            self.end_watcher(event)  # type: ignore[arg-type]
         for object_id in event.routing_ids():
             owner = self._owners.get(object_id)
             if owner is not None:

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
+import orjson
+
 from controller import jsontext
 from controller.ari import websocket
 from controller.ari.client import AriClient
@@ -170,7 +172,11 @@ class EventStream:
     def _handle(self, socket: websocket.WebSocket, message: bytes) -> None:
         """One text message from the socket, in the order Asterisk sent them (called from its data_received)."""
         try:
-            event = parse_event(jsontext.loads(message))
+            try:
+                obj = orjson.loads(message)
+            except orjson.JSONDecodeError:
+                obj = jsontext.loads(message)  # what orjson refuses but older JSON text holds (NaN), else ValueError
+            event = parse_event(obj)
         except ValueError:  # not UTF-8, not JSON, not an event object
             log.warning("undecodable ARI event dropped")
             return
@@ -182,7 +188,7 @@ class EventStream:
             self.last_lag = lag
             self.lag_counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
             self.lag_sum += lag
-        if isinstance(event, ApplicationReplaced):
+        if event.__class__ is ApplicationReplaced:
             log.error("ARI application %s was taken over by another connection", self.app)
             self._replaced = True
             socket.close()  # nothing after it is read

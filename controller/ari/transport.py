@@ -162,6 +162,7 @@ class HttpPool:
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False  # close() was called: a connection that finishes its request is not kept
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop its connections live in
 
     @property
     def open_connections(self) -> int:
@@ -183,13 +184,17 @@ class HttpPool:
             data = f"{head}Content-Length: 0\r\n\r\n".encode()
         else:
             data = f"{head}\r\n".encode()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # looked up once (on Python 3.11 each lookup is a getpid() system call); close() forgets it
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         retry = method in IDEMPOTENT_METHODS
         while True:
-            connection = self._take_idle(loop) or await self._acquire(loop, deadline)
-            if not connection.usable():
-                continue  # closed while it was handed over to us: nothing was sent on it, any method may go on
+            connection = self._take_idle(loop)  # usable: checked there
+            if connection is None:
+                connection = await self._acquire(loop, deadline)
+                if not connection.usable():
+                    continue  # closed while it was handed over to us: nothing was sent on it, any method may go on
             answer: asyncio.Future[tuple[int, bytes, bool]] = loop.create_future()
             expiry = loop.call_at(deadline, _expire, answer)
             try:
@@ -211,6 +216,7 @@ class HttpPool:
     async def close(self) -> None:
         """Close every connection (a request in flight fails with ConnectionClosed) and wake the waiters."""
         self._closed = True
+        self._loop = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -281,7 +287,7 @@ class HttpPool:
         if not keep_alive or self._closed or not connection.usable():
             connection.close()  # connection_lost frees its place in the bound
             return
-        if self._hand_over(connection):
+        if self._waiters and self._hand_over(connection):
             return
         connection.idle_since = loop.time()
         self._idle.append(connection)

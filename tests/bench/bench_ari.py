@@ -12,7 +12,8 @@
   client until 2026-11-26) and by `websockets`' asyncio client when it is installed; each hands the text to the
   same `json.loads` + `parse_event` + `_event_lag`: the difference is the WebSocket client's CPU per event;
 - routing: `Dispatcher.dispatch` into a call's `Inbox` and the call's task taking it out (`Inbox.get` with
-  and without a timeout);
+  and without a timeout), and the same into a `CallSession` whose task takes each with `wait_for`;
+- Python function calls (cProfile's count) per request, per decoded event and per routed event;
 - prompts: `PromptRenderer.media_for` of a text prompt already rendered (what each prompt of each call asks).
 
     .venv/bin/python -m tests.bench bench_ari
@@ -192,9 +193,20 @@ def bench_requests(port: int) -> None:
                 best = min(best, (time.process_time() - started) * 1e6 / sent)
             return best
 
+    async def calls() -> float:
+        """Python function calls per request (cProfile's count), one call's requests at a time."""
+        async with AriClient(f"http://127.0.0.1:{port}/ari", "ccc", "secret") as client:
+            await call_requests(client, 0)
+            profile = cProfile.Profile()
+            profile.enable()
+            sent = sum([await call_requests(client, n) for n in range(50)])
+            profile.disable()
+            return float(pstats.Stats(profile).total_calls) / sent  # type: ignore[attr-defined]
+
     for concurrency in (1, 10):
         print(f"  AriClient.request, {concurrency:2d} call(s) at a time: {uvloop.run(run(concurrency)):6.1f} µs CPU"
               " per request (the controller's side only)")
+    print(f"  function calls per request (cProfile): {uvloop.run(calls()):5.1f}")
 
 
 def bench_events() -> None:
@@ -220,6 +232,13 @@ def bench_events() -> None:
         return
     print(f"  orjson.loads + parse_event: {cpu_us(decode(orjson.loads), total):5.1f} µs per event"
           f" (orjson.loads alone {cpu_us(decode_only(orjson.loads, messages, rounds), total):4.1f})")
+    profile = cProfile.Profile()
+    profile.enable()
+    for message in messages:
+        parse_event(orjson.loads(message))
+    profile.disable()
+    print(f"  function calls per event of orjson.loads + parse_event (cProfile):"
+          f" {pstats.Stats(profile).total_calls / len(messages):5.1f}")  # type: ignore[attr-defined]
 
 
 def decode_only(loads: Callable[[str], Any], messages: list[str], rounds: int) -> Callable[[], None]:
@@ -361,6 +380,55 @@ def bench_routing() -> None:
           f" with a timeout (a prompt's, a ring's): {uvloop.run(run(30.0)):5.1f}")
 
 
+def bench_session() -> None:
+    """The call's side of routing: `Dispatcher.dispatch` into a `CallSession` and its task's `wait_for` taking
+    each event (with `_observe`'s book-keeping), as the IVR's and the queue's waits do."""
+    from controller.plugins.calls.session import CallSession
+
+    events = [parse_event(obj) for count, obj in EVENT_MIX for _ in range(count)]
+
+    class Records:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    async def run(timeout: float | None, profiled: bool = False) -> float:
+        dispatcher = Dispatcher(lambda event: None)
+        caller = parse_event(EVENT_MIX[0][1]).channel  # type: ignore[attr-defined]
+        session = CallSession(call_id="C1", channel=caller, did="4008005100", direction="inbound",
+                              ari=None, dispatcher=dispatcher, records=Records(),  # type: ignore[arg-type]
+                              app_name="ccc", fallback_context="fallback")
+        for object_id in ("leg-agent-3f2a", "pb-3f2a"):
+            dispatcher.claim(object_id, session)
+        taken = [event for event in events if event.type not in ("ChannelHangupRequest", "StasisEnd",
+                                                                  "ChannelDestroyed")]  # the caller's end: last
+        rounds = max(1, EVENTS // len(taken))
+
+        async def consume() -> None:
+            for _ in range(rounds * len(taken)):
+                await session.wait_for(lambda event: True, timeout)
+
+        async def one_round() -> None:
+            consumer = asyncio.get_running_loop().create_task(consume())
+            for _ in range(rounds):
+                for event in taken:
+                    dispatcher.dispatch(event)
+                    await asyncio.sleep(0)
+            await consumer
+
+        if not profiled:
+            return await measure_async(one_round, rounds * len(taken))
+        profile = cProfile.Profile()
+        profile.enable()
+        await one_round()
+        profile.disable()
+        sleeps = rounds * len(taken) * 2  # the bench's own asyncio.sleep(0) and its `__sleep0`
+        return (float(pstats.Stats(profile).total_calls) - sleeps) / (rounds * len(taken))  # type: ignore[attr-defined]
+
+    print(f"  dispatch + CallSession.wait_for, no timeout: {uvloop.run(run(None)):5.1f} µs per event;"
+          f" with a timeout: {uvloop.run(run(30.0)):5.1f}; function calls per event (cProfile):"
+          f" {uvloop.run(run(30.0, profiled=True)):5.1f}")
+
+
 async def measure_async(run: Callable[[], Awaitable[None]], count: int) -> float:
     best = float("inf")
     for _ in range(3):
@@ -419,6 +487,7 @@ def main() -> None:
     print("ARI events (the full-path call's mix):")
     bench_events()
     bench_routing()
+    bench_session()
     print("IVR prompts:")
     bench_prompts()
 

@@ -444,6 +444,33 @@ def test_ids_and_values_are_percent_encoded_so_asterisk_decodes_them_back(run: R
 
 
 @RUNNERS
+def test_request_targets_are_built_from_the_endpoint_table(run: Runner) -> None:
+    """Booleans as true/false, numbers as text, None left out, a sequence as the key repeated, in the order given;
+    a parameter or a body the operation does not take is refused before anything is sent."""
+    async def scenario() -> None:
+        async with FakeServer(ok) as server, client_for(server) as ari:
+            await ari.request("channels.record", {"channelId": "c1"},
+                              {"name": "rec 1", "format": "wav", "maxDurationSeconds": 30, "beep": False,
+                               "ifExists": None, "maxSilenceSeconds": 2.5, "terminateOn": "#"})
+            await ari.request("channels.play", {"channelId": "c1", "playbackId": "pb-1"},
+                              {"media": ("sound:a", "sound:b c"), "lang": "zh"})
+            await ari.request("bridges.add_channel", {"bridgeId": 7}, {"channel": ["c1"], "inhibitConnectedLineUpdates":
+                                                                      True})
+            assert [r.target for r in server.requests] == [
+                "/ari/channels/c1/record?name=rec%201&format=wav&maxDurationSeconds=30&beep=false"
+                "&maxSilenceSeconds=2.5&terminateOn=%23",
+                "/ari/channels/c1/play/pb-1?media=sound:a&media=sound:b%20c&lang=zh",
+                "/ari/bridges/7/addChannel?channel=c1&inhibitConnectedLineUpdates=true"]
+            with pytest.raises(ValueError, match=r"channels.answer: parameters not in the ARI description: "
+                                                 r"\['a&b', 'zz'\]"):
+                await ari.request("channels.answer", {"channelId": "c1"}, {"zz": 1, "a&b": "x", "none": None})
+            with pytest.raises(ValueError, match=r"channels\.answer takes no body"):
+                await ari.request("channels.answer", {"channelId": "c1"}, body={"x": 1})
+            assert len(server.requests) == 3
+    run(scenario())
+
+
+@RUNNERS
 def test_answers_and_errors_map_as_before(run: Runner) -> None:
     async def scenario() -> None:
         async def asterisk(request: Request) -> bytes:

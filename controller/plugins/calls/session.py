@@ -43,6 +43,8 @@ Q850_CAUSES = {
     38: "Network out of order", 41: "Temporary failure", 127: "Interworking, unspecified",
 }
 
+#: Seconds a call's end waits for its channel's StasisEnd after hanging it up (then the record is closed anyway).
+STASIS_END_WAIT = 2.0
 #: Seconds between the tries to hang up a call's caller at its end while ARI does not answer.
 HANGUP_RETRY_DELAYS = (1.0, 2.0, 4.0)
 #: Q.850 causes of a dialled phone that did not answer, as the outcomes callbacks and campaigns retry on.
@@ -74,6 +76,10 @@ class Command(Event):
 @dataclass(slots=True)
 class ChannelLost(Event):
     """Synthetic: after a reconnect the caller's channel no longer exists (hung up meanwhile)."""
+
+
+#: The events `CallSession._observe` books; the others (most of a call's) pass it with one isinstance.
+_OBSERVED = (Resync, ChannelHangupRequest, StasisEnd, ChannelDestroyed, ChannelDtmfReceived, ChannelLost)
 
 
 def q850_text(cause: int) -> str:
@@ -112,6 +118,8 @@ class CallSession:
         self.app_name = app_name
         self.fallback_context = fallback_context
         self.inbox = Inbox()
+        # The dispatcher hands each event of the call straight to the inbox (no method of ours in between).
+        self.deliver: Callable[[Event], None] = self.inbox.deliver
         self.dtmf: list[str] = []  # digits pressed and not consumed yet (type-ahead)
         self._commands: list[Command] = []  # commands that came while the call waited for something else
         self.data: dict[str, Any] = {}  # call data: what the IVR collected, tier, region…
@@ -156,9 +164,6 @@ class CallSession:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def deliver(self, event: Event) -> None:
-        self.inbox.deliver(event)
-
     @property
     def caller_gone(self) -> bool:
         """True once the caller is no longer ours: hung up, lost, or handed to the dialplan."""
@@ -166,6 +171,8 @@ class CallSession:
 
     def _observe(self, event: Event) -> None:
         """Book-keeping every event of this call goes through, whoever waits for it."""
+        if not isinstance(event, _OBSERVED):  # a playback's end, a dial's progress, a command: one test
+            return
         if isinstance(event, Resync):
             self.ended_channels.update(event.vanished - {self.channel_id})
             return
@@ -242,18 +249,18 @@ class CallSession:
             if match(kept):
                 self._commands.remove(kept)
                 return kept
-        # The running loop is looked up only for a wait with a timeout (on Python 3.11 each lookup is a getpid()).
-        loop_time = None if timeout is None else asyncio.get_running_loop().time
+        inbox = self.inbox
+        # The running loop as the inbox knows it (on Python 3.11 each lookup is a getpid()).
+        loop_time = None if timeout is None else inbox.loop().time
         deadline = None if loop_time is None or timeout is None else loop_time() + timeout
-        while True:
-            if self.caller_gone:
-                raise CallerHangup()
+        while True:  # the caller is here: checked above, then after each event (nothing else runs in between)
             remaining = None if loop_time is None or deadline is None else deadline - loop_time()
             if remaining is not None and remaining <= 0:
                 return None
-            event = await self.next_event(remaining)
+            event = await inbox.get(remaining)  # next_event's work, written out: this runs for every event
             if event is None:
                 return None
+            self._observe(event)
             if self.caller_gone:
                 raise CallerHangup()
             if match(event):
@@ -401,10 +408,13 @@ class CallSession:
             if not (self.left_stasis or self.destroyed or self.lost or self.handed_off):
                 # Wait for StasisEnd: the last event of the channel we receive, once it is really gone
                 # (ChannelDestroyed, with the channel's cause, comes only when it hangs up in Stasis).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2.0):
-                        while not (self.left_stasis or self.destroyed or self.lost):
-                            await self.next_event()
+                # (A deadline and the inbox's own timer, not an asyncio.timeout context: this runs for most calls.)
+                loop_time = self.inbox.loop().time
+                deadline = loop_time() + STASIS_END_WAIT
+                while not (self.left_stasis or self.destroyed or self.lost):
+                    remaining = deadline - loop_time()
+                    if remaining <= 0 or await self.next_event(remaining) is None:
+                        break
         finally:
             self.state = "ended"
             reason = self.end_reason or ("lost" if self.lost else "caller_hangup")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -87,7 +86,7 @@ class AriCallPort:
         return PlayResult(await self.session.play(media, barge_in=barge_in))
 
     async def collect(self, spec: CollectSpec) -> CollectResult:
-        loop = asyncio.get_running_loop()
+        loop = self.session.inbox.loop()  # known to the call's inbox: no getpid() on Python 3.11
         deadline = loop.time() + spec.total_timeout
         digits = ""
         if spec.prompts:
