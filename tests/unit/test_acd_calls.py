@@ -80,6 +80,7 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
+        self.slow_add: asyncio.Event | None = None  # when set: addChannel waits for it (the channel's thread is busy)
         self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
@@ -143,6 +144,8 @@ class FakeAri:
         self.bridges[bridge_id] = set()
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str], role: str | None = None) -> None:
+        if self.slow_add is not None:
+            await self.slow_add.wait()
         if bridge_id not in self.bridges:
             raise AriNotFound("POST", f"/bridges/{bridge_id}/addChannel", 404, "Bridge not found")
         if any(c not in self.channels for c in channel_ids):
@@ -740,3 +743,123 @@ async def test_the_engines_timer_takes_an_offer_back_at_its_ring_timeout_with_no
         for task in (queued, timer):
             task.cancel()
         await asyncio.gather(queued, timer, return_exceptions=True)
+
+
+async def test_the_agent_rings_before_the_caller_joins_the_holding_bridge(rig: Rig) -> None:
+    """addChannel answers once the caller's channel thread has run it (after its media frame, later under load): it
+    no longer stands between the caller's last key and the agent's phone ringing (README "Benchmarks")."""
+    rig.ari.slow_add = asyncio.Event()
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert [endpoint for _, endpoint in rig.ari.originated] == ["PJSIP/8001"]  # ringing, the join still pending
+    assert rig.ari.bridge_of(CALLER) == set() and rig.agent("a1") == ("ringing", None)
+    rig.ari.slow_add.set()
+    await settle()
+    assert rig.ari.bridge_of(CALLER) == {CALLER}  # then waits in the holding bridge, with music
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    assert rig.agent("a1") == ("talking", None) and rig.ari.bridge_of(CALLER) == {CALLER, leg}
+
+
+async def test_a_caller_who_hangs_up_while_joining_the_holding_bridge_stops_the_agents_ring(rig: Rig) -> None:
+    """The ring starts before the join: a caller gone before the join answers takes the ring with them."""
+    rig.ari.slow_add = asyncio.Event()
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.ari.vanish(CALLER)
+    rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))
+    rig.ari.slow_add.set()
+    await settle()
+    assert rig.queued.done()
+    assert leg not in rig.ari.channels  # the agent's phone stopped ringing
+    assert rig.acd.engine.call("C1") is None and rig.agent("a1") == ("ready", None)
+
+
+async def test_the_history_read_ahead_while_the_flow_runs_is_the_screen_pops(rig: Rig) -> None:
+    """Read as the flow starts (`read_history_ahead`), the caller's history is not read again at the queue: the read
+    waited behind the store's running commit between the caller's last key and the ringing."""
+    looked_up: list[str] = []
+    readable = asyncio.Event()
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            await readable.wait()
+            return [{"call_id": "C0", "direction": "inbound"}, {"call_id": "C1", "direction": "inbound"}]
+
+    published: list[tuple[str, dict[str, Any]]] = []
+    rig.acd.publish = lambda kind, **fields: published.append((kind, fields))  # type: ignore[method-assign]
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    rig.acd.queueing.read_history_ahead(rig.session)
+    await settle()
+    assert looked_up == [rig.session.caller]  # read at once, while the caller is still in the flow
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.ari.originated == []  # the screen pop needs it: the engine is asked once it is read
+    readable.set()
+    await settle()
+    (pop,) = [fields["screen_pop"] for kind, fields in published if kind == "call.ringing"]
+    assert [call["call_id"] for call in pop["history"]] == ["C0"]  # (not the call itself)
+    assert looked_up == [rig.session.caller] and len(rig.ari.originated) == 1
+    rig.answer(rig.ari.last_leg())
+    await settle()
+    assert rig.agent("a1") == ("talking", None)
+    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                         dispatcher=rig.ari.dispatcher, records=HistoryRecords(),  # type: ignore[arg-type]
+                         app_name="ccc", fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    rig.ari.dispatcher.claim("caller2", second)
+    waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert looked_up == [rig.session.caller, second.caller]  # nothing read ahead: read at the queue, as before
+    assert rig.acd.engine.call("C2") is not None
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+@pytest.mark.parametrize(("queue_node", "read_during_prompt"), [(True, True), (False, False)])
+async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
+        rig: Rig, tmp_path: Path, queue_node: bool, read_during_prompt: bool) -> None:
+    """The IVR tells the ACD of a call that may queue as its flow starts; a flow that never queues reads nothing."""
+    from controller.config import IvrSettings
+    from controller.plugins.ivr.services import IvrService
+    looked_up: list[str] = []
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            return []
+
+    last = "q: {type: queue, queue: sales, otherwise: bye}\n  bye: {type: hangup}" if queue_node \
+        else "q: {type: hangup}"
+    (tmp_path / "sales.yaml").write_text(
+        f'flow: sales\ndids: ["100"]\nnodes:\n  hello: {{type: play, prompts: ["sound:hello"], next: q}}\n  {last}\n')
+
+    async def unused(*args: Any) -> Any:
+        raise AssertionError("not in this test")
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(tmp_path))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
+                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
+                     enqueue=rig.acd.enqueue, fallback=unused)
+    assert ivr.load() == []
+    ivr.queue_ahead = rig.acd.queueing.read_history_ahead
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    rig.ari.auto_finish = False
+    served = asyncio.create_task(ivr.serve(rig.session))
+    await settle()
+    assert len(rig.ari.playing) == 1  # the prompt plays: the caller is not queued yet
+    assert looked_up == ([rig.session.caller] if read_during_prompt else [])
+    rig.ari.finish(next(iter(rig.ari.playing)))
+    await settle()
+    if queue_node:
+        assert rig.acd.engine.call("C1") is not None and len(rig.ari.originated) == 1  # queued, a1 rings
+        assert looked_up == [rig.session.caller]  # not read a second time
+    else:
+        assert served.done() and looked_up == []
+    served.cancel()
+    await asyncio.gather(served, return_exceptions=True)

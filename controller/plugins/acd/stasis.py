@@ -235,6 +235,13 @@ class QueueCall:
             await leg.hangup()
             on_ring_failed(agent_id, leg, outcome)
 
+    async def ring_offered(self, on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> None:
+        """Ring the agents the engine has just offered the call to (the Offers at the head of the decisions), before
+        anything else is asked of Asterisk for the caller: the rest of the decisions are `next_step`'s."""
+        while self.signals and isinstance(offer := self.signals[0], Offer):
+            self.signals.popleft()
+            await self._ring(offer, on_ring_failed)
+
     def offer_pending(self) -> bool:
         """An agent is about to be rung: no announcement should start now."""
         return any(isinstance(decision, Offer) for decision in self.signals)

@@ -120,6 +120,8 @@ class CallSession:
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
         # call.overflowed waiting for the flow to take the caller somewhere (its target): see IvrService.
         self.pending_overflow: dict[str, Any] | None = None
+        # The caller's recent calls for the screen pop, read while the IVR runs (`AcdQueueing.read_history_ahead`).
+        self.caller_history: asyncio.Future[list[dict[str, Any]]] | None = None
         # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
         self.state = "new"
         self.answered = False
