@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from controller.ari.models import (
 )
 from controller.clock import FakeClock, SystemClock
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
-from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.ivr.port import CallerHangup, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService, next_day, start_of_day
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
@@ -863,3 +865,78 @@ async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
         assert served.done() and looked_up == []
     served.cancel()
     await asyncio.gather(served, return_exceptions=True)
+
+
+def saver_of(session: CallSession) -> Callable[[], None]:
+    return lambda: print(session.call_id)
+
+
+async def test_a_finished_queued_call_is_freed_by_reference_counting_alone(rig: Rig) -> None:
+    """No reference cycle outlives a call: the garbage collector's middle passes freed them, hundreds of calls' objects
+    at once in one stall of the event loop, the key -> ringing p99's tail (README "Benchmarks", fourth session)."""
+    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                          dispatcher=rig.ari.dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    session.persist = saver_of(session)  # as CallsService's: a closure over the session
+    rig.ari.channels.add("caller2")
+    queued = asyncio.create_task(rig.acd.enqueue(session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    waiting = rig.acd.calls["C2"]
+    assert rig.agent("a1") == ("talking", None) and waiting.agent_leg is not None  # hooks of a connected call set
+    finished, visit = weakref.ref(session), weakref.ref(waiting)
+    gc.collect()
+    gc.disable()
+    try:
+        rig.ari.vanish("caller2")
+        rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, "caller2"))
+        await settle()
+        assert isinstance(queued.exception(), CallerHangup)
+        session.left_stasis = True  # (its StasisEnd)
+        await session.finish()
+        rig.ari.dispatcher.release(leg)
+        del session, waiting, queued
+        await settle()
+        assert finished() is None and visit() is None  # freed at once, no collector pass
+    finally:
+        gc.enable()
+
+
+async def test_a_call_whose_flow_ended_is_freed_by_reference_counting_alone(rig: Rig, tmp_path: Path) -> None:
+    """The flow's node reporter (a closure over the flow's context) no longer keeps the context, its port and the
+    call's session in a reference cycle after the flow."""
+    from controller.config import IvrSettings
+    from controller.plugins.ivr.services import IvrService
+    (tmp_path / "sales.yaml").write_text('flow: sales\ndids: ["100"]\nnodes:\n'
+                                         '  hello: {type: play, prompts: ["sound:hello"], next: bye}\n'
+                                         '  bye: {type: hangup}\n')
+
+    async def unused(*args: Any) -> Any:
+        raise AssertionError("not in this test")
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(tmp_path))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
+                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
+                     enqueue=rig.acd.enqueue, fallback=unused)
+    assert ivr.load() == []
+    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                          dispatcher=rig.ari.dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    finished = weakref.ref(session)
+    gc.collect()
+    gc.disable()
+    try:
+        result = await ivr.serve(session)
+        assert result is not None and result.visited == ["hello", "bye"]  # the flow ran, its reporter with it
+        session.left_stasis = True  # (its StasisEnd)
+        await session.finish()
+        del session, result
+        await settle()
+        assert finished() is None  # freed at once, no collector pass
+    finally:
+        gc.enable()

@@ -148,6 +148,7 @@ class AcdQueueing:
             await waiting.unhold()
             if session.state != "ended":
                 session.state = "ivr"  # back in the flow (survey, goodbye): no agent any more
+            waiting.drop_hooks()
 
     def _overflow_outcome(self, overflow: Overflow, queue: AcdQueueConfig) -> QueueOutcome:
         target = overflow.target if overflow.target is not None else queue.overflow
