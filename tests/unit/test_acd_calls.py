@@ -34,13 +34,14 @@ from controller.ari.models import (
     StasisStart,
 )
 from controller.clock import FakeClock, SystemClock
-from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
+from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config, IvrSettings
 from controller.ivr.port import CallerHangup, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService, next_day, start_of_day
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
+from controller.plugins.ivr.services import IvrService
 from controller.store.db import Store, StoreUnavailable
 
 CALLER = "caller"
@@ -477,11 +478,7 @@ async def test_a_caller_whose_history_cannot_be_read_is_still_queued_and_answere
     await rig.connect()  # asserts a1 answered and is talking with the caller
     assert rig.acd.history_failures == 1
     assert caplog.text.count("history cannot be read") == 1
-    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
-                         dispatcher=rig.ari.dispatcher, records=UnreadableRecords(),  # type: ignore[arg-type]
-                         app_name="ccc", fallback_context="fallback")
-    rig.ari.channels.add("caller2")
-    rig.ari.dispatcher.claim("caller2", second)
+    second = second_caller(rig, UnreadableRecords())
     waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
     await settle()
     assert rig.acd.history_failures == 2 and caplog.text.count("history cannot be read") == 1  # logged once
@@ -808,11 +805,7 @@ async def test_the_history_read_ahead_while_the_flow_runs_is_the_screen_pops(rig
     rig.answer(rig.ari.last_leg())
     await settle()
     assert rig.agent("a1") == ("talking", None)
-    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
-                         dispatcher=rig.ari.dispatcher, records=HistoryRecords(),  # type: ignore[arg-type]
-                         app_name="ccc", fallback_context="fallback")
-    rig.ari.channels.add("caller2")
-    rig.ari.dispatcher.claim("caller2", second)
+    second = second_caller(rig, HistoryRecords())
     waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
     await settle()
     assert looked_up == [rig.session.caller, second.caller]  # nothing read ahead: read at the queue, as before
@@ -821,12 +814,27 @@ async def test_the_history_read_ahead_while_the_flow_runs_is_the_screen_pops(rig
     await asyncio.gather(waiting, return_exceptions=True)
 
 
+def flow_service(rig: Rig, flows_dir: Path, nodes: str) -> IvrService:
+    """The IVR serving DID 100 with one flow of `nodes` (YAML lines) into the rig's ACD."""
+    (flows_dir / "sales.yaml").write_text(f'flow: sales\ndids: ["100"]\nnodes:\n  {nodes}\n')
+
+    async def unused(*args: Any) -> Any:
+        raise AssertionError("not in this test")
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(flows_dir))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
+                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
+                     enqueue=rig.acd.enqueue, fallback=unused)
+    assert ivr.load() == []
+    return ivr
+
+
 @pytest.mark.parametrize(("queue_node", "read_during_prompt"), [(True, True), (False, False)])
 async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
         rig: Rig, tmp_path: Path, queue_node: bool, read_during_prompt: bool) -> None:
     """The IVR tells the ACD of a call that may queue as its flow starts; a flow that never queues reads nothing."""
-    from controller.config import IvrSettings
-    from controller.plugins.ivr.services import IvrService
     looked_up: list[str] = []
 
     class HistoryRecords(Records):
@@ -836,19 +844,7 @@ async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
 
     last = "q: {type: queue, queue: sales, otherwise: bye}\n  bye: {type: hangup}" if queue_node \
         else "q: {type: hangup}"
-    (tmp_path / "sales.yaml").write_text(
-        f'flow: sales\ndids: ["100"]\nnodes:\n  hello: {{type: play, prompts: ["sound:hello"], next: q}}\n  {last}\n')
-
-    async def unused(*args: Any) -> Any:
-        raise AssertionError("not in this test")
-
-    async def media_for(prompt: Prompt) -> str:
-        return "sound:x"
-
-    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(tmp_path))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
-                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
-                     enqueue=rig.acd.enqueue, fallback=unused)
-    assert ivr.load() == []
+    ivr = flow_service(rig, tmp_path, f'hello: {{type: play, prompts: ["sound:hello"], next: q}}\n  {last}')
     ivr.queue_ahead = rig.acd.queueing.read_history_ahead
     rig.session.records = HistoryRecords()  # type: ignore[assignment]
     rig.ari.auto_finish = False
@@ -867,6 +863,16 @@ async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
     await asyncio.gather(served, return_exceptions=True)
 
 
+def second_caller(rig: Rig, records: Any) -> CallSession:
+    """A second call, C2 from channel caller2, on the rig's Asterisk."""
+    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                          dispatcher=rig.ari.dispatcher, records=records, app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    rig.ari.dispatcher.claim("caller2", session)
+    return session
+
+
 def saver_of(session: CallSession) -> Callable[[], None]:
     return lambda: print(session.call_id)
 
@@ -874,11 +880,8 @@ def saver_of(session: CallSession) -> Callable[[], None]:
 async def test_a_finished_queued_call_is_freed_by_reference_counting_alone(rig: Rig) -> None:
     """No reference cycle outlives a call: the garbage collector's middle passes freed them, hundreds of calls' objects
     at once in one stall of the event loop, the key -> ringing p99's tail (README "Benchmarks", fourth session)."""
-    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
-                          dispatcher=rig.ari.dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
-                          fallback_context="fallback")
+    session = second_caller(rig, Records())
     session.persist = saver_of(session)  # as CallsService's: a closure over the session
-    rig.ari.channels.add("caller2")
     queued = asyncio.create_task(rig.acd.enqueue(session, QueueRequest("sales", {}, 0, {})))
     await settle()
     leg = rig.ari.last_leg()
@@ -907,26 +910,8 @@ async def test_a_finished_queued_call_is_freed_by_reference_counting_alone(rig: 
 async def test_a_call_whose_flow_ended_is_freed_by_reference_counting_alone(rig: Rig, tmp_path: Path) -> None:
     """The flow's node reporter (a closure over the flow's context) no longer keeps the context, its port and the
     call's session in a reference cycle after the flow."""
-    from controller.config import IvrSettings
-    from controller.plugins.ivr.services import IvrService
-    (tmp_path / "sales.yaml").write_text('flow: sales\ndids: ["100"]\nnodes:\n'
-                                         '  hello: {type: play, prompts: ["sound:hello"], next: bye}\n'
-                                         '  bye: {type: hangup}\n')
-
-    async def unused(*args: Any) -> Any:
-        raise AssertionError("not in this test")
-
-    async def media_for(prompt: Prompt) -> str:
-        return "sound:x"
-
-    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(tmp_path))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
-                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
-                     enqueue=rig.acd.enqueue, fallback=unused)
-    assert ivr.load() == []
-    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
-                          dispatcher=rig.ari.dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
-                          fallback_context="fallback")
-    rig.ari.channels.add("caller2")
+    ivr = flow_service(rig, tmp_path, 'hello: {type: play, prompts: ["sound:hello"], next: bye}\n  bye: {type: hangup}')
+    session = second_caller(rig, Records())
     finished = weakref.ref(session)
     gc.collect()
     gc.disable()
