@@ -181,6 +181,7 @@ class Controller:
                               media_for=self.prompts.media_for, http=self._http, enqueue=self.acd.enqueue,
                               fallback=self.calls.greeting_then_fallback)
         self.calls.inbound_handler = self.ivr.handle
+        self.ivr.queue_ahead = self.acd.queueing.read_history_ahead
         self._resume_waiting_and_ivr_callers()
         self.admin.register_guard("queue", self.acd.queue_removal_refusal)
         self.live.subscribe("queue_log and CDR agents", self.compat.configuration_changed)

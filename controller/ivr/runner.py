@@ -125,6 +125,10 @@ async def run_flow(flows: FlowSet, flow_id: str, port: CallPort, *, start_node: 
         log.exception("flow %s failed at node %s", flow.id, node_id)
         return FlowResult(ctx.visited, ctx.shareable_variables(), "error", f"{type(exc).__name__}: {exc}",
                           played=ctx.played)
+    finally:
+        # The reporter is a closure over the context: a reference cycle per call (holding the port and the call's
+        # session) that only the garbage collector's middle passes freed (README "Benchmarks", fourth session).
+        ctx.on_attempt_failed = None
 
 
 def _reporter(ctx: Context, node_id: str, on_node: NodeEntered) -> Callable[[int], None]:

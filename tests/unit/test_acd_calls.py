@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +34,14 @@ from controller.ari.models import (
     StasisStart,
 )
 from controller.clock import FakeClock, SystemClock
-from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
-from controller.ivr.port import Prompt, QueueOutcome, QueueRequest
+from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config, IvrSettings
+from controller.ivr.port import CallerHangup, Prompt, QueueOutcome, QueueRequest
 from controller.plugins.acd.services import AcdService, next_day, start_of_day
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.services import CallsService
 from controller.plugins.calls.session import CallSession, Resync
+from controller.plugins.ivr.services import IvrService
 from controller.store.db import Store, StoreUnavailable
 
 CALLER = "caller"
@@ -80,6 +83,7 @@ class FakeAri:
         self.auto_finish = True
         self.snooping: set[str] = set()  # snoop channels created, their StasisStart not sent yet
         self.slow_destroy: asyncio.Event | None = None  # when set: destroying a bridge waits for it
+        self.slow_add: asyncio.Event | None = None  # when set: addChannel waits for it (the channel's thread is busy)
         self.leaving: set[str] = set()  # channels of a destroyed bridge that have not departed yet
         self.never_started: list[str] = []  # playbacks asked for on a channel still leaving a bridge
 
@@ -143,6 +147,8 @@ class FakeAri:
         self.bridges[bridge_id] = set()
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: list[str], role: str | None = None) -> None:
+        if self.slow_add is not None:
+            await self.slow_add.wait()
         if bridge_id not in self.bridges:
             raise AriNotFound("POST", f"/bridges/{bridge_id}/addChannel", 404, "Bridge not found")
         if any(c not in self.channels for c in channel_ids):
@@ -472,11 +478,7 @@ async def test_a_caller_whose_history_cannot_be_read_is_still_queued_and_answere
     await rig.connect()  # asserts a1 answered and is talking with the caller
     assert rig.acd.history_failures == 1
     assert caplog.text.count("history cannot be read") == 1
-    second = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
-                         dispatcher=rig.ari.dispatcher, records=UnreadableRecords(),  # type: ignore[arg-type]
-                         app_name="ccc", fallback_context="fallback")
-    rig.ari.channels.add("caller2")
-    rig.ari.dispatcher.claim("caller2", second)
+    second = second_caller(rig, UnreadableRecords())
     waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
     await settle()
     assert rig.acd.history_failures == 2 and caplog.text.count("history cannot be read") == 1  # logged once
@@ -740,3 +742,186 @@ async def test_the_engines_timer_takes_an_offer_back_at_its_ring_timeout_with_no
         for task in (queued, timer):
             task.cancel()
         await asyncio.gather(queued, timer, return_exceptions=True)
+
+
+async def test_the_agent_rings_before_the_caller_joins_the_holding_bridge(rig: Rig) -> None:
+    """addChannel answers once the caller's channel thread has run it (after its media frame, later under load): it
+    no longer stands between the caller's last key and the agent's phone ringing (README "Benchmarks")."""
+    rig.ari.slow_add = asyncio.Event()
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert [endpoint for _, endpoint in rig.ari.originated] == ["PJSIP/8001"]  # ringing, the join still pending
+    assert rig.ari.bridge_of(CALLER) == set() and rig.agent("a1") == ("ringing", None)
+    rig.ari.slow_add.set()
+    await settle()
+    assert rig.ari.bridge_of(CALLER) == {CALLER}  # then waits in the holding bridge, with music
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    assert rig.agent("a1") == ("talking", None) and rig.ari.bridge_of(CALLER) == {CALLER, leg}
+
+
+async def test_a_caller_who_hangs_up_while_joining_the_holding_bridge_stops_the_agents_ring(rig: Rig) -> None:
+    """The ring starts before the join: a caller gone before the join answers takes the ring with them."""
+    rig.ari.slow_add = asyncio.Event()
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.ari.vanish(CALLER)
+    rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, CALLER))
+    rig.ari.slow_add.set()
+    await settle()
+    assert rig.queued.done()
+    assert leg not in rig.ari.channels  # the agent's phone stopped ringing
+    assert rig.acd.engine.call("C1") is None and rig.agent("a1") == ("ready", None)
+
+
+async def test_the_history_read_ahead_while_the_flow_runs_is_the_screen_pops(rig: Rig) -> None:
+    """Read as the flow starts (`read_history_ahead`), the caller's history is not read again at the queue: the read
+    waited behind the store's running commit between the caller's last key and the ringing."""
+    looked_up: list[str] = []
+    readable = asyncio.Event()
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            await readable.wait()
+            return [{"call_id": "C0", "direction": "inbound"}, {"call_id": "C1", "direction": "inbound"}]
+
+    published: list[tuple[str, dict[str, Any]]] = []
+    rig.acd.publish = lambda kind, **fields: published.append((kind, fields))  # type: ignore[method-assign]
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    rig.acd.queueing.read_history_ahead(rig.session)
+    await settle()
+    assert looked_up == [rig.session.caller]  # read at once, while the caller is still in the flow
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert rig.ari.originated == []  # the screen pop needs it: the engine is asked once it is read
+    readable.set()
+    await settle()
+    (pop,) = [fields["screen_pop"] for kind, fields in published if kind == "call.ringing"]
+    assert [call["call_id"] for call in pop["history"]] == ["C0"]  # (not the call itself)
+    assert looked_up == [rig.session.caller] and len(rig.ari.originated) == 1
+    rig.answer(rig.ari.last_leg())
+    await settle()
+    assert rig.agent("a1") == ("talking", None)
+    second = second_caller(rig, HistoryRecords())
+    waiting = asyncio.create_task(rig.acd.enqueue(second, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    assert looked_up == [rig.session.caller, second.caller]  # nothing read ahead: read at the queue, as before
+    assert rig.acd.engine.call("C2") is not None
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+def flow_service(rig: Rig, flows_dir: Path, nodes: str) -> IvrService:
+    """The IVR serving DID 100 with one flow of `nodes` (YAML lines) into the rig's ACD."""
+    (flows_dir / "sales.yaml").write_text(f'flow: sales\ndids: ["100"]\nnodes:\n  {nodes}\n')
+
+    async def unused(*args: Any) -> Any:
+        raise AssertionError("not in this test")
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    ivr = IvrService(config=Config(ivr=IvrSettings(flows_dir=str(flows_dir))), clock=FakeClock(), store=None,  # type: ignore[arg-type]
+                     publish=lambda *a, **k: None, media_for=media_for, http=unused,  # type: ignore[arg-type]
+                     enqueue=rig.acd.enqueue, fallback=unused)
+    assert ivr.load() == []
+    return ivr
+
+
+@pytest.mark.parametrize(("queue_node", "read_during_prompt"), [(True, True), (False, False)])
+async def test_a_flow_with_a_queue_node_reads_the_callers_history_as_it_starts(
+        rig: Rig, tmp_path: Path, queue_node: bool, read_during_prompt: bool) -> None:
+    """The IVR tells the ACD of a call that may queue as its flow starts; a flow that never queues reads nothing."""
+    looked_up: list[str] = []
+
+    class HistoryRecords(Records):
+        async def history(self, number: str, **kwargs: Any) -> list[Any]:
+            looked_up.append(number)
+            return []
+
+    last = "q: {type: queue, queue: sales, otherwise: bye}\n  bye: {type: hangup}" if queue_node \
+        else "q: {type: hangup}"
+    ivr = flow_service(rig, tmp_path, f'hello: {{type: play, prompts: ["sound:hello"], next: q}}\n  {last}')
+    ivr.queue_ahead = rig.acd.queueing.read_history_ahead
+    rig.session.records = HistoryRecords()  # type: ignore[assignment]
+    rig.ari.auto_finish = False
+    served = asyncio.create_task(ivr.serve(rig.session))
+    await settle()
+    assert len(rig.ari.playing) == 1  # the prompt plays: the caller is not queued yet
+    assert looked_up == ([rig.session.caller] if read_during_prompt else [])
+    rig.ari.finish(next(iter(rig.ari.playing)))
+    await settle()
+    if queue_node:
+        assert rig.acd.engine.call("C1") is not None and len(rig.ari.originated) == 1  # queued, a1 rings
+        assert looked_up == [rig.session.caller]  # not read a second time
+    else:
+        assert served.done() and looked_up == []
+    served.cancel()
+    await asyncio.gather(served, return_exceptions=True)
+
+
+def second_caller(rig: Rig, records: Any) -> CallSession:
+    """A second call, C2 from channel caller2, on the rig's Asterisk."""
+    session = CallSession(call_id="C2", channel=channel("caller2"), did="100", direction="inbound", ari=rig.ari,
+                          dispatcher=rig.ari.dispatcher, records=records, app_name="ccc",  # type: ignore[arg-type]
+                          fallback_context="fallback")
+    rig.ari.channels.add("caller2")
+    rig.ari.dispatcher.claim("caller2", session)
+    return session
+
+
+def saver_of(session: CallSession) -> Callable[[], None]:
+    return lambda: print(session.call_id)
+
+
+async def test_a_finished_queued_call_is_freed_by_reference_counting_alone(rig: Rig) -> None:
+    """No reference cycle outlives a call: the garbage collector's middle passes freed them, hundreds of calls' objects
+    at once in one stall of the event loop, the key -> ringing p99's tail (README "Benchmarks", fourth session)."""
+    session = second_caller(rig, Records())
+    session.persist = saver_of(session)  # as CallsService's: a closure over the session
+    queued = asyncio.create_task(rig.acd.enqueue(session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    leg = rig.ari.last_leg()
+    rig.answer(leg)
+    await settle()
+    waiting = rig.acd.calls["C2"]
+    assert rig.agent("a1") == ("talking", None) and waiting.agent_leg is not None  # hooks of a connected call set
+    finished, visit = weakref.ref(session), weakref.ref(waiting)
+    gc.collect()
+    gc.disable()
+    try:
+        rig.ari.vanish("caller2")
+        rig.ari.dispatcher.dispatch(channel_event(ChannelHangupRequest, "caller2"))
+        await settle()
+        assert isinstance(queued.exception(), CallerHangup)
+        session.left_stasis = True  # (its StasisEnd)
+        await session.finish()
+        rig.ari.dispatcher.release(leg)
+        del session, waiting, queued
+        await settle()
+        assert finished() is None and visit() is None  # freed at once, no collector pass
+    finally:
+        gc.enable()
+
+
+async def test_a_call_whose_flow_ended_is_freed_by_reference_counting_alone(rig: Rig, tmp_path: Path) -> None:
+    """The flow's node reporter (a closure over the flow's context) no longer keeps the context, its port and the
+    call's session in a reference cycle after the flow."""
+    ivr = flow_service(rig, tmp_path, 'hello: {type: play, prompts: ["sound:hello"], next: bye}\n  bye: {type: hangup}')
+    session = second_caller(rig, Records())
+    finished = weakref.ref(session)
+    gc.collect()
+    gc.disable()
+    try:
+        result = await ivr.serve(session)
+        assert result is not None and result.visited == ["hello", "bye"]  # the flow ran, its reporter with it
+        session.left_stasis = True  # (its StasisEnd)
+        await session.finish()
+        del session, result
+        await settle()
+        assert finished() is None  # freed at once, no collector pass
+    finally:
+        gc.enable()

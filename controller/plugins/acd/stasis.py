@@ -87,6 +87,14 @@ class LeftQueue:
     overflow: Overflow
 
 
+def _nothing() -> None:
+    return None
+
+
+def _nobody(_agent_id: str) -> None:
+    return None
+
+
 class QueueCall:
     """One caller's visit to a queue; or, with no queue, an outbound call connected to an agent (click-to-dial,
     dialled on the phone, a campaign's): the customer is the caller, under the same commands."""
@@ -113,8 +121,8 @@ class QueueCall:
         self.handover: Answered | None = None  # a colleague who took a transfer to them (agent:ID)
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.on_party_left: Callable[[Leg], None] | None = None
-        self.on_agent_left: Callable[[], None] = lambda: None  # the agent left while others stay
-        self.on_legs_changed: Callable[[], None] = lambda: None  # an agent's phone started or stopped ringing
+        self.on_agent_left: Callable[[], None] = _nothing  # the agent left while others stay
+        self.on_legs_changed: Callable[[], None] = _nothing  # an agent's phone started or stopped ringing
         # Taken over after a restart: the visit is open already (records, engine, holding bridge), and the
         # agent leg that answered while no process was there, if one did.
         self.resumed = False
@@ -124,9 +132,17 @@ class QueueCall:
         self.talk_bridge: Bridge | None = None
         self.agent_leg: Leg | None = None
         self.talk_started: float | None = None
-        self.on_talk_changed: Callable[[], None] = lambda: None
+        self.on_talk_changed: Callable[[], None] = _nothing
         # Told the agent's id once their part of the call is over (ACW begins): a campaign frees the agent then.
-        self.on_agent_done: Callable[[str], None] = lambda _agent_id: None
+        self.on_agent_done: Callable[[str], None] = _nobody
+
+    def drop_hooks(self) -> None:
+        """The visit is over: forget the hooks. Each is a closure over this call, a reference cycle that only the
+        garbage collector's middle passes freed, hundreds of calls' objects at once in one stall of the event loop
+        (README "Benchmarks", third round, fourth session); without it reference counting frees the call at its end."""
+        self.on_party_left = None
+        self.on_agent_left = self.on_legs_changed = self.on_talk_changed = _nothing
+        self.on_agent_done = _nobody
 
     @property
     def call_id(self) -> str:
@@ -234,6 +250,13 @@ class QueueCall:
             self.on_legs_changed()
             await leg.hangup()
             on_ring_failed(agent_id, leg, outcome)
+
+    async def ring_offered(self, on_ring_failed: Callable[[str, Leg, DialOutcome], None]) -> None:
+        """Ring the agents the engine has just offered the call to (the Offers at the head of the decisions), before
+        anything else is asked of Asterisk for the caller: the rest of the decisions are `next_step`'s."""
+        while self.signals and isinstance(offer := self.signals[0], Offer):
+            self.signals.popleft()
+            await self._ring(offer, on_ring_failed)
 
     def offer_pending(self) -> bool:
         """An agent is about to be rung: no announcement should start now."""

@@ -90,6 +90,10 @@ def synthetic(cls: type[Event]) -> Event:
     return cls(type=cls.__name__, timestamp="", application="", raw={})
 
 
+def _no_persist() -> None:
+    return None
+
+
 class CallSession:
     def __init__(
         self,
@@ -128,6 +132,8 @@ class CallSession:
         self.recording_policy = "on_demand"  # the flow's (always | never | on_demand)
         # call.overflowed waiting for the flow to take the caller somewhere (its target): see IvrService.
         self.pending_overflow: dict[str, Any] | None = None
+        # The caller's recent calls for the screen pop, read while the IVR runs (`AcdQueueing.read_history_ahead`).
+        self.caller_history: asyncio.Future[list[dict[str, Any]]] | None = None
         # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
         self.state = "new"
         self.answered = False
@@ -148,7 +154,7 @@ class CallSession:
         # Run when the call ends, before its record is closed (e.g. complete the recording's index row).
         self.on_finish: list[Callable[[], Awaitable[object]]] = []
         # Saves the call's part of the live-call picture (CallsService.save_call) after a change.
-        self.persist: Callable[[], None] = lambda: None
+        self.persist: Callable[[], None] = _no_persist
         self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
@@ -417,6 +423,11 @@ class CallSession:
                         break
         finally:
             self.state = "ended"
+            # The hooks are closures over this session (CallsService's persist, a resumed visit's end hook): a
+            # reference cycle per call that only the garbage collector's middle passes freed, hundreds of calls at
+            # once in one stall of the event loop (README "Benchmarks", third round, fourth session).
+            self.persist = _no_persist
+            self.on_finish.clear()
             reason = self.end_reason or ("lost" if self.lost else "caller_hangup")
             self.records.finished(self.call_id, self.data, reason=reason, cause=self.hangup_cause,
                                   cause_txt=self.hangup_cause_txt)

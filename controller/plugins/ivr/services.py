@@ -72,6 +72,8 @@ class IvrService:
         self.flows_run = 0
         self.http_outcomes: Counter[tuple[str, str, str]] = Counter()  # (flow, node, outcome) -> requests
         self.recordings: RecordingService | None = None  # set by the app: flows with `recording: always`
+        # Set by the app: told of a call whose flow has a queue node as the flow starts (the ACD reads ahead).
+        self.queue_ahead: Callable[[CallSession], None] | None = None
         self.prompts_ready = False  # every static prompt of the live flows is rendered
         self._warm_wanted = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -181,6 +183,9 @@ class IvrService:
             return None
         session.state = "ivr"
         session.records.set_flow(session.call_id, flow_id)
+        if self.queue_ahead is not None and any(isinstance(node, QueueNode)
+                                                for node in snapshot.flows[flow_id].nodes.values()):
+            self.queue_ahead(session)
         region = caller_region(session.caller) if session.caller else None
         if region is not None:
             session.data.setdefault("region", region.as_dict())
