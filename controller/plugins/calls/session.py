@@ -123,6 +123,8 @@ class CallSession:
         # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
         self.state = "new"
         self.answered = False
+        # Answered before it entered our application (ccc-inbound's Answer()): `answer()` asks Asterisk nothing.
+        self.up_on_arrival = channel.state == "Up"
         self.hangup_requested = False
         self.left_stasis = False
         self.destroyed = False
@@ -266,10 +268,11 @@ class CallSession:
     async def answer(self) -> None:
         if self.answered:
             return
-        try:
-            await self.ari.answer(self.channel_id)
-        except ChannelGone as exc:
-            raise CallerHangup() from exc
+        if not self.up_on_arrival:
+            try:
+                await self.ari.answer(self.channel_id)
+            except ChannelGone as exc:
+                raise CallerHangup() from exc
         self.answered = True
         self.records.answered(self.call_id)
         self.persist()
