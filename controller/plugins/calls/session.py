@@ -133,6 +133,7 @@ class CallSession:
         self.hung_up_by_us = False
         self.current_playback: str | None = None
         self.caller_bridge: str | None = None  # the bridge the caller's channel is in (legs.Bridge)
+        self.music_class = ""  # the caller's CHANNEL(musicclass) as we set it ("": never set, Asterisk's "default")
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
