@@ -61,6 +61,7 @@ async def one_call(controller: ControllerProcess, did: str, number: str, hold_ms
         assert result.ok, result.output + result.errors
         (record,) = await controller.wait_for_records(1)
         assert record["end_reason"] == "controller_hangup", record  # the flow's hang-up node ended the call
+        assert record["answered_at"], record  # answered by ccc-inbound's Answer(), recorded all the same
         requests = await ari_requests(controller) - before
         events = list((await controller.call_record(record["call_id"]))["events"])
     finally:
@@ -89,6 +90,7 @@ async def test_a_caller_moves_from_the_hold_into_the_talk_and_is_hung_up_with_no
     assert [e["kind"] for e in events if e["kind"] in ("agent_answered", "bridged")] == ["agent_answered", "bridged"]
     assert requests["bridges.remove_channel"] == 0, requests
     assert requests["bridges.add_channel"] == 2, requests  # into the holding bridge, then caller and agent talk
+    assert requests["channels.answer"] == 0, requests  # the dialplan answered before Stasis()
     # The holding bridge (made for the first caller), the talk bridge (the pool was empty) and one more made ahead for
     # the next call; none destroyed (the talk bridge went back to the pool); the caller hung up.
     assert (requests["bridges.create"], requests["bridges.destroy"], requests["channels.hangup"]) == (3, 0, 1), \

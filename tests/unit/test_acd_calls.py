@@ -74,7 +74,8 @@ class FakeAri:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.created: list[str] = []  # bridges asked to be created, in order
-        self.moh: dict[str, str | None] = {}  # bridge id -> music on hold class playing
+        self.moh: dict[str, str | None] = {}  # bridge id -> music on hold class playing (its announcer)
+        self.variables: dict[str, dict[str, str]] = {}  # channel id -> variables set through ARI
         self.slow_create: asyncio.Event | None = None  # when set: creating a bridge waits for it
         self.channels = {CALLER}
         self.bridges: dict[str, set[str]] = {}
@@ -176,7 +177,14 @@ class FakeAri:
         self.moh[bridge_id] = moh_class
 
     async def bridge_stop_moh(self, bridge_id: str) -> None:
-        pass
+        if bridge_id not in self.bridges:
+            raise AriNotFound("DELETE", f"/bridges/{bridge_id}/moh", 404, "Bridge not found")
+        self.moh.pop(bridge_id, None)
+
+    async def set_var(self, channel_id: str, variable: str, value: str, *, timeout: float | None = None) -> None:
+        if channel_id not in self.channels:
+            raise ChannelGone("POST", f"/channels/{channel_id}/variable", 404, "Channel not found")
+        self.variables.setdefault(channel_id, {})[variable] = value
 
     def bridge_of(self, channel_id: str) -> set[str]:
         return next((members for members in self.bridges.values() if channel_id in members), set())

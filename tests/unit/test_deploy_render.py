@@ -38,3 +38,14 @@ def test_http_tls_follows_a_wss_websocket_url() -> None:
     assert "\ntlsenable = yes\ntlsbindaddr = 0.0.0.0:8443\n" in text
     plain = Config(softphone=SoftphoneSettings(enabled=True, websocket_url="ws://127.0.0.1:8088/ws", secret="x" * 16))
     assert "\n;tlsenable = yes\n" in render("http.conf", SnippetValues.from_config(plain))  # commented out
+
+
+def test_inbound_calls_are_answered_before_stasis_without_waiting_for_media() -> None:
+    """The controller sends no answer request for a channel that arrives up (issue 19); a plain Answer() would wait up
+    to 500 ms for the caller's first audio before Stasis() (seen in bench_fullpath: every menu prompt then started
+    late and the caller's key stopped it), ARI's answer does not."""
+    lines = [line.strip() for line in render_all(SnippetValues())["ccc-inbound.conf"].splitlines()]
+    inbound = lines[lines.index("[ccc-inbound]"):lines.index("[ccc-fallback]")]
+    answer = next(i for i, line in enumerate(inbound) if "Answer(" in line)
+    stasis = next(i for i, line in enumerate(inbound) if "Stasis(" in line)
+    assert inbound[answer] == "same => n,Answer(,i)" and answer < stasis, inbound

@@ -12,7 +12,7 @@ import pytest
 from controller.ari.models import Bridge as AriBridge
 from controller.config import AcdQueueConfig
 from controller.ivr.port import QueueRequest
-from controller.plugins.acd.holding import holding_bridge_id
+from controller.plugins.acd.holding import SHARED_MUSIC_FROM, holding_bridge_id
 from controller.plugins.calls.services import Resumption
 from controller.plugins.calls.session import CallSession
 from tests.unit.test_acd_calls import (
@@ -57,7 +57,9 @@ async def test_callers_arriving_together_wait_in_one_bridge_created_once(rig: Ri
     rig.ari.slow_create.set()
     await settle()
     assert rig.ari.created == [SALES] and rig.ari.bridges == {SALES: {CALLER, second.channel_id}}
-    assert rig.ari.moh == {SALES: "default"}
+    # No music of the bridge's own (an announcer playing to nobody when they are gone): each caller hears Asterisk's
+    # holding-bridge music of their own, the default class, so nothing is set on their channels either.
+    assert rig.ari.moh == {} and rig.ari.variables == {}
     assert rig.acd.calls["C1"].waiting_in == rig.acd.calls["C2"].waiting_in == SALES
     # A third caller later joins it: no creation, no music request.
     third = another_caller(rig, "C3")
@@ -78,7 +80,7 @@ async def test_a_bridge_asterisk_lost_is_created_again_and_the_caller_waits_in_i
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
     await settle()
     assert rig.ari.created == [SALES, SALES] and rig.ari.bridges == {SALES: {CALLER}}
-    assert rig.ari.moh == {SALES: "default"}  # the music started on the new one
+    assert rig.ari.moh == {}  # (the caller's own music)
     assert rig.acd.calls["C1"].waiting_in == SALES
 
 
@@ -92,16 +94,23 @@ async def test_the_music_follows_the_queues_class_and_a_removed_queues_idle_brid
     rig.acd.command("logout", "a1")
     rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
     await settle()
-    assert rig.ari.moh == {SALES: "default"}
+    assert rig.ari.moh == {} and rig.ari.variables == {}  # the default class: the caller's own music, nothing set
     config = rig.acd.config
     jazz = dataclasses.replace(config.acd.queues[0], moh_class="jazz")
     await rig.acd.live_config.replace(with_acd(config, queues=[jazz]))
     await settle()
+    # The waiting caller hears the new class at once, from the bridge's announcer.
     assert rig.ari.moh == {SALES: "jazz"} and rig.ari.bridges == {SALES: {CALLER}}  # the caller waits on
     # Another change to the queue leaves the music alone (positive above: a class change reaches it).
     await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[dataclasses.replace(jazz, max_wait=900)]))
     await settle()
     assert rig.ari.moh == {SALES: "jazz"}
+    # A caller who comes now gets the class as their own music; once nobody waits, the announcer stops.
+    later = another_caller(rig, "C2")
+    assert await rig.acd.holding.join(later, "sales") == SALES
+    assert rig.ari.variables == {later.channel_id: {"CHANNEL(musicclass)": "jazz"}}
+    await rig.acd.holding.leave(later, SALES)
+    assert rig.ari.moh == {SALES: "jazz"}  # the first caller still waits
     # The queue removed (the guard would refuse it while someone waits): the bridge goes once it is idle.
     other = AcdQueueConfig(name="support")
     agents = [dataclasses.replace(agent, queues={"support": 0}) for agent in rig.acd.config.acd.agents]
@@ -112,6 +121,48 @@ async def test_the_music_follows_the_queues_class_and_a_removed_queues_idle_brid
     await asyncio.gather(rig.queued, return_exceptions=True)
     await settle()
     assert rig.ari.bridges == {}
+
+
+async def test_the_bridges_own_music_stops_once_nobody_waits_and_new_callers_keep_their_class(rig: Rig) -> None:  # noqa: F811
+    """The announcer of a live class change plays to nobody once the last caller left (Asterisk's CPU, all the
+    time): stopped, the bridge stays for the next caller, who hears the class as their own music."""
+    rig.acd.command("logout", "a1")
+    rig.queued = asyncio.create_task(rig.acd.enqueue(rig.session, QueueRequest("sales", {}, 0, {})))
+    await settle()
+    jazz = dataclasses.replace(rig.acd.config.acd.queues[0], moh_class="jazz")
+    await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[jazz]))
+    await settle()
+    assert rig.ari.moh == {SALES: "jazz"}
+    rig.queued.cancel()  # the caller leaves
+    await asyncio.gather(rig.queued, return_exceptions=True)
+    await settle()
+    assert rig.ari.moh == {} and rig.ari.bridges == {SALES: set()}
+    later = another_caller(rig, "C2")
+    assert await rig.acd.holding.join(later, "sales") == SALES
+    assert rig.ari.variables[later.channel_id] == {"CHANNEL(musicclass)": "jazz"} and rig.ari.moh == {}
+    # A class changed while nobody waits starts no announcer.
+    await rig.acd.holding.leave(later, SALES)
+    pop = dataclasses.replace(jazz, moh_class="pop")
+    await rig.acd.live_config.replace(with_acd(rig.acd.config, queues=[pop]))
+    await settle()
+    assert rig.ari.moh == {}
+    assert await rig.acd.holding.join(later, "sales") == SALES  # (the same caller again: the class changes)
+    assert rig.ari.variables[later.channel_id] == {"CHANNEL(musicclass)": "pop"}
+
+
+async def test_from_ten_waiting_the_bridges_own_music_plays_to_them_all_until_it_is_empty(rig: Rig) -> None:  # noqa: F811
+    """Music on hold per caller costs more than one announcer once many wait: from SHARED_MUSIC_FROM on, one."""
+    callers = [another_caller(rig, f"C{n}") for n in range(2, 2 + SHARED_MUSIC_FROM)]
+    for caller in callers[:-1]:
+        await rig.acd.holding.join(caller, "sales")
+    assert rig.ari.moh == {} and len(rig.ari.bridges[SALES]) == SHARED_MUSIC_FROM - 1  # each one's own
+    await rig.acd.holding.join(callers[-1], "sales")
+    assert rig.ari.moh == {SALES: "default"}
+    for caller in callers[:-1]:
+        await rig.acd.holding.leave(caller, SALES)
+    assert rig.ari.moh == {SALES: "default"}  # (one still waits)
+    await rig.acd.holding.leave(callers[-1], SALES)
+    assert rig.ari.moh == {} and rig.ari.bridges == {SALES: set()}
 
 
 async def test_a_waiting_caller_taken_over_after_a_restart_stays_in_the_queues_bridge(rig: Rig) -> None:  # noqa: F811
@@ -135,6 +186,11 @@ async def test_a_waiting_caller_taken_over_after_a_restart_stays_in_the_queues_b
     assert rig.ari.bridges == {SALES: {CALLER, later.channel_id, resumed.channel_id}}, rig.ari.bridges
     third.cancel()
     await asyncio.gather(third, return_exceptions=True)
+    # An earlier version's bridge played its own music all the time: stopped once nobody waits in it.
+    rig.ari.moh[SALES] = "default"
+    for session in (rig.session, later):
+        await rig.acd.holding.leave(session, SALES)
+    assert rig.ari.moh == {} and SALES in rig.ari.bridges
 
 
 def stored_waiting(rig: Rig, bridge_id: str, channels: tuple[str, ...],  # noqa: F811

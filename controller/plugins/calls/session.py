@@ -137,6 +137,8 @@ class CallSession:
         # new, ivr, queued, talking, held, survey, voicemail, callback, dialing, ended (status/CTI)
         self.state = "new"
         self.answered = False
+        # Answered before it entered our application (ccc-inbound's Answer()): `answer()` asks Asterisk nothing.
+        self.up_on_arrival = channel.state == "Up"
         self.hangup_requested = False
         self.left_stasis = False
         self.destroyed = False
@@ -145,6 +147,7 @@ class CallSession:
         self.hung_up_by_us = False
         self.current_playback: str | None = None
         self.caller_bridge: str | None = None  # the bridge the caller's channel is in (legs.Bridge)
+        self.music_class = ""  # the caller's CHANNEL(musicclass) as we set it ("": never set, Asterisk's "default")
         # Other channels of the call (agent legs…) seen hanging up, whoever was waiting at the time:
         # a leg that hangs up while the caller hears a prompt must not be waited for afterwards.
         self.ended_channels: set[str] = set()
@@ -279,10 +282,11 @@ class CallSession:
     async def answer(self) -> None:
         if self.answered:
             return
-        try:
-            await self.ari.answer(self.channel_id)
-        except ChannelGone as exc:
-            raise CallerHangup() from exc
+        if not self.up_on_arrival:
+            try:
+                await self.ari.answer(self.channel_id)
+            except ChannelGone as exc:
+                raise CallerHangup() from exc
         self.answered = True
         self.records.answered(self.call_id)
         self.persist()
