@@ -244,6 +244,11 @@ class EventBus:
                         unpersisted.popleft()
                     self._fan_out(batch)
                     continue
+                if self._store.frozen:
+                    # A graceful stop froze the store: what was queued before is committed as it closes; events
+                    # published since come from the stop itself (its calls are left to the next process, which
+                    # resumes them), so they are neither stored nor sent. Nothing to retry until cancelled.
+                    await asyncio.get_running_loop().create_future()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_SECONDS[1])
         finally:
@@ -289,6 +294,8 @@ class EventBus:
         stored = self._store.stored([pop(seq, None) for seq in range(first, last + 1)])
         if stored == len(batch):
             return True
+        if self._store.frozen:  # a graceful stop, not a failure (run() stops here)
+            return False
         self.commit_failures += 1
         log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
         self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
