@@ -19,6 +19,7 @@ variable, two flows with one id or one DID).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -92,6 +93,12 @@ class Flow:
     marks: dict[Path_, tuple[int, int]] = field(default_factory=dict, repr=False)
     recording: str = "on_demand"
     version: str = ""  # the first 12 hex digits of the file's SHA-256: which text is live
+
+    @functools.cached_property
+    def can_queue(self) -> bool:
+        """A queue node in the flow: its callers' history is read ahead for the screen pop (worked out once per
+        flow, not for every call it answers)."""
+        return any(node.type == "queue" for node in self.nodes.values())
 
 
 @dataclass(frozen=True)

@@ -183,8 +183,7 @@ class IvrService:
             return None
         session.state = "ivr"
         session.records.set_flow(session.call_id, flow_id)
-        if self.queue_ahead is not None and any(isinstance(node, QueueNode)
-                                                for node in snapshot.flows[flow_id].nodes.values()):
+        if self.queue_ahead is not None and snapshot.flows[flow_id].can_queue:
             self.queue_ahead(session)
         region = caller_region(session.caller) if session.caller else None
         if region is not None:
