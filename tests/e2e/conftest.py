@@ -62,9 +62,10 @@ def demo_config(tmp_path: Path, **sections: Any) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_backend() -> Iterator[str]:
-    """The demo billing/CRM back-end on 127.0.0.1:8090 (what `make run` starts)."""
+    """The demo billing/CRM back-end on 127.0.0.1:8090 (what `make run` starts), for the module that asks for it:
+    a module after it (`test_call_events`' failing back-end) finds the port free again."""
     process = subprocess.Popen([sys.executable, "-m", "controller.demo.backend"], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10

@@ -4,6 +4,7 @@ overflow, and a call's phase, checked on the real Asterisk with SIPp callers."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,8 @@ async def test_a_call_the_flow_hangs_up_ends_with_the_cause_of_its_bye(
 async def test_a_failing_ivr_back_end_is_logged_counted_and_published(
         fresh_asterisk: Path, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:  # noqa: F811
     """The hotline's bill inquiry (2) with its billing back-end down (nothing on 127.0.0.1:8090)."""
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", 8090)) != 0, "a back-end listens on 8090: the test needs it down"
     process = await start_controller(tmp_path)
     stop_after.append(process)
     async with aiohttp.ClientSession() as http, http.ws_connect(
