@@ -55,6 +55,8 @@ PROFILE = os.environ.get("CCC_BENCH_PROFILE", "")  # a file: py-spy's folded sta
 PERF = os.environ.get("CCC_BENCH_PERF", "")  # a path prefix: `perf record` of Asterisk per handler and rate
 # "1": count every AMI event per call by kind (VarSet by variable): what each path makes Asterisk publish
 AMI_EVENTS = os.environ.get("CCC_BENCH_AMI_EVENTS", "") == "1"
+# "1": also run the call through `floor_app` (a bare Python ARI application on the controller's ARI client): the floor
+FLOOR = os.environ.get("CCC_BENCH_FLOOR", "") == "1"
 PHONE_PORT = 15001
 AGENTS_PER_PHONE = 250  # endpoints answered by one SIPp UAS phone (ports PHONE_PORT, PHONE_PORT + 1, ...)
 TALK_MS = 2000
@@ -432,11 +434,14 @@ def perf_stat_counts(name: str) -> dict[str, float]:
 
 
 async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, latencies: Latencies,
-                  controller: ControllerProcess | None) -> Result:
+                  controller: ControllerProcess | None, handler_pid: int | None = None) -> Result:
+    """One rate through app_queue (no controller, no `handler_pid`), the controller, or another ARI application
+    (`handler_pid`: its CPU is measured as the controller's)."""
     left = await wait_for_quiet(asterisk_pid, controller, setup)
     latencies.clear()
-    pid = controller.process.pid if controller and controller.process else None
-    perf_name = f"{setup.name}-{'controller' if controller else 'app_queue'}-{rate}"
+    pid = controller.process.pid if controller and controller.process else handler_pid
+    handler = "controller" if controller else "floor" if handler_pid else "app_queue"
+    perf_name = f"{setup.name}-{handler}-{rate}"
     perf = await start_asterisk_perf(asterisk_pid, perf_name)
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
@@ -462,6 +467,33 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
         result.events = events - counts_before[1]
         result.store = await store_counts(controller) - store_before
     return result
+
+
+async def measure_floor(setup: Setup, asterisk_pid: int, latencies: Latencies) -> dict[int, Result]:
+    """Every rate through `floor_app`, the bare ARI application (it takes the controller's application name, so
+    it runs alone, before the controller starts)."""
+    log = Path(tempfile.mkdtemp(prefix="ccc-bench-floor-")) / "floor.log"
+    with log.open("wb") as errors:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bench.floor_app", str(setup.agents), str(setup.queues), cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=errors)
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.strip() == b"ready", f"floor_app did not start: {line!r}"
+        return {rate: await measure(setup, OURS_DID, rate, asterisk_pid, latencies, None, process.pid)
+                for rate in RATES}
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+        if process.returncode not in (0, -signal.SIGTERM):
+            print(f"floor_app exited with {process.returncode}; {log}:\n{log.read_text()[-2000:]}", flush=True)
+        await hang_up_everything()
+        with contextlib.suppress(Exception):  # its holding bridges (the controller makes its own)
+            async with aiohttp.ClientSession(headers=ARI_HEADERS) as http:
+                for q in range(setup.queues):
+                    await http.delete(f"{ARI}/bridges/floor-hold-{q}", timeout=aiohttp.ClientTimeout(total=5))
 
 
 async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) -> None:
@@ -533,6 +565,7 @@ class SetupResults:
     setup: Setup
     app_queue: dict[int, Result] = field(default_factory=dict)
     controller: dict[int, Result] = field(default_factory=dict)
+    floor: dict[int, Result] = field(default_factory=dict)  # CCC_BENCH_FLOOR: the bare ARI application's
     cti_events: int = 0
     reload_s: float = 0.0
     controller_exit: str = ""  # why the controller's rates stopped early
@@ -561,6 +594,8 @@ async def run_setup(setup: Setup, asterisk_pid: int) -> SetupResults:
         for rate in RATES:
             out.app_queue[rate] = await measure(setup, APP_QUEUE_DID, rate, asterisk_pid, latencies, None)
         drop_app_queue_queues()
+        if FLOOR:
+            out.floor = await measure_floor(setup, asterisk_pid, latencies)
         data = Path(tempfile.mkdtemp(prefix="ccc-bench-fullpath-"))
         controller = ControllerProcess(data / "data", config=controller_config(data, setup),
                                        env={"CCC_LOG_LEVEL": "warning"})
@@ -631,7 +666,7 @@ def print_table(out: SetupResults) -> None:
     print(f"{'handler':<10} {'calls/s':>7} {'menu/s':>6} {'calls':>5} {'failed':>6} {'ctl ms':>6} {'ast ms':>6} "
           f"{'ctl/ast':>7} {'total':>6} {'x app_q':>7} {'key->ring p50/p99 ms':>20} {'RSS MB':>6} "
           f"{'ARI req':>7} {'events':>6} {'load':>5}")
-    for handler, by_rate in (("app_queue", out.app_queue), ("controller", out.controller)):
+    for handler, by_rate in (("app_queue", out.app_queue), ("floor", out.floor), ("controller", out.controller)):
         for rate, r in by_rate.items():
             done = max(1, r.calls - r.failed)
             base = out.app_queue.get(rate)
