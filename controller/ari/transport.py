@@ -131,6 +131,14 @@ class _Connection(asyncio.Protocol):
             answer.set_exception(exc)
 
 
+#: Connections being opened at once, at most: Asterisk's HTTP server listens with a backlog of 10 (main/tcptls.c,
+#: `listen(desc->accept_fd, 10)`) and accepts them one by one in one thread; when more arrive together (50 agents
+#: made ready at once need 50 originates, most on new connections), the kernel drops the ones beyond its accept
+#: queue and the client's next try comes 1 s later (TCP's first retransmission): that agent's phone rang ~1.1 s
+#: late (README "Benchmarks", fifth session). Requests beyond it wait for a connection opened or released.
+CONNECTING_AT_ONCE = 8
+
+
 def _expire(answer: asyncio.Future[tuple[int, bytes, bool]]) -> None:
     if not answer.done():
         answer.set_exception(TimeoutError())
@@ -244,7 +252,7 @@ class HttpPool:
         """A new connection if the bound allows, else the next one released (waits until the deadline)."""
         async with asyncio.timeout_at(deadline):
             while True:
-                if self.open_connections < self.size:
+                if self.open_connections < self.size and self._opening < CONNECTING_AT_ONCE:
                     return await self._connect(loop)
                 waiter: asyncio.Future[_Connection | None] = loop.create_future()
                 self._waiters.append(waiter)
@@ -278,6 +286,8 @@ class HttpPool:
         self._opening -= 1
         connection.transport = transport  # uvloop may call connection_made only after this returns
         self._all.add(connection)
+        if self._waiters and self.open_connections < self.size:
+            self._hand_over(None)  # a request waiting for its turn to connect (CONNECTING_AT_ONCE) may now
         if not connection.usable():  # the server closed it at once (e.g. at its session limit)
             self._lost(connection)
             raise ConnectionClosed("the server closed a new connection at once", before_response=True)

@@ -30,7 +30,7 @@ from controller.ari.errors import (
     AriUnavailable,
     ChannelGone,
 )
-from controller.ari.transport import ConnectionClosed, HttpPool
+from controller.ari.transport import CONNECTING_AT_ONCE, ConnectionClosed, HttpPool
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 RUNNERS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
@@ -349,6 +349,38 @@ def test_the_pool_bound_holds_under_concurrency(run: Runner) -> None:
             results = await asyncio.gather(*(one(n) for n in range(30)))
             assert results == [(204, b"")] * 30 and len(server.requests) == 30
             assert server.most_open == 3 and max(bound_seen) <= 3
+            await pool.close()
+    run(scenario())
+
+
+@RUNNERS
+def test_a_burst_of_requests_opens_a_few_connections_at_a_time(run: Runner) -> None:
+    """Asterisk's HTTP server listens with a backlog of 10: 50 originates at once on new connections overflowed it,
+    and the connections the kernel dropped were tried again 1 s later (an agent's phone rang ~1.1 s late)."""
+    async def scenario() -> None:
+        async def slow(request: Request) -> bytes:
+            await asyncio.sleep(0.05)  # each connection busy a while: most requests need one of their own
+            return answer(204)
+
+        async with FakeServer(slow) as server:
+            pool = server.pool(size=50)
+            connect = pool._connect
+            connecting: list[int] = [0, 0]  # now, most at once
+
+            async def counted_connect(loop: asyncio.AbstractEventLoop) -> Any:
+                connecting[0] += 1
+                connecting[1] = max(connecting[1], connecting[0])
+                try:
+                    return await connect(loop)
+                finally:
+                    connecting[0] -= 1
+
+            pool._connect = counted_connect  # type: ignore[method-assign]
+            results = await asyncio.gather(*(pool.request("POST", f"/ari/channels/c{n}/answer", None, 5)
+                                             for n in range(40)))
+            assert results == [(204, b"")] * 40 and len(server.requests) == 40
+            assert connecting[1] == CONNECTING_AT_ONCE < 10  # never more at once than Asterisk's backlog holds
+            assert server.connections > 2 * CONNECTING_AT_ONCE  # more were opened, a few at a time
             await pool.close()
     run(scenario())
 
