@@ -65,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.received = False  # a byte of the current answer came
         self.closed = False  # the server closed it, or we did: never reused
         self.idle_since = 0.0
+        self.unanswered = True  # no answer came on it yet: the server may not have accepted it (CONNECTING_AT_ONCE)
 
     # -- used by the pool ----------------------------------------------------------------------------
 
@@ -131,6 +132,16 @@ class _Connection(asyncio.Protocol):
             answer.set_exception(exc)
 
 
+#: New connections at once, at most: being opened, or open with no answer on them yet (the server may not have
+#: accepted them: the handshake is the kernel's). Asterisk's HTTP server listens with a backlog of 10
+#: (main/tcptls.c, `listen(desc->accept_fd, 10)`) and accepts them one by one in one thread; when more arrive
+#: together (50 agents made ready at once need 50 originates, most on new connections), the kernel drops the ones
+#: beyond its accept queue and the client's next try comes 1 s later (TCP's first retransmission): that agent's
+#: phone rang ~1.1 s late (README "Benchmarks", fifth session). Requests beyond it wait for a connection released,
+#: or for a new one's first answer.
+CONNECTING_AT_ONCE = 8
+
+
 def _expire(answer: asyncio.Future[tuple[int, bytes, bool]]) -> None:
     if not answer.done():
         answer.set_exception(TimeoutError())
@@ -159,6 +170,7 @@ class HttpPool:
         self._idle: list[_Connection] = []  # the most recently used last: taken first, so the others age out
         self._all: set[_Connection] = set()
         self._opening = 0  # connections being connected (counted in the bound with the open ones)
+        self._unanswered = 0  # open connections with no answer on them yet (`_Connection.unanswered`)
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False  # close() was called: a connection that finishes its request is not kept
@@ -210,6 +222,8 @@ class HttpPool:
                 raise
             finally:
                 expiry.cancel()
+                if connection.unanswered:
+                    self._answered_first(connection)
             self._release(connection, keep_alive, loop)
             return status, payload
 
@@ -244,7 +258,7 @@ class HttpPool:
         """A new connection if the bound allows, else the next one released (waits until the deadline)."""
         async with asyncio.timeout_at(deadline):
             while True:
-                if self.open_connections < self.size:
+                if self.open_connections < self.size and self._opening + self._unanswered < CONNECTING_AT_ONCE:
                     return await self._connect(loop)
                 waiter: asyncio.Future[_Connection | None] = loop.create_future()
                 self._waiters.append(waiter)
@@ -278,6 +292,7 @@ class HttpPool:
         self._opening -= 1
         connection.transport = transport  # uvloop may call connection_made only after this returns
         self._all.add(connection)
+        self._unanswered += 1
         if not connection.usable():  # the server closed it at once (e.g. at its session limit)
             self._lost(connection)
             raise ConnectionClosed("the server closed a new connection at once", before_response=True)
@@ -304,8 +319,18 @@ class HttpPool:
         if idle:
             self._sweeper = loop.call_at(idle[0].idle_since + self.idle_timeout, self._sweep, loop)
 
+    def _answered_first(self, connection: _Connection) -> None:
+        """A new connection's first request is over (answered, or failed): the server has it, another may open."""
+        connection.unanswered = False
+        self._unanswered -= 1
+        if self._waiters and self.open_connections < self.size:
+            self._hand_over(None)
+
     def _lost(self, connection: _Connection) -> None:
         """A connection ended (the server's close or ours): its place in the bound goes to a waiter."""
+        if connection.unanswered and connection in self._all:
+            connection.unanswered = False
+            self._unanswered -= 1
         if connection in self._all:
             self._all.discard(connection)
             if connection in self._idle:

@@ -30,7 +30,7 @@ from controller.ari.errors import (
     AriUnavailable,
     ChannelGone,
 )
-from controller.ari.transport import ConnectionClosed, HttpPool
+from controller.ari.transport import CONNECTING_AT_ONCE, ConnectionClosed, HttpPool
 
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 RUNNERS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
@@ -67,6 +67,8 @@ class FakeServer:
     open_now: int = 0
     most_open: int = 0
     closed_by_client: int = 0  # connections on which the server read EOF between requests
+    unanswered_now: int = 0  # connections accepted whose first answer was not written yet
+    most_unanswered: int = 0
     tls: ssl.SSLContext | None = None
     _server: asyncio.Server | None = None
 
@@ -88,6 +90,9 @@ class FakeServer:
         number = self.connections
         self.open_now += 1
         self.most_open = max(self.most_open, self.open_now)
+        self.unanswered_now += 1
+        self.most_unanswered = max(self.most_unanswered, self.unanswered_now)
+        unanswered = True
         try:
             while True:
                 try:
@@ -111,10 +116,15 @@ class FakeServer:
                     await writer.drain()
                     if not isinstance(reply, bytes):
                         await asyncio.sleep(0.01)
+                if unanswered:
+                    unanswered = False
+                    self.unanswered_now -= 1
                 if close:
                     return
         finally:
             self.open_now -= 1
+            if unanswered:
+                self.unanswered_now -= 1
             writer.close()
 
 
@@ -349,6 +359,28 @@ def test_the_pool_bound_holds_under_concurrency(run: Runner) -> None:
             results = await asyncio.gather(*(one(n) for n in range(30)))
             assert results == [(204, b"")] * 30 and len(server.requests) == 30
             assert server.most_open == 3 and max(bound_seen) <= 3
+            await pool.close()
+    run(scenario())
+
+
+@RUNNERS
+def test_a_burst_of_requests_opens_a_few_connections_at_a_time(run: Runner) -> None:
+    """Asterisk's HTTP server listens with a backlog of 10: 50 originates at once on new connections overflowed it,
+    and the connections the kernel dropped were tried again 1 s later (an agent's phone rang ~1.1 s late). A new
+    connection counts until its first answer (the handshake is the kernel's, the server may not have taken it)."""
+    async def scenario() -> None:
+        async def slow(request: Request) -> bytes:
+            await asyncio.sleep(0.05)  # each connection busy a while: most requests need one of their own
+            return answer(204)
+
+        async with FakeServer(slow) as server:
+            pool = server.pool(size=50)
+            results = await asyncio.gather(*(pool.request("POST", f"/ari/channels/c{n}/answer", None, 5)
+                                             for n in range(40)))
+            assert results == [(204, b"")] * 40 and len(server.requests) == 40
+            assert server.most_unanswered == CONNECTING_AT_ONCE < 10  # never more than Asterisk's backlog holds
+            assert server.connections > CONNECTING_AT_ONCE  # more were opened, a few at a time
+            assert pool.open_connections == pool.idle_connections == server.connections  # none lost, all kept
             await pool.close()
     run(scenario())
 

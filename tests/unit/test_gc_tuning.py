@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 from controller.app import GC_YOUNGEST_THRESHOLD, tune_gc_after_start_up
+from controller.collector import CollectorPause
 
 
 def test_start_up_objects_are_frozen_and_the_youngest_generation_waits_longer() -> None:
@@ -20,3 +22,35 @@ def test_start_up_objects_are_frozen_and_the_youngest_generation_waits_longer() 
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_a_pause_holds_the_collector_back_until_its_last_holder_releases_or_its_limit() -> None:
+    """`CollectorPause` (controller/collector.py): the offers of agents made ready together hold the collector back
+    until every one of their phones is dialled, never longer than the limit; a release after the limit does nothing."""
+    pause = CollectorPause(limit=0.05)
+    first, second = pause.hold(), pause.hold()
+    assert not gc.isenabled() and pause.holding and pause.pauses == 1
+    pause.release(first)
+    assert not gc.isenabled()  # the second offer is not dialled yet
+    pause.release(second)
+    assert gc.isenabled() and not pause.holding
+    late = pause.hold()
+    assert not gc.isenabled() and pause.pauses == 2
+    await asyncio.sleep(0.1)
+    assert gc.isenabled() and not pause.holding  # the limit: the collector runs, however many hold it
+    again = pause.hold()
+    pause.release(late)  # stale: it does not end the new pause
+    assert not gc.isenabled()
+    pause.release(again)
+    assert gc.isenabled()
+
+
+async def test_a_pause_leaves_a_collector_disabled_by_someone_else_as_it_is() -> None:
+    gc.disable()
+    try:
+        pause = CollectorPause()
+        token = pause.hold()
+        pause.release(token)
+        assert not gc.isenabled() and pause.pauses == 0  # not enabled behind its owner's back
+    finally:
+        gc.enable()

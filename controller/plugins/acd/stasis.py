@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from controller.acd.model import Announce, CancelOffer, Decision, Offer, Overflow
 from controller.ari.errors import AriError, AriNotFound, ChannelGone
 from controller.ari.models import Event, StasisStart
+from controller.collector import RINGING
 from controller.config import AcdQueueConfig
 from controller.ivr.port import CallerHangup, QueueRequest
 from controller.plugins.acd.holding import QueueHolding
@@ -135,6 +136,8 @@ class QueueCall:
         self.on_talk_changed: Callable[[], None] = _nothing
         # Told the agent's id once their part of the call is over (ACW begins): a campaign frees the agent then.
         self.on_agent_done: Callable[[str], None] = _nobody
+        # The collector is held back from each offer's decision until its leg is dialled (controller/collector.py).
+        self._collector_holds: list[int] = []
 
     def drop_hooks(self) -> None:
         """The visit is over: forget the hooks. Each is a closure over this call, a reference cycle that only the
@@ -143,6 +146,8 @@ class QueueCall:
         self.on_party_left = None
         self.on_agent_left = self.on_legs_changed = self.on_talk_changed = _nothing
         self.on_agent_done = _nobody
+        while self._collector_holds:  # offers never rung (the caller left first)
+            RINGING.release(self._collector_holds.pop())
 
     @property
     def call_id(self) -> str:
@@ -163,7 +168,11 @@ class QueueCall:
         """A decision about this call from the engine: queue it and wake the call's task."""
         self.signals.append(decision)
         self.session.deliver(synthetic(AcdWake))
-        if isinstance(decision, Offer) and self.announcing and self.session.current_playback:
+        if not isinstance(decision, Offer):
+            return
+        # Nothing but the call's task stands between this and the agent's phone ringing now: no collector pass.
+        self._collector_holds.append(RINGING.hold())
+        if self.announcing and self.session.current_playback:
             # An agent is free: cut the announcement short rather than keep them waiting. (The call's
             # own task is busy in that playback, so this runs beside it; kept until done.)
             task = asyncio.get_running_loop().create_task(self._stop_playback(self.session.current_playback))
@@ -279,7 +288,11 @@ class QueueCall:
                   ring_timeout=offer.ring_timeout + 2,  # the engine's own ring timeout fires first
                   variables={"CCC_CALL_ID": self.call_id, "CCC_QUEUE": self.queue_name or ""})
         self.legs[offer.agent_id] = leg
-        failed = await leg.start()
+        try:
+            failed = await leg.start()
+        finally:
+            if self._collector_holds:
+                RINGING.release(self._collector_holds.pop())
         if failed is not None:
             del self.legs[offer.agent_id]
             on_ring_failed(offer.agent_id, leg, failed)
