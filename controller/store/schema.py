@@ -478,7 +478,7 @@ MIGRATIONS: list[str] = [
     # which grows with the time (retention walks the oldest first; the compat replay looks its first event up); the
     # alerts, read by time (reports, the supervisor's list), have an index of their own, which no other event enters.
     """
-    DROP INDEX cti_events_at;
+    DROP INDEX IF EXISTS cti_events_at;
     CREATE INDEX cti_events_alerts ON cti_events(at) WHERE type = 'alert.raised';
     """,
 ]
