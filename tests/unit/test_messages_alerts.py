@@ -86,9 +86,10 @@ async def test_an_alert_is_acknowledged_once(store: Store) -> None:
     assert len(await alerts.recent(1, open_only=False, limit=10)) == 2 and len(events) == 1
 
 
-async def test_alerts_are_read_by_their_own_index_not_among_every_event(store: Store) -> None:
+async def test_alerts_are_read_by_their_own_index_not_among_every_event(engine_store: Store) -> None:
     """The stream's events have no index on time (each call's ~15 rewrote its last page at every commit); the alerts,
     read by time (the supervisor's list, the reports), have one of their own that no other event enters."""
+    store = engine_store
     from types import SimpleNamespace
 
     from controller.plugins.reports.services import ReportService
