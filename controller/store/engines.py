@@ -128,16 +128,11 @@ class Engine(Protocol):
 
 class SqliteEngine:
     dialect: Dialect = Dialect()
-    #: `execute_all` runs each run of the same statement as one `executemany` (one statement lookup and one Python
-    #: call for its rows; a batch's 15 CTI events, or a call's events, come together); when one of them fails the
-    #: store rolls the batch back and runs it again one by one to leave that one out (`Store._commit_sync`).
-    pipelines = True
+    pipelines = False  # statements run in-process: nothing to save
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn: sqlite3.Connection | None = None
-        # One cursor for every write: `Connection.execute` makes (and registers, and frees) a cursor per statement.
-        self._cursor: sqlite3.Cursor | None = None
 
     def open(self, migrations: Sequence[str]) -> None:
         try:
@@ -156,40 +151,21 @@ class SqliteEngine:
         except sqlite3.Error as exc:
             raise OpenFailed(f"cannot open the store {self.path}: {exc}") from exc
         self.conn = conn
-        self._cursor = conn.cursor()
 
     def _require(self) -> sqlite3.Connection:
         if self.conn is None:
             raise RuntimeError("store is not open")
         return self.conn
 
-    def _writer(self) -> sqlite3.Cursor:
-        if self._cursor is None:
-            raise RuntimeError("store is not open")
-        return self._cursor
-
     def begin(self) -> None:
-        self._writer().execute("BEGIN")
+        self._require().execute("BEGIN")
 
     def execute_all(self, statements: Sequence[tuple[str, Params]]) -> None:
-        """The statements in order, each run of the same INSERT, UPDATE or DELETE as one `executemany`."""
-        cursor = self._writer()
-        end = len(statements)
-        first = 0
-        while first < end:
-            sql = statements[first][0]
-            last = first + 1
-            while last < end and statements[last][0] == sql:
-                last += 1
-            if last - first == 1 or not _is_dml(sql):
-                for index in range(first, last):
-                    cursor.execute(sql, statements[index][1])
-            else:
-                cursor.executemany(sql, [statement[1] for statement in statements[first:last]])
-            first = last
+        for sql, params in statements:
+            self.execute(sql, params)
 
     def commit(self) -> None:
-        self._writer().execute("COMMIT")
+        self._require().execute("COMMIT")
 
     def commit_uncertain(self) -> bool:
         """A local file: a failed COMMIT did not happen."""
@@ -199,10 +175,10 @@ class SqliteEngine:
         return False
 
     def rollback(self) -> None:
-        self._writer().execute("ROLLBACK")
+        self._require().execute("ROLLBACK")
 
     def execute(self, sql: str, params: Params) -> None:
-        self._writer().execute(sql, params)
+        self._require().execute(sql, params)
 
     def query(self, sql: str, params: Params) -> list[Row]:
         return list(self._require().execute(sql, params).fetchall())
@@ -221,14 +197,8 @@ class SqliteEngine:
 
     def close(self) -> None:
         if self.conn is not None:
-            conn, self.conn, self._cursor = self.conn, None, None
+            conn, self.conn = self.conn, None
             conn.close()
-
-
-@functools.lru_cache(maxsize=512)
-def _is_dml(sql: str) -> bool:
-    """Whether `executemany` takes the statement (sqlite3 refuses anything but INSERT, UPDATE, DELETE, REPLACE)."""
-    return sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
 
 
 class _StringAgg:

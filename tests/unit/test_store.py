@@ -478,30 +478,3 @@ async def test_queueing_a_statement_costs_four_python_calls(store: Store) -> Non
     assert python_calls <= 4 * 100 + 1, python_calls  # (+1: the window's first write wakes the writer)
     await store.flush()
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id")] == list(range(100))
-
-
-async def test_committing_a_run_of_the_same_statement_costs_python_calls_per_run_not_per_statement(
-        store: Store) -> None:
-    """The writer runs each run of one statement as one `executemany` on one cursor (SQLite): a call's 15 CTI
-    events and 15 call events cost a few Python calls in the store's thread, where each statement cost three
-    (`engine.execute`, `_require`, a cursor made by `Connection.execute`) and a step of `_count_written`."""
-    import cProfile
-    import pstats
-
-    for n in range(100):
-        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
-    store.write("UPDATE t SET pad = ? WHERE n = ?", ("y", 1))
-    batch, store._pending = store._pending, []
-    profile = cProfile.Profile()
-    profile.enable()
-    assert store._commit_sync(batch) == []
-    profile.disable()
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    python_calls = sum(counts[1] for (path, _line, _name), counts in stats.items() if path != "~")  # ("~": in C)
-    if store.engine_name == "sqlite":
-        assert python_calls <= 20, python_calls  # (it was 211)
-    store._done_ticket = store._last_ticket
-    assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id")] == list(range(100))
-    assert [row["pad"] for row in await store.fetchall("SELECT pad FROM t WHERE n < 3 ORDER BY id")] == ["x", "y", "x"]
-    kinds = store.writes_by_kind()
-    assert kinds["INSERT INTO t"] == 100 and kinds["UPDATE t SET pad = ? WHERE n = ?"] == 1
