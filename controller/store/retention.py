@@ -33,7 +33,9 @@ class _Rule:
     time_column: str
     setting: str  # the RetentionSettings field with the days
     condition: str = ""
-    indexed: bool = True  # an index on time_column; else rows are taken oldest `key` first
+    #: An index on time_column; else rows are walked oldest `key` first up to the first one not past the cutoff
+    #: (those `condition` keeps are passed over).
+    indexed: bool = True
     key: str = "id"  # the primary key (an integer growing in time order where not indexed)
 
 
@@ -50,7 +52,7 @@ RULES = (
     # operator may still replay). `{webhooks}` is the list of their names.
     _Rule("cti_events", "at", "cti_events_days",
           "seq <= ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook IN ({webhooks})"
-          " AND d.seq = cti_events.seq AND d.state <> 'delivered')", key="seq"),
+          " AND d.seq = cti_events.seq AND d.state <> 'delivered')", indexed=False, key="seq"),
     # An acknowledgement goes with the days of the alert it acknowledges (an alert.raised CTI event).
     _Rule("alert_acks", "acknowledged_at", "cti_events_days", indexed=False, key="alert_seq"),
     _Rule("internal_messages", "sent_at", "messages_days"),
@@ -119,30 +121,43 @@ class RetentionJob:
     async def _purge_table(self, rule: _Rule, cutoff: float, params: tuple[Any, ...]) -> int:
         chunk = self.settings.chunk_rows
         total = 0
+        after: Any = None  # not indexed: the last key walked past (a row the condition keeps is not seen again)
         while True:
-            keys = await self._next_chunk(rule, cutoff, params, chunk)
+            if rule.indexed:
+                keys = await self._next_chunk(rule, cutoff, params, chunk)
+                more = len(keys) == chunk
+            else:
+                keys, after, more = await self._next_oldest(rule, cutoff, params, chunk, after)
             if keys:
                 marks = ",".join("?" * len(keys))
                 await self.store.execute(f"DELETE FROM {rule.table} WHERE {rule.key} IN ({marks})", keys)
                 total += len(keys)
-            if len(keys) < chunk:
+            if not more:
                 return total
             await asyncio.sleep(self.pause_seconds)  # let the calls' writes through
 
     async def _next_chunk(self, rule: _Rule, cutoff: float, params: tuple[Any, ...], chunk: int) -> list[Any]:
         condition = f" AND {rule.condition}" if rule.condition else ""
-        if rule.indexed:
-            rows = await self.store.fetchall(
-                f"SELECT {rule.key} FROM {rule.table} WHERE {rule.time_column} < ?{condition}"
-                f" ORDER BY {rule.time_column} LIMIT ?", (cutoff, *params, chunk))
-            return [row[0] for row in rows]
-        # No index on the time: rows are written in time order, so take the oldest keys up to the
-        # first one that is still to be kept (bounded work per chunk, no scan of the whole table).
         rows = await self.store.fetchall(
-            f"SELECT {rule.key}, {rule.time_column} FROM {rule.table} ORDER BY {rule.key} LIMIT ?", (chunk,))
+            f"SELECT {rule.key} FROM {rule.table} WHERE {rule.time_column} < ?{condition}"
+            f" ORDER BY {rule.time_column} LIMIT ?", (cutoff, *params, chunk))
+        return [row[0] for row in rows]
+
+    async def _next_oldest(self, rule: _Rule, cutoff: float, params: tuple[Any, ...], chunk: int,
+                           after: Any) -> tuple[list[Any], Any, bool]:
+        """No index on the time: rows are written in time order, so the oldest keys (after `after`) are walked up to
+        the first one still to be kept (bounded work per chunk, no scan of the whole table). The keys to delete,
+        the last key walked past, whether there may be more."""
+        removable = f"CASE WHEN {rule.condition} THEN 1 ELSE 0 END" if rule.condition else "1"
+        since = f" WHERE {rule.key} > ?" if after is not None else ""
+        rows = await self.store.fetchall(
+            f"SELECT {rule.key}, {rule.time_column}, {removable} FROM {rule.table}{since} ORDER BY {rule.key} LIMIT ?",
+            (*(params if rule.condition else ()), *(() if after is None else (after,)), chunk))
         keys: list[Any] = []
         for row in rows:
             if row[1] >= cutoff:
-                break
-            keys.append(row[0])
-        return keys  # fewer than a chunk when a row to keep was reached: the table is done
+                return keys, after, False  # a row to keep was reached: the table is done
+            after = row[0]
+            if row[2]:
+                keys.append(row[0])
+        return keys, after, len(rows) == chunk

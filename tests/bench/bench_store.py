@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import secrets
+import struct
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from controller.plugins.acd.state_persistor import AcdRecords
+from controller.plugins.acd.state_persistor import _ADD_DURATION, _SAVE_AGENT, AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.state_persistor import CallRecords
 from controller.plugins.cti.services import _INSERT as CTI_INSERT
@@ -136,7 +141,112 @@ async def round_trips() -> None:
     await thread.stop()
 
 
+#: An agent's saved row (`AcdEngine._saved_agent`) as the bench's agents have it.
+AGENT_ROW = ('{"state":"ready","reason":null,"since":1732693854.123,"endpoint":"PJSIP/5001",'
+             '"logged_in_at":1732693800.5,"idle_since":1732693854.123,"calls_answered":12,"online_before":true,'
+             '"seconds_by_state":{"ready":540.2,"talking":360.1,"ringing":4.8,"acw":60.0},"queue":null,'
+             '"acw_until":null,"answers":[1732693854.123]}')
+FULL_PATH_CALLS = 600  # measured, after HISTORY_CALLS written in batches of 50
+HISTORY_CALLS = 3000
+
+
+async def full_path_call(store: Store, records: tuple[CallRecords, AcdRecords, LiveCallState], n: int,
+                         commit: bool = True) -> None:
+    """A full-path call's statements as bench_fullpath counts them at 10 calls/s (call events 15, CTI events 15,
+    live-call picture ~4, saved agent 3, agent states 3, durations 2, calls and queue_calls 8: 51), in its 3
+    commits (IVR; queue, ring and answer; end)."""
+    calls, acd, live = records
+    call_id, agent, now = secrets.token_hex(16), str(5000 + n % 100), time.time
+
+    def cti(count: int, agent_id: str | None) -> None:
+        for i in range(count):
+            store.write(CTI_INSERT, (next(_seq), now(), "call.x", call_id, agent_id, "general",
+                                     f'{{"caller":"13800138000","did":"4008001234","n":{i}}}'))
+
+    calls.started(call_id, f"{1732693854 + n}.{n}", direction="inbound", caller=f"138{random.randrange(10**8):08d}",
+                  did="4008001234")
+    calls.answered(call_id)
+    calls.set_flow(call_id, "main")
+    for kind in ("answered", "playback", "dtmf", "node", "node", "playback"):
+        calls.event(call_id, kind, node="menu", digits="1")
+    cti(4, None)
+    live.save(call_id, "call", {"channel": f"ch-{n}", "caller": "13800138000"})
+    live.save(call_id, "ivr", {"node": "menu"})
+    if commit:
+        await store.flush()
+    for kind in ("queued", "ringing", "offer", "agent_answered"):
+        calls.event(call_id, kind, agent_id=agent)
+    cti(5, agent)
+    acd.enqueued(call_id, "general", 0)
+    acd.agent_state(agent, "ringing", None, "ready", now())
+    store.write_at_commit("acd_saved", lambda: [(_SAVE_AGENT, (agent, now(), AGENT_ROW))])
+    live.save(call_id, "queue", {"queue": "general"})
+    live.save(call_id, "ring", {"agent": agent})
+    acd.offer(call_id, agent, 0.4, "answered")
+    acd.left(call_id, "answered", 1.5, agent, None)
+    acd.agent_state(agent, "talking", None, "ringing", now())
+    live.drop(call_id, "ring")
+    live.save(call_id, "talk", {"agent": agent})
+    if commit:
+        await store.flush()
+    for kind in ("talk", "hold", "unhold", "hangup", "ended"):
+        calls.event(call_id, kind, agent_id=agent)
+    cti(6, agent)
+    acd.talk_ended(call_id)
+    acd.agent_state(agent, "acw", None, "talking", now())
+    store.write_at_commit("acd_saved", lambda: [(_SAVE_AGENT, (agent, now(), AGENT_ROW)),
+                                                (_ADD_DURATION, ("general", "talk", now(), 30.5)),
+                                                (_ADD_DURATION, ("general", "ring", now(), 0.4))])
+    calls.finished(call_id, {"lang": "zh", "menu": "1"}, reason="caller_hangup", cause=16, cause_txt="Normal Clearing")
+    live.drop(call_id)
+    if commit:
+        await store.flush()
+
+
+def _rows(conn: Any, sql: str) -> list[Any]:
+    return list(conn.execute(sql).fetchall())
+
+
+async def full_path_costs() -> None:
+    """The store's thread's CPU, statements, commits and WAL frames (by table or index, read back from the -wal file
+    and mapped with `dbstat`) per full-path call, on a store holding HISTORY_CALLS calls (README "Benchmarks", third
+    round, fifth session). Frames: with the automatic checkpoint off, so that every frame of the calls stays there."""
+    random.seed(1)
+    for count_frames in (False, True):
+        with tempfile.TemporaryDirectory(prefix="ccc-bench-store-") as folder:
+            path = Path(folder) / "bench.sqlite3"
+            store = Store(path)
+            await store.open()
+            records = CallRecords(store, time.time), AcdRecords(store, time.time), LiveCallState(store, time.time)
+            for n in range(HISTORY_CALLS):
+                await full_path_call(store, records, n, commit=False)
+                if n % 50 == 49:
+                    await store.flush()
+            await store._run(_rows, store._require(), "PRAGMA wal_checkpoint(TRUNCATE)")
+            if count_frames:
+                await store._run(_rows, store._require(), "PRAGMA wal_autocheckpoint=0")
+            assert store._thread._thread is not None
+            clock = time.pthread_getcpuclockid(store._thread._thread.ident)  # type: ignore[arg-type]
+            writes, commits, cpu = store.writes, store.commits, time.clock_gettime(clock)
+            for n in range(HISTORY_CALLS, HISTORY_CALLS + FULL_PATH_CALLS):
+                await full_path_call(store, records, n)
+            cpu = time.clock_gettime(clock) - cpu
+            if not count_frames:
+                print(f"full-path call, its 3 commits alone: store thread {cpu * 1000 / FULL_PATH_CALLS:.3f} ms CPU,"
+                      f" {(store.writes - writes) / FULL_PATH_CALLS:.1f} statements,"
+                      f" {(store.commits - commits) / FULL_PATH_CALLS:.1f} commits per call", flush=True)
+            else:
+                data = path.with_name(path.name + "-wal").read_bytes()
+                pages = [struct.unpack(">I", data[at:at + 4])[0] for at in range(32, len(data) - 4119, 4120)]
+                names = dict(await store._run(_rows, store._require(), "SELECT pageno, name FROM dbstat"))
+                frames = Counter(names.get(page, "(free)") for page in pages)
+                print(f"  WAL frames per call {len(pages) / FULL_PATH_CALLS:.1f}: " + ", ".join(
+                    f"{name} {count / FULL_PATH_CALLS:.1f}" for name, count in frames.most_common()), flush=True)
+            await store.close()
+
+
 def main() -> None:
+    asyncio.run(full_path_costs())
     uvloop.run(round_trips())
     asyncio.run(run())
 

@@ -41,7 +41,7 @@ async def our_bridges() -> dict[str, list[str]]:
 def as_before_migration_19(db: Path) -> None:
     """The store as a controller before migration 19 leaves it: the ACD's saved state (agents, queues' durations)
     in the single acd_snapshot row, rewritten whole at each commit, the live-call picture one row per call and part
-    (`live_calls`, before migration 20), and schema version 18."""
+    (`live_calls`, before migration 20), the CTI events' index on time (before migration 22), and schema version 18."""
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         agents = {agent_id: json.loads(saved) for agent_id, saved in
                   conn.execute("SELECT agent_id, snapshot FROM acd_saved_agents")}
@@ -58,6 +58,8 @@ def as_before_migration_19(db: Path) -> None:
                           for part, data in json.loads(parts).items()])
         for table in ("acd_saved_agents", "acd_saved_queues", "live_call_pictures", "acd_queue_durations"):
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP INDEX cti_events_alerts")  # (migration 22's)
+        conn.execute("CREATE INDEX cti_events_at ON cti_events(at)")
         conn.execute("PRAGMA user_version = 18")
 
 

@@ -353,3 +353,54 @@ async def test_agents_added_or_changed_live_get_queue_log_members_and_cdr_phones
     service.configuration_changed(config, Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[moved])))
     assert "1006" in service.formatter.agent_queues  # a removed agent's last events still name their queues
     await store.close()
+
+
+async def test_the_replay_after_a_crash_reads_the_hour_before_the_cursor_not_the_whole_stream(
+        tmp_path: Path, store_target: StoreTarget) -> None:
+    """The CTI stream has no index on time: the replay's first event (an hour before the cursor's) is found by
+    sequence number, and the calls in progress at the cursor still get their state from it."""
+    config = Config(data_dir=str(tmp_path), acd=AcdSettings(agents=[
+        AcdAgentConfig(id="1001", name="A", number="1001", endpoint="8001", queues={"general": 0})]),
+        compat=CompatSettings(queue_log=QueueLogSettings(enabled=True)))
+    store = Store(store_target.target, **store_target.kwargs())  # type: ignore[arg-type]
+    await store.open()
+    now = time.time()
+    await store.executemany(  # 20,000 events 10 s apart before the call's: 360 of them in the hour before
+        "INSERT INTO cti_events (seq, at, type, data) VALUES (?, ?, 'agent.heartbeat', '{}')",
+        [(seq, now - 10 * (20_000 - seq) - 1) for seq in range(1, 20_001)])
+    bus = EventBus(store, time.time)
+    await bus.open()
+
+    async def published(*events: tuple[str, dict[str, Any]]) -> None:
+        for type_, data in events:
+            bus.publish(type_, **data)
+        while bus.unpersisted:
+            await asyncio.sleep(0.01)
+
+    async with asyncio.TaskGroup() as tasks:
+        writer = tasks.create_task(store.run_writer())
+        committer = tasks.create_task(bus.run())
+        await published(("call.offered", {"call_id": "c1", "caller": "13800138000", "did": "4008001234",
+                                          "direction": "inbound"}),
+                        ("call.queued", {"call_id": "c1", "queue": "general", "priority": 0, "skills": {},
+                                         "position": 1}))
+        await store.execute("CREATE TABLE compat_cursor (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+        await store.execute("INSERT INTO compat_cursor (name, seq) VALUES ('compat', ?)", (bus.last_seq,))
+        # The controller dies before writing this one's line.
+        await published(("call.answered", {"call_id": "c1", "agent_id": "1001", "queue": "general", "wait": 3.0}))
+        service = CompatService(config, store, bus)
+        await service.open()
+        service._lines.clear()  # (its QUEUESTART)
+        if store.engine_name == "sqlite":
+            from tests.conftest import SqliteSteps
+
+            with SqliteSteps(store) as steps:
+                await service._catch_up()
+            assert steps.count < 40_000, steps.count  # (the stream read from its start: ~300,000)
+        else:
+            await service._catch_up()
+        committer.cancel()
+        writer.cancel()
+    fields = [line.line().split("|") for line in service._lines]
+    assert [(f[2], f[4]) for f in fields] == [("general", "CONNECT")]  # (the call's state: the replayed hour's)
+    await store.close()

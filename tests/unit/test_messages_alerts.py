@@ -84,3 +84,31 @@ async def test_an_alert_is_acknowledged_once(store: Store) -> None:
         assert refused.value.status == status
     assert [a["id"] for a in await alerts.recent(1, open_only=True, limit=10)] == [9]
     assert len(await alerts.recent(1, open_only=False, limit=10)) == 2 and len(events) == 1
+
+
+async def test_alerts_are_read_by_their_own_index_not_among_every_event(engine_store: Store) -> None:
+    """The stream's events have no index on time (each call's ~15 rewrote its last page at every commit); the alerts,
+    read by time (the supervisor's list, the reports), have one of their own that no other event enters."""
+    store = engine_store
+    from types import SimpleNamespace
+
+    from controller.plugins.reports.services import ReportService
+
+    await store.executemany("INSERT INTO cti_events (seq, at, type, data) VALUES (?, ?, 'call.queued', '{}')",
+                            [(seq, 900.0 + seq / 1000, ) for seq in range(1, 20_001)])
+    await store.executemany("INSERT INTO cti_events (seq, at, type, queue, data) VALUES (?, ?, 'alert.raised', ?, ?)",
+                            [(20_000 + n, 905.0 + n, "general", json.dumps({"kind": "wait"})) for n in (1, 2, 3)])
+    reports: Any = SimpleNamespace(store=store)
+
+    async def read() -> tuple[list[int], list[float]]:
+        recent = [alert["id"] for alert in await AlertRecords(store).since(901.0, open_only=True, limit=10)]
+        return recent, [fact.at for fact in await ReportService.alert_facts(reports, 900.0, 907.5)]
+
+    if store.engine_name != "sqlite":
+        assert await read() == ([20_003, 20_002, 20_001], [906.0, 907.0])
+        return
+    from tests.conftest import SqliteSteps
+
+    with SqliteSteps(store) as steps:
+        assert await read() == ([20_003, 20_002, 20_001], [906.0, 907.0])
+    assert steps.count < 2_000, steps.count  # (through every event's index on time: ~300,000)

@@ -163,3 +163,26 @@ async def test_with_delivery_states_only_dead_letters_keep_their_events(store: S
     await store.flush()
     assert (await RetentionJob(store, RetentionSettings(), webhooks=["crm"]).purge(now=NOW))["cti_events"] == 2
     assert await column(store, "SELECT seq FROM cti_events") == [2]
+
+
+async def test_cti_events_are_purged_oldest_first_without_reading_the_recent_ones(store: Store) -> None:
+    """The stream has no index on time (each call's ~15 events rewrote its last page at every commit): its oldest
+    events are walked by sequence number up to the first recent one, not found by reading all of them; an old
+    event a webhook still owes is passed over, not walked again at each chunk."""
+    old = [(seq, NOW - 40 * DAY) for seq in range(1, 6)]
+    recent = [(seq, NOW - 600 + seq / 100) for seq in range(6, 20_006)]
+    await store.executemany("INSERT INTO cti_events (seq, at, type) VALUES (?, ?, 'call.started')", old + recent)
+    await store.execute("INSERT INTO webhook_deliveries (webhook, seq, state) VALUES ('crm', 2, 'dead')")
+    settings = RetentionSettings(calls_days=0, call_events_days=0, agent_states_days=0, audit_days=0,
+                                 messages_days=0, chunk_rows=2)
+    await store.execute("INSERT INTO webhook_cursor (webhook, delivered_seq) VALUES ('crm', 20005)")
+    job = RetentionJob(store, settings, webhooks=["crm"], pause_seconds=0)
+    if store.engine_name != "sqlite":
+        assert (await job.purge(now=NOW))["cti_events"] == 4
+    else:
+        from tests.conftest import SqliteSteps
+
+        with SqliteSteps(store) as steps:
+            assert (await job.purge(now=NOW))["cti_events"] == 4
+        assert steps.count < 20_000, steps.count  # (reading the 20,000 recent events took ~400,000)
+    assert await column(store, "SELECT seq FROM cti_events WHERE seq < 7 ORDER BY seq") == [2, 6]

@@ -193,10 +193,11 @@ class CompatService:
         cursor = int(row["seq"])
         if cursor >= upto:
             return
+        first = await self._store.fetchone("SELECT at FROM cti_events WHERE seq = ?", (cursor + 1,))
+        since = (float(first["at"]) if first is not None else 0.0) - REPLAY_CONTEXT_SECONDS
         rows = await self._store.fetchall(
-            "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq <= ? AND at >="
-            " COALESCE((SELECT at FROM cti_events WHERE seq = ?), 0) - ? ORDER BY seq",
-            (upto, cursor + 1, REPLAY_CONTEXT_SECONDS))
+            "SELECT seq, at, type, call_id, agent_id, queue, data FROM cti_events WHERE seq >= ? AND seq <= ?"
+            " AND at >= ? ORDER BY seq", (await self._first_seq_since(since, cursor + 1), upto, since), flush=False)
         replay = QueueLogFormatter(self.formatter.agent_queues, agent_format=self.formatter.agent_format,
                                    log_caller_id=self.formatter.log_caller_id)
         lines: list[QueueLogEntry] = []
@@ -213,6 +214,22 @@ class CompatService:
         self._ended[:0] = ended
         self._seen_seq = max(self._seen_seq, upto)
         self._wake.set()
+
+    async def _first_seq_since(self, since: float, below: int) -> int:
+        """Where the events at or after `since` begin, up to event `below` (whose time is at or after it): the
+        stream has no index on time (every event's commit rewrote its last page), so it is found by sequence
+        number, which grows with the time, in a binary search of lookups by the primary key (~30 for a billion
+        events)."""
+        low, high = 0, below  # the events before `low` are older; the first from `high` on is not
+        while low < high:
+            middle = (low + high) // 2
+            row = await self._store.fetchone(
+                "SELECT seq, at FROM cti_events WHERE seq >= ? ORDER BY seq LIMIT 1", (middle,), flush=False)
+            if row is None or int(row["seq"]) >= high or float(row["at"]) >= since:
+                high = middle
+            else:
+                low = int(row["seq"]) + 1
+        return low
 
     async def write_pending(self) -> None:
         seen = self._seen_seq  # what these lines and CDRs were made from
