@@ -380,8 +380,9 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes spread over less than BATCH_WINDOW_SECONDS after the first one (a call's ARI events at a low call
     rate, each with its statements) go in one transaction, not one each, and nothing is committed before the
-    window ends; later writes start a new window. Every write is committed, in order. The writer is woken by the
-    window's first write only (it was woken by every write: ~58 a call)."""
+    window ends; later writes start a new window. Every write is committed, in order. The writer is woken once per
+    window, when it is over (it was woken by every write: ~58 a call; then at the window's first write, to sleep
+    out the window)."""
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 1.0)  # long against the scheduler's jitter on a busy machine
     monkeypatch.setattr(db, "COMMITTED_FALLBACK_SECONDS", 5.0)  # (committed() waits for the writer, not its own)
     wakes: list[None] = []
@@ -396,16 +397,48 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
             store.write("INSERT INTO t (n) VALUES (?)", (n,))
             await asyncio.sleep(0.01)
         assert store.commits == commits  # still collecting
-        assert len(wakes) == 1
+        assert not wakes  # (woken when the window is over, by its timer)
         assert await store.fetchall("SELECT n FROM t", flush=False) == []
         await store.committed()
         assert store.commits == commits + 1, f"{store.commits - commits} commits for 10 writes in one window"
+        assert len(wakes) == 1
         assert loop.time() - started >= 1.0 - 0.01  # (the loop's clock may be coarser than time.monotonic)
         store.write("INSERT INTO t (n) VALUES (?)", (10,))  # the next window
         await store.committed()
         assert store.commits == commits + 2 and len(wakes) == 2
         rows = await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)
         assert [row["n"] for row in rows] == list(range(11))
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_timer_of_its_own(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per batch the writer's window is one loop timer, armed by the batch's first write, and `committed()` with a
+    writer running waits for its commit with no fallback timer (it armed a timeout context per wait: the CTI bus
+    waits once per batch): one timer per write-and-wait here, it was two. Every write is still committed."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
+    writer = asyncio.create_task(store.run_writer())
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_at = loop.call_at
+
+    def counted_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(when)
+        return call_at(when, *args, **kwargs)
+
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.sleep(0.05)  # (the writer has started)
+            monkeypatch.setattr(loop, "call_at", counted_call_at)
+            commits = store.commits
+            for n in range(5):
+                store.write("INSERT INTO t (n) VALUES (?)", (n,))
+                await store.committed()
+            monkeypatch.setattr(loop, "call_at", call_at)
+        assert len(timers) == 5 and store.commits == commits + 5
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(5))
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
