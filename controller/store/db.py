@@ -348,6 +348,10 @@ class Store:
             return None
         return self._watched.pop(ticket, None) is None
 
+    def done(self, ticket: int) -> bool:
+        """Whether a `write_watched()` statement has its outcome (committed or rejected), without forgetting it."""
+        return ticket <= self._done_ticket
+
     def stored(self, tickets: Iterable[int | None]) -> int:
         """How many of these `write_watched()` statements were committed (a None was never queued), asked once
         `committed()` has returned: `outcome()` for a batch in one call. Every ticket is forgotten."""
