@@ -309,6 +309,7 @@ class Store:
                 self._wake.set()
         finally:
             self._writer_loop = None
+            self._end_commit()  # its waiters look again: nothing commits by itself any more
 
     async def close(self, retry_seconds: float | None = None) -> None:
         """Commit what is queued, retrying for up to `retry_seconds` (default CLOSE_RETRY_SECONDS); what
@@ -477,13 +478,13 @@ class Store:
         target = self._last_ticket
         if target <= self._done_ticket:
             return
-        if self._writer_loop is not None:
-            # The writer commits them (its window's timer is armed): no fallback timer, which cost a timeout
-            # context (a timer armed and cancelled, the current task looked up) per wait, each batch of the CTI bus.
-            while target > self._done_ticket:
-                if self._failing_since is not None or not self._last_commit_ok:  # (refused: deposed)
-                    raise self._unavailable()
-                await self._commit_ended.wait()
+        # While the writer runs it commits them (its window's timer is armed): no fallback timer, which cost a timeout
+        # context (a timer armed and cancelled, the current task looked up) per wait, each batch of the CTI bus.
+        while self._writer_loop is not None and target > self._done_ticket:
+            if self._failing_since is not None or not self._last_commit_ok:  # (refused: deposed)
+                raise self._unavailable()
+            await self._commit_ended.wait()
+        if target <= self._done_ticket:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMMITTED_FALLBACK_SECONDS
@@ -544,8 +545,21 @@ class Store:
             self._last_commit_ok = await self._commit_locked()
             return self._last_commit_ok
         finally:
-            ended, self._commit_ended = self._commit_ended, asyncio.Event()
-            ended.set()
+            self._end_commit()
+
+    def _end_commit(self) -> None:
+        """Wake those waiting for the end of a commit (`committed`, `next_commit`)."""
+        ended, self._commit_ended = self._commit_ended, asyncio.Event()
+        ended.set()
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer runs: what is written is committed within a window, without anyone asking."""
+        return self._writer_loop is not None
+
+    async def next_commit(self) -> None:
+        """Return once the next commit has ended, done or failed (or the writer has stopped)."""
+        await self._commit_ended.wait()
 
     async def _commit_locked(self) -> bool:
         async with self._commit_lock:

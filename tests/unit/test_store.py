@@ -444,6 +444,24 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
         await asyncio.gather(writer, return_exceptions=True)
 
 
+async def test_committed_returns_when_the_writer_stops_before_committing(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`committed()` waits for the running writer's commit with no timer of its own; when the writer stops first
+    (the application stopping), the wait ends and it commits the writes itself, as with no writer."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 30.0)  # the writer would commit long after the test's timeout
+    writer = asyncio.create_task(store.run_writer())
+    await asyncio.sleep(0)
+    store.write("INSERT INTO t (n) VALUES (?)", (1,))
+    waiting = asyncio.create_task(store.committed())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and store.writing
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    async with asyncio.timeout(5):
+        await waiting
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
+
+
 async def test_flush_execute_and_reads_of_ones_own_writes_do_not_wait_for_the_window(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 30.0)

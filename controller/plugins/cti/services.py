@@ -233,9 +233,14 @@ class EventBus:
         unpersisted = self._unpersisted
         try:
             while True:
-                if not unpersisted:
-                    self._wake.clear()
-                    await self._wake.wait()
+                while not unpersisted:
+                    if self._store.writing:
+                        # Woken by the store's next commit, which stores what is published meanwhile: not by the
+                        # publish, then by the commit (a task step and an Event wait less per batch).
+                        await self._store.next_commit()
+                    else:
+                        self._wake.clear()
+                        await self._wake.wait()
                 batch = list(unpersisted) if len(unpersisted) <= self.batch else \
                     [unpersisted[i] for i in range(self.batch)]
                 if await self._persist(batch):
