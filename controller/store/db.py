@@ -540,11 +540,12 @@ class Store:
 
     async def _commit_signalled(self) -> bool:
         """`_commit_locked`, then `committed()`'s waiters are woken (whether it worked or not)."""
-        self._last_commit_ok = False
+        done = False
         try:
-            self._last_commit_ok = await self._commit_locked()
-            return self._last_commit_ok
+            done = await self._commit_locked()
+            return done
         finally:
+            self._last_commit_ok = done  # (not before: `committed()` during a commit waits for it)
             self._end_commit()
 
     def _end_commit(self) -> None:

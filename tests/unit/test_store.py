@@ -15,6 +15,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -439,6 +440,31 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
             monkeypatch.setattr(loop, "call_at", call_at)
         assert len(timers) == 5 and store.commits == commits + 5
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(5))
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_committed_during_a_commit_waits_for_the_writer(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `committed()` that starts while the writer's commit is under way waits for it (and the next one), whatever
+    the outcome of the commit before: it is not taken for a failed one."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
+    real_commit = store._commit_sync
+
+    def slow_commit(batch: list[Any]) -> Any:
+        time.sleep(0.2)
+        return real_commit(batch)
+
+    monkeypatch.setattr(store, "_commit_sync", slow_commit)
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        store.write("INSERT INTO t (n) VALUES (?)", (1,))
+        await asyncio.sleep(0.1)  # its commit is under way
+        assert store.health()["pending"] == 1
+        store.write("INSERT INTO t (n) VALUES (?)", (2,))
+        async with asyncio.timeout(5):
+            await store.committed()
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [1, 2]
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
