@@ -397,7 +397,7 @@ class AcdService:
         engine = self.engine
         self.monitor.standards = self.standards  # as administered now
         waiting = [call for queue in engine.queues() for call in engine.waiting(queue.name)]
-        for alert in self.monitor.check(self.clock.now(), engine.agents(), waiting, engine.queues()):
+        for alert in self.monitor.check(self.clock.now(), engine.standings(), waiting, engine.queues()):
             log.warning("standard broken: %s %s (%s > %s)", alert.kind, alert.subject, alert.value, alert.threshold)
             self.publish("alert.raised", call_id=alert.call_id, agent_id=alert.agent_id, queue=alert.queue,
                          kind=alert.kind, subject=alert.subject, value=alert.value, threshold=alert.threshold)
