@@ -10,6 +10,7 @@ PostgreSQL another session holds a lock on the table, so each commit waits out t
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sqlite3
@@ -545,10 +546,14 @@ async def test_queueing_a_statement_costs_four_python_calls(store: Store) -> Non
     import pstats
 
     profile = cProfile.Profile()
-    profile.enable()
-    for n in range(100):
-        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
-    profile.disable()
+    gc.disable()  # (a collection here would count what it runs: finalizers of earlier tests' objects, callbacks)
+    try:
+        profile.enable()
+        for n in range(100):
+            store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
+        profile.disable()
+    finally:
+        gc.enable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     python_calls = sum(counts[1] for (path, _line, name), counts in stats.items()
                        if path != "~" and name != "disable")  # ("~": functions written in C)
