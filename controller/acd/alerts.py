@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.acd.model import AgentView, QueueStats, WaitingCallView
+from controller.acd.model import AgentStanding, AgentView, QueueStats, WaitingCallView
 from controller.reports.kpis import Standards
 
 AlertKind = Literal["hold", "acw", "talk", "wait", "service_level"]
@@ -77,7 +77,7 @@ class StandardsMonitor:
         self._raised.add(key)
         return True
 
-    def check(self, now: float, agents: Iterable[AgentView], waiting: Iterable[WaitingCallView],
+    def check(self, now: float, agents: Iterable[AgentView | AgentStanding], waiting: Iterable[WaitingCallView],
               queues: Iterable[QueueStats] = ()) -> list[Alert]:
         alerts: list[Alert] = []
         live: set[tuple[str, str, float]] = set()

@@ -35,6 +35,7 @@ from controller.acd.model import (
     DEFAULT_NOT_READY_REASONS,
     PHONE_UNREACHABLE,
     AgentSettings,
+    AgentStanding,
     AgentState,
     AgentStateChanged,
     AgentView,
@@ -682,6 +683,11 @@ class AcdEngine:
 
     def agents(self) -> list[AgentView]:
         return [self.agent(agent_id) for agent_id in self._agents]
+
+    def standings(self) -> list[AgentStanding]:
+        """Every agent's state, since when and call (as `agent()` tells them), without the rest of a view."""
+        return [AgentStanding(agent.settings.id, agent.state, agent.since, agent.current_call or agent.offered_call)
+                for agent in self._agents.values()]
 
     def queue_stats(self, queue: str) -> QueueStats:
         q = self._queue(queue)

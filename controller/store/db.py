@@ -164,7 +164,8 @@ class Store:
         self._commit_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._commit_ended = asyncio.Event()  # set (and replaced) after each commit, done or failed
-        self._first_pending_at = 0.0  # time.monotonic() of the oldest write not yet taken by a commit
+        self._writer_loop: asyncio.AbstractEventLoop | None = None  # while `run_writer` runs
+        self._last_commit_ok = True  # whether the newest commit worked
         self._closed = False
         self._frozen = False  # a graceful stop: writes are dropped (see freeze)
         self._spill_until = 0  # statements replayed from the spill file end at this ticket
@@ -293,17 +294,22 @@ class Store:
         fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped.
         `close()` commits (or saves) what is left after it is cancelled."""
         delay = RETRY_SECONDS[0]
-        while True:
-            await self._wake.wait()
-            if (wait := self._first_pending_at + BATCH_WINDOW_SECONDS - time.monotonic()) > 0:
-                await asyncio.sleep(wait)  # the writes of the next few ms go in the same transaction
-            self._wake.clear()
-            if await self._commit_pending():
-                delay = RETRY_SECONDS[0]
-                continue
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_SECONDS[1])
-            self._wake.set()
+        self._writer_loop = loop = asyncio.get_running_loop()
+        if self._pending:  # written before the writer started: a window from now
+            loop.call_later(BATCH_WINDOW_SECONDS, self._wake.set)
+        try:
+            while True:
+                await self._wake.wait()  # set when the window of the oldest pending write is over (`_queue`)
+                self._wake.clear()
+                if await self._commit_pending():
+                    delay = RETRY_SECONDS[0]
+                    continue
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_SECONDS[1])
+                self._wake.set()
+        finally:
+            self._writer_loop = None
+            self._end_commit()  # its waiters look again: nothing commits by itself any more
 
     async def close(self, retry_seconds: float | None = None) -> None:
         """Commit what is queued, retrying for up to `retry_seconds` (default CLOSE_RETRY_SECONDS); what
@@ -342,6 +348,10 @@ class Store:
         if ticket > self._done_ticket:
             return None
         return self._watched.pop(ticket, None) is None
+
+    def done(self, ticket: int) -> bool:
+        """Whether a `write_watched()` statement has its outcome (committed or rejected), without forgetting it."""
+        return ticket <= self._done_ticket
 
     def stored(self, tickets: Iterable[int | None]) -> int:
         """How many of these `write_watched()` statements were committed (a None was never queued), asked once
@@ -425,10 +435,11 @@ class Store:
         return self._queue(sql, params)
 
     def _queue(self, sql: str, params: Params) -> int:
-        if not self._pending:
-            self._first_pending_at = time.monotonic()  # the writer cuts the batch BATCH_WINDOW_SECONDS after it
-            # The writer clears its wake just before taking everything pending: woken once per batch, not per write.
-            self._wake.set()
+        if not self._pending and (loop := self._writer_loop) is not None:
+            # The writer cuts the batch BATCH_WINDOW_SECONDS after its first write (the writes of the next few ms go
+            # in the same transaction), woken then by a loop timer: one wake-up per batch (it was woken at the first
+            # write, then slept out the window: two task steps and a future more per commit).
+            loop.call_later(BATCH_WINDOW_SECONDS, self._wake.set)
         self._last_ticket += 1
         self._pending.append(_Statement(self._last_ticket, sql, params))
         return self._last_ticket
@@ -465,6 +476,16 @@ class Store:
         Raises StoreUnavailable as `flush()`. For a caller that must not go on before its writes are stored
         but need not hurry them (the CTI stream publishes its events once committed)."""
         target = self._last_ticket
+        if target <= self._done_ticket:
+            return
+        # While the writer runs it commits them (its window's timer is armed): no fallback timer, which cost a timeout
+        # context (a timer armed and cancelled, the current task looked up) per wait, each batch of the CTI bus.
+        while self._writer_loop is not None and target > self._done_ticket:
+            if self._failing_since is not None or not self._last_commit_ok:  # (refused: deposed)
+                raise self._unavailable()
+            await self._commit_ended.wait()
+        if target <= self._done_ticket:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMMITTED_FALLBACK_SECONDS
         while target > self._done_ticket:
@@ -519,11 +540,27 @@ class Store:
 
     async def _commit_signalled(self) -> bool:
         """`_commit_locked`, then `committed()`'s waiters are woken (whether it worked or not)."""
+        done = False
         try:
-            return await self._commit_locked()
+            done = await self._commit_locked()
+            return done
         finally:
-            ended, self._commit_ended = self._commit_ended, asyncio.Event()
-            ended.set()
+            self._last_commit_ok = done  # (not before: `committed()` during a commit waits for it)
+            self._end_commit()
+
+    def _end_commit(self) -> None:
+        """Wake those waiting for the end of a commit (`committed`, `next_commit`)."""
+        ended, self._commit_ended = self._commit_ended, asyncio.Event()
+        ended.set()
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer runs: what is written is committed within a window, without anyone asking."""
+        return self._writer_loop is not None
+
+    async def next_commit(self) -> None:
+        """Return once the next commit has ended, done or failed (or the writer has stopped)."""
+        await self._commit_ended.wait()
 
     async def _commit_locked(self) -> bool:
         async with self._commit_lock:

@@ -972,3 +972,59 @@ async def test_a_call_whose_flow_ended_is_freed_by_reference_counting_alone(rig:
         assert finished() is None  # freed at once, no collector pass
     finally:
         gc.enable()
+
+
+async def test_the_engines_timer_wakes_only_for_a_sooner_deadline() -> None:
+    """A change that adds no deadline, or a later one, does not wake the ACD's timer task: a wake-up per change (a
+    task step, a timer armed and cancelled, a tick that finds nothing due) was most of its work per call. A sooner
+    deadline still wakes it, and it acts at that deadline."""
+    queues = [AcdQueueConfig(name="sales", ring_timeout=30.0, announce_interval=0, wrapup_seconds=0,
+                             announce_agent_number=False, no_agents="wait"),
+              AcdQueueConfig(name="rush", ring_timeout=30.0, announce_interval=0, wrapup_seconds=0, max_wait=0.3,
+                             announce_agent_number=False, no_agents="wait")]
+    config = Config(acd=AcdSettings(queues=queues, agents=[
+        AcdAgentConfig(id=f"a{i}", name="", number=f"100{i}", endpoint=f"800{i}", queues={"sales": 0})
+        for i in (1, 2)]))
+    dispatcher = Dispatcher(lambda event: None)
+    ari = FakeAri(dispatcher)
+    ari.channels.add("caller-2")
+
+    async def media_for(prompt: Prompt) -> str:
+        return "sound:x"
+
+    acd = AcdService(config=config, clock=SystemClock(), records=Records(), publish=lambda *a, **k: None,  # type: ignore[arg-type]
+                     media_for=media_for)
+    sessions = [CallSession(call_id=f"C{n}", channel=channel(name), did="100", direction="inbound", ari=ari,
+                            dispatcher=dispatcher, records=Records(), app_name="ccc",  # type: ignore[arg-type]
+                            fallback_context="fallback") for n, name in ((1, CALLER), (2, "caller-2"))]
+    for session in sessions:
+        dispatcher.claim(session.channel_id, session)
+    ticks = [0]
+    tick = acd.engine.tick
+
+    def counted_tick() -> list[Any]:
+        ticks[0] += 1
+        return tick()
+
+    acd.engine.tick = counted_tick  # type: ignore[method-assign]
+    timer = asyncio.create_task(acd._run_timer())
+    acd.command("login", "a1")
+    queued = [asyncio.create_task(acd.enqueue(sessions[0], QueueRequest("sales", {}, 0, {})))]
+    try:
+        await settle()
+        assert acd.engine.agent("a1").state == "ringing"  # its ring timeout, 30 s away, is the timer's deadline
+        woken = ticks[0]
+        for _ in range(5):  # changes with no deadline of their own: the timer sleeps on
+            acd.command("login", "a2")
+            acd.command("logout", "a2")
+            await settle()
+        assert ticks[0] == woken
+        queued.append(asyncio.create_task(acd.enqueue(sessions[1], QueueRequest("rush", {}, 0, {}))))
+        await settle()  # its max wait, 0.3 s away, is sooner: the timer wakes for it ...
+        assert ticks[0] == woken + 1
+        outcome = await asyncio.wait_for(queued[1], 3.0)  # ... and overflows the call then
+        assert outcome.result == "timeout" and not queued[0].done()  # (max_wait with no overflow target)
+    finally:
+        for task in (*queued, timer):
+            task.cancel()
+        await asyncio.gather(*queued, timer, return_exceptions=True)

@@ -174,3 +174,24 @@ def test_a_reload_that_drops_a_live_dids_flow_is_refused_and_says_where_the_did_
         "live configuration (/api/config/dids):1:1: dids: 400 goes to flow 'support', which does not exist"
         " (loaded: none)"]
     assert repository.flow_for_did("400").id == "support"  # type: ignore[union-attr]  # the live flows stay
+
+
+async def test_the_standards_check_reads_each_agents_standing_not_a_full_view(rig: Rig) -> None:  # noqa: F811
+    """The check runs every second for every agent, whatever the call rate: it reads their state, since when and call,
+    and builds no `AgentView` (counters, a copy of the seconds per state: ~10x the work). It still alerts."""
+    published: list[dict[str, Any]] = []
+    rig.acd.publish = lambda event_type, **fields: published.append({"type": event_type, **fields})
+    await rig.connect()
+    views = [0]
+    agent = rig.acd.engine.agent
+
+    def counted_agent(agent_id: str) -> Any:
+        views[0] += 1
+        return agent(agent_id)
+
+    rig.acd.engine.agent = counted_agent  # type: ignore[method-assign]
+    rig.clock.advance(200)  # beyond max_talk_seconds (180 by default)
+    rig.acd.check_standards()
+    assert [(e["kind"], e["agent_id"], e["call_id"]) for e in published if e["type"] == "alert.raised"] == [
+        ("talk", "a1", "C1")]
+    assert views == [0]

@@ -10,11 +10,13 @@ PostgreSQL another session holds a lock on the table, so each commit waits out t
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -380,8 +382,9 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes spread over less than BATCH_WINDOW_SECONDS after the first one (a call's ARI events at a low call
     rate, each with its statements) go in one transaction, not one each, and nothing is committed before the
-    window ends; later writes start a new window. Every write is committed, in order. The writer is woken by the
-    window's first write only (it was woken by every write: ~58 a call)."""
+    window ends; later writes start a new window. Every write is committed, in order. The writer is woken once per
+    window, when it is over (it was woken by every write: ~58 a call; then at the window's first write, to sleep
+    out the window)."""
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 1.0)  # long against the scheduler's jitter on a busy machine
     monkeypatch.setattr(db, "COMMITTED_FALLBACK_SECONDS", 5.0)  # (committed() waits for the writer, not its own)
     wakes: list[None] = []
@@ -396,10 +399,11 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
             store.write("INSERT INTO t (n) VALUES (?)", (n,))
             await asyncio.sleep(0.01)
         assert store.commits == commits  # still collecting
-        assert len(wakes) == 1
+        assert not wakes  # (woken when the window is over, by its timer)
         assert await store.fetchall("SELECT n FROM t", flush=False) == []
         await store.committed()
         assert store.commits == commits + 1, f"{store.commits - commits} commits for 10 writes in one window"
+        assert len(wakes) == 1
         assert loop.time() - started >= 1.0 - 0.01  # (the loop's clock may be coarser than time.monotonic)
         store.write("INSERT INTO t (n) VALUES (?)", (10,))  # the next window
         await store.committed()
@@ -409,6 +413,80 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_timer_of_its_own(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per batch the writer's window is one loop timer, armed by the batch's first write, and `committed()` with a
+    writer running waits for its commit with no fallback timer (it armed a timeout context per wait: the CTI bus
+    waits once per batch): one timer per write-and-wait here, it was two. Every write is still committed."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
+    writer = asyncio.create_task(store.run_writer())
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_at = loop.call_at
+
+    def counted_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(when)
+        return call_at(when, *args, **kwargs)
+
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.sleep(0.05)  # (the writer has started)
+            monkeypatch.setattr(loop, "call_at", counted_call_at)
+            commits = store.commits
+            for n in range(5):
+                store.write("INSERT INTO t (n) VALUES (?)", (n,))
+                await store.committed()
+            monkeypatch.setattr(loop, "call_at", call_at)
+        assert len(timers) == 5 and store.commits == commits + 5
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(5))
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_committed_during_a_commit_waits_for_the_writer(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `committed()` that starts while the writer's commit is under way waits for it (and the next one), whatever
+    the outcome of the commit before: it is not taken for a failed one."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
+    real_commit = store._commit_sync
+
+    def slow_commit(batch: list[Any]) -> Any:
+        time.sleep(0.2)
+        return real_commit(batch)
+
+    monkeypatch.setattr(store, "_commit_sync", slow_commit)
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        store.write("INSERT INTO t (n) VALUES (?)", (1,))
+        await asyncio.sleep(0.1)  # its commit is under way
+        assert store.health()["pending"] == 1
+        store.write("INSERT INTO t (n) VALUES (?)", (2,))
+        async with asyncio.timeout(5):
+            await store.committed()
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [1, 2]
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_committed_returns_when_the_writer_stops_before_committing(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`committed()` waits for the running writer's commit with no timer of its own; when the writer stops first
+    (the application stopping), the wait ends and it commits the writes itself, as with no writer."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 30.0)  # the writer would commit long after the test's timeout
+    writer = asyncio.create_task(store.run_writer())
+    await asyncio.sleep(0)
+    store.write("INSERT INTO t (n) VALUES (?)", (1,))
+    waiting = asyncio.create_task(store.committed())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and store.writing
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    async with asyncio.timeout(5):
+        await waiting
+    assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
 
 
 async def test_flush_execute_and_reads_of_ones_own_writes_do_not_wait_for_the_window(
@@ -468,10 +546,14 @@ async def test_queueing_a_statement_costs_four_python_calls(store: Store) -> Non
     import pstats
 
     profile = cProfile.Profile()
-    profile.enable()
-    for n in range(100):
-        store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
-    profile.disable()
+    gc.disable()  # (a collection here would count what it runs: finalizers of earlier tests' objects, callbacks)
+    try:
+        profile.enable()
+        for n in range(100):
+            store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, "x"))
+        profile.disable()
+    finally:
+        gc.enable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     python_calls = sum(counts[1] for (path, _line, name), counts in stats.items()
                        if path != "~" and name != "disable")  # ("~": functions written in C)

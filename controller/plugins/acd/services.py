@@ -21,6 +21,7 @@ import contextlib
 import datetime
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -146,6 +147,8 @@ class AcdService:
         self._overflow_reasons: dict[str, str] = {}  # max_wait | no_agents, for call.overflowed
         self.answering_channel: dict[str, str] = {}  # call id -> the agent leg answering it, for call.answered
         self._replan = asyncio.Event()
+        # The engine deadline the timer task waits for (inf: none): a change wakes it only when due sooner.
+        self._timer_at = math.inf
         #: Called with the agent id when a removed or disabled agent is logged out (their call finished).
         self.refused_agent_gone_hooks: list[Callable[[str], None]] = []
         self.history_failures = 0  # caller-history reads that failed (the calls were queued without it)
@@ -394,7 +397,7 @@ class AcdService:
         engine = self.engine
         self.monitor.standards = self.standards  # as administered now
         waiting = [call for queue in engine.queues() for call in engine.waiting(queue.name)]
-        for alert in self.monitor.check(self.clock.now(), engine.agents(), waiting, engine.queues()):
+        for alert in self.monitor.check(self.clock.now(), engine.standings(), waiting, engine.queues()):
             log.warning("standard broken: %s %s (%s > %s)", alert.kind, alert.subject, alert.value, alert.threshold)
             self.publish("alert.raised", call_id=alert.call_id, agent_id=alert.agent_id, queue=alert.queue,
                          kind=alert.kind, subject=alert.subject, value=alert.value, threshold=alert.threshold)
@@ -405,6 +408,7 @@ class AcdService:
         while True:
             deadline = self.engine.next_deadline()
             self._replan.clear()
+            self._timer_at = math.inf if deadline is None else deadline
             # The deadline sets the same event a replan sets: a timer, not an asyncio.timeout context per wait.
             due = None if deadline is None else loop.call_later(max(0.0, deadline - self.clock.now()),
                                                                 self._replan.set)
@@ -463,7 +467,13 @@ class AcdService:
             # The agents and queues changed, encoded once per store batch, in the batch of the live-call parts
             # written with these changes (README "Benchmarks").
             self.records.save_changes_at_commit(self.engine.take_unsaved)
-        self._replan.set()
+        # The timer task wakes only for a deadline sooner than the one it waits for: most changes (a call queued, an
+        # offer answered, an agent's state) add none or a later one, and a wake-up of its own per change cost a task
+        # step, a timer armed and cancelled and a tick that found nothing due (README "Benchmarks"). A deadline that
+        # went away leaves its timer armed: it wakes then, finds nothing due, and waits for the next one.
+        deadline = self.engine.next_deadline()
+        if deadline is not None and deadline < self._timer_at:
+            self._replan.set()
 
     def _call_left(self, left: CallLeft) -> None:
         self.queue_resume.left(left.call_id)

@@ -233,16 +233,21 @@ class EventBus:
         unpersisted = self._unpersisted
         try:
             while True:
-                if not unpersisted:
-                    self._wake.clear()
-                    await self._wake.wait()
+                while not unpersisted:
+                    if self._store.writing:
+                        # Woken by the store's next commit, which stores what is published meanwhile: not by the
+                        # publish, then by the commit (a task step and an Event wait less per batch).
+                        await self._store.next_commit()
+                    else:
+                        self._wake.clear()
+                        await self._wake.wait()
                 batch = list(unpersisted) if len(unpersisted) <= self.batch else \
                     [unpersisted[i] for i in range(self.batch)]
                 if await self._persist(batch):
                     delay = RETRY_SECONDS[0]
                     for _ in batch:
                         unpersisted.popleft()
-                    self._fan_out(batch)
+                    self._fan_out(batch + self._committed_since())
                     continue
                 if self._store.frozen:
                     # A graceful stop froze the store: what was queued before is committed as it closes; events
@@ -300,6 +305,28 @@ class EventBus:
         log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
         self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
         return False
+
+    def _committed_since(self) -> list[CtiEvent]:
+        """The events queued behind a batch whose rows the same commit stored (published while the batch waited for
+        it): they go out with it, in order, not as a batch each after it (at 10 calls/s, 4.4 fan-outs per call
+        for 2.9 commits: a write to every /ws client each). Stops at the first one not committed yet; one the store
+        rejected is written again (as `_persist` does) and held, with those behind it, until stored."""
+        unpersisted, tickets, store = self._unpersisted, self._tickets, self._store
+        more: list[CtiEvent] = []
+        while unpersisted and len(more) < self.batch:
+            event = unpersisted[0]
+            ticket = tickets.get(event.seq)
+            if ticket is None or not store.done(ticket):
+                break
+            del tickets[event.seq]
+            if not store.stored((ticket,)):
+                if not store.frozen:  # (a graceful stop: not a failure, see `_persist`)
+                    self.commit_failures += 1
+                    log.error("CTI: the store did not commit event %d; writing it again", event.seq)
+                self._written_through = event.seq - 1
+                break
+            more.append(unpersisted.popleft())
+        return more
 
     def _fan_out(self, batch: list[CtiEvent]) -> None:
         """Publish a committed batch: kept for `since` (the oldest forgotten beyond either bound: the store has
