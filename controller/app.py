@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from controller.ari.dispatcher import Dispatcher
 from controller.ari.errors import AriError
 from controller.ari.events import EventStream
 from controller.clock import Clock, SystemClock
+from controller.collector import tune_gc_after_start_up
 from controller.config import Config
 from controller.customers import CustomerDirectory
 from controller.http.openapi import openapi_document
@@ -108,23 +108,6 @@ class BackgroundService(Protocol):
     """A plugin's long-running part (timers, pollers): runs until cancelled."""
 
     async def run(self) -> None: ...
-
-
-def tune_gc_after_start_up() -> None:
-    """The garbage collector, for a process whose calls' objects live seconds (README "Benchmarks"):
-    - start-up's ~75,000 objects (configuration, flows, schemas, libraries) are frozen, out of every later pass:
-      a full pass in a call burst walked ~120,000 objects, now ~30,000 (26 ms of CPU; frozen objects are
-      still freed by reference counting);
-    - the youngest generation is collected after GC_YOUNGEST_THRESHOLD net allocations instead of 700: at 60
-      calls/s that was ~16 passes a second over objects that nearly all outlived them (a call's), ~0.4 ms of
-      CPU per call with the middle and full passes they led to; now ~0.1 ms, each pass ≤ ~10 ms."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNGEST_THRESHOLD, *gc.get_threshold()[1:])
-
-
-#: Net allocations of container objects between two passes over the youngest generation (Python's default: 700).
-GC_YOUNGEST_THRESHOLD = 10_000
 
 
 #: How long a graceful stop waits for the store to commit what the live calls wrote.

@@ -1,12 +1,12 @@
-"""The garbage collector's set-up after start (controller/app.py `tune_gc_after_start_up`, README "Benchmarks")."""
+"""The garbage collector (controller/collector.py): its set-up after start, and its passes held back while an offer
+rings (README "Benchmarks")."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 
-from controller.app import GC_YOUNGEST_THRESHOLD, tune_gc_after_start_up
-from controller.collector import CollectorPause
+from controller.collector import GC_YOUNGEST_THRESHOLD, CollectorPause, tune_gc_after_start_up
 
 
 def test_start_up_objects_are_frozen_and_the_youngest_generation_waits_longer() -> None:
