@@ -489,11 +489,7 @@ async def measure_floor(setup: Setup, asterisk_pid: int, latencies: Latencies) -
         await process.wait()
         if process.returncode not in (0, -signal.SIGTERM):
             print(f"floor_app exited with {process.returncode}; {log}:\n{log.read_text()[-2000:]}", flush=True)
-        await hang_up_everything()
-        with contextlib.suppress(Exception):  # its holding bridges (the controller makes its own)
-            async with aiohttp.ClientSession(headers=ARI_HEADERS) as http:
-                for q in range(setup.queues):
-                    await http.delete(f"{ARI}/bridges/floor-hold-{q}", timeout=aiohttp.ClientTimeout(total=5))
+        await hang_up_everything()  # (its bridges too: the controller makes its own)
 
 
 async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) -> None:

@@ -36,8 +36,12 @@ from controller.ari.models import (
     StasisEnd,
     StasisStart,
 )
+from tests.e2e.conftest import REPO
 
-ARI_URL, ARI_USER, ARI_PASSWORD, APP = "http://127.0.0.1:8088/ari", "ccc", "ccc-demo-ari", "ccc"
+sys.path.insert(0, str(REPO / "tools"))
+import sandbox  # (the sandbox's ARI address and credentials)
+
+APP = "ccc"  # the sandbox's dialplan sends the bench's calls to Stasis(ccc)
 MENU_PROMPT, ENTRY_PROMPT, ENTRY_DIGITS = "sound:silence/1", "sound:beep", 2
 #: Dial's final statuses other than ANSWER (RINGING and PROGRESS come before the answer)
 DIAL_FAILED = frozenset({"BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE",
@@ -180,7 +184,7 @@ class FloorApp:
 
 
 async def main(agents: int, queues: int) -> None:
-    async with AriClient(ARI_URL, ARI_USER, ARI_PASSWORD) as client:
+    async with AriClient(sandbox.ARI_URL, sandbox.ARI_USER, sandbox.ARI_PASSWORD) as client:
         app = FloorApp(client, agents, queues)
         ready = asyncio.Event()
 
