@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import secrets
 import struct
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import uvloop
 
+from controller.ids import unique_hex
 from controller.plugins.acd.state_persistor import _ADD_DURATION, _SAVE_AGENT, AcdRecords
 from controller.plugins.calls.live_state import LiveCallState
 from controller.plugins.calls.state_persistor import CallRecords
@@ -156,7 +156,7 @@ async def full_path_call(store: Store, records: tuple[CallRecords, AcdRecords, L
     live-call picture ~4, saved agent 3, agent states 3, durations 2, calls and queue_calls 8: 51), in its 3
     commits (IVR; queue, ring and answer; end)."""
     calls, acd, live = records
-    call_id, agent, now = secrets.token_hex(16), str(5000 + n % 100), time.time
+    call_id, agent, now = unique_hex(), str(5000 + n % 100), time.time  # (the controller's call ids)
 
     def cti(count: int, agent_id: str | None) -> None:
         for i in range(count):
