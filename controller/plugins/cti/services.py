@@ -299,12 +299,17 @@ class EventBus:
         stored = self._store.stored([pop(seq, None) for seq in range(first, last + 1)])
         if stored == len(batch):
             return True
-        if self._store.frozen:  # a graceful stop, not a failure (run() stops here)
-            return False
-        self.commit_failures += 1
-        log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
-        self._written_through = first - 1  # DO NOTHING on a conflict: the rows that exist stay as they are
+        self._not_all_stored(first, last, stored)
         return False
+
+    def _not_all_stored(self, first: int, last: int, stored: int) -> None:
+        """The store committed only `stored` of events first..last: they are written again from `first` (DO NOTHING
+        on a conflict: the rows that exist stay as they are), a failure counted and logged, except at a graceful
+        stop (a frozen store: `run()` stops, nothing is written again)."""
+        if not self._store.frozen:
+            self.commit_failures += 1
+            log.error("CTI: the store committed only %d of events %d-%d; writing them again", stored, first, last)
+        self._written_through = first - 1
 
     def _committed_since(self) -> list[CtiEvent]:
         """The events queued behind a batch whose rows the same commit stored (published while the batch waited for
@@ -320,10 +325,7 @@ class EventBus:
                 break
             del tickets[event.seq]
             if not store.stored((ticket,)):
-                if not store.frozen:  # (a graceful stop: not a failure, see `_persist`)
-                    self.commit_failures += 1
-                    log.error("CTI: the store did not commit event %d; writing it again", event.seq)
-                self._written_through = event.seq - 1
+                self._not_all_stored(event.seq, event.seq, 0)
                 break
             more.append(unpersisted.popleft())
         return more
