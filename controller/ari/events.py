@@ -29,6 +29,7 @@ from controller.ari.client import AriClient
 from controller.ari.errors import AriError
 from controller.ari.models import ApplicationReplaced, Event, parse_event
 from controller.ari.transport import TransportError
+from controller.hooks import nothing
 
 log = logging.getLogger("controller.ari.events")
 
@@ -68,7 +69,7 @@ class EventStream:
         *,
         on_event: Callable[[Event], None],
         on_connected: Callable[[], Awaitable[None]],
-        on_disconnected: Callable[[], None] = lambda: None,
+        on_disconnected: Callable[[], None] = nothing,
         on_replaced: Callable[[], None] | None = None,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from controller.hooks import nothing
 from controller.store.bounds import OutOfRange, check_params
 from controller.store.engines import (
     SQLITE_ENVIRONMENT_ERRORS,
@@ -864,7 +865,7 @@ class StoreThread:
             return
         loop = asyncio.get_running_loop()
         ended = loop.create_future()
-        self._jobs.put((_nothing, (), ended, loop))
+        self._jobs.put((nothing, (), ended, loop))
         self._jobs.put(None)
         await ended
         self._thread.join()  # (it has only `None` left to read: no wait on the loop)
@@ -880,10 +881,6 @@ class StoreThread:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(outcome[0], future, outcome[1])
             del job, func, args, future, loop, outcome  # hold no result nor error while asleep
-
-
-def _nothing() -> None:
-    return None
 
 
 def _succeed(future: asyncio.Future[Any], result: Any) -> None:

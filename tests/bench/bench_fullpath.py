@@ -15,6 +15,11 @@ phone ringing (AMI DTMFEnd -> Newstate Ringing) at p50/p99, the controller's RSS
 per call (the controller's /metrics), with the largest kinds of each; at the end, issue 19's targets with the
 measured figure and met / not met (printed, never asserted).
 
+One run per handler and rate is noisy (app_queue's own figure moved 11.9-17.6 ms per call between quiet runs):
+CCC_BENCH_ROUNDS=N runs every handler N times per setup, interleaved (round_order: app_queue[, floor], controller,
+then the reverse, ...), with the same calls each time, prints each round's table, then the median of the rounds
+per handler and rate (summarize_rounds), from which the ratios and the targets are computed.
+
     CCC_BENCH_SETUPS=100x2,500x20 CCC_BENCH_RATES=10,30,60,80 CCC_BENCH_SECONDS=8 make bench
     .venv/bin/python -m tests.bench bench_fullpath        # this module only
 """
@@ -57,6 +62,8 @@ PERF = os.environ.get("CCC_BENCH_PERF", "")  # a path prefix: `perf record` of A
 AMI_EVENTS = os.environ.get("CCC_BENCH_AMI_EVENTS", "") == "1"
 # "1": also run the call through `floor_app` (a bare Python ARI application on the controller's ARI client): the floor
 FLOOR = os.environ.get("CCC_BENCH_FLOOR", "") == "1"
+# N: every setup runs its handlers N times, interleaved (round_order), then prints the rounds' medians
+ROUNDS = int(os.environ.get("CCC_BENCH_ROUNDS", "1"))
 PHONE_PORT = 15001
 AGENTS_PER_PHONE = 250  # endpoints answered by one SIPp UAS phone (ports PHONE_PORT, PHONE_PORT + 1, ...)
 TALK_MS = 2000
@@ -153,6 +160,8 @@ def install_asterisk_config(setup: Setup = DEFAULT_SETUP) -> float:
     """Add the setup's endpoints, queues and dialplan to the sandbox; the seconds the reloads took."""
     etc = sandbox.ROOT / "etc/asterisk"
     for name, text in asterisk_config(setup).items():
+        if name == "queues.conf+":
+            continue  # load_app_queue_queues
         if name.endswith("+"):
             with (etc / name[:-1]).open("a") as conf:
                 conf.write(text)
@@ -161,16 +170,27 @@ def install_asterisk_config(setup: Setup = DEFAULT_SETUP) -> float:
     with (etc / "pjsip.conf").open("a") as conf:
         conf.write('\n#tryinclude "pjsip_bench.conf"\n')
     started = time.monotonic()
-    for command in ("module reload res_pjsip.so", "queue reload all", "dialplan reload", "manager reload"):
+    for command in ("module reload res_pjsip.so", "dialplan reload", "manager reload"):
         sandbox.cli(command, timeout=60)
     # A configuration Asterisk took only in part would make every figure below wrong: check the last of each.
     last = setup.agents - 1
     assert f"Endpoint:  {endpoint(last)}" in sandbox.cli(f"pjsip show endpoint {endpoint(last)}"), \
         f"Asterisk did not load endpoint {endpoint(last)}"
+    load_app_queue_queues(setup)
+    return time.monotonic() - started
+
+
+def load_app_queue_queues(setup: Setup) -> None:
+    """Give app_queue the setup's queues (the sandbox's own queues.conf and the bench's after it): at the setup's
+    start, and again before app_queue's rates of a later round (drop_app_queue_queues took them out)."""
+    queues_conf = sandbox.ROOT / "etc/asterisk/queues.conf"
+    shutil.copy2(REPO / "asterisk-conf/queues.conf", queues_conf)
+    with queues_conf.open("a") as conf:
+        conf.write(asterisk_config(setup)["queues.conf+"])
+    sandbox.cli("queue reload all", timeout=60)
     members = sandbox.cli(f"queue show bench{setup.queues - 1}").count("PJSIP/bench")
     assert members == sum(setup.queue_of(n) == setup.queues - 1 for n in range(setup.agents)), \
         f"queue bench{setup.queues - 1} has {members} members"
-    return time.monotonic() - started
 
 
 def drop_app_queue_queues() -> None:
@@ -434,14 +454,15 @@ def perf_stat_counts(name: str) -> dict[str, float]:
 
 
 async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, latencies: Latencies,
-                  controller: ControllerProcess | None, handler_pid: int | None = None) -> Result:
+                  controller: ControllerProcess | None, handler_pid: int | None = None,
+                  round_number: int = 1) -> Result:
     """One rate through app_queue (no controller, no `handler_pid`), the controller, or another ARI application
     (`handler_pid`: its CPU is measured as the controller's)."""
     left = await wait_for_quiet(asterisk_pid, controller, setup)
     latencies.clear()
     pid = controller.process.pid if controller and controller.process else handler_pid
     handler = "controller" if controller else "floor" if handler_pid else "app_queue"
-    perf_name = f"{setup.name}-{handler}-{rate}"
+    perf_name = f"{setup.name}-{handler}-{rate}" + (f"-round{round_number}" if ROUNDS > 1 else "")
     perf = await start_asterisk_perf(asterisk_pid, perf_name)
     before = (cpu_seconds(asterisk_pid), cpu_seconds(pid) if pid else 0.0)
     counts_before = await ari_counts(controller) if controller else (Counter(), Counter())
@@ -469,7 +490,8 @@ async def measure(setup: Setup, did_pattern: str, rate: int, asterisk_pid: int, 
     return result
 
 
-async def measure_floor(setup: Setup, asterisk_pid: int, latencies: Latencies) -> dict[int, Result]:
+async def measure_floor(setup: Setup, asterisk_pid: int, latencies: Latencies, round_number: int = 1
+                        ) -> dict[int, Result]:
     """Every rate through `floor_app`, the bare ARI application (it takes the controller's application name, so
     it runs alone, before the controller starts)."""
     log = Path(tempfile.mkdtemp(prefix="ccc-bench-floor-")) / "floor.log"
@@ -481,7 +503,7 @@ async def measure_floor(setup: Setup, asterisk_pid: int, latencies: Latencies) -
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         assert line.strip() == b"ready", f"floor_app did not start: {line!r}"
-        return {rate: await measure(setup, OURS_DID, rate, asterisk_pid, latencies, None, process.pid)
+        return {rate: await measure(setup, OURS_DID, rate, asterisk_pid, latencies, None, process.pid, round_number)
                 for rate in RATES}
     finally:
         if process.returncode is None:
@@ -569,10 +591,11 @@ class SetupResults:
 
 
 async def run_setup(setup: Setup, asterisk_pid: int) -> SetupResults:
-    """Both handlers at every rate on one setup (its endpoints, queues and phones exist for this setup only)."""
+    """Every handler at every rate on one setup (its endpoints, queues and phones exist for this setup only),
+    CCC_BENCH_ROUNDS times: with more than one round, each round's table, then the medians' (`summarize_rounds`)."""
     started = time.monotonic()
-    out = SetupResults(setup, reload_s=install_asterisk_config(setup))
-    print(f"{setup.name}: Asterisk's endpoints, queues and dialplan loaded in {out.reload_s:.1f} s", flush=True)
+    reload_s = install_asterisk_config(setup)
+    print(f"{setup.name}: Asterisk's endpoints, queues and dialplan loaded in {reload_s:.1f} s", flush=True)
     manager = Manager(host="127.0.0.1", port=5038, username="bench", secret="bench-ami")
     latencies = Latencies(setup.queues)
     manager.register_event("DTMFEnd", latencies.on_dtmf)
@@ -584,58 +607,147 @@ async def run_setup(setup: Setup, asterisk_pid: int) -> SetupResults:
               for p in range(setup.phones)]
     for phone in phones:
         phone.extra += ["-l", "10000"]  # calls at once: never the limit
+    rounds: list[SetupResults] = []
     try:
         for phone in phones:
             await phone.start()
-        for rate in RATES:
-            out.app_queue[rate] = await measure(setup, APP_QUEUE_DID, rate, asterisk_pid, latencies, None)
-        drop_app_queue_queues()
-        if FLOOR:
-            out.floor = await measure_floor(setup, asterisk_pid, latencies)
-        data = Path(tempfile.mkdtemp(prefix="ccc-bench-fullpath-"))
-        controller = ControllerProcess(data / "data", config=controller_config(data, setup),
-                                       env={"CCC_LOG_LEVEL": "warning"})
-        await controller.start()
-        cti_seen = [0]
-        cti = asyncio.create_task(cti_client(controller, cti_seen))
-        try:
-            for n in range(setup.agents):
-                status, body = await controller.api("POST", f"/api/agents/{5000 + n}/login", json={"ready": True})
-                assert status == 200, body
-            assert controller.process is not None
-            await settled(controller.process.pid)
-            out.idle_ms_per_s = await idle_cpu_ms_per_s(controller.process.pid)
-            profiler = await start_profiler(controller, profile_path(setup))
-            for rate in RATES:
-                if controller.process.poll() is not None:  # a crash under load: report it, go on with the next setup
-                    out.controller_exit = (f"the controller exited (code {controller.process.returncode}) before "
-                                           f"{rate} calls/s; its log: {controller.log}")
-                    break
-                out.controller[rate] = await measure(setup, OURS_DID, rate, asterisk_pid, latencies, controller)
-            if controller.process.poll() is not None and not out.controller_exit:
-                out.controller_exit = (f"the controller exited (code {controller.process.returncode}) during or after "
-                                       f"{max(out.controller, default=0)} calls/s; its log: {controller.log}")
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-                await profiler.wait()
-        finally:
-            cti.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                await cti
-            out.cti_events = cti_seen[0]
-            controller.terminate()
-            await hang_up_everything()
+        app_queue_loaded = True
+        for number in range(1, ROUNDS + 1):
+            out = SetupResults(setup, reload_s=reload_s)
+            for handler in round_order(number):
+                if handler == "app_queue":
+                    if not app_queue_loaded:
+                        load_app_queue_queues(setup)
+                        app_queue_loaded = True
+                    out.app_queue = {rate: await measure(setup, APP_QUEUE_DID, rate, asterisk_pid, latencies, None,
+                                                         round_number=number) for rate in RATES}
+                    continue
+                if app_queue_loaded:
+                    drop_app_queue_queues()
+                    app_queue_loaded = False
+                if handler == "floor":
+                    out.floor = await measure_floor(setup, asterisk_pid, latencies, number)
+                else:
+                    await run_controller(out, asterisk_pid, latencies, number)
+            rounds.append(out)
+            if ROUNDS > 1:
+                print_table(out, f"round {number} of {ROUNDS}, handlers in this order: "
+                                 f"{', '.join(round_order(number))}")
     finally:
         for phone in phones:
             phone.kill()
         manager.close()
         remove_asterisk_config()
-    print_table(out)
+    if ROUNDS == 1:
+        result = rounds[0]
+        print_table(result)
+    else:
+        result = summarize_rounds(rounds)
+        print_table(result, f"MEDIAN of {ROUNDS} rounds per handler and rate: failed calls and calls summed over the "
+                            "rounds; ctl/ast, total and x app_q computed from the medians (total = median ctl ms + "
+                            "median ast ms); ARI requests, events, store and CTI per call over all rounds' calls")
     print(f"({setup.name}: {time.monotonic() - started:.0f} s)", flush=True)
-    return out
+    return result
+
+
+def round_order(number: int) -> list[str]:
+    """The handlers of round `number` (from 1) in the order they run: app_queue[, floor], controller in odd rounds,
+    the reverse in even ones, so that over an even number of rounds each handler runs as early on average as the
+    others (a machine whose load drifts during the run favours none of them)."""
+    order = ["app_queue", *(["floor"] if FLOOR else []), "controller"]
+    return order if number % 2 else order[::-1]
+
+
+async def run_controller(out: SetupResults, asterisk_pid: int, latencies: Latencies, round_number: int) -> None:
+    """A fresh controller (its own data directory: every round starts alike) with its agents logged in and a CTI
+    client, through every rate; the results go into `out`. app_queue's queues must be out of Asterisk."""
+    setup = out.setup
+    data = Path(tempfile.mkdtemp(prefix="ccc-bench-fullpath-"))
+    controller = ControllerProcess(data / "data", config=controller_config(data, setup),
+                                   env={"CCC_LOG_LEVEL": "warning"})
+    await controller.start()
+    cti_seen = [0]
+    cti = asyncio.create_task(cti_client(controller, cti_seen))
+    try:
+        for n in range(setup.agents):
+            status, body = await controller.api("POST", f"/api/agents/{5000 + n}/login", json={"ready": True})
+            assert status == 200, body
+        assert controller.process is not None
+        await settled(controller.process.pid)
+        out.idle_ms_per_s = await idle_cpu_ms_per_s(controller.process.pid)
+        profiler = await start_profiler(controller, profile_path(setup)) if round_number == 1 else None
+        for rate in RATES:
+            if controller.process.poll() is not None:  # a crash under load: report it, go on with the next setup
+                out.controller_exit = (f"the controller exited (code {controller.process.returncode}) before "
+                                       f"{rate} calls/s; its log: {controller.log}")
+                break
+            out.controller[rate] = await measure(setup, OURS_DID, rate, asterisk_pid, latencies, controller,
+                                                 round_number=round_number)
+        if controller.process.poll() is not None and not out.controller_exit:
+            out.controller_exit = (f"the controller exited (code {controller.process.returncode}) during or after "
+                                   f"{max(out.controller, default=0)} calls/s; its log: {controller.log}")
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            await profiler.wait()
+    finally:
+        cti.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+            await cti
+        out.cti_events = cti_seen[0]
+        controller.terminate()
+        await hang_up_everything()
+
+
+def _median(values: list[float | None]) -> float | None:
+    measured = [value for value in values if value is not None]
+    return statistics.median(measured) if measured else None
+
+
+def median_result(results: list[Result]) -> Result:
+    """One handler's rounds at one rate as one row: the median of each figure per call or per rate (CPU, key ->
+    ringing, offered rate, RSS, load); calls, failed calls, channels left behind and the counters summed (a failure
+    in any round shows; the counters per call are then over all the rounds' calls)."""
+    counters: list[Counter[str]] = [Counter(), Counter(), Counter(), Counter()]
+    perf: Counter[str] = Counter()
+    for r in results:
+        for total, counts in zip(counters, (r.requests, r.events, r.ami_events, r.store), strict=True):
+            total.update(counts)
+        perf.update(r.perf)
+    return Result(
+        calls=sum(r.calls for r in results), failed=sum(r.failed for r in results),
+        controller_ms=_median([r.controller_ms for r in results]),
+        asterisk_ms=statistics.median(r.asterisk_ms for r in results),
+        p50=_median([r.p50 for r in results]), p99=_median([r.p99 for r in results]),
+        offered=_median([r.offered for r in results]), rss_mb=_median([r.rss_mb for r in results]),
+        requests=counters[0], events=counters[1], ami_events=counters[2], store=counters[3], perf=dict(perf),
+        load=statistics.median(r.load for r in results), left_behind=sum(r.left_behind for r in results),
+        window_s=sum(r.window_s for r in results))
+
+
+def summarize_rounds(rounds: list[SetupResults]) -> SetupResults:
+    """A setup's rounds as one SetupResults of `median_result` rows per handler and rate (a rate a round lacks,
+    after its controller exited, is the median of the rounds that have it); printed and held against the targets
+    like one round's."""
+    first = rounds[0]
+
+    def medians(handler: str) -> dict[int, Result]:
+        by_rate: dict[int, list[Result]] = {}
+        for out in rounds:
+            for rate, result in getattr(out, handler).items():
+                by_rate.setdefault(rate, []).append(result)
+        return {rate: median_result(results) for rate, results in by_rate.items()}
+
+    return SetupResults(
+        first.setup, app_queue=medians("app_queue"), controller=medians("controller"), floor=medians("floor"),
+        cti_events=sum(out.cti_events for out in rounds), reload_s=first.reload_s,
+        controller_exit="; ".join(f"round {n}: {out.controller_exit}" for n, out in enumerate(rounds, 1)
+                                  if out.controller_exit),
+        idle_ms_per_s=_median([out.idle_ms_per_s for out in rounds]))
 
 
 async def run() -> None:
+    if ROUNDS < 1:
+        raise SystemExit(f"CCC_BENCH_ROUNDS must be 1 or more, not {ROUNDS}")
     sandbox.start()
     asterisk_pid = sandbox._pid()
     assert asterisk_pid is not None
@@ -654,8 +766,11 @@ def _top(counter: Counter[str], per: int, most: int = 12) -> str:
     return ", ".join(f"{name} {count / per:.1f}" for name, count in counter.most_common(most))
 
 
-def print_table(out: SetupResults) -> None:
+def print_table(out: SetupResults, title: str = "") -> None:
+    """One setup's rows (`title`, when given, says which round or that they are the rounds' medians)."""
     setup = out.setup
+    if title:
+        print(f"\n{title}:", end="")
     print(f"\n{setup.name} on {setup.phones} SIPp phone(s) (the agents take about {setup.agent_capacity:.0f} calls/s);"
           f" {SECONDS:.0f} s of calls per rate, CPU per completed call; each call: 1 s prompt, key 1, 2-digit entry,"
           f" queue, agent answers, {TALK_MS / 1000:.0f} s talk, agent hangs up")
@@ -759,7 +874,8 @@ def print_targets(results: list[SetupResults]) -> None:
     """Issue 19's targets, each with the figure measured in this run: printed, never asserted (a speed target in
     a test would fail on a loaded machine; `make bench` is where they are read)."""
     print(f"\ntargets (issue 19), rates {', '.join(map(str, RATES))} calls/s; CPU over the rates where the "
-          "controller failed no call, ratios against app_queue at the same rate:")
+          "controller failed no call, ratios against app_queue at the same rate"
+          + (f" (the medians of {ROUNDS} rounds; a failure in any round counts):" if ROUNDS > 1 else ":"))
     for out in results:
         print(f"  {out.setup.name}:")
         for target, measured, met in targets(out):

@@ -117,7 +117,9 @@ async def test_waiting_and_menu_callers_survive_a_restart(stop: str, fresh_aster
     # The ten wait together in the queue's one holding bridge (music on hold), not in a bridge each.
     held = await until(lambda: holding_bridges(numbers), 10, "the callers in the queue's holding bridge")
     assert len(held) == 1 and len(next(iter(held.values()))) == CALLERS, held
-    await asyncio.sleep(0.5)  # the last transitions reach the store (batched writer)
+    # What the next process resumes from is in the store (batched writer): not a fixed wait, which a loaded
+    # machine's store thread can overrun.
+    await until(lambda: saved_for_resume(first, held), 10, "the callers' queue and menu parts in the store")
     stopped_at = time.time()
 
     if stop == "sigkill":
@@ -193,6 +195,15 @@ async def holding_bridges(numbers: list[str]) -> dict[str, set[str]] | None:
     found = {b["id"]: set(b["channels"]) & channels for b in await ari_get("/bridges")
              if b["id"].startswith("br-queue-") and set(b["channels"]) & channels}
     return found if len(channels) == len(numbers) and sum(map(len, found.values())) == len(numbers) else None
+
+
+async def saved_for_resume(process: ControllerProcess, held: dict[str, set[str]]) -> bool:
+    """The live-call pictures hold each waiting caller's "queue" part in the holding bridge they are in, and the
+    menu caller's "ivr" part at the menu."""
+    parts = [json.loads(r["parts"]) for r in rows(process, "SELECT parts FROM live_call_pictures")]
+    in_queue = [p["queue"] for p in parts if "queue" in p]
+    at_menu = [p["ivr"] for p in parts if p.get("ivr", {}).get("node") == "menu"]
+    return len(in_queue) == CALLERS and {q.get("bridge") for q in in_queue} == set(held) and len(at_menu) == 1
 
 
 async def waiting_calls_count(process: ControllerProcess, count: int) -> list[dict[str, Any]] | None:

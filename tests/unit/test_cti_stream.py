@@ -244,6 +244,45 @@ async def test_events_published_after_the_store_froze_for_a_stop_are_not_publish
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+@pytest.mark.parametrize("why", ["graceful stop", "refused row"])
+async def test_a_partly_stored_batch_is_a_failure_unless_a_graceful_stop_left_the_rest_unwritten(
+        running: Running, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    """One batch of three events of which the store commits the first two: the third was published after a graceful
+    stop froze the store (its row was never queued: the stop's own event, left to the next process) or its row was
+    refused. The same partial outcome (2 of 1-3) is a failure, counted and logged, only when the store refused it;
+    at a graceful stop it is the stop: nothing counted or logged (the first two are stored either way). The store's
+    writer keeps running, so the rows queued before the freeze are committed by its next window."""
+    bus, store = running.bus, running.store
+    partial: list[tuple[int, int, int]] = []
+    not_all_stored = bus._not_all_stored
+
+    def noted(first: int, last: int, stored: int) -> None:
+        partial.append((first, last, stored))
+        not_all_stored(first, last, stored)
+
+    monkeypatch.setattr(bus, "_not_all_stored", noted)
+    if why == "refused row":
+        await store.execute("CREATE TRIGGER refuse_three BEFORE INSERT ON cti_events WHEN NEW.seq = 3"
+                            " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    publish_calls(bus, 2, prefix="before")  # queued to the store, not committed yet (its batch window)
+    if why == "graceful stop":
+        store.freeze()
+    publish_calls(bus, 1, prefix="last")
+    await until(lambda: bool(partial))
+    await asyncio.sleep(0.2)  # retry periods (quick_retries: 0.02-0.1 s)
+    assert partial[0] == (1, 3, 2)  # the batch, of which the store committed two
+    assert [row["seq"] for row in await store.fetchall("SELECT seq FROM cti_events ORDER BY seq")] == [1, 2]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "controller.cti"]
+    if why == "graceful stop":
+        assert partial == [(1, 3, 2)]  # not written again: the bus waits to be cancelled
+        assert bus.commit_failures == 0 and errors == [], caplog.text
+    else:
+        assert len(partial) >= 2 and bus.commit_failures == len(partial)  # written again, refused again
+        assert errors[0] == "CTI: the store committed only 2 of events 1-3; writing them again"
+        await store.execute("DROP TRIGGER refuse_three")
+        await until(lambda: bus.last_seq == 3)
+
+
 async def test_numbering_after_a_crash_never_repeats_a_number_anyone_saw(store_target: StoreTarget,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[int, str | None] = {}

@@ -30,6 +30,7 @@ from controller.ari.errors import AriError, AriNotFound, ChannelGone
 from controller.ari.models import Event, StasisStart
 from controller.collector import RINGING
 from controller.config import AcdQueueConfig
+from controller.hooks import nothing
 from controller.ivr.port import CallerHangup, QueueRequest
 from controller.plugins.acd.holding import QueueHolding
 from controller.plugins.calls.bridge_pool import TalkBridgePool
@@ -88,10 +89,6 @@ class LeftQueue:
     overflow: Overflow
 
 
-def _nothing() -> None:
-    return None
-
-
 def _nobody(_agent_id: str) -> None:
     return None
 
@@ -122,8 +119,8 @@ class QueueCall:
         self.handover: Answered | None = None  # a colleague who took a transfer to them (agent:ID)
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.on_party_left: Callable[[Leg], None] | None = None
-        self.on_agent_left: Callable[[], None] = _nothing  # the agent left while others stay
-        self.on_legs_changed: Callable[[], None] = _nothing  # an agent's phone started or stopped ringing
+        self.on_agent_left: Callable[[], None] = nothing  # the agent left while others stay
+        self.on_legs_changed: Callable[[], None] = nothing  # an agent's phone started or stopped ringing
         # Taken over after a restart: the visit is open already (records, engine, holding bridge), and the
         # agent leg that answered while no process was there, if one did.
         self.resumed = False
@@ -133,7 +130,7 @@ class QueueCall:
         self.talk_bridge: Bridge | None = None
         self.agent_leg: Leg | None = None
         self.talk_started: float | None = None
-        self.on_talk_changed: Callable[[], None] = _nothing
+        self.on_talk_changed: Callable[[], None] = nothing
         # Told the agent's id once their part of the call is over (ACW begins): a campaign frees the agent then.
         self.on_agent_done: Callable[[str], None] = _nobody
         # The collector is held back from each offer's decision until its leg is dialled (controller/collector.py).
@@ -144,7 +141,7 @@ class QueueCall:
         garbage collector's middle passes freed, hundreds of calls' objects at once in one stall of the event loop
         (README "Benchmarks", third round, fourth session); without it reference counting frees the call at its end."""
         self.on_party_left = None
-        self.on_agent_left = self.on_legs_changed = self.on_talk_changed = _nothing
+        self.on_agent_left = self.on_legs_changed = self.on_talk_changed = nothing
         self.on_agent_done = _nobody
         while self._collector_holds:  # offers never rung (the caller left first)
             RINGING.release(self._collector_holds.pop())

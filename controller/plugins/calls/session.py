@@ -29,6 +29,7 @@ from controller.ari.models import (
     PlaybackFinished,
     StasisEnd,
 )
+from controller.hooks import nothing
 from controller.ivr.port import CallerHangup
 from controller.logs import mask_number
 from controller.plugins.calls.state_persistor import CallRecords
@@ -88,10 +89,6 @@ def q850_text(cause: int) -> str:
 
 def synthetic(cls: type[Event]) -> Event:
     return cls(type=cls.__name__, timestamp="", application="", raw={})
-
-
-def _no_persist() -> None:
-    return None
 
 
 class CallSession:
@@ -157,7 +154,7 @@ class CallSession:
         # Run when the call ends, before its record is closed (e.g. complete the recording's index row).
         self.on_finish: list[Callable[[], Awaitable[object]]] = []
         # Saves the call's part of the live-call picture (CallsService.save_call) after a change.
-        self.persist: Callable[[], None] = _no_persist
+        self.persist: Callable[[], None] = nothing
         self.started_monotonic = time.monotonic()
         self.hangup_cause: int | None = None
         self.hangup_cause_txt: str | None = None
@@ -430,7 +427,7 @@ class CallSession:
             # The hooks are closures over this session (CallsService's persist, a resumed visit's end hook): a
             # reference cycle per call that only the garbage collector's middle passes freed, hundreds of calls at
             # once in one stall of the event loop (README "Benchmarks", third round, fourth session).
-            self.persist = _no_persist
+            self.persist = nothing
             self.on_finish.clear()
             reason = self.end_reason or ("lost" if self.lost else "caller_hangup")
             self.records.finished(self.call_id, self.data, reason=reason, cause=self.hangup_cause,
