@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +25,9 @@ log = logging.getLogger("controller.ami")
 
 #: Seconds without an action after which the AMI connection is closed (the next action logs in again).
 IDLE_CLOSE_SECONDS = 2.0
+#: Seconds after a failed login during which actions fail at once instead of trying again (as panoramisk's
+#: reconnect period did): a status page or a guard's sweep does not wait for a dead server once per action.
+RETRY_LOGIN_AFTER_SECONDS = 2.0
 
 
 class AmiUnavailable(Exception):
@@ -70,6 +74,7 @@ class AmiService:
         self.logins = 0
         self._link_up = False
         self._reachable: bool | None = None  # the last login's outcome (None: not tried yet)
+        self._login_failed_at = float("-inf")  # time.monotonic() of the last failed login
         self._login_lock = asyncio.Lock()
         self._in_flight = 0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -99,6 +104,8 @@ class AmiService:
         async with self._login_lock:
             if self._manager is not None and self._link_up:
                 return self._manager
+            if time.monotonic() - self._login_failed_at < RETRY_LOGIN_AFTER_SECONDS:
+                raise AmiUnavailable("AMI login failed moments ago")
             self._drop()
             # Events off: we only send actions (their list responses still come).
             manager = _OnDemandManager(host=self.settings.host, port=self.settings.port,
@@ -114,6 +121,7 @@ class AmiService:
                     await logged_in.wait()
             except (OSError, TimeoutError) as exc:
                 self._reachable = False
+                self._login_failed_at = time.monotonic()
                 self._drop()
                 raise AmiUnavailable(f"AMI login failed: {type(exc).__name__}") from exc
             return manager
