@@ -5,7 +5,7 @@ dialplan reload after `dialplans/` changes. The connection is opened by the firs
 after `idle_close` seconds without one: Asterisk 22.10 wakes every AMI session's thread for every AMI
 event it publishes (`main/manager.c`, a SIGURG per event, whatever the session's `Events:` say), and
 builds those events at all only while some session is logged in; an idle connection cost Asterisk
-that on each call's ~100 events (README "Benchmarks"). Every action has a timeout.
+that on each of its ~40 events a call (README "Benchmarks"). Every action has a timeout.
 """
 
 from __future__ import annotations
