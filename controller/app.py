@@ -421,6 +421,9 @@ class Controller:
             status: dict[str, Any] = {"reachable": True, "version": info.get("system", {}).get("version")}
         except AriError as exc:
             status = {"reachable": False, "error": exc.message or f"HTTP {exc.status}"}
+            if exc.status == 0:  # no answer at all: no AMI login to wait out as well (AMI logs in when used)
+                status["channels"] = None
+                return status
         try:
             status["channels"] = await ami.channel_counts()
         except AmiUnavailable:

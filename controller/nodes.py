@@ -87,7 +87,7 @@ class AsteriskNode:
     def health(self) -> dict[str, object]:
         return {"ari_connected": self.connected, "down": self.down, "down_since": self.down_since,
                 "times_down": self.times_down, "ari_connections": self.stream.connections if self.stream else 0,
-                "ami_connected": self.ami.connected}
+                "ami_connected": self.ami.connected, "ami_reachable": self.ami.reachable}
 
 
 class Nodes:

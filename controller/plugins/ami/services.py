@@ -1,14 +1,18 @@
-"""One authenticated AMI connection, kept up, for what ARI does not give.
+"""AMI, logged in when used, for what ARI does not give.
 
 Trunk registration and qualify state, DAHDI/PRI span alarms, `core show channels` counts, and
-dialplan reload after `dialplans/` changes. panoramisk reconnects by itself after the connection
-drops (an Asterisk restart); `connected` says whether it is up now. Every action has a timeout.
+dialplan reload after `dialplans/` changes. The connection is opened by the first action and closed
+after `idle_close` seconds without one: Asterisk 22.10 wakes every AMI session's thread for every AMI
+event it publishes (`main/manager.c`, a SIGURG per event, whatever the session's `Events:` say), and
+builds those events at all only while some session is logged in; an idle connection cost Asterisk
+that on each of its ~40 events a call (README "Benchmarks"). Every action has a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +22,12 @@ from panoramisk import Manager
 from controller.config import AmiSettings
 
 log = logging.getLogger("controller.ami")
+
+#: Seconds without an action after which the AMI connection is closed (the next action logs in again).
+IDLE_CLOSE_SECONDS = 2.0
+#: Seconds after a failed login during which actions fail at once instead of trying again (as panoramisk's
+#: reconnect period did): a status page or a guard's sweep does not wait for a dead server once per action.
+RETRY_LOGIN_AFTER_SECONDS = 2.0
 
 
 class AmiUnavailable(Exception):
@@ -37,67 +47,135 @@ class TrunkState:
         return asdict(self)
 
 
+class _OnDemandManager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager without its reconnect loop: a dropped link stays down until the next action."""
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return  # the login waiting for it reports the failure (panoramisk would retry on its own)
+        super().connection_made(f)
+
+    def connection_lost(self, exc: object) -> None:
+        self._connected = False
+        pinger: asyncio.TimerHandle | None = getattr(self, "pinger", None)
+        if pinger is not None:
+            pinger.cancel()
+            self.pinger = None
+        self.loop.call_soon(self.on_disconnect, self, exc)
+
+
 class AmiService:
-    def __init__(self, settings: AmiSettings, *, action_timeout: float = 5.0) -> None:
+    def __init__(self, settings: AmiSettings, *, action_timeout: float = 5.0,
+                 idle_close: float = IDLE_CLOSE_SECONDS) -> None:
         self.settings = settings
         self.action_timeout = action_timeout
+        self.idle_close = idle_close
         self._manager: Manager | None = None
         self.logins = 0
-        self._logged_in = asyncio.Event()
         self._link_up = False
-        self._retry: asyncio.TimerHandle | None = None  # the first connect's retry (panoramisk does later ones)
+        self._reachable: bool | None = None  # the last login's outcome (None: not tried yet)
+        self._login_failed_at = float("-inf")  # time.monotonic() of the last failed login
+        self._login_lock = asyncio.Lock()
+        self._in_flight = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
-        # panoramisk keeps `authenticated` after the link drops (and queues actions until it is back):
-        # our own flag follows its login and disconnect callbacks, so a dead link fails at once.
+        """Whether a connection is logged in now (it is closed between uses)."""
         return self._manager is not None and self._link_up
 
-    async def connect(self) -> None:
-        """Log in once; after that panoramisk reconnects by itself (every 2 s) when the link drops."""
-        # Events off: we only send actions (their list responses still come). With events on,
-        # Asterisk streams ~9 events per call that we would parse for nothing.
-        manager = Manager(host=self.settings.host, port=self.settings.port, username=self.settings.user,
-                          secret=self.settings.secret, ping_delay=10, reconnect_timeout=2, events="off")
-        manager.on_login = self._on_login  # called at every (re)login
-        manager.on_disconnect = self._on_disconnect
-        self._manager = manager
-        self._logged_in.clear()
-        try:
-            async with asyncio.timeout(self.action_timeout):
-                await manager.connect()
-                await self._logged_in.wait()
-        except (OSError, TimeoutError) as exc:
-            log.warning("AMI not reachable at %s:%d (%s); will retry", self.settings.host, self.settings.port,
-                        type(exc).__name__)
-            self._retry = manager.loop.call_later(2, manager.connect)
+    @property
+    def reachable(self) -> bool:
+        """Whether the last login worked: the connection is up, or was closed for being idle."""
+        return self.connected or bool(self._reachable)
 
-    def _on_login(self, manager: Manager) -> None:
+    async def connect(self) -> None:
+        """Log in now (a check of the address and credentials at start-up: a failure is logged, and each
+        action tries again); the connection closes once idle."""
+        try:
+            await self._ensure_logged_in()
+        except AmiUnavailable as exc:
+            log.warning("AMI not reachable at %s:%d (%s); each action tries again", self.settings.host,
+                        self.settings.port, exc)
+            return
+        self._arm_idle_close()
+
+    async def _ensure_logged_in(self) -> Manager:
+        async with self._login_lock:
+            if self._manager is not None and self._link_up:
+                return self._manager
+            if time.monotonic() - self._login_failed_at < RETRY_LOGIN_AFTER_SECONDS:
+                raise AmiUnavailable("AMI login failed moments ago")
+            self._drop()
+            # Events off: we only send actions (their list responses still come).
+            manager = _OnDemandManager(host=self.settings.host, port=self.settings.port,
+                                       username=self.settings.user, secret=self.settings.secret, ping_delay=10,
+                                       events="off")
+            logged_in = asyncio.Event()
+            manager.on_login = lambda m: self._on_login(m, logged_in)
+            manager.on_disconnect = self._on_disconnect
+            self._manager = manager
+            try:
+                async with asyncio.timeout(self.action_timeout):
+                    await manager.connect()
+                    await logged_in.wait()
+            except (OSError, TimeoutError) as exc:
+                self._reachable = False
+                self._login_failed_at = time.monotonic()
+                self._drop()
+                raise AmiUnavailable(f"AMI login failed: {type(exc).__name__}") from exc
+            return manager
+
+    def _on_login(self, manager: Manager, logged_in: asyncio.Event) -> None:
+        if manager is not self._manager:
+            return
         self.logins += 1
-        self._link_up = True
-        self._logged_in.set()
-        log.info("AMI logged in (%d)", self.logins)
+        self._link_up = self._reachable = True
+        logged_in.set()
+        log.debug("AMI logged in (%d)", self.logins)
 
     def _on_disconnect(self, manager: Manager, exc: object) -> None:
+        if manager is not self._manager:
+            return  # one we closed
         self._link_up = False
-        log.warning("AMI connection lost; panoramisk reconnects every %d s", manager.reconnect_timeout)
+        self._manager = None
+        log.warning("AMI connection lost (%s); the next action logs in again", exc)
+
+    def _arm_idle_close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = asyncio.get_running_loop().call_later(self.idle_close, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        if self._in_flight:
+            return  # the last one to finish arms it again
+        self._drop()
+
+    def _drop(self) -> None:
+        self._link_up = False
+        if self._manager is not None:
+            manager, self._manager = self._manager, None
+            manager.close()
 
     def close(self) -> None:
-        self._link_up = False
-        if self._retry is not None:
-            self._retry.cancel()
-        if self._manager is not None:
-            self._manager.close()
-            self._manager = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._drop()
 
     async def action(self, action: dict[str, str]) -> Any:
-        if not self.connected or self._manager is None:
-            raise AmiUnavailable("AMI is not connected")
+        self._in_flight += 1
         try:
+            manager = await self._ensure_logged_in()
             async with asyncio.timeout(self.action_timeout):
-                return await self._manager.send_action(action)
+                return await manager.send_action(action)
         except (TimeoutError, OSError) as exc:
             raise AmiUnavailable(f"AMI action {action.get('Action')} failed: {type(exc).__name__}") from exc
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._arm_idle_close()
 
     async def command(self, cli: str) -> list[str]:
         return command_output(await self.action({"Action": "Command", "Command": cli}))
