@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import errno
 import json
@@ -121,6 +122,10 @@ class StoreNotWritable(StoreError, OSError):
 #: A queued statement: (its ticket: the order it was written in, its SQL, its parameters). A plain tuple: one is
 #: made per write, and a NamedTuple's constructor is a Python function (~5x the cost of the tuple).
 _Statement = tuple[int, str, Params]
+
+
+def _ticket_of(statement: _Statement) -> int:
+    return statement[0]
 
 
 def is_environment_error(exc: BaseException) -> bool:
@@ -433,6 +438,30 @@ class Store:
             self._reject(ticket, sql, ValueOutOfRange(str(exc)))
             return ticket
         return self._queue(sql, params)
+
+    def amend(self, ticket: int, sql: str, params: Params) -> bool:
+        """Put `sql`/`params` in place of the statement `ticket` while it is still queued (no commit has taken it):
+        for a writer that folds a later change of a row into the statement that writes the row, one statement
+        instead of two in the same transaction. The caller's new statement must leave the row as the old one and
+        the change would have: it runs where the old one was. False (nothing changed) when the statement is no
+        longer queued (in a commit, committed, rejected, or never queued: the store is frozen or closed) or a
+        parameter is out of range: then write the change as a statement of its own."""
+        pending = self._pending
+        if self._frozen or not pending or ticket < pending[0][0]:
+            return False
+        index = bisect.bisect_left(pending, ticket, key=_ticket_of)  # (tickets ascend in `_pending`)
+        if index == len(pending) or pending[index][0] != ticket or pending[index][1] in (ATOMIC, AT_COMMIT):
+            return False
+        try:
+            check_params(params)
+        except OutOfRange:
+            return False  # (written on its own, it is refused with a clear error)
+        pending[index] = (ticket, sql, params)
+        return True
+
+    def queued(self, ticket: int) -> bool:
+        """Whether the statement `ticket` may still be queued (no commit has taken it yet): `amend()` may succeed."""
+        return bool(self._pending) and ticket >= self._pending[0][0] and not self._frozen
 
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending and (loop := self._writer_loop) is not None:
