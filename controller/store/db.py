@@ -163,6 +163,7 @@ class Store:
         self._builders: dict[str, StatementBuilder] = {}  # `write_at_commit` keys with a placeholder queued
         self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
+        self._cut_ticket = 0  # the newest statement a commit has taken (tried, whatever came of it: `amend`)
         self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
         self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
         self._commit_lock = asyncio.Lock()
@@ -444,10 +445,11 @@ class Store:
         for a writer that folds a later change of a row into the statement that writes the row, one statement
         instead of two in the same transaction. The caller's new statement must leave the row as the old one and
         the change would have: it runs where the old one was. False (nothing changed) when the statement is no
-        longer queued (in a commit, committed, rejected, or never queued: the store is frozen or closed) or a
-        parameter is out of range: then write the change as a statement of its own."""
+        longer queued (in a commit, committed, rejected, or never queued: the store is frozen or closed), was in
+        a commit that failed (queued again: on PostgreSQL a COMMIT cut short may have landed, and the retry skips
+        what did), or a parameter is out of range: then write the change as a statement of its own."""
         pending = self._pending
-        if self._frozen or not pending or ticket < pending[0][0]:
+        if not self.queued(ticket):
             return False
         index = bisect.bisect_left(pending, ticket, key=_ticket_of)  # (tickets ascend in `_pending`)
         if index == len(pending) or pending[index][0] != ticket or pending[index][1] in (ATOMIC, AT_COMMIT):
@@ -461,7 +463,7 @@ class Store:
 
     def queued(self, ticket: int) -> bool:
         """Whether the statement `ticket` may still be queued (no commit has taken it yet): `amend()` may succeed."""
-        return bool(self._pending) and ticket >= self._pending[0][0] and not self._frozen
+        return ticket > self._cut_ticket and bool(self._pending) and ticket >= self._pending[0][0] and not self._frozen
 
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending and (loop := self._writer_loop) is not None:
@@ -600,6 +602,7 @@ class Store:
                     self._done_ticket = max(self._done_ticket, self._pending_done_floor())
                 return True
             self._committing = len(batch)
+            self._cut_ticket = max(self._cut_ticket, batch[-1][0])
             try:
                 rejected = await self._run(self._commit_sync, batch)
             except Deposed as exc:

@@ -13,7 +13,7 @@ import pytest
 
 from controller.plugins.acd.state_persistor import AcdRecords
 from controller.plugins.calls.state_persistor import CallRecords
-from controller.store.db import Store
+from controller.store.db import Store, StoreUnavailable
 
 
 def _clock() -> Callable[[], float]:
@@ -45,6 +45,29 @@ async def test_amend_replaces_a_queued_statement_in_its_place_and_never_one_a_co
     assert [dict(row) for row in await store.fetchall("SELECT id, n FROM f")] == [{"id": 1, "n": 23}]
     store.freeze()
     assert not store.amend(store.write("INSERT INTO f (id, n) VALUES (?, ?)", (3, 1)), "SELECT 1", ())
+
+
+async def test_a_statement_of_a_failed_commit_is_never_amended(engine_store: Store,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queued again after its commit failed, it is left as it was tried: on PostgreSQL a COMMIT cut short may have
+    landed, and the retry skips the statements that did (a change folded into one would be lost)."""
+    store = engine_store
+    await store.execute("CREATE TABLE f (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    first = store.write("INSERT INTO f (id, n) VALUES (?, ?)", (1, 10))
+
+    def failing(batch: Any) -> Any:
+        raise OSError("the disk is gone")
+
+    monkeypatch.setattr(store, "_commit_sync", failing)
+    with pytest.raises(StoreUnavailable):
+        await store.flush()
+    assert [ticket for ticket, _sql, _params in store._pending] == [first]  # (queued again)
+    assert not store.queued(first)
+    assert not store.amend(first, "INSERT INTO f (id, n) VALUES (?, ?)", (1, 11))
+    monkeypatch.undo()
+    store._failing_since = None  # (the outage is over: no wait for the retry's backoff)
+    await store.flush()
+    assert [dict(row) for row in await store.fetchall("SELECT id, n FROM f")] == [{"id": 1, "n": 10}]
 
 
 async def _call(store: Store, commit_each: bool, call_id: str = "c1") -> dict[str, Any]:
