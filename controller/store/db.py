@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import errno
 import json
@@ -36,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from controller.hooks import nothing
 from controller.store.bounds import OutOfRange, check_params
@@ -119,10 +120,13 @@ class StoreNotWritable(StoreError, OSError):
     """At open: the database, its -wal/-shm files or their directory cannot be written."""
 
 
-class _Statement(NamedTuple):  # a tuple: cheap, one is made per write
-    ticket: int  # the order it was written in
-    sql: str
-    params: Params
+#: A queued statement: (its ticket: the order it was written in, its SQL, its parameters). A plain tuple: one is
+#: made per write, and a NamedTuple's constructor is a Python function (~5x the cost of the tuple).
+_Statement = tuple[int, str, Params]
+
+
+def _ticket_of(statement: _Statement) -> int:
+    return statement[0]
 
 
 def is_environment_error(exc: BaseException) -> bool:
@@ -160,6 +164,7 @@ class Store:
         self._builders: dict[str, StatementBuilder] = {}  # `write_at_commit` keys with a placeholder queued
         self._committing = 0  # statements in the commit under way (out of `_pending` meanwhile)
         self._last_ticket = 0  # the newest statement written
+        self._cut_ticket = 0  # the newest statement a commit has taken (tried, whatever came of it: `amend`)
         self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
         self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
         self._commit_lock = asyncio.Lock()
@@ -394,21 +399,22 @@ class Store:
         out: list[_Statement] = []
         built: list[tuple[str, Params]] = []
         for statement in statements:
-            if statement.sql != AT_COMMIT:
+            ticket, sql, key = statement
+            if sql != AT_COMMIT:
                 out.append(statement)
                 continue
-            build = self._builders.pop(str(statement.params))
+            build = self._builders.pop(str(key))
             try:
                 made = list(build())
                 for _sql, params in made:
                     check_params(params)
             except Exception as exc:
-                self._reject(statement.ticket, f"built {statement.params}", StatementFailed(f"{exc!r}"))
+                self._reject(ticket, f"built {key}", StatementFailed(f"{exc!r}"))
                 continue
             built += made
         for sql, params in built:
             self._last_ticket += 1
-            out.append(_Statement(self._last_ticket, sql, params))
+            out.append((self._last_ticket, sql, params))
         return out
 
     def freeze(self) -> None:
@@ -425,7 +431,7 @@ class Store:
             return self._last_ticket
         if self._closed:
             # Too late for the database: keep it for the next start rather than dropping it.
-            self._spill_sync([_Statement(0, sql, params)], append=True)
+            self._spill_sync([(0, sql, params)], append=True)
             return 0
         try:
             check_params(params)
@@ -435,6 +441,31 @@ class Store:
             return ticket
         return self._queue(sql, params)
 
+    def amend(self, ticket: int, sql: str, params: Params) -> bool:
+        """Put `sql`/`params` in place of the statement `ticket` while it is still queued (no commit has taken it):
+        for a writer that folds a later change of a row into the statement that writes the row, one statement
+        instead of two in the same transaction. The caller's new statement must leave the row as the old one and
+        the change would have: it runs where the old one was. False (nothing changed) when the statement is no
+        longer queued (in a commit, committed, rejected, or never queued: the store is frozen or closed), was in
+        a commit that failed (queued again: on PostgreSQL a COMMIT cut short may have landed, and the retry skips
+        what did), or a parameter is out of range: then write the change as a statement of its own."""
+        pending = self._pending
+        if not self.queued(ticket):
+            return False
+        index = bisect.bisect_left(pending, ticket, key=_ticket_of)  # (tickets ascend in `_pending`)
+        if index == len(pending) or pending[index][0] != ticket or pending[index][1] in (ATOMIC, AT_COMMIT):
+            return False
+        try:
+            check_params(params)
+        except OutOfRange:
+            return False  # (written on its own, it is refused with a clear error)
+        pending[index] = (ticket, sql, params)
+        return True
+
+    def queued(self, ticket: int) -> bool:
+        """Whether the statement `ticket` may still be queued (no commit has taken it yet): `amend()` may succeed."""
+        return ticket > self._cut_ticket and bool(self._pending) and ticket >= self._pending[0][0] and not self._frozen
+
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending and (loop := self._writer_loop) is not None:
             # The writer cuts the batch BATCH_WINDOW_SECONDS after its first write (the writes of the next few ms go
@@ -442,7 +473,7 @@ class Store:
             # write, then slept out the window: two task steps and a future more per commit).
             loop.call_later(BATCH_WINDOW_SECONDS, self._wake.set)
         self._last_ticket += 1
-        self._pending.append(_Statement(self._last_ticket, sql, params))
+        self._pending.append((self._last_ticket, sql, params))
         return self._last_ticket
 
     def _queue_done(self) -> int:
@@ -572,6 +603,7 @@ class Store:
                     self._done_ticket = max(self._done_ticket, self._pending_done_floor())
                 return True
             self._committing = len(batch)
+            self._cut_ticket = max(self._cut_ticket, batch[-1][0])
             try:
                 rejected = await self._run(self._commit_sync, batch)
             except Deposed as exc:
@@ -587,9 +619,9 @@ class Store:
                 return False
             finally:
                 self._committing = 0
-            self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
-            for statement, error in rejected:
-                self._reject(statement.ticket, statement.sql, error)
+            self._done_ticket = max(self._done_ticket, batch[-1][0], self._pending_done_floor())
+            for (ticket, sql, _params), error in rejected:
+                self._reject(ticket, sql, error)
             if self._failing_since is not None:
                 log.warning("store: commits work again after %.0f s; %d statements committed",
                             time.time() - self._failing_since, len(batch) - len(rejected))
@@ -603,7 +635,7 @@ class Store:
 
     def _pending_done_floor(self) -> int:
         """Rejected-before-queueing tickets between the batch and the next pending statement are done."""
-        return (self._pending[0].ticket - 1) if self._pending else self._last_ticket
+        return (self._pending[0][0] - 1) if self._pending else self._last_ticket
 
     def _note_commit_failure(self, exc: Exception) -> None:
         self.commit_failures += 1
@@ -632,7 +664,7 @@ class Store:
             if engine.commit_landed():  # (raises while the server cannot tell: the batch stays queued)
                 rejected.update(rejected_then)
                 carried = len(rejected_then)
-                landed = sum(1 for statement in batch if statement.ticket <= last_ticket)
+                landed = sum(1 for ticket, _sql, _params in batch if ticket <= last_ticket)
                 self.writes += landed - len(rejected_then)
                 self.commits += 1
                 batch = batch[landed:]
@@ -657,18 +689,20 @@ class Store:
                         _rollback(engine, exc)  # one of them is wrong: find it, one by one
                         pipelined = False
                         continue
+                run = engine.executor()
                 for statement in batch if not pipelined else ():
-                    if statement.ticket in rejected:
+                    ticket, sql, params = statement
+                    if ticket in rejected:
                         continue
                     try:
-                        if statement.sql == ATOMIC:
-                            _execute_atomic(engine, statement.params)
+                        if sql == ATOMIC:
+                            _execute_atomic(engine, params)
                         else:
-                            engine.execute(statement.sql, statement.params)
+                            run(sql, params)
                     except Exception as exc:
                         if engine.is_environment_error(exc):
                             raise
-                        rejected[statement.ticket] = (statement, StatementFailed(f"{type(exc).__name__}: {exc}"))
+                        rejected[ticket] = (statement, StatementFailed(f"{type(exc).__name__}: {exc}"))
                         if engine.transaction_failed():  # the error ended the transaction: do the rest again
                             _rollback(engine, exc)
                             restart = True
@@ -678,7 +712,7 @@ class Store:
                 engine.commit()
             except BaseException as exc:
                 if engine.commit_uncertain():
-                    self._uncertain = (batch[-1].ticket, rejected)
+                    self._uncertain = (batch[-1][0], rejected)
                 _rollback(engine, exc)
                 raise
             self.writes += len(batch) - (len(rejected) - carried)
@@ -688,10 +722,9 @@ class Store:
 
     def _count_written(self, batch: list[_Statement], rejected: dict[int, Any]) -> None:
         written = self.written
-        for statement in batch:
-            if statement.ticket not in rejected:
-                sql = statement.sql if statement.sql in written or len(written) < WRITTEN_KINDS else "(other)"
-                written[sql] += 1
+        for ticket, sql, _params in batch:
+            if ticket not in rejected:
+                written[sql if sql in written or len(written) < WRITTEN_KINDS else "(other)"] += 1
 
     def writes_by_kind(self) -> dict[str, int]:
         """Statements committed so far by kind (`statement_kind`: what they do and to which table, no values):
@@ -707,8 +740,8 @@ class Store:
         """Save statements that could not be committed (JSON lines, 0600), said loudly in the log. On a
         full disk the reserved space is given up for it."""
         path = self.spill_path
-        lines = "".join(json.dumps({"sql": s.sql, "params": s.params}, default=_encode_bytes) + "\n"
-                        for s in statements)
+        lines = "".join(json.dumps({"sql": sql, "params": params}, default=_encode_bytes) + "\n"
+                        for _ticket, sql, params in statements)
         try:
             try:
                 self._write_spill(lines, append)
@@ -910,13 +943,13 @@ def _execute_atomic(engine: Engine, statements: Any) -> None:
 def _pipelined(batch: list[_Statement]) -> list[tuple[str, Params]]:
     """The batch as plain statements for `Engine.execute_all` (a group between its savepoint's lines)."""
     statements: list[tuple[str, Params]] = []
-    for statement in batch:
-        if statement.sql == ATOMIC:
-            pairs: Any = statement.params  # [sql, params] pairs (`execute_atomic`)
-            statements += [("SAVEPOINT atomic", ()), *((str(sql), params) for sql, params in pairs),
+    for _ticket, sql, params in batch:
+        if sql == ATOMIC:
+            pairs: Any = params  # [sql, params] pairs (`execute_atomic`)
+            statements += [("SAVEPOINT atomic", ()), *((str(each), values) for each, values in pairs),
                            ("RELEASE atomic", ())]
         else:
-            statements.append((statement.sql, statement.params))
+            statements.append((sql, params))
     return statements
 
 

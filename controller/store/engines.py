@@ -26,7 +26,7 @@ import math
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -116,6 +116,7 @@ class Engine(Protocol):
     def commit_landed(self) -> bool: ...
     def rollback(self) -> None: ...
     def execute(self, sql: str, params: Params) -> None: ...
+    def executor(self) -> Callable[[str, Params], object]: ...
     def query(self, sql: str, params: Params) -> list[Row]: ...
     def in_transaction(self) -> bool: ...
     def transaction_failed(self) -> bool: ...
@@ -179,6 +180,10 @@ class SqliteEngine:
 
     def execute(self, sql: str, params: Params) -> None:
         self._require().execute(sql, params)
+
+    def executor(self) -> Callable[[str, Params], object]:
+        """Runs one statement of a batch: one cursor for all of them (`execute` makes one per statement)."""
+        return self._require().cursor().execute
 
     def query(self, sql: str, params: Params) -> list[Row]:
         return list(self._require().execute(sql, params).fetchall())
@@ -443,6 +448,9 @@ class PostgresEngine:
 
     def execute(self, sql: str, params: Params) -> None:
         self._require().execute(to_postgresql(sql), _sequence(params))
+
+    def executor(self) -> Callable[[str, Params], object]:
+        return self.execute
 
     def query(self, sql: str, params: Params) -> list[Row]:
         return list(self._require().execute(to_postgresql(sql), _sequence(params)).fetchall())

@@ -663,7 +663,7 @@ async def test_an_event_commits_with_the_change_it_reports(running: Running) -> 
     running.store.write("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
                         " VALUES ('c1', 'ch1', 'inbound', '', '', 0)")
     running.bus.publish("call.ended", call_id="c1", reason="caller_hangup")
-    batch = [statement.sql for statement in running.store._pending]  # what the next commit takes, as of now
+    batch = [sql for _ticket, sql, _params in running.store._pending]  # what the next commit takes, as of now
     assert len(batch) == 2 and "cti_events" in batch[1], batch
     await running.store.flush()
     rows = await running.store.fetchall("SELECT type, call_id FROM cti_events", flush=False)

@@ -157,7 +157,7 @@ async def test_writes_queued_during_a_failing_commit_keep_their_order(store: Sto
         store.write("INSERT INTO t (n, pad) VALUES (?, ?)", (n, BIG))
     with pytest.raises(StoreUnavailable):
         await store.flush()
-    assert [s.params[0] for s in store._pending] == [1, 2, 3, 4, 5]
+    assert [params[0] for _ticket, _sql, params in store._pending] == [1, 2, 3, 4, 5]
     await outage.stop(store)
     writer = asyncio.create_task(store.run_writer())
     await eventually(lambda: not store._pending)

@@ -9,6 +9,7 @@ the live-call parts written with those changes (a SIGKILL cannot fall between th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,11 +26,18 @@ class AcdRecords:
         self._offers: dict[str, list[dict[str, Any]]] = {}  # call_id -> offers of the queue visit in progress
         self._upgraded = False  # restored from the former single snapshot row: it goes with the first rows
         self._moved: list[tuple[str, Params]] = []  # durations read from a former format, for the next batch
+        # Calls whose queue visit's newest statement may still be queued: its ticket, whether it is the visit's
+        # INSERT, and the columns it writes; oldest first. A change of the visit (an offer, its end) made within the
+        # store's batch window of that statement goes in it (`Store.amend`): one statement instead of two.
+        self._visits: dict[str, tuple[int, bool, dict[str, Any]]] = {}
 
     def enqueued(self, call_id: str, queue: str, priority: int) -> None:
         self._offers[call_id] = []
-        self._store.write("INSERT INTO queue_calls (call_id, queue, enqueued_at, priority) VALUES (?, ?, ?, ?)",
-                          (call_id, queue, self._now(), priority))
+        visits = self._visits
+        while visits and not self._store.queued(next(iter(visits.values()))[0]):  # committed: forgotten
+            del visits[next(iter(visits))]
+        self._write_visit(call_id, True, {"call_id": call_id, "queue": queue, "enqueued_at": self._now(),
+                                          "priority": priority})
 
     def offers_of(self, call_id: str) -> list[dict[str, Any]]:
         """The offers of the call's queue visit in progress so far (kept in the live-call picture)."""
@@ -44,26 +52,41 @@ class AcdRecords:
         offers = self._offers.setdefault(call_id, [])
         offers.append({"agent_id": agent_id, "at": round(self._now() - ring_seconds, 3),
                        "ring_seconds": round(ring_seconds, 3), "result": result})
-        self._store.write(f"UPDATE queue_calls SET offers = ? WHERE {_OPEN_VISIT}",
-                          (jsontext.dumps(offers), call_id, call_id))
+        self._change_visit(call_id, {"offers": jsontext.dumps(offers)})
 
     def left(self, call_id: str, outcome: str, wait_seconds: float, agent_id: str | None,
              overflow_target: str | None = None) -> None:
         now = self._now()
-        self._store.write(
-            f"UPDATE queue_calls SET left_at = ?, outcome = ?, wait_seconds = ?, agent_id = ?, answered_at = ?,"
-            f" overflow_target = ? WHERE {_OPEN_VISIT}",
-            (now, outcome, round(wait_seconds, 3), agent_id, now if outcome == "answered" else None,
-             overflow_target, call_id, call_id))
+        self._change_visit(call_id, {"left_at": now, "outcome": outcome, "wait_seconds": round(wait_seconds, 3),
+                                     "agent_id": agent_id, "answered_at": now if outcome == "answered" else None,
+                                     "overflow_target": overflow_target})
 
     def talk_ended(self, call_id: str) -> None:
         self._offers.pop(call_id, None)
-        self._store.write(
-            "UPDATE queue_calls SET talk_ended_at = ? WHERE id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?)",
-            (self._now(), call_id))
+        self._change_visit(call_id, {"talk_ended_at": self._now()})
+        self._visits.pop(call_id, None)  # (nothing more is written of the visit)
+
+    def _change_visit(self, call_id: str, columns: dict[str, Any]) -> None:
+        """Write columns of the call's newest queue visit: in the visit's statement still queued (its INSERT, or the
+        UPDATE of an earlier change: the row ends as the two statements would leave it), else an UPDATE."""
+        visit = self._visits.get(call_id)
+        if visit is not None:
+            ticket, insert, written = visit
+            merged = {**written, **columns}
+            if self._store.amend(ticket, *_visit_statement(call_id, insert, merged)):
+                self._visits[call_id] = (ticket, insert, merged)
+                return
+        self._write_visit(call_id, False, columns)
+
+    def _write_visit(self, call_id: str, insert: bool, columns: dict[str, Any]) -> None:
+        self._visits.pop(call_id, None)  # (re-inserted last: the oldest ticket stays first)
+        ticket = self._store.write(*_visit_statement(call_id, insert, columns))
+        if self._store.queued(ticket):
+            self._visits[call_id] = (ticket, insert, columns)
 
     def forget(self, call_id: str) -> None:
         self._offers.pop(call_id, None)
+        self._visits.pop(call_id, None)
 
     def agent_state(self, agent_id: str, state: str, reason: str | None, previous: str | None, at: float) -> None:
         self._store.write("INSERT INTO agent_states (agent_id, at, state, reason, previous) VALUES (?, ?, ?, ?, ?)",
@@ -164,3 +187,16 @@ _FORGET_DURATIONS = "DELETE FROM acd_queue_durations WHERE queue = ? AND kind = 
 _DELETE_DURATIONS = "DELETE FROM acd_queue_durations WHERE queue = ?"
 # The queue visit in progress of a call (a call may visit several queues: overflow, transfer).
 _OPEN_VISIT = "id = (SELECT MAX(id) FROM queue_calls WHERE call_id = ?) AND call_id = ?"
+
+
+@functools.cache
+def _visit_sql(insert: bool, columns: tuple[str, ...]) -> str:
+    """The statement writing these columns of a queue visit (column names of this module, never a caller's)."""
+    if insert:
+        return f"INSERT INTO queue_calls ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return f"UPDATE queue_calls SET {', '.join(f'{column} = ?' for column in columns)} WHERE {_OPEN_VISIT}"
+
+
+def _visit_statement(call_id: str, insert: bool, columns: dict[str, Any]) -> tuple[str, Params]:
+    sql = _visit_sql(insert, tuple(columns))
+    return sql, (*columns.values(),) if insert else (*columns.values(), call_id, call_id)

@@ -11,24 +11,59 @@ from controller.store.db import Store
 _INSERT_EVENT = "INSERT INTO call_events (call_id, at, kind, detail) VALUES (?, ?, ?, ?)"
 
 
+_START = ("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at) VALUES (?, ?, ?, ?, ?, ?)"
+          " ON CONFLICT (call_id) DO NOTHING")
+#: `_START` with the call's answer and flow folded in (`Store.amend`): on a conflict (the row is there already) the
+#: two UPDATEs it replaces would still have set them: answered_at where it is NULL, flow always.
+_START_FOLDED = ("INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at, answered_at, flow)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET"
+                 " answered_at = COALESCE(calls.answered_at, excluded.answered_at),"
+                 " flow = COALESCE(excluded.flow, calls.flow)")
+_ANSWERED = "UPDATE calls SET answered_at = ? WHERE call_id = ? AND answered_at IS NULL"
+_SET_FLOW = "UPDATE calls SET flow = ? WHERE call_id = ?"
+
+
 class CallRecords:
     def __init__(self, store: Store, now: Callable[[], float]) -> None:
         self._store = store
         self._now = now
+        # Calls whose INSERT may still be queued: its ticket and parameters (`_START_FOLDED`'s), oldest first. A call's
+        # answer and flow, nearly always set within the store's batch window of its start, go in its INSERT then.
+        self._starting: dict[str, tuple[int, tuple[Any, ...]]] = {}
 
     def started(self, call_id: str, channel_id: str, *, direction: str, caller: str, did: str) -> None:
-        self._store.write(
-            "INSERT INTO calls (call_id, channel_id, direction, caller, did, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
-            (call_id, channel_id, direction, caller, did, self._now()),
-        )
+        starting = self._starting
+        while starting and not self._store.queued(next(iter(starting.values()))[0]):  # committed: forgotten
+            del starting[next(iter(starting))]
+        params = (call_id, channel_id, direction, caller, did, self._now())
+        ticket = self._store.write(_START, params)
+        if self._store.queued(ticket):
+            starting[call_id] = (ticket, (*params, None, None))
 
     def answered(self, call_id: str) -> None:
-        self._store.write("UPDATE calls SET answered_at = ? WHERE call_id = ? AND answered_at IS NULL",
-                          (self._now(), call_id))
+        at = self._now()
+        if not self._fold(call_id, 6, at):
+            self._store.write(_ANSWERED, (at, call_id))
 
     def set_flow(self, call_id: str, flow: str) -> None:
-        self._store.write("UPDATE calls SET flow = ? WHERE call_id = ?", (flow, call_id))
+        if not self._fold(call_id, 7, flow):
+            self._store.write(_SET_FLOW, (flow, call_id))
+
+    def _fold(self, call_id: str, column: int, value: Any) -> bool:
+        """Whether `value` went into the call's INSERT still queued (`_START_FOLDED`'s parameter `column`): an answer
+        already there stays (as `_ANSWERED` leaves it)."""
+        starting = self._starting.get(call_id)
+        if starting is None:
+            return False
+        ticket, params = starting
+        if column == 6 and params[6] is not None:
+            return True  # answered already: the UPDATE would change nothing
+        params = (*params[:column], value, *params[column + 1:])
+        if not self._store.amend(ticket, _START_FOLDED, params):
+            del self._starting[call_id]
+            return False
+        self._starting[call_id] = (ticket, params)
+        return True
 
     def event(self, call_id: str, kind: str, /, **detail: Any) -> None:
         self._store.write(_INSERT_EVENT, (call_id, self._now(), kind, jsontext.dumps(detail)))  # (~15 a call)
