@@ -164,6 +164,10 @@ class Store:
         self._in_flight: asyncio.Future[bool] | None = None  # the commit under way: True once done, False failed
         self._cut_due = False  # a window ended during a commit: cut the next batch as soon as that one ends
         self._retry_delay = RETRY_SECONDS[0]  # the writer's next retry of a failed batch after this long
+        #: Called on the event loop at the end of each commit, done or failed, and when the writer stops: for those
+        #: that act on what a commit stored at once, with no task to wake (the CTI stream). Must not block; an
+        #: exception is logged.
+        self.commit_listeners: list[Callable[[], None]] = []
         self._commit_ended = asyncio.Event()  # set (and replaced) after each commit, done or failed
         self._writer_loop: asyncio.AbstractEventLoop | None = None  # while `run_writer` runs
         self._last_commit_ok = True  # whether the newest commit worked
@@ -307,6 +311,7 @@ class Store:
             self._writer_loop = None
             self._cut_due = False
             self._end_commit()  # its waiters look again: nothing commits by itself any more
+            self._tell_commit_listeners()
 
     def _cut(self) -> None:
         """The timer of a batch's window (or of a failed batch's retry): commit what has queued, unless a commit
@@ -622,6 +627,7 @@ class Store:
         self._last_commit_ok = committed
         done.set_result(committed)
         self._end_commit()
+        self._tell_commit_listeners()
         loop = self._writer_loop
         if loop is None:
             self._cut_due = False
@@ -634,6 +640,18 @@ class Store:
             if self._cut_due:
                 self._cut_due = False
                 self._cut()
+
+    def _tell_commit_listeners(self) -> None:
+        for listener in self.commit_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("store: a commit listener failed")
+
+    @property
+    def failing(self) -> bool:
+        """Whether the newest commit failed (or was refused), or the store is failing since."""
+        return self._failing_since is not None or not self._last_commit_ok
 
     def _end_commit(self) -> None:
         """Wake those waiting for the end of a commit (`committed`, `next_commit`)."""
