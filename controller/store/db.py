@@ -595,17 +595,18 @@ class Store:
         """A commit's outcome, back on the loop: the batch's tickets are done, or it is queued again in front."""
         self._committing = 0
         committed = False
-        if not ok:
-            if isinstance(outcome, Deposed):
-                self._pending[:0] = batch  # never committed by this process: the new leader has the truth
-                self._frozen = True
-                log.critical("store: %s; %d statements refused", outcome, len(self._pending))
-                if self.on_deposed is not None:
-                    self.on_deposed(str(outcome))
-            else:
+        try:
+            if not ok:
                 self._pending[:0] = batch
-                self._note_commit_failure(outcome if isinstance(outcome, Exception) else RuntimeError(repr(outcome)))
-        else:
+                if isinstance(outcome, Deposed):  # never committed by this process: the new leader has the truth
+                    self._frozen = True
+                    log.critical("store: %s; %d statements refused", outcome, len(self._pending))
+                    if self.on_deposed is not None:
+                        self.on_deposed(str(outcome))
+                else:
+                    error = outcome if isinstance(outcome, Exception) else RuntimeError(repr(outcome))
+                    self._note_commit_failure(error)
+                return
             committed = True
             self._done_ticket = max(self._done_ticket, batch[-1].ticket, self._pending_done_floor())
             for statement, error in outcome:
@@ -618,7 +619,8 @@ class Store:
             if self._spill_until and self._done_ticket >= self._spill_until:
                 self._spill_until = 0
                 log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
-        self._finish_commit(done, committed, by_writer)
+        finally:  # (whatever `on_deposed` does)
+            self._finish_commit(done, committed, by_writer)
 
     def _finish_commit(self, done: asyncio.Future[bool], committed: bool, by_writer: bool) -> None:
         """The commit is over: its waiters are woken (`committed()`, `next_commit()`, `_commit_pending`), and the
