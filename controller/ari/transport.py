@@ -17,7 +17,9 @@ What it keeps from aiohttp's connector (its behaviour is the reference):
 - a request whose connection closes before any byte of the answer is retried once on another connection only
   for idempotent methods (GET, PUT, DELETE): Asterisk may have acted on a POST (an originate would ring an
   agent twice), so a POST is never sent twice;
-- one deadline per request, covering the wait for a connection, connecting, sending and the whole answer.
+- one deadline per request, covering the wait for a connection, connecting, sending and the whole answer: the
+  answers in flight share one loop timer, armed for the soonest deadline (`_watch`); a timer armed and cancelled per
+  request cost ~4 µs each on uvloop, ~6 a call.
 
 Not supported, because ARI does not need them: HEAD requests, bodies delimited by the connection's close (Asterisk
 always sends Content-Length), `Expect: 100-continue`, redirects, proxies.
@@ -142,9 +144,8 @@ class _Connection(asyncio.Protocol):
 CONNECTING_AT_ONCE = 8
 
 
-def _expire(answer: asyncio.Future[tuple[int, bytes, bool]]) -> None:
-    if not answer.done():
-        answer.set_exception(TimeoutError())
+#: A deadline this close is due: a loop timer may run its callback up to its clock's resolution early.
+DEADLINE_SLACK_SECONDS = 0.001
 
 
 class HttpPool:
@@ -173,6 +174,9 @@ class HttpPool:
         self._unanswered = 0  # open connections with no answer on them yet (`_Connection.unanswered`)
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._deadlines: dict[asyncio.Future[tuple[int, bytes, bool]], float] = {}  # answers in flight -> deadline
+        self._deadline_timer: asyncio.TimerHandle | None = None  # armed for `_deadline_at`, the soonest of them
+        self._deadline_at = float("inf")
         self._closed = False  # close() was called: a connection that finishes its request is not kept
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop its connections live in
 
@@ -208,7 +212,7 @@ class HttpPool:
                 if not connection.usable():
                     continue  # closed while it was handed over to us: nothing was sent on it, any method may go on
             answer: asyncio.Future[tuple[int, bytes, bool]] = loop.create_future()
-            expiry = loop.call_at(deadline, _expire, answer)
+            self._watch(answer, deadline, loop)
             try:
                 connection.send(data, answer)
                 status, payload, keep_alive = await answer
@@ -221,7 +225,7 @@ class HttpPool:
                 connection.close()
                 raise
             finally:
-                expiry.cancel()
+                del self._deadlines[answer]
                 if connection.unanswered:
                     self._answered_first(connection)
             self._release(connection, keep_alive, loop)
@@ -234,6 +238,9 @@ class HttpPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer, self._deadline_at = None, float("inf")
         for connection in list(self._all):
             connection.close()
         self._idle.clear()
@@ -242,6 +249,34 @@ class HttpPool:
             if not waiter.done():
                 waiter.set_exception(ConnectionClosed("the pool was closed", before_response=False))
         await asyncio.sleep(0)  # let the transports run connection_lost
+
+    # -- deadlines --------------------------------------------------------------------------------------------
+
+    def _watch(self, answer: asyncio.Future[tuple[int, bytes, bool]], deadline: float,
+               loop: asyncio.AbstractEventLoop) -> None:
+        """Fail `answer` with TimeoutError at `deadline` unless it is answered (and forgotten) first. One timer for
+        all: armed again only for a sooner deadline; an answer that comes in time leaves it as it is (when it
+        fires, `_expire_overdue` arms it for the next deadline, if any: at most one fire per deadline's length)."""
+        self._deadlines[answer] = deadline
+        if deadline < self._deadline_at:
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+            self._deadline_at = deadline
+            self._deadline_timer = loop.call_at(deadline, self._expire_overdue, loop)
+
+    def _expire_overdue(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._deadline_timer, self._deadline_at = None, float("inf")
+        due = loop.time() + DEADLINE_SLACK_SECONDS
+        soonest = float("inf")
+        for answer, deadline in list(self._deadlines.items()):
+            if deadline <= due:
+                if not answer.done():
+                    answer.set_exception(TimeoutError())
+            elif deadline < soonest:
+                soonest = deadline
+        if soonest < float("inf"):
+            self._deadline_at = soonest
+            self._deadline_timer = loop.call_at(soonest, self._expire_overdue, loop)
 
     # -- the pool --------------------------------------------------------------------------------------------
 

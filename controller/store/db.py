@@ -167,8 +167,13 @@ class Store:
         self._cut_ticket = 0  # the newest statement a commit has taken (tried, whatever came of it: `amend`)
         self._done_ticket = 0  # every statement up to this one is committed (or rejected for good)
         self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
-        self._commit_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._in_flight: asyncio.Future[bool] | None = None  # the commit under way: True once done, False failed
+        self._cut_due = False  # a window ended during a commit: cut the next batch as soon as that one ends
+        self._retry_delay = RETRY_SECONDS[0]  # the writer's next retry of a failed batch after this long
+        #: Called on the event loop at the end of each commit, done or failed, and when the writer stops: for those
+        #: that act on what a commit stored at once, with no task to wake (the CTI stream). Must not block; an
+        #: exception is logged.
+        self.commit_listeners: list[Callable[[], None]] = []
         self._commit_ended = asyncio.Event()  # set (and replaced) after each commit, done or failed
         self._writer_loop: asyncio.AbstractEventLoop | None = None  # while `run_writer` runs
         self._last_commit_ok = True  # whether the newest commit worked
@@ -296,26 +301,34 @@ class Store:
                 raise StoreNotWritable(f"the store file {file} cannot be written ({exc.strerror}): {fix}") from exc
 
     async def run_writer(self) -> None:
-        """The writer loop; run it in the application's TaskGroup until cancelled. A batch whose commit
-        fails (disk full, I/O error) is kept and tried again with backoff: no record is dropped.
-        `close()` commits (or saves) what is left after it is cancelled."""
-        delay = RETRY_SECONDS[0]
+        """The writer; run it in the application's TaskGroup until cancelled. While it runs, each batch is cut
+        and handed to the store's thread by the loop timer of its window (`_cut`), with no task of its own: per
+        batch the event loop runs the timer and the commit's completion, nothing else (a task woken by the timer,
+        a task per commit and a shield cost five loop iterations more per batch: README "Benchmarks", sixth
+        session). A batch whose commit fails (disk full, I/O error) is kept and tried again with backoff: no
+        record is dropped. `close()` commits (or saves) what is left after it is cancelled."""
         self._writer_loop = loop = asyncio.get_running_loop()
+        self._retry_delay = RETRY_SECONDS[0]
         if self._pending:  # written before the writer started: a window from now
-            loop.call_later(BATCH_WINDOW_SECONDS, self._wake.set)
+            loop.call_later(BATCH_WINDOW_SECONDS, self._cut)
         try:
-            while True:
-                await self._wake.wait()  # set when the window of the oldest pending write is over (`_queue`)
-                self._wake.clear()
-                if await self._commit_pending():
-                    delay = RETRY_SECONDS[0]
-                    continue
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_SECONDS[1])
-                self._wake.set()
+            await loop.create_future()  # until cancelled
         finally:
             self._writer_loop = None
+            self._cut_due = False
             self._end_commit()  # its waiters look again: nothing commits by itself any more
+            self._tell_commit_listeners()
+
+    def _cut(self) -> None:
+        """The timer of a batch's window (or of a failed batch's retry): commit what has queued, unless a commit
+        is under way (then right after it) or the writer has stopped (`close()` commits what is left)."""
+        loop = self._writer_loop
+        if loop is None:
+            return
+        if self._in_flight is not None:
+            self._cut_due = True
+            return
+        self._start_commit(loop, by_writer=True)
 
     async def close(self, retry_seconds: float | None = None) -> None:
         """Commit what is queued, retrying for up to `retry_seconds` (default CLOSE_RETRY_SECONDS); what
@@ -468,10 +481,9 @@ class Store:
 
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending and (loop := self._writer_loop) is not None:
-            # The writer cuts the batch BATCH_WINDOW_SECONDS after its first write (the writes of the next few ms go
-            # in the same transaction), woken then by a loop timer: one wake-up per batch (it was woken at the first
-            # write, then slept out the window: two task steps and a future more per commit).
-            loop.call_later(BATCH_WINDOW_SECONDS, self._wake.set)
+            # The batch is cut BATCH_WINDOW_SECONDS after its first write (the writes of the next few ms go in the
+            # same transaction), by a loop timer that hands it to the store's thread itself (`_cut`).
+            loop.call_later(BATCH_WINDOW_SECONDS, self._cut)
         self._last_ticket += 1
         self._pending.append((self._last_ticket, sql, params))
         return self._last_ticket
@@ -566,19 +578,115 @@ class Store:
 
     async def _commit_pending(self) -> bool:
         """Commit what has queued; False when the commit failed (the batch is queued again, in front,
-        in order). Shielded: a cancelled caller neither loses the batch nor lets a second commit
-        overtake it."""
-        return await asyncio.shield(asyncio.ensure_future(self._commit_signalled()))
+        in order). After the commit under way, if any. A cancelled caller neither loses the batch nor lets a
+        second commit overtake it: the commit runs to its end, it is only no longer awaited."""
+        loop = asyncio.get_running_loop()
+        while (in_flight := self._in_flight) is not None:
+            await asyncio.shield(in_flight)
+        return await asyncio.shield(self._start_commit(loop, by_writer=False))
 
-    async def _commit_signalled(self) -> bool:
-        """`_commit_locked`, then `committed()`'s waiters are woken (whether it worked or not)."""
-        done = False
+    def _start_commit(self, loop: asyncio.AbstractEventLoop, *, by_writer: bool) -> asyncio.Future[bool]:
+        """Cut the batch and hand it to the store's thread (with no commit under way); its outcome comes back to
+        `_commit_ended_with` on the loop. The future: True once committed, False when the commit failed."""
+        done: asyncio.Future[bool] = loop.create_future()
+        self._in_flight = done
+        queued, self._pending = self._pending, []
         try:
-            done = await self._commit_locked()
+            batch = self._built(queued)
+        except BaseException:
+            self._pending[:0] = queued
+            self._finish_commit(done, False, by_writer)
+            raise
+        if not batch:
+            if queued:  # only builders, and they failed
+                self._done_ticket = max(self._done_ticket, self._pending_done_floor())
+            self._finish_commit(done, True, by_writer)
             return done
-        finally:
-            self._last_commit_ok = done  # (not before: `committed()` during a commit waits for it)
-            self._end_commit()
+        self._committing = len(batch)
+        self._cut_ticket = max(self._cut_ticket, batch[-1][0])  # (taken by a commit: `amend` leaves it alone)
+        unlink_spill = bool(self._spill_until) and batch[-1][0] >= self._spill_until
+        try:
+            self._thread.submit(self._commit_job, (batch, unlink_spill),
+                                lambda ok, outcome: self._commit_ended_with(batch, done, by_writer, ok, outcome), loop)
+        except RuntimeError as exc:  # the store's thread is stopped (closed): kept, as a failed commit
+            self._commit_ended_with(batch, done, by_writer, False, exc)
+        return done
+
+    def _commit_job(self, batch: list[_Statement], unlink_spill: bool) -> list[tuple[_Statement, StatementFailed]]:
+        """The store's thread: the batch's transaction, then (its last statements committed) the spill file's
+        removal."""
+        rejected = self._commit_sync(batch)
+        if unlink_spill:
+            try:
+                self.spill_path.unlink(missing_ok=True)
+            except OSError as exc:  # (committed all the same: the next start replays it, ON CONFLICT)
+                log.error("store: cannot remove %s: %s", self.spill_path, exc.strerror)
+        return rejected
+
+    def _commit_ended_with(self, batch: list[_Statement], done: asyncio.Future[bool], by_writer: bool,
+                           ok: bool, outcome: Any) -> None:
+        """A commit's outcome, back on the loop: the batch's tickets are done, or it is queued again in front."""
+        self._committing = 0
+        committed = False
+        try:
+            if not ok:
+                self._pending[:0] = batch
+                if isinstance(outcome, Deposed):  # never committed by this process: the new leader has the truth
+                    self._frozen = True
+                    log.critical("store: %s; %d statements refused", outcome, len(self._pending))
+                    if self.on_deposed is not None:
+                        self.on_deposed(str(outcome))
+                else:
+                    error = outcome if isinstance(outcome, Exception) else RuntimeError(repr(outcome))
+                    self._note_commit_failure(error)
+                return
+            committed = True
+            self._done_ticket = max(self._done_ticket, batch[-1][0], self._pending_done_floor())
+            for (ticket, sql, _params), error in outcome:
+                self._reject(ticket, sql, error)
+            if self._failing_since is not None:
+                log.warning("store: commits work again after %.0f s; %d statements committed",
+                            time.time() - self._failing_since, len(batch) - len(outcome))
+                self._failing_since = None
+                self._last_error = None
+            if self._spill_until and self._done_ticket >= self._spill_until:
+                self._spill_until = 0
+                log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
+        finally:  # (whatever `on_deposed` does)
+            self._finish_commit(done, committed, by_writer)
+
+    def _finish_commit(self, done: asyncio.Future[bool], committed: bool, by_writer: bool) -> None:
+        """The commit is over: its waiters are woken (`committed()`, `next_commit()`, `_commit_pending`), and the
+        writer goes on: the next batch at once if its window has ended meanwhile, a failed one retried later."""
+        self._in_flight = None
+        self._last_commit_ok = committed
+        done.set_result(committed)
+        self._end_commit()
+        self._tell_commit_listeners()
+        loop = self._writer_loop
+        if loop is None:
+            self._cut_due = False
+        elif by_writer and not committed:
+            loop.call_later(self._retry_delay, self._cut)
+            self._retry_delay = min(self._retry_delay * 2, RETRY_SECONDS[1])
+        else:
+            if by_writer:
+                self._retry_delay = RETRY_SECONDS[0]
+            if self._cut_due:
+                self._cut_due = False
+                self._cut()
+
+    def _tell_commit_listeners(self) -> None:
+        for listener in self.commit_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("store: a commit listener failed")
+
+    @property
+    def failing(self) -> bool:
+        """Whether the newest commit failed (or was refused), or the store is failing since."""
+        return self._failing_since is not None or not self._last_commit_ok
 
     def _end_commit(self) -> None:
         """Wake those waiting for the end of a commit (`committed`, `next_commit`)."""
@@ -593,45 +701,6 @@ class Store:
     async def next_commit(self) -> None:
         """Return once the next commit has ended, done or failed (or the writer has stopped)."""
         await self._commit_ended.wait()
-
-    async def _commit_locked(self) -> bool:
-        async with self._commit_lock:
-            queued, self._pending = self._pending, []
-            batch = self._built(queued)
-            if not batch:
-                if queued:  # only builders, and they failed
-                    self._done_ticket = max(self._done_ticket, self._pending_done_floor())
-                return True
-            self._committing = len(batch)
-            self._cut_ticket = max(self._cut_ticket, batch[-1][0])
-            try:
-                rejected = await self._run(self._commit_sync, batch)
-            except Deposed as exc:
-                self._pending[:0] = batch  # never committed by this process: the new leader has the truth
-                self._frozen = True
-                log.critical("store: %s; %d statements refused", exc, len(self._pending))
-                if self.on_deposed is not None:
-                    self.on_deposed(str(exc))
-                return False
-            except Exception as exc:
-                self._pending[:0] = batch
-                self._note_commit_failure(exc)
-                return False
-            finally:
-                self._committing = 0
-            self._done_ticket = max(self._done_ticket, batch[-1][0], self._pending_done_floor())
-            for (ticket, sql, _params), error in rejected:
-                self._reject(ticket, sql, error)
-            if self._failing_since is not None:
-                log.warning("store: commits work again after %.0f s; %d statements committed",
-                            time.time() - self._failing_since, len(batch) - len(rejected))
-                self._failing_since = None
-                self._last_error = None
-            if self._spill_until and self._done_ticket >= self._spill_until:
-                self._spill_until = 0
-                await self._run(self.spill_path.unlink, True)
-                log.info("store: the statements saved at the last stop are committed; %s removed", self.spill_path)
-            return True
 
     def _pending_done_floor(self) -> int:
         """Rejected-before-queueing tickets between the batch and the next pending statement are done."""
@@ -854,8 +923,10 @@ class Store:
         return await self._thread.run(func, *args)
 
 
-#: A job for the store's thread: the function, its arguments, the future its outcome completes and that future's loop.
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+#: A job for the store's thread: the function, its arguments, the future its outcome completes (or the callback it is
+#: given to: `StoreThread.submit`) and the loop that future or callback belongs to.
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any] | Callable[[bool, Any], None]",
+             asyncio.AbstractEventLoop]
 
 
 class StoreThread:
@@ -880,14 +951,26 @@ class StoreThread:
             raise RuntimeError("the store's thread is stopped: the store is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        self._hand(func, args, future, loop)
+        return future
+
+    def _hand(self, func: Callable[..., Any], args: tuple[Any, ...],
+              target: asyncio.Future[Any] | Callable[[bool, Any], None], loop: asyncio.AbstractEventLoop) -> None:
         self.jobs += 1
         if self._thread is None:
             # A daemon: a store never closed does not hold the interpreter at exit (its uncommitted statements are
             # lost then anyway; SQLite rolls back a transaction cut short).
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
-        self._jobs.put((func, args, future, loop))
-        return future
+        self._jobs.put((func, args, target, loop))
+
+    def submit(self, func: Callable[..., Any], args: tuple[Any, ...], on_done: Callable[[bool, Any], None],
+               loop: asyncio.AbstractEventLoop) -> None:
+        """Hand `func(*args)` to the thread; `on_done(True, result)` or `on_done(False, exception)` is called on
+        `loop` once it is done: no future, so no task is woken to learn it (the store's commits)."""
+        if self._stopped:
+            raise RuntimeError("the store's thread is stopped: the store is closed")
+        self._hand(func, args, on_done, loop)
 
     async def stop(self) -> None:
         """Stop taking jobs; returns when those handed over before are done and the thread has ended."""
@@ -906,14 +989,17 @@ class StoreThread:
     def _serve(self) -> None:
         jobs = self._jobs
         while (job := jobs.get()) is not None:
-            func, args, future, loop = job
+            func, args, target, loop = job
             try:
-                outcome: tuple[Callable[..., None], Any] = (_succeed, func(*args))
+                ok, outcome = True, func(*args)
             except BaseException as exc:  # (as an executor does: the awaiting task gets it, whatever it is)
-                outcome = (_fail, exc)
+                ok, outcome = False, exc
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(outcome[0], future, outcome[1])
-            del job, func, args, future, loop, outcome  # hold no result nor error while asleep
+                if isinstance(target, asyncio.Future):
+                    loop.call_soon_threadsafe(_succeed if ok else _fail, target, outcome)
+                else:
+                    loop.call_soon_threadsafe(target, ok, outcome)
+            del job, func, args, target, loop, outcome  # hold no result nor error while asleep
 
 
 def _succeed(future: asyncio.Future[Any], result: Any) -> None:

@@ -293,6 +293,55 @@ def test_a_request_times_out_and_its_connection_is_dropped(run: Runner) -> None:
 
 
 @RUNNERS
+def test_each_request_times_out_at_its_own_deadline_with_one_timer_for_all(run: Runner) -> None:
+    """The answers in flight share one loop timer (a timer armed and cancelled per request cost ~4 µs on uvloop, ~6
+    requests a call): requests answered in time arm it once, not once each; each one unanswered still fails at its
+    own deadline, a later request's sooner one included."""
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def slow_ones_never_answered(request: Request) -> bytes:
+            if "/slow" in request.target:
+                await never.wait()
+            return await ok(request)
+
+        async with FakeServer(slow_ones_never_answered) as server:
+            pool = server.pool()
+            loop = asyncio.get_running_loop()
+            armed: list[str] = []
+            call_at = loop.call_at
+
+            def counted_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+                armed.append(getattr(callback, "__qualname__", repr(callback)))
+                return call_at(when, callback, *args, **kwargs)
+
+            loop.call_at = counted_call_at  # type: ignore[method-assign]
+            try:
+                await pool.request("GET", "/ari/channels/c0", None, 5)  # (its connection is opened)
+                armed.clear()
+                for n in range(1, 10):
+                    await pool.request("GET", f"/ari/channels/c{n}", None, 5)
+                assert armed == []  # the timer armed for the first request's deadline serves: the others' are later
+                started = time.monotonic()
+                later = asyncio.create_task(pool.request("GET", "/ari/channels/slow1", None, 0.6))
+                await asyncio.sleep(0.05)
+                with pytest.raises(TimeoutError):
+                    await pool.request("GET", "/ari/channels/slow2", None, 0.2)  # sooner than the one before it
+                assert 0.2 <= time.monotonic() - started < 0.45
+                assert not later.done()
+                with pytest.raises(TimeoutError):
+                    await later
+                assert 0.55 <= time.monotonic() - started < 1.0
+                _, body = await pool.request("GET", "/ari/channels/next", None, 2)  # the pool still serves
+                assert json.loads(body) == {"target": "/ari/channels/next"}
+            finally:
+                del loop.call_at  # type: ignore[method-assign]
+                await pool.close()
+                never.set()
+    run(scenario())
+
+
+@RUNNERS
 def test_the_wait_for_a_connection_counts_in_the_timeout(run: Runner) -> None:
     async def scenario() -> None:
         release = asyncio.Event()

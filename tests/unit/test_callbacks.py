@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import json
 from typing import Any
 
 import pytest
 
 from controller.clock import FakeClock
+from controller.collector import RINGING
 from controller.config import AcdAgentConfig, AcdQueueConfig, AcdSettings, Config
 from controller.ivr.port import Prompt
 from controller.plugins.acd.callback_records import CallbackRecords
@@ -23,8 +25,10 @@ from tests.unit.test_acd_calls import Records
 FRIDAY_EVENING = datetime.datetime(2025, 9, 26, 19, 30)  # before National Day; Sunday the 28th is worked (调休)
 
 
-def service(store: Store, clock: FakeClock, originated: list[str]) -> tuple[CallbackService, list[tuple[str, Any]]]:
-    queue = AcdQueueConfig(name="sales", announce_interval=0, no_agents="wait", business_hours="09:00-18:00")
+def service(store: Store, clock: FakeClock, originated: list[str], callback_order: str = "agent_first",
+            ) -> tuple[CallbackService, list[tuple[str, Any]]]:
+    queue = AcdQueueConfig(name="sales", announce_interval=0, no_agents="wait", business_hours="09:00-18:00",
+                           callback_order=callback_order)  # type: ignore[arg-type]
     agents = [AcdAgentConfig(id=f"a{i}", name="", number=f"100{i}", endpoint=f"800{i}", queues={"sales": 0})
               for i in (1, 2)]
     published: list[tuple[str, Any]] = []
@@ -121,3 +125,43 @@ async def test_a_waiting_callback_comes_back_at_its_place_after_a_restart(store:
     (waiting,) = second.acd.engine.waiting("sales")
     assert waiting.call_id == booked.key and waiting.waited == pytest.approx(120)
     assert second.schedule(queue="sales", number="13900139000", when="asap").id == booked.id + 1
+
+
+@pytest.mark.parametrize("order", ["agent_first", "customer_first"])
+async def test_no_collector_pass_runs_between_a_callbacks_offer_and_its_dial(store: Store, order: str) -> None:
+    """As for a waiting caller (test_acd_calls): a collector pass due between the engine's offer of a callback and
+    the originate (the agent's phone, or the customer's number) would delay that dial by the pass's length. Here a
+    pass is due at nearly every allocation: none runs before the originate, they run after."""
+    clock = FakeClock(datetime.datetime(2025, 11, 12, 10, 0))  # a Wednesday morning
+    passes: list[int] = []
+    passes_at_originate: list[int] = []
+    callbacks, _ = service(store, clock, [], callback_order=order)
+
+    async def originate(endpoint: str, **_: Any) -> str:
+        passes_at_originate.append(len(passes))
+        await asyncio.sleep(0)
+        return "out-1"
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    callbacks.acd.originate = originate
+    await callbacks.restore()
+    callbacks.acd.command("login", "a1")
+    callbacks.schedule(queue="sales", number="13900139000", when="asap", agent_id=None)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    gc.set_threshold(1)
+    try:
+        callbacks.tick()  # offered to a1
+        at_offer = len(passes)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert passes_at_originate == [at_offer]  # dialled with no pass in between
+        assert gc.isenabled() and not RINGING.holding
+        await asyncio.sleep(0)
+        assert len(passes) > at_offer  # the collector runs again once dialled
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)

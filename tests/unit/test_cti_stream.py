@@ -136,15 +136,16 @@ async def test_a_failing_store_holds_events_until_they_are_committed(running: Ru
 
 async def test_an_event_the_store_rejected_is_not_published_and_is_written_again(running: Running) -> None:
     """A row the store refuses (here a trigger: the store logs it and commits the rest of the batch) is not taken
-    for committed: neither it nor the events after it go out until it is written again and stored. The bus
-    learns it from the store's outcome of its statement, not by reading rows back."""
+    for committed: neither it nor the events after it go out until it is written again and stored (the one before
+    it, committed, goes out at once). The bus learns it from the store's outcome of its statement, not by reading
+    rows back."""
     bus, store = running.bus, running.store
     seen = published(bus)
     await store.execute("CREATE TRIGGER refuse_two BEFORE INSERT ON cti_events WHEN NEW.seq = 2"
                         " BEGIN SELECT RAISE(ABORT, 'refused'); END")
     publish_calls(bus, 3)
     await until(lambda: bus.commit_failures >= 2)  # refused, written again, refused again
-    assert seen == [] and bus.last_seq == 0 and bus.unpersisted == 3
+    assert seen == [1] and bus.last_seq == 1 and bus.unpersisted == 2
     assert [row["seq"] for row in await store.fetchall("SELECT seq FROM cti_events ORDER BY seq")] == [1, 3]
     await store.execute("DROP TRIGGER refuse_two")
     await until(lambda: len(seen) == 3)
@@ -206,6 +207,37 @@ async def test_with_the_writer_running_a_publish_does_not_wake_the_bus_its_commi
         await until(lambda: len(seen) == n)  # noqa: B023 (awaited here)
     assert seen == [1, 2, 3] and woken == [0]
     assert [row["seq"] for row in await store.fetchall("SELECT seq FROM cti_events ORDER BY seq")] == [1, 2, 3]
+
+
+async def test_with_the_writer_running_a_commit_publishes_its_events_without_waking_the_bus_task(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each commit publishes the events it stored in its own loop iteration (a listener of the store): the bus's
+    task is not stepped for it (it was woken by every commit, a loop iteration each: ~3 a call at 10 calls/s).
+    Every event still goes out, in order, once committed, and not before."""
+    bus, store = running.bus, running.store
+    batches: list[list[int]] = []
+    bus.listeners.append(lambda events: batches.append([event.seq for event in events]))
+    await asyncio.sleep(0.05)  # (the bus's task waits)
+    bus_task = running.tasks[1]
+    steps: list[Any] = []
+    loop = asyncio.get_running_loop()
+    call_soon = loop.call_soon
+
+    def counted_call_soon(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        if getattr(callback, "__self__", None) is bus_task:
+            steps.append(callback)
+        return call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", counted_call_soon)
+    for n in range(1, 4):  # a commit each
+        bus.publish("call.held", call_id=f"c{n}")
+        bus.publish("call.ended", call_id=f"c{n}")
+        assert batches[n - 1:] == []  # not before its commit
+        await store.next_commit()
+        assert batches[n - 1:] == [[2 * n - 1, 2 * n]]
+    monkeypatch.setattr(loop, "call_soon", call_soon)
+    assert steps == [] and bus.unpersisted == 0 and bus.last_seq == 6
+    assert [row["seq"] for row in await store.fetchall("SELECT seq FROM cti_events ORDER BY seq")] == list(range(1, 7))
 
 
 async def test_events_are_published_without_reading_their_rows_back(running: Running,

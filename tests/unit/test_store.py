@@ -388,8 +388,8 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 1.0)  # long against the scheduler's jitter on a busy machine
     monkeypatch.setattr(db, "COMMITTED_FALLBACK_SECONDS", 5.0)  # (committed() waits for the writer, not its own)
     wakes: list[None] = []
-    real_set = store._wake.set
-    monkeypatch.setattr(store._wake, "set", lambda: (wakes.append(None), real_set())[1])
+    real_cut = store._cut
+    monkeypatch.setattr(store, "_cut", lambda: (wakes.append(None), real_cut())[1])
     writer = asyncio.create_task(store.run_writer())
     try:
         loop = asyncio.get_running_loop()
@@ -441,6 +441,38 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
             monkeypatch.setattr(loop, "call_at", call_at)
         assert len(timers) == 5 and store.commits == commits + 5
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(5))
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def test_the_writers_commit_costs_the_event_loop_its_timer_and_its_completion_only(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per batch the event loop runs the window's timer, which hands the batch to the store's thread, and the
+    commit's completion, which wakes those waiting: no task of the store's own is stepped in between (a writer task
+    woken by the timer, a task per commit and its shield cost five loop callbacks more per batch, each a loop
+    iteration on a quiet controller: README "Benchmarks", sixth session). Every write is still committed."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
+    writer = asyncio.create_task(store.run_writer())
+    loop = asyncio.get_running_loop()
+    scheduled: list[str] = []
+    call_soon = loop.call_soon
+
+    def counted_call_soon(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        scheduled.append(repr(callback))
+        return call_soon(callback, *args, **kwargs)
+
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.sleep(0.05)  # (the writer has started)
+            for n in range(3):
+                monkeypatch.setattr(loop, "call_soon", counted_call_soon)
+                store.write("INSERT INTO t (n) VALUES (?)", (n,))
+                await store.next_commit()
+                monkeypatch.setattr(loop, "call_soon", call_soon)
+                assert len(scheduled) == 1, scheduled  # this task's own wake-up, by the completion
+                scheduled.clear()
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [0, 1, 2]
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)

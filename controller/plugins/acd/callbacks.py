@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from controller.acd.dialing import number_refusal
 from controller.acd.engine import AcdError
 from controller.acd.model import CancelOffer, Decision, Offer, Overflow
 from controller.ari.errors import AriError
+from controller.collector import RINGING
 from controller.config import AcdQueueConfig
 from controller.ids import unique_hex
 from controller.ivr.flow import screen_pop_data
@@ -131,7 +133,9 @@ class CallbackService:
             self.records.save(callback.id, callback.state())
             serve = self._customer_first if self._queue(callback).callback_order == "customer_first" \
                 else self._agent_first
-            self._spawn(serve(callback, decision))
+            # Nothing but its task stands between this and the phone dialled (the agent's, or the customer's):
+            # no collector pass in between, as for a waiting caller's offer (`QueueCall.signal`).
+            self._spawn(self._dial_held(serve(callback, decision), RINGING.hold()))
         elif isinstance(decision, CancelOffer) and decision.agent_id == callback.serving_agent:
             callback.status, callback.serving_agent = "waiting", None  # ring timeout: routed again from its place
             self.acd.records.offer(callback.key, decision.agent_id, 0.0, "no_answer")
@@ -152,6 +156,15 @@ class CallbackService:
 
     def _queue(self, callback: Callback) -> AcdQueueConfig:
         return self.acd.queue_configs[callback.queue]
+
+    @staticmethod
+    async def _dial_held(serve: Coroutine[Any, Any, None], hold: int) -> None:
+        """Serve an offer with the collector held back (`hold`: `RINGING.hold()`) until it is over: `originate`
+        returns once the phone is dialled, so the hold ends there (or at its limit)."""
+        try:
+            await serve
+        finally:
+            RINGING.release(hold)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -153,7 +153,13 @@ class EventBus:
         self._unpersisted: deque[CtiEvent] = deque()
         self._written_through = 0  # the newest number queued to the store (committed or not)
         self._tickets: dict[int, int | None] = {}  # seq -> the store's ticket of its row (None: not queued)
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # `run` has work: no writer to publish what it commits, or a hand-over
+        # With the store's writer running, each commit publishes what it stored (`_publish_committed`, a listener of
+        # the store); `run` takes over what a commit cannot do by itself (`_handed_over`) and, meanwhile (`_busy`),
+        # the commits leave it to `run`.
+        self._handed_over = False
+        self._busy = False
+        store.commit_listeners.append(self._on_commit)
         self._call_agent: dict[str, str] = {}  # call id -> the agent it was last offered to / with
         self.listeners: list[Listener] = []
         #: Called once the stream has stopped (the controller is stopping): nothing more is published.
@@ -200,8 +206,8 @@ class EventBus:
         text, data_json = jsontext.dumps_with_last({"seq": seq, "type": type_, "at": at, "call_id": call_id,
                                                     "agent_id": agent_id, "queue": queue, "data": data})
         event = CtiEvent(seq, type_, at, call_id, agent_id, queue, data, text=text)
-        if not self._unpersisted:
-            self._wake.set()  # (`run` waits only when none is queued)
+        if not self._unpersisted and not self._store.writing:
+            self._wake.set()  # (with the writer running, its commit publishes it: `_publish_committed`)
         self._unpersisted.append(event)
         if seq == self._written_through + 1:  # (else `run` writes it, after the ones to write again)
             # Queued now, with the caller's own writes of the moment: the event is committed in the same
@@ -225,7 +231,9 @@ class EventBus:
         return agent_id
 
     async def run(self) -> None:
-        """Commit queued events in batches and fan them out in order; run in the application's TaskGroup.
+        """Commit queued events in batches and fan them out in order; run in the application's TaskGroup. With the
+        store's writer running, its commits publish what they store without this task (`_publish_committed`): it
+        is woken only for what they cannot do (a failing store, an event to write again, no writer).
         Cancelled, it hands what is still queued to the store (committed when the store closes) and tells the
         stop listeners (the /ws fan-out ends every client's stream: they resume with `since` from the next
         process)."""
@@ -233,21 +241,23 @@ class EventBus:
         unpersisted = self._unpersisted
         try:
             while True:
-                while not unpersisted:
-                    if self._store.writing:
-                        # Woken by the store's next commit, which stores what is published meanwhile: not by the
-                        # publish, then by the commit (a task step and an Event wait less per batch).
-                        await self._store.next_commit()
-                    else:
-                        self._wake.clear()
-                        await self._wake.wait()
+                while not unpersisted or (self._store.writing and not self._handed_over):
+                    self._wake.clear()
+                    await self._wake.wait()
                 batch = list(unpersisted) if len(unpersisted) <= self.batch else \
                     [unpersisted[i] for i in range(self.batch)]
-                if await self._persist(batch):
+                self._busy = True
+                try:
+                    persisted = await self._persist(batch)
+                finally:
+                    self._busy = False
+                if persisted:
                     delay = RETRY_SECONDS[0]
                     for _ in batch:
                         unpersisted.popleft()
+                    self._handed_over = False
                     self._fan_out(batch + self._committed_since())
+                    self._publish_committed()  # (more of them beyond a batch, or a hand-over)
                     continue
                 if self._store.frozen:
                     # A graceful stop froze the store: what was queued before is committed as it closes; events
@@ -259,6 +269,7 @@ class EventBus:
         finally:
             # (A frozen store, a graceful stop: the events were queued to it when published, before it froze, and
             # it commits them as it closes; a write now would be dropped and reported as not stored.)
+            self._handed_over = self._busy = True  # the commits publish nothing more
             if unpersisted and not self._store.frozen:
                 # Written again (ON CONFLICT DO NOTHING): a commit cancelled with this task may never have run.
                 # Committed before the store's writer is stopped in turn (bounded: the store may be failing;
@@ -269,6 +280,27 @@ class EventBus:
             self.stopped = True
             for listener in self.stop_listeners:
                 listener()
+
+    def _on_commit(self) -> None:
+        """The store's commit ended (done or failed) or its writer stopped: publish what it stored, unless `run` has
+        taken over."""
+        if self._unpersisted and not (self._busy or self._handed_over):
+            self._publish_committed()
+
+    def _publish_committed(self) -> None:
+        """Fan out, in order, the events whose rows are committed (in the commit's own loop iteration: no task is
+        woken for it, at 10 calls/s ~3 loop iterations per call less); hand the first one left over to `run` when
+        no commit will store it by itself: not queued (to write again after a rejection, or a frozen store),
+        rejected, a failing store or no writer."""
+        while more := self._committed_since():
+            self._fan_out(more)
+        unpersisted, store = self._unpersisted, self._store
+        if not unpersisted:
+            return
+        ticket = self._tickets.get(unpersisted[0].seq)
+        if ticket is None or store.done(ticket) or store.failing or not store.writing:
+            self._handed_over = True
+            self._wake.set()
 
     def _write(self, events: Iterable[CtiEvent]) -> None:
         """Queue the rows of events not queued yet (written again after a failed or refused commit)."""
