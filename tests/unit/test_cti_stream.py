@@ -277,13 +277,13 @@ async def test_events_published_after_the_store_froze_for_a_stop_are_not_publish
 
 
 @pytest.mark.parametrize("why", ["graceful stop", "refused row"])
-async def test_a_partly_stored_batch_is_a_failure_unless_a_graceful_stop_left_the_rest_unwritten(
+async def test_an_event_left_unstored_is_a_failure_unless_a_graceful_stop_left_it_unwritten(
         running: Running, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, why: str) -> None:
-    """One batch of three events of which the store commits the first two: the third was published after a graceful
-    stop froze the store (its row was never queued: the stop's own event, left to the next process) or its row was
-    refused. The same partial outcome (2 of 1-3) is a failure, counted and logged, only when the store refused it;
-    at a graceful stop it is the stop: nothing counted or logged (the first two are stored either way). The store's
-    writer keeps running, so the rows queued before the freeze are committed by its next window."""
+    """Three events of which the store commits the first two: the third was published after a graceful stop froze
+    the store (its row was never queued: the stop's own event, left to the next process) or its row was refused.
+    The first two go out with the commit that stored them; the third, not stored (0 of 3-3), is a failure, counted
+    and logged, only when the store refused it; at a graceful stop it is the stop: nothing counted or logged. The
+    store's writer keeps running, so the rows queued before the freeze are committed by its next window."""
     bus, store = running.bus, running.store
     partial: list[tuple[int, int, int]] = []
     not_all_stored = bus._not_all_stored
@@ -302,15 +302,16 @@ async def test_a_partly_stored_batch_is_a_failure_unless_a_graceful_stop_left_th
     publish_calls(bus, 1, prefix="last")
     await until(lambda: bool(partial))
     await asyncio.sleep(0.2)  # retry periods (quick_retries: 0.02-0.1 s)
-    assert partial[0] == (1, 3, 2)  # the batch, of which the store committed two
+    assert partial[0] == (3, 3, 0)  # 1-2 went out with their commit: the third is left, not stored
     assert [row["seq"] for row in await store.fetchall("SELECT seq FROM cti_events ORDER BY seq")] == [1, 2]
+    assert [event.seq for event in await bus.since(0)] == [1, 2]  # published: the two stored
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "controller.cti"]
     if why == "graceful stop":
-        assert partial == [(1, 3, 2)]  # not written again: the bus waits to be cancelled
+        assert set(partial) == {(3, 3, 0)}  # nothing stored: the bus waits to be cancelled
         assert bus.commit_failures == 0 and errors == [], caplog.text
     else:
         assert len(partial) >= 2 and bus.commit_failures == len(partial)  # written again, refused again
-        assert errors[0] == "CTI: the store committed only 2 of events 1-3; writing them again"
+        assert errors[0] == "CTI: the store committed only 0 of events 3-3; writing them again"
         await store.execute("DROP TRIGGER refuse_three")
         await until(lambda: bus.last_seq == 3)
 
