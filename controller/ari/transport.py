@@ -261,8 +261,11 @@ class HttpPool:
         if deadline < self._deadline_at:
             if self._deadline_timer is not None:
                 self._deadline_timer.cancel()
-            self._deadline_at = deadline
-            self._deadline_timer = loop.call_at(deadline, self._expire_overdue, loop)
+            self._arm_deadline_timer(deadline, loop)
+
+    def _arm_deadline_timer(self, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        self._deadline_at = deadline
+        self._deadline_timer = loop.call_at(deadline, self._expire_overdue, loop)
 
     def _expire_overdue(self, loop: asyncio.AbstractEventLoop) -> None:
         self._deadline_timer, self._deadline_at = None, float("inf")
@@ -275,8 +278,7 @@ class HttpPool:
             elif deadline < soonest:
                 soonest = deadline
         if soonest < float("inf"):
-            self._deadline_at = soonest
-            self._deadline_timer = loop.call_at(soonest, self._expire_overdue, loop)
+            self._arm_deadline_timer(soonest, loop)
 
     # -- the pool --------------------------------------------------------------------------------------------
 

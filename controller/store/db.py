@@ -316,8 +316,7 @@ class Store:
         finally:
             self._writer_loop = None
             self._cut_due = False
-            self._end_commit()  # its waiters look again: nothing commits by itself any more
-            self._tell_commit_listeners()
+            self._end_commit()  # its waiters and listeners look again: nothing commits by itself any more
 
     def _cut(self) -> None:
         """The timer of a batch's window (or of a failed batch's retry): commit what has queued, unless a commit
@@ -525,7 +524,7 @@ class Store:
         # While the writer runs it commits them (its window's timer is armed): no fallback timer, which cost a timeout
         # context (a timer armed and cancelled, the current task looked up) per wait, each batch of the CTI bus.
         while self._writer_loop is not None and target > self._done_ticket:
-            if self._failing_since is not None or not self._last_commit_ok:  # (refused: deposed)
+            if self.failing:  # (or refused: deposed)
                 raise self._unavailable()
             await self._commit_ended.wait()
         if target <= self._done_ticket:
@@ -662,7 +661,6 @@ class Store:
         self._last_commit_ok = committed
         done.set_result(committed)
         self._end_commit()
-        self._tell_commit_listeners()
         loop = self._writer_loop
         if loop is None:
             self._cut_due = False
@@ -676,22 +674,20 @@ class Store:
                 self._cut_due = False
                 self._cut()
 
-    def _tell_commit_listeners(self) -> None:
-        for listener in self.commit_listeners:
-            try:
-                listener()
-            except Exception:
-                log.exception("store: a commit listener failed")
-
     @property
     def failing(self) -> bool:
         """Whether the newest commit failed (or was refused), or the store is failing since."""
         return self._failing_since is not None or not self._last_commit_ok
 
     def _end_commit(self) -> None:
-        """Wake those waiting for the end of a commit (`committed`, `next_commit`)."""
+        """Wake those waiting for the end of a commit (`committed`, `next_commit`), then tell `commit_listeners`."""
         ended, self._commit_ended = self._commit_ended, asyncio.Event()
         ended.set()
+        for listener in self.commit_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("store: a commit listener failed")
 
     @property
     def writing(self) -> bool:
@@ -947,8 +943,6 @@ class StoreThread:
 
     def run(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Hand `func(*args)` to the thread: the future of its outcome. RuntimeError once stopped."""
-        if self._stopped:
-            raise RuntimeError("the store's thread is stopped: the store is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._hand(func, args, future, loop)
@@ -956,6 +950,8 @@ class StoreThread:
 
     def _hand(self, func: Callable[..., Any], args: tuple[Any, ...],
               target: asyncio.Future[Any] | Callable[[bool, Any], None], loop: asyncio.AbstractEventLoop) -> None:
+        if self._stopped:
+            raise RuntimeError("the store's thread is stopped: the store is closed")
         self.jobs += 1
         if self._thread is None:
             # A daemon: a store never closed does not hold the interpreter at exit (its uncommitted statements are
@@ -967,9 +963,8 @@ class StoreThread:
     def submit(self, func: Callable[..., Any], args: tuple[Any, ...], on_done: Callable[[bool, Any], None],
                loop: asyncio.AbstractEventLoop) -> None:
         """Hand `func(*args)` to the thread; `on_done(True, result)` or `on_done(False, exception)` is called on
-        `loop` once it is done: no future, so no task is woken to learn it (the store's commits)."""
-        if self._stopped:
-            raise RuntimeError("the store's thread is stopped: the store is closed")
+        `loop` once it is done: no future, so no task is woken to learn it (the store's commits). RuntimeError once
+        stopped."""
         self._hand(func, args, on_done, loop)
 
     async def stop(self) -> None:
