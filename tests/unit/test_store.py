@@ -10,6 +10,7 @@ PostgreSQL another session holds a lock on the table, so each commit waits out t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -39,6 +40,17 @@ def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 def new_store(target: StoreTarget) -> Store:
     # A short statement (and lock) timeout on PostgreSQL: a commit blocked by the outage's lock fails fast.
     return Store(target.target, password=target.password, spill_dir=target.spill_dir, statement_timeout=0.2)
+
+
+@contextlib.asynccontextmanager
+async def writer_running(store: Store) -> AsyncIterator[None]:
+    """The store's writer runs for the block (`Store.run_writer`), cancelled and awaited after it."""
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        yield
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
 
 
 @pytest.fixture
@@ -390,8 +402,7 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
     wakes: list[None] = []
     real_cut = store._cut
     monkeypatch.setattr(store, "_cut", lambda: (wakes.append(None), real_cut())[1])
-    writer = asyncio.create_task(store.run_writer())
-    try:
+    async with writer_running(store):
         loop = asyncio.get_running_loop()
         commits = store.commits
         started = loop.time()
@@ -410,9 +421,6 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
         assert store.commits == commits + 2 and len(wakes) == 2
         rows = await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)
         assert [row["n"] for row in rows] == list(range(11))
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_timer_of_its_own(
@@ -421,7 +429,6 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
     writer running waits for its commit with no fallback timer (it armed a timeout context per wait: the CTI bus
     waits once per batch): one timer per write-and-wait here, it was two. Every write is still committed."""
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
-    writer = asyncio.create_task(store.run_writer())
     loop = asyncio.get_running_loop()
     timers: list[float] = []
     call_at = loop.call_at
@@ -430,7 +437,7 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
         timers.append(when)
         return call_at(when, *args, **kwargs)
 
-    try:
+    async with writer_running(store):
         async with asyncio.timeout(10):
             await asyncio.sleep(0.05)  # (the writer has started)
             monkeypatch.setattr(loop, "call_at", counted_call_at)
@@ -441,9 +448,6 @@ async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_t
             monkeypatch.setattr(loop, "call_at", call_at)
         assert len(timers) == 5 and store.commits == commits + 5
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(5))
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_the_writers_commit_costs_the_event_loop_its_timer_and_its_completion_only(
@@ -453,7 +457,6 @@ async def test_the_writers_commit_costs_the_event_loop_its_timer_and_its_complet
     woken by the timer, a task per commit and its shield cost five loop callbacks more per batch, each a loop
     iteration on a quiet controller: README "Benchmarks", sixth session). Every write is still committed."""
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.01)
-    writer = asyncio.create_task(store.run_writer())
     loop = asyncio.get_running_loop()
     scheduled: list[str] = []
     call_soon = loop.call_soon
@@ -462,7 +465,7 @@ async def test_the_writers_commit_costs_the_event_loop_its_timer_and_its_complet
         scheduled.append(repr(callback))
         return call_soon(callback, *args, **kwargs)
 
-    try:
+    async with writer_running(store):
         async with asyncio.timeout(10):
             await asyncio.sleep(0.05)  # (the writer has started)
             for n in range(3):
@@ -473,9 +476,6 @@ async def test_the_writers_commit_costs_the_event_loop_its_timer_and_its_complet
                 assert len(scheduled) == 1, scheduled  # this task's own wake-up, by the completion
                 scheduled.clear()
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [0, 1, 2]
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_committed_during_a_commit_waits_for_the_writer(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,8 +489,7 @@ async def test_committed_during_a_commit_waits_for_the_writer(store: Store, monk
         return real_commit(batch)
 
     monkeypatch.setattr(store, "_commit_sync", slow_commit)
-    writer = asyncio.create_task(store.run_writer())
-    try:
+    async with writer_running(store):
         store.write("INSERT INTO t (n) VALUES (?)", (1,))
         await asyncio.sleep(0.1)  # its commit is under way
         assert store.health()["pending"] == 1
@@ -498,9 +497,6 @@ async def test_committed_during_a_commit_waits_for_the_writer(store: Store, monk
         async with asyncio.timeout(5):
             await store.committed()
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [1, 2]
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_committed_returns_when_the_writer_stops_before_committing(
@@ -524,8 +520,7 @@ async def test_committed_returns_when_the_writer_stops_before_committing(
 async def test_flush_execute_and_reads_of_ones_own_writes_do_not_wait_for_the_window(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 30.0)
-    writer = asyncio.create_task(store.run_writer())
-    try:
+    async with writer_running(store):
         async with asyncio.timeout(10):  # far below the window
             store.write("INSERT INTO t (n) VALUES (?)", (1,))
             await store.flush()
@@ -535,9 +530,6 @@ async def test_flush_execute_and_reads_of_ones_own_writes_do_not_wait_for_the_wi
             store.write("INSERT INTO t (n) VALUES (?)", (4,))
             await store.execute_atomic([("INSERT INTO t (n) VALUES (?)", (5,))])
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == [1, 2, 3, 4, 5]
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_a_writer(
@@ -546,8 +538,7 @@ async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_
     await store.committed()  # no writer running: it commits them itself (after a short wait)
     assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1]
     monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.1)  # (below COMMITTED_FALLBACK_SECONDS)
-    writer = asyncio.create_task(store.run_writer())
-    try:
+    async with writer_running(store):
         commits = store.commits
         store.write("INSERT INTO t (n) VALUES (?)", (2,))
         waiting = asyncio.create_task(store.committed())
@@ -556,9 +547,6 @@ async def test_committed_waits_for_the_writers_commit_or_commits_itself_without_
         await waiting
         assert store.commits == commits + 1  # 2 and 3 in the writer's one commit: none of committed()'s own
         assert [row["n"] for row in await store.fetchall("SELECT n FROM t", flush=False)] == [1, 2, 3]
-    finally:
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_a_read_without_flush_answers_what_is_committed_and_commits_nothing(store: Store) -> None:
