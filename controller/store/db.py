@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.hooks import nothing
 from controller.store.bounds import OutOfRange, check_params
@@ -127,6 +127,10 @@ _Statement = tuple[int, str, Params]
 
 def _ticket_of(statement: _Statement) -> int:
     return statement[0]
+
+
+#: What a writer that folds changes (`Store.amend`) keeps of a statement it wrote: its ticket first.
+TrackedT = TypeVar("TrackedT", bound=tuple[Any, ...])
 
 
 def is_environment_error(exc: BaseException) -> bool:
@@ -477,6 +481,12 @@ class Store:
     def queued(self, ticket: int) -> bool:
         """Whether the statement `ticket` may still be queued (no commit has taken it yet): `amend()` may succeed."""
         return ticket > self._cut_ticket and bool(self._pending) and ticket >= self._pending[0][0] and not self._frozen
+
+    def forget_taken(self, tracked: dict[str, TrackedT]) -> None:
+        """Drop from `tracked` (key -> (ticket, ...), oldest ticket first) the statements a commit has taken, oldest
+        first: `amend()` can no longer change them."""
+        while tracked and not self.queued(next(iter(tracked.values()))[0]):
+            del tracked[next(iter(tracked))]
 
     def _queue(self, sql: str, params: Params) -> int:
         if not self._pending and (loop := self._writer_loop) is not None:

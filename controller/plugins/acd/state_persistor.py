@@ -33,9 +33,7 @@ class AcdRecords:
 
     def enqueued(self, call_id: str, queue: str, priority: int) -> None:
         self._offers[call_id] = []
-        visits = self._visits
-        while visits and not self._store.queued(next(iter(visits.values()))[0]):  # committed: forgotten
-            del visits[next(iter(visits))]
+        self._store.forget_taken(self._visits)
         self._write_visit(call_id, True, {"call_id": call_id, "queue": queue, "enqueued_at": self._now(),
                                           "priority": priority})
 

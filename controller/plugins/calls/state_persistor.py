@@ -32,13 +32,11 @@ class CallRecords:
         self._starting: dict[str, tuple[int, tuple[Any, ...]]] = {}
 
     def started(self, call_id: str, channel_id: str, *, direction: str, caller: str, did: str) -> None:
-        starting = self._starting
-        while starting and not self._store.queued(next(iter(starting.values()))[0]):  # committed: forgotten
-            del starting[next(iter(starting))]
+        self._store.forget_taken(self._starting)
         params = (call_id, channel_id, direction, caller, did, self._now())
         ticket = self._store.write(_START, params)
         if self._store.queued(ticket):
-            starting[call_id] = (ticket, (*params, None, None))
+            self._starting[call_id] = (ticket, (*params, None, None))
 
     def answered(self, call_id: str) -> None:
         at = self._now()
