@@ -13,7 +13,8 @@ from /proc, the load average next to them: wall-clock figures mean little on a s
 controller's share of Asterisk's CPU, the total and its ratio to app_queue's, the caller's last key -> agent's
 phone ringing (AMI DTMFEnd -> Newstate Ringing) at p50/p99, the controller's RSS, and ARI requests and events
 per call (the controller's /metrics), with the largest kinds of each; at the end, issue 19's targets with the
-measured figure and met / not met (printed, never asserted).
+measured figure and met / not met (printed, never asserted). First and last, what this machine charges for a
+sparse wake-up (wake_probe): at low rates the CPU per call of every handler includes it.
 
 One run per handler and rate is noisy (app_queue's own figure moved 11.9-17.6 ms per call between quiet runs):
 CCC_BENCH_ROUNDS=N runs every handler N times per setup, interleaved (round_order: app_queue[, floor], controller,
@@ -748,14 +749,24 @@ def summarize_rounds(rounds: list[SetupResults]) -> SetupResults:
 async def run() -> None:
     if ROUNDS < 1:
         raise SystemExit(f"CCC_BENCH_ROUNDS must be 1 or more, not {ROUNDS}")
+    await print_wake_cost()
     sandbox.start()
     asterisk_pid = sandbox._pid()
     assert asterisk_pid is not None
     results = [await run_setup(setup, asterisk_pid) for setup in SETUPS]
     print_targets(results)
+    await print_wake_cost()
     for setup in SETUPS:
         if profile_path(setup):
             summarize_profile(Path(profile_path(setup)))
+
+
+async def print_wake_cost() -> None:
+    """What this machine charges for a sparse wake-up (tests/bench/wake_probe.py), in a process of its own."""
+    probe = await asyncio.create_subprocess_exec(sys.executable, "-m", "tests.bench.wake_probe", cwd=REPO,
+                                                 stdout=asyncio.subprocess.PIPE)
+    out, _ = await probe.communicate()
+    print(out.decode().strip(), flush=True)
 
 
 def _ms(value: float | None) -> str:
