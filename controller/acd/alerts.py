@@ -1,6 +1,6 @@
 """Service-standard alerts: what in the live ACD breaks the center's standards right now.
 
-Pure (no I/O): `StandardsMonitor.check(now, agents, waiting, queues)` returns the alerts that became
+Pure (no I/O): `StandardsMonitor.check(now, agents, waiting, queue_names)` returns the alerts that became
 true since the last check. Each occurrence is raised once: an agent's hold, ACW or talk (keyed by
 the agent and when that state began), a caller's wait (keyed by the call), and a queue's service
 level under target in the current interval (once per queue and interval, only after
@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.acd.model import AgentStanding, AgentView, QueueStats, WaitingCallView
+from controller.acd.model import AgentStanding, AgentView, WaitingCallView
 from controller.reports.kpis import Standards
 
 AlertKind = Literal["hold", "acw", "talk", "wait", "service_level"]
 
-#: Which agent state each per-agent standard limits, and which field of `Standards` holds the limit.
+#: Which agent state each per-agent standard limits, and which field of `Standards` holds the limit (an agent in
+#: another state is never alerted on: `check` may be given only the agents in these states).
 AGENT_LIMITS: dict[str, tuple[AlertKind, str]] = {
     "on_hold": ("hold", "max_hold_seconds"),
     "acw": ("acw", "max_acw_seconds"),
@@ -78,7 +79,9 @@ class StandardsMonitor:
         return True
 
     def check(self, now: float, agents: Iterable[AgentView | AgentStanding], waiting: Iterable[WaitingCallView],
-              queues: Iterable[QueueStats] = ()) -> list[Alert]:
+              queue_names: Iterable[str] = ()) -> list[Alert]:
+        """The alerts that became true: `agents` (those in a state of `AGENT_LIMITS` at least), the calls `waiting`
+        in queues, and every queue's name (its service level in the current interval)."""
         alerts: list[Alert] = []
         live: set[tuple[str, str, float]] = set()
         for agent in agents:
@@ -98,14 +101,14 @@ class StandardsMonitor:
                 alerts.append(Alert("wait", call.call_id, round(call.waited, 1), self.standards.max_wait_seconds,
                                     queue=call.queue, call_id=call.call_id))
         interval = self.interval_of(now)
-        for stats in queues:
-            counts = self._counts(stats.name, now)
-            live.add(("service_level", stats.name, interval))
+        for name in queue_names:
+            counts = self._counts(name, now)
+            live.add(("service_level", name, interval))
             if counts.left < self.min_calls:
                 continue
             level = counts.within / counts.left
-            if level < self.standards.service_level_target and self._once("service_level", stats.name, interval):
-                alerts.append(Alert("service_level", stats.name, round(level, 4),
-                                    self.standards.service_level_target, queue=stats.name))
+            if level < self.standards.service_level_target and self._once("service_level", name, interval):
+                alerts.append(Alert("service_level", name, round(level, 4),
+                                    self.standards.service_level_target, queue=name))
         self._raised &= live  # forget occurrences that are over (the next one alerts again)
         return alerts

@@ -25,7 +25,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -684,10 +684,12 @@ class AcdEngine:
     def agents(self) -> list[AgentView]:
         return [self.agent(agent_id) for agent_id in self._agents]
 
-    def standings(self) -> list[AgentStanding]:
-        """Every agent's state, since when and call (as `agent()` tells them), without the rest of a view."""
+    def standings(self, states: Container[str] | None = None) -> list[AgentStanding]:
+        """Every agent's state, since when and call (as `agent()` tells them), without the rest of a view; only the
+        agents in `states` when given (the service-standards check reads those that a standard limits, each second:
+        hundreds of agents ready or not ready are skipped, not viewed)."""
         return [AgentStanding(agent.settings.id, agent.state, agent.since, agent.current_call or agent.offered_call)
-                for agent in self._agents.values()]
+                for agent in self._agents.values() if states is None or agent.state in states]
 
     def queue_stats(self, queue: str) -> QueueStats:
         q = self._queue(queue)
@@ -702,11 +704,20 @@ class AcdEngine:
     def queues(self) -> list[QueueStats]:
         return [self.queue_stats(name) for name in self._queues]
 
+    def queue_names(self) -> list[str]:
+        """The queues' names, in the order `queues()` gives their figures (without computing them)."""
+        return list(self._queues)
+
     def waiting(self, queue: str) -> list[WaitingCallView]:
         q = self._queue(queue)
         now = self.clock.now()
         ordered = sorted(q.calls(), key=lambda c: self._queue_order(c, q, now))
         return [self._view(call, position, q, now) for position, call in enumerate(ordered, 1)]
+
+    def waiting_everywhere(self) -> list[WaitingCallView]:
+        """Every queue's calls as `waiting` gives them, queue after queue (in `queues()` order); a queue without
+        calls is skipped, not sorted nor viewed (the service-standards check reads them each second)."""
+        return [view for name, q in self._queues.items() if q.buckets for view in self.waiting(name)]
 
     def call(self, call_id: str) -> WaitingCallView | None:
         """The call's view as `waiting` gives it, without sorting the queue nor viewing the other calls: its

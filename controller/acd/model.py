@@ -148,9 +148,9 @@ class AgentView:
 
 @dataclass(frozen=True, slots=True)
 class AgentStanding:
-    """What the service-standards check reads of an agent each second (`AcdEngine.standings`): their state, since
-    when, and their call; an `AgentView` (counters, a copy of the seconds per state) cost ~10x more, for every agent
-    every second whatever the call rate."""
+    """What the service-standards check reads each second of an agent in a state a standard limits
+    (`AcdEngine.standings`): their state, since when, and their call; an `AgentView` (counters, a copy of the seconds
+    per state) cost ~10x more, for every agent every second whatever the call rate."""
     id: str
     state: AgentState
     since: float | None

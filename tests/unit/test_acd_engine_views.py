@@ -481,3 +481,19 @@ def test_a_calls_own_view_is_its_view_in_the_whole_queue() -> None:
     assert views[0].state == "ringing"
     assert [acd.call(view.call_id) for view in views] == views
     assert acd.call("nobody") is None
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_the_standards_checks_views_are_the_full_views_narrowed(state: str) -> None:
+    """`standings(states)` is `standings()` of the agents in those states, in the same order; `waiting_everywhere()`
+    is `waiting` of each queue in `queues()` order (ringing calls included), the queues without calls skipped."""
+    acd, _clock = engine_with_x_in(state)
+    acd.enqueue("w2", "q")  # ringing x when x is ready, else waiting
+    acd.enqueue("w3", "other")
+    everyone = acd.standings()
+    assert [a.id for a in everyone] == ["x", "helper"]
+    for states in (("talking", "on_hold", "acw"), (state,), ()):
+        assert acd.standings(states) == [a for a in everyone if a.state in states]
+    assert acd.waiting_everywhere() == [view for q in acd.queues() for view in acd.waiting(q.name)]
+    assert [view.call_id for view in acd.waiting_everywhere()][-2:] == ["w", "w3"]
+    assert acd.queue_names() == [q.name for q in acd.queues()] == ["q", "other", "third"]

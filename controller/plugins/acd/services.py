@@ -25,7 +25,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from controller.acd.alerts import StandardsMonitor
+from controller.acd.alerts import AGENT_LIMITS, StandardsMonitor
 from controller.acd.engine import AcdEngine, AcdError, OnCall, waiting_refusal
 from controller.acd.model import (
     AgentSettings,
@@ -396,8 +396,10 @@ class AcdService:
         """Publish an `alert.raised` event for each standard newly broken (see `controller.acd.alerts`)."""
         engine = self.engine
         self.monitor.standards = self.standards  # as administered now
-        waiting = [call for queue in engine.queues() for call in engine.waiting(queue.name)]
-        for alert in self.monitor.check(self.clock.now(), engine.standings(), waiting, engine.queues()):
+        # Only what a standard can break is read (the agents in a state it limits, the queues with calls), not
+        # every agent and queue each second: the check's cost follows the calls, not the center's size.
+        for alert in self.monitor.check(self.clock.now(), engine.standings(AGENT_LIMITS), engine.waiting_everywhere(),
+                                        engine.queue_names()):
             log.warning("standard broken: %s %s (%s > %s)", alert.kind, alert.subject, alert.value, alert.threshold)
             self.publish("alert.raised", call_id=alert.call_id, agent_id=alert.agent_id, queue=alert.queue,
                          kind=alert.kind, subject=alert.subject, value=alert.value, threshold=alert.threshold)
