@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 from panoramisk import Manager
 
-from tests.bench.bench_calls import _sipp_count, cpu_seconds
+from tests.bench.bench_calls import _sipp_count, cpu_seconds, run_seconds
 from tests.e2e.conftest import ADMIN_TOKEN, ARI, ARI_HEADERS, REPO, ControllerProcess, demo_config, hang_up_everything
 from tests.sipp import Caller, CallerStep, Dtmf, Pause, Phone, WaitForBye
 
@@ -528,9 +528,9 @@ async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) ->
 
 async def idle_cpu_ms_per_s(pid: int, seconds: float = 5.0) -> float:
     """The process's CPU over `seconds` with nothing to do (agents logged in, no call): its cost per unit of time."""
-    before = cpu_seconds(pid)
+    before = run_seconds(pid)  # (clock ticks would give 0 or 2 ms per second over 5 s)
     await asyncio.sleep(seconds)
-    return (cpu_seconds(pid) - before) * 1000 / seconds
+    return (run_seconds(pid) - before) * 1000 / seconds
 
 
 async def cti_client(process: ControllerProcess, seen: list[int]) -> None:

@@ -1,10 +1,16 @@
-"""bench_fullpath's machine line (tests/bench/wake_probe.py): the child's CPU per wake-up, and how it is printed."""
+"""bench_fullpath's small CPU figures: the machine line (tests/bench/wake_probe.py: the child's CPU per wake-up, and
+how it is printed) and the idle controller's CPU to the nanosecond (bench_calls.run_seconds)."""
 
 from __future__ import annotations
+
+import os
+import threading
+import time
 
 import pytest
 
 from tests.bench import wake_probe
+from tests.bench.bench_calls import run_seconds
 from tests.bench.wake_probe import WakeCost, cost_at, describe
 
 
@@ -20,3 +26,17 @@ def test_describe_gives_each_spacing_and_the_sparse_to_dense_ratio(monkeypatch: 
     line = describe([WakeCost(1.0, 100.0), WakeCost(5.0, 150.0), WakeCost(20.0, 250.0)])
     assert "100 us at 1 ms, 150 us at 5 ms, 250 us at 20 ms apart" in line
     assert "(2.5x when sparse; guest halt-poll 0 ns)" in line
+
+
+def test_run_seconds_counts_a_threads_cpu_to_below_a_clock_tick() -> None:
+    def spin() -> None:
+        until = time.thread_time() + 0.004  # less than one 10 ms clock tick
+        while time.thread_time() < until:
+            pass
+
+    before = run_seconds(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    worker.join()
+    spent = run_seconds(os.getpid()) - before
+    assert 0.003 < spent < 0.009  # (clock ticks would say 0 or 0.01)
