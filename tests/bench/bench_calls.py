@@ -2,7 +2,7 @@
 
 Both handle the same call — StasisStart, answer, play one second of silence, PlaybackFinished,
 hang up — placed by SIPp at fixed rates. Printed per rate: calls that failed, and CPU seconds per
-call of the handling process (utime + stime from /proc). The minimal app (what
+call of the handling process (its CPU clock: `cpu_seconds`). The minimal app (what
 ../shared/harness.md measured at ~1.4 ms/call) is the ceiling to compare with: machines here are
 noisy, so read the ratio, not the absolute numbers.
 """
@@ -49,14 +49,9 @@ asyncio.run(main())
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_seconds(pid: int) -> float:
-    """The process's CPU time to the nanosecond (the scheduler's, all its threads, ended ones too), where
-    `cpu_seconds` counts clock ticks (10 ms each): for small figures, such as an idle process's. The clock is the
-    process's CPU clock as `clock_getcpuclockid(pid)` makes it (Linux: `~pid << 3 | CPUCLOCK_SCHED`)."""
+    """The process's CPU time (all its threads, ended ones too) to the nanosecond: its CPU clock as
+    `clock_getcpuclockid(pid)` makes it (Linux: `~pid << 3 | CPUCLOCK_SCHED`), the scheduler's time that /proc's
+    utime + stime round to clock ticks (10 ms each: an idle process's 5 s read 0 or 2 ms per second)."""
     return time.clock_gettime((~pid << 3) | 2)
 
 

@@ -8,8 +8,8 @@ rates: app_queue's device-state work is its own cost). Each setup (CCC_BENCH_SET
 in 2 queues, then 500 in 20, where app_queue's device-state work grows with queues x members) gives every
 agent its own PJSIP endpoint; up to AGENTS_PER_PHONE endpoints share one SIPp UAS phone.
 
-Printed per setup and rate: failed calls, CPU ms per call of the controller and of Asterisk (utime + stime
-from /proc, the load average next to them: wall-clock figures mean little on a shared machine), the
+Printed per setup and rate: failed calls, CPU ms per call of the controller and of Asterisk (each process's
+CPU clock, `cpu_seconds`; the load average next to them: wall-clock figures mean little on a shared machine), the
 controller's share of Asterisk's CPU, the total and its ratio to app_queue's, the caller's last key -> agent's
 phone ringing (AMI DTMFEnd -> Newstate Ringing) at p50/p99, the controller's RSS, and ARI requests and events
 per call (the controller's /metrics), with the largest kinds of each; at the end, issue 19's targets with the
@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 from panoramisk import Manager
 
-from tests.bench.bench_calls import _sipp_count, cpu_seconds, run_seconds
+from tests.bench.bench_calls import _sipp_count, cpu_seconds
 from tests.e2e.conftest import ADMIN_TOKEN, ARI, ARI_HEADERS, REPO, ControllerProcess, demo_config, hang_up_everything
 from tests.sipp import Caller, CallerStep, Dtmf, Pause, Phone, WaitForBye
 
@@ -528,9 +528,9 @@ async def settled(pid: int, idle_share: float = 0.03, limit_s: float = 120.0) ->
 
 async def idle_cpu_ms_per_s(pid: int, seconds: float = 5.0) -> float:
     """The process's CPU over `seconds` with nothing to do (agents logged in, no call): its cost per unit of time."""
-    before = run_seconds(pid)  # (clock ticks would give 0 or 2 ms per second over 5 s)
+    before = cpu_seconds(pid)
     await asyncio.sleep(seconds)
-    return (run_seconds(pid) - before) * 1000 / seconds
+    return (cpu_seconds(pid) - before) * 1000 / seconds
 
 
 async def cti_client(process: ControllerProcess, seen: list[int]) -> None:

@@ -1,5 +1,5 @@
 """bench_fullpath's small CPU figures: the machine line (tests/bench/wake_probe.py: the child's CPU per wake-up, and
-how it is printed) and the idle controller's CPU to the nanosecond (bench_calls.run_seconds)."""
+how it is printed) and a process's CPU to the nanosecond (bench_calls.cpu_seconds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.bench import wake_probe
-from tests.bench.bench_calls import run_seconds
+from tests.bench.bench_calls import cpu_seconds
 from tests.bench.wake_probe import WakeCost, cost_at, describe
 
 
@@ -28,15 +28,15 @@ def test_describe_gives_each_spacing_and_the_sparse_to_dense_ratio(monkeypatch: 
     assert "(2.5x when sparse; guest halt-poll 0 ns)" in line
 
 
-def test_run_seconds_counts_a_threads_cpu_to_below_a_clock_tick() -> None:
+def test_cpu_seconds_counts_a_threads_cpu_to_below_a_clock_tick() -> None:
     def spin() -> None:
         until = time.thread_time() + 0.004  # less than one 10 ms clock tick
         while time.thread_time() < until:
             pass
 
-    before = run_seconds(os.getpid())
+    before = cpu_seconds(os.getpid())
     worker = threading.Thread(target=spin)
     worker.start()
     worker.join()
-    spent = run_seconds(os.getpid()) - before
+    spent = cpu_seconds(os.getpid()) - before
     assert 0.003 < spent < 0.009  # (clock ticks would say 0 or 0.01)
