@@ -33,8 +33,8 @@ _ports = itertools.count(0)
 
 def _next_ports() -> tuple[int, int]:
     """A (SIP port, media port) pair unique in this test process: SIP ports 30000-32399, media ports 6000-7999 (4
-    each). SIP ports stay out of Asterisk's RTP range (asterisk-conf/rtp.conf, 10000-19999; node b of the multinode
-    tests 20000-29999), where a port Asterisk held for a call's RTP or RTCP made SIPp exit at once ("Unable to bind
+    each). SIP ports stay out of Asterisk's RTP range (asterisk-conf/rtp.conf, 10000-14999; node b of the multinode
+    tests 20000-24999), where a port Asterisk held for a call's RTP or RTCP made SIPp exit at once ("Unable to bind
     main socket"), its call never placed (SIP ports were 5100-13099 until 2026-11-27: two callers of
     test_resume_waiting's ten once never reached Stasis); out of SIPp's own control ports (8888 and the next 59, each
     SIPp takes the first free one) and below Linux's ephemeral ports (32768-60999)."""

@@ -99,7 +99,7 @@ def install_b() -> None:
     asterisk_conf = etc / "asterisk.conf"
     asterisk_conf.write_text(asterisk_conf.read_text().replace("systemname = ccc-sandbox", "systemname = ccc-node-b"))
     (etc / "rtp.conf").write_text((etc / "rtp.conf").read_text().replace("rtpstart = 10000", "rtpstart = 20000")
-                                  .replace("rtpend = 19999", "rtpend = 29999"))
+                                  .replace("rtpend = 14999", "rtpend = 24999"))
     (etc / "dialplans" / "ccc-nodes.conf").unlink(missing_ok=True)
     pjsip = etc / "pjsip.conf"
     pjsip.write_text(pjsip.read_text().split("; Trunks from node a")[0])

@@ -1,7 +1,7 @@
 """The tests' SIPp ports: never one Asterisk may hold for a call's media.
 
-A SIPp caller whose SIP port Asterisk had taken for an RTP stream (its range, rtp.conf, is 10000-19999; node b of
-the multinode tests uses 20000-29999) exited at once ("Unable to bind main socket"), its call never placed: two
+A SIPp caller whose SIP port Asterisk had taken for an RTP stream (its range, rtp.conf, is 10000-14999; node b of
+the multinode tests uses 20000-24999) exited at once ("Unable to bind main socket"), its call never placed: two
 callers of test_resume_waiting's ten never reached Stasis (one RTP + RTCP pair blocks two consecutive ports)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import sipp
+from tests.bench import bench_fullpath
 
 REPO = Path(__file__).resolve().parents[2]
 #: SIPp's control socket: port 8888, or the next free one of 60 (`-cp` unset), bound by every SIPp process.
@@ -43,3 +44,22 @@ def test_sip_and_media_ports_stay_out_of_asterisk_s_rtp_ranges_and_apart(pid: in
         assert not [port for port in sip_ports | media_ports if port in rtp]
     assert not [port for port in sip_ports | media_ports if port in SIPP_CONTROL_PORTS]
     assert all(5060 < port < 32_768 for port in sip_ports | media_ports)  # above Asterisk's SIP, below ephemeral ports
+
+
+def phone_ports() -> set[int]:
+    """The agents' SIPp phones' SIP ports: every `Phone(<port>` in the tests and every contact of the sandbox's
+    pjsip.conf, and the benches' PHONE_PORT and the phones above it."""
+    texts = [path.read_text() for path in (REPO / "tests").rglob("*.py")]
+    ports = {int(port) for text in texts for port in re.findall(r"\bPhone\((\d+)", text)}
+    ports |= {int(port) for port in re.findall(r"@127\.0\.0\.1:(\d+)", (REPO / "asterisk-conf/pjsip.conf").read_text())}
+    ports |= {bench_fullpath.PHONE_PORT + n for n in range(4)}
+    return ports
+
+
+def test_the_agents_phones_stay_out_of_asterisk_s_rtp_ranges() -> None:
+    """A phone started on a port a call's RTP or RTCP holds exits at once, and a call's RTCP cannot bind beside a
+    phone (the phones were at 15000-15005 inside 10000-19999 until 2026-11-27)."""
+    ports = phone_ports()
+    assert {5090, 15001, 15101} <= ports  # the search finds them
+    for rtp in asterisk_rtp_ranges():
+        assert not sorted(port for port in ports if port in rtp), rtp
