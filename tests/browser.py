@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import itertools
 import json
 import shutil
@@ -32,6 +33,24 @@ class Page:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self._ids = itertools.count(1)
+        # What the page said while the tests waited (console, uncaught errors, failed loads): a failed wait
+        # shows the last of it, so a step that silently did nothing (a script not loaded, a rejected fetch)
+        # is named in the failure instead of only "never true".
+        self.events: collections.deque[str] = collections.deque(maxlen=60)
+
+    def _note(self, event: dict[str, Any]) -> None:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled":
+            text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            self.events.append(f"console.{params.get('type')}: {text[:300]}")
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = details.get("exception", {}).get("description") or details.get("text", "")
+            self.events.append(f"uncaught: {str(text)[:300]}")
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in ("warning", "error"):
+            entry = params["entry"]
+            self.events.append(f"{entry.get('source')} {entry.get('level')}: {entry.get('text', '')[:200]}"
+                               f" {entry.get('url', '')}".rstrip())
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         message_id = next(self._ids)
@@ -39,6 +58,8 @@ class Page:
         async with asyncio.timeout(15):
             async for message in self.ws:
                 data = json.loads(message.data)
+                if "method" in data:
+                    self._note(data)
                 if data.get("id") == message_id:
                     if "error" in data:
                         raise RuntimeError(f"{method}: {data['error']}")
@@ -59,7 +80,8 @@ class Page:
             if value:
                 return value
             await asyncio.sleep(0.1)
-        raise AssertionError(f"never true in the page: {expression} (last value {value!r})")
+        said = "".join(f"\n  {line}" for line in self.events) or " nothing"
+        raise AssertionError(f"never true in the page: {expression} (last value {value!r}); the page said:{said}")
 
     async def click(self, selector: str) -> None:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
@@ -239,6 +261,8 @@ class Browser:
             target = await response.json(content_type=None)
         ws = await self.http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(ws)
+        await page.send("Runtime.enable")  # console messages and uncaught errors, for a failed wait's message
+        await page.send("Log.enable")  # the browser's own: failed loads, refused requests
         await page.send("Page.navigate", url=url)
         await page.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
         return page

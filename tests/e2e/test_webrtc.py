@@ -109,7 +109,14 @@ async def dtmf_on(channel_prefix: str, count: int) -> list[str]:
 
 
 async def phone_status(page: Page, status: str, timeout: float = 15) -> None:
-    await page.wait_for(f"document.querySelector('#phone-status').dataset.status === {status!r}", timeout)
+    try:
+        await page.wait_for(f"document.querySelector('#phone-status').dataset.status === {status!r}", timeout)
+    except AssertionError as failed:
+        # Which step stopped: the sign-in (its form still shown, or its error), or the phone's own status.
+        shown = await page.evaluate("JSON.stringify({phone: document.querySelector('#phone-status').dataset.status,"
+                                    " signin_shown: !document.querySelector('#signin').hidden,"
+                                    " error: document.querySelector('#error').textContent})")
+        raise AssertionError(f"{failed}\nthe page shows: {shown}") from None
 
 
 async def test_the_agent_answers_a_queue_call_in_the_browser_and_audio_flows_both_ways(
