@@ -165,6 +165,26 @@ async def sign_in(page: Page, name: str, password: str) -> str:
         " && document.querySelector('#error').textContent"))
 
 
+async def test_a_sign_in_that_gets_no_answer_says_the_controller_is_out_of_reach(
+        controller: ControllerProcess) -> None:
+    """A stopped controller (or a network down) answers nothing: the page says so under the form, in the page's
+    language, rather than leaving a sign-in button that does nothing (a fetch that fails throws, not answers)."""
+    async with Browser() as browser:
+        english = await browser.open(f"{controller.url}/toolbar?lang=en")
+        chinese = await browser.open(f"{controller.url}/toolbar?lang=zh")
+        controller.terminate()
+        assert await sign_in(english, "1001", AGENT_PASSWORD) == \
+            "cannot reach the controller: check the network and try again"
+        assert await sign_in(chinese, "1001", AGENT_PASSWORD) == "无法连接控制器：请检查网络，稍后再试"
+        assert not await english.visible("#desk") and not await chinese.visible("#desk")
+        # Without a password (a session kept by the tab): the same, not "type your password".
+        await english.evaluate("document.querySelector('#error').textContent = 'pending'; true")
+        await english.click("#login")
+        assert await english.wait_for("document.querySelector('#error').textContent !== 'pending'"
+                                      " && document.querySelector('#error').textContent") == \
+            "cannot reach the controller: check the network and try again"
+
+
 async def test_an_agent_signs_in_with_name_and_password_and_five_wrong_ones_lock_the_account(
         controller: ControllerProcess) -> None:
     async with Browser() as browser:

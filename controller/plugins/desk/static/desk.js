@@ -4,6 +4,11 @@
 "use strict";
 // Text from the API or a user into HTML: always through this (pages never insert such text as markup).
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+// Texts every page using Desk needs, whatever its own (a page's texts of the same key win).
+const DESK_TEXTS = {
+  zh: {unreachable: "无法连接控制器：请检查网络，稍后再试"},
+  en: {unreachable: "cannot reach the controller: check the network and try again"},
+};
 class Desk {
   constructor() {
     this.query = new URLSearchParams(location.search);
@@ -17,6 +22,7 @@ class Desk {
       history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
     }
     this.texts = {};
+    this.reachable = true;  // false after a request that got no answer (`unreachable`)
     const lang = document.getElementById("lang");
     if (lang) {
       lang.textContent = this.lang === "zh" ? "English" : "中文";
@@ -28,10 +34,16 @@ class Desk {
   param(name) { return this.query.get(name); }
   setToken(token) { this.token = token; sessionStorage.setItem("ccc.token", token); }
   // Log in with a name and password: the controller sets the session cookie; answers the user or null.
+  // A controller out of reach (stopped, the network down) is said under the form, not left to a silent button.
   async signIn(name, password) {
-    const response = await fetch("/api/auth/login", {method: "POST", headers: {"Content-Type": "application/json"},
-                                                      credentials: "same-origin",
-                                                      body: JSON.stringify({name, password})});
+    let response;
+    try {
+      response = await fetch("/api/auth/login", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                 credentials: "same-origin", body: JSON.stringify({name, password})});
+    } catch {
+      return this.unreachable(null);
+    }
+    this.reachable = true;
     const data = await response.json().catch(() => ({}));
     if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); return null; }
     this.error("");
@@ -39,21 +51,34 @@ class Desk {
     this.csrf = data.csrf_token; sessionStorage.setItem("ccc.csrf", this.csrf);
     return data.user;
   }
-  // The session this tab still has (a reload), or null: no error shown.
+  // The session this tab still has (a reload), or null: no error shown, unless no answer came at all.
   async session() {
-    const response = await fetch("/api/auth/me", {credentials: "same-origin"});
+    let response;
+    try {
+      response = await fetch("/api/auth/me", {credentials: "same-origin"});
+    } catch {
+      return this.unreachable(null);
+    }
+    this.reachable = true;
     if (!response.ok) return null;
     const me = await response.json();
     if (me.kind !== "session") return null;
     this.csrf = me.csrf_token; sessionStorage.setItem("ccc.csrf", this.csrf);
     return me;
   }
-  t(key) { return (this.texts[this.lang] || {})[key] || ""; }
+  t(key) { return (this.texts[this.lang] || {})[key] || (DESK_TEXTS[this.lang] || DESK_TEXTS.en)[key] || ""; }
   translate(texts) {
     this.texts = texts;
     document.documentElement.lang = this.lang;
     for (const el of document.querySelectorAll("[data-t]")) el.textContent = this.t(el.dataset.t);
     document.title = this.t("title");
+  }
+  // A request that got no answer at all: said under the page (unless `quiet`), remembered in `reachable`
+  // (false until a request is answered again); returns `value` for the caller to return.
+  unreachable(value, {quiet = false} = {}) {
+    this.reachable = false;
+    if (!quiet) this.error(this.t("unreachable"));
+    return value;
   }
   error(message) { const el = document.getElementById("error"); if (el) el.textContent = message || ""; }
   // A refusal is shown under the page (unless `quiet`: the caller shows it, e.g. next to a form) and thrown
@@ -62,8 +87,15 @@ class Desk {
     const headers = {"Content-Type": "application/json"};
     if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
     else headers["X-CSRF-Token"] = this.csrf;
-    const response = await fetch(path, {method, headers, credentials: "same-origin",
-                                        body: body === undefined ? undefined : JSON.stringify(body)});
+    let response;
+    try {
+      response = await fetch(path, {method, headers, credentials: "same-origin",
+                                    body: body === undefined ? undefined : JSON.stringify(body)});
+    } catch {  // no answer at all: status 0
+      this.unreachable(null, {quiet});
+      throw Object.assign(new Error(this.t("unreachable")), {status: 0, data: {}});
+    }
+    this.reachable = true;
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       if (!quiet) this.error(data.error || `HTTP ${response.status}`);
