@@ -22,7 +22,7 @@ class Desk {
       history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
     }
     this.texts = {};
-    this.reachable = true;  // false after a request that got no answer (`unreachable`)
+    this.reachable = true;  // false after a request that got no answer at all (`reach`)
     const lang = document.getElementById("lang");
     if (lang) {
       lang.textContent = this.lang === "zh" ? "English" : "中文";
@@ -36,14 +36,9 @@ class Desk {
   // Log in with a name and password: the controller sets the session cookie; answers the user or null.
   // A controller out of reach (stopped, the network down) is said under the form, not left to a silent button.
   async signIn(name, password) {
-    let response;
-    try {
-      response = await fetch("/api/auth/login", {method: "POST", headers: {"Content-Type": "application/json"},
-                                                 credentials: "same-origin", body: JSON.stringify({name, password})});
-    } catch {
-      return this.unreachable(null);
-    }
-    this.reachable = true;
+    const response = await this.reach("/api/auth/login", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                           body: JSON.stringify({name, password})});
+    if (response === null) { this.error(this.t("unreachable")); return null; }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) { this.error(data.error || `HTTP ${response.status}`); return null; }
     this.error("");
@@ -53,13 +48,8 @@ class Desk {
   }
   // The session this tab still has (a reload), or null: no error shown, unless no answer came at all.
   async session() {
-    let response;
-    try {
-      response = await fetch("/api/auth/me", {credentials: "same-origin"});
-    } catch {
-      return this.unreachable(null);
-    }
-    this.reachable = true;
+    const response = await this.reach("/api/auth/me");
+    if (response === null) { this.error(this.t("unreachable")); return null; }
     if (!response.ok) return null;
     const me = await response.json();
     if (me.kind !== "session") return null;
@@ -73,12 +63,17 @@ class Desk {
     for (const el of document.querySelectorAll("[data-t]")) el.textContent = this.t(el.dataset.t);
     document.title = this.t("title");
   }
-  // A request that got no answer at all: said under the page (unless `quiet`), remembered in `reachable`
-  // (false until a request is answered again); returns `value` for the caller to return.
-  unreachable(value, {quiet = false} = {}) {
-    this.reachable = false;
-    if (!quiet) this.error(this.t("unreachable"));
-    return value;
+  // fetch() with the session cookie, keeping `reachable`: the response, or null when no answer came at all
+  // (the controller stopped, the network down: fetch throws), which the caller says under the page.
+  async reach(path, options = {}) {
+    try {
+      const response = await fetch(path, {credentials: "same-origin", ...options});
+      this.reachable = true;
+      return response;
+    } catch {
+      this.reachable = false;
+      return null;
+    }
   }
   error(message) { const el = document.getElementById("error"); if (el) el.textContent = message || ""; }
   // A refusal is shown under the page (unless `quiet`: the caller shows it, e.g. next to a form) and thrown
@@ -87,15 +82,12 @@ class Desk {
     const headers = {"Content-Type": "application/json"};
     if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
     else headers["X-CSRF-Token"] = this.csrf;
-    let response;
-    try {
-      response = await fetch(path, {method, headers, credentials: "same-origin",
-                                    body: body === undefined ? undefined : JSON.stringify(body)});
-    } catch {  // no answer at all: status 0
-      this.unreachable(null, {quiet});
+    const response = await this.reach(path, {method, headers,
+                                              body: body === undefined ? undefined : JSON.stringify(body)});
+    if (response === null) {  // no answer at all: status 0
+      if (!quiet) this.error(this.t("unreachable"));
       throw Object.assign(new Error(this.t("unreachable")), {status: 0, data: {}});
     }
-    this.reachable = true;
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       if (!quiet) this.error(data.error || `HTTP ${response.status}`);
