@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ sys.path.insert(0, str(REPO / "tools"))
 import sandbox  # noqa: E402
 
 from tests import sipp  # noqa: E402
+from tests.e2e import strays  # noqa: E402
+
+# Every process this pytest starts inherits the mark: a stray one is then known for the harness's own (strays.py).
+os.environ[strays.HARNESS_MARK] = str(os.getpid())
 
 ADMIN_TOKEN = "demo-admin-token"
 ARI = "http://127.0.0.1:8088/ari"
@@ -46,6 +51,56 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.e2e)
+
+
+_file_started_with: dict[Path, set[tuple[int, int]]] = {}  # per test file: the harness programs running before it
+
+
+def _node_b_root() -> Path:
+    from tests.e2e.nodes import B_ROOT
+
+    return B_ROOT
+
+
+def _kill_left_behind(before: set[tuple[int, int]], by: str) -> None:
+    """Kill the harness programs (controllers, guards, `make run`, node b's Asterisk) started since `before` and
+    still running, with a warning naming them. SIPp phones are tests/sipp.py's kill_leftovers' business."""
+    left = [p for p in strays.harness_processes([_node_b_root()]) if p.key not in before and not p.is_sipp]
+    if left:
+        still = strays.kill([p.pid for p in left])
+        warnings.warn(f"{by} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed"
+                      + (f", but {still} still run" if still else ""), stacklevel=1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a test file's first test: no stray from an earlier file or run in this namespace (strays.py). One is
+    killed, and fails this one test with its pid and command line, rather than the file's tests one by one."""
+    if item.path in _file_started_with:
+        return
+    problem = strays.check_namespace(item.path.name, [_node_b_root()])
+    _file_started_with[item.path] = {p.key for p in strays.harness_processes([_node_b_root()])}
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a test file's last test (its module fixtures are torn down by then): what they left is killed."""
+    try:
+        return (yield)
+    finally:
+        if (item.path in _file_started_with and (nextitem is None or nextitem.path != item.path)):
+            _kill_left_behind(_file_started_with.pop(item.path), f"{item.path.name} (its module fixtures)")
+
+
+@pytest.fixture(autouse=True)
+def no_controller_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test (and its fixtures' teardown: autouse fixtures are set up first, so torn down last): the
+    controllers and other harness programs it started are gone, whatever happened to its own clean-up."""
+    before = {p.key for p in strays.harness_processes([_node_b_root()])}
+    yield
+    _kill_left_behind(before, request.node.nodeid)
 
 
 def demo_config(tmp_path: Path, **sections: Any) -> Path:
@@ -76,7 +131,11 @@ def demo_backend() -> Iterator[str]:
         time.sleep(0.1)
     yield "http://127.0.0.1:8090"
     process.terminate()
-    process.wait(5)
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
@@ -326,7 +385,7 @@ async def controller(fresh_asterisk: Path, tmp_path: Path,
     finally:
         process.terminate()
         with contextlib.suppress(OSError):
-            print(process.log.read_text()[-4000:])
+            print(process.log.read_text(errors="replace")[-4000:])
 
 
 @contextlib.contextmanager

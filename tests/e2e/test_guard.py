@@ -40,9 +40,14 @@ class GuardProcess:
                                             stderr=subprocess.STDOUT, cwd=REPO)
 
     def stop(self) -> int:
+        """SIGTERM, then SIGKILL after 10 s (its exit status then says so: -9)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(10)
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
 
 
 @pytest.fixture
@@ -50,13 +55,14 @@ async def cleanup() -> AsyncIterator[list[Any]]:
     """SIPp processes, the controller and the guard this test started: stopped whatever happens."""
     things: list[Any] = []
     yield things
-    for thing in things:
+    for thing in things:  # all stopped before any log is read: one unreadable log stops no process
         if isinstance(thing, ControllerProcess):
             thing.terminate()
-            print(thing.log.read_text()[-3000:])
         elif isinstance(thing, GuardProcess):
             thing.stop()
-            print(thing.log.read_text()[-3000:])
+    for thing in things:
+        if isinstance(thing, ControllerProcess | GuardProcess):
+            print(thing.log.read_text(errors="replace")[-3000:])
     # The calls are still up (the talking and held ones by design): end them while the SIPp phones still
     # answer. A phone killed first never answers Asterisk's BYE, which Asterisk then repeats for 32 s
     # (SIP timer F) to that port, where the next test's phone on the same port takes it for a call:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ARI, ARI_HEADERS, ari_get, hang_up_then_kill, wait_until
+from tests.e2e import strays
+from tests.e2e.conftest import ARI, ARI_HEADERS, REPO, ControllerProcess, ari_get, hang_up_then_kill, wait_until
 from tests.sipp import Phone
 
 pytestmark = pytest.mark.e2e
@@ -51,3 +56,91 @@ async def test_a_phone_stopped_mid_call_leaves_no_stray_bye_for_the_next_phone_o
         await ring_8001(http)
         result = await asyncio.wait_for(following.wait(), 20)
         assert result.ok, result.output + result.errors
+
+
+# -- processes: none outlives its test or its test file (tests/e2e/strays.py) ---------------------------------
+
+LEAKING_TESTS = '''
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import REPO, ControllerProcess, free_port
+
+
+def controller(tmp_path: Path) -> ControllerProcess:
+    return ControllerProcess(tmp_path / "data", env={"CCC_AGI_PORT": str(free_port())})
+
+
+def note(pid: int) -> None:
+    with Path(os.environ["CCC_TEST_PIDS"]).open("a") as pids:
+        pids.write(f"{pid}\\n")
+
+
+def test_fails_before_its_controller_reaches_a_teardown(tmp_path: Path) -> None:
+    process = controller(tmp_path)
+    asyncio.run(process.start(wait=False))
+    note(process.process.pid)
+    raise AssertionError("failed before the controller was handed to a teardown")
+
+
+def test_kills_the_wrapper_but_not_the_controller_below_it(tmp_path: Path) -> None:
+    process = controller(tmp_path)
+    pid_file = tmp_path / "pid"
+    command = f"{sys.executable} -m controller --config {process.config} & echo $! > {pid_file}; wait"
+    wrapper = subprocess.Popen(["sh", "-c", command], env=process.env, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    note(int(pid_file.read_text()))
+    wrapper.kill()
+    wrapper.wait()
+'''
+
+
+def inner_pytest(tmp_path: Path, tests: str, *select: str) -> subprocess.CompletedProcess[str]:
+    """A pytest of its own on `tests` with the e2e fixtures and hooks (tests/e2e/conftest.py as a plugin)."""
+    folder = tmp_path / f"inner-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "test_inner.py").write_text(tests)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.e2e.conftest",
+                           "-o", "asyncio_default_fixture_loop_scope=function",
+                           "--rootdir", str(folder), "--basetemp", str(folder / "tmp"), *select,
+                           str(folder / "test_inner.py")], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CCC_TEST_PIDS": str(tmp_path / "pids")})
+
+
+@pytest.mark.parametrize("leak", ["fails_before_its_controller", "kills_the_wrapper"])
+def test_a_controller_a_test_lost_track_of_is_gone_when_the_test_ends(leak: str, tmp_path: Path) -> None:
+    """A test that failed before its teardown knew of its controller, or killed a wrapper (`sh`, `nsenter`,
+    tools/run.py) whose Python child lives on, leaves no controller to hold port 4573 in the next test file."""
+    try:
+        result = inner_pytest(tmp_path, LEAKING_TESTS, "-k", leak)
+        (pid,) = map(int, (tmp_path / "pids").read_text().split())
+        assert result.returncode == (1 if leak.startswith("fails") else 0), result.stdout + result.stderr
+        assert not strays.alive(pid), f"{strays.describe(pid)} outlived its test"
+        assert "left pid" in result.stdout and "-m controller" in result.stdout, result.stdout  # the warning
+    finally:
+        strays.kill(map(int, (tmp_path / "pids").read_text().split()))
+
+
+async def test_a_stray_controller_fails_the_next_file_s_first_test_with_its_pid_and_is_killed(
+        tmp_path: Path) -> None:
+    """One left by an earlier run (its pytest killed) fails one test, naming it, rather than a file's tests one
+    by one on a FastAGI port already taken; it is killed, so the rest of the run goes on."""
+    stray = ControllerProcess(tmp_path / "stray")
+    await stray.start(wait=False)
+    try:
+        result = inner_pytest(tmp_path, "def test_first() -> None:\n    pass\n\n\ndef test_second() -> None:\n"
+                              "    pass\n")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "1 passed, 1 error" in result.stdout, result.stdout
+        assert f"pid {stray.process.pid} (" in result.stdout and "-m controller" in result.stdout, result.stdout
+        assert f"Killed {stray.process.pid}" in result.stdout, result.stdout
+        assert stray.process.wait(5) == -signal.SIGKILL
+    finally:
+        stray.kill()

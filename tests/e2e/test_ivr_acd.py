@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import shutil
@@ -60,11 +61,15 @@ async def start_controller(tmp_path: Path, *, hours: str = "always", env: dict[s
 
 @pytest.fixture
 async def stop_after() -> AsyncIterator[list[ControllerProcess]]:
+    """The controllers a test appends: all stopped after it, then their logs' tails printed (a log that cannot be
+    read, or a controller restarted on the same log, stops none of them)."""
     processes: list[ControllerProcess] = []
     yield processes
     for process in processes:
         process.terminate()
-        print(process.log.read_text()[-3000:])
+    for log in dict.fromkeys(process.log for process in processes):
+        with contextlib.suppress(OSError):
+            print(log.read_text(errors="replace")[-3000:])
 
 
 def rows(process: ControllerProcess, sql: str, *params: Any) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.e2e import strays
 from tests.e2e.conftest import REPO, ari_get
 from tests.sipp import Caller, Pause
 
@@ -62,7 +63,8 @@ async def _stop_like_a_user(run: subprocess.Popen[str] | subprocess.Popen[bytes]
         try:
             await asyncio.to_thread(run.wait, 60)
         except subprocess.TimeoutExpired:
-            run.kill()
+            strays.kill([run.pid])  # with its controller, guard and back-end, not tools/run.py alone
+            run.wait()
     sandbox.start()
 
 

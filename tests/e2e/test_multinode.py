@@ -33,7 +33,9 @@ def agent(agent_id: str, endpoint: str, queue: str = "general") -> dict[str, Any
             "queues": {queue: 0}}
 
 
-async def start(tmp_path: Path, nodes: TwoNodes, agents: list[dict[str, Any]]) -> ControllerProcess:
+async def start(tmp_path: Path, nodes: TwoNodes, agents: list[dict[str, Any]],
+                stop_after: list[ControllerProcess]) -> ControllerProcess:
+    """The controller, handed to `stop_after` before it starts: copying the prompts to node b may fail after."""
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "acdtest.yaml").write_text(ACD_FLOW)
@@ -43,6 +45,7 @@ async def start(tmp_path: Path, nodes: TwoNodes, agents: list[dict[str, Any]]) -
     config = demo_config(tmp_path, ivr={"flows_dir": str(flows)}, nodes=nodes.nodes_config(),
                          acd={"center_name": "演示热线", "queues": [general, other], "agents": agents})
     process = ControllerProcess(tmp_path / "data", config=config)
+    stop_after.append(process)
     await process.start()
     nodes.sync_prompts()
     return process
@@ -94,8 +97,7 @@ async def wait_for(check: Any, timeout: float, what: str) -> Any:
 
 async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node_b(
         two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
-    process = await start(tmp_path, two_nodes, [agent("1001", "b/8002")])
-    stop_after.append(process)
+    process = await start(tmp_path, two_nodes, [agent("1001", "b/8002")], stop_after)
     health = await process.health()
     assert health is not None and health["nodes"] == {"a": "up", "b": "up"}
     phone = phone_on_b(15002, answer_after_ms=300, hold_ms=12000)
@@ -132,8 +134,7 @@ async def test_a_caller_on_node_a_is_answered_by_an_agent_whose_phone_is_on_node
 
 async def test_one_queue_serves_callers_of_both_nodes_in_arrival_order(
         two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
-    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")])
-    stop_after.append(process)
+    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")], stop_after)
     phone = Phone(15001, answer_after_ms=300, hold_ms=2000, calls=3)
     await phone.start()
     callers = [caller_on_b([WaitForBye(40000)]), Caller(ACD_DID, steps=[WaitForBye(40000)]),
@@ -160,8 +161,7 @@ async def test_one_queue_serves_callers_of_both_nodes_in_arrival_order(
 
 async def test_node_b_down_makes_its_agents_not_ready_ends_its_calls_and_leaves_node_a_calls_alone(
         two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
-    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001"), agent("1002", "b/8002", "other")])
-    stop_after.append(process)
+    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001"), agent("1002", "b/8002", "other")], stop_after)
     phone_a = Phone(15001, answer_after_ms=300, hold_ms=15000)
     await phone_a.start()
     await login(process, "1001")
@@ -216,8 +216,7 @@ async def test_node_b_down_makes_its_agents_not_ready_ends_its_calls_and_leaves_
 
 async def test_a_call_on_node_b_is_resumed_on_node_b_after_a_controller_restart(
         two_nodes: TwoNodes, tmp_path: Path, stop_after: list[ControllerProcess]) -> None:
-    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")])
-    stop_after.append(process)
+    process = await start(tmp_path, two_nodes, [agent("1001", "a/8001")], stop_after)
     # On node a: the call crosses from b to a. The phone talks 30 s: time for the restart on a loaded machine.
     phone = Phone(15001, answer_after_ms=300, hold_ms=30000)
     await phone.start()
@@ -237,8 +236,8 @@ async def test_a_call_on_node_b_is_resumed_on_node_b_after_a_controller_restart(
 
     process.kill()
     again = ControllerProcess(process.data_dir, config=process.config)
-    await again.start()
     stop_after.append(again)
+    await again.start()
     # The new process takes the call over on node b: same bridge, same legs, the agent still talking on it.
     (record,) = await again.call_records()
     events = [e["kind"] for e in (await again.call_record(record["call_id"]))["events"]]

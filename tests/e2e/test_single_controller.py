@@ -32,7 +32,10 @@ async def test_second_controller_on_the_same_data_dir_refuses_and_the_first_keep
     second = ControllerProcess(controller.data_dir)  # same data directory, another HTTP port
     second.log = controller.data_dir / "second.log"
     await second.start(wait=False)
-    assert await _exit_status(second) == 3
+    try:
+        assert await _exit_status(second) == 3
+    finally:
+        second.terminate()  # one that did not refuse
     message = second.log.read_text()
     assert "not starting: another controller" in message and "data directory" in message, message
     assert f"pid {controller.process.pid}" in message, message  # type: ignore[union-attr]
@@ -48,7 +51,10 @@ async def test_second_controller_on_another_data_dir_refuses_to_take_the_ari_app
         controller: ControllerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
     other = ControllerProcess(tmp_path / "other")
     await other.start(wait=False)
-    assert await _exit_status(other) == 3
+    try:
+        assert await _exit_status(other) == 3
+    finally:
+        other.terminate()  # one that did not refuse
     message = other.log.read_text()
     assert "ARI application 'ccc' is already served by another process" in message, message
     assert await _connections(controller) == 1

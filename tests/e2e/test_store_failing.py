@@ -46,7 +46,11 @@ class ControllerOnATinyDisk(ControllerProcess):
         self.process = subprocess.Popen(
             ["nsenter", "-t", str(self.keeper.pid), "-m", sys.executable, "-m", "controller", "--config",
              str(self.config)], env=self.env, stdout=logfile, stderr=subprocess.STDOUT, cwd=REPO)
-        await self.wait_healthy()
+        try:
+            await self.wait_healthy()
+        except BaseException:
+            self.terminate()  # as ControllerProcess.start: never a half-started controller left
+            raise
 
     def in_its_namespace(self, command: str) -> None:
         assert self.keeper is not None
