@@ -44,6 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.e2e import strays  # noqa: E402
+
 E2E_DIR = REPO / "tests" / "e2e"
 DURATIONS = E2E_DIR / "durations.json"
 OUT = REPO / "var" / "e2e"
@@ -148,6 +151,20 @@ def stop(group: Group) -> None:
             continue
 
 
+def kill_left_behind(group: Group) -> None:
+    """A group's pytest has ended: no controller, guard, `make run` or node-b Asterisk of it runs on in its
+    namespace (its teardown did not run when it crashed or was stopped; `make run` and node b have sessions of
+    their own, out of reach of `stop`). Its pytest kills what a test leaves; this is for what a pytest leaves."""
+    if not group.namespace:
+        return
+    sandboxes = Path(os.environ.get("CCC_NS_SANDBOXES", "/var/tmp/ccc-sandboxes"))  # as tools/ccc-ns and nodes.py
+    node_b = sandboxes / f"{group.namespace}-node-b" / "root"
+    left = strays.harness_processes([node_b], namespace=strays.named_namespace(group.namespace))
+    if left:
+        log(f"group {group.number} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed")
+        strays.kill([p.pid for p in left])
+
+
 def wait_all(groups: list[Group], timeout_s: float) -> None:
     running = [g for g in groups if g.process is not None]
     last_beat = time.monotonic()
@@ -159,6 +176,7 @@ def wait_all(groups: list[Group], timeout_s: float) -> None:
                 log(f"group {group.number} ran past {minutes(timeout_s)}: stopping it")
                 stop(group)
             if group.process.poll() is not None:
+                kill_left_behind(group)
                 group.returncode = group.process.returncode
                 group.ended = time.monotonic()
                 running.remove(group)

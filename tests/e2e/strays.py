@@ -99,10 +99,15 @@ def _is_harness_program(argv: list[str], pid: int, chroots: Iterable[Path]) -> b
     return False
 
 
-def harness_processes(chroots: Iterable[Path] = ()) -> list[Found]:
-    """The running harness programs in this process's network namespace (other namespaces run other e2e groups
-    and other checkouts' tests)."""
-    ours = _network_namespace("self")
+def named_namespace(name: str) -> str:
+    """The network namespace `ip netns add NAME` made, as /proc/PID/ns/net names it."""
+    return f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
+
+
+def harness_processes(chroots: Iterable[Path] = (), namespace: str | None = None) -> list[Found]:
+    """The running harness programs in this process's network namespace, or in `namespace` (other namespaces run
+    other e2e groups and other checkouts' tests)."""
+    ours = namespace or _network_namespace("self")
     chroots = tuple(chroots)
     found: list[Found] = []
     for entry in os.scandir("/proc"):

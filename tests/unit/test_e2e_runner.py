@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 import e2e  # noqa: E402
+
+from tests.e2e import strays  # noqa: E402
 
 
 def files(*names: str) -> list[Path]:
@@ -68,3 +75,28 @@ def test_a_test_that_passes_alone_is_flaky_one_that_fails_again_is_failed(
     assert flaky == ["tests.e2e.test_x::test_flaky"] and failed == ["tests.e2e.test_x::test_broken"]
     assert [c[:2] for c in ran] == [[str(e2e.CCC_NS), "ns-1"]] * 2  # in a namespace, one test per pytest
     assert [c[-1] for c in ran] == ["tests/e2e/test_x.py::test_flaky", "tests/e2e/test_x.py::test_broken"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (ip netns)")
+def test_what_a_group_s_pytest_left_running_in_its_namespace_is_killed_and_only_there() -> None:
+    """A group whose pytest crashed or was stopped (no teardown ran) leaves no phone, controller or `make run`
+    in its namespace for the rerun or the next run; the same program elsewhere (another group) is left alone."""
+    namespace = f"ccc-unit-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    phones: list[subprocess.Popen[bytes]] = []
+    try:
+        for where in (["ip", "netns", "exec", namespace], []):  # named sipp (argv[0]), as tests/sipp.py runs it
+            phones.append(subprocess.Popen([*where, "bash", "-c", "exec -a sipp sleep 60"]))
+        inside, outside = phones
+        deadline = time.monotonic() + 5
+        while not strays.harness_processes(namespace=strays.named_namespace(namespace)):
+            assert time.monotonic() < deadline, "the phone did not start"
+            time.sleep(0.02)
+        e2e.kill_left_behind(e2e.Group(1, namespace=namespace))
+        assert inside.wait(5) == -signal.SIGKILL
+        assert outside.poll() is None
+    finally:
+        for phone in phones:
+            phone.kill()
+            phone.wait()
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
