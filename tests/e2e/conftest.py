@@ -56,16 +56,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _file_started_with: dict[Path, set[tuple[int, int]]] = {}  # per test file: the harness programs running before it
 
 
-def _node_b_root() -> Path:
-    from tests.e2e.nodes import B_ROOT
-
-    return B_ROOT
-
-
 def _kill_left_behind(before: set[tuple[int, int]], by: str) -> None:
     """Kill the harness programs (controllers, guards, `make run`, node b's Asterisk) started since `before` and
     still running, with a warning naming them. SIPp phones are tests/sipp.py's kill_leftovers' business."""
-    left = [p for p in strays.harness_processes([_node_b_root()]) if p.key not in before and not p.is_sipp]
+    left = [p for p in strays.harness_processes([B_ROOT]) if p.key not in before and not p.is_sipp]
     if left:
         still = strays.kill([p.pid for p in left])
         warnings.warn(f"{by} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed"
@@ -78,8 +72,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     killed, and fails this one test with its pid and command line, rather than the file's tests one by one."""
     if item.path in _file_started_with:
         return
-    problem = strays.check_namespace(item.path.name, [_node_b_root()])
-    _file_started_with[item.path] = {p.key for p in strays.harness_processes([_node_b_root()])}
+    problem = strays.check_namespace(item.path.name, [B_ROOT])
+    _file_started_with[item.path] = {p.key for p in strays.harness_processes([B_ROOT])}
     if problem:
         pytest.fail(problem, pytrace=False)
 
@@ -90,7 +84,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
-        if (item.path in _file_started_with and (nextitem is None or nextitem.path != item.path)):
+        if item.path in _file_started_with and (nextitem is None or nextitem.path != item.path):
             _kill_left_behind(_file_started_with.pop(item.path), f"{item.path.name} (its module fixtures)")
 
 
@@ -98,7 +92,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def no_controller_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each test (and its fixtures' teardown: autouse fixtures are set up first, so torn down last): the
     controllers and other harness programs it started are gone, whatever happened to its own clean-up."""
-    before = {p.key for p in strays.harness_processes([_node_b_root()])}
+    before = {p.key for p in strays.harness_processes([B_ROOT])}
     yield
     _kill_left_behind(before, request.node.nodeid)
 
@@ -402,7 +396,7 @@ def running_controller(folder: Path, config: Path) -> Iterator[ControllerProcess
 
 
 # Two Asterisk nodes (a on 127.0.0.1, b on 127.0.0.2) for tests of several Asterisk servers.
-from tests.e2e.nodes import two_nodes  # noqa: E402,F401
+from tests.e2e.nodes import B_ROOT, two_nodes  # noqa: E402,F401
 
 
 async def pool_state(controller: ControllerProcess) -> dict[str, int]:
