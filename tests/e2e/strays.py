@@ -8,8 +8,9 @@ Every test's own teardown stops what it started; this is the net under it (tests
 - after each test file, the same for what its module fixtures started;
 - before each test file, any such process left in the namespace by an earlier run, or anything holding the
   fixed ports (FastAGI 4573, `make run`'s 8080, the demo back-end's 8090), fails that file's first test with
-  its pid and command line, and is killed when the e2e harness started it (it carries `HARNESS_MARK`), so the
-  rest of the run is not affected. A program of somebody else's is only named.
+  its pid and command line, and is killed, so the rest of the run is not affected: in a namespace of the tests'
+  own (tools/ccc-ns), whatever it is; on the host's network, only when an e2e pytest started it (it carries
+  `HARNESS_MARK`): a developer's own `make run` there is only named.
 
 No sleeps: one pass over /proc; a kill waits only until the killed processes are gone.
 """
@@ -126,10 +127,12 @@ def harness_processes(chroots: Iterable[Path] = (), namespace: str | None = None
     return found
 
 
-def started_by_harness(pid: int) -> bool:
-    """The process carries `HARNESS_MARK` (an e2e pytest, this one or an earlier one, started it)."""
+def ours_to_kill(pid: int) -> bool:
+    """An e2e pytest started it (it carries `HARNESS_MARK`), or this is a network namespace of the tests' own
+    (tools/ccc-ns, tools/e2e.py), not the host's, where a developer's `make run` may be running."""
     environ = _read(f"/proc/{pid}/environ") or b""
-    return any(item.startswith(HARNESS_MARK.encode() + b"=") for item in environ.split(b"\0"))
+    marked = any(item.startswith(HARNESS_MARK.encode() + b"=") for item in environ.split(b"\0"))
+    return marked or _network_namespace("self") != _network_namespace(1)
 
 
 def descendants(pids: Iterable[int]) -> set[int]:
@@ -228,12 +231,12 @@ def check_namespace(where: str, chroots: Iterable[Path] = ()) -> str | None:
             to_kill += holders
     if not problems:
         return None
-    killed = [pid for pid in dict.fromkeys(to_kill) if started_by_harness(pid)]
+    killed = [pid for pid in dict.fromkeys(to_kill) if ours_to_kill(pid)]
     left = kill(killed)
     others = [pid for pid in dict.fromkeys(to_kill) if pid not in killed]
     return (f"before {where}, stray processes from an earlier test file or e2e run were running in this network "
             f"namespace: {'; '.join(problems)}. "
-            + (f"Killed {', '.join(map(str, killed))} (started by the e2e harness). " if killed else "")
+            + (f"Killed {', '.join(map(str, killed))}. " if killed else "")
             + (f"Still running after SIGKILL: {left}. " if left else "")
-            + (f"Not started by the e2e harness, left alone (stop them): {others}. " if others else "")
+            + (f"Not the e2e harness's, on the host's network, left alone (stop them): {others}. " if others else "")
             + "A test or fixture did not stop what it started: see tests/e2e/strays.py.")
