@@ -159,7 +159,12 @@ def kill_left_behind(group: Group) -> None:
         return
     sandboxes = Path(os.environ.get("CCC_NS_SANDBOXES", "/var/tmp/ccc-sandboxes"))  # as tools/ccc-ns and nodes.py
     node_b = sandboxes / f"{group.namespace}-node-b" / "root"
-    left = strays.harness_processes([node_b], namespace=strays.named_namespace(group.namespace))
+    try:
+        namespace = strays.named_namespace(group.namespace)
+    except OSError as exc:  # removed meanwhile (`ip netns del`): nothing of it to look at
+        log(f"group {group.number}: cannot look into namespace {group.namespace} ({exc})")
+        return
+    left = strays.harness_processes([node_b], namespace=namespace)
     if left:
         log(f"group {group.number} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed")
         strays.kill([p.pid for p in left])
