@@ -36,7 +36,7 @@ from tests import sipp  # noqa: E402
 from tests.e2e import strays  # noqa: E402
 
 # Every process this pytest starts inherits the mark: a stray one is then known for the harness's own (strays.py).
-os.environ[strays.HARNESS_MARK] = str(os.getpid())
+os.environ[strays.HARNESS_MARK] = strays.run_mark()
 
 ADMIN_TOKEN = "demo-admin-token"
 ARI = "http://127.0.0.1:8088/ari"

@@ -11,6 +11,7 @@ Every test's own teardown stops what it started; this is the net under it (tests
   its pid and command line, and is killed, so the rest of the run is not affected: in a namespace of the tests'
   own (tools/ccc-ns), whatever it is; on the host's network, only when an e2e pytest started it (it carries
   `HARNESS_MARK`): a developer's own `make run` there is only named.
+Processes of another e2e pytest still running (`HARNESS_MARK` names it) are never touched.
 
 No sleeps: one pass over /proc; a kill waits only until the killed processes are gone.
 """
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-HARNESS_MARK = "CCC_E2E_RUN"  # in the environment of every process an e2e pytest starts (conftest sets it)
+HARNESS_MARK = "CCC_E2E_RUN"  # "pid:start" of the e2e pytest that started a process, in its environment
 FIXED_PORTS = {4573: "FastAGI", 8080: "the demo controller's HTTP (make run)", 8090: "the demo back-end"}
 _CONTROLLER_SCRIPTS = {"ccc-controller", "ccc-guard"}  # the console scripts (pyproject.toml)
 
@@ -105,9 +106,33 @@ def named_namespace(name: str) -> str:
     return f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
 
 
+def run_mark() -> str:
+    """This process as `HARNESS_MARK` names the run that started a process: its pid and start time."""
+    stat = _stat(os.getpid())
+    assert stat is not None
+    return f"{os.getpid()}:{stat[2]}"
+
+
+def _mark_of(pid: int) -> str | None:
+    environ = _read(f"/proc/{pid}/environ") or b""
+    prefix = HARNESS_MARK.encode() + b"="
+    return next((item[len(prefix):].decode() for item in environ.split(b"\0") if item.startswith(prefix)), None)
+
+
+def of_another_live_run(pid: int) -> bool:
+    """Started by another e2e pytest that still runs (in this namespace, it waits for the sandbox's lock; on the
+    host's network, another checkout's): its own, never a stray of ours."""
+    mark = _mark_of(pid)
+    if mark is None or mark == os.environ.get(HARNESS_MARK):
+        return False
+    run_pid, _, started = mark.partition(":")
+    stat = _stat(int(run_pid)) if run_pid.isdigit() else None
+    return stat is not None and stat[0] not in ("Z", "X") and str(stat[2]) == started
+
+
 def harness_processes(chroots: Iterable[Path] = (), namespace: str | None = None) -> list[Found]:
     """The running harness programs in this process's network namespace, or in `namespace` (other namespaces run
-    other e2e groups and other checkouts' tests)."""
+    other e2e groups and other checkouts' tests), but those of another e2e pytest still running."""
     ours = namespace or _network_namespace("self")
     chroots = tuple(chroots)
     found: list[Found] = []
@@ -119,7 +144,7 @@ def harness_processes(chroots: Iterable[Path] = (), namespace: str | None = None
         if not raw:
             continue  # a kernel thread, or gone
         argv = [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
-        if not _is_harness_program(argv, pid, chroots) or _network_namespace(pid) != ours:
+        if not _is_harness_program(argv, pid, chroots) or _network_namespace(pid) != ours or of_another_live_run(pid):
             continue
         stat = _stat(pid)
         if stat is not None and stat[0] not in ("Z", "X"):
@@ -130,9 +155,7 @@ def harness_processes(chroots: Iterable[Path] = (), namespace: str | None = None
 def ours_to_kill(pid: int) -> bool:
     """An e2e pytest started it (it carries `HARNESS_MARK`), or this is a network namespace of the tests' own
     (tools/ccc-ns, tools/e2e.py), not the host's, where a developer's `make run` may be running."""
-    environ = _read(f"/proc/{pid}/environ") or b""
-    marked = any(item.startswith(HARNESS_MARK.encode() + b"=") for item in environ.split(b"\0"))
-    return marked or _network_namespace("self") != _network_namespace(1)
+    return _mark_of(pid) is not None or _network_namespace("self") != _network_namespace(1)
 
 
 def descendants(pids: Iterable[int]) -> set[int]:
@@ -226,6 +249,8 @@ def check_namespace(where: str, chroots: Iterable[Path] = ()) -> str | None:
     for port, what in FIXED_PORTS.items():
         if port_in_use(port):
             holders = listeners(port)
+            if holders and all(of_another_live_run(pid) for pid in holders):
+                continue  # that run's: this one waits for the sandbox's lock (conftest's `asterisk` fixture)
             problems.append(f"port {port} ({what}) is held by "
                             + (", ".join(describe(pid) for pid in holders) or "an unknown process"))
             to_kill += holders

@@ -132,7 +132,7 @@ async def test_a_stray_controller_fails_the_next_file_s_first_test_with_its_pid_
         tmp_path: Path) -> None:
     """One left by an earlier run (its pytest killed) fails one test, naming it, rather than a file's tests one
     by one on a FastAGI port already taken; it is killed, so the rest of the run goes on."""
-    stray = ControllerProcess(tmp_path / "stray")
+    stray = ControllerProcess(tmp_path / "stray", env={strays.HARNESS_MARK: f"{os.getpid()}:0"})  # a run ended
     await stray.start(wait=False)
     try:
         result = inner_pytest(tmp_path, "def test_first() -> None:\n    pass\n\n\ndef test_second() -> None:\n"
@@ -144,3 +144,16 @@ async def test_a_stray_controller_fails_the_next_file_s_first_test_with_its_pid_
         assert stray.process.wait(5) == -signal.SIGKILL
     finally:
         stray.kill()
+
+
+async def test_the_controllers_of_another_e2e_run_still_going_are_not_strays(tmp_path: Path) -> None:
+    """Another pytest in this namespace (it waits for the sandbox's lock) or on the host's network (another
+    checkout's) keeps its controllers: only a run that has ended leaves strays."""
+    theirs = ControllerProcess(tmp_path / "theirs")  # marked by this pytest, alive while the other one runs
+    await theirs.start(wait=False)
+    try:
+        result = inner_pytest(tmp_path, "def test_first() -> None:\n    pass\n")
+        assert result.returncode == 0 and "stray" not in result.stdout, result.stdout + result.stderr
+        assert theirs.process is not None and theirs.process.poll() is None
+    finally:
+        theirs.kill()
