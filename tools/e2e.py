@@ -151,22 +151,22 @@ def stop(group: Group) -> None:
             continue
 
 
-def kill_left_behind(group: Group) -> None:
-    """A group's pytest has ended: no controller, guard, `make run` or node-b Asterisk of it runs on in its
-    namespace (its teardown did not run when it crashed or was stopped; `make run` and node b have sessions of
-    their own, out of reach of `stop`). Its pytest kills what a test leaves; this is for what a pytest leaves."""
-    if not group.namespace:
+def kill_left_behind(namespace: str, who: str) -> None:
+    """`who` (a group's pytest, a rerun's) has ended: no controller, guard, `make run` or node-b Asterisk of it
+    runs on in its namespace (its teardown did not run when it crashed or was stopped; `make run` and node b have
+    sessions of their own, out of reach of `stop`). A pytest kills what a test leaves; this, what a pytest leaves."""
+    if not namespace:
         return
     sandboxes = Path(os.environ.get("CCC_NS_SANDBOXES", "/var/tmp/ccc-sandboxes"))  # as tools/ccc-ns and nodes.py
-    node_b = sandboxes / f"{group.namespace}-node-b" / "root"
+    node_b = sandboxes / f"{namespace}-node-b" / "root"
     try:
-        namespace = strays.named_namespace(group.namespace)
+        netns = strays.named_namespace(namespace)
     except OSError as exc:  # removed meanwhile (`ip netns del`): nothing of it to look at
-        log(f"group {group.number}: cannot look into namespace {group.namespace} ({exc})")
+        log(f"{who}: cannot look into namespace {namespace} ({exc})")
         return
-    left = strays.harness_processes([node_b], namespace=namespace)
+    left = strays.harness_processes([node_b], namespace=netns)
     if left:
-        log(f"group {group.number} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed")
+        log(f"{who} left {'; '.join(f'pid {p.pid} ({p.command})' for p in left)} running: killed")
         strays.kill([p.pid for p in left])
 
 
@@ -181,7 +181,7 @@ def wait_all(groups: list[Group], timeout_s: float) -> None:
                 log(f"group {group.number} ran past {minutes(timeout_s)}: stopping it")
                 stop(group)
             if group.process.poll() is not None:
-                kill_left_behind(group)
+                kill_left_behind(group.namespace, f"group {group.number}")
                 group.returncode = group.process.returncode
                 group.ended = time.monotonic()
                 running.remove(group)
@@ -259,6 +259,7 @@ def rerun_alone(failed: list[str], namespace: str, extra: list[str]) -> tuple[li
         with (OUT / "rerun.log").open("ab") as out:
             result = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, timeout=15 * 60)
+        kill_left_behind(namespace, f"the rerun of {node_id(name)}")
         (flaky if result.returncode == 0 else failed_again).append(name)
         log(f"{'passed' if result.returncode == 0 else 'FAILED again'}: {node_id(name)}")
     return flaky, failed_again

@@ -92,7 +92,7 @@ def test_what_a_group_s_pytest_left_running_in_its_namespace_is_killed_and_only_
         while not strays.harness_processes(namespace=strays.named_namespace(namespace)):
             assert time.monotonic() < deadline, "the phone did not start"
             time.sleep(0.02)
-        e2e.kill_left_behind(e2e.Group(1, namespace=namespace))
+        e2e.kill_left_behind(namespace, "group 1")
         assert inside.wait(5) == -signal.SIGKILL
         assert outside.poll() is None
     finally:
