@@ -328,9 +328,10 @@ class Store:
 
     def _window_ended(self) -> None:
         """The window's timer: cut what has queued since its first write (less, or nothing, when a commit of its own
-        took some of it meanwhile: `flush()`)."""
+        took some of it meanwhile: `flush()`). With that commit still under way, right after it: if it fails, its
+        batch, queued again, is the writer's to retry (a commit of its own arms no retry)."""
         self._window = None
-        if self._pending:
+        if self._pending or self._in_flight is not None:
             self._cut()
 
     def _cut(self) -> None:
