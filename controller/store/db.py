@@ -173,6 +173,7 @@ class Store:
         self._watched: dict[int, StatementFailed | None] = {}  # tickets `execute()` waits on -> their error
         self._in_flight: asyncio.Future[bool] | None = None  # the commit under way: True once done, False failed
         self._cut_due = False  # a window ended during a commit: cut the next batch as soon as that one ends
+        self._window: asyncio.TimerHandle | None = None  # the writer's window timer, while one is armed (one at most)
         self._retry_delay = RETRY_SECONDS[0]  # the writer's next retry of a failed batch after this long
         #: Called on the event loop at the end of each commit, done or failed, and when the writer stops: for those
         #: that act on what a commit stored at once, with no task to wake (the CTI stream). Must not block; an
@@ -314,13 +315,24 @@ class Store:
         self._writer_loop = loop = asyncio.get_running_loop()
         self._retry_delay = RETRY_SECONDS[0]
         if self._pending:  # written before the writer started: a window from now
-            loop.call_later(BATCH_WINDOW_SECONDS, self._cut)
+            self._window = loop.call_later(BATCH_WINDOW_SECONDS, self._window_ended)
         try:
             await loop.create_future()  # until cancelled
         finally:
             self._writer_loop = None
             self._cut_due = False
+            if self._window is not None:
+                self._window.cancel()
+                self._window = None
             self._end_commit()  # its waiters and listeners look again: nothing commits by itself any more
+
+    def _window_ended(self) -> None:
+        """The window's timer: cut what has queued since its first write (less, or nothing, when a commit of its own
+        took some of it meanwhile: `flush()`). With that commit still under way, right after it: if it fails, its
+        batch, queued again, is the writer's to retry (a commit of its own arms no retry)."""
+        self._window = None
+        if self._pending or self._in_flight is not None:
+            self._cut()
 
     def _cut(self) -> None:
         """The timer of a batch's window (or of a failed batch's retry): commit what has queued, unless a commit
@@ -489,10 +501,13 @@ class Store:
             del tracked[next(iter(tracked))]
 
     def _queue(self, sql: str, params: Params) -> int:
-        if not self._pending and (loop := self._writer_loop) is not None:
+        if not self._pending and self._window is None and (loop := self._writer_loop) is not None:
             # The batch is cut BATCH_WINDOW_SECONDS after its first write (the writes of the next few ms go in the
-            # same transaction), by a loop timer that hands it to the store's thread itself (`_cut`).
-            loop.call_later(BATCH_WINDOW_SECONDS, self._cut)
+            # same transaction), by a loop timer that hands it to the store's thread itself (`_cut`). One timer at
+            # most: after a commit of its own (`flush()`) took the batch, the armed one cuts the writes that follow;
+            # a second one would run out of phase with it for as long as writes kept coming, halving the batches
+            # (each such commit added one more: a busy controller's pollers flush every few seconds).
+            self._window = loop.call_later(BATCH_WINDOW_SECONDS, self._window_ended)
         self._last_ticket += 1
         self._pending.append((self._last_ticket, sql, params))
         return self._last_ticket

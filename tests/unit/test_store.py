@@ -423,6 +423,36 @@ async def test_the_writer_commits_the_writes_of_a_window_together_in_order(
         assert [row["n"] for row in rows] == list(range(11))
 
 
+async def test_commits_of_their_own_leave_the_writer_one_window_not_more(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit asked for while the writer's window is open (`flush()`: a poller's read, an API write) takes the
+    batch; the window's timer, still armed, then cuts what is written after it. The next write used to arm a timer of
+    its own as well, and each such commit left one more window running out of phase with the others for as long as
+    writes kept coming: at a 200 ms window, `bench_fullpath` at 10 calls/s committed every ~40 ms. Here 3 such
+    commits a quarter of a window apart, then a write every 5 ms for 10 windows: about one commit per window (it
+    was ~4), every write stored in order."""
+    monkeypatch.setattr(db, "BATCH_WINDOW_SECONDS", 0.1)
+    async with writer_running(store):
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(10):
+            await asyncio.sleep(0.05)  # (the writer has started)
+            for n in range(3):  # a quarter of a window apart: old timers stay out of phase
+                store.write("INSERT INTO t (n) VALUES (?)", (n,))  # the first write armed the window ...
+                await asyncio.sleep(db.BATCH_WINDOW_SECONDS / 4)
+                await store.flush()  # ... and a commit of its own takes the batch
+            commits = store.commits
+            n = 3
+            end = loop.time() + 10 * db.BATCH_WINDOW_SECONDS
+            while loop.time() < end:
+                store.write("INSERT INTO t (n) VALUES (?)", (n,))
+                n += 1
+                await asyncio.sleep(0.005)
+            made = store.commits - commits
+            await store.flush()
+        assert made <= 12, f"{made} commits in 10 windows: more than one window runs"
+        assert [row["n"] for row in await store.fetchall("SELECT n FROM t ORDER BY id", flush=False)] == list(range(n))
+
+
 async def test_a_commit_by_the_writer_arms_one_timer_and_committed_waits_on_no_timer_of_its_own(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Per batch the writer's window is one loop timer, armed by the batch's first write, and `committed()` with a
