@@ -47,8 +47,15 @@ class TwoNodes:
         """The controller renders prompts into node a's sounds directory; node b plays the same files (a real
         site shares the directory or syncs it: README "Several Asterisk servers")."""
         source = self.a_root / sandbox.SOUNDS_SUBDIR / "ccc"
-        if source.exists():
-            shutil.copytree(source, self.b_root / sandbox.SOUNDS_SUBDIR / "ccc", dirs_exist_ok=True)
+        if not source.exists():
+            return
+        try:  # (renders in progress are left out: their files come and go while the copy runs)
+            shutil.copytree(source, self.b_root / sandbox.SOUNDS_SUBDIR / "ccc", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.partial.wav", "*.raw.wav"))
+        except shutil.Error as exc:  # the other files are copied; a file gone meanwhile was a render's, not a prompt
+            missing = [error for error in exc.args[0] if not Path(error[0]).exists()]
+            if len(missing) < len(exc.args[0]):
+                raise
 
     def b_cli(self, command: str, timeout: float = 10) -> str:
         return subprocess.run(["chroot", str(self.b_root), "asterisk", "-rx", command], capture_output=True,
