@@ -157,8 +157,8 @@ def kill_left_behind(namespace: str, who: str) -> None:
     sessions of their own, out of reach of `stop`). A pytest kills what a test leaves; this, what a pytest leaves."""
     if not namespace:
         return
-    sandboxes = Path(os.environ.get("CCC_NS_SANDBOXES", "/var/tmp/ccc-sandboxes"))  # as tools/ccc-ns and nodes.py
-    node_b = sandboxes / f"{namespace}-node-b" / "root"
+    sandboxes = Path(os.environ.get("CCC_NS_SANDBOXES", "/var/tmp/ccc-sandboxes"))  # as tools/ccc-ns
+    node_b = strays.node_b_root(sandboxes / namespace)
     try:
         netns = strays.named_namespace(namespace)
     except OSError as exc:  # removed meanwhile (`ip netns del`): nothing of it to look at

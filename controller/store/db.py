@@ -335,8 +335,8 @@ class Store:
             self._cut()
 
     def _cut(self) -> None:
-        """The timer of a batch's window (or of a failed batch's retry): commit what has queued, unless a commit
-        is under way (then right after it) or the writer has stopped (`close()` commits what is left)."""
+        """A batch's window is over (`_window_ended`), or a failed batch's retry is due: commit what has queued, unless
+        a commit is under way (then right after it) or the writer has stopped (`close()` commits what is left)."""
         loop = self._writer_loop
         if loop is None:
             return

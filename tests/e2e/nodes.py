@@ -23,10 +23,11 @@ import sandbox  # tools/sandbox.py (conftest puts tools/ on the path)
 
 from controller.config import AmiSettings, AriSettings, Config, NodeSettings
 from controller.deploy.render import render_node_trunks
+from tests.e2e import strays
 
 REPO = Path(__file__).resolve().parents[2]
 B_ADDRESS = "127.0.0.2"
-B_ROOT = sandbox.SANDBOX_DIR.parent / f"{sandbox.SANDBOX_DIR.name}-node-b" / "root"
+B_ROOT = strays.node_b_root(sandbox.SANDBOX_DIR)
 
 
 @dataclass(frozen=True)

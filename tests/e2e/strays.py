@@ -101,6 +101,11 @@ def _is_harness_program(argv: list[str], pid: int, chroots: Iterable[Path]) -> b
     return False
 
 
+def node_b_root(sandbox_dir: Path) -> Path:
+    """Node b's Asterisk root beside a sandbox (tests/e2e/nodes.py makes it there): `<sandbox>-node-b/root`."""
+    return sandbox_dir.parent / f"{sandbox_dir.name}-node-b" / "root"
+
+
 def named_namespace(name: str) -> str:
     """The network namespace `ip netns add NAME` made, as /proc/PID/ns/net names it."""
     return f"net:[{os.stat(f'/run/netns/{name}').st_ino}]"
