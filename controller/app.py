@@ -201,9 +201,12 @@ class Controller:
         self.http_client: aiohttp.ClientSession | None = None
         # panoramisk's Application needs a running loop: built in run().
         self.agi_server: FastAgiServer | None = None
+        self._agi_listener: asyncio.Server | None = None  # FastAGI's listening socket (run())
+        self._http_runner: web.AppRunner | None = None  # the API's (run())
         self._tasks: asyncio.TaskGroup | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._starting: asyncio.Task[None] | None = None  # run()'s task while it starts up
         self.ivr.recordings = self.recordings
         self.inbox = self._inbox()
         self.messages = MessageService(MessageRecords(self.store), MessageNotifier(self.events.publish),
@@ -310,6 +313,8 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._starting is not None:  # a start-up can wait without end (a lock held elsewhere): end it
+            self._starting.cancel()
 
     def _application_replaced(self) -> None:
         """Another process took our ARI application over: the calls are its calls now. Stop acting at
@@ -537,6 +542,30 @@ class Controller:
                 self.faxes]
 
     async def run(self) -> None:
+        """Start, run until `stop()`, then stop: the calls stay in Asterisk for the next process. A stop during
+        start-up (a PostgreSQL store waiting for another controller's schema migration, say) ends it where it is,
+        as a crash would, and closes what was opened."""
+        self._starting = task = asyncio.current_task()
+        try:
+            try:
+                await self._start_up()
+            except asyncio.CancelledError:
+                if not self._stop.is_set():
+                    raise
+                if task is not None:
+                    task.uncancel()  # (the stop's own cancellation: the clean-up below is not cancelled)
+                log.warning("stopped during start-up: the calls in Asterisk are left there for the next start")
+                return
+            finally:
+                self._starting = None
+            await self._serve_until_stopped()
+        finally:
+            self._tasks = None
+            await self._close()
+            log.info("controller stopped")
+
+    async def _start_up(self) -> None:
+        """Open the store and the services; serve AGI, AMI (compat) and HTTP."""
         await self.store.open()
         await self.events.open()
         await self.access.open(self.config.tokens, self.config.users)
@@ -559,72 +588,76 @@ class Controller:
                    flow_exists=self.ivr.flow_exists, tier_of=customers.tier_of,
                    connected=self.stream.connected.is_set, expect_handover=self.calls.expect_handover,
                    handover_timeout=agi_settings.handover_timeout).install(self.agi_server)
-        agi = (await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
-               if self.config.agi.enabled else None)
+        if self.config.agi.enabled:
+            self._agi_listener = await self.agi_server.serve(self.config.agi.listen, self.config.agi.port)
         await asyncio.gather(*(node.ami.connect() for node in self.nodes))
         app = build_app(self.access.authenticate, self.routes(), audit=self.access.audit_request,
                         sockets=self.sockets, audit_subject=self._audit_subject)
-        runner = await start_http(app, self.config.http.listen, self.config.http.port, self.tls)
+        self._http_runner = await start_http(app, self.config.http.listen, self.config.http.port, self.tls)
         if self.ami_server is not None:
             await self.ami_server.serve()
+
+    async def _serve_until_stopped(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            writer = tasks.create_task(self.store.run_writer())
+            cti = tasks.create_task(self.events.run())
+            streams = [tasks.create_task(node.stream.run()) for node in self.nodes if node.stream is not None]
+            for node in self.nodes:
+                self.nodes.disconnected(node.name)  # a node that never connects is down after a while
+            notifier = tasks.create_task(self.webhooks.run())
+            compat = tasks.create_task(self.compat.run())
+            background = [tasks.create_task(service.run()) for service in self._background_services()]
+            log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
+            tune_gc_after_start_up()
+            await self._stop.wait()
+            # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
+            # events and decisions, save what is queued, then end the call tasks without them touching
+            # Asterisk or the store (their clean-up would hang up legs and close records).
+            log.info("stopping: leaving %d live calls in Asterisk for the next process", len(self.calls.active))
+            self.calls.detach()
+            self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
+            for stream in streams:
+                stream.cancel()
+            for task in background:
+                task.cancel()
+            with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
+                async with asyncio.timeout(STOP_FLUSH_SECONDS):
+                    await self.store.flush()
+            self.store.freeze()
+            for node in self.nodes:
+                node.ari.detach()
+            for task in list(self._call_tasks):
+                task.cancel()
+            await asyncio.gather(*self._call_tasks, return_exceptions=True)
+            compat.cancel()  # after the calls: their last lines and CDRs are written first
+            await asyncio.gather(compat, return_exceptions=True)
+            await asyncio.wait({notifier}, timeout=self.webhooks.longest_post + 1)
+            notifier.cancel()
+            cti.cancel()  # hands the events still queued to the store, committed as it closes
+            await asyncio.gather(cti, return_exceptions=True)
+            writer.cancel()
+
+    async def _close(self) -> None:
+        """Close what `_start_up` opened, all of it or (stopped or failed during start-up) what it got to."""
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                writer = tasks.create_task(self.store.run_writer())
-                cti = tasks.create_task(self.events.run())
-                streams = [tasks.create_task(node.stream.run()) for node in self.nodes if node.stream is not None]
-                for node in self.nodes:
-                    self.nodes.disconnected(node.name)  # a node that never connects is down after a while
-                notifier = tasks.create_task(self.webhooks.run())
-                compat = tasks.create_task(self.compat.run())
-                background = [tasks.create_task(service.run()) for service in self._background_services()]
-                log.info("controller %s running (ARI app %s)", __version__, self.config.ari.app)
-                tune_gc_after_start_up()
-                await self._stop.wait()
-                # Calls stay in Asterisk for the next process, which resumes them (issue 13): stop taking
-                # events and decisions, save what is queued, then end the call tasks without them touching
-                # Asterisk or the store (their clean-up would hang up legs and close records).
-                log.info("stopping: leaving %d live calls in Asterisk for the next process", len(self.calls.active))
-                self.calls.detach()
-                self.webhooks.stop()  # POSTs in flight finish (a cut one would be sent twice)
-                for stream in streams:
-                    stream.cancel()
-                for task in background:
-                    task.cancel()
-                with contextlib.suppress(TimeoutError, StoreError):  # a failing store: close() keeps what is left
-                    async with asyncio.timeout(STOP_FLUSH_SECONDS):
-                        await self.store.flush()
-                self.store.freeze()
-                for node in self.nodes:
-                    node.ari.detach()
-                for task in list(self._call_tasks):
-                    task.cancel()
-                await asyncio.gather(*self._call_tasks, return_exceptions=True)
-                compat.cancel()  # after the calls: their last lines and CDRs are written first
-                await asyncio.gather(compat, return_exceptions=True)
-                await asyncio.wait({notifier}, timeout=self.webhooks.longest_post + 1)
-                notifier.cancel()
-                cti.cancel()  # hands the events still queued to the store, committed as it closes
-                await asyncio.gather(cti, return_exceptions=True)
-                writer.cancel()
-        finally:
-            self._tasks = None
-            try:
-                if agi is not None:
-                    agi.close()
-                for node in self.nodes:
-                    node.ami.close()
-                if self.ami_server is not None:
-                    self.ami_server.close()
+            if self._agi_listener is not None:
+                self._agi_listener.close()
+            for node in self.nodes:
+                node.ami.close()
+            if self.ami_server is not None:
+                self.ami_server.close()
+            if self.http_client is not None:
                 await self.http_client.close()
-                await runner.cleanup()
-                for node in self.nodes:
-                    await node.ari.close()
-            finally:
-                await self.store.close()  # whatever failed above, what was written is committed
-                if self.leadership is not None:  # given up: a standby takes over at once
-                    await self.leadership.close()
-            log.info("controller stopped")
+            if self._http_runner is not None:
+                await self._http_runner.cleanup()
+            for node in self.nodes:
+                await node.ari.close()
+        finally:
+            if self.store.is_open:  # whatever failed above, what was written is committed
+                await self.store.close()
+            if self.leadership is not None:  # given up: a standby takes over at once
+                await self.leadership.close()
 
 
 async def _contained(coro: Coroutine[Any, Any, None]) -> None:

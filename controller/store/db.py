@@ -203,6 +203,11 @@ class Store:
         return self._thread.jobs
 
     @property
+    def is_open(self) -> bool:
+        """`open()` has succeeded and `close()` has not been called: there is something for `close()` to commit."""
+        return self._opened and not self._closed
+
+    @property
     def frozen(self) -> bool:
         """A graceful stop froze the store (`freeze()`): what was queued before is still committed, new writes
         are dropped."""

@@ -372,7 +372,11 @@ class PostgresEngine:
                 # A migration on a big table, or waiting for another controller's, takes what it takes.
                 conn.execute("SET LOCAL statement_timeout = 0")
                 conn.execute("SET LOCAL lock_timeout = 0")
-                conn.execute("SELECT pg_advisory_xact_lock($1)", (PG_MIGRATION_LOCK,))
+                free = conn.execute("SELECT pg_try_advisory_xact_lock($1)", (PG_MIGRATION_LOCK,)).fetchone()
+                if not (free and free[0]):
+                    log.warning("store: waiting for another controller to finish migrating the schema of %s "
+                                "(it holds PostgreSQL's advisory lock %d)", self.where, PG_MIGRATION_LOCK)
+                    conn.execute("SELECT pg_advisory_xact_lock($1)", (PG_MIGRATION_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 row = conn.execute("SELECT version FROM schema_version").fetchone()
                 version = int(row[0]) if row else 0

@@ -5,11 +5,14 @@ PostgreSQL twin of test_store_failing.py's full disk)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.store.engines import PG_MIGRATION_LOCK
 from tests.e2e.conftest import ControllerProcess
 from tests.e2e.test_cli import ccctl
 from tests.e2e.test_ivr_acd import login
@@ -55,5 +58,39 @@ async def test_a_caller_reaches_an_agent_while_postgresql_is_down(fresh_asterisk
         assert postgres.password not in log_text
     finally:
         phone.kill()
+        process.terminate()
+        print(process.log.read_text()[-4000:])
+
+
+async def test_a_stop_while_waiting_for_another_controllers_migration_ends_the_start_up(
+        fresh_asterisk: Path, tmp_path: Path, postgres: PostgresServer) -> None:
+    """Another controller migrating the schema holds the migration lock, so this one waits in its start-up, saying
+    so. SIGTERM then (a `systemctl stop`) ends it at once and cleanly, with the schema untouched, and the next
+    start, once the lock is free, runs."""
+    url = postgres.new_database("lock")
+    env = {"CCC_STORE_URL": url, "CCC_STORE_PASSWORD": postgres.password}
+    process = ControllerProcess(tmp_path / "data", env=env)
+    holder: Any = postgres.admin(url.rsplit("/", 1)[1])
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATION_LOCK,))
+        await process.start(wait=False)
+        assert process.process is not None
+        deadline = time.monotonic() + 30
+        while "waiting for another controller to finish migrating" not in process.log.read_text():
+            assert process.process.poll() is None and time.monotonic() < deadline, process.log.read_text()[-3000:]
+            await asyncio.sleep(0.2)
+
+        process.process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(process.process.wait, 10)  # (TimeoutExpired: it ignored the stop)
+        assert exit_code == 0, process.log.read_text()[-3000:]
+        assert "stopped during start-up" in process.log.read_text()
+        tables = holder.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert tables.fetchone()[0] == 0  # nothing of the schema was left half-made
+
+        holder.execute("SELECT pg_advisory_unlock(%s)", (PG_MIGRATION_LOCK,))
+        await process.start()  # the next start carries on
+        assert process.rows("SELECT count(*) AS n FROM schema_version") == [{"n": 1}]
+    finally:
+        holder.close()
         process.terminate()
         print(process.log.read_text()[-4000:])
