@@ -312,9 +312,9 @@ class Controller:
         task.add_done_callback(self._call_tasks.discard)
 
     def stop(self) -> None:
+        if self._starting is not None and not self._stop.is_set():  # (once: a second SIGTERM cuts no clean-up)
+            self._starting.cancel()  # a start-up can wait without end (a lock held elsewhere): end it
         self._stop.set()
-        if self._starting is not None:  # a start-up can wait without end (a lock held elsewhere): end it
-            self._starting.cancel()
 
     def _application_replaced(self) -> None:
         """Another process took our ARI application over: the calls are its calls now. Stop acting at
