@@ -312,7 +312,7 @@ class Controller:
         task.add_done_callback(self._call_tasks.discard)
 
     def stop(self) -> None:
-        if self._starting is not None and not self._stop.is_set():  # (once: a second SIGTERM cuts no clean-up)
+        if self._starting is not None and not self._stop.is_set():  # (once: run() undoes exactly one cancel)
             self._starting.cancel()  # a start-up can wait without end (a lock held elsewhere): end it
         self._stop.set()
 

@@ -66,7 +66,7 @@ async def test_a_stop_while_waiting_for_another_controllers_migration_ends_the_s
         fresh_asterisk: Path, tmp_path: Path, postgres: PostgresServer) -> None:
     """Another controller migrating the schema holds the migration lock, so this one waits in its start-up, saying
     so. SIGTERM then (a `systemctl stop`) ends it at once and cleanly, with the schema untouched, and the next
-    start, once the lock is free, runs."""
+    start, once the lock is free, runs. (Two stops in a row: tests/unit/test_controller_stop.py.)"""
     url = postgres.new_database("lock")
     env = {"CCC_STORE_URL": url, "CCC_STORE_PASSWORD": postgres.password}
     process = ControllerProcess(tmp_path / "data", env=env)
@@ -80,8 +80,7 @@ async def test_a_stop_while_waiting_for_another_controllers_migration_ends_the_s
             assert process.process.poll() is None and time.monotonic() < deadline, process.log.read_text()[-3000:]
             await asyncio.sleep(0.2)
 
-        process.process.send_signal(signal.SIGTERM)
-        process.process.send_signal(signal.SIGTERM)  # (an impatient operator: the second cuts no clean-up short)
+        process.process.send_signal(signal.SIGTERM)  # (one: a second could land after its handlers are gone)
         exit_code = await asyncio.to_thread(process.process.wait, 10)  # (TimeoutExpired: it ignored the stop)
         log_text = process.log.read_text()
         assert exit_code == 0, log_text[-3000:]
