@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from controller.store.engines import PG_MIGRATION_LOCK
-from tests.e2e.conftest import ControllerProcess
+from tests.e2e.conftest import ControllerProcess, wait_until
 from tests.e2e.test_cli import ccctl
 from tests.e2e.test_ivr_acd import login
 from tests.e2e.test_store_failing import a_call_reaches_agent_1001, answered_by_1001, queue_config, store_status
@@ -75,10 +75,12 @@ async def test_a_stop_while_waiting_for_another_controllers_migration_ends_the_s
         holder.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATION_LOCK,))
         await process.start(wait=False)
         assert process.process is not None
-        deadline = time.monotonic() + 30
-        while "waiting for another controller to finish migrating" not in process.log.read_text():
-            assert process.process.poll() is None and time.monotonic() < deadline, process.log.read_text()[-3000:]
-            await asyncio.sleep(0.2)
+
+        async def waiting() -> bool:
+            assert process.process is not None and process.process.poll() is None, "the controller exited"
+            return "waiting for another controller to finish migrating" in process.log.read_text()
+
+        await wait_until(waiting, timeout=30, interval=0.2)
 
         process.process.send_signal(signal.SIGTERM)  # (one: a second could land after its handlers are gone)
         exit_code = await asyncio.to_thread(process.process.wait, 10)  # (TimeoutExpired: it ignored the stop)
